@@ -1,0 +1,18 @@
+# The two commands of README.md: `make demo` and `make test`.
+PYTHON ?= python3
+JOBS ?= auto
+
+.PHONY: demo test install bench
+
+install:
+	$(PYTHON) -m pip install -q --disable-pip-version-check -e .
+
+demo: install
+	./scripts/demo
+
+test:
+	./scripts/install-test-deps
+	$(PYTHON) -m pytest -n $(JOBS) -p no:cacheprovider tests
+
+bench: install
+	$(PYTHON) -m bench

@@ -1,0 +1,1 @@
+"""One module per `pybuild` subcommand: `configure(parser)` and `run(args) -> int`."""

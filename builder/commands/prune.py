@@ -1,0 +1,15 @@
+"""`pybuild prune`: remove unused blobs, cache entries and stale state."""
+
+from __future__ import annotations
+
+import argparse
+
+from builder.errors import NotImplementedYet
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("args", nargs="*", help=argparse.SUPPRESS)
+
+
+def run(args: argparse.Namespace) -> int:
+    raise NotImplementedYet("pybuild prune: not implemented yet")

@@ -1,0 +1,41 @@
+"""The command line itself: help, dispatch, exit codes, no tracebacks."""
+
+from __future__ import annotations
+
+from builder.cli import COMMANDS
+from tests.conftest import pybuild
+
+
+def test_top_help_lists_every_command_with_a_description() -> None:
+    out = pybuild("--help").stdout
+    for name, (_, summary) in COMMANDS.items():
+        assert f"  {name}" in out and summary in out
+
+
+def test_every_subcommand_has_help() -> None:
+    for name in COMMANDS:
+        proc = pybuild(name, "--help")
+        assert proc.stdout.startswith(f"usage: pybuild {name}"), name
+
+
+def test_build_help_has_docker_build_flags() -> None:
+    out = pybuild("build", "--help").stdout
+    for flag in ("--tag", "--file", "--build-arg", "--target", "--no-cache", "--label", "--progress",
+                 "--output", "--push", "--iidfile", "--quiet"):
+        assert flag in out
+
+
+def test_unknown_command_is_a_clear_error() -> None:
+    proc = pybuild("frobnicate", check=False)
+    assert proc.returncode == 2
+    assert "'frobnicate' is not a command" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_no_arguments_prints_usage_and_fails() -> None:
+    proc = pybuild(check=False)
+    assert proc.returncode == 2 and "Usage: pybuild" in proc.stdout
+
+
+def test_version() -> None:
+    assert pybuild("--version").stdout.startswith("pybuild ")

@@ -1,0 +1,1 @@
+"""AST -> build graph -> cached layers -> OCI images; the store, registries and analysis."""

@@ -1,0 +1,1 @@
+"""The OCI image model and its media: layers, layouts, archives, registries."""

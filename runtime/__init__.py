@@ -1,0 +1,16 @@
+"""Run one process isolated in Linux namespaces on an overlayfs root. Knows nothing of Dockerfiles."""
+
+from runtime.errors import (
+    CgroupError,
+    MountError,
+    NamespaceError,
+    NetworkError,
+    ProcessExitError,
+    SandboxError,
+)
+from runtime.spec import ExitStatus, Limits, Mount, NetworkMode, PortMapping, ProcessSpec, RootfsSpec
+
+__all__ = [
+    "CgroupError", "ExitStatus", "Limits", "Mount", "MountError", "NamespaceError", "NetworkError",
+    "NetworkMode", "PortMapping", "ProcessExitError", "ProcessSpec", "RootfsSpec", "SandboxError",
+]

@@ -1,0 +1,82 @@
+"""What the runtime is asked to run: plain data, no behaviour. Knows nothing of Dockerfiles."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class NetworkMode(enum.Enum):
+    NONE = "none"      # loopback only
+    HOST = "host"      # the host's network namespace
+    BRIDGE = "bridge"  # pybuild0 bridge, veth pair, NAT (default for `pybuild run`)
+    DEFAULT = "default"  # what BuildKit gives a RUN: outbound network
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessSpec:
+    """One process: argv, environment, user, working directory, terminal and stdin."""
+
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] = ()
+    user: str = ""  # "", "name", "uid", "name:group", "uid:gid" - resolved in the rootfs
+    cwd: str = "/"
+    tty: bool = False
+    stdin: bool = False
+    hostname: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RootfsSpec:
+    """An overlay root: read-only lower snapshot dirs (lowest first) and a fresh upper dir.
+
+    With no lower dirs and `upper` only, the upper dir itself is the root (FROM scratch).
+    """
+
+    lower: tuple[Path, ...]
+    upper: Path
+    work: Path  # overlayfs workdir, on the same filesystem as upper
+    readonly: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Mount:
+    """An extra mount inside the container (bind, tmpfs, ...)."""
+
+    target: str
+    source: str = ""
+    type: str = "bind"  # bind | tmpfs
+    readonly: bool = False
+    options: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PortMapping:
+    """`-p [IP:]HOST:CONTAINER[/proto]`."""
+
+    host_port: int
+    container_port: int
+    host_ip: str = "0.0.0.0"
+    protocol: str = "tcp"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """cgroup limits; None means unlimited."""
+
+    memory_bytes: int | None = None
+    cpus: float | None = None
+    pids: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExitStatus:
+    """How the process ended: its exit code (128+N for a signal death) and resource peaks."""
+
+    code: int
+    signal: int | None = None
+    cpu_seconds: float = 0.0
+    memory_peak_bytes: int = 0
+    wall_seconds: float = 0.0
+    ports: tuple[PortMapping, ...] = field(default=())

@@ -1,0 +1,136 @@
+"""The build cache: content-hash keys, and key -> result entries stored with the key's parts.
+
+A key is the sha256 of the canonical JSON of its parts: the op with the values it actually uses,
+the parent's key, and checksums of the content it reads. Nothing machine-specific (absolute
+paths, hostnames, times) goes into a part, so keys are stable across processes and machines.
+
+Layout under the store root (see docs/build-records.md):
+
+    buildcache/keys/<hex[:2]>/<hex>.json    {"key", "parts", "layer", "created", "duration"}
+    buildcache/inputs/<hex>.json            {path: checksum} behind an "inputs" part, written once
+
+Entries are written atomically (temp file + rename); a torn or foreign file reads as a miss.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+KEY_VERSION = 1  # bump when the meaning of a part changes: every old key then misses
+
+
+def canonical(value: Any) -> bytes:
+    """Canonical JSON bytes: sorted keys, no whitespace, UTF-8."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def sha256_of(value: Any) -> str:
+    return "sha256:" + hashlib.sha256(canonical(value)).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class CacheKey:
+    """A cache key: its named parts (JSON values) and their digest."""
+
+    parts: tuple[tuple[str, Any], ...]
+    digest: str
+
+    @classmethod
+    def make(cls, **parts: Any) -> "CacheKey":
+        """Key over `parts` (order does not matter; None parts are left out)."""
+        items = tuple(sorted((k, v) for k, v in parts.items() if v is not None))
+        return cls(items, sha256_of([KEY_VERSION, [list(i) for i in items]]))
+
+    def part(self, name: str) -> Any:
+        return dict(self.parts).get(name)
+
+    def as_json(self) -> list[list[Any]]:
+        return [[k, v] for k, v in self.parts]
+
+
+@dataclass(frozen=True, slots=True)
+class CacheEntry:
+    """What a key produced: a layer (a dict of diff_id, digest, size, media_type) or none."""
+
+    key: str
+    parts: list[list[Any]]
+    layer: dict[str, Any] | None
+    created: float
+    duration: float
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class BuildCache:
+    """Key -> entry files under `<root>/buildcache`."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.dir = Path(root) / "buildcache"
+
+    def _path(self, digest: str) -> Path:
+        hexd = digest.split(":", 1)[-1]
+        return self.dir / "keys" / hexd[:2] / f"{hexd}.json"
+
+    def get(self, key: CacheKey | str) -> CacheEntry | None:
+        """The entry for `key`, or None (missing, torn or for another key)."""
+        digest = key if isinstance(key, str) else key.digest
+        try:
+            d = json.loads(self._path(digest).read_bytes())
+            if d.get("key") != digest:
+                return None
+            return CacheEntry(d["key"], d["parts"], d.get("layer"), d["created"], d.get("duration", 0.0))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def put(self, key: CacheKey, layer: Mapping[str, Any] | None, duration: float = 0.0) -> CacheEntry:
+        """Record what `key` produced; an existing entry is replaced atomically."""
+        entry = CacheEntry(key.digest, key.as_json(), dict(layer) if layer is not None else None,
+                           time.time(), round(duration, 6))
+        body = {"key": entry.key, "parts": entry.parts, "layer": entry.layer,
+                "created": entry.created, "duration": entry.duration}
+        _atomic_write(self._path(key.digest), canonical(body))
+        return entry
+
+    def put_inputs(self, checksums: Mapping[str, str]) -> str:
+        """Store a {path: checksum} table once; return its digest (what a key part holds)."""
+        digest = sha256_of(checksums)
+        path = self.dir / "inputs" / (digest.split(":", 1)[1] + ".json")
+        if not path.exists():
+            _atomic_write(path, canonical(dict(checksums)))
+        return digest
+
+    def inputs(self, digest: str) -> dict[str, str] | None:
+        """The {path: checksum} table behind an inputs digest, if it was stored."""
+        try:
+            return json.loads((self.dir / "inputs" / (digest.split(":", 1)[1] + ".json")).read_bytes())
+        except (OSError, ValueError):
+            return None
+
+    def entries(self) -> list[CacheEntry]:
+        """Every readable entry (for `pybuild cache ls`)."""
+        out = []
+        for p in sorted((self.dir / "keys").glob("*/*.json")):
+            e = self.get("sha256:" + p.stem)
+            if e is not None:
+                out.append(e)
+        return out
+
+    def remove(self, digest: str) -> None:
+        try:
+            self._path(digest).unlink()
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,214 @@
+"""Build progress in BuildKit's style: `#5 [build 2/7] RUN make`, output lines, CACHED, DONE 1.2s.
+
+    make_progress(mode, stream) -> Progress     mode: auto | plain | tty | json | quiet
+
+Library code only calls the `Progress` methods; every method is thread-safe (stages run in
+parallel). `plain` is for logs, `tty` adds a live tail of the running steps' output (and tqdm
+bars for byte work, imported only then), `json` prints one event object per line.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from typing import IO, Any
+
+
+class Progress:
+    """Receives build events. This base class ignores them all (the `quiet` mode)."""
+
+    def start(self, step: int, name: str) -> None:
+        """Step `step` (the `#N` number) begins; `name` is like `[build 2/7] RUN make`."""
+
+    def cached(self, step: int) -> None:
+        """The step's result came from the cache."""
+
+    def output(self, step: int, data: bytes) -> None:
+        """The running step printed `data`."""
+
+    def done(self, step: int) -> None:
+        """The step finished."""
+
+    def error(self, step: int, message: str) -> None:
+        """The step failed (or was cancelled)."""
+
+    def info(self, message: str) -> None:
+        """A message that belongs to no step (warnings, the final image id)."""
+
+    def bytes_task(self, step: int, what: str, total: int | None) -> "ByteTask":
+        """A byte-counting sub-task (commit, unpack); `update(n)` as bytes go by."""
+        return ByteTask()
+
+    def close(self) -> None:
+        """The build ended; flush what is pending."""
+
+
+class ByteTask:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+NullProgress = Progress
+
+
+class PlainProgress(Progress):
+    """BuildKit's `--progress=plain`: every event on its own line, prefixed with `#N`."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.lock = threading.Lock()
+        self.started: dict[int, float] = {}
+        self.t0 = time.monotonic()
+        self.partial: dict[int, bytes] = {}
+
+    def _write(self, text: str) -> None:
+        with self.lock:
+            self.stream.write(text)
+            self.stream.flush()
+
+    def start(self, step: int, name: str) -> None:
+        self.started[step] = time.monotonic()
+        self._write(f"\n#{step} {name}\n")
+
+    def cached(self, step: int) -> None:
+        self._write(f"#{step} CACHED\n")
+
+    def output(self, step: int, data: bytes) -> None:
+        buf = self.partial.get(step, b"") + data
+        *lines, rest = buf.split(b"\n")
+        self.partial[step] = rest
+        if lines:
+            t = time.monotonic() - self.started.get(step, self.t0)
+            self._write("".join(f"#{step} {t:.3f} {ln.decode(errors='replace').rstrip()}\n" for ln in lines))
+
+    def _flush_partial(self, step: int) -> None:
+        rest = self.partial.pop(step, b"")
+        if rest:
+            self.output(step, b"\n")
+
+    def done(self, step: int) -> None:
+        self._flush_partial(step)
+        self._write(f"#{step} DONE {time.monotonic() - self.started.get(step, self.t0):.1f}s\n")
+
+    def error(self, step: int, message: str) -> None:
+        self._flush_partial(step)
+        self._write(f"#{step} ERROR: {message}\n")
+
+    def info(self, message: str) -> None:
+        self._write(message.rstrip("\n") + "\n")
+
+
+class TtyProgress(PlainProgress):
+    """On a terminal: steps as in plain mode, but a RUN's output shows as a short live tail
+    (the last lines, redrawn in place) and byte work as tqdm bars."""
+
+    TAIL = 6
+
+    def __init__(self, stream: IO[str]) -> None:
+        super().__init__(stream)
+        self.tails: dict[int, list[str]] = {}
+        self.drawn = 0
+
+    def _redraw(self) -> None:
+        lines = [f"  #{s} {ln}"[:120] for s, tail in self.tails.items() for ln in tail]
+        out = "\x1b[1A\x1b[2K" * self.drawn + "".join(ln + "\n" for ln in lines)
+        self.drawn = len(lines)
+        self.stream.write(out)
+        self.stream.flush()
+
+    def _write(self, text: str) -> None:
+        with self.lock:
+            self.stream.write("\x1b[1A\x1b[2K" * self.drawn)
+            self.drawn = 0
+            self.stream.write(text)
+            self._redraw()
+
+    def output(self, step: int, data: bytes) -> None:
+        buf = self.partial.get(step, b"") + data
+        *lines, rest = buf.split(b"\n")
+        self.partial[step] = rest
+        if lines:
+            with self.lock:
+                tail = self.tails.setdefault(step, [])
+                tail.extend(ln.decode(errors="replace").rstrip() for ln in lines)
+                del tail[:-self.TAIL]
+                self.stream.write("\x1b[1A\x1b[2K" * self.drawn)
+                self.drawn = 0
+                self._redraw()
+
+    def done(self, step: int) -> None:
+        self.partial.pop(step, None)
+        with self.lock:
+            self.tails.pop(step, None)
+        self._write(f"#{step} DONE {time.monotonic() - self.started.get(step, self.t0):.1f}s\n")
+
+    def error(self, step: int, message: str) -> None:
+        self.partial.pop(step, None)
+        with self.lock:
+            tail = self.tails.pop(step, [])
+        self._write("".join(f"#{step} {ln}\n" for ln in tail) + f"#{step} ERROR: {message}\n")
+
+    def bytes_task(self, step: int, what: str, total: int | None) -> ByteTask:
+        from tqdm import tqdm  # only on a TTY
+
+        bar = tqdm(total=total, desc=f"#{step} {what}", unit="B", unit_scale=True, leave=False,
+                   file=self.stream)
+        task = ByteTask()
+        task.update = bar.update  # type: ignore[method-assign]
+        task.close = bar.close  # type: ignore[method-assign]
+        return task
+
+
+class JsonProgress(Progress):
+    """One JSON object per line: {"event": start|cached|output|done|error|info, "step": N, ...}."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.lock = threading.Lock()
+        self.started: dict[int, float] = {}
+
+    def _emit(self, **event: Any) -> None:
+        event["time"] = round(time.time(), 6)
+        line = json.dumps(event, separators=(",", ":"))
+        with self.lock:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+
+    def start(self, step: int, name: str) -> None:
+        self.started[step] = time.monotonic()
+        self._emit(event="start", step=step, name=name)
+
+    def cached(self, step: int) -> None:
+        self._emit(event="cached", step=step)
+
+    def output(self, step: int, data: bytes) -> None:
+        self._emit(event="output", step=step, data=data.decode(errors="replace"))
+
+    def done(self, step: int) -> None:
+        self._emit(event="done", step=step,
+                   duration=round(time.monotonic() - self.started.get(step, time.monotonic()), 6))
+
+    def error(self, step: int, message: str) -> None:
+        self._emit(event="error", step=step, message=message)
+
+    def info(self, message: str) -> None:
+        self._emit(event="info", message=message)
+
+
+def make_progress(mode: str, stream: IO[str] | None = None) -> Progress:
+    """The progress printer for `--progress=mode` (auto: tty on a terminal, else plain)."""
+    stream = stream or sys.stderr
+    if mode == "auto":
+        mode = "tty" if stream.isatty() else "plain"
+    if mode == "quiet":
+        return Progress()
+    if mode == "json":
+        return JsonProgress(stream)
+    if mode == "tty":
+        return TtyProgress(stream)
+    return PlainProgress(stream)

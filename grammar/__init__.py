@@ -1,1 +1,82 @@
-"""Dockerfile text -> typed AST, and Docker-exact word expansion. Knows nothing of containers."""
+"""Dockerfile text -> typed AST, and Docker-exact word expansion. Knows nothing of containers.
+
+    from grammar import parse, parse_file, expand, expand_words, check_instructions
+
+`parse` follows Docker's parser (BuildKit `frontend/dockerfile/parser`) plus the checks Docker
+runs when it turns the parse tree into instructions (flags, argument counts, ONBUILD triggers),
+except that an unknown instruction is kept as `ast.Unknown`; `check_instructions` rejects those
+with a located error, as `docker build` does. Importing this package is cheap: lark is imported
+only when text is parsed, and `grammar.ast` objects pickle (the builder caches them).
+
+Errors (all `ValueError`s, see `grammar.errors`): DockerfileError, DockerfileSyntaxError,
+UnknownInstructionError, InvalidFlagError, ExpansionError.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Mapping
+
+from grammar import ast
+from grammar.ast import Dockerfile
+from grammar.errors import (
+    DockerfileError,
+    DockerfileSyntaxError,
+    ExpansionError,
+    InvalidFlagError,
+    UnknownInstructionError,
+)
+
+__all__ = [
+    "Dockerfile",
+    "DockerfileError",
+    "DockerfileSyntaxError",
+    "ExpansionError",
+    "InvalidFlagError",
+    "UnknownInstructionError",
+    "ast",
+    "check_instructions",
+    "expand",
+    "expand_words",
+    "parse",
+    "parse_file",
+]
+
+
+def parse(text: str, *, filename: str = "Dockerfile") -> Dockerfile:
+    """Parse Dockerfile text into a `Dockerfile`; raises a located `DockerfileError`."""
+    from grammar.transform import build_dockerfile
+
+    return build_dockerfile(text, filename=filename)
+
+
+def parse_file(path: str | os.PathLike[str]) -> Dockerfile:
+    """Read and parse a Dockerfile (UTF-8); the error location names `path`."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DockerfileSyntaxError(f"not UTF-8 text (byte {exc.start})", filename=str(path)) from None
+    return parse(text, filename=str(path))
+
+
+def check_instructions(dockerfile: Dockerfile) -> None:
+    """Reject what `docker build` rejects but `parse` keeps: unknown instructions (located)."""
+    from grammar.transform import check_unknown
+
+    check_unknown(dockerfile)
+
+
+def expand(word: str, env: Mapping[str, str], escape: str = "\\") -> str:
+    """Expand one word as Docker's shell lexer does (`ProcessWord`); raises `ExpansionError`."""
+    from grammar.expand import process_word
+
+    return process_word(word, env, escape)
+
+
+def expand_words(text: str, env: Mapping[str, str], escape: str = "\\") -> list[str]:
+    """Expand and split text into words as Docker does (`ProcessWords`); raises `ExpansionError`."""
+    from grammar.expand import process_words
+
+    return process_words(text, env, escape)

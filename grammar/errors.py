@@ -38,7 +38,7 @@ class DockerfileError(ValueError):
             where += f":{self.line}"
             if self.column:
                 where += f":{self.column}"
-        out = [f"{where}: {self.message}"]
+        out = [f"{where}: {self.message}" if where else self.message]
         if self.source_line is not None:
             out.append("  " + self.source_line.rstrip("\r\n"))
             out.append("  " + " " * max(self.column - 1, 0) + "^")
@@ -48,6 +48,21 @@ class DockerfileError(ValueError):
 
     def __str__(self) -> str:
         return self.render()
+
+    def located(self, *, filename: str, line: int, column: int = 0,
+                source_line: str | None = None) -> "DockerfileError":
+        """A copy of this error (same class, message and hint) placed at a source location."""
+        return type(self)(self.message, filename=filename, line=line, column=column,
+                          source_line=source_line, hint=self.hint)
+
+    def __reduce__(self):  # keep errors picklable (they cross process boundaries)
+        return (_rebuild, (type(self), self.message, self.filename, self.line, self.column,
+                           self.source_line, self.hint))
+
+
+def _rebuild(cls: type, message: str, filename: str, line: int, column: int,
+             source_line: str | None, hint: str | None) -> DockerfileError:
+    return cls(message, filename=filename, line=line, column=column, source_line=source_line, hint=hint)
 
 
 class DockerfileSyntaxError(DockerfileError):

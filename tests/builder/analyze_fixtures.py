@@ -1,0 +1,43 @@
+"""Layer tars and images whose every number the analysis tests know by hand."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from typing import Iterable, Union
+
+from builder.analyze_layers import LayerSource
+
+# a member: "dir/" (directory), ("path", size) (file of `size` bytes of b"x"), ("path", "->target") (symlink)
+Member = Union[str, tuple[str, int], tuple[str, str]]
+
+
+def layer_tar(members: Iterable[Member]) -> bytes:
+    """An uncompressed layer tar with the members in the given order (mtimes 0)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for m in members:
+            if isinstance(m, str):
+                ti = tarfile.TarInfo(m.rstrip("/"))
+                ti.type, ti.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(ti)
+            elif isinstance(m[1], str):
+                ti = tarfile.TarInfo(m[0])
+                ti.type, ti.linkname = tarfile.SYMTYPE, m[1][2:]
+                tar.addfile(ti)
+            else:
+                ti = tarfile.TarInfo(m[0])
+                ti.size, ti.mode = m[1], 0o644
+                tar.addfile(ti, io.BytesIO(b"x" * m[1]))
+    return buf.getvalue()
+
+
+def sources(*layers: list[Member], created_by: Iterable[str] = ()) -> list[LayerSource]:
+    """LayerSources over in-memory tars (what the engine reads)."""
+    names = list(created_by) or [f"step {i}" for i in range(len(layers))]
+    out = []
+    for members, name in zip(layers, names):
+        data = layer_tar(members)
+        out.append(LayerSource(open=lambda data=data: io.BytesIO(data), digest="", created_by=name,
+                               compressed_size=len(data) // 2))
+    return out

@@ -1,0 +1,147 @@
+"""The analysis engine on layer tars built here, every figure computed by hand in the comments."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from builder.analyze_layers import FileRef, LayerSource, analyze_layers
+from builder.analyze_tree import normalize
+from builder.errors import ImageFormatError
+from tests.builder.analyze_fixtures import layer_tar, sources
+
+# dive's own efficiency example, with the directory members a real layer has:
+#   L0 etc/nginx/nginx.conf 2000, etc/nginx/public 3000
+#   L1 etc/nginx/nginx.conf 5000, etc/athing 10000
+#   L2 whiteout etc/nginx (a directory holding 5000 + 3000 below)
+NGINX = (
+    ["etc/", "etc/nginx/", ("etc/nginx/nginx.conf", 2000), ("etc/nginx/public", 3000)],
+    ["etc/", "etc/nginx/", ("etc/nginx/nginx.conf", 5000), ("etc/athing", 10000)],
+    ["etc/", ("etc/.wh.nginx", 0)],
+)
+
+
+def test_dive_figures_on_dives_example() -> None:
+    r = analyze_layers(sources(*NGINX))
+    # dive's leaves: nginx.conf [2000, 5000], public [3000], athing [10000], nginx [8000 (whiteout of a dir)]
+    assert r.dive_efficiency == (2000 + 3000 + 10000 + 8000) / (7000 + 3000 + 10000 + 8000)
+    assert r.dive_wasted_bytes == 7000  # both copies of nginx.conf, the surviving one included
+    assert r.size_bytes == 20000 and r.user_size_bytes == 15000
+    assert r.dive_user_wasted_percent == 7000 / 15000
+    assert [(i.path, i.cumulative_size, i.minimum_size, i.layers) for i in r.inefficiencies] == [
+        ("/etc/nginx/nginx.conf", 7000, 2000, (0, 1))]
+
+
+def test_corrected_figures_on_dives_example() -> None:
+    r = analyze_layers(sources(*NGINX))
+    # L0: nginx.conf 2000 overwritten by L1, public 3000 deleted by L2; L1: nginx.conf 5000 deleted by L2
+    assert [layer.wasted_bytes for layer in r.layers] == [5000, 5000, 0]
+    assert r.wasted_bytes == 10000 == r.size_bytes - r.final_size_bytes
+    assert r.final_size_bytes == 10000
+    assert r.user_wasted_bytes == 5000 and r.user_wasted_percent == 5000 / 15000
+    assert [layer.content_size for layer in r.layers] == [5000, 15000, 0]
+    assert r.largest_files == (FileRef("/etc/athing", 10000, 1),)
+    assert r.wasted_files == (FileRef("/etc/nginx/nginx.conf", 5000, 1), FileRef("/etc/nginx/public", 3000, 0),
+                              FileRef("/etc/nginx/nginx.conf", 2000, 0))
+
+
+def test_file_lists_per_layer() -> None:
+    l0, l1, l2 = analyze_layers(sources(*NGINX)).layers
+    assert l0.added == (FileRef("/etc/nginx/nginx.conf", 2000, 0), FileRef("/etc/nginx/public", 3000, 0))
+    assert l0.modified == () and l0.removed == ()
+    assert l1.added == (FileRef("/etc/athing", 10000, 1),)
+    assert l1.modified == (FileRef("/etc/nginx/nginx.conf", 5000, 1),)
+    assert l2.added == l2.modified == ()
+    assert l2.removed == (FileRef("/etc/nginx", 8000, 1),) and l2.removed_files == 2
+    assert l1.largest == (FileRef("/etc/athing", 10000, 1), FileRef("/etc/nginx/nginx.conf", 5000, 1))
+
+
+def test_sizes_of_the_tar_streams() -> None:
+    srcs = sources(*NGINX)
+    r = analyze_layers(srcs)
+    for layer, src in zip(r.layers, srcs):
+        data = src.open().read()
+        assert layer.uncompressed_size == len(data)
+        assert layer.compressed_size == len(data) // 2
+        assert layer.created_by == f"step {layer.index}"
+
+
+def test_deleting_a_file_later_is_all_waste() -> None:
+    # dive: a/f [100, 0 (whiteout of a file)] -> efficiency 0/100, wasted 100
+    r = analyze_layers(sources(["a/", ("a/f", 100)], ["a/", ("a/.wh.f", 0)]), base_layers=0)
+    assert r.dive_efficiency == 0.0 and r.dive_wasted_bytes == 100
+    assert r.wasted_bytes == 100 and r.final_size_bytes == 0
+    assert r.user_wasted_bytes == 100 and r.user_wasted_percent == 1.0
+    assert r.layers[1].removed == (FileRef("/a/f", 100, 0),) and r.layers[1].removed_files == 1
+
+
+def test_base_layer_waste_is_not_user_waste() -> None:
+    r = analyze_layers(sources(["a/", ("a/f", 100)], ["a/", ("a/.wh.f", 0)], [("b", 7)]))
+    assert r.wasted_bytes == 100 and r.user_wasted_bytes == 0 and r.user_size_bytes == 7
+    assert r.dive_user_wasted_percent == 100 / 7
+
+
+@pytest.mark.parametrize("explicit, efficiency", [(True, (10 + 5 + 0) / (10 + 5 + 15)), (False, 1.0)])
+def test_dive_sizes_a_deleted_dir_only_if_its_last_layer_listed_it(explicit: bool, efficiency: float) -> None:
+    # L1 adds d/y with or without a "d/" member; dive's stacked tree then holds d as a directory
+    # (whiteout of d counts 10 + 5) or as an empty non-directory (counts 0). L3 re-adds an empty d/.
+    layers = (["d/", ("d/x", 10)], (["d/"] if explicit else []) + [("d/y", 5)], [(".wh.d", 0)], ["d/"])
+    r = analyze_layers(sources(*layers))
+    assert r.dive_efficiency == efficiency
+    assert r.wasted_bytes == 15 and [layer.wasted_bytes for layer in r.layers] == [10, 5, 0, 0]
+
+
+def test_opaque_directory_hides_everything_below() -> None:
+    r = analyze_layers(sources(["a/", ("a/x", 7), ("a/y", 3)], ["a/", ("a/.wh..wh..opq", 0), ("a/z", 4)]))
+    assert r.layers[1].removed_files == 2
+    assert {f.path for f in r.layers[1].removed} == {"/a/x", "/a/y"}
+    assert r.wasted_bytes == 10 and r.final_size_bytes == 4
+    assert r.layers[1].added == (FileRef("/a/z", 4, 1),)
+    # dive ignores opaque markers: every path has one copy
+    assert r.dive_efficiency == 1.0 and r.dive_wasted_bytes == 0
+
+
+def test_same_path_twice_in_one_tar() -> None:
+    r = analyze_layers(sources([("f", 5), ("f", 8)]))
+    assert r.layers[0].added == (FileRef("/f", 8, 0),)
+    assert r.layers[0].content_size == 13 and r.final_size_bytes == 8 and r.wasted_bytes == 5
+
+
+def test_a_file_replacing_a_directory_hides_its_subtree() -> None:
+    r = analyze_layers(sources(["p/", ("p/q", 6)], [("p", 2)]))
+    assert r.layers[1].modified == (FileRef("/p", 2, 1),)
+    assert r.wasted_bytes == 6 and r.final_size_bytes == 2
+
+
+def test_symlinks_count_as_files_of_size_zero() -> None:
+    r = analyze_layers(sources(["bin/", ("bin/busybox", 50), ("bin/sh", "->busybox")]))
+    assert r.layers[0].added == (FileRef("/bin/busybox", 50, 0), FileRef("/bin/sh", 0, 0))
+    assert r.final_size_bytes == 50
+
+
+def test_empty_image() -> None:
+    r = analyze_layers([])
+    assert r.dive_efficiency == 1.0 and r.size_bytes == 0 and r.layers == ()
+
+
+def test_escaping_member_is_a_format_error() -> None:
+    with pytest.raises(ImageFormatError, match="escapes the layer root"):
+        analyze_layers(sources([("../etc/passwd", 1)]))
+
+
+def test_garbage_is_a_format_error() -> None:
+    bad = LayerSource(open=lambda: io.BytesIO(b"not a tar" * 100), digest="sha256:abc")
+    with pytest.raises(ImageFormatError, match=r"layer 0 \(sha256:abc\)"):
+        analyze_layers([bad])
+
+
+def test_truncated_tar_is_a_format_error() -> None:
+    data = layer_tar([("big", 10000)])[:3000]
+    with pytest.raises(ImageFormatError):
+        analyze_layers([LayerSource(open=lambda: io.BytesIO(data))])
+
+
+@pytest.mark.parametrize("name, path", [("./a/b", "a/b"), ("/a//b/", "a/b"), ("a/./c/../b", "a/b"), (".", "")])
+def test_normalize(name: str, path: str) -> None:
+    assert normalize(name, where="t") == path

@@ -1,0 +1,467 @@
+"""The build context: where COPY and ADD read from, and the content checksums of what they read.
+
+We are daemonless, so the context is never sent or copied anywhere: a directory is read in place,
+lazily, only where a COPY asks. `pybuild build -` with a Dockerfile on stdin has no context; with
+a tarball on stdin (plain, gzip, bzip2, xz or zstd) the tarball is extracted, safely, into a
+scratch directory the caller owns.
+
+Public API (pure library code: paths and plain data in, ContextError out):
+
+    open_context(path, *, dockerfile=None, stdin=None, scratch_dir=None) -> BuildContext
+    BuildContext
+      .root: Path | None          the context directory (None: Dockerfile on stdin, no context)
+      .dockerfile: bytes          the Dockerfile's content; .dockerfile_name for messages
+      .ignore: PatternMatcher     from `<Dockerfile>.dockerignore` or `.dockerignore`
+      .view: RootView             the context as a RootView (raises ContextError when no context)
+      .resolve_sources(srcs, *, where="") -> list[str]
+      .checksum(srcs, *, excludes=(), owner=None) -> str            "sha256:..." for the cache key
+    expand_sources(view, srcs, *, ignore=None, where="") -> list[str]
+        wildcards (Go filepath.Match per path segment) expanded, `..` and absolute paths made
+        root-relative, each result an existing path ("" is the root itself); sorted per source.
+    checksum_sources(view, rels, *, ignore=None, excludes=(), owner=None, statcache=None) -> str
+        the digest over every entry COPY would take from `rels`: path, type, permission bits,
+        symlink target, file content (sha256), the owner it will get; never mtimes. Works for the
+        context and for another stage's rootfs (`COPY --from`, keyed on the content copied).
+    StatCache.for_root(view) -> StatCache
+        persistent (inode, size, mtime_ns, ctime_ns) -> sha256 per root, one compact file under
+        `$PYBUILD_ROOT/cache/statcache/`, written atomically, so unchanged files are never re-read.
+
+`where` is a prefix for error messages ("Dockerfile:7: ") supplied by the caller.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import marshal
+import os
+import stat
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Iterable, Sequence
+
+from builder.dockerignore import PatternMatcher, find_ignore_file, go_match, parse_ignore_file
+from builder.errors import ContextError
+from builder.fsview import RootView, split_path
+
+__all__ = [
+    "BuildContext",
+    "StatCache",
+    "checksum_sources",
+    "expand_sources",
+    "has_wildcards",
+    "open_context",
+    "store_root",
+]
+
+_WILDCARD_CHARS = "*?[\\"
+_RACY_NS = 1_000_000_000  # entries changed this close to a scan are hashed again next time
+
+
+def store_root() -> Path:
+    """$PYBUILD_ROOT, or the default store location (as builder/cli.py documents it)."""
+    env = os.environ.get("PYBUILD_ROOT")
+    if env:
+        return Path(env)
+    if os.geteuid() == 0:
+        return Path("/var/lib/pybuild")
+    return Path.home() / ".local/share/pybuild"
+
+
+def has_wildcards(source: str) -> bool:
+    return any(c in source for c in _WILDCARD_CHARS)
+
+
+# -- opening a context --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """A build context and its Dockerfile; see the module docstring."""
+
+    root: Path | None
+    dockerfile: bytes
+    dockerfile_name: str
+    ignore: PatternMatcher = field(default_factory=lambda: PatternMatcher([]))
+    ignore_file: Path | None = None
+
+    @property
+    def view(self) -> RootView:
+        if self.root is None:
+            raise ContextError(
+                "COPY and ADD cannot read local files: the Dockerfile came from stdin without a context",
+                hint="pass a directory as the context (`pybuild build -f - DIR`), or a tarball on stdin",
+            )
+        return RootView(self.root)
+
+    def resolve_sources(self, sources: Sequence[str], *, where: str = "") -> list[str]:
+        """COPY/ADD sources expanded and checked against the context and `.dockerignore`."""
+        return expand_sources(self.view, sources, ignore=self.ignore, where=where)
+
+    def checksum(self, rels: Sequence[str], *, excludes: Sequence[str] = (),
+                 owner: tuple[int, int] | None = None) -> str:
+        """Content checksum of resolved sources, using the persistent stat cache."""
+        view = self.view
+        cache = StatCache.for_root(view)
+        try:
+            return checksum_sources(view, rels, ignore=self.ignore, excludes=excludes, owner=owner, statcache=cache)
+        finally:
+            cache.save()
+
+
+def open_context(path: str, *, dockerfile: str | None = None, stdin: BinaryIO | None = None,
+                 scratch_dir: Path | None = None) -> BuildContext:
+    """Open the context `path` (a directory, or `-` for stdin) and read its Dockerfile.
+
+    `dockerfile` is `-f`: relative to the current directory for a directory context (as the
+    docker CLI does), relative to the tarball's root for a tarball on stdin, `-` for stdin.
+    A tarball on stdin is extracted into `scratch_dir` (required then; the caller removes it).
+    """
+    if path == "-":
+        return _open_stdin(stdin or sys.stdin.buffer, dockerfile, scratch_dir)
+    root = Path(path)
+    if not root.is_dir():
+        raise ContextError(f'unable to prepare context: path "{path}" not found or not a directory')
+    root = root.resolve()
+    if dockerfile == "-":
+        data = (stdin or sys.stdin.buffer).read()
+        ignore_path = find_ignore_file(root, None)
+        return BuildContext(root, data, "Dockerfile (stdin)", _load_ignore(ignore_path), ignore_path)
+    df_path = Path(dockerfile).absolute() if dockerfile else root / "Dockerfile"
+    data = _read_dockerfile(df_path, dockerfile or "Dockerfile")
+    ignore_path = find_ignore_file(root, df_path)
+    return BuildContext(root, data, str(dockerfile or "Dockerfile"), _load_ignore(ignore_path), ignore_path)
+
+
+def _read_dockerfile(path: Path, shown: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ContextError(f"cannot read Dockerfile {shown}: no such file") from None
+    except IsADirectoryError:
+        raise ContextError(f"cannot read Dockerfile {shown}: it is a directory") from None
+    except OSError as exc:
+        raise ContextError(f"cannot read Dockerfile {shown}: {exc.strerror}") from None
+
+
+def _load_ignore(path: Path | None) -> PatternMatcher:
+    if path is None:
+        return PatternMatcher([])
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise ContextError(f"cannot read {path}: {exc.strerror}") from None
+    return PatternMatcher(parse_ignore_file(text, filename=path.name), source=path.name)
+
+
+_ARCHIVE_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")
+
+
+def _looks_like_archive(head: bytes) -> bool:
+    if any(head.startswith(m) for m in _ARCHIVE_MAGIC):
+        return True
+    return len(head) >= 262 and head[257:262] == b"ustar"
+
+
+class _Prefixed(io.RawIOBase):
+    """A stream that first yields `head`, then the rest of `tail` (stdin after a peek)."""
+
+    def __init__(self, head: bytes, tail: BinaryIO) -> None:
+        self._head, self._tail = head, tail
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:  # type: ignore[no-untyped-def]
+        if self._head:
+            n = min(len(buf), len(self._head))
+            buf[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._tail.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+
+def _open_stdin(stdin: BinaryIO, dockerfile: str | None, scratch_dir: Path | None) -> BuildContext:
+    head = stdin.read(512)
+    if not _looks_like_archive(head):
+        return BuildContext(None, head + stdin.read(), "Dockerfile (stdin)")
+    if scratch_dir is None:
+        scratch_dir = Path(tempfile.mkdtemp(prefix="context-"))
+    from builder.copyops import extract_archive  # only needed for a tarball context
+
+    stream = io.BufferedReader(_Prefixed(head, stdin), 1 << 20)
+    extract_archive(stream, scratch_dir, name="build context on stdin", keep_owner=False)
+    name = dockerfile or "Dockerfile"
+    df_path = scratch_dir.joinpath(*split_path(name))
+    data = _read_dockerfile(df_path, name)
+    ignore_path = find_ignore_file(scratch_dir, df_path)
+    return BuildContext(scratch_dir, data, name, _load_ignore(ignore_path), ignore_path)
+
+
+# -- resolving sources ------------------------------------------------------------------------
+
+
+def _visible(rel: str, ignore: PatternMatcher | None, is_dir: bool) -> bool:
+    if not rel or not ignore or not ignore.matches(rel):
+        return True
+    return is_dir and ignore.may_reinclude_under(rel)
+
+
+def expand_sources(view: RootView, sources: Sequence[str], *, ignore: PatternMatcher | None = None,
+                   where: str = "") -> list[str]:
+    """Expand COPY/ADD sources in `view`; see the module docstring. Raises ContextError naming
+    the first source that matches nothing (and saying so when `.dockerignore` excludes it)."""
+    out: list[str] = []
+    for source in sources:
+        matches = _expand_one(view, source, ignore)
+        if not matches:
+            raise ContextError(f"{where}{_missing_message(view, source, ignore)}")
+        out.extend(matches)
+    return out
+
+
+def _missing_message(view: RootView, source: str, ignore: PatternMatcher | None) -> str:
+    if has_wildcards(source):
+        return f"COPY/ADD source {source!r}: no files match the pattern"
+    rel = "/".join(split_path(source))
+    if ignore and view.lstat(view.resolve(rel)) is not None:
+        return f"COPY/ADD source {source!r} is excluded by .dockerignore"
+    return f"COPY/ADD source {source!r}: not found in the build context"
+
+
+def _expand_one(view: RootView, source: str, ignore: PatternMatcher | None) -> list[str]:
+    parts = split_path(source)
+    if not has_wildcards(source):
+        rel = "/".join(parts)
+        resolved = view.resolve(rel)
+        st = view.lstat(resolved)
+        if st is None:
+            return []
+        if not _visible(rel, ignore, stat.S_ISDIR(st.st_mode)) or not _visible(resolved, ignore, stat.S_ISDIR(st.st_mode)):
+            return []
+        return [rel]
+    found = [""]
+    for part in parts:
+        nxt: list[str] = []
+        for base in found:
+            resolved = view.resolve(base)
+            st = view.lstat(resolved)
+            if st is None or not stat.S_ISDIR(st.st_mode):
+                continue
+            if has_wildcards(part):
+                names = [n for n in view.listdir(resolved) if go_match(part, n)]
+            else:
+                names = [part] if view.lstat(f"{resolved}/{part}".lstrip("/")) is not None else []
+            for name in names:
+                rel = f"{base}/{name}".lstrip("/")
+                real = view.resolve(rel)
+                est = view.lstat(real)
+                if est is not None and _visible(real, ignore, stat.S_ISDIR(est.st_mode)):
+                    nxt.append(rel)
+        found = nxt
+    return sorted(found)
+
+
+# -- checksums ------------------------------------------------------------------------------
+
+
+class StatCache:
+    """(inode, size, mtime_ns, ctime_ns) -> sha256 of a file, per root, kept between runs."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.entries: dict[str, tuple[int, int, int, int, bytes]] = {}
+        self.dirty = False
+        self.started_ns = time.time_ns()
+        if path is not None:
+            try:
+                self.entries = marshal.loads(path.read_bytes())
+            except (OSError, ValueError, EOFError, TypeError):
+                self.entries = {}
+
+    @classmethod
+    def for_root(cls, view: RootView) -> "StatCache":
+        key = hashlib.sha256("\0".join(str(p.resolve()) for p in view.layers).encode()).hexdigest()[:32]
+        return cls(store_root() / "cache" / "statcache" / key)
+
+    def lookup(self, key: str, st: os.stat_result) -> bytes | None:
+        hit = self.entries.get(key)
+        if hit is not None and hit[0] == st.st_ino and hit[1] == st.st_size and hit[2] == st.st_mtime_ns \
+                and hit[3] == st.st_ctime_ns:
+            return hit[4]
+        return None
+
+    def store(self, key: str, st: os.stat_result, digest: bytes) -> None:
+        if max(st.st_mtime_ns, st.st_ctime_ns) >= self.started_ns - _RACY_NS:
+            return  # racily clean: it may change again within the timestamp granularity
+        self.entries[key] = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, digest)
+        self.dirty = True
+
+    def save(self) -> None:
+        """Write the cache atomically (temp file + rename); a no-op when nothing changed."""
+        if self.path is None or not self.dirty:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tmp-")
+            with os.fdopen(fd, "wb") as f:
+                f.write(marshal.dumps(self.entries))
+            os.replace(tmp, self.path)
+            self.dirty = False
+        except OSError:
+            pass  # a cache that cannot be written only costs time
+
+
+def _hash_file(path: str) -> bytes:
+    try:
+        with open(path, "rb", buffering=0) as f:
+            return hashlib.file_digest(f, "sha256").digest()
+    except OSError as exc:
+        raise ContextError(f"cannot read {path}: {exc.strerror}") from None
+
+
+@dataclass
+class _Entry:
+    rel: str
+    kind: str
+    mode: int
+    extra: str | bytes  # link target, device numbers, or (files) host path until hashed
+    st: os.stat_result | None = None
+
+
+def checksum_sources(view: RootView, rels: Sequence[str], *, ignore: PatternMatcher | None = None,
+                     excludes: Sequence[str] = (), owner: tuple[int, int] | None = None,
+                     statcache: StatCache | None = None) -> str:
+    """sha256 over what COPY takes from the resolved sources `rels` (see the module docstring)."""
+    exclude = PatternMatcher(list(excludes), source="--exclude") if excludes else None
+    entries: list[_Entry] = []
+    for rel in rels:
+        _collect(view, rel, ignore, exclude, entries)
+    _hash_contents(entries, statcache)
+    h = hashlib.sha256()
+    h.update(b"pybuild-copy-checksum-v1\n")
+    if owner is not None:
+        h.update(f"owner {owner[0]}:{owner[1]}\n".encode())
+    h.update("".join(f"{e.rel}\0{e.kind}\0{e.mode:o}\0{e.extra}\n" for e in entries).encode(
+        "utf-8", "surrogateescape"))
+    return "sha256:" + h.hexdigest()
+
+
+def _collect(view: RootView, rel: str, ignore: PatternMatcher | None, exclude: PatternMatcher | None,
+             out: list[_Entry]) -> None:
+    real = view.resolve(rel)
+    st = view.lstat(real)
+    if st is None:
+        raise ContextError(f"COPY/ADD source {rel!r} disappeared from the build context")
+    label = rel or "."
+    if exclude and exclude.matches(os.path.basename(rel) or "."):
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        out.append(_entry(view, label, real, st))
+        return
+    out.append(_Entry(label, "d", stat.S_IMODE(st.st_mode), ""))
+    if view.single:
+        _walk_fast(str(view.root.joinpath(*split_path(real))), real, label, "", ignore, exclude, out)
+    else:
+        _walk_view(view, real, label, "", ignore, exclude, out)
+
+
+def _entry(view: RootView, label: str, real: str, st: os.stat_result) -> _Entry:
+    mode = st.st_mode
+    if stat.S_ISREG(mode):
+        host = view.host_path(real)
+        return _Entry(label, "f", stat.S_IMODE(mode), str(host), st)
+    if stat.S_ISLNK(mode):
+        return _Entry(label, "l", stat.S_IMODE(mode), view.readlink(real))
+    if stat.S_ISDIR(mode):
+        return _Entry(label, "d", stat.S_IMODE(mode), "")
+    return _Entry(label, stat.filemode(mode)[0], stat.S_IMODE(mode), f"{os.major(st.st_rdev)},{os.minor(st.st_rdev)}")
+
+
+def _walk_fast(host_dir: str, real: str, label: str, sub: str, ignore: PatternMatcher | None,
+               exclude: PatternMatcher | None, out: list[_Entry]) -> None:
+    """Walk one directory of a single-root view with os.scandir (the hot path of a rebuild)."""
+    try:
+        with os.scandir(host_dir) as it:
+            items = sorted(it, key=lambda e: e.name)
+    except OSError as exc:
+        raise ContextError(f"cannot read directory {label!r} of the build context: {exc.strerror}") from None
+    for item in items:
+        name = item.name
+        ctx_path = f"{real}/{name}" if real else name
+        sub_path = f"{sub}/{name}" if sub else name
+        is_dir = item.is_dir(follow_symlinks=False)
+        if ignore and ignore.matches(ctx_path):
+            if is_dir and ignore.may_reinclude_under(ctx_path):
+                pass  # walk it: an exception may bring something back; dir added only if so
+            else:
+                continue
+            before = len(out)
+            _walk_fast(item.path, ctx_path, f"{label}/{name}", sub_path, ignore, exclude, out)
+            if len(out) > before:
+                st = item.stat(follow_symlinks=False)
+                out.insert(before, _Entry(f"{label}/{name}", "d", stat.S_IMODE(st.st_mode), ""))
+            continue
+        if exclude and exclude.matches(sub_path):
+            continue
+        st = item.stat(follow_symlinks=False)
+        mode = st.st_mode
+        if is_dir:
+            out.append(_Entry(f"{label}/{name}", "d", stat.S_IMODE(mode), ""))
+            _walk_fast(item.path, ctx_path, f"{label}/{name}", sub_path, ignore, exclude, out)
+        elif stat.S_ISREG(mode):
+            out.append(_Entry(f"{label}/{name}", "f", stat.S_IMODE(mode), item.path, st))
+        elif stat.S_ISLNK(mode):
+            out.append(_Entry(f"{label}/{name}", "l", stat.S_IMODE(mode), os.readlink(item.path)))
+        else:
+            out.append(_Entry(f"{label}/{name}", stat.filemode(mode)[0], stat.S_IMODE(mode),
+                              f"{os.major(st.st_rdev)},{os.minor(st.st_rdev)}"))
+
+
+def _walk_view(view: RootView, real: str, label: str, sub: str, ignore: PatternMatcher | None,
+               exclude: PatternMatcher | None, out: list[_Entry]) -> None:
+    """The same walk for a layered view (another stage or an image, not mounted)."""
+    for name in view.listdir(real):
+        child = f"{real}/{name}" if real else name
+        sub_path = f"{sub}/{name}" if sub else name
+        st = view.lstat(child)
+        if st is None:
+            continue
+        if exclude and exclude.matches(sub_path):
+            continue
+        if ignore and ignore.matches(child) and not (stat.S_ISDIR(st.st_mode) and ignore.may_reinclude_under(child)):
+            continue
+        out.append(_entry(view, f"{label}/{name}", child, st))
+        if stat.S_ISDIR(st.st_mode):
+            _walk_view(view, child, f"{label}/{name}", sub_path, ignore, exclude, out)
+
+
+def _hash_contents(entries: Iterable[_Entry], statcache: StatCache | None) -> None:
+    """Replace each file entry's host path by its sha256, from the stat cache where it is fresh."""
+    todo: list[_Entry] = []
+    for e in entries:
+        if e.kind != "f":
+            continue
+        digest = statcache.lookup(str(e.extra), e.st) if statcache is not None else None  # type: ignore[arg-type]
+        if digest is None:
+            todo.append(e)
+        else:
+            e.extra = digest.hex()
+    if not todo:
+        return
+    paths = [str(e.extra) for e in todo]
+    if len(todo) > 8:
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+            digests = list(pool.map(_hash_file, paths, chunksize=16))
+    else:
+        digests = [_hash_file(p) for p in paths]
+    for e, path, digest in zip(todo, paths, digests):
+        if statcache is not None:
+            statcache.store(path, e.st, digest)  # type: ignore[arg-type]
+        e.extra = digest.hex()

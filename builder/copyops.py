@@ -1,0 +1,596 @@
+"""COPY and ADD: put files into a layer directory (an overlay upperdir or a plain directory).
+
+Pure library code: paths and plain data in, files written into `layer_dir`, ContextError or
+BuildError out. The caller has already expanded ARGs and wildcards (`context.expand_sources`).
+
+    copy_files(layer_dir, items, dest, *, src=None, target=None, workdir="/", owner=None,
+               chmod=None, excludes=(), parents=False, link=False, ignore=None, unpack=False,
+               where="") -> list[str]
+        items: context-relative paths (str, read from `src`), HeredocSource or FetchedFile.
+        src: the source root: a directory or a RootView (the context, another stage's rootfs, or
+             an image's layers, top-most first). target: the image being built on (a directory,
+             a list of layer directories or a RootView), used to follow symlinks in `dest`, to
+             see whether `dest` already is a directory, and to copy up the metadata of existing
+             parent directories. Returns the image paths written at the top level.
+    resolve_owner(spec, target) -> (uid, gid)      `--chown` "user[:group]", names looked up in the
+                                                   target's /etc/passwd and /etc/group
+    parse_chmod(spec) -> Chmod                     `--chmod` octal ("755") or symbolic ("u+x,go-w")
+    fetch_url(url, into_dir, *, checksum=None) -> FetchedFile     ADD http(s)://, sha256 verified
+    is_archive(path) -> bool                       a (compressed) tar ADD would unpack
+    extract_archive(stream, dest_dir, *, name, keep_owner=True, owner=None)   never escapes dest_dir
+
+Docker semantics kept here: a directory source copies its contents; a destination ending in `/`
+(or `.`), or already a directory in the target, receives sources by their base names; several
+sources need such a directory; files keep their mode and mtime, are owned 0:0 unless `--chown`;
+parent directories that do not exist are created 0755 (owned by the `--chown` owner, as BuildKit
+does); ADD unpacks local tar archives (gzip, bzip2, xz, zstd or none) but never URLs; a URL is
+saved 0600 with the mtime of its Last-Modified header; heredoc files are 0644. `--link` writes
+the same files but never looks at the target (the layer is independent of its parent).
+"""
+
+from __future__ import annotations
+
+import bz2
+import email.utils
+import gzip
+import hashlib
+import lzma
+import os
+import re
+import shutil
+import stat
+import tarfile
+import tempfile
+import time
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Sequence, Union
+
+from builder.dockerignore import PatternMatcher, clean_path
+from builder.errors import BuildError, ContextError
+from builder.fsview import RootView, split_path
+
+__all__ = [
+    "Chmod",
+    "FetchedFile",
+    "HeredocSource",
+    "copy_files",
+    "extract_archive",
+    "fetch_url",
+    "is_archive",
+    "parse_chmod",
+    "resolve_owner",
+]
+
+ViewLike = Union[RootView, str, os.PathLike, Sequence[Union[str, os.PathLike]]]
+
+
+@dataclass(frozen=True)
+class HeredocSource:
+    """`COPY <<EOF /dest`: a file named `name` with the (already expanded) `content`."""
+
+    name: str
+    content: bytes
+    mode: int = 0o644
+
+
+@dataclass(frozen=True)
+class FetchedFile:
+    """A downloaded ADD URL: saved at `path`, to be named `name`, with its Last-Modified mtime."""
+
+    path: Path
+    name: str
+    digest: str
+    mtime: float | None = None
+    mode: int = 0o600
+
+
+Item = Union[str, HeredocSource, FetchedFile]
+
+
+def _view(v: ViewLike | None) -> RootView | None:
+    if v is None or isinstance(v, RootView):
+        return v
+    return RootView(v)  # type: ignore[arg-type]
+
+
+# -- --chmod and --chown ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Chmod:
+    """A parsed `--chmod`: `apply(mode, is_dir)` gives the new permission bits."""
+
+    spec: str
+    octal: int | None
+    clauses: tuple[tuple[str, str, str], ...] = ()
+
+    def apply(self, mode: int, is_dir: bool) -> int:
+        if self.octal is not None:
+            return self.octal
+        mode = stat.S_IMODE(mode)
+        for who, op, perms in self.clauses:
+            mask = _who_mask(who)
+            bits = 0
+            for p in perms:
+                if p == "r":
+                    bits |= 0o444
+                elif p == "w":
+                    bits |= 0o222
+                elif p == "x":
+                    bits |= 0o111
+                elif p == "X" and (is_dir or mode & 0o111):
+                    bits |= 0o111
+                elif p == "s":
+                    bits |= stat.S_ISUID | stat.S_ISGID
+                elif p == "t":
+                    bits |= stat.S_ISVTX
+            bits &= mask | stat.S_ISVTX if "t" in perms else mask
+            if op == "+":
+                mode |= bits
+            elif op == "-":
+                mode &= ~bits
+            else:
+                mode = (mode & ~mask) | bits
+        return mode
+
+
+def _who_mask(who: str) -> int:
+    if not who or "a" in who:
+        return 0o7777 & ~stat.S_ISVTX
+    mask = 0
+    if "u" in who:
+        mask |= 0o700 | stat.S_ISUID
+    if "g" in who:
+        mask |= 0o070 | stat.S_ISGID
+    if "o" in who:
+        mask |= 0o007
+    return mask
+
+
+_CLAUSE = re.compile(r"([ugoa]*)([-+=])([rwxXst]*)")
+
+
+def parse_chmod(spec: str) -> Chmod:
+    """`--chmod=755` (octal) or `--chmod=u+x,go-w` (symbolic, as chmod(1) and BuildKit)."""
+    if re.fullmatch(r"[0-7]{1,4}", spec):
+        return Chmod(spec, int(spec, 8))
+    clauses = []
+    for part in spec.split(","):
+        m = _CLAUSE.fullmatch(part)
+        if not m:
+            raise BuildError(f"invalid --chmod={spec}: expected octal (755) or symbolic (u+x,go-w) mode")
+        clauses.append((m.group(1), m.group(2), m.group(3)))
+    return Chmod(spec, None, tuple(clauses))
+
+
+def resolve_owner(spec: str, target: ViewLike | None) -> tuple[int, int]:
+    """`--chown` "user", "user:group", numeric or names from the target's /etc/passwd, /etc/group."""
+    view = _view(target)
+    user, _, group = spec.partition(":")
+    if not user:
+        raise BuildError(f"invalid --chown={spec}: missing user")
+    passwd = _read_db(view, "etc/passwd")
+    if user.isdigit():
+        uid = int(user)
+        gid = next((int(f[3]) for f in passwd if len(f) > 3 and f[2] == user), uid) if not group else 0
+    else:
+        entry = next((f for f in passwd if f[0] == user and len(f) > 3), None)
+        if entry is None:
+            raise BuildError(f"unable to find user {user}: no matching entries in passwd file")
+        uid, gid = int(entry[2]), int(entry[3])
+    if group:
+        if group.isdigit():
+            gid = int(group)
+        else:
+            gentry = next((f for f in _read_db(view, "etc/group") if f[0] == group and len(f) > 2), None)
+            if gentry is None:
+                raise BuildError(f"unable to find group {group}: no matching entries in group file")
+            gid = int(gentry[2])
+    return uid, gid
+
+
+def _read_db(view: RootView | None, rel: str) -> list[list[str]]:
+    if view is None:
+        return []
+    real = view.resolve(rel)
+    path = view.host_path(real)
+    if path is None or not path.is_file():
+        return []
+    text = path.read_text(encoding="utf-8", errors="replace")
+    return [line.split(":") for line in text.splitlines() if line and not line.startswith("#")]
+
+
+# -- copying --------------------------------------------------------------------------------
+
+
+class _Writer:
+    """Writes into `layer_dir`, creating parents with copied-up or default metadata."""
+
+    def __init__(self, layer_dir: Path, target: RootView | None, owner: tuple[int, int] | None,
+                 chmod: Chmod | None) -> None:
+        self.layer = layer_dir
+        self.target = target
+        self.owner = owner
+        self.chmod = chmod
+        self.links: dict[tuple[int, int], str] = {}
+        self.dir_times: list[tuple[str, int, int]] = []
+
+    def host(self, rel: str) -> str:
+        return os.path.join(self.layer, *split_path(rel))
+
+    def is_dir(self, rel: str) -> bool:
+        if os.path.isdir(self.host(rel)) and not os.path.islink(self.host(rel)):
+            return True
+        return self.target is not None and self.target.is_dir(rel)
+
+    def resolve(self, rel: str) -> str:
+        """`rel` with symlinks followed in the target image (or as written in this layer)."""
+        if self.target is None:
+            return "/".join(split_path(rel))
+        return self.target.resolve(rel)
+
+    def ensure_dir(self, rel: str) -> None:
+        """Make every directory of `rel` exist in the layer."""
+        parts = split_path(rel)
+        for i in range(1, len(parts) + 1):
+            sub = "/".join(parts[:i])
+            host = self.host(sub)
+            try:
+                st = os.lstat(host)
+                if stat.S_ISDIR(st.st_mode):
+                    continue
+                os.unlink(host)
+            except FileNotFoundError:
+                pass
+            below = self.target.lstat(sub) if self.target is not None else None
+            if below is not None and stat.S_ISDIR(below.st_mode):
+                os.mkdir(host)
+                os.chmod(host, stat.S_IMODE(below.st_mode))
+                self._chown(host, (below.st_uid, below.st_gid))
+                os.utime(host, ns=(below.st_atime_ns, below.st_mtime_ns))
+            else:
+                os.mkdir(host)
+                os.chmod(host, 0o755)
+                self._chown(host, self.owner or (0, 0))
+
+    def clear(self, host: str, want_dir: bool) -> None:
+        """Remove what is in the way of a new entry at `host` (a dir stays for a dir)."""
+        try:
+            st = os.lstat(host)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            if want_dir:
+                return
+            shutil.rmtree(host)
+        else:
+            os.unlink(host)
+
+    def _chown(self, host: str, ids: tuple[int, int]) -> None:
+        try:
+            os.lchown(host, *ids)
+        except PermissionError:
+            if os.geteuid() == 0:
+                raise
+
+    def finish_entry(self, host: str, st_mode: int, mtime_ns: int | None, atime_ns: int | None = None,
+                     is_link: bool = False, src_owner: tuple[int, int] | None = None) -> None:
+        is_dir = stat.S_ISDIR(st_mode)
+        self._chown(host, self.owner or src_owner or (0, 0))
+        if not is_link:
+            mode = stat.S_IMODE(st_mode)
+            if self.chmod is not None:
+                mode = self.chmod.apply(mode, is_dir)
+            os.chmod(host, mode)
+        if mtime_ns is not None:
+            if is_dir:
+                self.dir_times.append((host, atime_ns or mtime_ns, mtime_ns))
+            else:
+                os.utime(host, ns=(atime_ns or mtime_ns, mtime_ns), follow_symlinks=not is_link)
+
+    def close(self) -> None:
+        for host, atime, mtime in reversed(self.dir_times):
+            os.utime(host, ns=(atime, mtime), follow_symlinks=False)
+        self.dir_times.clear()
+
+    def copy_entry(self, src: RootView, real: str, dest_rel: str, exclude: PatternMatcher | None,
+                   ignore: PatternMatcher | None, sub: str = "") -> None:
+        """Copy the entry at `real` (resolved in `src`) to `dest_rel`, recursively."""
+        st = src.lstat(real)
+        if st is None:
+            raise ContextError(f"COPY/ADD source {real!r} vanished")
+        host = self.host(dest_rel)
+        mode = st.st_mode
+        if stat.S_ISDIR(mode):
+            self.clear(host, want_dir=True)
+            if not os.path.isdir(host):
+                os.mkdir(host)
+            for name in src.listdir(real):
+                child = f"{real}/{name}" if real else name
+                child_sub = f"{sub}/{name}" if sub else name
+                if exclude and exclude.matches(child_sub):
+                    continue
+                if ignore and ignore.matches(child):
+                    cst = src.lstat(child)
+                    if not (cst and stat.S_ISDIR(cst.st_mode) and ignore.may_reinclude_under(child)):
+                        continue
+                self.copy_entry(src, child, f"{dest_rel}/{name}", exclude, ignore, child_sub)
+            if ignore and real and ignore.matches(real) and not os.listdir(host):
+                os.rmdir(host)  # excluded, kept only for a re-included child: none was
+                return
+            self.finish_entry(host, mode, st.st_mtime_ns, st.st_atime_ns)
+            return
+        self.clear(host, want_dir=False)
+        src_host = str(src.host_path(real))
+        if stat.S_ISREG(mode):
+            key = (st.st_dev, st.st_ino)
+            if st.st_nlink > 1 and key in self.links:
+                os.link(self.links[key], host)
+                return
+            _copy_file_data(src_host, host)
+            if st.st_nlink > 1:
+                self.links[key] = host
+            self.finish_entry(host, mode, st.st_mtime_ns, st.st_atime_ns)
+        elif stat.S_ISLNK(mode):
+            os.symlink(os.readlink(src_host), host)
+            self.finish_entry(host, mode, st.st_mtime_ns, st.st_atime_ns, is_link=True)
+        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode):
+            os.mknod(host, mode, st.st_rdev)
+            self.finish_entry(host, mode, st.st_mtime_ns, st.st_atime_ns)
+        # sockets are not copied (Docker skips them too)
+
+
+def _copy_file_data(src: str, dst: str) -> None:
+    with open(src, "rb") as fin:
+        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as fout:
+            shutil.copyfileobj(fin, fout, 1 << 20)
+
+
+def _dest_is_dir_syntax(dest: str) -> bool:
+    return dest.endswith("/") or dest in (".", "..") or dest.endswith(("/.", "/.."))
+
+
+def copy_files(layer_dir: str | os.PathLike[str], items: Sequence[Item], dest: str, *,
+               src: ViewLike | None = None, target: ViewLike | None = None, workdir: str = "/",
+               owner: tuple[int, int] | None = None, chmod: str | Chmod | None = None,
+               excludes: Sequence[str] = (), parents: bool = False, link: bool = False,
+               ignore: PatternMatcher | None = None, unpack: bool = False, where: str = "") -> list[str]:
+    """Apply one COPY/ADD into `layer_dir`; see the module docstring."""
+    layer = Path(layer_dir)
+    src_view = _view(src)
+    target_view = None if link else _view(target)
+    mode = parse_chmod(chmod) if isinstance(chmod, str) else chmod
+    exclude = PatternMatcher(list(excludes), source="--exclude") if excludes else None
+    writer = _Writer(layer, target_view, owner, mode)
+    dest_abs = clean_path(os.path.join("/", workdir, dest))
+    dest_rel = writer.resolve(dest_abs)
+    dest_dir = _dest_is_dir_syntax(dest) or writer.is_dir(dest_rel)
+    if len(items) > 1 and not dest_dir:
+        raise BuildError(f"{where}When using COPY with more than one source file, the destination must be a "
+                         f"directory and end with a /: {dest}")
+    written: list[str] = []
+    for item in items:
+        if isinstance(item, (HeredocSource, FetchedFile)):
+            name = os.path.basename(item.name.rstrip("/")) or "index"
+            out_rel = f"{dest_rel}/{name}" if dest_dir else dest_rel
+            writer.ensure_dir(os.path.dirname(out_rel))
+            host = writer.host(out_rel)
+            writer.clear(host, want_dir=False)
+            if isinstance(item, HeredocSource):
+                fd = os.open(host, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(item.content)
+                writer.finish_entry(host, stat.S_IFREG | item.mode, time.time_ns())
+            else:
+                _copy_file_data(str(item.path), host)
+                mt = int(item.mtime * 1e9) if item.mtime is not None else time.time_ns()
+                writer.finish_entry(host, stat.S_IFREG | item.mode, mt)
+            written.append("/" + out_rel)
+            continue
+        if src_view is None:
+            raise ContextError(f"{where}COPY/ADD source {item!r} needs a source root")
+        rel = "/".join(split_path(item))
+        real = src_view.resolve(rel)
+        st = src_view.lstat(real)
+        if st is None:
+            raise ContextError(f"{where}COPY/ADD source {item!r}: not found")
+        if exclude and rel and exclude.matches(os.path.basename(rel)):
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            out_rel = f"{dest_rel}/{rel}".strip("/") if parents and rel else dest_rel
+            writer.ensure_dir(os.path.dirname(out_rel))
+            writer.copy_entry(src_view, real, out_rel, exclude, ignore)
+            written.append("/" + out_rel)
+            continue
+        host_src = src_view.host_path(real)
+        if unpack and host_src is not None and stat.S_ISREG(st.st_mode) and is_archive(host_src):
+            out_rel = f"{dest_rel}/{os.path.dirname(rel)}".strip("/") if parents else dest_rel
+            writer.ensure_dir(out_rel)
+            with open(host_src, "rb") as f:
+                extract_archive(f, Path(writer.host(out_rel)), name=item, keep_owner=owner is None, owner=owner)
+            written.append("/" + out_rel)
+            continue
+        if parents:
+            out_rel = f"{dest_rel}/{rel}".strip("/")
+        else:
+            out_rel = f"{dest_rel}/{os.path.basename(rel)}".strip("/") if dest_dir else dest_rel
+        writer.ensure_dir(os.path.dirname(out_rel))
+        writer.copy_entry(src_view, real, out_rel, exclude, ignore)
+        written.append("/" + out_rel)
+    writer.close()
+    return written
+
+
+# -- archives ---------------------------------------------------------------------------------
+
+
+def _open_decompressed(f: BinaryIO) -> BinaryIO:
+    """A decompressing reader for gzip, bzip2, xz, zstd or plain data (by magic bytes)."""
+    head = f.peek(6)[:6] if hasattr(f, "peek") else b""
+    if head.startswith(b"\x1f\x8b"):
+        return gzip.GzipFile(fileobj=f)  # type: ignore[return-value]
+    if head.startswith(b"BZh"):
+        return bz2.BZ2File(f)  # type: ignore[return-value]
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return lzma.LZMAFile(f)  # type: ignore[return-value]
+    if head.startswith(b"\x28\xb5\x2f\xfd"):
+        import zstandard
+
+        return zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True)  # type: ignore[return-value]
+    return f
+
+
+def is_archive(path: str | os.PathLike[str]) -> bool:
+    """True when `path` holds a tar archive, maybe compressed: what ADD unpacks (by content, as
+    Docker decides, never by file name)."""
+    try:
+        with open(path, "rb") as raw:
+            f = _open_decompressed(raw)  # type: ignore[arg-type]
+            block = f.read(512)
+    except (OSError, EOFError, lzma.LZMAError, ValueError):
+        return False
+    except Exception:  # zstandard.ZstdError and friends: not an archive we can read
+        return False
+    if len(block) < 512:
+        return False
+    try:
+        tarfile.TarInfo.frombuf(block, tarfile.ENCODING, "surrogateescape")
+    except tarfile.HeaderError:
+        return False
+    return True
+
+
+def extract_archive(stream: BinaryIO, dest_dir: Path, *, name: str, keep_owner: bool = True,
+                    owner: tuple[int, int] | None = None) -> None:
+    """Unpack a (compressed) tar stream into `dest_dir`; nothing lands outside it.
+
+    Member paths are cleaned as if `dest_dir` were `/`; symlinks already in `dest_dir` are
+    followed only inside it; hard links must point inside it. Owners come from the archive
+    (`keep_owner`) or are `owner` / 0:0.
+    """
+    if not isinstance(stream, (gzip.GzipFile, bz2.BZ2File, lzma.LZMAFile)) and not hasattr(stream, "peek"):
+        import io
+
+        stream = io.BufferedReader(stream)  # type: ignore[arg-type]
+    data = _open_decompressed(stream)
+    view = RootView(dest_dir)
+    writer = _Writer(dest_dir, None, owner if not keep_owner else None, None)
+    try:
+        with tarfile.open(fileobj=data, mode="r|") as tar:
+            for member in tar:
+                _extract_member(tar, member, view, writer, keep_owner and owner is None)
+    except (tarfile.TarError, EOFError, OSError, lzma.LZMAError, zlib_error()) as exc:
+        raise BuildError(f"cannot unpack {name}: {exc}") from None
+    writer.close()
+
+
+def zlib_error() -> type[Exception]:
+    import zlib
+
+    return zlib.error
+
+
+def _extract_member(tar: tarfile.TarFile, m: tarfile.TarInfo, view: RootView, writer: _Writer,
+                    keep_owner: bool) -> None:
+    parts = split_path(m.name)
+    if not parts:
+        return
+    parent = view.resolve("/".join(parts[:-1]))
+    writer.ensure_dir(parent)
+    rel = f"{parent}/{parts[-1]}".lstrip("/")
+    host = writer.host(rel)
+    src_owner = (m.uid, m.gid) if keep_owner else None
+    mtime_ns = int(m.mtime * 1_000_000_000)
+    if m.isdir():
+        writer.clear(host, want_dir=True)
+        if not os.path.isdir(host):
+            os.mkdir(host)
+        writer.finish_entry(host, stat.S_IFDIR | m.mode, mtime_ns, src_owner=src_owner)
+        return
+    writer.clear(host, want_dir=False)
+    if m.isreg():
+        fileobj = tar.extractfile(m)
+        fd = os.open(host, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            if fileobj is not None:
+                shutil.copyfileobj(fileobj, out, 1 << 20)
+        writer.finish_entry(host, stat.S_IFREG | m.mode, mtime_ns, src_owner=src_owner)
+    elif m.issym():
+        os.symlink(m.linkname, host)
+        writer.finish_entry(host, stat.S_IFLNK | 0o777, mtime_ns, is_link=True, src_owner=src_owner)
+    elif m.islnk():
+        target = view.resolve(m.linkname, follow_last=False)
+        target_host = writer.host(target)
+        if not target or not os.path.lexists(target_host) or os.path.isdir(target_host):
+            raise BuildError(f"hard link {m.name!r} -> {m.linkname!r} points to no file in the archive")
+        os.link(target_host, host, follow_symlinks=False)
+    elif m.ischr() or m.isblk() or m.isfifo():
+        kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK if m.isblk() else stat.S_IFIFO
+        try:
+            os.mknod(host, kind | m.mode, os.makedev(m.devmajor, m.devminor))
+        except PermissionError:
+            if os.geteuid() == 0:
+                raise
+            return
+        writer.finish_entry(host, kind | m.mode, mtime_ns, src_owner=src_owner)
+
+
+# -- URLs -------------------------------------------------------------------------------------
+
+
+def fetch_url(url: str, into_dir: Path, *, checksum: str | None = None, timeout: float = 60) -> FetchedFile:
+    """Download `url` (http or https) into `into_dir`, hashing as it streams; with `checksum`
+    ("sha256:HEX") a mismatch is a BuildError and nothing is kept."""
+    import urllib.error
+    import urllib.request
+
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme not in ("http", "https") or url.endswith(".git") or parsed.scheme.startswith("git"):
+        raise BuildError(f"ADD {url}: only http(s) URLs of files are supported (git sources are not)",
+                         hint="clone the repository in a RUN step, or ADD a tarball of it")
+    if checksum is not None and not re.fullmatch(r"sha256:[0-9a-f]{64}", checksum):
+        raise BuildError(f"invalid --checksum={checksum}: expected sha256:<64 hex digits>")
+    into_dir.mkdir(parents=True, exist_ok=True)
+    req = urllib.request.Request(url, headers={"User-Agent": "pybuild"})
+    h = hashlib.sha256()
+    fd, tmp = tempfile.mkstemp(dir=into_dir, prefix=".download-")
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(req, timeout=timeout) as resp:
+            while chunk := resp.read(1 << 20):
+                h.update(chunk)
+                out.write(chunk)
+            headers = resp.headers
+            final_url = resp.geturl()
+    except urllib.error.HTTPError as exc:
+        os.unlink(tmp)
+        raise BuildError(f"ADD {url}: the server answered {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        os.unlink(tmp)
+        reason = getattr(exc, "reason", None) or exc
+        raise BuildError(f"ADD {url}: cannot download: {reason}") from None
+    digest = "sha256:" + h.hexdigest()
+    if checksum is not None and checksum != digest:
+        os.unlink(tmp)
+        raise BuildError(f"ADD {url}: checksum mismatch: expected {checksum}, got {digest}")
+    mtime = None
+    if lm := headers.get("Last-Modified"):
+        parsed_date = email.utils.parsedate_tz(lm)
+        if parsed_date is not None:
+            mtime = float(email.utils.mktime_tz(parsed_date))
+    name = _url_filename(final_url, headers.get("Content-Disposition"))
+    path = into_dir / digest.split(":")[1]
+    os.replace(tmp, path)
+    return FetchedFile(path, name, digest, mtime)
+
+
+def _url_filename(url: str, disposition: str | None) -> str:
+    if disposition:
+        m = re.search(r'filename="?([^";]+)"?', disposition)
+        if m and os.path.basename(m.group(1)) not in ("", ".", ".."):
+            return os.path.basename(m.group(1))
+    base = os.path.basename(urllib.parse.unquote(urllib.parse.urlsplit(url).path).rstrip("/"))
+    return base if base not in ("", ".", "..") else "index"
+

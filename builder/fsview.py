@@ -1,0 +1,190 @@
+"""A read-only view of a root filesystem: one directory, or a stack of layer directories.
+
+COPY reads from the build context (a plain directory), from another stage's rootfs, or from an
+image whose layers are unpacked side by side without being mounted. `RootView` answers the few
+questions COPY asks of all three, with every path confined to the root:
+
+    view = RootView(path)                  # one directory
+    view = RootView([upper, ..., lowest])  # layers, top-most first, overlay semantics
+    view.resolve("a/link/b")               # follow symlinks inside the root -> "a/target/b"
+    view.lstat(rel) / view.host_path(rel) / view.listdir(rel) / view.readlink(rel)
+
+Symlinks resolve as if the root were `/` (an absolute target starts at the root, `..` stops at
+it), the way a chroot does, so a link can never lead outside. In layer stacks a whiteout hides
+lower entries: overlayfs style (a 0:0 character device; a directory with the xattr
+`trusted.overlay.opaque=y`) or OCI style (`.wh.NAME`, `.wh..wh..opq`).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import Sequence
+
+from builder.dockerignore import clean_path
+from builder.errors import ContextError
+
+__all__ = ["RootView", "split_path"]
+
+_WH = ".wh."
+_WH_OPAQUE = ".wh..wh..opq"
+_MAX_LINKS = 255
+
+
+def split_path(rel: str) -> list[str]:
+    """Components of a root-relative path, cleaned (`..` never climbs above the root)."""
+    cleaned = clean_path("/" + rel)
+    return [p for p in cleaned.split("/") if p]
+
+
+class RootView:
+    """A root filesystem made of one directory or of layer directories (top-most first)."""
+
+    def __init__(self, layers: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> None:
+        if isinstance(layers, (str, os.PathLike)):
+            layers = [layers]
+        self.layers = [Path(p) for p in layers]
+        if not self.layers:
+            raise ValueError("RootView needs at least one directory")
+        self.single = len(self.layers) == 1
+        self.root = self.layers[0]
+
+    def __repr__(self) -> str:
+        return f"RootView({[str(p) for p in self.layers]!r})"
+
+    # -- lookups --------------------------------------------------------------------------
+
+    def host_path(self, rel: str) -> Path | None:
+        """Where the entry at `rel` (already resolved, no symlinks followed) lives on the host."""
+        parts = split_path(rel)
+        if self.single:
+            path = self.root.joinpath(*parts)
+            return path if os.path.lexists(path) else None
+        return self._layer_lookup(parts)
+
+    def lstat(self, rel: str) -> os.stat_result | None:
+        path = self.host_path(rel)
+        return None if path is None else os.lstat(path)
+
+    def readlink(self, rel: str) -> str:
+        path = self.host_path(rel)
+        if path is None:
+            raise FileNotFoundError(rel)
+        return os.readlink(path)
+
+    def listdir(self, rel: str) -> list[str]:
+        """Names in the directory `rel` (merged across layers), sorted."""
+        parts = split_path(rel)
+        if self.single:
+            return sorted(os.listdir(self.root.joinpath(*parts)))
+        names: set[str] = set()
+        hidden: set[str] = set()
+        for layer in self.layers:
+            path = layer.joinpath(*parts)
+            if not os.path.lexists(path):
+                if self._hidden_in(layer, parts):
+                    break
+                continue
+            if not os.path.isdir(path) or os.path.islink(path):
+                break
+            opaque = False
+            for name in os.listdir(path):
+                if name == _WH_OPAQUE:
+                    opaque = True
+                    continue
+                if name.startswith(_WH):
+                    hidden.add(name[len(_WH):])
+                    continue
+                if name in hidden or name in names:
+                    continue
+                if _is_char_whiteout(path / name):
+                    hidden.add(name)
+                    continue
+                names.add(name)
+            if opaque or _has_opaque_xattr(path):
+                break
+        return sorted(names)
+
+    def _hidden_in(self, layer: Path, parts: list[str]) -> bool:
+        """Does `layer` hide the path `parts` (a whiteout of it or of a parent, or an opaque
+        parent, or a non-directory parent)?"""
+        for i in range(len(parts)):
+            parent = layer.joinpath(*parts[:i])
+            if i and (not os.path.isdir(parent) or os.path.islink(parent)):
+                return os.path.lexists(parent)
+            if not os.path.lexists(parent):
+                return False
+            name = parts[i]
+            entry = parent / name
+            if os.path.lexists(parent / (_WH + name)) or (os.path.lexists(entry) and _is_char_whiteout(entry)):
+                return True
+            if i < len(parts) - 1 and os.path.isdir(entry) and (
+                os.path.lexists(entry / _WH_OPAQUE) or _has_opaque_xattr(entry)
+            ) and not os.path.lexists(layer.joinpath(*parts)):
+                return True
+        return False
+
+    def _layer_lookup(self, parts: list[str]) -> Path | None:
+        for layer in self.layers:
+            path = layer.joinpath(*parts)
+            if os.path.lexists(path):
+                return None if _is_char_whiteout(path) else path
+            if self._hidden_in(layer, parts):
+                return None
+        return None
+
+    # -- symlinks -------------------------------------------------------------------------
+
+    def resolve(self, rel: str, *, follow_last: bool = True) -> str:
+        """`rel` with every symlink followed inside the root; the path need not exist.
+
+        Returns a cleaned root-relative path without a leading slash ("" is the root).
+        """
+        todo = split_path(rel)
+        todo.reverse()
+        done: list[str] = []
+        hops = 0
+        while todo:
+            name = todo.pop()
+            if name == "..":
+                if done:
+                    done.pop()
+                continue
+            candidate = "/".join(done + [name])
+            st = self.lstat(candidate)
+            if st is None or not stat.S_ISLNK(st.st_mode) or (not todo and not follow_last):
+                done.append(name)
+                continue
+            hops += 1
+            if hops > _MAX_LINKS:
+                raise ContextError(f"too many levels of symbolic links resolving {rel!r}")
+            target = self.readlink(candidate)
+            if target.startswith("/"):
+                done = []
+            parts = [p for p in target.split("/") if p and p != "."]
+            todo.extend(reversed(parts))
+        return "/".join(done)
+
+    def is_dir(self, rel: str) -> bool:
+        """True when `rel` exists and is a directory after following symlinks in the root."""
+        st = self.lstat(self.resolve(rel))
+        return st is not None and stat.S_ISDIR(st.st_mode)
+
+
+def _is_char_whiteout(path: Path) -> bool:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def _has_opaque_xattr(path: Path) -> bool:
+    for name in ("trusted.overlay.opaque", "user.overlay.opaque"):
+        try:
+            if os.getxattr(path, name, follow_symlinks=False) == b"y":
+                return True
+        except OSError:
+            continue
+    return False

@@ -1,0 +1,83 @@
+"""`ImageReport` rendered for people (a table) and for tools (JSON)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from builder.analyze_layers import FileRef, ImageReport
+
+JSON_VERSION = 1
+
+
+def human_size(n: int | float | None) -> str:
+    """Decimal units, as docker prints them: 999 B, 1.2 kB, 3.4 MB."""
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(value) < 1000 or unit == "GB":
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"  # pragma: no cover - unreachable
+
+
+def percent(ratio: float) -> str:
+    return f"{ratio * 100:.2f} %"
+
+
+def to_json(report: ImageReport, *, files: bool = True) -> dict[str, Any]:
+    """A JSON-ready dict of the whole report; `files=False` leaves out the per-layer file lists."""
+    data = dataclasses.asdict(report)
+    data.pop("config", None)
+    if not files:
+        for layer in data["layers"]:
+            for key in ("added", "modified", "removed"):
+                layer[key] = len(layer[key])
+    return {"version": JSON_VERSION, **data}
+
+
+def dumps(report: ImageReport, *, files: bool = True) -> str:
+    return json.dumps(to_json(report, files=files), indent=2)
+
+
+def _short(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _files(title: str, refs: tuple[FileRef, ...], limit: int) -> list[str]:
+    if not refs:
+        return []
+    out = ["", title]
+    out += [f"  {human_size(f.size):>10}  layer {f.layer:<3} {f.path}" for f in refs[:limit]]
+    return out
+
+
+def render_table(report: ImageReport, *, top: int = 10, width: int = 60) -> str:
+    """The default human output of `pybuild analyze`."""
+    head = f"{'#':>3}  {'COMPRESSED':>10}  {'TAR':>10}  {'CONTENT':>10}  {'ADDED':>6}  {'MODIFIED':>8}  " \
+           f"{'REMOVED':>7}  {'WASTED':>10}  INSTRUCTION"
+    lines = [f"Image: {report.reference or '(unnamed)'}  ({len(report.layers)} layers)", "", head]
+    for layer in report.layers:
+        lines.append(
+            f"{layer.index:>3}  {human_size(layer.compressed_size):>10}  {human_size(layer.uncompressed_size):>10}  "
+            f"{human_size(layer.content_size):>10}  {len(layer.added):>6}  {len(layer.modified):>8}  "
+            f"{layer.removed_files:>7}  {human_size(layer.wasted_bytes):>10}  {_short(layer.created_by or '-', width)}")
+    r = report
+    lines += [
+        "",
+        f"Total content:                {human_size(r.size_bytes)} ({r.size_bytes} bytes), "
+        f"{human_size(r.final_size_bytes)} visible in the final filesystem",
+        f"Efficiency (dive):            {percent(r.dive_efficiency)}",
+        f"Wasted bytes (dive):          {human_size(r.dive_wasted_bytes)} ({r.dive_wasted_bytes} bytes; counts every copy, "
+        "the surviving one too)",
+        f"User wasted (dive):           {percent(r.dive_user_wasted_percent)} of the layers after the base",
+        f"Wasted bytes (corrected):     {human_size(r.wasted_bytes)} ({r.wasted_bytes} bytes stored but never visible)",
+        f"A user could save:            {human_size(r.user_wasted_bytes)} ({r.user_wasted_bytes} bytes, "
+        f"{percent(r.user_wasted_percent)} of the {r.base_layers and 'non-base ' or ''}layers)",
+    ]
+    lines += _files("Largest files:", r.largest_files, top)
+    lines += _files("Largest wasted copies (stored in the layer shown, hidden later):", r.wasted_files, top)
+    return "\n".join(lines)

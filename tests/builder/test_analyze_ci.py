@@ -1,0 +1,106 @@
+"""`analyze --ci` rules, the YAML subset, and the table and JSON renderings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from builder.analyze_ci import (ConfigError, Thresholds, evaluate, load_config, parse_bytes, parse_ratio,
+                                parse_yaml_subset, render, thresholds)
+from builder.analyze_layers import analyze_layers
+from builder.analyze_report import dumps, human_size, render_table
+from tests.builder.analyze_fixtures import sources
+from tests.builder.test_analyze_layers import NGINX
+
+REPORT = analyze_layers(sources(*NGINX, created_by=["FROM base", "COPY conf /etc", "RUN rm -rf /etc/nginx"]),
+                        reference="demo:1")
+# dive: efficiency 23000/28000 = 0.8214..., wasted 7000, user wasted 7000/15000 = 0.4666...
+
+
+@pytest.mark.parametrize("text, value", [("123", 123), ("20MB", 20_000_000), ("20 mb", 20_000_000),
+                                         ("1.5MiB", 1572864), ("2kB", 2000), ("1GiB", 2**30)])
+def test_parse_bytes(text: str, value: int) -> None:
+    assert parse_bytes(text) == value
+
+
+def test_parse_ratio() -> None:
+    assert parse_ratio("0.25") == 0.25 and parse_ratio("20%") == 0.2
+    with pytest.raises(ConfigError, match="invalid ratio 'x'"):
+        parse_ratio("x")
+    with pytest.raises(ConfigError, match="invalid size '20 parsecs'"):
+        parse_bytes("20 parsecs")
+
+
+@pytest.mark.parametrize("limits, statuses", [
+    (Thresholds(0.83, None, None), ["FAIL", "SKIP", "SKIP"]),
+    (Thresholds(0.82, None, None), ["PASS", "SKIP", "SKIP"]),
+    (Thresholds(None, 6999, None), ["SKIP", "FAIL", "SKIP"]),
+    (Thresholds(None, 7000, None), ["SKIP", "PASS", "SKIP"]),
+    (Thresholds(None, None, 0.46), ["SKIP", "SKIP", "FAIL"]),
+    (Thresholds(None, None, 0.47), ["SKIP", "SKIP", "PASS"]),
+])
+def test_rules_judge_dives_figures(limits: Thresholds, statuses: list[str]) -> None:
+    assert [r.status for r in evaluate(REPORT, limits)] == statuses
+
+
+def test_render_counts() -> None:
+    text = render(evaluate(REPORT, Thresholds(0.9, 10**6, None)))
+    assert "FAIL: lowestEfficiency: image efficiency is too low (efficiency=0.8214 < threshold=0.9)" in text
+    assert text.endswith("Result: FAIL [Total:3] [Passed:1] [Failed:1] [Skipped:1]")
+
+
+def test_config_file_in_dives_format(tmp_path: Path) -> None:
+    cfg = tmp_path / ".pybuild-analyze.yaml"
+    cfg.write_text("# CI limits\nrules:\n  lowestEfficiency: 0.95   # strict\n  highestWastedBytes: 20MB\n"
+                   "  highestUserWastedPercent: disabled\n")
+    assert load_config(cfg) == Thresholds(0.95, 20_000_000, None)
+    flags = thresholds(None, "1kB", "10%")
+    assert load_config(cfg).merged(flags) == Thresholds(0.95, 1000, 0.1)
+
+
+@pytest.mark.parametrize("text, error", [
+    ("rules:\n  lowestEfficiency 0.9\n", r"f.yaml:2: expected 'key: value'"),
+    ("  lowestEfficiency: 0.9\n", r"f.yaml:1: indented 'lowestEfficiency' is not inside a section"),
+    ("rules:\n  bestEfficiency: 1\n", r"unknown rule 'bestEfficiency'"),
+    ("rules:\n  highest-wasted-bytes: lots\n", r"invalid size 'lots'"),
+])
+def test_config_errors_name_file_and_line(tmp_path: Path, text: str, error: str) -> None:
+    cfg = tmp_path / "f.yaml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError, match=error):
+        load_config(cfg)
+
+
+def test_yaml_subset_sections_and_scalars() -> None:
+    assert parse_yaml_subset("a: 1\nb:\n  c: 'x'\n  d: \"y\"\n", filename="f") == {"a": "1", "b": {"c": "x", "d": "y"}}
+
+
+def test_human_size() -> None:
+    assert [human_size(n) for n in (0, 999, 1000, 1500, 2_500_000, 3 * 10**9)] == [
+        "0 B", "999 B", "1.0 kB", "1.5 kB", "2.5 MB", "3.0 GB"]
+
+
+def test_table_shows_every_layer_and_both_families_of_figures() -> None:
+    text = render_table(REPORT)
+    lines = text.splitlines()
+    assert lines[0] == "Image: demo:1  (3 layers)"
+    row1 = next(l for l in lines if l.strip().startswith("1 "))
+    assert row1.split()[-3:] == ["COPY", "conf", "/etc"] and "15.0 kB" in row1 and "5.0 kB" in row1
+    assert "Efficiency (dive):            82.14 %" in text
+    assert "Wasted bytes (dive):          7.0 kB (7000 bytes;" in text
+    assert "Wasted bytes (corrected):     10.0 kB (10000 bytes" in text
+    assert "A user could save:            5.0 kB (5000 bytes, 33.33 %" in text
+    assert "10.0 kB  layer 1   /etc/athing" in text
+
+
+def test_json_round_trips_every_number() -> None:
+    data = json.loads(dumps(REPORT))
+    assert data["version"] == 1 and data["reference"] == "demo:1"
+    assert data["dive_efficiency"] == 23000 / 28000 and data["dive_wasted_bytes"] == 7000
+    assert data["wasted_bytes"] == 10000 and data["user_wasted_bytes"] == 5000
+    assert [l["wasted_bytes"] for l in data["layers"]] == [5000, 5000, 0]
+    assert data["layers"][1]["modified"] == [{"path": "/etc/nginx/nginx.conf", "size": 5000, "layer": 1}]
+    assert data["inefficiencies"][0]["path"] == "/etc/nginx/nginx.conf"
+    assert json.loads(dumps(REPORT, files=False))["layers"][1]["added"] == 1

@@ -476,6 +476,7 @@ def extract_archive(stream: BinaryIO, dest_dir: Path, *, name: str, keep_owner: 
 
         stream = io.BufferedReader(stream)  # type: ignore[arg-type]
     data = _open_decompressed(stream)
+    dest_dir.mkdir(parents=True, exist_ok=True)
     view = RootView(dest_dir)
     writer = _Writer(dest_dir, None, owner if not keep_owner else None, None)
     try:

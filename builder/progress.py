@@ -89,7 +89,7 @@ class PlainProgress(Progress):
     def _flush_partial(self, step: int) -> None:
         rest = self.partial.pop(step, b"")
         if rest:
-            self.output(step, b"\n")
+            self.output(step, rest + b"\n")
 
     def done(self, step: int) -> None:
         self._flush_partial(step)

@@ -1,0 +1,633 @@
+"""Dockerfile AST -> BuildGraph: stages, ARG/ENV scoping, expansion, image config, --target pruning.
+
+    convert(dockerfile, options, resolve_image) -> BuildGraph
+
+This is the only module of the builder that reads grammar types. It follows BuildKit's
+dockerfile2llb rules:
+
+- global ARGs (before the first FROM) expand FROM lines only; a stage sees one after
+  re-declaring it (`ARG NAME`); `--build-arg` overrides a declared default;
+- the predefined platform ARGs (TARGETPLATFORM, BUILDARCH, ...) are global without a
+  declaration; the proxy ARGs reach RUN's environment without one, and never the image config,
+  the history or a cache key;
+- ENV wins over an ARG of the same name; expansion happens in ADD, COPY, ENV, EXPOSE, FROM,
+  LABEL, STOPSIGNAL, USER, VOLUME, WORKDIR, ARG defaults and the flags of COPY/ADD/RUN, never
+  in RUN, CMD, ENTRYPOINT or SHELL commands (the shell does that);
+- history `created_by` strings are the ones BuildKit records (`RUN /bin/sh -c make # buildkit`).
+
+`resolve_image(ref, platform) -> config dict` is called only for stages the target needs, so
+a pruned stage's base is never looked up or pulled.
+"""
+
+from __future__ import annotations
+
+import platform as _platform
+import posixpath
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from builder.errors import StageError
+from builder.graph import (
+    BuildGraph,
+    ConfigChange,
+    Exec,
+    FileCopy,
+    ImageSource,
+    Mkdir,
+    Node,
+    Origin,
+    RunMount,
+    Scratch,
+    Stage,
+    StageRef,
+)
+from grammar import ast
+from grammar.errors import DockerfileError, ExpansionError, InvalidFlagError
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+DEFAULT_SHELL = ("/bin/sh", "-c")
+PROXY_ARGS = frozenset({"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY",
+                        "ftp_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"})
+HISTORY_COMMENT = "buildkit.dockerfile.v0"
+
+ResolveImage = Callable[[str, str], dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """What the command line decides about the conversion."""
+
+    build_args: Mapping[str, str] = field(default_factory=dict)
+    target: str | None = None
+    platform: str = ""  # "os/arch[/variant]"; "" = this machine
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+def host_platform() -> str:
+    machine = _platform.machine().lower()
+    arch = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm/v7", "i686": "386"}.get(machine, machine)
+    return f"linux/{arch}"
+
+
+def platform_args(target: str, build: str) -> dict[str, str]:
+    """The predefined platform ARGs for a target and a build platform."""
+    out: dict[str, str] = {}
+    for prefix, plat in (("TARGET", target), ("BUILD", build)):
+        parts = plat.split("/")
+        out[prefix + "PLATFORM"] = plat
+        out[prefix + "OS"] = parts[0]
+        out[prefix + "ARCH"] = parts[1] if len(parts) > 1 else ""
+        out[prefix + "VARIANT"] = parts[2] if len(parts) > 2 else ""
+    return out
+
+
+def _origin(df: ast.Dockerfile, inst: ast.Instruction) -> Origin:
+    r = inst.range
+    first = inst.raw.split("\n", 1)[0]
+    return Origin(df.filename, r.start_line, r.start_col, r.end_line, first)
+
+
+def _locate(exc: DockerfileError, origin: Origin) -> DockerfileError:
+    if not exc.line:
+        exc.filename, exc.line, exc.column, exc.source_line = origin.filename, origin.line, origin.column, origin.text
+    return exc
+
+
+def _go_quote_list(items: list[str] | tuple[str, ...]) -> str:
+    """Go's `%q` of a []string: `["a" "b"]`."""
+    import json
+
+    return "[" + " ".join(json.dumps(s, ensure_ascii=False) for s in items) + "]"
+
+
+class _StageState:
+    """The mutable state while one stage is converted."""
+
+    def __init__(self, config: dict[str, Any], args: dict[str, str | None]) -> None:
+        self.config = config
+        self.args = args  # declared ARGs in scope (None: declared without a value)
+        self.cmd_set = False
+        self.arg_order: list[str] = []
+
+    def env_map(self) -> dict[str, str]:
+        env: dict[str, str] = {}
+        for item in self.config.get("Env") or []:
+            k, _, v = item.partition("=")
+            env[k] = v
+        return env
+
+    def expand_env(self) -> dict[str, str]:
+        """What `$VAR` sees: the ARGs in scope, overridden by ENV."""
+        out = {k: v for k, v in self.args.items() if v is not None}
+        out.update(self.env_map())
+        return out
+
+    def set_env(self, key: str, value: str) -> None:
+        env = list(self.config.get("Env") or [])
+        for i, item in enumerate(env):
+            if item.partition("=")[0] == key:
+                env[i] = f"{key}={value}"
+                break
+        else:
+            env.append(f"{key}={value}")
+        self.config["Env"] = env
+
+
+class Converter:
+    """Converts one parsed Dockerfile; `convert()` below is the entry point."""
+
+    def __init__(self, df: ast.Dockerfile, options: Options, resolve_image: ResolveImage) -> None:
+        self.df = df
+        self.opts = options
+        self.resolve_image = resolve_image
+        self.escape = df.escape
+        self.target_platform = options.platform or host_platform()
+        self.predefined = platform_args(self.target_platform, host_platform())
+        self.used_args: set[str] = set()
+        self.names: dict[str, int] = {}
+        self.stages: dict[int, Stage] = {}
+        for st in df.stages:
+            if st.name:
+                self.names.setdefault(st.name.lower(), st.index)
+
+    # --- expansion ------------------------------------------------------------------------------
+
+    def expand(self, word: str, env: Mapping[str, str], origin: Origin) -> str:
+        from grammar import expand
+
+        try:
+            return expand(word, env, self.escape)
+        except ExpansionError as exc:
+            raise _locate(exc, origin) from None
+
+    def expand_words(self, text: str, env: Mapping[str, str], origin: Origin) -> list[str]:
+        from grammar import expand_words
+
+        try:
+            return expand_words(text, env, self.escape)
+        except ExpansionError as exc:
+            raise _locate(exc, origin) from None
+
+    # --- global scope ---------------------------------------------------------------------------
+
+    def global_args(self) -> dict[str, str | None]:
+        env: dict[str, str | None] = dict(self.predefined)
+        for inst in self.df.meta_args:
+            origin = _origin(self.df, inst)
+            for name, default in inst.pairs:
+                if name in self.opts.build_args:
+                    env[name] = self.opts.build_args[name]
+                    self.used_args.add(name)
+                elif default is not None:
+                    env[name] = self.expand(default, {k: v for k, v in env.items() if v is not None}, origin)
+                else:
+                    env.setdefault(name, None)
+        return env
+
+    def stage_index(self, ref: str, origin: Origin, *, before: int) -> int | None:
+        """The stage a `--from`/`FROM` value names (name or index), or None for an image."""
+        idx = self.names.get(ref.lower())
+        if idx is None and ref.isdigit():
+            idx = int(ref)
+            if idx >= len(self.df.stages):
+                raise StageError(f"{origin.filename}:{origin.line}: stage index {idx} does not exist "
+                                 f"(the Dockerfile has {len(self.df.stages)} stages)")
+        if idx is not None and idx >= before:
+            what = "itself" if idx == before else "a later stage"
+            raise StageError(f"{origin.filename}:{origin.line}: stage {ref!r} refers to {what} "
+                             "(a cycle between stages)", hint="a stage can only use stages defined above it")
+        return idx
+
+    # --- dependencies, before anything is resolved ---------------------------------------------
+
+    def deps_of(self, st: ast.Stage, meta: Mapping[str, str]) -> set[int]:
+        """Stages a stage reads from, found without resolving any image."""
+        deps: set[int] = set()
+        base_origin = _origin(self.df, st.base)
+        base = self.expand(st.base.image, meta, base_origin)
+        idx = self.names.get(base.lower())
+        if idx is not None:
+            if idx >= st.index:
+                self.stage_index(base, base_origin, before=st.index)
+            deps.add(idx)
+        for inst in st.instructions:
+            origin = _origin(self.df, inst)
+            refs: list[str] = []
+            if isinstance(inst, (ast.Copy, ast.Add)) and inst.flag("from"):
+                refs.append(self.expand(inst.flag("from") or "", meta, origin))
+            if isinstance(inst, ast.Run):
+                for m in inst.flag_values("mount"):
+                    opts = _mount_options(m)
+                    if "from" in opts:
+                        refs.append(self.expand(opts["from"], meta, origin))
+            for ref in refs:
+                i = self.stage_index(ref, origin, before=st.index)
+                if i is not None:
+                    deps.add(i)
+        return deps
+
+    def target_index(self) -> int:
+        target = self.opts.target
+        if not target:
+            return len(self.df.stages) - 1
+        idx = self.names.get(target.lower())
+        if idx is None:
+            names = ", ".join(sorted(self.names)) or "none"
+            raise StageError(f"target stage {target!r} could not be found", hint=f"stage names: {names}")
+        return idx
+
+    # --- conversion -----------------------------------------------------------------------------
+
+    def convert(self) -> BuildGraph:
+        if not self.df.stages:
+            raise StageError(f"{self.df.filename}: no FROM instruction: nothing to build",
+                             hint="a Dockerfile starts with FROM (ARG may come before it)")
+        globals_ = self.global_args()
+        meta = {k: v for k, v in globals_.items() if v is not None}
+        deps = {st.index: self.deps_of(st, meta) for st in self.df.stages}
+        target = self.target_index()
+        needed: set[int] = set()
+        todo = [target]
+        while todo:
+            i = todo.pop()
+            if i not in needed:
+                needed.add(i)
+                todo.extend(deps[i])
+        for st in self.df.stages:
+            if st.index in needed:
+                self.stages[st.index] = self.convert_stage(st, globals_, meta)
+        graph = BuildGraph(self.stages, target)
+        unused = sorted(k for k in self.opts.build_args
+                        if k not in self.used_args and k not in PROXY_ARGS and k not in self.predefined)
+        if unused:
+            graph.warnings.append(f"one or more build args were not consumed: {', '.join(unused)}")
+        return graph
+
+    def convert_stage(self, st: ast.Stage, globals_: dict[str, str | None], meta: dict[str, str]) -> Stage:
+        origin = _origin(self.df, st.base)
+        image = self.expand(st.base.image, meta, origin)
+        platform = self.expand(st.base.platform, meta, origin) if st.base.platform else ""
+        ref_idx = self.names.get(image.lower())
+        if ref_idx is not None and ref_idx < st.index:
+            base: Any = StageRef(ref_idx)
+            base_config = _copy_config(self.stages[ref_idx].config)
+        elif image.lower() == "scratch":
+            base, base_config = Scratch(), {}
+        else:
+            base = ImageSource(image, platform)
+            base_config = _copy_config(self.resolve_image(image, platform or self.target_platform))
+        stage = Stage(st.index, st.name or "", base, origin, base_config=_copy_config(base_config),
+                      platform=platform or self.target_platform)
+        config = _copy_config(base_config)
+        if not any(e.startswith("PATH=") for e in config.get("Env") or []):
+            config["Env"] = list(config.get("Env") or []) + [f"PATH={DEFAULT_PATH}"]
+        triggers = config.pop("OnBuild", None) or []
+        state = _StageState(config, {})
+        state.globals = globals_  # type: ignore[attr-defined]
+        if triggers:
+            self.run_triggers(stage, state, triggers, origin)
+        for inst in st.instructions:
+            self.dispatch(stage, state, inst, _origin(self.df, inst))
+        for k, v in self.opts.labels.items():
+            state.config.setdefault("Labels", {})[k] = v
+        stage.config = state.config
+        return stage
+
+    def run_triggers(self, stage: Stage, state: _StageState, triggers: list[str], origin: Origin) -> None:
+        """Run the base image's ONBUILD triggers in order, located at the FROM line."""
+        from grammar import parse
+
+        text = "FROM scratch\n" + "\n".join(triggers) + "\n"
+        try:
+            parsed = parse(text, filename=f"{origin.filename} (ONBUILD of the base image)")
+        except DockerfileError as exc:
+            raise _locate(exc, origin) from None
+        for inst in parsed.stages[0].instructions:
+            self.dispatch(stage, state, inst, origin)
+
+    def add(self, stage: Stage, node: Node) -> None:
+        stage.nodes.append(node)
+
+    def config_node(self, stage: Stage, origin: Origin, instruction: str, created_by: str) -> None:
+        self.add(stage, Node(ConfigChange(), origin, instruction, created_by))
+
+    def dispatch(self, stage: Stage, state: _StageState, inst: ast.Instruction, origin: Origin) -> None:
+        method = getattr(self, "on_" + inst.keyword, None)
+        if method is None:
+            raise InvalidFlagError(f"unknown instruction: {inst.keyword.upper()}", filename=origin.filename,
+                                   line=origin.line, column=origin.column, source_line=origin.text)
+        method(stage, state, inst, origin)
+
+    # --- instructions ---------------------------------------------------------------------------
+
+    def on_arg(self, stage: Stage, state: _StageState, inst: ast.Arg, origin: Origin) -> None:
+        commit = []
+        for name, default in inst.pairs:
+            commit.append(name if default is None else f"{name}={default}")
+            if name in self.opts.build_args:
+                value: str | None = self.opts.build_args[name]
+                self.used_args.add(name)
+            elif default is not None:
+                value = self.expand(default, state.expand_env(), origin)
+            else:
+                value = state.globals.get(name)  # type: ignore[attr-defined]
+            state.args[name] = value
+            if name not in state.arg_order:
+                state.arg_order.append(name)
+        self.config_node(stage, origin, "ARG " + " ".join(commit), "ARG " + " ".join(commit))
+
+    def on_env(self, stage: Stage, state: _StageState, inst: ast.Env, origin: Origin) -> None:
+        shown = []
+        for key, value in inst.pairs:
+            env = state.expand_env()
+            k = self.expand(key, env, origin)
+            v = self.expand(value, env, origin)
+            state.set_env(k, v)
+            shown.append(f"{k}={v}")
+        self.config_node(stage, origin, "ENV " + " ".join(shown), "ENV " + " ".join(shown))
+
+    def on_label(self, stage: Stage, state: _StageState, inst: ast.Label, origin: Origin) -> None:
+        shown = []
+        labels = dict(state.config.get("Labels") or {})
+        for key, value in inst.pairs:
+            env = state.expand_env()
+            k, v = self.expand(key, env, origin), self.expand(value, env, origin)
+            labels[k] = v
+            shown.append(f"{k}={v}")
+        state.config["Labels"] = labels
+        self.config_node(stage, origin, "LABEL " + " ".join(shown), "LABEL " + " ".join(shown))
+
+    def on_maintainer(self, stage: Stage, state: _StageState, inst: ast.Maintainer, origin: Origin) -> None:
+        state.config["__author__"] = inst.name
+        self.config_node(stage, origin, "MAINTAINER " + inst.name, "MAINTAINER " + inst.name)
+
+    def on_expose(self, stage: Stage, state: _StageState, inst: ast.Expose, origin: Origin) -> None:
+        ports = dict(state.config.get("ExposedPorts") or {})
+        env = state.expand_env()
+        for word in inst.ports:
+            for p in self.expand_words(word, env, origin):
+                for port in _expand_port(p, origin):
+                    ports[port] = {}
+        state.config["ExposedPorts"] = ports
+        shown = "map[" + " ".join(f"{p}:{{}}" for p in sorted(ports)) + "]"
+        self.config_node(stage, origin, "EXPOSE " + " ".join(inst.ports), "EXPOSE " + shown)
+
+    def on_volume(self, stage: Stage, state: _StageState, inst: ast.Volume, origin: Origin) -> None:
+        vols = dict(state.config.get("Volumes") or {})
+        env = state.expand_env()
+        paths = [self.expand(p, env, origin) for p in inst.paths]
+        for p in paths:
+            if not p.strip():
+                raise _flag_error("VOLUME specified can not be an empty string", origin)
+            vols[p] = {}
+        state.config["Volumes"] = vols
+        self.config_node(stage, origin, "VOLUME " + " ".join(paths), "VOLUME [" + " ".join(paths) + "]")
+
+    def on_user(self, stage: Stage, state: _StageState, inst: ast.User, origin: Origin) -> None:
+        user = self.expand(inst.user, state.expand_env(), origin)
+        state.config["User"] = user
+        self.config_node(stage, origin, "USER " + user, "USER " + user)
+
+    def on_stopsignal(self, stage: Stage, state: _StageState, inst: ast.Stopsignal, origin: Origin) -> None:
+        sig = self.expand(inst.signal, state.expand_env(), origin)
+        state.config["StopSignal"] = sig
+        self.config_node(stage, origin, "STOPSIGNAL " + sig, "STOPSIGNAL " + sig)
+
+    def on_workdir(self, stage: Stage, state: _StageState, inst: ast.Workdir, origin: Origin) -> None:
+        path = self.expand(inst.path, state.expand_env(), origin)
+        wd = posixpath.normpath(posixpath.join(state.config.get("WorkingDir") or "/", path))
+        if wd.startswith("//"):
+            wd = wd[1:]
+        state.config["WorkingDir"] = wd
+        created_by = "WORKDIR " + wd
+        if wd == "/":
+            self.config_node(stage, origin, created_by, created_by)
+        else:
+            self.add(stage, Node(Mkdir(wd, state.config.get("User") or ""), origin, created_by, created_by))
+
+    def on_shell(self, stage: Stage, state: _StageState, inst: ast.Shell, origin: Origin) -> None:
+        if not isinstance(inst.command, ast.ExecForm) or not inst.command.args:
+            raise _flag_error("SHELL requires the arguments to be in JSON form", origin)
+        state.config["Shell"] = list(inst.command.args)
+        self.config_node(stage, origin, "SHELL " + _go_quote_list(inst.command.args),
+                         "SHELL [" + " ".join(inst.command.args) + "]")
+
+    def _command(self, state: _StageState, command: ast.Command | None) -> list[str]:
+        if command is None:
+            return []
+        if isinstance(command, ast.ExecForm):
+            return list(command.args)
+        return list(state.config.get("Shell") or DEFAULT_SHELL) + [command.text]
+
+    def on_cmd(self, stage: Stage, state: _StageState, inst: ast.Cmd, origin: Origin) -> None:
+        cmd = self._command(state, inst.command)
+        state.config["Cmd"] = cmd
+        state.cmd_set = True
+        self.config_node(stage, origin, "CMD " + _go_quote_list(cmd), "CMD " + _go_quote_list(cmd))
+
+    def on_entrypoint(self, stage: Stage, state: _StageState, inst: ast.Entrypoint, origin: Origin) -> None:
+        ep = self._command(state, inst.command)
+        state.config["Entrypoint"] = ep or None
+        if not state.cmd_set:
+            state.config["Cmd"] = None
+        self.config_node(stage, origin, "ENTRYPOINT " + _go_quote_list(ep), "ENTRYPOINT " + _go_quote_list(ep))
+
+    def on_healthcheck(self, stage: Stage, state: _StageState, inst: ast.Healthcheck, origin: Origin) -> None:
+        if inst.kind == "NONE":
+            hc: dict[str, Any] = {"Test": ["NONE"]}
+        else:
+            cmd = inst.command
+            test = ["CMD", *cmd.args] if isinstance(cmd, ast.ExecForm) else ["CMD-SHELL", cmd.text if cmd else ""]
+            hc = {"Test": test}
+            for flag, key in (("interval", "Interval"), ("timeout", "Timeout"),
+                              ("start-period", "StartPeriod"), ("start-interval", "StartInterval")):
+                if inst.flag(flag) is not None:
+                    hc[key] = _duration_ns(inst.flag(flag) or "", origin)
+            if inst.flag("retries") is not None:
+                try:
+                    hc["Retries"] = int(inst.flag("retries") or "")
+                except ValueError:
+                    raise _flag_error(f"invalid --retries value {inst.flag('retries')!r}", origin) from None
+        state.config["Healthcheck"] = hc
+        shown = "HEALTHCHECK " + ("NONE" if inst.kind == "NONE" else _go_quote_list(hc["Test"]))
+        self.config_node(stage, origin, shown, shown)
+
+    def on_onbuild(self, stage: Stage, state: _StageState, inst: ast.Onbuild, origin: Origin) -> None:
+        text = inst.raw.split(None, 1)[1] if len(inst.raw.split(None, 1)) > 1 else ""
+        text = text.replace("\\\n", " ").strip() if "\n" in text else text.strip()
+        state.config["OnBuild"] = list(state.config.get("OnBuild") or []) + [text]
+        self.config_node(stage, origin, "ONBUILD " + text, "ONBUILD " + text)
+
+    def _build_arg_env(self, state: _StageState) -> list[tuple[str, str]]:
+        """ARGs in scope with a value, as RUN sees them (ENV of the same name wins)."""
+        env = state.env_map()
+        return [(k, state.args[k] or "") for k in state.arg_order
+                if state.args.get(k) is not None and k not in env]
+
+    def on_run(self, stage: Stage, state: _StageState, inst: ast.Run, origin: Origin) -> None:
+        cmd = inst.command
+        shell = list(state.config.get("Shell") or DEFAULT_SHELL)
+        if isinstance(cmd, ast.ExecForm):
+            argv = list(cmd.args)
+        elif cmd is None:
+            raise _flag_error("RUN needs a command", origin)
+        elif inst.heredocs and cmd.text.strip() == f"<<{'-' if inst.heredocs[0].chomp else ''}{inst.heredocs[0].name}" \
+                and len(inst.heredocs) == 1:
+            argv = shell + [inst.heredocs[0].body]
+        elif inst.heredocs:
+            script = cmd.text + "\n" + "".join(
+                h.content + ("" if h.content.endswith("\n") or not h.content else "\n") + h.name + "\n"
+                for h in inst.heredocs)
+            argv = shell + [script]
+        else:
+            argv = shell + [cmd.text]
+        expand_env = state.expand_env()
+        cwd = state.config.get("WorkingDir") or "/"
+        mounts = tuple(self._mount(m, expand_env, stage, cwd, origin) for m in inst.flag_values("mount"))
+        network = inst.flag("network") or "default"
+        if network not in ("default", "none", "host"):
+            raise _flag_error(f"unsupported network mode {network!r} (default, none or host)", origin)
+        args = self._build_arg_env(state)
+        proxies = [(k, v) for k, v in self.opts.build_args.items() if k in PROXY_ARGS]
+        env = tuple((k, v) for k, v in (item.partition("=")[::2] for item in state.config.get("Env") or []))
+        op = Exec(tuple(argv), env + tuple(args) + tuple(proxies), state.config.get("User") or "",
+                  state.config.get("WorkingDir") or "/", network, mounts, inst.flag("security") or "sandbox",
+                  build_args=tuple(args))
+        prefix = f"|{len(args)} " + " ".join(f"{k}={v}" for k, v in args) + " " if args else ""
+        shown = "RUN " + (" ".join(argv[len(shell):]) if isinstance(cmd, ast.ShellForm) else _go_quote_list(argv))
+        self.add(stage, Node(op, origin, shown, "RUN " + prefix + " ".join(argv) + " # buildkit"))
+
+    def _mount(self, spec: str, env: Mapping[str, str], stage: Stage, cwd: str, origin: Origin) -> RunMount:
+        opts = {k: self.expand(v, env, origin) for k, v in _mount_options(spec).items()}
+        mtype = opts.pop("type", "bind")
+        if mtype not in ("bind", "cache", "tmpfs", "secret", "ssh"):
+            raise _flag_error(f"unsupported mount type {mtype!r}", origin)
+        target = opts.pop("target", opts.pop("dst", opts.pop("destination", "")))
+        if mtype == "secret" and not target and not opts.get("env"):
+            target = "/run/secrets/" + opts.get("id", posixpath.basename(opts.get("source", "")))
+        if not target and mtype != "ssh":
+            raise _flag_error(f"mount type={mtype} needs a target", origin)
+        if target and not target.startswith("/"):
+            target = posixpath.join(cwd, target)
+        source_stage, source_image = None, ""
+        if "from" in opts:
+            ref = opts.pop("from")
+            source_stage = self.stage_index(ref, origin, before=stage.index)
+            source_image = "" if source_stage is not None else ref
+        rw = opts.pop("rw", opts.pop("readwrite", None))
+        ro = opts.pop("ro", opts.pop("readonly", None))
+        readonly = mtype == "bind" and rw in (None, "false") or ro in ("", "true")
+        if mtype in ("cache", "tmpfs"):
+            readonly = ro in ("", "true")
+
+        def num(name: str, base: int = 10) -> int | None:
+            if name not in opts:
+                return None
+            try:
+                return int(opts[name], base)
+            except ValueError:
+                raise _flag_error(f"invalid mount option {name}={opts[name]!r}", origin) from None
+
+        sharing = opts.get("sharing", "shared")
+        if sharing not in ("shared", "private", "locked"):
+            raise _flag_error(f"invalid sharing {sharing!r} (shared, private or locked)", origin)
+        return RunMount(mtype, target, opts.get("source", opts.get("src", "")), source_stage, source_image,
+                        readonly, opts.get("id", ""), sharing, num("mode", 8), num("uid"), num("gid"),
+                        opts.get("required", "false") in ("", "true"), opts.get("env", ""), num("size"))
+
+    def _copy(self, stage: Stage, state: _StageState, inst: ast.Copy | ast.Add, origin: Origin) -> None:
+        kind = inst.keyword.upper()
+        env = state.expand_env()
+        if inst.heredocs:
+            names = {h.name for h in inst.heredocs}
+            sources = [s for s in inst.sources if s.lstrip("<-") not in names]
+        else:
+            sources = list(inst.sources)
+        srcs = [self.expand(s, env, origin) for s in sources]
+        dest = self.expand(inst.dest, env, origin)
+        heredocs = tuple((h.name, self.expand(h.body, env, origin) if h.expand else h.body) for h in inst.heredocs)
+        from_stage, from_image = None, ""
+        if inst.flag("from"):
+            ref = self.expand(inst.flag("from") or "", env, origin)
+            from_stage = self.stage_index(ref, origin, before=stage.index)
+            from_image = "" if from_stage is not None else ref
+        chown = self.expand(inst.flag("chown") or "", env, origin)
+        chmod = self.expand(inst.flag("chmod") or "", env, origin)
+        if kind == "COPY" and inst.flag("checksum"):
+            raise _flag_error("--checksum is only valid for ADD", origin)
+        op = FileCopy(kind, tuple(srcs), dest, state.config.get("WorkingDir") or "/", from_stage, from_image,
+                      chown, chmod, inst.flag("link") == "true", inst.flag("parents") == "true",
+                      tuple(self.expand(e, env, origin) for e in inst.flag_values("exclude")),
+                      self.expand(inst.flag("checksum") or "", env, origin),
+                      inst.flag("keep-git-dir") == "true", heredocs, state.config.get("User") or "")
+        flags = "".join(f"--{n}={v} " for n, v in (("from", inst.flag("from")), ("chown", chown),
+                                                    ("chmod", chmod)) if v)
+        shown = f"{kind} {flags}" + " ".join([*srcs, *(f"<<{h[0]}" for h in heredocs), dest])
+        self.add(stage, Node(op, origin, shown, shown + " # buildkit"))
+
+    on_copy = _copy
+    on_add = _copy
+
+
+def _copy_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    import copy
+
+    return copy.deepcopy(dict(config))
+
+
+def _flag_error(message: str, origin: Origin) -> InvalidFlagError:
+    return InvalidFlagError(message, filename=origin.filename, line=origin.line, column=origin.column,
+                            source_line=origin.text)
+
+
+def _mount_options(spec: str) -> dict[str, str]:
+    """`type=cache,target=/x,ro` -> {"type": "cache", "target": "/x", "ro": ""} (csv, quotes allowed)."""
+    import csv
+
+    out: dict[str, str] = {}
+    for field_ in next(csv.reader([spec])) if spec else []:
+        key, eq, value = field_.partition("=")
+        out[key.strip().lower()] = value if eq else ""
+    return out
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000,
+          "h": 3_600_000_000_000}
+
+
+def _duration_ns(text: str, origin: Origin) -> int:
+    """A Go duration (`30s`, `1m30s`) in nanoseconds."""
+    pos, total = 0, 0.0
+    if text == "0":
+        return 0
+    for m in _DURATION.finditer(text):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    if pos != len(text) or not text:
+        raise _flag_error(f"invalid duration {text!r}", origin)
+    return int(total)
+
+
+def _expand_port(port: str, origin: Origin) -> list[str]:
+    """`80`, `80/udp`, `8000-8002/tcp` -> ["80/tcp"], ..."""
+    num, _, proto = port.partition("/")
+    proto = (proto or "tcp").lower()
+    if proto not in ("tcp", "udp", "sctp"):
+        raise _flag_error(f"invalid protocol {proto!r} in EXPOSE {port}", origin)
+    lo, _, hi = num.partition("-")
+    try:
+        start, end = int(lo), int(hi or lo)
+    except ValueError:
+        raise _flag_error(f"invalid port {port!r} in EXPOSE", origin) from None
+    if not (0 < start <= end <= 65535):
+        raise _flag_error(f"invalid port range {port!r} in EXPOSE", origin)
+    return [f"{p}/{proto}" for p in range(start, end + 1)]
+
+
+def convert(df: ast.Dockerfile, options: Options, resolve_image: ResolveImage) -> BuildGraph:
+    """Convert a parsed Dockerfile into the graph of the stages the target needs."""
+    return Converter(df, options, resolve_image).convert()

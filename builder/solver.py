@@ -1,0 +1,285 @@
+"""Walk a BuildGraph: per step a cache hit, or run it; independent stages in parallel.
+
+    Solver(graph, context, store, cache, progress, options, record).solve() -> StageResult
+
+A stage starts once the stages it reads from are done; at most `jobs` stages run at once. A
+step's key is made from its op, its parent's key and the content it reads (see
+docs/build-records.md); nothing is materialised on disk until a step actually has to run, so a
+fully cached build reads only small JSON files. The first failure cancels the other stages
+(their running processes are killed) and is raised as a located `StepError`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+from builder import steps
+from builder.cache import BuildCache, CacheKey
+from builder.errors import BuildError, StepError
+from builder.graph import BuildGraph, ConfigChange, Exec, FileCopy, ImageSource, Mkdir, Node, Scratch, Stage, StageRef
+from builder.progress import Progress
+from builder.records import BuildRecord, StepRecord
+
+
+@dataclass(frozen=True, slots=True)
+class SolveOptions:
+    no_cache: bool = False
+    no_cache_filter: frozenset[str] = frozenset()
+    jobs: int = 0  # 0: the number of cores
+    secrets: dict[str, bytes] = field(default_factory=dict, hash=False)
+    pull: bool = False
+    network: str = "default"  # --network: the default for RUN steps
+
+
+@dataclass(slots=True)
+class StageResult:
+    """What a stage built: its layers (base first), history, config, and its final key."""
+
+    stage: Stage
+    layers: list[dict[str, Any]]  # diff_id, digest, size, media_type
+    history: list[dict[str, Any]]
+    config: dict[str, Any]  # the ImageConfig JSON (architecture, os, config, rootfs, history)
+    key: str
+    base_image: Any = None  # the store Image of an ImageSource base
+
+
+class Cancelled(BuildError):
+    """Another stage failed; this one stopped."""
+
+
+class Solver:
+    """Builds the stages of a graph into StageResults."""
+
+    def __init__(self, graph: BuildGraph, context: Any, store: Any, cache: BuildCache, progress: Progress,
+                 options: SolveOptions, record: BuildRecord) -> None:
+        self.graph, self.context, self.store, self.cache = graph, context, store, cache
+        self.progress, self.opts, self.record = progress, options, record
+        self.results: dict[int, StageResult] = {}
+        self.cancel = threading.Event()
+        self.lock = threading.Lock()
+        self.next_id = 0
+        self.numbers: dict[tuple[int, int], int] = {}
+        self._number_steps()
+
+    def _number_steps(self) -> None:
+        """BuildKit-style numbers: `#N`, given in stage order so that logs read top to bottom."""
+        n = 0
+        for idx in self.graph.order():
+            stage = self.graph.stages[idx]
+            for pos in range(len([x for x in stage.nodes if x.makes_layer]) + 1):
+                n += 1
+                self.numbers[(idx, pos)] = n
+
+    # --- scheduling -------------------------------------------------------------------------------
+
+    def solve(self) -> StageResult:
+        order = self.graph.order()
+        if len(order) == 1:
+            self._build_stage(self.graph.stages[order[0]])
+            return self.results[self.graph.target]
+        jobs = self.opts.jobs or os.cpu_count() or 1
+        pending = {i: self.graph.stages[i].deps() for i in order}
+        running: dict[Future[None], int] = {}
+        with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="stage") as pool:
+            try:
+                while pending or running:
+                    ready = [i for i, deps in pending.items() if deps <= set(self.results)]
+                    for i in ready:
+                        del pending[i]
+                        running[pool.submit(self._build_stage, self.graph.stages[i])] = i
+                    if not running:
+                        raise BuildError("internal error: stages wait on each other")
+                    done, _ = wait(running, return_when=FIRST_EXCEPTION)
+                    for fut in done:
+                        del running[fut]
+                        fut.result()
+            except BaseException:
+                self.cancel.set()
+                steps.cancel_all()
+                wait(running)
+                raise
+        return self.results[self.graph.target]
+
+    # --- one stage --------------------------------------------------------------------------------
+
+    def _step_name(self, stage: Stage, pos: int, count: int, text: str) -> str:
+        label = stage.label + " " if len(self.graph.stages) > 1 or stage.name else ""
+        return f"[{label}{pos}/{count}] {text}"
+
+    def _build_stage(self, stage: Stage) -> None:
+        layer_nodes = [n for n in stage.nodes if n.makes_layer]
+        count = len(layer_nodes) + 1
+        sid = self.numbers[(stage.index, 0)]
+        t0 = time.monotonic()
+        self.progress.start(sid, self._step_name(stage, 1, count, stage.origin.text.strip() or "FROM"))
+        state = self._base(stage)
+        rec = StepRecord(sid, stage.label, stage.index, 1, count, stage.origin.text.strip(), stage.origin.line,
+                         stage.origin.end_line or stage.origin.line, "FROM", key=state.key,
+                         key_parts=state.key_parts, cache="hit", empty_layer=True,
+                         duration=round(time.monotonic() - t0, 6))
+        self._add_record(rec)
+        self.progress.done(sid)
+        pos = 1
+        for node in stage.nodes:
+            if self.cancel.is_set():
+                raise Cancelled("cancelled")
+            if not node.makes_layer:
+                state.history.append(_history(node, empty=True))
+                continue
+            pos += 1
+            self._step(stage, state, node, pos, count)
+        self.results[stage.index] = StageResult(stage, state.layers, state.history, {}, state.key, state.base_image)
+
+    def _base(self, stage: Stage) -> "_State":
+        base = stage.base
+        if isinstance(base, Scratch):
+            return _State([], [], CacheKey.make(base={"scratch": True}))
+        if isinstance(base, StageRef):
+            src = self.results[base.index]
+            return _State(list(src.layers), list(src.history), CacheKey.make(base={"stage": src.key}),
+                          src.base_image)
+        assert isinstance(base, ImageSource)
+        image = self.store.image(base.ref)
+        layers = [steps.layer_dict(layer) for layer in image.layers()]
+        history = [h.to_dict() for h in image.config().history]
+        return _State(layers, history, CacheKey.make(base={"image": base.ref, "digest": str(image.digest)}), image)
+
+    def _uses_cache(self, stage: Stage) -> tuple[bool, str]:
+        if self.opts.no_cache:
+            return False, "--no-cache"
+        if stage.name in self.opts.no_cache_filter or str(stage.index) in self.opts.no_cache_filter:
+            return False, "--no-cache-filter"
+        return True, ""
+
+    def _step(self, stage: Stage, state: "_State", node: Node, pos: int, count: int) -> None:
+        sid = self.numbers[(stage.index, pos - 1)]
+        kind = {Exec: "RUN", Mkdir: "WORKDIR"}.get(type(node.op), getattr(node.op, "kind", "CONFIG"))
+        rec = StepRecord(sid, stage.label, stage.index, pos, count, node.instruction, node.origin.line,
+                         node.origin.end_line or node.origin.line, kind)
+        self.progress.start(sid, self._step_name(stage, pos, count, node.instruction))
+        t0 = time.monotonic()
+        try:
+            key = self._key(stage, state, node)
+            rec.key, rec.key_parts = key.digest, key.as_json()
+            use_cache, rec.reason = self._uses_cache(stage)
+            entry = self.cache.get(key) if use_cache else None
+            if entry is not None and (entry.layer is None or self.store.has_blob(entry.layer["digest"])):
+                rec.cache, rec.layer = "hit", entry.layer
+                self.progress.cached(sid)
+            else:
+                if use_cache:
+                    rec.reason = "no cache entry"
+                result = steps.run_node(node, stage, state, self, sid)
+                rec.cpu_seconds, rec.memory_peak_bytes = result.cpu_seconds, result.memory_peak_bytes
+                rec.output_bytes, rec.layer = result.output_bytes, result.layer
+                self.cache.put(key, result.layer, time.monotonic() - t0)
+                self.progress.done(sid)
+        except BaseException as exc:
+            rec.cache, rec.error = "miss", _one_line(exc)
+            rec.duration = round(time.monotonic() - t0, 6)
+            self._add_record(rec)
+            self.progress.error(sid, rec.error if not isinstance(exc, Cancelled) else "cancelled")
+            if isinstance(exc, (BuildError, KeyboardInterrupt)) and not isinstance(exc, StepError) \
+                    and not isinstance(exc, Cancelled) and isinstance(exc, BuildError):
+                raise StepError(exc.message, filename=node.origin.filename, line=node.origin.line,
+                                column=node.origin.column, source_line=node.origin.text,
+                                hint=exc.hint) from exc
+            raise
+        rec.duration = round(time.monotonic() - t0, 6)
+        rec.empty_layer = rec.layer is None
+        self._add_record(rec)
+        state.key = key
+        state.key_parts = key.as_json()
+        if rec.layer is not None:
+            state.layers.append(rec.layer)
+            state.snapshots = None
+        state.history.append(_history(node, empty=rec.layer is None))
+
+    def _add_record(self, rec: StepRecord) -> None:
+        with self.lock:
+            self.record.steps.append(rec)
+
+    # --- keys -----------------------------------------------------------------------------------
+
+    def _key(self, stage: Stage, state: "_State", node: Node) -> CacheKey:
+        op = node.op
+        parent = state.key.digest
+        if isinstance(op, Exec):
+            mounts = [m.key_part() for m in op.mounts]
+            for part, m in zip(mounts, op.mounts):
+                if m.type == "bind":
+                    part["content"] = self._content(stage, m.source_stage, m.source_image, [m.source or "/"],
+                                                    node, ())
+            from builder.convert import PROXY_ARGS
+
+            env = [[k, v] for k, v in op.env if k not in PROXY_ARGS or (k, v) in op.build_args]
+            return CacheKey.make(parent=parent, op={"kind": "RUN", "argv": list(op.argv), "security": op.security},
+                                 env=env, user=op.user, cwd=op.cwd, network=self._network(op),
+                                 mounts=mounts or None)
+        if isinstance(op, Mkdir):
+            return CacheKey.make(parent=parent, op={"kind": "WORKDIR", "path": op.path, "user": op.user})
+        assert isinstance(op, FileCopy)
+        desc = {"kind": op.kind, "sources": list(op.sources), "dest": op.dest, "cwd": op.cwd,
+                "chown": op.chown, "chmod": op.chmod, "link": op.link, "parents": op.parents,
+                "excludes": list(op.excludes), "checksum": op.checksum, "from_image": op.from_image,
+                "heredocs": [list(h) for h in op.heredocs], "user": op.user if op.chown else ""}
+        local = [s for s in op.sources if not _is_url(s)] if op.kind == "ADD" else list(op.sources)
+        inputs = self._content(stage, op.from_stage, op.from_image, local, node, op.excludes) if local else None
+        return CacheKey.make(parent=parent, op=desc, inputs=inputs)
+
+    def _network(self, op: Exec) -> str:
+        return op.network if op.network != "default" else self.opts.network
+
+    def _content(self, stage: Stage, from_stage: int | None, from_image: str, sources: list[str], node: Node,
+                 excludes: tuple[str, ...]) -> str:
+        """Checksum of what a step reads: from the context, another stage, or an image."""
+        from builder import context as ctxmod
+
+        where = f"{node.origin.filename}:{node.origin.line}: "
+        if from_stage is None and not from_image:
+            try:
+                rels = self.context.resolve_sources(sources, where=where)
+                return self.context.checksum(rels, excludes=excludes)
+            except BuildError as exc:
+                raise StepError(exc.message.removeprefix(where), filename=node.origin.filename,
+                                line=node.origin.line, column=node.origin.column, source_line=node.origin.text,
+                                hint=exc.hint) from None
+        view = steps.view_of(self, from_stage, from_image)
+        rels = ctxmod.expand_sources(view, sources, where=where)
+        return ctxmod.checksum_sources(view, rels, excludes=excludes)
+
+
+@dataclass(slots=True)
+class _State:
+    """A stage in progress: layers so far, history so far, and the last key."""
+
+    layers: list[dict[str, Any]]
+    history: list[dict[str, Any]]
+    key: CacheKey
+    base_image: Any = None
+    key_parts: list[list[Any]] = field(default_factory=list)
+    snapshots: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        self.key_parts = self.key.as_json()
+
+
+def _history(node: Node, *, empty: bool) -> dict[str, Any]:
+    h: dict[str, Any] = {"created_by": node.created_by, "comment": "buildkit.dockerfile.v0"}
+    if empty:
+        h["empty_layer"] = True
+    return h
+
+
+def _is_url(source: str) -> bool:
+    return source.startswith(("http://", "https://"))
+
+
+def _one_line(exc: BaseException) -> str:
+    text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    return text.splitlines()[0] if text else type(exc).__name__

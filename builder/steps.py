@@ -1,0 +1,252 @@
+"""Run one step for real: RUN in the runtime, COPY/ADD through copyops, WORKDIR as a mkdir.
+
+Each step writes into a fresh upper dir on top of the stage's layer snapshots; the store turns
+that directory into a layer (`commit_dir`), and an empty directory means no layer. This is the
+only module of the builder that calls the runtime.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from builder.errors import BuildError, StepError
+from builder.graph import Exec, FileCopy, Mkdir, Node, RunMount, Stage
+
+if TYPE_CHECKING:
+    from builder.solver import Solver, _State
+
+OUTPUT_TAIL_LINES = 12
+
+_running: set[int] = set()  # host pids of running containers' init, killed by cancel_all()
+_running_lock = threading.Lock()
+
+
+@dataclass(slots=True)
+class StepResult:
+    layer: dict[str, Any] | None
+    cpu_seconds: float = 0.0
+    memory_peak_bytes: int = 0
+    output_bytes: int = 0
+
+
+def layer_dict(layer: Any) -> dict[str, Any]:
+    """A layer (store Layer or LayerRecord) as the plain dict the cache and records keep."""
+    return {"diff_id": str(layer.diff_id), "digest": str(layer.digest), "size": int(layer.size),
+            "media_type": str(layer.media_type)}
+
+
+def cancel_all() -> None:
+    """Kill every RUN process this builder started (another stage failed, or Ctrl-C)."""
+    with _running_lock:
+        handles = list(_running)
+    for pid in handles:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def lower_dirs(solver: "Solver", layers: list[dict[str, Any]]) -> list[Path]:
+    """Snapshot directories of a layer chain, lowest first (unpacked on first use)."""
+    return [Path(p) for p in solver.store.snapshot_dirs([layer["diff_id"] for layer in layers])]
+
+
+def view_of(solver: "Solver", from_stage: int | None, from_image: str) -> Any:
+    """A RootView of another stage's result or of an image (for COPY --from, RUN --mount from=)."""
+    from builder.fsview import RootView
+
+    if from_stage is not None:
+        layers = solver.results[from_stage].layers
+    else:
+        image = solver.store.image(from_image)
+        layers = [layer_dict(layer) for layer in image.layers()]
+    dirs = lower_dirs(solver, layers)
+    if not dirs:
+        empty = solver.store.scratch_dir("empty")
+        return RootView(empty)
+    return RootView(list(reversed(dirs)))
+
+
+def _workspace(solver: "Solver") -> Path:
+    tmp = solver.store.tmp_dir()
+    tmp.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="step-", dir=tmp))
+
+
+def _commit(solver: "Solver", upper: Path, sid: int) -> dict[str, Any] | None:
+    """Turn an upper dir into a layer; None when the step changed nothing."""
+    if not any(os.scandir(upper)):
+        return None
+    record = solver.store.commit_dir(upper)
+    return layer_dict(record)
+
+
+def run_node(node: Node, stage: Stage, state: "_State", solver: "Solver", sid: int) -> StepResult:
+    """Run a node whose result the cache did not have."""
+    work = _workspace(solver)
+    try:
+        upper = work / "upper"
+        upper.mkdir()
+        op = node.op
+        if isinstance(op, Exec):
+            result = _run_exec(op, node, state, solver, sid, work, upper)
+        elif isinstance(op, FileCopy):
+            _run_copy(op, node, state, solver, work, upper)
+            result = StepResult(None)
+        elif isinstance(op, Mkdir):
+            _run_mkdir(op, state, solver, upper)
+            result = StepResult(None)
+        else:
+            raise BuildError(f"internal error: cannot run {type(op).__name__}")
+        result.layer = _commit(solver, upper, sid)
+        return result
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _target_view(solver: "Solver", state: "_State") -> Any:
+    from builder.fsview import RootView
+
+    dirs = lower_dirs(solver, state.layers)
+    return RootView(list(reversed(dirs))) if dirs else None
+
+
+def _run_mkdir(op: Mkdir, state: "_State", solver: "Solver", upper: Path) -> None:
+    from builder import copyops
+
+    target = _target_view(solver, state)
+    if target is not None and target.lstat(target.resolve(op.path.lstrip("/"))) is not None:
+        return
+    owner = copyops.resolve_owner(op.user, target) if op.user else None
+    copyops.copy_files(upper, [], op.path.rstrip("/") + "/", target=target, owner=owner)
+    # copy_files with no items creates the destination directory and its parents
+    if not (upper / op.path.lstrip("/")).exists():
+        (upper / op.path.lstrip("/")).mkdir(parents=True, exist_ok=True)
+        if owner:
+            os.chown(upper / op.path.lstrip("/"), *owner)
+
+
+def _run_copy(op: FileCopy, node: Node, state: "_State", solver: "Solver", work: Path, upper: Path) -> None:
+    from builder import copyops
+    from builder import context as ctxmod
+
+    where = f"{node.origin.filename}:{node.origin.line}: "
+    target = None if op.link else _target_view(solver, state)
+    owner = copyops.resolve_owner(op.chown, _target_view(solver, state)) if op.chown else None
+    chmod = copyops.parse_chmod(op.chmod) if op.chmod else None
+    items: list[Any] = [copyops.HeredocSource(name, content.encode()) for name, content in op.heredocs]
+    ignore = None
+    if op.from_stage is not None or op.from_image:
+        src = view_of(solver, op.from_stage, op.from_image)
+        local = list(op.sources)
+    else:
+        local = [s for s in op.sources if not (op.kind == "ADD" and s.startswith(("http://", "https://")))]
+        src = solver.context.view if local else None
+        ignore = solver.context.ignore
+        for url in (s for s in op.sources if s not in local):
+            items.append(copyops.fetch_url(url, work, checksum=op.checksum or None))
+    if local:
+        items.extend(ctxmod.expand_sources(src, local, ignore=ignore, where=where))
+    copyops.copy_files(upper, items, op.dest, src=src, target=target, workdir=op.cwd, owner=owner, chmod=chmod,
+                       excludes=op.excludes, parents=op.parents, link=op.link, ignore=ignore,
+                       unpack=op.kind == "ADD", where=where)
+
+
+def _secret_value(solver: "Solver", mount: RunMount) -> bytes | None:
+    value = solver.opts.secrets.get(mount.id or os.path.basename(mount.target))
+    if value is None and mount.required:
+        raise BuildError(f"secret {mount.id!r} is required but was not given",
+                         hint=f"pass --secret id={mount.id},src=FILE")
+    return value
+
+
+def _run_exec(op: Exec, node: Node, state: "_State", solver: "Solver", sid: int, work: Path,
+              upper: Path) -> StepResult:
+    from runtime.executor import LinuxExecutor
+    from runtime.spec import Mount, NetworkMode, ProcessSpec, RootfsSpec
+
+    env = list(op.env)
+    mounts: list[Any] = []
+    for i, m in enumerate(op.mounts):
+        if m.type == "tmpfs":
+            opts = (f"size={m.size}",) if m.size else ()
+            mounts.append(Mount(m.target, "tmpfs", "tmpfs", False, opts))
+        elif m.type == "cache":
+            d = solver.store.cache_mount_dir(m.id or m.target, m.sharing)
+            if m.uid is not None or m.gid is not None or m.mode is not None:
+                if not any(os.scandir(d)):
+                    os.chown(d, m.uid or 0, m.gid or 0)
+                    if m.mode is not None:
+                        os.chmod(d, m.mode)
+            mounts.append(Mount(m.target, str(d), "bind", m.readonly))
+        elif m.type == "bind":
+            if m.source_stage is None and not m.source_image:
+                host = solver.context.view.host_path(solver.context.view.resolve((m.source or "").lstrip("/")))
+            else:
+                view = view_of(solver, m.source_stage, m.source_image)
+                host = view.host_path(view.resolve((m.source or "").lstrip("/")))
+            if host is None:
+                raise BuildError(f"mount source {m.source!r} not found")
+            if not m.readonly:  # rw bind mounts write to a throwaway copy, never to the source
+                copy = work / f"bind{i}"
+                shutil.copytree(host, copy, symlinks=True) if os.path.isdir(host) else shutil.copy2(host, copy)
+                host = copy
+            mounts.append(Mount(m.target, str(host), "bind", m.readonly))
+        elif m.type == "secret":
+            value = _secret_value(solver, m)
+            if value is None:
+                continue
+            if m.env:
+                env.append((m.env, value.decode(errors="replace")))
+            if m.target and not (m.env and not m.target.startswith("/run/secrets/") and False):
+                sdir = work / "secrets"
+                sdir.mkdir(mode=0o700, exist_ok=True)
+                f = sdir / f"s{i}"
+                f.write_bytes(value)
+                os.chmod(f, m.mode if m.mode is not None else 0o400)
+                if m.uid is not None or m.gid is not None:
+                    os.chown(f, m.uid or 0, m.gid or 0)
+                mounts.append(Mount(m.target, str(f), "bind", True))
+    lower = tuple(lower_dirs(solver, state.layers))
+    workdir = work / "work"
+    workdir.mkdir()
+    rootfs = RootfsSpec(lower, upper, workdir)
+    process = ProcessSpec(tuple(op.argv), tuple(env), op.user, op.cwd)
+    network = {"none": NetworkMode.NONE, "host": NetworkMode.HOST}.get(solver._network(op), NetworkMode.DEFAULT)
+    tail: list[bytes] = []
+    total = [0]
+
+    def on_output(data: bytes) -> None:
+        total[0] += len(data)
+        tail.append(data)
+        if len(tail) > 200:
+            del tail[:100]
+        solver.progress.output(sid, data)
+
+    pids: list[int] = []
+
+    def on_start(pid: int) -> None:
+        pids.append(pid)
+        with _running_lock:
+            _running.add(pid)
+
+    try:
+        status = LinuxExecutor().run(process, rootfs, tuple(mounts), network, stdout=on_output, stderr=on_output,
+                                     on_start=on_start)
+    finally:
+        with _running_lock:
+            _running.difference_update(pids)
+    if status.code != 0:
+        text = b"".join(tail).decode(errors="replace").splitlines()[-OUTPUT_TAIL_LINES:]
+        shown = " ".join(op.argv)
+        raise StepError(f"process \"{shown}\" did not complete successfully: exit code: {status.code}",
+                        filename=node.origin.filename, line=node.origin.line, column=node.origin.column,
+                        source_line=node.origin.text, output_tail="\n".join(text))
+    return StepResult(None, status.cpu_seconds, status.memory_peak_bytes, total[0])

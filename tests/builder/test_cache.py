@@ -1,0 +1,90 @@
+"""Cache keys are canonical and stable across processes; entries are atomic and explain themselves."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from builder.cache import BuildCache, CacheKey
+from builder.progress import JsonProgress, PlainProgress, make_progress
+from builder.records import BuildRecord, StepRecord, list_records, load, new_build_id, write
+
+
+def test_key_ignores_part_order_and_none_parts() -> None:
+    a = CacheKey.make(op={"kind": "RUN", "argv": ["sh"]}, parent="sha256:1", mounts=None)
+    b = CacheKey.make(parent="sha256:1", op={"argv": ["sh"], "kind": "RUN"})
+    assert a.digest == b.digest and a.part("parent") == "sha256:1" and a.part("mounts") is None
+
+
+def test_key_changes_with_any_part() -> None:
+    base = CacheKey.make(op="x", parent="p")
+    assert CacheKey.make(op="y", parent="p").digest != base.digest
+    assert CacheKey.make(op="x", parent="q").digest != base.digest
+
+
+def test_key_is_the_same_in_another_process() -> None:
+    code = "from builder.cache import CacheKey; print(CacheKey.make(op={'é': [1, 2]}, parent='p').digest)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == CacheKey.make(parent="p", op={"é": [1, 2]}).digest
+
+
+def test_entries_round_trip_and_torn_files_miss(tmp_path: Path) -> None:
+    cache = BuildCache(tmp_path)
+    key = CacheKey.make(op="x")
+    assert cache.get(key) is None
+    layer = {"diff_id": "sha256:a", "digest": "sha256:b", "size": 3, "media_type": "m"}
+    cache.put(key, layer, 1.5)
+    entry = cache.get(key)
+    assert entry is not None and entry.layer == layer and entry.parts == [["op", "x"]] and entry.duration == 1.5
+    path = next((tmp_path / "buildcache" / "keys").glob("*/*.json"))
+    path.write_text('{"key": "sha256:')
+    assert cache.get(key) is None
+    path.write_text(json.dumps({"key": "sha256:other", "parts": [], "created": 0}))
+    assert cache.get(key) is None
+    assert not list((tmp_path / "buildcache" / "keys").glob("*/.*.tmp"))
+
+
+def test_inputs_tables_are_content_addressed(tmp_path: Path) -> None:
+    cache = BuildCache(tmp_path)
+    d = cache.put_inputs({"a.txt": "sha256:1"})
+    assert cache.inputs(d) == {"a.txt": "sha256:1"} and cache.put_inputs({"a.txt": "sha256:1"}) == d
+
+
+def test_records_are_written_and_listed(tmp_path: Path) -> None:
+    rec = BuildRecord(new_build_id(), 1.0, "/x/Dockerfile", "sha256:d", "/x")
+    rec.steps.append(StepRecord(1, "stage-0", 0, 1, 2, "FROM busybox", 1, 1, "FROM"))
+    path = write(tmp_path, rec)
+    assert list_records(tmp_path) == [path]
+    data = load(path)
+    assert data["version"] == 1 and data["steps"][0]["instruction"] == "FROM busybox"
+
+
+def test_plain_progress_looks_like_buildkit() -> None:
+    out = io.StringIO()
+    p = PlainProgress(out)
+    p.start(5, "[build 2/7] RUN make")
+    p.output(5, b"compiling\npartial")
+    p.done(5)
+    p.start(6, "[build 3/7] COPY . .")
+    p.cached(6)
+    lines = out.getvalue().splitlines()
+    assert lines[1] == "#5 [build 2/7] RUN make"
+    assert lines[2].startswith("#5 0.") and lines[2].endswith(" compiling")
+    assert lines[3].endswith(" partial") and lines[4].startswith("#5 DONE ")
+    assert lines[-1] == "#6 CACHED"
+
+
+def test_json_progress_is_one_event_per_line() -> None:
+    out = io.StringIO()
+    p = JsonProgress(out)
+    p.start(1, "[1/1] FROM busybox")
+    p.cached(1)
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [e["event"] for e in events] == ["start", "cached"] and events[0]["step"] == 1
+
+
+def test_auto_progress_is_plain_off_a_tty() -> None:
+    assert type(make_progress("auto", io.StringIO())) is PlainProgress

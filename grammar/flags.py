@@ -1,0 +1,306 @@
+"""Instruction flags as BuildKit accepts them (instructions/bflag.go and parse.go).
+
+`FLAGS` maps each keyword to its flags and their kinds. `check_flags` accepts exactly what
+BuildKit's `BFlags.Parse` accepts: unknown flag, duplicate, missing value and non-boolean
+values are errors, each with a "did you mean". Values that BuildKit checks when it parses the
+instruction (HEALTHCHECK durations and retries, RUN --network/--security, FROM stage names,
+RUN --mount keys and types) are checked here too; a `--mount` value holding `$` is checked
+after expansion by the builder with `parse_mount`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+STRING, BOOL, STRINGS = "string", "bool", "strings"
+
+FLAGS: dict[str, dict[str, str]] = {
+    "from": {"platform": STRING},
+    "run": {"mount": STRINGS, "network": STRING, "security": STRING},
+    "copy": {"chown": STRING, "from": STRING, "chmod": STRING, "link": BOOL, "exclude": STRINGS,
+             "parents": BOOL},
+    "add": {"chown": STRING, "chmod": STRING, "link": BOOL, "keep-git-dir": BOOL,
+            "checksum": STRING, "unpack": BOOL, "exclude": STRINGS},
+    "healthcheck": {"interval": STRING, "timeout": STRING, "start-period": STRING,
+                    "start-interval": STRING, "retries": STRING},
+}
+# BuildKit never parses the flags of these (HEALTHCHECK NONE included): any flag is accepted
+UNCHECKED = frozenset({"arg", "stopsignal"})
+
+NETWORK_MODES = ("default", "none", "host")
+SECURITY_MODES = ("insecure", "sandbox")
+MOUNT_TYPES = ("bind", "cache", "tmpfs", "secret", "ssh")
+SHARING_MODES = ("shared", "private", "locked")
+STAGE_NAME = re.compile(r"[a-z][a-z0-9-_.]*\Z")
+
+
+class FlagError(ValueError):
+    """A flag BuildKit would reject; `hint` holds a suggestion."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+        self.index = 0  # which flag of the instruction (for check_flags)
+
+
+def suggest(word: str, choices: list[str] | tuple[str, ...]) -> str | None:
+    """The closest choice to a misspelt word, or None."""
+    found = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def split_flag(raw: str) -> tuple[str, str | None]:
+    """`--name=value` -> (name, value); `--name` -> (name, None). Docker requires the `--`."""
+    if not raw.startswith("--"):
+        raise FlagError(f"arg should start with -- : {raw}")
+    name, eq, value = raw[2:].partition("=")
+    return name, (value if eq else None)
+
+
+def check_flags(keyword: str, raws: list[str]) -> None:
+    """Raise FlagError for the first flag BuildKit's BFlags.Parse would reject."""
+    if keyword in UNCHECKED:
+        return
+    allowed = FLAGS.get(keyword, {})
+    used: set[str] = set()
+    for index, raw in enumerate(raws):
+        try:
+            _check_one(raw, allowed, used, keyword)
+        except FlagError as exc:
+            exc.index = index
+            raise
+
+
+def _check_one(raw: str, allowed: dict[str, str], used: set[str], keyword: str) -> None:
+    name, value = split_flag(raw)
+    kind = allowed.get(name)
+    if kind is None:
+        close = suggest(name, tuple(allowed))
+        raise FlagError(f"unknown flag: --{name}" + (f" (did you mean --{close}?)" if close else ""),
+                        hint=_flag_hint(keyword, allowed))
+    if name in used and kind != STRINGS:
+        raise FlagError(f"duplicate flag specified: --{name}")
+    used.add(name)
+    if kind == BOOL:
+        if value == "":
+            raise FlagError(f"missing a value on flag: --{name}")
+        if value is not None and value.lower() not in ("true", "false"):
+            raise FlagError(f"expecting boolean value for flag --{name}, not: {value}")
+    elif value is None:
+        raise FlagError(f"missing a value on flag: --{name}")
+
+
+def _flag_hint(keyword: str, allowed: dict[str, str]) -> str:
+    if not allowed:
+        return f"{keyword.upper()} takes no flags"
+    return f"{keyword.upper()} takes " + ", ".join(f"--{n}" for n in allowed)
+
+
+_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
+          "m": 60_000_000_000, "h": 3_600_000_000_000}
+_DURATION_PART = re.compile(r"(\d*)(?:\.(\d*))?([^\d.]+)")
+
+
+def parse_go_duration(s: str) -> int:
+    """Go's time.ParseDuration, in nanoseconds ("1m30s", "1.5h", "300ms", "0"); ValueError if bad."""
+    orig = s
+    sign = 1
+    if s[:1] in ("-", "+"):
+        sign = -1 if s[0] == "-" else 1
+        s = s[1:]
+    if s == "0":
+        return 0
+    if not s:
+        raise ValueError(f'time: invalid duration "{orig}"')
+    total = 0
+    pos = 0
+    while pos < len(s):
+        m = _DURATION_PART.match(s, pos)
+        if not m or (m.group(1) == "" and not m.group(2)):
+            raise ValueError(f'time: invalid duration "{orig}"')
+        unit = m.group(3)
+        if unit not in _UNITS:
+            raise ValueError(f'time: unknown unit "{unit}" in duration "{orig}"')
+        whole = int(m.group(1) or 0)
+        frac = m.group(2) or ""
+        total += whole * _UNITS[unit] + (int(frac) * _UNITS[unit] // 10 ** len(frac) if frac else 0)
+        pos = m.end()
+    if total > 2**63 - 1:
+        raise ValueError(f'time: invalid duration "{orig}"')
+    return sign * total
+
+
+def check_healthcheck(flag_values: dict[str, str]) -> None:
+    """Durations (>= 1ms or 0) and a non-negative 32-bit retry count, as BuildKit checks them."""
+    for name in ("interval", "timeout", "start-period", "start-interval"):
+        value = flag_values.get(name, "")
+        if value == "":
+            continue
+        try:
+            ns = parse_go_duration(value)
+        except ValueError as exc:
+            raise FlagError(str(exc), hint="durations look like 30s, 1m30s or 500ms") from None
+        if ns != 0 and ns < 1_000_000:
+            raise FlagError(f'Interval "{name}" cannot be less than 1ms')
+    retries = flag_values.get("retries", "")
+    if retries != "":
+        if not re.fullmatch(r"[+-]?\d+", retries) or not -2**31 <= int(retries) < 2**31:
+            raise FlagError(f'strconv.ParseInt: parsing "{retries}": invalid syntax'
+                            if not re.fullmatch(r"[+-]?\d+", retries)
+                            else f'strconv.ParseInt: parsing "{retries}": value out of range')
+        if int(retries) < 0:
+            raise FlagError(f"--retries cannot be negative ({int(retries)})")
+
+
+def check_run(flag_values: dict[str, str], mounts: tuple[str, ...]) -> None:
+    net = flag_values.get("network")
+    if net is not None and net not in NETWORK_MODES:
+        raise FlagError(f'invalid network mode "{net}"', hint="use default, none or host")
+    sec = flag_values.get("security")
+    if sec is not None and sec not in SECURITY_MODES:
+        raise FlagError(f'security "{sec}" is not valid', hint="use sandbox or insecure")
+    for value in mounts:
+        parse_mount(value, None)
+
+
+@dataclass(frozen=True, slots=True)
+class Mount:
+    """A RUN --mount, after expansion."""
+
+    type: str = "bind"
+    target: str = ""
+    source: str = ""
+    from_: str = ""
+    readonly: bool = True
+    id: str = ""
+    sharing: str = ""
+    required: bool = False
+    size: str = ""
+    mode: int | None = None
+    uid: int | None = None
+    gid: int | None = None
+    env: str | None = None
+
+
+_MOUNT_KEYS = ("type", "from", "source", "target", "readonly", "id", "sharing", "required", "size",
+               "mode", "uid", "gid", "src", "dst", "destination", "ro", "rw", "readwrite", "env")
+
+
+def _csv_fields(value: str) -> list[str]:
+    import csv
+
+    try:
+        rows = list(csv.reader([value], strict=True))
+    except csv.Error as exc:
+        raise FlagError(f"failed to parse csv mounts: {exc}") from None
+    return rows[0] if rows else []
+
+
+def _parse_bool(key: str, value: str) -> bool:
+    if value in ("1", "t", "T", "TRUE", "true", "True"):
+        return True
+    if value in ("0", "f", "F", "FALSE", "false", "False"):
+        return False
+    raise FlagError(f"invalid value for {key}: {value}")
+
+
+def parse_mount(value: str, expand: Callable[[str], str] | None) -> Mount | None:
+    """BuildKit's parseMount. With `expand` None (parse time) a field whose value holds `$` is
+    left for later, as are bare words; returns the Mount only when `expand` is given."""
+    fields = _csv_fields(value)
+    if expand is None and any(f.partition("=")[0].lower() == "type" and "$" in f for f in fields):
+        return None  # the type decides which keys are allowed: check after expansion
+    m: dict[str, object] = {"type": "bind"}
+    ro_auto = True
+    deferred = False
+    for fld in fields:
+        key, eq, val = fld.partition("=")
+        key = key.lower()
+        if not eq:
+            if expand is None:
+                deferred = True
+                continue
+            if key in ("readonly", "ro"):
+                m["readonly"], ro_auto = True, False
+            elif key in ("readwrite", "rw"):
+                m["readonly"], ro_auto = False, False
+            elif key == "required":
+                if m["type"] not in ("secret", "ssh"):
+                    raise FlagError(f"unexpected key '{key}' for mount type '{m['type']}'")
+                m["required"] = True
+            else:
+                raise FlagError(f"invalid field '{fld}' must be a key=value pair")
+            continue
+        if expand is not None:
+            val = expand(val)
+        elif key == "from" and "$" in val[:-1]:
+            raise FlagError(f"'{key}' doesn't support variable expansion, define alias stage instead")
+        elif "$" in val:
+            deferred = True
+            continue
+        if key == "type":
+            t = val.lower()
+            if t not in MOUNT_TYPES:
+                close = suggest(t, MOUNT_TYPES)
+                raise FlagError(f'unsupported mount type "{val}"' + (f" (did you mean {close}?)" if close else ""),
+                                hint="mount types: " + ", ".join(MOUNT_TYPES))
+            m["type"] = t
+        elif key == "from":
+            m["from_"] = val
+        elif key in ("source", "src"):
+            m["source"] = val
+        elif key in ("target", "dst", "destination"):
+            m["target"] = val
+        elif key in ("readonly", "ro"):
+            m["readonly"], ro_auto = _parse_bool(key, val), False
+        elif key in ("readwrite", "rw"):
+            m["readonly"], ro_auto = not _parse_bool(key, val), False
+        elif key == "required":
+            if m["type"] not in ("secret", "ssh"):
+                raise FlagError(f"unexpected key '{key}' for mount type '{m['type']}'")
+            m["required"] = _parse_bool(key, val)
+        elif key == "size":
+            if m["type"] != "tmpfs":
+                raise FlagError(f"unexpected key '{key}' for mount type '{m['type']}'")
+            m["size"] = val
+        elif key == "id":
+            m["id"] = val
+        elif key == "sharing":
+            if val.lower() not in SHARING_MODES:
+                raise FlagError(f'unsupported sharing value "{val}"', hint="use shared, private or locked")
+            m["sharing"] = val.lower()
+        elif key in ("mode", "uid", "gid"):
+            try:
+                num = int(val, 8 if key == "mode" else 10)
+                if val.strip() != val or val.startswith(("+", "-")) or num >= 2**32:
+                    raise ValueError
+            except ValueError:
+                raise FlagError(f"invalid value {val} for {key}") from None
+            m[key] = num
+        elif key == "env":
+            m["env"] = val
+        else:
+            close = suggest(key, _MOUNT_KEYS)
+            raise FlagError(f"unexpected key '{key}' in '{fld}'" + (f" (did you mean {close}?)" if close else ""))
+    t = m["type"]
+    if t not in ("secret", "ssh", "cache"):
+        for key in ("mode", "uid", "gid"):
+            if m.get(key) is not None:
+                raise FlagError(f'{key} not allowed for "{t}" type mounts')
+    if ro_auto:
+        m["readonly"] = t not in ("cache", "tmpfs")
+    if t == "secret" and not deferred:
+        if m.get("from_"):
+            raise FlagError("secret mount should not have a from")
+        if m.get("sharing"):
+            raise FlagError("secret mount should not define sharing")
+        if not m.get("source") and not m.get("target") and not m.get("id"):
+            raise FlagError("invalid secret mount. one of source, target required")
+        if m.get("source") and m.get("id"):
+            raise FlagError("both source and id can't be set")
+    if m.get("sharing") and t != "cache":
+        raise FlagError(f"invalid cache sharing set for {t} mount")
+    return Mount(**m) if expand is not None else None  # type: ignore[arg-type]

@@ -1,0 +1,62 @@
+"""Heredoc openers (`<<EOF`, `<<-EOF`, `3<<"EOF"`) found in a RUN/COPY/ADD line.
+
+The body of a heredoc ends at a line equal to its word, so it cannot be described by the LALR
+grammar; the line scanner (grammar/lexer.py) reads bodies with these helpers, as BuildKit does.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from grammar.errors import ExpansionError
+from grammar.expand import Lexer
+
+_OPENER = re.compile(r"(\d*)<<(-?)([^<]*)\Z")
+_EMPTY: dict[str, str] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class Opener:
+    name: str
+    fd: int
+    chomp: bool
+    expand: bool
+
+
+def _words(text: str, *, raw: bool) -> list[str]:
+    lex = Lexer(text, _EMPTY, "\\", raw_quotes=raw, raw_escapes=raw and False, skip_unset_env=True)
+    return lex.run()[1]
+
+
+def parse_opener(word: str) -> Opener | None:
+    """ParseHeredoc: the heredoc a word opens, or None. Raises ExpansionError on bad quoting."""
+    m = _OPENER.match(word)
+    if not m:
+        return None
+    fd = int(m.group(1)) if m.group(1) else 0
+    chomp = m.group(2) == "-"
+    rest = m.group(3)
+    if not rest:
+        return None
+    words = Lexer(rest, _EMPTY, "\\", skip_unset_env=True).run()[1]
+    if len(words) != 1:
+        return None
+    raw_words = Lexer(rest, _EMPTY, "\\", raw_quotes=True, skip_unset_env=True).run()[1]
+    word0, raw0 = words[0], raw_words[0]
+    expand = (word0.count("'") + word0.count('"')) == (raw0.count("'") + raw0.count('"'))
+    return Opener(word0, fd, chomp, expand)
+
+
+def openers_in_line(line: str) -> list[Opener]:
+    """heredocsFromLine: every heredoc opened on a logical line, in order."""
+    try:
+        words = Lexer(line, _EMPTY, "\\", raw_quotes=True, raw_escapes=True, skip_unset_env=True).run()[1]
+    except ExpansionError:
+        return []
+    found = []
+    for w in words:
+        op = parse_opener(w)
+        if op is not None:
+            found.append(op)
+    return found

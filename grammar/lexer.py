@@ -1,0 +1,329 @@
+"""The line scanner that feeds the LALR grammar (grammar/dockerfile.lark) its tokens.
+
+Dockerfile lexing depends on state the grammar cannot carry: the escape character chosen by a
+directive, continuation lines (with comment and blank lines inside them), and heredoc bodies
+whose terminator is the word that opened them. This scanner follows BuildKit's `Parse` loop
+for exactly those, and hands the grammar one token per syntactic piece of an instruction:
+
+    DIRECTIVE                      a `# name=value` line before everything else
+    FROM RUN ... ONBUILD UNKNOWN   the keyword (data: the instruction's `Span`)
+    FLAG                           one `--name=value` word, quotes removed
+    JSON | TEXT                    exec form (data: the decoded list) | the rest of the line
+    WORD AS PAIR                   split arguments (PAIR data: (key, value))
+    HC_NONE HC_CMD HC_TYPE         HEALTHCHECK's type word
+    HEREDOC                        one heredoc (data: ast.Heredoc)
+    _EOL                           end of an instruction
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from lark import Token
+from lark.lexer import Lexer as LarkLexer
+
+from grammar import ast
+from grammar.directives import DirectiveParser
+from grammar.errors import DockerfileSyntaxError, ExpansionError
+from grammar.heredoc import openers_in_line
+from grammar.lineparsers import (
+    NameValError,
+    NotStringArray,
+    go_lstrip,
+    parse_json,
+    parse_name_val,
+    parse_words,
+    split_command,
+    split_health,
+    split_whitespace,
+    WHITESPACE,
+)
+
+KEYWORDS = ("from", "run", "cmd", "entrypoint", "shell", "env", "label", "arg", "copy", "add",
+            "expose", "volume", "user", "workdir", "stopsignal", "maintainer", "healthcheck",
+            "onbuild")
+_HEREDOC_KEYWORDS = ("run", "copy", "add")
+_GO_SPACE = "\t\n\v\f\r \x85\xa0"
+
+
+class Tok(Token):
+    """A lark Token with a payload (decoded JSON, a key/value pair, a heredoc, a Span)."""
+
+    __slots__ = ("data",)
+
+
+@dataclass(slots=True)
+class Span:
+    """One logical instruction: where it is, its source text, and a logical->physical map."""
+
+    start_line: int
+    start_col: int
+    end_line: int = 0
+    end_col: int = 0
+    raw: str = ""
+    offsets: list[int] = field(default_factory=list)   # logical offset where a segment starts
+    places: list[tuple[int, int]] = field(default_factory=list)  # (line, col) of that offset
+
+    def at(self, offset: int) -> tuple[int, int]:
+        i = bisect.bisect_right(self.offsets, offset) - 1
+        if i < 0:
+            return self.start_line, self.start_col
+        line, col = self.places[i]
+        return line, col + offset - self.offsets[i]
+
+    def range(self) -> ast.SourceRange:
+        return ast.SourceRange(self.start_line, self.start_col, self.end_line, self.end_col)
+
+
+class Source:
+    """The text being parsed, split into physical lines the way Docker's scanner splits it."""
+
+    def __init__(self, text: str, filename: str) -> None:
+        self.filename = filename
+        self.current: list[Tok] = []  # keyword tokens of the instruction being scanned
+        if text.startswith("\ufeff"):
+            text = text[1:]
+        self.lines = _split_lf(text)  # Docker splits on \n only (CRLF: \r is trimmed per line)
+
+    def line(self, lineno: int) -> str | None:
+        if 1 <= lineno <= len(self.lines):
+            return self.lines[lineno - 1].rstrip("\r\n")
+        return None
+
+    def error(self, cls: type[DockerfileSyntaxError], message: str, line: int, col: int = 0,
+              hint: str | None = None) -> DockerfileSyntaxError:
+        return cls(message, filename=self.filename, line=line, column=col,
+                   source_line=self.line(line) if col else None, hint=hint)
+
+
+def _split_lf(text: str) -> list[str]:
+    parts = text.split("\n")
+    lines = [p + "\n" for p in parts[:-1]]
+    if parts[-1]:
+        lines.append(parts[-1])
+    return lines
+
+
+def _trim_newline(s: str) -> str:
+    return s.rstrip("\r\n")
+
+
+def _continuation(escape: str) -> re.Pattern[str]:
+    e = re.escape(escape)
+    return re.compile(rf"(?:(?<=[^{e}])|(?<!.)){e}[ \t]*\Z", re.S)
+
+
+_CONT = {"\\": _continuation("\\"), "`": _continuation("`")}
+
+
+class DockerfileLexer(LarkLexer):
+    """A lark lexer: `lex` receives a `Source` (not a str) and yields `Tok`s."""
+
+    def __init__(self, lexer_conf: object) -> None:
+        pass
+
+    def lex(self, data) -> Iterator[Token]:  # type: ignore[override]
+        while not isinstance(data, Source):  # lark may wrap the input (TextSlice)
+            data = data.text
+        return scan(data)
+
+
+def scan(src: Source) -> Iterator[Tok]:
+    """BuildKit's Parse loop, emitting grammar tokens instead of building nodes."""
+    lines = src.lines
+    n = len(lines)
+    directives = DirectiveParser()
+    escape = "\\"
+    cont = _CONT[escape]
+    i = 0
+    seen_instruction = False
+    while i < n:
+        physical = lines[i]
+        lineno = i + 1
+        i += 1
+        token = _trim_newline(physical)
+        stripped = go_lstrip(token)
+        lead = len(token) - len(stripped)
+        found = directives.feed(stripped, lineno) if not directives.done else None
+        if found is not None:
+            yield _tok("DIRECTIVE", stripped, lineno, lead + 1, found)
+            if found[0] == "escape":
+                escape = found[1]
+                cont = _CONT[escape]
+            continue
+        if stripped.startswith("#"):
+            continue
+        span = Span(lineno, lead + 1)
+        logical, eol = _trim_continuation(stripped, cont)
+        if eol and logical == "":
+            continue
+        span.offsets.append(0)
+        span.places.append((lineno, lead + 1))
+        end = lineno
+        while not eol and i < n:
+            physical = lines[i]
+            i += 1
+            end = i
+            body = _trim_newline(physical)
+            directives.feed(body, end)  # only marks the directives as done
+            if go_lstrip(body).startswith("#"):
+                continue
+            if go_lstrip(body) == "":
+                continue
+            piece, eol = _trim_continuation(body, cont)
+            span.offsets.append(len(logical))
+            span.places.append((end, 1))
+            logical += piece
+        span.end_line = end
+        span.end_col = len(_trim_newline(lines[end - 1])) + 1
+        toks, heredoc_kw = _instruction(src, logical, 0, span, escape)
+        src.current = [t for t in toks if t.data is span]
+        yield from toks
+        if heredoc_kw:
+            try:
+                openers = openers_in_line(logical)
+            except ExpansionError as exc:
+                raise src.error(DockerfileSyntaxError, exc.message, lineno, lead + 1) from None
+            for op in openers:
+                content: list[str] = []
+                start = i
+                while True:
+                    if i >= n:
+                        raise src.error(DockerfileSyntaxError, "unterminated heredoc", lineno, lead + 1,
+                                        hint=f"end the heredoc with a line holding only {op.name}")
+                    physical = lines[i]
+                    i += 1
+                    candidate = _trim_newline(physical)
+                    if op.chomp:
+                        candidate = candidate.lstrip("\t")
+                    if candidate == op.name:
+                        break
+                    content.append(physical)
+                span.end_line = i
+                span.end_col = len(_trim_newline(lines[i - 1])) + 1
+                doc = ast.Heredoc(op.name, "".join(content), op.expand, op.chomp, op.fd)
+                yield _tok("HEREDOC", op.name, start + 1, 1, doc)
+        span.raw = "".join(lines[span.start_line - 1:span.end_line]).rstrip("\r\n")
+        seen_instruction = True
+        yield _tok("_EOL", "", span.end_line, span.end_col, span)
+    if not seen_instruction:
+        raise DockerfileSyntaxError("file with no instructions", filename=src.filename, line=max(n, 1),
+                                    hint="a Dockerfile needs at least a FROM instruction")
+
+
+def _trim_continuation(line: str, cont: re.Pattern[str]) -> tuple[str, bool]:
+    m = cont.search(line)
+    if m:
+        return line[:m.start()], False
+    return line, True
+
+
+def _tok(type_: str, value: str, line: int, col: int, data: object = None) -> Tok:
+    t = Tok(type_, value, 0, line, col, line, col, 0)
+    t.data = data
+    return t
+
+
+def _instruction(src: Source, line: str, base: int, span: Span, escape: str) -> tuple[list[Tok], bool]:
+    """newNodeFromLine: the tokens of one instruction (recursing into an ONBUILD trigger).
+
+    Returns the tokens and whether the instruction may carry heredocs.
+    """
+    cmd, flags, args, args_off = split_command(line)
+    kw = cmd.lower()
+    kind = kw.upper() if kw in KEYWORDS else "UNKNOWN"
+    at = span.at
+
+    def tok(type_: str, value: str, off: int, data: object = None) -> Tok:
+        ln, col = at(base + off)
+        return _tok(type_, value, ln, col, data)
+
+    lead = len(line) - len(go_lstrip(line))
+    out = [tok(kind, cmd, lead, span)]
+    out += [tok("FLAG", f, off) for f, off in flags]
+    heredocs = False
+    if kw in ("run", "cmd", "entrypoint", "shell"):
+        out += _maybe_json(src, args, args_off, tok)
+        heredocs = kw == "run" and out[-1].type != "JSON"
+    elif kw in ("copy", "add", "volume"):
+        try:
+            decoded = parse_json(args)
+        except NotStringArray as exc:
+            ln, col = at(base + args_off)
+            raise src.error(DockerfileSyntaxError, str(exc), ln, col) from None
+        if decoded is not None:
+            out.append(tok("JSON", args, args_off, decoded))
+        else:
+            out += [tok("WORD", w, args_off + o) for w, o in _split_ws(args)]
+            heredocs = kw != "volume"
+    elif kw in ("from", "expose"):
+        words = _split_ws(args)
+        for idx, (w, o) in enumerate(words):
+            is_as = kw == "from" and idx == 1 and w.lower() == "as"
+            out.append(tok("AS" if is_as else "WORD", w, args_off + o))
+    elif kw == "arg":
+        out += [tok("WORD", w, args_off + o) for w, o in _locate(args, parse_words(args, escape))]
+    elif kw in ("env", "label"):
+        try:
+            pairs = parse_name_val(args, kw.upper(), escape)
+        except NameValError as exc:
+            ln, col = at(base + args_off)
+            raise src.error(DockerfileSyntaxError, str(exc), ln, col) from None
+        cursor = 0
+        for k, v in pairs:
+            o = args.find(k, cursor) if k else cursor
+            o = cursor if o < 0 else o
+            cursor = o + len(k)
+            out.append(tok("PAIR", k, args_off + o, (k, v)))
+    elif kw == "healthcheck":
+        typ, rest = split_health(args)
+        if typ:
+            kind_hc = {"NONE": "HC_NONE", "CMD": "HC_CMD"}.get(typ.upper(), "HC_TYPE")
+            out.append(tok(kind_hc, typ, args_off))
+            out += _maybe_json(src, rest, args_off + len(args) - len(rest), tok)
+    elif kw == "onbuild":
+        if args:
+            inner, heredocs = _instruction(src, args, base + args_off, span, escape)
+            out += inner
+    elif args:
+        out.append(tok("TEXT", args, args_off))
+    return out, heredocs
+
+
+def _maybe_json(src: Source, rest: str, off: int, tok) -> list[Tok]:
+    """parseMaybeJSON: JSON (exec form), TEXT (shell form), or nothing for an empty rest."""
+    if rest == "":
+        return []
+    try:
+        decoded = parse_json(rest)
+    except NotStringArray as exc:
+        t = tok("JSON", rest, off)
+        raise src.error(DockerfileSyntaxError, str(exc), t.line, t.column,
+                        hint='write an exec form as a list of strings: ["cmd", "arg"]') from None
+    if decoded is not None:
+        return [tok("JSON", rest, off, decoded)]
+    return [tok("TEXT", rest, off)]
+
+
+def _split_ws(args: str) -> list[tuple[str, int]]:
+    if not args:
+        return []
+    out, pos = [], 0
+    for m in WHITESPACE.finditer(args):
+        out.append((args[pos:m.start()], pos))
+        pos = m.end()
+    out.append((args[pos:], pos))
+    return out
+
+
+def _locate(args: str, words: list[str]) -> list[tuple[str, int]]:
+    out, cursor = [], 0
+    for w in words:
+        o = args.find(w, cursor)
+        o = cursor if o < 0 else o
+        out.append((w, o))
+        cursor = o + len(w)
+    return out

@@ -1,0 +1,266 @@
+"""How Docker's parser splits one logical line: keyword, flags, words, pairs, JSON arrays.
+
+Each function follows the BuildKit function named in its docstring (frontend/dockerfile/parser),
+quirks included: quotes are kept in words, `ENV a b c` is the old one-pair form, trailing text
+after a JSON array is ignored, invalid JSON falls back to the shell form.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from grammar.expand import go_isspace
+
+# Go's reWhitespace: the separators Docker splits words on (no newline, no unicode spaces)
+WHITESPACE = re.compile(r"[\t\v\f\r ]+")
+_GO_SPACE = "\t\n\v\f\r \x85\xa0"
+
+
+def go_strip(s: str) -> str:
+    """Go's strings.TrimSpace (unicode.IsSpace on both ends)."""
+    i, j = 0, len(s)
+    while i < j and go_isspace(s[i]):
+        i += 1
+    while j > i and go_isspace(s[j - 1]):
+        j -= 1
+    return s[i:j]
+
+
+def go_lstrip(s: str) -> str:
+    i = 0
+    while i < len(s) and go_isspace(s[i]):
+        i += 1
+    return s[i:]
+
+
+class NotStringArray(ValueError):
+    """A JSON array with something other than strings in it (Docker rejects the line)."""
+
+
+def split_command(line: str) -> tuple[str, list[tuple[str, int]], str, int]:
+    """splitCommand: (keyword, [(flag, offset)], args, args offset) with offsets into `line`."""
+    stripped = go_strip(line)
+    lead = line.index(stripped[0]) if stripped else 0
+    m = WHITESPACE.search(stripped)
+    if not m:
+        return stripped, [], "", len(line)
+    cmd = stripped[:m.start()]
+    rest_off = lead + m.end()
+    rest = stripped[m.end():]
+    args_rel, flags = extract_builder_flags(rest)
+    args = rest[args_rel:]
+    args_stripped = go_strip(args)
+    off = rest_off + args_rel + (len(args) - len(go_lstrip(args)))
+    return cmd, [(f, rest_off + o) for f, o in flags], args_stripped, off
+
+
+def extract_builder_flags(line: str) -> tuple[int, list[tuple[str, int]]]:
+    """extractBuilderFlags: leading `--flag` words (quotes removed), and where the rest starts.
+
+    Works on characters where Docker works on bytes; they differ only for non-ASCII flags.
+    """
+    words: list[tuple[str, int]] = []
+    n = len(line)
+    pos = 0
+    in_spaces, in_word, in_quote = 0, 1, 2
+    phase = in_spaces
+    word: list[str] = []
+    start = 0
+    quote = ""
+    blank_ok = False
+    while pos <= n:
+        ch = line[pos] if pos < n else ""
+        if phase == in_spaces:
+            if pos == n:
+                break
+            if go_isspace(ch):
+                pos += 1
+                continue
+            if ch != "-" or pos + 1 == n or line[pos + 1] != "-":
+                return pos, words
+            phase = in_word
+            start = pos
+        if pos == n:  # in_word or in_quote at end of input
+            w = "".join(word)
+            if w != "--" and (blank_ok or w):
+                words.append((w, start))
+            break
+        if phase == in_word:
+            if go_isspace(ch):
+                phase = in_spaces
+                w = "".join(word)
+                if w == "--":
+                    return pos, words
+                if blank_ok or w:
+                    words.append((w, start))
+                word = []
+                blank_ok = False
+                pos += 1
+                continue
+            if ch in ("'", '"'):
+                quote = ch
+                blank_ok = True
+                phase = in_quote
+                pos += 1
+                continue
+            if ch == "\\":
+                if pos + 1 == n:
+                    pos += 1
+                    continue
+                pos += 1
+                ch = line[pos]
+            word.append(ch)
+            pos += 1
+            continue
+        # in_quote
+        if ch == quote:
+            phase = in_word
+            pos += 1
+            continue
+        if ch == "\\":
+            if pos + 1 == n:
+                phase = in_word
+                pos += 1
+                continue
+            pos += 1
+            ch = line[pos]
+        word.append(ch)
+        pos += 1
+    return n, words
+
+
+def parse_words(rest: str, escape: str) -> list[str]:
+    """parseWords: split on whitespace outside quotes, keeping quotes and escapes in the words."""
+    words: list[str] = []
+    n = len(rest)
+    in_spaces, in_word, in_quote = 0, 1, 2
+    phase = in_spaces
+    word: list[str] = []
+    quote = ""
+    blank_ok = False
+    pos = 0
+    while pos <= n:
+        ch = rest[pos] if pos < n else ""
+        if phase == in_spaces:
+            if pos == n:
+                break
+            if go_isspace(ch):
+                pos += 1
+                continue
+            phase = in_word
+        if pos == n:
+            if blank_ok or word:
+                words.append("".join(word))
+            break
+        if phase == in_word:
+            if go_isspace(ch):
+                phase = in_spaces
+                if blank_ok or word:
+                    words.append("".join(word))
+                word = []
+                blank_ok = False
+                pos += 1
+                continue
+            if ch in ("'", '"'):
+                quote = ch
+                blank_ok = True
+                phase = in_quote
+            if ch == escape:
+                if pos + 1 == n:
+                    pos += 1
+                    continue
+                word.append(ch)
+                pos += 1
+                ch = rest[pos]
+            word.append(ch)
+            pos += 1
+            continue
+        # in_quote
+        if ch == quote:
+            phase = in_word
+        if ch == escape and quote != "'":
+            if pos + 1 == n:
+                phase = in_word
+                pos += 1
+                continue
+            pos += 1
+            word.append(ch)
+            ch = rest[pos]
+        word.append(ch)
+        pos += 1
+    return words
+
+
+class NameValError(ValueError):
+    pass
+
+
+def parse_name_val(rest: str, key: str, escape: str) -> list[tuple[str, str]]:
+    """parseNameVal (ENV, LABEL): `k v` (one pair, value kept whole) or `k=v k2="v 2"`."""
+    words = parse_words(rest, escape)
+    if not words:
+        return []
+    if "=" not in words[0]:
+        parts = WHITESPACE.split(rest, maxsplit=1)
+        if len(parts) < 2:
+            raise NameValError(f"{key} must have two arguments")
+        return [(parts[0], parts[1])]
+    pairs = []
+    for word in words:
+        if "=" not in word:
+            raise NameValError(f"Syntax error - can't find = in {_go_quote(word)}. "
+                               "Must be of the form: name=value")
+        k, v = word.split("=", 1)
+        pairs.append((k, v))
+    return pairs
+
+
+def _go_quote(s: str) -> str:
+    return json.dumps(s, ensure_ascii=False)
+
+
+def _no_constants(name: str) -> None:
+    raise ValueError(name)
+
+
+_DECODER = json.JSONDecoder(parse_constant=_no_constants)
+
+
+def parse_json(rest: str) -> list[str] | None:
+    """parseJSON: the leading JSON array of strings, or None when `rest` is not JSON.
+
+    Raises NotStringArray for an array holding anything but strings, as Docker does.
+    Text after the array is ignored (Go's json.Decoder reads one value).
+    """
+    rest = go_lstrip(rest)
+    if not rest.startswith("["):
+        return None
+    try:
+        value, _ = _DECODER.raw_decode(rest)
+    except ValueError:
+        return None
+    if not isinstance(value, list):
+        return None
+    for item in value:
+        if not isinstance(item, str):
+            raise NotStringArray("when using JSON array syntax, arrays must be comprised of strings only")
+    return value
+
+
+def split_whitespace(rest: str) -> list[str]:
+    """parseStringsWhitespaceDelimited."""
+    if rest == "":
+        return []
+    return WHITESPACE.split(rest)
+
+
+def split_health(rest: str) -> tuple[str, str]:
+    """parseHealthConfig: the type word and the rest of the line."""
+    sep = 0
+    while sep < len(rest) and not go_isspace(rest[sep]):
+        sep += 1
+    nxt = sep
+    while nxt < len(rest) and go_isspace(rest[nxt]):
+        nxt += 1
+    return rest[:sep], rest[nxt:]

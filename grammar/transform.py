@@ -1,0 +1,356 @@
+"""Grammar callbacks -> typed AST (grammar.ast), with the checks BuildKit makes per instruction.
+
+The transformer runs inside the LALR parser (no parse tree is built). `build_dockerfile` is the
+whole pipeline: scan, parse, group into stages, and turn every failure into a located
+`DockerfileError`.
+"""
+
+from __future__ import annotations
+
+from lark import Transformer
+from lark.exceptions import UnexpectedInput, UnexpectedToken
+
+from grammar import ast
+from grammar.errors import (
+    DockerfileError,
+    DockerfileSyntaxError,
+    InvalidFlagError,
+    UnknownInstructionError,
+)
+from grammar.flags import (
+    STAGE_NAME,
+    FlagError,
+    check_flags,
+    check_healthcheck,
+    check_run,
+    split_flag,
+    suggest,
+)
+from grammar.heredoc import parse_opener
+from grammar.lexer import KEYWORDS, Source, Span, Tok
+
+
+class Located(Exception):
+    """An error found while building the AST, pinned to a token; made a DockerfileError later."""
+
+    def __init__(self, cls: type[DockerfileError], message: str, tok: Tok, hint: str | None = None):
+        super().__init__(message)
+        self.cls, self.message, self.tok, self.hint = cls, message, tok, hint
+
+
+def _range(tok: Tok) -> ast.SourceRange:
+    span: Span = tok.data
+    return ast.SourceRange(tok.line, tok.column, span.end_line, span.end_col)
+
+
+def _flags(kw: Tok, toks: tuple[Tok, ...], *, check: bool = True) -> tuple[ast.Flag, ...]:
+    keyword = kw.value.lower()
+    if check:
+        try:
+            check_flags(keyword, [t.value for t in toks])
+        except FlagError as exc:
+            raise Located(InvalidFlagError, str(exc), toks[exc.index], exc.hint) from None
+    out = []
+    for t in toks:
+        name, value = split_flag(t.value)
+        out.append(ast.Flag(name, value, ast.SourceRange(t.line, t.column, t.line, t.column + len(t.value))))
+    return tuple(out)
+
+
+def _command(toks: list[Tok]) -> tuple[ast.Command | None, tuple[str, ...]]:
+    if not toks:
+        return None, ()
+    t = toks[0]
+    if t.type == "JSON":
+        return ast.ExecForm(tuple(t.data)), tuple(t.data)
+    return ast.ShellForm(t.value), (t.value,)
+
+
+def _base(kw: Tok, flags: tuple[ast.Flag, ...], args: tuple[str, ...]) -> dict:
+    return {"range": _range(kw), "raw": kw.data.raw, "flags": flags, "args": args}
+
+
+def _split(children: list) -> tuple[Tok, tuple[Tok, ...], list]:
+    return children[0], children[1], children[2:]
+
+
+class ToAst(Transformer):
+    """One callback per grammar rule; each returns an `ast` instruction."""
+
+    def start(self, children: list) -> list:
+        return children
+
+    def directive(self, children: list) -> tuple[str, str]:
+        return children[0].data
+
+    def flags(self, children: list) -> tuple[Tok, ...]:
+        return tuple(children)
+
+    def heredocs(self, children: list) -> tuple[ast.Heredoc, ...]:
+        return tuple(t.data for t in children)
+
+    def from_(self, children: list) -> ast.From:
+        kw, ftoks, rest = _split(children)
+        words = tuple(t.value for t in rest)
+        flags = _flags(kw, ftoks)
+        alias = None
+        if len(rest) == 3:
+            alias = rest[2].value.lower()
+            if not STAGE_NAME.match(alias):
+                raise Located(DockerfileSyntaxError, f"invalid name for build stage: \"{rest[2].value}\", "
+                              "name can't start with a number or contain symbols", rest[2],
+                              "stage names are lowercase letters, digits, '-', '_' and '.'")
+        platform = next((f.value for f in reversed(flags) if f.name == "platform"), None)
+        return ast.From(**_base(kw, flags, words), image=words[0], alias=alias, platform=platform)
+
+    def run(self, children: list) -> ast.Run:
+        kw, ftoks, rest = _split(children)
+        heredocs = rest[-1]
+        flags = _flags(kw, ftoks)
+        values = {f.name: f.value or "" for f in flags}
+        try:
+            check_run(values, tuple(f.value or "" for f in flags if f.name == "mount"))
+        except FlagError as exc:
+            bad = next((t for t in ftoks if t.value.startswith(("--mount", "--network", "--security"))
+                        and _flag_mentions(t.value, str(exc))), ftoks[0])
+            raise Located(InvalidFlagError, str(exc), bad, exc.hint) from None
+        command, args = _command(rest[:-1])
+        return ast.Run(**_base(kw, flags, args), command=command, heredocs=heredocs)
+
+    def cmd(self, children: list) -> ast.Cmd:
+        kw, ftoks, rest = _split(children)
+        command, args = _command(rest)
+        return ast.Cmd(**_base(kw, _flags(kw, ftoks), args), command=command)
+
+    def entrypoint(self, children: list) -> ast.Entrypoint:
+        kw, ftoks, rest = _split(children)
+        command, args = _command(rest)
+        return ast.Entrypoint(**_base(kw, _flags(kw, ftoks), args), command=command)
+
+    def shell(self, children: list) -> ast.Shell:
+        kw, ftoks, rest = _split(children)
+        flags = _flags(kw, ftoks)
+        command, args = _command(rest)
+        if not args:
+            raise Located(DockerfileSyntaxError, "SHELL requires at least one argument", rest[0])
+        return ast.Shell(**_base(kw, flags, args), command=command)
+
+    def _pairs(self, children: list, cls: type) -> ast.Instruction:
+        kw, ftoks, rest = _split(children)
+        flags = _flags(kw, ftoks)
+        pairs = tuple(t.data for t in rest)
+        for t in rest:
+            if t.data[0] == "":
+                raise Located(DockerfileSyntaxError, f"{kw.value.upper()} names can not be blank", t)
+        flat = tuple(x for pair in pairs for x in pair)
+        return cls(**_base(kw, flags, flat), pairs=pairs)
+
+    def env(self, children: list) -> ast.Env:
+        return self._pairs(children, ast.Env)  # type: ignore[return-value]
+
+    def label(self, children: list) -> ast.Label:
+        return self._pairs(children, ast.Label)  # type: ignore[return-value]
+
+    def arg(self, children: list) -> ast.Arg:
+        kw, ftoks, rest = _split(children)
+        flags = _flags(kw, ftoks)
+        pairs = []
+        for t in rest:
+            name, eq, default = t.value.partition("=")
+            if eq and name == "":
+                raise Located(DockerfileSyntaxError, "ARG names can not be blank", t)
+            pairs.append((name, default if eq else None))
+        return ast.Arg(**_base(kw, flags, tuple(t.value for t in rest)), pairs=tuple(pairs))
+
+    def _copy(self, children: list, cls: type) -> ast.Instruction:
+        kw, ftoks, rest = _split(children)
+        heredocs = rest[-1]
+        paths = rest[:-1]
+        flags = _flags(kw, ftoks)
+        name = kw.value.upper()
+        is_json = paths[0].type == "JSON"
+        words = tuple(paths[0].data) if is_json else tuple(t.value for t in paths)
+        if len(words) < 2:
+            raise Located(DockerfileSyntaxError, f"{name} requires at least two arguments, but only one "
+                          "was provided. Destination could not be determined", kw)
+        if not is_json and parse_opener(words[-1]) is not None:
+            raise Located(DockerfileSyntaxError, f"{name} cannot accept a heredoc as a destination", paths[-1])
+        return cls(**_base(kw, flags, words), sources=words[:-1], dest=words[-1], json=is_json,
+                   heredocs=heredocs)
+
+    def copy(self, children: list) -> ast.Copy:
+        return self._copy(children, ast.Copy)  # type: ignore[return-value]
+
+    def add(self, children: list) -> ast.Add:
+        return self._copy(children, ast.Add)  # type: ignore[return-value]
+
+    def expose(self, children: list) -> ast.Expose:
+        kw, ftoks, rest = _split(children)
+        words = tuple(t.value for t in rest)
+        return ast.Expose(**_base(kw, _flags(kw, ftoks), words), ports=words)
+
+    def volume(self, children: list) -> ast.Volume:
+        kw, ftoks, rest = _split(children)
+        flags = _flags(kw, ftoks)
+        is_json = rest[0].type == "JSON"
+        words = tuple(rest[0].data) if is_json else tuple(t.value for t in rest)
+        if not words:
+            raise Located(DockerfileSyntaxError, "VOLUME requires at least one argument", kw)
+        if any(w.strip(" \t\n\v\f\r\x85\xa0") == "" for w in words):
+            raise Located(DockerfileSyntaxError, "VOLUME specified can not be an empty string", rest[0])
+        return ast.Volume(**_base(kw, flags, words), paths=words, json=is_json)
+
+    def _one(self, children: list, cls: type, field: str) -> ast.Instruction:
+        kw, ftoks, rest = _split(children)
+        text = rest[0].value
+        return cls(**_base(kw, _flags(kw, ftoks), (text,)), **{field: text})
+
+    def user(self, children: list) -> ast.User:
+        return self._one(children, ast.User, "user")  # type: ignore[return-value]
+
+    def workdir(self, children: list) -> ast.Workdir:
+        return self._one(children, ast.Workdir, "path")  # type: ignore[return-value]
+
+    def stopsignal(self, children: list) -> ast.Stopsignal:
+        return self._one(children, ast.Stopsignal, "signal")  # type: ignore[return-value]
+
+    def maintainer(self, children: list) -> ast.Maintainer:
+        return self._one(children, ast.Maintainer, "name")  # type: ignore[return-value]
+
+    def healthcheck(self, children: list) -> ast.Healthcheck:
+        kw, ftoks, rest = _split(children)
+        kind = rest[0].value.upper()
+        if kind == "NONE":  # BuildKit does not look at the flags of HEALTHCHECK NONE
+            return ast.Healthcheck(**_base(kw, _flags(kw, ftoks, check=False), (rest[0].value,)),
+                                   kind=kind, command=None)
+        flags = _flags(kw, ftoks)
+        try:
+            check_healthcheck({f.name: f.value or "" for f in flags})
+        except FlagError as exc:
+            bad = next((t for t in ftoks if _flag_mentions(t.value, str(exc))), ftoks[-1])
+            raise Located(InvalidFlagError, str(exc), bad, exc.hint) from None
+        command, args = _command(rest[1:])
+        if not args:
+            raise Located(DockerfileSyntaxError, "Missing command after HEALTHCHECK CMD", rest[0])
+        return ast.Healthcheck(**_base(kw, flags, (rest[0].value, *args)), kind=kind, command=command)
+
+    def onbuild(self, children: list) -> ast.Onbuild:
+        kw, ftoks, rest = _split(children)
+        return ast.Onbuild(**_base(kw, _flags(kw, ftoks), ()), trigger=rest[0])
+
+    def unknown(self, children: list) -> ast.Unknown:
+        kw, ftoks, rest = _split(children)
+        text = rest[0].value if rest else ""
+        return ast.Unknown(**_base(kw, _flags(kw, ftoks, check=False), ()), word=kw.value, text=text)
+
+
+def _flag_mentions(raw: str, message: str) -> bool:
+    name = raw[2:].partition("=")[0]
+    value = raw.partition("=")[2]
+    return f"--{name}" in message or f'"{value}"' in message or (value != "" and value in message) \
+        or name in message
+
+
+# messages for a missing or unexpected argument, as BuildKit words them
+_NEEDS_ONE = {"env", "label", "arg", "expose", "volume", "onbuild", "healthcheck", "shell"}
+_EXACTLY_ONE = {"user", "workdir", "stopsignal", "maintainer"}
+
+
+def _explain(exc: UnexpectedToken, src: Source) -> DockerfileError:
+    tok = exc.token
+    keywords = [t for t in getattr(src, "current", []) if isinstance(t, Tok)]
+    kw = keywords[-1] if keywords else tok
+    keyword = kw.value.lower() if kw.type != "UNKNOWN" else ""
+    where = tok if tok.type != "_EOL" else kw
+    name = kw.value.upper()
+    hint = None
+    if len(keywords) >= 2 and keywords[0].value.lower() == "onbuild" and any(tok is k for k in keywords[1:]):
+        if tok.value.lower() == "onbuild":
+            msg = "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed"
+        else:
+            msg = f"{tok.value.upper()} isn't allowed as an ONBUILD trigger"
+    elif keyword == "from":
+        msg = "FROM requires either one or three arguments"
+        hint = "write FROM IMAGE or FROM IMAGE AS NAME"
+    elif keyword == "healthcheck" and tok.type == "HC_TYPE":
+        msg = f'Unknown type "{tok.value.upper()}" in HEALTHCHECK (try CMD)'
+    elif keyword == "healthcheck" and tok.type in ("JSON", "TEXT"):
+        msg = "HEALTHCHECK NONE takes no arguments"
+    elif keyword == "healthcheck" and tok.type == "_EOL" and "JSON" in exc.expected:
+        msg = "Missing command after HEALTHCHECK CMD"
+    elif keyword == "shell" and tok.type == "TEXT":
+        msg = "SHELL requires the arguments to be in JSON form"
+        hint = 'write SHELL ["executable", "parameters"]'
+    elif keyword in ("copy", "add"):
+        msg = f"{name} requires at least two arguments, but only one was provided. " \
+              "Destination could not be determined"
+    elif keyword in _EXACTLY_ONE:
+        msg = f"{name} requires exactly one argument"
+    elif keyword in _NEEDS_ONE and tok.type == "_EOL":
+        msg = f"{name} requires at least one argument"
+    else:
+        msg = f"unexpected {tok.type.lower()} {tok.value!r} in {name or 'instruction'}"
+    return src.error(DockerfileSyntaxError, msg, where.line, where.column, hint)
+
+
+def build_dockerfile(text: str, *, filename: str = "Dockerfile") -> ast.Dockerfile:
+    """Scan, parse and transform `text`; group the instructions into stages."""
+    from grammar.parser import get_parser
+
+    src = Source(text, filename)
+    try:
+        items = get_parser(ToAst).parse(src)  # type: ignore[arg-type]
+    except Located as exc:
+        raise src.error(exc.cls, exc.message, exc.tok.line, exc.tok.column, exc.hint) from None
+    except UnexpectedToken as exc:
+        if isinstance(exc.__context__, Located):
+            loc = exc.__context__
+            raise src.error(loc.cls, loc.message, loc.tok.line, loc.tok.column, loc.hint) from None
+        raise _explain(exc, src) from None
+    except UnexpectedInput as exc:  # pragma: no cover - the scanner feeds only declared tokens
+        raise src.error(DockerfileSyntaxError, f"syntax error: {exc}", getattr(exc, "line", 0)) from None
+    return _assemble(src, items)
+
+
+def _assemble(src: Source, items: list) -> ast.Dockerfile:
+    directives = tuple(i for i in items if isinstance(i, tuple))
+    instructions = tuple(i for i in items if isinstance(i, ast.Instruction))
+    meta_args: list[ast.Arg] = []
+    stages: list[ast.Stage] = []
+    current: list[ast.Instruction] = []
+    base: ast.From | None = None
+    for inst in instructions:
+        if isinstance(inst, ast.From):
+            if base is not None:
+                stages.append(ast.Stage(len(stages), base.alias, base, tuple(current)))
+            base, current = inst, []
+        elif base is None:
+            if isinstance(inst, ast.Arg):
+                meta_args.append(inst)
+            elif not isinstance(inst, ast.Unknown):
+                r = inst.range
+                raise src.error(DockerfileSyntaxError, "no build stage in current context",
+                                r.start_line, r.start_col,
+                                hint=f"only ARG may come before the first FROM, not {inst.keyword.upper()}")
+        else:
+            current.append(inst)
+    if base is not None:
+        stages.append(ast.Stage(len(stages), base.alias, base, tuple(current)))
+    escape = next((v for k, v in directives if k == "escape"), "\\")
+    return ast.Dockerfile(src.filename, directives, escape, tuple(meta_args), tuple(stages), instructions)
+
+
+def check_unknown(dockerfile: ast.Dockerfile) -> None:
+    """Raise UnknownInstructionError (with a "did you mean") for the first unknown instruction."""
+    for inst in dockerfile.walk():
+        if isinstance(inst, ast.Unknown):
+            close = suggest(inst.word.upper(), [k.upper() for k in KEYWORDS])
+            msg = f"unknown instruction: {inst.word}" + (f" (did you mean {close}?)" if close else "")
+            r = inst.range
+            raise UnknownInstructionError(msg, filename=dockerfile.filename, line=r.start_line,
+                                          column=r.start_col, source_line=_source_line(inst))
+
+
+def _source_line(inst: ast.Instruction) -> str | None:
+    """The physical source line where the instruction starts (from its raw text)."""
+    return inst.raw.split("\n", 1)[0] if inst.raw else None

@@ -42,6 +42,7 @@ import stat
 import tarfile
 import tempfile
 import time
+import zlib
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
@@ -483,15 +484,9 @@ def extract_archive(stream: BinaryIO, dest_dir: Path, *, name: str, keep_owner: 
         with tarfile.open(fileobj=data, mode="r|") as tar:
             for member in tar:
                 _extract_member(tar, member, view, writer, keep_owner and owner is None)
-    except (tarfile.TarError, EOFError, OSError, lzma.LZMAError, zlib_error()) as exc:
+    except (tarfile.TarError, EOFError, OSError, lzma.LZMAError, zlib.error) as exc:
         raise BuildError(f"cannot unpack {name}: {exc}") from None
     writer.close()
-
-
-def zlib_error() -> type[Exception]:
-    import zlib
-
-    return zlib.error
 
 
 def _extract_member(tar: tarfile.TarFile, m: tarfile.TarInfo, view: RootView, writer: _Writer,

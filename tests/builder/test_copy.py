@@ -1,0 +1,377 @@
+"""COPY/ADD file operations into a layer directory: Docker's rules, ownership, modes, archives, URLs."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import hashlib
+import http.server
+import io
+import lzma
+import os
+import stat
+import tarfile
+import threading
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import zstandard
+
+from builder import copyops
+from builder.copyops import (FetchedFile, HeredocSource, copy_files, extract_archive, fetch_url, is_archive,
+                             parse_chmod, resolve_owner)
+from builder.dockerignore import PatternMatcher
+from builder.errors import BuildError, ContextError
+from builder.fsview import RootView
+from tests.builder.test_context import make_tree
+
+MTIME = 1_600_000_000
+
+
+def tree(root: Path) -> dict[str, str]:
+    """path -> "type mode uid:gid content-or-target" for every entry below `root`."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            st = p.lstat()
+            rel = str(p.relative_to(root))
+            if stat.S_ISLNK(st.st_mode):
+                what = "l -> " + os.readlink(p)
+            elif stat.S_ISDIR(st.st_mode):
+                what = "d"
+            else:
+                what = "f " + p.read_text(errors="replace")
+            out[rel] = f"{stat.S_IMODE(st.st_mode):o} {st.st_uid}:{st.st_gid} {what}"
+    return out
+
+
+@pytest.fixture
+def src(tmp_path: Path) -> Path:
+    root = make_tree(tmp_path / "src", {
+        "a.txt": "a", "b.txt": "b", "exec.sh": "#!/bin/sh\n",
+        "dir/one": "1", "dir/sub/two": "2", "dir/link": "-> one", "dir/.hidden": "h",
+        "link-to-file": "-> a.txt", "link-to-dir": "-> /dir",
+    })
+    os.chmod(root / "exec.sh", 0o755)
+    os.chmod(root / "dir" / "sub", 0o700)
+    os.chown(root / "a.txt", 1000, 1000)
+    for p in [*root.rglob("*"), root]:
+        os.utime(p, (MTIME, MTIME), follow_symlinks=False)
+    return root
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> Path:
+    """The image copied into: /etc/passwd, /etc/group, an existing dir, a symlinked dir."""
+    root = make_tree(tmp_path / "target", {
+        "etc/passwd": "root:x:0:0:root:/root:/bin/sh\napp:x:1001:1002::/home/app:/bin/sh\n",
+        "etc/group": "root:x:0:\napp:x:1002:\nstaff:x:50:\n",
+        "usr/local/": None, "opt": "-> /usr/local", "srv/": None,
+    })
+    os.chmod(root / "srv", 0o750)
+    os.chown(root / "srv", 7, 8)
+    return root
+
+
+@pytest.fixture
+def layer(tmp_path: Path) -> Path:
+    d = tmp_path / "layer"
+    d.mkdir()
+    return d
+
+
+def test_single_file_to_file_and_into_dir(src: Path, layer: Path, target: Path) -> None:
+    copy_files(layer, ["a.txt"], "/x/renamed", src=src, target=target)
+    copy_files(layer, ["b.txt"], "/y/", src=src, target=target)
+    copy_files(layer, ["exec.sh"], "/usr/local", src=src, target=target)  # an existing dir, no slash
+    copy_files(layer, ["b.txt"], "rel/", src=src, target=target, workdir="/work")
+    t = tree(layer)
+    assert t["x/renamed"] == "644 0:0 f a"              # owner 0:0 whatever the source owner
+    assert t["x"] == "755 0:0 d"                        # parents created 0755
+    assert t["y/b.txt"] == "644 0:0 f b"
+    assert t["usr/local/exec.sh"] == "755 0:0 f #!/bin/sh\n"
+    assert t["work/rel/b.txt"] == "644 0:0 f b"
+    assert (layer / "x/renamed").stat().st_mtime == MTIME  # mtimes are kept from the source
+
+
+def test_directory_source_copies_its_contents(src: Path, layer: Path) -> None:
+    assert copy_files(layer, ["dir"], "/app", src=src) == ["/app"]
+    t = tree(layer)
+    assert set(t) == {"app", "app/one", "app/sub", "app/sub/two", "app/link", "app/.hidden"}
+    assert t["app/link"] == "777 0:0 l -> one"         # symlinks inside are copied as symlinks
+    assert t["app/sub"] == "700 0:0 d"
+    assert (layer / "app/sub").stat().st_mtime == MTIME
+
+
+def test_top_level_symlink_source_is_followed(src: Path, layer: Path) -> None:
+    copy_files(layer, ["link-to-file", "link-to-dir"], "/out/", src=src)
+    t = tree(layer)
+    assert t["out/link-to-file"] == "644 0:0 f a"
+    assert t["out/one"] == "644 0:0 f 1"               # a symlinked dir copies the dir's contents
+
+
+def test_several_sources_need_a_directory(src: Path, layer: Path, target: Path) -> None:
+    with pytest.raises(BuildError, match="more than one source file, the destination must be a directory"):
+        copy_files(layer, ["a.txt", "b.txt"], "/file", src=src, target=target, where="Dockerfile:4: ")
+    copy_files(layer, ["a.txt", "b.txt"], "/srv", src=src, target=target)  # exists as a dir in the image
+    assert {"srv/a.txt", "srv/b.txt"} <= set(tree(layer))
+
+
+def test_existing_parent_dirs_are_copied_up_and_symlinks_followed(src: Path, layer: Path, target: Path) -> None:
+    copy_files(layer, ["a.txt"], "/srv/data/", src=src, target=target)
+    copy_files(layer, ["b.txt"], "/opt/", src=src, target=target)  # /opt -> /usr/local in the image
+    t = tree(layer)
+    assert t["srv"] == "750 7:8 d" and t["srv/data"] == "755 0:0 d"
+    assert t["usr/local/b.txt"] == "644 0:0 f b" and "opt" not in t
+
+
+def test_link_never_looks_at_the_target(src: Path, layer: Path, target: Path) -> None:
+    copy_files(layer, ["b.txt"], "/opt/", src=src, target=target, link=True)
+    copy_files(layer, ["a.txt"], "/srv", src=src, target=target, link=True)
+    t = tree(layer)
+    assert t["opt/b.txt"] == "644 0:0 f b" and t["srv"] == "644 0:0 f a"
+
+
+@pytest.mark.parametrize(("spec", "ids"), [("app", (1001, 1002)), ("app:staff", (1001, 50)), ("10", (10, 10)),
+                                           ("10:20", (10, 20)), ("app:7", (1001, 7)), ("0:app", (0, 1002))])
+def test_resolve_owner(target: Path, spec: str, ids: tuple[int, int]) -> None:
+    assert resolve_owner(spec, target) == ids
+
+
+@pytest.mark.parametrize(("spec", "message"), [("nobody", "unable to find user nobody"),
+                                               ("app:nogroup", "unable to find group nogroup"),
+                                               (":app", "missing user")])
+def test_resolve_owner_errors(target: Path, spec: str, message: str) -> None:
+    with pytest.raises(BuildError, match=message):
+        resolve_owner(spec, target)
+
+
+def test_chown_applies_to_files_and_created_parents(src: Path, layer: Path, target: Path) -> None:
+    copy_files(layer, ["dir"], "/home/app/", src=src, target=target, owner=resolve_owner("app", target))
+    t = tree(layer)
+    assert all(v.split()[1] == "1001:1002" for v in t.values())
+
+
+@pytest.mark.parametrize(("spec", "file_mode", "dir_mode"), [
+    ("640", 0o640, 0o640), ("0755", 0o755, 0o755), ("u+x", 0o744, 0o700), ("go-r", 0o600, 0o700),
+    ("a=rX", 0o444, 0o555), ("u=rwx,g=rx,o=", 0o750, 0o750), ("+x", 0o755, 0o711),
+])
+def test_chmod_octal_and_symbolic(src: Path, layer: Path, spec: str, file_mode: int, dir_mode: int) -> None:
+    copy_files(layer, ["dir"], "/d", src=src, chmod=spec)
+    assert stat.S_IMODE((layer / "d/one").stat().st_mode) == file_mode
+    assert stat.S_IMODE((layer / "d/sub").stat().st_mode) == dir_mode  # source dir is 0700
+
+
+@pytest.mark.parametrize("bad", ["999", "u+q", "rwx", "8"])
+def test_chmod_rejects_bad_specs(bad: str) -> None:
+    with pytest.raises(BuildError, match="invalid --chmod"):
+        parse_chmod(bad)
+
+
+def test_exclude_and_parents(src: Path, layer: Path) -> None:
+    copy_files(layer, ["dir"], "/e", src=src, excludes=["sub", "*.hidden"])
+    assert set(tree(layer)) == {"e", "e/one", "e/link"}
+    copy_files(layer, ["a.txt", "dir/sub/two"], "/p/", src=src, parents=True)
+    t = tree(layer)
+    assert t["p/a.txt"] == "644 0:0 f a" and t["p/dir/sub/two"] == "644 0:0 f 2"
+
+
+def test_dockerignore_applies_inside_copied_dirs(src: Path, layer: Path) -> None:
+    ignore = PatternMatcher(["dir/sub", "!dir/sub/two", "**/.hidden"])
+    copy_files(layer, ["dir"], "/i", src=src, ignore=ignore)
+    assert set(tree(layer)) == {"i", "i/one", "i/link", "i/sub", "i/sub/two"}
+
+
+def test_hardlinks_inside_a_copy_stay_hardlinks(src: Path, layer: Path) -> None:
+    os.link(src / "dir/one", src / "dir/one-again")
+    copy_files(layer, ["dir"], "/h", src=src)
+    assert (layer / "h/one").stat().st_ino == (layer / "h/one-again").stat().st_ino
+
+
+def test_copy_replaces_what_is_in_the_way(src: Path, layer: Path) -> None:
+    copy_files(layer, ["a.txt"], "/x", src=src)
+    copy_files(layer, ["dir"], "/x", src=src)       # a file replaced by a directory
+    assert (layer / "x/one").is_file()
+    copy_files(layer, ["b.txt"], "/x/one", src=src)  # a file replaced by a file
+    assert (layer / "x/one").read_text() == "b"
+
+
+def test_copy_from_a_layered_rootfs(tmp_path: Path, layer: Path) -> None:
+    lower = make_tree(tmp_path / "l", {"app/a": "1", "app/gone": "x"})
+    upper = make_tree(tmp_path / "u", {"app/b": "2", "app/.wh.gone": ""})
+    copy_files(layer, ["app"], "/app", src=RootView([upper, lower]))
+    assert sorted(tree(layer)) == ["app", "app/a", "app/b"]
+
+
+def test_heredoc_sources(layer: Path) -> None:
+    copy_files(layer, [HeredocSource("script.sh", b"echo hi\n")], "/usr/bin/", chmod="755")
+    copy_files(layer, [HeredocSource("EOF", b"x=1\n")], "/etc/app.conf")
+    t = tree(layer)
+    assert t["usr/bin/script.sh"] == "755 0:0 f echo hi\n" and t["etc/app.conf"] == "644 0:0 f x=1\n"
+
+
+def test_missing_source_is_a_context_error(src: Path, layer: Path) -> None:
+    with pytest.raises(ContextError, match="Dockerfile:2: COPY/ADD source 'nope': not found"):
+        copy_files(layer, ["nope"], "/x", src=src, where="Dockerfile:2: ")
+
+
+# -- ADD: archives ------------------------------------------------------------------------------
+
+def _tar_bytes(members: list[tuple[str, str, bytes | str]]) -> bytes:
+    """members: (name, kind in f/d/l/h, data or link target)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for name, kind, data in members:
+            info = tarfile.TarInfo(name)
+            info.mtime, info.uid, info.gid = MTIME, 33, 33
+            if kind == "f":
+                body = data.encode() if isinstance(data, str) else data
+                info.size, info.mode = len(body), 0o640
+                tf.addfile(info, io.BytesIO(body))
+                continue
+            info.type = {"d": tarfile.DIRTYPE, "l": tarfile.SYMTYPE, "h": tarfile.LNKTYPE}[kind]
+            info.mode = 0o755
+            if kind in "lh":
+                info.linkname = str(data)
+            tf.addfile(info)
+    return buf.getvalue()
+
+
+COMPRESSORS = {"none": lambda b: b, "gzip": gzip.compress, "bzip2": bz2.compress, "xz": lzma.compress,
+               "zstd": lambda b: zstandard.ZstdCompressor().compress(b)}
+
+
+@pytest.mark.parametrize("codec", sorted(COMPRESSORS))
+def test_add_unpacks_local_archives(tmp_path: Path, layer: Path, codec: str) -> None:
+    data = COMPRESSORS[codec](_tar_bytes([("pkg/", "d", ""), ("pkg/bin/tool", "f", "T"), ("pkg/l", "l", "bin/tool"),
+                                          ("pkg/h", "h", "pkg/bin/tool")]))
+    srcdir = tmp_path / "ctx"
+    srcdir.mkdir()
+    (srcdir / "archive.bin").write_bytes(data)  # detected by content, not by name
+    assert is_archive(srcdir / "archive.bin")
+    copy_files(layer, ["archive.bin"], "/opt", src=srcdir, unpack=True)
+    t = tree(layer)
+    assert t["opt/pkg/bin/tool"] == "640 33:33 f T"     # owners and modes from the archive
+    assert t["opt/pkg/l"] == "777 33:33 l -> bin/tool"
+    assert (layer / "opt/pkg/h").stat().st_ino == (layer / "opt/pkg/bin/tool").stat().st_ino
+    assert (layer / "opt/pkg/bin/tool").stat().st_mtime == MTIME
+
+
+def test_add_with_chown_owns_unpacked_files(tmp_path: Path, layer: Path) -> None:
+    (tmp_path / "a.tar").write_bytes(_tar_bytes([("f", "f", "x")]))
+    copy_files(layer, ["a.tar"], "/o/", src=tmp_path, unpack=True, owner=(5, 6))
+    assert tree(layer)["o/f"] == "640 5:6 f x"
+
+
+def test_copy_never_unpacks_and_non_archives_are_copied(tmp_path: Path, layer: Path) -> None:
+    (tmp_path / "a.tar.gz").write_bytes(gzip.compress(b"not a tar at all" * 100))
+    (tmp_path / "b.tar").write_bytes(_tar_bytes([("f", "f", "x")]))
+    assert not is_archive(tmp_path / "a.tar.gz")
+    copy_files(layer, ["a.tar.gz"], "/add/", src=tmp_path, unpack=True)
+    copy_files(layer, ["b.tar"], "/copy/", src=tmp_path)
+    assert (layer / "add/a.tar.gz").is_file() and (layer / "copy/b.tar").is_file()
+
+
+@pytest.mark.parametrize("members", [
+    [("../../escape", "f", "x")],
+    [("/abs/escape", "f", "x")],
+    [("ln", "l", "/"), ("ln/escape", "f", "x")],
+    [("ln", "l", "../../.."), ("ln/escape", "f", "x")],
+    [("d/", "d", ""), ("d/ln", "l", "../../../.."), ("d/ln/escape", "f", "x")],
+], ids=["dotdot", "absolute", "symlink-root", "symlink-up", "nested-symlink"])
+def test_hostile_archives_stay_inside(tmp_path: Path, members: list[tuple[str, str, str]]) -> None:
+    dest = tmp_path / "a" / "b" / "dest"
+    extract_archive(io.BytesIO(_tar_bytes(members)), dest, name="evil.tar")
+    assert [p for p in tmp_path.rglob("escape")] == [p for p in dest.rglob("escape")]
+    assert len(list(dest.rglob("escape"))) == 1
+
+
+def test_hardlink_out_of_the_archive_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "secret").write_text("s")
+    with pytest.raises(BuildError, match="points to no file in the archive"):
+        extract_archive(io.BytesIO(_tar_bytes([("h", "h", "../secret")])), tmp_path / "dest", name="x.tar")
+
+
+def test_corrupt_archive_is_a_build_error(tmp_path: Path) -> None:
+    data = gzip.compress(_tar_bytes([("f", "f", "x" * 5000)]))[:-200]
+    with pytest.raises(BuildError, match="cannot unpack bad.tgz"):
+        extract_archive(io.BytesIO(data), tmp_path / "d", name="bad.tgz")
+
+
+# -- ADD: URLs ----------------------------------------------------------------------------------
+
+BODY = b"remote content\n"
+LAST_MODIFIED = "Wed, 21 Oct 2015 07:28:00 GMT"
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802
+        if self.path.startswith("/missing"):
+            self.send_error(404, "Not Found")
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(BODY)))
+        if not self.path.startswith("/nodate"):
+            self.send_header("Last-Modified", LAST_MODIFIED)
+        if self.path.startswith("/disposition"):
+            self.send_header("Content-Disposition", 'attachment; filename="named.bin"')
+        self.end_headers()
+        self.wfile.write(BODY)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def http_url() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_add_url_with_checksum_and_last_modified(http_url: str, tmp_path: Path, layer: Path) -> None:
+    good = "sha256:" + hashlib.sha256(BODY).hexdigest()
+    fetched = fetch_url(f"{http_url}/files/tool.tar.gz?x=1", tmp_path / "dl", checksum=good)
+    assert fetched.name == "tool.tar.gz" and fetched.digest == good
+    copy_files(layer, [fetched], "/downloads/", src=None)
+    out = layer / "downloads/tool.tar.gz"
+    assert out.read_bytes() == BODY and stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert out.stat().st_mtime == 1445412480   # Last-Modified
+    copy_files(layer, [fetched], "/renamed", chmod="644")
+    assert stat.S_IMODE((layer / "renamed").stat().st_mode) == 0o644
+
+
+def test_add_url_names(http_url: str, tmp_path: Path) -> None:
+    assert fetch_url(f"{http_url}/disposition/x", tmp_path).name == "named.bin"
+    assert fetch_url(f"{http_url}/", tmp_path).name == "index"
+    assert fetch_url(f"{http_url}/nodate/f", tmp_path).mtime is None
+
+
+def test_add_url_errors(http_url: str, tmp_path: Path) -> None:
+    bad = "sha256:" + "0" * 64
+    with pytest.raises(BuildError, match="checksum mismatch: expected sha256:0+, got sha256:"):
+        fetch_url(f"{http_url}/f", tmp_path / "dl", checksum=bad)
+    assert list((tmp_path / "dl").iterdir()) == []  # nothing kept
+    with pytest.raises(BuildError, match="answered 404"):
+        fetch_url(f"{http_url}/missing", tmp_path)
+    with pytest.raises(BuildError, match="invalid --checksum"):
+        fetch_url(f"{http_url}/f", tmp_path, checksum="md5:abc")
+    with pytest.raises(BuildError, match="git sources are not"):
+        fetch_url("https://github.com/moby/buildkit.git", tmp_path)
+    with pytest.raises(BuildError, match="cannot download"):
+        fetch_url("http://127.0.0.1:9/x", tmp_path, timeout=5)
+
+
+def test_fetched_file_is_a_plain_record(tmp_path: Path) -> None:
+    f = FetchedFile(tmp_path / "x", "x", "sha256:" + "0" * 64)
+    assert f.mode == 0o600 and f.mtime is None
+
+
+def test_all_lists_every_public_name() -> None:
+    public = {n for n, v in vars(copyops).items() if not n.startswith("_") and callable(v)
+              and getattr(v, "__module__", "") == copyops.__name__}
+    assert public == set(copyops.__all__)

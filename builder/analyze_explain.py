@@ -1,0 +1,273 @@
+"""Why each step of a build missed the cache, found by diffing key parts with an earlier build.
+
+Build records (docs/build-records.md) keep every step's `key_parts`. Two builds of the same
+Dockerfile are paired step by step on `(stage, index)`; the parts that differ name the cause:
+`inputs` (the file tables behind them are diffed file by file), `build_args`, `base`, `op`,
+`env`, `user`, ... A step whose only changed part is `parent` missed because the step before
+it did. Reads records and cache files only; never writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from builder import records
+from builder.cache import BuildCache
+from builder.errors import BuildError
+
+FILES_SHOWN = 5  # file names listed in one reason before "..."
+
+
+class NoBuildError(BuildError):
+    """No build record matches what was asked for."""
+
+
+@dataclass(frozen=True, slots=True)
+class StepExplanation:
+    """One step of a build: what it cost, whether the cache had it and, for a miss, why."""
+
+    id: int
+    stage: str
+    index: int
+    count: int
+    line: int
+    instruction: str
+    cache: str  # hit | miss | none
+    duration: float
+    reasons: tuple[str, ...]  # empty on a hit
+
+    @property
+    def sentence(self) -> str:
+        """'COPY . /app missed: 3 files changed (a, b, c)' (or 'RUN make: cache hit')."""
+        if self.cache == "hit":
+            return f"{self.instruction}: cache hit"
+        if self.cache == "none":
+            return f"{self.instruction}: nothing to cache"
+        return f"{self.instruction} missed: {'; '.join(self.reasons)}"
+
+
+@dataclass(frozen=True, slots=True)
+class BuildExplanation:
+    build_id: str
+    previous_id: str  # "" when no earlier build of this Dockerfile exists
+    dockerfile: str
+    status: str
+    duration: float
+    steps: tuple[StepExplanation, ...]
+
+
+def load_builds(root: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Every readable build record, oldest first (unreadable files are skipped)."""
+    out = []
+    for path in records.list_records(root):
+        try:
+            out.append(records.load(path))
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def find_build(builds: list[dict[str, Any]], wanted: str | None) -> dict[str, Any]:
+    """The build whose id is `wanted` or starts with it; the latest when `wanted` is None."""
+    if not builds:
+        raise NoBuildError("no build records yet", hint="run `pybuild build` first; records are kept per store")
+    if wanted in (None, "", "last", "latest"):
+        return builds[-1]
+    found = [b for b in builds if b.get("id", "").startswith(wanted)]
+    if len(found) != 1:
+        what = "no build" if not found else f"{len(found)} builds"
+        raise NoBuildError(f"{what} with id {wanted!r}", hint="`pybuild history --builds` lists them")
+    return found[0]
+
+
+def previous_build(builds: list[dict[str, Any]], build: dict[str, Any]) -> dict[str, Any] | None:
+    """The most recent earlier build of the same Dockerfile and target."""
+    earlier = [b for b in builds if b.get("id", "") < build.get("id", "")
+               and b.get("dockerfile") == build.get("dockerfile")]
+    same_target = [b for b in earlier if b.get("target", "") == build.get("target", "")]
+    pool = same_target or earlier
+    return pool[-1] if pool else None
+
+
+def _names(paths: list[str]) -> str:
+    shown = ", ".join(sorted(paths)[:FILES_SHOWN])
+    return shown + (", ..." if len(paths) > FILES_SHOWN else "")
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
+
+
+def _pairs(value: Any) -> dict[str, Any]:
+    """[[K, V], ...] (or a dict) as a dict."""
+    if isinstance(value, dict):
+        return value
+    try:
+        return {str(k): v for k, v in value or []}
+    except (TypeError, ValueError):
+        return {}
+
+
+def _diff_inputs(cache: BuildCache, old: str, new: str) -> list[str]:
+    before, after = cache.inputs(old), cache.inputs(new)
+    if before is None or after is None:
+        return ["its input files changed (the file tables are no longer in the cache)"]
+    changed = [p for p in after if p in before and before[p] != after[p]]
+    added = [p for p in after if p not in before]
+    removed = [p for p in before if p not in after]
+    out = []
+    if changed:
+        out.append(f"{_count(len(changed), 'file')} changed ({_names(changed)})")
+    if added:
+        out.append(f"{_count(len(added), 'file')} added ({_names(added)})")
+    if removed:
+        out.append(f"{_count(len(removed), 'file')} removed ({_names(removed)})")
+    return out or ["its input files changed"]
+
+
+def _diff_kv(label: str, old: Any, new: Any) -> list[str]:
+    before, after = _pairs(old), _pairs(new)
+    out = []
+    for k in sorted(set(before) | set(after)):
+        if k not in before:
+            out.append(f"{label} {k} added ({after[k]})")
+        elif k not in after:
+            out.append(f"{label} {k} removed (was {before[k]})")
+        elif before[k] != after[k]:
+            out.append(f"{label} {k} changed {before[k]} -> {after[k]}")
+    return out
+
+
+def _diff_base(old: Any, new: Any) -> list[str]:
+    old, new = old if isinstance(old, dict) else {}, new if isinstance(new, dict) else {}
+    if "image" in old and old.get("image") == new.get("image"):
+        return [f"base image changed digest ({new['image']}: {old.get('digest', '?')} -> {new.get('digest', '?')})"]
+    if "stage" in old and "stage" in new:
+        return ["base stage changed"]
+    describe = lambda b: b.get("image") or ("scratch" if b.get("scratch") else "a build stage")  # noqa: E731
+    return [f"base image changed {describe(old)} -> {describe(new)}"]
+
+
+def _reasons(step: dict[str, Any], prev: dict[str, Any] | None, cache: BuildCache) -> list[str]:
+    if step.get("reason") in ("--no-cache", "--no-cache-filter"):
+        return [f"{step['reason']} was given"]
+    if prev is None:
+        return ["a new step (no earlier build of this Dockerfile had it)"]
+    before, after = _pairs(prev.get("key_parts")), _pairs(step.get("key_parts"))
+    changed = [k for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k)]
+    out: list[str] = []
+    for part in changed:
+        if part == "parent":
+            continue
+        old, new = before.get(part), after.get(part)
+        if part == "inputs":
+            out += _diff_inputs(cache, str(old), str(new))
+        elif part == "build_args":
+            out += _diff_kv("build-arg", old, new)
+        elif part == "env":
+            out += _diff_kv("env", old, new)
+        elif part == "base":
+            out += _diff_base(old, new)
+        elif part == "op":
+            out.append(f"instruction changed: {prev.get('instruction', '?')!r} -> {step.get('instruction', '?')!r}"
+                       if prev.get("instruction") != step.get("instruction") else "instruction options changed")
+        elif part == "config":
+            out.append("its config change is different")
+        else:
+            out.append(f"{part} changed {json.dumps(old)} -> {json.dumps(new)}")
+    if not out and "parent" in changed:
+        out.append("parent step missed")
+    if not out:  # same parts, yet a miss: the entry was pruned or lost
+        out.append(step.get("reason") or "no cache entry")
+        if out[0] == "no cache entry":
+            out[0] = "no cache entry for an unchanged key (pruned since the earlier build)"
+    return out
+
+
+def explain_build(root: str | os.PathLike[str], wanted: str | None = None) -> BuildExplanation:
+    """Explain every step of a build (the latest by default) against the closest earlier one."""
+    builds = load_builds(root)
+    build = find_build(builds, wanted)
+    prev = previous_build(builds, build)
+    cache = BuildCache(root)
+    prev_steps = {(s.get("stage"), s.get("index")): s for s in (prev or {}).get("steps", [])}
+    steps = []
+    for s in build.get("steps", []):
+        reasons: tuple[str, ...] = ()
+        if s.get("cache") == "miss":
+            reasons = tuple(_reasons(s, prev_steps.get((s.get("stage"), s.get("index"))), cache))
+        steps.append(StepExplanation(s.get("id", 0), str(s.get("stage", "")), s.get("index", 0), s.get("count", 0),
+                                     s.get("line", 0), s.get("instruction", ""), s.get("cache", "miss"),
+                                     float(s.get("duration", 0.0)), reasons))
+    return BuildExplanation(build.get("id", ""), (prev or {}).get("id", ""), build.get("dockerfile", ""),
+                            build.get("status", ""), float(build.get("duration", 0.0)), tuple(steps))
+
+
+def render_explanation(e: BuildExplanation) -> str:
+    """The text `pybuild explain` prints."""
+    against = f"compared with build {e.previous_id}" if e.previous_id else "no earlier build of this Dockerfile"
+    lines = [f"Build {e.build_id} ({e.status}, {e.duration:.2f}s) of {e.dockerfile}: {against}"]
+    for s in e.steps:
+        label = f"#{s.id} [{s.stage} {s.index}/{s.count}]"
+        mark = {"hit": "CACHED", "miss": "MISS", "none": "-"}.get(s.cache, s.cache)
+        lines.append(f"{label:<20} {s.duration:>8.2f}s  {mark:<6}  line {s.line:<4} {s.instruction}")
+        for r in s.reasons:
+            lines.append(f"{'':<20} {'':>9}  {'':<6}  -> {r}")
+    misses = [s for s in e.steps if s.cache == "miss"]
+    if misses:
+        lines += ["", "Misses:"] + [f"  {s.sentence}" for s in misses]
+    return "\n".join(lines)
+
+
+def explanation_json(e: BuildExplanation) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    data = asdict(e)
+    for step, s in zip(data["steps"], e.steps):
+        step["sentence"] = s.sentence
+        step["reasons"] = list(s.reasons)
+    return data
+
+
+def build_summaries(root: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """One row per build for `history --builds`: id, when, how long, hits and misses, tags."""
+    out = []
+    for b in load_builds(root):
+        steps = b.get("steps", [])
+        out.append({
+            "id": b.get("id", ""), "started": b.get("started", 0.0), "duration": b.get("duration", 0.0),
+            "status": b.get("status", ""), "dockerfile": b.get("dockerfile", ""), "tags": b.get("tags", []),
+            "steps": len(steps), "hits": sum(s.get("cache") == "hit" for s in steps),
+            "misses": sum(s.get("cache") == "miss" for s in steps), "image_id": b.get("image_id", ""),
+        })
+    return out
+
+
+def render_build_summaries(rows: list[dict[str, Any]]) -> str:
+    import time
+
+    lines = [f"{'BUILD':<26} {'STARTED (UTC)':<20} {'DURATION':>9} {'STATUS':<9} {'HITS':>5} {'MISSES':>6}  TAGS"]
+    for r in rows:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r["started"])) if r["started"] else "-"
+        lines.append(f"{r['id']:<26} {when:<20} {r['duration']:>8.2f}s {r['status']:<9} {r['hits']:>5} "
+                     f"{r['misses']:>6}  {', '.join(r['tags']) or '-'}")
+    return "\n".join(lines)
+
+
+def store_root() -> Path:
+    """The store root the CLI uses ($PYBUILD_ROOT, else the documented default)."""
+    env = os.environ.get("PYBUILD_ROOT")
+    if env:
+        return Path(env)
+    return Path("/var/lib/pybuild") if os.geteuid() == 0 else Path.home() / ".local/share/pybuild"
+
+
+def history_builds(*, json_output: bool = False) -> int:
+    """What `pybuild history --builds [--json]` prints: one row per recorded build, oldest first."""
+    rows = build_summaries(store_root())
+    print(json.dumps(rows, indent=2) if json_output else render_build_summaries(rows))
+    return 0

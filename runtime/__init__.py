@@ -8,9 +8,10 @@ from runtime.errors import (
     ProcessExitError,
     SandboxError,
 )
+from runtime.executor import Executor, LinuxExecutor, Output
 from runtime.spec import ExitStatus, Limits, Mount, NetworkMode, PortMapping, ProcessSpec, RootfsSpec
 
 __all__ = [
-    "CgroupError", "ExitStatus", "Limits", "Mount", "MountError", "NamespaceError", "NetworkError",
+    "CgroupError", "Executor", "ExitStatus", "LinuxExecutor", "Output", "Limits", "Mount", "MountError", "NamespaceError", "NetworkError",
     "NetworkMode", "PortMapping", "ProcessExitError", "ProcessSpec", "RootfsSpec", "SandboxError",
 ]

@@ -1,0 +1,199 @@
+"""One cgroup per container: limits, peak usage, kill and removal, on cgroup v2 or the v1/hybrid
+layout (v1 controllers under /sys/fs/cgroup/<controller>), whichever this machine runs.
+
+Cgroups are named `pybuild/<owner pid>-<container id>`, so a later process can tell a stale one
+(its owner is dead) from one in use: see `sweep()`.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from runtime.errors import CgroupError
+from runtime.spec import Limits
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+PARENT = "pybuild"
+V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids")
+CPU_PERIOD_US = 100_000
+
+
+def version() -> int:
+    """2 on a unified hierarchy, 1 on the v1/hybrid layout, 0 when no usable cgroupfs is mounted."""
+    if (CGROUP_ROOT / "cgroup.controllers").exists():
+        return 2
+    if (CGROUP_ROOT / "memory" / "cgroup.procs").exists():
+        return 1
+    return 0
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    cpu_seconds: float
+    memory_peak_bytes: int
+
+
+def _write(path: Path, value: str) -> None:
+    try:
+        path.write_text(value)
+    except OSError as exc:
+        raise CgroupError(f"cannot write {value!r} to {path}: {exc.strerror}") from None
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+class Cgroup:
+    """A container's cgroup (one directory per v1 controller, or one v2 directory)."""
+
+    def __init__(self, name: str, ver: int) -> None:
+        self.name, self.version = name, ver
+        if ver == 2:
+            self.dirs = {"": CGROUP_ROOT / PARENT / name}
+        else:
+            self.dirs = {c: CGROUP_ROOT / c / PARENT / name for c in V1_CONTROLLERS}
+
+    @classmethod
+    def create(cls, container_id: str, limits: Limits) -> "Cgroup":
+        ver = version()
+        if ver == 0:
+            raise CgroupError("no cgroup filesystem is mounted under /sys/fs/cgroup")
+        cg = cls(f"{os.getpid()}-{container_id[:12]}", ver)
+        if ver == 2:
+            _enable_v2_controllers()
+        for d in cg.dirs.values():
+            d.mkdir(parents=True, exist_ok=True)
+        try:
+            cg._limit(limits)
+        except CgroupError:
+            cg.remove()
+            raise
+        return cg
+
+    def _limit(self, limits: Limits) -> None:
+        if self.version == 2:
+            d = self.dirs[""]
+            if limits.memory_bytes is not None:
+                _write(d / "memory.max", str(limits.memory_bytes))
+                if (d / "memory.swap.max").exists():
+                    _write(d / "memory.swap.max", "0")
+            if limits.cpus is not None:
+                _write(d / "cpu.max", f"{int(limits.cpus * CPU_PERIOD_US)} {CPU_PERIOD_US}")
+            if limits.pids is not None:
+                _write(d / "pids.max", str(limits.pids))
+            return
+        if limits.memory_bytes is not None:
+            _write(self.dirs["memory"] / "memory.limit_in_bytes", str(limits.memory_bytes))
+            if (self.dirs["memory"] / "memory.memsw.limit_in_bytes").exists():
+                _write(self.dirs["memory"] / "memory.memsw.limit_in_bytes", str(limits.memory_bytes))
+        if limits.cpus is not None:
+            _write(self.dirs["cpu"] / "cpu.cfs_period_us", str(CPU_PERIOD_US))
+            _write(self.dirs["cpu"] / "cpu.cfs_quota_us", str(int(limits.cpus * CPU_PERIOD_US)))
+        if limits.pids is not None:
+            _write(self.dirs["pids"] / "pids.max", str(limits.pids))
+
+    @property
+    def procs_files(self) -> list[str]:
+        """The files a process writes "0" to in order to join (done by the container's first process)."""
+        return [str(d / "cgroup.procs") for d in self.dirs.values()]
+
+    def pids(self) -> list[int]:
+        d = next(iter(self.dirs.values()))
+        return [int(p) for p in _read(d / "cgroup.procs").split()]
+
+    def usage(self) -> Usage:
+        if self.version == 2:
+            d = self.dirs[""]
+            stat = dict(line.split() for line in _read(d / "cpu.stat").splitlines() if line.count(" ") == 1)
+            peak = _read(d / "memory.peak").strip()
+            return Usage(int(stat.get("usage_usec", 0)) / 1e6, int(peak) if peak.isdigit() else 0)
+        cpu = _read(self.dirs["cpuacct"] / "cpuacct.usage").strip()
+        peak = _read(self.dirs["memory"] / "memory.max_usage_in_bytes").strip()
+        return Usage(int(cpu or 0) / 1e9, int(peak or 0))
+
+    def kill(self) -> None:
+        """SIGKILL every process in the cgroup."""
+        kill_file = self.dirs.get("", Path("/nonexistent")) / "cgroup.kill"
+        if kill_file.exists():
+            kill_file.write_text("1")
+            return
+        for _ in range(50):
+            pids = self.pids()
+            if not pids:
+                return
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.01)
+
+    def remove(self) -> None:
+        """Kill what is left and remove the cgroup directories."""
+        for attempt in range(100):
+            busy = False
+            for d in self.dirs.values():
+                try:
+                    d.rmdir()
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:
+                    if exc.errno != errno.EBUSY:
+                        raise CgroupError(f"cannot remove cgroup {d}: {exc.strerror}") from None
+                    busy = True
+            if not busy:
+                return
+            if attempt == 0:
+                self.kill()
+            time.sleep(0.01)
+        raise CgroupError(f"cgroup {self.name} is still busy after killing its processes")
+
+
+def _enable_v2_controllers() -> None:
+    parent = CGROUP_ROOT / PARENT
+    parent.mkdir(exist_ok=True)
+    available = _read(CGROUP_ROOT / "cgroup.controllers").split()
+    wanted = [c for c in ("memory", "cpu", "pids") if c in available]
+    for d in (CGROUP_ROOT, parent):
+        enabled = _read(d / "cgroup.subtree_control").split()
+        missing = " ".join(f"+{c}" for c in wanted if c not in enabled)
+        if missing:
+            _write(d / "cgroup.subtree_control", missing)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep() -> list[str]:
+    """Kill and remove cgroups whose owning pybuild process is gone; return their names."""
+    ver = version()
+    if ver == 0:
+        return []
+    base = CGROUP_ROOT / PARENT if ver == 2 else CGROUP_ROOT / "memory" / PARENT
+    removed = []
+    try:
+        names = [p.name for p in base.iterdir() if p.is_dir()]
+    except OSError:
+        return []
+    for name in names:
+        owner = name.split("-", 1)[0]
+        if owner.isdigit() and not _alive(int(owner)):
+            Cgroup(name, ver).remove()
+            removed.append(name)
+    return removed

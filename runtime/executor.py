@@ -1,0 +1,481 @@
+"""Run one process in fresh namespaces on an overlay root, the way Docker runs a container.
+
+    caller (pybuild)             creates the cgroup, scaffold and network, pumps output, waits
+     `- A  fork                  joins the cgroup, unshares mount/uts/ipc/pid/cgroup[/net]
+         `- B  fork: PID 1       mounts the root, pivots, hostname, network; then the tiny init:
+             `- C  fork + exec   reaps zombies, forwards signals, exits as C exits (128+N on
+                                 a signal). C drops capabilities, sets no_new_privs, becomes USER.
+
+A and B die with their parent (PR_SET_PDEATHSIG), so a `kill -9` of pybuild takes the whole
+container down, and every mount lives in the container's own mount namespace: nothing leaks.
+Call `run()` from a thread that outlives the container (the death signal follows the thread).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import selectors
+import shutil
+import signal
+import socket
+import struct
+import time
+from pathlib import Path
+from typing import Callable, Protocol, Sequence, Union
+
+from runtime import _linux, _netif, cgroups
+from runtime.errors import NamespaceError, SandboxError
+from runtime.rootfs import build_scaffold, setup_root
+from runtime.spec import ExitStatus, Limits, Mount, NetworkMode, PortMapping, ProcessSpec, RootfsSpec
+from runtime.users import resolve_user
+
+Output = Union[int, Callable[[bytes], None], None]
+"""Where a stream goes: a file descriptor, a callback taking each chunk, or None (inherit ours)."""
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Docker's default capability set (moby oci/caps/defaults.go).
+DEFAULT_CAPS = frozenset({0, 1, 3, 4, 5, 6, 7, 8, 10, 13, 18, 27, 29, 31})
+FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+                     signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT, signal.SIGALRM)
+MAX_FD = 1 << 20
+DEFAULT_RUN_DIR = Path(os.environ.get("PYBUILD_RUN_DIR", "/run/pybuild"))
+
+
+class Executor(Protocol):
+    def run(self, process: ProcessSpec, rootfs: RootfsSpec, mounts: Sequence[Mount] = (),
+            network: NetworkMode = NetworkMode.NONE, limits: Limits = Limits(), *,
+            stdout: Output = None, stderr: Output = None) -> ExitStatus: ...
+
+
+def new_id() -> str:
+    """A container id: 64 hex characters, shown as its first 12."""
+    return secrets.token_hex(32)
+
+
+class LinuxExecutor:
+    """Runs processes in Linux namespaces; needs root."""
+
+    def __init__(self, run_dir: Path = DEFAULT_RUN_DIR, use_cgroups: bool = True) -> None:
+        self.run_dir = run_dir
+        self.use_cgroups = use_cgroups and cgroups.version() != 0
+
+    def run(self, process: ProcessSpec, rootfs: RootfsSpec, mounts: Sequence[Mount] = (),
+            network: NetworkMode = NetworkMode.NONE, limits: Limits = Limits(), *,
+            stdout: Output = None, stderr: Output = None, stdin: int | None = None,
+            ports: Sequence[PortMapping] = (), container_id: str | None = None,
+            on_start: Callable[[int], None] | None = None) -> ExitStatus:
+        """Run `process` to completion and return how it ended; `rootfs.upper` keeps its changes.
+
+        `stdin` is a file descriptor (default: ours when `process.stdin`, else /dev/null).
+        `on_start(pid)` gets the host pid of the container's init once it runs.
+        """
+        if os.geteuid() != 0:
+            raise NamespaceError("running a container needs root", hint="run pybuild as root")
+        cid = container_id or new_id()
+        started = time.monotonic()
+        scratch = self.run_dir / f"{os.getpid()}-{cid[:12]}-{secrets.token_hex(2)}"
+        (scratch / "root").mkdir(parents=True)
+        cgroup = None
+        net = None
+        try:
+            hostname = process.hostname or cid[:12]
+            if network == NetworkMode.BRIDGE:
+                from runtime import network as netmod
+                net = netmod.Bridge.attach(self.run_dir, cid)
+            _write_etc(scratch / "etc", hostname, network, net.address if net else None)
+            build_scaffold(scratch / "scaffold", rootfs, mounts)
+            if self.use_cgroups:
+                cgroup = cgroups.Cgroup.create(cid, limits)
+            status = _Run(process, rootfs, mounts, network, cgroup, net, scratch, hostname, ports,
+                          stdout, stderr, stdin, on_start).wait()
+            usage = cgroup.usage() if cgroup else None
+            if usage is not None:
+                status = _replace(status, cpu_seconds=usage.cpu_seconds, memory_peak_bytes=usage.memory_peak_bytes)
+            return _replace(status, wall_seconds=time.monotonic() - started, ports=tuple(ports))
+        finally:
+            if cgroup is not None:
+                cgroup.remove()
+            if net is not None:
+                net.detach()
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _replace(status: ExitStatus, **changes: object) -> ExitStatus:
+    from dataclasses import replace
+    return replace(status, **changes)
+
+
+def _write_etc(etc: Path, hostname: str, network: NetworkMode, address: str | None) -> None:
+    etc.mkdir()
+    (etc / "hostname").write_text(hostname + "\n")
+    if network in (NetworkMode.HOST, NetworkMode.DEFAULT):
+        hosts = _read("/etc/hosts") or "127.0.0.1\tlocalhost\n"
+    else:
+        hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+    if address:
+        hosts += f"{address}\t{hostname}\n"
+    (etc / "hosts").write_text(hosts)
+    resolv = _read("/etc/resolv.conf")
+    if network == NetworkMode.BRIDGE:  # the host's loopback resolvers are unreachable from a bridge
+        lines = [ln for ln in resolv.splitlines() if not ln.startswith("nameserver 127.")]
+        if not any(ln.startswith("nameserver") for ln in lines):
+            lines += ["nameserver 8.8.8.8", "nameserver 8.8.4.4"]
+        resolv = "\n".join(lines) + "\n"
+    (etc / "resolv.conf").write_text(resolv)
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+class _Run:
+    """One container's process tree, from the caller's side."""
+
+    def __init__(self, process: ProcessSpec, rootfs: RootfsSpec, mounts: Sequence[Mount], network: NetworkMode,
+                 cgroup: cgroups.Cgroup | None, net: object, scratch: Path, hostname: str,
+                 ports: Sequence[PortMapping], stdout: Output, stderr: Output, stdin: int | None,
+                 on_start: Callable[[int], None] | None) -> None:
+        self.process, self.rootfs, self.mounts, self.network = process, rootfs, mounts, network
+        self.cgroup, self.net, self.scratch, self.hostname = cgroup, net, scratch, hostname
+        self.ports, self.on_start = ports, on_start
+        self.to_close: list[int] = []
+        self.readers: dict[int, Callable[[bytes], None]] = {}
+        self.tty_master: int | None = None
+        self.child_fds = self._stdio(stdout, stderr, stdin)
+
+    def _stdio(self, stdout: Output, stderr: Output, stdin: int | None) -> tuple[int, int, int]:
+        if self.process.tty:
+            master, slave = os.openpty()
+            self.tty_master = master
+            self.to_close.append(slave)
+            self.tty_slave_name = os.ttyname(slave)
+            sink = stdout if callable(stdout) else _writer(stdout if isinstance(stdout, int) else 1)
+            self.readers[master] = sink
+            return slave, slave, slave
+        fds = []
+        for out, default in ((stdout, 1), (stderr, 2)):
+            if callable(out):
+                r, w = os.pipe()
+                self.readers[r] = out
+                self.to_close.append(w)
+                fds.append(w)
+            else:
+                fds.append(default if out is None else out)
+        if stdin is None:
+            if self.process.stdin:
+                stdin = 0
+            else:
+                stdin = os.open("/dev/null", os.O_RDONLY)
+                self.to_close.append(stdin)
+        return stdin, fds[0], fds[1]
+
+    def wait(self) -> ExitStatus:
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
+        go_r, go_w = os.pipe2(os.O_CLOEXEC)
+        status_r, status_w = os.pipe2(os.O_CLOEXEC)
+        parent = os.getpid()
+        pid_a = os.fork()
+        if pid_a == 0:
+            _child_a(self, parent, err_w, sync_w, go_r, status_w)
+        for fd in (err_w, sync_w, go_r, status_w, *self.to_close):
+            os.close(fd)
+        init_pid = 0
+        try:
+            with os.fdopen(sync_r, "rb", buffering=0) as sync:
+                msg = _read_line(sync)
+                if msg == b"net":
+                    self.net.plumb(pid_a)  # type: ignore[attr-defined]
+                    os.write(go_w, b"g")
+                    msg = _read_line(sync)
+                if msg.startswith(b"pid "):
+                    init_pid = int(msg[4:])
+            os.close(go_w)
+            go_w = -1
+            error = _read_all(err_r)
+            if error:
+                os.waitpid(pid_a, 0)
+                pid_a = 0
+                raise SandboxError(error.decode(errors="replace"))
+            if self.on_start and init_pid:
+                self.on_start(init_pid)
+            proxy = None
+            if self.ports and self.net is not None:
+                from runtime.proxy import PortProxy
+                proxy = PortProxy(self.ports, self.net.address)  # type: ignore[attr-defined]
+            try:
+                self._pump()
+                _, wstatus = os.waitpid(pid_a, 0)
+            finally:
+                if proxy is not None:
+                    proxy.close()
+            pid_a = 0
+            raw = _read_all(status_r)
+            return _exit_status(raw, wstatus)
+        except BaseException:
+            if pid_a:
+                for pid in (init_pid, pid_a):
+                    if pid:
+                        try:
+                            os.kill(pid, signal.SIGKILL)
+                        except ProcessLookupError:
+                            pass
+                os.waitpid(pid_a, 0)
+            raise
+        finally:
+            for fd in (err_r, status_r, go_w, *self.readers):
+                if fd >= 0:
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
+
+    def _pump(self) -> None:
+        """Copy the container's output to the callbacks (and our stdin to a tty) until EOF."""
+        if not self.readers:
+            return
+        sel = selectors.DefaultSelector()
+        for fd in self.readers:
+            sel.register(fd, selectors.EVENT_READ)
+        forward_stdin = self.tty_master is not None and self.process.stdin
+        if forward_stdin:
+            sel.register(0, selectors.EVENT_READ)
+        with _raw_terminal(forward_stdin):
+            open_fds = set(self.readers)
+            while open_fds:
+                for key, _ in sel.select():
+                    fd = key.fd
+                    if fd == 0:
+                        data = os.read(0, 65536)
+                        if data:
+                            os.write(self.tty_master, data)  # type: ignore[arg-type]
+                        else:
+                            sel.unregister(0)
+                        continue
+                    try:
+                        data = os.read(fd, 65536)
+                    except OSError:  # EIO: the tty's last writer is gone
+                        data = b""
+                    if data:
+                        self.readers[fd](data)
+                    else:
+                        sel.unregister(fd)
+                        open_fds.discard(fd)
+        sel.close()
+
+
+class _raw_terminal:
+    def __init__(self, active: bool) -> None:
+        self.active = active and os.isatty(0)
+        self.saved: list | None = None
+
+    def __enter__(self) -> None:
+        if self.active:
+            import termios
+            import tty
+            self.saved = termios.tcgetattr(0)
+            tty.setraw(0)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.saved is not None:
+            import termios
+            termios.tcsetattr(0, termios.TCSADRAIN, self.saved)
+
+
+def _writer(fd: int) -> Callable[[bytes], None]:
+    def write(data: bytes) -> None:
+        while data:
+            data = data[os.write(fd, data):]
+    return write
+
+
+def _read_line(f: object) -> bytes:
+    line = b""
+    while not line.endswith(b"\n"):
+        ch = f.read(1)  # type: ignore[attr-defined]
+        if not ch:
+            break
+        line += ch
+    return line.strip()
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while True:
+        data = os.read(fd, 65536)
+        if not data:
+            return b"".join(chunks)
+        chunks.append(data)
+
+
+def _exit_status(raw: bytes, wstatus_a: int) -> ExitStatus:
+    """The exit of C as its init reported it; A's own exit code when the init could not report."""
+    if len(raw) == 4:
+        wstatus = struct.unpack("i", raw)[0]
+        if os.WIFSIGNALED(wstatus):
+            sig = os.WTERMSIG(wstatus)
+            return ExitStatus(128 + sig, signal=sig)
+        return ExitStatus(os.WEXITSTATUS(wstatus))
+    if os.WIFSIGNALED(wstatus_a):  # the init itself was killed (SIGKILL from stop/kill)
+        sig = os.WTERMSIG(wstatus_a)
+        return ExitStatus(128 + sig, signal=sig)
+    code = os.waitstatus_to_exitcode(wstatus_a)
+    return ExitStatus(code, signal=code - 128 if code > 128 else None)
+
+
+# ---- the container side: everything below runs in forked children and ends in os._exit ----
+
+def _die_with_parent(parent: int) -> None:
+    _linux.prctl(_linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(137)
+
+
+def _close_fds_except(keep: set[int]) -> None:
+    low = 0
+    for fd in sorted(keep):
+        if low < fd:  # closerange(n, n) would close everything up
+            os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, MAX_FD)
+
+
+def _fail(err_w: int, message: str, code: int = 125) -> None:
+    try:
+        os.write(err_w, message.encode(errors="replace"))
+    finally:
+        os._exit(code)
+
+
+def _child_a(run: _Run, parent: int, err_w: int, sync_w: int, go_r: int, status_w: int) -> None:
+    try:
+        _die_with_parent(parent)
+        os.setpgid(0, 0)  # out of the terminal's foreground group: Ctrl-C goes to pybuild only
+        _close_fds_except({0, 1, 2, err_w, sync_w, go_r, status_w, *run.child_fds})
+        for path in (run.cgroup.procs_files if run.cgroup else ()):
+            with open(path, "w") as f:
+                f.write("0")
+        flags = (_linux.CLONE_NEWNS | _linux.CLONE_NEWUTS | _linux.CLONE_NEWIPC | _linux.CLONE_NEWPID
+                 | _linux.CLONE_NEWCGROUP)
+        if run.network not in (NetworkMode.HOST, NetworkMode.DEFAULT):
+            flags |= _linux.CLONE_NEWNET
+        _linux.unshare(flags)
+        if run.network == NetworkMode.BRIDGE:
+            os.write(sync_w, b"net\n")
+            if os.read(go_r, 1) != b"g":
+                os._exit(125)
+        pid_b = os.fork()
+        if pid_b == 0:
+            _child_b(run, 0, err_w, status_w)  # its parent lies outside its pid namespace: pid 0
+        os.write(sync_w, b"pid %d\n" % pid_b)
+        _close_fds_except({0, 1, 2})
+        _, wstatus = os.waitpid(pid_b, 0)
+        os._exit(os.waitstatus_to_exitcode(wstatus) if os.WIFEXITED(wstatus) else 128 + os.WTERMSIG(wstatus))
+    except BaseException as exc:  # noqa: BLE001 - report and leave the forked child
+        _fail(err_w, f"cannot create namespaces: {exc}")
+
+
+def _child_b(run: _Run, parent: int, err_w: int, status_w: int) -> None:
+    """PID 1 of the container."""
+    try:
+        _die_with_parent(parent)
+        _close_fds_except({0, 1, 2, err_w, status_w, *run.child_fds})
+        p = run.process
+        tty_path = run.tty_slave_name if run.tty_master is not None else None
+        setup_root(run.scratch / "root", run.scratch, run.rootfs, run.mounts, run.scratch / "etc", tty_path)
+        socket.sethostname(run.hostname)
+        if run.network not in (NetworkMode.HOST, NetworkMode.DEFAULT):
+            _netif.link_up("lo")
+        if run.net is not None:
+            run.net.configure_inside()  # type: ignore[attr-defined]
+        user = resolve_user(p.user)
+        env = dict(p.env)
+        env.setdefault("PATH", DEFAULT_PATH)
+        env.setdefault("HOSTNAME", run.hostname)
+        env.setdefault("HOME", user.home)
+        if p.tty:
+            env.setdefault("TERM", "xterm")
+        cwd = p.cwd or "/"
+        if not os.path.isdir(cwd):
+            os.makedirs(cwd, 0o755)
+        cap_last = int(_read("/proc/sys/kernel/cap_last_cap") or 40)
+    except SandboxError as exc:
+        _fail(err_w, exc.message)
+    except OSError as exc:
+        _fail(err_w, f"cannot set up the container: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))
+    except BaseException as exc:  # noqa: BLE001
+        _fail(err_w, f"cannot set up the container: {exc}")
+    child = 0
+
+    def forward(signum: int, _frame: object) -> None:
+        if child:
+            try:
+                os.kill(child, signum)
+            except ProcessLookupError:
+                pass
+
+    for sig in FORWARDED_SIGNALS:
+        signal.signal(sig, forward)
+    child = os.fork()
+    if child == 0:
+        _child_c(run, err_w, env, user, cwd, cap_last)
+    os.close(err_w)
+    for fd in run.child_fds:
+        if fd > 2:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    while True:  # the init: reap everything, leave when the main process does
+        try:
+            pid, wstatus = os.waitpid(-1, 0)
+        except ChildProcessError:
+            os._exit(0)
+        if pid == child:
+            os.write(status_w, struct.pack("i", wstatus))
+            os._exit(os.waitstatus_to_exitcode(wstatus) if os.WIFEXITED(wstatus) else 128 + os.WTERMSIG(wstatus))
+
+
+def _child_c(run: _Run, err_w: int, env: dict[str, str], user: object, cwd: str, cap_last: int) -> None:
+    """The container's main process: stdio, session, privileges, exec."""
+    p = run.process
+    try:
+        for sig in (*FORWARDED_SIGNALS, signal.SIGPIPE, signal.SIGXFSZ):
+            signal.signal(sig, signal.SIG_DFL)
+        stdin, stdout, stderr = run.child_fds
+        os.dup2(stdin, 0)
+        os.dup2(stdout, 1)
+        os.dup2(stderr, 2)
+        os.setsid()
+        if run.tty_master is not None:
+            import fcntl
+            import termios
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+        _close_fds_except({0, 1, 2, err_w})
+        for cap in range(cap_last + 1):
+            if cap not in DEFAULT_CAPS:
+                _linux.prctl(_linux.PR_CAPBSET_DROP, cap)
+        _linux.capset(DEFAULT_CAPS)
+        os.setgroups(list(user.groups))  # type: ignore[attr-defined]
+        os.setgid(user.gid)  # type: ignore[attr-defined]
+        os.setuid(user.uid)  # type: ignore[attr-defined]
+        _linux.prctl(_linux.PR_SET_NO_NEW_PRIVS, 1)
+        os.chdir(cwd)
+    except BaseException as exc:  # noqa: BLE001
+        _fail(err_w, f"cannot start the process: {exc}")
+    try:
+        os.execvpe(p.argv[0], list(p.argv), env)
+    except FileNotFoundError:
+        msg, code = f'exec: "{p.argv[0]}": executable file not found in $PATH', 127
+    except PermissionError:
+        msg, code = f'exec: "{p.argv[0]}": permission denied', 126
+    except OSError as exc:
+        msg, code = f'exec: "{p.argv[0]}": {exc.strerror}', 126
+    os.close(err_w)
+    os.write(2, f"pybuild: {msg}\n".encode())
+    os._exit(code)

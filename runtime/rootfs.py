@@ -1,0 +1,173 @@
+"""The filesystem a container sees, set up as Docker sets it up.
+
+Mount points the image lacks (`/proc`, `/etc/hosts`, a volume target, ...) are never created in
+the upper dir: they live in a *scaffold*, an extra read-only lower dir stacked above the image's
+layers, whose directories copy the image's own mode, owner and mtime. So a RUN step's layer holds
+only what the process changed.
+
+    build_scaffold(...)   in the caller, before the namespaces exist
+    setup_root(...)       in the container's init, inside its private mount namespace
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import Sequence
+
+from runtime import _linux
+from runtime.overlay import mount_overlay
+from runtime.spec import Mount, RootfsSpec
+
+ETC_FILES = ("etc/hosts", "etc/hostname", "etc/resolv.conf")
+SPECIAL_DIRS = ("proc", "sys", "dev")
+
+# Docker's defaults (moby oci/defaults.go): paths masked and paths made read-only.
+MASKED_PATHS = (
+    "/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+)
+READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+
+# name -> (major, minor, mode)
+DEVICES = {
+    "null": (1, 3, 0o666), "zero": (1, 5, 0o666), "full": (1, 7, 0o666),
+    "random": (1, 8, 0o666), "urandom": (1, 9, 0o666), "tty": (5, 0, 0o666),
+}
+DEV_LINKS = {
+    "fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1",
+    "stderr": "/proc/self/fd/2", "core": "/proc/kcore", "ptmx": "pts/ptmx",
+}
+
+NOSUID_NODEV_NOEXEC = _linux.MS_NOSUID | _linux.MS_NODEV | _linux.MS_NOEXEC
+
+
+def _lookup(lower: Sequence[Path], rel: str) -> os.stat_result | None:
+    """lstat of `rel` in the topmost lower dir that has it (None when absent or whited out)."""
+    for layer in reversed(lower):
+        try:
+            st = os.lstat(layer / rel)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+            return None  # whiteout
+        return st
+    return None
+
+
+def _scaffold_dir(scaffold: Path, lower: Sequence[Path], rel: str) -> None:
+    parts = Path(rel).parts
+    for i in range(1, len(parts) + 1):
+        sub = "/".join(parts[:i])
+        path = scaffold / sub
+        if path.is_dir():
+            continue
+        path.mkdir()
+        st = _lookup(lower, sub)
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            os.chown(path, st.st_uid, st.st_gid)
+            os.chmod(path, stat.S_IMODE(st.st_mode))
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def build_scaffold(scaffold: Path, rootfs: RootfsSpec, mounts: Sequence[Mount]) -> None:
+    """Create the scaffold layer: special dirs, /etc file targets and volume targets."""
+    lower = rootfs.lower
+    scaffold.mkdir()
+    for rel in SPECIAL_DIRS:
+        _scaffold_dir(scaffold, lower, rel)
+    file_targets = list(ETC_FILES)
+    for m in mounts:
+        rel = m.target.strip("/")
+        if not rel:
+            continue
+        is_file = m.type == "bind" and os.path.exists(m.source) and not os.path.isdir(m.source)
+        if is_file:
+            file_targets.append(rel)
+        else:
+            st = _lookup(lower, rel)
+            if st is None or not stat.S_ISDIR(st.st_mode):
+                _scaffold_dir(scaffold, lower, rel)
+    for rel in file_targets:
+        st = _lookup(lower, rel)
+        if st is not None and stat.S_ISREG(st.st_mode):
+            continue
+        _scaffold_dir(scaffold, lower, os.path.dirname(rel))
+        (scaffold / rel).touch()
+
+
+def setup_root(root: Path, scratch: Path, rootfs: RootfsSpec, mounts: Sequence[Mount], etc_dir: Path,
+               tty_path: str | None = None) -> None:
+    """Mount everything under `root` and pivot into it; the old root is detached."""
+    _linux.mount(None, "/", None, _linux.MS_REC | _linux.MS_PRIVATE)
+    lower = (*rootfs.lower, scratch / "scaffold")
+    mount_overlay(lower, rootfs.upper, rootfs.work, root, scratch)
+    r = str(root)
+    _linux.mount("proc", r + "/proc", "proc", NOSUID_NODEV_NOEXEC)
+    _mount_dev(r + "/dev", tty_path)
+    try:
+        _linux.mount("sysfs", r + "/sys", "sysfs", NOSUID_NODEV_NOEXEC | _linux.MS_RDONLY)
+    except OSError:  # sharing the host's network namespace: bind its /sys read-only
+        _bind(r + "/sys", "/sys", readonly=True, recursive=True)
+    for rel in ETC_FILES:
+        _bind(f"{r}/{rel}", str(etc_dir / os.path.basename(rel)))
+    for m in mounts:
+        target = r + "/" + m.target.strip("/")
+        if m.type == "tmpfs":
+            flags = _linux.MS_NOSUID | _linux.MS_NODEV | (_linux.MS_RDONLY if m.readonly else 0)
+            _linux.mount("tmpfs", target, "tmpfs", flags, ",".join(m.options) or None)
+        else:
+            _bind(target, m.source, readonly=m.readonly, recursive=True)
+    for path in MASKED_PATHS:
+        _mask(r + path)
+    for path in READONLY_PATHS:
+        if os.path.exists(r + path):
+            _bind(r + path, r + path, readonly=True, recursive=True)
+    if rootfs.readonly:
+        _linux.mount(None, r, None, _linux.MS_REMOUNT | _linux.MS_BIND | _linux.MS_RDONLY)
+    os.chdir(r)
+    _linux.pivot_root(".", ".")
+    _linux.umount2(".", _linux.MNT_DETACH)
+    os.chdir("/")
+
+
+def _bind(target: str, source: str, readonly: bool = False, recursive: bool = False) -> None:
+    flags = _linux.MS_BIND | (_linux.MS_REC if recursive else 0)
+    _linux.mount(source, target, None, flags)
+    if readonly:
+        _linux.mount(None, target, None, flags | _linux.MS_REMOUNT | _linux.MS_RDONLY)
+
+
+def _mask(path: str) -> None:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        _linux.mount("tmpfs", path, "tmpfs", _linux.MS_RDONLY)
+    else:
+        _linux.mount("/dev/null", path, None, _linux.MS_BIND)
+
+
+def _mount_dev(dev: str, tty_path: str | None) -> None:
+    _linux.mount("tmpfs", dev, "tmpfs", _linux.MS_NOSUID | _linux.MS_STRICTATIME, "mode=755,size=65536k")
+    old = os.umask(0)
+    try:
+        for name, (major, minor, mode) in DEVICES.items():
+            os.mknod(f"{dev}/{name}", stat.S_IFCHR | mode, os.makedev(major, minor))
+        for name, link in DEV_LINKS.items():
+            os.symlink(link, f"{dev}/{name}")
+        os.mkdir(f"{dev}/pts", 0o755)
+        os.mkdir(f"{dev}/shm", 0o1777)
+        os.mkdir(f"{dev}/mqueue", 0o755)
+    finally:
+        os.umask(old)
+    _linux.mount("devpts", f"{dev}/pts", "devpts", _linux.MS_NOSUID | _linux.MS_NOEXEC,
+                 "newinstance,ptmxmode=0666,mode=0620,gid=5")
+    _linux.mount("shm", f"{dev}/shm", "tmpfs", NOSUID_NODEV_NOEXEC, "mode=1777,size=65536k")
+    _linux.mount("mqueue", f"{dev}/mqueue", "mqueue", NOSUID_NODEV_NOEXEC)
+    if tty_path:
+        open(f"{dev}/console", "w").close()
+        _bind(f"{dev}/console", tty_path)

@@ -1,0 +1,235 @@
+"""LinuxExecutor against real namespaces, overlayfs and cgroups, on the busybox rootfs."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from runtime import cgroups
+from runtime.errors import SandboxError
+from runtime.spec import Limits, Mount, NetworkMode
+from tests.conftest import requires_root
+
+pytestmark = requires_root
+
+DOCKER_CAPS = 0x00000000A80425FB
+
+
+def _status_field(text: str, name: str) -> str:
+    return next(line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith(name + ":"))
+
+
+def test_exit_code_and_separate_streams(run_in) -> None:
+    r = run_in("sh", "-c", "echo out; echo err >&2; exit 3")
+    assert (r.code, r.status.signal, r.out, r.err) == (3, None, "out\n", "err\n")
+
+
+def test_signal_death_is_128_plus_n(run_in) -> None:
+    r = run_in("sh", "-c", "kill -9 $$")
+    assert (r.code, r.status.signal) == (137, 9)
+
+
+def test_missing_executable_is_127(run_in) -> None:
+    r = run_in("no-such-binary")
+    assert r.code == 127 and "executable file not found" in r.err
+
+
+def test_pid_namespace_init_is_pid_1_and_process_is_its_child(run_in) -> None:
+    r = run_in("sh", "-c", "echo $$ $PPID; ls /proc | grep -c '^[0-9]'")
+    pid, ppid, nprocs = r.out.split()
+    assert (pid, ppid) == ("2", "1")
+    assert int(nprocs) == 4  # init, sh, ls, grep: nothing of the host
+
+
+def test_own_hostname_and_etc_files(run_in) -> None:
+    r = run_in("sh", "-c", "hostname; cat /etc/hostname; grep localhost /etc/hosts; test -s /etc/resolv.conf",
+               hostname="box1")
+    assert r.code == 0, r.err
+    lines = r.out.splitlines()
+    assert lines[:2] == ["box1", "box1"] and "127.0.0.1" in lines[2]
+
+
+def test_etc_files_and_mount_points_do_not_leak_into_the_upper_dir(run_in) -> None:
+    r = run_in("sh", "-c", "cat /etc/hosts /etc/resolv.conf >/dev/null && ls /proc /sys /dev >/dev/null")
+    assert r.code == 0, r.err
+    assert list(r.upper.iterdir()) == []
+
+
+def test_changes_land_in_upper_dir_with_whiteouts(run_in) -> None:
+    r = run_in("sh", "-c", "echo hi > /tmp/new && rm /etc/os-release && mkdir -p /srv/a")
+    assert r.code == 0, r.err
+    assert (r.upper / "tmp/new").read_text() == "hi\n"
+    wh = os.lstat(r.upper / "etc/os-release")
+    assert stat.S_ISCHR(wh.st_mode) and wh.st_rdev == 0
+    assert (r.upper / "srv/a").is_dir()
+    assert not (r.upper / "etc/hosts").exists()
+
+
+def test_root_is_the_overlay_and_no_host_mounts_are_visible(run_in) -> None:
+    r = run_in("cat", "/proc/self/mountinfo")
+    targets = [line.split()[4] for line in r.out.splitlines()]
+    assert targets[0] == "/" and " - overlay " in r.out.splitlines()[0]
+    allowed = ("/", "/proc", "/dev", "/sys", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf")
+    for t in targets:
+        assert t in allowed or t.startswith(("/proc/", "/dev/", "/sys/")), t
+    assert "/work" not in targets and "/tmp" not in targets
+
+
+def test_minimal_dev(run_in) -> None:
+    r = run_in("sh", "-c", "ls /dev; head -c 4 /dev/urandom | wc -c; echo x > /dev/shm/f && cat /dev/shm/f")
+    names = set(r.out.split())
+    assert {"null", "zero", "full", "random", "urandom", "tty", "ptmx", "pts", "shm", "mqueue", "fd",
+            "stdin", "stdout", "stderr"} <= names
+    assert "sda" not in names and "vda" not in names and "kmsg" not in names
+
+
+def test_masked_and_readonly_proc_paths(run_in) -> None:
+    r = run_in("sh", "-c", "wc -c < /proc/keys; ls /proc/acpi | wc -l; "
+                           "echo 1 > /proc/sys/vm/drop_caches && echo wrote; touch /sys/x && echo wrote")
+    assert r.out.split() == ["0", "0"]
+    assert "Read-only file system" in r.err
+
+
+def test_capabilities_and_no_new_privs(run_in) -> None:
+    r = run_in("cat", "/proc/self/status")
+    assert int(_status_field(r.out, "CapBnd"), 16) == DOCKER_CAPS
+    assert int(_status_field(r.out, "CapEff"), 16) == DOCKER_CAPS
+    assert _status_field(r.out, "NoNewPrivs") == "1"
+
+
+def test_cannot_mount_or_load_modules(run_in) -> None:
+    r = run_in("sh", "-c", "mkdir -p /mnt/x; mount -t tmpfs none /mnt/x && echo mounted; "
+                           "echo /tmp/evil > /proc/sys/kernel/modprobe && echo wrote; "
+                           "grep CapBnd /proc/self/status")
+    assert "mounted" not in r.out and "wrote" not in r.out
+    assert "permission denied" in r.err
+    cap_sys_module, cap_sys_admin = 16, 21
+    bounding = int(r.out.split()[-1], 16)
+    assert not bounding & (1 << cap_sys_module) and not bounding & (1 << cap_sys_admin)
+
+
+def test_none_network_has_only_loopback(run_in) -> None:
+    r = run_in("sh", "-c", "ls /sys/class/net; ip addr show lo")
+    assert r.out.split()[0] == "lo" and "eth0" not in r.out
+    assert "127.0.0.1" in r.out and "UP" in r.out
+
+
+def test_host_network_sees_host_interfaces(run_in) -> None:
+    r = run_in("ls", "/sys/class/net", network=NetworkMode.HOST)
+    assert set(r.out.split()) == set(os.listdir("/sys/class/net"))
+
+
+@pytest.mark.parametrize("user, expected", [
+    ("", "0 0 0 /root"),
+    ("www-data", "33 33 33 /var/www"),
+    ("nobody:users", "65534 100 100 /nonexistent"),
+    ("1234", "1234 0 0 /"),
+    ("33:100", "33 100 100 /var/www"),
+])
+def test_user_resolution_through_the_images_passwd(run_in, user: str, expected: str) -> None:
+    r = run_in("sh", "-c", 'echo $(id -u) $(id -g) $(id -G) $HOME', user=user)
+    assert r.out.strip() == expected, r.err
+
+
+def test_supplementary_groups_from_etc_group(run_in, busybox_dir: Path, tmp_path: Path) -> None:
+    layer = tmp_path / "groups-layer"
+    (layer / "etc").mkdir(parents=True)
+    (layer / "etc/group").write_text("root:x:0:\nwww-data:x:33:\nstaff:x:50:other,www-data\n")
+    r = run_in("id", "-G", user="www-data", lower=(busybox_dir, layer))
+    assert r.out.split() == ["33", "50"]
+
+
+def test_unknown_user_is_a_clear_error(run_in) -> None:
+    with pytest.raises(SandboxError, match="unable to find user nosuchuser"):
+        run_in("true", user="nosuchuser")
+
+
+def test_workdir_is_created_when_missing(run_in) -> None:
+    r = run_in("pwd", cwd="/app/src")
+    assert r.out == "/app/src\n" and (r.upper / "app/src").is_dir()
+
+
+def test_env_path_home_and_hostname_defaults(run_in) -> None:
+    r = run_in("env", env={"FOO": "bar"})
+    env = dict(line.split("=", 1) for line in r.out.splitlines())
+    assert env["FOO"] == "bar" and env["HOME"] == "/root"
+    assert env["PATH"] == "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    assert len(env["HOSTNAME"]) == 12
+
+
+def test_bind_and_tmpfs_mounts(run_in, tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "in").write_text("from host\n")
+    r = run_in("sh", "-c", "cat /data/in; echo back > /data/out; echo t > /scratch/t; cat /scratch/t; "
+                           "echo no > /ro/x",
+               mounts=(Mount("/data", str(shared)), Mount("/scratch", type="tmpfs"),
+                       Mount("/ro", str(shared), readonly=True)))
+    assert r.out == "from host\nt\n"
+    assert (shared / "out").read_text() == "back\n" and not (shared / "x").exists()
+    assert "Read-only file system" in r.err
+    assert list(r.upper.iterdir()) == []  # mount points live in the scaffold, not the layer
+
+
+def test_readonly_root(run_in) -> None:
+    r = run_in("touch", "/x", readonly=True)
+    assert r.code != 0 and "Read-only file system" in r.err
+
+
+def test_more_lower_dirs_than_one_mount_takes(run_in, busybox_dir: Path, tmp_path: Path) -> None:
+    long = tmp_path / ("d" * 200)
+    layers = []
+    for i in range(520):
+        layer = long / f"layer-{i:04d}-{'x' * 40}"
+        (layer / "files").mkdir(parents=True)
+        (layer / "files" / f"f{i}").write_text(str(i))
+        (layer / "files" / "top").write_text(str(i))
+        layers.append(layer)
+    r = run_in("sh", "-c", "ls /files | wc -l; echo $(cat /files/top) $(cat /files/f0)", lower=(busybox_dir, *layers))
+    assert r.code == 0, r.err
+    assert r.out.split() == ["521", "519", "0"]
+
+
+def test_pids_limit_stops_a_fork_bomb(run_in) -> None:
+    script = "for i in " + " ".join(map(str, range(40))) + "; do sleep 1 & done; wait; echo survived"
+    r = run_in("sh", "-c", script, limits=Limits(pids=10))
+    assert r.code != 0 and "can't fork" in r.err and "survived" not in r.out
+    assert run_in("sh", "-c", script).out == "survived\n"  # the same script, unlimited
+
+
+def test_memory_limit_and_peaks_are_recorded(run_in) -> None:
+    r = run_in("sh", "-c", "x=$(head -c 30000000 /dev/zero | tr '\\0' a); echo ${#x}",
+               limits=Limits(memory_bytes=16 * 1024 * 1024))
+    assert r.code == 137 and r.status.signal == 9
+    ok = run_in("sh", "-c", "x=$(head -c 3000000 /dev/zero | tr '\\0' a); echo ${#x}")
+    assert ok.out.strip() == "3000000"
+    assert ok.status.memory_peak_bytes > 3_000_000 and ok.status.cpu_seconds > 0
+
+
+def test_cpu_limit_is_applied(run_in) -> None:
+    if cgroups.version() == 2:
+        r = run_in("cat", "/sys/fs/cgroup/cpu.max", limits=Limits(cpus=0.5))
+        assert r.out.split() == ["50000", "100000"]
+    else:
+        r = run_in("true", limits=Limits(cpus=0.5))
+        assert r.code == 0
+
+
+def test_nothing_leaks_on_the_host(run_in) -> None:
+    def snapshot() -> tuple[list[str], list[str], list[str]]:
+        mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+        links = sorted(os.listdir("/sys/class/net"))
+        v = cgroups.version()
+        base = cgroups.CGROUP_ROOT / ("" if v == 2 else "memory") / cgroups.PARENT
+        mine = sorted(p.name for p in base.glob(f"{os.getpid()}-*")) if base.exists() else []
+        return mounts, links, mine
+
+    before = snapshot()
+    run_in("true")
+    run_in("sh", "-c", "exit 1")
+    with pytest.raises(SandboxError):
+        run_in("true", user="nosuchuser")
+    assert snapshot() == before

@@ -1,15 +1,54 @@
-"""`pybuild import`: create an image from a root filesystem tarball."""
+"""`pybuild import`: create an image from a root filesystem tarball (like `docker import`)."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import platform
+import sys
+from dataclasses import replace
 
-from builder.errors import NotImplementedYet
+from builder.errors import StoreError
+from builder.oci import compress, mutate
+from builder.oci.image import EMPTY
+from builder.oci.model import History
+from builder.store import Store, normalize_tag
+
+ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x",
+        "riscv64": "riscv64", "i686": "386"}
+
+
+def host_arch() -> str:
+    """The host's architecture in OCI terms (amd64, arm64, ...)."""
+    machine = platform.machine()
+    return ARCH.get(machine, machine)
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("args", nargs="*", help=argparse.SUPPRESS)
+    p.add_argument("file", metavar="ROOTFS.tar", help="a tar (plain, gzip or zstd) of a root filesystem; - for stdin")
+    p.add_argument("name", metavar="NAME[:TAG]", nargs="?", help="tag to give the image")
+    p.add_argument("-m", "--message", default="", help="commit message for the history entry")
+    p.add_argument("--compression", default=compress.GZIP, choices=[compress.GZIP, compress.ZSTD, compress.NONE],
+                   help="layer compression (default gzip)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedYet("pybuild import: not implemented yet")
+    tags = [normalize_tag(args.name)] if args.name else []
+    store = Store.open()
+    with store.lease():
+        try:
+            f = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")
+        except OSError as exc:
+            raise StoreError(f"cannot read {args.file}: {exc.strerror}") from None
+        with f:
+            record = store.commit_tar(f, compression=args.compression, epoch=mutate.source_date_epoch())
+        source = "-" if args.file == "-" else os.path.basename(args.file)
+        image = mutate.append_layers(EMPTY, store.blob_layer(record),
+                                     history=[History(created_by=f"pybuild import {source}", comment=args.message)])
+        config = image.config()
+        image = mutate.with_config(image, replace(config, architecture=host_arch()))
+        image = mutate.with_created(image)
+        image_id = store.put_image(image, tags)
+    print(image_id)
+    return 0

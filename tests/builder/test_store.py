@@ -1,0 +1,117 @@
+"""The content-addressed store: blobs, layers, images, tags, snapshots, prune."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from builder.errors import DigestMismatchError, InvalidReferenceError, StoreError
+from builder.oci import mutate
+from builder.oci.image import EMPTY, validate_image
+from builder.oci.model import ContainerConfig, Digest, History
+from builder.store import Store, default_root, normalize_tag
+from tests.conftest import requires_root
+
+
+def test_default_root_follows_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PYBUILD_ROOT", str(tmp_path / "x"))
+    assert default_root() == tmp_path / "x"
+    monkeypatch.delenv("PYBUILD_ROOT")
+    assert default_root() == (Path("/var/lib/pybuild") if os.geteuid() == 0 else
+                              Path.home() / ".local/share/pybuild")
+
+
+def test_blob_put_is_content_addressed_and_checked(store_root: Path) -> None:
+    store = Store.open()
+    d = store.put_bytes(b"hello")
+    assert d == Digest.of(b"hello") and store.read_blob(d) == b"hello"
+    with pytest.raises(DigestMismatchError):
+        store.put_stream(io.BytesIO(b"evil"), expected=Digest.of(b"good"))
+    assert not store.has_blob(Digest.of(b"evil"))
+    assert list((store_root / "tmp").iterdir()) == []
+
+
+def test_corrupt_blob_is_detected_on_read(store_root: Path) -> None:
+    store = Store.open()
+    d = store.put_bytes(b"payload")
+    store.blob_path(d).write_bytes(b"tampered")
+    with pytest.raises(DigestMismatchError):
+        store.read_blob(d)
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("busybox", "busybox:latest"), ("a/b:1.0", "a/b:1.0"), ("localhost:5000/x", "localhost:5000/x:latest"),
+    ("docker.io/library/alpine:3", "alpine:3"), ("127.0.0.1:5000/a/b:t", "127.0.0.1:5000/a/b:t"),
+])
+def test_normalize_tag(name: str, expected: str) -> None:
+    assert normalize_tag(name) == expected
+
+
+@pytest.mark.parametrize("name", ["UPPER", "a:b:c", "x@sha256:00", "", "a/:t", "a:-bad"])
+def test_bad_tag_names_are_clear_errors(name: str) -> None:
+    with pytest.raises(InvalidReferenceError):
+        normalize_tag(name)
+
+
+def _image_with_layer(store: Store, upper: Path):
+    rec = store.commit_dir(upper)
+    img = mutate.append_layers(EMPTY, store.layer(rec), history=[History(created_by="test")])
+    return mutate.with_created(mutate.with_config(img, ContainerConfig(cmd=("sh",))), 0)
+
+
+def test_put_resolve_tag_untag(store_root: Path, tmp_path: Path) -> None:
+    store = Store.open()
+    upper = tmp_path / "up"
+    upper.mkdir()
+    (upper / "f").write_text("x")
+    img = _image_with_layer(store, upper)
+    iid = store.put_image(img, ["app:1"])
+    got = store.resolve("app:1")
+    validate_image(got)
+    assert got.id == iid and got.digest == img.digest
+    assert store.resolve(iid.hex[:8]).id == iid
+    assert store.resolve(f"app@{img.digest}").id == iid
+    assert store.tag("app:2", "app:1") == "app:2"
+    assert set(store.tags()) == {"app:1", "app:2"}
+    assert store.untag("app:1") == iid
+    with pytest.raises(StoreError, match="not in the store"):
+        store.resolve("app:1")
+    with pytest.raises(StoreError):
+        store.untag("nope")
+
+
+def test_prune_keeps_tagged_and_cache_rooted_content(store_root: Path, tmp_path: Path) -> None:
+    store = Store.open()
+    ids = []
+    for i in range(3):
+        upper = tmp_path / f"up{i}"
+        upper.mkdir()
+        (upper / "f").write_text(str(i))
+        ids.append(store.put_image(_image_with_layer(store, upper), [f"img:{i}"]))
+    store.untag("img:1")
+    store.untag("img:2")
+    (store_root / "cache" / "entry.json").write_text(json.dumps({"image": ids[2]}))
+    (store_root / "tmp" / "blob-leftover").write_bytes(b"junk")
+    report = store.prune()
+    assert report.images == [ids[1]] and report.blobs >= 3 and report.temp == 1
+    assert store.resolve("img:0").id == ids[0]
+    assert store.image_by_id(ids[2]).id == ids[2]
+    with pytest.raises(StoreError):
+        store.image_by_id(ids[1])
+    for blob in (store_root / "blobs" / "sha256").iterdir():
+        store.read_blob("sha256:" + blob.name)
+
+
+@requires_root
+def test_snapshots_are_shared_overlay_dirs(busybox_store: Path) -> None:
+    store = Store.open()
+    img = store.resolve("busybox")
+    dirs = store.rootfs_dirs(img)
+    assert len(dirs) == 1 and (dirs[0] / "bin" / "busybox").is_file()
+    assert os.readlink(dirs[0] / "bin" / "sh") == "/bin/busybox"
+    assert store.rootfs_dirs(img) == dirs
+    assert list((busybox_store / "tmp").iterdir()) == []

@@ -1,0 +1,192 @@
+"""The distribution client against a real docker-registry: auth modes, TLS, uploads, faults."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from builder.errors import DigestMismatchError, RegistryError
+from builder.oci.credentials import Credentials
+from builder.oci.model import Descriptor, Digest
+from builder.oci.registry import RegistryClient
+from builder.oci.transport import RegistryOptions
+
+from tests.builder.registry_server import (PASSWORD, USER, FaultProxy, Registry, basic_registry,  # noqa: F401
+                                           docker_config, fault_proxy, needs_registry, pki, registry,
+                                           tls_registry, token_registry)
+
+pytestmark = needs_registry
+FAST = dict(backoff=0.01, max_backoff=0.05)
+
+
+def _blob(tmp_path: Path, size: int) -> tuple[Path, Descriptor]:
+    data = os.urandom(size)
+    path = tmp_path / f"blob-{size}"
+    path.write_bytes(data)
+    return path, Descriptor("application/octet-stream", Digest.of(data), size)
+
+
+def _repo() -> str:
+    return f"test/{uuid.uuid4().hex[:10]}"
+
+
+def _client(reg: Registry, creds: Credentials | None = None, **opts: object) -> RegistryClient:
+    certs = (str(reg.certs_dir),) if reg.certs_dir else ()
+    return RegistryClient(reg.host, RegistryOptions(certs_dirs=certs, **{**FAST, **opts}), credentials=creds)
+
+
+def _roundtrip(client: RegistryClient, tmp_path: Path, size: int = 200_000, chunk: int = 64 << 20) -> None:
+    src, desc = _blob(tmp_path, size)
+    repo, other = _repo(), _repo()
+    assert not client.has_blob(repo, desc.digest)
+    client.upload_blob(repo, desc, src, chunk_size=chunk)
+    assert client.has_blob(repo, desc.digest)
+    assert client.mount_blob(other, desc.digest, repo)
+    out = tmp_path / "out"
+    client.download_blob(other, desc, out)
+    assert out.read_bytes() == src.read_bytes()
+    manifest = b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":' \
+               + f'{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{desc.digest}","size":{size}}}'.encode() \
+               + b',"layers":[]}'
+    digest = client.put_manifest(other, "v1", manifest, "application/vnd.oci.image.manifest.v1+json")
+    data, media_type, got = client.get_manifest(other, "v1")
+    assert (data, media_type, got) == (manifest, "application/vnd.oci.image.manifest.v1+json", digest)
+    assert client.head_manifest(other, "v1").digest == digest
+    assert client.head_manifest(other, "nope") is None
+    assert client.tags(other) == ["v1"]
+
+
+def test_plain_http_monolithic_and_chunked(registry: Registry, tmp_path: Path) -> None:
+    client = _client(registry)
+    _roundtrip(client, tmp_path)
+    _roundtrip(client, tmp_path, size=300_000, chunk=100_000)  # three PATCH chunks
+    assert client.base.startswith("http://")
+
+
+def test_basic_auth(basic_registry: Registry, tmp_path: Path, docker_config: Path) -> None:
+    with pytest.raises(RegistryError) as exc:
+        _client(basic_registry).has_blob("x/y", Digest.of(b""))
+    assert exc.value.status == 401 and "pybuild login" in (exc.value.hint or "")
+    with pytest.raises(RegistryError) as exc:
+        _client(basic_registry, Credentials(USER, "wrong")).has_blob("x/y", Digest.of(b""))
+    assert exc.value.status == 401
+    _roundtrip(_client(basic_registry, Credentials(USER, PASSWORD)), tmp_path)
+
+
+def test_token_auth_anonymous_pull_and_scoped_cache(token_registry: Registry, tmp_path: Path, docker_config: Path) -> None:
+    server = token_registry.token_server
+    authed = _client(token_registry, Credentials(USER, PASSWORD))
+    src, desc = _blob(tmp_path, 1000)
+    repo = _repo()
+    before = len(server.requests)
+    authed.upload_blob(repo, desc, src)
+    for _ in range(3):
+        assert authed.has_blob(repo, desc.digest)
+    scopes = [r["scopes"] for r in server.requests[before:]]
+    # one token per scope set, reused: pull (HEAD) and pull,push (upload)
+    assert sorted(map(tuple, scopes)) == [(f"repository:{repo}:pull",), (f"repository:{repo}:pull,push",)]
+    assert all(r["user"] == USER and r["service"] == server.service for r in server.requests[before:])
+
+    anon = _client(token_registry)  # docker_config is empty: anonymous
+    out = tmp_path / "anon"
+    anon.download_blob(repo, desc, out)
+    assert out.read_bytes() == src.read_bytes()
+    with pytest.raises(RegistryError) as exc:
+        anon.upload_blob(_repo(), desc, src)
+    assert exc.value.status == 401 and "pybuild login" in (exc.value.hint or "")
+
+    with pytest.raises(RegistryError, match="token server refused"):
+        _client(token_registry, Credentials(USER, "bad")).has_blob(repo, desc.digest)
+
+
+def test_tls_with_custom_ca(tls_registry: Registry, tmp_path: Path) -> None:
+    client = _client(tls_registry)
+    _roundtrip(client, tmp_path)
+    assert client.base.startswith("https://")
+    untrusted = RegistryClient(tls_registry.host, RegistryOptions(certs_dirs=(), **FAST))
+    with pytest.raises(RegistryError) as exc:
+        untrusted.has_blob("a/b", Digest.of(b""))
+    assert "certificate" in str(exc.value).lower() and "certs.d" in (exc.value.hint or "")
+    insecure = RegistryClient(tls_registry.host, RegistryOptions(certs_dirs=(), insecure=frozenset({tls_registry.host}), **FAST))
+    assert insecure.has_blob("a/b", Digest.of(b"")) is False
+
+
+def test_non_loopback_plain_http_needs_insecure(registry: Registry) -> None:
+    opts = RegistryOptions(**FAST)
+    assert opts.may_use_http("localhost:5000") and opts.may_use_http("127.0.0.1:1") and opts.may_use_http("[::1]:5")
+    assert not opts.may_use_http("registry.example:5000")
+    assert RegistryOptions(insecure=frozenset({"registry.example:5000"})).may_use_http("registry.example:5000")
+
+
+# -- faults -----------------------------------------------------------------------------------
+
+def _via(proxy: FaultProxy, **opts: object) -> RegistryClient:
+    return RegistryClient(proxy.host, RegistryOptions(**{**FAST, **opts}))
+
+
+def _pushed(registry: Registry, tmp_path: Path, size: int = 500_000) -> tuple[str, Path, Descriptor]:
+    src, desc = _blob(tmp_path, size)
+    repo = _repo()
+    _client(registry).upload_blob(repo, desc, src)
+    return repo, src, desc
+
+
+def test_retries_500_and_429_with_retry_after(registry: Registry, fault_proxy: FaultProxy, tmp_path: Path) -> None:
+    repo, src, desc = _pushed(registry, tmp_path)
+    fault_proxy.add(r"GET /v2/.*/blobs/", "500", times=2)
+    fault_proxy.add(r"GET /v2/.*/blobs/", "429", times=1)
+    out = tmp_path / "out"
+    _via(fault_proxy).download_blob(repo, desc, out)
+    assert out.read_bytes() == src.read_bytes()
+    blob_gets = [line for line in fault_proxy.log if "/blobs/" in line and line.startswith("GET")]
+    assert blob_gets[:3] == [blob_gets[0].split(" !")[0] + s for s in (" !500", " !500", " !429")] and len(blob_gets) == 4
+
+
+def test_resume_after_reset_mid_blob(registry: Registry, fault_proxy: FaultProxy, tmp_path: Path) -> None:
+    repo, src, desc = _pushed(registry, tmp_path, size=2_000_000)
+    fault_proxy.add(r"GET /v2/.*/blobs/sha256", "reset", times=2)
+    seen: list[int] = []
+    out = tmp_path / "out"
+    _via(fault_proxy).download_blob(repo, desc, out, progress=seen.append)
+    assert out.read_bytes() == src.read_bytes()
+    assert sum(seen) == desc.size
+    ranges = [r for r in fault_proxy.ranges if r]
+    assert len(ranges) == 2 and all(r.startswith("bytes=") and r != "bytes=0-" for r in ranges)  # resumed, not restarted
+
+
+def test_corrupt_body_is_retried_then_refused(registry: Registry, fault_proxy: FaultProxy, tmp_path: Path) -> None:
+    repo, src, desc = _pushed(registry, tmp_path)
+    fault_proxy.add(r"GET /v2/.*/blobs/sha256", "corrupt", times=1)
+    out = tmp_path / "out"
+    _via(fault_proxy).download_blob(repo, desc, out)
+    assert out.read_bytes() == src.read_bytes()
+
+    fault_proxy.add(r"GET /v2/.*/blobs/sha256", "corrupt", times=100)
+    bad = tmp_path / "bad"
+    with pytest.raises(DigestMismatchError, match="nothing was stored"):
+        _via(fault_proxy, retries=2).download_blob(repo, desc, bad)
+    assert not bad.exists()
+
+
+def test_gives_up_after_retry_budget(registry: Registry, fault_proxy: FaultProxy, tmp_path: Path) -> None:
+    fault_proxy.add(r"HEAD /v2/.*/blobs/", "500", times=100)
+    with pytest.raises(RegistryError) as exc:
+        _via(fault_proxy, retries=2).has_blob("a/b", Digest.of(b"x"))
+    assert exc.value.status == 500 and exc.value.temporary
+    assert sum("HEAD" in line for line in fault_proxy.log) == 3
+
+
+def test_upload_survives_faults(registry: Registry, fault_proxy: FaultProxy, tmp_path: Path) -> None:
+    src, desc = _blob(tmp_path, 300_000)
+    repo = _repo()
+    fault_proxy.add(r"PATCH /v2/", "500", times=1)
+    fault_proxy.add(r"PUT /v2/.*/blobs/uploads/", "refuse", times=1)
+    client = _via(fault_proxy)
+    client.upload_blob(repo, desc, src, chunk_size=100_000)
+    assert _client(registry).has_blob(repo, desc.digest)
+    out = tmp_path / "out"
+    _client(registry).download_blob(repo, desc, out)
+    assert out.read_bytes() == src.read_bytes()

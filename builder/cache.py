@@ -6,8 +6,10 @@ paths, hostnames, times) goes into a part, so keys are stable across processes a
 
 Layout under the store root (see docs/build-records.md):
 
-    buildcache/keys/<hex[:2]>/<hex>.json    {"key", "parts", "layer", "created", "duration"}
-    buildcache/inputs/<hex>.json            {path: checksum} behind an "inputs" part, written once
+    cache/keys/<hex[:2]>/<hex>.json    {"key", "parts", "layer", "created", "duration"}
+    cache/inputs/<hex>.json            {path: checksum} behind an "inputs" part, written once
+
+(`cache/**/*.json` are garbage-collection roots of the store: the layers they name are kept.)
 
 Entries are written atomically (temp file + rename); a torn or foreign file reads as a miss.
 """
@@ -76,10 +78,10 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 class BuildCache:
-    """Key -> entry files under `<root>/buildcache`."""
+    """Key -> entry files under `<root>/cache`."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.dir = Path(root) / "buildcache"
+        self.dir = Path(root) / "cache"
 
     def _path(self, digest: str) -> Path:
         hexd = digest.split(":", 1)[-1]

@@ -154,18 +154,18 @@ class Converter:
     # --- expansion ------------------------------------------------------------------------------
 
     def expand(self, word: str, env: Mapping[str, str], origin: Origin) -> str:
-        from grammar import expand
+        from grammar.expand import process_word  # (grammar.expand the module shadows the function)
 
         try:
-            return expand(word, env, self.escape)
+            return process_word(word, env, self.escape)
         except ExpansionError as exc:
             raise _locate(exc, origin) from None
 
     def expand_words(self, text: str, env: Mapping[str, str], origin: Origin) -> list[str]:
-        from grammar import expand_words
+        from grammar.expand import process_words
 
         try:
-            return expand_words(text, env, self.escape)
+            return process_words(text, env, self.escape)
         except ExpansionError as exc:
             raise _locate(exc, origin) from None
 
@@ -365,12 +365,13 @@ class Converter:
     def on_expose(self, stage: Stage, state: _StageState, inst: ast.Expose, origin: Origin) -> None:
         ports = dict(state.config.get("ExposedPorts") or {})
         env = state.expand_env()
+        these: set[str] = set()
         for word in inst.ports:
             for p in self.expand_words(word, env, origin):
-                for port in _expand_port(p, origin):
-                    ports[port] = {}
+                these.update(_expand_port(p, origin))
+        ports.update((p, {}) for p in sorted(these))
         state.config["ExposedPorts"] = ports
-        shown = "map[" + " ".join(f"{p}:{{}}" for p in sorted(ports)) + "]"
+        shown = "map[" + " ".join(f"{p}:{{}}" for p in sorted(these)) + "]"  # Go prints maps sorted
         self.config_node(stage, origin, "EXPOSE " + " ".join(inst.ports), "EXPOSE " + shown)
 
     def on_volume(self, stage: Stage, state: _StageState, inst: ast.Volume, origin: Origin) -> None:

@@ -32,7 +32,7 @@ def _grammar_stamp() -> bytes:
 def load_dockerfile(data: bytes, filename: str, root: str | os.PathLike[str]) -> ast.Dockerfile:
     """Parse `data` (checking for unknown instructions), or load the cached parse of it."""
     h = hashlib.sha256(_grammar_stamp() + b"\0" + filename.encode() + b"\0" + data).hexdigest()
-    path = Path(root) / "buildcache" / "ast" / f"{h}.pickle"
+    path = Path(root) / "cache" / "ast" / f"{h}.pickle"
     try:
         with open(path, "rb") as f:
             df = pickle.load(f)

@@ -144,7 +144,7 @@ class Solver:
             return _State(list(src.layers), list(src.history), CacheKey.make(base={"stage": src.key}),
                           src.base_image)
         assert isinstance(base, ImageSource)
-        image = self.store.image(base.ref)
+        image = self.store.resolve(base.ref)
         layers = [steps.layer_dict(layer) for layer in image.layers()]
         history = [h.to_dict() for h in image.config().history]
         return _State(layers, history, CacheKey.make(base={"image": base.ref, "digest": str(image.digest)}), image)

@@ -65,27 +65,41 @@ def view_of(solver: "Solver", from_stage: int | None, from_image: str) -> Any:
     if from_stage is not None:
         layers = solver.results[from_stage].layers
     else:
-        image = solver.store.image(from_image)
+        image = solver.store.resolve(from_image)
         layers = [layer_dict(layer) for layer in image.layers()]
     dirs = lower_dirs(solver, layers)
     if not dirs:
-        empty = solver.store.scratch_dir("empty")
+        empty = solver.store.root / "tmp" / "empty-rootfs"
+        empty.mkdir(parents=True, exist_ok=True)
         return RootView(empty)
     return RootView(list(reversed(dirs)))
 
 
 def _workspace(solver: "Solver") -> Path:
-    tmp = solver.store.tmp_dir()
-    tmp.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix="step-", dir=tmp))
+    return Path(tempfile.mkdtemp(prefix="step-", dir=solver.store.root / "tmp"))
 
 
-def _commit(solver: "Solver", upper: Path, sid: int) -> dict[str, Any] | None:
-    """Turn an upper dir into a layer; None when the step changed nothing."""
+def _commit(solver: "Solver", state: "_State", upper: Path) -> dict[str, Any] | None:
+    """Turn an upper dir into a layer; None when the step changed nothing.
+
+    The upper dir already is that layer in overlay form, so it becomes the layer's snapshot
+    (renamed into the store's place for it) and the next step does not unpack it again.
+    """
+    from builder.oci.model import chain_ids
+    from builder.oci.mutate import source_date_epoch
+
     if not any(os.scandir(upper)):
         return None
-    record = solver.store.commit_dir(upper)
-    return layer_dict(record)
+    record = layer_dict(solver.store.commit_dir(upper, epoch=source_date_epoch()))
+    chain = chain_ids([layer["diff_id"] for layer in state.layers] + [record["diff_id"]])[-1]
+    snap = solver.store.snapshot_path(chain)
+    if not snap.exists():
+        os.chmod(upper, 0o755)
+        try:
+            os.rename(upper, snap)
+        except OSError:
+            pass  # another build made it first; it holds the same content
+    return record
 
 
 def run_node(node: Node, stage: Stage, state: "_State", solver: "Solver", sid: int) -> StepResult:
@@ -105,7 +119,7 @@ def run_node(node: Node, stage: Stage, state: "_State", solver: "Solver", sid: i
             result = StepResult(None)
         else:
             raise BuildError(f"internal error: cannot run {type(op).__name__}")
-        result.layer = _commit(solver, upper, sid)
+        result.layer = _commit(solver, state, upper)
         return result
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -169,17 +183,51 @@ def _secret_value(solver: "Solver", mount: RunMount) -> bytes | None:
 
 def _run_exec(op: Exec, node: Node, state: "_State", solver: "Solver", sid: int, work: Path,
               upper: Path) -> StepResult:
+    env = list(op.env)
+    mounts: list[Any] = []
+    held: list[int] = []  # flock fds of cache mounts, released when the step ends
+    try:
+        return _run_exec_mounted(op, node, state, solver, sid, work, upper, env, mounts, held)
+    finally:
+        for fd in held:
+            os.close(fd)
+
+
+def _cache_mount_dir(solver: "Solver", m: RunMount, work: Path, held: list[int]) -> Path:
+    """The persistent directory of a cache mount; `sharing` as BuildKit defines it:
+    shared: used by every step at once; locked: one step at a time (others wait);
+    private: a fresh directory when another step holds it."""
+    import fcntl
+    import hashlib
+
+    name = hashlib.sha256((m.id or m.target).encode()).hexdigest()[:32]
+    d = solver.store.root / "cache" / "mounts" / name
+    d.mkdir(parents=True, exist_ok=True)
+    if m.sharing == "shared":
+        return d
+    fd = os.open(d.with_suffix(".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (fcntl.LOCK_NB if m.sharing == "private" else 0))
+    except BlockingIOError:
+        os.close(fd)
+        private = work / f"cache-{name}"
+        private.mkdir()
+        return private
+    held.append(fd)
+    return d
+
+
+def _run_exec_mounted(op: Exec, node: Node, state: "_State", solver: "Solver", sid: int, work: Path,
+                      upper: Path, env: list[tuple[str, str]], mounts: list[Any], held: list[int]) -> StepResult:
     from runtime.executor import LinuxExecutor
     from runtime.spec import Mount, NetworkMode, ProcessSpec, RootfsSpec
 
-    env = list(op.env)
-    mounts: list[Any] = []
     for i, m in enumerate(op.mounts):
         if m.type == "tmpfs":
             opts = (f"size={m.size}",) if m.size else ()
             mounts.append(Mount(m.target, "tmpfs", "tmpfs", False, opts))
         elif m.type == "cache":
-            d = solver.store.cache_mount_dir(m.id or m.target, m.sharing)
+            d = _cache_mount_dir(solver, m, work, held)
             if m.uid is not None or m.gid is not None or m.mode is not None:
                 if not any(os.scandir(d)):
                     os.chown(d, m.uid or 0, m.gid or 0)

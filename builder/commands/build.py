@@ -142,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
 
         raise NotImplementedYet("--cache-from/--cache-to: registry cache export is not implemented yet (issue 7)")
     store = Store.open()
-    scratch = store.tmp_dir() / f"context-{os.getpid()}"
+    scratch = store.root / "tmp" / f"context-{os.getpid()}"
     ctx = open_context(args.context, dockerfile=args.file, scratch_dir=scratch)
     df = load_dockerfile(ctx.dockerfile, ctx.dockerfile_name, store.root)
     progress = make_progress(args.progress)
@@ -167,7 +167,7 @@ def _build(args: argparse.Namespace, store: Any, ctx: Any, df: Any, build_args: 
     from builder.solver import SolveOptions, Solver
 
     def resolve_image(ref: str, platform: str) -> dict[str, Any]:
-        return store.image(ref, pull=args.pull).config().config.to_dict()
+        return store.resolve(ref).config().config.to_dict()
 
     graph = convert(df, Options(build_args, args.target, args.platform or "", labels), resolve_image)
     for w in graph.warnings:
@@ -182,7 +182,7 @@ def _build(args: argparse.Namespace, store: Any, ctx: Any, df: Any, build_args: 
     solver = Solver(graph, ctx, store, BuildCache(store.root), progress, opts, record)
     try:
         result = solver.solve()
-        image = assemble(result, graph)
+        image = assemble(store, result)
         manifest_digest = _write_outputs(store, image, outputs, args.tag, progress)
     except BaseException as exc:
         record.status = "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed"
@@ -216,7 +216,7 @@ def _finish(store: Any, record: Any) -> None:
     records.write(store.root, record)
 
 
-def assemble(result: Any, graph: Any) -> Any:
+def assemble(store: Any, result: Any) -> Any:
     """The target stage's image: base config + stage config, layers, history, created time."""
     from builder.oci.image import BasicImage
     from builder.oci.model import ContainerConfig, Digest, History, ImageConfig
@@ -239,14 +239,12 @@ def assemble(result: Any, graph: Any) -> Any:
                          author=author if author is not None else base_cfg.author,
                          config=ContainerConfig.from_dict(cfg),
                          diff_ids=tuple(Digest(l["diff_id"]) for l in result.layers), history=tuple(history))
-    layers = tuple(_store_layer(result, l) for l in result.layers)
+    layers = tuple(_store_layer(store, l) for l in result.layers)
     return BasicImage(config.to_json(), layers)
 
 
-def _store_layer(result: Any, layer: dict[str, Any]) -> Any:
-    from builder.store import Store
-
-    return Store.open().layer(layer)
+def _store_layer(store: Any, layer: dict[str, Any]) -> Any:
+    return store.blob_layer(store.layer(layer["diff_id"]))
 
 
 def _write_outputs(store: Any, image: Any, outputs: list[dict[str, str]], tags: list[str], progress: Any) -> str:
@@ -254,9 +252,7 @@ def _write_outputs(store: Any, image: Any, outputs: list[dict[str, str]], tags: 
     for out in outputs:
         kind = out["type"]
         if kind == "image":
-            store.put_image(image)
-            for tag in tags:
-                store.tag(tag, image)
+            store.put_image(image, tags)
         elif kind == "oci":
             store.write_oci_archive(image, out["dest"], tags)
         elif kind == "docker":

@@ -39,12 +39,12 @@ def test_entries_round_trip_and_torn_files_miss(tmp_path: Path) -> None:
     cache.put(key, layer, 1.5)
     entry = cache.get(key)
     assert entry is not None and entry.layer == layer and entry.parts == [["op", "x"]] and entry.duration == 1.5
-    path = next((tmp_path / "buildcache" / "keys").glob("*/*.json"))
+    path = next((tmp_path / "cache" / "keys").glob("*/*.json"))
     path.write_text('{"key": "sha256:')
     assert cache.get(key) is None
     path.write_text(json.dumps({"key": "sha256:other", "parts": [], "created": 0}))
     assert cache.get(key) is None
-    assert not list((tmp_path / "buildcache" / "keys").glob("*/.*.tmp"))
+    assert not list((tmp_path / "cache" / "keys").glob("*/.*.tmp"))
 
 
 def test_inputs_tables_are_content_addressed(tmp_path: Path) -> None:

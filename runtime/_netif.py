@@ -3,7 +3,6 @@ pay for in the container's init): bring links up, set an IPv4 address, add the d
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import socket
 import struct
@@ -36,21 +35,13 @@ def set_address(name: str, ip: str, prefix: int) -> None:
         fcntl.ioctl(s, SIOCSIFNETMASK, struct.pack("16s16s8x", name.encode(), _sockaddr_in(mask)))
 
 
-class _RtEntry(ctypes.Structure):
-    _fields_ = [
-        ("rt_pad1", ctypes.c_ulong), ("rt_dst", ctypes.c_char * 16), ("rt_gateway", ctypes.c_char * 16),
-        ("rt_genmask", ctypes.c_char * 16), ("rt_flags", ctypes.c_ushort), ("rt_pad2", ctypes.c_short),
-        ("rt_pad3", ctypes.c_ulong), ("rt_pad4", ctypes.c_void_p), ("rt_metric", ctypes.c_short),
-        ("rt_dev", ctypes.c_char_p), ("rt_mtu", ctypes.c_ulong), ("rt_window", ctypes.c_ulong),
-        ("rt_irtt", ctypes.c_ushort),
-    ]
+# struct rtentry (x86_64): pad, dst, gateway, genmask, flags, pad, pad, pad, metric, dev, mtu, window, irtt
+_RTENTRY = "@L16s16s16sHhLPhPLLH6x"
 
 
 def add_default_route(gateway: str) -> None:
-    rt = _RtEntry()
-    rt.rt_dst = _sockaddr_in("0.0.0.0")
-    rt.rt_genmask = _sockaddr_in("0.0.0.0")
-    rt.rt_gateway = _sockaddr_in(gateway)
-    rt.rt_flags = RTF_UP | RTF_GATEWAY
+    any_addr = _sockaddr_in("0.0.0.0")
+    rt = struct.pack(_RTENTRY, 0, any_addr, _sockaddr_in(gateway), any_addr, RTF_UP | RTF_GATEWAY, 0, 0, 0, 0, 0,
+                     0, 0, 0)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        fcntl.ioctl(s, SIOCADDRT, bytes(rt))
+        fcntl.ioctl(s, SIOCADDRT, rt)

@@ -78,22 +78,28 @@ class LinuxExecutor:
         (scratch / "root").mkdir(parents=True)
         cgroup = None
         net = None
+        proxy = None
         try:
             hostname = process.hostname or cid[:12]
             if network == NetworkMode.BRIDGE:
                 from runtime import network as netmod
                 net = netmod.Bridge.attach(self.run_dir, cid)
+                if ports:
+                    from runtime.proxy import PortProxy
+                    proxy = PortProxy(ports, net.address)
             _write_etc(scratch / "etc", hostname, network, net.address if net else None)
             build_scaffold(scratch / "scaffold", rootfs, mounts)
             if self.use_cgroups:
                 cgroup = cgroups.Cgroup.create(cid, limits)
-            status = _Run(process, rootfs, mounts, network, cgroup, net, scratch, hostname, ports,
+            status = _Run(process, rootfs, mounts, network, cgroup, net, scratch, hostname,
                           stdout, stderr, stdin, on_start).wait()
             usage = cgroup.usage() if cgroup else None
             if usage is not None:
                 status = _replace(status, cpu_seconds=usage.cpu_seconds, memory_peak_bytes=usage.memory_peak_bytes)
             return _replace(status, wall_seconds=time.monotonic() - started, ports=tuple(ports))
         finally:
+            if proxy is not None:
+                proxy.close()
             if cgroup is not None:
                 cgroup.remove()
             if net is not None:
@@ -137,12 +143,11 @@ class _Run:
     """One container's process tree, from the caller's side."""
 
     def __init__(self, process: ProcessSpec, rootfs: RootfsSpec, mounts: Sequence[Mount], network: NetworkMode,
-                 cgroup: cgroups.Cgroup | None, net: object, scratch: Path, hostname: str,
-                 ports: Sequence[PortMapping], stdout: Output, stderr: Output, stdin: int | None,
+                 cgroup: cgroups.Cgroup | None, net: object, scratch: Path, hostname: str, stdout: Output, stderr: Output, stdin: int | None,
                  on_start: Callable[[int], None] | None) -> None:
         self.process, self.rootfs, self.mounts, self.network = process, rootfs, mounts, network
         self.cgroup, self.net, self.scratch, self.hostname = cgroup, net, scratch, hostname
-        self.ports, self.on_start = ports, on_start
+        self.on_start = on_start
         self.to_close: list[int] = []
         self.readers: dict[int, Callable[[bytes], None]] = {}
         self.tty_master: int | None = None
@@ -204,16 +209,8 @@ class _Run:
                 raise SandboxError(error.decode(errors="replace"))
             if self.on_start and init_pid:
                 self.on_start(init_pid)
-            proxy = None
-            if self.ports and self.net is not None:
-                from runtime.proxy import PortProxy
-                proxy = PortProxy(self.ports, self.net.address)  # type: ignore[attr-defined]
-            try:
-                self._pump()
-                _, wstatus = os.waitpid(pid_a, 0)
-            finally:
-                if proxy is not None:
-                    proxy.close()
+            self._pump()
+            _, wstatus = os.waitpid(pid_a, 0)
             pid_a = 0
             raw = _read_all(status_r)
             return _exit_status(raw, wstatus)

@@ -1,0 +1,161 @@
+"""Bridge networking with pyroute2: a `pybuild0` bridge, a veth pair per container, addresses
+from a small file-backed IPAM, a default route and outbound NAT.
+
+The host end of each veth is named `pb<container id[:11]>`; the container end is `eth0`. A veth
+pair dies with the container's network namespace, so a killed container leaves at most an IPAM
+entry behind, and entries whose owner process is gone are reused (see `sweep()`).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import ipaddress
+import json
+import os
+import subprocess
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from runtime import _netif
+from runtime.errors import NetworkError
+
+BRIDGE = "pybuild0"
+SUBNET = ipaddress.ip_network(os.environ.get("PYBUILD_BRIDGE_SUBNET", "10.89.0.0/24"))
+GATEWAY = str(SUBNET.network_address + 1)
+IPAM_DIR = Path(os.environ.get("PYBUILD_NET_DIR", "/var/lib/pybuild/network"))
+
+
+def _iproute():  # type: ignore[no-untyped-def]
+    from pyroute2 import IPRoute  # imported lazily: it costs ~150 ms
+
+    return IPRoute()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+@contextmanager
+def _ipam() -> Iterator[dict[str, dict[str, object]]]:
+    """The allocation table {ip: {"id": container id, "pid": owner pid}}, locked while in use."""
+    IPAM_DIR.mkdir(parents=True, exist_ok=True)
+    path = IPAM_DIR / f"ipam-{SUBNET.network_address}-{SUBNET.prefixlen}.json"
+    with open(IPAM_DIR / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            table = json.loads(path.read_text())
+        except (FileNotFoundError, ValueError):
+            table = {}
+        yield table
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(table, indent=1, sort_keys=True))
+        os.replace(tmp, path)
+
+
+def allocate(container_id: str, owner: int) -> str:
+    with _ipam() as table:
+        for ip, entry in list(table.items()):
+            if not _alive(int(entry["pid"])):  # type: ignore[arg-type]
+                del table[ip]
+        for host in SUBNET.hosts():
+            ip = str(host)
+            if ip != GATEWAY and ip not in table:
+                table[ip] = {"id": container_id, "pid": owner}
+                return ip
+    raise NetworkError(f"no free address left in {SUBNET}")
+
+
+def release(ip: str) -> None:
+    with _ipam() as table:
+        table.pop(ip, None)
+
+
+def sweep() -> list[str]:
+    """Forget addresses whose owner is gone; return them."""
+    freed = []
+    if not IPAM_DIR.exists():
+        return freed
+    with _ipam() as table:
+        for ip, entry in list(table.items()):
+            if not _alive(int(entry["pid"])):  # type: ignore[arg-type]
+                freed.append(ip)
+                del table[ip]
+    return freed
+
+
+def _iptables(*rule: str, table: str = "filter") -> None:
+    """Add an iptables rule unless it is there already."""
+    base = ["iptables", "-w", "-t", table]
+    if subprocess.run([*base, "-C", *rule], capture_output=True).returncode == 0:
+        return
+    proc = subprocess.run([*base, "-A", *rule], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise NetworkError(f"iptables -t {table} -A {' '.join(rule)}: {proc.stderr.strip()}")
+
+
+def ensure_bridge() -> None:
+    """Create `pybuild0` with the gateway address, enable forwarding and outbound NAT (idempotent)."""
+    with _iproute() as ipr:
+        if not ipr.link_lookup(ifname=BRIDGE):
+            try:
+                ipr.link("add", ifname=BRIDGE, kind="bridge")
+            except Exception as exc:  # noqa: BLE001 - pyroute2's NetlinkError; EEXIST when racing
+                if "exists" not in str(exc).lower():
+                    raise NetworkError(f"cannot create bridge {BRIDGE}: {exc}") from None
+        index = ipr.link_lookup(ifname=BRIDGE)[0]
+        addrs = [a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=index, family=2)]
+        if GATEWAY not in addrs:
+            ipr.addr("add", index=index, address=GATEWAY, prefixlen=SUBNET.prefixlen)
+        ipr.link("set", index=index, state="up")
+    Path("/proc/sys/net/ipv4/ip_forward").write_text("1")
+    _iptables("POSTROUTING", "-s", str(SUBNET), "!", "-o", BRIDGE, "-j", "MASQUERADE", table="nat")
+    _iptables("FORWARD", "-i", BRIDGE, "-j", "ACCEPT")
+    _iptables("FORWARD", "-o", BRIDGE, "-j", "ACCEPT")
+
+
+class Bridge:
+    """One container's attachment to `pybuild0`."""
+
+    def __init__(self, container_id: str, address: str) -> None:
+        self.container_id, self.address = container_id, address
+        self.host_link = f"pb{container_id[:11]}"
+        self.prefixlen = SUBNET.prefixlen
+
+    @classmethod
+    def attach(cls, run_dir: Path, container_id: str) -> "Bridge":
+        ensure_bridge()
+        return cls(container_id, allocate(container_id, os.getpid()))
+
+    def plumb(self, pid: int) -> None:
+        """Create the veth pair, its `eth0` end inside the network namespace of `pid`."""
+        with _iproute() as ipr:
+            try:
+                ipr.link("add", ifname=self.host_link, kind="veth",
+                         peer={"ifname": "eth0", "net_ns_fd": f"/proc/{pid}/ns/net"})
+                index = ipr.link_lookup(ifname=self.host_link)[0]
+                master = ipr.link_lookup(ifname=BRIDGE)[0]
+                ipr.link("set", index=index, master=master, state="up")
+            except Exception as exc:  # noqa: BLE001 - pyroute2's NetlinkError
+                raise NetworkError(f"cannot create veth {self.host_link}: {exc}") from None
+
+    def configure_inside(self) -> None:
+        """Inside the container's network namespace: address `eth0`, bring it up, route via the bridge."""
+        _netif.set_address("eth0", self.address, self.prefixlen)
+        _netif.link_up("eth0")
+        _netif.add_default_route(GATEWAY)
+
+    def detach(self) -> None:
+        try:
+            with _iproute() as ipr:
+                found = ipr.link_lookup(ifname=self.host_link)
+                if found:
+                    ipr.link("del", index=found[0])
+        finally:
+            release(self.address)

@@ -215,6 +215,7 @@ class _Writer:
         self.target = target
         self.owner = owner
         self.chmod = chmod
+        self.preserve_owner = False
         self.links: dict[tuple[int, int], str] = {}
         self.dir_times: list[tuple[str, int, int]] = []
 
@@ -296,6 +297,20 @@ class _Writer:
             os.utime(host, ns=(atime, mtime), follow_symlinks=False)
         self.dir_times.clear()
 
+    def copy_children(self, src: RootView, real: str, dest_rel: str, exclude: PatternMatcher | None,
+                      ignore: PatternMatcher | None, sub: str = "") -> None:
+        """Copy what is inside the directory `real` into the existing directory `dest_rel`."""
+        for name in src.listdir(real):
+            child = f"{real}/{name}" if real else name
+            child_sub = f"{sub}/{name}" if sub else name
+            if exclude and exclude.matches(child_sub):
+                continue
+            if ignore and ignore.matches(child):
+                cst = src.lstat(child)
+                if not (cst and stat.S_ISDIR(cst.st_mode) and ignore.may_reinclude_under(child)):
+                    continue
+            self.copy_entry(src, child, f"{dest_rel}/{name}", exclude, ignore, child_sub)
+
     def copy_entry(self, src: RootView, real: str, dest_rel: str, exclude: PatternMatcher | None,
                    ignore: PatternMatcher | None, sub: str = "") -> None:
         """Copy the entry at `real` (resolved in `src`) to `dest_rel`, recursively."""
@@ -304,24 +319,16 @@ class _Writer:
             raise ContextError(f"COPY/ADD source {real!r} vanished")
         host = self.host(dest_rel)
         mode = st.st_mode
+        owner = (st.st_uid, st.st_gid) if self.preserve_owner else None
         if stat.S_ISDIR(mode):
             self.clear(host, want_dir=True)
             if not os.path.isdir(host):
                 os.mkdir(host)
-            for name in src.listdir(real):
-                child = f"{real}/{name}" if real else name
-                child_sub = f"{sub}/{name}" if sub else name
-                if exclude and exclude.matches(child_sub):
-                    continue
-                if ignore and ignore.matches(child):
-                    cst = src.lstat(child)
-                    if not (cst and stat.S_ISDIR(cst.st_mode) and ignore.may_reinclude_under(child)):
-                        continue
-                self.copy_entry(src, child, f"{dest_rel}/{name}", exclude, ignore, child_sub)
+            self.copy_children(src, real, dest_rel, exclude, ignore, sub)
             if ignore and real and ignore.matches(real) and not os.listdir(host):
                 os.rmdir(host)  # excluded, kept only for a re-included child: none was
                 return
-            self.finish_entry(host, mode, st.st_mtime_ns, st.st_atime_ns)
+            self.finish_entry(host, mode, st.st_mtime_ns, st.st_atime_ns, src_owner=owner)
             return
         self.clear(host, want_dir=False)
         src_host = str(src.host_path(real))
@@ -333,13 +340,13 @@ class _Writer:
             _copy_file_data(src_host, host)
             if st.st_nlink > 1:
                 self.links[key] = host
-            self.finish_entry(host, mode, st.st_mtime_ns, st.st_atime_ns)
+            self.finish_entry(host, mode, st.st_mtime_ns, st.st_atime_ns, src_owner=owner)
         elif stat.S_ISLNK(mode):
             os.symlink(os.readlink(src_host), host)
-            self.finish_entry(host, mode, st.st_mtime_ns, st.st_atime_ns, is_link=True)
+            self.finish_entry(host, mode, st.st_mtime_ns, st.st_atime_ns, is_link=True, src_owner=owner)
         elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode):
             os.mknod(host, mode, st.st_rdev)
-            self.finish_entry(host, mode, st.st_mtime_ns, st.st_atime_ns)
+            self.finish_entry(host, mode, st.st_mtime_ns, st.st_atime_ns, src_owner=owner)
         # sockets are not copied (Docker skips them too)
 
 
@@ -358,7 +365,8 @@ def copy_files(layer_dir: str | os.PathLike[str], items: Sequence[Item], dest: s
                src: ViewLike | None = None, target: ViewLike | None = None, workdir: str = "/",
                owner: tuple[int, int] | None = None, chmod: str | Chmod | None = None,
                excludes: Sequence[str] = (), parents: bool = False, link: bool = False,
-               ignore: PatternMatcher | None = None, unpack: bool = False, where: str = "") -> list[str]:
+               ignore: PatternMatcher | None = None, unpack: bool = False, preserve_owner: bool = False,
+               where: str = "") -> list[str]:
     """Apply one COPY/ADD into `layer_dir`; see the module docstring."""
     layer = Path(layer_dir)
     src_view = _view(src)
@@ -366,6 +374,7 @@ def copy_files(layer_dir: str | os.PathLike[str], items: Sequence[Item], dest: s
     mode = parse_chmod(chmod) if isinstance(chmod, str) else chmod
     exclude = PatternMatcher(list(excludes), source="--exclude") if excludes else None
     writer = _Writer(layer, target_view, owner, mode)
+    writer.preserve_owner = preserve_owner and owner is None
     dest_abs = clean_path(os.path.join("/", workdir, dest))
     dest_rel = writer.resolve(dest_abs)
     dest_dir = _dest_is_dir_syntax(dest) or writer.is_dir(dest_rel)
@@ -402,8 +411,11 @@ def copy_files(layer_dir: str | os.PathLike[str], items: Sequence[Item], dest: s
             continue
         if stat.S_ISDIR(st.st_mode):
             out_rel = f"{dest_rel}/{rel}".strip("/") if parents and rel else dest_rel
-            writer.ensure_dir(os.path.dirname(out_rel))
-            writer.copy_entry(src_view, real, out_rel, exclude, ignore)
+            host = writer.host(out_rel)
+            if os.path.lexists(host) and not os.path.isdir(host):
+                os.unlink(host)
+            writer.ensure_dir(out_rel)  # an existing dir keeps its metadata, a new one is 0755
+            writer.copy_children(src_view, real, out_rel, exclude, ignore)
             written.append("/" + out_rel)
             continue
         host_src = src_view.host_path(real)

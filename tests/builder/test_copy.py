@@ -103,6 +103,7 @@ def test_directory_source_copies_its_contents(src: Path, layer: Path) -> None:
     assert t["app/link"] == "777 0:0 l -> one"         # symlinks inside are copied as symlinks
     assert t["app/sub"] == "700 0:0 d"
     assert (layer / "app/sub").stat().st_mtime == MTIME
+    assert t["app"] == "755 0:0 d"                      # the destination is made, not copied (BuildKit)
 
 
 def test_top_level_symlink_source_is_followed(src: Path, layer: Path) -> None:
@@ -162,6 +163,7 @@ def test_chmod_octal_and_symbolic(src: Path, layer: Path, spec: str, file_mode: 
     copy_files(layer, ["dir"], "/d", src=src, chmod=spec)
     assert stat.S_IMODE((layer / "d/one").stat().st_mode) == file_mode
     assert stat.S_IMODE((layer / "d/sub").stat().st_mode) == dir_mode  # source dir is 0700
+    assert stat.S_IMODE((layer / "d").stat().st_mode) == 0o755           # the destination itself is not
 
 
 @pytest.mark.parametrize("bad", ["999", "u+q", "rwx", "8"])

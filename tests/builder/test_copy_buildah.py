@@ -1,0 +1,186 @@
+"""COPY/ADD compared with `buildah bud` on a busybox base: the same Dockerfile, the same file tree.
+
+Each case is a context and a few COPY/ADD/WORKDIR lines. buildah builds them for real; we apply
+the same lines with `copy_files` into one layer over the unpacked base, and the two trees (type,
+mode, owner, content or link target, and file mtimes) must be equal.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import shutil
+import stat
+import subprocess
+import tarfile
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from builder.context import open_context
+from builder.copyops import copy_files, extract_archive, resolve_owner
+from builder.fsview import RootView
+from tests.builder.test_context import make_tree
+from tests.conftest import requires_root, requires_tool
+
+pytestmark = [requires_tool("buildah", "runc"), requires_root]
+MTIME = 1_600_000_000
+
+
+class Buildah:
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.cmd = ["buildah", "--root", str(base / "root"), "--runroot", str(base / "run"),
+                    "--storage-driver", "vfs"]
+
+    def __call__(self, *args: str) -> str:
+        proc = subprocess.run([*self.cmd, *args], capture_output=True, text=True, timeout=300)
+        if proc.returncode != 0:
+            raise AssertionError(f"buildah {' '.join(args)}: {proc.stderr}")
+        return proc.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def buildah(tmp_path_factory: pytest.TempPathFactory, busybox_tar: Path) -> Iterator[Buildah]:
+    b = Buildah(tmp_path_factory.mktemp("buildah"))
+    ctr = b("from", "scratch")
+    b("add", ctr, str(busybox_tar), "/")
+    b("commit", "-q", ctr, "localhost/copybase")
+    b("rm", ctr)
+    yield b
+    subprocess.run([*b.cmd, "rm", "--all"], capture_output=True)
+    subprocess.run([*b.cmd, "rmi", "--all", "--force"], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def base_rootfs(tmp_path_factory: pytest.TempPathFactory, busybox_tar: Path) -> Path:
+    root = tmp_path_factory.mktemp("base") / "rootfs"
+    with open(busybox_tar, "rb") as f:
+        extract_archive(f, root, name="busybox.tar")
+    return root
+
+
+def tree(root: Path) -> dict[str, str]:
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            st = p.lstat()
+            if stat.S_ISLNK(st.st_mode):
+                what = "l " + os.readlink(p)
+            elif stat.S_ISDIR(st.st_mode):
+                what = "d"
+            elif stat.S_ISREG(st.st_mode):
+                what = f"f {hashlib.sha256(p.read_bytes()).hexdigest()[:12]} mtime={int(st.st_mtime)} links={st.st_nlink}"
+            else:
+                what = "other"
+            out[str(p.relative_to(root))] = f"{stat.S_IMODE(st.st_mode):o} {st.st_uid}:{st.st_gid} {what}"
+    return out
+
+
+def apply_lines(ctx_dir: Path, lines: list[str], layer: Path, base: Path) -> None:
+    """Our side: the same instructions through context + copyops (a test-sized Dockerfile reader)."""
+    ctx = open_context(str(ctx_dir))
+    workdir = "/"
+    for line in lines:
+        words = line.split()
+        instr, args = words[0], words[1:]
+        if instr == "WORKDIR":
+            workdir = os.path.join(workdir, args[0])
+            os.makedirs(layer / workdir.lstrip("/"), mode=0o755, exist_ok=True)
+            continue
+        flags = {}
+        while args[0].startswith("--"):
+            key, _, value = args.pop(0)[2:].partition("=")
+            flags[key] = value
+        target = RootView([layer, base])
+        owner = resolve_owner(flags["chown"], target) if "chown" in flags else None
+        copy_files(layer, ctx.resolve_sources(args[:-1]), args[-1], src=ctx.view, target=target,
+                   workdir=workdir, owner=owner, chmod=flags.get("chmod"), ignore=ctx.ignore,
+                   unpack=instr == "ADD")
+
+
+def _tgz(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode, info.uid, info.gid = len(data), MTIME, 0o750, 1, 1
+            tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+CASES: dict[str, tuple[dict[str, str | None], list[str]]] = {
+    "files": ({"a": "A", "b": "B"}, ["COPY a /var/www", "COPY a b /multi/", "COPY a /renamed", "COPY b /var/www/"]),
+    "dir-contents": ({"dir/one": "1", "dir/sub/two": "2", "dir/empty/": None},
+                     ["COPY dir /newdir", "COPY dir /usr/", "COPY dir/ /x/y/", "COPY dir/sub /var/www"]),
+    "wildcards": ({"a.txt": "a", "b.txt": "b", "c.md": "c", "dir/sub/f": "f"},
+                  ["COPY *.txt /w/", "COPY d?r/sub /ws", "COPY [ab].* /br/"]),
+    "chown": ({"a": "A", "dir/sub/f": "f"},
+              ["COPY --chown=www-data dir /own/deep/", "COPY --chown=33:100 a /o2", "COPY --chown=daemon:users a /o3",
+               "COPY --chown=1234 dir /numeric"]),
+    "chmod": ({"a": "A", "dir/sub/f": "f"}, ["COPY --chmod=640 dir /cm/", "COPY --chmod=755 a /cm2",
+                                           "COPY --chmod=0700 a /var/www/"]),
+    "symlinks": ({"target.txt": "t", "lnk": "-> target.txt", "dir/in": "-> ../target.txt", "dir/abs": "-> /etc/passwd",
+                  "dlink": "-> dir"},
+                 ["COPY lnk /l/", "COPY dir /d", "COPY dlink /dl/"]),
+    "dest-through-symlink": ({"a": "A", "links/www": "-> /var/www"}, ["COPY links/ /", "COPY a /www/"]),
+    "dockerignore": ({".dockerignore": "*.log\nsecret\nbuild\n!build/keep\n**/*.tmp\n", "app.py": "x",
+                      "debug.log": "l", "secret/key": "k", "build/keep": "k", "build/drop": "d", "src/x.tmp": "t",
+                      "src/y.py": "y"},
+                     ["COPY . /ctx/"]),
+    "workdir": ({"a": "A"}, ["WORKDIR /app", "COPY a rel/", "COPY a .", "WORKDIR sub", "COPY a ./named"]),
+    "add-archive": ({}, ["ADD pkg.tgz /opt/", "ADD plain.gz /p/", "ADD pkg.tgz /opt2"]),
+}
+
+
+def _write_context(ctx: Path, files: dict[str, str | None], case: str) -> None:
+    ctx.mkdir(parents=True, exist_ok=True)
+    make_tree(ctx, files)
+    if case == "add-archive":
+        (ctx / "pkg.tgz").write_bytes(_tgz({"pkg/bin/tool": b"T", "pkg/README": b"r"}))
+        (ctx / "plain.gz").write_bytes(gzip.compress(b"just text"))
+    os.chmod(ctx, 0o755)
+    for p in ctx.rglob("*"):
+        if not p.is_symlink():
+            os.chmod(p, 0o755 if p.is_dir() else 0o644)
+        os.utime(p, (MTIME, MTIME), follow_symlinks=False)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_same_tree_as_buildah(case: str, buildah: Buildah, base_rootfs: Path, tmp_path: Path) -> None:
+    files, lines = CASES[case]
+    ctx = tmp_path / "ctx"
+    _write_context(ctx, files, case)
+    (ctx / "Dockerfile").write_text("FROM localhost/copybase\n" + "\n".join(lines) + "\n")
+    os.utime(ctx / "Dockerfile", (MTIME, MTIME))
+    tag = f"localhost/copy-{case}"
+    buildah("bud", "--runtime", "runc", "-q", "--layers=false", "-t", tag, str(ctx))
+    ctr = buildah("from", tag)
+    try:
+        theirs = tree(Path(buildah("mount", ctr)))
+    finally:
+        buildah("rm", ctr)
+        buildah("rmi", "-f", tag)
+
+    layer = tmp_path / "layer"
+    layer.mkdir()
+    apply_lines(ctx, lines, layer, base_rootfs)
+    merged = tmp_path / "merged"
+    shutil.copytree(base_rootfs, merged, symlinks=True)
+    shutil.copytree(layer, merged, symlinks=True, dirs_exist_ok=True)
+    for dirpath, _, filenames in os.walk(layer):  # copytree loses owners and mtimes: restore them
+        for name in [*filenames, ""]:
+            p = Path(dirpath) / name
+            q = merged / p.relative_to(layer)
+            st = p.lstat()
+            os.lchown(q, st.st_uid, st.st_gid)
+            if not stat.S_ISLNK(st.st_mode):
+                os.chmod(q, stat.S_IMODE(st.st_mode))
+                os.utime(q, ns=(st.st_atime_ns, st.st_mtime_ns))
+    ours = tree(merged)
+    changed = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
+    assert {k: (ours.get(k), theirs.get(k)) for k in changed} == {}

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import argparse
 
-from builder.errors import NotImplementedYet
-
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("args", nargs="*", help=argparse.SUPPRESS)
+    p.usage = "pybuild logout [SERVER]"
+    p.add_argument("server", nargs="?", default="docker.io", metavar="SERVER", help="registry host[:port] (default: docker.io)")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedYet("pybuild logout: not implemented yet")
+    from builder.commands.login import _registry
+    from builder.oci import credentials
+
+    registry = _registry(args.server)
+    if credentials.erase(registry):
+        print(f"Removing login credentials for {registry}")
+    else:
+        print(f"Not logged in to {registry}")
+    return 0

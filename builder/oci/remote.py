@@ -1,0 +1,367 @@
+"""Images between a registry and the store: pull, push, resolve, and `ensure_image` for FROM.
+
+    pull(store, ref)                  registry -> store (platform chosen from an index)
+    push(store, "app:1", ref)         store -> registry: blobs first (HEAD skip, mount, upload), manifest last
+    ensure_image(store, "tomcat:9")   the local image, pulled first when missing (or always)
+    resolve_digest(ref)               the manifest (or index) digest a tag points at, for `pybuild pin`
+    repo_digests(store, image_id)     `name@sha256:...` of an image's pulls and pushes, for inspect
+
+Blobs are downloaded into the store's tmp/ directory, verified against their digest and only
+then renamed into place, so a bad blob is never stored. Which repositories of a registry hold a
+blob is remembered in `$PYBUILD_ROOT/registry.json`, to mount instead of upload on push.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import platform as _platform
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from builder.errors import ImageFormatError, RegistryError, StoreError
+from builder.oci.image import BasicImage, BlobLayer, Image
+from builder.oci.model import (INDEX_TYPES, MANIFEST_TYPES, Descriptor, Digest, ImageConfig, Index, Manifest,
+                               Platform)
+from builder.oci.reference import Reference, parse_reference
+from builder.oci.registry import RegistryClient, client_for
+from builder.oci.transport import RegistryOptions
+from builder.progress import Progress
+from builder.store import Store, normalize_tag
+
+__all__ = ["pull", "push", "ensure_image", "resolve_digest", "repo_digests", "host_platform", "parse_platform",
+           "select_manifest", "PullResult", "PushResult", "record_blob_source", "download_to_store"]
+
+PARALLEL = 4
+_CONFIG_TYPES = ("application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json")
+
+
+@dataclass(frozen=True)
+class PullResult:
+    image: BasicImage
+    digest: Digest          # what the reference resolved to (an index digest for multi-arch images)
+    repo_digest: str        # name@digest
+    downloaded: int         # bytes fetched (0 when every blob was already stored)
+
+
+@dataclass(frozen=True)
+class PushResult:
+    digest: Digest
+    repo_digest: str
+    uploaded: int           # bytes sent
+    mounted: int            # blobs mounted from another repository
+    skipped: int            # blobs the registry already had
+
+
+# -- platforms ------------------------------------------------------------------------------------
+
+_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "armv7l": "arm",
+         "armv6l": "arm", "i386": "386", "i686": "386", "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
+
+
+def host_platform() -> Platform:
+    """This machine's platform, as Docker names it (`linux/amd64`, `linux/arm64/v8`, `linux/arm/v7`)."""
+    machine = _platform.machine().lower()
+    arch = _ARCH.get(machine, machine)
+    variant = {"aarch64": "v8", "arm64": "v8", "armv7l": "v7", "armv6l": "v6"}.get(machine)
+    return Platform("linux", arch, variant)
+
+
+def parse_platform(text: str | None) -> Platform:
+    """`linux/arm64[/v8]` -> Platform; None or "" -> the host's."""
+    if not text:
+        return host_platform()
+    parts = text.strip().split("/")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise RegistryError(f"invalid platform {text!r}", hint="use OS/ARCH[/VARIANT], e.g. linux/arm64")
+    return Platform(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
+
+
+def _platform_matches(have: Platform, want: Platform) -> bool:
+    if (have.os, have.architecture) != (want.os, want.architecture):
+        return False
+    if want.variant and have.variant and want.variant != have.variant:
+        return False
+    return not (want.variant and not have.variant and want.architecture == "arm" and want.variant != "v7")
+
+
+def select_manifest(index: Index, want: Platform) -> Descriptor:
+    """The index entry for `want`; an exact variant match beats an entry without one."""
+    hits = [d for d in index.manifests if d.platform and _platform_matches(d.platform, want)]
+    hits.sort(key=lambda d: d.platform.variant != want.variant)  # type: ignore[union-attr]
+    if not hits:
+        have = ", ".join(sorted(str(d.platform) for d in index.manifests if d.platform)) or "none"
+        raise RegistryError(f"no image for platform {want} in the index (it has: {have})",
+                            hint="choose one with --platform")
+    return hits[0]
+
+
+# -- local bookkeeping: repo digests and where blobs live ------------------------------------------
+
+@contextlib.contextmanager
+def _state(store: Store, write: bool) -> Iterator[dict[str, Any]]:
+    path = store.root / "registry.json"
+    lock = os.open(store.root / "registry.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX if write else fcntl.LOCK_SH)
+        try:
+            state = json.loads(path.read_text())
+        except FileNotFoundError:
+            state = {}
+        except ValueError:
+            state = {}  # a damaged hint file only costs uploads; start afresh
+        state.setdefault("repo_digests", {})
+        state.setdefault("blob_sources", {})
+        yield state
+        if write:
+            fd, tmp = tempfile.mkstemp(dir=store.root / "tmp", prefix="registry-")
+            with os.fdopen(fd, "w") as f:
+                json.dump(state, f, indent=1, sort_keys=True)
+            os.replace(tmp, path)
+    finally:
+        os.close(lock)
+
+
+def _remember(store: Store, image_id: str, repo_digest: str, name: str, blobs: Iterable[str]) -> None:
+    with _state(store, write=True) as state:
+        digests = state["repo_digests"].setdefault(image_id, [])
+        repo = repo_digest.split("@", 1)[0]
+        digests[:] = [d for d in digests if d.split("@", 1)[0] != repo] + [repo_digest]
+        for blob in blobs:
+            sources = state["blob_sources"].setdefault(blob, [])
+            if name not in sources:
+                sources[:] = (sources + [name])[-8:]
+
+
+def record_blob_source(store: Store, name: str, blobs: Iterable[str]) -> None:
+    """Remember that registry repository `name` (host/repo) holds `blobs` (for cross-repo mounts)."""
+    with _state(store, write=True) as state:
+        for blob in blobs:
+            sources = state["blob_sources"].setdefault(blob, [])
+            if name not in sources:
+                sources[:] = (sources + [name])[-8:]
+
+
+def repo_digests(store: Store, image_id: str) -> list[str]:
+    """`name@sha256:...` for each repository this image was pulled from or pushed to (familiar names)."""
+    with _state(store, write=False) as state:
+        return list(state["repo_digests"].get(str(image_id), []))
+
+
+def _image_for_repo_digest(store: Store, ref: Reference) -> BasicImage | None:
+    with _state(store, write=False) as state:
+        want = f"{_familiar_name(ref)}@{ref.digest}"
+        image_id = next((i for i, ds in state["repo_digests"].items() if want in ds), None)
+    if image_id is None:
+        return None
+    try:
+        return store.image(image_id)
+    except StoreError:
+        return None
+
+
+def _familiar_name(ref: Reference) -> str:
+    return Reference(ref.registry, ref.repository).familiar()
+
+
+# -- pull --------------------------------------------------------------------------------------------
+
+def _adopt(store: Store, tmp: Path, digest: Digest) -> None:
+    """Move a verified download into the store's blob directory (atomic rename on one filesystem)."""
+    final = store.blob_path(digest)
+    if final.exists():
+        tmp.unlink(missing_ok=True)
+        return
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, final)
+
+
+def download_to_store(store: Store, client: RegistryClient, repository: str, desc: Descriptor,
+                      progress: Callable[[int], None] | None = None) -> None:
+    """Fetch one blob into the store unless it is there already; verified before it is stored."""
+    if store.has_blob(desc.digest):
+        return
+    fd, name = tempfile.mkstemp(prefix="pull-", dir=store.root / "tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        client.download_blob(repository, desc, tmp, progress)
+        _adopt(store, tmp, desc.digest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _fetch_manifest(client: RegistryClient, ref: Reference, want: Platform) -> tuple[bytes, str, Digest, Digest]:
+    """(manifest bytes, media type, manifest digest, top-level digest) for `ref` on `want`."""
+    data, media_type, top = client.get_manifest(ref.repository, ref.identifier)
+    if not media_type:
+        media_type = str(json.loads(data).get("mediaType", "")) if data.startswith(b"{") else ""
+    if media_type in INDEX_TYPES:
+        chosen = select_manifest(Index.from_json(data), want)
+        data, media_type, digest = client.get_manifest(ref.repository, chosen.digest)
+        return data, media_type, digest, top
+    if media_type not in MANIFEST_TYPES:
+        raise RegistryError(f"{ref.familiar()}: unsupported manifest type {media_type or 'unknown'!r}",
+                            hint="pybuild pulls OCI and Docker schema 2 images")
+    return data, media_type, top, top
+
+
+def pull(store: Store, ref: Reference, *, platform: Platform | None = None, options: RegistryOptions | None = None,
+         progress: Progress | None = None, step: int = 0) -> PullResult:
+    """Pull `ref` into the store and tag it (when the reference has a tag); returns the image."""
+    progress = progress or Progress()
+    client = client_for(ref.registry, options)
+    want = platform or host_platform()
+    with store.lease():
+        data, media_type, _digest, top = _fetch_manifest(client, ref, want)
+        manifest = Manifest.from_json(data)
+        if manifest.config.media_type not in _CONFIG_TYPES:
+            raise RegistryError(f"{ref.familiar()} is not a container image (config type {manifest.config.media_type})")
+        download_to_store(store, client, ref.repository, manifest.config)
+        config_bytes = store.read_blob(manifest.config.digest)
+        config = ImageConfig.from_json(config_bytes)
+        if len(config.diff_ids) != len(manifest.layers):
+            raise ImageFormatError(f"{ref.familiar()}: the config lists {len(config.diff_ids)} layers, "
+                                   f"the manifest {len(manifest.layers)}")
+        missing = [d for d in manifest.layers if not store.has_blob(d.digest)]
+        total = sum(d.size for d in missing)
+
+        def fetch(desc: Descriptor) -> None:
+            task = progress.bytes_task(step, f"{desc.digest.short}", desc.size)
+            try:
+                download_to_store(store, client, ref.repository, desc, task.update)
+            finally:
+                task.close()
+
+        _parallel(fetch, missing)
+        layers = tuple(BlobLayer(diff, d.digest, d.size, d.media_type, lambda dg=d.digest: store.open_blob(dg))
+                       for diff, d in zip(config.diff_ids, manifest.layers))
+        image = BasicImage(config_bytes, layers, media_type, manifest.annotations, data)
+        tags = [normalize_tag(_familiar_name(ref) + ":" + ref.tag)] if ref.tag else []
+        store.put_image(image, tags)
+        repo_digest = f"{_familiar_name(ref)}@{top}"
+        _remember(store, image.id, repo_digest, ref.name, [manifest.config.digest, *(d.digest for d in manifest.layers)])
+    return PullResult(image, top, repo_digest, total)
+
+
+def _parallel(fn: Callable[[Descriptor], Any], items: list[Descriptor]) -> list[Any]:
+    if len(items) <= 1:
+        return [fn(i) for i in items]
+    with ThreadPoolExecutor(max_workers=min(PARALLEL, len(items))) as pool:
+        return list(pool.map(fn, items))
+
+
+def resolve_digest(ref: Reference, options: RegistryOptions | None = None) -> Digest:
+    """The digest the registry serves for `ref` (an index digest for multi-arch images)."""
+    client = client_for(ref.registry, options)
+    desc = client.head_manifest(ref.repository, ref.identifier)
+    if desc is not None:
+        return desc.digest
+    _data, _mt, digest = client.get_manifest(ref.repository, ref.identifier)
+    return digest
+
+
+def ensure_image(store: Store, ref: str, platform: Platform | str | None = None, pull_always: bool = False, *,
+                 options: RegistryOptions | None = None, progress: Progress | None = None, step: int = 0) -> Image:
+    """The image `ref` names, from the store, or pulled when it is missing (always with `pull_always`).
+
+    This is what `FROM` calls: a local name (an imported or built image) never needs a registry.
+    """
+    want = parse_platform(platform) if isinstance(platform, str) or platform is None else platform
+    parsed = parse_reference(ref)
+    if not pull_always:
+        local = _local_image(store, ref, parsed)
+        if local is not None and (platform is None or _platform_matches(local.config().platform, want)):
+            return local
+    try:
+        return pull(store, parsed, platform=want, options=options, progress=progress, step=step).image
+    except RegistryError as exc:
+        if exc.status == 404 or "MANIFEST_UNKNOWN" in exc.codes or "NAME_UNKNOWN" in exc.codes:
+            raise RegistryError(f"image {ref!r} is not in the store and {parsed.registry} does not have it: {exc.message}",
+                                status=exc.status, codes=exc.codes,
+                                hint="check the name, or build/import it first (pybuild images lists local ones)") from None
+        if exc.temporary and exc.status is None:
+            raise RegistryError(f"image {ref!r} is not in the store and pulling it failed: {exc.message}",
+                                temporary=True, hint=exc.hint or "pybuild import or pybuild load can add it offline") from None
+        raise
+
+
+def _local_image(store: Store, text: str, ref: Reference) -> BasicImage | None:
+    if ref.digest:
+        found = _image_for_repo_digest(store, ref)
+        if found is not None:
+            return found
+        try:
+            return store.resolve(f"{_familiar_name(ref)}@{ref.digest}")
+        except StoreError:
+            return None
+    try:
+        return store.resolve(_familiar_name(ref) + ":" + (ref.tag or "latest"))
+    except StoreError:
+        return None
+
+
+# -- push ----------------------------------------------------------------------------------------------
+
+def push(store: Store, source: str, ref: Reference, *, options: RegistryOptions | None = None,
+         progress: Progress | None = None, step: int = 0) -> PushResult:
+    """Push the stored image `source` (a local name or id) to `ref`; the manifest goes last.
+
+    Blobs the registry has are skipped (HEAD), blobs known in another repository of the same
+    registry are mounted, the rest uploaded in parallel. Pushing an unchanged image sends no blob.
+    """
+    image = store.resolve(source)
+    return push_image(store, image, ref, options=options, progress=progress, step=step)
+
+
+def push_image(store: Store, image: Image, ref: Reference, *, options: RegistryOptions | None = None,
+               progress: Progress | None = None, step: int = 0) -> PushResult:
+    """Push an `Image` whose blobs are in the store (see `push`)."""
+    progress = progress or Progress()
+    client = client_for(ref.registry, options)
+    manifest = image.manifest()
+    raw = image.raw_manifest()
+    blobs = [manifest.config, *manifest.layers]
+    with _state(store, write=False) as state:
+        sources = {d.digest: [s for s in state["blob_sources"].get(d.digest, [])
+                              if s.startswith(ref.registry + "/") and s != ref.name] for d in blobs}
+    counts = {"uploaded": 0, "mounted": 0, "skipped": 0}
+    lock = threading.Lock()
+
+    def send(desc: Descriptor) -> None:
+        if client.has_blob(ref.repository, desc.digest):
+            kind = "skipped"
+        elif any(client.mount_blob(ref.repository, desc.digest, s.split("/", 1)[1]) for s in sources[desc.digest][-2:]):
+            kind = "mounted"
+        else:
+            path = store.blob_path(desc.digest)
+            if not path.is_file():
+                raise StoreError(f"blob {desc.digest} of {ref.familiar()} is not in the store",
+                                 hint="the image is incomplete; pull or build it again")
+            task = progress.bytes_task(step, desc.digest.short, desc.size)
+            try:
+                client.upload_blob(ref.repository, desc, path, task.update)
+            finally:
+                task.close()
+            kind = "uploaded"
+        with lock:
+            counts[kind] += 1 if kind != "uploaded" else 0
+            if kind == "uploaded":
+                counts["uploaded"] += desc.size
+
+    with store.lease():
+        _parallel(send, blobs)
+        identifier = ref.tag or (ref.digest if ref.digest else "latest")
+        digest = client.put_manifest(ref.repository, identifier, raw, manifest.media_type)
+        if ref.digest and ref.digest != digest:
+            raise RegistryError(f"{ref.familiar()}: the image's manifest digest is {digest}, not {ref.digest}")
+        repo_digest = f"{_familiar_name(ref)}@{digest}"
+        _remember(store, image.id, repo_digest, ref.name, [d.digest for d in blobs])
+    return PushResult(digest, repo_digest, counts["uploaded"], counts["mounted"], counts["skipped"])

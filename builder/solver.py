@@ -46,6 +46,7 @@ class StageResult:
     config: dict[str, Any]  # the ImageConfig JSON (architecture, os, config, rootfs, history)
     key: str
     base_image: Any = None  # the store Image of an ImageSource base
+    created: float = 0.0  # the time of its newest step result
 
 
 class Cancelled(BuildError):
@@ -119,7 +120,7 @@ class Solver:
         self.progress.start(sid, self._step_name(stage, 1, count, stage.origin.text.strip() or "FROM"))
         state = self._base(stage)
         rec = StepRecord(sid, stage.label, stage.index, 1, count, stage.origin.text.strip(), stage.origin.line,
-                         stage.origin.end_line or stage.origin.line, "FROM", key=state.key,
+                         stage.origin.end_line or stage.origin.line, "FROM", key=state.key.digest,
                          key_parts=state.key_parts, cache="hit", empty_layer=True,
                          duration=round(time.monotonic() - t0, 6))
         self._add_record(rec)
@@ -129,25 +130,27 @@ class Solver:
             if self.cancel.is_set():
                 raise Cancelled("cancelled")
             if not node.makes_layer:
-                state.history.append(_history(node, empty=True))
+                state.history.append(_history(node, empty=True, created=state.created))
                 continue
             pos += 1
             self._step(stage, state, node, pos, count)
-        self.results[stage.index] = StageResult(stage, state.layers, state.history, {}, state.key, state.base_image)
+        self.results[stage.index] = StageResult(stage, state.layers, state.history, {}, state.key.digest,
+                                                state.base_image, state.created)
 
     def _base(self, stage: Stage) -> "_State":
         base = stage.base
         if isinstance(base, Scratch):
-            return _State([], [], CacheKey.make(base={"scratch": True}))
+            return _State([], [], CacheKey.make(base={"scratch": True}), created=self.record.started)
         if isinstance(base, StageRef):
             src = self.results[base.index]
             return _State(list(src.layers), list(src.history), CacheKey.make(base={"stage": src.key}),
-                          src.base_image)
+                          src.base_image, created=src.created)
         assert isinstance(base, ImageSource)
         image = self.store.resolve(base.ref)
         layers = [steps.layer_dict(layer) for layer in image.layers()]
         history = [h.to_dict() for h in image.config().history]
-        return _State(layers, history, CacheKey.make(base={"image": base.ref, "digest": str(image.digest)}), image)
+        return _State(layers, history, CacheKey.make(base={"image": base.ref, "digest": str(image.digest)}), image,
+                      created=_parse_time(image.config().created))
 
     def _uses_cache(self, stage: Stage) -> tuple[bool, str]:
         if self.opts.no_cache:
@@ -170,6 +173,7 @@ class Solver:
             entry = self.cache.get(key) if use_cache else None
             if entry is not None and (entry.layer is None or self.store.has_blob(entry.layer["digest"])):
                 rec.cache, rec.layer = "hit", entry.layer
+                state.created = max(state.created, entry.created)
                 self.progress.cached(sid)
             else:
                 if use_cache:
@@ -177,7 +181,7 @@ class Solver:
                 result = steps.run_node(node, stage, state, self, sid)
                 rec.cpu_seconds, rec.memory_peak_bytes = result.cpu_seconds, result.memory_peak_bytes
                 rec.output_bytes, rec.layer = result.output_bytes, result.layer
-                self.cache.put(key, result.layer, time.monotonic() - t0)
+                state.created = self.cache.put(key, result.layer, time.monotonic() - t0).created
                 self.progress.done(sid)
         except BaseException as exc:
             rec.cache, rec.error = "miss", _one_line(exc)
@@ -198,7 +202,7 @@ class Solver:
         if rec.layer is not None:
             state.layers.append(rec.layer)
             state.snapshots = None
-        state.history.append(_history(node, empty=rec.layer is None))
+        state.history.append(_history(node, empty=rec.layer is None, created=state.created))
 
     def _add_record(self, rec: StepRecord) -> None:
         with self.lock:
@@ -264,16 +268,32 @@ class _State:
     base_image: Any = None
     key_parts: list[list[Any]] = field(default_factory=list)
     snapshots: list[str] | None = None
+    created: float = 0.0  # when the last layer step's result was made (a hit keeps its old time)
 
     def __post_init__(self) -> None:
         self.key_parts = self.key.as_json()
 
 
-def _history(node: Node, *, empty: bool) -> dict[str, Any]:
-    h: dict[str, Any] = {"created_by": node.created_by, "comment": "buildkit.dockerfile.v0"}
+def _history(node: Node, *, empty: bool, created: float) -> dict[str, Any]:
+    from builder.oci.mutate import rfc3339, source_date_epoch
+
+    epoch = source_date_epoch()
+    h: dict[str, Any] = {"created": rfc3339(epoch if epoch is not None else created),
+                         "created_by": node.created_by, "comment": "buildkit.dockerfile.v0"}
     if empty:
         h["empty_layer"] = True
     return h
+
+
+def _parse_time(text: str | None) -> float:
+    from datetime import datetime
+
+    if not text:
+        return 0.0
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
 
 
 def _is_url(source: str) -> bool:

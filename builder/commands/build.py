@@ -224,14 +224,11 @@ def assemble(store: Any, result: Any) -> Any:
 
     stage = result.stage
     epoch = source_date_epoch()
-    created = rfc3339(epoch if epoch is not None else time.time())
+    created = rfc3339(epoch if epoch is not None else result.created)
     base_cfg = result.base_image.config() if result.base_image is not None else ImageConfig()
     cfg = dict(stage.config)
     author = cfg.pop("__author__", None)
-    n_base = len(base_cfg.history)
     history = [History.from_dict(h) for h in result.history]
-    history = [h if i < n_base else History(created, h.created_by, "", h.comment, h.empty_layer)
-               for i, h in enumerate(history)]
     os_, _, rest = stage.platform.partition("/")
     arch, _, variant = rest.partition("/")
     config = ImageConfig(architecture=arch or base_cfg.architecture, os=os_ or base_cfg.os,
@@ -247,6 +244,13 @@ def _store_layer(store: Any, layer: dict[str, Any]) -> Any:
     return store.blob_layer(store.layer(layer["diff_id"]))
 
 
+def _export_rootfs(store: Any, image: Any, dest: Path) -> None:
+    """`--output type=local,dest=DIR`: the image's root filesystem, layers applied in order."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for layer in image.layers():
+        store.unpack_layer(layer, dest, overlay=False)
+
+
 def _write_outputs(store: Any, image: Any, outputs: list[dict[str, str]], tags: list[str], progress: Any) -> str:
     """Write the image to every `--output`; return the manifest digest."""
     for out in outputs:
@@ -258,7 +262,7 @@ def _write_outputs(store: Any, image: Any, outputs: list[dict[str, str]], tags: 
         elif kind == "docker":
             store.write_docker_archive(image, out["dest"], tags)
         elif kind == "local":
-            store.export_rootfs(image, out["dest"])
+            _export_rootfs(store, image, Path(out["dest"]))
         elif kind == "tar":
             store.export_rootfs_tar(image, out["dest"])
         elif kind == "registry":

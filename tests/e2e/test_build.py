@@ -1,0 +1,210 @@
+"""`pybuild build` end to end: every fixtures/builds/<case> is built, its config and rootfs checked.
+
+Each case directory holds a Dockerfile, its context and `expect.json`:
+    {"config": {Key: value, ...}, "files": {path: {"content", "mode", "uid", "gid", "type"}},
+     "absent": [path, ...], "build_args": {...}, "target": "...", "secrets": {id: value}}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import FIXTURES, pybuild, requires_root
+
+CASES = sorted(p.name for p in (FIXTURES / "builds").iterdir() if (p / "expect.json").exists())
+pytestmark = requires_root
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory, busybox_tar: Path) -> dict[str, str]:
+    """A store shared by this module's builds, with busybox:latest imported; returns the env."""
+    root = tmp_path_factory.mktemp("build-store")
+    env = {"PYBUILD_ROOT": str(root)}
+    pybuild("import", str(busybox_tar), "busybox:latest", env=env)
+    return env
+
+
+def build_case(case: str, env: dict[str, str], tmp: Path, *extra: str) -> tuple[dict[str, Any], Path, Any]:
+    expect = json.loads((FIXTURES / "builds" / case / "expect.json").read_text())
+    args = ["build", "-t", f"case-{case}:test", "--progress=plain", "-o", f"type=local,dest={tmp / 'rootfs'}"]
+    args += ["-o", "type=image"]
+    for k, v in expect.get("build_args", {}).items():
+        args += ["--build-arg", f"{k}={v}"]
+    if expect.get("target"):
+        args += ["--target", expect["target"]]
+    for sid, value in expect.get("secrets", {}).items():
+        (tmp / sid).write_text(value)
+        args += ["--secret", f"id={sid},src={tmp / sid}"]
+    proc = pybuild(*args, *extra, str(FIXTURES / "builds" / case), env=env)
+    return expect, tmp / "rootfs", proc
+
+
+def image_config(env: dict[str, str], ref: str) -> dict[str, Any]:
+    from builder.store import Store
+
+    return json.loads(Store.open(env["PYBUILD_ROOT"]).resolve(ref).raw_config())
+
+
+def check_rootfs(rootfs: Path, expect: dict[str, Any]) -> None:
+    for rel, want in expect["files"].items():
+        path = rootfs / rel
+        st = os.lstat(path)
+        if "content" in want:
+            assert path.read_text() == want["content"], rel
+        if "mode" in want:
+            assert oct(stat.S_IMODE(st.st_mode)) == oct(int(want["mode"], 8)), rel
+        if "uid" in want:
+            assert (st.st_uid, st.st_gid) == (want["uid"], want["gid"]), rel
+        if want.get("type") == "dir":
+            assert stat.S_ISDIR(st.st_mode), rel
+        if want.get("type") == "file":
+            assert stat.S_ISREG(st.st_mode), rel
+    for rel in expect["absent"]:
+        assert not os.path.lexists(rootfs / rel), f"{rel} should not exist"
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_fixture_builds_to_the_expected_image(case: str, store: dict[str, str], tmp_path: Path) -> None:
+    expect, rootfs, proc = build_case(case, store, tmp_path)
+    cfg = image_config(store, f"case-{case}:test")
+    for key, value in expect["config"].items():
+        assert cfg["config"].get(key) == value, key
+    check_rootfs(rootfs, expect)
+    assert len(cfg["rootfs"]["diff_ids"]) == len([h for h in cfg["history"] if not h.get("empty_layer")])
+    assert "Traceback" not in proc.stderr
+
+
+def test_tomcat_example_config_history_and_cached_rebuild(store: dict[str, str], tmp_path: Path) -> None:
+    ctx = FIXTURES / "examples" / "tomcat"
+    first = pybuild("build", "-t", "tomcat:alpine", "--progress=plain", str(ctx), env=store)
+    assert "#3 [3/3] COPY index.html webapps/ROOT/index.html" in first.stderr
+    cfg = image_config(store, "tomcat:alpine")
+    assert cfg["config"]["WorkingDir"] == "/usr/local/tomcat"
+    assert cfg["config"]["ExposedPorts"] == {"8080/tcp": {}}
+    ours = [h for h in cfg["history"] if h.get("comment") == "buildkit.dockerfile.v0"]
+    assert [h["created_by"] for h in ours] == [
+        "ENV CATALINA_HOME=/usr/local/tomcat", "WORKDIR /usr/local/tomcat",
+        "COPY index.html webapps/ROOT/index.html # buildkit", "EXPOSE map[8080/tcp:{}]",
+        'CMD ["httpd" "-f" "-v" "-p" "8080" "-h" "/usr/local/tomcat/webapps/ROOT"]']
+    assert [h.get("empty_layer", False) for h in ours] == [True, False, False, True, True]
+    again = pybuild("build", "-q", "-t", "tomcat:alpine", str(ctx), env=store)
+    from builder.store import Store
+
+    assert again.stdout.strip() == Store.open(store["PYBUILD_ROOT"]).resolve("tomcat:alpine").id
+    second = pybuild("build", "-t", "tomcat:alpine", "--progress=plain", str(ctx), env=store)
+    assert second.stderr.count("CACHED") == 2
+    assert image_config(store, "tomcat:alpine") == cfg  # a cached rebuild gives the same image
+
+
+def test_changed_context_file_reruns_only_the_steps_after_it(store: dict[str, str], tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN echo one > /one\nCOPY a.txt /a.txt\nRUN cat /a.txt > /b\n")
+    (ctx / "a.txt").write_text("v1\n")
+    pybuild("build", "-t", "edit:1", str(ctx), env=store)
+    (ctx / "a.txt").write_text("v2\n")
+    out = pybuild("build", "-t", "edit:1", "--progress=plain", "-o", f"type=local,dest={tmp_path / 'fs'}",
+                  "-o", "type=image", str(ctx), env=store).stderr
+    assert "#2 CACHED" in out and "#3 CACHED" not in out and "#4 CACHED" not in out
+    assert (tmp_path / "fs" / "b").read_text() == "v2\n"
+
+
+def test_copy_from_is_keyed_on_the_copied_content(store: dict[str, str], tmp_path: Path) -> None:
+    """Rebuilding the source stage with a change elsewhere keeps the COPY --from step cached."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox AS src\nARG NOISE\nRUN echo same > /keep && echo $NOISE > /noise\n"
+                                    "FROM busybox\nCOPY --from=src /keep /keep\n")
+    pybuild("build", "--build-arg", "NOISE=1", "-t", "from:1", str(ctx), env=store)
+    out = pybuild("build", "--build-arg", "NOISE=2", "-t", "from:1", "--progress=plain", str(ctx), env=store).stderr
+    assert "#2 CACHED" not in out  # the source stage re-ran ...
+    assert "#4 CACHED" in out  # ... but what COPY --from takes did not change
+
+
+def test_build_record_is_written(store: dict[str, str]) -> None:
+    from builder.records import list_records, load
+
+    pybuild("build", "-t", "rec:1", str(FIXTURES / "examples" / "tomcat"), env=store)
+    rec = load(list_records(store["PYBUILD_ROOT"])[-1])
+    assert rec["status"] == "ok" and rec["tags"] == ["rec:1"] and rec["image_id"].startswith("sha256:")
+    kinds = [s["kind"] for s in rec["steps"]]
+    assert kinds == ["FROM", "WORKDIR", "COPY"]
+    assert all(s["key"].startswith("sha256:") and s["key_parts"] for s in rec["steps"])
+
+
+def test_secret_value_reaches_no_layer_key_record_or_log(store: dict[str, str], tmp_path: Path) -> None:
+    root = Path(store["PYBUILD_ROOT"])
+    expect, rootfs, proc = build_case("run-mounts", store, tmp_path)
+    secret = expect["secrets"]["token"].encode()
+    assert secret not in (proc.stdout + proc.stderr).encode()
+    for sub in ("cache", "builds", "blobs", "layers"):
+        for path in (root / sub).rglob("*"):
+            if path.is_file():
+                data = path.read_bytes()
+                if path.parent.name == "sha256" and data[:2] == b"\x1f\x8b":
+                    import gzip
+
+                    data = gzip.decompress(data)
+                assert secret not in data, path
+
+
+def test_cache_mount_persists_across_builds(store: dict[str, str], tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    df = "FROM busybox\nRUN --mount=type=cache,target=/c,id=persist-test n=$(cat /c/n 2>/dev/null || echo 0); " \
+         "echo $((n+1)) > /c/n; cp /c/n /seen\n"
+    (ctx / "Dockerfile").write_text(df)
+    pybuild("build", "-t", "cm:1", str(ctx), env=store)
+    pybuild("build", "--no-cache", "-t", "cm:1", "-o", f"type=local,dest={tmp_path / 'fs'}", str(ctx), env=store)
+    assert (tmp_path / "fs" / "seen").read_text() == "2\n"
+
+
+@pytest.mark.parametrize("dockerfile, files, args, message", [
+    ("FROM busybox\nCOPY missing.txt /x\n", {}, [], "Dockerfile:2"),
+    ("FROM busybox\nCOPY --chown=nosuchuser a /a\n", {"a": "x"}, [], "nosuchuser"),
+    ("FROM busybox\nCOPY --from=nostage /x /x\n", {}, [], "nostage"),
+    ("FROM busybox AS a\nCOPY --from=b /x /x\nFROM busybox AS b\nCOPY --from=a /y /y\n", {}, [], "cycle"),
+    ("FROM busybox\n", {}, ["--build-arg", "=oops"], "invalid --build-arg"),
+    ("FROM busybox\nRUN echo before-failing && exit 3\n", {}, [], "exit code: 3"),
+    ("FROM busybox\nRUNN true\n", {}, [], "Dockerfile:2"),
+    ("FROM nosuchimage:1\n", {}, [], "nosuchimage"),
+    ("FROM busybox\n", {}, ["--target", "nope"], "target stage 'nope'"),
+])
+def test_bad_input_is_a_located_error_and_leaves_the_store_unchanged(
+        store: dict[str, str], tmp_path: Path, dockerfile: str, files: dict[str, str], args: list[str],
+        message: str) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(dockerfile)
+    for name, text in files.items():
+        (ctx / name).write_text(text)
+    root = Path(store["PYBUILD_ROOT"])
+    before = (root / "images.json").read_bytes()
+    proc = pybuild("build", "-t", "bad:1", "--progress=plain", *args, str(ctx), env=store, check=False)
+    assert proc.returncode != 0
+    assert message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert (root / "images.json").read_bytes() == before
+    if "exit code" in message:
+        assert "before-failing" in proc.stderr  # the last output lines of the failing step
+
+
+def test_missing_context_is_a_clear_error(store: dict[str, str], tmp_path: Path) -> None:
+    proc = pybuild("build", "-t", "bad:2", str(tmp_path / "nope"), env=store, check=False)
+    assert proc.returncode != 0 and "nope" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_source_date_epoch_builds_are_reproducible(busybox_tar: Path, tmp_path: Path) -> None:
+    digests = []
+    for n in (1, 2):
+        env = {"PYBUILD_ROOT": str(tmp_path / f"store{n}"), "SOURCE_DATE_EPOCH": "1700000000"}
+        pybuild("import", str(busybox_tar), "busybox:latest", env=env)
+        out = pybuild("build", "-q", "-t", "repro:1", str(FIXTURES / "builds" / "basic"), env=env).stdout
+        digests.append(out.strip())
+    assert digests[0] == digests[1] and digests[0].startswith("sha256:")

@@ -9,7 +9,7 @@ with a located error, as `docker build` does. Importing this package is cheap: l
 only when text is parsed, and `grammar.ast` objects pickle (the builder caches them).
 
 Errors (all `ValueError`s, see `grammar.errors`): DockerfileError, DockerfileSyntaxError,
-UnknownInstructionError, InvalidFlagError, ExpansionError.
+InstructionError, UnknownInstructionError, InvalidFlagError, ExpansionError.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from grammar.errors import (
     DockerfileError,
     DockerfileSyntaxError,
     ExpansionError,
+    InstructionError,
     InvalidFlagError,
     UnknownInstructionError,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "DockerfileError",
     "DockerfileSyntaxError",
     "ExpansionError",
+    "InstructionError",
     "InvalidFlagError",
     "UnknownInstructionError",
     "ast",
@@ -70,13 +72,13 @@ def check_instructions(dockerfile: Dockerfile) -> None:
 
 def expand(word: str, env: Mapping[str, str], escape: str = "\\") -> str:
     """Expand one word as Docker's shell lexer does (`ProcessWord`); raises `ExpansionError`."""
-    from grammar.expand import process_word
+    from grammar.shell_lexer import process_word
 
     return process_word(word, env, escape)
 
 
 def expand_words(text: str, env: Mapping[str, str], escape: str = "\\") -> list[str]:
     """Expand and split text into words as Docker does (`ProcessWords`); raises `ExpansionError`."""
-    from grammar.expand import process_words
+    from grammar.shell_lexer import process_words
 
     return process_words(text, env, escape)

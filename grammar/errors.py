@@ -1,7 +1,9 @@
 """Errors raised while reading a Dockerfile. Imports nothing from the project.
 
 DockerfileError (ValueError)
- +-- DockerfileSyntaxError
+ +-- DockerfileSyntaxError     Docker's parser rejects the text
+ |    +-- InstructionError     an instruction's arguments are wrong (Docker rejects it when it
+ |                             turns the parse tree into instructions, before building)
  +-- UnknownInstructionError
  +-- InvalidFlagError
  +-- ExpansionError
@@ -67,6 +69,10 @@ def _rebuild(cls: type, message: str, filename: str, line: int, column: int,
 
 class DockerfileSyntaxError(DockerfileError):
     """The text is not a Dockerfile Docker would accept."""
+
+
+class InstructionError(DockerfileSyntaxError):
+    """Wrong arguments for an instruction: a missing destination, a bad stage name, ..."""
 
 
 class UnknownInstructionError(DockerfileError):

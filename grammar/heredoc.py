@@ -10,9 +10,9 @@ import re
 from dataclasses import dataclass
 
 from grammar.errors import ExpansionError
-from grammar.expand import Lexer
+from grammar.shell_lexer import Lexer
 
-_OPENER = re.compile(r"(\d*)<<(-?)([^<]*)\Z")
+_OPENER = re.compile(r"(\d*)<<(-?)[\t\n\f\r ]*([^<]*)\Z")
 _EMPTY: dict[str, str] = {}
 
 
@@ -22,11 +22,6 @@ class Opener:
     fd: int
     chomp: bool
     expand: bool
-
-
-def _words(text: str, *, raw: bool) -> list[str]:
-    lex = Lexer(text, _EMPTY, "\\", raw_quotes=raw, raw_escapes=raw and False, skip_unset_env=True)
-    return lex.run()[1]
 
 
 def parse_opener(word: str) -> Opener | None:

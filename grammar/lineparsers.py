@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 
-from grammar.expand import go_isspace
+from grammar.shell_lexer import go_isspace
 
 # Go's reWhitespace: the separators Docker splits words on (no newline, no unicode spaces)
 WHITESPACE = re.compile(r"[\t\v\f\r ]+")

@@ -14,6 +14,7 @@ from grammar import ast
 from grammar.errors import (
     DockerfileError,
     DockerfileSyntaxError,
+    InstructionError,
     InvalidFlagError,
     UnknownInstructionError,
 )
@@ -97,7 +98,7 @@ class ToAst(Transformer):
         if len(rest) == 3:
             alias = rest[2].value.lower()
             if not STAGE_NAME.match(alias):
-                raise Located(DockerfileSyntaxError, f"invalid name for build stage: \"{rest[2].value}\", "
+                raise Located(InstructionError, f"invalid name for build stage: \"{rest[2].value}\", "
                               "name can't start with a number or contain symbols", rest[2],
                               "stage names are lowercase letters, digits, '-', '_' and '.'")
         platform = next((f.value for f in reversed(flags) if f.name == "platform"), None)
@@ -132,7 +133,7 @@ class ToAst(Transformer):
         flags = _flags(kw, ftoks)
         command, args = _command(rest)
         if not args:
-            raise Located(DockerfileSyntaxError, "SHELL requires at least one argument", rest[0])
+            raise Located(InstructionError, "SHELL requires at least one argument", rest[0])
         return ast.Shell(**_base(kw, flags, args), command=command)
 
     def _pairs(self, children: list, cls: type) -> ast.Instruction:
@@ -141,7 +142,7 @@ class ToAst(Transformer):
         pairs = tuple(t.data for t in rest)
         for t in rest:
             if t.data[0] == "":
-                raise Located(DockerfileSyntaxError, f"{kw.value.upper()} names can not be blank", t)
+                raise Located(InstructionError, f"{kw.value.upper()} names can not be blank", t)
         flat = tuple(x for pair in pairs for x in pair)
         return cls(**_base(kw, flags, flat), pairs=pairs)
 
@@ -158,7 +159,7 @@ class ToAst(Transformer):
         for t in rest:
             name, eq, default = t.value.partition("=")
             if eq and name == "":
-                raise Located(DockerfileSyntaxError, "ARG names can not be blank", t)
+                raise Located(InstructionError, "ARG names can not be blank", t)
             pairs.append((name, default if eq else None))
         return ast.Arg(**_base(kw, flags, tuple(t.value for t in rest)), pairs=tuple(pairs))
 
@@ -171,10 +172,10 @@ class ToAst(Transformer):
         is_json = paths[0].type == "JSON"
         words = tuple(paths[0].data) if is_json else tuple(t.value for t in paths)
         if len(words) < 2:
-            raise Located(DockerfileSyntaxError, f"{name} requires at least two arguments, but only one "
+            raise Located(InstructionError, f"{name} requires at least two arguments, but only one "
                           "was provided. Destination could not be determined", kw)
         if not is_json and parse_opener(words[-1]) is not None:
-            raise Located(DockerfileSyntaxError, f"{name} cannot accept a heredoc as a destination", paths[-1])
+            raise Located(InstructionError, f"{name} cannot accept a heredoc as a destination", paths[-1])
         return cls(**_base(kw, flags, words), sources=words[:-1], dest=words[-1], json=is_json,
                    heredocs=heredocs)
 
@@ -195,9 +196,9 @@ class ToAst(Transformer):
         is_json = rest[0].type == "JSON"
         words = tuple(rest[0].data) if is_json else tuple(t.value for t in rest)
         if not words:
-            raise Located(DockerfileSyntaxError, "VOLUME requires at least one argument", kw)
+            raise Located(InstructionError, "VOLUME requires at least one argument", kw)
         if any(w.strip(" \t\n\v\f\r\x85\xa0") == "" for w in words):
-            raise Located(DockerfileSyntaxError, "VOLUME specified can not be an empty string", rest[0])
+            raise Located(InstructionError, "VOLUME specified can not be an empty string", rest[0])
         return ast.Volume(**_base(kw, flags, words), paths=words, json=is_json)
 
     def _one(self, children: list, cls: type, field: str) -> ast.Instruction:
@@ -231,7 +232,7 @@ class ToAst(Transformer):
             raise Located(InvalidFlagError, str(exc), bad, exc.hint) from None
         command, args = _command(rest[1:])
         if not args:
-            raise Located(DockerfileSyntaxError, "Missing command after HEALTHCHECK CMD", rest[0])
+            raise Located(InstructionError, "Missing command after HEALTHCHECK CMD", rest[0])
         return ast.Healthcheck(**_base(kw, flags, (rest[0].value, *args)), kind=kind, command=command)
 
     def onbuild(self, children: list) -> ast.Onbuild:
@@ -290,7 +291,7 @@ def _explain(exc: UnexpectedToken, src: Source) -> DockerfileError:
         msg = f"{name} requires at least one argument"
     else:
         msg = f"unexpected {tok.type.lower()} {tok.value!r} in {name or 'instruction'}"
-    return src.error(DockerfileSyntaxError, msg, where.line, where.column, hint)
+    return src.error(InstructionError, msg, where.line, where.column, hint)
 
 
 def build_dockerfile(text: str, *, filename: str = "Dockerfile") -> ast.Dockerfile:
@@ -329,7 +330,7 @@ def _assemble(src: Source, items: list) -> ast.Dockerfile:
                 meta_args.append(inst)
             elif not isinstance(inst, ast.Unknown):
                 r = inst.range
-                raise src.error(DockerfileSyntaxError, "no build stage in current context",
+                raise src.error(InstructionError, "no build stage in current context",
                                 r.start_line, r.start_col,
                                 hint=f"only ARG may come before the first FROM, not {inst.keyword.upper()}")
         else:

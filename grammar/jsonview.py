@@ -1,0 +1,55 @@
+"""The stable JSON view of a parsed Dockerfile (`pybuild parse --json`), for linters and tools.
+
+    {"directives": {"escape": "\\\\", ...},
+     "instructions": [{"keyword": "run", "line": 6, "end_line": 8,
+                       "flags": ["--mount=type=cache,target=/root/.cache"],
+                       "form": "exec" | "shell" | null, "args": [...],
+                       "pairs": [[key, value], ...] | null,
+                       "heredocs": [{"name", "content", "expand", "chomp", "fd"}],
+                       "trigger": {...} | null}]}
+
+`form` is "exec" for a JSON array (RUN/CMD/ENTRYPOINT/SHELL/HEALTHCHECK, and COPY/ADD/VOLUME
+written as JSON), "shell" for a shell-form command, null otherwise. `args` are Docker's raw
+argument words (for ENV/LABEL the flattened pairs); nothing is expanded.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from grammar import ast
+
+
+def instruction_json(inst: ast.Instruction) -> dict[str, Any]:
+    """One instruction as a JSON-ready dict."""
+    form = None
+    command = getattr(inst, "command", None)
+    if isinstance(command, ast.ExecForm) or getattr(inst, "json", False):
+        form = "exec"
+    elif isinstance(command, ast.ShellForm):
+        form = "shell"
+    args = list(inst.args)
+    if isinstance(inst, ast.Unknown):
+        args = [inst.text] if inst.text else []
+    pairs = [list(p) for p in inst.pairs] if isinstance(inst, (ast.Env, ast.Label)) else None
+    heredocs = [{"name": h.name, "content": h.content, "expand": h.expand, "chomp": h.chomp, "fd": h.fd}
+                for h in getattr(inst, "heredocs", ())]
+    trigger = instruction_json(inst.trigger) if isinstance(inst, ast.Onbuild) else None
+    return {
+        "keyword": inst.keyword,
+        "line": inst.range.start_line,
+        "end_line": inst.range.end_line,
+        "flags": [f.raw for f in inst.flags],
+        "form": form,
+        "args": args,
+        "pairs": pairs,
+        "heredocs": heredocs,
+        "trigger": trigger,
+    }
+
+
+def dockerfile_json(df: ast.Dockerfile) -> dict[str, Any]:
+    """The whole Dockerfile as a JSON-ready dict (directives always include `escape`)."""
+    directives = {"escape": df.escape}
+    directives.update(dict(df.directives))
+    return {"directives": directives, "instructions": [instruction_json(i) for i in df.instructions]}

@@ -1,0 +1,71 @@
+"""Docker's word expansion, table-driven: fixtures/expand/*.txt (`input | expected`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from grammar import ExpansionError, expand, expand_words
+
+from .conftest import EXPAND
+
+
+def load(path: Path) -> list[tuple[str, dict[str, str], str, str]]:
+    env: dict[str, str] = {}
+    out = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("ENV "):
+            key, _, value = line[4:].partition("=")
+            env[key] = value
+            continue
+        assert line.count(" | ") == 1, f"{path.name}:{n}: want exactly one ' | '"
+        inp, expected = line.split(" | ")
+        out.append((f"{path.name}:{n}", dict(env), inp, expected))
+    return out
+
+
+def table(name: str) -> list:
+    return [pytest.param(env, inp, exp, id=ident) for ident, env, inp, exp in load(EXPAND / name)]
+
+
+def _run(fn, inp, env, escape):  # noqa: ANN001, ANN202
+    try:
+        return fn(inp, env, escape)
+    except ExpansionError:
+        return "error"
+
+
+@pytest.mark.parametrize("env,inp,expected", table("expand.txt"))
+def test_expand(env: dict, inp: str, expected: str) -> None:
+    assert _run(expand, inp, env, "\\") == expected
+
+
+@pytest.mark.parametrize("env,inp,expected", table("backtick.txt"))
+def test_expand_backtick_escape(env: dict, inp: str, expected: str) -> None:
+    assert _run(expand, inp, env, "`") == expected
+
+
+@pytest.mark.parametrize("env,inp,expected", table("words.txt"))
+def test_expand_words(env: dict, inp: str, expected: str) -> None:
+    got = _run(expand_words, inp, env, "\\")
+    assert (got if got == "error" else ",".join(got)) == expected
+
+
+def test_tables_are_not_trivial() -> None:
+    rows = load(EXPAND / "expand.txt")
+    assert len(rows) > 100
+    assert sum(1 for r in rows if r[3] == "error") > 15
+
+
+def test_expansion_error_message_names_the_word() -> None:
+    with pytest.raises(ExpansionError) as info:
+        expand("a${EMPTY:?must be set}", {"EMPTY": ""})
+    assert "EMPTY: must be set" in str(info.value) and "a${EMPTY:?must be set}" in str(info.value)
+
+
+def test_bad_escape_character_rejected() -> None:
+    with pytest.raises(ValueError):
+        expand("x", {}, escape="!")

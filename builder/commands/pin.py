@@ -1,15 +1,48 @@
-"""`pybuild pin`: rewrite FROM lines to name:tag@sha256:... digests."""
+"""`pybuild pin`: rewrite FROM lines to name:tag@sha256:... digests resolved from their registries."""
 
 from __future__ import annotations
 
 import argparse
 
-from builder.errors import NotImplementedYet
+from builder.commands._registry_args import add_registry_args, registry_options
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("args", nargs="*", help=argparse.SUPPRESS)
+    p.usage = "pybuild pin [OPTIONS] [DOCKERFILE]"
+    p.add_argument("dockerfile", nargs="?", default="Dockerfile", help="the Dockerfile to rewrite (default: ./Dockerfile)")
+    p.add_argument("--check", action="store_true", help="change nothing; exit 1 if a FROM is not pinned")
+    add_registry_args(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedYet("pybuild pin: not implemented yet")
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from builder.errors import BuildError
+    from builder.oci.remote import resolve_digest
+    from builder.pin import pin_dockerfile
+
+    path = Path(args.dockerfile)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise BuildError(f"{path}: {exc.strerror}") from None
+    options = registry_options(args)
+    if args.check:
+        _, pins = pin_dockerfile(text, lambda ref: "sha256:" + "0" * 64)
+        for pin in pins:
+            print(f"{path}:{pin.line}: {pin.old} is not pinned")
+        return 1 if pins else 0
+    new_text, pins = pin_dockerfile(text, lambda ref: resolve_digest(ref, options))
+    if pins:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        with os.fdopen(fd, "w") as f:
+            f.write(new_text)
+        os.chmod(tmp, path.stat().st_mode & 0o7777)
+        os.replace(tmp, path)
+    for pin in pins:
+        print(f"{path}:{pin.line}: {pin.new}")
+    if not pins:
+        print(f"{path}: nothing to pin")
+    return 0

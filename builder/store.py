@@ -373,21 +373,25 @@ class Store:
         self._write_json_atomic(path, asdict(rec))
         return rec
 
-    def _finish_layer(self, blob: _BlobWriter, pipe: _Pipeline, codec: str) -> LayerRecord:
+    def _finish_layer(self, blob: _BlobWriter, pipe: _Pipeline, codec: str,
+                      expected_diff_id: str | None = None) -> LayerRecord:
         diff_id = pipe.close()
+        if expected_diff_id is not None and diff_id != expected_diff_id:
+            raise DigestMismatchError(f"layer tar hashes to {diff_id}, not the expected diff_id {expected_diff_id}; "
+                                      "nothing stored")
         digest = blob.commit()
         return self._record_layer(LayerRecord(diff_id, digest, blob.size, compress.media_type_for(codec),
                                               pipe.tar_size))
 
     def _commit(self, produce: Callable[[Callable[[bytes], object]], None], compression: str,
-                level: int | None) -> LayerRecord:
+                level: int | None, expected_diff_id: str | None = None) -> LayerRecord:
         compress.media_type_for(compression)  # validates the codec name early
         with self.lease():
             blob = _BlobWriter(self)
             pipe = _Pipeline(blob, compression, level)
             try:
                 produce(pipe.write)
-                return self._finish_layer(blob, pipe, compression)
+                return self._finish_layer(blob, pipe, compression, expected_diff_id)
             except BaseException:
                 pipe.abort()
                 blob.abort()
@@ -424,6 +428,21 @@ class Store:
         rest = _Prefixed(head, stream)
         raw = compress.decompressing_reader(rest, compress.detect(head), limit)  # type: ignore[arg-type]
         return self._commit(lambda sink: layertar.rewrite_tar(raw, sink, epoch=epoch), compression, level)
+
+    def put_tar(self, stream: IO[bytes], compression: str = compress.GZIP, level: int | None = None,
+                diff_id: Digest | None = None, limit: int | None = None) -> LayerRecord:
+        """Store a layer tar byte for byte (compressing it), e.g. from a docker-archive.
+
+        The input may be plain, gzip or zstd; its uncompressed bytes must hash to `diff_id` if given.
+        """
+        head = stream.read(4)
+        raw = compress.decompressing_reader(_Prefixed(head, stream), compress.detect(head), limit)  # type: ignore[arg-type]
+
+        def produce(sink: Callable[[bytes], object]) -> None:
+            while data := raw.read(CHUNK):
+                sink(data)
+
+        return self._commit(produce, compression, level, diff_id)
 
     def put_layer(self, stream: IO[bytes], media_type: str, digest: Digest | None = None,
                   diff_id: Digest | None = None, limit: int | None = None) -> LayerRecord:
@@ -470,7 +489,8 @@ class Store:
             rec = ref
         if not self.has_blob(rec.digest):
             raise StoreError(f"layer blob {rec.digest} is not in the store")
-        return BlobLayer(rec.diff_id, rec.digest, rec.size, rec.media_type, lambda d=rec.digest: self.open_blob(d))
+        return BlobLayer(rec.diff_id, rec.digest, rec.size, rec.media_type, lambda d=rec.digest: self.open_blob(d),
+                         rec.uncompressed_size)
 
     def blob_layer(self, rec: LayerRecord) -> BlobLayer:
         """Same as `layer(rec)`."""
@@ -588,9 +608,16 @@ class Store:
         config = ImageConfig.from_json(raw_config)
         if len(config.diff_ids) != len(manifest.layers):
             raise ImageFormatError(f"image {manifest.config.digest}: config and manifest disagree on layers")
-        layers = tuple(BlobLayer(diff, d.digest, d.size, d.media_type, lambda dg=d.digest: self.open_blob(dg))
+        layers = tuple(BlobLayer(diff, d.digest, d.size, d.media_type, lambda dg=d.digest: self.open_blob(dg),
+                                 self._uncompressed_size(diff))
                        for diff, d in zip(config.diff_ids, manifest.layers))
         return BasicImage(raw_config, layers, manifest.media_type, manifest.annotations, raw_manifest)
+
+    def _uncompressed_size(self, diff_id: str) -> int:
+        try:
+            return self.layer_record(diff_id).uncompressed_size
+        except (StoreError, OSError, ValueError):
+            return 0
 
     def resolve(self, ref: str) -> BasicImage:
         """An image by tag (`name[:tag]`), `name@sha256:<manifest>`, or an id / unique id prefix."""

@@ -1,15 +1,33 @@
-"""`pybuild inspect`: show an image's manifest and config as JSON."""
+"""`pybuild inspect`: an image's id, tags, config and manifest as JSON (like `docker inspect`)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 
-from builder.errors import NotImplementedYet
+from builder.commands.images import image_size
+from builder.store import Store
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("args", nargs="*", help=argparse.SUPPRESS)
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="name[:tag], name@digest, or image id (prefix)")
+
+
+def describe(store: Store, ref: str) -> dict:
+    """The inspect document of one image."""
+    image = store.resolve(ref)
+    config = json.loads(image.raw_config())
+    tags = sorted(t for t, i in store.tags().items() if i == image.id)
+    return {
+        "Id": image.id, "RepoTags": tags, "Digest": image.digest, "Created": config.get("created"),
+        "Author": config.get("author", ""), "Architecture": config.get("architecture"), "Os": config.get("os"),
+        "Size": image_size(store, image.id), "Config": config.get("config", {}),
+        "RootFS": config.get("rootfs", {}), "History": config.get("history", []),
+        "Manifest": json.loads(image.raw_manifest()),
+    }
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedYet("pybuild inspect: not implemented yet")
+    store = Store.open()
+    print(json.dumps([describe(store, ref) for ref in args.images], indent=2))
+    return 0

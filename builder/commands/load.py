@@ -1,15 +1,27 @@
-"""`pybuild load`: load images from a docker-archive or OCI layout tarball."""
+"""`pybuild load`: load images from a docker-archive or an OCI layout (tarball or directory)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
-from builder.errors import NotImplementedYet
+from builder.oci.archive import load_archive
+from builder.store import Store
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("args", nargs="*", help=argparse.SUPPRESS)
+    p.add_argument("-i", "--input", metavar="FILE", help="read from FILE (a tar, gzip/zstd tar, or layout directory) "
+                                                         "instead of stdin")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only image ids")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedYet("pybuild load: not implemented yet")
+    store = Store.open()
+    results = load_archive(store, args.input if args.input else sys.stdin.buffer)
+    for image_id, tags in results:
+        if args.quiet or not tags:
+            print(f"Loaded image ID: {image_id}" if not args.quiet else image_id)
+        for tag in tags:
+            if not args.quiet:
+                print(f"Loaded image: {tag}")
+    return 0

@@ -59,6 +59,7 @@ class BlobLayer:
     size: int
     media_type: str
     opener: Callable[[], IO[bytes]] = field(compare=False, repr=False)
+    uncompressed_size: int = field(default=0, compare=False)  # 0 = unknown
 
     def open_compressed(self) -> IO[bytes]:
         return self.opener()

@@ -1,0 +1,211 @@
+"""Image tarballs: docker-archive (`docker save` / `docker load`) and loading of both formats.
+
+A docker-archive we write is also an OCI layout (as Docker 25+ writes them):
+
+    manifest.json             [{"Config": "blobs/sha256/<id>", "RepoTags": [...], "Layers": [...]}]
+    blobs/sha256/<diff_id>    each layer as an uncompressed tar (so its name is its diff_id)
+    blobs/sha256/<id>         the config;  index.json + oci-layout + a manifest for the OCI view
+
+`load_archive` reads either format into a store, verifying every digest on the way.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Sequence, Union
+
+from builder.errors import ImageFormatError
+from builder.oci.compress import decompressing_reader, detect
+from builder.oci.image import BasicImage, Image, Layer
+from builder.oci.layout import (OCI_LAYOUT, LayoutSource, Output, Tagged, _blob_name, _index, as_entries,
+                                read_oci_layout, write_tar_atomically)
+from builder.oci.model import OCI_LAYER, OCI_MANIFEST, Descriptor, Digest, Manifest
+
+__all__ = ["write_docker_archive", "load_archive", "uncompressed_size", "export_rootfs_dir", "export_rootfs_tar"]
+
+CHUNK = 1 << 20
+
+
+def uncompressed_size(layer: Layer) -> int:
+    """The size of a layer's tar (known from the store, or measured by one decompressing pass)."""
+    known = getattr(layer, "uncompressed_size", 0)
+    if known:
+        return known
+    n = 0
+    with layer.open_uncompressed() as f:
+        while data := f.read(CHUNK):
+            n += len(data)
+    return n
+
+
+def _write(out: Output, entries: list[Tagged]) -> None:
+    out.add_bytes("oci-layout", OCI_LAYOUT)
+    docker_manifest = []
+    oci = []
+    for image, tags in entries:
+        layer_names = []
+        layer_descs = []
+        for layer in image.layers():
+            name = _blob_name(layer.diff_id)
+            size = uncompressed_size(layer)
+            if not out.has(name):
+                out.add(name, size, layer.open_uncompressed)
+            layer_names.append(name)
+            layer_descs.append(Descriptor(OCI_LAYER, layer.diff_id, size))
+        config_name = _blob_name(image.id)
+        if not out.has(config_name):
+            out.add_bytes(config_name, image.raw_config())
+        docker_manifest.append({"Config": config_name, "RepoTags": list(tags), "Layers": layer_names})
+        manifest = Manifest(image.manifest().config, tuple(layer_descs), OCI_MANIFEST).to_json()
+        desc = Descriptor(OCI_MANIFEST, Digest.of(manifest), len(manifest))
+        if not out.has(_blob_name(desc.digest)):
+            out.add_bytes(_blob_name(desc.digest), manifest)
+        oci.append((desc, tags))
+    out.add_bytes("index.json", _index(oci))
+    out.add_bytes("manifest.json", json.dumps(docker_manifest, separators=(",", ":")).encode())
+
+
+def write_docker_archive(images: Union[Image, Sequence[Tagged]], dest: str | os.PathLike[str] | IO[bytes],
+                         tags: Sequence[str] = ()) -> None:
+    """Write a `docker load`-compatible archive of images with their tags (also an OCI layout)."""
+    entries = as_entries(images, tags)
+    write_tar_atomically(dest, lambda out: _write(out, entries))
+
+
+def _spool(stream: IO[bytes], tmp_dir: Path) -> Path:
+    """Copy a (possibly compressed) archive stream to an uncompressed temp file."""
+    head = stream.read(4)
+
+    class _Pre(io.RawIOBase):
+        def __init__(self) -> None:
+            self.head = head
+
+        def read(self, n: int = -1) -> bytes:
+            if self.head:
+                data, self.head = self.head, b""
+                return data
+            return stream.read(n)
+
+    reader = decompressing_reader(_Pre(), detect(head))  # type: ignore[arg-type]
+    fd, name = tempfile.mkstemp(prefix="load-", suffix=".tar", dir=tmp_dir)
+    with os.fdopen(fd, "wb") as out:
+        while data := reader.read(CHUNK):
+            out.write(data)
+    return Path(name)
+
+
+def _read_docker_archive(src: LayoutSource) -> list[tuple[BasicImage, list[str], list[str]]]:
+    """(config-only image, tags, layer member names) per manifest.json entry."""
+    try:
+        entries = json.loads(src.read("manifest.json"))
+        assert isinstance(entries, list)
+    except (ValueError, AssertionError):
+        raise ImageFormatError(f"{src.path}: manifest.json is not a list of images") from None
+    out = []
+    for e in entries:
+        if not isinstance(e, dict) or not isinstance(e.get("Config"), str) or not isinstance(e.get("Layers"), list):
+            raise ImageFormatError(f"{src.path}: malformed manifest.json entry {e!r}")
+        raw_config = src.read(os.path.normpath(e["Config"]))
+        out.append((BasicImage(raw_config), list(e.get("RepoTags") or []), [os.path.normpath(l) for l in e["Layers"]]))
+    return out
+
+
+def load_archive(store, source: str | os.PathLike[str] | IO[bytes]) -> list[tuple[str, list[str]]]:
+    """Load every image of a docker-archive or OCI layout (tar or directory) into `store`.
+
+    Returns (image id, tags) per image. Digests and diff_ids are verified; nothing
+    unverified is stored.
+    """
+    from builder.store import Store, normalize_tag
+
+    assert isinstance(store, Store)
+    spooled: Path | None = None
+    with store.lease():
+        try:
+            if hasattr(source, "read"):
+                path = spooled = _spool(source, store.tmp_dir())  # type: ignore[arg-type]
+            else:
+                path = Path(source)  # type: ignore[arg-type]
+                if not path.exists():
+                    raise ImageFormatError(f"{path}: no such file")
+                if path.is_file():
+                    with open(path, "rb") as f:
+                        if detect(f.read(4)) != "uncompressed":
+                            f.seek(0)
+                            path = spooled = _spool(f, store.tmp_dir())
+            src = LayoutSource(path)
+            try:
+                return _load(store, src, normalize_tag)
+            finally:
+                src.close()
+        finally:
+            if spooled is not None:
+                spooled.unlink(missing_ok=True)
+
+
+def _load(store, src: LayoutSource, normalize_tag) -> list[tuple[str, list[str]]]:
+    results = []
+    if src.has("manifest.json"):
+        for config_image, tags, layer_names in _read_docker_archive(src):
+            config = config_image.config()
+            if len(config.diff_ids) != len(layer_names):
+                raise ImageFormatError(f"{src.path}: {len(layer_names)} layers for {len(config.diff_ids)} diff_ids")
+            layers = []
+            for name, diff_id in zip(layer_names, config.diff_ids):
+                with src.open(name) as f:
+                    rec = store.put_tar(f, diff_id=diff_id)
+                layers.append(store.layer(rec))
+            image = BasicImage(config_image.raw_config(), tuple(layers))
+            names = [normalize_tag(t) for t in tags]
+            results.append((store.put_image(image, names), names))
+        return results
+    if src.has("index.json"):
+        for image, tags in read_oci_layout(src):
+            names = [normalize_tag(t) for t in tags]
+            results.append((store.put_image(image, names), names))
+        return results
+    raise ImageFormatError(f"{src.path}: neither a docker-archive (manifest.json) nor an OCI layout (index.json)")
+
+
+# ---------------------------------------------------------------------------- rootfs exports
+
+
+def export_rootfs_dir(image: Image, dest: str | os.PathLike[str]) -> None:
+    """Flatten an image's layers into the directory `dest` (`--output type=local`), confined to it."""
+    from builder.oci.layertar import extract
+
+    Path(dest).mkdir(parents=True, exist_ok=True)
+    for layer in image.layers():
+        with layer.open_uncompressed() as f:
+            extract(f, dest, overlay=False)
+
+
+def export_rootfs_tar(image: Image, dest: str | os.PathLike[str] | IO[bytes], tmp_dir: str | os.PathLike[str],
+                      epoch: int | None = None) -> None:
+    """The flattened root filesystem as one deterministic tar (`--output type=tar`)."""
+    import shutil
+
+    from builder.oci.layertar import write_dir
+
+    work = Path(tempfile.mkdtemp(prefix="rootfs-", dir=tmp_dir))
+    try:
+        export_rootfs_dir(image, work)
+        if hasattr(dest, "write"):
+            write_dir(work, dest.write, epoch=epoch)  # type: ignore[union-attr]
+            return
+        path = Path(dest)  # type: ignore[arg-type]
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                write_dir(work, f.write, epoch=epoch)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -1,0 +1,324 @@
+"""OCI image layouts: write one as a directory or a tarball, read one back.
+
+    oci-layout                {"imageLayoutVersion": "1.0.0"}
+    index.json                an image index; each manifest annotated with its name
+    blobs/sha256/<hex>        manifests, configs, layers
+
+Tarballs are deterministic (sorted entries, mtime 0, numeric owners), written to a temp file
+and renamed into place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import IO, Callable, Iterable, Sequence, Union
+
+from builder.errors import ImageFormatError
+from builder.oci.image import BasicImage, BlobLayer, Image
+from builder.oci.layertar import DIR, REG, Header, TarWriter
+from builder.oci.model import (INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST, Descriptor, Digest,
+                               ImageConfig, Index, Manifest, Platform)
+
+__all__ = ["write_oci_layout", "write_oci_archive", "read_oci_layout", "Output", "DirOutput", "TarOutput",
+           "Tagged", "REF_NAME", "CONTAINERD_NAME", "as_entries", "LayoutSource"]
+
+REF_NAME = "org.opencontainers.image.ref.name"
+CONTAINERD_NAME = "io.containerd.image.name"
+OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
+CHUNK = 1 << 20
+
+Tagged = tuple[Image, Sequence[str]]
+Opener = Callable[[], IO[bytes]]
+
+
+def as_entries(images: Union[Image, Sequence[Tagged]], tags: Sequence[str] = ()) -> list[Tagged]:
+    """Normalise `image` or `[(image, tags), ...]` to the list form."""
+    if isinstance(images, (list, tuple)):
+        return [(img, list(t)) for img, t in images]
+    return [(images, list(tags))]  # type: ignore[list-item]
+
+
+class Output:
+    """Where a layout or archive is written: named files of known size."""
+
+    def add(self, name: str, size: int, opener: Opener) -> None:
+        raise NotImplementedError
+
+    def add_bytes(self, name: str, data: bytes) -> None:
+        import io
+
+        self.add(name, len(data), lambda: io.BytesIO(data))
+
+    def has(self, name: str) -> bool:
+        raise NotImplementedError
+
+
+class DirOutput(Output):
+    """Files in a directory (each written to a temp name, then renamed)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def has(self, name: str) -> bool:
+        return (self.root / name).exists()
+
+    def add(self, name: str, size: int, opener: Opener) -> None:
+        path = self.root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as out, opener() as src:
+                written = 0
+                while data := src.read(CHUNK):
+                    out.write(data)
+                    written += len(data)
+            if written != size:
+                raise ImageFormatError(f"{name}: expected {size} bytes, got {written}")
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+class TarOutput(Output):
+    """Entries of a deterministic tar stream written to `f`."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self._w = TarWriter(f.write)
+        self._names: set[str] = set()
+
+    def has(self, name: str) -> bool:
+        return name in self._names
+
+    def _dirs(self, name: str) -> None:
+        parts = name.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            d = "/".join(parts[:i])
+            if d not in self._names:
+                self._names.add(d)
+                self._w.add(Header(d, DIR, 0o755))
+
+    def add(self, name: str, size: int, opener: Opener) -> None:
+        self._dirs(name)
+        self._names.add(name)
+        with opener() as src:
+            got = [0]
+
+            def read(n: int) -> bytes:
+                data = src.read(n)
+                got[0] += len(data)
+                return data
+
+            self._w.add(Header(name, REG, 0o644, size=size), read)
+            if got[0] != size or src.read(1):
+                raise ImageFormatError(f"{name}: content is not {size} bytes long")
+
+    def close(self) -> None:
+        self._w.close()
+
+
+def _blob_name(digest: str) -> str:
+    d = Digest(digest)
+    return f"blobs/{d.algorithm}/{d.hex}"
+
+
+def write_image_blobs(out: Output, image: Image) -> Descriptor:
+    """Write an image's layers, config and manifest; return the manifest descriptor."""
+    import io
+
+    for layer in image.layers():
+        name = _blob_name(layer.digest)
+        if not out.has(name):
+            out.add(name, layer.size, layer.open_compressed)
+    cname = _blob_name(image.id)
+    if not out.has(cname):
+        out.add_bytes(cname, image.raw_config())
+    raw = image.raw_manifest()
+    mname = _blob_name(Digest.of(raw))
+    if not out.has(mname):
+        out.add(mname, len(raw), lambda: io.BytesIO(raw))
+    return Descriptor(image.manifest().media_type, Digest.of(raw), len(raw))
+
+
+def _index(entries: Iterable[tuple[Descriptor, Sequence[str]]]) -> bytes:
+    manifests = []
+    for desc, tags in entries:
+        if not tags:
+            manifests.append(desc)
+        for tag in tags:
+            manifests.append(Descriptor(desc.media_type, desc.digest, desc.size,
+                                        annotations={REF_NAME: tag, CONTAINERD_NAME: tag}))
+    return Index(tuple(manifests), OCI_INDEX).to_json()
+
+
+def _write_layout(out: Output, entries: list[Tagged]) -> None:
+    out.add_bytes("oci-layout", OCI_LAYOUT)
+    descs = [(write_image_blobs(out, img), tags) for img, tags in entries]
+    out.add_bytes("index.json", _index(descs))
+
+
+def write_oci_layout(images: Union[Image, Sequence[Tagged]], dest: str | os.PathLike[str],
+                     tags: Sequence[str] = ()) -> None:
+    """Write (or add to) an OCI image layout directory at `dest`."""
+    out = DirOutput(Path(dest))
+    entries = as_entries(images, tags)
+    old: list[Descriptor] = []
+    if (Path(dest) / "index.json").exists():  # keep what is already in the layout
+        old = list(Index.from_json((Path(dest) / "index.json").read_bytes()).manifests)
+    out.add_bytes("oci-layout", OCI_LAYOUT)
+    new = [(write_image_blobs(out, img), t) for img, t in entries]
+    new_names = {t for _, ts in new for t in ts}
+    kept = [(d, [d.annotations[REF_NAME]] if d.annotations and REF_NAME in d.annotations else [])
+            for d in old if not (d.annotations and d.annotations.get(REF_NAME) in new_names)]
+    out.add_bytes("index.json", _index(kept + new))
+
+
+def write_tar_atomically(dest: str | os.PathLike[str] | IO[bytes], fill: Callable[[TarOutput], None]) -> None:
+    """Write a tar with `fill` to a file path (temp + rename) or to an open binary stream."""
+    if hasattr(dest, "write"):
+        out = TarOutput(dest)  # type: ignore[arg-type]
+        fill(out)
+        out.close()
+        return
+    path = Path(dest)  # type: ignore[arg-type]
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            out = TarOutput(f)
+            fill(out)
+            out.close()
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_oci_archive(images: Union[Image, Sequence[Tagged]], dest: str | os.PathLike[str] | IO[bytes],
+                      tags: Sequence[str] = ()) -> None:
+    """Write an OCI image layout as a tarball (`oci-archive:` for skopeo, `podman load`)."""
+    entries = as_entries(images, tags)
+    write_tar_atomically(dest, lambda out: _write_layout(out, entries))
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+class LayoutSource:
+    """Named files of a layout or archive: a directory, or a tar file read by member."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._tar: tarfile.TarFile | None = None
+        self._members: dict[str, tarfile.TarInfo] = {}
+        if not path.is_dir():
+            try:
+                self._tar = tarfile.open(path, "r:")
+            except (tarfile.TarError, OSError) as exc:
+                raise ImageFormatError(f"{path}: not an image archive: {exc}") from None
+            for m in self._tar.getmembers():
+                if m.isfile():
+                    self._members[os.path.normpath(m.name.lstrip("/")).lstrip("./") or m.name] = m
+
+    def has(self, name: str) -> bool:
+        return name in self._members if self._tar else (self.path / name).is_file()
+
+    def open(self, name: str) -> IO[bytes]:
+        if self._tar is None:
+            p = self.path / name
+            if p.is_symlink() or not p.is_file():
+                raise ImageFormatError(f"{self.path}: missing {name}")
+            return open(p, "rb")
+        m = self._members.get(name)
+        if m is None:
+            raise ImageFormatError(f"{self.path}: missing {name}")
+        f = self._tar.extractfile(m)
+        assert f is not None
+        return f  # type: ignore[return-value]
+
+    def read(self, name: str, limit: int = 64 << 20) -> bytes:
+        with self.open(name) as f:
+            data = f.read(limit + 1)
+        if len(data) > limit:
+            raise ImageFormatError(f"{self.path}: {name} is implausibly large")
+        return data
+
+    def read_blob(self, desc: Descriptor) -> bytes:
+        data = self.read(_blob_name(desc.digest))
+        if Digest.of(data) != desc.digest:
+            raise ImageFormatError(f"{self.path}: blob {desc.digest} is corrupt (hash mismatch)")
+        return data
+
+    def close(self) -> None:
+        if self._tar is not None:
+            self._tar.close()
+
+
+def _host_platform() -> Platform:
+    import platform as _p
+
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(_p.machine(), _p.machine())
+    return Platform("linux", arch)
+
+
+def _image_from(src: LayoutSource, desc: Descriptor) -> BasicImage:
+    raw_manifest = src.read_blob(desc)
+    manifest = Manifest.from_json(raw_manifest)
+    raw_config = src.read_blob(manifest.config)
+    config = ImageConfig.from_json(raw_config)
+    if len(config.diff_ids) != len(manifest.layers):
+        raise ImageFormatError(f"{src.path}: image {desc.digest}: {len(manifest.layers)} layers but "
+                               f"{len(config.diff_ids)} diff_ids")
+    layers = tuple(BlobLayer(diff, d.digest, d.size, d.media_type, lambda n=_blob_name(d.digest): src.open(n))
+                   for diff, d in zip(config.diff_ids, manifest.layers))
+    return BasicImage(raw_config, layers, manifest.media_type, manifest.annotations, raw_manifest)
+
+
+def _name_of(desc: Descriptor) -> list[str]:
+    ann = desc.annotations or {}
+    for key in (CONTAINERD_NAME, REF_NAME):
+        name = ann.get(key, "")
+        if name and (":" in name or "/" in name):
+            return [name]
+    return []
+
+
+def read_oci_layout(src: LayoutSource) -> list[tuple[BasicImage, list[str]]]:
+    """Images in an OCI layout (directory or tar), with the names their index gives them.
+
+    A nested index (multi-platform) contributes the manifest for the host platform.
+    """
+    if not src.has("index.json"):
+        raise ImageFormatError(f"{src.path}: not an OCI layout (no index.json)")
+    index = Index.from_json(src.read("index.json"))
+    out: list[tuple[BasicImage, list[str]]] = []
+    by_digest: dict[str, int] = {}
+    for desc in index.manifests:
+        target = desc
+        if desc.media_type in INDEX_TYPES:
+            nested = Index.from_json(src.read_blob(desc))
+            host = _host_platform()
+            choices = [m for m in nested.manifests if m.media_type in MANIFEST_TYPES]
+            match = [m for m in choices if m.platform and (m.platform.os, m.platform.architecture) ==
+                     (host.os, host.architecture)]
+            if not (match or choices):
+                raise ImageFormatError(f"{src.path}: index {desc.digest} lists no image manifests")
+            target = (match or choices)[0]
+        elif desc.media_type not in MANIFEST_TYPES and desc.media_type:
+            raise ImageFormatError(f"{src.path}: unsupported media type {desc.media_type!r} in index.json")
+        names = _name_of(desc)
+        if target.digest in by_digest:
+            out[by_digest[target.digest]][1].extend(names)
+            continue
+        by_digest[target.digest] = len(out)
+        out.append((_image_from(src, target), names))
+    return out
+

@@ -337,12 +337,19 @@ class _Entry:
 
 def checksum_sources(view: RootView, rels: Sequence[str], *, ignore: PatternMatcher | None = None,
                      excludes: Sequence[str] = (), owner: tuple[int, int] | None = None,
-                     statcache: StatCache | None = None) -> str:
-    """sha256 over what COPY takes from the resolved sources `rels` (see the module docstring)."""
+                     preserve_owner: bool = False, statcache: StatCache | None = None) -> str:
+    """sha256 over what COPY takes from the resolved sources `rels` (see the module docstring).
+
+    `preserve_owner` (COPY --from without --chown) adds each entry's uid:gid to what is hashed.
+    """
     exclude = PatternMatcher(list(excludes), source="--exclude") if excludes else None
     entries: list[_Entry] = []
     for rel in rels:
         _collect(view, rel, ignore, exclude, entries)
+    if preserve_owner and owner is None:
+        for e in entries:
+            if e.st is not None:
+                e.rel += f"\0{e.st.st_uid}:{e.st.st_gid}"
     _hash_contents(entries, statcache)
     h = hashlib.sha256()
     h.update(b"pybuild-copy-checksum-v1\n")
@@ -365,7 +372,7 @@ def _collect(view: RootView, rel: str, ignore: PatternMatcher | None, exclude: P
     if not stat.S_ISDIR(st.st_mode):
         out.append(_entry(view, label, real, st))
         return
-    out.append(_Entry(label, "d", stat.S_IMODE(st.st_mode), ""))
+    out.append(_Entry(label, "d", stat.S_IMODE(st.st_mode), "", st))
     if view.single:
         _walk_fast(str(view.root.joinpath(*split_path(real))), real, label, "", ignore, exclude, out)
     else:
@@ -378,10 +385,11 @@ def _entry(view: RootView, label: str, real: str, st: os.stat_result) -> _Entry:
         host = view.host_path(real)
         return _Entry(label, "f", stat.S_IMODE(mode), str(host), st)
     if stat.S_ISLNK(mode):
-        return _Entry(label, "l", stat.S_IMODE(mode), view.readlink(real))
+        return _Entry(label, "l", stat.S_IMODE(mode), view.readlink(real), st)
     if stat.S_ISDIR(mode):
-        return _Entry(label, "d", stat.S_IMODE(mode), "")
-    return _Entry(label, stat.filemode(mode)[0], stat.S_IMODE(mode), f"{os.major(st.st_rdev)},{os.minor(st.st_rdev)}")
+        return _Entry(label, "d", stat.S_IMODE(mode), "", st)
+    return _Entry(label, stat.filemode(mode)[0], stat.S_IMODE(mode), f"{os.major(st.st_rdev)},{os.minor(st.st_rdev)}",
+                  st)
 
 
 def _walk_fast(host_dir: str, real: str, label: str, sub: str, ignore: PatternMatcher | None,
@@ -406,22 +414,22 @@ def _walk_fast(host_dir: str, real: str, label: str, sub: str, ignore: PatternMa
             _walk_fast(item.path, ctx_path, f"{label}/{name}", sub_path, ignore, exclude, out)
             if len(out) > before:
                 st = item.stat(follow_symlinks=False)
-                out.insert(before, _Entry(f"{label}/{name}", "d", stat.S_IMODE(st.st_mode), ""))
+                out.insert(before, _Entry(f"{label}/{name}", "d", stat.S_IMODE(st.st_mode), "", st))
             continue
         if exclude and exclude.matches(sub_path):
             continue
         st = item.stat(follow_symlinks=False)
         mode = st.st_mode
         if is_dir:
-            out.append(_Entry(f"{label}/{name}", "d", stat.S_IMODE(mode), ""))
+            out.append(_Entry(f"{label}/{name}", "d", stat.S_IMODE(mode), "", st))
             _walk_fast(item.path, ctx_path, f"{label}/{name}", sub_path, ignore, exclude, out)
         elif stat.S_ISREG(mode):
             out.append(_Entry(f"{label}/{name}", "f", stat.S_IMODE(mode), item.path, st))
         elif stat.S_ISLNK(mode):
-            out.append(_Entry(f"{label}/{name}", "l", stat.S_IMODE(mode), os.readlink(item.path)))
+            out.append(_Entry(f"{label}/{name}", "l", stat.S_IMODE(mode), os.readlink(item.path), st))
         else:
             out.append(_Entry(f"{label}/{name}", stat.filemode(mode)[0], stat.S_IMODE(mode),
-                              f"{os.major(st.st_rdev)},{os.minor(st.st_rdev)}"))
+                              f"{os.major(st.st_rdev)},{os.minor(st.st_rdev)}", st))
 
 
 def _walk_view(view: RootView, real: str, label: str, sub: str, ignore: PatternMatcher | None,

@@ -6,7 +6,10 @@ BuildError out. The caller has already expanded ARGs and wildcards (`context.exp
     copy_files(layer_dir, items, dest, *, src=None, target=None, workdir="/", owner=None,
                chmod=None, excludes=(), parents=False, link=False, ignore=None, unpack=False,
                where="") -> list[str]
-        items: context-relative paths (str, read from `src`), HeredocSource or FetchedFile.
+        items: context-relative paths (str, read from `src`), HeredocSource or FetchedFile; no
+             items makes the directory `dest` (and its parents) and nothing else.
+        preserve_owner: keep the source's uid:gid when no --chown is given: pass True for
+             `COPY --from` (BuildKit and buildah keep a stage's owners), False for the context.
         src: the source root: a directory or a RootView (the context, another stage's rootfs, or
              an image's layers, top-most first). target: the image being built on (a directory,
              a list of layer directories or a RootView), used to follow symlinks in `dest`, to
@@ -381,6 +384,9 @@ def copy_files(layer_dir: str | os.PathLike[str], items: Sequence[Item], dest: s
     if len(items) > 1 and not dest_dir:
         raise BuildError(f"{where}When using COPY with more than one source file, the destination must be a "
                          f"directory and end with a /: {dest}")
+    if not items:  # nothing to copy: make the destination directory (WORKDIR uses this)
+        writer.ensure_dir(dest_rel)
+        return ["/" + dest_rel]
     written: list[str] = []
     for item in items:
         if isinstance(item, (HeredocSource, FetchedFile)):

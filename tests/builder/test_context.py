@@ -307,3 +307,11 @@ def test_all_lists_every_public_name() -> None:
     public = {n for n, v in vars(context_mod).items() if not n.startswith("_") and callable(v)
               and getattr(v, "__module__", "") == context_mod.__name__}
     assert public == set(context_mod.__all__)
+
+
+def test_checksum_with_preserved_owners_sees_owner_changes(ctx_dir: Path) -> None:
+    view = RootView(ctx_dir)
+    before = checksum_sources(view, ["src"], preserve_owner=True)
+    assert checksum_sources(view, ["src"]) != before
+    os.lchown(ctx_dir / "src/util", 5, 5)
+    assert checksum_sources(view, ["src"], preserve_owner=True) != before

@@ -377,3 +377,19 @@ def test_all_lists_every_public_name() -> None:
     public = {n for n, v in vars(copyops).items() if not n.startswith("_") and callable(v)
               and getattr(v, "__module__", "") == copyops.__name__}
     assert public == set(copyops.__all__)
+
+
+def test_no_items_makes_the_destination_directory(layer: Path, target: Path) -> None:
+    assert copy_files(layer, [], "/srv/new/deep/", target=target, owner=(5, 5)) == ["/srv/new/deep"]
+    t = tree(layer)
+    assert t["srv"] == "750 7:8 d" and t["srv/new"] == "755 5:5 d" and t["srv/new/deep"] == "755 5:5 d"
+
+
+def test_copy_from_a_stage_can_keep_its_owners(src: Path, layer: Path) -> None:
+    os.chown(src / "dir/one", 33, 34)
+    copy_files(layer, ["dir"], "/kept", src=src, preserve_owner=True)
+    copy_files(layer, ["dir"], "/reset", src=src)
+    copy_files(layer, ["dir"], "/chowned", src=src, preserve_owner=True, owner=(1, 1))
+    t = tree(layer)
+    assert t["kept/one"].split()[1] == "33:34" and t["reset/one"].split()[1] == "0:0"
+    assert t["chowned/one"].split()[1] == "1:1"

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import argparse
 
-from builder.errors import NotImplementedYet
+from builder.containers import containers
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("args", nargs="*", help=argparse.SUPPRESS)
+    p.add_argument("-f", "--force", action="store_true", help="kill running containers first")
+    p.add_argument("containers", nargs="+", help="container ids (or unique prefixes) or names")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedYet("pybuild rm: not implemented yet")
+    store = containers()
+    store.sweep()
+    for ref in args.containers:
+        store.get(ref).remove(force=args.force)
+        print(ref)
+    return 0

@@ -1,15 +1,64 @@
-"""`pybuild run`: run a command in a new container."""
+"""`pybuild run`: run a command in a new container (like `docker run`)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
-from builder.errors import NotImplementedYet
+from builder.containers import RunOptions, create
+from builder.store import Store
+from runtime.errors import SandboxError
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("args", nargs="*", help=argparse.SUPPRESS)
+    p.add_argument("--rm", action="store_true", help="remove the container when it exits")
+    p.add_argument("-d", "--detach", action="store_true", help="run in the background and print the container id")
+    p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
+    p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
+    p.add_argument("-p", "--publish", action="append", default=[], metavar="[IP:]HOST:CTR[/PROTO]",
+                   help="publish a container port on the host")
+    p.add_argument("-e", "--env", action="append", default=[], metavar="KEY[=VALUE]", help="set an environment variable")
+    p.add_argument("--env-file", action="append", default=[], metavar="FILE", help="read environment variables from FILE")
+    p.add_argument("-v", "--volume", action="append", default=[], metavar="HOST:CTR[:ro]", help="bind mount a host path")
+    p.add_argument("--name", default="", help="name the container")
+    p.add_argument("--hostname", default="", help="container hostname (default: the short id)")
+    p.add_argument("--network", default="bridge", choices=["none", "host", "bridge"], help="network mode")
+    p.add_argument("-m", "--memory", help="memory limit (e.g. 512m, 1g)")
+    p.add_argument("--cpus", type=float, help="number of CPUs (e.g. 0.5)")
+    p.add_argument("--pids-limit", type=int, help="maximum number of processes")
+    p.add_argument("--entrypoint", help="override the image's ENTRYPOINT ('' clears it)")
+    p.add_argument("-w", "--workdir", help="working directory inside the container")
+    p.add_argument("-u", "--user", help="USER name[:group] or uid[:gid]")
+    p.add_argument("--read-only", action="store_true", help="mount the root filesystem read-only")
+    p.add_argument("image", help="image name, name:tag, or id")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="command and arguments (default: the image's CMD)")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedYet("pybuild run: not implemented yet")
+    opts = RunOptions(
+        command=tuple(args.command), entrypoint=args.entrypoint, env=tuple(args.env), env_files=tuple(args.env_file),
+        user=args.user, workdir=args.workdir, tty=args.tty, interactive=args.interactive, hostname=args.hostname,
+        volumes=tuple(args.volume), publish=tuple(args.publish), network=args.network, memory=args.memory,
+        cpus=args.cpus, pids_limit=args.pids_limit, name=args.name, auto_remove=args.rm, read_only=args.read_only)
+    store = Store.open()
+    try:
+        container = create(store, args.image, opts)
+    except SandboxError as exc:
+        exc.exit_code = 125  # type: ignore[attr-defined]
+        raise
+    if args.detach:
+        st = container.start_detached()
+        if st.status == "exited" and st.error:
+            raise SandboxError(f"container {container.short_id} failed to start: {st.error}")
+        print(container.id)
+        return 0
+    try:
+        status = container.run()
+    except SandboxError as exc:
+        exc.exit_code = 125  # type: ignore[attr-defined]
+        raise
+    finally:
+        if args.rm:
+            container.remove(force=True)
+    sys.stdout.flush()
+    return status.code

@@ -1,0 +1,336 @@
+"""Containers that outlive one command: state under `<root>/<id>/`, a supervisor per detached
+container, ps/logs/stop/kill/rm, and clean-up of what a killed pybuild left behind.
+
+    <root>/<id>/config.json   what to run (ContainerConfig); written once
+    <root>/<id>/state.json    status, supervisor and init pids, exit code, times; replaced atomically
+    <root>/<id>/output.log    stdout and stderr of a detached container
+    <root>/<id>/upper, work   the container's writable layer
+
+Ids are 64 hex characters, accepted as any unique prefix (ps shows 12), or the container's name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from runtime.errors import SandboxError
+from runtime.executor import LinuxExecutor, Output, new_id
+from runtime.spec import ExitStatus, Limits, Mount, NetworkMode, PortMapping, ProcessSpec, RootfsSpec
+
+_ADJECTIVES = ("brave", "calm", "eager", "fancy", "gentle", "happy", "jolly", "keen", "lucid", "merry",
+               "nifty", "proud", "quirky", "sharp", "tender", "vivid", "witty", "zealous")
+_NOUNS = ("babbage", "curie", "darwin", "euler", "fermat", "gauss", "hopper", "knuth", "lovelace", "noether",
+          "pascal", "ritchie", "shannon", "turing", "wozniak", "yalow")
+
+
+class NoSuchContainer(SandboxError):
+    exit_code = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerConfig:
+    """Everything needed to (re)start a container; `image` is the image id (a GC root for the store)."""
+
+    id: str
+    name: str
+    image: str
+    image_ref: str
+    process: ProcessSpec
+    lower: tuple[str, ...]
+    mounts: tuple[Mount, ...] = ()
+    network: NetworkMode = NetworkMode.BRIDGE
+    limits: Limits = Limits()
+    ports: tuple[PortMapping, ...] = ()
+    auto_remove: bool = False
+    created: str = ""
+    chain_ids: tuple[str, ...] = field(default=())
+    read_only: bool = False
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        d["network"] = self.network.value
+        return json.dumps(d, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ContainerConfig":
+        d = json.loads(text)
+        p = d["process"]
+        return cls(
+            id=d["id"], name=d["name"], image=d["image"], image_ref=d["image_ref"],
+            process=ProcessSpec(argv=tuple(p["argv"]), env=tuple(tuple(e) for e in p["env"]), user=p["user"],
+                                cwd=p["cwd"], tty=p["tty"], stdin=p["stdin"], hostname=p["hostname"]),
+            lower=tuple(d["lower"]), mounts=tuple(Mount(**{**m, "options": tuple(m["options"])}) for m in d["mounts"]),
+            network=NetworkMode(d["network"]), limits=Limits(**d["limits"]),
+            ports=tuple(PortMapping(**p) for p in d["ports"]), auto_remove=d["auto_remove"],
+            created=d["created"], chain_ids=tuple(d.get("chain_ids", ())), read_only=d.get("read_only", False))
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerState:
+    status: str = "created"  # created | running | exited
+    supervisor_pid: int = 0
+    init_pid: int = 0
+    exit_code: int | None = None
+    started: str = ""
+    finished: str = ""
+    error: str = ""
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    try:  # a zombie is not alive
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class Container:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.id = path.name
+        self.config = ContainerConfig.from_json((path / "config.json").read_text())
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / "output.log"
+
+    def state(self) -> ContainerState:
+        try:
+            return ContainerState(**json.loads((self.path / "state.json").read_text()))
+        except (FileNotFoundError, ValueError):
+            return ContainerState()
+
+    def _set_state(self, **changes: Any) -> ContainerState:
+        st = replace(self.state(), **changes)
+        _write_atomic(self.path / "state.json", json.dumps(asdict(st), indent=1))
+        return st
+
+    def rootfs(self) -> RootfsSpec:
+        return RootfsSpec(tuple(Path(p) for p in self.config.lower), self.path / "upper", self.path / "work",
+                          self.config.read_only)
+
+    def is_running(self) -> bool:
+        st = self.state()
+        return st.status == "running" and _alive(st.supervisor_pid)
+
+    def run(self, executor: LinuxExecutor | None = None, *, stdout: Output = None, stderr: Output = None,
+            stdin: int | None = None) -> ExitStatus:
+        """Run in this process (the foreground case, and what the supervisor does)."""
+        c = self.config
+        shutil.rmtree(self.path / "work", ignore_errors=True)
+        (self.path / "work").mkdir()
+        self._set_state(status="running", supervisor_pid=os.getpid(), started=_now(), exit_code=None, error="")
+        try:
+            status = (executor or LinuxExecutor()).run(
+                c.process, self.rootfs(), c.mounts, c.network, c.limits, stdout=stdout, stderr=stderr, stdin=stdin,
+                ports=c.ports, container_id=self.id, on_start=lambda pid: self._set_state(init_pid=pid))
+        except BaseException as exc:
+            msg = exc.message if isinstance(exc, SandboxError) else str(exc)
+            self._set_state(status="exited", exit_code=125 if not isinstance(exc, KeyboardInterrupt) else 130,
+                            finished=_now(), init_pid=0, error=msg)
+            raise
+        self._set_state(status="exited", exit_code=status.code, finished=_now(), init_pid=0)
+        return status
+
+    def start_detached(self, timeout: float = 10.0) -> ContainerState:
+        """Start a supervisor process that runs the container and outlives us; wait until it runs."""
+        log = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        try:
+            subprocess.Popen([sys.executable, "-m", "runtime.supervisor", str(self.path)], stdin=subprocess.DEVNULL,
+                             stdout=log, stderr=log, start_new_session=True, close_fds=True)
+        finally:
+            os.close(log)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            st = self.state()
+            if st.init_pid or st.status == "exited":
+                return st
+            time.sleep(0.01)
+        raise SandboxError(f"container {self.short_id} did not start within {timeout:.0f}s")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        st = self.state()
+        if not self.is_running() or not st.init_pid:
+            raise SandboxError(f"container {self.short_id} is not running")
+        target = st.init_pid
+        try:
+            os.kill(target, sig)
+        except ProcessLookupError:
+            pass
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the container is no longer running; False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.is_running():
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM (forwarded by the init to the process), then SIGKILL after `timeout` seconds."""
+        if not self.is_running():
+            return
+        self.kill(signal.SIGTERM)
+        if not self.wait(timeout):
+            self.kill(signal.SIGKILL)
+            self.wait(5)
+
+    def remove(self, force: bool = False) -> None:
+        if self.is_running():
+            if not force:
+                raise SandboxError(f"cannot remove container {self.short_id}: it is running",
+                                   hint="stop it first, or use rm -f")
+            self.kill(signal.SIGKILL)
+            self.wait(10)
+        shutil.rmtree(self.path)
+
+
+class Containers:
+    """The containers under one directory (`$PYBUILD_ROOT/containers`)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def create(self, image: str, image_ref: str, process: ProcessSpec, lower: list[Path], *, name: str = "",
+               mounts: tuple[Mount, ...] = (), network: NetworkMode = NetworkMode.BRIDGE, limits: Limits = Limits(),
+               ports: tuple[PortMapping, ...] = (), auto_remove: bool = False,
+               chain_ids: tuple[str, ...] = (), read_only: bool = False) -> Container:
+        self.root.mkdir(parents=True, exist_ok=True)
+        cid = new_id()
+        if name:
+            if any(c.config.name == name for c in self.list()):
+                raise SandboxError(f"the container name {name!r} is already in use",
+                                   hint="remove that container or pick another --name")
+        else:
+            name = f"{random.choice(_ADJECTIVES)}_{random.choice(_NOUNS)}_{cid[:4]}"
+        if not process.hostname:
+            process = replace(process, hostname=cid[:12])
+        config = ContainerConfig(cid, name, image, image_ref, process, tuple(str(p) for p in lower), mounts,
+                                 network, limits, ports, auto_remove, _now(), chain_ids, read_only)
+        tmp = self.root / f".{cid}.tmp"
+        tmp.mkdir()
+        (tmp / "upper").mkdir()
+        (tmp / "work").mkdir()
+        (tmp / "config.json").write_text(config.to_json())
+        os.rename(tmp, self.root / cid)
+        return Container(self.root / cid)
+
+    def list(self) -> list[Container]:
+        try:
+            entries = sorted(self.root.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True)
+        except FileNotFoundError:
+            return []
+        out = []
+        for p in entries:
+            if p.is_dir() and not p.name.startswith(".") and (p / "config.json").exists():
+                try:
+                    out.append(Container(p))
+                except (OSError, ValueError, KeyError):
+                    continue
+        return out
+
+    def get(self, ref: str) -> Container:
+        """By full id, unique id prefix, or name."""
+        containers = self.list()
+        for c in containers:
+            if c.config.name == ref or c.id == ref:
+                return c
+        hits = [c for c in containers if ref and c.id.startswith(ref)]
+        if len(hits) == 1:
+            return hits[0]
+        if len(hits) > 1:
+            raise NoSuchContainer(f"container id prefix {ref!r} is ambiguous ({len(hits)} containers)")
+        raise NoSuchContainer(f"no such container: {ref}")
+
+    def sweep(self) -> list[str]:
+        """Mark containers whose supervisor died (kill -9) as exited, drop half-created directories,
+        and clean stale cgroups, run dirs and addresses; returns the ids fixed."""
+        fixed = []
+        for c in self.list():
+            st = c.state()
+            if st.status == "running" and not _alive(st.supervisor_pid):
+                c._set_state(status="exited", exit_code=st.exit_code if st.exit_code is not None else 137,
+                             finished=_now(), init_pid=0, error="its supervisor died")
+                fixed.append(c.id)
+                if c.config.auto_remove:
+                    shutil.rmtree(c.path, ignore_errors=True)
+        if self.root.exists():
+            for p in self.root.glob(".*.tmp"):
+                if time.time() - p.stat().st_mtime > 60:
+                    shutil.rmtree(p, ignore_errors=True)
+        sweep_host()
+        return fixed
+
+
+def sweep_host(run_dir: Path | None = None) -> None:
+    """Remove run dirs, cgroups and IPAM entries whose owning process is gone."""
+    from runtime import cgroups
+    from runtime.executor import DEFAULT_RUN_DIR
+
+    base = run_dir or DEFAULT_RUN_DIR
+    if base.exists():
+        for p in base.iterdir():
+            owner = p.name.split("-", 1)[0]
+            if owner.isdigit() and not _alive(int(owner)):
+                shutil.rmtree(p, ignore_errors=True)
+    cgroups.sweep()
+    from runtime import network
+
+    if network.IPAM_DIR.exists():
+        network.sweep()
+
+
+def format_status(st: ContainerState, now: float | None = None) -> str:
+    """Docker's STATUS column: `Up 5 seconds`, `Exited (0) 2 minutes ago`, `Created`."""
+    def ago(when: str) -> str:
+        if not when:
+            return ""
+        secs = int((now or time.time()) - datetime.fromisoformat(when).timestamp())
+        for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+            if secs >= size:
+                n = secs // size
+                return f"{n} {unit}{'s' if n > 1 else ''}"
+        return "Less than a second" if secs < 1 else f"{secs} second{'s' if secs > 1 else ''}"
+
+    if st.status == "running" and _alive(st.supervisor_pid):
+        return f"Up {ago(st.started)}"
+    if st.status in ("running", "exited"):
+        return f"Exited ({st.exit_code if st.exit_code is not None else 137}) {ago(st.finished) or 'a while'} ago"
+    return "Created"
+
+
+OnLine = Callable[[bytes], None]

@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from builder.errors import StageError
+from builder.errors import BuildError, StageError, StepError
 from builder.graph import (
     BuildGraph,
     ConfigChange,
@@ -154,7 +154,7 @@ class Converter:
     # --- expansion ------------------------------------------------------------------------------
 
     def expand(self, word: str, env: Mapping[str, str], origin: Origin) -> str:
-        from grammar.expand import process_word  # (grammar.expand the module shadows the function)
+        from grammar.shell_lexer import process_word  # (grammar.expand the module shadows the function)
 
         try:
             return process_word(word, env, self.escape)
@@ -162,7 +162,7 @@ class Converter:
             raise _locate(exc, origin) from None
 
     def expand_words(self, text: str, env: Mapping[str, str], origin: Origin) -> list[str]:
-        from grammar.expand import process_words
+        from grammar.shell_lexer import process_words
 
         try:
             return process_words(text, env, self.escape)
@@ -276,7 +276,11 @@ class Converter:
             base, base_config = Scratch(), {}
         else:
             base = ImageSource(image, platform)
-            base_config = _copy_config(self.resolve_image(image, platform or self.target_platform))
+            try:
+                base_config = _copy_config(self.resolve_image(image, platform))
+            except BuildError as exc:
+                raise StepError(exc.message, filename=origin.filename, line=origin.line, column=origin.column,
+                                source_line=origin.text, hint=exc.hint) from None
         stage = Stage(st.index, st.name or "", base, origin, base_config=_copy_config(base_config),
                       platform=platform or self.target_platform)
         config = _copy_config(base_config)

@@ -16,7 +16,7 @@ import threading
 import time
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from builder import steps
 from builder.cache import BuildCache, CacheKey
@@ -57,10 +57,13 @@ class Solver:
     """Builds the stages of a graph into StageResults."""
 
     def __init__(self, graph: BuildGraph, context: Any, store: Any, cache: BuildCache, progress: Progress,
-                 options: SolveOptions, record: BuildRecord) -> None:
+                 options: SolveOptions, record: BuildRecord, images: Callable[[str, str], Any]) -> None:
         self.graph, self.context, self.store, self.cache = graph, context, store, cache
+        self.images = images  # (ref, platform) -> Image: from the store, or pulled
         self.progress, self.opts, self.record = progress, options, record
         self.results: dict[int, StageResult] = {}
+        self.inputs: list[list[Any]] = []  # [sources, excludes, checksum] of every context read
+        self.names: dict[int, str] = {}  # step number -> progress name
         self.cancel = threading.Event()
         self.lock = threading.Lock()
         self.next_id = 0
@@ -117,7 +120,8 @@ class Solver:
         count = len(layer_nodes) + 1
         sid = self.numbers[(stage.index, 0)]
         t0 = time.monotonic()
-        self.progress.start(sid, self._step_name(stage, 1, count, stage.origin.text.strip() or "FROM"))
+        self.names[sid] = self._step_name(stage, 1, count, stage.origin.text.strip() or "FROM")
+        self.progress.start(sid, self.names[sid])
         state = self._base(stage)
         rec = StepRecord(sid, stage.label, stage.index, 1, count, stage.origin.text.strip(), stage.origin.line,
                          stage.origin.end_line or stage.origin.line, "FROM", key=state.key.digest,
@@ -146,7 +150,7 @@ class Solver:
             return _State(list(src.layers), list(src.history), CacheKey.make(base={"stage": src.key}),
                           src.base_image, created=src.created)
         assert isinstance(base, ImageSource)
-        image = self.store.resolve(base.ref)
+        image = self.images(base.ref, base.platform)
         layers = [steps.layer_dict(layer) for layer in image.layers()]
         history = [h.to_dict() for h in image.config().history]
         return _State(layers, history, CacheKey.make(base={"image": base.ref, "digest": str(image.digest)}), image,
@@ -164,7 +168,8 @@ class Solver:
         kind = {Exec: "RUN", Mkdir: "WORKDIR"}.get(type(node.op), getattr(node.op, "kind", "CONFIG"))
         rec = StepRecord(sid, stage.label, stage.index, pos, count, node.instruction, node.origin.line,
                          node.origin.end_line or node.origin.line, kind)
-        self.progress.start(sid, self._step_name(stage, pos, count, node.instruction))
+        self.names[sid] = self._step_name(stage, pos, count, node.instruction)
+        self.progress.start(sid, self.names[sid])
         t0 = time.monotonic()
         try:
             key = self._key(stage, state, node)
@@ -248,7 +253,10 @@ class Solver:
         if from_stage is None and not from_image:
             try:
                 rels = self.context.resolve_sources(sources, where=where)
-                return self.context.checksum(rels, excludes=excludes)
+                checksum = self.context.checksum(rels, excludes=excludes)
+                with self.lock:
+                    self.inputs.append([list(sources), list(excludes), checksum])
+                return checksum
             except BuildError as exc:
                 raise StepError(exc.message.removeprefix(where), filename=node.origin.filename,
                                 line=node.origin.line, column=node.origin.column, source_line=node.origin.text,

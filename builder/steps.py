@@ -65,7 +65,7 @@ def view_of(solver: "Solver", from_stage: int | None, from_image: str) -> Any:
     if from_stage is not None:
         layers = solver.results[from_stage].layers
     else:
-        image = solver.store.resolve(from_image)
+        image = solver.images(from_image, "")
         layers = [layer_dict(layer) for layer in image.layers()]
     dirs = lower_dirs(solver, layers)
     if not dirs:

@@ -119,16 +119,8 @@ def parse_outputs(values: list[str], tags: list[str], push: bool) -> list[dict[s
 # --- the build ------------------------------------------------------------------------------------
 
 def run(args: argparse.Namespace) -> int:
-    from builder.context import open_context
-    from builder.dockerfile_cache import load_dockerfile
+    from builder.context import open_context, store_root
     from builder.progress import make_progress
-
-    try:
-        from builder.store import Store
-    except ImportError:  # the store (issue 4) has not landed yet
-        from builder.errors import NotImplementedYet
-
-        raise NotImplementedYet("pybuild build: the image store is not available yet (issue 4)") from None
 
     started = time.time()
     if args.quiet:
@@ -141,13 +133,28 @@ def run(args: argparse.Namespace) -> int:
         from builder.errors import NotImplementedYet
 
         raise NotImplementedYet("--cache-from/--cache-to: registry cache export is not implemented yet (issue 7)")
-    store = Store.open()
-    scratch = store.root / "tmp" / f"context-{os.getpid()}"
+    root = store_root()
+    scratch = root / "tmp" / f"context-{os.getpid()}"
     ctx = open_context(args.context, dockerfile=args.file, scratch_dir=scratch)
-    df = load_dockerfile(ctx.dockerfile, ctx.dockerfile_name, store.root)
     progress = make_progress(args.progress)
     try:
-        return _build(args, store, ctx, df, build_args, secrets, outputs, labels, progress, started)
+        memo_key = None
+        if not (args.no_cache or args.no_cache_filter or args.pull) and outputs == [{"type": "image"}]:
+            from builder import memo
+
+            memo_key = memo.memo_key(ctx.dockerfile, ctx.dockerfile_name, ctx.ignore_file, {
+                "build_args": build_args, "target": args.target, "platform": args.platform, "labels": labels,
+                "network": args.network, "epoch": os.environ.get("SOURCE_DATE_EPOCH")})
+            hit = memo.lookup(root, memo_key, ctx, args.tag) if ctx.root is not None else None
+            if hit is not None:
+                return _replay(args, root, ctx, hit, build_args, progress, started)
+        from builder.dockerfile_cache import load_dockerfile
+        from builder.store import Store
+
+        store = Store.open(root)
+        df = load_dockerfile(ctx.dockerfile, ctx.dockerfile_name, store.root)
+        with store.lease():
+            return _build(args, store, ctx, df, build_args, secrets, outputs, labels, progress, started, memo_key)
     finally:
         progress.close()
         if scratch.exists():
@@ -156,47 +163,114 @@ def run(args: argparse.Namespace) -> int:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _build(args: argparse.Namespace, store: Any, ctx: Any, df: Any, build_args: dict[str, str],
-           secrets: dict[str, bytes], outputs: list[dict[str, str]], labels: dict[str, str], progress: Any,
-           started: float) -> int:
+def _new_record(args: argparse.Namespace, ctx: Any, build_args: dict[str, str], started: float,
+                platform: str) -> Any:
     import hashlib
 
     from builder import records
+
+    dockerfile = str(Path(ctx.root, ctx.dockerfile_name)) if ctx.root and args.file is None \
+        else (args.file or ctx.dockerfile_name)
+    return records.BuildRecord(
+        records.new_build_id(), started, dockerfile, "sha256:" + hashlib.sha256(ctx.dockerfile).hexdigest(),
+        str(ctx.root) if ctx.root else "-", target=args.target or "", tags=list(args.tag),
+        build_args=dict(build_args), platform=platform)
+
+
+def _replay(args: argparse.Namespace, root: Path, ctx: Any, hit: dict[str, Any], build_args: dict[str, str],
+            progress: Any, started: float) -> int:
+    """Finish a build the memo recognised: show every step as cached, write its record."""
+    from builder.records import StepRecord
+
+    record = _new_record(args, ctx, build_args, started, hit["platform"])
+    for w in hit["warnings"]:
+        progress.info(f"WARNING: {w}")
+    for step in hit["steps"]:
+        progress.start(step["id"], hit["names"][str(step["id"])])
+        (progress.done if step["kind"] == "FROM" else progress.cached)(step["id"])
+        rec = StepRecord(**{**step, "cache": "hit", "reason": "", "duration": 0.0, "cpu_seconds": 0.0,
+                            "memory_peak_bytes": 0, "output_bytes": 0})
+        record.steps.append(rec)
+    record.status, record.image_id, record.manifest_digest = "ok", hit["image_id"], hit["manifest_digest"]
+    _finish(root, record)
+    _report_result(args, hit["image_id"], hit["manifest_digest"], record.id, progress)
+    return 0
+
+
+def _build(args: argparse.Namespace, store: Any, ctx: Any, df: Any, build_args: dict[str, str],
+           secrets: dict[str, bytes], outputs: list[dict[str, str]], labels: dict[str, str], progress: Any,
+           started: float, memo_key: str | None) -> int:
     from builder.cache import BuildCache
     from builder.convert import Options, convert
     from builder.solver import SolveOptions, Solver
 
+    images: dict[tuple[str, str], Any] = {}
+
+    def image(ref: str, platform: str) -> Any:
+        """A base image: from the store (no registry import), or pulled when missing or with --pull."""
+        if (ref, platform) not in images:
+            images[ref, platform] = _base_image(store, ref, platform, args.pull, progress)
+        return images[ref, platform]
+
     def resolve_image(ref: str, platform: str) -> dict[str, Any]:
-        return store.resolve(ref).config().config.to_dict()
+        return image(ref, platform).config().config.to_dict()
 
     graph = convert(df, Options(build_args, args.target, args.platform or "", labels), resolve_image)
     for w in graph.warnings:
         progress.info(f"WARNING: {w}")
-    record = records.BuildRecord(
-        records.new_build_id(), started, str(Path(ctx.root, ctx.dockerfile_name)) if ctx.root and args.file is None
-        else (args.file or ctx.dockerfile_name), "sha256:" + hashlib.sha256(ctx.dockerfile).hexdigest(),
-        str(ctx.root) if ctx.root else "-", target=args.target or "", tags=list(args.tag),
-        build_args={k: v for k, v in build_args.items()}, platform=graph.stages[graph.target].platform)
+    record = _new_record(args, ctx, build_args, started, graph.stages[graph.target].platform)
     opts = SolveOptions(args.no_cache, frozenset(args.no_cache_filter), args.jobs or 0, secrets, args.pull,
                         args.network)
-    solver = Solver(graph, ctx, store, BuildCache(store.root), progress, opts, record)
+    solver = Solver(graph, ctx, store, BuildCache(store.root), progress, opts, record, image)
     try:
-        result = solver.solve()
-        image = assemble(store, result)
-        manifest_digest = _write_outputs(store, image, outputs, args.tag, progress)
+        built = assemble(store, solver.solve())
+        manifest_digest = _write_outputs(store, built, outputs, args.tag, progress)
     except BaseException as exc:
         record.status = "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed"
         record.error = (getattr(exc, "message", None) or str(exc)).splitlines()[0] if str(exc) else type(exc).__name__
-        _finish(store, record)
+        _finish(store.root, record)
         raise
-    record.status, record.image_id, record.manifest_digest = "ok", str(image.id), str(manifest_digest)
-    _finish(store, record)
-    image_id = str(image.id)
+    record.status, record.image_id, record.manifest_digest = "ok", str(built.id), str(manifest_digest)
+    _finish(store.root, record)
+    if memo_key is not None and ctx.root is not None:
+        _save_memo(store, memo_key, args, images, solver, record, graph.warnings)
+    _report_result(args, str(built.id), str(manifest_digest), record.id, progress)
+    return 0
+
+
+def _save_memo(store: Any, key: str, args: argparse.Namespace, images: dict[tuple[str, str], Any], solver: Any,
+               record: Any, warnings: list[str]) -> None:
+    """Remember this build's inputs so that an identical rebuild skips parsing and solving."""
+    from dataclasses import asdict
+
+    from builder import memo
+    from builder.errors import BuildError
+    from builder.store import normalize_tag
+
+    bases = {}
+    for (ref, platform), image in images.items():
+        try:
+            tag = normalize_tag(ref)
+        except BuildError:
+            return  # a base by digest: not a tag we can re-check cheaply
+        if platform:
+            return
+        bases[tag] = str(image.id)
+    memo.save(store.root, key, {
+        "bases": bases, "inputs": solver.inputs, "image_id": record.image_id,
+        "manifest_digest": record.manifest_digest, "tags": [normalize_tag(t) for t in args.tag],
+        "cli_tags": list(args.tag), "warnings": warnings,
+        "platform": record.platform, "names": {str(k): v for k, v in solver.names.items()},
+        "steps": [{k: v for k, v in asdict(s).items()} for s in record.steps]})
+
+
+def _report_result(args: argparse.Namespace, image_id: str, manifest_digest: str, build_id: str,
+                   progress: Any) -> None:
     if args.iidfile:
         Path(args.iidfile).write_text(image_id)
     if args.metadata_file:
-        meta = {"containerimage.config.digest": image_id, "containerimage.digest": str(manifest_digest),
-                "image.name": ",".join(args.tag), "buildx.build.ref": record.id}
+        meta = {"containerimage.config.digest": image_id, "containerimage.digest": manifest_digest,
+                "image.name": ",".join(args.tag), "buildx.build.ref": build_id}
         Path(args.metadata_file).write_text(json.dumps(meta, indent=2) + "\n")
     if args.quiet:
         print(image_id)
@@ -204,16 +278,28 @@ def _build(args: argparse.Namespace, store: Any, ctx: Any, df: Any, build_args: 
         for tag in args.tag:
             progress.info(f"naming to {tag} done")
         progress.info(f"writing image {image_id} done")
-    return 0
 
 
-def _finish(store: Any, record: Any) -> None:
+def _base_image(store: Any, ref: str, platform: str, pull: bool, progress: Any) -> Any:
+    from builder.errors import StoreError
+
+    if not pull:
+        try:
+            return store.resolve(ref)
+        except StoreError:
+            pass
+    from builder.oci.remote import ensure_image
+
+    return ensure_image(store, ref, platform or None, pull_always=pull)
+
+
+def _finish(root: Path, record: Any) -> None:
     from builder import records
 
     record.finished = time.time()
     record.duration = round(record.finished - record.started, 6)
     record.steps.sort(key=lambda s: s.id)
-    records.write(store.root, record)
+    records.write(root, record)
 
 
 def assemble(store: Any, result: Any) -> Any:

@@ -208,3 +208,26 @@ def test_source_date_epoch_builds_are_reproducible(busybox_tar: Path, tmp_path: 
         out = pybuild("build", "-q", "-t", "repro:1", str(FIXTURES / "builds" / "basic"), env=env).stdout
         digests.append(out.strip())
     assert digests[0] == digests[1] and digests[0].startswith("sha256:")
+
+
+def test_noop_rebuild_shortcut_notices_every_changed_input(store: dict[str, str], tmp_path: Path) -> None:
+    """The memoised no-op path must fall back to a real build when any input changed."""
+    from builder.store import Store
+
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nCOPY a.txt /a.txt\n")
+    (ctx / "a.txt").write_text("v1\n")
+    first = pybuild("build", "-q", "-t", "memo:1", str(ctx), env=store).stdout.strip()
+    assert pybuild("build", "-q", "-t", "memo:1", str(ctx), env=store).stdout.strip() == first
+    (ctx / "a.txt").write_text("v2\n")  # a changed context file
+    second = pybuild("build", "-q", "-t", "memo:1", str(ctx), env=store).stdout.strip()
+    assert second != first
+    pybuild("build", "-q", "-t", "memo:1", "--build-arg", "X=1", str(ctx), env=store)  # other options: own memo
+    store_ = Store.open(store["PYBUILD_ROOT"])
+    store_.tag("memo:1", first)  # the tag moved away from the memoised result
+    assert pybuild("build", "-q", "-t", "memo:1", str(ctx), env=store).stdout.strip() == second
+    assert store_.resolve("memo:1").id == second
+    (ctx / ".dockerignore").write_text("a.txt\n")  # a changed .dockerignore
+    proc = pybuild("build", "-q", "-t", "memo:1", str(ctx), env=store, check=False)
+    assert proc.returncode != 0 and "a.txt" in proc.stderr

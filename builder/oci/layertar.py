@@ -356,7 +356,10 @@ def iter_tar(stream: IO[bytes]) -> Iterator[tuple[Header, Callable[[int], bytes]
         first = False
         if block == b"\0" * 512:
             return
-        stored = _parse_num(block[148:156], "checksum")
+        try:
+            stored = _parse_num(block[148:156], "checksum")
+        except ImageFormatError:
+            stored = -1
         if stored != sum(block[:148]) + 256 + sum(block[156:]):
             raise ImageFormatError(f"not a tar archive, or corrupt: bad header checksum at byte {src.offset - 512}")
         typ = block[156:157]

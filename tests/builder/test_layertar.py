@@ -1,0 +1,268 @@
+"""Layer tars: hostile input is refused or neutralised, never followed; output is deterministic."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import stat
+import subprocess
+import tarfile
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from builder.errors import ImageFormatError
+from builder.oci import compress, layertar
+from builder.store import Store
+from tests.conftest import requires_root, requires_tool
+
+Entry = tuple  # (name, type, extra) for _tar
+
+
+def _tar(*entries: tarfile.TarInfo | tuple[tarfile.TarInfo, bytes], fmt: int = tarfile.PAX_FORMAT) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tf:
+        for e in entries:
+            info, data = e if isinstance(e, tuple) else (e, b"")
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _file(name: str, data: bytes = b"data", mode: int = 0o644) -> tuple[tarfile.TarInfo, bytes]:
+    ti = tarfile.TarInfo(name)
+    ti.mode = mode
+    return ti, data
+
+
+def _link(name: str, target: str, kind: bytes = tarfile.SYMTYPE) -> tarfile.TarInfo:
+    ti = tarfile.TarInfo(name)
+    ti.type, ti.linkname = kind, target
+    return ti
+
+
+def _dir(name: str) -> tarfile.TarInfo:
+    ti = tarfile.TarInfo(name)
+    ti.type, ti.mode = tarfile.DIRTYPE, 0o755
+    return ti
+
+
+def _listing(root: Path, skip: Path) -> dict[str, tuple]:
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        if Path(dirpath) == skip or skip in Path(dirpath).parents:
+            continue
+        for n in dirnames + filenames:
+            p = Path(dirpath, n)
+            if p == skip:
+                continue
+            st = p.lstat()
+            out[str(p)] = (st.st_mode, st.st_size, st.st_mtime_ns,
+                           p.read_bytes() if stat.S_ISREG(st.st_mode) else None)
+    return out
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> tuple[Path, Path]:
+    """(dest, outside): outside/secret is what an escape would touch."""
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "secret").write_text("secret")
+    (tmp_path / "dest").mkdir()
+    return tmp_path / "dest", tmp_path / "outside"
+
+
+def _gzip_bomb() -> bytes:
+    """A gzip of a tar holding 64 MiB of zeros (about 64 KiB compressed)."""
+    out = io.BytesIO()
+    with gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as gz:
+        info = tarfile.TarInfo("zeros")
+        info.size = 64 << 20
+        gz.write(info.tobuf(tarfile.PAX_FORMAT))
+        block = b"\0" * (1 << 20)
+        for _ in range(64):
+            gz.write(block)
+        gz.write(b"\0" * 1024)
+    return out.getvalue()
+
+
+# name -> (layers (each tar bytes), expected: an error substring, or a check of dest)
+HOSTILE: dict[str, tuple[Callable[[Path], list[bytes]], str | Callable[[Path], bool]]] = {
+    "dotdot traversal": (lambda o: [_tar(_file("../outside/secret", b"pwned"))], "outside the root"),
+    "nested dotdot": (lambda o: [_tar(_file("a/../../outside/secret", b"pwned"))], "outside the root"),
+    "absolute path is made relative": (lambda o: [_tar(_file(f"{o}/secret", b"inside"))],
+                                       lambda d: (d / str(d.parent / "outside")[1:] / "secret").read_bytes() == b"inside"),
+    "symlink then write through": (lambda o: [_tar(_link("esc", str(o)), _file("esc/secret", b"pwned"))],
+                                   "symlink; refusing to write through it"),
+    "relative symlink then write through": (lambda o: [_tar(_link("esc", "../outside"), _file("esc/new", b"x"))],
+                                            "refusing to write through"),
+    "symlink in a lower layer then write through": (
+        lambda o: [_tar(_link("lib", str(o))), _tar(_file("lib/secret", b"pwned"))], "refusing to write through"),
+    "file replaces a planted symlink, not its target": (
+        lambda o: [_tar(_link("x", f"{o}/secret")), _tar(_file("x", b"mine"))],
+        lambda d: not (d / "x").is_symlink() and (d / "x").read_bytes() == b"mine"),
+    "hardlink to outside": (lambda o: [_tar(_link("hl", "../outside/secret", tarfile.LNKTYPE))], "outside the root"),
+    "hardlink to absolute host file": (lambda o: [_tar(_link("hl", f"{o}/secret", tarfile.LNKTYPE))],
+                                       "does not exist"),
+    "hardlink through a symlink": (
+        lambda o: [_tar(_link("sl", str(o)), _link("hl", "sl/secret", tarfile.LNKTYPE))], "refusing to write through"),
+    "hardlink to a directory": (lambda o: [_tar(_dir("d"), _link("hl", "d", tarfile.LNKTYPE))], "directory"),
+    "whiteout of dotdot": (lambda o: [_tar(_file("a/.wh..."))], "whiteout of '..'"),
+    "whiteout of dotdot at root": (lambda o: [_tar(_file(".wh..."))], "whiteout of '..'"),
+    "file replaces a directory": (lambda o: [_tar(_dir("d"), _file("d/x"), _file("d", b"now a file"))],
+                                  lambda d: (d / "d").read_bytes() == b"now a file"),
+    "directory replaces a file": (lambda o: [_tar(_file("f"), _dir("f"), _file("f/y", b"y"))],
+                                  lambda d: (d / "f" / "y").read_bytes() == b"y"),
+    "10000-level deep path": (lambda o: [_tar(_file("a/" * 10000 + "f"))], "longer than 4096 bytes"),
+    "0-byte tar": (lambda o: [b""], "empty"),
+    "truncated tar": (lambda o: [_tar(_file("big", b"x" * 100000))[:5000]], "truncated"),
+    "garbage": (lambda o: [b"this is not a tar archive" * 40], "bad header checksum"),
+    "root becomes a symlink": (lambda o: [_tar(_link(".", str(o)))], "type of the root directory"),
+    "gzip bomb over the size limit": (lambda o: [_gzip_bomb()], "larger than the limit"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_hostile_tar(case: str, sandbox: tuple[Path, Path]) -> None:
+    dest, outside = sandbox
+    make, expected = HOSTILE[case]
+    before = _listing(dest.parent, dest)
+    error = None
+    try:
+        for layer in make(outside):
+            codec = compress.detect(layer[:4])
+            reader = compress.decompressing_reader(io.BytesIO(layer), codec, limit=8 << 20)
+            layertar.extract(reader, dest, overlay=False)
+    except ImageFormatError as exc:
+        error = str(exc)
+    assert _listing(dest.parent, dest) == before, "something outside the target changed"
+    if isinstance(expected, str):
+        assert error is not None and expected in error, error
+    else:
+        assert error is None, error
+        assert expected(dest)
+
+
+def test_overlay_xattrs_in_a_tar_are_dropped(tmp_path: Path) -> None:
+    ti, data = _file("f")
+    ti.pax_headers = {"SCHILY.xattr.trusted.overlay.opaque": "y", "SCHILY.xattr.user.keep": "v"}
+    layertar.extract(io.BytesIO(_tar((ti, data))), tmp_path, overlay=False)
+    names = os.listxattr(tmp_path / "f")
+    assert "trusted.overlay.opaque" not in names and "user.keep" in names
+
+
+def _upper(root: Path) -> Path:
+    """An overlay-style upperdir with every kind of entry commit_dir handles."""
+    (root / "d" / "sub").mkdir(parents=True)
+    (root / "d" / "f").write_bytes(b"content\n")
+    if os.geteuid() == 0:
+        os.chown(root / "d" / "f", 1000, 100000)  # before chmod and setcap: chown clears both
+    os.chmod(root / "d" / "f", 0o4755)
+    os.link(root / "d" / "f", root / "d" / "hard")
+    os.symlink("f", root / "d" / "sym")
+    (root / ("n" * 200)).write_text("long name")
+    os.setxattr(root / "d" / "f", "user.comment", b"\xffbinary\x00")
+    if os.geteuid() == 0:
+        os.setxattr(root / "d" / "f", "security.capability",
+                    bytes.fromhex("0100000200300000000000000000000000000000"))
+        os.mknod(root / "gone", stat.S_IFCHR | 0o600, 0)
+        os.setxattr(root / "d" / "sub", "trusted.overlay.opaque", b"y")
+    os.mkfifo(root / "fifo")
+    return root
+
+
+def test_commit_dir_is_reproducible_across_stores_and_mtimes(tmp_path: Path) -> None:
+    upper = _upper(tmp_path / "upper")
+    a = Store.open(tmp_path / "a").commit_dir(upper, epoch=1000)
+    os.utime(upper / "d" / "f", (5000, 5000))  # later than the epoch: clamped, same layer
+    b = Store.open(tmp_path / "b").commit_dir(upper, epoch=1000)
+    assert a == b
+    c = Store.open(tmp_path / "c").commit_dir(upper, compression="zstd", epoch=1000)
+    assert c.diff_id == a.diff_id and c.digest != a.digest
+
+
+def test_commit_dir_tar_contents(tmp_path: Path) -> None:
+    upper = _upper(tmp_path / "upper")
+    warnings: list[str] = []
+    store = Store.open(tmp_path / "s")
+    rec = store.commit_dir(upper, warn=warnings.append)
+    assert any("fifo" in w for w in warnings)
+    with tarfile.open(store.blob_path(rec.digest)) as tf:
+        members = {m.name: m for m in tf.getmembers()}
+    assert members["d/hard"].islnk() and members["d/hard"].linkname == "d/f"
+    assert members["d/sym"].issym() and members["d/sym"].linkname == "f"
+    assert members["d/f"].mode == 0o4755 and "fifo" not in members and "n" * 200 in members
+    assert members["d/f"].pax_headers["SCHILY.xattr.user.comment"].encode("utf-8", "surrogateescape") == \
+        b"\xffbinary\x00"
+    if os.geteuid() == 0:
+        assert ".wh.gone" in members and "d/sub/.wh..wh..opq" in members
+        assert (members["d/f"].uid, members["d/f"].gid) == (1000, 100000)
+        assert "SCHILY.xattr.security.capability" in members["d/f"].pax_headers
+        assert not any("overlay" in k for m in members.values() for k in m.pax_headers)
+    assert all(m.uname == "" and m.mtime > 0 for m in members.values())
+
+
+@requires_root
+def test_overlay_round_trip_upper_to_layer_to_snapshot(tmp_path: Path) -> None:
+    upper = _upper(tmp_path / "upper")
+    store = Store.open(tmp_path / "s")
+    rec = store.commit_dir(upper)
+    snap = store.snapshot([rec.diff_id])
+    st = os.lstat(snap / "gone")
+    assert stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+    assert os.getxattr(snap / "d" / "sub", "trusted.overlay.opaque") == b"y"
+    assert os.getxattr(snap / "d" / "f", "security.capability") == \
+        bytes.fromhex("0100000200300000000000000000000000000000")
+    assert os.stat(snap / "d" / "f").st_mode & 0o7777 == 0o4755
+    assert os.stat(snap / "d" / "f").st_ino == os.stat(snap / "d" / "hard").st_ino
+    again = store.commit_dir(snap)  # a snapshot committed again is the same layer
+    assert again.diff_id == rec.diff_id
+
+
+@requires_tool("tar")
+def test_reads_gnu_tar_output(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    deep = src / ("x" * 90) / ("y" * 90) / ("z" * 90)
+    deep.mkdir(parents=True)
+    (deep / "file").write_text("deep")
+    os.symlink("l" * 150, src / "longlink")
+    for fmt in ("gnu", "posix"):
+        tar = tmp_path / f"{fmt}.tar"
+        subprocess.run(["tar", f"--format={fmt}", "-C", str(src), "-cf", str(tar), "."], check=True,
+                       capture_output=True)
+        out = tmp_path / f"out-{fmt}"
+        out.mkdir()
+        with open(tar, "rb") as f:
+            layertar.extract(f, out)
+        assert (out / ("x" * 90) / ("y" * 90) / ("z" * 90) / "file").read_text() == "deep"
+        assert os.readlink(out / "longlink") == "l" * 150
+
+
+@pytest.mark.parametrize("codec", [compress.GZIP, compress.ZSTD, compress.NONE])
+def test_codecs_are_readable_by_the_real_tools(codec: str, tmp_path: Path) -> None:
+    data = os.urandom(1 << 20) + b"text " * 600000
+    chunks: list[bytes] = []
+    w = compress.compressor(codec, chunks.append)
+    for i in range(0, len(data), 100000):
+        w.write(data[i:i + 100000])
+    w.close()
+    blob = b"".join(chunks)
+    tool = {compress.GZIP: ["gzip", "-dc"], compress.ZSTD: ["zstd", "-dc"], compress.NONE: ["cat"]}[codec]
+    assert subprocess.run(tool, input=blob, capture_output=True, check=True).stdout == data
+    assert compress.decompressing_reader(io.BytesIO(blob), codec).read() == data
+
+
+def test_parallel_gzip_is_deterministic_and_one_member(tmp_path: Path) -> None:
+    data = b"".join(os.urandom(64) * 300 for _ in range(200))
+    outs = []
+    for threads in (1, 2, 4):
+        chunks: list[bytes] = []
+        w = compress.compressor(compress.GZIP, chunks.append, threads=threads)
+        w.write(data)
+        w.close()
+        outs.append(b"".join(chunks))
+    assert outs[0] == outs[1] == outs[2]
+    assert outs[0][:10] == b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # no name, mtime 0
+    d = __import__("zlib").decompressobj(31)
+    assert d.decompress(outs[0]) == data and d.eof and d.unused_data == b""

@@ -17,6 +17,7 @@ Corrected figures (documented in README.md):
 from __future__ import annotations
 
 import heapq
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Sequence
 
@@ -24,6 +25,7 @@ from builder.analyze_efficiency import DiveTally, Inefficiency
 from builder.analyze_tree import DIR, FILE, OPAQUE, WHITEOUT, CountingReader, Node, TarEntry, Tree, read_entries
 
 TOP_FILES = 20  # largest files kept per layer and per image
+READERS = 2  # layers decompressed and scanned at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,23 +178,28 @@ class _Pass:
         }
 
 
+def _read_layer(source: LayerSource, index: int) -> tuple[list[TarEntry], int]:
+    """All entries of one layer, and the size of its uncompressed tar."""
+    where = f"layer {index}" + (f" ({source.digest})" if source.digest else "")
+    raw = source.open()
+    try:
+        counted = CountingReader(raw)
+        return list(read_entries(counted, where=where)), counted.count  # type: ignore[arg-type]
+    finally:
+        raw.close()
+
+
 def analyze_layers(layers: Sequence[LayerSource], *, reference: str = "", base_layers: int = 1,
                    config: dict | None = None) -> ImageReport:
     """Read each layer once, in order, and compute every figure of the report."""
     run = _Pass(len(layers))
     partial: list[tuple[LayerSource, dict, int, int]] = []
-    for index, source in enumerate(layers):
-        where = f"layer {index}" + (f" ({source.digest})" if source.digest else "")
-        raw = source.open()
-        try:
-            counted = CountingReader(raw)
-            entries = list(read_entries(counted, where=where))  # type: ignore[arg-type]
-            while counted.read(1 << 20):  # the end-of-archive padding belongs to the tar too
-                pass
-        finally:
-            raw.close()
-        content = sum(e.size for e in entries)
-        partial.append((source, run.layer(index, entries), counted.count, content))
+    # layers are read two at a time (decompression runs outside the GIL), consumed in order
+    with ThreadPoolExecutor(max_workers=READERS) as pool:
+        for index, (source, (entries, tar_bytes)) in enumerate(zip(layers, pool.map(_read_layer, layers,
+                                                                                      range(len(layers))))):
+            content = sum(e.size for e in entries)
+            partial.append((source, run.layer(index, entries), tar_bytes, content))
     reports = tuple(
         LayerReport(index=i, digest=s.digest, diff_id=s.diff_id, media_type=s.media_type, created_by=s.created_by,
                     compressed_size=s.compressed_size, uncompressed_size=tar_bytes, content_size=content,

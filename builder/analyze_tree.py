@@ -8,8 +8,6 @@ directory. `Tree` is a filesystem of sizes only (no content), cheap enough for 5
 
 from __future__ import annotations
 
-import posixpath
-import tarfile
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator
 
@@ -47,6 +45,8 @@ class CountingReader:
 
 def normalize(name: str, *, where: str) -> str:
     """A member name as a relative path ('' for the root); a `..` that climbs out is an error."""
+    if not (name.startswith(("/", ".")) or name.endswith("/") or "//" in name or "/." in name):
+        return name  # already clean (the common case)
     parts: list[str] = []
     for part in name.split("/"):
         if part in ("", "."):
@@ -60,39 +60,131 @@ def normalize(name: str, *, where: str) -> str:
     return "/".join(parts)
 
 
-def _kind(member: tarfile.TarInfo) -> str:
-    if member.isreg():
-        return FILE
-    if member.isdir():
-        return DIR
-    if member.issym():
-        return SYMLINK
-    if member.islnk():
-        return HARDLINK
-    return OTHER
+_REGULAR = (b"0", b"\0", b"7")  # regular, old regular, contiguous
+_KINDS = {b"1": HARDLINK, b"2": SYMLINK, b"5": DIR}
+_CHUNK = 1 << 20
+
+
+def _number(field: bytes, where: str) -> int:
+    """A tar numeric field: octal text, or base-256 when the high bit of the first byte is set."""
+    if field[:1] and field[0] & 0x80:
+        return int.from_bytes(bytes([field[0] & 0x7F]) + field[1:], "big")
+    text = field.split(b"\0", 1)[0].strip()
+    try:
+        return int(text, 8) if text else 0
+    except ValueError:
+        raise ImageFormatError(f"{where}: bad numeric field {field!r} in a tar header") from None
+
+
+def _text(field: bytes) -> str:
+    return field.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+
+
+def _pax(data: bytes, where: str) -> dict[str, str]:
+    """Records of a pax extended header: `LEN key=value\n`."""
+    out, pos = {}, 0
+    while pos < len(data) and data[pos:pos + 1] != b"\0":
+        space = data.find(b" ", pos)
+        try:
+            length = int(data[pos:space])
+        except ValueError:
+            raise ImageFormatError(f"{where}: malformed pax header") from None
+        record = data[space + 1:pos + length - 1]
+        key, _, value = record.partition(b"=")
+        out[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
+        if length <= 0:
+            raise ImageFormatError(f"{where}: malformed pax header")
+        pos += length
+    return out
+
+
+def scan_tar(stream: BinaryIO, *, where: str) -> Iterator[tuple[str, bytes, int, str]]:
+    """Yield (name, typeflag, size, linkname) of each member of an uncompressed tar, reading it
+    front to back in 1 MiB blocks and skipping file contents without copying them. Handles
+    ustar, pax (`x`, `g`) and GNU long names (`L`, `K`); reads the stream to its end."""
+    buf, base, nxt = b"", 0, 0  # buf holds stream bytes [base, base + len(buf)); a header is due at nxt
+    pax: dict[str, str] = {}
+    long_name = long_link = None
+    eof = False
+
+    def fill(need: int) -> bool:
+        nonlocal buf, base, eof
+        while base + len(buf) < nxt + need:
+            chunk = stream.read(_CHUNK)
+            if not chunk:
+                eof = True
+                return False
+            if base + len(buf) <= nxt:  # all buffered bytes lie before the header: drop them
+                base, buf = base + len(buf), chunk
+            else:
+                buf, base = buf[nxt - base:] + chunk, nxt
+        return True
+
+    while True:
+        if not fill(512):
+            if base + len(buf) > nxt or nxt > base + len(buf):
+                raise ImageFormatError(f"{where}: layer tar is truncated")
+            return  # ended on a member boundary without end-of-archive blocks: accepted, as tar does
+        off = nxt - base
+        header = buf[off:off + 512]
+        if header.count(0) == 512:
+            while stream.read(_CHUNK):  # end of archive; the rest (padding) is read, not parsed
+                pass
+            return
+        if _number(header[148:156], where) != sum(header) - sum(header[148:156]) + 256:
+            raise ImageFormatError(f"{where}: not a tar (bad header checksum at byte {nxt})")
+        flag, size = header[156:157], _number(header[124:136], where)
+        data_len = (size + 511) & ~511
+        if flag in (b"x", b"g", b"L", b"K"):
+            if size > 1 << 24:
+                raise ImageFormatError(f"{where}: oversized tar extension header ({size} bytes)")
+            if not fill(512 + size):
+                raise ImageFormatError(f"{where}: layer tar is truncated")
+            off = nxt - base
+            data = buf[off + 512:off + 512 + size]
+            if flag == b"x":
+                pax = _pax(data, where)
+            elif flag == b"L":
+                long_name = data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+            elif flag == b"K":
+                long_link = data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+            nxt += 512 + data_len
+            continue
+        name = _text(header[0:100])
+        if header[257:263] == b"ustar\x00" and header[345:346] != b"\0":
+            name = _text(header[345:500]) + "/" + name
+        name = pax.get("path", long_name or name)
+        link = pax.get("linkpath", long_link or _text(header[157:257]))
+        if "size" in pax:
+            try:
+                size = int(pax["size"])
+            except ValueError:
+                raise ImageFormatError(f"{where}: bad pax size {pax['size']!r}") from None
+            data_len = (size + 511) & ~511
+        pax, long_name, long_link = {}, None, None
+        regular = flag in _REGULAR or flag == b"S"
+        yield name, flag, size, link
+        nxt += 512 + (data_len if regular or flag not in (b"1", b"2", b"3", b"4", b"5", b"6") else 0)
 
 
 def read_entries(stream: BinaryIO, *, where: str) -> Iterator[TarEntry]:
-    """Yield the members of an uncompressed layer tar, front to back, never seeking."""
-    try:
-        with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
-            for member in tar:
-                path = normalize(member.name, where=where)
-                if not path:
-                    continue
-                base = posixpath.basename(path)
-                if base == WH_OPAQUE:
-                    yield TarEntry(posixpath.dirname(path), OPAQUE, 0)
-                elif base.startswith(WH_PREFIX):
-                    yield TarEntry(posixpath.join(posixpath.dirname(path), base[len(WH_PREFIX):]), WHITEOUT, 0)
-                else:
-                    kind = _kind(member)
-                    size = member.size if kind == FILE else 0
-                    yield TarEntry(path, kind, size, member.linkname if kind in (SYMLINK, HARDLINK) else "")
-    except tarfile.TarError as exc:
-        raise ImageFormatError(f"{where}: not a readable layer tar: {exc}") from exc
-    except EOFError as exc:
-        raise ImageFormatError(f"{where}: layer tar is truncated") from exc
+    """Yield the members of an uncompressed layer tar as TarEntries, front to back, never seeking."""
+    for raw_name, flag, size, link in scan_tar(stream, where=where):
+        path = normalize(raw_name, where=where)
+        if not path:
+            continue
+        base = path.rsplit("/", 1)[-1]
+        if base == WH_OPAQUE:
+            yield TarEntry(path.rpartition("/")[0], OPAQUE, 0)
+        elif base.startswith(WH_PREFIX):
+            head = path.rpartition("/")[0]
+            target = base[len(WH_PREFIX):]
+            yield TarEntry(f"{head}/{target}" if head else target, WHITEOUT, 0)
+        elif flag in _REGULAR:
+            yield TarEntry(path, FILE, size)
+        else:
+            kind = _KINDS.get(flag, OTHER)
+            yield TarEntry(path, kind, 0, link if kind in (SYMLINK, HARDLINK) else "")
 
 
 class Node:

@@ -1,0 +1,137 @@
+"""Benchmark: `pybuild analyze` on a 1 GB, 50,000-file, 10-layer image (target: < 5 s, peak RSS < 200 MB).
+
+    python3 bench/analyze.py [--size-mb 1000] [--files 50000] [--layers 10] [--dir DIR]
+
+Makes an OCI layout once (cached in DIR, default /tmp/pybuild-bench-analyze): gzip layers of
+half-compressible files, where later layers overwrite and delete some earlier files. Then times
+`pybuild analyze --json` on it in a subprocess (wall time and the child's peak RSS) and, as the
+peer measured in the same run, `tar -tzf` listing every layer (the least any analyser must do:
+decompress and walk each tar). Prints both and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _blob(layout: Path, data: bytes) -> dict:
+    digest = hashlib.sha256(data).hexdigest()
+    (layout / "blobs/sha256" / digest).write_bytes(data)
+    return {"digest": f"sha256:{digest}", "size": len(data)}
+
+
+def make_image(layout: Path, size: int, files: int, layers: int) -> None:
+    """Write the benchmark image as an OCI layout (skipped if it is already there)."""
+    if (layout / "index.json").exists():
+        return
+    tmp = layout.with_name(layout.name + ".tmp")
+    (tmp / "blobs/sha256").mkdir(parents=True, exist_ok=True)
+    per_layer, per_file = files // layers, size // files
+    zeros = bytes(per_file - per_file // 2)  # each file: random half, zero half (gzip halves it)
+    diff_ids, descs, history = [], [], []
+    for n in range(layers):
+        raw = io.BytesIO()
+        with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            dirs = sorted({f"usr/lib/pkg{n}/d{i % 50}" for i in range(per_layer)})
+            for d in ["usr", "usr/lib", f"usr/lib/pkg{n}", *dirs]:
+                ti = tarfile.TarInfo(d)
+                ti.type, ti.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(ti)
+            count = per_layer
+            if n >= 2:  # overwrite 5% of the previous layer's files, delete one of its dirs
+                for i in range(per_layer // 20):
+                    ti = tarfile.TarInfo(f"usr/lib/pkg{n - 1}/d{i % 50}/f{i}")
+                    ti.size = per_file
+                    tar.addfile(ti, io.BytesIO(os.urandom(per_file // 2) + zeros))
+                tar.addfile(tarfile.TarInfo(f"usr/lib/pkg{n - 2}/.wh.d49"))
+                count -= per_layer // 20
+            for i in range(count):
+                ti = tarfile.TarInfo(f"usr/lib/pkg{n}/d{i % 50}/f{i}")
+                ti.size, ti.mode = per_file, 0o644
+                tar.addfile(ti, io.BytesIO(os.urandom(per_file // 2) + zeros))
+        data = raw.getvalue()
+        diff_ids.append("sha256:" + hashlib.sha256(data).hexdigest())
+        gz = subprocess.run(["pigz", "-c", "-6"], input=data, capture_output=True, check=True).stdout
+        descs.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **_blob(tmp, gz)})
+        history.append({"created_by": f"RUN install pkg{n}"})
+        print(f"  layer {n}: {len(data) / 1e6:.0f} MB tar, {len(gz) / 1e6:.0f} MB gzip", file=sys.stderr)
+    config = {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids},
+              "config": {}, "history": history}
+    cfg = {"mediaType": "application/vnd.oci.image.config.v1+json", **_blob(tmp, json.dumps(config).encode())}
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "config": cfg,
+                "layers": descs}
+    man = {"mediaType": "application/vnd.oci.image.manifest.v1+json", **_blob(tmp, json.dumps(manifest).encode()),
+           "annotations": {"org.opencontainers.image.ref.name": "bench"}}
+    (tmp / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    (tmp / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [man]}))
+    tmp.rename(layout)
+
+
+def peak_rss_of(argv: list[str]) -> tuple[float, int, bytes]:
+    """Wall seconds, peak RSS (bytes, from wait4: this child only) and stdout of a command."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    chunks = []
+    assert proc.stdout is not None and proc.stderr is not None
+    while True:
+        block = proc.stdout.read(1 << 20)
+        if not block:
+            break
+        chunks.append(block)
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - start
+    if proc.returncode:
+        sys.exit(f"{' '.join(argv)} failed ({proc.returncode}): {err.decode()[-2000:]}")
+    return wall, usage.ru_maxrss * 1024, b"".join(chunks)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size-mb", type=int, default=1000)
+    ap.add_argument("--files", type=int, default=50_000)
+    ap.add_argument("--layers", type=int, default=10)
+    ap.add_argument("--dir", default="/tmp/pybuild-bench-analyze")
+    args = ap.parse_args()
+    layout = Path(args.dir) / f"img-{args.size_mb}mb-{args.files}f-{args.layers}l"
+    layout.parent.mkdir(parents=True, exist_ok=True)
+    print(f"image: {layout} (made once)", file=sys.stderr)
+    make_image(layout, args.size_mb * 1_000_000, args.files, args.layers)
+    manifest = json.loads((layout / "index.json").read_text())["manifests"][0]["digest"].split(":")[1]
+    blobs = [layout / "blobs/sha256" / d["digest"].split(":")[1]
+             for d in json.loads((layout / "blobs/sha256" / manifest).read_text())["layers"]]
+    for b in blobs:  # warm the page cache for both contenders
+        with open(b, "rb") as f:
+            while f.read(1 << 24):
+                pass
+
+    peer_wall = min(peak_rss_of(["sh", "-c", " && ".join(f"tar -tzf {b} >/dev/null" for b in blobs)])[0]
+                    for _ in range(2))
+    runs = [peak_rss_of([sys.executable, "-m", "builder", "analyze", "--json", str(layout)]) for _ in range(2)]
+    wall, rss = min(r[0] for r in runs), max(r[1] for r in runs)
+    report = json.loads(runs[0][2])
+    files = sum(len(layer["added"]) + len(layer["modified"]) for layer in report["layers"])
+    content = report["size_bytes"]
+    print(f"image: {len(report['layers'])} layers, {files} files, {content / 1e9:.2f} GB content")
+    print(f"pybuild analyze: {wall:.2f} s, peak RSS {rss / 1e6:.0f} MB   (targets: < 5 s, < 200 MB)")
+    print(f"peer tar -tzf of every layer: {peer_wall:.2f} s")
+    print(f"ratio analyze / tar -tzf: {wall / peer_wall:.2f}x")
+    ok = wall < 5 and rss < 200e6
+    print("PASS" if ok else "FAIL")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

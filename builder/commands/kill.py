@@ -19,8 +19,8 @@ def parse_signal(text: str) -> int:
     if name.isdigit():
         return int(name)
     try:
-        return int(signal.Signals(name if name.startswith("SIG") else "SIG" + name))
-    except ValueError:
+        return int(signal.Signals[name if name.startswith("SIG") else "SIG" + name])
+    except KeyError:
         raise BuildError(f"invalid signal: {text}") from None
 
 

@@ -1,0 +1,194 @@
+"""`pybuild run/ps/logs/stop/kill/rm` as a user runs them, in subprocesses, on a private store."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from runtime import cgroups
+from tests.conftest import FIXTURES, pybuild, requires_root, requires_tool
+
+pytestmark = requires_root
+
+
+@pytest.fixture(scope="module")
+def store(busybox_tar: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A store with busybox:latest imported and tomcat:alpine built from the example."""
+    env = {"PYBUILD_ROOT": str(tmp_path_factory.mktemp("run-store"))}
+    pybuild("import", str(busybox_tar), "busybox:latest", env=env)
+    pybuild("build", "-q", "-t", "tomcat:alpine", str(FIXTURES / "examples" / "tomcat"), env=env)
+    return env
+
+
+def _state(store: dict[str, str], cid: str) -> dict:
+    return json.loads((Path(store["PYBUILD_ROOT"]) / "containers" / cid / "state.json").read_text())
+
+
+def _wait_for(cond, timeout: float = 10) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_run_rm_returns_the_exit_code_and_leaves_nothing(store: dict[str, str]) -> None:
+    proc = pybuild("run", "--rm", "--network", "none", "busybox", "sh", "-c", "echo out; echo err >&2; exit 7",
+                   env=store, check=False)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (7, "out\n", "err\n")
+    assert pybuild("ps", "-a", "-q", env=store).stdout == ""
+
+
+def test_run_uses_image_config_and_flags(store: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "vol").mkdir()
+    (tmp_path / "vol/f").write_text("from host")
+    (tmp_path / "env").write_text("# comment\nFROM_FILE=yes\n")
+    proc = pybuild("run", "--rm", "--network", "none", "-e", "A=1", "--env-file", str(tmp_path / "env"),
+                   "-u", "www-data", "-v", f"{tmp_path / 'vol'}:/mnt/vol:ro", "--hostname", "h1",
+                   "tomcat:alpine", "sh", "-c",
+                   'echo $PWD $CATALINA_HOME $A $FROM_FILE $(id -u) $HOME $(hostname) $(cat /mnt/vol/f)', env=store)
+    assert proc.stdout.split() == ["/usr/local/tomcat", "/usr/local/tomcat", "1", "yes", "33", "/var/www", "h1",
+                                   "from", "host"]
+    proc = pybuild("run", "--rm", "--network", "none", "-w", "/new/dir", "--entrypoint", "pwd", "busybox", env=store)
+    assert proc.stdout == "/new/dir\n"
+
+
+def test_bad_input_is_a_clear_error(store: dict[str, str]) -> None:
+    for args, text in [(("nosuchimage:1",), "not in the store"),
+                       (("-p", "80", "busybox", "true"), "invalid port mapping"),
+                       (("-m", "lots", "busybox", "true"), "invalid size"),
+                       (("-u", "ghost", "busybox", "true"), "unable to find user ghost"),
+                       (("busybox", "no-such-cmd"), "executable file not found")]:
+        proc = pybuild("run", "--rm", "--network", "none", *args, env=store, check=False)
+        assert proc.returncode != 0 and text in proc.stderr, (args, proc.stderr)
+        assert "Traceback" not in proc.stderr
+
+
+def test_detached_lifecycle_with_prefixes_and_names(store: dict[str, str]) -> None:
+    cid = pybuild("run", "-d", "--network", "none", "--name", "sleeper", "busybox", "sh", "-c",
+                  "echo started; trap 'echo got TERM; exit 3' TERM; while true; do sleep 0.1; done",
+                  env=store).stdout.strip()
+    assert len(cid) == 64
+    ps = pybuild("ps", env=store).stdout
+    assert cid[:12] in ps and "sleeper" in ps and "Up " in ps and cid[:13] not in ps
+    assert _wait_for(lambda: "started" in pybuild("logs", cid[:12], env=store).stdout)
+    init_pid = _state(store, cid)["init_pid"]
+    assert _alive(init_pid)
+    with pytest.raises(AssertionError, match="cannot remove container"):
+        pybuild("rm", "sleeper", env=store)
+    assert pybuild("stop", cid[:12], env=store).stdout == f"{cid[:12]}\n"
+    assert _state(store, cid)["exit_code"] == 3
+    assert "got TERM" in pybuild("logs", "sleeper", env=store).stdout
+    assert "Exited (3)" in pybuild("ps", "-a", env=store).stdout and cid[:12] not in pybuild("ps", env=store).stdout
+    assert not _alive(init_pid)
+    pybuild("rm", cid[:5], env=store)
+    assert not (Path(store["PYBUILD_ROOT"]) / "containers" / cid).exists()
+
+
+def test_kill_sends_a_signal_and_rm_f_removes_running(store: dict[str, str]) -> None:
+    a = pybuild("run", "-d", "--network", "none", "busybox", "sleep", "60", env=store).stdout.strip()
+    b = pybuild("run", "-d", "--network", "none", "busybox", "sleep", "60", env=store).stdout.strip()
+    pybuild("kill", "-s", "TERM", a[:12], env=store)
+    assert _wait_for(lambda: _state(store, a)["status"] == "exited")
+    assert _state(store, a)["exit_code"] == 143
+    pybuild("rm", "-f", b[:12], env=store)
+    assert not (Path(store["PYBUILD_ROOT"]) / "containers" / b).exists()
+    proc = pybuild("kill", "nosuch", env=store, check=False)
+    assert proc.returncode == 1 and "no such container: nosuch" in proc.stderr
+    pybuild("rm", a, env=store)
+
+
+def _host_state() -> tuple[list[str], list[str], list[str]]:
+    mounts = sorted(line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines())
+    links = sorted(n for n in os.listdir("/sys/class/net") if n.startswith("pb"))
+    v = cgroups.version()
+    base = cgroups.CGROUP_ROOT / ("" if v == 2 else "memory") / cgroups.PARENT
+    return mounts, links, sorted(p.name for p in base.iterdir() if p.is_dir()) if base.exists() else []
+
+
+def test_tomcat_http_end_to_end(store: dict[str, str]) -> None:
+    port = 18000 + os.getpid() % 1000
+    cid = pybuild("run", "-d", "-p", f"127.0.0.1:{port}:8080", "tomcat:alpine", env=store).stdout.strip()
+    try:
+        body = ""
+        for _ in range(100):
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read().decode()
+                break
+            except OSError:
+                time.sleep(0.05)
+        assert "Hello from tomcat:alpine, built by pybuild" in body
+        assert f"127.0.0.1:{port}->8080/tcp" in pybuild("ps", env=store).stdout
+        state = _state(store, cid)
+        pybuild("stop", cid[:12], env=store)
+    finally:
+        pybuild("rm", "-f", cid, env=store, check=False)
+    assert not _alive(state["init_pid"]) and not _alive(state["supervisor_pid"])
+    assert not Path(f"/sys/class/net/pb{cid[:11]}").exists()
+    owner = f"{state['supervisor_pid']}-{cid[:12]}"
+    assert owner not in _host_state()[2]
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
+
+
+def test_kill_9_of_pybuild_leaves_nothing_after_the_next_invocation(store: dict[str, str]) -> None:
+    root = Path(store["PYBUILD_ROOT"]) / "containers"
+    proc = subprocess.Popen([sys.executable, "-m", "builder", "run", "--name", "victim", "busybox", "sleep", "60"],
+                            env={**os.environ, **store}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert _wait_for(lambda: any(
+            json.loads((d / "state.json").read_text()).get("init_pid") for d in root.iterdir()
+            if (d / "state.json").exists() and "victim" in (d / "config.json").read_text()))
+        cid = next(d.name for d in root.iterdir() if "victim" in (d / "config.json").read_text())
+        state = _state(store, cid)
+        assert f"{proc.pid}-{cid[:12]}" in _host_state()[2]
+        assert Path(f"/sys/class/net/pb{cid[:11]}").exists()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert _wait_for(lambda: not _alive(state["init_pid"]))  # the container died with pybuild
+    pybuild("ps", "-a", env=store)  # the next invocation sweeps
+    mounts, links, groups = _host_state()
+    assert f"{proc.pid}-{cid[:12]}" not in groups
+    assert f"pb{cid[:11]}" not in links
+    assert not any(p.name.startswith(f"{proc.pid}-") for p in Path("/run/pybuild").iterdir())
+    assert not any(cid[:12] in m for m in mounts)
+    assert "Exited (137)" in pybuild("ps", "-a", env=store).stdout
+    pybuild("rm", "victim", env=store)
+
+
+@requires_tool("podman")
+def test_image_runs_the_same_under_podman(store: dict[str, str], tmp_path: Path) -> None:
+    script = "cat /usr/local/tomcat/webapps/ROOT/index.html; echo $CATALINA_HOME; pwd; ls /usr/local/tomcat"
+    ours = pybuild("run", "--rm", "--network", "none", "tomcat:alpine", "sh", "-c", script, env=store).stdout
+    archive = tmp_path / "tomcat.tar"
+    pybuild("save", "-o", str(archive), "tomcat:alpine", env=store)
+    short = Path(tempfile.mkdtemp(prefix="pbp", dir="/tmp"))  # podman wants a runroot under 50 characters
+    storage = ["--root", str(tmp_path / "podman-root"), "--runroot", str(short)]
+    load = subprocess.run(["podman", *storage, "load", "-i", str(archive)], capture_output=True, text=True)
+    assert load.returncode == 0, load.stderr
+    theirs = subprocess.run(["podman", *storage, "run", "--rm", "--runtime", "runc", "--network", "none",
+                             "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", "tomcat:alpine",
+                             "sh", "-c", script], capture_output=True, text=True)
+    subprocess.run(["podman", *storage, "rmi", "-af"], capture_output=True)
+    shutil.rmtree(short, ignore_errors=True)
+    assert theirs.returncode == 0, theirs.stderr
+    assert theirs.stdout == ours

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import io
+import tarfile
 
 import pytest
 
 from builder.analyze_layers import FileRef, LayerSource, analyze_layers
-from builder.analyze_tree import normalize
+from builder.analyze_tree import normalize, read_entries
 from builder.errors import ImageFormatError
 from tests.builder.analyze_fixtures import layer_tar, sources
 
@@ -145,3 +146,34 @@ def test_truncated_tar_is_a_format_error() -> None:
 @pytest.mark.parametrize("name, path", [("./a/b", "a/b"), ("/a//b/", "a/b"), ("a/./c/../b", "a/b"), (".", "")])
 def test_normalize(name: str, path: str) -> None:
     assert normalize(name, where="t") == path
+
+
+@pytest.mark.parametrize("fmt", [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+def test_long_names_and_links_in_every_tar_format(fmt: int) -> None:
+    long_dir = "/".join(["d" * 40] * 3)  # 122 characters: ustar prefix, GNU L, pax path
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tar:
+        ti = tarfile.TarInfo(f"{long_dir}/file")
+        ti.size = 3
+        tar.addfile(ti, io.BytesIO(b"abc"))
+        link = tarfile.TarInfo(f"{long_dir}/hard")
+        target = f"{long_dir}/file" if fmt != tarfile.USTAR_FORMAT else "s"  # ustar: links <= 100 bytes
+        link.type, link.linkname = tarfile.LNKTYPE, target
+        tar.addfile(link)
+        sym = tarfile.TarInfo("s")
+        sym.type, sym.linkname = tarfile.SYMTYPE, "x" * 150 if fmt != tarfile.USTAR_FORMAT else "x"
+        tar.addfile(sym)
+    data = buf.getvalue()
+    entries = list(read_entries(io.BytesIO(data), where="t"))
+    assert [(e.path, e.kind, e.size) for e in entries] == [(f"{long_dir}/file", "file", 3),
+                                                           (f"{long_dir}/hard", "hardlink", 0), ("s", "symlink", 0)]
+    assert entries[1].linkname == target
+    r = analyze_layers([LayerSource(open=lambda: io.BytesIO(data))])
+    assert r.layers[0].uncompressed_size == len(data) and r.final_size_bytes == 3
+
+
+def test_bad_checksum_is_a_format_error() -> None:
+    data = bytearray(layer_tar([("f", 1)]))
+    data[0] ^= 1
+    with pytest.raises(ImageFormatError, match="bad header checksum at byte 0"):
+        list(read_entries(io.BytesIO(bytes(data)), where="t"))

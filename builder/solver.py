@@ -192,7 +192,10 @@ class Solver:
             rec.cache, rec.error = "miss", _one_line(exc)
             rec.duration = round(time.monotonic() - t0, 6)
             self._add_record(rec)
-            self.progress.error(sid, rec.error if not isinstance(exc, Cancelled) else "cancelled")
+            cancelled = isinstance(exc, Cancelled) or self.cancel.is_set()
+            if cancelled:
+                rec.reason = "cancelled"
+            self.progress.error(sid, "cancelled" if cancelled else rec.error)
             if isinstance(exc, (BuildError, KeyboardInterrupt)) and not isinstance(exc, StepError) \
                     and not isinstance(exc, Cancelled) and isinstance(exc, BuildError):
                 raise StepError(exc.message, filename=node.origin.filename, line=node.origin.line,

@@ -330,27 +330,29 @@ def _store_layer(store: Any, layer: dict[str, Any]) -> Any:
     return store.blob_layer(store.layer(layer["diff_id"]))
 
 
-def _export_rootfs(store: Any, image: Any, dest: Path) -> None:
-    """`--output type=local,dest=DIR`: the image's root filesystem, layers applied in order."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for layer in image.layers():
-        store.unpack_layer(layer, dest, overlay=False)
-
-
 def _write_outputs(store: Any, image: Any, outputs: list[dict[str, str]], tags: list[str], progress: Any) -> str:
-    """Write the image to every `--output`; return the manifest digest."""
+    """Write the image to every `--output` (the store engineer's writers); return the manifest digest."""
     for out in outputs:
         kind = out["type"]
         if kind == "image":
             store.put_image(image, tags)
         elif kind == "oci":
-            store.write_oci_archive(image, out["dest"], tags)
+            from builder.oci.layout import write_oci_archive
+
+            write_oci_archive(image, out["dest"], tags)
         elif kind == "docker":
-            store.write_docker_archive(image, out["dest"], tags)
+            from builder.oci.archive import write_docker_archive
+
+            write_docker_archive(image, out["dest"], tags)
         elif kind == "local":
-            _export_rootfs(store, image, Path(out["dest"]))
+            from builder.oci.archive import export_rootfs_dir
+
+            export_rootfs_dir(image, out["dest"])
         elif kind == "tar":
-            store.export_rootfs_tar(image, out["dest"])
+            from builder.oci.archive import export_rootfs_tar
+            from builder.oci.mutate import source_date_epoch
+
+            export_rootfs_tar(image, out["dest"], store.tmp_dir(), epoch=source_date_epoch())
         elif kind == "registry":
             from builder.errors import NotImplementedYet
 

@@ -356,10 +356,17 @@ def push_image(store: Store, image: Image, ref: Reference, *, options: RegistryO
             if kind == "uploaded":
                 counts["uploaded"] += desc.size
 
+    identifier = ref.tag or (ref.digest if ref.digest else "latest")
     with store.lease():
-        _parallel(send, blobs)
-        identifier = ref.tag or (ref.digest if ref.digest else "latest")
-        digest = client.put_manifest(ref.repository, identifier, raw, manifest.media_type)
+        current = client.head_manifest(ref.repository, identifier, accept=(manifest.media_type,))
+        if current is not None and current.digest == Digest.of(raw):
+            # the tag already names this manifest, and a registry only accepts a manifest whose
+            # blobs it has: nothing to send
+            digest = current.digest
+            counts["skipped"] = len(blobs)
+        else:
+            _parallel(send, blobs)
+            digest = client.put_manifest(ref.repository, identifier, raw, manifest.media_type)
         if ref.digest and ref.digest != digest:
             raise RegistryError(f"{ref.familiar()}: the image's manifest digest is {digest}, not {ref.digest}")
         repo_digest = f"{_familiar_name(ref)}@{digest}"

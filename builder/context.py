@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import io
 import marshal
+import operator
 import os
 import stat
 import sys
@@ -290,13 +291,6 @@ class StatCache:
         key = hashlib.sha256("\0".join(str(p.resolve()) for p in view.layers).encode()).hexdigest()[:32]
         return cls(store_root() / "cache" / "statcache" / key)
 
-    def lookup(self, key: str, st: os.stat_result) -> bytes | None:
-        hit = self.entries.get(key)
-        if hit is not None and hit[0] == st.st_ino and hit[1] == st.st_size and hit[2] == st.st_mtime_ns \
-                and hit[3] == st.st_ctime_ns:
-            return hit[4]
-        return None
-
     def store(self, key: str, st: os.stat_result, digest: bytes) -> None:
         if max(st.st_mtime_ns, st.st_ctime_ns) >= self.started_ns - _RACY_NS:
             return  # racily clean: it may change again within the timestamp granularity
@@ -326,13 +320,11 @@ def _hash_file(path: str) -> bytes:
         raise ContextError(f"cannot read {path}: {exc.strerror}") from None
 
 
-@dataclass
-class _Entry:
-    rel: str
-    kind: str
-    mode: int
-    extra: str | bytes  # link target, device numbers, or (files) host path until hashed
-    st: os.stat_result | None = None
+# An entry is a small list, not an object: the warm path builds 20,000 of them per rebuild.
+# [label, kind, mode, extra, stat]: kind f/d/l/c/b/p; extra is the link target, the device
+# numbers, or (files) the host path until _hash_contents replaces it by the content digest.
+_Entry = list
+_BY_NAME = operator.attrgetter("name")
 
 
 def checksum_sources(view: RootView, rels: Sequence[str], *, ignore: PatternMatcher | None = None,
@@ -345,18 +337,16 @@ def checksum_sources(view: RootView, rels: Sequence[str], *, ignore: PatternMatc
     exclude = PatternMatcher(list(excludes), source="--exclude") if excludes else None
     entries: list[_Entry] = []
     for rel in rels:
-        _collect(view, rel, ignore, exclude, entries)
+        _collect(view, rel, ignore or None, exclude, entries)
     if preserve_owner and owner is None:
         for e in entries:
-            if e.st is not None:
-                e.rel += f"\0{e.st.st_uid}:{e.st.st_gid}"
-    _hash_contents(entries, statcache)
+            e[0] += f"\0{e[4].st_uid}:{e[4].st_gid}"
+    _hash_contents(entries, statcache, str(view.root) if view.single else None)
     h = hashlib.sha256()
     h.update(b"pybuild-copy-checksum-v1\n")
     if owner is not None:
         h.update(f"owner {owner[0]}:{owner[1]}\n".encode())
-    h.update("".join(f"{e.rel}\0{e.kind}\0{e.mode:o}\0{e.extra}\n" for e in entries).encode(
-        "utf-8", "surrogateescape"))
+    h.update("".join([f"{e[0]}\0{e[1]}\0{e[2]:o}\0{e[3]}\n" for e in entries]).encode("utf-8", "surrogateescape"))
     return "sha256:" + h.hexdigest()
 
 
@@ -372,7 +362,7 @@ def _collect(view: RootView, rel: str, ignore: PatternMatcher | None, exclude: P
     if not stat.S_ISDIR(st.st_mode):
         out.append(_entry(view, label, real, st))
         return
-    out.append(_Entry(label, "d", stat.S_IMODE(st.st_mode), "", st))
+    out.append([label, "d", stat.S_IMODE(st.st_mode), "", st])
     if view.single:
         _walk_fast(str(view.root.joinpath(*split_path(real))), real, label, "", ignore, exclude, out)
     else:
@@ -382,14 +372,12 @@ def _collect(view: RootView, rel: str, ignore: PatternMatcher | None, exclude: P
 def _entry(view: RootView, label: str, real: str, st: os.stat_result) -> _Entry:
     mode = st.st_mode
     if stat.S_ISREG(mode):
-        host = view.host_path(real)
-        return _Entry(label, "f", stat.S_IMODE(mode), str(host), st)
+        return [label, "f", stat.S_IMODE(mode), str(view.host_path(real)), st]
     if stat.S_ISLNK(mode):
-        return _Entry(label, "l", stat.S_IMODE(mode), view.readlink(real), st)
+        return [label, "l", stat.S_IMODE(mode), view.readlink(real), st]
     if stat.S_ISDIR(mode):
-        return _Entry(label, "d", stat.S_IMODE(mode), "", st)
-    return _Entry(label, stat.filemode(mode)[0], stat.S_IMODE(mode), f"{os.major(st.st_rdev)},{os.minor(st.st_rdev)}",
-                  st)
+        return [label, "d", stat.S_IMODE(mode), "", st]
+    return [label, stat.filemode(mode)[0], stat.S_IMODE(mode), f"{os.major(st.st_rdev)},{os.minor(st.st_rdev)}", st]
 
 
 def _walk_fast(host_dir: str, real: str, label: str, sub: str, ignore: PatternMatcher | None,
@@ -397,39 +385,47 @@ def _walk_fast(host_dir: str, real: str, label: str, sub: str, ignore: PatternMa
     """Walk one directory of a single-root view with os.scandir (the hot path of a rebuild)."""
     try:
         with os.scandir(host_dir) as it:
-            items = sorted(it, key=lambda e: e.name)
+            items = list(it)
     except OSError as exc:
         raise ContextError(f"cannot read directory {label!r} of the build context: {exc.strerror}") from None
+    items.sort(key=_BY_NAME)
+    filtered = ignore is not None or exclude is not None
+    append = out.append
     for item in items:
         name = item.name
-        ctx_path = f"{real}/{name}" if real else name
-        sub_path = f"{sub}/{name}" if sub else name
-        is_dir = item.is_dir(follow_symlinks=False)
-        if ignore and ignore.matches(ctx_path):
-            if is_dir and ignore.may_reinclude_under(ctx_path):
-                pass  # walk it: an exception may bring something back; dir added only if so
-            else:
+        lbl = label + "/" + name
+        if filtered:
+            ctx_path = f"{real}/{name}" if real else name
+            sub_path = f"{sub}/{name}" if sub else name
+            if ignore is not None and ignore.matches(ctx_path):
+                if item.is_dir(follow_symlinks=False) and ignore.may_reinclude_under(ctx_path):
+                    before = len(out)  # walk it: an exception may bring something back
+                    _walk_fast(item.path, ctx_path, lbl, sub_path, ignore, exclude, out)
+                    if len(out) > before:
+                        st = item.stat(follow_symlinks=False)
+                        out.insert(before, [lbl, "d", stat.S_IMODE(st.st_mode), "", st])
                 continue
-            before = len(out)
-            _walk_fast(item.path, ctx_path, f"{label}/{name}", sub_path, ignore, exclude, out)
-            if len(out) > before:
-                st = item.stat(follow_symlinks=False)
-                out.insert(before, _Entry(f"{label}/{name}", "d", stat.S_IMODE(st.st_mode), "", st))
-            continue
-        if exclude and exclude.matches(sub_path):
-            continue
+            if exclude is not None and exclude.matches(sub_path):
+                continue
+        else:
+            ctx_path = sub_path = ""
         st = item.stat(follow_symlinks=False)
         mode = st.st_mode
-        if is_dir:
-            out.append(_Entry(f"{label}/{name}", "d", stat.S_IMODE(mode), "", st))
-            _walk_fast(item.path, ctx_path, f"{label}/{name}", sub_path, ignore, exclude, out)
-        elif stat.S_ISREG(mode):
-            out.append(_Entry(f"{label}/{name}", "f", stat.S_IMODE(mode), item.path, st))
-        elif stat.S_ISLNK(mode):
-            out.append(_Entry(f"{label}/{name}", "l", stat.S_IMODE(mode), os.readlink(item.path), st))
+        if S_ISREG(mode):
+            append([lbl, "f", mode & 0o7777, item.path, st])
+        elif S_ISDIR(mode):
+            append([lbl, "d", mode & 0o7777, "", st])
+            if filtered:
+                _walk_fast(item.path, ctx_path, lbl, sub_path, ignore, exclude, out)
+            else:
+                _walk_fast(item.path, "", lbl, "", None, None, out)
+        elif S_ISLNK(mode):
+            append([lbl, "l", mode & 0o7777, os.readlink(item.path), st])
         else:
-            out.append(_Entry(f"{label}/{name}", stat.filemode(mode)[0], stat.S_IMODE(mode),
-                              f"{os.major(st.st_rdev)},{os.minor(st.st_rdev)}", st))
+            append([lbl, stat.filemode(mode)[0], mode & 0o7777, f"{os.major(st.st_rdev)},{os.minor(st.st_rdev)}", st])
+
+
+S_ISREG, S_ISDIR, S_ISLNK = stat.S_ISREG, stat.S_ISDIR, stat.S_ISLNK
 
 
 def _walk_view(view: RootView, real: str, label: str, sub: str, ignore: PatternMatcher | None,
@@ -450,20 +446,27 @@ def _walk_view(view: RootView, real: str, label: str, sub: str, ignore: PatternM
             _walk_view(view, child, f"{label}/{name}", sub_path, ignore, exclude, out)
 
 
-def _hash_contents(entries: Iterable[_Entry], statcache: StatCache | None) -> None:
-    """Replace each file entry's host path by its sha256, from the stat cache where it is fresh."""
+def _hash_contents(entries: Iterable[_Entry], statcache: StatCache | None, root: str | None) -> None:
+    """Replace each file entry's host path by its sha256, from the stat cache where it is fresh.
+
+    Cache keys are host paths relative to `root` (a single-root view) or absolute."""
+    cut = len(root) + 1 if root else 0
+    cached = statcache.entries if statcache is not None else {}
+    get = cached.get
     todo: list[_Entry] = []
     for e in entries:
-        if e.kind != "f":
+        if e[1] != "f":
             continue
-        digest = statcache.lookup(str(e.extra), e.st) if statcache is not None else None  # type: ignore[arg-type]
-        if digest is None:
-            todo.append(e)
+        st = e[4]
+        hit = get(e[3][cut:])
+        if hit is not None and hit[2] == st.st_mtime_ns and hit[3] == st.st_ctime_ns and hit[0] == st.st_ino \
+                and hit[1] == st.st_size:
+            e[3] = hit[4].hex()
         else:
-            e.extra = digest.hex()
+            todo.append(e)
     if not todo:
         return
-    paths = [str(e.extra) for e in todo]
+    paths = [e[3] for e in todo]
     if len(todo) > 8:
         with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
             digests = list(pool.map(_hash_file, paths, chunksize=16))
@@ -471,5 +474,5 @@ def _hash_contents(entries: Iterable[_Entry], statcache: StatCache | None) -> No
         digests = [_hash_file(p) for p in paths]
     for e, path, digest in zip(todo, paths, digests):
         if statcache is not None:
-            statcache.store(path, e.st, digest)  # type: ignore[arg-type]
-        e.extra = digest.hex()
+            statcache.store(path[cut:], e[4], digest)
+        e[3] = digest.hex()

@@ -190,3 +190,34 @@ def test_upload_survives_faults(registry: Registry, fault_proxy: FaultProxy, tmp
     out = tmp_path / "out"
     _client(registry).download_blob(repo, desc, out)
     assert out.read_bytes() == src.read_bytes()
+
+
+def test_options_from_config_file_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    conf = tmp_path / "config.json"
+    conf.write_text('{"insecure-registries": ["reg.example:5000", "other.example"]}')
+    monkeypatch.setenv("PYBUILD_CONFIG", str(conf))
+    monkeypatch.setenv("PYBUILD_INSECURE_REGISTRIES", "env.example:1")
+    opts = RegistryOptions.load(["flag.example"])
+    for host in ("reg.example:5000", "other.example:443", "env.example:1", "flag.example"):
+        assert opts.is_insecure(host) and opts.may_use_http(host)
+    assert not opts.is_insecure("reg.example:5001")
+    conf.write_text("[not json")
+    with pytest.raises(RegistryError, match="cannot read registry settings"):
+        RegistryOptions.load()
+
+
+def test_cli_tls_registry_needs_ca_or_insecure(tls_registry: Registry, busybox_store: Path, tmp_path: Path) -> None:
+    from builder.oci.reference import parse_reference
+    from builder.oci.remote import push
+    from builder.store import Store
+    from tests.conftest import pybuild
+
+    name = f"{tls_registry.host}/tls/{uuid.uuid4().hex[:8]}:1"
+    push(Store.open(busybox_store), "busybox:latest", parse_reference(name),
+         options=RegistryOptions(certs_dirs=(str(tls_registry.certs_dir),), **FAST))
+    env = {"PYBUILD_ROOT": str(tmp_path / "s1"), "PYBUILD_CERTS_DIR": str(tmp_path / "no-certs")}
+    refused = pybuild("pull", name, check=False, env=env)
+    assert refused.returncode == 1 and "certificate verify failed" in refused.stderr.lower()
+    assert "certs.d" in refused.stderr and "Traceback" not in refused.stderr
+    pybuild("pull", "--insecure-registry", tls_registry.host, name, env=env)
+    pybuild("pull", name, env={"PYBUILD_ROOT": str(tmp_path / "s2"), "PYBUILD_CERTS_DIR": str(tls_registry.certs_dir)})

@@ -13,12 +13,11 @@ Images come from the store's, layout's, archive's and registry's own readers.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from builder.analyze_layers import FileRef, ImageReport, LayerReport, LayerSource, analyze_layers
-from builder.errors import ImageFormatError
+from builder.errors import ImageFormatError, StoreError
 
 if TYPE_CHECKING:
     from builder.oci.image import Image
@@ -48,47 +47,58 @@ def analyze_image(image: "Image", *, reference: str = "", base_layers: int = 1) 
                           config=config)
 
 
-def open_image(arg: str) -> tuple["Image", str]:
-    """An image by what the user typed: an OCI layout directory, an OCI or docker archive, a
-    local image (tag, name@digest, id) or a registry reference. Returns the image and a label."""
+def open_image(arg: str, *, workdir: Path | None = None) -> tuple["Image", str]:
+    """An image by what the user typed: an OCI layout directory, an OCI or docker archive (tar),
+    a local image (tag, name@digest, id) or a registry reference. Returns the image and a label.
+
+    A registry image is pulled into a throw-away store under `workdir` (the caller removes it),
+    so analysing never changes the user's store.
+    """
     path = Path(arg)
-    if path.is_dir():
-        from builder.oci import layout
-
-        return layout.read_layout(path), f"oci:{arg}"  # type: ignore[attr-defined]
-    if path.is_file():
-        from builder.oci import archive
-
-        return archive.read_archive(path), f"archive:{arg}"  # type: ignore[attr-defined]
-    from builder.errors import StoreError
+    if path.exists():
+        return _from_file(path), str(path)
     from builder.store import Store
 
+    store = Store.open()
     try:
-        return Store.open().resolve(arg), arg
+        return store.resolve(arg), arg
     except StoreError as local_error:
-        if not _looks_remote(arg):
-            raise
-        try:
-            return _remote_image(arg), arg
-        except ImageFormatError:
-            raise
-        except Exception:
+        if workdir is None or not _looks_remote(arg):
             raise local_error from None
+    from builder.oci.reference import parse_reference
+    from builder.oci.remote import pull
+
+    return pull(Store.open(workdir), parse_reference(arg)).image, arg
+
+
+def _from_file(path: Path) -> "Image":
+    from builder.oci.image import BasicImage, BlobLayer
+    from builder.oci.layout import LayoutSource, read_oci_layout
+
+    src = LayoutSource(path)
+    if src.has("index.json"):
+        images = read_oci_layout(src)
+        if not images:
+            raise ImageFormatError(f"{path}: the OCI layout holds no image")
+        return images[0][0]
+    if src.has("manifest.json"):  # a docker-archive: layers are tar members, often uncompressed
+        from builder.oci.archive import _read_docker_archive
+        from builder.oci.compress import detect, media_type_for
+
+        config_image, _tags, names = _read_docker_archive(src)[0]
+        diff_ids = config_image.config().diff_ids
+        if len(diff_ids) != len(names):
+            raise ImageFormatError(f"{path}: {len(names)} layers for {len(diff_ids)} diff_ids")
+        layers = []
+        for name, diff_id in zip(names, diff_ids):
+            with src.open(name) as f:
+                media_type = media_type_for(detect(f.read(4)))
+                size = f.seek(0, 2)
+            layers.append(BlobLayer(diff_id, diff_id, size, media_type, lambda n=name: src.open(n)))
+        return BasicImage(config_image.raw_config(), tuple(layers))
+    raise ImageFormatError(f"{path}: neither an OCI layout (index.json) nor a docker-archive (manifest.json)")
 
 
 def _looks_remote(ref: str) -> bool:
     first = ref.split("/", 1)[0]
     return "/" in ref and ("." in first or ":" in first or first == "localhost")
-
-
-def _remote_image(ref: str) -> "Image":
-    from builder.oci import registry
-
-    return registry.remote_image(ref)  # type: ignore[attr-defined]
-
-
-def default_root() -> Path:
-    env = os.environ.get("PYBUILD_ROOT")
-    if env:
-        return Path(env)
-    return Path("/var/lib/pybuild") if os.geteuid() == 0 else Path.home() / ".local/share/pybuild"

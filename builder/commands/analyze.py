@@ -3,13 +3,105 @@
 from __future__ import annotations
 
 import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
 
-from builder.errors import NotImplementedYet
+from builder.errors import BuildError
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("args", nargs="*", help=argparse.SUPPRESS)
+    p.usage = "pybuild analyze [OPTIONS] IMAGE"
+    p.description = ("Per layer: compressed and uncompressed size, the instruction, files added, modified and "
+                     "removed, wasted bytes, largest files; dive's efficiency and wasted bytes and the bytes a user "
+                     "could actually save. IMAGE is a local image, an OCI layout directory, an OCI or docker "
+                     "archive, or a registry reference.")
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    p.add_argument("--no-files", action="store_true", help="with --json: counts instead of per-layer file lists")
+    p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report")
+    p.add_argument("--top", type=int, default=10, metavar="N", help="largest files shown (default 10)")
+    p.add_argument("--base-layers", type=int, default=1, metavar="N",
+                   help="layers that belong to the base image, not counted as the user's (default 1, as dive)")
+    p.add_argument("--build", metavar="BUILD",
+                   help="build record for --html (default: the latest build that produced this image)")
+    ci = p.add_argument_group("CI (exit 1 when a rule fails; rules judge dive's figures, as `dive --ci`)")
+    ci.add_argument("--ci", action="store_true", help="check the rules below, or those of .pybuild-analyze.yaml")
+    ci.add_argument("--ci-config", metavar="FILE", help="rules file (default ./.pybuild-analyze.yaml if present)")
+    ci.add_argument("--lowest-efficiency", metavar="RATIO", help="fail below this efficiency (e.g. 0.95)")
+    ci.add_argument("--highest-wasted-bytes", metavar="SIZE", help="fail above this many wasted bytes (e.g. 20MB)")
+    ci.add_argument("--highest-user-wasted-percent", metavar="RATIO",
+                    help="fail above this ratio of wasted to user bytes (e.g. 0.1 or 10%%)")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedYet("pybuild analyze: not implemented yet")
+    from builder.analyze import analyze_image, open_image
+
+    limits = _limits(args)
+    workdir = Path(tempfile.mkdtemp(prefix="pybuild-analyze-"))
+    try:
+        image, label = open_image(args.image, workdir=workdir)
+        report = analyze_image(image, reference=label, base_layers=args.base_layers)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if args.html:
+        _write_html(args, report, str(image.id))
+    if args.json:
+        from builder.analyze_report import dumps
+
+        print(dumps(report, files=not args.no_files))
+    else:
+        from builder.analyze_report import render_table
+
+        print(render_table(report, top=args.top))
+    if limits is None:
+        return 0
+    from builder.analyze_ci import evaluate, render
+
+    results = evaluate(report, limits)
+    print(render(results), file=sys.stderr if args.json else sys.stdout)
+    return 1 if any(r.status == "FAIL" for r in results) else 0
+
+
+def _limits(args: argparse.Namespace):  # -> Thresholds | None
+    from builder.analyze_ci import CONFIG_NAME, Thresholds, load_config, thresholds
+
+    flags = thresholds(args.lowest_efficiency, args.highest_wasted_bytes, args.highest_user_wasted_percent,
+                       where="--ci: ")
+    if not args.ci and flags == Thresholds() and not args.ci_config:
+        return None
+    config = args.ci_config or (CONFIG_NAME if Path(CONFIG_NAME).is_file() else None)
+    base = load_config(config) if config else Thresholds()
+    merged = base.merged(flags)
+    if merged == Thresholds():
+        raise BuildError("--ci: no rules given", hint="pass --lowest-efficiency, --highest-wasted-bytes, "
+                         "--highest-user-wasted-percent or write a .pybuild-analyze.yaml")
+    return merged
+
+
+def _write_html(args: argparse.Namespace, report, image_id: str) -> None:
+    import os
+
+    from builder.analyze_advice import rebuild_costs, suggestions
+    from builder.analyze_explain import find_build, load_builds
+    from builder.analyze_html import render_html
+    from builder.cache import BuildCache
+    from builder.store import default_root
+
+    root = default_root()
+    builds = load_builds(root)
+    build = None
+    if args.build:
+        build = find_build(builds, args.build)
+    else:
+        mine = [b for b in builds if b.get("image_id") == image_id]
+        build = mine[-1] if mine else None
+    cache = BuildCache(root)
+    costs = rebuild_costs(build, cache) if build else []
+    advice = suggestions(build, cache) if build else []
+    page = render_html(report, build=build, costs=costs, suggestions=advice)
+    tmp = f"{args.html}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(page)
+    os.replace(tmp, args.html)

@@ -11,7 +11,6 @@ import errno
 import os
 import signal
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.errors import CgroupError
@@ -19,7 +18,7 @@ from runtime.spec import Limits
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PARENT = "pybuild"
-V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids")
+V1_ALWAYS = ("memory",)  # for the memory peak; CPU time comes from the reaped processes' rusage
 CPU_PERIOD_US = 100_000
 
 
@@ -30,12 +29,6 @@ def version() -> int:
     if (CGROUP_ROOT / "memory" / "cgroup.procs").exists():
         return 1
     return 0
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    cpu_seconds: float
-    memory_peak_bytes: int
 
 
 def _write(path: Path, value: str) -> None:
@@ -55,19 +48,21 @@ def _read(path: Path) -> str:
 class Cgroup:
     """A container's cgroup (one directory per v1 controller, or one v2 directory)."""
 
-    def __init__(self, name: str, ver: int) -> None:
+    def __init__(self, name: str, ver: int, controllers: tuple[str, ...] = V1_ALWAYS) -> None:
         self.name, self.version = name, ver
         if ver == 2:
             self.dirs = {"": CGROUP_ROOT / PARENT / name}
-        else:
-            self.dirs = {c: CGROUP_ROOT / c / PARENT / name for c in V1_CONTROLLERS}
+        else:  # joining a v1 hierarchy is slow (an RCU sync each): only the ones needed
+            self.dirs = {c: CGROUP_ROOT / c / PARENT / name for c in controllers}
 
     @classmethod
     def create(cls, container_id: str, limits: Limits) -> "Cgroup":
         ver = version()
         if ver == 0:
             raise CgroupError("no cgroup filesystem is mounted under /sys/fs/cgroup")
-        cg = cls(f"{os.getpid()}-{container_id[:12]}", ver)
+        controllers = V1_ALWAYS + (("cpu",) if limits.cpus is not None else ()) + (
+            ("pids",) if limits.pids is not None else ())
+        cg = cls(f"{os.getpid()}-{container_id[:12]}", ver, controllers)
         if ver == 2:
             _enable_v2_controllers()
         for d in cg.dirs.values():
@@ -110,15 +105,13 @@ class Cgroup:
         d = next(iter(self.dirs.values()))
         return [int(p) for p in _read(d / "cgroup.procs").split()]
 
-    def usage(self) -> Usage:
+    def memory_peak(self) -> int:
+        """The most memory the cgroup's processes used at once, in bytes (0 if unknown)."""
         if self.version == 2:
-            d = self.dirs[""]
-            stat = dict(line.split() for line in _read(d / "cpu.stat").splitlines() if line.count(" ") == 1)
-            peak = _read(d / "memory.peak").strip()
-            return Usage(int(stat.get("usage_usec", 0)) / 1e6, int(peak) if peak.isdigit() else 0)
-        cpu = _read(self.dirs["cpuacct"] / "cpuacct.usage").strip()
-        peak = _read(self.dirs["memory"] / "memory.max_usage_in_bytes").strip()
-        return Usage(int(cpu or 0) / 1e9, int(peak or 0))
+            peak = _read(self.dirs[""] / "memory.peak").strip()
+        else:
+            peak = _read(self.dirs["memory"] / "memory.max_usage_in_bytes").strip()
+        return int(peak) if peak.isdigit() else 0
 
     def kill(self) -> None:
         """SIGKILL every process in the cgroup."""
@@ -194,6 +187,6 @@ def sweep() -> list[str]:
     for name in names:
         owner = name.split("-", 1)[0]
         if owner.isdigit() and not _alive(int(owner)):
-            Cgroup(name, ver).remove()
+            Cgroup(name, ver, ("memory", "cpu", "pids")).remove()
             removed.append(name)
     return removed

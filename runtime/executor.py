@@ -93,9 +93,8 @@ class LinuxExecutor:
                 cgroup = cgroups.Cgroup.create(cid, limits)
             status = _Run(process, rootfs, mounts, network, cgroup, net, scratch, hostname,
                           stdout, stderr, stdin, on_start).wait()
-            usage = cgroup.usage() if cgroup else None
-            if usage is not None:
-                status = _replace(status, cpu_seconds=usage.cpu_seconds, memory_peak_bytes=usage.memory_peak_bytes)
+            if cgroup is not None:
+                status = _replace(status, memory_peak_bytes=cgroup.memory_peak())
             return _replace(status, wall_seconds=time.monotonic() - started, ports=tuple(ports))
         finally:
             if proxy is not None:
@@ -210,10 +209,10 @@ class _Run:
             if self.on_start and init_pid:
                 self.on_start(init_pid)
             self._pump()
-            _, wstatus = os.waitpid(pid_a, 0)
+            _, wstatus, rusage = os.wait4(pid_a, 0)  # its rusage includes every process it reaped
             pid_a = 0
             raw = _read_all(status_r)
-            return _exit_status(raw, wstatus)
+            return _replace(_exit_status(raw, wstatus), cpu_seconds=rusage.ru_utime + rusage.ru_stime)
         except BaseException:
             if pid_a:
                 for pid in (init_pid, pid_a):

@@ -1,5 +1,6 @@
-"""Bridge networking with pyroute2: a `pybuild0` bridge, a veth pair per container, addresses
-from a small file-backed IPAM, a default route and outbound NAT.
+"""Bridge networking: a `pybuild0` bridge (made with pyroute2), a veth pair per container (one
+raw rtnetlink request, `_rtnl.py`, to stay off pyroute2's import cost), addresses from a small
+file-backed IPAM, a default route and outbound NAT.
 
 The host end of each veth is named `pb<container id[:11]>`; the container end is `eth0`. A veth
 pair dies with the container's network namespace, so a killed container leaves at most an IPAM
@@ -17,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from runtime import _netif
+from runtime import _netif, _rtnl
 from runtime.errors import NetworkError
 
 BRIDGE = "pybuild0"
@@ -100,8 +101,16 @@ def _iptables(*rule: str, table: str = "filter") -> None:
         raise NetworkError(f"iptables -t {table} -A {' '.join(rule)}: {proc.stderr.strip()}")
 
 
+def _boot_id() -> str:
+    return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+
+
 def ensure_bridge() -> None:
-    """Create `pybuild0` with the gateway address, enable forwarding and outbound NAT (idempotent)."""
+    """Create `pybuild0` with the gateway address, enable forwarding and outbound NAT (idempotent;
+    a marker naming this boot and subnet makes later calls a couple of stat()s)."""
+    marker = IPAM_DIR / f"bridge-{SUBNET.network_address}-{SUBNET.prefixlen}.ready"
+    if Path(f"/sys/class/net/{BRIDGE}").exists() and marker.exists() and marker.read_text() == _boot_id():
+        return
     with _iproute() as ipr:
         if not ipr.link_lookup(ifname=BRIDGE):
             try:
@@ -118,6 +127,8 @@ def ensure_bridge() -> None:
     _iptables("POSTROUTING", "-s", str(SUBNET), "!", "-o", BRIDGE, "-j", "MASQUERADE", table="nat")
     _iptables("FORWARD", "-i", BRIDGE, "-j", "ACCEPT")
     _iptables("FORWARD", "-o", BRIDGE, "-j", "ACCEPT")
+    IPAM_DIR.mkdir(parents=True, exist_ok=True)
+    marker.write_text(_boot_id())
 
 
 class Bridge:
@@ -135,15 +146,10 @@ class Bridge:
 
     def plumb(self, pid: int) -> None:
         """Create the veth pair, its `eth0` end inside the network namespace of `pid`."""
-        with _iproute() as ipr:
-            try:
-                ipr.link("add", ifname=self.host_link, kind="veth",
-                         peer={"ifname": "eth0", "net_ns_fd": f"/proc/{pid}/ns/net"})
-                index = ipr.link_lookup(ifname=self.host_link)[0]
-                master = ipr.link_lookup(ifname=BRIDGE)[0]
-                ipr.link("set", index=index, master=master, state="up")
-            except Exception as exc:  # noqa: BLE001 - pyroute2's NetlinkError
-                raise NetworkError(f"cannot create veth {self.host_link}: {exc}") from None
+        try:
+            _rtnl.create_veth(self.host_link, "eth0", pid, BRIDGE)
+        except OSError as exc:
+            raise NetworkError(str(exc.strerror)) from None
 
     def configure_inside(self) -> None:
         """Inside the container's network namespace: address `eth0`, bring it up, route via the bridge."""
@@ -153,9 +159,10 @@ class Bridge:
 
     def detach(self) -> None:
         try:
-            with _iproute() as ipr:
-                found = ipr.link_lookup(ifname=self.host_link)
-                if found:
-                    ipr.link("del", index=found[0])
+            if Path(f"/sys/class/net/{self.host_link}").exists():  # normally gone with the netns
+                with _iproute() as ipr:
+                    found = ipr.link_lookup(ifname=self.host_link)
+                    if found:
+                        ipr.link("del", index=found[0])
         finally:
             release(self.address)

@@ -544,11 +544,7 @@ class Converter:
     def _copy(self, stage: Stage, state: _StageState, inst: ast.Copy | ast.Add, origin: Origin) -> None:
         kind = inst.keyword.upper()
         env = state.expand_env()
-        if inst.heredocs:
-            names = {h.name for h in inst.heredocs}
-            sources = [s for s in inst.sources if s.lstrip("<-") not in names]
-        else:
-            sources = list(inst.sources)
+        sources = [s for s in inst.sources if not (inst.heredocs and s.startswith("<<"))]
         srcs = [self.expand(s, env, origin) for s in sources]
         dest = self.expand(inst.dest, env, origin)
         heredocs = tuple((h.name, self.expand(h.body, env, origin) if h.expand else h.body) for h in inst.heredocs)

@@ -38,9 +38,7 @@ import operator
 import os
 import stat
 import sys
-import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Iterable, Sequence
@@ -193,6 +191,8 @@ def _open_stdin(stdin: BinaryIO, dockerfile: str | None, scratch_dir: Path | Non
     if not _looks_like_archive(head):
         return BuildContext(None, head + stdin.read(), "Dockerfile (stdin)")
     if scratch_dir is None:
+        import tempfile
+
         scratch_dir = Path(tempfile.mkdtemp(prefix="context-"))
     from builder.copyops import extract_archive  # only needed for a tarball context
 
@@ -301,15 +301,16 @@ class StatCache:
         """Write the cache atomically (temp file + rename); a no-op when nothing changed."""
         if self.path is None or not self.dirty:
             return
+        tmp = self.path.with_name(f".tmp-{os.getpid()}-{self.path.name}")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tmp-")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "wb") as f:
                 f.write(marshal.dumps(self.entries))
             os.replace(tmp, self.path)
             self.dirty = False
         except OSError:
-            pass  # a cache that cannot be written only costs time
+            tmp.unlink(missing_ok=True)  # a cache that cannot be written only costs time
 
 
 def _hash_file(path: str) -> bytes:
@@ -468,6 +469,8 @@ def _hash_contents(entries: Iterable[_Entry], statcache: StatCache | None, root:
         return
     paths = [e[3] for e in todo]
     if len(todo) > 8:
+        from concurrent.futures import ThreadPoolExecutor  # imported only when files need reading
+
         with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
             digests = list(pool.map(_hash_file, paths, chunksize=16))
     else:

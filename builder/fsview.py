@@ -56,7 +56,8 @@ class RootView:
     # -- lookups --------------------------------------------------------------------------
 
     def host_path(self, rel: str) -> Path | None:
-        """Where the entry at `rel` (already resolved, no symlinks followed) lives on the host."""
+        """Where the entry at `rel` lives on the host. `rel` must come from `resolve()` (or be a
+        name inside a resolved directory): in a single directory its parents are not re-checked."""
         parts = split_path(rel)
         if self.single:
             path = self.root.joinpath(*parts)
@@ -81,17 +82,13 @@ class RootView:
         names: set[str] = set()
         hidden: set[str] = set()
         for layer in self.layers:
-            path = layer.joinpath(*parts)
-            if not os.path.lexists(path):
-                if self._hidden_in(layer, parts):
-                    break
+            state, path = _probe(layer, parts)
+            if state == _ABSENT:
                 continue
-            if not os.path.isdir(path) or os.path.islink(path):
+            if state == _HIDDEN or path is None or not stat.S_ISDIR(os.lstat(path).st_mode):
                 break
-            opaque = False
             for name in os.listdir(path):
                 if name == _WH_OPAQUE:
-                    opaque = True
                     continue
                 if name.startswith(_WH):
                     hidden.add(name[len(_WH):])
@@ -102,35 +99,16 @@ class RootView:
                     hidden.add(name)
                     continue
                 names.add(name)
-            if opaque or _has_opaque_xattr(path):
+            if _is_opaque(path):
                 break
         return sorted(names)
 
-    def _hidden_in(self, layer: Path, parts: list[str]) -> bool:
-        """Does `layer` hide the path `parts` (a whiteout of it or of a parent, or an opaque
-        parent, or a non-directory parent)?"""
-        for i in range(len(parts)):
-            parent = layer.joinpath(*parts[:i])
-            if i and (not os.path.isdir(parent) or os.path.islink(parent)):
-                return os.path.lexists(parent)
-            if not os.path.lexists(parent):
-                return False
-            name = parts[i]
-            entry = parent / name
-            if os.path.lexists(parent / (_WH + name)) or (os.path.lexists(entry) and _is_char_whiteout(entry)):
-                return True
-            if i < len(parts) - 1 and os.path.isdir(entry) and (
-                os.path.lexists(entry / _WH_OPAQUE) or _has_opaque_xattr(entry)
-            ) and not os.path.lexists(layer.joinpath(*parts)):
-                return True
-        return False
-
     def _layer_lookup(self, parts: list[str]) -> Path | None:
         for layer in self.layers:
-            path = layer.joinpath(*parts)
-            if os.path.lexists(path):
-                return None if _is_char_whiteout(path) else path
-            if self._hidden_in(layer, parts):
+            state, path = _probe(layer, parts)
+            if state == _FOUND:
+                return path
+            if state == _HIDDEN:
                 return None
         return None
 
@@ -170,6 +148,37 @@ class RootView:
         """True when `rel` exists and is a directory after following symlinks in the root."""
         st = self.lstat(self.resolve(rel))
         return st is not None and stat.S_ISDIR(st.st_mode)
+
+
+_FOUND, _ABSENT, _HIDDEN = "found", "absent", "hidden"
+
+
+def _probe(layer: Path, parts: list[str]) -> tuple[str, Path | None]:
+    """What one layer says about `parts`: found (its host path), absent (ask the layer below),
+    or hidden (a whiteout, an opaque directory or a non-directory hides everything below).
+
+    Every component is lstat'ed, so no symlink in a layer is ever followed on the host."""
+    path = layer
+    for i, name in enumerate(parts):
+        if os.path.lexists(path / (_WH + name)):
+            return _HIDDEN, None
+        child = path / name
+        try:
+            st = os.lstat(child)
+        except (FileNotFoundError, NotADirectoryError):
+            return (_HIDDEN if i and _is_opaque(path) else _ABSENT), None
+        if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+            return _HIDDEN, None
+        if i == len(parts) - 1:
+            return _FOUND, child
+        if not stat.S_ISDIR(st.st_mode):
+            return _HIDDEN, None
+        path = child
+    return _FOUND, layer
+
+
+def _is_opaque(path: Path) -> bool:
+    return os.path.lexists(path / _WH_OPAQUE) or _has_opaque_xattr(path)
 
 
 def _is_char_whiteout(path: Path) -> bool:

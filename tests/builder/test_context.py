@@ -315,3 +315,18 @@ def test_checksum_with_preserved_owners_sees_owner_changes(ctx_dir: Path) -> Non
     assert checksum_sources(view, ["src"]) != before
     os.lchown(ctx_dir / "src/util", 5, 5)
     assert checksum_sources(view, ["src"], preserve_owner=True) != before
+
+
+def test_layered_view_never_follows_a_lower_layer_symlink_on_the_host(tmp_path: Path) -> None:
+    secret = make_tree(tmp_path / "host-secret", {"passwd": "host secret"})
+    lower = tmp_path / "lower"
+    lower.mkdir()
+    (lower / "a").symlink_to(secret)             # absolute host path in a hostile layer
+    upper = make_tree(tmp_path / "upper", {"a/": None})
+    view = RootView([upper, lower])
+    assert view.lstat("a/passwd") is None        # the upper dir hides the lower symlink's subtree
+    assert view.listdir("a") == []
+    (tmp_path / "empty-upper").mkdir()
+    only_lower = RootView([tmp_path / "empty-upper", lower])
+    assert only_lower.resolve("a/passwd") == str(secret).lstrip("/") + "/passwd"  # resolved inside the root
+    assert only_lower.lstat(only_lower.resolve("a/passwd")) is None

@@ -9,7 +9,7 @@ from builder.commands._registry_args import add_registry_args, registry_options
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.usage = "pybuild push [OPTIONS] NAME[:TAG]"
+    p.usage = "pybuild push [OPTIONS] NAME[:TAG] | NAME@DIGEST"
     p.add_argument("name", metavar="NAME[:TAG]", help="a stored image name, e.g. 127.0.0.1:5000/app:1")
     p.add_argument("--from", dest="source", metavar="IMAGE",
                    help="push this stored image (name or id) instead of NAME's")
@@ -25,11 +25,10 @@ def run(args: argparse.Namespace) -> int:
     from builder.store import Store
 
     ref = parse_reference(args.name).with_default_tag()
-    if ref.digest:
+    if ref.digest and ref.tag:
         from builder.errors import InvalidReferenceError
 
-        raise InvalidReferenceError(f"cannot push to a digest reference: {args.name}",
-                                    hint="push NAME[:TAG]; the registry computes the digest")
+        raise InvalidReferenceError(f"push NAME:TAG or NAME@DIGEST, not both: {args.name}")
     store = Store.open()
     source = args.source or ref.familiar()
     if not args.quiet:
@@ -43,6 +42,6 @@ def run(args: argparse.Namespace) -> int:
         print(result.digest)
     else:
         size = len(store.resolve(source).raw_manifest())
-        print(f"{ref.tag}: digest: {result.digest} size: {size} "
+        print(f"{ref.tag or 'untagged'}: digest: {result.digest} size: {size} "
               f"(uploaded {result.uploaded} bytes, {result.mounted} mounted, {result.skipped} already there)")
     return 0

@@ -33,6 +33,7 @@ import pytest
 
 REGISTRY_BIN = shutil.which("docker-registry") or "/usr/bin/docker-registry"
 USER, PASSWORD = "alice", "s3cret"
+REFRESH_TOKEN = "refresh-alice"  # an identity token the token server accepts for alice
 needs_registry = pytest.mark.skipif(not os.path.exists(REGISTRY_BIN) or shutil.which("openssl") is None,
                                     reason="docker-registry and openssl are installed by scripts/install-test-deps")
 
@@ -94,6 +95,27 @@ class TokenServer:
             def log_message(self, *a: object) -> None:
                 pass
 
+            def do_POST(self) -> None:
+                """OAuth2 refresh_token grant: the identity token `refresh-alice` stands for alice."""
+                from urllib.parse import parse_qs
+
+                form = parse_qs(self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode())
+                if form.get("grant_type") != ["refresh_token"] or form.get("refresh_token") != [REFRESH_TOKEN]:
+                    self._answer(401, {})
+                    return
+                scopes = " ".join(form.get("scope", [])).split()
+                outer.requests.append({"user": USER, "scopes": scopes, "service": form.get("service", [""])[0],
+                                       "grant": "refresh_token"})
+                self._answer(200, {"access_token": outer.token(USER, scopes), "expires_in": 300})
+
+            def _answer(self, status: int, doc: dict) -> None:
+                body = json.dumps(doc).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
             def do_GET(self) -> None:
                 from urllib.parse import parse_qs, urlsplit
 
@@ -110,28 +132,25 @@ class TokenServer:
                     user = u
                 scopes = q.get("scope", [])
                 outer.requests.append({"user": user, "scopes": scopes, "service": q.get("service", [""])[0]})
-                access = []
-                for sc in scopes:
-                    kind, name, actions = sc.split(":")[0], ":".join(sc.split(":")[1:-1]), sc.split(":")[-1]
-                    wanted = actions.split(",")
-                    granted = [a for a in wanted if user or a == "pull"]
-                    access.append({"type": kind, "name": name, "actions": granted})
-                now = int(time.time())
-                token = outer.pki.sign_jwt({"iss": outer.issuer, "sub": user or "", "aud": outer.service,
-                                            "exp": now + 300, "nbf": now - 10, "iat": now,
-                                            "jti": os.urandom(8).hex(), "access": access})
-                body = json.dumps({"token": token, "expires_in": 300}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self._answer(200, {"token": outer.token(user, scopes), "expires_in": 300})
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.realm = f"http://127.0.0.1:{self.port}/token"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def token(self, user: str | None, scopes: list[str]) -> str:
+        """A signed token granting `pull` to anyone and everything asked to a user."""
+        access = []
+        for sc in scopes:
+            kind, rest = sc.split(":", 1)
+            name, actions = rest.rsplit(":", 1)
+            access.append({"type": kind, "name": name,
+                           "actions": [a for a in actions.split(",") if user or a == "pull"]})
+        now = int(time.time())
+        return self.pki.sign_jwt({"iss": self.issuer, "sub": user or "", "aud": self.service, "exp": now + 300,
+                                  "nbf": now - 10, "iat": now, "jti": os.urandom(8).hex(), "access": access})
 
     def close(self) -> None:
         self.server.shutdown()

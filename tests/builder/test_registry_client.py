@@ -14,7 +14,7 @@ from builder.oci.model import Descriptor, Digest
 from builder.oci.registry import RegistryClient
 from builder.oci.transport import RegistryOptions
 
-from tests.builder.registry_server import (PASSWORD, USER, FaultProxy, Registry, basic_registry,  # noqa: F401
+from tests.builder.registry_server import (PASSWORD, REFRESH_TOKEN, USER, FaultProxy, Registry, basic_registry,  # noqa: F401
                                            docker_config, fault_proxy, needs_registry, pki, registry,
                                            tls_registry, token_registry)
 
@@ -221,3 +221,17 @@ def test_cli_tls_registry_needs_ca_or_insecure(tls_registry: Registry, busybox_s
     assert "certs.d" in refused.stderr and "Traceback" not in refused.stderr
     pybuild("pull", "--insecure-registry", tls_registry.host, name, env=env)
     pybuild("pull", name, env={"PYBUILD_ROOT": str(tmp_path / "s2"), "PYBUILD_CERTS_DIR": str(tls_registry.certs_dir)})
+
+
+def test_token_auth_with_identity_token(token_registry: Registry, tmp_path: Path, docker_config: Path) -> None:
+    """Credentials stored as an identity token use the OAuth2 refresh_token grant (POST to the realm)."""
+    import base64
+    import json
+
+    (docker_config / "config.json").write_text(json.dumps({"auths": {token_registry.host: {
+        "auth": base64.b64encode(b"<token>:").decode(), "identitytoken": REFRESH_TOKEN}}}))
+    server = token_registry.token_server
+    before = len(server.requests)
+    client = RegistryClient(token_registry.host, RegistryOptions(**FAST))  # credentials from config.json
+    _roundtrip(client, tmp_path, size=5000)
+    assert server.requests[before:] and all(r.get("grant") == "refresh_token" for r in server.requests[before:])

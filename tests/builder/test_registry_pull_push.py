@@ -92,6 +92,10 @@ def test_cli_push_pull_and_errors(busybox_store: Path, registry: Registry, tmp_p
     assert bad.returncode == 1 and "must be lowercase" in bad.stderr
     refused = pybuild("pull", "127.0.0.1:1/x:y", check=False, env={"PYBUILD_REGISTRY_RETRIES": "0"})
     assert refused.returncode == 1 and "127.0.0.1:1" in refused.stderr and "Traceback" not in refused.stderr
+    digest = resolve_digest(parse_reference(name), FAST)
+    by_digest = f"{registry.host}/bydigest/{uuid.uuid4().hex[:6]}@{digest}"
+    pybuild("push", "--from", name, by_digest)  # untagged, by digest
+    assert resolve_digest(parse_reference(by_digest), FAST) == digest
     nolocal = pybuild("push", f"{registry.host}/never/built:1", check=False)
     assert nolocal.returncode == 1 and "not in the store" in nolocal.stderr
 

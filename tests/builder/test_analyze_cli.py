@@ -1,0 +1,127 @@
+"""`pybuild analyze` end to end on an image whose layers are dive's example (numbers in
+test_analyze_layers.py), read from the store, OCI layouts and archives (ours and skopeo's) and a
+real registry; `--ci` exit codes; `--html`; bad input."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from builder.oci import mutate
+from builder.oci.archive import write_docker_archive
+from builder.oci.image import EMPTY
+from builder.oci.layout import write_oci_archive, write_oci_layout
+from builder.oci.model import History
+from builder.oci.reference import parse_reference
+from builder.oci.remote import push
+from builder.store import Store
+from tests.builder.analyze_fixtures import layer_tar
+from tests.builder.registry_server import Registry, needs_registry, registry  # noqa: F401
+from tests.builder.test_analyze_layers import NGINX
+from tests.conftest import pybuild, requires_tool
+
+STEPS = ["FROM base", "COPY conf /etc", "RUN rm -rf /etc/nginx"]
+
+
+@pytest.fixture
+def demo(store_root: Path) -> Path:
+    """demo:1 in a private store: three layers stored byte for byte (gzip), history per layer."""
+    store = Store.open(store_root)
+    layers = [store.blob_layer(store.put_tar(io.BytesIO(layer_tar(m)))) for m in NGINX]
+    image = mutate.append_layers(EMPTY, *layers, history=[History(created_by=s) for s in STEPS])
+    store.put_image(image, ["demo:1"])
+    return store_root
+
+
+def check(data: dict, *, exact_tar: bool = True) -> None:
+    """The figures of the NGINX layers (hand-computed in test_analyze_layers.py)."""
+    assert data["dive_efficiency"] == 23000 / 28000 and data["dive_wasted_bytes"] == 7000
+    assert data["dive_user_wasted_percent"] == 7000 / 15000
+    assert data["wasted_bytes"] == 10000 and data["user_wasted_bytes"] == 5000 and data["final_size_bytes"] == 10000
+    assert [l["created_by"] for l in data["layers"]] == STEPS
+    assert [l["content_size"] for l in data["layers"]] == [5000, 15000, 0]
+    assert [l["wasted_bytes"] for l in data["layers"]] == [5000, 5000, 0]
+    assert [[f["path"] for f in l["added"]] for l in data["layers"]] == [
+        ["/etc/nginx/nginx.conf", "/etc/nginx/public"], ["/etc/athing"], []]
+    assert data["layers"][2]["removed"] == [{"path": "/etc/nginx", "size": 8000, "layer": 1}]
+    if exact_tar:
+        assert [l["uncompressed_size"] for l in data["layers"]] == [len(layer_tar(m)) for m in NGINX]
+
+
+def analyze_json(*args: str, **kw) -> dict:
+    return json.loads(pybuild("analyze", "--json", *args, **kw).stdout)
+
+
+def test_local_image(demo: Path) -> None:
+    data = analyze_json("demo:1")
+    check(data)
+    store = Store.open(demo)
+    image = store.resolve("demo:1")
+    assert [l["compressed_size"] for l in data["layers"]] == [l.size for l in image.layers()]
+    assert [l["digest"] for l in data["layers"]] == [str(l.digest) for l in image.layers()]
+    assert data["reference"] == "demo:1"
+
+
+def test_oci_layout_dir_and_archives(demo: Path, tmp_path: Path) -> None:
+    image = Store.open(demo).resolve("demo:1")
+    write_oci_layout(image, tmp_path / "layout")
+    write_oci_archive(image, tmp_path / "oci.tar")
+    write_docker_archive(image, tmp_path / "docker.tar")
+    for target in ("layout", "oci.tar", "docker.tar"):
+        check(analyze_json(str(tmp_path / target)))
+
+
+@requires_tool("skopeo")
+def test_archives_written_by_skopeo(demo: Path, tmp_path: Path) -> None:
+    write_oci_layout(Store.open(demo).resolve("demo:1"), tmp_path / "layout")
+    for transport, name in (("docker-archive", "skopeo-docker.tar"), ("oci-archive", "skopeo-oci.tar")):
+        subprocess.run(["skopeo", "copy", "-q", f"oci:{tmp_path / 'layout'}", f"{transport}:{tmp_path / name}:demo:1"],
+                       check=True, capture_output=True)
+        check(analyze_json(str(tmp_path / name)), exact_tar=False)
+
+
+@needs_registry
+def test_registry_reference_leaves_the_store_alone(demo: Path, registry: Registry) -> None:  # noqa: F811
+    store = Store.open(demo)
+    ref = f"{registry.host}/analyze/{uuid.uuid4().hex[:8]}:v1"
+    push(store, "demo:1", parse_reference(ref))
+    before = sorted(store.tags())
+    check(analyze_json(ref))
+    assert sorted(Store.open(demo).tags()) == before
+
+
+def test_ci_rules_from_flags_and_file(demo: Path, tmp_path: Path) -> None:
+    assert pybuild("analyze", "demo:1", "--lowest-efficiency", "0.8").returncode == 0
+    failed = pybuild("analyze", "demo:1", "--highest-wasted-bytes", "6kB", check=False)
+    assert failed.returncode == 1
+    assert "FAIL: highestWastedBytes: too many bytes wasted (wasted-bytes=7000 > threshold=6000)" in failed.stdout
+    (tmp_path / ".pybuild-analyze.yaml").write_text("rules:\n  highestUserWastedPercent: 40%\n")
+    proc = pybuild("analyze", "--ci", "demo:1", check=False, cwd=tmp_path)
+    assert proc.returncode == 1 and "FAIL: highestUserWastedPercent" in proc.stdout
+    assert pybuild("analyze", "--ci", "demo:1", "--highest-user-wasted-percent", "0.5", cwd=tmp_path).returncode == 0
+    none = pybuild("analyze", "--ci", "demo:1", check=False)
+    assert none.returncode == 1 and "--ci: no rules given" in none.stderr
+
+
+def test_html_report_file(demo: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report.html"
+    table = pybuild("analyze", "demo:1", "--html", str(out)).stdout
+    assert "Efficiency (dive):            82.14 %" in table
+    page = out.read_text()
+    assert "<h1>pybuild analyze: demo:1</h1>" in page and "82.14 %" in page and 'class="wasted"' in page
+
+
+def test_bad_input_is_a_clear_error(store_root: Path, tmp_path: Path) -> None:
+    missing = pybuild("analyze", "nosuch:1", check=False)
+    assert missing.returncode == 1 and "image 'nosuch:1' is not in the store" in missing.stderr
+    junk = tmp_path / "junk.tar"
+    junk.write_bytes(b"\x00garbage" * 300)
+    bad = pybuild("analyze", str(junk), check=False)
+    assert bad.returncode == 1 and str(junk) in bad.stderr
+    for proc in (missing, bad):
+        assert "Traceback" not in proc.stderr

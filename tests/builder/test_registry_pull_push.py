@@ -240,3 +240,18 @@ def test_podman_pulls_and_runs_what_we_push(busybox_store: Path, registry: Regis
     shutil.rmtree(runroot, ignore_errors=True)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "hello from pybuild"
+
+
+@requires_root
+def test_build_from_pulls_a_missing_base(busybox_store: Path, registry: Registry, tmp_path: Path) -> None:
+    name = _ref(registry)
+    image_id = _unique_image(busybox_store, tmp_path, name)
+    push(Store.open(busybox_store), name, parse_reference(name), options=FAST)
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {name}\nRUN test -f /data/random.bin && echo base-ok > /ok\n")
+    fresh = tmp_path / "fresh"  # an empty store: FROM must pull
+    pybuild("build", "-t", "child:1", "--progress", "plain", str(ctx), env={"PYBUILD_ROOT": str(fresh)})
+    store = Store.open(fresh)
+    assert store.resolve(name).id == image_id
+    assert store.resolve("child:1").config().diff_ids[:2] == store.resolve(name).config().diff_ids

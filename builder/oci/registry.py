@@ -119,7 +119,7 @@ class RegistryClient:
         if "WRONG_VERSION_NUMBER" in text or "record layer failure" in text:
             return f"the registry may speak plain http: use --insecure-registry {self.registry}"
         if isinstance(exc, ConnectionRefusedError):
-            return f"is a registry listening at {self.base}?"
+            return f"is a registry listening at {self.host}?"
         return None
 
     def ping(self) -> None:

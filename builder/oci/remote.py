@@ -233,12 +233,17 @@ def pull(store: Store, ref: Reference, *, platform: Platform | None = None, opti
         missing = [d for d in manifest.layers if not store.has_blob(d.digest)]
         total = sum(d.size for d in missing)
 
+        for desc in manifest.layers:
+            if desc not in missing:
+                progress.info(f"{desc.digest.short}: Already exists")
+
         def fetch(desc: Descriptor) -> None:
             task = progress.bytes_task(step, f"{desc.digest.short}", desc.size)
             try:
                 download_to_store(store, client, ref.repository, desc, task.update)
             finally:
                 task.close()
+            progress.info(f"{desc.digest.short}: Pull complete")
 
         _parallel(fetch, missing)
         layers = tuple(BlobLayer(diff, d.digest, d.size, d.media_type, lambda dg=d.digest: store.open_blob(dg))
@@ -337,9 +342,10 @@ def push_image(store: Store, image: Image, ref: Reference, *, options: RegistryO
 
     def send(desc: Descriptor) -> None:
         if client.has_blob(ref.repository, desc.digest):
-            kind = "skipped"
-        elif any(client.mount_blob(ref.repository, desc.digest, s.split("/", 1)[1]) for s in sources[desc.digest][-2:]):
-            kind = "mounted"
+            kind, note = "skipped", "Layer already exists"
+        elif (mounted_from := next((s.split("/", 1)[1] for s in sources[desc.digest][-2:]
+                                    if client.mount_blob(ref.repository, desc.digest, s.split("/", 1)[1])), None)):
+            kind, note = "mounted", f"Mounted from {mounted_from}"
         else:
             path = store.blob_path(desc.digest)
             if not path.is_file():
@@ -350,7 +356,9 @@ def push_image(store: Store, image: Image, ref: Reference, *, options: RegistryO
                 client.upload_blob(ref.repository, desc, path, task.update)
             finally:
                 task.close()
-            kind = "uploaded"
+            kind, note = "uploaded", "Pushed"
+        if desc is not manifest.config:
+            progress.info(f"{desc.digest.short}: {note}")
         with lock:
             counts[kind] += 1 if kind != "uploaded" else 0
             if kind == "uploaded":

@@ -259,11 +259,10 @@ def render_build_summaries(rows: list[dict[str, Any]]) -> str:
 
 
 def store_root() -> Path:
-    """The store root the CLI uses ($PYBUILD_ROOT, else the documented default)."""
-    env = os.environ.get("PYBUILD_ROOT")
-    if env:
-        return Path(env)
-    return Path("/var/lib/pybuild") if os.geteuid() == 0 else Path.home() / ".local/share/pybuild"
+    """The store root the CLI uses (the store's `default_root()`)."""
+    from builder.store import default_root
+
+    return default_root()
 
 
 def history_builds(*, json_output: bool = False) -> int:

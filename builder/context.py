@@ -18,6 +18,7 @@ Public API (pure library code: paths and plain data in, ContextError out):
     expand_sources(view, srcs, *, ignore=None, where="") -> list[str]
         wildcards (Go filepath.Match per path segment) expanded, `..` and absolute paths made
         root-relative, each result an existing path ("" is the root itself); sorted per source.
+        A `/./` pivot in a source (for `--parents`) is kept in its results.
     checksum_sources(view, rels, *, ignore=None, excludes=(), owner=None, statcache=None) -> str
         the digest over every entry COPY would take from `rels`: path, type, permission bits,
         symlink target, file content (sha256), the owner it will get; never mtimes. Works for the
@@ -106,6 +107,8 @@ class BuildContext:
         """Content checksum of resolved sources, using the persistent stat cache."""
         view = self.view
         cache = StatCache.for_root(view)
+        if "" in rels:
+            cache.seen = set()  # the whole context is walked: forget files that are gone
         try:
             return checksum_sources(view, rels, ignore=self.ignore, excludes=excludes, owner=owner, statcache=cache)
         finally:
@@ -223,7 +226,23 @@ def expand_sources(view: RootView, sources: Sequence[str], *, ignore: PatternMat
         matches = _expand_one(view, source, ignore)
         if not matches:
             raise ContextError(f"{where}{_missing_message(view, source, ignore)}")
-        out.extend(matches)
+        out.extend(_keep_pivot(source, matches))
+    return out
+
+
+def _keep_pivot(source: str, matches: list[str]) -> list[str]:
+    """Put back a `/./` pivot (`COPY --parents a/./b/*`) into each expanded match."""
+    body = source
+    while body.startswith("./"):
+        body = body[2:]
+    body = body.lstrip("/")
+    if "/./" not in body:
+        return matches
+    n = len(split_path(body.split("/./", 1)[0]))
+    out = []
+    for m in matches:
+        parts = m.split("/")
+        out.append("/".join(parts[:n]) + "/./" + "/".join(parts[n:]))
     return out
 
 
@@ -279,6 +298,7 @@ class StatCache:
         self.path = path
         self.entries: dict[str, tuple[int, int, int, int, bytes]] = {}
         self.dirty = False
+        self.seen: set[str] | None = None  # set by a walk of the whole root: the rest is stale
         self.started_ns = time.time_ns()
         if path is not None:
             try:
@@ -299,6 +319,9 @@ class StatCache:
 
     def save(self) -> None:
         """Write the cache atomically (temp file + rename); a no-op when nothing changed."""
+        if self.seen is not None and len(self.entries) > len(self.seen):
+            self.entries = {k: v for k, v in self.entries.items() if k in self.seen}
+            self.dirty = True
         if self.path is None or not self.dirty:
             return
         tmp = self.path.with_name(f".tmp-{os.getpid()}-{self.path.name}")
@@ -455,11 +478,15 @@ def _hash_contents(entries: Iterable[_Entry], statcache: StatCache | None, root:
     cached = statcache.entries if statcache is not None else {}
     get = cached.get
     todo: list[_Entry] = []
+    seen = statcache.seen if statcache is not None else None
     for e in entries:
         if e[1] != "f":
             continue
         st = e[4]
-        hit = get(e[3][cut:])
+        key = e[3][cut:]
+        if seen is not None:
+            seen.add(key)
+        hit = get(key)
         if hit is not None and hit[2] == st.st_mtime_ns and hit[3] == st.st_ctime_ns and hit[0] == st.st_ino \
                 and hit[1] == st.st_size:
             e[3] = hit[4].hex()

@@ -8,6 +8,8 @@ BuildError out. The caller has already expanded ARGs and wildcards (`context.exp
                where="") -> list[str]
         items: context-relative paths (str, read from `src`), HeredocSource or FetchedFile; no
              items makes the directory `dest` (and its parents) and nothing else.
+        parents: `--parents`: the source's path is recreated under `dest`, from a `/./` pivot if
+             the (expanded) source has one; `expand_sources` keeps pivots.
         preserve_owner: keep the source's uid:gid when no --chown is given: pass True for
              `COPY --from` (BuildKit and buildah keep a stage's owners), False for the context.
         src: the source root: a directory or a RootView (the context, another stage's rootfs, or
@@ -22,7 +24,8 @@ BuildError out. The caller has already expanded ARGs and wildcards (`context.exp
     is_archive(path) -> bool                       a (compressed) tar ADD would unpack
     extract_archive(stream, dest_dir, *, name, keep_owner=True, owner=None)   never escapes dest_dir
 
-Docker semantics kept here: a directory source copies its contents; a destination ending in `/`
+Extended attributes of files are copied (file capabilities), except overlayfs' own and SELinux
+labels. Docker semantics kept here: a directory source copies its contents; a destination ending in `/`
 (or `.`), or already a directory in the target, receives sources by their base names; several
 sources need such a directory; files keep their mode and mtime, are owned 0:0 unless `--chown`;
 parent directories that do not exist are created 0755 (owned by the `--chown` owner, as BuildKit
@@ -341,6 +344,7 @@ class _Writer:
                 os.link(self.links[key], host)
                 return
             _copy_file_data(src_host, host)
+            _copy_xattrs(src_host, host)
             if st.st_nlink > 1:
                 self.links[key] = host
             self.finish_entry(host, mode, st.st_mtime_ns, st.st_atime_ns, src_owner=owner)
@@ -353,11 +357,42 @@ class _Writer:
         # sockets are not copied (Docker skips them too)
 
 
+_SKIPPED_XATTRS = ("trusted.overlay.", "security.selinux")
+
+
+def _copy_xattrs(src: str, dst: str) -> None:
+    """Copy extended attributes (file capabilities such as `security.capability` matter);
+    overlayfs' own attributes and SELinux labels stay behind."""
+    try:
+        names = os.listxattr(src, follow_symlinks=False)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(_SKIPPED_XATTRS):
+            continue
+        try:
+            os.setxattr(dst, name, os.getxattr(src, name, follow_symlinks=False), follow_symlinks=False)
+        except OSError:
+            continue  # the destination filesystem may not take it (Docker ignores these too)
+
+
 def _copy_file_data(src: str, dst: str) -> None:
     with open(src, "rb") as fin:
         fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "wb") as fout:
             shutil.copyfileobj(fin, fout, 1 << 20)
+
+
+def _parents_part(source: str) -> str:
+    """The part of a source path that `--parents` recreates under the destination: all of it,
+    or what follows a `/./` pivot (`COPY --parents ./x/./y/a.txt /d/` writes /d/y/a.txt)."""
+    body = source
+    while body.startswith("./"):
+        body = body[2:]
+    body = body.lstrip("/")
+    if "/./" in body:
+        body = body.split("/./", 1)[1]
+    return "/".join(split_path(body))
 
 
 def _dest_is_dir_syntax(dest: str) -> bool:
@@ -409,6 +444,7 @@ def copy_files(layer_dir: str | os.PathLike[str], items: Sequence[Item], dest: s
         if src_view is None:
             raise ContextError(f"{where}COPY/ADD source {item!r} needs a source root")
         rel = "/".join(split_path(item))
+        kept = _parents_part(item) if parents else rel  # what --parents keeps of the path
         real = src_view.resolve(rel)
         st = src_view.lstat(real)
         if st is None:
@@ -416,7 +452,7 @@ def copy_files(layer_dir: str | os.PathLike[str], items: Sequence[Item], dest: s
         if exclude and rel and exclude.matches(os.path.basename(rel)):
             continue
         if stat.S_ISDIR(st.st_mode):
-            out_rel = f"{dest_rel}/{rel}".strip("/") if parents and rel else dest_rel
+            out_rel = f"{dest_rel}/{kept}".strip("/") if parents and kept else dest_rel
             host = writer.host(out_rel)
             if os.path.lexists(host) and not os.path.isdir(host):
                 os.unlink(host)
@@ -426,14 +462,14 @@ def copy_files(layer_dir: str | os.PathLike[str], items: Sequence[Item], dest: s
             continue
         host_src = src_view.host_path(real)
         if unpack and host_src is not None and stat.S_ISREG(st.st_mode) and is_archive(host_src):
-            out_rel = f"{dest_rel}/{os.path.dirname(rel)}".strip("/") if parents else dest_rel
+            out_rel = f"{dest_rel}/{os.path.dirname(kept)}".strip("/") if parents else dest_rel
             writer.ensure_dir(out_rel)
             with open(host_src, "rb") as f:
                 extract_archive(f, Path(writer.host(out_rel)), name=item, keep_owner=owner is None, owner=owner)
             written.append("/" + out_rel)
             continue
         if parents:
-            out_rel = f"{dest_rel}/{rel}".strip("/")
+            out_rel = f"{dest_rel}/{kept}".strip("/")
         else:
             out_rel = f"{dest_rel}/{os.path.basename(rel)}".strip("/") if dest_dir else dest_rel
         writer.ensure_dir(os.path.dirname(out_rel))

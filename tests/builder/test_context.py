@@ -330,3 +330,16 @@ def test_layered_view_never_follows_a_lower_layer_symlink_on_the_host(tmp_path: 
     only_lower = RootView([tmp_path / "empty-upper", lower])
     assert only_lower.resolve("a/passwd") == str(secret).lstrip("/") + "/passwd"  # resolved inside the root
     assert only_lower.lstat(only_lower.resolve("a/passwd")) is None
+
+
+def test_stat_cache_forgets_deleted_files_after_a_whole_context_walk(ctx_dir: Path, store_root: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(context_mod, "_RACY_NS", -10**18)  # cache even files written just now
+    _sum(ctx_dir, ["."])
+    cache_file = next((store_root / "cache" / "statcache").iterdir())
+    assert "src/util/y.txt" in StatCache(cache_file).entries
+    os.unlink(ctx_dir / "src/util/y.txt")
+    _sum(ctx_dir, ["src/main.py"])
+    assert "src/util/y.txt" in StatCache(cache_file).entries   # a partial walk proves nothing
+    _sum(ctx_dir, ["."])
+    assert "src/util/y.txt" not in StatCache(cache_file).entries

@@ -393,3 +393,25 @@ def test_copy_from_a_stage_can_keep_its_owners(src: Path, layer: Path) -> None:
     t = tree(layer)
     assert t["kept/one"].split()[1] == "33:34" and t["reset/one"].split()[1] == "0:0"
     assert t["chowned/one"].split()[1] == "1:1"
+
+
+def test_parents_with_a_pivot(src: Path, layer: Path) -> None:
+    from builder.context import expand_sources
+
+    view = RootView(src)
+    rels = expand_sources(view, ["./dir/./sub/*", "dir/one"])
+    assert rels == ["dir/./sub/two", "dir/one"]
+    copy_files(layer, rels, "/pv/", src=view, parents=True)
+    t = tree(layer)
+    assert t["pv/sub/two"] == "644 0:0 f 2" and t["pv/dir/one"] == "644 0:0 f 1"
+
+
+def test_file_capabilities_and_user_xattrs_are_copied(src: Path, layer: Path) -> None:
+    try:
+        os.setxattr(src / "exec.sh", "user.note", b"kept")
+    except OSError:
+        pytest.skip("this filesystem takes no user xattrs")
+    os.setxattr(src / "exec.sh", "trusted.overlay.origin", b"x")
+    copy_files(layer, ["exec.sh"], "/bin/", src=src)
+    assert os.getxattr(layer / "bin/exec.sh", "user.note") == b"kept"
+    assert "trusted.overlay.origin" not in os.listxattr(layer / "bin/exec.sh")

@@ -158,13 +158,16 @@ class RegistryClient:
         self.ping()
         scopes = tuple(scopes)
         url = path if path.startswith(("http://", "https://")) else self.base + path
-        for auth_try in range(2):
+        auth_tried, redirects = False, 0
+        while True:
             hdrs = dict(headers or {})
-            authz = self.auth.header(scopes)
-            if authz and (urlsplit(url).netloc == urlsplit(self.base).netloc):
-                hdrs["Authorization"] = authz
+            if urlsplit(url).netloc == urlsplit(self.base).netloc:  # credentials never go to another host
+                authz = self.auth.header(scopes)
+                if authz:
+                    hdrs["Authorization"] = authz
             resp = self._send_retrying(method, url, hdrs, body)
-            if resp.status == 401 and auth_try == 0:
+            if resp.status == 401 and not auth_tried and urlsplit(url).netloc == urlsplit(self.base).netloc:
+                auth_tried = True
                 challenge = resp.header("WWW-Authenticate")
                 resp.close()
                 self.auth.forget(scopes)
@@ -172,6 +175,12 @@ class RegistryClient:
                     self.auth.set_challenge(challenge)
                 if self.auth.challenge is not None:
                     continue
+                break
+            if resp.status in _REDIRECTS and method in ("GET", "HEAD") and resp.header("Location") and redirects < 5:
+                redirects += 1  # blob storage elsewhere (S3, a CDN): follow, keeping Range
+                resp.close()
+                url = urljoin(url, resp.header("Location"))
+                continue
             break
         if resp.status in tuple(ok):
             return resp
@@ -407,6 +416,7 @@ def _file_slice(path: Path, offset: int, length: int) -> Iterable[bytes]:
             yield data
 
 
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _STATUS_TEXT = {400: "bad request", 401: "unauthorized", 403: "forbidden", 404: "not found",
                 405: "method not allowed (is this registry read-only?)", 413: "too large",
                 429: "too many requests", 500: "internal server error", 502: "bad gateway",

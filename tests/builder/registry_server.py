@@ -244,7 +244,8 @@ class Fault:
     """Apply `kind` to the next `times` requests whose `METHOD path` matches `pattern`.
 
     kinds: `500`, `429` (with Retry-After: 1), `reset` (send half the body, then RST),
-    `corrupt` (flip a byte of the body), `refuse` (close before answering).
+    `corrupt` (flip a byte of the body), `refuse` (close before answering),
+    `redirect` (307 to the same path on the registry, as blob storage on another host does).
     """
 
     pattern: str
@@ -283,6 +284,12 @@ class FaultProxy:
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     self._drain_request()
+                    return
+                if fault and fault.kind == "redirect":  # send the client to the registry itself
+                    self.send_response(307)
+                    self.send_header("Location", f"http://{outer.upstream}{self.path}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
                     return
                 if fault and fault.kind == "refuse":
                     self._rst()

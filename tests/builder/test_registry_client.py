@@ -235,3 +235,12 @@ def test_token_auth_with_identity_token(token_registry: Registry, tmp_path: Path
     client = RegistryClient(token_registry.host, RegistryOptions(**FAST))  # credentials from config.json
     _roundtrip(client, tmp_path, size=5000)
     assert server.requests[before:] and all(r.get("grant") == "refresh_token" for r in server.requests[before:])
+
+
+def test_blob_redirect_is_followed_without_credentials(registry: Registry, fault_proxy: FaultProxy, tmp_path: Path) -> None:
+    repo, src, desc = _pushed(registry, tmp_path, size=1_500_000)
+    fault_proxy.add(r"GET /v2/.*/blobs/sha256", "redirect", times=1)
+    out = tmp_path / "out"
+    _via(fault_proxy).download_blob(repo, desc, out)
+    assert out.read_bytes() == src.read_bytes()
+    assert sum(" !redirect" in line for line in fault_proxy.log) == 1  # then fetched from the registry itself

@@ -20,7 +20,6 @@ import os
 import platform as _platform
 import tempfile
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -259,6 +258,8 @@ def pull(store: Store, ref: Reference, *, platform: Platform | None = None, opti
 def _parallel(fn: Callable[[Descriptor], Any], items: list[Descriptor]) -> list[Any]:
     if len(items) <= 1:
         return [fn(i) for i in items]
+    from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(max_workers=min(PARALLEL, len(items))) as pool:
         return list(pool.map(fn, items))
 

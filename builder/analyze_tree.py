@@ -8,6 +8,7 @@ directory. `Tree` is a filesystem of sizes only (no content), cheap enough for 5
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator
 
@@ -29,6 +30,7 @@ class TarEntry:
     kind: str
     size: int
     linkname: str = ""
+    digest: str = ""  # sha256 of a file's contents, when asked for
 
 
 class CountingReader:
@@ -98,27 +100,41 @@ def _pax(data: bytes, where: str) -> dict[str, str]:
     return out
 
 
-def scan_tar(stream: BinaryIO, *, where: str) -> Iterator[tuple[str, bytes, int, str]]:
-    """Yield (name, typeflag, size, linkname) of each member of an uncompressed tar, reading it
-    front to back in 1 MiB blocks and skipping file contents without copying them. Handles
-    ustar, pax (`x`, `g`) and GNU long names (`L`, `K`); reads the stream to its end."""
+def scan_tar(stream: BinaryIO, *, where: str, digests: bool = False) -> Iterator[tuple[str, bytes, int, str, str]]:
+    """Yield (name, typeflag, size, linkname, digest) of each member of an uncompressed tar,
+    reading it front to back in 1 MiB blocks and skipping file contents without copying them
+    (with `digests`, a regular file's sha256 instead of ""). Handles ustar, pax (`x`, `g`) and
+    GNU long names (`L`, `K`); reads the stream to its end."""
     buf, base, nxt = b"", 0, 0  # buf holds stream bytes [base, base + len(buf)); a header is due at nxt
     pax: dict[str, str] = {}
     long_name = long_link = None
     eof = False
 
-    def fill(need: int) -> bool:
+    def fill(need: int, start: int | None = None) -> bool:
+        """Buffer the bytes [start, nxt + need) (start defaults to nxt); False at end of stream."""
         nonlocal buf, base, eof
+        start = nxt if start is None else start
         while base + len(buf) < nxt + need:
             chunk = stream.read(_CHUNK)
             if not chunk:
                 eof = True
                 return False
-            if base + len(buf) <= nxt:  # all buffered bytes lie before the header: drop them
+            if base + len(buf) <= start:  # all buffered bytes lie before what is needed: drop them
                 base, buf = base + len(buf), chunk
             else:
-                buf, base = buf[nxt - base:] + chunk, nxt
+                buf, base = buf[start - base:] + chunk, start
         return True
+
+    def digest_of(pos: int, size: int) -> str:
+        h = hashlib.sha256()
+        end = pos + size
+        while pos < end:
+            if not fill(pos + 1 - nxt, pos):
+                raise ImageFormatError(f"{where}: layer tar is truncated")
+            piece = memoryview(buf)[pos - base:end - base]
+            h.update(piece)
+            pos += len(piece)
+        return "sha256:" + h.hexdigest()
 
     while True:
         if not fill(512):
@@ -163,13 +179,14 @@ def scan_tar(stream: BinaryIO, *, where: str) -> Iterator[tuple[str, bytes, int,
             data_len = (size + 511) & ~511
         pax, long_name, long_link = {}, None, None
         regular = flag in _REGULAR or flag == b"S"
-        yield name, flag, size, link
+        yield name, flag, size, link, digest_of(nxt + 512, size) if digests and regular else ""
         nxt += 512 + (data_len if regular or flag not in (b"1", b"2", b"3", b"4", b"5", b"6") else 0)
 
 
-def read_entries(stream: BinaryIO, *, where: str) -> Iterator[TarEntry]:
-    """Yield the members of an uncompressed layer tar as TarEntries, front to back, never seeking."""
-    for raw_name, flag, size, link in scan_tar(stream, where=where):
+def read_entries(stream: BinaryIO, *, where: str, digests: bool = False) -> Iterator[TarEntry]:
+    """Yield the members of an uncompressed layer tar as TarEntries, front to back, never seeking
+    (with `digests`, each regular file's sha256 too)."""
+    for raw_name, flag, size, link, digest in scan_tar(stream, where=where, digests=digests):
         path = normalize(raw_name, where=where)
         if not path:
             continue
@@ -181,7 +198,7 @@ def read_entries(stream: BinaryIO, *, where: str) -> Iterator[TarEntry]:
             target = base[len(WH_PREFIX):]
             yield TarEntry(f"{head}/{target}" if head else target, WHITEOUT, 0)
         elif flag in _REGULAR:
-            yield TarEntry(path, FILE, size)
+            yield TarEntry(path, FILE, size, "", digest)
         else:
             kind = _KINDS.get(flag, OTHER)
             yield TarEntry(path, kind, 0, link if kind in (SYMLINK, HARDLINK) else "")

@@ -3,13 +3,31 @@
 from __future__ import annotations
 
 import argparse
-
-from builder.errors import NotImplementedYet
+import json
+import shutil
+import tempfile
+from pathlib import Path
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("args", nargs="*", help=argparse.SUPPRESS)
+    p.usage = "pybuild diff [--json] IMAGE_A IMAGE_B"
+    p.description = ("Layers side by side, files added, removed and changed (with size deltas) in the final "
+                     "filesystems, and config differences. Each IMAGE is what `pybuild analyze` accepts.")
+    p.add_argument("a", metavar="IMAGE_A")
+    p.add_argument("b", metavar="IMAGE_B")
+    p.add_argument("--json", action="store_true", help="print JSON (every file)")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedYet("pybuild diff: not implemented yet")
+    from builder.analyze import open_image
+    from builder.analyze_diff import diff_images, diff_json, render_diff
+
+    workdir = Path(tempfile.mkdtemp(prefix="pybuild-diff-"))
+    try:
+        a, label_a = open_image(args.a, workdir=workdir / "a")
+        b, label_b = open_image(args.b, workdir=workdir / "b")
+        d = diff_images(a, b, label_a=label_a, label_b=label_b)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(json.dumps(diff_json(d), indent=2) if args.json else render_diff(d))
+    return 0

@@ -196,3 +196,16 @@ def _broad_copy_before(steps: list[dict[str, Any]], i: int) -> int | None:
         if words and words[0] in ("COPY", "ADD") and any(w in (".", "./") for w in words[1:-1]):
             return j
     return None
+
+
+def render_advice(costs: list[RebuildCost], advice: list[Suggestion], *, top: int = 10) -> str:
+    """The rebuild-cost table and the suggestions, as `pybuild explain` prints them."""
+    lines = []
+    if costs:
+        lines += ["", "Rebuild cost of a change (steps it invalidates, from recorded durations):",
+                  f"  {'CONTEXT PATH':<40} {'FILES':>6} {'COST':>9}  FIRST STEP"]
+        for c in costs[:top]:
+            lines.append(f"  {c.path:<40} {c.files:>6} {c.seconds:>8.2f}s  {c.steps[0] if c.steps else ''}")
+    if advice:
+        lines += ["", "Suggestions:"] + [f"  line {s.line}: {s.message}" for s in advice]
+    return "\n".join(lines)

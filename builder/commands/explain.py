@@ -13,12 +13,27 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("build", nargs="?", metavar="BUILD",
                    help="build id or a unique prefix (default: the latest build); see `pybuild history --builds`")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--top", type=int, default=10, metavar="N", help="context paths shown in the rebuild-cost table")
 
 
 def run(args: argparse.Namespace) -> int:
-    explanation = explain_build(store_root(), args.build)
+    from dataclasses import asdict
+
+    from builder.analyze_advice import rebuild_costs, render_advice, suggestions
+    from builder.analyze_explain import find_build, load_builds
+    from builder.cache import BuildCache
+
+    root = store_root()
+    explanation = explain_build(root, args.build)
+    build = find_build(load_builds(root), explanation.build_id)
+    cache = BuildCache(root)
+    costs, advice = rebuild_costs(build, cache), suggestions(build, cache)
     if args.json:
-        print(json.dumps(explanation_json(explanation), indent=2))
+        data = explanation_json(explanation)
+        data["rebuild_cost"] = [asdict(c) for c in costs]
+        data["suggestions"] = [asdict(s) for s in advice]
+        print(json.dumps(data, indent=2))
     else:
         print(render_explanation(explanation))
+        print(render_advice(costs, advice, top=args.top))
     return 0

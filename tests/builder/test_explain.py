@@ -126,3 +126,17 @@ def test_renderings(tmp_path: Path) -> None:
     assert [(r["hits"], r["misses"]) for r in rows] == [(0, 3), (2, 1)]
     table = render_build_summaries(rows)
     assert "20261123T180002-00000002" in table and "app:1" in table
+
+
+def test_cli_prints_reasons_costs_and_suggestions(store_root: Path) -> None:
+    from tests.conftest import pybuild
+
+    fake_build(store_root, n=1)
+    fake_build(store_root, n=2, files={**FILES, "src/app.py": "x"}, hits=1)
+    text = pybuild("explain").stdout
+    assert "  COPY . /app missed: 1 file changed (src/app.py)" in text
+    assert "Rebuild cost of a change" in text and "src/" in text
+    data = __import__("json").loads(pybuild("explain", "--json", "20261123T180001").stdout)
+    assert data["previous_id"] == "" and data["steps"][1]["cache"] == "miss"
+    # COPY (2 s) + RUN (3 s) as recorded by build 1, where both ran
+    assert {c["path"]: c["seconds"] for c in data["rebuild_cost"]}["src/"] == 5.0

@@ -1,0 +1,227 @@
+"""Build benchmarks: pybuild against buildah (and a warm docker daemon when one runs), same machine, one run.
+
+    python3 bench/build.py [--quick] [--only NAME,...] [--runs N]
+
+Workloads (issue 6): a 4-step Dockerfile; a 40-step one; a COPY of a 20,000-file, 156 MB context;
+that context with one small file edited before the rebuild; 4 independent stages of about 2 s of
+CPU each (`--jobs 2`); a RUN that writes 300 MB. For each: the cold build, the fully cached
+rebuild (median of --runs), the pybuild/peer ratio, and pybuild's peak RSS. `--quick` shrinks the
+big workloads tenfold (for a smoke run; the targets are defined on the full sizes).
+
+Wall times include interpreter start: pybuild runs as `python -m builder` from the real
+interpreter (not a pyenv shim), with bytecode caching on, as an installed pybuild would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "fixtures"))
+
+import baseimages  # noqa: E402
+
+PY = os.path.realpath(sys.executable)
+
+
+def timed(argv: list[str], env: dict[str, str], cwd: Path | None = None) -> tuple[float, int]:
+    """Run argv; return (wall seconds, peak RSS in MB of that process tree's largest process)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(argv)} failed:\n{err[-3000:]}")
+    return wall, usage.ru_maxrss // 1024
+
+
+class Tool:
+    def __init__(self, name: str, work: Path) -> None:
+        self.name, self.work = name, work
+        self.env = dict(os.environ)
+        self.env.pop("PYTHONDONTWRITEBYTECODE", None)
+
+    def build(self, ctx: Path, tag: str, *extra: str) -> tuple[float, int]:
+        raise NotImplementedError
+
+
+class Pybuild(Tool):
+    def __init__(self, work: Path, busybox_tar: Path) -> None:
+        super().__init__("pybuild", work)
+        self.env["PYBUILD_ROOT"] = str(work / "pybuild-store")
+        subprocess.run([PY, "-m", "compileall", "-q", str(ROOT / "builder"), str(ROOT / "grammar"),
+                        str(ROOT / "runtime")], env=self.env, check=True)
+        subprocess.run([PY, "-m", "builder", "import", str(busybox_tar), "busybox:latest"], env=self.env, check=True,
+                       stdout=subprocess.DEVNULL)
+
+    def build(self, ctx: Path, tag: str, *extra: str) -> tuple[float, int]:
+        return timed([PY, "-m", "builder", "build", "-q", "-t", tag, *extra, str(ctx)], self.env)
+
+
+class Buildah(Tool):
+    def __init__(self, work: Path, busybox_tar: Path) -> None:
+        super().__init__("buildah", work)
+        self.base = ["buildah", "--root", str(work / "buildah"), "--runroot", str(work / "buildah-run"),
+                     "--storage-driver", "overlay"]
+        img = subprocess.run(self.base + ["from", "scratch"], env=self.env, check=True,
+                             capture_output=True, text=True).stdout.strip()
+        subprocess.run(self.base + ["add", img, str(busybox_tar), "/"], env=self.env, check=True,
+                       stdout=subprocess.DEVNULL)
+        subprocess.run(self.base + ["commit", "-q", img, "busybox:latest"], env=self.env, check=True,
+                       stdout=subprocess.DEVNULL)
+
+    def build(self, ctx: Path, tag: str, *extra: str) -> tuple[float, int]:
+        return timed(self.base + ["bud", "--runtime", "runc", "--layers", "-q", "-t", tag, *extra, str(ctx)], self.env)
+
+
+# --- workloads ------------------------------------------------------------------------------------
+
+def steps_dockerfile(n: int) -> str:
+    lines = ["FROM busybox:latest", "ENV APP=/app", "WORKDIR /app", "COPY a.txt ."]
+    i = 0
+    while len(lines) < n:
+        lines.append(f"RUN echo step {i} > /app/s{i}.txt" if i % 2 == 0 else f"ENV V{i}={i}")
+        i += 1
+    return "\n".join(lines[:n]) + "\n"
+
+
+def make_steps(base: Path, n: int) -> Path:
+    ctx = base / f"steps{n}"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(steps_dockerfile(n))
+    (ctx / "a.txt").write_text("a\n")
+    return ctx
+
+
+def make_bigctx(base: Path, files: int, total_mb: int) -> Path:
+    ctx = base / f"ctx{files}"
+    rng = random.Random(6)
+    per = total_mb * 1024 * 1024 // files
+    blob = os.urandom(per * 2)
+    for i in range(files):
+        d = ctx / "src" / f"d{i % 200:03d}"
+        d.mkdir(parents=True, exist_ok=True)
+        off = rng.randrange(per)
+        (d / f"f{i:05d}.bin").write_bytes(blob[off:off + per])
+    (ctx / "Dockerfile").write_text("FROM busybox:latest\nCOPY src /src\nRUN ls /src | wc -l > /count\n")
+    return ctx
+
+
+def make_stages(base: Path, loops: int) -> Path:
+    ctx = base / "stages"
+    ctx.mkdir()
+    body = ["FROM busybox:latest AS base", "RUN echo base > /base"]
+    for s in range(4):
+        body += [f"FROM busybox:latest AS s{s}",
+                 f"RUN i=0; while [ $i -lt {loops} ]; do i=$((i+1)); done; echo {s} > /s{s}"]
+    body += ["FROM busybox:latest"] + [f"COPY --from=s{s} /s{s} /s{s}" for s in range(4)]
+    (ctx / "Dockerfile").write_text("\n".join(body) + "\n")
+    return ctx
+
+
+def make_bigrun(base: Path, mb: int) -> Path:
+    ctx = base / "bigrun"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(
+        f"FROM busybox:latest\nRUN mkdir /data && for i in $(seq 1 {mb // 10}); do "
+        f"head -c 10485760 /dev/urandom > /data/f$i; done\n")
+    return ctx
+
+
+def calibrate_loops(seconds: float) -> int:
+    """Iterations of a busybox sh loop that take about `seconds` of CPU here."""
+    n = 200_000
+    t0 = time.perf_counter()
+    subprocess.run(["busybox", "sh", "-c", f"i=0; while [ $i -lt {n} ]; do i=$((i+1)); done"], check=True)
+    return int(n * seconds / (time.perf_counter() - t0))
+
+
+def cpu_seconds_of(loops: int) -> float:
+    """CPU seconds one stage's loop takes (measured, not assumed)."""
+    r0 = os.times()
+    subprocess.run(["busybox", "sh", "-c", f"i=0; while [ $i -lt {loops} ]; do i=$((i+1)); done"], check=True)
+    r1 = os.times()
+    return (r1.children_user + r1.children_system) - (r0.children_user + r0.children_system)
+
+
+def row(name: str, ours: float, peer: float | None, rss: int, target: str = "") -> str:
+    ratio = f"{peer / ours:6.1f}x" if peer else "    - "
+    peer_s = f"{peer:8.2f}s" if peer is not None else "       - "
+    return f"{name:34s} {ours:8.3f}s {peer_s} {ratio} {rss:5d} MB  {target}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", default="")
+    ap.add_argument("--runs", type=int, default=5)
+    opts = ap.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("the build benchmark needs root (RUN steps run in namespaces)")
+    scale = 10 if opts.quick else 1
+    only = set(filter(None, opts.only.split(",")))
+    work = Path(tempfile.mkdtemp(prefix="bench-build-"))
+    try:
+        tar = baseimages.busybox_rootfs_tar(work / "busybox.tar")
+        tools: list[Tool] = [Pybuild(work, tar)]
+        if shutil.which("buildah"):
+            tools.append(Buildah(work, tar))
+        print(f"{'workload':34s} {'pybuild':>9s} {'buildah':>9s} {'speedup':>7s} {'RSS':>8s}  target")
+
+        def bench(name: str, ctx: Path, *extra: str, rebuild: bool = True, target: str = "",
+                  edit: Path | None = None) -> dict[str, float]:
+            if only and name.split()[0] not in only:
+                return {}
+            cold: dict[str, tuple[float, int]] = {}
+            warm: dict[str, tuple[float, int]] = {}
+            for t in tools:
+                cold[t.name] = t.build(ctx, f"bench-{ctx.name}", *extra)
+                if rebuild:
+                    times, rss = [], 0
+                    for _ in range(opts.runs if edit is None else 1):
+                        if edit is not None:
+                            edit.write_text(f"edited {time.time()}\n")
+                        w, r = t.build(ctx, f"bench-{ctx.name}", *extra)
+                        times.append(w)
+                        rss = max(rss, r)
+                    warm[t.name] = (statistics.median(times), rss)
+            peer = "buildah" if "buildah" in cold else None
+            if edit is None:
+                print(row(f"{name} cold", cold["pybuild"][0], cold[peer][0] if peer else None, cold["pybuild"][1],
+                          "faster than buildah"))
+            if rebuild:
+                print(row(f"{name} {'edit' if edit else 'cached'}", warm["pybuild"][0],
+                          warm[peer][0] if peer else None, warm["pybuild"][1], target))
+            sys.stdout.flush()
+            return {"cold": cold["pybuild"][0]}
+
+        small = bench("4-step", make_steps(work, 4), target="< 0.1 s")
+        bench("40-step", make_steps(work, 40), target="< 0.1 s, >= 15x buildah")
+        big = make_bigctx(work, 20_000 // scale, 156 // scale)
+        bench("20k-files", big, target="< 0.5 s, >= 20x buildah")
+        bench("20k-edit", big, target="< 3 s, >= 3x buildah", edit=big / "src" / "d000" / "f00000.bin")
+        loops = calibrate_loops(2.0)
+        cpu = cpu_seconds_of(loops)
+        res = bench("4-stages", make_stages(work, loops), "--jobs", "2", rebuild=False)
+        if res and small:
+            ideal = 4 * cpu / 2 + small["cold"]
+            print(f"{'4-stages ideal (cpu/2 + 4-step cold)':34s} {ideal:8.3f}s   actual/ideal "
+                  f"{res['cold'] / ideal:.2f} (target <= 1.2)")
+        bench("300MB-RUN", make_bigrun(work, 300 // scale), rebuild=False)
+    finally:
+        subprocess.run(["umount", "-R", str(work / "buildah")], stderr=subprocess.DEVNULL)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

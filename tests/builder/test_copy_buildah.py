@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.server
 import io
 import os
+import threading
 import shutil
 import stat
 import subprocess
@@ -21,7 +23,7 @@ from typing import Iterator
 import pytest
 
 from builder.context import open_context
-from builder.copyops import copy_files, extract_archive, resolve_owner
+from builder.copyops import copy_files, extract_archive, fetch_url, resolve_owner
 from builder.fsview import RootView
 from tests.builder.test_context import make_tree
 from tests.conftest import requires_root, requires_tool
@@ -81,6 +83,26 @@ def tree(root: Path) -> dict[str, str]:
     return out
 
 
+@pytest.fixture(scope="module")
+def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A static file server on 127.0.0.1 for ADD URL (Last-Modified from the files' mtimes)."""
+    root = tmp_path_factory.mktemp("web")
+    (root / "file.txt").write_text("remote\n")
+    os.utime(root / "file.txt", (1_500_000_000, 1_500_000_000))
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a: object, **kw: object) -> None:
+            super().__init__(*a, directory=str(root), **kw)  # type: ignore[arg-type]
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
 def apply_lines(ctx_dir: Path, lines: list[str], layer: Path, base: Path) -> None:
     """Our side: the same instructions through context + copyops (a test-sized Dockerfile reader)."""
     ctx = open_context(str(ctx_dir))
@@ -98,7 +120,11 @@ def apply_lines(ctx_dir: Path, lines: list[str], layer: Path, base: Path) -> Non
             flags[key] = value
         target = RootView([layer, base])
         owner = resolve_owner(flags["chown"], target) if "chown" in flags else None
-        copy_files(layer, ctx.resolve_sources(args[:-1]), args[-1], src=ctx.view, target=target,
+        urls = [a for a in args[:-1] if a.startswith("http://")]
+        items: list = [fetch_url(u, layer.parent / "downloads") for u in urls]
+        local = [a for a in args[:-1] if a not in urls]
+        items += ctx.resolve_sources(local) if local else []
+        copy_files(layer, items, args[-1], src=ctx.view, target=target,
                    workdir=workdir, owner=owner, chmod=flags.get("chmod"), ignore=ctx.ignore,
                    unpack=instr == "ADD")
 
@@ -134,6 +160,13 @@ CASES: dict[str, tuple[dict[str, str | None], list[str]]] = {
                      ["COPY . /ctx/"]),
     "workdir": ({"a": "A"}, ["WORKDIR /app", "COPY a rel/", "COPY a .", "WORKDIR sub", "COPY a ./named"]),
     "add-archive": ({}, ["ADD pkg.tgz /opt/", "ADD plain.gz /p/", "ADD pkg.tgz /opt2"]),
+    "add-url": ({"a": "A"}, ["ADD {URL}/file.txt /u/", "ADD {URL}/file.txt /named", "ADD a {URL}/file.txt /mixed/"]),
+    "dockerignore-exceptions": ({".dockerignore": "# comment\n/docs\n!docs/keep.md\n./tmp/\n**/node_modules\n*/*.bak\n"
+                                                  "!important.bak\nsrc/[a-c]*.gen\nDockerfile\n.dockerignore\n",
+                                 "docs/keep.md": "k", "docs/drop.md": "d", "tmp/x": "x", "a/node_modules/m": "m",
+                                 "node_modules/n": "n", "src/a1.gen": "a", "src/d1.gen": "d", "x/y.bak": "y",
+                                 "important.bak": "i", "src/deep/z.bak": "z"},
+                                ["COPY . /ctx/", "COPY src/* /srcglob/"]),
 }
 
 
@@ -151,8 +184,9 @@ def _write_context(ctx: Path, files: dict[str, str | None], case: str) -> None:
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_same_tree_as_buildah(case: str, buildah: Buildah, base_rootfs: Path, tmp_path: Path) -> None:
+def test_same_tree_as_buildah(case: str, buildah: Buildah, base_rootfs: Path, tmp_path: Path, web: str) -> None:
     files, lines = CASES[case]
+    lines = [line.replace("{URL}", web) for line in lines]
     ctx = tmp_path / "ctx"
     _write_context(ctx, files, case)
     (ctx / "Dockerfile").write_text("FROM localhost/copybase\n" + "\n".join(lines) + "\n")

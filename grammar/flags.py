@@ -101,36 +101,41 @@ def _flag_hint(keyword: str, allowed: dict[str, str]) -> str:
 
 _UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
           "m": 60_000_000_000, "h": 3_600_000_000_000}
-_DURATION_PART = re.compile(r"(\d*)(?:\.(\d*))?([^\d.]+)")
+_NUMBER = re.compile(r"(\d*)(?:\.(\d*))?")
 
 
 def parse_go_duration(s: str) -> int:
     """Go's time.ParseDuration, in nanoseconds ("1m30s", "1.5h", "300ms", "0"); ValueError if bad."""
-    orig = s
-    sign = 1
+    orig, quoted = s, '"' + s + '"'
+    neg = s[:1] == "-"
     if s[:1] in ("-", "+"):
-        sign = -1 if s[0] == "-" else 1
         s = s[1:]
     if s == "0":
         return 0
     if not s:
-        raise ValueError(f'time: invalid duration "{orig}"')
+        raise ValueError(f"time: invalid duration {quoted}")
     total = 0
     pos = 0
     while pos < len(s):
-        m = _DURATION_PART.match(s, pos)
-        if not m or (m.group(1) == "" and not m.group(2)):
-            raise ValueError(f'time: invalid duration "{orig}"')
-        unit = m.group(3)
-        if unit not in _UNITS:
-            raise ValueError(f'time: unknown unit "{unit}" in duration "{orig}"')
-        whole = int(m.group(1) or 0)
-        frac = m.group(2) or ""
-        total += whole * _UNITS[unit] + (int(frac) * _UNITS[unit] // 10 ** len(frac) if frac else 0)
+        m = _NUMBER.match(s, pos)
+        whole, frac = m.group(1), m.group(2)
+        if whole == "" and not frac:
+            raise ValueError(f"time: invalid duration {quoted}")
         pos = m.end()
-    if total > 2**63 - 1:
-        raise ValueError(f'time: invalid duration "{orig}"')
-    return sign * total
+        unit_end = pos
+        while unit_end < len(s) and s[unit_end] != "." and not s[unit_end].isdigit():
+            unit_end += 1
+        unit = s[pos:unit_end]
+        if unit == "":
+            raise ValueError(f"time: missing unit in duration {quoted}")
+        if unit not in _UNITS:
+            raise ValueError(f'time: unknown unit "{unit}" in duration {quoted}')
+        scale = _UNITS[unit]
+        total += int(whole or 0) * scale + (int(frac) * scale // 10 ** len(frac) if frac else 0)
+        pos = unit_end
+    if total > 2**63 - (0 if neg else 1):
+        raise ValueError(f"time: invalid duration {quoted}")
+    return -total if neg else total
 
 
 def check_healthcheck(flag_values: dict[str, str]) -> None:

@@ -64,6 +64,7 @@ class Span:
     end_line: int = 0
     end_col: int = 0
     raw: str = ""
+    head: object = None  # the keyword token of the (outer) instruction
     offsets: list[int] = field(default_factory=list)   # logical offset where a segment starts
     places: list[tuple[int, int]] = field(default_factory=list)  # (line, col) of that offset
 
@@ -243,6 +244,8 @@ def _instruction(src: Source, line: str, base: int, span: Span, escape: str) -> 
 
     lead = len(line) - len(go_lstrip(line))
     out = [tok(kind, cmd, lead, span)]
+    if base == 0:
+        span.head = out[0]
     out += [tok("FLAG", f, off) for f, off in flags]
     heredocs = False
     if kw in ("run", "cmd", "entrypoint", "shell"):

@@ -41,6 +41,8 @@ class Located(Exception):
 
 def _range(tok: Tok) -> ast.SourceRange:
     span: Span = tok.data
+    if tok is span.head:  # Docker's start line: where the instruction's first line is
+        return ast.SourceRange(span.start_line, span.start_col, span.end_line, span.end_col)
     return ast.SourceRange(tok.line, tok.column, span.end_line, span.end_col)
 
 
@@ -347,6 +349,8 @@ def check_unknown(dockerfile: ast.Dockerfile) -> None:
         if isinstance(inst, ast.Unknown):
             close = suggest(inst.word.upper(), [k.upper() for k in KEYWORDS])
             msg = f"unknown instruction: {inst.word}" + (f" (did you mean {close}?)" if close else "")
+            if not inst.word:
+                msg = "empty instruction: a line continuation with nothing after it"
             r = inst.range
             raise UnknownInstructionError(msg, filename=dockerfile.filename, line=r.start_line,
                                           column=r.start_col, source_line=_source_line(inst))

@@ -231,3 +231,68 @@ def test_noop_rebuild_shortcut_notices_every_changed_input(store: dict[str, str]
     (ctx / ".dockerignore").write_text("a.txt\n")  # a changed .dockerignore
     proc = pybuild("build", "-q", "-t", "memo:1", str(ctx), env=store, check=False)
     assert proc.returncode != 0 and "a.txt" in proc.stderr
+
+
+def test_add_url_with_checksum_from_a_local_server(store: dict[str, str], tmp_path: Path) -> None:
+    import hashlib
+    import http.server
+    import threading
+
+    served = tmp_path / "www"
+    served.mkdir()
+    (served / "file.txt").write_text("remote\n")
+    handler = lambda *a, **kw: http.server.SimpleHTTPRequestHandler(*a, directory=str(served), **kw)  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/file.txt"
+        good = "sha256:" + hashlib.sha256(b"remote\n").hexdigest()
+        ctx = tmp_path / "ctx"
+        ctx.mkdir()
+        (ctx / "Dockerfile").write_text(f"FROM busybox\nADD --checksum={good} {url} /dl/\n")
+        pybuild("build", "-t", "url:1", "-o", f"type=local,dest={tmp_path / 'fs'}", str(ctx), env=store)
+        assert (tmp_path / "fs" / "dl" / "file.txt").read_text() == "remote\n"
+        (ctx / "Dockerfile").write_text(f"FROM busybox\nADD --checksum=sha256:{'0' * 64} {url} /dl/\n")
+        proc = pybuild("build", "-t", "url:2", str(ctx), env=store, check=False)
+        assert proc.returncode != 0 and "Dockerfile:2" in proc.stderr and "Traceback" not in proc.stderr
+    finally:
+        server.shutdown()
+
+
+def test_workdir_is_created_owned_by_the_user_and_no_cache_filter(store: dict[str, str], tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox AS a\nRUN echo a > /a\nFROM busybox\nUSER www-data\n"
+                                    "WORKDIR /home/app\nCOPY --from=a /a /a\n")
+    pybuild("build", "-t", "wd:1", str(ctx), env=store)
+    out = pybuild("build", "-t", "wd:1", "--progress=plain", "--no-cache-filter", "a",
+                  "-o", f"type=local,dest={tmp_path / 'fs'}", "-o", "type=image", str(ctx), env=store).stderr
+    assert "#2 CACHED" not in out and "#4 CACHED" in out  # stage a re-ran, the final stage's steps did not
+    st = os.stat(tmp_path / "fs" / "home" / "app")
+    assert (st.st_uid, st.st_gid) == (33, 33)
+
+
+def test_ctrl_c_cancels_cleanly(store: dict[str, str], tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN echo started && sleep 60\n")
+    proc = subprocess.Popen([sys.executable, "-m", "builder", "build", "--progress=plain", "-t", "int:1", str(ctx)],
+                            env={**os.environ, **store}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    seen = ""
+    assert proc.stderr is not None
+    while "started" not in seen and time.monotonic() < deadline:
+        seen += proc.stderr.readline()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "Traceback" not in err
+    out = subprocess.run(["pgrep", "-f", "sleep 60"], capture_output=True, text=True).stdout
+    assert out.strip() == ""
+    assert not [p for p in (Path(store["PYBUILD_ROOT"]) / "tmp").iterdir() if p.name.startswith("step-")]
+    with open("/proc/self/mountinfo") as f:
+        assert store["PYBUILD_ROOT"] not in f.read()

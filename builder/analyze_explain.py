@@ -61,13 +61,14 @@ class BuildExplanation:
 
 
 def load_builds(root: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Every readable build record, oldest first (unreadable files are skipped)."""
+    """Every readable build record, oldest first (by start time; unreadable files are skipped)."""
     out = []
     for path in records.list_records(root):
         try:
             out.append(records.load(path))
         except (OSError, ValueError):
             continue
+    out.sort(key=lambda b: (float(b.get("started", 0.0)), b.get("id", "")))
     return out
 
 
@@ -86,8 +87,7 @@ def find_build(builds: list[dict[str, Any]], wanted: str | None) -> dict[str, An
 
 def previous_build(builds: list[dict[str, Any]], build: dict[str, Any]) -> dict[str, Any] | None:
     """The most recent earlier build of the same Dockerfile and target."""
-    earlier = [b for b in builds if b.get("id", "") < build.get("id", "")
-               and b.get("dockerfile") == build.get("dockerfile")]
+    earlier = [b for b in builds[:builds.index(build)] if b.get("dockerfile") == build.get("dockerfile")]
     same_target = [b for b in earlier if b.get("target", "") == build.get("target", "")]
     pool = same_target or earlier
     return pool[-1] if pool else None
@@ -115,7 +115,7 @@ def _pairs(value: Any) -> dict[str, Any]:
 def _diff_inputs(cache: BuildCache, old: str, new: str) -> list[str]:
     before, after = cache.inputs(old), cache.inputs(new)
     if before is None or after is None:
-        return ["its input files changed (the file tables are no longer in the cache)"]
+        return ["its input files changed (no per-file table was recorded to say which)"]
     changed = [p for p in after if p in before and before[p] != after[p]]
     added = [p for p in after if p not in before]
     removed = [p for p in before if p not in after]
@@ -129,10 +129,12 @@ def _diff_inputs(cache: BuildCache, old: str, new: str) -> list[str]:
     return out or ["its input files changed"]
 
 
-def _diff_kv(label: str, old: Any, new: Any) -> list[str]:
+def _diff_kv(label: str, old: Any, new: Any, args: set[str] = frozenset()) -> list[str]:  # type: ignore[assignment]
+    """Changed, added and removed names; names in `args` (given with --build-arg) are build-args."""
     before, after = _pairs(old), _pairs(new)
     out = []
     for k in sorted(set(before) | set(after)):
+        label = "build-arg" if k in args else label
         if k not in before:
             out.append(f"{label} {k} added ({after[k]})")
         elif k not in after:
@@ -152,7 +154,8 @@ def _diff_base(old: Any, new: Any) -> list[str]:
     return [f"base image changed {describe(old)} -> {describe(new)}"]
 
 
-def _reasons(step: dict[str, Any], prev: dict[str, Any] | None, cache: BuildCache) -> list[str]:
+def _reasons(step: dict[str, Any], prev: dict[str, Any] | None, cache: BuildCache,
+             args: set[str] = frozenset()) -> list[str]:  # type: ignore[assignment]
     if step.get("reason") in ("--no-cache", "--no-cache-filter"):
         return [f"{step['reason']} was given"]
     if prev is None:
@@ -168,8 +171,8 @@ def _reasons(step: dict[str, Any], prev: dict[str, Any] | None, cache: BuildCach
             out += _diff_inputs(cache, str(old), str(new))
         elif part == "build_args":
             out += _diff_kv("build-arg", old, new)
-        elif part == "env":
-            out += _diff_kv("env", old, new)
+        elif part == "env":  # ARG values reach RUN steps as environment variables
+            out += _diff_kv("env", old, new, args)
         elif part == "base":
             out += _diff_base(old, new)
         elif part == "op":
@@ -195,11 +198,24 @@ def explain_build(root: str | os.PathLike[str], wanted: str | None = None) -> Bu
     prev = previous_build(builds, build)
     cache = BuildCache(root)
     prev_steps = {(s.get("stage"), s.get("index")): s for s in (prev or {}).get("steps", [])}
+    args = set(build.get("build_args") or {}) | set((prev or {}).get("build_args") or {})
+    by_key = {s.get("key"): s for s in build.get("steps", []) if s.get("key")}
+    changed: dict[str, list[str]] = {}  # key -> why it differs from the earlier build's step
+
+    def why(step: dict[str, Any]) -> list[str]:
+        key = step.get("key", "")
+        if key not in changed:
+            prev_step = prev_steps.get((step.get("stage"), step.get("index")))
+            same = prev_step is not None and prev_step.get("key") == key and step.get("cache") != "miss"
+            changed[key] = [] if same else _reasons(step, prev_step, cache, args)
+            parent = by_key.get(_pairs(step.get("key_parts")).get("parent"))
+            if changed[key] == ["parent step missed"] and parent is not None and parent.get("cache") != "miss":
+                changed[key] = why(parent)  # the parent was served (a FROM), but its key changed: say why
+        return changed[key]
+
     steps = []
     for s in build.get("steps", []):
-        reasons: tuple[str, ...] = ()
-        if s.get("cache") == "miss":
-            reasons = tuple(_reasons(s, prev_steps.get((s.get("stage"), s.get("index"))), cache))
+        reasons = tuple(why(s)) if s.get("cache") == "miss" else ()
         steps.append(StepExplanation(s.get("id", 0), str(s.get("stage", "")), s.get("index", 0), s.get("count", 0),
                                      s.get("line", 0), s.get("instruction", ""), s.get("cache", "miss"),
                                      float(s.get("duration", 0.0)), reasons))

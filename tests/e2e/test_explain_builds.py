@@ -85,3 +85,16 @@ def test_explain_names_the_changed_arg_instruction_and_base(tmp_path: Path, busy
     assert got[f"RUN {run2}"] == ["parent step missed"]
     text = pybuild("explain", env=env).stdout
     assert "COPY . /app missed: base image changed digest" in text
+
+
+def test_analyze_html_draws_the_build_of_the_image(tmp_path: Path, busybox_tar: Path) -> None:
+    env, ctx, df = setup(tmp_path, busybox_tar, "cat /app/keep.txt")
+    build(env, ctx, df)
+    build(env, ctx, df)  # all cached: the image's latest build
+    out = tmp_path / "r.html"
+    pybuild("analyze", "app:1", "--html", str(out), env=env)
+    page = out.read_text()
+    latest = json.loads(pybuild("history", "--builds", "--json", env=env).stdout)[-1]["id"]
+    assert f"Build steps (build {latest})" in page
+    assert page.count('<rect class="cached"') == 3 and page.count('<rect class="ran"') == 0
+    assert "cat /app/keep.txt" in page

@@ -113,3 +113,44 @@ def test_hints_for_common_mistakes() -> None:
 def test_exports() -> None:
     public = {n for n, v in vars(reference).items() if not n.startswith("_") and getattr(v, "__module__", None) == reference.__name__}
     assert public <= set(reference.__all__) and all(hasattr(reference, n) for n in reference.__all__)
+
+
+# Docker accepts a first component that looks like a host ('.' or ':') but is not a valid one as
+# part of the path, leaving a reference with no registry that cannot be pulled; we refuse it.
+DOCKER_DEVIATIONS = {"h_x.io/app", "a.b-c__d/e"}
+
+
+def _docker_accepts(texts: list[str]) -> list[bool]:
+    """Docker's own parser as the oracle: `docker pull` parses the reference before it needs a daemon."""
+    import os
+    import shlex
+    import subprocess
+
+    script = "\n".join(f"docker pull {shlex.quote(t)} >/dev/null 2>$E; grep -q 'Cannot connect' $E && echo y || echo n"
+                       for t in texts)
+    out = subprocess.run(["bash", "-c", "E=$(mktemp)\n" + script + "\nrm -f $E"], capture_output=True, text=True,
+                         env={**os.environ, "DOCKER_HOST": "unix:///nonexistent/docker.sock"}, timeout=300).stdout.split()
+    assert len(out) == len(texts)
+    return [o == "y" for o in out]
+
+
+@pytest.mark.skipif(__import__("shutil").which("docker") is None, reason="the docker CLI (Debian docker.io) is the oracle")
+def test_same_acceptance_as_docker_cli() -> None:
+    import random
+
+    rng = random.Random(7)
+    pieces = ["a", "b1", "x", "A", "Z9", ".", "_", "__", "-", "--", ":", "/", "@", "sha256:", "a" * 64, "localhost",
+              "5000", "io", "[::1]", "0" * 64, "ab" * 32, "Ab" * 32]
+    texts = sorted({t for t, *_ in VALID} | {t for t, _ in INVALID if t}
+                   | {"".join(rng.choice(pieces) for _ in range(rng.randint(1, 7))) for _ in range(150)})
+    mismatches = []
+    for text, docker_ok in zip(texts, _docker_accepts(texts)):
+        try:
+            parse_reference(text)
+            ours = True
+        except InvalidReferenceError:
+            ours = False
+        if ours != docker_ok and text not in DOCKER_DEVIATIONS:
+            mismatches.append((text, docker_ok))
+    assert not mismatches
+    assert sum(_docker_accepts(sorted(DOCKER_DEVIATIONS))) == len(DOCKER_DEVIATIONS)  # still Docker's behaviour

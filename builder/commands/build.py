@@ -354,7 +354,13 @@ def _write_outputs(store: Any, image: Any, outputs: list[dict[str, str]], tags: 
 
             export_rootfs_tar(image, out["dest"], store.tmp_dir(), epoch=source_date_epoch())
         elif kind == "registry":
-            from builder.errors import NotImplementedYet
+            from builder.oci.reference import parse_reference
+            from builder.oci.remote import push_image
 
-            raise NotImplementedYet("--push / --output type=registry: use `pybuild push` after the build")
+            names = [n for n in out.get("name", "").split(",") if n] or tags
+            if not names:
+                raise BuildError("--push needs a name: -t REGISTRY/NAME:TAG or --output type=registry,name=...")
+            store.put_image(image)  # the blobs a push reads come from the store
+            for name in names:
+                push_image(store, image, parse_reference(name))
     return str(image.digest)

@@ -296,3 +296,22 @@ def test_ctrl_c_cancels_cleanly(store: dict[str, str], tmp_path: Path) -> None:
     assert not [p for p in (Path(store["PYBUILD_ROOT"]) / "tmp").iterdir() if p.name.startswith("step-")]
     with open("/proc/self/mountinfo") as f:
         assert store["PYBUILD_ROOT"] not in f.read()
+
+
+def test_push_to_a_local_registry(store: dict[str, str], tmp_path: Path) -> None:
+    import subprocess
+
+    from tests.builder.registry_server import needs_registry, start_registry
+
+    if needs_registry.args[0]:
+        pytest.skip(needs_registry.kwargs["reason"])
+    reg = start_registry(tmp_path / "registry")
+    try:
+        ref = f"{reg.host}/pushed/tomcat:1"
+        out = pybuild("build", "-q", "-t", ref, "--push", str(FIXTURES / "examples" / "tomcat"), env=store)
+        image_id = out.stdout.strip()
+        raw = subprocess.run(["skopeo", "inspect", "--tls-verify=false", "--raw", f"docker://{ref}"],
+                             capture_output=True, text=True, check=True).stdout
+        assert json.loads(raw)["config"]["digest"] == image_id
+    finally:
+        reg.stop()

@@ -16,6 +16,7 @@ hash does not match is never stored. images.json is replaced atomically under `i
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import hashlib
 import json
@@ -114,6 +115,22 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+_WRITEBACK = 8 << 20
+
+
+def _load_sync_file_range() -> Callable[[int, int, int], None]:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.sync_file_range
+        fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    except (OSError, AttributeError):
+        return lambda fd, off, n: None
+    return lambda fd, off, n: fn(fd, off, n, 2)  # SYNC_FILE_RANGE_WRITE: asynchronous
+
+
+_start_writeback = _load_sync_file_range()
+
+
 class _BlobWriter:
     """A blob being written into tmp/: hashed as it streams, renamed into place by `commit()`."""
 
@@ -124,11 +141,15 @@ class _BlobWriter:
         self._file = os.fdopen(fd, "wb", buffering=0)
         self._hash = hashlib.sha256()
         self.size = 0
+        self._flushed = 0
 
     def write(self, data: bytes) -> None:
         self._hash.update(data)
         self._file.write(data)
         self.size += len(data)
+        if self.size - self._flushed >= _WRITEBACK:  # start writeback early, so the final fsync is short
+            _start_writeback(self._file.fileno(), self._flushed, self.size - self._flushed)
+            self._flushed = self.size
 
     @property
     def digest(self) -> Digest:
@@ -220,6 +241,60 @@ class _Tee:
 
     def close(self) -> None:
         pass
+
+
+class _Prefetch:
+    """Reads `raw` ahead in a thread, passing each chunk to `on_chunk` (decompressing and hashing
+    release the GIL, so they overlap with the caller's work); bounded, so memory stays flat."""
+
+    def __init__(self, raw: IO[bytes], on_chunk: Callable[[bytes], object]) -> None:
+        self._raw, self._on_chunk = raw, on_chunk
+        self._q: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
+        self._buf, self._pos, self._eof = b"", 0, False
+        self._error: BaseException | None = None
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="layer-prefetch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop and (data := self._raw.read(CHUNK)):
+                self._on_chunk(data)
+                self._q.put(data)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the reader's thread
+            self._error = exc
+        finally:
+            self._q.put(None)
+
+    def read(self, n: int = -1) -> bytes:
+        if self._pos >= len(self._buf):
+            if self._eof:
+                return b""
+            item = self._q.get()
+            if item is None:
+                self._eof = True
+                if self._error is not None:
+                    raise self._error
+                return b""
+            self._buf, self._pos = item, 0
+        if n < 0 or (self._pos == 0 and n >= len(self._buf)):
+            data, self._buf, self._pos = self._buf[self._pos:] if self._pos else self._buf, b"", 0
+            return data
+        data = self._buf[self._pos:self._pos + n]
+        self._pos += len(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._stop = True
+        while self._thread.is_alive():
+            try:
+                self._q.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        self._thread.join()
 
 
 class _VerifyingReader:
@@ -696,10 +771,13 @@ class Store:
         """Extract one layer into `dest` (confined to it), checking its diff_id on the way."""
         h = hashlib.sha256()
         with layer.open_uncompressed(limit) as raw:
-            reader = _Tee(raw, h.update)
-            layertar.extract(reader, dest, overlay=overlay, lowers=lowers)  # type: ignore[arg-type]
-            while reader.read(CHUNK):
-                pass
+            reader = _Prefetch(raw, h.update)
+            try:
+                layertar.extract(reader, dest, overlay=overlay, lowers=lowers)  # type: ignore[arg-type]
+                while reader.read(CHUNK):
+                    pass
+            finally:
+                reader.close()
         if "sha256:" + h.hexdigest() != layer.diff_id:
             raise DigestMismatchError(f"layer {layer.digest} unpacks to sha256:{h.hexdigest()}, "
                                       f"not its diff_id {layer.diff_id}")

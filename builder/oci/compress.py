@@ -31,6 +31,7 @@ GZIP, ZSTD, NONE = "gzip", "zstd", "uncompressed"
 DEFAULT_LEVEL = {GZIP: 6, ZSTD: 3, NONE: 0}
 BLOCK = 1 << 20  # bytes per parallel gzip block
 DICT = 32 << 10  # deflate window used to prime the next block
+ZSTD_JOB = 4 << 20  # zstd multi-threading job size (the default, 8 MiB at level 3, needs ~115 MB RSS)
 # gzip header: magic, deflate, no flags, mtime 0, no extra flags, OS=unknown (255): no name, no time
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 
@@ -85,7 +86,11 @@ class _Plain:
 class _Zstd:
     def __init__(self, sink: Sink, level: int, threads: int) -> None:
         self._sink = sink
-        self._obj = zstandard.ZstdCompressor(level=level, threads=threads, write_content_size=False).compressobj()
+        # Always multi-threaded (>= 1 worker) with a fixed job size: the output is then the same for
+        # any number of threads (single-threaded mode would differ), and memory stays bounded.
+        params = zstandard.ZstdCompressionParameters.from_level(level, threads=max(1, threads), job_size=ZSTD_JOB,
+                                                                write_content_size=False)
+        self._obj = zstandard.ZstdCompressor(compression_params=params).compressobj()
 
     def write(self, data: bytes) -> None:
         out = self._obj.compress(data)

@@ -535,22 +535,22 @@ class _Extractor:
             self.whiteout(parts, h.name)
             return
         pfd = self.parent(parts, h.name)
-        try:
-            st: os.stat_result | None = os.stat(base, dir_fd=pfd, follow_symlinks=False)
-        except FileNotFoundError:
-            st = None
         if h.type == DIR:
-            if st is not None and not stat.S_ISDIR(st.st_mode):
-                self.remove(pfd, base)
-                st = None
-            if st is None:
+            try:
                 os.mkdir(base, 0o700, dir_fd=pfd)
+            except FileExistsError:
+                if not stat.S_ISDIR(os.stat(base, dir_fd=pfd, follow_symlinks=False).st_mode):
+                    self.remove(pfd, base)
+                    os.mkdir(base, 0o700, dir_fd=pfd)
             self.dirs.append((parts, h))
             return
-        if st is not None:
-            self.remove(pfd, base)
         if h.type == REG:
-            fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=pfd)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            try:
+                fd = os.open(base, flags, 0o600, dir_fd=pfd)
+            except FileExistsError:  # a later entry replaces an earlier one (never writes through it)
+                self.remove(pfd, base)
+                fd = os.open(base, flags, 0o600, dir_fd=pfd)
             try:
                 while data := read(CHUNK):
                     _write_all(fd, data)
@@ -558,6 +558,7 @@ class _Extractor:
             finally:
                 os.close(fd)
             return
+        self.remove(pfd, base)
         if h.type == LNK:
             self.hardlink(pfd, base, h)
             return

@@ -1,0 +1,209 @@
+"""Benchmark: commit a ~300 MB directory as a layer (zstd, gzip) and unpack it, against the shell.
+
+    python3 bench/store_layers.py [--size-mb 300] [--runs 3] [--rss-gb 1] [--dir DIR]
+
+Makes a mixed directory once (cached under DIR, default /tmp/pybuild-bench-layers): thousands of
+small text-like files, a few hundred medium files of mixed content, some large binaries
+(random, and compressible). Then, in one run, interleaved, best of --runs:
+
+- commit zstd:  Store.commit_dir(compression=zstd, level 3)  vs  `tar -cf - DIR | zstd -3 -T0 | sha256sum`
+- commit gzip:  Store.commit_dir(compression=gzip, level 6)  vs  `tar -cf - DIR | pigz -6 | sha256sum`
+- unpack:       Store.unpack_layer(zstd layer -> new dir)    vs  `zstd -dc BLOB | tar -x -C NEW`
+
+Ours runs in a child process each time (timed inside, without interpreter start-up) so that its
+peak RSS is measured per run; with --rss-gb, the same on a directory of that size, for memory.
+Targets (issue 4): each ratio <= 1.25; peak RSS < 150 MB on 1 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+WORDS = ("def class return import self value layer image store tar digest compress build step "
+         "cache index manifest config static const void int char struct include define if else for "
+         "while public private function var let true false null None error warning").split()
+
+
+def _text(rng: random.Random, n: int) -> bytes:
+    out = []
+    size = 0
+    while size < n:
+        line = " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12))) + f" {rng.randint(0, 99999)}\n"
+        out.append(line)
+        size += len(line)
+    return "".join(out).encode()[:n]
+
+
+def make_tree(path: Path, size_mb: int) -> None:
+    """A mixed directory of about size_mb MB (kept between runs)."""
+    marker = path / ".complete"
+    if marker.exists() and marker.read_text() == str(size_mb):
+        return
+    if path.exists():
+        shutil.rmtree(path)
+    rng = random.Random(7)
+    budget = size_mb << 20
+    text_pool = _text(rng, 8 << 20)
+    rand_pool = rng.randbytes(16 << 20)
+    scale = size_mb / 300
+    # ~25%: 6000 small text files (0.5-12 KB); ~35%: 300 medium mixed files; ~40%: 8 large files
+    small = int(6000 * scale)
+    for i in range(small):
+        d = path / "src" / f"pkg{i % 60:02d}" / f"mod{i % 7}"
+        d.mkdir(parents=True, exist_ok=True)
+        n = rng.randint(512, 24 << 10)
+        off = rng.randrange(0, len(text_pool) - n)
+        (d / f"file{i}.py").write_bytes(text_pool[off:off + n])
+    left = budget - sum(f.stat().st_size for f in (path / "src").rglob("*") if f.is_file())
+    medium_total = int(left * 0.45)
+    i = 0
+    while medium_total > 0:
+        d = path / "lib" / f"d{i % 20}"
+        d.mkdir(parents=True, exist_ok=True)
+        n = min(rng.randint(100 << 10, 2 << 20), medium_total)
+        pool = text_pool if i % 3 == 0 else rand_pool
+        off = rng.randrange(0, len(pool) - n)
+        data = pool[off:off + n] if i % 3 != 2 else (b"\0" * (n // 2) + rand_pool[off:off + n - n // 2])
+        (d / f"lib{i}.so").write_bytes(data)
+        medium_total -= n
+        i += 1
+    left = budget - sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    (path / "big").mkdir(exist_ok=True)
+    for k in range(8):
+        n = left // 8
+        with open(path / "big" / f"blob{k}.bin", "wb") as f:
+            while n > 0:
+                chunk = (rand_pool if k % 2 else text_pool * 2)[: min(n, len(rand_pool))]
+                f.write(chunk)
+                n -= len(chunk)
+    marker.write_text(str(size_mb))
+
+
+def _shell(cmd: str) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(["bash", "-c", f"set -o pipefail; {cmd}"], check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def _child(args: list[str]) -> tuple[dict, int]:
+    """Run this script's --child mode; return its JSON result and its peak RSS in bytes."""
+    proc = subprocess.Popen([sys.executable, __file__, "--child", *args], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        raise SystemExit(f"child {args} failed with status {status}")
+    return json.loads(out), usage.ru_maxrss * 1024
+
+
+def child(argv: list[str]) -> None:
+    from builder.store import Store
+
+    mode, store_root = argv[0], Path(argv[1])
+    store = Store.open(store_root)
+    if mode == "commit":
+        codec, level, src = argv[2], int(argv[3]), argv[4]
+        t0 = time.perf_counter()
+        rec = store.commit_dir(src, compression=codec, level=level)
+        elapsed = time.perf_counter() - t0
+        print(json.dumps({"elapsed": elapsed, "digest": rec.digest, "diff_id": rec.diff_id, "size": rec.size,
+                          "media_type": rec.media_type, "tar_size": rec.uncompressed_size}))
+    elif mode == "unpack":
+        diff_id, dest = argv[2], Path(argv[3])
+        layer = store.layer(diff_id)
+        dest.mkdir()
+        t0 = time.perf_counter()
+        store.unpack_layer(layer, dest)
+        print(json.dumps({"elapsed": time.perf_counter() - t0}))
+
+
+def _fresh(path: Path) -> Path:
+    if path.exists():
+        shutil.rmtree(path)
+    return path
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["--child"]:
+        child(sys.argv[2:])
+        return
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size-mb", type=int, default=300)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--rss-gb", type=float, default=1.0, help="also measure peak RSS on a tree this big (0: skip)")
+    ap.add_argument("--dir", type=Path, default=Path("/tmp/pybuild-bench-layers"))
+    args = ap.parse_args()
+    for tool in ("tar", "zstd", "pigz", "sha256sum"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is not installed (scripts/install-test-deps)")
+    work = args.dir
+    tree = work / f"tree-{args.size_mb}"
+    make_tree(tree, args.size_mb)
+    store_root = _fresh(work / "store")
+    out = work / "out"
+    print(f"tree: {tree} ({sum(f.stat().st_size for f in tree.rglob('*') if f.is_file()) / 1e6:.0f} MB, "
+          f"{sum(1 for _ in tree.rglob('*'))} entries), {os.cpu_count()} CPUs, best of {args.runs}")
+
+    best: dict[str, float] = {}
+    rss: dict[str, int] = {}
+
+    def note(key: str, value: float, peak: int = 0) -> None:
+        best[key] = min(best.get(key, float("inf")), value)
+        rss[key] = max(rss.get(key, 0), peak)
+
+    _shell(f"tar -cf - -C {tree} . >/dev/null")  # warm the page cache for everyone
+    zstd_rec = None
+    for _ in range(args.runs):
+        note("peer zstd", _shell(f"tar -cf - -C {tree} . | zstd -3 -T0 | sha256sum"))
+        res, peak = _child(["commit", str(store_root), "zstd", "3", str(tree)])
+        note("commit zstd", res["elapsed"], peak)
+        zstd_rec = res
+        note("peer gzip", _shell(f"tar -cf - -C {tree} . | pigz -6 | sha256sum"))
+        res, peak = _child(["commit", str(store_root), "gzip", "6", str(tree)])
+        note("commit gzip", res["elapsed"], peak)
+    assert zstd_rec is not None
+    blob = store_root / "blobs" / "sha256" / zstd_rec["digest"].split(":")[1]
+    for _ in range(args.runs):
+        dest = _fresh(out)
+        dest.mkdir(parents=True)
+        note("peer unpack", _shell(f"zstd -dc {blob} | tar -x -C {dest}"))
+        dest = _fresh(out)
+        res, peak = _child(["unpack", str(store_root), zstd_rec["diff_id"], str(dest)])
+        note("unpack", res["elapsed"], peak)
+    _fresh(out)
+
+    print(f"{'':14} {'ours':>8} {'peer':>8} {'ratio':>6}  peak RSS   (target: ratio <= 1.25)")
+    for ours, peer in (("commit zstd", "peer zstd"), ("commit gzip", "peer gzip"), ("unpack", "peer unpack")):
+        ratio = best[ours] / best[peer]
+        print(f"{ours:14} {best[ours]:7.2f}s {best[peer]:7.2f}s {ratio:6.2f}  {rss[ours] / 1e6:6.0f} MB"
+              f"  {'ok' if ratio <= 1.25 else 'SLOW'}")
+
+    if args.rss_gb > 0:
+        size = int(args.rss_gb * 1024)
+        big = work / f"tree-{size}"
+        make_tree(big, size)
+        big_store = _fresh(work / "store-big")
+        res, peak_commit = _child(["commit", str(big_store), "zstd", "3", str(big)])
+        res_gz, peak_gz = _child(["commit", str(big_store), "gzip", "6", str(big)])
+        dest = _fresh(out)
+        _, peak_unpack = _child(["unpack", str(big_store), res["diff_id"], str(dest)])
+        _fresh(out)
+        shutil.rmtree(big_store)
+        print(f"{res['tar_size'] / 1e9:.2f} GB layer: peak RSS commit zstd {peak_commit / 1e6:.0f} MB, "
+              f"commit gzip {peak_gz / 1e6:.0f} MB, unpack {peak_unpack / 1e6:.0f} MB (target < 150 MB)")
+    shutil.rmtree(store_root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -4,7 +4,9 @@
      "credsStore": "NAME",                  # docker-credential-NAME for every registry
      "credHelpers": {"HOST": "NAME"}}       # docker-credential-NAME for one registry
 
-Lookup goes credHelpers, then credsStore, then auths. Helpers speak Docker's credential-helper
+Lookup goes credHelpers, then credsStore, then auths, then the `auths` of containers-auth.json
+(`$REGISTRY_AUTH_FILE`, `$XDG_RUNTIME_DIR/containers/auth.json`, `~/.config/containers/auth.json`),
+where `podman login` writes. Helpers speak Docker's credential-helper
 protocol: `get`/`store`/`erase` with the server on stdin and JSON on stdout. `login` writes the file
 atomically with mode 0600 (its directory 0700); nothing here ever logs a secret.
 """
@@ -107,6 +109,25 @@ def lookup(registry: str) -> Credentials | None:
                 return Credentials(str(got["Username"]), str(got["Secret"]))
             except (ValueError, KeyError, TypeError):
                 raise RegistryError(f"credential helper docker-credential-{helper} gave malformed output for {registry}") from None
+    found = _from_auths(conf, registry, config_path())
+    if found is None:  # what `podman login` / `skopeo login` wrote
+        for path in _containers_auth_files():
+            found = _from_auths(_load(path), registry, path)
+            if found is not None:
+                break
+    return found
+
+
+def _containers_auth_files() -> list[Path]:
+    """containers-auth.json(5): $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers, ~/.config/containers."""
+    paths = [os.environ.get("REGISTRY_AUTH_FILE", "")]
+    if os.environ.get("XDG_RUNTIME_DIR"):
+        paths.append(os.path.join(os.environ["XDG_RUNTIME_DIR"], "containers", "auth.json"))
+    paths.append(os.path.join(os.path.expanduser("~"), ".config", "containers", "auth.json"))
+    return [Path(p) for p in paths if p]
+
+
+def _from_auths(conf: dict[str, Any], registry: str, path: Path) -> Credentials | None:
     for key, entry in (conf.get("auths") or {}).items():
         if _normalise(key) != registry or not isinstance(entry, dict):
             continue
@@ -116,7 +137,7 @@ def lookup(registry: str) -> Credentials | None:
             try:
                 user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
             except (ValueError, UnicodeDecodeError):
-                raise RegistryError(f"{config_path()}: the auth entry for {key} is not base64 of user:password") from None
+                raise RegistryError(f"{path}: the auth entry for {key} is not base64 of user:password") from None
             return Credentials(user, password)
         if entry.get("username") and entry.get("password"):
             return Credentials(str(entry["username"]), str(entry["password"]))

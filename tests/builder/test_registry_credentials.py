@@ -40,6 +40,17 @@ def test_auths_lookup_normalises_keys(docker_config: Path) -> None:
     assert "pw1" not in repr(credentials.lookup("docker.io"))
 
 
+def test_podman_auth_file_is_a_fallback(docker_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    auth = tmp_path / "auth.json"
+    auth.write_text(json.dumps({"auths": {"127.0.0.1:5000": {"auth": _auth("pod", "man")},
+                                          "both.io": {"auth": _auth("podman", "x")}}}))
+    monkeypatch.setenv("REGISTRY_AUTH_FILE", str(auth))
+    _write_config(docker_config, {"auths": {"both.io": {"auth": _auth("docker", "y")}}})
+    assert credentials.lookup("127.0.0.1:5000") == Credentials("pod", "man")
+    assert credentials.lookup("both.io") == Credentials("docker", "y")  # Docker's file comes first
+    assert credentials.lookup("none.io") is None
+
+
 def test_store_is_0600_atomic_and_keeps_other_keys(docker_config: Path) -> None:
     _write_config(docker_config, {"auths": {"other.io": {"auth": _auth("o", "p")}}, "psFormat": "table"})
     where = credentials.store("127.0.0.1:5000", Credentials("alice", "s3cret"))

@@ -16,7 +16,6 @@ import hashlib
 import http.client
 import json
 import os
-import ssl
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 from urllib.parse import urlencode, urljoin, urlsplit
@@ -125,22 +124,26 @@ class RegistryClient:
     def ping(self) -> None:
         """`GET /v2/`: find the scheme and learn how the registry wants us to authenticate (once).
 
-        https first; a loopback or --insecure-registry host that does not speak TLS falls back to
-        http, as Docker does.
+        `https`, except that a loopback or --insecure-registry host that answers plain http like a
+        registry is used over http (Docker allows both for them). Plain http is asked first there:
+        a TLS handshake sent to a plain-http server can hang until the server gives up on it.
         """
         if self._pinged:
             return
         resp = None
         if self.options.may_use_http(self.host):
             try:
-                resp = self.transport.send("GET", f"https://{self.host}/v2/", {})
-            except ssl.SSLCertVerificationError as exc:
-                raise RegistryError(f"{self.registry}: {exc}", hint=self._hint_for(exc)) from None
-            except (ssl.SSLError, ConnectionResetError, http.client.HTTPException, OSError) as exc:
-                if isinstance(exc, ConnectionRefusedError):
-                    raise RegistryError(f"{self.registry}: GET /v2/: {exc}", temporary=True,
-                                        hint=self._hint_for(exc)) from None
+                resp = self.transport.send("GET", f"http://{self.host}/v2/", {})
+            except ConnectionRefusedError as exc:
+                raise RegistryError(f"{self.registry}: GET /v2/: {exc}", temporary=True,
+                                    hint=self._hint_for(exc)) from None
+            except (OSError, http.client.HTTPException):
+                resp = None  # not http: try TLS
+            if resp is not None and resp.status in (200, 401, 404):
                 self.base = f"http://{self.host}"
+            elif resp is not None:  # e.g. 400 "Client sent an HTTP request to an HTTPS server"
+                resp.close(reuse=False)
+                resp = None
         if resp is None:
             resp = self._send_retrying("GET", f"{self.base}/v2/", {}, None)
         status, challenge = resp.status, resp.header("WWW-Authenticate")

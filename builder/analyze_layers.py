@@ -128,6 +128,7 @@ class _Pass:
                 if node is not None and node.children:
                     hidden = list(node.children.items())
                     node.children = {}
+                    self.tree.forget()
                     for name, child in hidden:
                         path = f"{e.path}/{name}" if e.path else name
                         removed_files += self._waste(path, child)
@@ -153,6 +154,7 @@ class _Pass:
                 if old is None or old.kind != DIR:
                     if old is not None:
                         self._waste(e.path, old)
+                        self.tree.forget()
                     parent.children[name] = Node(0, DIR, index)
                 else:
                     old.layer = index  # re-listed (metadata may change); children stay
@@ -166,6 +168,8 @@ class _Pass:
                 modified[e.path] = ref
             if old is not None:
                 self._waste(e.path, old)
+                if old.children is not None:
+                    self.tree.forget()
             parent.children[name] = Node(e.size, e.kind, index)
             if e.kind == FILE:
                 self._keep(largest, (e.size, ref.path))

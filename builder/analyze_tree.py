@@ -227,10 +227,17 @@ class Node:
 
 
 class Tree:
-    """A stacked filesystem of sizes. `get`, `put` and `remove` take relative paths."""
+    """A stacked filesystem of sizes. `get`, `put` and `remove` take relative paths.
+
+    Directory lookups are memoised; whoever detaches or replaces a node that may have children
+    calls `forget()` (`remove` does it itself)."""
 
     def __init__(self) -> None:
         self.root = Node(0, DIR, -1)
+        self._dirs: dict[str, Node] = {"": self.root}
+
+    def forget(self) -> None:
+        self._dirs = {"": self.root}
 
     def get(self, path: str) -> Node | None:
         node = self.root
@@ -245,10 +252,12 @@ class Tree:
 
     def parent(self, path: str, *, create: bool, layer: int) -> Node | None:
         """The directory that holds `path`; missing parents are made (size 0) when `create`."""
-        node = self.root
-        if "/" not in path:
+        head = path.rpartition("/")[0]
+        node = self._dirs.get(head)
+        if node is not None:
             return node
-        for name in path.rsplit("/", 1)[0].split("/"):
+        node = self.root
+        for name in head.split("/"):
             children = node.children
             if children is None:
                 if not create:
@@ -260,6 +269,10 @@ class Tree:
                     return None
                 nxt = children[name] = Node(0, DIR, layer)
             node = nxt
+        if create and node.children is None:
+            node.children = {}  # a non-directory below becomes a parent: it turns into one
+        if node.children is not None:
+            self._dirs[head] = node
         return node
 
     def remove(self, path: str) -> Node | None:
@@ -267,7 +280,10 @@ class Tree:
         parent = self.parent(path, create=False, layer=-1)
         if parent is None or parent.children is None:
             return None
-        return parent.children.pop(path.rsplit("/", 1)[-1], None)
+        node = parent.children.pop(path.rsplit("/", 1)[-1], None)
+        if node is not None and node.children is not None:
+            self.forget()
+        return node
 
     def walk(self) -> Iterator[tuple[str, Node]]:
         return self.root.walk("")

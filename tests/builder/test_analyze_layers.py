@@ -177,3 +177,12 @@ def test_bad_checksum_is_a_format_error() -> None:
     data[0] ^= 1
     with pytest.raises(ImageFormatError, match="bad header checksum at byte 0"):
         list(read_entries(io.BytesIO(bytes(data)), where="t"))
+
+
+def test_paths_reappear_after_a_deleted_or_emptied_directory() -> None:
+    r = analyze_layers(sources(["a/", ("a/x", 5), "a/b/", ("a/b/old", 1)], [(".wh.a", 0)], [("a/y", 3)]))
+    assert r.final_size_bytes == 3 and r.wasted_bytes == 6 and r.layers[2].added == (FileRef("/a/y", 3, 2),)
+    r = analyze_layers(sources(["a/", ("a/x", 5), "a/b/", ("a/b/old", 1)], ["a/", ("a/.wh..wh..opq", 0)],
+                               [("a/b/c", 2)]))
+    assert r.final_size_bytes == 2 and r.wasted_bytes == 6 and r.layers[2].added == (FileRef("/a/b/c", 2, 2),)
+    assert [f.path for f in r.largest_files] == ["/a/b/c"]

@@ -423,58 +423,64 @@ def copy_files(layer_dir: str | os.PathLike[str], items: Sequence[Item], dest: s
         writer.ensure_dir(dest_rel)
         return ["/" + dest_rel]
     written: list[str] = []
-    for item in items:
-        if isinstance(item, (HeredocSource, FetchedFile)):
-            name = os.path.basename(item.name.rstrip("/")) or "index"
-            out_rel = f"{dest_rel}/{name}" if dest_dir else dest_rel
-            writer.ensure_dir(os.path.dirname(out_rel))
-            host = writer.host(out_rel)
-            writer.clear(host, want_dir=False)
-            if isinstance(item, HeredocSource):
-                fd = os.open(host, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-                with os.fdopen(fd, "wb") as f:
-                    f.write(item.content)
-                writer.finish_entry(host, stat.S_IFREG | item.mode, time.time_ns())
+    item: Item | None = None
+    try:
+        for item in items:
+            if isinstance(item, (HeredocSource, FetchedFile)):
+                name = os.path.basename(item.name.rstrip("/")) or "index"
+                out_rel = f"{dest_rel}/{name}" if dest_dir else dest_rel
+                writer.ensure_dir(os.path.dirname(out_rel))
+                host = writer.host(out_rel)
+                writer.clear(host, want_dir=False)
+                if isinstance(item, HeredocSource):
+                    fd = os.open(host, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+                    with os.fdopen(fd, "wb") as f:
+                        f.write(item.content)
+                    writer.finish_entry(host, stat.S_IFREG | item.mode, time.time_ns())
+                else:
+                    _copy_file_data(str(item.path), host)
+                    mt = int(item.mtime * 1e9) if item.mtime is not None else time.time_ns()
+                    writer.finish_entry(host, stat.S_IFREG | item.mode, mt)
+                written.append("/" + out_rel)
+                continue
+            if src_view is None:
+                raise ContextError(f"{where}COPY/ADD source {item!r} needs a source root")
+            rel = "/".join(split_path(item))
+            kept = _parents_part(item) if parents else rel  # what --parents keeps of the path
+            real = src_view.resolve(rel)
+            st = src_view.lstat(real)
+            if st is None:
+                raise ContextError(f"{where}COPY/ADD source {item!r}: not found")
+            if exclude and rel and exclude.matches(os.path.basename(rel)):
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                out_rel = f"{dest_rel}/{kept}".strip("/") if parents and kept else dest_rel
+                host = writer.host(out_rel)
+                if os.path.lexists(host) and not os.path.isdir(host):
+                    os.unlink(host)
+                writer.ensure_dir(out_rel)  # an existing dir keeps its metadata, a new one is 0755
+                writer.copy_children(src_view, real, out_rel, exclude, ignore)
+                written.append("/" + out_rel)
+                continue
+            host_src = src_view.host_path(real)
+            if unpack and host_src is not None and stat.S_ISREG(st.st_mode) and is_archive(host_src):
+                out_rel = f"{dest_rel}/{os.path.dirname(kept)}".strip("/") if parents else dest_rel
+                writer.ensure_dir(out_rel)
+                with open(host_src, "rb") as f:
+                    extract_archive(f, Path(writer.host(out_rel)), name=item, keep_owner=owner is None, owner=owner)
+                written.append("/" + out_rel)
+                continue
+            if parents:
+                out_rel = f"{dest_rel}/{kept}".strip("/")
             else:
-                _copy_file_data(str(item.path), host)
-                mt = int(item.mtime * 1e9) if item.mtime is not None else time.time_ns()
-                writer.finish_entry(host, stat.S_IFREG | item.mode, mt)
+                out_rel = f"{dest_rel}/{os.path.basename(rel)}".strip("/") if dest_dir else dest_rel
+            writer.ensure_dir(os.path.dirname(out_rel))
+            writer.copy_entry(src_view, real, out_rel, exclude, ignore)
             written.append("/" + out_rel)
-            continue
-        if src_view is None:
-            raise ContextError(f"{where}COPY/ADD source {item!r} needs a source root")
-        rel = "/".join(split_path(item))
-        kept = _parents_part(item) if parents else rel  # what --parents keeps of the path
-        real = src_view.resolve(rel)
-        st = src_view.lstat(real)
-        if st is None:
-            raise ContextError(f"{where}COPY/ADD source {item!r}: not found")
-        if exclude and rel and exclude.matches(os.path.basename(rel)):
-            continue
-        if stat.S_ISDIR(st.st_mode):
-            out_rel = f"{dest_rel}/{kept}".strip("/") if parents and kept else dest_rel
-            host = writer.host(out_rel)
-            if os.path.lexists(host) and not os.path.isdir(host):
-                os.unlink(host)
-            writer.ensure_dir(out_rel)  # an existing dir keeps its metadata, a new one is 0755
-            writer.copy_children(src_view, real, out_rel, exclude, ignore)
-            written.append("/" + out_rel)
-            continue
-        host_src = src_view.host_path(real)
-        if unpack and host_src is not None and stat.S_ISREG(st.st_mode) and is_archive(host_src):
-            out_rel = f"{dest_rel}/{os.path.dirname(kept)}".strip("/") if parents else dest_rel
-            writer.ensure_dir(out_rel)
-            with open(host_src, "rb") as f:
-                extract_archive(f, Path(writer.host(out_rel)), name=item, keep_owner=owner is None, owner=owner)
-            written.append("/" + out_rel)
-            continue
-        if parents:
-            out_rel = f"{dest_rel}/{kept}".strip("/")
-        else:
-            out_rel = f"{dest_rel}/{os.path.basename(rel)}".strip("/") if dest_dir else dest_rel
-        writer.ensure_dir(os.path.dirname(out_rel))
-        writer.copy_entry(src_view, real, out_rel, exclude, ignore)
-        written.append("/" + out_rel)
+    except OSError as exc:
+        what = item if isinstance(item, str) else getattr(item, 'name', '?')
+        raise BuildError(f"{where}COPY/ADD {what!r}: {exc.strerror or exc}"
+                         + (f" ({exc.filename})" if exc.filename else "")) from None
     writer.close()
     return written
 

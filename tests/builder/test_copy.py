@@ -9,6 +9,9 @@ import http.server
 import io
 import lzma
 import os
+import shutil
+import subprocess
+import sys
 import stat
 import tarfile
 import threading
@@ -415,3 +418,36 @@ def test_file_capabilities_and_user_xattrs_are_copied(src: Path, layer: Path) ->
     copy_files(layer, ["exec.sh"], "/bin/", src=src)
     assert os.getxattr(layer / "bin/exec.sh", "user.note") == b"kept"
     assert "trusted.overlay.origin" not in os.listxattr(layer / "bin/exec.sh")
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv (util-linux)")
+def test_unreadable_source_is_a_one_line_error(tmp_path: Path) -> None:
+    """As an unprivileged user (for real, with setpriv), an unreadable file is a clear error."""
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="pybuild-unreadable-"))  # reachable by `nobody`
+    try:
+        os.chmod(base, 0o777)
+        src = make_tree(base / "src", {"b.txt": "b"})
+        os.chmod(src, 0o755)
+        os.chmod(src / "b.txt", 0)
+        out_dir = base / "out"
+        out_dir.mkdir()
+        os.chmod(out_dir, 0o777)
+        program = ("import sys\nfrom builder.errors import BuildError\nfrom builder.copyops import copy_files\n"
+                   "from builder.context import checksum_sources\nfrom builder.fsview import RootView\n"
+                   "for step in ('checksum', 'copy'):\n"
+                   "    try:\n"
+                   "        if step == 'checksum': checksum_sources(RootView(sys.argv[1]), ['b.txt'])\n"
+                   "        else: copy_files(sys.argv[2], ['b.txt'], '/x', src=sys.argv[1], where='Dockerfile:3: ')\n"
+                   "    except BuildError as e: print(step, e)\n")
+        proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c",
+                               program, str(src), str(out_dir)], capture_output=True, text=True,
+                              cwd=Path(__file__).resolve().parents[2], timeout=60)
+        assert proc.stderr == ""
+        assert proc.stdout.splitlines() == [
+            f"checksum cannot read {src}/b.txt: Permission denied",
+            f"copy Dockerfile:3: COPY/ADD 'b.txt': Permission denied ({src}/b.txt)",
+        ]
+    finally:
+        shutil.rmtree(base)

@@ -41,6 +41,7 @@ class StepRecord:
     layer: dict[str, Any] | None = None  # diff_id, digest, size, media_type
     empty_layer: bool = True
     error: str = ""
+    started: float = 0.0  # epoch seconds when the step began (parallel stages overlap)
 
 
 @dataclass(slots=True)

@@ -126,7 +126,7 @@ class Solver:
         rec = StepRecord(sid, stage.label, stage.index, 1, count, stage.origin.text.strip(), stage.origin.line,
                          stage.origin.end_line or stage.origin.line, "FROM", key=state.key.digest,
                          key_parts=state.key_parts, cache="hit", empty_layer=True,
-                         duration=round(time.monotonic() - t0, 6))
+                         duration=round(time.monotonic() - t0, 6), started=time.time())
         self._add_record(rec)
         self.progress.done(sid)
         pos = 1
@@ -167,7 +167,7 @@ class Solver:
         sid = self.numbers[(stage.index, pos - 1)]
         kind = {Exec: "RUN", Mkdir: "WORKDIR"}.get(type(node.op), getattr(node.op, "kind", "CONFIG"))
         rec = StepRecord(sid, stage.label, stage.index, pos, count, node.instruction, node.origin.line,
-                         node.origin.end_line or node.origin.line, kind)
+                         node.origin.end_line or node.origin.line, kind, started=time.time())
         self.names[sid] = self._step_name(stage, pos, count, node.instruction)
         self.progress.start(sid, self.names[sid])
         t0 = time.monotonic()

@@ -129,17 +129,19 @@ def run(args: argparse.Namespace) -> int:
     secrets = parse_secrets(args.secret)
     outputs = parse_outputs(args.output, args.tag, args.push)
     labels = dict(x.partition("=")[::2] for x in args.label)
-    if args.cache_from or args.cache_to:
-        from builder.errors import NotImplementedYet
+    cache_specs = None
+    if args.cache_from or args.cache_to:  # parsed before the build so that a bad value fails fast
+        from builder.oci.cache_export import parse_cache_spec
 
-        raise NotImplementedYet("--cache-from/--cache-to: registry cache export is not implemented yet (issue 7)")
+        cache_specs = ([parse_cache_spec(v, export=False) for v in args.cache_from],
+                       [parse_cache_spec(v, export=True) for v in args.cache_to])
     root = store_root()
     scratch = root / "tmp" / f"context-{os.getpid()}"
     ctx = open_context(args.context, dockerfile=args.file, scratch_dir=scratch)
     progress = make_progress(args.progress)
     try:
         memo_key = None
-        if not (args.no_cache or args.no_cache_filter or args.pull) and outputs == [{"type": "image"}]:
+        if not (args.no_cache or args.no_cache_filter or args.pull or cache_specs) and outputs == [{"type": "image"}]:
             from builder import memo
 
             memo_key = memo.memo_key(ctx.dockerfile, ctx.dockerfile_name, ctx.ignore_file, {
@@ -154,7 +156,8 @@ def run(args: argparse.Namespace) -> int:
         store = Store.open(root)
         df = load_dockerfile(ctx.dockerfile, ctx.dockerfile_name, store.root)
         with store.lease():
-            return _build(args, store, ctx, df, build_args, secrets, outputs, labels, progress, started, memo_key)
+            return _build(args, store, ctx, df, build_args, secrets, outputs, labels, progress, started, memo_key,
+                          cache_specs)
     finally:
         progress.close()
         if scratch.exists():
@@ -199,7 +202,7 @@ def _replay(args: argparse.Namespace, root: Path, ctx: Any, hit: dict[str, Any],
 
 def _build(args: argparse.Namespace, store: Any, ctx: Any, df: Any, build_args: dict[str, str],
            secrets: dict[str, bytes], outputs: list[dict[str, str]], labels: dict[str, str], progress: Any,
-           started: float, memo_key: str | None) -> int:
+           started: float, memo_key: str | None, cache_specs: Any = None) -> int:
     from builder.cache import BuildCache
     from builder.convert import Options, convert
     from builder.solver import SolveOptions, Solver
@@ -221,10 +224,22 @@ def _build(args: argparse.Namespace, store: Any, ctx: Any, df: Any, build_args: 
     record = _new_record(args, ctx, build_args, started, graph.stages[graph.target].platform)
     opts = SolveOptions(args.no_cache, frozenset(args.no_cache_filter), args.jobs or 0, secrets, args.pull,
                         args.network)
-    solver = Solver(graph, ctx, store, BuildCache(store.root), progress, opts, record, image)
+    cache = BuildCache(store.root)
+    solver = Solver(graph, ctx, store, cache, progress, opts, record, image)
     try:
+        if cache_specs:
+            from builder.oci.cache_export import import_cache
+
+            for spec in cache_specs[0]:
+                progress.info(f"importing cache from {spec.ref or spec.path}: {import_cache(store, cache, spec)} entries")
         built = assemble(store, solver.solve())
         manifest_digest = _write_outputs(store, built, outputs, args.tag, progress)
+        if cache_specs:
+            from builder.oci.cache_export import export_cache, keys_for_mode
+
+            for spec in cache_specs[1]:
+                export_cache(store, cache, keys_for_mode(record.steps, graph.target, spec.mode), spec)
+                progress.info(f"exported cache to {spec.ref or spec.path}")
     except BaseException as exc:
         record.status = "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed"
         record.error = (getattr(exc, "message", None) or str(exc)).splitlines()[0] if str(exc) else type(exc).__name__
@@ -361,6 +376,9 @@ def _write_outputs(store: Any, image: Any, outputs: list[dict[str, str]], tags: 
             if not names:
                 raise BuildError("--push needs a name: -t REGISTRY/NAME:TAG or --output type=registry,name=...")
             store.put_image(image)  # the blobs a push reads come from the store
+            from builder.oci.transport import RegistryOptions
+
             for name in names:
-                push_image(store, image, parse_reference(name))
+                push_image(store, image, parse_reference(name).with_default_tag(), options=RegistryOptions.load(),
+                           progress=progress)
     return str(image.digest)

@@ -315,3 +315,21 @@ def test_push_to_a_local_registry(store: dict[str, str], tmp_path: Path) -> None
         assert json.loads(raw)["config"]["digest"] == image_id
     finally:
         reg.stop()
+
+
+def test_cache_to_and_from_a_local_directory_gives_hits_in_a_fresh_store(busybox_tar: Path, tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN echo expensive > /x\n")
+    cache_dir = tmp_path / "exported"
+    envs = []
+    for n in (1, 2):  # two machines with the same base image (an import is reproducible with an epoch)
+        env = {"PYBUILD_ROOT": str(tmp_path / f"store{n}")}
+        pybuild("import", str(busybox_tar), "busybox:latest", env={**env, "SOURCE_DATE_EPOCH": "1700000000"})
+        envs.append(env)
+    pybuild("build", "-t", "c:1", "--cache-to", f"type=local,dest={cache_dir},mode=max", str(ctx), env=envs[0])
+    out = pybuild("build", "-t", "c:1", "--progress=plain", "--cache-from", f"type=local,src={cache_dir}",
+                  str(ctx), env=envs[1]).stderr
+    assert "#2 CACHED" in out
+    proc = pybuild("build", "--cache-to", "type=bogus", str(ctx), env=envs[1], check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr

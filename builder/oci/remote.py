@@ -236,15 +236,17 @@ def pull(store: Store, ref: Reference, *, platform: Platform | None = None, opti
             if desc not in missing:
                 progress.info(f"{desc.digest.short}: Already exists")
 
+        stop = threading.Event()
+
         def fetch(desc: Descriptor) -> None:
             task = progress.bytes_task(step, f"{desc.digest.short}", desc.size)
             try:
-                download_to_store(store, client, ref.repository, desc, task.update)
+                download_to_store(store, client, ref.repository, desc, _ticker(task.update, stop))
             finally:
                 task.close()
             progress.info(f"{desc.digest.short}: Pull complete")
 
-        _parallel(fetch, missing)
+        _parallel(fetch, missing, stop)
         layers = tuple(BlobLayer(diff, d.digest, d.size, d.media_type, lambda dg=d.digest: store.open_blob(dg))
                        for diff, d in zip(config.diff_ids, manifest.layers))
         image = BasicImage(config_bytes, layers, media_type, manifest.annotations, data)
@@ -255,13 +257,36 @@ def pull(store: Store, ref: Reference, *, platform: Platform | None = None, opti
     return PullResult(image, top, repo_digest, total)
 
 
-def _parallel(fn: Callable[[Descriptor], Any], items: list[Descriptor]) -> list[Any]:
+class _Stop(Exception):
+    """Raised in a worker when a sibling failed or the user pressed Ctrl-C."""
+
+
+def _parallel(fn: Callable[[Descriptor], Any], items: list[Descriptor],
+              stop: threading.Event | None = None) -> list[Any]:
+    """Run `fn` over `items` on up to PARALLEL threads. If one fails (or Ctrl-C), `stop` is set so
+    the others can give up at their next chunk (see `_ticker`), and the first error is raised."""
     if len(items) <= 1:
         return [fn(i) for i in items]
     from concurrent.futures import ThreadPoolExecutor
 
+    stop = stop or threading.Event()
     with ThreadPoolExecutor(max_workers=min(PARALLEL, len(items))) as pool:
-        return list(pool.map(fn, items))
+        futures = [pool.submit(fn, i) for i in items]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            stop.set()
+            for f in futures:
+                f.cancel()
+            raise
+
+
+def _ticker(update: Callable[[int], object], stop: threading.Event) -> Callable[[int], None]:
+    def tick(n: int) -> None:
+        if stop.is_set():
+            raise _Stop("stopped")
+        update(n)
+    return tick
 
 
 def resolve_digest(ref: Reference, options: RegistryOptions | None = None) -> Digest:
@@ -340,6 +365,7 @@ def push_image(store: Store, image: Image, ref: Reference, *, options: RegistryO
                               if s.startswith(ref.registry + "/") and s != ref.name] for d in blobs}
     counts = {"uploaded": 0, "mounted": 0, "skipped": 0}
     lock = threading.Lock()
+    stop = threading.Event()
 
     def send(desc: Descriptor) -> None:
         if client.has_blob(ref.repository, desc.digest):
@@ -354,7 +380,7 @@ def push_image(store: Store, image: Image, ref: Reference, *, options: RegistryO
                                  hint="the image is incomplete; pull or build it again")
             task = progress.bytes_task(step, desc.digest.short, desc.size)
             try:
-                client.upload_blob(ref.repository, desc, path, task.update)
+                client.upload_blob(ref.repository, desc, path, _ticker(task.update, stop))
             finally:
                 task.close()
             kind, note = "uploaded", "Pushed"
@@ -374,7 +400,7 @@ def push_image(store: Store, image: Image, ref: Reference, *, options: RegistryO
             digest = current.digest
             counts["skipped"] = len(blobs)
         else:
-            _parallel(send, blobs)
+            _parallel(send, blobs, stop)
             digest = client.put_manifest(ref.repository, identifier, raw, manifest.media_type)
         if ref.digest and ref.digest != digest:
             raise RegistryError(f"{ref.familiar()}: the image's manifest digest is {digest}, not {ref.digest}")

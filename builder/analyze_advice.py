@@ -95,6 +95,15 @@ def inputs_of(step: dict[str, Any], cache: BuildCache) -> dict[str, str]:
     return {}
 
 
+def _sources_of(step: dict[str, Any]) -> list[str]:
+    """Without a per-file table: the context sources the COPY/ADD names (`.`, `src/`, `*.txt`)."""
+    for name, value in step.get("key_parts", []):
+        if name == "op" and isinstance(value, dict) and "sources" in value and not value.get("from_image"):
+            if any(n == "inputs" for n, _ in step.get("key_parts", [])):
+                return [str(src) for src in value["sources"]]
+    return []
+
+
 def rebuild_costs(build: dict[str, Any], cache: BuildCache, *, depth: int = 2) -> list[RebuildCost]:
     """The cost of changing each context path, for files and directories down to `depth` levels,
     most expensive first."""
@@ -102,7 +111,7 @@ def rebuild_costs(build: dict[str, Any], cache: BuildCache, *, depth: int = 2) -
     costs = step_costs(build, cache)
     readers: dict[str, set[int]] = {}  # file -> steps it invalidates
     for i, s in enumerate(steps):
-        files = inputs_of(s, cache)
+        files = list(inputs_of(s, cache)) or _sources_of(s)
         if not files:
             continue
         dirty = set(_invalidated(steps, i))

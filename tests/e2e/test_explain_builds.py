@@ -61,6 +61,10 @@ def test_explain_names_the_changed_arg_instruction_and_base(tmp_path: Path, busy
     first = json.loads(pybuild("explain", "--json", env=env).stdout)
     assert first["previous_id"] == ""
     assert [s["cache"] for s in first["steps"]] == ["hit", "miss", "miss"]  # FROM: the base is in the store
+    # a change anywhere in the context reruns COPY . /app and the RUN: their recorded durations
+    cost = {c["path"]: c for c in first["rebuild_cost"]}["."]
+    assert cost["seconds"] == round(first["steps"][1]["duration"] + first["steps"][2]["duration"], 3)
+    assert [step.split(": ", 1)[1] for step in cost["steps"]] == ["COPY . /app", f"RUN {run}"]
 
     build(env, ctx, df, "--build-arg", "VERSION=1.3")  # 2: one build-arg
     assert misses(env) == {f"RUN {run}": ["build-arg VERSION changed 1.2 -> 1.3"]}

@@ -245,7 +245,8 @@ class Fault:
 
     kinds: `500`, `429` (with Retry-After: 1), `reset` (send half the body, then RST),
     `corrupt` (flip a byte of the body), `refuse` (close before answering),
-    `redirect` (307 to the same path on the registry, as blob storage on another host does).
+    `redirect` (307 to the same path on the registry, as blob storage on another host does),
+    `slow` (20 ms per 64 KiB of body).
     """
 
     pattern: str
@@ -325,6 +326,8 @@ class FaultProxy:
                         time.sleep(0.2)  # let the client read what was sent before the reset
                         self._rst()
                         return
+                    if fault and fault.kind == "slow":
+                        time.sleep(0.02)
                     if fault and fault.kind == "corrupt" and sent == 0 and chunk:
                         chunk = bytes([chunk[0] ^ 0xFF]) + chunk[1:]
                     self.wfile.write(chunk)

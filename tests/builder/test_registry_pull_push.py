@@ -255,3 +255,31 @@ def test_build_from_pulls_a_missing_base(busybox_store: Path, registry: Registry
     store = Store.open(fresh)
     assert store.resolve(name).id == image_id
     assert store.resolve("child:1").config().diff_ids[:2] == store.resolve(name).config().diff_ids
+
+
+def test_ctrl_c_mid_pull_leaves_store_clean(busybox_store: Path, registry: Registry, fault_proxy: FaultProxy,
+                                           tmp_path: Path) -> None:
+    import signal
+    import sys
+    import time
+
+    name = _ref(registry)
+    _unique_image(busybox_store, tmp_path, name, size=8_000_000)
+    push(Store.open(busybox_store), name, parse_reference(name), options=FAST)
+    fault_proxy.add(r"GET /v2/.*/blobs/sha256", "slow", times=100)
+    fresh = tmp_path / "fresh"
+    proc = subprocess.Popen([sys.executable, "-m", "builder", "pull", "-q", name.replace(registry.host, fault_proxy.host)],
+                            env={**os.environ, "PYBUILD_ROOT": str(fresh)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while not any(" !slow" in line for line in fault_proxy.log) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and b"interrupted" in err and b"Traceback" not in err
+    assert time.monotonic() - t0 < 2.5  # the downloads stopped; nobody waited for them to finish
+    store = Store.open(fresh)
+    assert not list((fresh / "tmp").iterdir()) and not store.tags()
+    for blob in (fresh / "blobs" / "sha256").iterdir():  # whatever landed is whole and verified
+        assert Digest.of(blob.read_bytes()) == "sha256:" + blob.name

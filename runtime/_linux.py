@@ -97,3 +97,14 @@ def capset(caps: frozenset[int]) -> None:
         word = (mask >> (32 * i)) & 0xFFFFFFFF
         data[i].effective = data[i].permitted = data[i].inheritable = word
     _check(_libc.syscall(SYS_CAPSET, ctypes.byref(hdr), ctypes.byref(data)), "capset")
+
+
+def pid_alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie does not count): how stale state is told from live state."""
+    if pid <= 0:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False

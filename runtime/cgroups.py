@@ -13,6 +13,7 @@ import signal
 import time
 from pathlib import Path
 
+from runtime import _linux
 from runtime.errors import CgroupError
 from runtime.spec import Limits
 
@@ -163,16 +164,6 @@ def _enable_v2_controllers() -> None:
             _write(d / "cgroup.subtree_control", missing)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def sweep() -> list[str]:
     """Kill and remove cgroups whose owning pybuild process is gone; return their names."""
     ver = version()
@@ -186,7 +177,7 @@ def sweep() -> list[str]:
         return []
     for name in names:
         owner = name.split("-", 1)[0]
-        if owner.isdigit() and not _alive(int(owner)):
+        if owner.isdigit() and not _linux.pid_alive(int(owner)):
             Cgroup(name, ver, ("memory", "cpu", "pids")).remove()
             removed.append(name)
     return removed

@@ -24,8 +24,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from runtime import _linux
 from runtime.errors import SandboxError
-from runtime.executor import LinuxExecutor, Output, new_id
+from runtime.executor import LinuxExecutor, Output, new_id, sweep_host
 from runtime.spec import ExitStatus, Limits, Mount, NetworkMode, PortMapping, ProcessSpec, RootfsSpec
 
 _ADJECTIVES = ("brave", "calm", "eager", "fancy", "gentle", "happy", "jolly", "keen", "lucid", "merry",
@@ -91,22 +92,6 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    try:  # a zombie is not alive
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
@@ -144,7 +129,7 @@ class Container:
 
     def is_running(self) -> bool:
         st = self.state()
-        return st.status == "running" and _alive(st.supervisor_pid)
+        return st.status == "running" and _linux.pid_alive(st.supervisor_pid)
 
     def run(self, executor: LinuxExecutor | None = None, *, stdout: Output = None, stderr: Output = None,
             stdin: int | None = None) -> ExitStatus:
@@ -282,7 +267,7 @@ class Containers:
         fixed = []
         for c in self.list():
             st = c.state()
-            if st.status == "running" and not _alive(st.supervisor_pid):
+            if st.status == "running" and not _linux.pid_alive(st.supervisor_pid):
                 c._set_state(status="exited", exit_code=st.exit_code if st.exit_code is not None else 137,
                              finished=_now(), init_pid=0, error="its supervisor died")
                 fixed.append(c.id)
@@ -294,24 +279,6 @@ class Containers:
                     shutil.rmtree(p, ignore_errors=True)
         sweep_host()
         return fixed
-
-
-def sweep_host(run_dir: Path | None = None) -> None:
-    """Remove run dirs, cgroups and IPAM entries whose owning process is gone."""
-    from runtime import cgroups
-    from runtime.executor import DEFAULT_RUN_DIR
-
-    base = run_dir or DEFAULT_RUN_DIR
-    if base.exists():
-        for p in base.iterdir():
-            owner = p.name.split("-", 1)[0]
-            if owner.isdigit() and not _alive(int(owner)):
-                shutil.rmtree(p, ignore_errors=True)
-    cgroups.sweep()
-    from runtime import network
-
-    if network.IPAM_DIR.exists():
-        network.sweep()
 
 
 def format_status(st: ContainerState, now: float | None = None) -> str:
@@ -326,7 +293,7 @@ def format_status(st: ContainerState, now: float | None = None) -> str:
                 return f"{n} {unit}{'s' if n > 1 else ''}"
         return "Less than a second" if secs < 1 else f"{secs} second{'s' if secs > 1 else ''}"
 
-    if st.status == "running" and _alive(st.supervisor_pid):
+    if st.status == "running" and _linux.pid_alive(st.supervisor_pid):
         return f"Up {ago(st.started)}"
     if st.status in ("running", "exited"):
         return f"Exited ({st.exit_code if st.exit_code is not None else 137}) {ago(st.finished) or 'a while'} ago"

@@ -13,13 +13,14 @@ Call `run()` from a thread that outlives the container (the death signal follows
 
 from __future__ import annotations
 
+import fcntl
 import os
-import secrets
 import selectors
 import shutil
 import signal
 import socket
 import struct
+import termios
 import time
 from pathlib import Path
 from typing import Callable, Protocol, Sequence, Union
@@ -48,17 +49,36 @@ class Executor(Protocol):
             stdout: Output = None, stderr: Output = None) -> ExitStatus: ...
 
 
+def sweep_host(run_dir: Path = DEFAULT_RUN_DIR) -> None:
+    """Remove run dirs, cgroups and IPAM entries whose owning process is gone."""
+    from runtime import network
+
+    if run_dir.exists():
+        for p in run_dir.iterdir():
+            owner = p.name.split("-", 1)[0]
+            if owner.isdigit() and not _linux.pid_alive(int(owner)):
+                shutil.rmtree(p, ignore_errors=True)
+    cgroups.sweep()
+    network.sweep()
+
+
 def new_id() -> str:
     """A container id: 64 hex characters, shown as its first 12."""
-    return secrets.token_hex(32)
+    return os.urandom(32).hex()
 
 
 class LinuxExecutor:
-    """Runs processes in Linux namespaces; needs root."""
+    """Runs processes in Linux namespaces; needs root. The first one made in a process also
+    clears what killed pybuild processes left behind (run dirs, cgroups, addresses)."""
+
+    _swept = False
 
     def __init__(self, run_dir: Path = DEFAULT_RUN_DIR, use_cgroups: bool = True) -> None:
         self.run_dir = run_dir
         self.use_cgroups = use_cgroups and cgroups.version() != 0
+        if not LinuxExecutor._swept and os.geteuid() == 0:
+            LinuxExecutor._swept = True
+            sweep_host(run_dir)
 
     def run(self, process: ProcessSpec, rootfs: RootfsSpec, mounts: Sequence[Mount] = (),
             network: NetworkMode = NetworkMode.NONE, limits: Limits = Limits(), *,
@@ -74,7 +94,7 @@ class LinuxExecutor:
             raise NamespaceError("running a container needs root", hint="run pybuild as root")
         cid = container_id or new_id()
         started = time.monotonic()
-        scratch = self.run_dir / f"{os.getpid()}-{cid[:12]}-{secrets.token_hex(2)}"
+        scratch = self.run_dir / f"{os.getpid()}-{cid[:12]}-{os.urandom(2).hex()}"
         (scratch / "root").mkdir(parents=True)
         cgroup = None
         net = None
@@ -241,7 +261,7 @@ class _Run:
         forward_stdin = self.tty_master is not None and self.process.stdin
         if forward_stdin:
             sel.register(0, selectors.EVENT_READ)
-        with _raw_terminal(forward_stdin):
+        with _raw_terminal(self.tty_master is not None):
             open_fds = set(self.readers)
             while open_fds:
                 for key, _ in sel.select():
@@ -272,14 +292,12 @@ class _raw_terminal:
 
     def __enter__(self) -> None:
         if self.active:
-            import termios
             import tty
             self.saved = termios.tcgetattr(0)
             tty.setraw(0)
 
     def __exit__(self, *exc: object) -> None:
         if self.saved is not None:
-            import termios
             termios.tcsetattr(0, termios.TCSADRAIN, self.saved)
 
 
@@ -449,8 +467,6 @@ def _child_c(run: _Run, err_w: int, env: dict[str, str], user: object, cwd: str,
         os.dup2(stderr, 2)
         os.setsid()
         if run.tty_master is not None:
-            import fcntl
-            import termios
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
         _close_fds_except({0, 1, 2, err_w})
         for cap in range(cap_last + 1):

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from runtime import _netif, _rtnl
+from runtime import _linux, _netif, _rtnl
 from runtime.errors import NetworkError
 
 BRIDGE = "pybuild0"
@@ -31,16 +31,6 @@ def _iproute():  # type: ignore[no-untyped-def]
     from pyroute2 import IPRoute  # imported lazily: it costs ~150 ms
 
     return IPRoute()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
 
 
 @contextmanager
@@ -63,7 +53,7 @@ def _ipam() -> Iterator[dict[str, dict[str, object]]]:
 def allocate(container_id: str, owner: int) -> str:
     with _ipam() as table:
         for ip, entry in list(table.items()):
-            if not _alive(int(entry["pid"])):  # type: ignore[arg-type]
+            if not _linux.pid_alive(int(entry["pid"])):  # type: ignore[arg-type]
                 del table[ip]
         for host in SUBNET.hosts():
             ip = str(host)
@@ -80,12 +70,12 @@ def release(ip: str) -> None:
 
 def sweep() -> list[str]:
     """Forget addresses whose owner is gone; return them."""
-    freed = []
+    freed: list[str] = []
     if not IPAM_DIR.exists():
         return freed
     with _ipam() as table:
         for ip, entry in list(table.items()):
-            if not _alive(int(entry["pid"])):  # type: ignore[arg-type]
+            if not _linux.pid_alive(int(entry["pid"])):  # type: ignore[arg-type]
                 freed.append(ip)
                 del table[ip]
     return freed

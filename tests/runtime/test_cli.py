@@ -103,6 +103,20 @@ def test_detached_lifecycle_with_prefixes_and_names(store: dict[str, str]) -> No
     assert not (Path(store["PYBUILD_ROOT"]) / "containers" / cid).exists()
 
 
+def test_logs_follow_ends_when_the_container_does(store: dict[str, str]) -> None:
+    cid = pybuild("run", "-d", "--network", "none", "busybox", "sh", "-c", "echo one; sleep 1; echo two",
+                  env=store).stdout.strip()
+    proc = pybuild("logs", "-f", cid[:12], env=store, timeout=20)
+    assert proc.stdout == "one\ntwo\n"
+    assert _state(store, cid)["exit_code"] == 0
+    pybuild("rm", cid[:12], env=store)
+
+
+def test_detached_rm_removes_itself(store: dict[str, str]) -> None:
+    cid = pybuild("run", "-d", "--rm", "--network", "none", "busybox", "true", env=store).stdout.strip()
+    assert _wait_for(lambda: not (Path(store["PYBUILD_ROOT"]) / "containers" / cid).exists())
+
+
 def test_kill_sends_a_signal_and_rm_f_removes_running(store: dict[str, str]) -> None:
     a = pybuild("run", "-d", "--network", "none", "busybox", "sleep", "60", env=store).stdout.strip()
     b = pybuild("run", "-d", "--network", "none", "busybox", "sleep", "60", env=store).stdout.strip()

@@ -44,6 +44,41 @@ def test_pid_namespace_init_is_pid_1_and_process_is_its_child(run_in) -> None:
     assert int(nprocs) == 4  # init, sh, ls, grep: nothing of the host
 
 
+def test_init_reaps_orphaned_zombies(run_in) -> None:
+    r = run_in("sh", "-c", "(sleep 0.1 &); sleep 0.6; ps -o stat,comm | grep -c '^Z' || true")
+    assert r.out.strip() == "0"
+
+
+def test_tty_mode_gives_the_process_a_terminal(busybox_dir: Path, tmp_path: Path) -> None:
+    from runtime.executor import LinuxExecutor
+    from runtime.spec import ProcessSpec, RootfsSpec
+
+    (tmp_path / "u").mkdir()
+    (tmp_path / "w").mkdir()
+    out: list[bytes] = []
+    status = LinuxExecutor().run(ProcessSpec(("sh", "-c", "tty; echo $TERM; test -t 1 && echo is-a-tty"), tty=True),
+                                 RootfsSpec((busybox_dir,), tmp_path / "u", tmp_path / "w"), stdout=out.append)
+    assert status.code == 0
+    assert b"".join(out).replace(b"\r", b"").decode().split() == ["/dev/console", "xterm", "is-a-tty"]
+
+
+def test_stdin_is_passed_when_asked(run_in, busybox_dir: Path, tmp_path: Path) -> None:
+    from runtime.executor import LinuxExecutor
+    from runtime.spec import ProcessSpec, RootfsSpec
+
+    (tmp_path / "u").mkdir()
+    (tmp_path / "w").mkdir()
+    r, w = os.pipe()
+    os.write(w, b"piped in\n")
+    os.close(w)
+    out: list[bytes] = []
+    LinuxExecutor().run(ProcessSpec(("cat",), stdin=True), RootfsSpec((busybox_dir,), tmp_path / "u", tmp_path / "w"),
+                        stdout=out.append, stdin=r)
+    os.close(r)
+    assert out == [b"piped in\n"]
+    assert run_in("cat").out == ""  # without stdin: /dev/null
+
+
 def test_own_hostname_and_etc_files(run_in) -> None:
     r = run_in("sh", "-c", "hostname; cat /etc/hostname; grep localhost /etc/hosts; test -s /etc/resolv.conf",
                hostname="box1")

@@ -25,7 +25,7 @@ from typing import IO, Callable, Iterator, Sequence
 
 from builder.errors import ImageFormatError, StoreError
 
-__all__ = ["Header", "TarWriter", "write_dir", "rewrite_tar", "iter_tar", "extract", "split_name",
+__all__ = ["Header", "TarWriter", "encode_header", "write_dir", "rewrite_tar", "iter_tar", "extract", "split_name",
            "WH_PREFIX", "WH_OPAQUE", "REG", "LNK", "SYM", "CHR", "BLK", "DIR", "FIFO", "MAX_PATH"]
 
 log = logging.getLogger("pybuild.layers")

@@ -24,7 +24,8 @@ from builder.oci.model import (INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX, OCI_MANIF
                                ImageConfig, Index, Manifest, Platform)
 
 __all__ = ["write_oci_layout", "write_oci_archive", "read_oci_layout", "Output", "DirOutput", "TarOutput",
-           "Tagged", "REF_NAME", "CONTAINERD_NAME", "as_entries", "LayoutSource"]
+           "Tagged", "REF_NAME", "CONTAINERD_NAME", "as_entries", "LayoutSource", "write_tar_atomically",
+           "write_image_blobs"]
 
 REF_NAME = "org.opencontainers.image.ref.name"
 CONTAINERD_NAME = "io.containerd.image.name"

@@ -125,3 +125,12 @@ def test_bad_input_is_a_clear_error(store_root: Path, tmp_path: Path) -> None:
     assert bad.returncode == 1 and str(junk) in bad.stderr
     for proc in (missing, bad):
         assert "Traceback" not in proc.stderr
+
+
+def test_public_api_is_exported() -> None:
+    import builder.analyze as api
+
+    assert sorted(api.__all__) == sorted(n for n in dir(api) if not n.startswith("_") and n not in (
+        "annotations", "Path", "TYPE_CHECKING", "ImageFormatError", "StoreError"))
+    for name in api.__all__:
+        assert getattr(api, name) is not None

@@ -259,6 +259,8 @@ def build_summaries(root: str | os.PathLike[str]) -> list[dict[str, Any]]:
             "status": b.get("status", ""), "dockerfile": b.get("dockerfile", ""), "tags": b.get("tags", []),
             "steps": len(steps), "hits": sum(s.get("cache") == "hit" for s in steps),
             "misses": sum(s.get("cache") == "miss" for s in steps), "image_id": b.get("image_id", ""),
+            "step_list": [{"id": s.get("id", 0), "instruction": s.get("instruction", ""), "cache": s.get("cache", ""),
+                           "duration": float(s.get("duration", 0.0))} for s in steps],
         })
     return out
 
@@ -271,6 +273,9 @@ def render_build_summaries(rows: list[dict[str, Any]]) -> str:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r["started"])) if r["started"] else "-"
         lines.append(f"{r['id']:<26} {when:<20} {r['duration']:>8.2f}s {r['status']:<9} {r['hits']:>5} "
                      f"{r['misses']:>6}  {', '.join(r['tags']) or '-'}")
+        for s in r["step_list"]:
+            mark = {"hit": "CACHED", "miss": "MISS"}.get(s["cache"], "-")
+            lines.append(f"  #{s['id']:<3} {s['duration']:>7.2f}s  {mark:<6}  {s['instruction']}")
     return "\n".join(lines)
 
 

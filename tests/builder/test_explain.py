@@ -126,6 +126,8 @@ def test_renderings(tmp_path: Path) -> None:
     assert [(r["hits"], r["misses"]) for r in rows] == [(0, 3), (2, 1)]
     table = render_build_summaries(rows)
     assert "20261123T180002-00000002" in table and "app:1" in table
+    assert "  #3      3.00s  MISS    RUN make" in table and "  #1      0.01s  CACHED  FROM busybox:latest" in table
+    assert rows[1]["step_list"][2] == {"id": 3, "instruction": "RUN make", "cache": "miss", "duration": 3.0}
 
 
 def test_cli_prints_reasons_costs_and_suggestions(store_root: Path) -> None:

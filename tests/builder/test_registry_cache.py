@@ -97,3 +97,25 @@ def test_missing_cache_imports_nothing_and_wrong_artifact_is_refused(registry: R
     push(store, "busybox:latest", parse_reference(name), options=FAST)
     with pytest.raises(ImageFormatError, match="not a pybuild build cache"):
         import_cache(store, cache, parse_cache_spec(name, export=False), FAST)
+
+
+@requires_root
+@needs_registry
+def test_cli_cache_to_and_from(busybox_store: Path, busybox_store_template: Path, registry: Registry,
+                               tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(DOCKERFILE)
+    (ctx / "f").write_text(uuid.uuid4().hex)
+    ref = f"{registry.host}/cache/{uuid.uuid4().hex[:8]}:ci"
+    local_dir = tmp_path / "cache-dir"
+    first = pybuild("build", "-t", "cached:1", "--progress", "plain", "--cache-to", f"type=registry,ref={ref},mode=max",
+                    "--cache-to", f"type=local,dest={local_dir}", str(ctx), env={"PYBUILD_ROOT": str(busybox_store)}).stderr
+    assert "ran-step-2" in first
+    for source in (f"type=registry,ref={ref}", f"type=local,src={local_dir}"):
+        fresh = clone_store(busybox_store_template, tmp_path / f"fresh-{len(source)}")
+        out = pybuild("build", "-t", "cached:1", "--progress", "plain", "--cache-from", source, str(ctx),
+                      env={"PYBUILD_ROOT": str(fresh)}).stderr
+        assert "ran-step-2" not in out and "ran-step-4" not in out and out.count("CACHED") == 3, out
+    bad = pybuild("build", "--cache-from", "type=s3,ref=x", str(ctx), check=False, env={"PYBUILD_ROOT": str(busybox_store)})
+    assert bad.returncode == 1 and "must be registry or local" in bad.stderr

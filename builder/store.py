@@ -45,6 +45,10 @@ _NAME = re.compile(r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)
 _TAG = re.compile(r"^[\w][\w.-]{0,127}$")
 
 
+def _limit(limit: int | None) -> int | None:
+    return limit if limit is not None else compress.max_layer_size()
+
+
 def default_root() -> Path:
     """$PYBUILD_ROOT, else /var/lib/pybuild for root, else ~/.local/share/pybuild."""
     env = os.environ.get("PYBUILD_ROOT")
@@ -501,7 +505,7 @@ class Store:
         """
         head = stream.read(4)
         rest = _Prefixed(head, stream)
-        raw = compress.decompressing_reader(rest, compress.detect(head), limit)  # type: ignore[arg-type]
+        raw = compress.decompressing_reader(rest, compress.detect(head), _limit(limit))  # type: ignore[arg-type]
         return self._commit(lambda sink: layertar.rewrite_tar(raw, sink, epoch=epoch), compression, level)
 
     def put_tar(self, stream: IO[bytes], compression: str = compress.GZIP, level: int | None = None,
@@ -511,7 +515,7 @@ class Store:
         The input may be plain, gzip or zstd; its uncompressed bytes must hash to `diff_id` if given.
         """
         head = stream.read(4)
-        raw = compress.decompressing_reader(_Prefixed(head, stream), compress.detect(head), limit)  # type: ignore[arg-type]
+        raw = compress.decompressing_reader(_Prefixed(head, stream), compress.detect(head), _limit(limit))  # type: ignore[arg-type]
 
         def produce(sink: Callable[[bytes], object]) -> None:
             while data := raw.read(CHUNK):
@@ -526,7 +530,7 @@ class Store:
         with self.lease():
             blob = _BlobWriter(self)
             try:
-                reader = compress.decompressing_reader(_Tee(stream, blob.write), codec, limit)  # type: ignore[arg-type]
+                reader = compress.decompressing_reader(_Tee(stream, blob.write), codec, _limit(limit))  # type: ignore[arg-type]
                 h = hashlib.sha256()
                 size = 0
                 while data := reader.read(CHUNK):
@@ -770,7 +774,7 @@ class Store:
                      limit: int | None = None) -> None:
         """Extract one layer into `dest` (confined to it), checking its diff_id on the way."""
         h = hashlib.sha256()
-        with layer.open_uncompressed(limit) as raw:
+        with layer.open_uncompressed(_limit(limit)) as raw:
             reader = _Prefetch(raw, h.update)
             try:
                 layertar.extract(reader, dest, overlay=overlay, lowers=lowers)  # type: ignore[arg-type]

@@ -24,7 +24,7 @@ import zstandard
 from builder.errors import ImageFormatError
 from builder.oci.model import DOCKER_LAYER, OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_ZSTD
 
-__all__ = ["Compressor", "compressor", "decompressing_reader", "codec_of", "media_type_for", "detect",
+__all__ = ["Compressor", "compressor", "max_layer_size", "decompressing_reader", "codec_of", "media_type_for", "detect",
            "GZIP", "ZSTD", "NONE", "DEFAULT_LEVEL", "LimitedReader"]
 
 GZIP, ZSTD, NONE = "gzip", "zstd", "uncompressed"
@@ -36,6 +36,16 @@ ZSTD_JOB = 4 << 20  # zstd multi-threading job size (the default, 8 MiB at level
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 
 Sink = Callable[[bytes], object]
+
+
+def max_layer_size() -> int | None:
+    """The cap on a layer's uncompressed size: $PYBUILD_MAX_LAYER_SIZE bytes, or None (no cap)."""
+    value = os.environ.get("PYBUILD_MAX_LAYER_SIZE", "").strip()
+    if not value:
+        return None
+    if not value.isdigit():
+        raise ImageFormatError(f"PYBUILD_MAX_LAYER_SIZE must be a number of bytes, got {value!r}")
+    return int(value)
 
 
 def codec_of(media_type: str) -> str:

@@ -235,6 +235,8 @@ class LayoutSource:
     def open(self, name: str) -> IO[bytes]:
         if self._tar is None:
             p = self.path / name
+            if name.startswith("/") or ".." in name.split("/") or not p.resolve().is_relative_to(self.path.resolve()):
+                raise ImageFormatError(f"{self.path}: {name!r} points outside the layout")
             if p.is_symlink() or not p.is_file():
                 raise ImageFormatError(f"{self.path}: missing {name}")
             return open(p, "rb")

@@ -115,3 +115,30 @@ def test_snapshots_are_shared_overlay_dirs(busybox_store: Path) -> None:
     assert os.readlink(dirs[0] / "bin" / "sh") == "/bin/busybox"
     assert store.rootfs_dirs(img) == dirs
     assert list((busybox_store / "tmp").iterdir()) == []
+
+
+def test_prune_waits_for_writers_holding_a_lease(store_root: Path) -> None:
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from builder.store import Store\n"
+                               "s = Store.open(sys.argv[1])\nwith s.lease():\n print('held', flush=True)\n"
+                               " time.sleep(30)", str(store_root)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        with pytest.raises(StoreError, match="busy"):
+            Store.open().prune(wait=False)
+    finally:
+        holder.kill()
+        holder.wait()
+    Store.open().prune(wait=False)  # the lock died with its holder
+
+
+def test_layer_size_cap_from_the_environment(store_root: Path, monkeypatch: pytest.MonkeyPatch,
+                                              busybox_tar: Path) -> None:
+    from builder.errors import ImageFormatError
+
+    monkeypatch.setenv("PYBUILD_MAX_LAYER_SIZE", "100000")
+    with open(busybox_tar, "rb") as f, pytest.raises(ImageFormatError, match="larger than the limit"):
+        Store.open().commit_tar(f)
+    assert list((store_root / "blobs" / "sha256").iterdir()) == []

@@ -117,6 +117,8 @@ class RegistryClient:
                     f"or use --insecure-registry {self.registry} for plain http")
         if "WRONG_VERSION_NUMBER" in text or "record layer failure" in text:
             return f"the registry may speak plain http: use --insecure-registry {self.registry}"
+        if isinstance(exc, OSError) and exc.errno in (-2, -3, -5):  # socket.gaierror: no such host / no DNS
+            return f"cannot resolve {self.host.rsplit(':', 1)[0]}: check the image name and the network"
         if isinstance(exc, ConnectionRefusedError):
             return f"is a registry listening at {self.host}?"
         return None

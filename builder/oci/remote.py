@@ -127,24 +127,21 @@ def _state(store: Store, write: bool) -> Iterator[dict[str, Any]]:
         os.close(lock)
 
 
-def _remember(store: Store, image_id: str, repo_digest: str, name: str, blobs: Iterable[str]) -> None:
+def _remember(store: Store, image_id: str | None, repo_digest: str | None, name: str, blobs: Iterable[str]) -> None:
     with _state(store, write=True) as state:
-        digests = state["repo_digests"].setdefault(image_id, [])
-        repo = repo_digest.split("@", 1)[0]
-        digests[:] = [d for d in digests if d.split("@", 1)[0] != repo] + [repo_digest]
+        if image_id and repo_digest:
+            digests = state["repo_digests"].setdefault(image_id, [])
+            repo = repo_digest.split("@", 1)[0]
+            digests[:] = [d for d in digests if d.split("@", 1)[0] != repo] + [repo_digest]
         for blob in blobs:
             sources = state["blob_sources"].setdefault(blob, [])
             if name not in sources:
-                sources[:] = (sources + [name])[-8:]
+                sources[:] = (sources + [name])[-8:]  # the latest few repositories are enough to mount from
 
 
 def record_blob_source(store: Store, name: str, blobs: Iterable[str]) -> None:
     """Remember that registry repository `name` (host/repo) holds `blobs` (for cross-repo mounts)."""
-    with _state(store, write=True) as state:
-        for blob in blobs:
-            sources = state["blob_sources"].setdefault(blob, [])
-            if name not in sources:
-                sources[:] = (sources + [name])[-8:]
+    _remember(store, None, None, name, blobs)
 
 
 def repo_digests(store: Store, image_id: str) -> list[str]:
@@ -387,11 +384,11 @@ def push_image(store: Store, image: Image, ref: Reference, *, options: RegistryO
         if desc is not manifest.config:
             progress.info(f"{desc.digest.short}: {note}")
         with lock:
-            counts[kind] += 1 if kind != "uploaded" else 0
-            if kind == "uploaded":
-                counts["uploaded"] += desc.size
+            counts[kind] += desc.size if kind == "uploaded" else 1
 
-    identifier = ref.tag or (ref.digest if ref.digest else "latest")
+    identifier = ref.tag or ref.digest or "latest"
+    if ref.digest and ref.digest != Digest.of(raw):
+        raise RegistryError(f"cannot push to {ref.familiar()}: the image's manifest digest is {Digest.of(raw)}")
     with store.lease():
         current = client.head_manifest(ref.repository, identifier, accept=(manifest.media_type,))
         if current is not None and current.digest == Digest.of(raw):
@@ -402,8 +399,6 @@ def push_image(store: Store, image: Image, ref: Reference, *, options: RegistryO
         else:
             _parallel(send, blobs, stop)
             digest = client.put_manifest(ref.repository, identifier, raw, manifest.media_type)
-        if ref.digest and ref.digest != digest:
-            raise RegistryError(f"{ref.familiar()}: the image's manifest digest is {digest}, not {ref.digest}")
         repo_digest = f"{_familiar_name(ref)}@{digest}"
         _remember(store, image.id, repo_digest, ref.name, [d.digest for d in blobs])
     return PushResult(digest, repo_digest, counts["uploaded"], counts["mounted"], counts["skipped"])

@@ -7,11 +7,14 @@ for exactly those, and hands the grammar one token per syntactic piece of an ins
 
     DIRECTIVE                      a `# name=value` line before everything else
     FROM RUN ... ONBUILD UNKNOWN   the keyword (data: the instruction's `Span`)
-    FLAG                           one `--name=value` word, quotes removed
+    FLAGS                          the `--name=value` words, quotes removed (data: [(raw, line, col)])
     JSON | TEXT                    exec form (data: the decoded list) | the rest of the line
-    WORD AS PAIR                   split arguments (PAIR data: (key, value))
+    WORD AS                        FROM's words
+    WORDS | SOURCES DEST           split arguments (data: [(word, line, col)]); COPY/ADD's last
+                                   word is DEST, the others SOURCES
+    PAIRS                          ENV/LABEL pairs (data: [(key, value, line, col)])
     HC_NONE HC_CMD HC_TYPE         HEALTHCHECK's type word
-    HEREDOC                        one heredoc (data: ast.Heredoc)
+    HEREDOCS                       the heredocs of the instruction (data: tuple of ast.Heredoc)
     _EOL                           end of an instruction
 """
 
@@ -19,7 +22,6 @@ from __future__ import annotations
 
 import bisect
 import re
-from dataclasses import dataclass, field
 from typing import Iterator
 
 from lark import Token
@@ -55,28 +57,27 @@ class Tok(Token):
     __slots__ = ("data",)
 
 
-@dataclass(slots=True)
 class Span:
     """One logical instruction: where it is, its source text, and a logical->physical map."""
 
-    start_line: int
-    start_col: int
-    end_line: int = 0
-    end_col: int = 0
-    raw: str = ""
-    head: object = None  # the keyword token of the (outer) instruction
-    offsets: list[int] = field(default_factory=list)   # logical offset where a segment starts
-    places: list[tuple[int, int]] = field(default_factory=list)  # (line, col) of that offset
+    __slots__ = ("start_line", "start_col", "end_line", "end_col", "raw", "head", "offsets", "places")
+
+    def __init__(self, start_line: int, start_col: int) -> None:
+        self.start_line, self.start_col = start_line, start_col
+        self.end_line = self.end_col = 0
+        self.raw = ""
+        self.head: Tok | None = None  # the keyword token of the (outer) instruction
+        self.offsets: list[int] = []  # logical offset where each physical segment starts
+        self.places: list[tuple[int, int]] = []  # (line, col) of that offset
 
     def at(self, offset: int) -> tuple[int, int]:
-        i = bisect.bisect_right(self.offsets, offset) - 1
+        """The physical (line, column) of an offset into the logical line."""
+        offsets = self.offsets
+        i = 0 if len(offsets) == 1 else bisect.bisect_right(offsets, offset) - 1
         if i < 0:
             return self.start_line, self.start_col
         line, col = self.places[i]
-        return line, col + offset - self.offsets[i]
-
-    def range(self) -> ast.SourceRange:
-        return ast.SourceRange(self.start_line, self.start_col, self.end_line, self.end_col)
+        return line, col + offset - offsets[i]
 
 
 class Source:
@@ -181,16 +182,16 @@ def scan(src: Source) -> Iterator[Tok]:
         span.end_line = end
         span.end_col = len(_trim_newline(lines[end - 1])) + 1
         toks, heredoc_kw = _instruction(src, logical, 0, span, escape)
-        src.current = [t for t in toks if t.data is span]
+        src.current = [t for t in toks if t.data is span] if toks[0].type == "ONBUILD" else toks[:1]
         yield from toks
-        if heredoc_kw:
+        if heredoc_kw and "<<" in logical:
             try:
                 openers = openers_in_line(logical)
             except ExpansionError as exc:
                 raise src.error(DockerfileSyntaxError, exc.message, lineno, lead + 1) from None
+            docs, first = [], i + 1
             for op in openers:
                 content: list[str] = []
-                start = i
                 while True:
                     if i >= n:
                         raise src.error(DockerfileSyntaxError, "unterminated heredoc", lineno, lead + 1,
@@ -205,8 +206,9 @@ def scan(src: Source) -> Iterator[Tok]:
                     content.append(physical)
                 span.end_line = i
                 span.end_col = len(_trim_newline(lines[i - 1])) + 1
-                doc = ast.Heredoc(op.name, "".join(content), op.expand, op.chomp, op.fd)
-                yield _tok("HEREDOC", op.name, start + 1, 1, doc)
+                docs.append(ast.Heredoc(op.name, "".join(content), op.expand, op.chomp, op.fd))
+            if docs:
+                yield _tok("HEREDOCS", docs[0].name, first, 1, tuple(docs))
         span.raw = "".join(lines[span.start_line - 1:span.end_line]).rstrip("\r\n")
         seen_instruction = True
         yield _tok("_EOL", "", span.end_line, span.end_col, span)
@@ -216,6 +218,8 @@ def scan(src: Source) -> Iterator[Tok]:
 
 
 def _trim_continuation(line: str, cont: re.Pattern[str]) -> tuple[str, bool]:
+    if not line.rstrip(" \t").endswith(("\\", "`")):  # fast path: no escape at the end
+        return line, True
     m = cont.search(line)
     if m:
         return line[:m.start()], False
@@ -223,8 +227,10 @@ def _trim_continuation(line: str, cont: re.Pattern[str]) -> tuple[str, bool]:
 
 
 def _tok(type_: str, value: str, line: int, col: int, data: object = None) -> Tok:
-    t = Tok(type_, value, 0, line, col, line, col, 0)
-    t.data = data
+    # str.__new__ + slot stores: several times faster than Token(...) on this hot path
+    t = str.__new__(Tok, value)
+    t.type, t.value, t.start_pos, t.line, t.column = type_, value, 0, line, col
+    t.end_line, t.end_column, t.end_pos, t.data = line, col, 0, data
     return t
 
 
@@ -242,11 +248,15 @@ def _instruction(src: Source, line: str, base: int, span: Span, escape: str) -> 
         ln, col = at(base + off)
         return _tok(type_, value, ln, col, data)
 
+    def items(words: list[tuple[str, int]]) -> list[tuple[str, int, int]]:
+        return [(w, *at(base + args_off + o)) for w, o in words]
+
     lead = len(line) - len(go_lstrip(line))
     out = [tok(kind, cmd, lead, span)]
     if base == 0:
         span.head = out[0]
-    out += [tok("FLAG", f, off) for f, off in flags]
+    if flags:
+        out.append(tok("FLAGS", flags[0][0], flags[0][1], [(f, *at(base + o)) for f, o in flags]))
     heredocs = False
     if kw in ("run", "cmd", "entrypoint", "shell"):
         out += _maybe_json(src, args, args_off, tok)
@@ -259,28 +269,39 @@ def _instruction(src: Source, line: str, base: int, span: Span, escape: str) -> 
             raise src.error(DockerfileSyntaxError, str(exc), ln, col) from None
         if decoded is not None:
             out.append(tok("JSON", args, args_off, decoded))
-        else:
-            out += [tok("WORD", w, args_off + o) for w, o in _split_ws(args)]
-            heredocs = kw != "volume"
-    elif kw in ("from", "expose"):
-        words = _split_ws(args)
-        for idx, (w, o) in enumerate(words):
-            is_as = kw == "from" and idx == 1 and w.lower() == "as"
-            out.append(tok("AS" if is_as else "WORD", w, args_off + o))
+        elif args:
+            words = _split_ws(args)
+            if kw == "volume":
+                out.append(tok("WORDS", args, args_off, items(words)))
+            else:
+                if len(words) > 1:
+                    out.append(tok("SOURCES", words[0][0], args_off, items(words[:-1])))
+                out.append(tok("DEST", words[-1][0], args_off + words[-1][1]))
+                heredocs = True
+    elif kw == "from":
+        for idx, (w, o) in enumerate(_split_ws(args)):
+            out.append(tok("AS" if idx == 1 and w.lower() == "as" else "WORD", w, args_off + o))
+    elif kw == "expose":
+        if args:
+            out.append(tok("WORDS", args, args_off, items(_split_ws(args))))
     elif kw == "arg":
-        out += [tok("WORD", w, args_off + o) for w, o in _locate(args, parse_words(args, escape))]
+        words = parse_words(args, escape)
+        if words:
+            out.append(tok("WORDS", args, args_off, items(_locate(args, words))))
     elif kw in ("env", "label"):
         try:
             pairs = parse_name_val(args, kw.upper(), escape)
         except NameValError as exc:
             ln, col = at(base + args_off)
             raise src.error(DockerfileSyntaxError, str(exc), ln, col) from None
-        cursor = 0
-        for k, v in pairs:
-            o = args.find(k, cursor) if k else cursor
-            o = cursor if o < 0 else o
-            cursor = o + len(k)
-            out.append(tok("PAIR", k, args_off + o, (k, v)))
+        if pairs:
+            located, cursor = [], 0
+            for k, v in pairs:
+                o = args.find(k, cursor) if k else cursor
+                o = cursor if o < 0 else o
+                cursor = o + len(k)
+                located.append((k, v, *at(base + args_off + o)))
+            out.append(tok("PAIRS", args, args_off, located))
     elif kw == "healthcheck":
         typ, rest = split_health(args)
         if typ:

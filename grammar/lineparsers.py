@@ -17,8 +17,14 @@ WHITESPACE = re.compile(r"[\t\v\f\r ]+")
 _GO_SPACE = "\t\n\v\f\r \x85\xa0"
 
 
+_ASCII_SPACE = " \t\n\v\f\r\x85\xa0"
+
+
 def go_strip(s: str) -> str:
     """Go's strings.TrimSpace (unicode.IsSpace on both ends)."""
+    t = s.strip(_ASCII_SPACE)
+    if not t or (t[0] <= "\xff" and t[-1] <= "\xff"):
+        return t
     i, j = 0, len(s)
     while i < j and go_isspace(s[i]):
         i += 1
@@ -28,6 +34,9 @@ def go_strip(s: str) -> str:
 
 
 def go_lstrip(s: str) -> str:
+    t = s.lstrip(_ASCII_SPACE)
+    if not t or t[0] <= "\xff":
+        return t
     i = 0
     while i < len(s) and go_isspace(s[i]):
         i += 1
@@ -60,6 +69,11 @@ def extract_builder_flags(line: str) -> tuple[int, list[tuple[str, int]]]:
 
     Works on characters where Docker works on bytes; they differ only for non-ASCII flags.
     """
+    head = go_lstrip(line)
+    if not head.startswith("--"):  # the common case: no flags at all
+        return len(line) - len(head), []
+    if line.isascii() and not _SPECIAL_FLAG_CHARS.search(line):
+        return _simple_flags(line)
     words: list[tuple[str, int]] = []
     n = len(line)
     pos = 0
@@ -130,8 +144,31 @@ def extract_builder_flags(line: str) -> tuple[int, list[tuple[str, int]]]:
     return n, words
 
 
+_SPECIAL_FLAG_CHARS = re.compile(r"[\\'\"\x1c-\x1f]")
+_ASCII_WORD = re.compile(r"[ \t\n\v\f\r]*([^ \t\n\v\f\r]+)")
+
+
+def _simple_flags(line: str) -> tuple[int, list[tuple[str, int]]]:
+    """extractBuilderFlags for ASCII text without quotes or backslashes: plain word splitting."""
+    words: list[tuple[str, int]] = []
+    pos = 0
+    while True:
+        m = _ASCII_WORD.match(line, pos)
+        if not m:
+            return len(line), words
+        word = m.group(1)
+        if not word.startswith("--"):
+            return m.start(1), words
+        if word == "--":
+            return m.end(1), words
+        words.append((word, m.start(1)))
+        pos = m.end(1)
+
+
 def parse_words(rest: str, escape: str) -> list[str]:
     """parseWords: split on whitespace outside quotes, keeping quotes and escapes in the words."""
+    if rest.isascii() and escape not in rest and not _SPECIAL_FLAG_CHARS.search(rest):
+        return rest.split()
     words: list[str] = []
     n = len(rest)
     in_spaces, in_word, in_quote = 0, 1, 2

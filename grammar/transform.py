@@ -28,15 +28,21 @@ from grammar.flags import (
     suggest,
 )
 from grammar.heredoc import parse_opener
-from grammar.lexer import KEYWORDS, Source, Span, Tok
+from grammar.lexer import KEYWORDS, Source, Span, Tok, scan
+from grammar.lineparsers import go_strip
 
 
 class Located(Exception):
-    """An error found while building the AST, pinned to a token; made a DockerfileError later."""
+    """An error found while building the AST, at (line, column); made a DockerfileError later."""
 
-    def __init__(self, cls: type[DockerfileError], message: str, tok: Tok, hint: str | None = None):
+    def __init__(self, cls: type[DockerfileError], message: str, where: tuple[int, int],
+                 hint: str | None = None) -> None:
         super().__init__(message)
-        self.cls, self.message, self.tok, self.hint = cls, message, tok, hint
+        self.cls, self.message, self.where, self.hint = cls, message, where, hint
+
+
+def _at(tok: Tok) -> tuple[int, int]:
+    return tok.line, tok.column
 
 
 def _range(tok: Tok) -> ast.SourceRange:
@@ -46,21 +52,30 @@ def _range(tok: Tok) -> ast.SourceRange:
     return ast.SourceRange(tok.line, tok.column, span.end_line, span.end_col)
 
 
-def _flags(kw: Tok, toks: tuple[Tok, ...], *, check: bool = True) -> tuple[ast.Flag, ...]:
-    keyword = kw.value.lower()
+def _split(children: list) -> tuple[Tok, list, list]:
+    """(keyword token, [(raw flag, line, col)], the other children)."""
+    if len(children) > 1 and getattr(children[1], "type", None) == "FLAGS":
+        return children[0], children[1].data, children[2:]
+    return children[0], [], children[1:]
+
+
+def _flags(kw: Tok, items: list, *, check: bool = True) -> tuple[ast.Flag, ...]:
+    if not items:
+        return ()
     if check:
         try:
-            check_flags(keyword, [t.value for t in toks])
+            check_flags(kw.value.lower(), [raw for raw, _, _ in items])
         except FlagError as exc:
-            raise Located(InvalidFlagError, str(exc), toks[exc.index], exc.hint) from None
+            bad = items[exc.index]
+            raise Located(InvalidFlagError, str(exc), (bad[1], bad[2]), exc.hint) from None
     out = []
-    for t in toks:
-        name, value = split_flag(t.value)
-        out.append(ast.Flag(name, value, ast.SourceRange(t.line, t.column, t.line, t.column + len(t.value))))
+    for raw, line, col in items:
+        name, value = split_flag(raw)
+        out.append(ast.Flag(name, value, ast.SourceRange(line, col, line, col + len(raw))))
     return tuple(out)
 
 
-def _command(toks: list[Tok]) -> tuple[ast.Command | None, tuple[str, ...]]:
+def _command(toks: list) -> tuple[ast.Command | None, tuple[str, ...]]:
     if not toks:
         return None, ()
     t = toks[0]
@@ -73,78 +88,73 @@ def _base(kw: Tok, flags: tuple[ast.Flag, ...], args: tuple[str, ...]) -> dict:
     return {"range": _range(kw), "raw": kw.data.raw, "flags": flags, "args": args}
 
 
-def _split(children: list) -> tuple[Tok, tuple[Tok, ...], list]:
-    return children[0], children[1], children[2:]
+def _heredocs(rest: list) -> tuple[list, tuple[ast.Heredoc, ...]]:
+    if rest and getattr(rest[-1], "type", None) == "HEREDOCS":
+        return rest[:-1], rest[-1].data
+    return rest, ()
 
 
 class ToAst(Transformer):
     """One callback per grammar rule; each returns an `ast` instruction."""
 
     def start(self, children: list) -> list:
-        return children
-
-    def directive(self, children: list) -> tuple[str, str]:
-        return children[0].data
-
-    def flags(self, children: list) -> tuple[Tok, ...]:
-        return tuple(children)
-
-    def heredocs(self, children: list) -> tuple[ast.Heredoc, ...]:
-        return tuple(t.data for t in children)
+        return [c.data if getattr(c, "type", None) == "DIRECTIVE" else c for c in children]
 
     def from_(self, children: list) -> ast.From:
-        kw, ftoks, rest = _split(children)
+        kw, fitems, rest = _split(children)
         words = tuple(t.value for t in rest)
-        flags = _flags(kw, ftoks)
+        flags = _flags(kw, fitems)
         alias = None
         if len(rest) == 3:
             alias = rest[2].value.lower()
             if not STAGE_NAME.match(alias):
                 raise Located(InstructionError, f"invalid name for build stage: \"{rest[2].value}\", "
-                              "name can't start with a number or contain symbols", rest[2],
+                              "name can't start with a number or contain symbols", _at(rest[2]),
                               "stage names are lowercase letters, digits, '-', '_' and '.'")
         platform = next((f.value for f in reversed(flags) if f.name == "platform"), None)
         return ast.From(**_base(kw, flags, words), image=words[0], alias=alias, platform=platform)
 
     def run(self, children: list) -> ast.Run:
-        kw, ftoks, rest = _split(children)
-        heredocs = rest[-1]
-        flags = _flags(kw, ftoks)
-        values = {f.name: f.value or "" for f in flags}
-        try:
-            check_run(values, tuple(f.value or "" for f in flags if f.name == "mount"))
-        except FlagError as exc:
-            bad = next((t for t in ftoks if t.value.startswith(("--mount", "--network", "--security"))
-                        and _flag_mentions(t.value, str(exc))), ftoks[0])
-            raise Located(InvalidFlagError, str(exc), bad, exc.hint) from None
-        command, args = _command(rest[:-1])
+        kw, fitems, rest = _split(children)
+        rest, heredocs = _heredocs(rest)
+        flags = _flags(kw, fitems)
+        if flags:
+            values = {f.name: f.value or "" for f in flags}
+            try:
+                check_run(values, tuple(f.value or "" for f in flags if f.name == "mount"))
+            except FlagError as exc:
+                bad = next((f for f in flags if _flag_mentions(f.raw, str(exc))), flags[0])
+                where = (bad.range.start_line, bad.range.start_col)
+                raise Located(InvalidFlagError, str(exc), where, exc.hint) from None
+        command, args = _command(rest)
         return ast.Run(**_base(kw, flags, args), command=command, heredocs=heredocs)
 
     def cmd(self, children: list) -> ast.Cmd:
-        kw, ftoks, rest = _split(children)
+        kw, fitems, rest = _split(children)
         command, args = _command(rest)
-        return ast.Cmd(**_base(kw, _flags(kw, ftoks), args), command=command)
+        return ast.Cmd(**_base(kw, _flags(kw, fitems), args), command=command)
 
     def entrypoint(self, children: list) -> ast.Entrypoint:
-        kw, ftoks, rest = _split(children)
+        kw, fitems, rest = _split(children)
         command, args = _command(rest)
-        return ast.Entrypoint(**_base(kw, _flags(kw, ftoks), args), command=command)
+        return ast.Entrypoint(**_base(kw, _flags(kw, fitems), args), command=command)
 
     def shell(self, children: list) -> ast.Shell:
-        kw, ftoks, rest = _split(children)
-        flags = _flags(kw, ftoks)
+        kw, fitems, rest = _split(children)
+        flags = _flags(kw, fitems)
         command, args = _command(rest)
         if not args:
-            raise Located(InstructionError, "SHELL requires at least one argument", rest[0])
+            raise Located(InstructionError, "SHELL requires at least one argument", _at(rest[0]))
         return ast.Shell(**_base(kw, flags, args), command=command)
 
     def _pairs(self, children: list, cls: type) -> ast.Instruction:
-        kw, ftoks, rest = _split(children)
-        flags = _flags(kw, ftoks)
-        pairs = tuple(t.data for t in rest)
-        for t in rest:
-            if t.data[0] == "":
-                raise Located(InstructionError, f"{kw.value.upper()} names can not be blank", t)
+        kw, fitems, rest = _split(children)
+        flags = _flags(kw, fitems)
+        located = rest[0].data
+        for k, _, line, col in located:
+            if k == "":
+                raise Located(InstructionError, f"{kw.value.upper()} names can not be blank", (line, col))
+        pairs = tuple((k, v) for k, v, _, _ in located)
         flat = tuple(x for pair in pairs for x in pair)
         return cls(**_base(kw, flags, flat), pairs=pairs)
 
@@ -155,29 +165,32 @@ class ToAst(Transformer):
         return self._pairs(children, ast.Label)  # type: ignore[return-value]
 
     def arg(self, children: list) -> ast.Arg:
-        kw, ftoks, rest = _split(children)
-        flags = _flags(kw, ftoks)
+        kw, fitems, rest = _split(children)
+        flags = _flags(kw, fitems)
+        words = rest[0].data
         pairs = []
-        for t in rest:
-            name, eq, default = t.value.partition("=")
+        for word, line, col in words:
+            name, eq, default = word.partition("=")
             if eq and name == "":
-                raise Located(InstructionError, "ARG names can not be blank", t)
+                raise Located(InstructionError, "ARG names can not be blank", (line, col))
             pairs.append((name, default if eq else None))
-        return ast.Arg(**_base(kw, flags, tuple(t.value for t in rest)), pairs=tuple(pairs))
+        return ast.Arg(**_base(kw, flags, tuple(w for w, _, _ in words)), pairs=tuple(pairs))
 
     def _copy(self, children: list, cls: type) -> ast.Instruction:
-        kw, ftoks, rest = _split(children)
-        heredocs = rest[-1]
-        paths = rest[:-1]
-        flags = _flags(kw, ftoks)
+        kw, fitems, rest = _split(children)
+        rest, heredocs = _heredocs(rest)
+        flags = _flags(kw, fitems)
         name = kw.value.upper()
-        is_json = paths[0].type == "JSON"
-        words = tuple(paths[0].data) if is_json else tuple(t.value for t in paths)
+        is_json = rest[0].type == "JSON"
+        if is_json:
+            words = tuple(rest[0].data)
+        else:
+            words = (*(w for w, _, _ in rest[0].data), rest[1].value)
         if len(words) < 2:
             raise Located(InstructionError, f"{name} requires at least two arguments, but only one "
-                          "was provided. Destination could not be determined", kw)
+                          "was provided. Destination could not be determined", _at(kw))
         if not is_json and parse_opener(words[-1]) is not None:
-            raise Located(InstructionError, f"{name} cannot accept a heredoc as a destination", paths[-1])
+            raise Located(InstructionError, f"{name} cannot accept a heredoc as a destination", _at(rest[1]))
         return cls(**_base(kw, flags, words), sources=words[:-1], dest=words[-1], json=is_json,
                    heredocs=heredocs)
 
@@ -188,25 +201,25 @@ class ToAst(Transformer):
         return self._copy(children, ast.Add)  # type: ignore[return-value]
 
     def expose(self, children: list) -> ast.Expose:
-        kw, ftoks, rest = _split(children)
-        words = tuple(t.value for t in rest)
-        return ast.Expose(**_base(kw, _flags(kw, ftoks), words), ports=words)
+        kw, fitems, rest = _split(children)
+        words = tuple(w for w, _, _ in rest[0].data)
+        return ast.Expose(**_base(kw, _flags(kw, fitems), words), ports=words)
 
     def volume(self, children: list) -> ast.Volume:
-        kw, ftoks, rest = _split(children)
-        flags = _flags(kw, ftoks)
+        kw, fitems, rest = _split(children)
+        flags = _flags(kw, fitems)
         is_json = rest[0].type == "JSON"
-        words = tuple(rest[0].data) if is_json else tuple(t.value for t in rest)
+        words = tuple(rest[0].data) if is_json else tuple(w for w, _, _ in rest[0].data)
         if not words:
-            raise Located(InstructionError, "VOLUME requires at least one argument", kw)
-        if any(w.strip(" \t\n\v\f\r\x85\xa0") == "" for w in words):
-            raise Located(InstructionError, "VOLUME specified can not be an empty string", rest[0])
+            raise Located(InstructionError, "VOLUME requires at least one argument", _at(kw))
+        if any(go_strip(w) == "" for w in words):
+            raise Located(InstructionError, "VOLUME specified can not be an empty string", _at(rest[0]))
         return ast.Volume(**_base(kw, flags, words), paths=words, json=is_json)
 
     def _one(self, children: list, cls: type, field: str) -> ast.Instruction:
-        kw, ftoks, rest = _split(children)
+        kw, fitems, rest = _split(children)
         text = rest[0].value
-        return cls(**_base(kw, _flags(kw, ftoks), (text,)), **{field: text})
+        return cls(**_base(kw, _flags(kw, fitems), (text,)), **{field: text})
 
     def user(self, children: list) -> ast.User:
         return self._one(children, ast.User, "user")  # type: ignore[return-value]
@@ -221,30 +234,31 @@ class ToAst(Transformer):
         return self._one(children, ast.Maintainer, "name")  # type: ignore[return-value]
 
     def healthcheck(self, children: list) -> ast.Healthcheck:
-        kw, ftoks, rest = _split(children)
+        kw, fitems, rest = _split(children)
         kind = rest[0].value.upper()
         if kind == "NONE":  # BuildKit does not look at the flags of HEALTHCHECK NONE
-            return ast.Healthcheck(**_base(kw, _flags(kw, ftoks, check=False), (rest[0].value,)),
+            return ast.Healthcheck(**_base(kw, _flags(kw, fitems, check=False), (rest[0].value,)),
                                    kind=kind, command=None)
-        flags = _flags(kw, ftoks)
+        flags = _flags(kw, fitems)
         try:
             check_healthcheck({f.name: f.value or "" for f in flags})
         except FlagError as exc:
-            bad = next((t for t in ftoks if _flag_mentions(t.value, str(exc))), ftoks[-1])
-            raise Located(InvalidFlagError, str(exc), bad, exc.hint) from None
+            bad = next((f for f in flags if _flag_mentions(f.raw, str(exc))), flags[-1])
+            raise Located(InvalidFlagError, str(exc), (bad.range.start_line, bad.range.start_col),
+                          exc.hint) from None
         command, args = _command(rest[1:])
         if not args:
-            raise Located(InstructionError, "Missing command after HEALTHCHECK CMD", rest[0])
+            raise Located(InstructionError, "Missing command after HEALTHCHECK CMD", _at(rest[0]))
         return ast.Healthcheck(**_base(kw, flags, (rest[0].value, *args)), kind=kind, command=command)
 
     def onbuild(self, children: list) -> ast.Onbuild:
-        kw, ftoks, rest = _split(children)
-        return ast.Onbuild(**_base(kw, _flags(kw, ftoks), ()), trigger=rest[0])
+        kw, fitems, rest = _split(children)
+        return ast.Onbuild(**_base(kw, _flags(kw, fitems), ()), trigger=rest[0])
 
     def unknown(self, children: list) -> ast.Unknown:
-        kw, ftoks, rest = _split(children)
+        kw, fitems, rest = _split(children)
         text = rest[0].value if rest else ""
-        return ast.Unknown(**_base(kw, _flags(kw, ftoks, check=False), ()), word=kw.value, text=text)
+        return ast.Unknown(**_base(kw, _flags(kw, fitems, check=False), ()), word=kw.value, text=text)
 
 
 def _flag_mentions(raw: str, message: str) -> bool:
@@ -302,13 +316,13 @@ def build_dockerfile(text: str, *, filename: str = "Dockerfile") -> ast.Dockerfi
 
     src = Source(text, filename)
     try:
-        items = get_parser(ToAst).parse(src)  # type: ignore[arg-type]
+        items = get_parser(ToAst).parse(scan(src))
     except Located as exc:
-        raise src.error(exc.cls, exc.message, exc.tok.line, exc.tok.column, exc.hint) from None
+        raise src.error(exc.cls, exc.message, *exc.where, exc.hint) from None
     except UnexpectedToken as exc:
         if isinstance(exc.__context__, Located):
             loc = exc.__context__
-            raise src.error(loc.cls, loc.message, loc.tok.line, loc.tok.column, loc.hint) from None
+            raise src.error(loc.cls, loc.message, *loc.where, loc.hint) from None
         raise _explain(exc, src) from None
     except UnexpectedInput as exc:  # pragma: no cover - the scanner feeds only declared tokens
         raise src.error(DockerfileSyntaxError, f"syntax error: {exc}", getattr(exc, "line", 0)) from None

@@ -246,7 +246,8 @@ class Fault:
     kinds: `500`, `429` (with Retry-After: 1), `reset` (send half the body, then RST),
     `corrupt` (flip a byte of the body), `refuse` (close before answering),
     `redirect` (307 to the same path on the registry, as blob storage on another host does),
-    `slow` (20 ms per 64 KiB of body).
+    `slow` (20 ms per 64 KiB of body), `norange` (forward without the Range header, as a registry
+    that cannot resume does).
     """
 
     pattern: str
@@ -297,7 +298,8 @@ class FaultProxy:
                     return
                 length = int(self.headers.get("Content-Length") or 0)
                 conn = http.client.HTTPConnection(outer.upstream, timeout=60)
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "keep-alive")}
+                dropped = ("connection", "keep-alive") + (("range",) if fault and fault.kind == "norange" else ())
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in dropped}
                 body = _reader(self.rfile, length) if length else None
                 conn.request(self.command, self.path, body=body, headers=headers)
                 resp = conn.getresponse()

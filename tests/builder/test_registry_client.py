@@ -157,6 +157,18 @@ def test_resume_after_reset_mid_blob(registry: Registry, fault_proxy: FaultProxy
     assert len(ranges) == 2 and all(r.startswith("bytes=") and r != "bytes=0-" for r in ranges)  # resumed, not restarted
 
 
+def test_restart_when_the_registry_ignores_range(registry: Registry, fault_proxy: FaultProxy, tmp_path: Path) -> None:
+    repo, src, desc = _pushed(registry, tmp_path, size=2_000_000)
+    fault_proxy.add(r"GET /v2/.*/blobs/sha256", "reset", times=1)
+    fault_proxy.add(r"GET /v2/.*/blobs/sha256", "norange", times=1)
+    seen: list[int] = []
+    out = tmp_path / "out"
+    _via(fault_proxy).download_blob(repo, desc, out, progress=seen.append)
+    assert out.read_bytes() == src.read_bytes()
+    assert sum(seen) == desc.size and min(seen) < 0  # progress rolled back when the body started over
+    assert fault_proxy.ranges[1].startswith("bytes=")  # it asked to resume, got the whole blob, restarted
+
+
 def test_corrupt_body_is_retried_then_refused(registry: Registry, fault_proxy: FaultProxy, tmp_path: Path) -> None:
     repo, src, desc = _pushed(registry, tmp_path)
     fault_proxy.add(r"GET /v2/.*/blobs/sha256", "corrupt", times=1)

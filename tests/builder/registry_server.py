@@ -89,6 +89,7 @@ class TokenServer:
     def __init__(self, pki: Pki, service: str = "pybuild-test-registry", issuer: str = "pybuild-test-issuer") -> None:
         self.pki, self.service, self.issuer = pki, service, issuer
         self.requests: list[dict] = []
+        self.expires_in = 300
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -106,7 +107,7 @@ class TokenServer:
                 scopes = " ".join(form.get("scope", [])).split()
                 outer.requests.append({"user": USER, "scopes": scopes, "service": form.get("service", [""])[0],
                                        "grant": "refresh_token"})
-                self._answer(200, {"access_token": outer.token(USER, scopes), "expires_in": 300})
+                self._answer(200, {"access_token": outer.token(USER, scopes), "expires_in": outer.expires_in})
 
             def _answer(self, status: int, doc: dict) -> None:
                 body = json.dumps(doc).encode()
@@ -132,7 +133,7 @@ class TokenServer:
                     user = u
                 scopes = q.get("scope", [])
                 outer.requests.append({"user": user, "scopes": scopes, "service": q.get("service", [""])[0]})
-                self._answer(200, {"token": outer.token(user, scopes), "expires_in": 300})
+                self._answer(200, {"token": outer.token(user, scopes), "expires_in": outer.expires_in})
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True

@@ -102,6 +102,24 @@ def test_token_auth_anonymous_pull_and_scoped_cache(token_registry: Registry, tm
         _client(token_registry, Credentials(USER, "bad")).has_blob(repo, desc.digest)
 
 
+def test_token_is_renewed_when_it_expires(token_registry: Registry, docker_config: Path) -> None:
+    import time
+
+    server = token_registry.token_server
+    server.expires_in = 1
+    try:
+        client = _client(token_registry)
+        before = len(server.requests)
+        client.has_blob("exp/repo", Digest.of(b"x"))
+        client.has_blob("exp/repo", Digest.of(b"x"))
+        assert len(server.requests) - before == 1  # cached
+        time.sleep(0.8)
+        client.has_blob("exp/repo", Digest.of(b"x"))
+        assert len(server.requests) - before == 2  # renewed before it ran out
+    finally:
+        server.expires_in = 300
+
+
 def test_tls_with_custom_ca(tls_registry: Registry, tmp_path: Path) -> None:
     client = _client(tls_registry)
     _roundtrip(client, tmp_path)

@@ -264,7 +264,7 @@ def test_ctrl_c_mid_pull_leaves_store_clean(busybox_store: Path, registry: Regis
     import time
 
     name = _ref(registry)
-    _unique_image(busybox_store, tmp_path, name, size=8_000_000)
+    _unique_image(busybox_store, tmp_path, name, size=24_000_000)  # ~7.5 s through the slow proxy
     push(Store.open(busybox_store), name, parse_reference(name), options=FAST)
     fault_proxy.add(r"GET /v2/.*/blobs/sha256", "slow", times=100)
     fresh = tmp_path / "fresh"
@@ -278,7 +278,7 @@ def test_ctrl_c_mid_pull_leaves_store_clean(busybox_store: Path, registry: Regis
     proc.send_signal(signal.SIGINT)
     _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130 and b"interrupted" in err and b"Traceback" not in err
-    assert time.monotonic() - t0 < 2.5  # the downloads stopped; nobody waited for them to finish
+    assert time.monotonic() - t0 < 5  # the downloads stopped (unstopped, the slow body takes longer)
     store = Store.open(fresh)
     assert not list((fresh / "tmp").iterdir()) and not store.tags()
     for blob in (fresh / "blobs" / "sha256").iterdir():  # whatever landed is whole and verified

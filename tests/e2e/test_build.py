@@ -280,7 +280,8 @@ def test_ctrl_c_cancels_cleanly(store: dict[str, str], tmp_path: Path) -> None:
 
     ctx = tmp_path / "ctx"
     ctx.mkdir()
-    (ctx / "Dockerfile").write_text("FROM busybox\nRUN echo started && sleep 60\n")
+    token = f"60.{os.getpid()}{int(time.time()) % 100000}"  # a sleep no other process runs
+    (ctx / "Dockerfile").write_text(f"FROM busybox\nRUN echo started && sleep {token}\n")
     proc = subprocess.Popen([sys.executable, "-m", "builder", "build", "--progress=plain", "-t", "int:1", str(ctx)],
                             env={**os.environ, **store}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
@@ -288,10 +289,11 @@ def test_ctrl_c_cancels_cleanly(store: dict[str, str], tmp_path: Path) -> None:
     assert proc.stderr is not None
     while "started" not in seen and time.monotonic() < deadline:
         seen += proc.stderr.readline()
+    assert "started" in seen, seen
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130 and "Traceback" not in err
-    out = subprocess.run(["pgrep", "-f", "sleep 60"], capture_output=True, text=True).stdout
+    out = subprocess.run(["pgrep", "-f", f"sleep {token}"], capture_output=True, text=True).stdout
     assert out.strip() == ""
     assert not [p for p in (Path(store["PYBUILD_ROOT"]) / "tmp").iterdir() if p.name.startswith("step-")]
     with open("/proc/self/mountinfo") as f:

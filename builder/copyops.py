@@ -37,10 +37,12 @@ the same files but never looks at the target (the layer is independent of its pa
 from __future__ import annotations
 
 import bz2
+import errno
 import email.utils
 import gzip
 import hashlib
 import lzma
+import operator
 import os
 import re
 import shutil
@@ -304,74 +306,161 @@ class _Writer:
         self.dir_times.clear()
 
     def copy_children(self, src: RootView, real: str, dest_rel: str, exclude: PatternMatcher | None,
-                      ignore: PatternMatcher | None, sub: str = "") -> None:
-        """Copy what is inside the directory `real` into the existing directory `dest_rel`."""
-        for name in src.listdir(real):
+                      ignore: PatternMatcher | None, sub: str = "", *, fresh: bool = False) -> None:
+        """Copy what is inside the directory `real` into the existing directory `dest_rel`.
+
+        `fresh`: the destination was just made (empty), so nothing can be in the way."""
+        dest_host = self.host(dest_rel)
+        for name, child_host, st in _children(src, real):
             child = f"{real}/{name}" if real else name
             child_sub = f"{sub}/{name}" if sub else name
-            if exclude and exclude.matches(child_sub):
+            if exclude is not None and exclude.matches(child_sub):
                 continue
-            if ignore and ignore.matches(child):
-                cst = src.lstat(child)
-                if not (cst and stat.S_ISDIR(cst.st_mode) and ignore.may_reinclude_under(child)):
-                    continue
-            self.copy_entry(src, child, f"{dest_rel}/{name}", exclude, ignore, child_sub)
+            if ignore is not None and ignore.matches(child) and not (
+                    stat.S_ISDIR(st.st_mode) and ignore.may_reinclude_under(child)):
+                continue
+            self._copy(src, child, child_host, st, f"{dest_host}/{name}", exclude, ignore, child_sub, fresh)
 
     def copy_entry(self, src: RootView, real: str, dest_rel: str, exclude: PatternMatcher | None,
                    ignore: PatternMatcher | None, sub: str = "") -> None:
         """Copy the entry at `real` (resolved in `src`) to `dest_rel`, recursively."""
-        st = src.lstat(real)
-        if st is None:
+        src_host = src.host_path(real)
+        if src_host is None:
             raise ContextError(f"COPY/ADD source {real!r} vanished")
-        host = self.host(dest_rel)
+        self._copy(src, real, str(src_host), os.lstat(src_host), self.host(dest_rel), exclude, ignore, sub, False)
+
+    def _copy(self, src: RootView, real: str, src_host: str, st: os.stat_result, host: str,
+              exclude: PatternMatcher | None, ignore: PatternMatcher | None, sub: str, fresh: bool) -> None:
         mode = st.st_mode
-        owner = (st.st_uid, st.st_gid) if self.preserve_owner else None
+        owner = self.owner or ((st.st_uid, st.st_gid) if self.preserve_owner else (0, 0))
         if stat.S_ISDIR(mode):
-            self.clear(host, want_dir=True)
-            if not os.path.isdir(host):
-                os.mkdir(host)
-            self.copy_children(src, real, dest_rel, exclude, ignore, sub)
-            if ignore and real and ignore.matches(real) and not os.listdir(host):
+            made = fresh
+            if fresh:
+                os.mkdir(host, 0o700)
+            else:
+                self.clear(host, want_dir=True)
+                if not os.path.isdir(host):
+                    os.mkdir(host, 0o700)
+                    made = True
+            for name, child_host, cst in _children(src, real, src_host):
+                child = f"{real}/{name}" if real else name
+                child_sub = f"{sub}/{name}" if sub else name
+                if exclude is not None and exclude.matches(child_sub):
+                    continue
+                if ignore is not None and ignore.matches(child) and not (
+                        stat.S_ISDIR(cst.st_mode) and ignore.may_reinclude_under(child)):
+                    continue
+                self._copy(src, child, child_host, cst, f"{host}/{name}", exclude, ignore, child_sub, made)
+            if ignore is not None and real and ignore.matches(real) and not os.listdir(host):
                 os.rmdir(host)  # excluded, kept only for a re-included child: none was
                 return
-            self.finish_entry(host, mode, st.st_mtime_ns, st.st_atime_ns, src_owner=owner)
+            self._chown(host, owner)
+            os.chmod(host, self._mode(mode, True))
+            self.dir_times.append((host, st.st_atime_ns, st.st_mtime_ns))
             return
-        self.clear(host, want_dir=False)
-        src_host = str(src.host_path(real))
+        if not fresh:
+            self.clear(host, want_dir=False)
         if stat.S_ISREG(mode):
             key = (st.st_dev, st.st_ino)
-            if st.st_nlink > 1 and key in self.links:
-                os.link(self.links[key], host)
-                return
-            _copy_file_data(src_host, host)
-            _copy_xattrs(src_host, host)
             if st.st_nlink > 1:
+                first = self.links.get(key)
+                if first is not None:
+                    os.link(first, host)
+                    return
                 self.links[key] = host
-            self.finish_entry(host, mode, st.st_mtime_ns, st.st_atime_ns, src_owner=owner)
+            _copy_regular(src_host, host, owner, self._mode(mode, False), st, self._may_chown)
         elif stat.S_ISLNK(mode):
             os.symlink(os.readlink(src_host), host)
-            self.finish_entry(host, mode, st.st_mtime_ns, st.st_atime_ns, is_link=True, src_owner=owner)
+            self._chown(host, owner)
+            os.utime(host, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
         elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode):
             os.mknod(host, mode, st.st_rdev)
             self.finish_entry(host, mode, st.st_mtime_ns, st.st_atime_ns, src_owner=owner)
         # sockets are not copied (Docker skips them too)
 
+    def _mode(self, mode: int, is_dir: bool) -> int:
+        return self.chmod.apply(mode, is_dir) if self.chmod is not None else stat.S_IMODE(mode)
+
+    @property
+    def _may_chown(self) -> bool:
+        return os.geteuid() == 0
+
+
+def _children(src: RootView, real: str, src_host: str | None = None) -> list[tuple[str, str, os.stat_result]]:
+    """(name, host path, lstat) of each entry of the directory `real` in `src`, sorted by name."""
+    if src.single:
+        host = src_host or str(src.host_path(real))
+        with os.scandir(host) as it:
+            items = sorted(it, key=_BY_NAME)
+        return [(e.name, e.path, e.stat(follow_symlinks=False)) for e in items]
+    out = []
+    for name in src.listdir(real):
+        path = src.host_path(f"{real}/{name}" if real else name)
+        if path is not None:
+            out.append((name, str(path), os.lstat(path)))
+    return out
+
+
+_BY_NAME = operator.attrgetter("name")
+
+
+def _copy_regular(src: str, dst: str, owner: tuple[int, int], mode: int, st: os.stat_result, chown: bool) -> None:
+    """Copy one regular file's bytes, owner, mode, times and xattrs, working on descriptors."""
+    sfd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        dfd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            _copy_fd(sfd, dfd, st.st_size)
+            if chown:
+                os.fchown(dfd, *owner)
+            os.fchmod(dfd, mode)  # after fchown, which clears set-id bits
+            _copy_xattrs(sfd, dfd)
+            os.utime(dfd, ns=(st.st_atime_ns, st.st_mtime_ns))
+        finally:
+            os.close(dfd)
+    finally:
+        os.close(sfd)
+
+
+def _copy_fd(sfd: int, dfd: int, size: int) -> None:
+    """copy_file_range (in-kernel, reflinks where the filesystem can), else read/write."""
+    left = size
+    try:
+        while left > 0:
+            n = os.copy_file_range(sfd, dfd, min(left, 1 << 30))
+            if n == 0:
+                break
+            left -= n
+        if left <= 0:
+            while chunk := os.read(sfd, 1 << 20):  # the file grew while we copied: take the rest
+                os.write(dfd, chunk)
+            return
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+            raise
+    while chunk := os.read(sfd, 1 << 20):
+        os.write(dfd, chunk)
+
 
 _SKIPPED_XATTRS = ("trusted.overlay.", "security.selinux")
 
 
-def _copy_xattrs(src: str, dst: str) -> None:
+def _copy_xattrs(src: str | int, dst: str | int) -> None:
     """Copy extended attributes (file capabilities such as `security.capability` matter);
     overlayfs' own attributes and SELinux labels stay behind."""
     try:
-        names = os.listxattr(src, follow_symlinks=False)
+        names = os.listxattr(src) if isinstance(src, int) else os.listxattr(src, follow_symlinks=False)
     except OSError:
         return
     for name in names:
         if name.startswith(_SKIPPED_XATTRS):
             continue
         try:
-            os.setxattr(dst, name, os.getxattr(src, name, follow_symlinks=False), follow_symlinks=False)
+            value = os.getxattr(src, name) if isinstance(src, int) else os.getxattr(src, name, follow_symlinks=False)
+            if isinstance(dst, int):
+                os.setxattr(dst, name, value)
+            else:
+                os.setxattr(dst, name, value, follow_symlinks=False)
         except OSError:
             continue  # the destination filesystem may not take it (Docker ignores these too)
 

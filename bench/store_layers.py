@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import shutil
 import subprocess
 import sys
@@ -90,21 +91,25 @@ def make_tree(path: Path, size_mb: int) -> None:
     marker.write_text(str(size_mb))
 
 
-def _shell(cmd: str) -> float:
+def _shell(cmd: str) -> tuple[float, float]:
+    """Wall time and CPU time (user + sys of every process in the pipeline)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run(["bash", "-c", f"set -o pipefail; {cmd}"], check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def _child(args: list[str]) -> tuple[dict, int]:
-    """Run this script's --child mode; return its JSON result and its peak RSS in bytes."""
+def _child(args: list[str]) -> tuple[dict, int, float]:
+    """Run this script's --child mode; return its JSON result, peak RSS (bytes) and CPU seconds."""
     proc = subprocess.Popen([sys.executable, __file__, "--child", *args], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     if status != 0:
         raise SystemExit(f"child {args} failed with status {status}")
-    return json.loads(out), usage.ru_maxrss * 1024
+    return json.loads(out), usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime
 
 
 def child(argv: list[str]) -> None:
@@ -156,48 +161,53 @@ def main() -> None:
           f"{sum(1 for _ in tree.rglob('*'))} entries), {os.cpu_count()} CPUs, best of {args.runs}")
 
     best: dict[str, float] = {}
+    cpu: dict[str, float] = {}
     rss: dict[str, int] = {}
 
-    def note(key: str, value: float, peak: int = 0) -> None:
-        best[key] = min(best.get(key, float("inf")), value)
+    def note(key: str, wall: float, cpu_s: float, peak: int = 0) -> None:
+        best[key] = min(best.get(key, float("inf")), wall)
+        cpu[key] = min(cpu.get(key, float("inf")), cpu_s)
         rss[key] = max(rss.get(key, 0), peak)
 
     _shell(f"tar -cf - -C {tree} . >/dev/null")  # warm the page cache for everyone
     zstd_rec = None
     for _ in range(args.runs):
-        note("peer zstd", _shell(f"tar -cf - -C {tree} . | zstd -3 -T0 | sha256sum"))
-        res, peak = _child(["commit", str(store_root), "zstd", "3", str(tree)])
-        note("commit zstd", res["elapsed"], peak)
+        note("peer zstd", *_shell(f"tar -cf - -C {tree} . | zstd -3 -T0 | sha256sum"))
+        res, peak, cpu_s = _child(["commit", str(store_root), "zstd", "3", str(tree)])
+        note("commit zstd", res["elapsed"], cpu_s, peak)
         zstd_rec = res
-        note("peer gzip", _shell(f"tar -cf - -C {tree} . | pigz -6 | sha256sum"))
-        res, peak = _child(["commit", str(store_root), "gzip", "6", str(tree)])
-        note("commit gzip", res["elapsed"], peak)
+        note("peer gzip", *_shell(f"tar -cf - -C {tree} . | pigz -6 | sha256sum"))
+        res, peak, cpu_s = _child(["commit", str(store_root), "gzip", "6", str(tree)])
+        note("commit gzip", res["elapsed"], cpu_s, peak)
     assert zstd_rec is not None
     blob = store_root / "blobs" / "sha256" / zstd_rec["digest"].split(":")[1]
     for _ in range(args.runs):
         dest = _fresh(out)
         dest.mkdir(parents=True)
-        note("peer unpack", _shell(f"zstd -dc {blob} | tar -x -C {dest}"))
+        note("peer unpack", *_shell(f"zstd -dc {blob} | tar -x -C {dest}"))
         dest = _fresh(out)
-        res, peak = _child(["unpack", str(store_root), zstd_rec["diff_id"], str(dest)])
-        note("unpack", res["elapsed"], peak)
+        res, peak, cpu_s = _child(["unpack", str(store_root), zstd_rec["diff_id"], str(dest)])
+        note("unpack", res["elapsed"], cpu_s, peak)
     _fresh(out)
 
-    print(f"{'':14} {'ours':>8} {'peer':>8} {'ratio':>6}  peak RSS   (target: ratio <= 1.25)")
+    load = os.getloadavg()[0]
+    print(f"load average {load:.1f} on {os.cpu_count()} CPUs" + ("  (busy machine: wall ratios are noisy, "
+          "see the CPU columns)" if load > (os.cpu_count() or 1) else ""))
+    print(f"{'':14} {'ours':>8} {'peer':>8} {'ratio':>6}   {'cpu ours':>8} {'cpu peer':>8} {'ratio':>6}  peak RSS")
     for ours, peer in (("commit zstd", "peer zstd"), ("commit gzip", "peer gzip"), ("unpack", "peer unpack")):
         ratio = best[ours] / best[peer]
-        print(f"{ours:14} {best[ours]:7.2f}s {best[peer]:7.2f}s {ratio:6.2f}  {rss[ours] / 1e6:6.0f} MB"
-              f"  {'ok' if ratio <= 1.25 else 'SLOW'}")
+        print(f"{ours:14} {best[ours]:7.2f}s {best[peer]:7.2f}s {ratio:6.2f}   {cpu[ours]:7.2f}s {cpu[peer]:7.2f}s "
+              f"{cpu[ours] / cpu[peer]:6.2f}  {rss[ours] / 1e6:6.0f} MB  {'ok' if ratio <= 1.25 else 'SLOW'}")
 
     if args.rss_gb > 0:
         size = int(args.rss_gb * 1024)
         big = work / f"tree-{size}"
         make_tree(big, size)
         big_store = _fresh(work / "store-big")
-        res, peak_commit = _child(["commit", str(big_store), "zstd", "3", str(big)])
-        res_gz, peak_gz = _child(["commit", str(big_store), "gzip", "6", str(big)])
+        res, peak_commit, _ = _child(["commit", str(big_store), "zstd", "3", str(big)])
+        res_gz, peak_gz, _ = _child(["commit", str(big_store), "gzip", "6", str(big)])
         dest = _fresh(out)
-        _, peak_unpack = _child(["unpack", str(big_store), res["diff_id"], str(dest)])
+        _, peak_unpack, _ = _child(["unpack", str(big_store), res["diff_id"], str(dest)])
         _fresh(out)
         shutil.rmtree(big_store)
         print(f"{res['tar_size'] / 1e9:.2f} GB layer: peak RSS commit zstd {peak_commit / 1e6:.0f} MB, "

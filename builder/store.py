@@ -495,6 +495,7 @@ class Store:
                 if not path.exists():
                     with contextlib.suppress(OSError):
                         os.rename(upperdir, path)
+                        os.chmod(path, 0o755)
         return rec
 
     def commit_tar(self, stream: IO[bytes], compression: str = compress.GZIP, level: int | None = None,

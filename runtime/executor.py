@@ -88,7 +88,7 @@ class LinuxExecutor:
         """Run `process` to completion and return how it ended; `rootfs.upper` keeps its changes.
 
         `stdin` is a file descriptor (default: ours when `process.stdin`, else /dev/null).
-        `on_start(pid)` gets the host pid of the container's init once it runs.
+        `on_start(pid)` gets the host pid of the container's init as soon as it exists.
         """
         if os.geteuid() != 0:
             raise NamespaceError("running a container needs root", hint="run pybuild as root")
@@ -219,6 +219,8 @@ class _Run:
                     msg = _read_line(sync)
                 if msg.startswith(b"pid "):
                     init_pid = int(msg[4:])
+                    if self.on_start:
+                        self.on_start(init_pid)
             os.close(go_w)
             go_w = -1
             error = _read_all(err_r)
@@ -226,8 +228,6 @@ class _Run:
                 os.waitpid(pid_a, 0)
                 pid_a = 0
                 raise SandboxError(error.decode(errors="replace"))
-            if self.on_start and init_pid:
-                self.on_start(init_pid)
             self._pump()
             _, wstatus, rusage = os.wait4(pid_a, 0)  # its rusage includes every process it reaped
             pid_a = 0

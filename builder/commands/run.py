@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 
 from builder.containers import RunOptions, create
+from runtime.containers import Container
 from builder.store import Store
 from runtime.errors import SandboxError
 
@@ -34,6 +37,15 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("command", nargs=argparse.REMAINDER, help="command and arguments (default: the image's CMD)")
 
 
+def _proxy(container: Container, signum: int) -> None:
+    """Pass a signal sent to pybuild on to the container (its init forwards it), as docker's sig-proxy."""
+    pid = container.state().init_pid
+    if pid:
+        os.kill(pid, signum)
+    elif signum == signal.SIGINT:
+        raise KeyboardInterrupt
+
+
 def run(args: argparse.Namespace) -> int:
     opts = RunOptions(
         command=tuple(args.command), entrypoint=args.entrypoint, env=tuple(args.env), env_files=tuple(args.env_file),
@@ -52,12 +64,16 @@ def run(args: argparse.Namespace) -> int:
             raise SandboxError(f"container {container.short_id} failed to start: {st.error}")
         print(container.id)
         return 0
+    previous = {sig: signal.signal(sig, lambda signum, _f: _proxy(container, signum))
+                for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         status = container.run()
     except SandboxError as exc:
         exc.exit_code = 125  # type: ignore[attr-defined]
         raise
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         if args.rm:
             container.remove(force=True)
     sys.stdout.flush()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -206,3 +207,13 @@ def test_image_runs_the_same_under_podman(store: dict[str, str], tmp_path: Path)
     shutil.rmtree(short, ignore_errors=True)
     assert theirs.returncode == 0, theirs.stderr
     assert theirs.stdout == ours
+
+
+def test_signals_to_pybuild_run_reach_the_process(store: dict[str, str]) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "builder", "run", "--rm", "--network", "none", "busybox", "sh", "-c",
+                             "trap 'echo caught INT; exit 5' INT; echo ready; while true; do sleep 0.1; done"],
+                            env={**os.environ, **store}, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=20)
+    assert (proc.returncode, out) == (5, "caught INT\n")

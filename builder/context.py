@@ -15,11 +15,14 @@ Public API (pure library code: paths and plain data in, ContextError out):
       .view: RootView             the context as a RootView (raises ContextError when no context)
       .resolve_sources(srcs, *, where="") -> list[str]
       .checksum(srcs, *, excludes=(), owner=None) -> str            "sha256:..." for the cache key
+      .checksum_table(srcs, *, excludes=(), owner=None) -> (digest, {path: "sha256:..."})
+                                  the same digest plus one checksum per entry (for `explain`)
     expand_sources(view, srcs, *, ignore=None, where="") -> list[str]
         wildcards (Go filepath.Match per path segment) expanded, `..` and absolute paths made
         root-relative, each result an existing path ("" is the root itself); sorted per source.
         A `/./` pivot in a source (for `--parents`) is kept in its results.
-    checksum_sources(view, rels, *, ignore=None, excludes=(), owner=None, statcache=None) -> str
+    checksum_sources(view, rels, *, ignore=None, excludes=(), owner=None, preserve_owner=False,
+                     statcache=None, table=None) -> str
         the digest over every entry COPY would take from `rels`: path, type, permission bits,
         symlink target, file content (sha256), the owner it will get; never mtimes. Works for the
         context and for another stage's rootfs (`COPY --from`, keyed on the content copied).
@@ -104,16 +107,23 @@ class BuildContext:
         return expand_sources(self.view, sources, ignore=self.ignore, where=where)
 
     def checksum(self, rels: Sequence[str], *, excludes: Sequence[str] = (),
-                 owner: tuple[int, int] | None = None) -> str:
+                 owner: tuple[int, int] | None = None, table: dict[str, str] | None = None) -> str:
         """Content checksum of resolved sources, using the persistent stat cache."""
         view = self.view
         cache = StatCache.for_root(view)
         if "" in rels:
             cache.seen = set()  # the whole context is walked: forget files that are gone
         try:
-            return checksum_sources(view, rels, ignore=self.ignore, excludes=excludes, owner=owner, statcache=cache)
+            return checksum_sources(view, rels, ignore=self.ignore, excludes=excludes, owner=owner, statcache=cache,
+                                    table=table)
         finally:
             cache.save()
+
+    def checksum_table(self, rels: Sequence[str], *, excludes: Sequence[str] = (),
+                       owner: tuple[int, int] | None = None) -> tuple[str, dict[str, str]]:
+        """`checksum()` plus the per-file table {path: checksum} from the same walk."""
+        table: dict[str, str] = {}
+        return self.checksum(rels, excludes=excludes, owner=owner, table=table), table
 
 
 def open_context(path: str, *, dockerfile: str | None = None, stdin: BinaryIO | None = None,
@@ -354,10 +364,13 @@ _BY_NAME = operator.attrgetter("name")
 
 def checksum_sources(view: RootView, rels: Sequence[str], *, ignore: PatternMatcher | None = None,
                      excludes: Sequence[str] = (), owner: tuple[int, int] | None = None,
-                     preserve_owner: bool = False, statcache: StatCache | None = None) -> str:
+                     preserve_owner: bool = False, statcache: StatCache | None = None,
+                     table: dict[str, str] | None = None) -> str:
     """sha256 over what COPY takes from the resolved sources `rels` (see the module docstring).
 
     `preserve_owner` (COPY --from without --chown) adds each entry's uid:gid to what is hashed.
+    `table`, when given, is filled from the same walk with {path: "sha256:..." of that entry's
+    kind, mode, link target or content digest, and owner} (the per-file inputs of a build record).
     """
     exclude = PatternMatcher(list(excludes), source="--exclude") if excludes else None
     entries: list[_Entry] = []
@@ -373,6 +386,12 @@ def checksum_sources(view: RootView, rels: Sequence[str], *, ignore: PatternMatc
         for e in entries:
             e[0] += f"\0{e[4].st_uid}:{e[4].st_gid}"
     _hash_contents(entries, statcache, str(view.root) if view.single else None)
+    if table is not None:
+        own = f"\0{owner[0]}:{owner[1]}" if owner is not None else ""
+        sha = hashlib.sha256
+        for e in entries:
+            line = f"{e[1]}\0{e[2]:o}\0{e[3]}{own}".encode("utf-8", "surrogateescape")
+            table[e[0]] = "sha256:" + sha(line).hexdigest()
     h = hashlib.sha256()
     h.update(b"pybuild-copy-checksum-v1\n")
     if owner is not None:

@@ -343,3 +343,18 @@ def test_stat_cache_forgets_deleted_files_after_a_whole_context_walk(ctx_dir: Pa
     assert "src/util/y.txt" in StatCache(cache_file).entries   # a partial walk proves nothing
     _sum(ctx_dir, ["."])
     assert "src/util/y.txt" not in StatCache(cache_file).entries
+
+
+def test_checksum_table_names_each_entry_and_shares_the_digest(ctx_dir: Path, store_root: Path) -> None:
+    ctx = open_context(str(ctx_dir))
+    rels = ctx.resolve_sources(["src", "a.txt"])
+    digest, table = ctx.checksum_table(rels)
+    assert digest == ctx.checksum(rels)
+    assert sorted(table) == ["a.txt", "src", "src/main.py", "src/util", "src/util/x.py", "src/util/y.txt"]
+    assert all(v.startswith("sha256:") and len(v) == 71 for v in table.values())
+    (ctx_dir / "src/util/y.txt").write_text("changed")
+    digest2, table2 = ctx.checksum_table(rels)
+    assert digest2 != digest
+    assert {k for k in table if table[k] != table2[k]} == {"src/util/y.txt"}
+    _, owned = ctx.checksum_table(rels, owner=(1, 1))
+    assert owned["a.txt"] != table2["a.txt"]

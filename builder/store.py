@@ -775,7 +775,12 @@ class Store:
                      limit: int | None = None) -> None:
         """Extract one layer into `dest` (confined to it), checking its diff_id on the way."""
         h = hashlib.sha256()
-        with layer.open_uncompressed(_limit(limit)) as raw:
+        if self.has_blob(layer.digest):  # the diff_id check below covers the blob: no second hash
+            opened = compress.decompressing_reader(open(self.blob_path(layer.digest), "rb"),
+                                                   compress.codec_of(layer.media_type), _limit(limit))
+        else:
+            opened = layer.open_uncompressed(_limit(limit))
+        with opened as raw:
             reader = _Prefetch(raw, h.update)
             try:
                 layertar.extract(reader, dest, overlay=overlay, lowers=lowers)  # type: ignore[arg-type]

@@ -142,3 +142,16 @@ def test_layer_size_cap_from_the_environment(store_root: Path, monkeypatch: pyte
     with open(busybox_tar, "rb") as f, pytest.raises(ImageFormatError, match="larger than the limit"):
         Store.open().commit_tar(f)
     assert list((store_root / "blobs" / "sha256").iterdir()) == []
+
+
+def test_unpack_checks_the_diff_id(store_root: Path, tmp_path: Path) -> None:
+    store = Store.open()
+    upper = tmp_path / "up"
+    upper.mkdir()
+    (upper / "f").write_bytes(b"A" * 1000)
+    rec = store.commit_dir(upper, compression="uncompressed")
+    blob = store.blob_path(rec.digest)
+    blob.write_bytes(blob.read_bytes().replace(b"A" * 1000, b"B" * 1000))  # same size, other content
+    (tmp_path / "out").mkdir()
+    with pytest.raises(DigestMismatchError, match="not its diff_id"):
+        store.unpack_layer(store.layer(rec), tmp_path / "out")

@@ -55,6 +55,22 @@ def _files(title: str, refs: tuple[FileRef, ...], limit: int) -> list[str]:
     return out
 
 
+def render_layer_files(report: ImageReport, *, top: int = 10) -> str:
+    """Per layer, the files it added, modified and removed (at most `top` of each, largest first)."""
+    lines: list[str] = []
+    for layer in report.layers:
+        lines += ["", f"Layer {layer.index}: {_short(layer.created_by or '-', 90)}"]
+        for title, refs in (("added", layer.added), ("modified", layer.modified), ("removed", layer.removed)):
+            if not refs:
+                continue
+            shown = sorted(refs, key=lambda f: (-f.size, f.path))[:top]
+            lines.append(f"  {title} ({len(refs)}):")
+            lines += [f"    {human_size(f.size):>10}  {f.path}" for f in shown]
+            if len(refs) > top:
+                lines.append(f"    ... {len(refs) - top} more")
+    return "\n".join(lines)
+
+
 def render_table(report: ImageReport, *, top: int = 10, width: int = 60) -> str:
     """The default human output of `pybuild analyze`."""
     head = f"{'#':>3}  {'COMPRESSED':>10}  {'TAR':>10}  {'CONTENT':>10}  {'ADDED':>6}  {'MODIFIED':>8}  " \
@@ -80,4 +96,9 @@ def render_table(report: ImageReport, *, top: int = 10, width: int = 60) -> str:
     ]
     lines += _files("Largest files:", r.largest_files, top)
     lines += _files("Largest wasted copies (stored in the layer shown, hidden later):", r.wasted_files, top)
+    shown = [i for i in r.inefficiencies if i.cumulative_size][:top]
+    if shown:
+        lines += ["", "Inefficient paths (dive: recorded in several layers; total of all copies):"]
+        lines += [f"  {human_size(i.cumulative_size):>10}  {len(i.layers)} copies (layers "
+                  f"{', '.join(map(str, i.layers))})  {i.path}" for i in shown]
     return "\n".join(lines)

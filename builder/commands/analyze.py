@@ -22,6 +22,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-files", action="store_true", help="with --json: counts instead of per-layer file lists")
     p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report")
     p.add_argument("--top", type=int, default=10, metavar="N", help="largest files shown (default 10)")
+    p.add_argument("--files", action="store_true", help="also list each layer's added, modified and removed files")
     p.add_argument("--base-layers", type=int, default=1, metavar="N",
                    help="layers that belong to the base image, not counted as the user's (default 1, as dive)")
     p.add_argument("--build", metavar="BUILD",
@@ -55,6 +56,10 @@ def run(args: argparse.Namespace) -> int:
         from builder.analyze_report import render_table
 
         print(render_table(report, top=args.top))
+        if args.files:
+            from builder.analyze_report import render_layer_files
+
+            print(render_layer_files(report, top=args.top))
     if limits is None:
         return 0
     from builder.analyze_ci import evaluate, render

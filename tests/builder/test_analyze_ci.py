@@ -10,7 +10,7 @@ import pytest
 from builder.analyze_ci import (ConfigError, Thresholds, evaluate, load_config, parse_bytes, parse_ratio,
                                 parse_yaml_subset, render, thresholds)
 from builder.analyze_layers import analyze_layers
-from builder.analyze_report import dumps, human_size, render_table
+from builder.analyze_report import dumps, human_size, render_layer_files, render_table
 from tests.builder.analyze_fixtures import sources
 from tests.builder.test_analyze_layers import NGINX
 
@@ -93,6 +93,13 @@ def test_table_shows_every_layer_and_both_families_of_figures() -> None:
     assert "Wasted bytes (corrected):     10.0 kB (10000 bytes" in text
     assert "A user could save:            5.0 kB (5000 bytes, 33.33 %" in text
     assert "10.0 kB  layer 1   /etc/athing" in text
+    assert "     7.0 kB  2 copies (layers 0, 1)  /etc/nginx/nginx.conf" in text
+
+
+def test_layer_file_lists() -> None:
+    text = render_layer_files(REPORT, top=1)
+    assert "Layer 0: FROM base\n  added (2):\n        3.0 kB  /etc/nginx/public\n    ... 1 more" in text
+    assert "Layer 2: RUN rm -rf /etc/nginx\n  removed (1):\n        8.0 kB  /etc/nginx" in text
 
 
 def test_json_round_trips_every_number() -> None:

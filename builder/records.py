@@ -8,71 +8,92 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 RECORD_VERSION = 1
 
 
-@dataclass(slots=True)
-class StepRecord:
-    """One step of a build: its key, whether the cache had it and why not, and what it cost."""
+class _Record:
+    """A plain record: fields with defaults, set by position or name (no dataclasses import: the
+    no-op rebuild writes a record and must start fast)."""
 
-    id: int  # the progress number (#5)
-    stage: str
-    stage_index: int
-    index: int  # 1-based position in its stage
-    count: int  # steps in the stage
-    instruction: str
-    line: int
-    end_line: int
-    kind: str  # FROM | RUN | COPY | ADD | WORKDIR | CONFIG
-    key: str = ""
-    key_parts: list[list[Any]] = field(default_factory=list)
-    cache: str = "miss"  # hit | miss | none (config-only step, nothing to cache)
-    reason: str = ""  # for a miss: "no cache entry", "--no-cache", "--no-cache-filter", ...
-    duration: float = 0.0
-    cpu_seconds: float = 0.0
-    memory_peak_bytes: int = 0
-    output_bytes: int = 0
-    layer: dict[str, Any] | None = None  # diff_id, digest, size, media_type
-    empty_layer: bool = True
-    error: str = ""
-    started: float = 0.0  # epoch seconds when the step began (parallel stages overlap)
+    FIELDS: tuple[tuple[str, Any], ...] = ()
+    __slots__ = ()
 
-
-@dataclass(slots=True)
-class BuildRecord:
-    """A whole build: inputs, result and steps."""
-
-    id: str
-    started: float
-    dockerfile: str
-    dockerfile_digest: str
-    context: str
-    target: str = ""
-    tags: list[str] = field(default_factory=list)
-    build_args: dict[str, str] = field(default_factory=dict)
-    platform: str = ""
-    status: str = "running"  # ok | failed | cancelled
-    error: str = ""
-    finished: float = 0.0
-    duration: float = 0.0
-    image_id: str = ""
-    manifest_digest: str = ""
-    steps: list[StepRecord] = field(default_factory=list)
-    version: int = RECORD_VERSION
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        names = [n for n, _ in self.FIELDS]
+        if len(args) > len(names):
+            raise TypeError(f"{type(self).__name__} takes at most {len(names)} arguments")
+        values = dict(zip(names, args))
+        for key, value in kwargs.items():
+            if key not in names or key in values:
+                raise TypeError(f"{type(self).__name__}: unexpected or repeated field {key!r}")
+            values[key] = value
+        for name, default in self.FIELDS:
+            if name not in values and default is _REQUIRED:
+                raise TypeError(f"{type(self).__name__}: missing field {name!r}")
+            value = values.get(name, default)
+            object.__setattr__(self, name, list(value) if isinstance(value, list) else
+                               dict(value) if isinstance(value, dict) else value)
 
     def as_json(self) -> dict[str, Any]:
-        return asdict(self)
+        out = {}
+        for name, _ in self.FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, list):
+                value = [v.as_json() if isinstance(v, _Record) else v for v in value]
+            out[name] = value
+        return out
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self.as_json() == other.as_json()  # type: ignore[union-attr]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{n}={getattr(self, n)!r}' for n, _ in self.FIELDS)})"
+
+
+_REQUIRED: Any = object()
+
+
+class StepRecord(_Record):
+    """One step of a build: its key, whether the cache had it and why not, and what it cost."""
+
+    FIELDS = (
+        ("id", _REQUIRED),  # the progress number (#5)
+        ("stage", _REQUIRED), ("stage_index", _REQUIRED),
+        ("index", _REQUIRED),  # 1-based position in its stage
+        ("count", _REQUIRED),  # steps in the stage
+        ("instruction", _REQUIRED), ("line", _REQUIRED), ("end_line", _REQUIRED),
+        ("kind", _REQUIRED),  # FROM | RUN | COPY | ADD | WORKDIR
+        ("key", ""), ("key_parts", []),
+        ("cache", "miss"),  # hit | miss
+        ("reason", ""),  # for a miss: "no cache entry", "--no-cache", "--no-cache-filter", "cancelled"
+        ("duration", 0.0), ("cpu_seconds", 0.0), ("memory_peak_bytes", 0), ("output_bytes", 0),
+        ("layer", None),  # diff_id, digest, size, media_type
+        ("empty_layer", True), ("error", ""),
+        ("started", 0.0),  # epoch seconds when the step began (parallel stages overlap)
+    )
+    __slots__ = tuple(n for n, _ in FIELDS)
+
+
+class BuildRecord(_Record):
+    """A whole build: inputs, result and steps."""
+
+    FIELDS = (
+        ("id", _REQUIRED), ("started", _REQUIRED), ("dockerfile", _REQUIRED), ("dockerfile_digest", _REQUIRED),
+        ("context", _REQUIRED), ("target", ""), ("tags", []), ("build_args", {}), ("platform", ""),
+        ("status", "running"),  # ok | failed | cancelled
+        ("error", ""), ("finished", 0.0), ("duration", 0.0), ("image_id", ""), ("manifest_digest", ""),
+        ("steps", []), ("version", RECORD_VERSION),
+    )
+    __slots__ = tuple(n for n, _ in FIELDS)
 
 
 def new_build_id() -> str:
     """Sortable by time: `YYYYmmddTHHMMSS-<8 hex>`."""
-    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + secrets.token_hex(4)
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + os.urandom(4).hex()
 
 
 def records_dir(root: str | os.PathLike[str]) -> Path:

@@ -256,8 +256,6 @@ def _build(args: argparse.Namespace, store: Any, ctx: Any, df: Any, build_args: 
 def _save_memo(store: Any, key: str, args: argparse.Namespace, images: dict[tuple[str, str], Any], solver: Any,
                record: Any, warnings: list[str]) -> None:
     """Remember this build's inputs so that an identical rebuild skips parsing and solving."""
-    from dataclasses import asdict
-
     from builder import memo
     from builder.errors import BuildError
     from builder.store import normalize_tag
@@ -276,7 +274,7 @@ def _save_memo(store: Any, key: str, args: argparse.Namespace, images: dict[tupl
         "manifest_digest": record.manifest_digest, "tags": [normalize_tag(t) for t in args.tag],
         "cli_tags": list(args.tag), "warnings": warnings,
         "platform": record.platform, "names": {str(k): v for k, v in solver.names.items()},
-        "steps": [{k: v for k, v in asdict(s).items()} for s in record.steps]})
+        "steps": [s.as_json() for s in record.steps]})
 
 
 def _report_result(args: argparse.Namespace, image_id: str, manifest_digest: str, build_id: str,

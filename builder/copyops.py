@@ -30,7 +30,7 @@ labels. Docker semantics kept here: a directory source copies its contents; a de
 sources need such a directory; files keep their mode and mtime, are owned 0:0 unless `--chown`;
 parent directories that do not exist are created 0755 (owned by the `--chown` owner, as BuildKit
 does); ADD unpacks local tar archives (gzip, bzip2, xz, zstd or none) but never URLs; a URL is
-saved 0600 with the mtime of its Last-Modified header; heredoc files are 0644. `--link` writes
+saved 0600 with the mtime of its Last-Modified header; heredoc files are 0664 (as BuildKit). `--link` writes
 the same files but never looks at the target (the layer is independent of its parent).
 """
 
@@ -81,7 +81,7 @@ class HeredocSource:
 
     name: str
     content: bytes
-    mode: int = 0o644
+    mode: int = 0o664  # what BuildKit's Dockerfile frontend gives an inline document
 
 
 @dataclass(frozen=True)
@@ -231,8 +231,11 @@ class _Writer:
         return os.path.join(self.layer, *split_path(rel))
 
     def is_dir(self, rel: str) -> bool:
-        if os.path.isdir(self.host(rel)) and not os.path.islink(self.host(rel)):
-            return True
+        try:
+            if stat.S_ISDIR(os.lstat(self.host(rel)).st_mode):
+                return True
+        except (FileNotFoundError, NotADirectoryError):
+            pass
         return self.target is not None and self.target.is_dir(rel)
 
     def resolve(self, rel: str) -> str:

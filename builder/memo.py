@@ -21,16 +21,25 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-_CODE_DIRS = (Path(__file__).parent, Path(__file__).parent.parent / "grammar")
+_HERE = Path(__file__).parent
+# The code a build's result depends on: the grammar, conversion, solving, steps, file ops and layers.
+_CODE = [_HERE / n for n in ("convert.py", "graph.py", "solver.py", "steps.py", "cache.py", "context.py",
+                              "copyops.py", "fsview.py", "dockerignore.py", "memo.py", "dockerfile_cache.py",
+                              "store.py", "commands/build.py", "oci/layertar.py", "oci/model.py", "oci/image.py")]
+_CODE_DIRS = (_HERE.parent / "grammar", _HERE.parent / "runtime")
 
 
 def _code_stamp() -> str:
-    parts = []
+    paths = list(_CODE)
     for d in _CODE_DIRS:
-        for entry in sorted(os.scandir(d), key=lambda e: e.name):
-            if entry.name.endswith((".py", ".lark")):
-                st = entry.stat()
-                parts.append(f"{entry.name}:{st.st_size}:{st.st_mtime_ns}")
+        paths += sorted(Path(e.path) for e in os.scandir(d) if e.name.endswith((".py", ".lark")))
+    parts = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        parts.append(f"{path.name}:{st.st_size}:{st.st_mtime_ns}")
     return "\n".join(parts)
 
 

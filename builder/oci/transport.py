@@ -3,8 +3,8 @@
 Only `http.client` from the standard library: a registry speaks plain HTTP/1.1 and the bodies we
 move are streamed files, so a small pool of persistent connections per host is all we need.
 
-Which scheme a host gets (`https` unless it is `localhost`, a loopback address or listed as
-insecure) and which CA certificates it trusts (Docker's `certs.d/HOST[:PORT]/*.crt`, plus
+Whether a host may use plain http (loopback addresses and insecure registries; the registry
+client decides by asking) and which CA certificates it trusts (Docker's `certs.d/HOST[:PORT]/*.crt`, plus
 `client.cert`/`client.key` for TLS client auth) are decided by `RegistryOptions`.
 """
 

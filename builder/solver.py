@@ -24,6 +24,7 @@ from builder.errors import BuildError, StepError
 from builder.graph import BuildGraph, ConfigChange, Exec, FileCopy, ImageSource, Mkdir, Node, Scratch, Stage, StageRef
 from builder.progress import Progress
 from builder.records import BuildRecord, StepRecord
+from runtime.errors import SandboxError
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,10 +197,10 @@ class Solver:
             if cancelled:
                 rec.reason = "cancelled"
             self.progress.error(sid, "cancelled" if cancelled else rec.error)
-            if isinstance(exc, (BuildError, KeyboardInterrupt)) and not isinstance(exc, StepError) \
-                    and not isinstance(exc, Cancelled) and isinstance(exc, BuildError):
-                raise StepError(exc.message, filename=node.origin.filename, line=node.origin.line,
-                                column=node.origin.column, source_line=node.origin.text,
+            if isinstance(exc, (BuildError, SandboxError)) and not isinstance(exc, (StepError, Cancelled)):
+                where = f"{node.origin.filename}:{node.origin.line}: "
+                raise StepError(exc.message.removeprefix(where), filename=node.origin.filename,
+                                line=node.origin.line, column=node.origin.column, source_line=node.origin.text,
                                 hint=exc.hint) from exc
             raise
         rec.duration = round(time.monotonic() - t0, 6)

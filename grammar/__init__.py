@@ -5,8 +5,9 @@
 `parse` follows Docker's parser (BuildKit `frontend/dockerfile/parser`) plus the checks Docker
 runs when it turns the parse tree into instructions (flags, argument counts, ONBUILD triggers),
 except that an unknown instruction is kept as `ast.Unknown`; `check_instructions` rejects those
-with a located error, as `docker build` does. Importing this package is cheap: lark is imported
-only when text is parsed, and `grammar.ast` objects pickle (the builder caches them).
+with a located error, as `docker build` does. Importing this package is cheap and parsing does
+not import Lark: the LALR tables Lark compiles from grammar/dockerfile.lark are committed in
+grammar/_tables.py (see grammar/tables.py). `grammar.ast` objects pickle (the builder caches them).
 
 Errors (all `ValueError`s, see `grammar.errors`): DockerfileError, DockerfileSyntaxError,
 InstructionError, UnknownInstructionError, InvalidFlagError, ExpansionError.

@@ -1,4 +1,4 @@
-"""The line scanner that feeds the LALR grammar (grammar/dockerfile.lark) its tokens.
+"""The line scanner that feeds the LALR parser (grammar/dockerfile.lark) its tokens.
 
 Dockerfile lexing depends on state the grammar cannot carry: the escape character chosen by a
 directive, continuation lines (with comment and blank lines inside them), and heredoc bodies
@@ -24,9 +24,6 @@ import bisect
 import re
 from typing import Iterator
 
-from lark import Token
-from lark.lexer import Lexer as LarkLexer
-
 from grammar import ast
 from grammar.directives import DirectiveParser
 from grammar.errors import DockerfileSyntaxError, ExpansionError
@@ -51,10 +48,10 @@ _HEREDOC_KEYWORDS = ("run", "copy", "add")
 _GO_SPACE = "\t\n\v\f\r \x85\xa0"
 
 
-class Tok(Token):
-    """A lark Token with a payload (decoded JSON, a key/value pair, a heredoc, a Span)."""
+class Tok(str):
+    """A token: its text, grammar terminal name, position and payload (decoded JSON, words, ...)."""
 
-    __slots__ = ("data",)
+    __slots__ = ("type", "value", "line", "column", "data")
 
 
 class Span:
@@ -119,18 +116,6 @@ def _continuation(escape: str) -> re.Pattern[str]:
 
 
 _CONT = {"\\": _continuation("\\"), "`": _continuation("`")}
-
-
-class DockerfileLexer(LarkLexer):
-    """A lark lexer: `lex` receives a `Source` (not a str) and yields `Tok`s."""
-
-    def __init__(self, lexer_conf: object) -> None:
-        pass
-
-    def lex(self, data) -> Iterator[Token]:  # type: ignore[override]
-        while not isinstance(data, Source):  # lark may wrap the input (TextSlice)
-            data = data.text
-        return scan(data)
 
 
 def scan(src: Source) -> Iterator[Tok]:
@@ -227,10 +212,8 @@ def _trim_continuation(line: str, cont: re.Pattern[str]) -> tuple[str, bool]:
 
 
 def _tok(type_: str, value: str, line: int, col: int, data: object = None) -> Tok:
-    # str.__new__ + slot stores: several times faster than Token(...) on this hot path
     t = str.__new__(Tok, value)
-    t.type, t.value, t.start_pos, t.line, t.column = type_, value, 0, line, col
-    t.end_line, t.end_column, t.end_pos, t.data = line, col, 0, data
+    t.type, t.value, t.line, t.column, t.data = type_, value, line, col, data
     return t
 
 

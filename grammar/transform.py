@@ -7,9 +7,6 @@ whole pipeline: scan, parse, group into stages, and turn every failure into a lo
 
 from __future__ import annotations
 
-from lark import Transformer
-from lark.exceptions import UnexpectedInput, UnexpectedToken
-
 from grammar import ast
 from grammar.errors import (
     DockerfileError,
@@ -30,6 +27,7 @@ from grammar.flags import (
 from grammar.heredoc import parse_opener
 from grammar.lexer import KEYWORDS, Source, Span, Tok, scan
 from grammar.lineparsers import go_strip
+from grammar.parser import ParseError, get_parser
 
 
 class Located(Exception):
@@ -94,7 +92,7 @@ def _heredocs(rest: list) -> tuple[list, tuple[ast.Heredoc, ...]]:
     return rest, ()
 
 
-class ToAst(Transformer):
+class ToAst:
     """One callback per grammar rule; each returns an `ast` instruction."""
 
     def start(self, children: list) -> list:
@@ -273,7 +271,7 @@ _NEEDS_ONE = {"env", "label", "arg", "expose", "volume", "onbuild", "healthcheck
 _EXACTLY_ONE = {"user", "workdir", "stopsignal", "maintainer"}
 
 
-def _explain(exc: UnexpectedToken, src: Source) -> DockerfileError:
+def _explain(exc: ParseError, src: Source) -> DockerfileError:
     tok = exc.token
     keywords = [t for t in getattr(src, "current", []) if isinstance(t, Tok)]
     kw = keywords[-1] if keywords else tok
@@ -312,20 +310,13 @@ def _explain(exc: UnexpectedToken, src: Source) -> DockerfileError:
 
 def build_dockerfile(text: str, *, filename: str = "Dockerfile") -> ast.Dockerfile:
     """Scan, parse and transform `text`; group the instructions into stages."""
-    from grammar.parser import get_parser
-
     src = Source(text, filename)
     try:
         items = get_parser(ToAst).parse(scan(src))
     except Located as exc:
         raise src.error(exc.cls, exc.message, *exc.where, exc.hint) from None
-    except UnexpectedToken as exc:
-        if isinstance(exc.__context__, Located):
-            loc = exc.__context__
-            raise src.error(loc.cls, loc.message, *loc.where, loc.hint) from None
+    except ParseError as exc:
         raise _explain(exc, src) from None
-    except UnexpectedInput as exc:  # pragma: no cover - the scanner feeds only declared tokens
-        raise src.error(DockerfileSyntaxError, f"syntax error: {exc}", getattr(exc, "line", 0)) from None
     return _assemble(src, items)
 
 

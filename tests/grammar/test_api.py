@@ -29,10 +29,31 @@ def test_import_grammar_and_ast_does_not_import_lark() -> None:
     assert out.stdout.strip() == "False"
 
 
-def test_parse_imports_lark_lazily() -> None:
+def test_parse_does_not_import_lark_when_the_tables_are_current() -> None:
     code = "import grammar, sys; grammar.parse('FROM a\\n'); print('lark' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "True"
+    assert out.stdout.strip() == "False"
+
+
+def test_committed_tables_are_what_lark_builds_from_the_grammar() -> None:
+    from grammar import tables
+    from grammar._tables import TABLES
+
+    assert tables.canonical(TABLES) == tables.canonical(tables.build()), \
+        "grammar changed: run python3 -m grammar.tables"
+
+
+def test_stale_tables_are_rebuilt_with_lark(monkeypatch: pytest.MonkeyPatch) -> None:
+    from grammar import parser, tables
+    from grammar._tables import TABLES
+
+    monkeypatch.setattr(tables, "grammar_sha", lambda: "0" * 64)
+    parser.load_tables.cache_clear()
+    try:
+        built = parser.load_tables()
+        assert built is not TABLES and tables.canonical(built)[1:] == tables.canonical(TABLES)[1:]
+    finally:
+        parser.load_tables.cache_clear()
 
 
 SAMPLE = """\

@@ -283,3 +283,24 @@ def test_ctrl_c_mid_pull_leaves_store_clean(busybox_store: Path, registry: Regis
     assert not list((fresh / "tmp").iterdir()) and not store.tags()
     for blob in (fresh / "blobs" / "sha256").iterdir():  # whatever landed is whole and verified
         assert Digest.of(blob.read_bytes()) == "sha256:" + blob.name
+
+
+@requires_root
+def test_build_pull_flag_refreshes_a_moved_tag(busybox_store: Path, registry: Registry, tmp_path: Path) -> None:
+    name = _ref(registry)
+    first = _unique_image(busybox_store, tmp_path, "a:1")
+    second = _unique_image(busybox_store, tmp_path, "b:1")
+    store = Store.open(busybox_store)
+    push(store, "a:1", parse_reference(name), options=FAST)
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {name}\nRUN echo child > /child\n")
+    env = {"PYBUILD_ROOT": str(tmp_path / "builder")}
+    pybuild("build", "-t", "child:1", str(ctx), env=env)
+    push(store, "b:1", parse_reference(name), options=FAST)  # the tag moves in the registry
+    pybuild("build", "-t", "child:1", str(ctx), env=env)
+    local = Store.open(tmp_path / "builder")
+    assert local.resolve(name).id == first  # without --pull the local base is used
+    pybuild("build", "--pull", "-t", "child:1", str(ctx), env=env)
+    assert local.resolve(name).id == second
+    assert local.resolve("child:1").config().diff_ids[:-1] == local.resolve(name).config().diff_ids

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable
 
 from builder.analyze_report import human_size
 from builder.analyze_tree import DIR, OPAQUE, WHITEOUT, CountingReader, read_entries
@@ -62,12 +62,17 @@ class ImageDiff:
 
 def final_files(image: "Image") -> dict[str, FileState]:
     """The image's final filesystem: path (no leading slash) -> FileState (directories included)."""
+    return final_state([(layer.open_uncompressed, f"layer {i} ({layer.digest})") for i, layer in
+                        enumerate(image.layers())])
+
+
+def final_state(layers: list[tuple[Callable[[], BinaryIO], str]]) -> dict[str, FileState]:
+    """The filesystem that uncompressed layer tars (openers, lowest first) stack up to."""
     files: dict[str, FileState] = {}
-    for index, layer in enumerate(image.layers()):
-        raw = layer.open_uncompressed()
+    for open_layer, where in layers:
+        raw = open_layer()
         try:
-            entries = list(read_entries(CountingReader(raw), where=f"layer {index} ({layer.digest})",  # type: ignore[arg-type]
-                                        digests=True))
+            entries = list(read_entries(CountingReader(raw), where=where, digests=True))  # type: ignore[arg-type]
         finally:
             raw.close()
         for e in entries:  # whiteouts and opaque dirs hide the layers below, not this one
@@ -78,8 +83,12 @@ def final_files(image: "Image") -> dict[str, FileState]:
         for e in entries:
             if e.kind in (WHITEOUT, OPAQUE):
                 continue
-            old = files.get(e.path)
-            if old is not None and old.kind == DIR and e.kind != DIR:
+            parts = e.path.split("/")
+            for i in range(1, len(parts)):  # a non-directory where a parent directory must be goes
+                up = "/".join(parts[:i])
+                if up in files and files[up].kind != DIR:
+                    del files[up]
+            if e.kind != DIR:  # a non-directory replaces whatever was there, children included
                 for p in [p for p in files if p.startswith(e.path + "/")]:
                     del files[p]
             files[e.path] = FileState(e.kind, e.size, e.linkname, e.digest)

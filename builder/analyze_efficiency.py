@@ -88,9 +88,8 @@ class DiveTally:
             if e is not None and e.kind == WHITEOUT:
                 continue
             parent = self._tree.parent(key, create=True, layer=index)
-            assert parent is not None
-            if parent.children is None:
-                parent.children = {}
+            assert parent is not None and parent.children is not None
+            self._tree.displaced.clear()  # only the real tree accounts for what a new directory hides
             name = key.rsplit("/", 1)[-1]
             node = parent.children.get(name)
             kind = e.kind if e is not None else IMPLICIT

@@ -145,9 +145,9 @@ class _Pass:
             if e.kind in (OPAQUE, WHITEOUT):
                 continue
             parent = self.tree.parent(e.path, create=True, layer=index)
-            assert parent is not None
-            if parent.children is None:  # a non-directory below became a parent: it turns into one
-                parent.children = {}
+            assert parent is not None and parent.children is not None
+            while self.tree.displaced:  # a file where this path needs a directory: hidden now
+                self._waste(*self.tree.displaced.pop())
             name = e.path.rsplit("/", 1)[-1]
             old = parent.children.get(name)
             if e.kind == DIR:

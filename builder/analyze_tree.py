@@ -230,11 +230,13 @@ class Tree:
     """A stacked filesystem of sizes. `get`, `put` and `remove` take relative paths.
 
     Directory lookups are memoised; whoever detaches or replaces a node that may have children
-    calls `forget()` (`remove` does it itself)."""
+    calls `forget()` (`remove` does it itself). A non-directory in the way of a new path is replaced
+    by a directory and listed in `displaced`, for the caller to account."""
 
     def __init__(self) -> None:
         self.root = Node(0, DIR, -1)
         self._dirs: dict[str, Node] = {"": self.root}
+        self.displaced: list[tuple[str, Node]] = []  # non-directories that `parent` replaced by one
 
     def forget(self) -> None:
         self._dirs = {"": self.root}
@@ -256,23 +258,21 @@ class Tree:
         node = self._dirs.get(head)
         if node is not None:
             return node
-        node = self.root
+        node, at = self.root, ""
         for name in head.split("/"):
             children = node.children
             if children is None:
-                if not create:
-                    return None
-                node.children = children = {}
+                return None
+            at = f"{at}/{name}" if at else name
             nxt = children.get(name)
-            if nxt is None:
+            if nxt is None or nxt.children is None:
                 if not create:
-                    return None
+                    return nxt if nxt is not None and at == head else None
+                if nxt is not None:  # a non-directory where a directory must be: it is replaced
+                    self.displaced.append((at, nxt))
                 nxt = children[name] = Node(0, DIR, layer)
             node = nxt
-        if create and node.children is None:
-            node.children = {}  # a non-directory below becomes a parent: it turns into one
-        if node.children is not None:
-            self._dirs[head] = node
+        self._dirs[head] = node
         return node
 
     def remove(self, path: str) -> Node | None:

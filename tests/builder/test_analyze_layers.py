@@ -6,7 +6,10 @@ import io
 import tarfile
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from builder.analyze_diff import final_state
 from builder.analyze_layers import FileRef, LayerSource, analyze_layers
 from builder.analyze_tree import normalize, read_entries
 from builder.errors import ImageFormatError
@@ -186,3 +189,34 @@ def test_paths_reappear_after_a_deleted_or_emptied_directory() -> None:
                                [("a/b/c", 2)]))
     assert r.final_size_bytes == 2 and r.wasted_bytes == 6 and r.layers[2].added == (FileRef("/a/b/c", 2, 2),)
     assert [f.path for f in r.largest_files] == ["/a/b/c"]
+
+
+PATHS = ["a", "a/x", "a/y", "a/b", "a/b/z", "c", "c/w"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.sampled_from(["file", "dir", "whiteout", "opaque"]), st.sampled_from(PATHS),
+                                   st.integers(0, 50)), max_size=6), min_size=1, max_size=4))
+def test_engine_agrees_with_a_plain_model_of_the_final_filesystem(layers: list) -> None:
+    """Random layer stacks: the engine's final size, and total = final + wasted, against diff's
+    independent dict-based model of the stacked filesystem."""
+    tars = []
+    for ops in layers:
+        members: list = []
+        for kind, path, size in ops:
+            parent = path.rpartition("/")[0]
+            if kind == "file":
+                members.append((path, size))
+            elif kind == "dir":
+                members.append(path + "/")
+            elif kind == "whiteout":
+                members.append(((parent + "/" if parent else "") + ".wh." + path.rpartition("/")[2], 0))
+            else:
+                members.append((path + "/.wh..wh..opq", 0))
+        tars.append(layer_tar(members))
+    r = analyze_layers([LayerSource(open=lambda t=t: io.BytesIO(t)) for t in tars])
+    model = final_state([(lambda t=t: io.BytesIO(t), "t") for t in tars])
+    assert r.final_size_bytes == sum(f.size for f in model.values() if f.kind == "file")
+    assert r.size_bytes == r.final_size_bytes + r.wasted_bytes == sum(l.content_size for l in r.layers)
+    assert sum(l.wasted_bytes for l in r.layers) == r.wasted_bytes
+    assert 0.0 <= r.dive_efficiency <= 1.0

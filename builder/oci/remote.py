@@ -216,13 +216,18 @@ def pull(store: Store, ref: Reference, *, platform: Platform | None = None, opti
     client = client_for(ref.registry, options)
     want = platform or host_platform()
     with store.lease():
-        data, media_type, _digest, top = _fetch_manifest(client, ref, want)
+        data, media_type, digest, top = _fetch_manifest(client, ref, want)
         manifest = Manifest.from_json(data)
         if manifest.config.media_type not in _CONFIG_TYPES:
             raise RegistryError(f"{ref.familiar()} is not a container image (config type {manifest.config.media_type})")
         download_to_store(store, client, ref.repository, manifest.config)
         config_bytes = store.read_blob(manifest.config.digest)
         config = ImageConfig.from_json(config_bytes)
+        if top == digest and not _platform_matches(config.platform, want):  # a single-platform image
+            if platform is not None:
+                raise RegistryError(f"{ref.familiar()} is for {config.platform}, not the requested {want}",
+                                    hint="pull without --platform, or choose an image built for it")
+            progress.info(f"WARNING: {ref.familiar()} is for {config.platform}, not this machine's {want}")
         if len(config.diff_ids) != len(manifest.layers):
             raise ImageFormatError(f"{ref.familiar()}: the config lists {len(config.diff_ids)} layers, "
                                    f"the manifest {len(manifest.layers)}")
@@ -309,7 +314,8 @@ def ensure_image(store: Store, ref: str, platform: Platform | str | None = None,
         if local is not None and (platform is None or _platform_matches(local.config().platform, want)):
             return local
     try:
-        return pull(store, parsed, platform=want, options=options, progress=progress, step=step).image
+        return pull(store, parsed, platform=want if platform is not None else None, options=options,
+                    progress=progress, step=step).image
     except RegistryError as exc:
         if exc.status == 404 or "MANIFEST_UNKNOWN" in exc.codes or "NAME_UNKNOWN" in exc.codes:
             raise RegistryError(f"image {ref!r} is not in the store and {parsed.registry} does not have it: {exc.message}",

@@ -221,6 +221,10 @@ def test_pull_multiarch_index_pushed_by_skopeo(busybox_store: Path, registry: Re
     with pytest.raises(RegistryError, match="no image for platform linux/s390x .*linux/amd64, linux/arm64/v8"):
         pull(fresh, ref, platform=Platform("linux", "s390x"), options=FAST)
     assert host_platform().os == "linux"
+    single = parse_reference(_ref(registry))  # one platform manifest pushed on its own
+    push(fresh, arm.image.id, single, options=FAST)
+    with pytest.raises(RegistryError, match="is for linux/arm64/v8, not the requested linux/amd64"):
+        pull(Store.open(tmp_path / "other"), single, platform=Platform("linux", "amd64"), options=FAST)
 
 
 @requires_root

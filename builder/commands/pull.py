@@ -34,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
     before = {r.id for r in store.images()}
     progress = make_progress("quiet" if args.quiet else args.progress, sys.stderr)
     try:
-        result = pull(store, ref, platform=parse_platform(args.platform), options=registry_options(args),
+        result = pull(store, ref, platform=parse_platform(args.platform) if args.platform else None,
+                      options=registry_options(args),
                       progress=progress)
     finally:
         progress.close()

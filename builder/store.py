@@ -193,7 +193,7 @@ class _Pipeline:
         self._diff = hashlib.sha256()
         self.tar_size = 0
         self._comp = compress.compressor(codec, blob.write, level)
-        self._q: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
+        self._q: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._work, name="layer-pipeline", daemon=True)
         self._thread.start()
@@ -253,7 +253,7 @@ class _Prefetch:
 
     def __init__(self, raw: IO[bytes], on_chunk: Callable[[bytes], object]) -> None:
         self._raw, self._on_chunk = raw, on_chunk
-        self._q: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
+        self._q: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
         self._buf, self._pos, self._eof = b"", 0, False
         self._error: BaseException | None = None
         self._stop = False

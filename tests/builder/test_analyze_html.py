@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from builder.analyze_advice import RebuildCost, Suggestion
-from builder.analyze_html import BAR, WASTE, render_html, timeline
+from builder.analyze_html import BAR, CACHED, RAN, WASTE, render_html, timeline
 from tests.builder.test_analyze_ci import REPORT
 from tests.conftest import requires_tool
 
@@ -117,3 +117,6 @@ def test_chromium_paints_the_chart(page: Path, tmp_path: Path) -> None:
     # bytes wide, each bar as tall as the other; plus a 12x12 legend square of each colour
     assert blue > 2000 and red > 2000
     assert abs(blue - red) / red < 0.05
+    # the waterfall: steps that ran took 1.0 + 4.0 s, the cached one 0.5 s, bars of equal height
+    ran, cached = count(rows, RAN) - 144, count(rows, CACHED) - 144  # minus the 12x12 legend squares
+    assert 8 < ran / cached < 12

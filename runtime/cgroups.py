@@ -97,10 +97,15 @@ class Cgroup:
         if limits.pids is not None:
             _write(self.dirs["pids"] / "pids.max", str(limits.pids))
 
-    @property
-    def procs_files(self) -> list[str]:
-        """The files a process writes "0" to in order to join (done by the container's first process)."""
-        return [str(d / "cgroup.procs") for d in self.dirs.values()]
+    def add(self, pid: int) -> None:
+        """Move a process (and so everything it forks later) into the cgroup; a gone one is ignored."""
+        for d in self.dirs.values():
+            try:
+                (d / "cgroup.procs").write_text(str(pid))
+            except ProcessLookupError:
+                return
+            except OSError as exc:
+                raise CgroupError(f"cannot move process {pid} into {d}: {exc.strerror}") from None
 
     def pids(self) -> list[int]:
         d = next(iter(self.dirs.values()))

@@ -13,14 +13,11 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -89,7 +86,7 @@ class ContainerState:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -152,6 +149,8 @@ class Container:
 
     def start_detached(self, timeout: float = 10.0) -> ContainerState:
         """Start a supervisor process that runs the container and outlives us; wait until it runs."""
+        import subprocess
+
         log = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
         try:
             subprocess.Popen([sys.executable, "-m", "runtime.supervisor", str(self.path)], stdin=subprocess.DEVNULL,
@@ -221,7 +220,7 @@ class Containers:
                 raise SandboxError(f"the container name {name!r} is already in use",
                                    hint="remove that container or pick another --name")
         else:
-            name = f"{random.choice(_ADJECTIVES)}_{random.choice(_NOUNS)}_{cid[:4]}"
+            name = f"{_ADJECTIVES[int(cid[:4], 16) % len(_ADJECTIVES)]}_{_NOUNS[int(cid[4:8], 16) % len(_NOUNS)]}_{cid[:4]}"
         if not process.hostname:
             process = replace(process, hostname=cid[:12])
         config = ContainerConfig(cid, name, image, image_ref, process, tuple(str(p) for p in lower), mounts,
@@ -286,6 +285,8 @@ def format_status(st: ContainerState, now: float | None = None) -> str:
     def ago(when: str) -> str:
         if not when:
             return ""
+        from datetime import datetime
+
         secs = int((now or time.time()) - datetime.fromisoformat(when).timestamp())
         for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
             if secs >= size:

@@ -219,6 +219,12 @@ class _Run:
                     msg = _read_line(sync)
                 if msg.startswith(b"pid "):
                     init_pid = int(msg[4:])
+                    if self.cgroup is not None:  # while the init mounts its root (a v1 join waits for RCU)
+                        self.cgroup.add(init_pid)
+                        try:
+                            os.write(go_w, b"j")
+                        except BrokenPipeError:  # the init failed already; err_r says why
+                            pass
                     if self.on_start:
                         self.on_start(init_pid)
             os.close(go_w)
@@ -371,11 +377,7 @@ def _child_a(run: _Run, parent: int, err_w: int, sync_w: int, go_r: int, status_
         _die_with_parent(parent)
         os.setpgid(0, 0)  # out of the terminal's foreground group: Ctrl-C goes to pybuild only
         _close_fds_except({0, 1, 2, err_w, sync_w, go_r, status_w, *run.child_fds})
-        for path in (run.cgroup.procs_files if run.cgroup else ()):
-            with open(path, "w") as f:
-                f.write("0")
-        flags = (_linux.CLONE_NEWNS | _linux.CLONE_NEWUTS | _linux.CLONE_NEWIPC | _linux.CLONE_NEWPID
-                 | _linux.CLONE_NEWCGROUP)
+        flags = _linux.CLONE_NEWNS | _linux.CLONE_NEWUTS | _linux.CLONE_NEWIPC | _linux.CLONE_NEWPID
         if run.network not in (NetworkMode.HOST, NetworkMode.DEFAULT):
             flags |= _linux.CLONE_NEWNET
         _linux.unshare(flags)
@@ -385,7 +387,7 @@ def _child_a(run: _Run, parent: int, err_w: int, sync_w: int, go_r: int, status_
                 os._exit(125)
         pid_b = os.fork()
         if pid_b == 0:
-            _child_b(run, 0, err_w, status_w)  # its parent lies outside its pid namespace: pid 0
+            _child_b(run, 0, err_w, status_w, go_r)  # its parent lies outside its pid namespace: pid 0
         os.write(sync_w, b"pid %d\n" % pid_b)
         _close_fds_except({0, 1, 2})
         _, wstatus = os.waitpid(pid_b, 0)
@@ -394,11 +396,12 @@ def _child_a(run: _Run, parent: int, err_w: int, sync_w: int, go_r: int, status_
         _fail(err_w, f"cannot create namespaces: {exc}")
 
 
-def _child_b(run: _Run, parent: int, err_w: int, status_w: int) -> None:
-    """PID 1 of the container."""
+def _child_b(run: _Run, parent: int, err_w: int, status_w: int, go_r: int) -> None:
+    """PID 1 of the container. The caller moves it into the cgroup meanwhile; it waits for that
+    before its own cgroup namespace and the process."""
     try:
         _die_with_parent(parent)
-        _close_fds_except({0, 1, 2, err_w, status_w, *run.child_fds})
+        _close_fds_except({0, 1, 2, err_w, status_w, go_r, *run.child_fds})
         p = run.process
         tty_path = run.tty_slave_name if run.tty_master is not None else None
         setup_root(run.scratch / "root", run.scratch, run.rootfs, run.mounts, run.scratch / "etc", tty_path)
@@ -418,6 +421,11 @@ def _child_b(run: _Run, parent: int, err_w: int, status_w: int) -> None:
         if not os.path.isdir(cwd):
             os.makedirs(cwd, 0o755)
         cap_last = int(_read("/proc/sys/kernel/cap_last_cap") or 40)
+        if run.cgroup is not None:
+            if os.read(go_r, 1) != b"j":
+                raise SandboxError("the container was not moved into its cgroup")
+            _linux.unshare(_linux.CLONE_NEWCGROUP)
+        os.close(go_r)
     except SandboxError as exc:
         _fail(err_w, exc.message)
     except OSError as exc:

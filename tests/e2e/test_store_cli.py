@@ -95,3 +95,14 @@ def test_load_a_layout_directory_made_by_skopeo(store_root: Path, busybox_tar: P
                    check=True, capture_output=True)
     out = pybuild("load", "-i", str(tmp_path / "layout"), env={"PYBUILD_ROOT": str(tmp_path / "s2")}).stdout
     assert "Loaded image" in out
+
+
+def test_import_with_changes(store_root: Path, busybox_tar: Path) -> None:
+    pybuild("import", "-c", 'CMD ["sh", "-c", "echo hi"]', "-c", "ENV A=1", "-c", "EXPOSE 80", "-c", "USER 33",
+            str(busybox_tar), "changed")
+    [doc] = json.loads(pybuild("inspect", "changed").stdout)
+    assert doc["Config"] == {"Cmd": ["sh", "-c", "echo hi"], "Env": ["A=1"], "ExposedPorts": {"80/tcp": {}},
+                             "User": "33"}
+    proc = pybuild("import", "-c", "RUN rm -rf /", str(busybox_tar), "bad", check=False)
+    assert proc.returncode == 1 and "unsupported --change" in proc.stderr
+    assert len(list((store_root / "blobs" / "sha256").iterdir())) == 3  # only the first image's blobs

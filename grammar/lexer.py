@@ -63,7 +63,7 @@ class Span:
         self.start_line, self.start_col = start_line, start_col
         self.end_line = self.end_col = 0
         self.raw = ""
-        self.head: Tok | None = None  # the keyword token of the (outer) instruction
+        self.head = 0  # id() of the outer instruction's keyword token (no reference cycle)
         self.offsets: list[int] = []  # logical offset where each physical segment starts
         self.places: list[tuple[int, int]] = []  # (line, col) of that offset
 
@@ -237,7 +237,7 @@ def _instruction(src: Source, line: str, base: int, span: Span, escape: str) -> 
     lead = len(line) - len(go_lstrip(line))
     out = [tok(kind, cmd, lead, span)]
     if base == 0:
-        span.head = out[0]
+        span.head = id(out[0])
     if flags:
         out.append(tok("FLAGS", flags[0][0], flags[0][1], [(f, *at(base + o)) for f, o in flags]))
     heredocs = False

@@ -145,6 +145,9 @@ def extract_builder_flags(line: str) -> tuple[int, list[tuple[str, int]]]:
 
 
 _SPECIAL_FLAG_CHARS = re.compile(r"[\\'\"\x1c-\x1f]")
+_QUOTES = re.compile(r"['\"\x1c-\x1f]")
+_QUOTED_WORD = re.compile(r"""(?:[^ \t\n\v\f\r'"]+|'[^']*'|"[^"]*")+""")
+_QUOTED_WORDS = re.compile(r"""[ \t\n\v\f\r]*(?:(?:[^ \t\n\v\f\r'"]+|'[^']*'|"[^"]*")+[ \t\n\v\f\r]*)*""")
 _ASCII_WORD = re.compile(r"[ \t\n\v\f\r]*([^ \t\n\v\f\r]+)")
 
 
@@ -167,8 +170,11 @@ def _simple_flags(line: str) -> tuple[int, list[tuple[str, int]]]:
 
 def parse_words(rest: str, escape: str) -> list[str]:
     """parseWords: split on whitespace outside quotes, keeping quotes and escapes in the words."""
-    if rest.isascii() and escape not in rest and not _SPECIAL_FLAG_CHARS.search(rest):
-        return rest.split()
+    if rest.isascii() and escape not in rest:
+        if not _QUOTES.search(rest):
+            return rest.split()
+        if _QUOTED_WORDS.fullmatch(rest):  # balanced quotes, no escapes: quotes stay in words
+            return _QUOTED_WORD.findall(rest)
     words: list[str] = []
     n = len(rest)
     in_spaces, in_word, in_quote = 0, 1, 2

@@ -175,17 +175,17 @@ def parse_chmod(spec: str) -> Chmod:
 
 
 def resolve_owner(spec: str, target: ViewLike | None) -> tuple[int, int]:
-    """`--chown` "user", "user:group", numeric or names from the target's /etc/passwd, /etc/group."""
+    """`--chown` "user", "user:group", numeric or names from the target's /etc/passwd, /etc/group.
+
+    A name alone takes its primary group from passwd; a bare UID takes the same number as GID."""
     view = _view(target)
     user, _, group = spec.partition(":")
     if not user:
         raise BuildError(f"invalid --chown={spec}: missing user")
-    passwd = _read_db(view, "etc/passwd")
     if user.isdigit():
-        uid = int(user)
-        gid = next((int(f[3]) for f in passwd if len(f) > 3 and f[2] == user), uid) if not group else 0
+        uid = gid = int(user)  # a bare UID means the same GID (Docker's rule, whatever passwd says)
     else:
-        entry = next((f for f in passwd if f[0] == user and len(f) > 3), None)
+        entry = next((f for f in _read_db(view, "etc/passwd") if f[0] == user and len(f) > 3), None)
         if entry is None:
             raise BuildError(f"unable to find user {user}: no matching entries in passwd file")
         uid, gid = int(entry[2]), int(entry[3])

@@ -139,7 +139,8 @@ def test_link_never_looks_at_the_target(src: Path, layer: Path, target: Path) ->
 
 
 @pytest.mark.parametrize(("spec", "ids"), [("app", (1001, 1002)), ("app:staff", (1001, 50)), ("10", (10, 10)),
-                                           ("10:20", (10, 20)), ("app:7", (1001, 7)), ("0:app", (0, 1002))])
+                                           ("10:20", (10, 20)), ("app:7", (1001, 7)), ("0:app", (0, 1002)),
+                                           ("1001", (1001, 1001)), ("app:", (1001, 1002))])
 def test_resolve_owner(target: Path, spec: str, ids: tuple[int, int]) -> None:
     assert resolve_owner(spec, target) == ids
 

@@ -30,7 +30,7 @@ labels. Docker semantics kept here: a directory source copies its contents; a de
 sources need such a directory; files keep their mode and mtime, are owned 0:0 unless `--chown`;
 parent directories that do not exist are created 0755 (owned by the `--chown` owner, as BuildKit
 does); ADD unpacks local tar archives (gzip, bzip2, xz, zstd or none) but never URLs; a URL is
-saved 0600 with the mtime of its Last-Modified header; heredoc files are 0664 (as BuildKit). `--link` writes
+saved 0600 with the mtime of its Last-Modified header; heredoc files are 0644 (as BuildKit). `--link` writes
 the same files but never looks at the target (the layer is independent of its parent).
 """
 
@@ -81,7 +81,7 @@ class HeredocSource:
 
     name: str
     content: bytes
-    mode: int = 0o664  # what BuildKit's Dockerfile frontend gives an inline document
+    mode: int = 0o644  # BuildKit asks for 0664, written under the daemon's 022 umask
 
 
 @dataclass(frozen=True)

@@ -215,7 +215,7 @@ def test_heredoc_sources(layer: Path) -> None:
     copy_files(layer, [HeredocSource("script.sh", b"echo hi\n")], "/usr/bin/", chmod="755")
     copy_files(layer, [HeredocSource("EOF", b"x=1\n")], "/etc/app.conf")
     t = tree(layer)
-    assert t["usr/bin/script.sh"] == "755 0:0 f echo hi\n" and t["etc/app.conf"] == "664 0:0 f x=1\n"
+    assert t["usr/bin/script.sh"] == "755 0:0 f echo hi\n" and t["etc/app.conf"] == "644 0:0 f x=1\n"
 
 
 def test_missing_source_is_a_context_error(src: Path, layer: Path) -> None:

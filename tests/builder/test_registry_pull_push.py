@@ -308,3 +308,21 @@ def test_build_pull_flag_refreshes_a_moved_tag(busybox_store: Path, registry: Re
     pybuild("build", "--pull", "-t", "child:1", str(ctx), env=env)
     assert local.resolve(name).id == second
     assert local.resolve("child:1").config().diff_ids[:-1] == local.resolve(name).config().diff_ids
+
+
+def test_push_of_a_corrupt_local_blob_is_refused(busybox_store: Path, registry: Registry, tmp_path: Path) -> None:
+    name = _ref(registry)
+    _unique_image(busybox_store, tmp_path, name)
+    store = Store.open(busybox_store)
+    top = store.resolve(name).layers()[-1]
+    path = store.blob_path(top.digest)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.chmod(0o644)
+    path.write_bytes(bytes(data))
+    with pytest.raises(RegistryError) as exc:
+        push(store, name, parse_reference(name), options=FAST)
+    assert "DIGEST_INVALID" in exc.value.codes
+    with pytest.raises(RegistryError) as missing:
+        resolve_digest(parse_reference(name), FAST)
+    assert missing.value.status == 404  # the manifest was never sent

@@ -16,7 +16,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Sequence, Union
+from typing import IO, TYPE_CHECKING, Callable, Sequence, Union
 
 from builder.errors import ImageFormatError
 from builder.oci.compress import decompressing_reader, detect
@@ -24,6 +24,9 @@ from builder.oci.image import BasicImage, Image, Layer
 from builder.oci.layout import (OCI_LAYOUT, LayoutSource, Output, Tagged, _blob_name, _index, as_entries,
                                 read_oci_layout, write_tar_atomically)
 from builder.oci.model import OCI_LAYER, OCI_MANIFEST, Descriptor, Digest, Manifest
+
+if TYPE_CHECKING:
+    from builder.store import Store
 
 __all__ = ["write_docker_archive", "load_archive", "uncompressed_size", "export_rootfs_dir", "export_rootfs_tar"]
 
@@ -114,15 +117,14 @@ def _read_docker_archive(src: LayoutSource) -> list[tuple[BasicImage, list[str],
     return out
 
 
-def load_archive(store, source: str | os.PathLike[str] | IO[bytes]) -> list[tuple[str, list[str]]]:
+def load_archive(store: "Store", source: str | os.PathLike[str] | IO[bytes]) -> list[tuple[str, list[str]]]:
     """Load every image of a docker-archive or OCI layout (tar or directory) into `store`.
 
     Returns (image id, tags) per image. Digests and diff_ids are verified; nothing
     unverified is stored.
     """
-    from builder.store import Store, normalize_tag
+    from builder.store import normalize_tag
 
-    assert isinstance(store, Store)
     spooled: Path | None = None
     with store.lease():
         try:
@@ -147,7 +149,7 @@ def load_archive(store, source: str | os.PathLike[str] | IO[bytes]) -> list[tupl
                 spooled.unlink(missing_ok=True)
 
 
-def _load(store, src: LayoutSource, normalize_tag) -> list[tuple[str, list[str]]]:
+def _load(store: "Store", src: LayoutSource, normalize_tag: Callable[[str], str]) -> list[tuple[str, list[str]]]:
     results = []
     if src.has("manifest.json"):
         for config_image, tags, layer_names in _read_docker_archive(src):

@@ -155,3 +155,14 @@ def test_unpack_checks_the_diff_id(store_root: Path, tmp_path: Path) -> None:
     (tmp_path / "out").mkdir()
     with pytest.raises(DigestMismatchError, match="not its diff_id"):
         store.unpack_layer(store.layer(rec), tmp_path / "out")
+
+
+def test_concurrent_snapshots_of_one_chain_agree(busybox_store: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = Store.open()
+    image = store.resolve("busybox")
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: Store.open().rootfs_dirs(image), range(4)))
+    assert all(r == results[0] for r in results) and (results[0][0] / "bin" / "busybox").is_file()
+    assert list((busybox_store / "tmp").iterdir()) == []  # the losers cleaned up after themselves

@@ -356,7 +356,10 @@ class RegistryClient:
                 self._upload_once(repository, desc, source, scopes, progress, chunk_size)
                 return
             except RegistryError as exc:
-                if not exc.temporary and exc.status not in (400, 404, 416) or attempt >= self.options.retries:
+                # a broken upload session (after a reset) comes back as 400/404/416: start over;
+                # content the registry refuses (DIGEST_INVALID, SIZE_INVALID) would be refused again
+                session_lost = exc.status in (400, 404, 416) and not set(exc.codes) & _FINAL_UPLOAD_CODES
+                if not (exc.temporary or session_lost) or attempt >= self.options.retries:
                     raise
                 self.transport.backoff(attempt + 1)
 
@@ -422,6 +425,8 @@ def _file_slice(path: Path, offset: int, length: int) -> Iterable[bytes]:
 
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_FINAL_UPLOAD_CODES = frozenset({"DIGEST_INVALID", "SIZE_INVALID", "NAME_INVALID", "NAME_UNKNOWN", "DENIED",
+                                 "UNAUTHORIZED", "UNSUPPORTED"})
 _STATUS_TEXT = {400: "bad request", 401: "unauthorized", 403: "forbidden", 404: "not found",
                 405: "method not allowed (is this registry read-only?)", 413: "too large",
                 429: "too many requests", 500: "internal server error", 502: "bad gateway",

@@ -19,6 +19,7 @@ import selectors
 import shutil
 import signal
 import socket
+import stat
 import struct
 import termios
 import time
@@ -40,7 +41,32 @@ DEFAULT_CAPS = frozenset({0, 1, 3, 4, 5, 6, 7, 8, 10, 13, 18, 27, 29, 31})
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
                      signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT, signal.SIGALRM)
 MAX_FD = 1 << 20
-DEFAULT_RUN_DIR = Path(os.environ.get("PYBUILD_RUN_DIR", "/run/pybuild"))
+
+
+def _default_run_dir() -> Path:
+    """$PYBUILD_RUN_DIR, else /run/pybuild when /run is a tmpfs, else /dev/shm/pybuild: scratch
+    that is removed after every container is much cheaper to remove from a tmpfs."""
+    if "PYBUILD_RUN_DIR" in os.environ:
+        return Path(os.environ["PYBUILD_RUN_DIR"])
+    for line in _read("/proc/self/mountinfo").splitlines():
+        fields = line.split()
+        if fields[4] == "/run" and fields[fields.index("-") + 1] == "tmpfs":
+            return Path("/run/pybuild")
+    return Path("/dev/shm/pybuild")
+
+
+def _private_dir(path: Path) -> Path:
+    """Create `path` 0700 for root, refusing anything else already there (e.g. a planted symlink)."""
+    try:
+        path.mkdir(mode=0o700, parents=True)
+    except FileExistsError:
+        pass
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0 or st.st_mode & 0o077:
+        raise SandboxError(f"{path} must be a directory owned by root with mode 0700",
+                           hint="remove it, or set PYBUILD_RUN_DIR")
+    return path
+
 
 
 class Executor(Protocol):
@@ -49,10 +75,11 @@ class Executor(Protocol):
             stdout: Output = None, stderr: Output = None) -> ExitStatus: ...
 
 
-def sweep_host(run_dir: Path = DEFAULT_RUN_DIR) -> None:
+def sweep_host(run_dir: Path | None = None) -> None:
     """Remove run dirs, cgroups and IPAM entries whose owning process is gone."""
     from runtime import network
 
+    run_dir = run_dir or _default_run_dir()
     if run_dir.exists():
         for p in run_dir.iterdir():
             owner = p.name.split("-", 1)[0]
@@ -73,12 +100,12 @@ class LinuxExecutor:
 
     _swept = False
 
-    def __init__(self, run_dir: Path = DEFAULT_RUN_DIR, use_cgroups: bool = True) -> None:
-        self.run_dir = run_dir
+    def __init__(self, run_dir: Path | None = None, use_cgroups: bool = True) -> None:
+        self.run_dir = run_dir or _default_run_dir()
         self.use_cgroups = use_cgroups and cgroups.version() != 0
         if not LinuxExecutor._swept and os.geteuid() == 0:
             LinuxExecutor._swept = True
-            sweep_host(run_dir)
+            sweep_host(self.run_dir)
 
     def run(self, process: ProcessSpec, rootfs: RootfsSpec, mounts: Sequence[Mount] = (),
             network: NetworkMode = NetworkMode.NONE, limits: Limits = Limits(), *,
@@ -94,7 +121,7 @@ class LinuxExecutor:
             raise NamespaceError("running a container needs root", hint="run pybuild as root")
         cid = container_id or new_id()
         started = time.monotonic()
-        scratch = self.run_dir / f"{os.getpid()}-{cid[:12]}-{os.urandom(2).hex()}"
+        scratch = _private_dir(self.run_dir) / f"{os.getpid()}-{cid[:12]}-{os.urandom(2).hex()}"
         (scratch / "root").mkdir(parents=True)
         cgroup = None
         net = None

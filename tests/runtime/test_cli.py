@@ -184,7 +184,9 @@ def test_kill_9_of_pybuild_leaves_nothing_after_the_next_invocation(store: dict[
     mounts, links, groups = _host_state()
     assert f"{proc.pid}-{cid[:12]}" not in groups
     assert f"pb{cid[:11]}" not in links
-    assert not any(p.name.startswith(f"{proc.pid}-") for p in Path("/run/pybuild").iterdir())
+    from runtime.executor import _default_run_dir
+
+    assert not any(p.name.startswith(f"{proc.pid}-") for p in _default_run_dir().iterdir())
     assert not any(cid[:12] in m for m in mounts)
     assert "Exited (137)" in pybuild("ps", "-a", env=store).stdout
     pybuild("rm", "victim", env=store)

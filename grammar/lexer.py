@@ -131,8 +131,12 @@ def scan(src: Source) -> Iterator[Tok]:
         physical = lines[i]
         lineno = i + 1
         i += 1
-        token = _trim_newline(physical)
+        token = physical.rstrip("\r\n")
         stripped = go_lstrip(token)
+        if not stripped:
+            if not directives.done:
+                directives.feed(stripped, lineno)
+            continue
         lead = len(token) - len(stripped)
         found = directives.feed(stripped, lineno) if not directives.done else None
         if found is not None:
@@ -141,12 +145,15 @@ def scan(src: Source) -> Iterator[Tok]:
                 escape = found[1]
                 cont = _CONT[escape]
             continue
-        if stripped.startswith("#"):
+        if stripped[0] == "#":
             continue
+        if stripped.rstrip(" \t")[-1] != escape:  # the common case: no continuation
+            logical, eol = stripped, True
+        else:
+            logical, eol = _trim_continuation(stripped, cont)
+            if eol and logical == "":
+                continue
         span = Span(lineno, lead + 1)
-        logical, eol = _trim_continuation(stripped, cont)
-        if eol and logical == "":
-            continue
         span.offsets.append(0)
         span.places.append((lineno, lead + 1))
         end = lineno

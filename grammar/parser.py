@@ -10,6 +10,7 @@ collect their items.
 from __future__ import annotations
 
 from functools import lru_cache
+from itertools import chain
 from typing import Any, Callable, Iterable
 
 from grammar.lexer import Tok
@@ -42,7 +43,7 @@ class Parser:
         states, rules = self.states, self.rules
         stack = [self.start_state]
         values: list = []
-        for tok in _with_end(tokens):
+        for tok in chain(tokens, (_END,)):
             while True:
                 try:
                     shift, arg = states[stack[-1]][tok.type]
@@ -65,11 +66,8 @@ class Parser:
                     return values[-1]
 
 
-def _with_end(tokens: Iterable[Tok]) -> Iterable[Tok]:
-    yield from tokens
-    end = str.__new__(Tok, "")
-    end.type, end.value, end.line, end.column, end.data = "$END", "", 0, 0, None
-    yield end
+_END = str.__new__(Tok, "")
+_END.type, _END.value, _END.line, _END.column, _END.data = "$END", "", 0, 0, None
 
 
 class _Items(list):

@@ -34,7 +34,7 @@ from builder.oci.transport import RegistryOptions
 from builder.progress import Progress
 from builder.store import Store, normalize_tag
 
-__all__ = ["pull", "push", "ensure_image", "resolve_digest", "repo_digests", "host_platform", "parse_platform",
+__all__ = ["pull", "push", "push_image", "ensure_image", "resolve_digest", "repo_digests", "host_platform", "parse_platform",
            "select_manifest", "PullResult", "PushResult", "record_blob_source", "download_to_store"]
 
 PARALLEL = 4

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 from builder.errors import RegistryError
 
-__all__ = ["RegistryOptions", "Response", "Transport", "RETRY_STATUSES"]
+__all__ = ["RegistryOptions", "Response", "Transport", "RETRY_STATUSES", "is_connection_error"]
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 _CHUNK = 1 << 20

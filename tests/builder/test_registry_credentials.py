@@ -147,3 +147,16 @@ def test_malformed_config(docker_config: Path) -> None:
 ])
 def test_parse_challenge(header: str, expected: Challenge | None) -> None:
     assert parse_challenge(header) == expected
+
+
+@pytest.mark.parametrize("module", ["builder.oci.reference", "builder.oci.transport", "builder.oci.auth",
+                                    "builder.oci.credentials", "builder.oci.registry", "builder.oci.remote",
+                                    "builder.oci.cache_export", "builder.pin"])
+def test_all_lists_the_public_names(module: str) -> None:
+    import importlib
+
+    mod = importlib.import_module(module)
+    public = {n for n, v in vars(mod).items() if not n.startswith("_") and getattr(v, "__module__", None) == module
+              and callable(v)}
+    assert all(hasattr(mod, n) for n in mod.__all__)
+    assert public <= set(mod.__all__), public - set(mod.__all__)

@@ -395,7 +395,7 @@ def iter_tar(stream: IO[bytes]) -> Iterator[tuple[Header, Callable[[int], bytes]
         )
         pending = {}
         if h.type != REG:
-            h = replace(h, size=0) if h.type != REG else h
+            h = replace(h, size=0)  # only regular files carry data (hardlinks' sizes are ignored)
         left = [h.size]
 
         def read(n: int, left: list[int] = left) -> bytes:

@@ -10,7 +10,6 @@ and renamed into place.
 
 from __future__ import annotations
 
-import json
 import os
 import tarfile
 import tempfile
@@ -20,7 +19,7 @@ from typing import IO, Callable, Iterable, Sequence, Union
 from builder.errors import ImageFormatError
 from builder.oci.image import BasicImage, BlobLayer, Image
 from builder.oci.layertar import DIR, REG, Header, TarWriter
-from builder.oci.model import (INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST, Descriptor, Digest,
+from builder.oci.model import (INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX, Descriptor, Digest,
                                ImageConfig, Index, Manifest, Platform)
 
 __all__ = ["write_oci_layout", "write_oci_archive", "read_oci_layout", "Output", "DirOutput", "TarOutput",

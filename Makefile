@@ -11,8 +11,8 @@ demo: install
 	./scripts/demo
 
 test:
-	./scripts/install-test-deps
+	PYTHON=$(PYTHON) ./scripts/install-test-deps
 	$(PYTHON) -m pytest -n $(JOBS) -p no:cacheprovider tests
 
 bench: install
-	$(PYTHON) -m bench
+	for b in bench/*.py; do $(PYTHON) "$$b" || exit 1; done

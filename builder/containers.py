@@ -151,5 +151,21 @@ def create(store: object, image_ref: str, opts: RunOptions) -> Container:
     lower: Sequence[Path] = store.rootfs_dirs(image)  # type: ignore[attr-defined]
     return containers(store.root).create(  # type: ignore[attr-defined]
         str(image.id), image_ref, process, list(lower), name=opts.name, mounts=mounts, network=network, limits=limits,
-        ports=ports, auto_remove=opts.auto_remove, read_only=opts.read_only)
+        ports=ports, auto_remove=opts.auto_remove, read_only=opts.read_only,
+        stop_signal=_stop_signal(config.config.stop_signal))
+
+
+def _stop_signal(name: str) -> int:
+    """An image's STOPSIGNAL (`SIGQUIT`, `QUIT`, `3`) as a number; SIGTERM when unset."""
+    import signal
+
+    text = name.strip().upper()
+    if not text:
+        return int(signal.SIGTERM)
+    if text.isdigit():
+        return int(text)
+    try:
+        return int(signal.Signals[text if text.startswith("SIG") else "SIG" + text])
+    except KeyError:
+        raise RunOptionError(f"the image's STOPSIGNAL {name!r} is not a signal") from None
 

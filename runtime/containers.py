@@ -54,6 +54,7 @@ class ContainerConfig:
     created: str = ""
     chain_ids: tuple[str, ...] = field(default=())
     read_only: bool = False
+    stop_signal: int = 15  # SIGTERM, or the image's STOPSIGNAL
 
     def to_json(self) -> str:
         d = asdict(self)
@@ -71,7 +72,8 @@ class ContainerConfig:
             lower=tuple(d["lower"]), mounts=tuple(Mount(**{**m, "options": tuple(m["options"])}) for m in d["mounts"]),
             network=NetworkMode(d["network"]), limits=Limits(**d["limits"]),
             ports=tuple(PortMapping(**p) for p in d["ports"]), auto_remove=d["auto_remove"],
-            created=d["created"], chain_ids=tuple(d.get("chain_ids", ())), read_only=d.get("read_only", False))
+            created=d["created"], chain_ids=tuple(d.get("chain_ids", ())), read_only=d.get("read_only", False),
+            stop_signal=d.get("stop_signal", 15))
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,10 +187,11 @@ class Container:
         return True
 
     def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM (forwarded by the init to the process), then SIGKILL after `timeout` seconds."""
+        """The stop signal (SIGTERM unless the image says otherwise; the init forwards it), then
+        SIGKILL after `timeout` seconds."""
         if not self.is_running():
             return
-        self.kill(signal.SIGTERM)
+        self.kill(self.config.stop_signal)
         if not self.wait(timeout):
             self.kill(signal.SIGKILL)
             self.wait(5)
@@ -212,7 +215,7 @@ class Containers:
     def create(self, image: str, image_ref: str, process: ProcessSpec, lower: list[Path], *, name: str = "",
                mounts: tuple[Mount, ...] = (), network: NetworkMode = NetworkMode.BRIDGE, limits: Limits = Limits(),
                ports: tuple[PortMapping, ...] = (), auto_remove: bool = False,
-               chain_ids: tuple[str, ...] = (), read_only: bool = False) -> Container:
+               chain_ids: tuple[str, ...] = (), read_only: bool = False, stop_signal: int = 15) -> Container:
         self.root.mkdir(parents=True, exist_ok=True)
         cid = new_id()
         if name:
@@ -224,7 +227,7 @@ class Containers:
         if not process.hostname:
             process = replace(process, hostname=cid[:12])
         config = ContainerConfig(cid, name, image, image_ref, process, tuple(str(p) for p in lower), mounts,
-                                 network, limits, ports, auto_remove, _now(), chain_ids, read_only)
+                                 network, limits, ports, auto_remove, _now(), chain_ids, read_only, stop_signal)
         tmp = self.root / f".{cid}.tmp"
         tmp.mkdir()
         (tmp / "upper").mkdir()
@@ -280,25 +283,25 @@ class Containers:
         return fixed
 
 
+def since(when: str, now: float | None = None) -> str:
+    """`5 seconds`, `2 minutes`, `Less than a second` since an ISO time."""
+    if not when:
+        return ""
+    from datetime import datetime
+
+    secs = int((now or time.time()) - datetime.fromisoformat(when).timestamp())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if secs >= size:
+            n = secs // size
+            return f"{n} {unit}{'s' if n > 1 else ''}"
+    return "Less than a second" if secs < 1 else f"{secs} second{'s' if secs > 1 else ''}"
+
+
 def format_status(st: ContainerState, now: float | None = None) -> str:
     """Docker's STATUS column: `Up 5 seconds`, `Exited (0) 2 minutes ago`, `Created`."""
-    def ago(when: str) -> str:
-        if not when:
-            return ""
-        from datetime import datetime
-
-        secs = int((now or time.time()) - datetime.fromisoformat(when).timestamp())
-        for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-            if secs >= size:
-                n = secs // size
-                return f"{n} {unit}{'s' if n > 1 else ''}"
-        return "Less than a second" if secs < 1 else f"{secs} second{'s' if secs > 1 else ''}"
-
     if st.status == "running" and _linux.pid_alive(st.supervisor_pid):
-        return f"Up {ago(st.started)}"
+        return f"Up {since(st.started, now)}"
     if st.status in ("running", "exited"):
-        return f"Exited ({st.exit_code if st.exit_code is not None else 137}) {ago(st.finished) or 'a while'} ago"
+        code = st.exit_code if st.exit_code is not None else 137
+        return f"Exited ({code}) {since(st.finished, now) or 'a while'} ago"
     return "Created"
-
-
-OnLine = Callable[[bytes], None]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from builder.containers import containers
-from runtime.containers import format_status
+from runtime.containers import format_status, since
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
         command = " ".join(c.config.process.argv)
         if not args.no_trunc and len(command) > 20:
             command = command[:19] + "…"
-        rows.append((c.id if args.no_trunc else c.short_id, c.config.image_ref, f'"{command}"', c.config.created[:19],
+        rows.append((c.id if args.no_trunc else c.short_id, c.config.image_ref, f'"{command}"', f"{since(c.config.created)} ago",
                      format_status(c.state()), _ports(c), c.config.name))
     if args.quiet:
         return 0

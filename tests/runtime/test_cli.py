@@ -219,3 +219,16 @@ def test_signals_to_pybuild_run_reach_the_process(store: dict[str, str]) -> None
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=20)
     assert (proc.returncode, out) == (5, "caught INT\n")
+
+
+def test_stop_uses_the_images_stopsignal(store: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text(
+        'FROM busybox:latest\nSTOPSIGNAL SIGUSR1\n'
+        'CMD ["sh", "-c", "trap \'echo usr1; exit 4\' USR1; echo up; while true; do sleep 0.1; done"]\n')
+    pybuild("build", "-q", "-t", "stopsig:1", str(tmp_path), env=store)
+    cid = pybuild("run", "-d", "--network", "none", "stopsig:1", env=store).stdout.strip()
+    assert _wait_for(lambda: "up" in pybuild("logs", cid[:12], env=store).stdout)
+    pybuild("stop", "-t", "5", cid[:12], env=store)
+    assert _state(store, cid)["exit_code"] == 4
+    assert "usr1" in pybuild("logs", cid[:12], env=store).stdout
+    pybuild("rm", cid[:12], env=store)

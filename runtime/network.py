@@ -44,10 +44,12 @@ def _ipam() -> Iterator[dict[str, dict[str, object]]]:
             table = json.loads(path.read_text())
         except (FileNotFoundError, ValueError):
             table = {}
+        before = dict(table)
         yield table
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(table, indent=1, sort_keys=True))
-        os.replace(tmp, path)
+        if table != before:
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(table, indent=1, sort_keys=True))
+            os.replace(tmp, path)
 
 
 def allocate(container_id: str, owner: int) -> str:

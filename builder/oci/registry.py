@@ -291,15 +291,18 @@ class RegistryClient:
                         if progress:
                             progress(-done)
                         hasher, done = hashlib.sha256(), 0
-                    for chunk in resp.iter_bytes(_READ):
-                        if done + len(chunk) > desc.size:
-                            resp.close(reuse=False)
-                            raise _BadBody(f"more than the {desc.size} bytes announced")
-                        out.write(chunk)
-                        hasher.update(chunk)
-                        done += len(chunk)
-                        if progress:
-                            progress(len(chunk))
+                    try:
+                        for chunk in resp.iter_bytes(_READ):
+                            if done + len(chunk) > desc.size:
+                                raise _BadBody(f"more than the {desc.size} bytes announced")
+                            out.write(chunk)
+                            hasher.update(chunk)
+                            done += len(chunk)
+                            if progress:
+                                progress(len(chunk))
+                    except BaseException:
+                        resp.close(reuse=False)  # a half-read body: the connection cannot be reused
+                        raise
                     if done < desc.size:
                         raise ConnectionResetError(f"body ended after {done} of {desc.size} bytes")
                     got = "sha256:" + hasher.hexdigest()

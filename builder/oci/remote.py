@@ -252,7 +252,8 @@ def pull(store: Store, ref: Reference, *, platform: Platform | None = None, opti
         layers = tuple(BlobLayer(diff, d.digest, d.size, d.media_type, lambda dg=d.digest: store.open_blob(dg))
                        for diff, d in zip(config.diff_ids, manifest.layers))
         image = BasicImage(config_bytes, layers, media_type, manifest.annotations, data)
-        tags = [normalize_tag(_familiar_name(ref) + ":" + ref.tag)] if ref.tag else []
+        # a digest reference pins content; like Docker, it never moves a tag (name:tag@digest included)
+        tags = [normalize_tag(_familiar_name(ref) + ":" + ref.tag)] if ref.tag and not ref.digest else []
         store.put_image(image, tags)
         repo_digest = f"{_familiar_name(ref)}@{top}"
         _remember(store, image.id, repo_digest, ref.name, [manifest.config.digest, *(d.digest for d in manifest.layers)])

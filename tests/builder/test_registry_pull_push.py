@@ -112,6 +112,9 @@ def test_ensure_image_prefers_local_and_pulls_missing(busybox_store: Path, regis
     assert ensure_image(fresh, f"{name.rsplit(':', 1)[0]}@{digest}", options=FAST).id == image_id
     with pytest.raises(RegistryError, match="not in the store and .* does not have it"):
         ensure_image(fresh, f"{registry.host}/missing/image:1", options=FAST)
+    pinned = Store.open(tmp_path / "pinned")
+    assert ensure_image(pinned, f"{name}@{digest}", options=FAST).id == image_id
+    assert pinned.tags() == {}  # a digest reference never moves a tag
 
 
 def test_interrupted_push_leaves_no_tag(busybox_store: Path, registry: Registry, fault_proxy: FaultProxy,

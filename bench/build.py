@@ -179,13 +179,14 @@ def main() -> None:
         print(f"{'workload':34s} {'pybuild':>9s} {'buildah':>9s} {'speedup':>7s} {'RSS':>8s}  target")
 
         def bench(name: str, ctx: Path, *extra: str, rebuild: bool = True, target: str = "",
-                  edit: Path | None = None) -> dict[str, float]:
+                  edit: Path | None = None, peer_extra: tuple[str, ...] | None = None) -> dict[str, float]:
             if only and name.split()[0] not in only:
                 return {}
             cold: dict[str, tuple[float, int]] = {}
             warm: dict[str, tuple[float, int]] = {}
             for t in tools:
-                cold[t.name] = t.build(ctx, f"bench-{ctx.name}", *extra)
+                mine = extra if peer_extra is None or t.name == "pybuild" else peer_extra
+                cold[t.name] = t.build(ctx, f"bench-{ctx.name}", *mine)
                 if rebuild:
                     times, rss = [], 0
                     for _ in range(opts.runs if edit is None else 1):
@@ -218,6 +219,8 @@ def main() -> None:
             print(f"{'4-stages ideal (cpu/2 + 4-step cold)':34s} {ideal:8.3f}s   actual/ideal "
                   f"{res['cold'] / ideal:.2f} (target <= 1.2)")
         bench("300MB-RUN", make_bigrun(work, 300 // scale), rebuild=False)
+        bench("300MB-RUN-zstd", make_bigrun(work, 300 // scale), "-o", "type=image,compression=zstd",
+              rebuild=False, peer_extra=())
     finally:
         subprocess.run(["umount", "-R", str(work / "buildah")], stderr=subprocess.DEVNULL)
         shutil.rmtree(work, ignore_errors=True)

@@ -35,6 +35,8 @@ class SolveOptions:
     secrets: dict[str, bytes] = field(default_factory=dict, hash=False)
     pull: bool = False
     network: str = "default"  # --network: the default for RUN steps
+    compression: str = "gzip"  # layers committed as gzip | zstd | uncompressed (--output ...,compression=)
+    compression_level: int | None = None
 
 
 @dataclass(slots=True)

@@ -90,7 +90,8 @@ def _commit(solver: "Solver", state: "_State", upper: Path) -> dict[str, Any] | 
 
     if not any(os.scandir(upper)):
         return None
-    record = layer_dict(solver.store.commit_dir(upper, epoch=source_date_epoch()))
+    record = layer_dict(solver.store.commit_dir(upper, compression=solver.opts.compression,
+                                                level=solver.opts.compression_level, epoch=source_date_epoch()))
     chain = chain_ids([layer["diff_id"] for layer in state.layers] + [record["diff_id"]])[-1]
     snap = solver.store.snapshot_path(chain)
     if not snap.exists():

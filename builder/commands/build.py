@@ -222,8 +222,9 @@ def _build(args: argparse.Namespace, store: Any, ctx: Any, df: Any, build_args: 
     for w in graph.warnings:
         progress.info(f"WARNING: {w}")
     record = _new_record(args, ctx, build_args, started, graph.stages[graph.target].platform)
+    compression, level = _compression(outputs)
     opts = SolveOptions(args.no_cache, frozenset(args.no_cache_filter), args.jobs or 0, secrets, args.pull,
-                        args.network)
+                        args.network, compression, level)
     cache = BuildCache(store.root)
     solver = Solver(graph, ctx, store, cache, progress, opts, record, image)
     try:
@@ -291,6 +292,22 @@ def _report_result(args: argparse.Namespace, image_id: str, manifest_digest: str
         for tag in args.tag:
             progress.info(f"naming to {tag} done")
         progress.info(f"writing image {image_id} done")
+
+
+def _compression(outputs: list[dict[str, str]]) -> tuple[str, int | None]:
+    """`compression=gzip|zstd|uncompressed` and `compression-level=N` of the outputs (one choice)."""
+    chosen = {o["compression"] for o in outputs if o.get("compression")}
+    if len(chosen) > 1:
+        raise BuildError(f"--output: conflicting compression choices {sorted(chosen)}")
+    compression = chosen.pop() if chosen else "gzip"
+    if compression not in ("gzip", "zstd", "uncompressed"):
+        raise BuildError(f"--output: unknown compression {compression!r} (gzip, zstd or uncompressed)")
+    levels = {o["compression-level"] for o in outputs if o.get("compression-level")}
+    try:
+        level = int(levels.pop()) if levels else None
+    except ValueError:
+        raise BuildError("--output: compression-level must be a number") from None
+    return compression, level
 
 
 def _base_image(store: Any, ref: str, platform: str, pull: bool, progress: Any) -> Any:

@@ -335,3 +335,16 @@ def test_cache_to_and_from_a_local_directory_gives_hits_in_a_fresh_store(busybox
     assert "#2 CACHED" in out
     proc = pybuild("build", "--cache-to", "type=bogus", str(ctx), env=envs[1], check=False)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
+
+
+def test_output_compression_chooses_the_layer_codec(store: dict[str, str], tmp_path: Path) -> None:
+    from builder.store import Store
+
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN echo zstd > /z\n")
+    pybuild("build", "-t", "zs:1", "-o", "type=image,compression=zstd", str(ctx), env=store)
+    layers = Store.open(store["PYBUILD_ROOT"]).resolve("zs:1").manifest().layers
+    assert layers[-1].media_type == "application/vnd.oci.image.layer.v1.tar+zstd"
+    proc = pybuild("build", "-o", "type=image,compression=lzma", str(ctx), env=store, check=False)
+    assert proc.returncode != 0 and "unknown compression" in proc.stderr

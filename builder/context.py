@@ -414,7 +414,8 @@ def _collect(view: RootView, rel: str, ignore: PatternMatcher | None, exclude: P
         return
     out.append([label, "d", stat.S_IMODE(st.st_mode), "", st])
     if view.single:
-        _walk_fast(str(view.root.joinpath(*split_path(real))), real, label, "", ignore, exclude, out)
+        istate = ignore.state_of(real)[1] if ignore is not None else ()
+        _walk_fast(str(view.root.joinpath(*split_path(real))), real, label, "", ignore, exclude, out, istate)
     else:
         _walk_view(view, real, label, "", ignore, exclude, out)
 
@@ -431,8 +432,10 @@ def _entry(view: RootView, label: str, real: str, st: os.stat_result) -> _Entry:
 
 
 def _walk_fast(host_dir: str, real: str, label: str, sub: str, ignore: PatternMatcher | None,
-               exclude: PatternMatcher | None, out: list[_Entry]) -> None:
-    """Walk one directory of a single-root view with os.scandir (the hot path of a rebuild)."""
+               exclude: PatternMatcher | None, out: list[_Entry], istate: tuple[bool, ...] = ()) -> None:
+    """Walk one directory of a single-root view with os.scandir (the hot path of a rebuild).
+
+    `istate` is the ignore matcher's state for this directory (see PatternMatcher.match_child)."""
     try:
         with os.scandir(host_dir) as it:
             items = list(it)
@@ -444,13 +447,17 @@ def _walk_fast(host_dir: str, real: str, label: str, sub: str, ignore: PatternMa
     for item in items:
         name = item.name
         lbl = label + "/" + name
+        child_state = istate
         if filtered:
             ctx_path = f"{real}/{name}" if real else name
             sub_path = f"{sub}/{name}" if sub else name
-            if ignore is not None and ignore.matches(ctx_path):
-                if item.is_dir(follow_symlinks=False) and ignore.may_reinclude_under(ctx_path):
+            excluded = False
+            if ignore is not None:
+                excluded, child_state = ignore.match_child(ctx_path, istate)
+            if excluded:
+                if item.is_dir(follow_symlinks=False) and ignore.may_reinclude_under(ctx_path):  # type: ignore[union-attr]
                     before = len(out)  # walk it: an exception may bring something back
-                    _walk_fast(item.path, ctx_path, lbl, sub_path, ignore, exclude, out)
+                    _walk_fast(item.path, ctx_path, lbl, sub_path, ignore, exclude, out, child_state)
                     if len(out) > before:
                         st = item.stat(follow_symlinks=False)
                         out.insert(before, [lbl, "d", stat.S_IMODE(st.st_mode), "", st])
@@ -466,7 +473,7 @@ def _walk_fast(host_dir: str, real: str, label: str, sub: str, ignore: PatternMa
         elif S_ISDIR(mode):
             append([lbl, "d", mode & 0o7777, "", st])
             if filtered:
-                _walk_fast(item.path, ctx_path, lbl, sub_path, ignore, exclude, out)
+                _walk_fast(item.path, ctx_path, lbl, sub_path, ignore, exclude, out, child_state)
             else:
                 _walk_fast(item.path, "", lbl, "", None, None, out)
         elif S_ISLNK(mode):

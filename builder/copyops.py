@@ -314,15 +314,23 @@ class _Writer:
 
         `fresh`: the destination was just made (empty), so nothing can be in the way."""
         dest_host = self.host(dest_rel)
-        for name, child_host, st in _children(src, real):
+        istate = ignore.state_of(real)[1] if ignore is not None else ()
+        self._copy_dir_entries(src, real, None, dest_host, exclude, ignore, sub, fresh, istate)
+
+    def _copy_dir_entries(self, src: RootView, real: str, src_host: str | None, dest_host: str,
+                          exclude: PatternMatcher | None, ignore: PatternMatcher | None, sub: str, fresh: bool,
+                          istate: tuple[bool, ...]) -> None:
+        for name, child_host, st in _children(src, real, src_host):
             child = f"{real}/{name}" if real else name
             child_sub = f"{sub}/{name}" if sub else name
             if exclude is not None and exclude.matches(child_sub):
                 continue
-            if ignore is not None and ignore.matches(child) and not (
-                    stat.S_ISDIR(st.st_mode) and ignore.may_reinclude_under(child)):
-                continue
-            self._copy(src, child, child_host, st, f"{dest_host}/{name}", exclude, ignore, child_sub, fresh)
+            cstate = istate
+            if ignore is not None:
+                excluded, cstate = ignore.match_child(child, istate)
+                if excluded and not (stat.S_ISDIR(st.st_mode) and ignore.may_reinclude_under(child)):
+                    continue
+            self._copy(src, child, child_host, st, f"{dest_host}/{name}", exclude, ignore, child_sub, fresh, cstate)
 
     def copy_entry(self, src: RootView, real: str, dest_rel: str, exclude: PatternMatcher | None,
                    ignore: PatternMatcher | None, sub: str = "") -> None:
@@ -330,10 +338,13 @@ class _Writer:
         src_host = src.host_path(real)
         if src_host is None:
             raise ContextError(f"COPY/ADD source {real!r} vanished")
-        self._copy(src, real, str(src_host), os.lstat(src_host), self.host(dest_rel), exclude, ignore, sub, False)
+        istate = ignore.state_of(real)[1] if ignore is not None else ()
+        self._copy(src, real, str(src_host), os.lstat(src_host), self.host(dest_rel), exclude, ignore, sub, False,
+                   istate)
 
     def _copy(self, src: RootView, real: str, src_host: str, st: os.stat_result, host: str,
-              exclude: PatternMatcher | None, ignore: PatternMatcher | None, sub: str, fresh: bool) -> None:
+              exclude: PatternMatcher | None, ignore: PatternMatcher | None, sub: str, fresh: bool,
+              istate: tuple[bool, ...]) -> None:
         mode = st.st_mode
         owner = self.owner or ((st.st_uid, st.st_gid) if self.preserve_owner else (0, 0))
         if stat.S_ISDIR(mode):
@@ -345,15 +356,7 @@ class _Writer:
                 if not os.path.isdir(host):
                     os.mkdir(host, 0o700)
                     made = True
-            for name, child_host, cst in _children(src, real, src_host):
-                child = f"{real}/{name}" if real else name
-                child_sub = f"{sub}/{name}" if sub else name
-                if exclude is not None and exclude.matches(child_sub):
-                    continue
-                if ignore is not None and ignore.matches(child) and not (
-                        stat.S_ISDIR(cst.st_mode) and ignore.may_reinclude_under(child)):
-                    continue
-                self._copy(src, child, child_host, cst, f"{host}/{name}", exclude, ignore, child_sub, made)
+            self._copy_dir_entries(src, real, src_host, host, exclude, ignore, sub, made, istate)
             if ignore is not None and real and ignore.matches(real) and not os.listdir(host):
                 os.rmdir(host)  # excluded, kept only for a re-included child: none was
                 return

@@ -17,6 +17,8 @@ Public API:
     parse_ignore_file(text, *, filename) -> list[str]   cleaned patterns, `!` kept as a prefix
     PatternMatcher(patterns, *, source)                  raises ContextError on a bad pattern
       .matches(path) -> bool                             path is slash-separated, context-relative
+      .state_of(dir) / .match_child(path, parent_state)  the same answers during a walk, testing
+                                                         each pattern once per entry
       .has_exceptions                                    True when any pattern starts with `!`
       .may_reinclude_under(dir) -> bool                  can an exception match below an excluded dir
     find_ignore_file(context_dir, dockerfile) -> Path | None
@@ -248,6 +250,32 @@ class PatternMatcher:
             if hit:
                 matched = not pattern.exception
         return matched
+
+    def state_of(self, path: str) -> tuple[bool, tuple[bool, ...]]:
+        """`match_child` applied from the root down to `path`: (excluded, state for its children)."""
+        state: tuple[bool, ...] = (False,) * len(self._patterns)
+        excluded = False
+        parts = [p for p in clean_path(path).split("/") if p not in ("", ".")]
+        for i in range(len(parts)):
+            excluded, state = self.match_child("/".join(parts[: i + 1]), state)
+        return excluded, state
+
+    def match_child(self, path: str, parent: tuple[bool, ...]) -> tuple[bool, tuple[bool, ...]]:
+        """Is `path` excluded, given its parent directory's state (from `state_of` or a previous
+        `match_child`)? Returns the answer and this path's own state for its children.
+
+        The walk of a context uses this (one test per pattern per entry, never re-testing the
+        parents), with the same results as moby's MatchesUsingParentResults."""
+        matched = False
+        state = []
+        for pattern, inherited in zip(self._patterns, parent):
+            hit = inherited
+            if not hit and pattern.exception == matched:
+                hit = pattern.match(path)
+            state.append(hit)
+            if hit:
+                matched = not pattern.exception
+        return matched, tuple(state)
 
     def may_reinclude_under(self, directory: str) -> bool:
         """Could an exception pattern match something below the excluded `directory`?

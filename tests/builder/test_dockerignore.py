@@ -153,3 +153,9 @@ def test_all_lists_every_public_name() -> None:
     public = {n for n in vars(dockerignore) if not n.startswith("_") and callable(getattr(dockerignore, n))
               and getattr(getattr(dockerignore, n), "__module__", "") == dockerignore.__name__}
     assert public == set(dockerignore.__all__)
+
+
+@pytest.mark.parametrize(("patterns", "path", "excluded"), MATCH_TABLE,
+                         ids=[f"{'+'.join(p) or 'none'}~{f}" for p, f, _ in MATCH_TABLE])
+def test_walk_state_gives_the_same_answers(patterns: list[str], path: str, excluded: bool) -> None:
+    assert PatternMatcher(parse_ignore_file("\n".join(patterns))).state_of(path)[0] is excluded

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from builder.oci.image import Image
 
 __all__ = ["FileRef", "ImageReport", "LayerReport", "LayerSource", "analyze_image", "analyze_layers",
-           "layer_sources", "open_image"]
+           "layer_sources", "open_image", "reads_one_at_a_time"]
 
 
 def layer_sources(image: "Image") -> list[LayerSource]:
@@ -38,13 +38,19 @@ def layer_sources(image: "Image") -> list[LayerSource]:
             for i, layer in enumerate(layers)]
 
 
-def analyze_image(image: "Image", *, reference: str = "", base_layers: int = 1) -> ImageReport:
-    """Analyse an image's layers in one streaming pass."""
+def analyze_image(image: "Image", *, reference: str = "", base_layers: int = 1, readers: int = 2) -> ImageReport:
+    """Analyse an image's layers in one streaming pass; `readers=1` for images read from a tar
+    archive (its layers share one file handle, so they cannot be read at once)."""
     cfg = image.config()
     config = {"id": str(image.id), "platform": str(cfg.platform), "created": cfg.created or "",
               "history": [h.to_dict() for h in cfg.history], "config": cfg.config.to_dict()}
     return analyze_layers(layer_sources(image), reference=reference or str(image.id), base_layers=base_layers,
-                          config=config)
+                          config=config, readers=readers)
+
+
+def reads_one_at_a_time(arg: str) -> bool:
+    """True when `arg` names a tar archive: its layers must be read one after another."""
+    return Path(arg).is_file()
 
 
 def open_image(arg: str, *, workdir: Path | None = None) -> tuple["Image", str]:

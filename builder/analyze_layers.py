@@ -194,12 +194,13 @@ def _read_layer(source: LayerSource, index: int) -> tuple[list[TarEntry], int]:
 
 
 def analyze_layers(layers: Sequence[LayerSource], *, reference: str = "", base_layers: int = 1,
-                   config: dict | None = None) -> ImageReport:
-    """Read each layer once, in order, and compute every figure of the report."""
+                   config: dict | None = None, readers: int = READERS) -> ImageReport:
+    """Read each layer once, in order, and compute every figure of the report. `readers` layers
+    are read at once: 1 when the sources share a file handle (members of one tar archive)."""
     run = _Pass(len(layers))
     partial: list[tuple[LayerSource, dict, int, int]] = []
     # layers are read two at a time (decompression runs outside the GIL), consumed in order
-    with ThreadPoolExecutor(max_workers=READERS) as pool:
+    with ThreadPoolExecutor(max_workers=max(readers, 1)) as pool:
         for index, (source, (entries, tar_bytes)) in enumerate(zip(layers, pool.map(_read_layer, layers,
                                                                                       range(len(layers))))):
             content = sum(e.size for e in entries)

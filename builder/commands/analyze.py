@@ -37,13 +37,14 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from builder.analyze import analyze_image, open_image
+    from builder.analyze import analyze_image, open_image, reads_one_at_a_time
 
     limits = _limits(args)
     workdir = Path(tempfile.mkdtemp(prefix="pybuild-analyze-"))
     try:
         image, label = open_image(args.image, workdir=workdir)
-        report = analyze_image(image, reference=label, base_layers=args.base_layers)
+        report = analyze_image(image, reference=label, base_layers=args.base_layers,
+                               readers=1 if reads_one_at_a_time(args.image) else 2)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if args.html:

@@ -134,3 +134,25 @@ def test_public_api_is_exported() -> None:
         "annotations", "Path", "TYPE_CHECKING", "ImageFormatError", "StoreError"))
     for name in api.__all__:
         assert getattr(api, name) is not None
+
+
+def test_archive_layers_are_read_one_at_a_time(store_root: Path, tmp_path: Path) -> None:
+    """Layers in one tar archive share its file handle: reading two at once corrupts both."""
+    import os
+    import tarfile
+
+    store = Store.open(store_root)
+
+    def big_layer(n: int) -> bytes:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for i in range(200):
+                ti = tarfile.TarInfo(f"l{n}/f{i}")
+                ti.size = 20000
+                tar.addfile(ti, io.BytesIO(os.urandom(20000)))
+        return buf.getvalue()
+
+    layers = [store.blob_layer(store.put_tar(io.BytesIO(big_layer(n)))) for n in range(4)]
+    write_oci_archive(mutate.append_layers(EMPTY, *layers), tmp_path / "big.tar")
+    for _ in range(3):
+        assert analyze_json("--no-files", str(tmp_path / "big.tar"))["size_bytes"] == 4 * 200 * 20000

@@ -63,6 +63,7 @@ __all__ = [
 ]
 
 _WILDCARD_CHARS = "*?[\\"
+_STATCACHE_VERSION = 1  # bump when an entry's layout changes: old files are then ignored
 _RACY_NS = 1_000_000_000  # entries changed this close to a scan are hashed again next time
 
 
@@ -313,9 +314,11 @@ class StatCache:
         self.started_ns = time.time_ns()
         if path is not None:
             try:
-                self.entries = marshal.loads(path.read_bytes())
+                version, entries = marshal.loads(path.read_bytes())
+                if version == _STATCACHE_VERSION and isinstance(entries, dict):
+                    self.entries = entries
             except (OSError, ValueError, EOFError, TypeError):
-                self.entries = {}
+                pass  # missing, corrupt or from another version: start empty
 
     @classmethod
     def for_root(cls, view: RootView) -> "StatCache":
@@ -340,7 +343,7 @@ class StatCache:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "wb") as f:
-                f.write(marshal.dumps(self.entries))
+                f.write(marshal.dumps((_STATCACHE_VERSION, self.entries)))
             os.replace(tmp, self.path)
             self.dirty = False
         except OSError:

@@ -16,6 +16,10 @@ sys.path.insert(0, str(FIXTURES))
 
 import baseimages  # noqa: E402
 
+# the registry fixtures (docker-registry on 127.0.0.1, token server, TLS, fault proxy): registry, basic_registry,
+# tls_registry, token_registry, pki, fault_proxy, docker_config
+pytest_plugins = ["tests.builder.registry_server"]
+
 requires_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, overlayfs, device nodes)")
 
 

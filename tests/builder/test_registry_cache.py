@@ -13,7 +13,7 @@ from builder.errors import BuildError, ImageFormatError
 from builder.oci.cache_export import CacheSpec, export_cache, import_cache, parse_cache_spec
 from builder.oci.transport import RegistryOptions
 from builder.store import Store
-from tests.builder.registry_server import Registry, needs_registry, registry  # noqa: F401
+from tests.builder.registry_server import Registry, needs_registry
 from tests.builder.store_helpers import clone_store
 from tests.conftest import pybuild, requires_root
 

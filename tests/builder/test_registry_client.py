@@ -14,9 +14,7 @@ from builder.oci.model import Descriptor, Digest
 from builder.oci.registry import RegistryClient
 from builder.oci.transport import RegistryOptions
 
-from tests.builder.registry_server import (PASSWORD, REFRESH_TOKEN, USER, FaultProxy, Registry, basic_registry,  # noqa: F401
-                                           docker_config, fault_proxy, needs_registry, pki, registry,
-                                           tls_registry, token_registry)
+from tests.builder.registry_server import PASSWORD, REFRESH_TOKEN, USER, FaultProxy, Registry, needs_registry
 
 pytestmark = needs_registry
 FAST = dict(backoff=0.01, max_backoff=0.05)

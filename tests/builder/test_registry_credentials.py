@@ -16,8 +16,6 @@ from builder.oci import credentials
 from builder.oci.auth import Challenge, parse_challenge
 from builder.oci.credentials import Credentials
 
-from tests.builder.registry_server import docker_config  # noqa: F401 - fixture
-
 
 def _write_config(d: Path, conf: dict) -> None:
     (d / "config.json").write_text(json.dumps(conf))

@@ -8,8 +8,7 @@ import stat
 import uuid
 from pathlib import Path
 
-from tests.builder.registry_server import (PASSWORD, USER, Registry, basic_registry, docker_config,  # noqa: F401
-                                           needs_registry, pki, token_registry)
+from tests.builder.registry_server import PASSWORD, USER, Registry, needs_registry
 from tests.builder.test_registry_pull_push import _unique_image
 from tests.conftest import pybuild
 

@@ -10,7 +10,7 @@ from builder.oci.remote import push
 from builder.oci.transport import RegistryOptions
 from builder.pin import pin_dockerfile
 from builder.store import Store
-from tests.builder.registry_server import Registry, needs_registry, registry  # noqa: F401
+from tests.builder.registry_server import Registry, needs_registry
 from tests.conftest import pybuild
 
 D = "sha256:" + "ab" * 32

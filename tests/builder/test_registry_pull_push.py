@@ -19,8 +19,7 @@ from builder.oci.reference import parse_reference
 from builder.oci.remote import ensure_image, host_platform, pull, push, repo_digests, resolve_digest
 from builder.oci.transport import RegistryOptions
 from builder.store import Store
-from tests.builder.registry_server import (FaultProxy, Registry, fault_proxy, needs_registry,  # noqa: F401
-                                           registry)
+from tests.builder.registry_server import FaultProxy, Registry, needs_registry
 from tests.conftest import pybuild, requires_root, requires_tool
 
 pytestmark = needs_registry

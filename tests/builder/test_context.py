@@ -15,20 +15,7 @@ from builder import context as context_mod
 from builder.context import StatCache, checksum_sources, expand_sources, open_context
 from builder.errors import ContextError
 from builder.fsview import RootView
-
-
-def make_tree(root: Path, files: dict[str, str | None]) -> Path:
-    """Files (text), directories (value None, name ending in /) and symlinks ("-> target")."""
-    for rel, content in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if rel.endswith("/"):
-            path.mkdir(exist_ok=True)
-        elif content is not None and content.startswith("-> "):
-            path.symlink_to(content[3:])
-        else:
-            path.write_text(content or "")
-    return root
+from tests.builder.context_helpers import make_tree
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from builder.copyops import (FetchedFile, HeredocSource, copy_files, extract_arc
 from builder.dockerignore import PatternMatcher
 from builder.errors import BuildError, ContextError
 from builder.fsview import RootView
-from tests.builder.test_context import make_tree
+from tests.builder.context_helpers import make_tree
 
 MTIME = 1_600_000_000
 

@@ -25,7 +25,7 @@ import pytest
 from builder.context import open_context
 from builder.copyops import copy_files, extract_archive, fetch_url, resolve_owner
 from builder.fsview import RootView
-from tests.builder.test_context import make_tree
+from tests.builder.context_helpers import make_tree
 from tests.conftest import requires_root, requires_tool
 
 pytestmark = [requires_tool("buildah", "runc"), requires_root]

@@ -30,7 +30,7 @@ def _names(scratch: Path, prefix: str, dirs: Sequence[Path]) -> list[str]:
 
 
 def mount_overlay(lower: Sequence[Path], upper: Path, work: Path, target: Path, scratch: Path,
-                  readonly: bool = False) -> None:
+                  flags: int = 0) -> None:
     """Mount `lower` (lowest first) + `upper` on `target`. Call inside a private mount namespace:
     nested group mounts are left mounted there and vanish with it."""
     top_first = list(reversed(lower))
@@ -56,6 +56,6 @@ def mount_overlay(lower: Sequence[Path], upper: Path, work: Path, target: Path, 
         os.symlink(upper, scratch / "u")
         os.symlink(work, scratch / "w")
         data = f"lowerdir={lowers},upperdir=u,workdir=w,{OPTIONS}"
-        _linux.mount("overlay", str(target), "overlay", _linux.MS_RDONLY if readonly else 0, data)
+        _linux.mount("overlay", str(target), "overlay", flags, data)
     finally:
         os.chdir(cwd)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from runtime import _linux
 from runtime.overlay import mount_overlay
@@ -44,8 +44,8 @@ DEV_LINKS = {
 NOSUID_NODEV_NOEXEC = _linux.MS_NOSUID | _linux.MS_NODEV | _linux.MS_NOEXEC
 
 
-def _lookup(lower: Sequence[Path], rel: str) -> os.stat_result | None:
-    """lstat of `rel` in the topmost lower dir that has it (None when absent or whited out)."""
+def _find(lower: Sequence[Path], rel: str) -> tuple[Path, os.stat_result] | None:
+    """The topmost lower dir that has `rel`, with its lstat (None when absent or whited out)."""
     for layer in reversed(lower):
         try:
             st = os.lstat(layer / rel)
@@ -53,8 +53,52 @@ def _lookup(lower: Sequence[Path], rel: str) -> os.stat_result | None:
             continue
         if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
             return None  # whiteout
-        return st
+        return layer, st
     return None
+
+
+def _lookup(lower: Sequence[Path], rel: str) -> os.stat_result | None:
+    found = _find(lower, rel)
+    return found[1] if found else None
+
+
+def _resolve(path: str, readlink: Callable[[str], str | None]) -> str:
+    """`path` with every symlink resolved as if the container's root were `/` (so an image's
+    symlink cannot point a mount at the host's own directories); relative, no leading slash."""
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    done: list[str] = []
+    links = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            if done:
+                done.pop()
+            continue
+        target = readlink("/".join([*done, part]))
+        if target is None:
+            done.append(part)
+            continue
+        links += 1
+        if links > 40:
+            raise OSError(40, "too many levels of symbolic links", path)
+        if target.startswith("/"):
+            done = []
+        parts = [p for p in target.split("/") if p not in ("", ".")] + parts
+    return "/".join(done)
+
+
+def resolve_in_layers(lower: Sequence[Path], path: str) -> str:
+    def readlink(rel: str) -> str | None:
+        found = _find(lower, rel)
+        return os.readlink(found[0] / rel) if found and stat.S_ISLNK(found[1].st_mode) else None
+
+    return _resolve(path, readlink)
+
+
+def resolve_in_root(root: str, path: str) -> str:
+    """A container path as a host path under the mounted `root`, symlinks resolved inside it."""
+    return root + "/" + _resolve(path, lambda rel: os.readlink(f"{root}/{rel}")
+                                 if os.path.islink(f"{root}/{rel}") else None)
 
 
 def _scaffold_dir(scaffold: Path, lower: Sequence[Path], rel: str) -> None:
@@ -80,7 +124,7 @@ def build_scaffold(scaffold: Path, rootfs: RootfsSpec, mounts: Sequence[Mount]) 
         _scaffold_dir(scaffold, lower, rel)
     file_targets = list(ETC_FILES)
     for m in mounts:
-        rel = m.target.strip("/")
+        rel = resolve_in_layers(lower, m.target)
         if not rel:
             continue
         is_file = m.type == "bind" and os.path.exists(m.source) and not os.path.isdir(m.source)
@@ -103,7 +147,8 @@ def setup_root(root: Path, scratch: Path, rootfs: RootfsSpec, mounts: Sequence[M
     """Mount everything under `root` and pivot into it; the old root is detached."""
     _linux.mount(None, "/", None, _linux.MS_REC | _linux.MS_PRIVATE)
     lower = (*rootfs.lower, scratch / "scaffold")
-    mount_overlay(lower, rootfs.upper, rootfs.work, root, scratch)
+    # nodev: CAP_MKNOD stays (Docker's default set) but a node made anywhere but /dev cannot be opened
+    mount_overlay(lower, rootfs.upper, rootfs.work, root, scratch, _linux.MS_NODEV)
     r = str(root)
     _linux.mount("proc", r + "/proc", "proc", NOSUID_NODEV_NOEXEC)
     _mount_dev(r + "/dev", tty_path)
@@ -114,12 +159,12 @@ def setup_root(root: Path, scratch: Path, rootfs: RootfsSpec, mounts: Sequence[M
     for rel in ETC_FILES:
         _bind(f"{r}/{rel}", str(etc_dir / os.path.basename(rel)))
     for m in mounts:
-        target = r + "/" + m.target.strip("/")
+        target = resolve_in_root(r, m.target)
         if m.type == "tmpfs":
             flags = _linux.MS_NOSUID | _linux.MS_NODEV | (_linux.MS_RDONLY if m.readonly else 0)
             _linux.mount("tmpfs", target, "tmpfs", flags, ",".join(m.options) or None)
         else:
-            _bind(target, m.source, readonly=m.readonly, recursive=True)
+            _bind(target, m.source, readonly=m.readonly, recursive=True, nodev=True)
     for path in MASKED_PATHS:
         _mask(r + path)
     for path in READONLY_PATHS:
@@ -133,11 +178,12 @@ def setup_root(root: Path, scratch: Path, rootfs: RootfsSpec, mounts: Sequence[M
     os.chdir("/")
 
 
-def _bind(target: str, source: str, readonly: bool = False, recursive: bool = False) -> None:
+def _bind(target: str, source: str, readonly: bool = False, recursive: bool = False, nodev: bool = False) -> None:
     flags = _linux.MS_BIND | (_linux.MS_REC if recursive else 0)
     _linux.mount(source, target, None, flags)
-    if readonly:
-        _linux.mount(None, target, None, flags | _linux.MS_REMOUNT | _linux.MS_RDONLY)
+    extra = (_linux.MS_RDONLY if readonly else 0) | (_linux.MS_NODEV | _linux.MS_NOSUID if nodev else 0)
+    if extra:
+        _linux.mount(None, target, None, flags | _linux.MS_REMOUNT | extra)
 
 
 def _mask(path: str) -> None:
@@ -171,3 +217,5 @@ def _mount_dev(dev: str, tty_path: str | None) -> None:
     if tty_path:
         open(f"{dev}/console", "w").close()
         _bind(f"{dev}/console", tty_path)
+    # read-only: with CAP_MKNOD a process could otherwise make (and open) any device node here
+    _linux.mount(None, dev, None, _linux.MS_REMOUNT | _linux.MS_NOSUID | _linux.MS_RDONLY, "mode=755,size=65536k")

@@ -296,3 +296,44 @@ def test_cgroup_v2_code_path_on_the_unified_hierarchy(busybox_dir: Path, tmp_pat
     assert seen and seen[0].startswith(f"/{cgroups.PARENT}/{os.getpid()}-")
     assert b"0::/\n" in b"".join(out)  # the container's own cgroup namespace
     assert not (unified / seen[0].lstrip("/")).exists()
+
+
+def test_device_nodes_made_with_cap_mknod_cannot_be_opened(run_in) -> None:
+    disk = os.stat("/").st_dev
+    major, minor = os.major(disk), os.minor(disk)
+    r = run_in("sh", "-c", f"mknod /tmp/disk b {major} {minor} && head -c 512 /tmp/disk | wc -c; "
+                           f"mknod /dev/disk b {major} {minor} && echo made-in-dev; echo 1 > /dev/null && echo null-ok")
+    assert "made-in-dev" not in r.out and "null-ok" in r.out
+    assert r.out.split()[0] == "0" and "Permission denied" in r.err  # made in /tmp, but unusable (nodev)
+
+
+def test_mount_targets_resolve_symlinks_inside_the_root(run_in, busybox_dir: Path, tmp_path: Path) -> None:
+    layer = tmp_path / "symlink-layer"
+    (layer / "srv").mkdir(parents=True)
+    os.symlink("/srv/real", layer / "data")  # /data -> /srv/real inside the image
+    (layer / "srv/real").mkdir()
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    (vol / "f").write_text("vol")
+    r = run_in("sh", "-c", "cat /srv/real/f; cat /data/f", lower=(busybox_dir, layer), mounts=(Mount("/data", str(vol)),))
+    assert r.out == "volvol", r.err
+
+
+@pytest.mark.parametrize("path, expected", [
+    ("/data", "srv/real"), ("/up/x", "x"), ("/abs/y", "etc/y"), ("/srv/../../../etc", "etc"), ("/loop1", None),
+])
+def test_resolve_in_root_never_leaves_the_root(tmp_path: Path, path: str, expected: str | None) -> None:
+    from runtime.rootfs import resolve_in_root
+
+    root = tmp_path / "root"
+    (root / "srv/real").mkdir(parents=True)
+    os.symlink("/srv/real", root / "data")
+    os.symlink("../../../../..", root / "up")
+    os.symlink("/../../etc", root / "abs")
+    os.symlink("loop2", root / "loop1")
+    os.symlink("loop1", root / "loop2")
+    if expected is None:
+        with pytest.raises(OSError, match="symbolic links"):
+            resolve_in_root(str(root), path)
+    else:
+        assert resolve_in_root(str(root), path) == f"{root}/{expected}"

@@ -209,16 +209,58 @@ def test_same_tree_as_buildah(case: str, buildah: Buildah, base_rootfs: Path, tm
     apply_lines(ctx, lines, layer, base_rootfs)
     merged = tmp_path / "merged"
     shutil.copytree(base_rootfs, merged, symlinks=True)
-    shutil.copytree(layer, merged, symlinks=True, dirs_exist_ok=True)
-    for dirpath, _, filenames in os.walk(layer):  # copytree loses owners and mtimes: restore them
-        for name in [*filenames, ""]:
-            p = Path(dirpath) / name
-            q = merged / p.relative_to(layer)
-            st = p.lstat()
-            os.lchown(q, st.st_uid, st.st_gid)
-            if not stat.S_ISLNK(st.st_mode):
-                os.chmod(q, stat.S_IMODE(st.st_mode))
-                os.utime(q, ns=(st.st_atime_ns, st.st_mtime_ns))
+    _overlay(layer, merged)
     ours = tree(merged)
     changed = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
     assert {k: (ours.get(k), theirs.get(k)) for k in changed} == {}
+
+
+STAGE = """FROM localhost/copybase AS stage
+RUN mkdir -p /app/bin /app/data /app/empty && echo tool > /app/bin/tool && chmod 4755 /app/bin/tool \\
+ && echo d > /app/data/d.txt && ln -s ../bin/tool /app/data/link && ln /app/data/d.txt /app/data/hard \\
+ && chown -R 33:100 /app/data && chmod 700 /app/data && touch -d @1600000000 /app/bin/tool /app/data/d.txt \\
+ && ln -s /app/bin /applink
+"""
+FROM_LINES = ["COPY --from=stage /app /copied", "COPY --from=stage /app/data/d.txt /single",
+              "COPY --from=stage /app/bin/* /globbed/", "COPY --from=stage --chown=1:1 /app/data /owned/",
+              "COPY --from=stage /applink/tool /through-link", "COPY --from=stage /app/empty /var/www/"]
+
+
+def test_copy_from_a_stage_matches_buildah(buildah: Buildah, base_rootfs: Path, tmp_path: Path) -> None:
+    """COPY --from: the stage is built by buildah and read by us from its mounted rootfs."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(STAGE + "FROM localhost/copybase\n" + "\n".join(FROM_LINES) + "\n")
+    buildah("bud", "--runtime", "runc", "-q", "--layers=false", "-t", "localhost/copy-from-final", str(ctx))
+    buildah("bud", "--runtime", "runc", "-q", "--layers=false", "--target", "stage", "-t", "localhost/copy-from-stage",
+            str(ctx))
+    final_ctr, stage_ctr = buildah("from", "localhost/copy-from-final"), buildah("from", "localhost/copy-from-stage")
+    try:
+        theirs = tree(Path(buildah("mount", final_ctr)))
+        stage_root = RootView(buildah("mount", stage_ctr))
+        layer = tmp_path / "layer"
+        layer.mkdir()
+        from builder.context import expand_sources
+
+        for line in FROM_LINES:
+            words = line.split()[1:]
+            flags = dict(w[2:].partition("=")[::2] for w in words if w.startswith("--"))
+            args = [w for w in words if not w.startswith("--")]
+            owner = resolve_owner(flags["chown"], base_rootfs) if "chown" in flags else None
+            copy_files(layer, expand_sources(stage_root, args[:-1]), args[-1], src=stage_root,
+                       target=RootView([layer, base_rootfs]), owner=owner, preserve_owner=True)
+    finally:
+        for ctr in (final_ctr, stage_ctr):
+            buildah("rm", ctr)
+        buildah("rmi", "-f", "localhost/copy-from-final", "localhost/copy-from-stage")
+    merged = tmp_path / "merged"
+    shutil.copytree(base_rootfs, merged, symlinks=True)
+    _overlay(layer, merged)
+    ours = tree(merged)
+    changed = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
+    assert {k: (ours.get(k), theirs.get(k)) for k in changed} == {}
+
+
+def _overlay(layer: Path, merged: Path) -> None:
+    """Put `layer` over `merged` keeping owners, modes, mtimes and hard links."""
+    subprocess.run(["cp", "-a", f"{layer}/.", str(merged)], check=True)

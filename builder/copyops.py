@@ -5,7 +5,7 @@ BuildError out. The caller has already expanded ARGs and wildcards (`context.exp
 
     copy_files(layer_dir, items, dest, *, src=None, target=None, workdir="/", owner=None,
                chmod=None, excludes=(), parents=False, link=False, ignore=None, unpack=False,
-               where="") -> list[str]
+               preserve_owner=False, where="") -> list[str]
         items: context-relative paths (str, read from `src`), HeredocSource or FetchedFile; no
              items makes the directory `dest` (and its parents) and nothing else.
         parents: `--parents`: the source's path is recreated under `dest`, from a `/./` pivot if
@@ -24,14 +24,17 @@ BuildError out. The caller has already expanded ARGs and wildcards (`context.exp
     is_archive(path) -> bool                       a (compressed) tar ADD would unpack
     extract_archive(stream, dest_dir, *, name, keep_owner=True, owner=None)   never escapes dest_dir
 
-Extended attributes of files are copied (file capabilities), except overlayfs' own and SELinux
-labels. Docker semantics kept here: a directory source copies its contents; a destination ending in `/`
-(or `.`), or already a directory in the target, receives sources by their base names; several
-sources need such a directory; files keep their mode and mtime, are owned 0:0 unless `--chown`;
-parent directories that do not exist are created 0755 (owned by the `--chown` owner, as BuildKit
-does); ADD unpacks local tar archives (gzip, bzip2, xz, zstd or none) but never URLs; a URL is
-saved 0600 with the mtime of its Last-Modified header; heredoc files are 0644 (as BuildKit). `--link` writes
-the same files but never looks at the target (the layer is independent of its parent).
+Docker semantics kept here (checked against `buildah bud` in tests/builder/test_copy_buildah.py):
+a directory source copies its contents, into a destination made 0755 (not a copy of the source
+directory); a destination ending in `/` (or `.`), or already a directory in the target, receives
+sources by their base names; several sources need such a directory; files keep their mode, mtime
+and xattrs (file capabilities; not overlayfs' own or SELinux labels) and are owned 0:0 unless
+`--chown` (or `preserve_owner`); missing parent directories are created 0755, owned by the
+`--chown` owner; ADD unpacks local tar archives (gzip, bzip2, xz, zstd or none, recognised by
+content) but never URLs; a URL is saved 0600 with the mtime of its Last-Modified header; heredoc
+files are 0644. `--link` writes the same files but never looks at the target (the layer is
+independent of its parent). Known gap: a symlink inside an ADDed archive resolves inside the
+extraction directory, not from the image root as Docker's chroot does (safer, rarely different).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from builder.oci.reference import parse_reference
 from builder.oci.remote import push
 from builder.store import Store
 from tests.builder.analyze_fixtures import layer_tar
-from tests.builder.registry_server import Registry, needs_registry, registry  # noqa: F401
+from tests.builder.registry_server import Registry, needs_registry
 from tests.builder.test_analyze_layers import NGINX
 from tests.conftest import pybuild, requires_tool
 
@@ -86,7 +86,7 @@ def test_archives_written_by_skopeo(demo: Path, tmp_path: Path) -> None:
 
 
 @needs_registry
-def test_registry_reference_leaves_the_store_alone(demo: Path, registry: Registry) -> None:  # noqa: F811
+def test_registry_reference_leaves_the_store_alone(demo: Path, registry: Registry) -> None:
     store = Store.open(demo)
     ref = f"{registry.host}/analyze/{uuid.uuid4().hex[:8]}:v1"
     push(store, "demo:1", parse_reference(ref))

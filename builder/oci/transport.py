@@ -3,6 +3,7 @@
 Only `http.client` from the standard library: a registry speaks plain HTTP/1.1 and the bodies we
 move are streamed files, so a small pool of persistent connections per host is all we need.
 
+Proxies come from HTTPS_PROXY / HTTP_PROXY / NO_PROXY (loopback never proxied, as in Docker).
 Whether a host may use plain http (loopback addresses and insecure registries; the registry
 client decides by asking) and which CA certificates it trusts (Docker's `certs.d/HOST[:PORT]/*.crt`, plus
 `client.cert`/`client.key` for TLS client auth) are decided by `RegistryOptions`.
@@ -26,7 +27,7 @@ from urllib.parse import urlsplit
 
 from builder.errors import RegistryError
 
-__all__ = ["RegistryOptions", "Response", "Transport", "RETRY_STATUSES", "is_connection_error"]
+__all__ = ["RegistryOptions", "Response", "Transport", "RETRY_STATUSES", "is_connection_error", "proxy_for"]
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 _CHUNK = 1 << 20
@@ -164,11 +165,17 @@ class Transport:
             return pool.get_nowait()
         except queue.Empty:
             pass
+        proxy = proxy_for(scheme, netloc)
         if scheme == "https":
             with self._lock:
                 ctx = self._ssl.get(netloc) or self._ssl.setdefault(netloc, self.options.ssl_context(netloc))
-            return http.client.HTTPSConnection(netloc, timeout=self.options.timeout, context=ctx, blocksize=_CHUNK)
-        return http.client.HTTPConnection(netloc, timeout=self.options.timeout, blocksize=_CHUNK)
+            conn = http.client.HTTPSConnection(proxy or netloc, timeout=self.options.timeout, context=ctx,
+                                               blocksize=_CHUNK)
+            if proxy:  # CONNECT through the proxy; TLS (and its checks) end to end with the registry
+                host, _, port = netloc.rpartition(":") if not netloc.endswith("]") else (netloc, "", "")
+                conn.set_tunnel(host.strip("[]") or netloc, int(port) if port else None)
+            return conn
+        return http.client.HTTPConnection(proxy or netloc, timeout=self.options.timeout, blocksize=_CHUNK)
 
     def _give_back(self, scheme: str, netloc: str, conn: http.client.HTTPConnection, reuse: bool) -> None:
         if not reuse:
@@ -184,6 +191,8 @@ class Transport:
         """One request, one attempt; raises OSError/HTTPException on connection trouble."""
         parts = urlsplit(url)
         target = parts.path + (f"?{parts.query}" if parts.query else "")
+        if parts.scheme == "http" and proxy_for("http", parts.netloc):
+            target = f"http://{parts.netloc}{target}"  # a plain-http proxy wants the absolute URI
         for fresh in (False, True):
             payload = body() if callable(body) else body
             conn = self._connect(parts.scheme, parts.netloc)
@@ -216,6 +225,28 @@ class Transport:
         for pool in pools:
             while not pool.empty():
                 pool.get_nowait().close()
+
+
+def proxy_for(scheme: str, netloc: str) -> str | None:
+    """The `host:port` of the proxy for a registry, from HTTPS_PROXY / HTTP_PROXY / NO_PROXY.
+
+    As in Go (and so Docker), loopback hosts are never proxied.
+    """
+    if not any(k.lower() in ("http_proxy", "https_proxy", "all_proxy") for k in os.environ):
+        return None
+    host = netloc.rsplit(":", 1)[0] if not netloc.endswith("]") else netloc
+    if host in _LOOPBACK or host.startswith("127."):
+        return None
+    import urllib.request
+
+    if urllib.request.proxy_bypass_environment(host):
+        return None
+    proxies = urllib.request.getproxies_environment()
+    url = proxies.get(scheme) or proxies.get("all")
+    if not url:
+        return None
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    return f"{parts.hostname}:{parts.port or 80}"
 
 
 def is_connection_error(exc: BaseException) -> bool:

@@ -65,7 +65,7 @@ class Pki:
                  "-days", "2", "-subj", "/CN=pybuild test CA", cwd=d)
         _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
                  "-subj", "/CN=127.0.0.1", cwd=d)
-        (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+        (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:registry.test\n")
         _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
                  "-out", "server.crt", "-days", "2", "-extfile", "san.ext", cwd=d)
         _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "token.key", "-out", "token.crt",
@@ -371,6 +371,69 @@ class FaultProxy:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class TunnelProxy:
+    """An HTTP proxy (CONNECT tunnels, and absolute-URI requests) that resolves names through
+    `hosts` (e.g. {"registry.test": "127.0.0.1"}), so a test can reach a local registry under a
+    name that is not loopback, which clients would never proxy. `seen` lists the targets asked for."""
+
+    def __init__(self, hosts: dict[str, str]) -> None:
+        self.hosts, self.seen = hosts, []
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            data = client.recv(65536)
+            if not data:
+                client.close()
+                return
+            head += data
+        method, target = head.split(b" ", 2)[:2]
+        if method == b"CONNECT":
+            netloc = target.decode()
+        else:
+            netloc = target.decode().split("://", 1)[1].split("/", 1)[0]
+        self.seen.append(f"{method.decode()} {netloc}")
+        host, _, port = netloc.rpartition(":")
+        upstream = socket.create_connection((self.hosts.get(host, host), int(port)))
+        if method == b"CONNECT":
+            client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            rest = head.split(b"\r\n\r\n", 1)[1]
+        else:
+            rest = head  # the registry (Go) accepts absolute-URI requests as they are
+        if rest:
+            upstream.sendall(rest)
+
+        def pump(a: socket.socket, b: socket.socket) -> None:
+            try:
+                while data := a.recv(1 << 16):
+                    b.sendall(data)
+            except OSError:
+                pass
+            finally:
+                for s in (a, b):
+                    try:
+                        s.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
+        threading.Thread(target=pump, args=(upstream, client), daemon=True).start()
+        pump(client, upstream)
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 def _reader(f, length: int) -> Iterator[bytes]:

@@ -272,3 +272,39 @@ def test_blob_redirect_is_followed_without_credentials(registry: Registry, fault
     _via(fault_proxy).download_blob(repo, desc, out)
     assert out.read_bytes() == src.read_bytes()
     assert sum(" !redirect" in line for line in fault_proxy.log) == 1  # then fetched from the registry itself
+
+
+def test_https_and_http_through_a_proxy(tls_registry: Registry, registry: Registry, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTTPS_PROXY tunnels (CONNECT) with TLS verified end to end; HTTP_PROXY gets absolute URIs;
+    NO_PROXY and loopback hosts bypass the proxy."""
+    import shutil
+
+    from tests.builder.registry_server import TunnelProxy
+
+    proxy = TunnelProxy({"registry.test": "127.0.0.1"})
+    try:
+        monkeypatch.setenv("HTTPS_PROXY", f"http://{proxy.address}")
+        monkeypatch.setenv("HTTP_PROXY", f"http://{proxy.address}")
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        tls_name = "registry.test:" + tls_registry.host.rsplit(":", 1)[1]
+        certs = tmp_path / "certs.d"
+        shutil.copytree(tls_registry.certs_dir / tls_registry.host, certs / tls_name)
+        client = RegistryClient(tls_name, RegistryOptions(certs_dirs=(str(certs),), **FAST))
+        _roundtrip(client, tmp_path, size=100_000)
+        assert client.base == f"https://{tls_name}" and f"CONNECT {tls_name}" in proxy.seen
+
+        http_name = "registry.test:" + registry.host.rsplit(":", 1)[1]  # not loopback: needs --insecure-registry
+        plain = RegistryClient(http_name, RegistryOptions(insecure=frozenset({http_name}), **FAST))
+        _roundtrip(plain, tmp_path, size=100_000)
+        assert plain.base == f"http://{http_name}" and f"GET {http_name}" in proxy.seen
+
+        before = list(proxy.seen)
+        _roundtrip(_client(registry), tmp_path, size=1000)  # 127.0.0.1: never proxied
+        monkeypatch.setenv("NO_PROXY", "registry.test")
+        with pytest.raises(RegistryError):  # bypassed: registry.test does not resolve here
+            RegistryClient(tls_name, RegistryOptions(certs_dirs=(str(certs),), **{**FAST, "retries": 0})).ping()
+        assert proxy.seen == before
+    finally:
+        proxy.close()

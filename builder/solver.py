@@ -244,14 +244,16 @@ class Solver:
                 "excludes": list(op.excludes), "checksum": op.checksum, "from_image": op.from_image,
                 "heredocs": [list(h) for h in op.heredocs], "user": op.user if op.chown else ""}
         local = [s for s in op.sources if not _is_url(s)] if op.kind == "ADD" else list(op.sources)
-        inputs = self._content(stage, op.from_stage, op.from_image, local, node, op.excludes) if local else None
+        from_other = op.from_stage is not None or bool(op.from_image)
+        inputs = self._content(stage, op.from_stage, op.from_image, local, node, op.excludes,
+                               preserve_owner=from_other and not op.chown) if local else None
         return CacheKey.make(parent=parent, op=desc, inputs=inputs)
 
     def _network(self, op: Exec) -> str:
         return op.network if op.network != "default" else self.opts.network
 
     def _content(self, stage: Stage, from_stage: int | None, from_image: str, sources: list[str], node: Node,
-                 excludes: tuple[str, ...]) -> str:
+                 excludes: tuple[str, ...], preserve_owner: bool = False) -> str:
         """Checksum of what a step reads: from the context, another stage, or an image."""
         from builder import context as ctxmod
 
@@ -259,17 +261,19 @@ class Solver:
         if from_stage is None and not from_image:
             try:
                 rels = self.context.resolve_sources(sources, where=where)
-                checksum = self.context.checksum(rels, excludes=excludes)
-                with self.lock:
+                checksum, table = self.context.checksum_table(rels, excludes=excludes)
+                with self.lock:  # the no-op memo re-checks `checksum`; the key names the table (for explain)
                     self.inputs.append([list(sources), list(excludes), checksum])
-                return checksum
+                return self.cache.put_inputs(_relative(table))
             except BuildError as exc:
                 raise StepError(exc.message.removeprefix(where), filename=node.origin.filename,
                                 line=node.origin.line, column=node.origin.column, source_line=node.origin.text,
                                 hint=exc.hint) from None
         view = steps.view_of(self, from_stage, from_image)
         rels = ctxmod.expand_sources(view, sources, where=where)
-        return ctxmod.checksum_sources(view, rels, excludes=excludes)
+        table: dict[str, str] = {}
+        ctxmod.checksum_sources(view, rels, excludes=excludes, preserve_owner=preserve_owner, table=table)
+        return self.cache.put_inputs(_relative(table))
 
 
 @dataclass(slots=True)
@@ -297,6 +301,11 @@ def _history(node: Node, *, empty: bool, created: float) -> dict[str, Any]:
     if empty:
         h["empty_layer"] = True
     return h
+
+
+def _relative(table: dict[str, str]) -> dict[str, str]:
+    """Inputs tables name files as paths in the context (`./src/a.py` -> `src/a.py`)."""
+    return {k[2:] if k.startswith("./") else k: v for k, v in table.items()}
 
 
 def _parse_time(text: str | None) -> float:

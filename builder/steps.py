@@ -171,7 +171,8 @@ def _run_copy(op: FileCopy, node: Node, state: "_State", solver: "Solver", work:
         items.extend(ctxmod.expand_sources(src, local, ignore=ignore, where=where))
     copyops.copy_files(upper, items, op.dest, src=src, target=target, workdir=op.cwd, owner=owner, chmod=chmod,
                        excludes=op.excludes, parents=op.parents, link=op.link, ignore=ignore,
-                       unpack=op.kind == "ADD", where=where)
+                       unpack=op.kind == "ADD", where=where,
+                       preserve_owner=op.from_stage is not None or bool(op.from_image))
 
 
 def _secret_value(solver: "Solver", mount: RunMount) -> bytes | None:

@@ -41,8 +41,6 @@ def build(env: dict[str, str], ctx: Path, df: Path, *extra: str) -> None:
     pybuild("build", "-q", "-t", "app:1", "-f", str(df), *extra, str(ctx), env=env)
 
 
-@pytest.mark.xfail(strict=True, reason="the build engine records one checksum per COPY, not the per-file "
-                   "{path: checksum} table of docs/build-records.md (requested in docs/DEVELOPING.md)")
 def test_explain_names_the_changed_files(tmp_path: Path, busybox_tar: Path) -> None:
     run = "cat /app/keep.txt"
     env, ctx, df = setup(tmp_path, busybox_tar, run)

@@ -178,6 +178,8 @@ class RegistryClient:
                 self.auth.forget(scopes)
                 if challenge:
                     self.auth.set_challenge(challenge)
+                    wanted = (self.auth.challenge.get("scope") or "").split() if self.auth.challenge else []
+                    scopes = tuple(dict.fromkeys((*scopes, *wanted)))  # what the registry says it needs
                 if self.auth.challenge is not None:
                     continue
                 break

@@ -1,10 +1,12 @@
 """Run one process in fresh namespaces on an overlay root, the way Docker runs a container.
 
-    caller (pybuild)             creates the cgroup, scaffold and network, pumps output, waits
-     `- A  fork                  joins the cgroup, unshares mount/uts/ipc/pid/cgroup[/net]
-         `- B  fork: PID 1       mounts the root, pivots, hostname, network; then the tiny init:
-             `- C  fork + exec   reaps zombies, forwards signals, exits as C exits (128+N on
-                                 a signal). C drops capabilities, sets no_new_privs, becomes USER.
+    caller (pybuild)             makes the scaffold, cgroup and veth; moves B into the cgroup
+     |                           while B mounts; pumps output; waits
+     `- A  fork                  unshares mount/uts/ipc/pid[/net], forks B, waits for it
+         `- B  fork: PID 1       mounts the root, pivots, hostname, network, its own cgroup
+             |                   namespace; then the tiny init: reaps zombies, forwards signals,
+             |                   exits as C exits (128+N on a signal)
+             `- C  fork + exec   drops capabilities, sets no_new_privs, becomes USER, execs
 
 A and B die with their parent (PR_SET_PDEATHSIG), so a `kill -9` of pybuild takes the whole
 container down, and every mount lives in the container's own mount namespace: nothing leaks.
@@ -23,6 +25,7 @@ import stat
 import struct
 import termios
 import time
+from dataclasses import replace as _replace
 from pathlib import Path
 from typing import Callable, Protocol, Sequence, Union
 
@@ -66,7 +69,6 @@ def _private_dir(path: Path) -> Path:
         raise SandboxError(f"{path} must be a directory owned by root with mode 0700",
                            hint="remove it, or set PYBUILD_RUN_DIR")
     return path
-
 
 
 class Executor(Protocol):
@@ -130,7 +132,7 @@ class LinuxExecutor:
             hostname = process.hostname or cid[:12]
             if network == NetworkMode.BRIDGE:
                 from runtime import network as netmod
-                net = netmod.Bridge.attach(self.run_dir, cid)
+                net = netmod.Bridge.attach(cid)
                 if ports:
                     from runtime.proxy import PortProxy
                     proxy = PortProxy(ports, net.address)
@@ -151,11 +153,6 @@ class LinuxExecutor:
             if net is not None:
                 net.detach()
             shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _replace(status: ExitStatus, **changes: object) -> ExitStatus:
-    from dataclasses import replace
-    return replace(status, **changes)
 
 
 def _write_etc(etc: Path, hostname: str, network: NetworkMode, address: str | None) -> None:
@@ -189,8 +186,8 @@ class _Run:
     """One container's process tree, from the caller's side."""
 
     def __init__(self, process: ProcessSpec, rootfs: RootfsSpec, mounts: Sequence[Mount], network: NetworkMode,
-                 cgroup: cgroups.Cgroup | None, net: object, scratch: Path, hostname: str, stdout: Output, stderr: Output, stdin: int | None,
-                 on_start: Callable[[int], None] | None) -> None:
+                 cgroup: cgroups.Cgroup | None, net: object, scratch: Path, hostname: str, stdout: Output,
+                 stderr: Output, stdin: int | None, on_start: Callable[[int], None] | None) -> None:
         self.process, self.rootfs, self.mounts, self.network = process, rootfs, mounts, network
         self.cgroup, self.net, self.scratch, self.hostname = cgroup, net, scratch, hostname
         self.on_start = on_start

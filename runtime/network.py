@@ -132,7 +132,7 @@ class Bridge:
         self.prefixlen = SUBNET.prefixlen
 
     @classmethod
-    def attach(cls, run_dir: Path, container_id: str) -> "Bridge":
+    def attach(cls, container_id: str) -> "Bridge":
         ensure_bridge()
         return cls(container_id, allocate(container_id, os.getpid()))
 

@@ -21,7 +21,7 @@ from typing import Any, Callable
 from builder import steps
 from builder.cache import BuildCache, CacheKey
 from builder.errors import BuildError, StepError
-from builder.graph import BuildGraph, ConfigChange, Exec, FileCopy, ImageSource, Mkdir, Node, Scratch, Stage, StageRef
+from builder.graph import BuildGraph, Exec, FileCopy, ImageSource, Mkdir, Node, Scratch, Stage, StageRef
 from builder.progress import Progress
 from builder.records import BuildRecord, StepRecord
 from runtime.errors import SandboxError
@@ -212,7 +212,6 @@ class Solver:
         state.key_parts = key.as_json()
         if rec.layer is not None:
             state.layers.append(rec.layer)
-            state.snapshots = None
         state.history.append(_history(node, empty=rec.layer is None, created=state.created))
 
     def _add_record(self, rec: StepRecord) -> None:
@@ -285,7 +284,6 @@ class _State:
     key: CacheKey
     base_image: Any = None
     key_parts: list[list[Any]] = field(default_factory=list)
-    snapshots: list[str] | None = None
     created: float = 0.0  # when the last layer step's result was made (a hit keeps its old time)
 
     def __post_init__(self) -> None:

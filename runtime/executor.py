@@ -31,7 +31,7 @@ from typing import Callable, Protocol, Sequence, Union
 
 from runtime import _linux, _netif, cgroups
 from runtime.errors import NamespaceError, SandboxError
-from runtime.rootfs import build_scaffold, setup_root
+from runtime.rootfs import NOSUID_NODEV_NOEXEC, build_scaffold, setup_root
 from runtime.spec import ExitStatus, Limits, Mount, NetworkMode, PortMapping, ProcessSpec, RootfsSpec
 from runtime.users import resolve_user
 
@@ -449,6 +449,8 @@ def _child_b(run: _Run, parent: int, err_w: int, status_w: int, go_r: int) -> No
             if os.read(go_r, 1) != b"j":
                 raise SandboxError("the container was not moved into its cgroup")
             _linux.unshare(_linux.CLONE_NEWCGROUP)
+            if run.cgroup.version == 2:  # the container's own subtree, read-only, as Docker mounts it
+                _linux.mount("cgroup2", "/sys/fs/cgroup", "cgroup2", NOSUID_NODEV_NOEXEC | _linux.MS_RDONLY)
         os.close(go_r)
     except SandboxError as exc:
         _fail(err_w, exc.message)

@@ -289,12 +289,14 @@ def test_cgroup_v2_code_path_on_the_unified_hierarchy(busybox_dir: Path, tmp_pat
         seen.append(line[3:])
 
     out: list[bytes] = []
-    status = LinuxExecutor().run(ProcessSpec(("sh", "-c", "sleep 0.2; cat /proc/self/cgroup")),
+    status = LinuxExecutor().run(ProcessSpec(("sh", "-c", "sleep 0.2; cat /proc/self/cgroup; grep -x 1 /sys/fs/cgroup/cgroup.procs")),
                                  RootfsSpec((busybox_dir,), tmp_path / "u", tmp_path / "w"),
                                  stdout=out.append, on_start=on_start)
     assert status.code == 0
     assert seen and seen[0].startswith(f"/{cgroups.PARENT}/{os.getpid()}-")
-    assert b"0::/\n" in b"".join(out)  # the container's own cgroup namespace
+    lines = b"".join(out).decode().split()
+    assert "0::/" in lines  # its own cgroup namespace
+    assert lines[-1] == "1"  # and a cgroup2 view of its own subtree, where the init is pid 1
     assert not (unified / seen[0].lstrip("/")).exists()
 
 

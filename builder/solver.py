@@ -67,6 +67,9 @@ class Solver:
         self.results: dict[int, StageResult] = {}
         self.inputs: list[list[Any]] = []  # [sources, excludes, checksum] of every context read
         self.names: dict[int, str] = {}  # step number -> progress name
+        self.fetched: dict[str, Any] = {}  # ADD URL -> copyops.FetchedFile
+        self.fetch_dir: Any = None
+        self.volatile = False  # an input the no-op memo cannot re-check (an ADD URL without --checksum)
         self.cancel = threading.Event()
         self.lock = threading.Lock()
         self.next_id = 0
@@ -246,7 +249,32 @@ class Solver:
         from_other = op.from_stage is not None or bool(op.from_image)
         inputs = self._content(stage, op.from_stage, op.from_image, local, node, op.excludes,
                                preserve_owner=from_other and not op.chown) if local else None
-        return CacheKey.make(parent=parent, op=desc, inputs=inputs)
+        urls = None
+        if op.kind == "ADD" and not op.checksum and any(_is_url(s) for s in op.sources):
+            urls = [self._fetch(u) for u in op.sources if _is_url(u)]  # keyed on what the server sends now
+        return CacheKey.make(parent=parent, op=desc, inputs=inputs, urls=urls)
+
+    def _fetch(self, url: str) -> list[Any]:
+        """Download an ADD URL (once per build) for its key; the step reuses the download."""
+        from builder import copyops
+
+        if url not in self.fetched:
+            self.volatile = True  # the no-op memo cannot see a remote change
+            if self.fetch_dir is None:
+                import tempfile
+                from pathlib import Path
+
+                self.fetch_dir = Path(tempfile.mkdtemp(prefix="fetch-", dir=self.store.root / "tmp"))
+            self.fetched[url] = copyops.fetch_url(url, self.fetch_dir / str(len(self.fetched)))
+        f = self.fetched[url]
+        return [url, f.digest, f.name, f.mtime]
+
+    def close(self) -> None:
+        """Remove this build's downloads."""
+        if self.fetch_dir is not None:
+            import shutil
+
+            shutil.rmtree(self.fetch_dir, ignore_errors=True)
 
     def _network(self, op: Exec) -> str:
         return op.network if op.network != "default" else self.opts.network

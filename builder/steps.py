@@ -166,7 +166,8 @@ def _run_copy(op: FileCopy, node: Node, state: "_State", solver: "Solver", work:
         src = solver.context.view if local else None
         ignore = solver.context.ignore
         for url in (s for s in op.sources if s not in local):
-            items.append(copyops.fetch_url(url, work, checksum=op.checksum or None))
+            fetched = solver.fetched.get(url)
+            items.append(fetched or copyops.fetch_url(url, work / "fetch", checksum=op.checksum or None))
     if local:
         items.extend(ctxmod.expand_sources(src, local, ignore=ignore, where=where))
     copyops.copy_files(upper, items, op.dest, src=src, target=target, workdir=op.cwd, owner=owner, chmod=chmod,

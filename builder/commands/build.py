@@ -245,9 +245,11 @@ def _build(args: argparse.Namespace, store: Any, ctx: Any, df: Any, build_args: 
         record.error = (getattr(exc, "message", None) or str(exc)).splitlines()[0] if str(exc) else type(exc).__name__
         _finish(store.root, record)
         raise
+    finally:
+        solver.close()
     record.status, record.image_id, record.manifest_digest = "ok", str(built.id), str(manifest_digest)
     _finish(store.root, record)
-    if memo_key is not None and ctx.root is not None:
+    if memo_key is not None and ctx.root is not None and not solver.volatile:
         _save_memo(store, memo_key, args, images, solver, record, graph.warnings)
     _report_result(args, str(built.id), str(manifest_digest), record.id, progress)
     return 0

@@ -251,6 +251,14 @@ def test_add_url_with_checksum_from_a_local_server(store: dict[str, str], tmp_pa
         (ctx / "Dockerfile").write_text(f"FROM busybox\nADD --checksum={good} {url} /dl/\n")
         pybuild("build", "-t", "url:1", "-o", f"type=local,dest={tmp_path / 'fs'}", str(ctx), env=store)
         assert (tmp_path / "fs" / "dl" / "file.txt").read_text() == "remote\n"
+        (ctx / "Dockerfile").write_text(f"FROM busybox\nADD {url} /nosum/\n")  # no --checksum: keyed on content
+        pybuild("build", "-t", "url:3", str(ctx), env=store)
+        (served / "file.txt").write_text("changed on the server\n")
+        pybuild("build", "-t", "url:3", "-o", f"type=local,dest={tmp_path / 'fs3'}", "-o", "type=image",
+                str(ctx), env=store)
+        assert (tmp_path / "fs3" / "nosum" / "file.txt").read_text() == "changed on the server\n"
+        again = pybuild("build", "-t", "url:3", "--progress=plain", str(ctx), env=store).stderr
+        assert "#2 CACHED" in again  # unchanged remote content: a hit
         (ctx / "Dockerfile").write_text(f"FROM busybox\nADD --checksum=sha256:{'0' * 64} {url} /dl/\n")
         proc = pybuild("build", "-t", "url:2", str(ctx), env=store, check=False)
         assert proc.returncode != 0 and "Dockerfile:2" in proc.stderr and "Traceback" not in proc.stderr

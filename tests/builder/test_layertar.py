@@ -253,15 +253,24 @@ def test_codecs_are_readable_by_the_real_tools(codec: str, tmp_path: Path) -> No
     assert compress.decompressing_reader(io.BytesIO(blob), codec).read() == data
 
 
+def _compressed(codec: str, data: bytes, threads: int, piece: int) -> bytes:
+    chunks: list[bytes] = []
+    w = compress.compressor(codec, chunks.append, threads=threads)
+    for i in range(0, len(data), piece):
+        w.write(data[i:i + piece])
+    w.close()
+    return b"".join(chunks)
+
+
+def test_zstd_output_does_not_depend_on_threads_or_write_sizes() -> None:
+    data = b"".join(os.urandom(64) * 300 for _ in range(400))  # ~7.7 MB: several 2 MiB jobs
+    outs = {_compressed(compress.ZSTD, data, threads, piece) for threads, piece in ((1, 1 << 20), (2, 7777), (4, 3 << 20))}
+    assert len(outs) == 1
+
+
 def test_parallel_gzip_is_deterministic_and_one_member(tmp_path: Path) -> None:
     data = b"".join(os.urandom(64) * 300 for _ in range(200))
-    outs = []
-    for threads in (1, 2, 4):
-        chunks: list[bytes] = []
-        w = compress.compressor(compress.GZIP, chunks.append, threads=threads)
-        w.write(data)
-        w.close()
-        outs.append(b"".join(chunks))
+    outs = [_compressed(compress.GZIP, data, threads, piece) for threads, piece in ((1, 1 << 20), (2, 7777), (4, 3 << 20))]
     assert outs[0] == outs[1] == outs[2]
     assert outs[0][:10] == b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # no name, mtime 0
     d = __import__("zlib").decompressobj(31)

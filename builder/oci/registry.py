@@ -52,7 +52,7 @@ def client_for(registry: str, options: RegistryOptions | None = None) -> Registr
 def _error_codes(resp: Response) -> tuple[tuple[str, ...], str]:
     """The `errors` of a registry's JSON error body: their codes and a readable summary."""
     try:
-        doc = json.loads(resp.read()[:65536]) if "json" in resp.header("Content-Type") else {}
+        doc = json.loads(resp.read(limit=65536)) if "json" in resp.header("Content-Type") else {}
         errors = [e for e in (doc.get("errors") or []) if isinstance(e, dict)]
     except (OSError, ValueError, AttributeError, http.client.HTTPException):
         return (), ""

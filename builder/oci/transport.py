@@ -123,8 +123,16 @@ class Response:
             raise
         self.close()
 
-    def read(self) -> bytes:
-        return b"".join(self.iter_bytes())
+    def read(self, limit: int | None = None) -> bytes:
+        """The body (at most `limit` bytes; the rest is dropped with the connection)."""
+        if limit is None:
+            return b"".join(self.iter_bytes())
+        try:
+            data = self._raw.read(limit)
+        except (OSError, http.client.HTTPException):
+            data = b""
+        self.close(reuse=self._raw.isclosed())
+        return data
 
     def json(self) -> object:
         data = self.read()

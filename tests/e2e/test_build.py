@@ -355,3 +355,16 @@ def test_output_compression_chooses_the_layer_codec(store: dict[str, str], tmp_p
     assert layers[-1].media_type == "application/vnd.oci.image.layer.v1.tar+zstd"
     proc = pybuild("build", "-o", "type=image,compression=lzma", str(ctx), env=store, check=False)
     assert proc.returncode != 0 and "unknown compression" in proc.stderr
+
+
+def test_run_network_modes(store: dict[str, str], tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN --network=none ip -o link | wc -l > /none\n"
+                                    "RUN ip -o link | wc -l > /default\n")
+    pybuild("build", "-t", "net:1", "-o", f"type=local,dest={tmp_path / 'fs'}", str(ctx), env=store)
+    assert (tmp_path / "fs" / "none").read_text().strip() == "1"  # loopback only
+    assert int((tmp_path / "fs" / "default").read_text()) > 1  # outbound network, as BuildKit gives a RUN
+    out = pybuild("build", "-t", "net:2", "--network", "none", "-o", f"type=local,dest={tmp_path / 'fs2'}",
+                  str(ctx), env=store)
+    assert out.returncode == 0 and (tmp_path / "fs2" / "default").read_text().strip() == "1"

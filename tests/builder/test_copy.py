@@ -452,3 +452,12 @@ def test_unreadable_source_is_a_one_line_error(tmp_path: Path) -> None:
         ]
     finally:
         shutil.rmtree(base)
+
+
+def test_wildcard_exception_below_an_excluded_dir_is_walked_as_buildkit_does(tmp_path: Path, layer: Path) -> None:
+    """BuildKit's walker enters an excluded dir when an exception with wildcards may match below
+    it (buildah's legacy walker only for literal prefixes, so it would drop a/src/keep.md)."""
+    ctx = make_tree(tmp_path / "ctx", {"a/src/keep.md": "k", "a/src/other": "o", "b/x": "x", "c": "c"})
+    ignore = PatternMatcher(["[ab]*", "![ab]*/src/keep.md"])
+    copy_files(layer, [""], "/ctx", src=ctx, ignore=ignore)
+    assert sorted(tree(layer)) == ["ctx", "ctx/a", "ctx/a/src", "ctx/a/src/keep.md", "ctx/c"]

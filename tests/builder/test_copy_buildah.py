@@ -174,6 +174,29 @@ CASES: dict[str, tuple[dict[str, str | None], list[str]]] = {
 }
 
 
+def _random_ignore_case(seed: int) -> tuple[dict[str, str | None], list[str]]:
+    """A context of ~120 files and a .dockerignore of random patterns (anchors, `*`, `?`, `**`,
+    classes, exceptions), for a differential test against buildah's matcher."""
+    import random
+
+    rng = random.Random(seed)
+    files: dict[str, str | None] = {}
+    for _ in range(120):
+        dirs = [rng.choice(["a", "b", "ab", "src"]) for _ in range(rng.randint(0, 3))]
+        files["/".join([*dirs, rng.choice(["a.t", "b.t", "ab.t", "c", "keep.md"])])] = "x"
+    pieces = ["a", "b", "ab", "src", "*", "?", "**", "[ab]*", "*.t", "a*", "?.t", "keep.md", "c"]
+    literal = ["a", "b", "ab", "src", "a.t", "ab.t", "keep.md", "c"]
+    lines = []
+    for _ in range(12):
+        prefix = rng.choice(["", "", "", "!", "/", "./"])
+        # Exceptions stay literal: below an excluded directory BuildKit also tries wildcard
+        # exceptions, while buildah (moby's legacy archive walker) only follows literal prefixes.
+        words = literal if prefix == "!" else pieces
+        lines.append(prefix + "/".join(rng.choice(words) for _ in range(rng.randint(1, 3))))
+    files[".dockerignore"] = "\n".join(lines) + "\n"
+    return files, ["COPY . /ctx/"]
+
+
 def _write_context(ctx: Path, files: dict[str, str | None], case: str) -> None:
     ctx.mkdir(parents=True, exist_ok=True)
     make_tree(ctx, files)
@@ -185,6 +208,10 @@ def _write_context(ctx: Path, files: dict[str, str | None], case: str) -> None:
         if not p.is_symlink():
             os.chmod(p, 0o755 if p.is_dir() else 0o644)
         os.utime(p, (MTIME, MTIME), follow_symlinks=False)
+
+
+for _seed in (1, 2, 3, 4):
+    CASES[f"dockerignore-random-{_seed}"] = _random_ignore_case(_seed)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

@@ -343,8 +343,8 @@ class Converter:
 
     def on_env(self, stage: Stage, state: _StageState, inst: ast.Env, origin: Origin) -> None:
         shown = []
+        env = state.expand_env()  # every pair sees the values from before this ENV (Docker's rule)
         for key, value in inst.pairs:
-            env = state.expand_env()
             k = self.expand(key, env, origin)
             v = self.expand(value, env, origin)
             state.set_env(k, v)
@@ -354,8 +354,8 @@ class Converter:
     def on_label(self, stage: Stage, state: _StageState, inst: ast.Label, origin: Origin) -> None:
         shown = []
         labels = dict(state.config.get("Labels") or {})
+        env = state.expand_env()
         for key, value in inst.pairs:
-            env = state.expand_env()
             k, v = self.expand(key, env, origin), self.expand(value, env, origin)
             labels[k] = v
             shown.append(f"{k}={v}")

@@ -183,3 +183,9 @@ def test_expansion_error_is_located() -> None:
 def test_run_heredoc_runs_its_body_with_the_shell() -> None:
     g, _ = build("FROM busybox\nRUN <<EOF\necho one\necho two\nEOF\n")
     assert execs(target(g))[0].argv == ("/bin/sh", "-c", "echo one\necho two\n")
+
+
+def test_one_env_instruction_expands_with_the_values_from_before_it() -> None:
+    g, _ = build("FROM busybox\nENV abc=hello\nENV abc=bye def=$abc\nENV ghi=$abc\n")
+    env = target(g).config["Env"]
+    assert "def=hello" in env and "ghi=bye" in env and "abc=bye" in env

@@ -134,9 +134,13 @@ def _docker_accepts(texts: list[str]) -> list[bool]:
     return [o == "y" for o in out]
 
 
-@pytest.mark.skipif(__import__("shutil").which("docker") is None, reason="the docker CLI (Debian docker.io) is the oracle")
+@pytest.mark.skipif(__import__("shutil").which("docker") is None, reason="the docker CLI is the oracle")
 def test_same_acceptance_as_docker_cli() -> None:
     import random
+
+    if not all(_docker_accepts(["[::1]:5000/app", "Registry/app"])):
+        pytest.skip("this docker CLI predates the current reference rules (IPv6 hosts, upper-case hosts): "
+                    "Debian's 20.10 does; Docker 25+ is the oracle")
 
     rng = random.Random(7)
     pieces = ["a", "b1", "x", "A", "Z9", ".", "_", "__", "-", "--", ":", "/", "@", "sha256:", "a" * 64, "localhost",

@@ -382,6 +382,8 @@ def checksum_sources(view: RootView, rels: Sequence[str], *, ignore: PatternMatc
     try:
         for rel in rels:
             _collect(view, rel, ignore or None, exclude, entries)
+    except RecursionError:
+        raise ContextError(f"COPY/ADD sources {list(rels)!r}: directories nested too deeply to walk") from None
     finally:
         if gc_was_on:
             gc.enable()

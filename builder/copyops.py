@@ -575,6 +575,8 @@ def copy_files(layer_dir: str | os.PathLike[str], items: Sequence[Item], dest: s
             writer.ensure_dir(os.path.dirname(out_rel))
             writer.copy_entry(src_view, real, out_rel, exclude, ignore)
             written.append("/" + out_rel)
+    except RecursionError:
+        raise BuildError(f"{where}COPY/ADD {item!r}: directories nested too deeply to copy") from None
     except OSError as exc:
         what = item if isinstance(item, str) else getattr(item, 'name', '?')
         raise BuildError(f"{where}COPY/ADD {what!r}: {exc.strerror or exc}"

@@ -345,3 +345,17 @@ def test_checksum_table_names_each_entry_and_shares_the_digest(ctx_dir: Path, st
     assert {k for k in table if table[k] != table2[k]} == {"src/util/y.txt"}
     _, owned = ctx.checksum_table(rels, owner=(1, 1))
     assert owned["a.txt"] != table2["a.txt"]
+
+
+def test_absurdly_deep_trees_are_a_clear_error(tmp_path: Path) -> None:
+    fd = os.open(tmp_path, os.O_RDONLY)
+    try:  # 1,200 levels of "d/" (made relative to each level: no PATH_MAX trouble)
+        for _ in range(1200):
+            os.mkdir("d", dir_fd=fd)
+            nxt = os.open("d", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+    finally:
+        os.close(fd)
+    with pytest.raises(ContextError, match="nested too deeply"):
+        checksum_sources(RootView(tmp_path), ["d"])

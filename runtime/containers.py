@@ -134,8 +134,10 @@ class Container:
             stdin: int | None = None) -> ExitStatus:
         """Run in this process (the foreground case, and what the supervisor does)."""
         c = self.config
-        shutil.rmtree(self.path / "work", ignore_errors=True)
-        (self.path / "work").mkdir()
+        work = self.path / "work"
+        if any(work.iterdir()):  # overlayfs wants an empty workdir; a fresh container has one
+            shutil.rmtree(work)
+            work.mkdir()
         self._set_state(status="running", supervisor_pid=os.getpid(), started=_now(), exit_code=None, error="")
         try:
             status = (executor or LinuxExecutor()).run(

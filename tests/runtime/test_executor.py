@@ -339,3 +339,36 @@ def test_resolve_in_root_never_leaves_the_root(tmp_path: Path, path: str, expect
             resolve_in_root(str(root), path)
     else:
         assert resolve_in_root(str(root), path) == f"{root}/{expected}"
+
+
+def test_interrupt_kills_the_container_and_cleans_up(busybox_dir: Path, tmp_path: Path) -> None:
+    """Ctrl-C in the caller (KeyboardInterrupt while waiting) leaves no process, cgroup or run dir."""
+    import signal as sig
+
+    from runtime.executor import LinuxExecutor
+    from runtime.spec import ProcessSpec, RootfsSpec
+
+    (tmp_path / "u").mkdir()
+    (tmp_path / "w").mkdir()
+    executor = LinuxExecutor()
+    pids: list[int] = []
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = sig.signal(sig.SIGALRM, interrupt)
+    sig.setitimer(sig.ITIMER_REAL, 0.5)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            executor.run(ProcessSpec(("sleep", "30")), RootfsSpec((busybox_dir,), tmp_path / "u", tmp_path / "w"),
+                         on_start=pids.append)
+    finally:
+        sig.setitimer(sig.ITIMER_REAL, 0)
+        sig.signal(sig.SIGALRM, previous)
+    from runtime._linux import pid_alive
+
+    assert pids and not pid_alive(pids[0])
+    assert not any(p.name.startswith(f"{os.getpid()}-") for p in executor.run_dir.iterdir())
+    v = cgroups.version()
+    base = cgroups.CGROUP_ROOT / ("" if v == 2 else "memory") / cgroups.PARENT
+    assert not list(base.glob(f"{os.getpid()}-*"))

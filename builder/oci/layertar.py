@@ -457,27 +457,36 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class _Extractor:
+    _MAX_FDS = 64  # directory fds kept open for the next entries' parents
+
     def __init__(self, dest: Path, overlay: bool, lowers: Sequence[Path], warn: Warn) -> None:
         self.root_fd = os.open(dest, _DIR_FLAGS)
         self.overlay, self.lowers, self.warn = overlay, list(lowers), warn
         self.is_root = os.geteuid() == 0
         self.dirs: list[tuple[list[str], Header]] = []
-        self._cache: tuple[tuple[str, ...], int] | None = None
+        self._fds: dict[tuple[str, ...], int] = {}
 
     def close(self) -> None:
         self._drop_cache()
         os.close(self.root_fd)
 
-    def _drop_cache(self) -> None:
-        if self._cache:
-            os.close(self._cache[1])
-            self._cache = None
+    def _drop_cache(self, keep: int = -1) -> None:
+        for key, fd in list(self._fds.items()):
+            if fd != keep:
+                os.close(fd)
+                del self._fds[key]
 
     def open_dir(self, parts: Sequence[str], name: str, create: bool) -> int:
         """An fd of the directory `parts`, never following a symlink; the caller closes it."""
-        fd = os.dup(self.root_fd)
+        start, depth = self.root_fd, 0
+        for d in range(len(parts), 0, -1):  # start from the deepest directory already open
+            if (cached := self._fds.get(tuple(parts[:d]))) is not None:
+                start, depth = cached, d
+                break
+        fd = os.dup(start)
         try:
-            for i, p in enumerate(parts):
+            for i in range(depth, len(parts)):
+                p = parts[i]
                 try:
                     nfd = os.open(p, _DIR_FLAGS, dir_fd=fd)
                 except FileNotFoundError:
@@ -501,15 +510,16 @@ class _Extractor:
 
     def parent(self, parts: list[str], name: str) -> int:
         key = tuple(parts[:-1])
-        if self._cache and self._cache[0] == key:
-            return self._cache[1]
-        fd = self.open_dir(key, name, create=True)
-        self._drop_cache()
-        self._cache = (key, fd)
+        fd = self._fds.get(key)
+        if fd is None:
+            fd = self.open_dir(key, name, create=True)
+            if len(self._fds) >= self._MAX_FDS:
+                self._drop_cache()
+            self._fds[key] = fd
         return fd
 
     def remove(self, pfd: int, base: str) -> None:
-        self._drop_cache_if_not(pfd)
+        self._drop_cache(keep=pfd)  # a removal may delete directories other cached fds point into
         try:
             st = os.stat(base, dir_fd=pfd, follow_symlinks=False)
         except FileNotFoundError:
@@ -518,11 +528,6 @@ class _Extractor:
             shutil.rmtree(base, dir_fd=pfd)
         else:
             os.unlink(base, dir_fd=pfd)
-
-    def _drop_cache_if_not(self, pfd: int) -> None:
-        # a removal may delete the directory another cached fd points into: keep only `pfd`
-        if self._cache and self._cache[1] != pfd:
-            self._drop_cache()
 
     def apply(self, h: Header, read: Callable[[int], bytes]) -> None:
         parts = split_name(h.name)
@@ -696,24 +701,19 @@ class _Extractor:
                 self.warn(f"{h.name}: cannot set xattr {key}: {exc.strerror}")
 
     def finish(self) -> None:
-        self._drop_cache()
+        """Set directories' metadata last (deepest first), so adding entries did not disturb it."""
         for parts, h in reversed(self.dirs):
+            key = tuple(parts)
             try:
-                pfd = self.open_dir(parts[:-1], h.name, create=False)
+                dfd = self._fds.get(key)
+                if dfd is None:
+                    dfd = self.open_dir(key, h.name, create=False)
+                    if len(self._fds) >= self._MAX_FDS:
+                        self._drop_cache()
+                    self._fds[key] = dfd
             except (FileNotFoundError, ImageFormatError):
-                continue
-            try:
-                st = os.stat(parts[-1], dir_fd=pfd, follow_symlinks=False)
-                if stat.S_ISDIR(st.st_mode):
-                    dfd = os.open(parts[-1], _DIR_FLAGS, dir_fd=pfd)
-                    try:
-                        self.meta_fd(dfd, h)
-                    finally:
-                        os.close(dfd)
-            except FileNotFoundError:
-                pass
-            finally:
-                os.close(pfd)
+                continue  # removed or replaced by a later entry
+            self.meta_fd(dfd, h)
 
 
 def _write_all(fd: int, data: bytes) -> None:

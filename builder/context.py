@@ -93,6 +93,7 @@ class BuildContext:
     dockerfile_name: str
     ignore: PatternMatcher = field(default_factory=lambda: PatternMatcher([]))
     ignore_file: Path | None = None
+    scratch: bool = False  # extracted from stdin: no stat cache kept for a directory used once
 
     @property
     def view(self) -> RootView:
@@ -111,7 +112,7 @@ class BuildContext:
                  owner: tuple[int, int] | None = None, table: dict[str, str] | None = None) -> str:
         """Content checksum of resolved sources, using the persistent stat cache."""
         view = self.view
-        cache = StatCache.for_root(view)
+        cache = StatCache(None) if self.scratch else StatCache.for_root(view)
         if "" in rels:
             cache.seen = set()  # the whole context is walked: forget files that are gone
         try:
@@ -217,7 +218,7 @@ def _open_stdin(stdin: BinaryIO, dockerfile: str | None, scratch_dir: Path | Non
     df_path = scratch_dir.joinpath(*split_path(name))
     data = _read_dockerfile(df_path, name)
     ignore_path = find_ignore_file(scratch_dir, df_path)
-    return BuildContext(scratch_dir, data, name, _load_ignore(ignore_path), ignore_path)
+    return BuildContext(scratch_dir, data, name, _load_ignore(ignore_path), ignore_path, scratch=True)
 
 
 # -- resolving sources ------------------------------------------------------------------------

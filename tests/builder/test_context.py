@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import subprocess
+import sys
 import tarfile
 import time
 from pathlib import Path
@@ -73,7 +74,7 @@ def test_dockerfile_on_stdin_with_a_directory_context(ctx_dir: Path) -> None:
 
 
 @pytest.mark.parametrize("compress", ["", "gz", "bz2", "xz", "zst"])
-def test_tarball_on_stdin_is_the_context(ctx_dir: Path, tmp_path: Path, compress: str) -> None:
+def test_tarball_on_stdin_is_the_context(ctx_dir: Path, tmp_path: Path, compress: str, store_root: Path) -> None:
     tar = tmp_path / "ctx.tar"
     subprocess.run(["tar", "-cf", str(tar), "-C", str(ctx_dir), "."], check=True)
     if compress:
@@ -83,9 +84,11 @@ def test_tarball_on_stdin_is_the_context(ctx_dir: Path, tmp_path: Path, compress
     scratch = tmp_path / "scratch"
     with open(tar, "rb") as f:
         ctx = open_context("-", stdin=f, scratch_dir=scratch)  # type: ignore[arg-type]
-    assert ctx.root == scratch and ctx.dockerfile == b"FROM scratch\n"
+    assert ctx.root == scratch and ctx.dockerfile == b"FROM scratch\n" and ctx.scratch
     assert ctx.resolve_sources(["src/*.py"]) == ["src/main.py"]
     assert (scratch / "link-out").is_symlink()
+    assert ctx.checksum(["src"]) == open_context(str(ctx_dir)).checksum(["src"])  # same content, same key
+    assert not (store_root / "cache" / "statcache").exists() or len(list((store_root / "cache/statcache").iterdir())) <= 1
 
 
 def test_hostile_tarball_on_stdin_stays_in_scratch(tmp_path: Path) -> None:
@@ -348,14 +351,14 @@ def test_checksum_table_names_each_entry_and_shares_the_digest(ctx_dir: Path, st
 
 
 def test_absurdly_deep_trees_are_a_clear_error(tmp_path: Path) -> None:
-    fd = os.open(tmp_path, os.O_RDONLY)
-    try:  # 1,200 levels of "d/" (made relative to each level: no PATH_MAX trouble)
-        for _ in range(1200):
-            os.mkdir("d", dir_fd=fd)
-            nxt = os.open("d", os.O_RDONLY, dir_fd=fd)
-            os.close(fd)
-            fd = nxt
+    path = tmp_path
+    for _ in range(300):
+        path = path / "d"
+    path.mkdir(parents=True)
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(250)  # stands for a tree deeper than Python's default limit of 1,000
+    try:
+        with pytest.raises(ContextError, match="nested too deeply"):
+            checksum_sources(RootView(tmp_path), ["d"])
     finally:
-        os.close(fd)
-    with pytest.raises(ContextError, match="nested too deeply"):
-        checksum_sources(RootView(tmp_path), ["d"])
+        sys.setrecursionlimit(limit)

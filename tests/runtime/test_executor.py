@@ -41,7 +41,7 @@ def test_pid_namespace_init_is_pid_1_and_process_is_its_child(run_in) -> None:
     r = run_in("sh", "-c", "echo $$ $PPID; ls /proc | grep -c '^[0-9]'")
     pid, ppid, nprocs = r.out.split()
     assert (pid, ppid) == ("2", "1")
-    assert int(nprocs) == 4  # init, sh, ls, grep: nothing of the host
+    assert int(nprocs) in (3, 4)  # init, sh, ls (grep, if forked yet): nothing of the host
 
 
 def test_init_reaps_orphaned_zombies(run_in) -> None:

@@ -29,6 +29,7 @@ Public API:
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 from builder.errors import ContextError
@@ -185,7 +186,9 @@ class _Pattern:
                 out.append(ch)  # `^` only appears inside a class, where it negates
             i += 1
         if kind == "regex":
-            self.regex = re.compile("".join(out) + "$")
+            with warnings.catch_warnings():  # `[[]` is a valid class in Go; Python only warns about it
+                warnings.simplefilter("ignore", FutureWarning)
+                self.regex = re.compile("".join(out) + "$")
         return kind
 
     def match(self, path: str) -> bool:

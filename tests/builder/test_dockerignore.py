@@ -61,6 +61,9 @@ MATCH_TABLE: list[tuple[list[str], str, bool]] = [
     (["*/temp*"], "somedir/temporary.txt", True),
     (["*/*/temp*"], "somedir/subdir/temporary.txt", True),
     (["temp?"], "tempa", True),
+    (["[[]x"], "[x", True),                        # `[` inside a class is literal (Go), no warning
+    (["a[&&b]c"], "a&c", True),
+    (["é*"], "éa", True),
     ([], "anything", False),
 ]
 

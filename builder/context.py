@@ -31,6 +31,14 @@ Public API (pure library code: paths and plain data in, ContextError out):
         `$PYBUILD_ROOT/cache/statcache/`, written atomically, so unchanged files are never re-read.
 
 `where` is a prefix for error messages ("Dockerfile:7: ") supplied by the caller.
+
+Docker's rules kept: `.dockerignore` never hides the Dockerfile from the builder, but COPY obeys
+it for every file (the Dockerfile and `.dockerignore` themselves included); an excluded path is
+absent for COPY ("excluded by .dockerignore" says why); below an excluded directory the walk
+looks for exceptions exactly where BuildKit's does. Symlinks in sources resolve inside the
+context (an absolute target starts at the context root), so nothing outside it is ever read.
+The stat cache skips files changed within a second of the scan (racily clean, as git does) and
+forgets deleted files whenever the whole context is walked.
 """
 
 from __future__ import annotations

@@ -21,6 +21,11 @@ from typing import IO, Callable, Protocol
 
 import zstandard
 
+try:  # zlib-ng inflates the same streams ~2.3x faster than zlib (measured: docs/DEVELOPING.md)
+    from zlib_ng import zlib_ng as _inflate
+except ImportError:  # pragma: no cover - optional
+    _inflate = zlib  # type: ignore[assignment]
+
 from builder.errors import ImageFormatError
 from builder.oci.model import DOCKER_LAYER, OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_ZSTD
 
@@ -220,7 +225,7 @@ class _GzipReader(_Reader):
 
     def __init__(self, raw: IO[bytes]) -> None:
         self._raw = raw
-        self._d = zlib.decompressobj(16 + 15)
+        self._d = _inflate.decompressobj(16 + 15)
         self._out = bytearray()
         self._eof = False
         self._in_member = False
@@ -230,7 +235,7 @@ class _GzipReader(_Reader):
             if self._d.eof:  # the next member starts (or zero padding follows the last one)
                 if chunk.strip(b"\0") == b"":
                     return
-                self._d = zlib.decompressobj(16 + 15)
+                self._d = _inflate.decompressobj(16 + 15)
             self._in_member = True
             self._out += self._d.decompress(chunk, 1 << 20)
             if not self._d.eof:
@@ -248,7 +253,7 @@ class _GzipReader(_Reader):
                 break
             try:
                 self._feed(chunk)
-            except zlib.error as exc:
+            except (zlib.error, _inflate.error) as exc:
                 raise ImageFormatError(f"corrupt gzip data: {exc}") from None
         if n < 0 or n >= len(self._out):
             data = bytes(self._out)

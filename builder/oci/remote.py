@@ -17,7 +17,6 @@ import contextlib
 import fcntl
 import json
 import os
-import platform as _platform
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -66,7 +65,7 @@ _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm6
 
 def host_platform() -> Platform:
     """This machine's platform, as Docker names it (`linux/amd64`, `linux/arm64/v8`, `linux/arm/v7`)."""
-    machine = _platform.machine().lower()
+    machine = os.uname().machine.lower()
     arch = _ARCH.get(machine, machine)
     variant = {"aarch64": "v8", "arm64": "v8", "armv7l": "v7", "armv6l": "v6"}.get(machine)
     return Platform("linux", arch, variant)

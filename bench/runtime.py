@@ -1,5 +1,7 @@
 """Benchmark: the runtime's two speed targets (issue 5), each against a peer in the same run.
 
+0. For reference, `LinuxExecutor.run` of `true` in-process vs `runc run` of a bundle on the same rootfs.
+
     python3 bench/runtime.py [--runs 15] [--skip-peers]
 
 With a private $PYBUILD_ROOT holding busybox:latest (from fixtures/baseimages.py):
@@ -70,6 +72,43 @@ def _last_run_step(store: Path) -> float:
     run = [s for s in steps if s["kind"] == "RUN"]
     assert run and run[0]["cache"] == "miss", steps
     return run[0]["duration"]
+
+
+def bench_executor(work: Path, runs: int, peers: bool, tar: Path) -> None:
+    """LinuxExecutor.run of `true` in this process (no interpreter start) vs `runc run` of a bundle."""
+    sys.path.insert(0, str(ROOT))
+    from runtime.executor import LinuxExecutor
+    from runtime.spec import ProcessSpec, RootfsSpec
+
+    rootfs = work / "rootfs"
+    rootfs.mkdir()
+    subprocess.run(["tar", "-C", str(rootfs), "-xf", str(tar)], check=True)
+    executor = LinuxExecutor()
+    times = []
+    for i in range(runs + 1):
+        upper, wdir = work / f"exec-u{i}", work / f"exec-w{i}"
+        upper.mkdir()
+        wdir.mkdir()
+        t0 = time.perf_counter()
+        status = executor.run(ProcessSpec(("true",)), RootfsSpec((rootfs,), upper, wdir))
+        times.append(time.perf_counter() - t0)
+        assert status.code == 0
+    times = times[1:]
+    print(f"LinuxExecutor.run(true), in process: median {_median_ms(times):.1f} ms (min {min(times) * 1000:.1f})")
+    if not peers or shutil.which("runc") is None:
+        print("  runc: not measured")
+        return
+    bundle = work / "bundle"
+    bundle.mkdir()
+    subprocess.run(["runc", "spec"], cwd=bundle, check=True)
+    spec = json.loads((bundle / "config.json").read_text())
+    spec["process"]["args"], spec["process"]["terminal"] = ["true"], False
+    spec["root"] = {"path": str(rootfs), "readonly": True}
+    (bundle / "config.json").write_text(json.dumps(spec))
+    peer = [_time(["runc", "run", "-b", str(bundle), f"pybuild-bench-{os.getpid()}-{i}"], dict(os.environ))
+            for i in range(runs + 1)][1:]
+    print(f"  runc run (same rootfs, no overlay, no network setup): median {_median_ms(peer):.1f} ms; "
+          f"ratio runc / pybuild: {_median_ms(peer) / _median_ms(times):.1f}x")
 
 
 def bench_step(work: Path, env: dict[str, str], runs: int, peers: bool, archive: Path) -> None:
@@ -163,6 +202,7 @@ def main() -> None:
         archive = work / "busybox-image.tar"
         subprocess.run([*pb, "save", "-o", str(archive), "busybox:latest"], env=env, check=True)
         print(f"load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (timings are noisy when high)")
+        bench_executor(work, args.runs, not args.skip_peers, tar)
         bench_step(work, env, args.runs, not args.skip_peers, archive)
         bench_run(work, env, args.runs, not args.skip_peers, archive)
 

@@ -5,11 +5,15 @@ BuildError out. The caller has already expanded ARGs and wildcards (`context.exp
 
     copy_files(layer_dir, items, dest, *, src=None, target=None, workdir="/", owner=None,
                chmod=None, excludes=(), parents=False, link=False, ignore=None, unpack=False,
-               preserve_owner=False, where="") -> list[str]
+               preserve_owner=False, source_count=None, where="") -> list[str]
         items: context-relative paths (str, read from `src`), HeredocSource or FetchedFile; no
              items makes the directory `dest` (and its parents) and nothing else.
         parents: `--parents`: the source's path is recreated under `dest`, from a `/./` pivot if
              the (expanded) source has one; `expand_sources` keeps pivots.
+        source_count: how many sources the instruction named before wildcards were expanded.
+             Several sources need a directory destination; one wildcard matching several files
+             into a file destination is allowed and the last match wins (BuildKit and buildah).
+             None counts the items.
         preserve_owner: keep the source's uid:gid when no --chown is given: pass True for
              `COPY --from` (BuildKit and buildah keep a stage's owners), False for the context.
         src: the source root: a directory or a RootView (the context, another stage's rootfs, or
@@ -502,7 +506,7 @@ def copy_files(layer_dir: str | os.PathLike[str], items: Sequence[Item], dest: s
                owner: tuple[int, int] | None = None, chmod: str | Chmod | None = None,
                excludes: Sequence[str] = (), parents: bool = False, link: bool = False,
                ignore: PatternMatcher | None = None, unpack: bool = False, preserve_owner: bool = False,
-               where: str = "") -> list[str]:
+               source_count: int | None = None, where: str = "") -> list[str]:
     """Apply one COPY/ADD into `layer_dir`; see the module docstring."""
     layer = Path(layer_dir)
     src_view = _view(src)
@@ -514,7 +518,7 @@ def copy_files(layer_dir: str | os.PathLike[str], items: Sequence[Item], dest: s
     dest_abs = clean_path(os.path.join("/", workdir, dest))
     dest_rel = writer.resolve(dest_abs)
     dest_dir = _dest_is_dir_syntax(dest) or writer.is_dir(dest_rel)
-    if len(items) > 1 and not dest_dir:
+    if (len(items) if source_count is None else source_count) > 1 and not dest_dir:
         raise BuildError(f"{where}When using COPY with more than one source file, the destination must be a "
                          f"directory and end with a /: {dest}")
     if not items:  # nothing to copy: make the destination directory (WORKDIR uses this)

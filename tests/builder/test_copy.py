@@ -120,6 +120,8 @@ def test_several_sources_need_a_directory(src: Path, layer: Path, target: Path) 
     with pytest.raises(BuildError, match="more than one source file, the destination must be a directory"):
         copy_files(layer, ["a.txt", "b.txt"], "/file", src=src, target=target, where="Dockerfile:4: ")
     copy_files(layer, ["a.txt", "b.txt"], "/srv", src=src, target=target)  # exists as a dir in the image
+    copy_files(layer, ["a.txt", "b.txt"], "/one-wildcard", src=src, source_count=1)  # `*.txt`: last wins
+    assert (layer / "one-wildcard").read_text() == "b"
     assert {"srv/a.txt", "srv/b.txt"} <= set(tree(layer))
 
 

@@ -124,7 +124,7 @@ def apply_lines(ctx_dir: Path, lines: list[str], layer: Path, base: Path) -> Non
         items: list = [fetch_url(u, layer.parent / "downloads") for u in urls]
         local = [a for a in args[:-1] if a not in urls]
         items += ctx.resolve_sources(local) if local else []
-        copy_files(layer, items, args[-1], src=ctx.view, target=target,
+        copy_files(layer, items, args[-1], src=ctx.view, target=target, source_count=len(args) - 1,
                    workdir=workdir, owner=owner, chmod=flags.get("chmod"), ignore=ctx.ignore,
                    unpack=instr == "ADD")
 
@@ -144,7 +144,7 @@ CASES: dict[str, tuple[dict[str, str | None], list[str]]] = {
     "dir-contents": ({"dir/one": "1", "dir/sub/two": "2", "dir/empty/": None},
                      ["COPY dir /newdir", "COPY dir /usr/", "COPY dir/ /x/y/", "COPY dir/sub /var/www"]),
     "wildcards": ({"a.txt": "a", "b.txt": "b", "c.md": "c", "dir/sub/f": "f"},
-                  ["COPY *.txt /w/", "COPY d?r/sub /ws", "COPY [ab].* /br/"]),
+                  ["COPY *.txt /w/", "COPY d?r/sub /ws", "COPY [ab].* /br/", "COPY *.txt /last-wins"]),
     "chown": ({"a": "A", "dir/sub/f": "f"},
               ["COPY --chown=www-data dir /own/deep/", "COPY --chown=33:100 a /o2", "COPY --chown=daemon:users a /o3",
                "COPY --chown=1234 dir /numeric"]),

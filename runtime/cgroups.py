@@ -97,15 +97,13 @@ class Cgroup:
         if limits.pids is not None:
             _write(self.dirs["pids"] / "pids.max", str(limits.pids))
 
-    def add(self, pid: int) -> None:
-        """Move a process (and so everything it forks later) into the cgroup; a gone one is ignored."""
-        for d in self.dirs.values():
-            try:
-                (d / "cgroup.procs").write_text(str(pid))
-            except ProcessLookupError:
-                return
-            except OSError as exc:
-                raise CgroupError(f"cannot move process {pid} into {d}: {exc.strerror}") from None
+    def open_procs(self) -> list[int]:
+        """Open `cgroup.procs` of each directory for writing: writing a pid there moves that process
+        (and what it forks later) into the cgroup."""
+        try:
+            return [os.open(d / "cgroup.procs", os.O_WRONLY) for d in self.dirs.values()]
+        except OSError as exc:
+            raise CgroupError(f"cannot open the cgroup {self.name}: {exc.strerror}") from None
 
     def pids(self) -> list[int]:
         d = next(iter(self.dirs.values()))

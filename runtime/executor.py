@@ -1,8 +1,8 @@
 """Run one process in fresh namespaces on an overlay root, the way Docker runs a container.
 
-    caller (pybuild)             makes the scaffold, cgroup and veth; moves B into the cgroup
-     |                           while B mounts; pumps output; waits
-     `- A  fork                  unshares mount/uts/ipc/pid[/net], forks B, waits for it
+    caller (pybuild)             makes the scaffold, cgroup and veth; pumps output; waits
+     `- A  fork                  unshares mount/uts/ipc/pid[/net], forks B, moves B into the
+         |                       cgroup while B mounts, waits for it
          `- B  fork: PID 1       mounts the root, pivots, hostname, network, its own cgroup
              |                   namespace; then the tiny init: reaps zombies, forwards signals,
              |                   exits as C exits (128+N on a signal)
@@ -243,12 +243,6 @@ class _Run:
                     msg = _read_line(sync)
                 if msg.startswith(b"pid "):
                     init_pid = int(msg[4:])
-                    if self.cgroup is not None:  # while the init mounts its root (a v1 join waits for RCU)
-                        self.cgroup.add(init_pid)
-                        try:
-                            os.write(go_w, b"j")
-                        except BrokenPipeError:  # the init failed already; err_r says why
-                            pass
                     if self.on_start:
                         self.on_start(init_pid)
             os.close(go_w)
@@ -409,9 +403,17 @@ def _child_a(run: _Run, parent: int, err_w: int, sync_w: int, go_r: int, status_
             os.write(sync_w, b"net\n")
             if os.read(go_r, 1) != b"g":
                 os._exit(125)
+        join_r, join_w = os.pipe()
+        procs = run.cgroup.open_procs() if run.cgroup is not None else []  # before B pivots our shared root
         pid_b = os.fork()
         if pid_b == 0:
-            _child_b(run, 0, err_w, status_w, go_r)  # its parent lies outside its pid namespace: pid 0
+            os.close(join_w)
+            _child_b(run, 0, err_w, status_w, join_r)  # its parent lies outside its pid namespace: pid 0
+        os.close(join_r)
+        for fd in procs:  # while B mounts its root (a v1 join waits for an RCU grace period)
+            os.write(fd, b"%d" % pid_b)
+        if procs:
+            os.write(join_w, b"j")
         os.write(sync_w, b"pid %d\n" % pid_b)
         _close_fds_except({0, 1, 2})
         _, wstatus = os.waitpid(pid_b, 0)
@@ -420,12 +422,12 @@ def _child_a(run: _Run, parent: int, err_w: int, sync_w: int, go_r: int, status_
         _fail(err_w, f"cannot create namespaces: {exc}")
 
 
-def _child_b(run: _Run, parent: int, err_w: int, status_w: int, go_r: int) -> None:
-    """PID 1 of the container. The caller moves it into the cgroup meanwhile; it waits for that
-    before its own cgroup namespace and the process."""
+def _child_b(run: _Run, parent: int, err_w: int, status_w: int, join_r: int) -> None:
+    """PID 1 of the container. A moves it into the cgroup meanwhile; it waits for that before
+    its own cgroup namespace and the process."""
     try:
         _die_with_parent(parent)
-        _close_fds_except({0, 1, 2, err_w, status_w, go_r, *run.child_fds})
+        _close_fds_except({0, 1, 2, err_w, status_w, join_r, *run.child_fds})
         p = run.process
         tty_path = run.tty_slave_name if run.tty_master is not None else None
         setup_root(run.scratch / "root", run.scratch, run.rootfs, run.mounts, run.scratch / "etc", tty_path)
@@ -446,12 +448,12 @@ def _child_b(run: _Run, parent: int, err_w: int, status_w: int, go_r: int) -> No
             os.makedirs(cwd, 0o755)
         cap_last = int(_read("/proc/sys/kernel/cap_last_cap") or 40)
         if run.cgroup is not None:
-            if os.read(go_r, 1) != b"j":
+            if os.read(join_r, 1) != b"j":
                 raise SandboxError("the container was not moved into its cgroup")
             _linux.unshare(_linux.CLONE_NEWCGROUP)
             if run.cgroup.version == 2:  # the container's own subtree, read-only, as Docker mounts it
                 _linux.mount("cgroup2", "/sys/fs/cgroup", "cgroup2", NOSUID_NODEV_NOEXEC | _linux.MS_RDONLY)
-        os.close(go_r)
+        os.close(join_r)
     except SandboxError as exc:
         _fail(err_w, exc.message)
     except OSError as exc:

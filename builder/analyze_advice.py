@@ -87,11 +87,23 @@ def _label(step: dict[str, Any]) -> str:
     return f"line {step.get('line', 0)}: {step.get('instruction', '')}"
 
 
+def files_only(table: dict[str, str]) -> dict[str, str]:
+    """A context table without its directory entries (`.` and every path that holds another)."""
+    dirs = {"."}
+    for path in table:
+        while "/" in path:
+            path = path.rsplit("/", 1)[0]
+            if path in dirs:
+                break
+            dirs.add(path)
+    return {p: c for p, c in table.items() if p not in dirs}
+
+
 def inputs_of(step: dict[str, Any], cache: BuildCache) -> dict[str, str]:
-    """The {context path: checksum} table a COPY/ADD step read ({} if none or no longer cached)."""
+    """The {context file: checksum} table a COPY/ADD step read ({} if none or no longer cached)."""
     for name, value in step.get("key_parts", []):
         if name == "inputs" and isinstance(value, str):
-            return cache.inputs(value) or {}
+            return files_only(cache.inputs(value) or {})
     return {}
 
 

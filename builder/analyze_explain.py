@@ -113,9 +113,12 @@ def _pairs(value: Any) -> dict[str, Any]:
 
 
 def _diff_inputs(cache: BuildCache, old: str, new: str) -> list[str]:
+    from builder.analyze_advice import files_only
+
     before, after = cache.inputs(old), cache.inputs(new)
     if before is None or after is None:
         return ["its input files changed (no per-file table was recorded to say which)"]
+    before, after = files_only(before), files_only(after)
     changed = [p for p in after if p in before and before[p] != after[p]]
     added = [p for p in after if p not in before]
     removed = [p for p in before if p not in after]

@@ -65,3 +65,10 @@ def test_suggestions_name_lines(tmp_path: Path) -> None:
     assert "--mount=type=cache,target=/root/.cache/pip" in mount.message
     ignores = sorted(s.message.split("`")[1] for s in out if s.kind == "dockerignore")
     assert ignores == [".git", "*.md"] or ignores == ["*.md", ".git"]
+
+
+def test_directory_entries_of_a_table_are_not_files() -> None:
+    from builder.analyze_advice import files_only
+
+    table = {".": "d0", "Dockerfile": "f1", "src": "d1", "src/b": "f2", "src/lib": "d2", "src/lib/c": "f3", "empty": "d3"}
+    assert files_only(table) == {"Dockerfile": "f1", "src/b": "f2", "src/lib/c": "f3", "empty": "d3"}

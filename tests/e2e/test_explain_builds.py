@@ -94,8 +94,12 @@ def test_explain_names_the_changed_arg_instruction_and_base(tmp_path: Path, busy
 
 def test_analyze_html_draws_the_build_of_the_image(tmp_path: Path, busybox_tar: Path) -> None:
     env, ctx, df = setup(tmp_path, busybox_tar, "cat /app/keep.txt")
+    (ctx / ".git").mkdir()
+    (ctx / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
     build(env, ctx, df)
     build(env, ctx, df)  # all cached: the image's latest build
+    advice = json.loads(pybuild("explain", "--json", env=env).stdout)["suggestions"]
+    assert [(s["kind"], s["line"], s["message"].split("`")[1]) for s in advice] == [("dockerignore", 3, ".git")]
     out = tmp_path / "r.html"
     pybuild("analyze", "app:1", "--html", str(out), env=env)
     page = out.read_text()

@@ -35,7 +35,8 @@ sources by their base names; several sources need such a directory; files keep t
 and xattrs (file capabilities; not overlayfs' own or SELinux labels) and are owned 0:0 unless
 `--chown` (or `preserve_owner`); missing parent directories are created 0755, owned by the
 `--chown` owner; ADD unpacks local tar archives (gzip, bzip2, xz, zstd or none, recognised by
-content) but never URLs; a URL is saved 0600 with the mtime of its Last-Modified header; heredoc
+content; entries keep the archive's owners and modes, --chown and --chmod only reach the
+directories made for them) but never URLs; a URL is saved 0600 with the mtime of its Last-Modified header; heredoc
 files are 0644. `--link` writes the same files but never looks at the target (the layer is
 independent of its parent). Known gap: a symlink inside an ADDed archive resolves inside the
 extraction directory, not from the image root as Docker's chroot does (safer, rarely different).
@@ -298,7 +299,7 @@ class _Writer:
     def finish_entry(self, host: str, st_mode: int, mtime_ns: int | None, atime_ns: int | None = None,
                      is_link: bool = False, src_owner: tuple[int, int] | None = None) -> None:
         is_dir = stat.S_ISDIR(st_mode)
-        self._chown(host, self.owner or src_owner or (0, 0))
+        self._chown(host, src_owner if src_owner is not None else (self.owner or (0, 0)))
         if not is_link:
             mode = stat.S_IMODE(st_mode)
             if self.chmod is not None:
@@ -569,7 +570,7 @@ def copy_files(layer_dir: str | os.PathLike[str], items: Sequence[Item], dest: s
                 out_rel = f"{dest_rel}/{os.path.dirname(kept)}".strip("/") if parents else dest_rel
                 writer.ensure_dir(out_rel)
                 with open(host_src, "rb") as f:
-                    extract_archive(f, Path(writer.host(out_rel)), name=item, keep_owner=owner is None, owner=owner)
+                    extract_archive(f, Path(writer.host(out_rel)), name=item, owner=owner)
                 written.append("/" + out_rel)
                 continue
             if parents:
@@ -633,8 +634,9 @@ def extract_archive(stream: BinaryIO, dest_dir: Path, *, name: str, keep_owner: 
     """Unpack a (compressed) tar stream into `dest_dir`; nothing lands outside it.
 
     Member paths are cleaned as if `dest_dir` were `/`; symlinks already in `dest_dir` are
-    followed only inside it; hard links must point inside it. Owners come from the archive
-    (`keep_owner`) or are `owner` / 0:0.
+    followed only inside it; hard links must point inside it. Entries keep the archive's owners
+    (`keep_owner`, what ADD does even with --chown, as buildah) or get `owner` / 0:0; directories
+    the archive implies but does not list get `owner` / 0:0.
     """
     if not isinstance(stream, (gzip.GzipFile, bz2.BZ2File, lzma.LZMAFile)) and not hasattr(stream, "peek"):
         import io
@@ -643,11 +645,11 @@ def extract_archive(stream: BinaryIO, dest_dir: Path, *, name: str, keep_owner: 
     data = _open_decompressed(stream)
     dest_dir.mkdir(parents=True, exist_ok=True)
     view = RootView(dest_dir)
-    writer = _Writer(dest_dir, None, owner if not keep_owner else None, None)
+    writer = _Writer(dest_dir, None, owner, None)
     try:
         with tarfile.open(fileobj=data, mode="r|") as tar:
             for member in tar:
-                _extract_member(tar, member, view, writer, keep_owner and owner is None)
+                _extract_member(tar, member, view, writer, keep_owner)
     except (tarfile.TarError, EOFError, OSError, lzma.LZMAError, zlib.error) as exc:
         raise BuildError(f"cannot unpack {name}: {exc}") from None
     writer.close()

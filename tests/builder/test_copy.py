@@ -267,10 +267,12 @@ def test_add_unpacks_local_archives(tmp_path: Path, layer: Path, codec: str) -> 
     assert (layer / "opt/pkg/bin/tool").stat().st_mtime == MTIME
 
 
-def test_add_with_chown_owns_unpacked_files(tmp_path: Path, layer: Path) -> None:
-    (tmp_path / "a.tar").write_bytes(_tar_bytes([("f", "f", "x")]))
-    copy_files(layer, ["a.tar"], "/o/", src=tmp_path, unpack=True, owner=(5, 6))
-    assert tree(layer)["o/f"] == "640 5:6 f x"
+def test_add_with_chown_keeps_archive_owners_but_owns_made_dirs(tmp_path: Path, layer: Path) -> None:
+    (tmp_path / "a.tar").write_bytes(_tar_bytes([("d/f", "f", "x")]))   # d/ is implied, not listed
+    copy_files(layer, ["a.tar"], "/o/", src=tmp_path, unpack=True, owner=(5, 6), chmod="600")
+    t = tree(layer)
+    assert t["o/d/f"] == "640 33:33 f x"        # as buildah: --chown/--chmod do not reach entries
+    assert t["o/d"] == "755 5:6 d" and t["o"] == "755 5:6 d"
 
 
 def test_copy_never_unpacks_and_non_archives_are_copied(tmp_path: Path, layer: Path) -> None:

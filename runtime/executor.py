@@ -121,6 +121,8 @@ class LinuxExecutor:
         """
         if os.geteuid() != 0:
             raise NamespaceError("running a container needs root", hint="run pybuild as root")
+        if not process.argv or not process.argv[0]:
+            raise SandboxError("no command to run")
         cid = container_id or new_id()
         started = time.monotonic()
         scratch = _private_dir(self.run_dir) / f"{os.getpid()}-{cid[:12]}-{os.urandom(2).hex()}"

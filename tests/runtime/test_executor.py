@@ -372,3 +372,8 @@ def test_interrupt_kills_the_container_and_cleans_up(busybox_dir: Path, tmp_path
     v = cgroups.version()
     base = cgroups.CGROUP_ROOT / ("" if v == 2 else "memory") / cgroups.PARENT
     assert not list(base.glob(f"{os.getpid()}-*"))
+
+
+def test_empty_command_is_refused(run_in) -> None:
+    with pytest.raises(SandboxError, match="no command to run"):
+        run_in()

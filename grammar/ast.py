@@ -1,4 +1,4 @@
-"""The typed Dockerfile AST: frozen, slotted, picklable dataclasses. Imports nothing heavy.
+"""The typed Dockerfile AST: immutable, slotted, picklable classes. Imports nothing heavy.
 
 Every value is *raw*: nothing is expanded (`$VAR` stays as written) and quotes are kept
 exactly as Docker's parser keeps them; the builder expands with `grammar.expand`.
@@ -34,24 +34,77 @@ Field names (stable):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar, Iterator, Union
+from operator import attrgetter
+from typing import Any, ClassVar, Iterator, Union
 
 
-@dataclass(frozen=True, slots=True)
-class SourceRange:
+class FrozenError(AttributeError):
+    """Raised when code tries to change an AST node."""
+
+
+class Node:
+    """Base of the AST classes: slotted, immutable, compared and hashed by value, picklable.
+
+    Each subclass lists its fields in `__slots__` (a base's fields come first) and optional
+    defaults in `_defaults`; `__init__` is generated once per class. (Plain classes rather than
+    dataclasses: `import grammar.ast` stays cheap, it is on the builder's no-op rebuild path.)
+    """
+
+    __slots__ = ()
+    _fields: ClassVar[tuple[str, ...]] = ()
+    _defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init_subclass__(cls) -> None:
+        fields: list[str] = []
+        for klass in reversed(cls.__mro__):
+            fields.extend(klass.__dict__.get("__slots__", ()))
+        cls._fields = tuple(fields)
+        cls.__match_args__ = cls._fields
+        get = attrgetter(*fields)
+        cls._values = staticmethod(get if len(fields) > 1 else lambda obj: (get(obj),))  # type: ignore[attr-defined]
+        params = ", ".join(f"{f}=_d_{f}" if f in cls._defaults else f for f in fields)
+        body = "".join(f"    _set_{f}(self, {f})\n" for f in fields)
+        namespace: dict[str, Any] = {f"_set_{f}": getattr(cls, f).__set__ for f in fields}
+        namespace.update({f"_d_{k}": v for k, v in cls._defaults.items()})
+        exec(f"def __init__(self, {params}):\n{body}", namespace)  # noqa: S102 - fixed source
+        cls.__init__ = namespace["__init__"]  # type: ignore[misc]
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise FrozenError(f"{type(self).__name__} is immutable (cannot set {name!r})")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenError(f"{type(self).__name__} is immutable (cannot delete {name!r})")
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self._values(self) == other._values(other)  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self._values(self)))  # type: ignore[attr-defined]
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{f}={getattr(self, f)!r}" for f in self._fields)
+        return f"{type(self).__name__}({inner})"
+
+    def __reduce__(self) -> tuple:
+        return type(self), self._values(self)  # type: ignore[attr-defined]
+
+
+class SourceRange(Node):
     """Where a node is in the source: 1-based lines and columns, end column exclusive."""
 
+    __slots__ = ("start_line", "start_col", "end_line", "end_col")
     start_line: int
     start_col: int
     end_line: int
     end_col: int
 
 
-@dataclass(frozen=True, slots=True)
-class Flag:
+class Flag(Node):
     """A builder flag such as `--mount=type=cache,target=/x`; value None when there is no `=`."""
 
+    __slots__ = ("name", "value", "range")
     name: str
     value: str | None
     range: SourceRange
@@ -62,32 +115,33 @@ class Flag:
         return f"--{self.name}" if self.value is None else f"--{self.name}={self.value}"
 
 
-@dataclass(frozen=True, slots=True)
-class ShellForm:
+class ShellForm(Node):
     """A command in shell form, run by the SHELL (default `/bin/sh -c`)."""
 
+    __slots__ = ("text",)
     text: str
 
 
-@dataclass(frozen=True, slots=True)
-class ExecForm:
+class ExecForm(Node):
     """A command in exec (JSON array) form."""
 
+    __slots__ = ("args",)
     args: tuple[str, ...]
 
 
 Command = Union[ShellForm, ExecForm]
 
 
-@dataclass(frozen=True, slots=True)
-class Heredoc:
+class Heredoc(Node):
     """A here-document attached to RUN, COPY or ADD."""
 
+    __slots__ = ("name", "content", "expand", "chomp", "fd")
+    _defaults = {"expand": True, "chomp": False, "fd": 0}
     name: str
     content: str
-    expand: bool = True
-    chomp: bool = False
-    fd: int = 0
+    expand: bool
+    chomp: bool
+    fd: int
 
     @property
     def body(self) -> str:
@@ -97,11 +151,11 @@ class Heredoc:
         return "".join(line.lstrip("\t") for line in self.content.splitlines(keepends=True))
 
 
-@dataclass(frozen=True, slots=True)
-class Instruction:
+class Instruction(Node):
     """Base of every instruction: its range, source text, flags and raw argument words."""
 
     KEYWORD: ClassVar[str] = ""
+    __slots__ = ("range", "raw", "flags", "args")
 
     range: SourceRange
     raw: str
@@ -129,129 +183,133 @@ class Instruction:
         return tuple(f.value or "" for f in self.flags if f.name == name)
 
 
-@dataclass(frozen=True, slots=True)
 class From(Instruction):
     KEYWORD: ClassVar[str] = "from"
+    __slots__ = ("image", "alias", "platform")
     image: str
     alias: str | None
     platform: str | None
 
 
-@dataclass(frozen=True, slots=True)
 class Run(Instruction):
     KEYWORD: ClassVar[str] = "run"
+    __slots__ = ("command", "heredocs")
+    _defaults = {"heredocs": ()}
     command: Command | None
-    heredocs: tuple[Heredoc, ...] = ()
+    heredocs: tuple[Heredoc, ...]
 
 
-@dataclass(frozen=True, slots=True)
 class Cmd(Instruction):
     KEYWORD: ClassVar[str] = "cmd"
+    __slots__ = ("command",)
     command: Command | None
 
 
-@dataclass(frozen=True, slots=True)
 class Entrypoint(Instruction):
     KEYWORD: ClassVar[str] = "entrypoint"
+    __slots__ = ("command",)
     command: Command | None
 
 
-@dataclass(frozen=True, slots=True)
 class Shell(Instruction):
     KEYWORD: ClassVar[str] = "shell"
+    __slots__ = ("command",)
     command: Command | None
 
 
-@dataclass(frozen=True, slots=True)
 class Env(Instruction):
     KEYWORD: ClassVar[str] = "env"
+    __slots__ = ("pairs",)
     pairs: tuple[tuple[str, str], ...]
 
 
-@dataclass(frozen=True, slots=True)
 class Label(Instruction):
     KEYWORD: ClassVar[str] = "label"
+    __slots__ = ("pairs",)
     pairs: tuple[tuple[str, str], ...]
 
 
-@dataclass(frozen=True, slots=True)
 class Arg(Instruction):
     KEYWORD: ClassVar[str] = "arg"
+    __slots__ = ("pairs",)
     pairs: tuple[tuple[str, str | None], ...]
 
 
-@dataclass(frozen=True, slots=True)
 class Copy(Instruction):
     KEYWORD: ClassVar[str] = "copy"
+    __slots__ = ("sources", "dest", "json", "heredocs")
+    _defaults = {"json": False, "heredocs": ()}
     sources: tuple[str, ...]
     dest: str
-    json: bool = False
-    heredocs: tuple[Heredoc, ...] = ()
+    json: bool
+    heredocs: tuple[Heredoc, ...]
 
 
-@dataclass(frozen=True, slots=True)
 class Add(Instruction):
     KEYWORD: ClassVar[str] = "add"
+    __slots__ = ("sources", "dest", "json", "heredocs")
+    _defaults = {"json": False, "heredocs": ()}
     sources: tuple[str, ...]
     dest: str
-    json: bool = False
-    heredocs: tuple[Heredoc, ...] = ()
+    json: bool
+    heredocs: tuple[Heredoc, ...]
 
 
-@dataclass(frozen=True, slots=True)
 class Expose(Instruction):
     KEYWORD: ClassVar[str] = "expose"
+    __slots__ = ("ports",)
     ports: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
 class Volume(Instruction):
     KEYWORD: ClassVar[str] = "volume"
+    __slots__ = ("paths", "json")
+    _defaults = {"json": False}
     paths: tuple[str, ...]
-    json: bool = False
+    json: bool
 
 
-@dataclass(frozen=True, slots=True)
 class User(Instruction):
     KEYWORD: ClassVar[str] = "user"
+    __slots__ = ("user",)
     user: str
 
 
-@dataclass(frozen=True, slots=True)
 class Workdir(Instruction):
     KEYWORD: ClassVar[str] = "workdir"
+    __slots__ = ("path",)
     path: str
 
 
-@dataclass(frozen=True, slots=True)
 class Stopsignal(Instruction):
     KEYWORD: ClassVar[str] = "stopsignal"
+    __slots__ = ("signal",)
     signal: str
 
 
-@dataclass(frozen=True, slots=True)
 class Maintainer(Instruction):
     KEYWORD: ClassVar[str] = "maintainer"
+    __slots__ = ("name",)
     name: str
 
 
-@dataclass(frozen=True, slots=True)
 class Healthcheck(Instruction):
     KEYWORD: ClassVar[str] = "healthcheck"
+    __slots__ = ("kind", "command")
     kind: str
     command: Command | None
 
 
-@dataclass(frozen=True, slots=True)
 class Onbuild(Instruction):
     KEYWORD: ClassVar[str] = "onbuild"
+    __slots__ = ("trigger",)
     trigger: Instruction
 
 
-@dataclass(frozen=True, slots=True)
 class Unknown(Instruction):
     """An instruction Docker does not know; kept so that tools can see it."""
 
+    __slots__ = ("word", "text")
     word: str
     text: str
 
@@ -267,20 +325,20 @@ INSTRUCTION_TYPES: dict[str, type[Instruction]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Stage:
+class Stage(Node):
     """One build stage: its FROM and the instructions that follow it."""
 
+    __slots__ = ("index", "name", "base", "instructions")
     index: int
     name: str | None
     base: From
     instructions: tuple[Instruction, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Dockerfile:
+class Dockerfile(Node):
     """A parsed Dockerfile. `instructions` holds every instruction in order, meta ARGs included."""
 
+    __slots__ = ("filename", "directives", "escape", "meta_args", "stages", "instructions")
     filename: str
     directives: tuple[tuple[str, str], ...]
     escape: str

@@ -84,8 +84,9 @@ def _command(toks: list) -> tuple[ast.Command | None, tuple[str, ...]]:
     return ast.ShellForm(t.value), (t.value,)
 
 
-def _base(kw: Tok, flags: tuple[ast.Flag, ...], args: tuple[str, ...]) -> dict:
-    return {"range": _range(kw), "raw": kw.data.raw, "flags": flags, "args": args}
+def _base(kw: Tok, flags: tuple[ast.Flag, ...], args: tuple[str, ...]) -> tuple:
+    """The Instruction fields, in order (positional construction is the fastest)."""
+    return _range(kw), kw.data.raw, flags, args
 
 
 def _heredocs(rest: list) -> tuple[list, tuple[ast.Heredoc, ...]]:
@@ -112,7 +113,7 @@ class ToAst:
                               "name can't start with a number or contain symbols", _at(rest[2]),
                               "stage names are lowercase letters, digits, '-', '_' and '.'")
         platform = next((f.value for f in reversed(flags) if f.name == "platform"), None)
-        return ast.From(**_base(kw, flags, words), image=words[0], alias=alias, platform=platform)
+        return ast.From(*_base(kw, flags, words), image=words[0], alias=alias, platform=platform)
 
     def run(self, children: list) -> ast.Run:
         kw, fitems, rest = _split(children)
@@ -127,17 +128,17 @@ class ToAst:
                 where = (bad.range.start_line, bad.range.start_col)
                 raise Located(InvalidFlagError, str(exc), where, exc.hint) from None
         command, args = _command(rest)
-        return ast.Run(**_base(kw, flags, args), command=command, heredocs=heredocs)
+        return ast.Run(*_base(kw, flags, args), command=command, heredocs=heredocs)
 
     def cmd(self, children: list) -> ast.Cmd:
         kw, fitems, rest = _split(children)
         command, args = _command(rest)
-        return ast.Cmd(**_base(kw, _flags(kw, fitems), args), command=command)
+        return ast.Cmd(*_base(kw, _flags(kw, fitems), args), command=command)
 
     def entrypoint(self, children: list) -> ast.Entrypoint:
         kw, fitems, rest = _split(children)
         command, args = _command(rest)
-        return ast.Entrypoint(**_base(kw, _flags(kw, fitems), args), command=command)
+        return ast.Entrypoint(*_base(kw, _flags(kw, fitems), args), command=command)
 
     def shell(self, children: list) -> ast.Shell:
         kw, fitems, rest = _split(children)
@@ -145,7 +146,7 @@ class ToAst:
         command, args = _command(rest)
         if not args:
             raise Located(InstructionError, "SHELL requires at least one argument", _at(rest[0]))
-        return ast.Shell(**_base(kw, flags, args), command=command)
+        return ast.Shell(*_base(kw, flags, args), command=command)
 
     def _pairs(self, children: list, cls: type) -> ast.Instruction:
         kw, fitems, rest = _split(children)
@@ -156,7 +157,7 @@ class ToAst:
                 raise Located(InstructionError, f"{kw.value.upper()} names can not be blank", (line, col))
         pairs = tuple((k, v) for k, v, _, _ in located)
         flat = tuple(x for pair in pairs for x in pair)
-        return cls(**_base(kw, flags, flat), pairs=pairs)
+        return cls(*_base(kw, flags, flat), pairs=pairs)
 
     def env(self, children: list) -> ast.Env:
         return self._pairs(children, ast.Env)  # type: ignore[return-value]
@@ -174,7 +175,7 @@ class ToAst:
             if eq and name == "":
                 raise Located(InstructionError, "ARG names can not be blank", (line, col))
             pairs.append((name, default if eq else None))
-        return ast.Arg(**_base(kw, flags, tuple(w for w, _, _ in words)), pairs=tuple(pairs))
+        return ast.Arg(*_base(kw, flags, tuple(w for w, _, _ in words)), pairs=tuple(pairs))
 
     def _copy(self, children: list, cls: type) -> ast.Instruction:
         kw, fitems, rest = _split(children)
@@ -191,7 +192,7 @@ class ToAst:
                           "was provided. Destination could not be determined", _at(kw))
         if not is_json and parse_opener(words[-1]) is not None:
             raise Located(InstructionError, f"{name} cannot accept a heredoc as a destination", _at(rest[1]))
-        return cls(**_base(kw, flags, words), sources=words[:-1], dest=words[-1], json=is_json,
+        return cls(*_base(kw, flags, words), sources=words[:-1], dest=words[-1], json=is_json,
                    heredocs=heredocs)
 
     def copy(self, children: list) -> ast.Copy:
@@ -203,7 +204,7 @@ class ToAst:
     def expose(self, children: list) -> ast.Expose:
         kw, fitems, rest = _split(children)
         words = tuple(w for w, _, _ in rest[0].data)
-        return ast.Expose(**_base(kw, _flags(kw, fitems), words), ports=words)
+        return ast.Expose(*_base(kw, _flags(kw, fitems), words), ports=words)
 
     def volume(self, children: list) -> ast.Volume:
         kw, fitems, rest = _split(children)
@@ -214,30 +215,30 @@ class ToAst:
             raise Located(InstructionError, "VOLUME requires at least one argument", _at(kw))
         if any(go_strip(w) == "" for w in words):
             raise Located(InstructionError, "VOLUME specified can not be an empty string", _at(rest[0]))
-        return ast.Volume(**_base(kw, flags, words), paths=words, json=is_json)
+        return ast.Volume(*_base(kw, flags, words), paths=words, json=is_json)
 
-    def _one(self, children: list, cls: type, field: str) -> ast.Instruction:
+    def _one(self, children: list, cls: type) -> ast.Instruction:
         kw, fitems, rest = _split(children)
         text = rest[0].value
-        return cls(**_base(kw, _flags(kw, fitems), (text,)), **{field: text})
+        return cls(*_base(kw, _flags(kw, fitems), (text,)), text)
 
     def user(self, children: list) -> ast.User:
-        return self._one(children, ast.User, "user")  # type: ignore[return-value]
+        return self._one(children, ast.User)  # type: ignore[return-value]
 
     def workdir(self, children: list) -> ast.Workdir:
-        return self._one(children, ast.Workdir, "path")  # type: ignore[return-value]
+        return self._one(children, ast.Workdir)  # type: ignore[return-value]
 
     def stopsignal(self, children: list) -> ast.Stopsignal:
-        return self._one(children, ast.Stopsignal, "signal")  # type: ignore[return-value]
+        return self._one(children, ast.Stopsignal)  # type: ignore[return-value]
 
     def maintainer(self, children: list) -> ast.Maintainer:
-        return self._one(children, ast.Maintainer, "name")  # type: ignore[return-value]
+        return self._one(children, ast.Maintainer)  # type: ignore[return-value]
 
     def healthcheck(self, children: list) -> ast.Healthcheck:
         kw, fitems, rest = _split(children)
         kind = rest[0].value.upper()
         if kind == "NONE":  # BuildKit does not look at the flags of HEALTHCHECK NONE
-            return ast.Healthcheck(**_base(kw, _flags(kw, fitems, check=False), (rest[0].value,)),
+            return ast.Healthcheck(*_base(kw, _flags(kw, fitems, check=False), (rest[0].value,)),
                                    kind=kind, command=None)
         flags = _flags(kw, fitems)
         try:
@@ -249,16 +250,16 @@ class ToAst:
         command, args = _command(rest[1:])
         if not args:
             raise Located(InstructionError, "Missing command after HEALTHCHECK CMD", _at(rest[0]))
-        return ast.Healthcheck(**_base(kw, flags, (rest[0].value, *args)), kind=kind, command=command)
+        return ast.Healthcheck(*_base(kw, flags, (rest[0].value, *args)), kind=kind, command=command)
 
     def onbuild(self, children: list) -> ast.Onbuild:
         kw, fitems, rest = _split(children)
-        return ast.Onbuild(**_base(kw, _flags(kw, fitems), ()), trigger=rest[0])
+        return ast.Onbuild(*_base(kw, _flags(kw, fitems), ()), trigger=rest[0])
 
     def unknown(self, children: list) -> ast.Unknown:
         kw, fitems, rest = _split(children)
         text = rest[0].value if rest else ""
-        return ast.Unknown(**_base(kw, _flags(kw, fitems, check=False), ()), word=kw.value, text=text)
+        return ast.Unknown(*_base(kw, _flags(kw, fitems, check=False), ()), word=kw.value, text=text)
 
 
 def _flag_mentions(raw: str, message: str) -> bool:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import pickle
 import subprocess
 import sys
 import types
+from pathlib import Path
 
 import pytest
 
@@ -80,14 +80,29 @@ def test_ast_pickles_and_compares_equal() -> None:
 
 def test_ast_is_frozen() -> None:
     df = grammar.parse(SAMPLE)
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(AttributeError):
         df.stages[0].base.image = "other"  # type: ignore[misc]
+    with pytest.raises(ast.FrozenError):
+        del df.stages[0].base.image  # type: ignore[misc]
 
 
-def test_every_ast_class_is_slotted() -> None:
-    for obj in vars(ast).values():
-        if isinstance(obj, type) and dataclasses.is_dataclass(obj):
-            assert "__slots__" in vars(obj), obj.__name__
+def test_every_ast_class_is_slotted_and_compares_by_value() -> None:
+    classes = [c for c in vars(ast).values() if isinstance(c, type) and issubclass(c, ast.Node) and c is not ast.Node]
+    assert len(classes) >= 27
+    for cls in classes:
+        assert "__slots__" in vars(cls), cls.__name__
+    df = grammar.parse(SAMPLE)
+    for inst in df.walk():
+        assert not hasattr(inst, "__dict__")
+        assert inst == type(inst)(*inst._values(inst)) and hash(inst) == hash(type(inst)(*inst._values(inst)))
+    assert ast.ShellForm("x") != ast.ExecForm(("x",)) and ast.Heredoc("E", "x\n").fd == 0
+
+
+def test_import_of_the_ast_does_not_import_dataclasses() -> None:
+    code = "import grammar.ast, sys; print('dataclasses' in sys.modules, 'inspect' in sys.modules)"
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True,
+                         env={"PYTHONPATH": str(Path(grammar.__file__).parent.parent)})
+    assert out.stdout.split() == ["False", "False"]
 
 
 def test_stages_meta_args_and_fields() -> None:

@@ -185,7 +185,12 @@ def instruction(draw) -> str:
 
 @st.composite
 def dockerfile_text(draw) -> str:
-    head = draw(st.sampled_from(["", "# syntax=docker/dockerfile:1\n", "# escape=`\n", "# escape=\\\n", "\n"]))
+    head = draw(st.sampled_from([
+        "", "# syntax=docker/dockerfile:1\n", "# escape=`\n", "# escape=\\\n", "\n", "#ESCAPE = `\n",
+        "  # escape=`\n", "# unknown=1\n# escape=`\n", "\ufeff# escape=`\n", "# syntax=a\n# syntax=b\n",
+        "# escape=`\n# escape=`\n", "# escape=x\n", "#escape=`\r\n", "# comment\n# escape=`\n",
+        "# syntax=a\n\n# escape=`\n", "# escape=`\\\n",
+    ]))
     lines = ["FROM " + draw(word)] + draw(st.lists(instruction(), min_size=1, max_size=6))
     sep = draw(st.sampled_from(["\n", "\r\n"]))
     tail = draw(st.sampled_from(["", "\n", "\\", "\n# end"]))

@@ -62,6 +62,8 @@ def _line(inst) -> str:  # noqa: ANN001
     command = getattr(inst, "command", None)
     if isinstance(command, ast.ExecForm):
         body = json.dumps(list(command.args))
+    elif isinstance(inst, (ast.Env, ast.Label)):
+        body = " ".join(f"{k}={v}" for k, v in inst.pairs)
     else:
         body = " ".join(inst.args)
     heredocs = getattr(inst, "heredocs", ())

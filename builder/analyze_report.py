@@ -30,7 +30,8 @@ def percent(ratio: float) -> str:
 def to_json(report: ImageReport, *, files: bool = True) -> dict[str, Any]:
     """A JSON-ready dict of the whole report; `files=False` leaves out the per-layer file lists."""
     data = dataclasses.asdict(report)
-    data.pop("config", None)
+    config = data.pop("config", None) or {}
+    data["image"] = {k: config[k] for k in ("id", "platform", "created") if k in config}
     if not files:
         for layer in data["layers"]:
             for key in ("added", "modified", "removed"):

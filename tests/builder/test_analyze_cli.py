@@ -65,6 +65,7 @@ def test_local_image(demo: Path) -> None:
     assert [l["compressed_size"] for l in data["layers"]] == [l.size for l in image.layers()]
     assert [l["digest"] for l in data["layers"]] == [str(l.digest) for l in image.layers()]
     assert data["reference"] == "demo:1"
+    assert data["image"] == {"id": str(image.id), "platform": "linux/amd64", "created": ""}
 
 
 def test_oci_layout_dir_and_archives(demo: Path, tmp_path: Path) -> None:

@@ -8,8 +8,6 @@ import shutil
 import tarfile
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import pybuild, requires_root
 
 pytestmark = requires_root

@@ -8,7 +8,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from builder.errors import BuildError
+
+if TYPE_CHECKING:
+    from builder.analyze_ci import Thresholds
+    from builder.analyze_layers import ImageReport
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -70,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     return 1 if any(r.status == "FAIL" for r in results) else 0
 
 
-def _limits(args: argparse.Namespace):  # -> Thresholds | None
+def _limits(args: argparse.Namespace) -> "Thresholds | None":
     from builder.analyze_ci import CONFIG_NAME, Thresholds, load_config, thresholds
 
     flags = thresholds(args.lowest_efficiency, args.highest_wasted_bytes, args.highest_user_wasted_percent,
@@ -86,7 +92,7 @@ def _limits(args: argparse.Namespace):  # -> Thresholds | None
     return merged
 
 
-def _write_html(args: argparse.Namespace, report, image_id: str) -> None:
+def _write_html(args: argparse.Namespace, report: "ImageReport", image_id: str) -> None:
     import os
 
     from builder.analyze_advice import rebuild_costs, suggestions

@@ -232,3 +232,16 @@ def test_stop_uses_the_images_stopsignal(store: dict[str, str], tmp_path: Path) 
     assert _state(store, cid)["exit_code"] == 4
     assert "usr1" in pybuild("logs", cid[:12], env=store).stdout
     pybuild("rm", cid[:12], env=store)
+
+
+def test_kill_9_of_a_supervisor_takes_its_container_down_and_is_swept(store: dict[str, str]) -> None:
+    cid = pybuild("run", "-d", "busybox", "sleep", "60", env=store).stdout.strip()
+    state = _state(store, cid)
+    assert _alive(state["init_pid"]) and Path(f"/sys/class/net/pb{cid[:11]}").exists()
+    os.kill(state["supervisor_pid"], signal.SIGKILL)
+    assert _wait_for(lambda: not _alive(state["init_pid"]))
+    assert _wait_for(lambda: not Path(f"/sys/class/net/pb{cid[:11]}").exists())
+    assert "Exited (137)" in pybuild("ps", "-a", env=store).stdout  # the sweep records it
+    assert f"{state['supervisor_pid']}-{cid[:12]}" not in _host_state()[2]
+    assert _state(store, cid)["error"] == "its supervisor died"
+    pybuild("rm", cid[:12], env=store)

@@ -136,8 +136,8 @@ def make_stages(base: Path, loops: int) -> Path:
 def make_bigrun(base: Path, mb: int, name: str = "bigrun") -> Path:
     ctx = base / name
     ctx.mkdir()
-    (ctx / "Dockerfile").write_text(
-        f"FROM busybox:latest\nRUN mkdir /data && for i in $(seq 1 {mb // 10}); do "
+    (ctx / "Dockerfile").write_text(  # the name is in the RUN so that each workload has its own cache key
+        f"FROM busybox:latest\nRUN mkdir /data && echo {name} && for i in $(seq 1 {mb // 10}); do "
         f"head -c 10485760 /dev/urandom > /data/f$i; done\n")
     return ctx
 

@@ -7,7 +7,7 @@ runs when it turns the parse tree into instructions (flags, argument counts, ONB
 except that an unknown instruction is kept as `ast.Unknown`; `check_instructions` rejects those
 with a located error, as `docker build` does. Importing this package is cheap and parsing does
 not import Lark: the LALR tables Lark compiles from grammar/dockerfile.lark are committed in
-grammar/_tables.py (see grammar/tables.py). `grammar.ast` objects pickle (the builder caches them).
+grammar/_tables.json (see grammar/tables.py). `grammar.ast` objects pickle (the builder caches them).
 
 Errors (all `ValueError`s, see `grammar.errors`): DockerfileError, DockerfileSyntaxError,
 InstructionError, UnknownInstructionError, InvalidFlagError, ExpansionError.

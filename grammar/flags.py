@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass
 from typing import Callable
+
+from grammar.ast import Node
 
 STRING, BOOL, STRINGS = "string", "bool", "strings"
 
@@ -171,23 +172,27 @@ def check_run(flag_values: dict[str, str], mounts: tuple[str, ...]) -> None:
         parse_mount(value, None)
 
 
-@dataclass(frozen=True, slots=True)
-class Mount:
+class Mount(Node):
     """A RUN --mount, after expansion."""
 
-    type: str = "bind"
-    target: str = ""
-    source: str = ""
-    from_: str = ""
-    readonly: bool = True
-    id: str = ""
-    sharing: str = ""
-    required: bool = False
-    size: str = ""
-    mode: int | None = None
-    uid: int | None = None
-    gid: int | None = None
-    env: str | None = None
+    __slots__ = ("type", "target", "source", "from_", "readonly", "id", "sharing", "required", "size",
+                 "mode", "uid", "gid", "env")
+    _defaults = {"type": "bind", "target": "", "source": "", "from_": "", "readonly": True, "id": "",
+                 "sharing": "", "required": False, "size": "", "mode": None, "uid": None, "gid": None,
+                 "env": None}
+    type: str
+    target: str
+    source: str
+    from_: str
+    readonly: bool
+    id: str
+    sharing: str
+    required: bool
+    size: str
+    mode: int | None
+    uid: int | None
+    gid: int | None
+    env: str | None
 
 
 _MOUNT_KEYS = ("type", "from", "source", "target", "readonly", "id", "sharing", "required", "size",

@@ -7,7 +7,7 @@ grammar; the line scanner (grammar/lexer.py) reads bodies with these helpers, as
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from grammar.errors import ExpansionError
 from grammar.shell_lexer import Lexer
@@ -16,8 +16,7 @@ _OPENER = re.compile(r"(\d*)<<(-?)[\t\n\f\r ]*([^<]*)\Z")
 _EMPTY: dict[str, str] = {}
 
 
-@dataclass(frozen=True, slots=True)
-class Opener:
+class Opener(NamedTuple):
     name: str
     fd: int
     chomp: bool

@@ -36,22 +36,32 @@ def test_parse_does_not_import_lark_when_the_tables_are_current() -> None:
 
 
 def test_committed_tables_are_what_lark_builds_from_the_grammar() -> None:
-    from grammar import tables
-    from grammar._tables import TABLES
+    from grammar import parser, tables
 
+    TABLES = parser.load_tables()
     assert tables.canonical(TABLES) == tables.canonical(tables.build()), \
         "grammar changed: run python3 -m grammar.tables"
 
 
-def test_stale_tables_are_rebuilt_with_lark(monkeypatch: pytest.MonkeyPatch) -> None:
-    from grammar import parser, tables
-    from grammar._tables import TABLES
+def test_stale_tables_are_rebuilt_with_lark(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import json
 
-    monkeypatch.setattr(tables, "grammar_sha", lambda: "0" * 64)
+    from grammar import parser, tables
+
+    TABLES = parser.load_tables()
+    stale = tmp_path / "_tables.json"
+    stale.write_text(json.dumps({**TABLES, "grammar": "an older grammar"}))
+    real_open = open
+
+    def fake_open(path, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        return real_open(stale if str(path).endswith("_tables.json") else path, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", fake_open)
     parser.load_tables.cache_clear()
     try:
         built = parser.load_tables()
         assert built is not TABLES and tables.canonical(built)[1:] == tables.canonical(TABLES)[1:]
+        assert built["grammar"] == tables.grammar_text()
     finally:
         parser.load_tables.cache_clear()
 

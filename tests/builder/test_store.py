@@ -166,3 +166,21 @@ def test_concurrent_snapshots_of_one_chain_agree(busybox_store: Path) -> None:
         results = list(pool.map(lambda _: Store.open().rootfs_dirs(image), range(4)))
     assert all(r == results[0] for r in results) and (results[0][0] / "bin" / "busybox").is_file()
     assert list((busybox_store / "tmp").iterdir()) == []  # the losers cleaned up after themselves
+
+
+@requires_root
+def test_prune_keeps_what_a_container_uses(busybox_store: Path) -> None:
+    store = Store.open()
+    image = store.resolve("busybox")
+    dirs = store.rootfs_dirs(image)
+    store.untag("busybox")
+    state = busybox_store / "containers" / "c1"
+    state.mkdir(parents=True)
+    (state / "config.json").write_text(json.dumps({"image": image.id, "lower": [str(d) for d in dirs]}))
+    report = store.prune()
+    assert report.images == [] and report.snapshots == 0 and all(d.is_dir() for d in dirs)
+    assert store.image_by_id(image.id).id == image.id
+    (state / "config.json").unlink()
+    state.rmdir()
+    report = store.prune()
+    assert report.images == [image.id] and report.snapshots == 1 and not dirs[0].exists()

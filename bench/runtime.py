@@ -159,6 +159,10 @@ def bench_step(work: Path, env: dict[str, str], runs: int, peers: bool, archive:
 
 def bench_run(work: Path, env: dict[str, str], runs: int, peers: bool, archive: Path) -> None:
     pb = _pybuild_script()
+    CPU.clear()
+    floor = [_time([sys.executable, "-c", "pass"], env) for _ in range(runs + 1)][1:]
+    print(f"interpreter start alone (`python3 -c pass`, this machine's site-packages): median "
+          f"{_median_ms(floor):.0f} ms, CPU {_median_ms(CPU[1:]):.0f} ms")
     for network in ("bridge", "none"):
         CPU.clear()
         times = [_time([*pb, "run", "--rm", "--network", network, "busybox", "true"], env) for _ in range(runs + 1)][1:]

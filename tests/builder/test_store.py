@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -184,3 +185,15 @@ def test_prune_keeps_what_a_container_uses(busybox_store: Path) -> None:
     state.rmdir()
     report = store.prune()
     assert report.images == [image.id] and report.snapshots == 1 and not dirs[0].exists()
+
+
+def test_commit_dir_can_keep_the_upperdir_as_the_snapshot(store_root: Path) -> None:
+    store = Store.open()
+    upper = Path(tempfile.mkdtemp(dir=store.tmp_dir()))
+    (upper / "f").write_text("x")
+    base = Digest.of(b"base layer")
+    rec = store.commit_dir(upper, snapshot_parent=[base])
+    from builder.oci.model import chain_ids
+
+    snap = store.snapshot_path(chain_ids([base, rec.diff_id])[-1])
+    assert not upper.exists() and (snap / "f").read_text() == "x"

@@ -205,10 +205,27 @@ def explain_build(root: str | os.PathLike[str], wanted: str | None = None) -> Bu
     by_key = {s.get("key"): s for s in build.get("steps", []) if s.get("key")}
     changed: dict[str, list[str]] = {}  # key -> why it differs from the earlier build's step
 
+    earlier = (prev or {}).get("steps", [])
+    by_text = {(s.get("stage"), s.get("instruction")): s for s in earlier}
+    now_text = {(s.get("stage"), s.get("instruction")) for s in build.get("steps", [])}
+
+    def counterpart(step: dict[str, Any]) -> dict[str, Any] | None:
+        """The earlier build's step to compare with: the same instruction in the same stage if
+        steps were inserted or removed before it, else the one at the same position."""
+        here = prev_steps.get((step.get("stage"), step.get("index")))
+        if here is not None and here.get("instruction") == step.get("instruction"):
+            return here
+        moved = by_text.get((step.get("stage"), step.get("instruction")))
+        if moved is not None or here is None:
+            return moved
+        if (here.get("stage"), here.get("instruction")) in now_text:
+            return None  # that step is still there, further on: this one was inserted
+        return here
+
     def why(step: dict[str, Any]) -> list[str]:
         key = step.get("key", "")
         if key not in changed:
-            prev_step = prev_steps.get((step.get("stage"), step.get("index")))
+            prev_step = counterpart(step)
             same = prev_step is not None and prev_step.get("key") == key and step.get("cache") != "miss"
             changed[key] = [] if same else _reasons(step, prev_step, cache, args)
             parent = by_key.get(_pairs(step.get("key_parts")).get("parent"))

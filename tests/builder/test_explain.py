@@ -142,3 +142,23 @@ def test_cli_prints_reasons_costs_and_suggestions(store_root: Path) -> None:
     assert data["previous_id"] == "" and data["steps"][1]["cache"] == "miss"
     # COPY (2 s) + RUN (3 s) as recorded by build 1, where both ran
     assert {c["path"]: c["seconds"] for c in data["rebuild_cost"]}["src/"] == 5.0
+
+
+def test_an_inserted_step_is_new_and_the_steps_after_it_pair_by_instruction(tmp_path: Path) -> None:
+    fake_build(tmp_path, n=1)
+    cache = BuildCache(tmp_path)
+    k1 = CacheKey.make(base={"image": "busybox:latest", "digest": "sha256:aaa"})
+    k2 = CacheKey.make(parent=k1.digest, op={"kind": "COPY", "src": ["."], "dest": "/app"},
+                       inputs=cache.put_inputs(FILES))
+    k_new = CacheKey.make(parent=k2.digest, op={"kind": "RUN", "argv": ["/bin/sh", "-c", "echo hi"]})
+    k3 = CacheKey.make(parent=k_new.digest, op={"kind": "RUN", "argv": ["/bin/sh", "-c", "make"]},
+                       env=[["PATH", "/bin"]], build_args=[["VERSION", "1.2"]])
+    rows = [(k1, "FROM", "FROM busybox:latest", "hit"), (k2, "COPY", "COPY . /app", "hit"),
+            (k_new, "RUN", "RUN echo hi", "miss"), (k3, "RUN", "RUN make", "miss")]
+    steps = [records.StepRecord(id=i, stage="0", stage_index=0, index=i, count=4, instruction=text, line=i,
+                                end_line=i, kind=kind, key=k.digest, key_parts=k.as_json(), cache=c)
+             for i, (k, kind, text, c) in enumerate(rows, 1)]
+    records.write(tmp_path, records.BuildRecord(id="20261123T180002-00000002", started=time.time(), dockerfile="/ctx/Dockerfile",
+                                                dockerfile_digest="", context="/ctx", status="ok", steps=steps))
+    assert misses(tmp_path) == {"RUN echo hi": ("a new step (no earlier build of this Dockerfile had it)",),
+                                "RUN make": ("parent step missed",)}

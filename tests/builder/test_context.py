@@ -52,6 +52,7 @@ def test_dockerfile_flag_is_relative_to_cwd_and_picks_its_ignore_file(ctx_dir: P
     monkeypatch.chdir(tmp_path)
     ctx = open_context(str(ctx_dir), dockerfile="elsewhere/x.Dockerfile")
     assert ctx.dockerfile == b"FROM busybox\n" and ctx.ignore.patterns == ["src"]
+    assert ctx.ignore_file == other / "x.Dockerfile.dockerignore"
 
 
 def test_missing_context_and_dockerfile_are_clear_errors(tmp_path: Path) -> None:

@@ -363,3 +363,11 @@ def test_absurdly_deep_trees_are_a_clear_error(tmp_path: Path) -> None:
             checksum_sources(RootView(tmp_path), ["d"])
     finally:
         sys.setrecursionlimit(limit)
+
+
+def test_fsview_all_lists_every_public_name() -> None:
+    from builder import fsview
+
+    public = {n for n, v in vars(fsview).items() if not n.startswith("_") and callable(v)
+              and getattr(v, "__module__", "") == fsview.__name__}
+    assert public == set(fsview.__all__)

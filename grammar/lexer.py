@@ -161,18 +161,18 @@ def scan(src: Source) -> Iterator[Tok]:
             physical = lines[i]
             i += 1
             end = i
-            body = _trim_newline(physical)
-            directives.feed(body, end)  # only marks the directives as done
-            if go_lstrip(body).startswith("#"):
-                continue
-            if go_lstrip(body) == "":
+            body = physical.rstrip("\r\n")
+            if not directives.done:
+                directives.feed(body, end)  # only marks the directives as done
+            head = go_lstrip(body)
+            if not head or head[0] == "#":
                 continue
             piece, eol = _trim_continuation(body, cont)
             span.offsets.append(len(logical))
             span.places.append((end, 1))
             logical += piece
         span.end_line = end
-        span.end_col = len(_trim_newline(lines[end - 1])) + 1
+        span.end_col = (len(token) if end == lineno else len(lines[end - 1].rstrip("\r\n"))) + 1
         toks, heredoc_kw = _instruction(src, logical, 0, span, escape)
         src.current = [t for t in toks if t.data is span] if toks[0].type == "ONBUILD" else toks[:1]
         yield from toks
@@ -201,7 +201,10 @@ def scan(src: Source) -> Iterator[Tok]:
                 docs.append(ast.Heredoc(op.name, "".join(content), op.expand, op.chomp, op.fd))
             if docs:
                 yield _tok("HEREDOCS", docs[0].name, first, 1, tuple(docs))
-        span.raw = "".join(lines[span.start_line - 1:span.end_line]).rstrip("\r\n")
+        if span.end_line == lineno:
+            span.raw = token
+        else:
+            span.raw = "".join(lines[lineno - 1:span.end_line]).rstrip("\r\n")
         seen_instruction = True
         yield _tok("_EOL", "", span.end_line, span.end_col, span)
     if not seen_instruction:
@@ -241,7 +244,7 @@ def _instruction(src: Source, line: str, base: int, span: Span, escape: str) -> 
     def items(words: list[tuple[str, int]]) -> list[tuple[str, int, int]]:
         return [(w, *at(base + args_off + o)) for w, o in words]
 
-    lead = len(line) - len(go_lstrip(line))
+    lead = 0 if base == 0 else len(line) - len(go_lstrip(line))  # a logical line starts stripped
     out = [tok(kind, cmd, lead, span)]
     if base == 0:
         span.head = id(out[0])

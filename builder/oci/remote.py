@@ -105,7 +105,16 @@ def select_manifest(index: Index, want: Platform) -> Descriptor:
 @contextlib.contextmanager
 def _state(store: Store, write: bool) -> Iterator[dict[str, Any]]:
     path = store.root / "registry.json"
-    lock = os.open(store.root / "registry.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    if not write and not path.exists():  # nothing recorded yet (and a read never creates files)
+        yield {"repo_digests": {}, "blob_sources": {}}
+        return
+    flags = os.O_RDWR | os.O_CREAT if write else os.O_RDONLY | os.O_CREAT
+    try:
+        lock = os.open(store.root / "registry.lock", flags | os.O_CLOEXEC, 0o644)
+    except PermissionError:
+        if write:
+            raise
+        lock = os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # a read-only store: lock the file itself
     try:
         fcntl.flock(lock, fcntl.LOCK_EX if write else fcntl.LOCK_SH)
         try:

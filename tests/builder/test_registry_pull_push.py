@@ -66,6 +66,9 @@ def test_push_pull_roundtrip_and_repo_digests(busybox_store: Path, registry: Reg
     assert fresh.resolve(ref.familiar()).id == image_id
     assert fresh.resolve(f"{ref.name}@{pushed.digest}").id == image_id
     assert repo_digests(fresh, image_id) == [f"{ref.name}@{pushed.digest}"]
+    shown = json.loads(pybuild("inspect", ref.familiar(), env={"PYBUILD_ROOT": str(fresh.root)}).stdout)[0]
+    assert shown["RepoDigests"] == [f"{ref.name}@{pushed.digest}"] and shown["Digest"] == pushed.digest
+    assert json.loads(pybuild("inspect", "busybox").stdout)[0]["RepoDigests"] == []  # never pulled or pushed
     for layer in got.image.layers():  # every blob landed, verified, and unpacks to its diff_id
         (tmp_path / f"unpack-{layer.digest.short}").mkdir()
         fresh.unpack_layer(layer, tmp_path / f"unpack-{layer.digest.short}")

@@ -76,5 +76,10 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(sig, handler)
         if args.rm:
             container.remove(force=True)
-    sys.stdout.flush()
+    if os.path.basename(sys.argv[0]) in ("pybuild", "__main__.py"):  # the CLI process, not a library caller
+        # The container is gone and cleaned up: skip the interpreter's teardown (~15 ms of module
+        # and object finalization on a command whose whole budget is ~150 ms).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status.code)
     return status.code

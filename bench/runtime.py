@@ -171,6 +171,14 @@ def bench_run(work: Path, env: dict[str, str], runs: int, peers: bool, archive: 
               f"median {_median_ms(CPU[1:]):.0f} ms")
         if network == "bridge":
             ours_bridge = times
+    # This machine's site-packages run .pth hooks at every interpreter start (an editable-install
+    # finder, a CA-bundle hook importing certifi); `python -S` with PYTHONPATH skips them.
+    bare = {**env, "PYTHONPATH": os.pathsep.join([str(ROOT), sysconfig.get_path("purelib")])}
+    CPU.clear()
+    times = [_time([sys.executable, "-S", "-m", "builder", "run", "--rm", "busybox", "true"], bare)
+             for _ in range(runs + 1)][1:]
+    print(f"  the same (bridge) without .pth hooks (python -S): median {_median_ms(times):.0f} ms "
+          f"(min {min(times) * 1000:.0f}), CPU {_median_ms(CPU[1:]):.0f} ms")
     if not peers or shutil.which("podman") is None:
         print("  podman: not measured")
         return

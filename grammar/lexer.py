@@ -237,9 +237,16 @@ def _instruction(src: Source, line: str, base: int, span: Span, escape: str) -> 
     kind = kw.upper() if kw in KEYWORDS else "UNKNOWN"
     at = span.at
 
-    def tok(type_: str, value: str, off: int, data: object = None) -> Tok:
-        ln, col = at(base + off)
-        return _tok(type_, value, ln, col, data)
+    if len(span.offsets) == 1:  # one physical line: columns are offsets
+        line0, col0 = span.places[0]
+        col0 += base
+
+        def tok(type_: str, value: str, off: int, data: object = None) -> Tok:
+            return _tok(type_, value, line0, col0 + off, data)
+    else:
+        def tok(type_: str, value: str, off: int, data: object = None) -> Tok:
+            ln, col = at(base + off)
+            return _tok(type_, value, ln, col, data)
 
     def items(words: list[tuple[str, int]]) -> list[tuple[str, int, int]]:
         return [(w, *at(base + args_off + o)) for w, o in words]

@@ -81,7 +81,9 @@ def _collect(children: list) -> _Items:
         items, rest = children[0], children[1:]
     else:
         items, rest = _Items(), children
-    items.extend(c for c in rest if not (type(c) is Tok and c.type.startswith("_")))
+    for c in rest:
+        if type(c) is not Tok or c.type[0] != "_":
+            items.append(c)
     return items
 
 

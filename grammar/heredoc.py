@@ -14,6 +14,9 @@ from grammar.shell_lexer import Lexer
 
 _OPENER = re.compile(r"(\d*)<<(-?)[\t\n\f\r ]*([^<]*)\Z")
 _EMPTY: dict[str, str] = {}
+# characters that make the shell lexer do more than split on blanks (non-ASCII: unicode blanks)
+_SPECIAL = re.compile(r"[^\x21-\x7e]|['\"\\$`]")
+_SPECIAL_LINE = re.compile(r"[^\x20-\x7e\t]|['\"\\$]|<<[ \t\r]")
 
 
 class Opener(NamedTuple):
@@ -33,6 +36,8 @@ def parse_opener(word: str) -> Opener | None:
     rest = m.group(3)
     if not rest:
         return None
+    if not _SPECIAL.search(rest):  # a plain word: the lexer would return it unchanged
+        return Opener(rest, fd, chomp, True)
     words = Lexer(rest, _EMPTY, "\\", skip_unset_env=True).run()[1]
     if len(words) != 1:
         return None
@@ -44,6 +49,8 @@ def parse_opener(word: str) -> Opener | None:
 
 def openers_in_line(line: str) -> list[Opener]:
     """heredocsFromLine: every heredoc opened on a logical line, in order."""
+    if not _SPECIAL_LINE.search(line):  # no quotes, escapes, `$` or `<<` + blank: plain splitting
+        return [op for op in map(parse_opener, line.split()) if op is not None]
     try:
         words = Lexer(line, _EMPTY, "\\", raw_quotes=True, raw_escapes=True, skip_unset_env=True).run()[1]
     except ExpansionError:

@@ -51,6 +51,11 @@ def openers_in_line(line: str) -> list[Opener]:
     """heredocsFromLine: every heredoc opened on a logical line, in order."""
     if not _SPECIAL_LINE.search(line):  # no quotes, escapes, `$` or `<<` + blank: plain splitting
         return [op for op in map(parse_opener, line.split()) if op is not None]
+    return openers_lexed(line)
+
+
+def openers_lexed(line: str) -> list[Opener]:
+    """openers_in_line through the shell lexer, as BuildKit does (the general case)."""
     try:
         words = Lexer(line, _EMPTY, "\\", raw_quotes=True, raw_escapes=True, skip_unset_env=True).run()[1]
     except ExpansionError:

@@ -74,6 +74,11 @@ def extract_builder_flags(line: str) -> tuple[int, list[tuple[str, int]]]:
         return len(line) - len(head), []
     if line.isascii() and not _SPECIAL_FLAG_CHARS.search(line):
         return _simple_flags(line)
+    return extract_flags_by_char(line)
+
+
+def extract_flags_by_char(line: str) -> tuple[int, list[tuple[str, int]]]:
+    """extract_builder_flags, character by character as BuildKit does (the general case)."""
     words: list[tuple[str, int]] = []
     n = len(line)
     pos = 0
@@ -175,6 +180,11 @@ def parse_words(rest: str, escape: str) -> list[str]:
             return rest.split()
         if _QUOTED_WORDS.fullmatch(rest):  # balanced quotes, no escapes: quotes stay in words
             return _QUOTED_WORD.findall(rest)
+    return parse_words_by_char(rest, escape)
+
+
+def parse_words_by_char(rest: str, escape: str) -> list[str]:
+    """parse_words, character by character as BuildKit does (the general case)."""
     words: list[str] = []
     n = len(rest)
     in_spaces, in_word, in_quote = 0, 1, 2

@@ -14,8 +14,8 @@ Public API (pure library code: paths and plain data in, ContextError out):
       .ignore: PatternMatcher     from `<Dockerfile>.dockerignore` or `.dockerignore`
       .view: RootView             the context as a RootView (raises ContextError when no context)
       .resolve_sources(srcs, *, where="") -> list[str]
-      .checksum(srcs, *, excludes=(), owner=None) -> str            "sha256:..." for the cache key
-      .checksum_table(srcs, *, excludes=(), owner=None) -> (digest, {path: "sha256:..."})
+      .checksum(srcs, *, excludes=(), owner=None, reuse=False) -> str   "sha256:..." for the cache key
+      .checksum_table(srcs, *, excludes=(), owner=None, reuse=False) -> (digest, {path: "sha256:..."})
                                   the same digest plus one checksum per entry (for `explain`)
     expand_sources(view, srcs, *, ignore=None, where="") -> list[str]
         wildcards (Go filepath.Match per path segment) expanded, `..` and absolute paths made
@@ -98,7 +98,7 @@ class BuildContext:
     of the cached no-op rebuild's 100 ms budget.
     """
 
-    __slots__ = ("root", "dockerfile", "dockerfile_name", "ignore", "ignore_file", "scratch")
+    __slots__ = ("root", "dockerfile", "dockerfile_name", "ignore", "ignore_file", "scratch", "_walks")
     root: Path | None
     dockerfile: bytes
     dockerfile_name: str
@@ -110,7 +110,7 @@ class BuildContext:
                  ignore: PatternMatcher | None = None, ignore_file: Path | None = None, scratch: bool = False) -> None:
         for name, value in (("root", root), ("dockerfile", dockerfile), ("dockerfile_name", dockerfile_name),
                             ("ignore", PatternMatcher([]) if ignore is None else ignore),
-                            ("ignore_file", ignore_file), ("scratch", scratch)):
+                            ("ignore_file", ignore_file), ("scratch", scratch), ("_walks", {})):
             object.__setattr__(self, name, value)
 
     def __setattr__(self, name: str, value: object) -> None:
@@ -134,23 +134,32 @@ class BuildContext:
         return expand_sources(self.view, sources, ignore=self.ignore, where=where)
 
     def checksum(self, rels: Sequence[str], *, excludes: Sequence[str] = (),
-                 owner: tuple[int, int] | None = None, table: dict[str, str] | None = None) -> str:
-        """Content checksum of resolved sources, using the persistent stat cache."""
-        view = self.view
-        cache = StatCache(None) if self.scratch else StatCache.for_root(view)
-        if "" in rels:
-            cache.seen = set()  # the whole context is walked: forget files that are gone
-        try:
-            return checksum_sources(view, rels, ignore=self.ignore, excludes=excludes, owner=owner, statcache=cache,
-                                    table=table)
-        finally:
-            cache.save()
+                 owner: tuple[int, int] | None = None, table: dict[str, str] | None = None,
+                 reuse: bool = False) -> str:
+        """Content checksum of resolved sources, using the persistent stat cache.
+
+        `reuse`: take the walk of an earlier `reuse=True` call with the same arguments, and keep
+        this one (a build's no-op memo check and its step key then share one walk of the context)."""
+        key = (tuple(rels), tuple(excludes), owner)
+        entries = self._walks.get(key) if reuse else None
+        if entries is None:
+            view = self.view
+            cache = StatCache(None) if self.scratch else StatCache.for_root(view)
+            if "" in rels:
+                cache.seen = set()  # the whole context is walked: forget files that are gone
+            try:
+                entries = _walk_sources(view, rels, self.ignore, excludes, False, owner, cache)
+            finally:
+                cache.save()
+            if reuse:
+                self._walks[key] = entries
+        return _digest(entries, owner, table)
 
     def checksum_table(self, rels: Sequence[str], *, excludes: Sequence[str] = (),
-                       owner: tuple[int, int] | None = None) -> tuple[str, dict[str, str]]:
+                       owner: tuple[int, int] | None = None, reuse: bool = False) -> tuple[str, dict[str, str]]:
         """`checksum()` plus the per-file table {path: checksum} from the same walk."""
         table: dict[str, str] = {}
-        return self.checksum(rels, excludes=excludes, owner=owner, table=table), table
+        return self.checksum(rels, excludes=excludes, owner=owner, table=table, reuse=reuse), table
 
 
 def open_context(path: str, *, dockerfile: str | None = None, stdin: BinaryIO | None = None,
@@ -401,6 +410,12 @@ def checksum_sources(view: RootView, rels: Sequence[str], *, ignore: PatternMatc
     `table`, when given, is filled from the same walk with {path: "sha256:..." of that entry's
     kind, mode, link target or content digest, and owner} (the per-file inputs of a build record).
     """
+    return _digest(_walk_sources(view, rels, ignore, excludes, preserve_owner, owner, statcache), owner, table)
+
+
+def _walk_sources(view: RootView, rels: Sequence[str], ignore: PatternMatcher | None, excludes: Sequence[str],
+                  preserve_owner: bool, owner: tuple[int, int] | None, statcache: StatCache | None) -> list[_Entry]:
+    """The entries under `rels`, sorted, each with its content digest (see `checksum_sources`)."""
     exclude = PatternMatcher(list(excludes), source="--exclude") if excludes else None
     entries: list[_Entry] = []
     gc_was_on = gc.isenabled()
@@ -417,6 +432,10 @@ def checksum_sources(view: RootView, rels: Sequence[str], *, ignore: PatternMatc
         for e in entries:
             e[0] += f"\0{e[4].st_uid}:{e[4].st_gid}"
     _hash_contents(entries, statcache, str(view.root) if view.single else None)
+    return entries
+
+
+def _digest(entries: list[_Entry], owner: tuple[int, int] | None, table: dict[str, str] | None) -> str:
     if table is not None:
         own = f"\0{owner[0]}:{owner[1]}" if owner is not None else ""
         sha = hashlib.sha256

@@ -82,7 +82,7 @@ def lookup(root: Path, key: str, context: Any, tags: Sequence[str]) -> dict[str,
     for sources, excludes, checksum in memo["inputs"]:
         try:
             rels = context.resolve_sources(sources)
-            if context.checksum(rels, excludes=excludes) != checksum:
+            if context.checksum(rels, excludes=excludes, reuse=True) != checksum:
                 return None
         except Exception:  # noqa: BLE001 - any doubt means: build normally
             return None

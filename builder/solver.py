@@ -288,7 +288,7 @@ class Solver:
         if from_stage is None and not from_image:
             try:
                 rels = self.context.resolve_sources(sources, where=where)
-                checksum, table = self.context.checksum_table(rels, excludes=excludes)
+                checksum, table = self.context.checksum_table(rels, excludes=excludes, reuse=True)
                 with self.lock:  # the no-op memo re-checks `checksum`; the key names the table (for explain)
                     self.inputs.append([list(sources), list(excludes), checksum])
                 return self.cache.put_inputs(_relative(table))

@@ -351,6 +351,17 @@ def test_checksum_table_names_each_entry_and_shares_the_digest(ctx_dir: Path, st
     assert owned["a.txt"] != table2["a.txt"]
 
 
+def test_reuse_shares_one_walk_per_build(ctx_dir: Path, store_root: Path) -> None:
+    ctx = open_context(str(ctx_dir))
+    rels = ctx.resolve_sources(["src"])
+    digest = ctx.checksum(rels, reuse=True)
+    (ctx_dir / "src/util/y.txt").write_text("changed after the walk")
+    again, table = ctx.checksum_table(rels, reuse=True)  # the walk kept by the first call
+    assert again == digest and sorted(table) == ["src", "src/main.py", "src/util", "src/util/x.py", "src/util/y.txt"]
+    assert ctx.checksum(rels) != digest                   # without reuse: a fresh walk
+    assert ctx.checksum(rels, excludes=["*.txt"], reuse=True) != digest
+
+
 def test_absurdly_deep_trees_are_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path
     for _ in range(300):

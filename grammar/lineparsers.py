@@ -151,8 +151,7 @@ def extract_flags_by_char(line: str) -> tuple[int, list[tuple[str, int]]]:
 
 _SPECIAL_FLAG_CHARS = re.compile(r"[\\'\"\x1c-\x1f]")
 _QUOTES = re.compile(r"['\"\x1c-\x1f]")
-_QUOTED_WORD = re.compile(r"""(?:[^ \t\n\v\f\r'"]+|'[^']*'|"[^"]*")+""")
-_QUOTED_WORDS = re.compile(r"""[ \t\n\v\f\r]*(?:(?:[^ \t\n\v\f\r'"]+|'[^']*'|"[^"]*")+[ \t\n\v\f\r]*)*""")
+_PIECE = re.compile("[ \t\n\v\f\r]+|[^ \t\n\v\f\r'\"]+|'[^']*'|\"[^\"]*\"")
 _ASCII_WORD = re.compile(r"[ \t\n\v\f\r]*([^ \t\n\v\f\r]+)")
 
 
@@ -173,13 +172,37 @@ def _simple_flags(line: str) -> tuple[int, list[tuple[str, int]]]:
         pos = m.end(1)
 
 
+def _split_balanced(rest: str) -> list[str] | None:
+    """Words of ASCII text whose quotes are all closed (None otherwise), in one linear pass."""
+    words: list[str] = []
+    current: list[str] = []
+    pos = 0
+    for m in _PIECE.finditer(rest):
+        if m.start() != pos:
+            return None
+        pos = m.end()
+        piece = m.group()
+        if piece[0] in " \t\n\v\f\r":
+            if current:
+                words.append("".join(current))
+                current = []
+        else:
+            current.append(piece)
+    if pos != len(rest):
+        return None
+    if current:
+        words.append("".join(current))
+    return words
+
+
 def parse_words(rest: str, escape: str) -> list[str]:
     """parseWords: split on whitespace outside quotes, keeping quotes and escapes in the words."""
     if rest.isascii() and escape not in rest:
         if not _QUOTES.search(rest):
             return rest.split()
-        if _QUOTED_WORDS.fullmatch(rest):  # balanced quotes, no escapes: quotes stay in words
-            return _QUOTED_WORD.findall(rest)
+        words = _split_balanced(rest)  # balanced quotes, no escapes: quotes stay in the words
+        if words is not None:
+            return words
     return parse_words_by_char(rest, escape)
 
 

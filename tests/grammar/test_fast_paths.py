@@ -3,7 +3,10 @@ exactly what the general, character-by-character ports of BuildKit's functions g
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
+
+import grammar
 from hypothesis import strategies as st
 
 from grammar.heredoc import openers_in_line, openers_lexed
@@ -31,3 +34,11 @@ def test_parse_words(rest: str, escape: str) -> None:
 @given(text)
 def test_extract_builder_flags(line: str) -> None:
     assert extract_builder_flags(line) == extract_flags_by_char(line)
+
+
+@pytest.mark.timeout(10)
+def test_unclosed_quote_is_linear() -> None:
+    """An ENV line with an unclosed quote once made a regex backtrack exponentially."""
+    rest = 'A="' + "b " * 5000
+    assert parse_words(rest, "\\") == parse_words_by_char(rest, "\\")
+    assert grammar.parse("FROM a\nENV " + rest + "\n").stages[0].instructions[0].pairs[0][0] == "A"

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pytest
 from hypothesis import given, settings
-
-import grammar
 from hypothesis import strategies as st
 
+import grammar
 from grammar.heredoc import openers_in_line, openers_lexed
 from grammar.lineparsers import extract_builder_flags, extract_flags_by_char, parse_words, parse_words_by_char
 

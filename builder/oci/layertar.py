@@ -77,8 +77,22 @@ def _pax_record(key: bytes, value: bytes) -> bytes:
     return b"%d %s=%s\n" % (base + n, key, value)
 
 
+_USTAR_MAGIC_TO_DEV = b"ustar\x0000" + b"\0" * 64  # magic, version, empty uname and gname
+
+
 def _ustar(name: bytes, prefix: bytes, h: Header, linkname: bytes, size: int, typ: bytes,
            uid: int, gid: int, mtime: int) -> bytes:
+    if h.devmajor >= 8 ** 7 or h.devminor >= 8 ** 7 or len(typ) != 1:
+        return _ustar_fields(name, prefix, h, linkname, size, typ, uid, gid, mtime)
+    # one formatting pass (the hot path of committing many small files); same bytes as _ustar_fields
+    block = b"%s%07o\0%07o\0%07o\0%011o\0%011o\0        %s%s%s%07o\0%07o\0%s\0\0\0\0\0\0\0\0\0\0\0\0" % (
+        name.ljust(100, b"\0"), h.mode & 0o7777, uid, gid, size, mtime, typ, linkname.ljust(100, b"\0"),
+        _USTAR_MAGIC_TO_DEV, h.devmajor, h.devminor, prefix.ljust(155, b"\0"))
+    return b"%s%06o\0 %s" % (block[:148], sum(block), block[156:])
+
+
+def _ustar_fields(name: bytes, prefix: bytes, h: Header, linkname: bytes, size: int, typ: bytes,
+                  uid: int, gid: int, mtime: int) -> bytes:
     buf = bytearray(512)
     buf[0:len(name)] = name
     buf[100:108] = _num(h.mode & 0o7777, 8)

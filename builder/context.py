@@ -44,7 +44,6 @@ forgets deleted files whenever the whole context is walked.
 from __future__ import annotations
 
 import gc
-import hashlib
 import io
 import marshal
 import operator
@@ -58,6 +57,7 @@ from typing import BinaryIO, Iterable, Sequence
 from builder.dockerignore import PatternMatcher, find_ignore_file, go_match, parse_ignore_file
 from builder.errors import ContextError
 from builder.fsview import RootView, split_path
+from builder.sha import sha256
 
 __all__ = [
     "BuildContext",
@@ -357,7 +357,7 @@ class StatCache:
 
     @classmethod
     def for_root(cls, view: RootView) -> "StatCache":
-        key = hashlib.sha256("\0".join(str(p.resolve()) for p in view.layers).encode()).hexdigest()[:32]
+        key = sha256("\0".join(str(p.resolve()) for p in view.layers).encode()).hexdigest()[:32]
         return cls(store_root() / "cache" / "statcache" / key)
 
     def store(self, key: str, st: os.stat_result, digest: bytes) -> None:
@@ -387,6 +387,8 @@ class StatCache:
 
 def _hash_file(path: str) -> bytes:
     try:
+        import hashlib  # OpenSSL's sha256, for file contents (only on a stat cache miss)
+
         with open(path, "rb", buffering=0) as f:
             return hashlib.file_digest(f, "sha256").digest()
     except OSError as exc:
@@ -438,11 +440,11 @@ def _walk_sources(view: RootView, rels: Sequence[str], ignore: PatternMatcher | 
 def _digest(entries: list[_Entry], owner: tuple[int, int] | None, table: dict[str, str] | None) -> str:
     if table is not None:
         own = f"\0{owner[0]}:{owner[1]}" if owner is not None else ""
-        sha = hashlib.sha256
+        sha = sha256
         for e in entries:
             line = f"{e[1]}\0{e[2]:o}\0{e[3]}{own}".encode("utf-8", "surrogateescape")
             table[e[0]] = "sha256:" + sha(line).hexdigest()
-    h = hashlib.sha256()
+    h = sha256()
     h.update(b"pybuild-copy-checksum-v1\n")
     if owner is not None:
         h.update(f"owner {owner[0]}:{owner[1]}\n".encode())

@@ -15,11 +15,12 @@ other than the image store) takes the normal path, which then refreshes the memo
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any, Sequence
+
+from builder.sha import sha256
 
 _HERE = Path(__file__).parent
 # The code that shapes cache keys and the image config (the cache itself does not key on code: a
@@ -45,10 +46,10 @@ def _code_stamp() -> str:
 
 def memo_key(dockerfile: bytes, dockerfile_name: str, ignore_file: Path | None, options: dict[str, Any]) -> str:
     """The key of a build: everything the result depends on except base images and context content."""
-    h = hashlib.sha256()
+    h = sha256()
     for part in (dockerfile, dockerfile_name.encode(), _read(ignore_file), _code_stamp().encode(),
                  json.dumps(options, sort_keys=True).encode()):
-        h.update(hashlib.sha256(part).digest())
+        h.update(sha256(part).digest())
     return h.hexdigest()
 
 

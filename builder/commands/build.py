@@ -167,14 +167,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _new_record(args: argparse.Namespace, ctx: Any, build_args: dict[str, str], started: float,
                 platform: str) -> Any:
-    import hashlib
-
     from builder import records
+    from builder.sha import sha256
 
     dockerfile = str(Path(ctx.root, ctx.dockerfile_name)) if ctx.root and args.file is None \
         else (args.file or ctx.dockerfile_name)
     return records.BuildRecord(
-        records.new_build_id(), started, dockerfile, "sha256:" + hashlib.sha256(ctx.dockerfile).hexdigest(),
+        records.new_build_id(), started, dockerfile, "sha256:" + sha256(ctx.dockerfile).hexdigest(),
         str(ctx.root) if ctx.root else "-", target=args.target or "", tags=list(args.tag),
         build_args=dict(build_args), platform=platform)
 

@@ -151,7 +151,8 @@ def extract_flags_by_char(line: str) -> tuple[int, list[tuple[str, int]]]:
 
 _SPECIAL_FLAG_CHARS = re.compile(r"[\\'\"\x1c-\x1f]")
 _QUOTES = re.compile(r"['\"\x1c-\x1f]")
-_PIECE = re.compile("[ \t\n\v\f\r]+|[^ \t\n\v\f\r'\"]+|'[^']*'|\"[^\"]*\"")
+_BALANCED = re.compile("(?:[^'\"]++|'[^']*+'|\"[^\"]*+\")*+")
+_QUOTED_WORD = re.compile("(?:[^ \t\n\v\f\r'\"]++|'[^']*+'|\"[^\"]*+\")++")
 _ASCII_WORD = re.compile(r"[ \t\n\v\f\r]*([^ \t\n\v\f\r]+)")
 
 
@@ -173,26 +174,11 @@ def _simple_flags(line: str) -> tuple[int, list[tuple[str, int]]]:
 
 
 def _split_balanced(rest: str) -> list[str] | None:
-    """Words of ASCII text whose quotes are all closed (None otherwise), in one linear pass."""
-    words: list[str] = []
-    current: list[str] = []
-    pos = 0
-    for m in _PIECE.finditer(rest):
-        if m.start() != pos:
-            return None
-        pos = m.end()
-        piece = m.group()
-        if piece[0] in " \t\n\v\f\r":
-            if current:
-                words.append("".join(current))
-                current = []
-        else:
-            current.append(piece)
-    if pos != len(rest):
+    """Words of ASCII text whose quotes are all closed (None otherwise). Possessive quantifiers
+    keep both patterns linear: an unclosed quote must not make them backtrack."""
+    if not _BALANCED.fullmatch(rest):
         return None
-    if current:
-        words.append("".join(current))
-    return words
+    return _QUOTED_WORD.findall(rest)
 
 
 def parse_words(rest: str, escape: str) -> list[str]:

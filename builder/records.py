@@ -92,8 +92,10 @@ class BuildRecord(_Record):
 
 
 def new_build_id() -> str:
-    """Sortable by time: `YYYYmmddTHHMMSS-<8 hex>`."""
-    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + os.urandom(4).hex()
+    """Sortable by time, to the microsecond: `YYYYmmddTHHMMSS.ffffff-<8 hex>`."""
+    now = time.time_ns()
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now // 1_000_000_000))
+    return f"{stamp}.{now // 1000 % 1_000_000:06d}-{os.urandom(4).hex()}"
 
 
 def records_dir(root: str | os.PathLike[str]) -> Path:

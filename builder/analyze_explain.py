@@ -300,8 +300,8 @@ def render_build_summaries(rows: list[dict[str, Any]]) -> str:
 
 
 def store_root() -> Path:
-    """The store root the CLI uses (the store's `default_root()`)."""
-    from builder.store import default_root
+    """The store root the CLI uses."""
+    from builder.paths import default_root
 
     return default_root()
 

@@ -57,6 +57,7 @@ from typing import BinaryIO, Iterable, Sequence
 from builder.dockerignore import PatternMatcher, find_ignore_file, go_match, parse_ignore_file
 from builder.errors import ContextError
 from builder.fsview import RootView, split_path
+from builder.paths import default_root
 from builder.sha import sha256
 
 __all__ = [
@@ -66,22 +67,11 @@ __all__ = [
     "expand_sources",
     "has_wildcards",
     "open_context",
-    "store_root",
 ]
 
 _WILDCARD_CHARS = "*?[\\"
 _STATCACHE_VERSION = 1  # bump when an entry's layout changes: old files are then ignored
 _RACY_NS = 1_000_000_000  # entries changed this close to a scan are hashed again next time
-
-
-def store_root() -> Path:
-    """$PYBUILD_ROOT, or the default store location (as builder/cli.py documents it)."""
-    env = os.environ.get("PYBUILD_ROOT")
-    if env:
-        return Path(env)
-    if os.geteuid() == 0:
-        return Path("/var/lib/pybuild")
-    return Path.home() / ".local/share/pybuild"
 
 
 def has_wildcards(source: str) -> bool:
@@ -358,7 +348,7 @@ class StatCache:
     @classmethod
     def for_root(cls, view: RootView) -> "StatCache":
         key = sha256("\0".join(str(p.resolve()) for p in view.layers).encode()).hexdigest()[:32]
-        return cls(store_root() / "cache" / "statcache" / key)
+        return cls(default_root() / "cache" / "statcache" / key)
 
     def store(self, key: str, st: os.stat_result, digest: bytes) -> None:
         if max(st.st_mtime_ns, st.st_ctime_ns) >= self.started_ns - _RACY_NS:

@@ -35,6 +35,7 @@ from builder.errors import DigestMismatchError, ImageFormatError, InvalidReferen
 from builder.oci import compress, layertar
 from builder.oci.image import BasicImage, BlobLayer, Image, Layer, validate_image
 from builder.oci.model import Descriptor, Digest, ImageConfig, Manifest, chain_ids
+from builder.paths import default_root
 
 __all__ = ["Store", "LayerRecord", "ImageRecord", "PruneReport", "default_root", "normalize_tag"]
 
@@ -47,16 +48,6 @@ _TAG = re.compile(r"^[\w][\w.-]{0,127}$")
 
 def _limit(limit: int | None) -> int | None:
     return limit if limit is not None else compress.max_layer_size()
-
-
-def default_root() -> Path:
-    """$PYBUILD_ROOT, else /var/lib/pybuild for root, else ~/.local/share/pybuild."""
-    env = os.environ.get("PYBUILD_ROOT")
-    if env:
-        return Path(env)
-    if os.geteuid() == 0:
-        return Path("/var/lib/pybuild")
-    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local/share") / "pybuild"
 
 
 def normalize_tag(name: str) -> str:

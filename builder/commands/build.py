@@ -118,7 +118,8 @@ def parse_outputs(values: list[str], tags: list[str], push: bool) -> list[dict[s
 # --- the build ------------------------------------------------------------------------------------
 
 def run(args: argparse.Namespace) -> int:
-    from builder.context import open_context, store_root
+    from builder.context import open_context
+    from builder.paths import default_root
     from builder.progress import make_progress
 
     started = time.time()
@@ -134,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
 
         cache_specs = ([parse_cache_spec(v, export=False) for v in args.cache_from],
                        [parse_cache_spec(v, export=True) for v in args.cache_to])
-    root = store_root()
+    root = default_root()
     scratch = root / "tmp" / f"context-{os.getpid()}"
     ctx = open_context(args.context, dockerfile=args.file, scratch_dir=scratch)
     progress = make_progress(args.progress)

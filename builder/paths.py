@@ -1,0 +1,16 @@
+"""Where the store lives: one definition for every command (cheap to import)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def default_root() -> Path:
+    """$PYBUILD_ROOT, else /var/lib/pybuild for root, else $XDG_DATA_HOME/pybuild (~/.local/share/pybuild)."""
+    env = os.environ.get("PYBUILD_ROOT")
+    if env:
+        return Path(env)
+    if os.geteuid() == 0:
+        return Path("/var/lib/pybuild")
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local/share") / "pybuild"

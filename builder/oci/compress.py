@@ -16,15 +16,30 @@ import os
 import struct
 import zlib
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import IO, Callable, Protocol
+from types import ModuleType
+from typing import IO, TYPE_CHECKING, Callable, Protocol
 
-import zstandard
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
-try:  # zlib-ng inflates the same streams ~2.3x faster than zlib (measured: docs/DEVELOPING.md)
-    from zlib_ng import zlib_ng as _inflate
-except ImportError:  # pragma: no cover - optional
-    _inflate = zlib  # type: ignore[assignment]
+# zstandard, zlib-ng and the thread pool are imported on first use: commands that never
+# (de)compress a layer (`pybuild run`, a cached rebuild) do not pay for them.
+
+
+def _zstd() -> ModuleType:
+    import zstandard
+
+    return zstandard
+
+
+def _inflater() -> ModuleType:
+    """zlib-ng when installed: it inflates the same streams ~2.3x faster than zlib (docs/DEVELOPING.md)."""
+    try:
+        from zlib_ng import zlib_ng
+
+        return zlib_ng
+    except ImportError:  # pragma: no cover - optional
+        return zlib
 
 from builder.errors import ImageFormatError
 from builder.oci.model import DOCKER_LAYER, OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_ZSTD
@@ -103,9 +118,9 @@ class _Zstd:
         self._sink = sink
         # Always multi-threaded (>= 1 worker) with a fixed job size: the output is then the same for
         # any number of threads (single-threaded mode would differ), and memory stays bounded.
-        params = zstandard.ZstdCompressionParameters.from_level(level, threads=max(1, threads), job_size=ZSTD_JOB,
+        params = _zstd().ZstdCompressionParameters.from_level(level, threads=max(1, threads), job_size=ZSTD_JOB,
                                                                 write_content_size=False)
-        self._obj = zstandard.ZstdCompressor(compression_params=params).compressobj()
+        self._obj = _zstd().ZstdCompressor(compression_params=params).compressobj()
 
     def write(self, data: bytes) -> None:
         out = self._obj.compress(data)
@@ -128,6 +143,8 @@ class _ParallelGzip:
 
     def __init__(self, sink: Sink, level: int, threads: int) -> None:
         self._sink, self._level = sink, level
+        from concurrent.futures import ThreadPoolExecutor
+
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gzip") if threads > 1 else None
         self._pending: deque[Future[bytes] | bytes] = deque()
         self._max_pending = max(2, threads * 2)
@@ -225,7 +242,8 @@ class _GzipReader(_Reader):
 
     def __init__(self, raw: IO[bytes]) -> None:
         self._raw = raw
-        self._d = _inflate.decompressobj(16 + 15)
+        self._inflate = _inflater()
+        self._d = self._inflate.decompressobj(16 + 15)
         self._out = bytearray()
         self._eof = False
         self._in_member = False
@@ -235,7 +253,7 @@ class _GzipReader(_Reader):
             if self._d.eof:  # the next member starts (or zero padding follows the last one)
                 if chunk.strip(b"\0") == b"":
                     return
-                self._d = _inflate.decompressobj(16 + 15)
+                self._d = self._inflate.decompressobj(16 + 15)
             self._in_member = True
             self._out += self._d.decompress(chunk, 1 << 20)
             if not self._d.eof:
@@ -253,7 +271,7 @@ class _GzipReader(_Reader):
                 break
             try:
                 self._feed(chunk)
-            except (zlib.error, _inflate.error) as exc:
+            except (zlib.error, self._inflate.error) as exc:
                 raise ImageFormatError(f"corrupt gzip data: {exc}") from None
         if n < 0 or n >= len(self._out):
             data = bytes(self._out)
@@ -272,12 +290,12 @@ class _GzipReader(_Reader):
 
 class _ZstdReader(_Reader):
     def __init__(self, raw: IO[bytes]) -> None:
-        self._r = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True, closefd=True)
+        self._r = _zstd().ZstdDecompressor().stream_reader(raw, read_across_frames=True, closefd=True)
 
     def read(self, n: int = -1) -> bytes:
         try:
             return self._r.read(n) if n >= 0 else self._r.readall()
-        except zstandard.ZstdError as exc:
+        except _zstd().ZstdError as exc:
             raise ImageFormatError(f"corrupt zstd data: {exc}") from None
 
     def readable(self) -> bool:

@@ -91,8 +91,14 @@ def make_tree(path: Path, size_mb: int) -> None:
     marker.write_text(str(size_mb))
 
 
+def _settle() -> None:
+    """Write back dirty pages before a timed run, so that no side pays for the previous one's writes."""
+    os.sync()
+
+
 def _shell(cmd: str) -> tuple[float, float]:
     """Wall time and CPU time (user + sys of every process in the pipeline)."""
+    _settle()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run(["bash", "-c", f"set -o pipefail; {cmd}"], check=True, stdout=subprocess.DEVNULL)
@@ -103,6 +109,7 @@ def _shell(cmd: str) -> tuple[float, float]:
 
 def _child(args: list[str]) -> tuple[dict, int, float]:
     """Run this script's --child mode; return its JSON result, peak RSS (bytes) and CPU seconds."""
+    _settle()
     proc = subprocess.Popen([sys.executable, __file__, "--child", *args], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     out = proc.stdout.read()

@@ -150,11 +150,11 @@ class Bridge:
         _netif.add_default_route(GATEWAY)
 
     def detach(self) -> None:
+        """Drop the host end if the kernel has not yet (netns teardown is asynchronous) and the address."""
         try:
             if Path(f"/sys/class/net/{self.host_link}").exists():  # normally gone with the netns
-                with _iproute() as ipr:
-                    found = ipr.link_lookup(ifname=self.host_link)
-                    if found:
-                        ipr.link("del", index=found[0])
+                _rtnl.delete_link(self.host_link)
+        except OSError as exc:
+            raise NetworkError(f"cannot delete {self.host_link}: {exc.strerror}") from None
         finally:
             release(self.address)

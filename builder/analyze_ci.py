@@ -135,29 +135,23 @@ def thresholds(lowest_efficiency: str | None, highest_wasted_bytes: str | None,
 
 def evaluate(report: ImageReport, limits: Thresholds) -> list[RuleResult]:
     """Judge dive's figures of `report` against `limits`, one result per rule."""
+    rules = (  # (rule, threshold, value, value breaks the threshold, message)
+        ("lowestEfficiency", limits.lowest_efficiency, report.dive_efficiency, lambda v, t: v < t,
+         "image efficiency is too low (efficiency={v:.4f} < threshold={t})"),
+        ("highestWastedBytes", limits.highest_wasted_bytes, report.dive_wasted_bytes, lambda v, t: v > t,
+         "too many bytes wasted (wasted-bytes={v} > threshold={t})"),
+        ("highestUserWastedPercent", limits.highest_user_wasted_percent, report.dive_user_wasted_percent,
+         lambda v, t: v > t,
+         "too many bytes wasted, relative to the user bytes added (user-wasted={v:.4f} > threshold={t})"),
+    )
     out = []
-    if limits.lowest_efficiency is None:
-        out.append(RuleResult("lowestEfficiency", "SKIP"))
-    elif report.dive_efficiency < limits.lowest_efficiency:
-        out.append(RuleResult("lowestEfficiency", "FAIL", f"image efficiency is too low (efficiency="
-                              f"{report.dive_efficiency:.4f} < threshold={limits.lowest_efficiency})"))
-    else:
-        out.append(RuleResult("lowestEfficiency", "PASS"))
-    if limits.highest_wasted_bytes is None:
-        out.append(RuleResult("highestWastedBytes", "SKIP"))
-    elif report.dive_wasted_bytes > limits.highest_wasted_bytes:
-        out.append(RuleResult("highestWastedBytes", "FAIL", f"too many bytes wasted (wasted-bytes="
-                              f"{report.dive_wasted_bytes} > threshold={limits.highest_wasted_bytes})"))
-    else:
-        out.append(RuleResult("highestWastedBytes", "PASS"))
-    if limits.highest_user_wasted_percent is None:
-        out.append(RuleResult("highestUserWastedPercent", "SKIP"))
-    elif report.dive_user_wasted_percent > limits.highest_user_wasted_percent:
-        out.append(RuleResult("highestUserWastedPercent", "FAIL", "too many bytes wasted, relative to the user bytes "
-                              f"added (user-wasted={report.dive_user_wasted_percent:.4f} > "
-                              f"threshold={limits.highest_user_wasted_percent})"))
-    else:
-        out.append(RuleResult("highestUserWastedPercent", "PASS"))
+    for rule, threshold, value, breaks, message in rules:
+        if threshold is None:
+            out.append(RuleResult(rule, "SKIP"))
+        elif breaks(value, threshold):
+            out.append(RuleResult(rule, "FAIL", message.format(v=value, t=threshold)))
+        else:
+            out.append(RuleResult(rule, "PASS"))
     return out
 
 

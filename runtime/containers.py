@@ -19,7 +19,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from runtime import _linux
 from runtime.errors import SandboxError
@@ -131,8 +131,9 @@ class Container:
         return st.status == "running" and _linux.pid_alive(st.supervisor_pid)
 
     def run(self, executor: LinuxExecutor | None = None, *, stdout: Output = None, stderr: Output = None,
-            stdin: int | None = None) -> ExitStatus:
-        """Run in this process (the foreground case, and what the supervisor does)."""
+            stdin: int | None = None, on_start: Callable[[int], None] | None = None) -> ExitStatus:
+        """Run in this process (the foreground case, and what the supervisor does); `on_start(pid)`
+        gets the init's host pid before anything else hears of it."""
         c = self.config
         work = self.path / "work"
         if any(work.iterdir()):  # overlayfs wants an empty workdir; a fresh container has one
@@ -142,7 +143,7 @@ class Container:
         try:
             status = (executor or LinuxExecutor()).run(
                 c.process, self.rootfs(), c.mounts, c.network, c.limits, stdout=stdout, stderr=stderr, stdin=stdin,
-                ports=c.ports, container_id=self.id, on_start=lambda pid: self._set_state(init_pid=pid))
+                ports=c.ports, container_id=self.id, on_start=lambda pid: self._started(pid, on_start))
         except BaseException as exc:
             msg = exc.message if isinstance(exc, SandboxError) else str(exc)
             self._set_state(status="exited", exit_code=125 if not isinstance(exc, KeyboardInterrupt) else 130,
@@ -150,6 +151,11 @@ class Container:
             raise
         self._set_state(status="exited", exit_code=status.code, finished=_now(), init_pid=0)
         return status
+
+    def _started(self, pid: int, on_start: Callable[[int], None] | None) -> None:
+        if on_start:
+            on_start(pid)
+        self._set_state(init_pid=pid)
 
     def start_detached(self, timeout: float = 10.0) -> ContainerState:
         """Start a supervisor process that runs the container and outlives us; wait until it runs."""

@@ -473,9 +473,13 @@ def _child_b(run: _Run, parent: int, err_w: int, status_w: int, join_r: int) -> 
 
     for sig in FORWARDED_SIGNALS:
         signal.signal(sig, forward)
+    # Held back across the fork: a signal that lands before `child` is assigned would run
+    # forward() with child == 0 and be lost (seen under load, where C can exec first).
+    signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED_SIGNALS)
     child = os.fork()
     if child == 0:
         _child_c(run, err_w, env, user, cwd, cap_last)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)
     os.close(err_w)
     for fd in run.child_fds:
         if fd > 2:
@@ -499,6 +503,7 @@ def _child_c(run: _Run, err_w: int, env: dict[str, str], user: object, cwd: str,
     try:
         for sig in (*FORWARDED_SIGNALS, signal.SIGPIPE, signal.SIGXFSZ):
             signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)  # blocked by the init around fork
         stdin, stdout, stderr = run.child_fds
         os.dup2(stdin, 0)
         os.dup2(stdout, 1)

@@ -37,13 +37,34 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("command", nargs=argparse.REMAINDER, help="command and arguments (default: the image's CMD)")
 
 
-def _proxy(container: Container, signum: int) -> None:
-    """Pass a signal sent to pybuild on to the container (its init forwards it), as docker's sig-proxy."""
-    pid = container.state().init_pid
-    if pid:
+class _SignalProxy:
+    """Pass a signal sent to pybuild on to the container's init (which forwards it), as docker's
+    sig-proxy. A signal that comes before the init's pid is known waits for it, not lost; a second
+    Ctrl-C before then gives up on the start."""
+
+    def __init__(self) -> None:
+        self.pid = 0
+        self.pending: list[int] = []
+
+    def handle(self, signum: int, _frame: object) -> None:
+        if self.pid:
+            _kill(self.pid, signum)
+        elif signum == signal.SIGINT and signum in self.pending:
+            raise KeyboardInterrupt
+        else:
+            self.pending.append(signum)
+
+    def started(self, pid: int) -> None:
+        self.pid = pid
+        while self.pending:
+            _kill(pid, self.pending.pop(0))
+
+
+def _kill(pid: int, signum: int) -> None:
+    try:
         os.kill(pid, signum)
-    elif signum == signal.SIGINT:
-        raise KeyboardInterrupt
+    except ProcessLookupError:
+        pass
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,10 +85,10 @@ def run(args: argparse.Namespace) -> int:
             raise SandboxError(f"container {container.short_id} failed to start: {st.error}")
         print(container.id)
         return 0
-    previous = {sig: signal.signal(sig, lambda signum, _f: _proxy(container, signum))
-                for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    proxy = _SignalProxy()
+    previous = {sig: signal.signal(sig, proxy.handle) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
-        status = container.run()
+        status = container.run(on_start=proxy.started)
     except SandboxError as exc:
         exc.exit_code = 125  # type: ignore[attr-defined]
         raise

@@ -223,7 +223,7 @@ def _cache_mount_dir(solver: "Solver", m: RunMount, work: Path, held: list[int])
 def _run_exec_mounted(op: Exec, node: Node, state: "_State", solver: "Solver", sid: int, work: Path,
                       upper: Path, env: list[tuple[str, str]], mounts: list[Any], held: list[int]) -> StepResult:
     from runtime.executor import LinuxExecutor
-    from runtime.spec import Mount, NetworkMode, ProcessSpec, RootfsSpec
+    from runtime.spec import ALL_CAPABILITIES, Mount, NetworkMode, ProcessSpec, RootfsSpec
 
     for i, m in enumerate(op.mounts):
         if m.type == "tmpfs":
@@ -269,7 +269,8 @@ def _run_exec_mounted(op: Exec, node: Node, state: "_State", solver: "Solver", s
     workdir = work / "work"
     workdir.mkdir()
     rootfs = RootfsSpec(lower, upper, workdir)
-    process = ProcessSpec(tuple(op.argv), tuple(env), op.user, op.cwd)
+    caps = ALL_CAPABILITIES if op.security == "insecure" else None  # None: Docker's default set
+    process = ProcessSpec(tuple(op.argv), tuple(env), op.user, op.cwd, capabilities=caps)
     network = {"none": NetworkMode.NONE, "host": NetworkMode.HOST}.get(solver._network(op), NetworkMode.DEFAULT)
     tail: list[bytes] = []
     total = [0]

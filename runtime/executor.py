@@ -497,6 +497,15 @@ def _child_b(run: _Run, parent: int, err_w: int, status_w: int, join_r: int) -> 
             os._exit(os.waitstatus_to_exitcode(wstatus) if os.WIFEXITED(wstatus) else 128 + os.WTERMSIG(wstatus))
 
 
+def _permitted_caps() -> frozenset[int]:
+    """The capabilities this process holds (no set can grant more)."""
+    for line in _read("/proc/self/status").splitlines():
+        if line.startswith("CapPrm:"):
+            mask = int(line.split()[1], 16)
+            return frozenset(c for c in range(64) if mask >> c & 1)
+    return DEFAULT_CAPS
+
+
 def _child_c(run: _Run, err_w: int, env: dict[str, str], user: object, cwd: str, cap_last: int) -> None:
     """The container's main process: stdio, session, privileges, exec."""
     p = run.process
@@ -512,10 +521,11 @@ def _child_c(run: _Run, err_w: int, env: dict[str, str], user: object, cwd: str,
         if run.tty_master is not None:
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
         _close_fds_except({0, 1, 2, err_w})
+        caps = DEFAULT_CAPS if p.capabilities is None else p.capabilities & _permitted_caps()
         for cap in range(cap_last + 1):
-            if cap not in DEFAULT_CAPS:
+            if cap not in caps:
                 _linux.prctl(_linux.PR_CAPBSET_DROP, cap)
-        _linux.capset(DEFAULT_CAPS)
+        _linux.capset(caps)
         os.setgroups(list(user.groups))  # type: ignore[attr-defined]
         os.setgid(user.gid)  # type: ignore[attr-defined]
         os.setuid(user.uid)  # type: ignore[attr-defined]

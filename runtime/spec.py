@@ -14,9 +14,15 @@ class NetworkMode(enum.Enum):
     DEFAULT = "default"  # what BuildKit gives a RUN: outbound network
 
 
+ALL_CAPABILITIES = frozenset(range(64))  # every capability (the executor keeps those it holds itself)
+
+
 @dataclass(frozen=True, slots=True)
 class ProcessSpec:
-    """One process: argv, environment, user, working directory, terminal and stdin."""
+    """One process: argv, environment, user, working directory, terminal and stdin.
+
+    `capabilities` are the capability numbers it keeps (None: Docker's default set).
+    """
 
     argv: tuple[str, ...]
     env: tuple[tuple[str, str], ...] = ()
@@ -25,6 +31,7 @@ class ProcessSpec:
     tty: bool = False
     stdin: bool = False
     hostname: str = ""
+    capabilities: frozenset[int] | None = None
 
 
 @dataclass(frozen=True, slots=True)

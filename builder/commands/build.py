@@ -37,6 +37,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-to", action="append", default=[], metavar="type=registry,ref=REF", help="export build cache to a registry or directory")
     p.add_argument("--iidfile", metavar="FILE", help="write the image id to FILE")
     p.add_argument("--metadata-file", metavar="FILE", help="write build result metadata to FILE")
+    p.add_argument("--allow", action="append", default=[], metavar="ENTITLEMENT",
+                   help="allow an extra privilege: security.insecure (RUN --security=insecure), network.host")
     p.add_argument("--network", choices=["default", "none", "host"], default="default", help="network mode for RUN steps")
     p.add_argument("--jobs", type=int, metavar="N", help="stages built at once (default: number of cores)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
@@ -95,6 +97,32 @@ def parse_secrets(values: list[str]) -> dict[str, bytes]:
     return out
 
 
+ENTITLEMENTS = ("security.insecure", "network.host")
+
+
+def parse_allow(values: list[str]) -> frozenset[str]:
+    """`--allow` entitlements (comma-separated or repeated), as buildx names them."""
+    out = {v.strip() for value in values for v in value.split(",") if v.strip()}
+    for v in sorted(out):
+        if v not in ENTITLEMENTS:
+            raise BuildError(f"invalid --allow {v!r}: expected {' or '.join(ENTITLEMENTS)}")
+    return frozenset(out)
+
+
+def check_entitlements(graph: Any, allow: frozenset[str]) -> None:
+    """Refuse a build whose steps need an entitlement that `--allow` did not grant (cached or not)."""
+    from builder.errors import StepError
+    from builder.graph import Exec
+
+    for idx in sorted(graph.stages):
+        for node in graph.stages[idx].nodes:
+            if isinstance(node.op, Exec) and node.op.security == "insecure" and "security.insecure" not in allow:
+                o = node.origin
+                raise StepError("RUN --security=insecure needs the security.insecure entitlement",
+                                filename=o.filename, line=o.line, column=o.column, source_line=o.text,
+                                hint="pass --allow security.insecure to grant it")
+
+
 def parse_outputs(values: list[str], tags: list[str], push: bool) -> list[dict[str, str]]:
     """`--output` specs as dicts; a bare path means `type=local,dest=PATH`; `-t` implies `type=image`."""
     outs: list[dict[str, str]] = []
@@ -127,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
         args.progress = "quiet"
     build_args = parse_build_args(args.build_arg)
     secrets = parse_secrets(args.secret)
+    allow = parse_allow(args.allow)
     outputs = parse_outputs(args.output, args.tag, args.push)
     labels = dict(x.partition("=")[::2] for x in args.label)
     cache_specs = None
@@ -146,7 +175,8 @@ def run(args: argparse.Namespace) -> int:
 
             memo_key = memo.memo_key(ctx.dockerfile, ctx.dockerfile_name, ctx.ignore_file, {
                 "build_args": build_args, "target": args.target, "platform": args.platform, "labels": labels,
-                "network": args.network, "epoch": os.environ.get("SOURCE_DATE_EPOCH")})
+                "network": args.network, "epoch": os.environ.get("SOURCE_DATE_EPOCH"),
+                **({"allow": sorted(allow)} if allow else {})})
             hit = memo.lookup(root, memo_key, ctx, args.tag) if ctx.root is not None else None
             if hit is not None:
                 return _replay(args, root, ctx, hit, build_args, progress, started)
@@ -218,12 +248,13 @@ def _build(args: argparse.Namespace, store: Any, ctx: Any, df: Any, build_args: 
         return image(ref, platform).config().config.to_dict()
 
     graph = convert(df, Options(build_args, args.target, args.platform or "", labels), resolve_image)
+    check_entitlements(graph, parse_allow(args.allow))
     for w in graph.warnings:
         progress.info(f"WARNING: {w}")
     record = _new_record(args, ctx, build_args, started, graph.stages[graph.target].platform)
     compression, level = _compression(outputs)
     opts = SolveOptions(args.no_cache, frozenset(args.no_cache_filter), args.jobs or 0, secrets, args.pull,
-                        args.network, compression, level)
+                        args.network, compression or "uncompressed", level)
     cache = BuildCache(store.root)
     solver = Solver(graph, ctx, store, cache, progress, opts, record, image)
     try:
@@ -233,7 +264,7 @@ def _build(args: argparse.Namespace, store: Any, ctx: Any, df: Any, build_args: 
             for spec in cache_specs[0]:
                 progress.info(f"importing cache from {spec.ref or spec.path}: {import_cache(store, cache, spec)} entries")
         built = assemble(store, solver.solve())
-        manifest_digest = _write_outputs(store, built, outputs, args.tag, progress)
+        manifest_digest = _write_outputs(store, built, outputs, args.tag, progress, compression, level)
         if cache_specs:
             from builder.oci.cache_export import export_cache, keys_for_mode
 
@@ -295,13 +326,17 @@ def _report_result(args: argparse.Namespace, image_id: str, manifest_digest: str
         progress.info(f"writing image {image_id} done")
 
 
-def _compression(outputs: list[dict[str, str]]) -> tuple[str, int | None]:
-    """`compression=gzip|zstd|uncompressed` and `compression-level=N` of the outputs (one choice)."""
+def _compression(outputs: list[dict[str, str]]) -> tuple[str | None, int | None]:
+    """`compression=gzip|zstd|uncompressed` and `compression-level=N` of the outputs (one choice).
+
+    None when not given: layers are then committed uncompressed (a build's cost is not a gzip of
+    every layer, as with buildah) and compressed as gzip when exported or pushed.
+    """
     chosen = {o["compression"] for o in outputs if o.get("compression")}
     if len(chosen) > 1:
         raise BuildError(f"--output: conflicting compression choices {sorted(chosen)}")
-    compression = chosen.pop() if chosen else "gzip"
-    if compression not in ("gzip", "zstd", "uncompressed"):
+    compression = chosen.pop() if chosen else None
+    if compression not in (None, "gzip", "zstd", "uncompressed"):
         raise BuildError(f"--output: unknown compression {compression!r} (gzip, zstd or uncompressed)")
     levels = {o["compression-level"] for o in outputs if o.get("compression-level")}
     try:
@@ -361,8 +396,15 @@ def _store_layer(store: Any, layer: dict[str, Any]) -> Any:
     return store.blob_layer(store.layer(layer["diff_id"]))
 
 
-def _write_outputs(store: Any, image: Any, outputs: list[dict[str, str]], tags: list[str], progress: Any) -> str:
-    """Write the image to every `--output` (the store engineer's writers); return the manifest digest."""
+def _write_outputs(store: Any, image: Any, outputs: list[dict[str, str]], tags: list[str], progress: Any,
+                   compression: str | None = None, level: int | None = None) -> str:
+    """Write the image to every `--output` (the store engineer's writers); return the manifest digest.
+
+    The local image keeps the layers as committed; an OCI archive gets them compressed (gzip unless
+    `compression=` says otherwise), and a push compresses them as gzip (`push_image`). The digest
+    returned is the pushed manifest's if any, else the OCI archive's, else the local image's.
+    """
+    digest = exported = str(image.digest)
     for out in outputs:
         kind = out["type"]
         if kind == "image":
@@ -370,7 +412,10 @@ def _write_outputs(store: Any, image: Any, outputs: list[dict[str, str]], tags: 
         elif kind == "oci":
             from builder.oci.layout import write_oci_archive
 
-            write_oci_archive(image, out["dest"], tags)
+            codec = compression or "gzip"
+            packed = image if codec == "uncompressed" else store.compressed_image(image, codec, level)
+            write_oci_archive(packed, out["dest"], tags)
+            exported = str(packed.digest)
         elif kind == "docker":
             from builder.oci.archive import write_docker_archive
 
@@ -395,6 +440,6 @@ def _write_outputs(store: Any, image: Any, outputs: list[dict[str, str]], tags: 
             from builder.oci.transport import RegistryOptions
 
             for name in names:
-                push_image(store, image, parse_reference(name).with_default_tag(), options=RegistryOptions.load(),
-                           progress=progress)
-    return str(image.digest)
+                digest = str(push_image(store, image, parse_reference(name).with_default_tag(),
+                                        options=RegistryOptions.load(), progress=progress).digest)
+    return digest if any(o["type"] == "registry" for o in outputs) else exported

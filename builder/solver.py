@@ -35,7 +35,7 @@ class SolveOptions:
     secrets: dict[str, bytes] = field(default_factory=dict, hash=False)
     pull: bool = False
     network: str = "default"  # --network: the default for RUN steps
-    compression: str = "gzip"  # layers committed as gzip | zstd | uncompressed (--output ...,compression=)
+    compression: str = "uncompressed"  # layers committed as: gzip | zstd | uncompressed (compressed on push/export)
     compression_level: int | None = None
 
 

@@ -366,7 +366,14 @@ def push(store: Store, source: str, ref: Reference, *, options: RegistryOptions 
 
 def push_image(store: Store, image: Image, ref: Reference, *, options: RegistryOptions | None = None,
                progress: Progress | None = None, step: int = 0) -> PushResult:
-    """Push an `Image` whose blobs are in the store (see `push`)."""
+    """Push an `Image` whose blobs are in the store (see `push`); uncompressed layers (a build's)
+    go as gzip copies (`Store.compressed_image`): same image id, another manifest digest."""
+    with store.lease():  # the gzip copies are not referenced by anything until the push ends
+        return _push_image(store, store.compressed_image(image), ref, options, progress, step)
+
+
+def _push_image(store: Store, image: Image, ref: Reference, options: RegistryOptions | None,
+                progress: Progress | None, step: int) -> PushResult:
     progress = progress or Progress()
     client = client_for(ref.registry, options)
     manifest = image.manifest()

@@ -7,6 +7,8 @@ Each case directory holds a Dockerfile, its context and `expect.json`:
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
 import os
 import stat
@@ -321,7 +323,20 @@ def test_push_to_a_local_registry(store: dict[str, str], tmp_path: Path) -> None
         image_id = out.stdout.strip()
         raw = subprocess.run(["skopeo", "inspect", "--tls-verify=false", "--raw", f"docker://{ref}"],
                              capture_output=True, text=True, check=True).stdout
-        assert json.loads(raw)["config"]["digest"] == image_id
+        pushed = json.loads(raw)
+        assert pushed["config"]["digest"] == image_id
+        # layers are kept uncompressed locally and pushed as gzip: same image id, another manifest
+        from builder.store import Store
+
+        local = Store.open(store["PYBUILD_ROOT"]).resolve(ref)
+        assert local.layers()[-1].media_type == "application/vnd.oci.image.layer.v1.tar"
+        assert {l["mediaType"] for l in pushed["layers"]} == {"application/vnd.oci.image.layer.v1.tar+gzip"}
+        assert [l["digest"] for l in pushed["layers"]] != [l.digest for l in local.layers()]
+        subprocess.run(["skopeo", "copy", "-q", "--src-tls-verify=false", f"docker://{ref}",
+                        f"oci:{tmp_path / 'copy'}:x"], check=True)  # skopeo checks every blob's digest
+        for layer, diff_id in zip(pushed["layers"], local.config().diff_ids):
+            data = gzip.decompress((tmp_path / "copy" / "blobs" / "sha256" / layer["digest"][7:]).read_bytes())
+            assert "sha256:" + hashlib.sha256(data).hexdigest() == diff_id
     finally:
         reg.stop()
 
@@ -355,6 +370,25 @@ def test_output_compression_chooses_the_layer_codec(store: dict[str, str], tmp_p
     assert layers[-1].media_type == "application/vnd.oci.image.layer.v1.tar+zstd"
     proc = pybuild("build", "-o", "type=image,compression=lzma", str(ctx), env=store, check=False)
     assert proc.returncode != 0 and "unknown compression" in proc.stderr
+
+
+def test_oci_output_gets_gzip_layers_that_umoci_unpacks(store: dict[str, str], tmp_path: Path) -> None:
+    import subprocess
+
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN echo packed > /p\n")
+    archive, meta = tmp_path / "img.tar", tmp_path / "meta.json"
+    pybuild("build", "-q", "-t", "packed:1", "-o", f"type=oci,dest={archive}", "--metadata-file", str(meta),
+            str(ctx), env=store)
+    raw = subprocess.run(["skopeo", "inspect", "--raw", f"oci-archive:{archive}"], capture_output=True,
+                         check=True).stdout
+    assert {l["mediaType"] for l in json.loads(raw)["layers"]} == {"application/vnd.oci.image.layer.v1.tar+gzip"}
+    assert json.loads(meta.read_text())["containerimage.digest"] == "sha256:" + hashlib.sha256(raw).hexdigest()
+    subprocess.run(["skopeo", "copy", "-q", f"oci-archive:{archive}", f"oci:{tmp_path / 'layout'}:x"], check=True)
+    subprocess.run(["umoci", "unpack", "--image", f"{tmp_path / 'layout'}:x", str(tmp_path / "bundle")],
+                   check=True, capture_output=True)
+    assert (tmp_path / "bundle" / "rootfs" / "p").read_text() == "packed\n"
 
 
 def test_run_network_modes(store: dict[str, str], tmp_path: Path) -> None:

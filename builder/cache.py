@@ -8,8 +8,12 @@ Layout under the store root (see docs/build-records.md):
 
     cache/keys/<hex[:2]>/<hex>.json    {"key", "parts", "layer", "created", "duration"}
     cache/inputs/<hex>.json            {path: checksum} behind an "inputs" part, written once
+    cache/copies/<hex>                 the last result of a COPY from the context (marshal): the
+                                       chain id of its snapshot and {layer path: (sha256, inode)}
+                                       of its files, so that a re-run links what did not change
 
-(`cache/**/*.json` are garbage-collection roots of the store: the layers they name are kept.)
+(`cache/**/*.json` are garbage-collection roots of the store: the layers they name are kept;
+`cache/copies/*` are only hints, and name snapshots that may be gone.)
 
 Entries are written atomically (temp file + rename); a torn or foreign file reads as a miss.
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import marshal
 import os
 import threading
 import time
@@ -26,6 +31,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 KEY_VERSION = 1  # bump when the meaning of a part changes: every old key then misses
+_COPIES_VERSION = 1
 
 
 def canonical(value: Any) -> bytes:
@@ -120,6 +126,22 @@ class BuildCache:
             return json.loads((self.dir / "inputs" / (digest.split(":", 1)[1] + ".json")).read_bytes())
         except (OSError, ValueError):
             return None
+
+    def copy_result(self, lineage: str) -> tuple[str, dict[str, tuple[bytes, int]]] | None:
+        """The last result recorded for a COPY `lineage` (see `put_copy_result`), or None."""
+        try:
+            version, chain, files = marshal.loads((self.dir / "copies" / lineage.split(":", 1)[-1]).read_bytes())
+        except (OSError, ValueError, EOFError, TypeError):
+            return None
+        if version != _COPIES_VERSION or not isinstance(chain, str) or not isinstance(files, dict):
+            return None
+        return chain, files
+
+    def put_copy_result(self, lineage: str, chain_id: str, files: Mapping[str, tuple[bytes, int]]) -> None:
+        """Remember the layer a COPY `lineage` (same instruction, same parent) made last: the chain id
+        of its snapshot and {layer path: (content sha256, inode)} of its regular files."""
+        _atomic_write(self.dir / "copies" / lineage.split(":", 1)[-1],
+                      marshal.dumps((_COPIES_VERSION, str(chain_id), dict(files))))
 
     def entries(self) -> list[CacheEntry]:
         """Every readable entry (for `pybuild cache ls`)."""

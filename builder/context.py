@@ -29,6 +29,7 @@ Public API (pure library code: paths and plain data in, ContextError out):
     StatCache.for_root(view) -> StatCache
         persistent (inode, size, mtime_ns, ctime_ns) -> sha256 per root, one compact file under
         `$PYBUILD_ROOT/cache/statcache/`, written atomically, so unchanged files are never re-read.
+        `.digest(path relative to the root, lstat) -> bytes | None` reads it.
 
 `where` is a prefix for error messages ("Dockerfile:7: ") supplied by the caller.
 
@@ -349,6 +350,14 @@ class StatCache:
     def for_root(cls, view: RootView) -> "StatCache":
         key = sha256("\0".join(str(p.resolve()) for p in view.layers).encode()).hexdigest()[:32]
         return cls(default_root() / "cache" / "statcache" / key)
+
+    def digest(self, key: str, st: os.stat_result) -> bytes | None:
+        """The sha256 of the file `key` (a path relative to the root) if cached for exactly `st`."""
+        hit = self.entries.get(key)
+        if hit is not None and hit[2] == st.st_mtime_ns and hit[3] == st.st_ctime_ns and hit[0] == st.st_ino \
+                and hit[1] == st.st_size:
+            return hit[4]
+        return None
 
     def store(self, key: str, st: os.stat_result, digest: bytes) -> None:
         if max(st.st_mtime_ns, st.st_ctime_ns) >= self.started_ns - _RACY_NS:

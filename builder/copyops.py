@@ -5,7 +5,7 @@ BuildError out. The caller has already expanded ARGs and wildcards (`context.exp
 
     copy_files(layer_dir, items, dest, *, src=None, target=None, workdir="/", owner=None,
                chmod=None, excludes=(), parents=False, link=False, ignore=None, unpack=False,
-               preserve_owner=False, source_count=None, where="") -> list[str]
+               preserve_owner=False, source_count=None, reuse=None, where="") -> list[str]
         items: context-relative paths (str, read from `src`), HeredocSource or FetchedFile; no
              items makes the directory `dest` (and its parents) and nothing else.
         parents: `--parents`: the source's path is recreated under `dest`, from a `/./` pivot if
@@ -21,6 +21,8 @@ BuildError out. The caller has already expanded ARGs and wildcards (`context.exp
              a list of layer directories or a RootView), used to follow symlinks in `dest`, to
              see whether `dest` already is a directory, and to copy up the metadata of existing
              parent directories. Returns the image paths written at the top level.
+        reuse: a `Reuse` for an incremental re-run: unchanged files are hard-linked from the
+             previous result of the same COPY instead of copied (same layer bytes).
     resolve_owner(spec, target) -> (uid, gid)      `--chown` "user[:group]", names looked up in the
                                                    target's /etc/passwd and /etc/group
     parse_chmod(spec) -> Chmod                     `--chmod` octal ("755") or symbolic ("u+x,go-w")
@@ -60,9 +62,9 @@ import tempfile
 import time
 import zlib
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Sequence, Union
+from typing import BinaryIO, Callable, Mapping, Sequence, Union
 
 from builder.dockerignore import PatternMatcher, clean_path
 from builder.errors import BuildError, ContextError
@@ -72,6 +74,7 @@ __all__ = [
     "Chmod",
     "FetchedFile",
     "HeredocSource",
+    "Reuse",
     "copy_files",
     "extract_archive",
     "fetch_url",
@@ -104,6 +107,30 @@ class FetchedFile:
 
 
 Item = Union[str, HeredocSource, FetchedFile]
+
+
+@dataclass
+class Reuse:
+    """Hard links from an earlier result of the same COPY instead of copies (an incremental re-run).
+
+    `prev_dir` is that result's layer directory, an immutable snapshot (None: nothing to reuse);
+    `prev` maps its regular files (layer paths) to (content digest, inode) as an earlier `written`
+    recorded them; `digest_of(host_path, st)` is a source file's content digest when it is known
+    for exactly that stat (the stat cache), else None. A file is linked only when the earlier one
+    has that content, the mode, owner and mtime this copy would give it and no xattrs on either
+    side, so the layer is byte for byte what a full copy writes; an inode is linked at most once
+    per layer (a tar hardlink entry appears only where the sources were hard links) and is never
+    modified afterwards. `written` collects {layer path: (digest, inode)} of the regular files
+    copied or linked, for the next re-run; it describes the layer only when every item was a plain
+    source path (heredocs, downloads and unpacked archives write past it), and only for entries
+    whose inode is still the one recorded.
+    """
+
+    prev_dir: str | None
+    prev: Mapping[str, tuple[bytes, int]]
+    digest_of: Callable[[str, os.stat_result], bytes | None]
+    written: dict[str, tuple[bytes, int]] = field(default_factory=dict)
+    linked: set[int] = field(default_factory=set)
 
 
 def _view(v: ViewLike | None) -> RootView | None:
@@ -232,6 +259,7 @@ class _Writer:
         self.owner = owner
         self.chmod = chmod
         self.preserve_owner = False
+        self.reuse: Reuse | None = None
         self.links: dict[tuple[int, int], str] = {}
         self.dir_times: list[tuple[str, int, int]] = []
 
@@ -382,7 +410,14 @@ class _Writer:
                     os.link(first, host)
                     return
                 self.links[key] = host
-            _copy_regular(src_host, host, owner, self._mode(mode, False), st, self._may_chown)
+            bits = self._mode(mode, False)
+            reuse = self.reuse
+            digest = reuse.digest_of(src_host, st) if reuse is not None and self._may_chown else None
+            if digest is not None and self._link_previous(src_host, host, st, owner, bits, digest):
+                return
+            _copy_regular(src_host, host, owner, bits, st, self._may_chown)
+            if digest is not None:
+                reuse.written[host[len(str(self.layer)) + 1:]] = (digest, os.lstat(host).st_ino)  # type: ignore[union-attr]
         elif stat.S_ISLNK(mode):
             os.symlink(os.readlink(src_host), host)
             self._chown(host, owner)
@@ -391,6 +426,29 @@ class _Writer:
             os.mknod(host, mode, st.st_rdev)
             self.finish_entry(host, mode, st.st_mtime_ns, st.st_atime_ns, src_owner=owner)
         # sockets are not copied (Docker skips them too)
+
+    def _link_previous(self, src_host: str, host: str, st: os.stat_result, owner: tuple[int, int], bits: int,
+                       digest: bytes) -> bool:
+        """Hard-link `host` to the previous result's identical file, if it has one (see `Reuse`)."""
+        reuse = self.reuse
+        assert reuse is not None
+        rel = host[len(str(self.layer)) + 1:]
+        hit = reuse.prev.get(rel)
+        if hit is None or hit[0] != digest or reuse.prev_dir is None or hit[1] in reuse.linked:
+            return False
+        old = os.path.join(reuse.prev_dir, rel)
+        try:
+            ost = os.lstat(old)
+            if (ost.st_ino != hit[1] or not stat.S_ISREG(ost.st_mode) or stat.S_IMODE(ost.st_mode) != bits
+                    or (ost.st_uid, ost.st_gid) != owner or ost.st_mtime_ns != st.st_mtime_ns
+                    or ost.st_size != st.st_size or _xattr_names(src_host) or _xattr_names(old)):
+                return False
+            os.link(old, host, follow_symlinks=False)
+        except OSError:
+            return False  # gone, or on another filesystem: copy it
+        reuse.linked.add(ost.st_ino)
+        reuse.written[rel] = hit
+        return True
 
     def _mode(self, mode: int, is_dir: bool) -> int:
         return self.chmod.apply(mode, is_dir) if self.chmod is not None else stat.S_IMODE(mode)
@@ -459,6 +517,14 @@ def _copy_fd(sfd: int, dfd: int, size: int) -> None:
 _SKIPPED_XATTRS = ("trusted.overlay.", "security.selinux")
 
 
+def _xattr_names(path: str) -> list[str]:
+    """The xattrs a copy of `path` carries (what `_copy_xattrs` would copy)."""
+    try:
+        return [n for n in os.listxattr(path, follow_symlinks=False) if not n.startswith(_SKIPPED_XATTRS)]
+    except OSError:
+        return ["?"]  # unknown: never reuse
+
+
 def _copy_xattrs(src: str | int, dst: str | int) -> None:
     """Copy extended attributes (file capabilities such as `security.capability` matter);
     overlayfs' own attributes and SELinux labels stay behind."""
@@ -507,7 +573,7 @@ def copy_files(layer_dir: str | os.PathLike[str], items: Sequence[Item], dest: s
                owner: tuple[int, int] | None = None, chmod: str | Chmod | None = None,
                excludes: Sequence[str] = (), parents: bool = False, link: bool = False,
                ignore: PatternMatcher | None = None, unpack: bool = False, preserve_owner: bool = False,
-               source_count: int | None = None, where: str = "") -> list[str]:
+               source_count: int | None = None, reuse: Reuse | None = None, where: str = "") -> list[str]:
     """Apply one COPY/ADD into `layer_dir`; see the module docstring."""
     layer = Path(layer_dir)
     src_view = _view(src)
@@ -516,6 +582,7 @@ def copy_files(layer_dir: str | os.PathLike[str], items: Sequence[Item], dest: s
     exclude = PatternMatcher(list(excludes), source="--exclude") if excludes else None
     writer = _Writer(layer, target_view, owner, mode)
     writer.preserve_owner = preserve_owner and owner is None
+    writer.reuse = reuse
     dest_abs = clean_path(os.path.join("/", workdir, dest))
     dest_rel = writer.resolve(dest_abs)
     dest_dir = _dest_is_dir_syntax(dest) or writer.is_dir(dest_rel)

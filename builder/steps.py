@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import stat
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -85,15 +86,13 @@ def _commit(solver: "Solver", state: "_State", upper: Path) -> dict[str, Any] | 
     The upper dir already is that layer in overlay form, so it becomes the layer's snapshot
     (renamed into the store's place for it) and the next step does not unpack it again.
     """
-    from builder.oci.model import chain_ids
     from builder.oci.mutate import source_date_epoch
 
     if not any(os.scandir(upper)):
         return None
     record = layer_dict(solver.store.commit_dir(upper, compression=solver.opts.compression,
                                                 level=solver.opts.compression_level, epoch=source_date_epoch()))
-    chain = chain_ids([layer["diff_id"] for layer in state.layers] + [record["diff_id"]])[-1]
-    snap = solver.store.snapshot_path(chain)
+    snap = solver.store.snapshot_path(_chain(state, record))
     if not snap.exists():
         os.chmod(upper, 0o755)
         try:
@@ -103,6 +102,13 @@ def _commit(solver: "Solver", state: "_State", upper: Path) -> dict[str, Any] | 
     return record
 
 
+def _chain(state: "_State", layer: dict[str, Any]) -> str:
+    """The chain id of the stage's layers plus `layer` (names the new layer's snapshot)."""
+    from builder.oci.model import chain_ids
+
+    return chain_ids([x["diff_id"] for x in state.layers] + [layer["diff_id"]])[-1]
+
+
 def run_node(node: Node, stage: Stage, state: "_State", solver: "Solver", sid: int) -> StepResult:
     """Run a node whose result the cache did not have."""
     work = _workspace(solver)
@@ -110,17 +116,21 @@ def run_node(node: Node, stage: Stage, state: "_State", solver: "Solver", sid: i
         upper = work / "upper"
         upper.mkdir()
         op = node.op
+        reuse = None
         if isinstance(op, Exec):
             result = _run_exec(op, node, state, solver, sid, work, upper)
         elif isinstance(op, FileCopy):
-            _run_copy(op, node, state, solver, work, upper)
+            reuse = _run_copy(op, node, state, solver, work, upper)
             result = StepResult(None)
         elif isinstance(op, Mkdir):
             _run_mkdir(op, state, solver, upper)
             result = StepResult(None)
         else:
             raise BuildError(f"internal error: cannot run {type(op).__name__}")
+        kept = _kept_files(upper, reuse) if reuse is not None else None
         result.layer = _commit(solver, state, upper)
+        if kept and result.layer is not None and isinstance(op, FileCopy):
+            solver.cache.put_copy_result(_lineage(state, op), _chain(state, result.layer), kept)
         return result
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -148,7 +158,56 @@ def _run_mkdir(op: Mkdir, state: "_State", solver: "Solver", upper: Path) -> Non
             os.chown(upper / op.path.lstrip("/"), *owner)
 
 
-def _run_copy(op: FileCopy, node: Node, state: "_State", solver: "Solver", work: Path, upper: Path) -> None:
+def _lineage(state: "_State", op: FileCopy) -> str:
+    """What makes two runs of a COPY "the same step": the instruction and its parent's key."""
+    from builder.cache import sha256_of
+
+    return sha256_of(["copy-lineage", state.key.digest, repr(op)])
+
+
+def _copy_reuse(solver: "Solver", state: "_State", op: FileCopy) -> Any:
+    """A copyops.Reuse for a COPY from the context: the previous result of the same COPY (if its
+    snapshot is still there) and the context's stat cache, which knows the unchanged files' digests.
+    None where the layer may hold more than copies of context files (heredocs, ADD)."""
+    from builder import copyops
+    from builder.context import StatCache
+
+    ctx = solver.context
+    if op.kind != "COPY" or op.heredocs or op.from_stage is not None or op.from_image or ctx.root is None \
+            or ctx.scratch:
+        return None
+    view = ctx.view
+    statcache = StatCache.for_root(view)
+    root = str(view.root) + "/"
+    cut = len(root)
+
+    def digest_of(host: str, st: os.stat_result) -> bytes | None:
+        return statcache.digest(host[cut:], st) if host.startswith(root) else None
+
+    prev = solver.cache.copy_result(_lineage(state, op))
+    if prev is not None:
+        snap = solver.store.snapshot_path(prev[0])
+        if snap.is_dir():
+            return copyops.Reuse(str(snap), prev[1], digest_of)
+    return copyops.Reuse(None, {}, digest_of)
+
+
+def _kept_files(upper: Path, reuse: Any) -> dict[str, tuple[bytes, int]]:
+    """The files of `reuse.written` still in the layer as written (same inode, a regular file)."""
+    kept = {}
+    base = str(upper)
+    for rel, (digest, ino) in reuse.written.items():
+        try:
+            st = os.lstat(os.path.join(base, rel))
+        except OSError:
+            continue
+        if st.st_ino == ino and stat.S_ISREG(st.st_mode):
+            kept[rel] = (digest, ino)
+    return kept
+
+
+def _run_copy(op: FileCopy, node: Node, state: "_State", solver: "Solver", work: Path, upper: Path) -> Any:
+    """Run a COPY/ADD into `upper`; returns the copyops.Reuse it used (None: none)."""
     from builder import copyops
     from builder import context as ctxmod
 
@@ -170,10 +229,12 @@ def _run_copy(op: FileCopy, node: Node, state: "_State", solver: "Solver", work:
             items.append(fetched or copyops.fetch_url(url, work / "fetch", checksum=op.checksum or None))
     if local:
         items.extend(ctxmod.expand_sources(src, local, ignore=ignore, where=where))
+    reuse = _copy_reuse(solver, state, op)
     copyops.copy_files(upper, items, op.dest, src=src, target=target, workdir=op.cwd, owner=owner, chmod=chmod,
                        excludes=op.excludes, parents=op.parents, link=op.link, ignore=ignore,
                        unpack=op.kind == "ADD", where=where,
-                       preserve_owner=op.from_stage is not None or bool(op.from_image))
+                       preserve_owner=op.from_stage is not None or bool(op.from_image), reuse=reuse)
+    return reuse
 
 
 def _secret_value(solver: "Solver", mount: RunMount) -> bytes | None:
@@ -184,16 +245,32 @@ def _secret_value(solver: "Solver", mount: RunMount) -> bytes | None:
     return value
 
 
+def _ssh_proxy(solver: "Solver", m: RunMount, held: list[Any]) -> Path | None:
+    """A proxy socket to the `--ssh` agent of mount `m` (owner and mode as the mount says); None
+    when `--ssh` did not give that id and the mount is optional."""
+    from builder.sshforward import AgentProxy
+
+    upstream = solver.opts.ssh.socket(m.id) if solver.opts.ssh is not None else None
+    if upstream is None:
+        if m.required:
+            raise BuildError(f"ssh agent {m.id!r} is required but was not given",
+                             hint=f"pass --ssh {m.id} (forwards $SSH_AUTH_SOCK) or --ssh {m.id}=SOCKET|KEY")
+        return None
+    proxy = AgentProxy(upstream, uid=m.uid or 0, gid=m.gid or 0, mode=m.mode if m.mode is not None else 0o600)
+    held.append(proxy)
+    return proxy.path
+
+
 def _run_exec(op: Exec, node: Node, state: "_State", solver: "Solver", sid: int, work: Path,
               upper: Path) -> StepResult:
     env = list(op.env)
     mounts: list[Any] = []
-    held: list[int] = []  # flock fds of cache mounts, released when the step ends
+    held: list[Any] = []  # flock fds of cache mounts and ssh agent proxies, released when the step ends
     try:
         return _run_exec_mounted(op, node, state, solver, sid, work, upper, env, mounts, held)
     finally:
-        for fd in held:
-            os.close(fd)
+        for h in held:
+            os.close(h) if isinstance(h, int) else h.close()
 
 
 def _cache_mount_dir(solver: "Solver", m: RunMount, work: Path, held: list[int]) -> Path:
@@ -221,7 +298,7 @@ def _cache_mount_dir(solver: "Solver", m: RunMount, work: Path, held: list[int])
 
 
 def _run_exec_mounted(op: Exec, node: Node, state: "_State", solver: "Solver", sid: int, work: Path,
-                      upper: Path, env: list[tuple[str, str]], mounts: list[Any], held: list[int]) -> StepResult:
+                      upper: Path, env: list[tuple[str, str]], mounts: list[Any], held: list[Any]) -> StepResult:
     from runtime.executor import LinuxExecutor
     from runtime.spec import ALL_CAPABILITIES, Mount, NetworkMode, ProcessSpec, RootfsSpec
 
@@ -265,6 +342,13 @@ def _run_exec_mounted(op: Exec, node: Node, state: "_State", solver: "Solver", s
                 if m.uid is not None or m.gid is not None:
                     os.chown(f, m.uid or 0, m.gid or 0)
                 mounts.append(Mount(m.target, str(f), "bind", True))
+        elif m.type == "ssh":
+            proxy = _ssh_proxy(solver, m, held)
+            if proxy is not None:
+                mounts.append(Mount(m.target, str(proxy), "bind", False))
+    ssh = [m for m in op.mounts if m.type == "ssh"]
+    if ssh and not any(k == "SSH_AUTH_SOCK" for k, _ in env):  # as BuildKit: the first ssh mount
+        env.append(("SSH_AUTH_SOCK", ssh[0].target))
     lower = tuple(lower_dirs(solver, state.layers))
     workdir = work / "work"
     workdir.mkdir()

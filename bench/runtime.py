@@ -201,6 +201,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--skip-peers", action="store_true", help="do not measure buildah and podman")
+    ap.add_argument("--only", choices=["executor", "step", "run"], help="run one of the three benchmarks")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("the runtime benchmark needs root")
@@ -214,9 +215,11 @@ def main() -> None:
         archive = work / "busybox-image.tar"
         subprocess.run([*pb, "save", "-o", str(archive), "busybox:latest"], env=env, check=True)
         print(f"load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (timings are noisy when high)")
-        bench_executor(work, args.runs, not args.skip_peers, tar)
-        bench_step(work, env, args.runs, not args.skip_peers, archive)
-        bench_run(work, env, args.runs, not args.skip_peers, archive)
+        for name, bench in (("executor", lambda: bench_executor(work, args.runs, not args.skip_peers, tar)),
+                            ("step", lambda: bench_step(work, env, args.runs, not args.skip_peers, archive)),
+                            ("run", lambda: bench_run(work, env, args.runs, not args.skip_peers, archive))):
+            if args.only in (None, name):
+                bench()
 
 
 if __name__ == "__main__":

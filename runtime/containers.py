@@ -5,6 +5,7 @@ container, ps/logs/stop/kill/rm, and clean-up of what a killed pybuild left behi
     <root>/<id>/state.json    status, supervisor and init pids, exit code, times; replaced atomically
     <root>/<id>/output.log    stdout and stderr of a detached container
     <root>/<id>/upper, work   the container's writable layer
+    <root>/<id>/volumes/<n>   its anonymous volumes (an image's VOLUMEs, `-v /path`)
 
 Ids are 64 hex characters, accepted as any unique prefix (ps shows 12), or the container's name.
 """
@@ -17,9 +18,8 @@ import shutil
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from runtime import _linux
 from runtime.errors import SandboxError
@@ -36,8 +36,7 @@ class NoSuchContainer(SandboxError):
     exit_code = 1
 
 
-@dataclass(frozen=True, slots=True)
-class ContainerConfig:
+class ContainerConfig(NamedTuple):
     """Everything needed to (re)start a container; `image` is the image id (a GC root for the store)."""
 
     id: str
@@ -52,13 +51,15 @@ class ContainerConfig:
     ports: tuple[PortMapping, ...] = ()
     auto_remove: bool = False
     created: str = ""
-    chain_ids: tuple[str, ...] = field(default=())
+    chain_ids: tuple[str, ...] = ()
     read_only: bool = False
     stop_signal: int = 15  # SIGTERM, or the image's STOPSIGNAL
 
     def to_json(self) -> str:
-        d = asdict(self)
-        d["network"] = self.network.value
+        caps = self.process.capabilities
+        d = {**self._asdict(), "process": {**self.process._asdict(), "capabilities": None if caps is None else sorted(caps)},
+             "mounts": [m._asdict() for m in self.mounts], "network": self.network.value,
+             "limits": self.limits._asdict(), "ports": [p._asdict() for p in self.ports]}
         return json.dumps(d, indent=1)
 
     @classmethod
@@ -68,7 +69,8 @@ class ContainerConfig:
         return cls(
             id=d["id"], name=d["name"], image=d["image"], image_ref=d["image_ref"],
             process=ProcessSpec(argv=tuple(p["argv"]), env=tuple(tuple(e) for e in p["env"]), user=p["user"],
-                                cwd=p["cwd"], tty=p["tty"], stdin=p["stdin"], hostname=p["hostname"]),
+                                cwd=p["cwd"], tty=p["tty"], stdin=p["stdin"], hostname=p["hostname"],
+                                capabilities=None if p.get("capabilities") is None else frozenset(p["capabilities"])),
             lower=tuple(d["lower"]), mounts=tuple(Mount(**{**m, "options": tuple(m["options"])}) for m in d["mounts"]),
             network=NetworkMode(d["network"]), limits=Limits(**d["limits"]),
             ports=tuple(PortMapping(**p) for p in d["ports"]), auto_remove=d["auto_remove"],
@@ -76,8 +78,7 @@ class ContainerConfig:
             stop_signal=d.get("stop_signal", 15))
 
 
-@dataclass(frozen=True, slots=True)
-class ContainerState:
+class ContainerState(NamedTuple):
     status: str = "created"  # created | running | exited
     supervisor_pid: int = 0
     init_pid: int = 0
@@ -118,8 +119,8 @@ class Container:
             return ContainerState()
 
     def _set_state(self, **changes: Any) -> ContainerState:
-        st = replace(self.state(), **changes)
-        _write_atomic(self.path / "state.json", json.dumps(asdict(st), indent=1))
+        st = self.state()._replace(**changes)
+        _write_atomic(self.path / "state.json", json.dumps(st._asdict(), indent=1))
         return st
 
     def rootfs(self) -> RootfsSpec:
@@ -222,8 +223,10 @@ class Containers:
 
     def create(self, image: str, image_ref: str, process: ProcessSpec, lower: list[Path], *, name: str = "",
                mounts: tuple[Mount, ...] = (), network: NetworkMode = NetworkMode.BRIDGE, limits: Limits = Limits(),
-               ports: tuple[PortMapping, ...] = (), auto_remove: bool = False,
+               ports: tuple[PortMapping, ...] = (), auto_remove: bool = False, volumes: tuple[str, ...] = (),
                chain_ids: tuple[str, ...] = (), read_only: bool = False, stop_signal: int = 15) -> Container:
+        """Record a new container; each path in `volumes` gets a fresh anonymous volume under the
+        container's directory (filled from the image at its first start, removed with the container)."""
         self.root.mkdir(parents=True, exist_ok=True)
         cid = new_id()
         if name:
@@ -233,13 +236,17 @@ class Containers:
         else:
             name = f"{_ADJECTIVES[int(cid[:4], 16) % len(_ADJECTIVES)]}_{_NOUNS[int(cid[4:8], 16) % len(_NOUNS)]}_{cid[:4]}"
         if not process.hostname:
-            process = replace(process, hostname=cid[:12])
+            process = process._replace(hostname=cid[:12])
+        mounts += tuple(Mount(target, str(self.root / cid / "volumes" / str(i)), "volume")
+                        for i, target in enumerate(volumes))
         config = ContainerConfig(cid, name, image, image_ref, process, tuple(str(p) for p in lower), mounts,
                                  network, limits, ports, auto_remove, _now(), chain_ids, read_only, stop_signal)
         tmp = self.root / f".{cid}.tmp"
         tmp.mkdir()
         (tmp / "upper").mkdir()
         (tmp / "work").mkdir()
+        for i in range(len(volumes)):
+            (tmp / "volumes" / str(i)).mkdir(parents=True)
         (tmp / "config.json").write_text(config.to_json())
         os.rename(tmp, self.root / cid)
         return Container(self.root / cid)

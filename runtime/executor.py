@@ -25,7 +25,6 @@ import stat
 import struct
 import termios
 import time
-from dataclasses import replace as _replace
 from pathlib import Path
 from typing import Callable, Protocol, Sequence, Union
 
@@ -145,8 +144,8 @@ class LinuxExecutor:
             status = _Run(process, rootfs, mounts, network, cgroup, net, scratch, hostname,
                           stdout, stderr, stdin, on_start).wait()
             if cgroup is not None:
-                status = _replace(status, memory_peak_bytes=cgroup.memory_peak())
-            return _replace(status, wall_seconds=time.monotonic() - started, ports=tuple(ports))
+                status = status._replace(memory_peak_bytes=cgroup.memory_peak())
+            return status._replace(wall_seconds=time.monotonic() - started, ports=tuple(ports))
         finally:
             if proxy is not None:
                 proxy.close()
@@ -258,7 +257,7 @@ class _Run:
             _, wstatus, rusage = os.wait4(pid_a, 0)  # its rusage includes every process it reaped
             pid_a = 0
             raw = _read_all(status_r)
-            return _replace(_exit_status(raw, wstatus), cpu_seconds=rusage.ru_utime + rusage.ru_stime)
+            return _exit_status(raw, wstatus)._replace(cpu_seconds=rusage.ru_utime + rusage.ru_stime)
         except BaseException:
             if pid_a:
                 for pid in (init_pid, pid_a):

@@ -13,7 +13,6 @@ import fcntl
 import ipaddress
 import json
 import os
-import subprocess
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -85,6 +84,8 @@ def sweep() -> list[str]:
 
 def _iptables(*rule: str, table: str = "filter") -> None:
     """Add an iptables rule unless it is there already."""
+    import subprocess
+
     base = ["iptables", "-w", "-t", table]
     if subprocess.run([*base, "-C", *rule], capture_output=True).returncode == 0:
         return

@@ -164,6 +164,8 @@ def setup_root(root: Path, scratch: Path, rootfs: RootfsSpec, mounts: Sequence[M
             flags = _linux.MS_NOSUID | _linux.MS_NODEV | (_linux.MS_RDONLY if m.readonly else 0)
             _linux.mount("tmpfs", target, "tmpfs", flags, ",".join(m.options) or None)
         else:
+            if m.type == "volume" and not os.listdir(m.source):
+                copy_up(target, m.source)
             _bind(target, m.source, readonly=m.readonly, recursive=True, nodev=True)
     for path in MASKED_PATHS:
         _mask(r + path)
@@ -176,6 +178,35 @@ def setup_root(root: Path, scratch: Path, rootfs: RootfsSpec, mounts: Sequence[M
     _linux.pivot_root(".", ".")
     _linux.umount2(".", _linux.MNT_DETACH)
     os.chdir("/")
+
+
+def copy_up(src: str, dst: str) -> None:
+    """Fill a fresh volume `dst` with the image's content at its mount point `src` (as Docker does):
+    files, directories, symlinks and special files, with their owners, modes and times. Symlinks
+    are copied, never followed."""
+    for entry in os.scandir(src):
+        path = os.path.join(dst, entry.name)
+        st = entry.stat(follow_symlinks=False)
+        if stat.S_ISLNK(st.st_mode):
+            os.symlink(os.readlink(entry.path), path)
+        elif stat.S_ISDIR(st.st_mode):
+            os.mkdir(path)
+            copy_up(entry.path, path)
+        elif stat.S_ISREG(st.st_mode):
+            with open(entry.path, "rb") as fin, open(path, "xb") as fout:
+                while chunk := fin.read(1 << 20):
+                    fout.write(chunk)
+        else:
+            os.mknod(path, st.st_mode, st.st_rdev)
+        _copy_meta(path, st)
+    _copy_meta(dst, os.lstat(src))
+
+
+def _copy_meta(path: str, st: os.stat_result) -> None:
+    os.lchown(path, st.st_uid, st.st_gid)
+    if not stat.S_ISLNK(st.st_mode):
+        os.chmod(path, stat.S_IMODE(st.st_mode))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
 
 
 def _bind(target: str, source: str, readonly: bool = False, recursive: bool = False, nodev: bool = False) -> None:

@@ -1,10 +1,14 @@
-"""What the runtime is asked to run: plain data, no behaviour. Knows nothing of Dockerfiles."""
+"""What the runtime is asked to run: plain data, no behaviour. Knows nothing of Dockerfiles.
+
+Immutable named tuples (`x._replace(...)` makes a changed copy): `pybuild run` pays for every
+import, and the dataclasses module (with `inspect`) costs more than setting up the container.
+"""
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 
 class NetworkMode(enum.Enum):
@@ -17,8 +21,7 @@ class NetworkMode(enum.Enum):
 ALL_CAPABILITIES = frozenset(range(64))  # every capability (the executor keeps those it holds itself)
 
 
-@dataclass(frozen=True, slots=True)
-class ProcessSpec:
+class ProcessSpec(NamedTuple):
     """One process: argv, environment, user, working directory, terminal and stdin.
 
     `capabilities` are the capability numbers it keeps (None: Docker's default set).
@@ -34,8 +37,7 @@ class ProcessSpec:
     capabilities: frozenset[int] | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class RootfsSpec:
+class RootfsSpec(NamedTuple):
     """An overlay root: read-only lower snapshot dirs (lowest first) and a fresh upper dir.
 
     With no lower dirs and `upper` only, the upper dir itself is the root (FROM scratch).
@@ -47,19 +49,17 @@ class RootfsSpec:
     readonly: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Mount:
+class Mount(NamedTuple):
     """An extra mount inside the container (bind, tmpfs, ...)."""
 
     target: str
     source: str = ""
-    type: str = "bind"  # bind | tmpfs
+    type: str = "bind"  # bind | tmpfs | volume (a bind of an empty `source` first filled with the image's `target`)
     readonly: bool = False
     options: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class PortMapping:
+class PortMapping(NamedTuple):
     """`-p [IP:]HOST:CONTAINER[/proto]`."""
 
     host_port: int
@@ -68,8 +68,7 @@ class PortMapping:
     protocol: str = "tcp"
 
 
-@dataclass(frozen=True, slots=True)
-class Limits:
+class Limits(NamedTuple):
     """cgroup limits; None means unlimited."""
 
     memory_bytes: int | None = None
@@ -77,8 +76,7 @@ class Limits:
     pids: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class ExitStatus:
+class ExitStatus(NamedTuple):
     """How the process ended: its exit code (128+N for a signal death) and resource peaks."""
 
     code: int
@@ -86,4 +84,4 @@ class ExitStatus:
     cpu_seconds: float = 0.0
     memory_peak_bytes: int = 0
     wall_seconds: float = 0.0
-    ports: tuple[PortMapping, ...] = field(default=())
+    ports: tuple[PortMapping, ...] = ()

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from runtime.errors import SandboxError
 
 
-@dataclass(frozen=True, slots=True)
-class ExecUser:
+class ExecUser(NamedTuple):
     uid: int
     gid: int
     groups: tuple[int, ...]

@@ -8,8 +8,7 @@ import signal
 import sys
 
 from builder.containers import RunOptions, create
-from runtime.containers import Container
-from builder.store import Store
+from builder.paths import default_root
 from runtime.errors import SandboxError
 
 
@@ -22,7 +21,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="publish a container port on the host")
     p.add_argument("-e", "--env", action="append", default=[], metavar="KEY[=VALUE]", help="set an environment variable")
     p.add_argument("--env-file", action="append", default=[], metavar="FILE", help="read environment variables from FILE")
-    p.add_argument("-v", "--volume", action="append", default=[], metavar="HOST:CTR[:ro]", help="bind mount a host path")
+    p.add_argument("-v", "--volume", action="append", default=[], metavar="HOST:CTR[:ro]|CTR",
+                   help="bind mount a host path, or give the container an anonymous volume at CTR")
     p.add_argument("--name", default="", help="name the container")
     p.add_argument("--hostname", default="", help="container hostname (default: the short id)")
     p.add_argument("--network", default="bridge", choices=["none", "host", "bridge"], help="network mode")
@@ -73,9 +73,8 @@ def run(args: argparse.Namespace) -> int:
         user=args.user, workdir=args.workdir, tty=args.tty, interactive=args.interactive, hostname=args.hostname,
         volumes=tuple(args.volume), publish=tuple(args.publish), network=args.network, memory=args.memory,
         cpus=args.cpus, pids_limit=args.pids_limit, name=args.name, auto_remove=args.rm, read_only=args.read_only)
-    store = Store.open()
     try:
-        container = create(store, args.image, opts)
+        container = create(default_root(), args.image, opts)
     except SandboxError as exc:
         exc.exit_code = 125  # type: ignore[attr-defined]
         raise

@@ -245,3 +245,76 @@ def test_kill_9_of_a_supervisor_takes_its_container_down_and_is_swept(store: dic
     assert f"{state['supervisor_pid']}-{cid[:12]}" not in _host_state()[2]
     assert _state(store, cid)["error"] == "its supervisor died"
     pybuild("rm", cid[:12], env=store)
+
+
+def test_image_volume_is_a_fresh_volume_seeded_from_the_image(store: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text(
+        "FROM busybox:latest\n"
+        "RUN mkdir -p /data/sub && echo seed > /data/sub/f && chown 33:33 /data/sub/f && chmod 640 /data/sub/f"
+        " && ln -s sub/f /data/link\n"
+        "VOLUME /data\n")
+    pybuild("build", "-q", "-t", "vol:1", str(tmp_path), env=store)
+    script = ("cat /data/link; stat -c '%u:%g %a' /data/sub/f; echo new > /data/g; echo scratch > /scratch/s; "
+              "grep -c -E ' /(data|scratch) ' /proc/mounts")
+    proc = pybuild("run", "--name", "volumes", "--network", "none", "-v", "/scratch", "vol:1", "sh", "-c", script,
+                   env=store)
+    assert proc.stdout.split("\n") == ["seed", "33:33 640", "2", ""]
+    cdir = Path(store["PYBUILD_ROOT"]) / "containers" / _state_id(store, "volumes")
+    data, scratch = (Path(m["source"]) for m in json.loads((cdir / "config.json").read_text())["mounts"])
+    assert data.parent == scratch.parent == cdir / "volumes"
+    assert (data / "g").read_text() == "new\n" and (data / "sub/f").read_text() == "seed\n"
+    assert os.readlink(data / "link") == "sub/f" and (scratch / "s").read_text() == "scratch\n"
+    assert not (cdir / "upper" / "data").exists() and not (cdir / "upper" / "scratch").exists()  # not in the layer
+    # a second container gets its own fresh copy, not the first one's changes
+    proc = pybuild("run", "--rm", "--network", "none", "vol:1", "ls", "/data", env=store)
+    assert proc.stdout.split() == ["link", "sub"]
+    pybuild("rm", "volumes", env=store)
+    assert not cdir.exists()
+    # --rm takes its volumes along; a bind mount on the same path replaces the image's volume
+    (tmp_path / "host").mkdir()
+    proc = pybuild("run", "--rm", "--network", "none", "-v", f"{tmp_path / 'host'}:/data", "vol:1", "sh", "-c",
+                   "ls -A /data; echo mine > /data/x", env=store)
+    assert proc.stdout == "" and (tmp_path / "host" / "x").read_text() == "mine\n"
+    assert pybuild("ps", "-a", "-q", env=store).stdout == ""
+
+
+def _state_id(store: dict[str, str], name: str) -> str:
+    root = Path(store["PYBUILD_ROOT"]) / "containers"
+    return next(d.name for d in root.iterdir() if json.loads((d / "config.json").read_text())["name"] == name)
+
+
+def test_run_path_imports_stay_lean(store: dict[str, str]) -> None:
+    """`pybuild run` has ~150 ms in all: it must not load the store's OCI model, dataclasses or pyroute2
+    (checked by what the interpreter imports, not by timing)."""
+    for network in ("bridge", "none"):
+        pybuild("run", "--rm", "--network", network, "busybox", "true", env=store)  # the bridge exists after this
+        proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "builder", "run", "--rm", "--network", network,
+                               "busybox", "true"], env={**os.environ, **store}, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        lines = proc.stderr.splitlines()
+        after_site = lines[next(i for i, ln in enumerate(lines) if ln.endswith("| site")) + 1:]
+        ours = {ln.rsplit("|", 1)[1].strip() for ln in after_site if ln.startswith("import time:")}
+        assert "runtime.executor" in ours
+        heavy = {"builder.store", "builder.oci.model", "dataclasses", "pyroute2", "hashlib", "subprocess"}
+        assert not ours & heavy, (network, ours & heavy)
+
+
+def test_run_falls_back_to_the_store_when_a_snapshot_is_missing(store: dict[str, str], tmp_path: Path) -> None:
+    from builder.containers import stored_image
+    from builder.store import Store
+
+    root = Path(store["PYBUILD_ROOT"])
+    s = Store.open(root)
+    image = s.resolve("tomcat:alpine")
+    expected = (str(image.id), image.raw_config(), s.rootfs_dirs(image))
+    assert stored_image(root, "tomcat:alpine") == expected == stored_image(root, str(image.id))
+    assert stored_image(root, "tomcat") is None and stored_image(root, "nosuch:1") is None  # no such tag
+    top = expected[2][-1]
+    top.rename(tmp_path / "moved")  # as if never unpacked
+    try:
+        assert stored_image(root, "tomcat:alpine") is None
+        proc = pybuild("run", "--rm", "--network", "none", "tomcat:alpine", "sh", "-c", "echo $CATALINA_HOME", env=store)
+        assert proc.stdout == "/usr/local/tomcat\n" and top.is_dir()  # the store unpacked it again
+        assert stored_image(root, "tomcat:alpine") == expected
+    finally:
+        shutil.rmtree(tmp_path / "moved", ignore_errors=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -37,6 +37,7 @@ class SolveOptions:
     network: str = "default"  # --network: the default for RUN steps
     compression: str = "uncompressed"  # layers committed as: gzip | zstd | uncompressed (compressed on push/export)
     compression_level: int | None = None
+    ssh: Any = field(default=None, hash=False, compare=False)  # sshforward.SshAgents of --ssh
 
 
 @dataclass(slots=True)
@@ -104,7 +105,7 @@ class Solver:
                         running[pool.submit(self._build_stage, self.graph.stages[i])] = i
                     if not running:
                         raise BuildError("internal error: stages wait on each other")
-                    done, _ = wait(running, return_when=FIRST_EXCEPTION)
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)  # a finished stage may unblock others
                     for fut in done:
                         del running[fut]
                         fut.result()

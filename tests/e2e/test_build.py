@@ -391,6 +391,27 @@ def test_oci_output_gets_gzip_layers_that_umoci_unpacks(store: dict[str, str], t
     assert (tmp_path / "bundle" / "rootfs" / "p").read_text() == "packed\n"
 
 
+def test_a_stage_starts_as_soon_as_its_own_dependencies_are_done(store: dict[str, str], tmp_path: Path) -> None:
+    """c needs only a; b waits (through a shared cache mount) for c's RUN: it passes only if c runs
+    while b is still running, whatever the machine's load (no timing involved)."""
+    import uuid
+
+    token = uuid.uuid4().hex
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    sync = f"--mount=type=cache,id=sync-{token},target=/sync,sharing=shared"
+    (ctx / "Dockerfile").write_text(
+        "FROM busybox AS a\nRUN echo a > /a\n"
+        f"FROM busybox AS b\nRUN {sync} i=0; while [ ! -e /sync/c ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done;"
+        " test -e /sync/c && echo b > /b\n"
+        f"FROM busybox AS c\nCOPY --from=a /a /a\nRUN {sync} touch /sync/c && echo c > /c\n"
+        "FROM busybox\nCOPY --from=b /b /b\nCOPY --from=c /c /c\n")
+    proc = pybuild("build", "--jobs", "2", "--progress=plain", "-o", f"type=local,dest={tmp_path / 'out'}", str(ctx),
+                   env=store, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "out" / "b").read_text() == "b\n" and (tmp_path / "out" / "c").read_text() == "c\n"
+
+
 def test_run_network_modes(store: dict[str, str], tmp_path: Path) -> None:
     ctx = tmp_path / "ctx"
     ctx.mkdir()

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 KEY_VERSION = 1  # bump when the meaning of a part changes: every old key then misses
-_COPIES_VERSION = 1
+_COPIES_VERSION = 2  # 2: recorded files have no xattrs
 
 
 def canonical(value: Any) -> bytes:

@@ -117,8 +117,8 @@ class Reuse:
     `prev` maps its regular files (layer paths) to (content digest, inode) as an earlier `written`
     recorded them; `digest_of(host_path, st)` is a source file's content digest when it is known
     for exactly that stat (the stat cache), else None. A file is linked only when the earlier one
-    has that content, the mode, owner and mtime this copy would give it and no xattrs on either
-    side, so the layer is byte for byte what a full copy writes; an inode is linked at most once
+    has that content, the mode, owner and mtime this copy would give it and neither has xattrs
+    (only xattr-free files are recorded), so the layer is byte for byte what a full copy writes; an inode is linked at most once
     per layer (a tar hardlink entry appears only where the sources were hard links) and is never
     modified afterwards. `written` collects {layer path: (digest, inode)} of the regular files
     copied or linked, for the next re-run; it describes the layer only when every item was a plain
@@ -260,6 +260,7 @@ class _Writer:
         self.chmod = chmod
         self.preserve_owner = False
         self.reuse: Reuse | None = None
+        self.cut = len(str(layer_dir)) + 1  # host path -> layer path
         self.links: dict[tuple[int, int], str] = {}
         self.dir_times: list[tuple[str, int, int]] = []
 
@@ -415,9 +416,9 @@ class _Writer:
             digest = reuse.digest_of(src_host, st) if reuse is not None and self._may_chown else None
             if digest is not None and self._link_previous(src_host, host, st, owner, bits, digest):
                 return
-            _copy_regular(src_host, host, owner, bits, st, self._may_chown)
-            if digest is not None:
-                reuse.written[host[len(str(self.layer)) + 1:]] = (digest, os.lstat(host).st_ino)  # type: ignore[union-attr]
+            had_xattrs = _copy_regular(src_host, host, owner, bits, st, self._may_chown)
+            if digest is not None and not had_xattrs:  # only xattr-free files are ever linked
+                reuse.written[host[self.cut:]] = (digest, os.lstat(host).st_ino)  # type: ignore[union-attr]
         elif stat.S_ISLNK(mode):
             os.symlink(os.readlink(src_host), host)
             self._chown(host, owner)
@@ -432,16 +433,16 @@ class _Writer:
         """Hard-link `host` to the previous result's identical file, if it has one (see `Reuse`)."""
         reuse = self.reuse
         assert reuse is not None
-        rel = host[len(str(self.layer)) + 1:]
+        rel = host[self.cut:]
         hit = reuse.prev.get(rel)
         if hit is None or hit[0] != digest or reuse.prev_dir is None or hit[1] in reuse.linked:
             return False
-        old = os.path.join(reuse.prev_dir, rel)
+        old = reuse.prev_dir + "/" + rel
         try:
-            ost = os.lstat(old)
+            ost = os.lstat(old)  # recorded without xattrs; snapshots never get new ones
             if (ost.st_ino != hit[1] or not stat.S_ISREG(ost.st_mode) or stat.S_IMODE(ost.st_mode) != bits
                     or (ost.st_uid, ost.st_gid) != owner or ost.st_mtime_ns != st.st_mtime_ns
-                    or ost.st_size != st.st_size or _xattr_names(src_host) or _xattr_names(old)):
+                    or ost.st_size != st.st_size or _has_xattrs(src_host)):
                 return False
             os.link(old, host, follow_symlinks=False)
         except OSError:
@@ -476,8 +477,9 @@ def _children(src: RootView, real: str, src_host: str | None = None) -> list[tup
 _BY_NAME = operator.attrgetter("name")
 
 
-def _copy_regular(src: str, dst: str, owner: tuple[int, int], mode: int, st: os.stat_result, chown: bool) -> None:
-    """Copy one regular file's bytes, owner, mode, times and xattrs, working on descriptors."""
+def _copy_regular(src: str, dst: str, owner: tuple[int, int], mode: int, st: os.stat_result, chown: bool) -> bool:
+    """Copy one regular file's bytes, owner, mode, times and xattrs, working on descriptors;
+    True when the source had xattrs to copy."""
     sfd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         dfd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
@@ -486,8 +488,9 @@ def _copy_regular(src: str, dst: str, owner: tuple[int, int], mode: int, st: os.
             if chown:
                 os.fchown(dfd, *owner)
             os.fchmod(dfd, mode)  # after fchown, which clears set-id bits
-            _copy_xattrs(sfd, dfd)
+            had_xattrs = _copy_xattrs(sfd, dfd)
             os.utime(dfd, ns=(st.st_atime_ns, st.st_mtime_ns))
+            return had_xattrs
         finally:
             os.close(dfd)
     finally:
@@ -517,24 +520,26 @@ def _copy_fd(sfd: int, dfd: int, size: int) -> None:
 _SKIPPED_XATTRS = ("trusted.overlay.", "security.selinux")
 
 
-def _xattr_names(path: str) -> list[str]:
-    """The xattrs a copy of `path` carries (what `_copy_xattrs` would copy)."""
+def _has_xattrs(path: str) -> bool:
+    """Whether a copy of `path` would carry xattrs (see `_copy_xattrs`); True when unknown."""
     try:
-        return [n for n in os.listxattr(path, follow_symlinks=False) if not n.startswith(_SKIPPED_XATTRS)]
+        return any(not n.startswith(_SKIPPED_XATTRS) for n in os.listxattr(path, follow_symlinks=False))
     except OSError:
-        return ["?"]  # unknown: never reuse
+        return True
 
 
-def _copy_xattrs(src: str | int, dst: str | int) -> None:
+def _copy_xattrs(src: str | int, dst: str | int) -> bool:
     """Copy extended attributes (file capabilities such as `security.capability` matter);
-    overlayfs' own attributes and SELinux labels stay behind."""
+    overlayfs' own attributes and SELinux labels stay behind. False when there were none to copy."""
     try:
         names = os.listxattr(src) if isinstance(src, int) else os.listxattr(src, follow_symlinks=False)
     except OSError:
-        return
+        return True  # unknown
+    found = False
     for name in names:
         if name.startswith(_SKIPPED_XATTRS):
             continue
+        found = True
         try:
             value = os.getxattr(src, name) if isinstance(src, int) else os.getxattr(src, name, follow_symlinks=False)
             if isinstance(dst, int):
@@ -543,6 +548,7 @@ def _copy_xattrs(src: str | int, dst: str | int) -> None:
                 os.setxattr(dst, name, value, follow_symlinks=False)
         except OSError:
             continue  # the destination filesystem may not take it (Docker ignores these too)
+    return found
 
 
 def _copy_file_data(src: str, dst: str) -> None:

@@ -3,6 +3,10 @@ layout (v1 controllers under /sys/fs/cgroup/<controller>), whichever this machin
 
 Cgroups are named `pybuild/<owner pid>-<container id>`, so a later process can tell a stale one
 (its owner is dead) from one in use: see `sweep()`.
+
+Every function takes the hierarchy's mount point (`root`, default /sys/fs/cgroup) and finds out
+which version is mounted there; a v1/hybrid host can thus also drive a cgroup2 mount such as
+/sys/fs/cgroup/unified (which has no controllers on such a host: they are bound to v1).
 """
 
 from __future__ import annotations
@@ -23,18 +27,23 @@ V1_ALWAYS = ("memory",)  # for the memory peak; CPU time comes from the reaped p
 CPU_PERIOD_US = 100_000
 
 
-def version() -> int:
+def version(root: Path = CGROUP_ROOT) -> int:
     """2 on a unified hierarchy, 1 on the v1/hybrid layout, 0 when no usable cgroupfs is mounted."""
-    if (CGROUP_ROOT / "cgroup.controllers").exists():
+    if (root / "cgroup.controllers").exists():
         return 2
-    if (CGROUP_ROOT / "memory" / "cgroup.procs").exists():
+    if (root / "memory" / "cgroup.procs").exists():
         return 1
     return 0
 
 
 def _write(path: Path, value: str) -> None:
+    if not path.exists():  # the controller is not enabled there (on v2: not in the parent's subtree_control)
+        controller = path.name.split(".", 1)[0]
+        raise CgroupError(f"cannot set {path.name}: the {controller} controller is not available in {path.parent}",
+                          hint=f"enable the {controller} controller for this cgroup hierarchy, or drop the limit")
     try:
-        path.write_text(value)
+        with open(path, "w") as f:
+            f.write(value)
     except OSError as exc:
         raise CgroupError(f"cannot write {value!r} to {path}: {exc.strerror}") from None
 
@@ -49,23 +58,24 @@ def _read(path: Path) -> str:
 class Cgroup:
     """A container's cgroup (one directory per v1 controller, or one v2 directory)."""
 
-    def __init__(self, name: str, ver: int, controllers: tuple[str, ...] = V1_ALWAYS) -> None:
+    def __init__(self, name: str, ver: int, controllers: tuple[str, ...] = V1_ALWAYS,
+                 root: Path = CGROUP_ROOT) -> None:
         self.name, self.version = name, ver
         if ver == 2:
-            self.dirs = {"": CGROUP_ROOT / PARENT / name}
+            self.dirs = {"": root / PARENT / name}
         else:  # joining a v1 hierarchy is slow (an RCU sync each): only the ones needed
-            self.dirs = {c: CGROUP_ROOT / c / PARENT / name for c in controllers}
+            self.dirs = {c: root / c / PARENT / name for c in controllers}
 
     @classmethod
-    def create(cls, container_id: str, limits: Limits) -> "Cgroup":
-        ver = version()
+    def create(cls, container_id: str, limits: Limits, root: Path = CGROUP_ROOT) -> "Cgroup":
+        ver = version(root)
         if ver == 0:
-            raise CgroupError("no cgroup filesystem is mounted under /sys/fs/cgroup")
+            raise CgroupError(f"no cgroup filesystem is mounted under {root}")
         controllers = V1_ALWAYS + (("cpu",) if limits.cpus is not None else ()) + (
             ("pids",) if limits.pids is not None else ())
-        cg = cls(f"{os.getpid()}-{container_id[:12]}", ver, controllers)
+        cg = cls(f"{os.getpid()}-{container_id[:12]}", ver, controllers, root)
         if ver == 2:
-            _enable_v2_controllers()
+            _enable_v2_controllers(root)
         for d in cg.dirs.values():
             d.mkdir(parents=True, exist_ok=True)
         try:
@@ -135,8 +145,10 @@ class Cgroup:
             time.sleep(0.01)
 
     def remove(self) -> None:
-        """Kill what is left and remove the cgroup directories."""
-        for attempt in range(100):
+        """Kill what is left and remove the cgroup directories (waiting up to 10 s for the killed
+        processes to exit: a loaded machine can take a while to schedule them)."""
+        deadline = 0.0
+        while True:
             busy = False
             for d in self.dirs.values():
                 try:
@@ -149,30 +161,32 @@ class Cgroup:
                     busy = True
             if not busy:
                 return
-            if attempt == 0:
+            if not deadline:
                 self.kill()
+                deadline = time.monotonic() + 10
+            elif time.monotonic() > deadline:
+                raise CgroupError(f"cgroup {self.name} is still busy after killing its processes")
             time.sleep(0.01)
-        raise CgroupError(f"cgroup {self.name} is still busy after killing its processes")
 
 
-def _enable_v2_controllers() -> None:
-    parent = CGROUP_ROOT / PARENT
+def _enable_v2_controllers(root: Path) -> None:
+    parent = root / PARENT
     parent.mkdir(exist_ok=True)
-    available = _read(CGROUP_ROOT / "cgroup.controllers").split()
+    available = _read(root / "cgroup.controllers").split()
     wanted = [c for c in ("memory", "cpu", "pids") if c in available]
-    for d in (CGROUP_ROOT, parent):
+    for d in (root, parent):
         enabled = _read(d / "cgroup.subtree_control").split()
         missing = " ".join(f"+{c}" for c in wanted if c not in enabled)
         if missing:
             _write(d / "cgroup.subtree_control", missing)
 
 
-def sweep() -> list[str]:
+def sweep(root: Path = CGROUP_ROOT) -> list[str]:
     """Kill and remove cgroups whose owning pybuild process is gone; return their names."""
-    ver = version()
+    ver = version(root)
     if ver == 0:
         return []
-    base = CGROUP_ROOT / PARENT if ver == 2 else CGROUP_ROOT / "memory" / PARENT
+    base = root / PARENT if ver == 2 else root / "memory" / PARENT
     removed = []
     try:
         names = [p.name for p in base.iterdir() if p.is_dir()]
@@ -181,6 +195,6 @@ def sweep() -> list[str]:
     for name in names:
         owner = name.split("-", 1)[0]
         if owner.isdigit() and not _linux.pid_alive(int(owner)):
-            Cgroup(name, ver, ("memory", "cpu", "pids")).remove()
+            Cgroup(name, ver, ("memory", "cpu", "pids"), root).remove()
             removed.append(name)
     return removed

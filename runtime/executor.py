@@ -76,7 +76,7 @@ class Executor(Protocol):
             stdout: Output = None, stderr: Output = None) -> ExitStatus: ...
 
 
-def sweep_host(run_dir: Path | None = None) -> None:
+def sweep_host(run_dir: Path | None = None, cgroup_root: Path = cgroups.CGROUP_ROOT) -> None:
     """Remove run dirs, cgroups and IPAM entries whose owning process is gone."""
     from runtime import network
 
@@ -86,7 +86,7 @@ def sweep_host(run_dir: Path | None = None) -> None:
             owner = p.name.split("-", 1)[0]
             if owner.isdigit() and not _linux.pid_alive(int(owner)):
                 shutil.rmtree(p, ignore_errors=True)
-    cgroups.sweep()
+    cgroups.sweep(cgroup_root)
     network.sweep()
 
 
@@ -101,9 +101,12 @@ class LinuxExecutor:
 
     _swept = False
 
-    def __init__(self, run_dir: Path | None = None, use_cgroups: bool = True) -> None:
+    def __init__(self, run_dir: Path | None = None, use_cgroups: bool = True,
+                 cgroup_root: Path = cgroups.CGROUP_ROOT) -> None:
+        """`cgroup_root`: where the cgroup hierarchy to use is mounted (v1 or v2, found out there)."""
         self.run_dir = run_dir or _default_run_dir()
-        self.use_cgroups = use_cgroups and cgroups.version() != 0
+        self.cgroup_root = cgroup_root
+        self.use_cgroups = use_cgroups and cgroups.version(cgroup_root) != 0
         if not LinuxExecutor._swept and os.geteuid() == 0:
             LinuxExecutor._swept = True
             sweep_host(self.run_dir)
@@ -140,7 +143,7 @@ class LinuxExecutor:
             _write_etc(scratch / "etc", hostname, network, net.address if net else None)
             build_scaffold(scratch / "scaffold", rootfs, mounts)
             if self.use_cgroups:
-                cgroup = cgroups.Cgroup.create(cid, limits)
+                cgroup = cgroups.Cgroup.create(cid, limits, self.cgroup_root)
             status = _Run(process, rootfs, mounts, network, cgroup, net, scratch, hostname,
                           stdout, stderr, stdin, on_start).wait()
             if cgroup is not None:

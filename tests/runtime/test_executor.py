@@ -266,40 +266,6 @@ def test_nothing_leaks_on_the_host(run_in) -> None:
     assert snapshot() == before
 
 
-def test_cgroup_v2_code_path_on_the_unified_hierarchy(busybox_dir: Path, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """On a hybrid host the cgroup2 tree at /sys/fs/cgroup/unified (no controllers) exercises the
-    v2 create / join / kill / remove path; on a v2 host this is the normal path."""
-    from runtime.executor import LinuxExecutor
-    from runtime.spec import ProcessSpec, RootfsSpec
-
-    unified = cgroups.CGROUP_ROOT / "unified"
-    if cgroups.version() == 2:
-        unified = cgroups.CGROUP_ROOT
-    elif not (unified / "cgroup.controllers").exists():
-        pytest.skip("no cgroup2 hierarchy mounted")
-    monkeypatch.setattr(cgroups, "CGROUP_ROOT", unified)
-    assert cgroups.version() == 2
-    (tmp_path / "u").mkdir()
-    (tmp_path / "w").mkdir()
-    seen: list[str] = []
-
-    def on_start(pid: int) -> None:
-        line = next(ln for ln in Path(f"/proc/{pid}/cgroup").read_text().splitlines() if ln.startswith("0::"))
-        seen.append(line[3:])
-
-    out: list[bytes] = []
-    status = LinuxExecutor().run(ProcessSpec(("sh", "-c", "sleep 0.2; cat /proc/self/cgroup; grep -x 1 /sys/fs/cgroup/cgroup.procs")),
-                                 RootfsSpec((busybox_dir,), tmp_path / "u", tmp_path / "w"),
-                                 stdout=out.append, on_start=on_start)
-    assert status.code == 0
-    assert seen and seen[0].startswith(f"/{cgroups.PARENT}/{os.getpid()}-")
-    lines = b"".join(out).decode().split()
-    assert "0::/" in lines  # its own cgroup namespace
-    assert lines[-1] == "1"  # and a cgroup2 view of its own subtree, where the init is pid 1
-    assert not (unified / seen[0].lstrip("/")).exists()
-
-
 def test_device_nodes_made_with_cap_mknod_cannot_be_opened(run_in) -> None:
     disk = os.stat("/").st_dev
     major, minor = os.major(disk), os.minor(disk)

@@ -127,19 +127,24 @@ _start_writeback = _load_sync_file_range()
 
 
 class _BlobWriter:
-    """A blob being written into tmp/: hashed as it streams, renamed into place by `commit()`."""
+    """A blob being written into tmp/: hashed as it streams, renamed into place by `commit()`.
 
-    def __init__(self, store: "Store") -> None:
+    `hashed=False` when the caller hashes the very same bytes itself (an uncompressed layer's
+    blob digest is its diff_id) and passes that digest to `commit(known=...)`.
+    """
+
+    def __init__(self, store: "Store", hashed: bool = True) -> None:
         self._store = store
         fd, name = tempfile.mkstemp(prefix="blob-", dir=store.root / "tmp")
         self.path = Path(name)
         self._file = os.fdopen(fd, "wb", buffering=0)
-        self._hash = hashlib.sha256()
+        self._hash = hashlib.sha256() if hashed else None
         self.size = 0
         self._flushed = 0
 
     def write(self, data: bytes) -> None:
-        self._hash.update(data)
+        if self._hash is not None:
+            self._hash.update(data)
         self._file.write(data)
         self.size += len(data)
         if self.size - self._flushed >= _WRITEBACK:  # start writeback early, so the final fsync is short
@@ -148,10 +153,11 @@ class _BlobWriter:
 
     @property
     def digest(self) -> Digest:
+        assert self._hash is not None
         return Digest("sha256:" + self._hash.hexdigest())
 
-    def commit(self, expected: Digest | None = None) -> Digest:
-        digest = self.digest
+    def commit(self, expected: Digest | None = None, known: Digest | None = None) -> Digest:
+        digest = known if known is not None else self.digest
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
@@ -449,7 +455,7 @@ class Store:
         if expected_diff_id is not None and diff_id != expected_diff_id:
             raise DigestMismatchError(f"layer tar hashes to {diff_id}, not the expected diff_id {expected_diff_id}; "
                                       "nothing stored")
-        digest = blob.commit()
+        digest = blob.commit(known=diff_id if codec == compress.NONE else None)  # the blob is the tar
         rec = LayerRecord(diff_id, digest, blob.size, compress.media_type_for(codec), pipe.tar_size)
         self._write_json_atomic(record or self.root / "layers" / f"{rec.diff_id.hex}.json", asdict(rec))
         return rec
@@ -458,7 +464,7 @@ class Store:
                 level: int | None, expected_diff_id: str | None = None, record: Path | None = None) -> LayerRecord:
         compress.media_type_for(compression)  # validates the codec name early
         with self.lease():
-            blob = _BlobWriter(self)
+            blob = _BlobWriter(self, hashed=compression != compress.NONE)
             pipe = _Pipeline(blob, compression, level)
             try:
                 produce(pipe.write)

@@ -34,6 +34,7 @@ def test_gzip_copy_keeps_the_image_id_and_unpacks_to_the_diff_id(store_root: Pat
     store, image = _built(store_root, tmp_path)
     (layer,) = image.layers()
     assert layer.media_type == OCI_LAYER and layer.digest == layer.diff_id
+    assert "sha256:" + hashlib.sha256(store.blob_path(layer.digest).read_bytes()).hexdigest() == layer.digest
     packed = store.compressed_image(image)
     validate_image(packed)
     (gz,) = packed.layers()

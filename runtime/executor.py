@@ -1,6 +1,7 @@
 """Run one process in fresh namespaces on an overlay root, the way Docker runs a container.
 
-    caller (pybuild)             makes the scaffold, cgroup and veth; pumps output; waits
+    caller (pybuild)             makes the scaffold, cgroup and veth; pumps output; waits until
+                                 A has reaped B, cleans up while A exits, then reaps A
      `- A  fork                  unshares mount/uts/ipc/pid[/net], forks B, moves B into the
          |                       cgroup while B mounts, waits for it
          `- B  fork: PID 1       mounts the root, pivots, hostname, network, its own cgroup
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import selectors
 import shutil
 import signal
 import socket
@@ -132,6 +132,7 @@ class LinuxExecutor:
         cgroup = None
         net = None
         proxy = None
+        run = None
         try:
             hostname = process.hostname or cid[:12]
             if network == NetworkMode.BRIDGE:
@@ -144,12 +145,12 @@ class LinuxExecutor:
             build_scaffold(scratch / "scaffold", rootfs, mounts)
             if self.use_cgroups:
                 cgroup = cgroups.Cgroup.create(cid, limits, self.cgroup_root)
-            status = _Run(process, rootfs, mounts, network, cgroup, net, scratch, hostname,
-                          stdout, stderr, stdin, on_start).wait()
+            run = _Run(process, rootfs, mounts, network, cgroup, net, scratch, hostname, stdout, stderr, stdin,
+                       on_start)
+            status = run.wait()
             if cgroup is not None:
                 status = status._replace(memory_peak_bytes=cgroup.memory_peak())
-            return status._replace(wall_seconds=time.monotonic() - started, ports=tuple(ports))
-        finally:
+        finally:  # while the kernel tears the container's namespaces down (see _Run.reap)
             if proxy is not None:
                 proxy.close()
             if cgroup is not None:
@@ -157,6 +158,8 @@ class LinuxExecutor:
             if net is not None:
                 net.detach()
             shutil.rmtree(scratch, ignore_errors=True)
+            cpu = run.reap() if run is not None else 0.0
+        return status._replace(cpu_seconds=cpu, wall_seconds=time.monotonic() - started, ports=tuple(ports))
 
 
 def _write_etc(etc: Path, hostname: str, network: NetworkMode, address: str | None) -> None:
@@ -199,6 +202,8 @@ class _Run:
         self.readers: dict[int, Callable[[bytes], None]] = {}
         self.tty_master: int | None = None
         self.child_fds = self._stdio(stdout, stderr, stdin)
+        self.pid_a = 0  # A while it exits (its namespaces are torn down after the container ended)
+        self.cpu_seconds = 0.0
 
     def _stdio(self, stdout: Output, stderr: Output, stdin: int | None) -> tuple[int, int, int]:
         if self.process.tty:
@@ -227,15 +232,17 @@ class _Run:
         return stdin, fds[0], fds[1]
 
     def wait(self) -> ExitStatus:
+        """Start the container and wait until every process in it is gone; `reap()` after."""
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
         go_r, go_w = os.pipe2(os.O_CLOEXEC)
         status_r, status_w = os.pipe2(os.O_CLOEXEC)
+        done_r, done_w = os.pipe2(os.O_CLOEXEC)
         parent = os.getpid()
         pid_a = os.fork()
         if pid_a == 0:
-            _child_a(self, parent, err_w, sync_w, go_r, status_w)
-        for fd in (err_w, sync_w, go_r, status_w, *self.to_close):
+            _child_a(self, parent, err_w, sync_w, go_r, status_w, done_w)
+        for fd in (err_w, sync_w, go_r, status_w, done_w, *self.to_close):
             os.close(fd)
         init_pid = 0
         try:
@@ -257,10 +264,15 @@ class _Run:
                 pid_a = 0
                 raise SandboxError(error.decode(errors="replace"))
             self._pump()
-            _, wstatus, rusage = os.wait4(pid_a, 0)  # its rusage includes every process it reaped
-            pid_a = 0
+            _read_all(done_r)  # EOF: A has reaped the init (so the container is empty) and is exiting
             raw = _read_all(status_r)
-            return _exit_status(raw, wstatus)._replace(cpu_seconds=rusage.ru_utime + rusage.ru_stime)
+            if len(raw) == 4:  # the init's report: A's namespaces can go down while the caller cleans up
+                self.pid_a, pid_a = pid_a, 0
+                return _exit_status(raw, 0)
+            _, wstatus, rusage = os.wait4(pid_a, 0)
+            pid_a = 0
+            self.cpu_seconds = rusage.ru_utime + rusage.ru_stime
+            return _exit_status(raw, wstatus)
         except BaseException:
             if pid_a:
                 for pid in (init_pid, pid_a):
@@ -272,17 +284,28 @@ class _Run:
                 os.waitpid(pid_a, 0)
             raise
         finally:
-            for fd in (err_r, status_r, go_w, *self.readers):
+            for fd in (err_r, status_r, done_r, go_w, *self.readers):
                 if fd >= 0:
                     try:
                         os.close(fd)
                     except OSError:
                         pass
 
+    def reap(self) -> float:
+        """Wait for A to finish exiting; the CPU seconds of every process of the container (A's
+        rusage includes all it reaped)."""
+        if self.pid_a:
+            _, _, rusage = os.wait4(self.pid_a, 0)
+            self.pid_a = 0
+            self.cpu_seconds = rusage.ru_utime + rusage.ru_stime
+        return self.cpu_seconds
+
     def _pump(self) -> None:
         """Copy the container's output to the callbacks (and our stdin to a tty) until EOF."""
         if not self.readers:
             return
+        import selectors  # only when output is captured (not for `pybuild run` in a terminal)
+
         sel = selectors.DefaultSelector()
         for fd in self.readers:
             sel.register(fd, selectors.EVENT_READ)
@@ -394,11 +417,11 @@ def _fail(err_w: int, message: str, code: int = 125) -> None:
         os._exit(code)
 
 
-def _child_a(run: _Run, parent: int, err_w: int, sync_w: int, go_r: int, status_w: int) -> None:
+def _child_a(run: _Run, parent: int, err_w: int, sync_w: int, go_r: int, status_w: int, done_w: int) -> None:
     try:
         _die_with_parent(parent)
         os.setpgid(0, 0)  # out of the terminal's foreground group: Ctrl-C goes to pybuild only
-        _close_fds_except({0, 1, 2, err_w, sync_w, go_r, status_w, *run.child_fds})
+        _close_fds_except({0, 1, 2, err_w, sync_w, go_r, status_w, done_w, *run.child_fds})
         flags = _linux.CLONE_NEWNS | _linux.CLONE_NEWUTS | _linux.CLONE_NEWIPC | _linux.CLONE_NEWPID
         if run.network not in (NetworkMode.HOST, NetworkMode.DEFAULT):
             flags |= _linux.CLONE_NEWNET
@@ -419,8 +442,9 @@ def _child_a(run: _Run, parent: int, err_w: int, sync_w: int, go_r: int, status_
         if procs:
             os.write(join_w, b"j")
         os.write(sync_w, b"pid %d\n" % pid_b)
-        _close_fds_except({0, 1, 2})
+        _close_fds_except({0, 1, 2, done_w})
         _, wstatus = os.waitpid(pid_b, 0)
+        os.close(done_w)  # now, not in exit(), where the last close waits until our namespaces are gone
         os._exit(os.waitstatus_to_exitcode(wstatus) if os.WIFEXITED(wstatus) else 128 + os.WTERMSIG(wstatus))
     except BaseException as exc:  # noqa: BLE001 - report and leave the forked child
         _fail(err_w, f"cannot create namespaces: {exc}")

@@ -115,10 +115,11 @@ class Reuse:
 
     `prev_dir` is that result's layer directory, an immutable snapshot (None: nothing to reuse);
     `prev` maps its regular files (layer paths) to (content digest, inode) as an earlier `written`
-    recorded them; `digest_of(host_path, st)` is a source file's content digest when it is known
-    for exactly that stat (the stat cache), else None. A file is linked only when the earlier one
-    has that content, the mode, owner and mtime this copy would give it and neither has xattrs
-    (only xattr-free files are recorded), so the layer is byte for byte what a full copy writes; an inode is linked at most once
+    recorded them (the sha256 of the bytes the copy wrote); `digest_of(host_path, st)` is a source
+    file's content digest when it is known for exactly that stat (the stat cache, which the cache
+    key trusts too), else None. A file is linked only when the earlier one has that content, the
+    mode, owner and mtime this copy would give it and neither has xattrs (only xattr-free files
+    are recorded), so the layer is byte for byte what a full copy writes; an inode is linked at most once
     per layer (a tar hardlink entry appears only where the sources were hard links) and is never
     modified afterwards. `written` collects {layer path: (digest, inode)} of the regular files
     copied or linked, for the next re-run; it describes the layer only when every item was a plain
@@ -412,13 +413,12 @@ class _Writer:
                     return
                 self.links[key] = host
             bits = self._mode(mode, False)
-            reuse = self.reuse
-            digest = reuse.digest_of(src_host, st) if reuse is not None and self._may_chown else None
-            if digest is not None and self._link_previous(src_host, host, st, owner, bits, digest):
+            reuse = self.reuse if self._may_chown else None
+            if reuse is not None and self._link_previous(src_host, host, st, owner, bits):
                 return
-            had_xattrs = _copy_regular(src_host, host, owner, bits, st, self._may_chown)
-            if digest is not None and not had_xattrs:  # only xattr-free files are ever linked
-                reuse.written[host[self.cut:]] = (digest, os.lstat(host).st_ino)  # type: ignore[union-attr]
+            ino, digest = _copy_regular(src_host, host, owner, bits, st, self._may_chown, reuse is not None)
+            if reuse is not None and digest is not None:
+                reuse.written[host[self.cut:]] = (digest, ino)
         elif stat.S_ISLNK(mode):
             os.symlink(os.readlink(src_host), host)
             self._chown(host, owner)
@@ -428,14 +428,13 @@ class _Writer:
             self.finish_entry(host, mode, st.st_mtime_ns, st.st_atime_ns, src_owner=owner)
         # sockets are not copied (Docker skips them too)
 
-    def _link_previous(self, src_host: str, host: str, st: os.stat_result, owner: tuple[int, int], bits: int,
-                       digest: bytes) -> bool:
+    def _link_previous(self, src_host: str, host: str, st: os.stat_result, owner: tuple[int, int], bits: int) -> bool:
         """Hard-link `host` to the previous result's identical file, if it has one (see `Reuse`)."""
         reuse = self.reuse
         assert reuse is not None
         rel = host[self.cut:]
         hit = reuse.prev.get(rel)
-        if hit is None or hit[0] != digest or reuse.prev_dir is None or hit[1] in reuse.linked:
+        if hit is None or reuse.prev_dir is None or hit[1] in reuse.linked or reuse.digest_of(src_host, st) != hit[0]:
             return False
         old = reuse.prev_dir + "/" + rel
         try:
@@ -477,24 +476,41 @@ def _children(src: RootView, real: str, src_host: str | None = None) -> list[tup
 _BY_NAME = operator.attrgetter("name")
 
 
-def _copy_regular(src: str, dst: str, owner: tuple[int, int], mode: int, st: os.stat_result, chown: bool) -> bool:
-    """Copy one regular file's bytes, owner, mode, times and xattrs, working on descriptors;
-    True when the source had xattrs to copy."""
+def _copy_regular(src: str, dst: str, owner: tuple[int, int], mode: int, st: os.stat_result, chown: bool,
+                  digest: bool = False) -> tuple[int, bytes | None]:
+    """Copy one regular file's bytes, owner, mode, times and xattrs, working on descriptors.
+
+    Returns the new file's inode and, with `digest`, the sha256 of the bytes written (None when
+    the source had xattrs: such a copy is never linked by a later `Reuse`)."""
     sfd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         dfd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
-            _copy_fd(sfd, dfd, st.st_size)
+            sha = _copy_fd_hashed(sfd, dfd) if digest else _copy_fd(sfd, dfd, st.st_size)
             if chown:
                 os.fchown(dfd, *owner)
             os.fchmod(dfd, mode)  # after fchown, which clears set-id bits
-            had_xattrs = _copy_xattrs(sfd, dfd)
+            if _copy_xattrs(sfd, dfd):
+                sha = None
             os.utime(dfd, ns=(st.st_atime_ns, st.st_mtime_ns))
-            return had_xattrs
+            return (os.fstat(dfd).st_ino if digest else 0), sha
         finally:
             os.close(dfd)
     finally:
         os.close(sfd)
+
+
+def _copy_fd_hashed(sfd: int, dfd: int) -> bytes:
+    """Copy through memory, returning the sha256 of exactly the bytes written."""
+    import hashlib
+
+    h = hashlib.sha256()
+    while chunk := os.read(sfd, 1 << 20):
+        h.update(chunk)
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(dfd, view):]
+    return h.digest()
 
 
 def _copy_fd(sfd: int, dfd: int, size: int) -> None:

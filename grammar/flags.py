@@ -14,7 +14,7 @@ import difflib
 import re
 from typing import Callable
 
-from grammar.ast import Node
+from grammar.ast import Flag, Node, SourceRange
 
 STRING, BOOL, STRINGS = "string", "bool", "strings"
 
@@ -73,6 +73,20 @@ def check_flags(keyword: str, raws: list[str]) -> None:
         except FlagError as exc:
             exc.index = index
             raise
+
+
+def build_flags(keyword: str, items: list[tuple[str, int, int]], *, check: bool = True) -> tuple[Flag, ...]:
+    """The `Flag`s of an instruction from its (raw flag, line, column) items; unless `check` is
+    false, raises FlagError (with `index`) for the first flag `check_flags` rejects."""
+    if not items:
+        return ()
+    if check:
+        check_flags(keyword, [raw for raw, _, _ in items])
+    out = []
+    for raw, line, col in items:
+        name, value = split_flag(raw)
+        out.append(Flag(name, value, SourceRange(line, col, line, col + len(raw))))
+    return tuple(out)
 
 
 def _check_one(raw: str, allowed: dict[str, str], used: set[str], keyword: str) -> None:
@@ -159,6 +173,11 @@ def check_healthcheck(flag_values: dict[str, str]) -> None:
                             else f'strconv.ParseInt: parsing "{retries}": value out of range')
         if int(retries) < 0:
             raise FlagError(f"--retries cannot be negative ({int(retries)})")
+
+
+def check_run_flags(flags: tuple[Flag, ...]) -> None:
+    """RUN's flag values: `check_run` over the flags of one instruction."""
+    check_run({f.name: f.value or "" for f in flags}, tuple(f.value or "" for f in flags if f.name == "mount"))
 
 
 def check_run(flag_values: dict[str, str], mounts: tuple[str, ...]) -> None:

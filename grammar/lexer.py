@@ -5,7 +5,6 @@ directive, continuation lines (with comment and blank lines inside them), and he
 whose terminator is the word that opened them. This scanner follows BuildKit's `Parse` loop
 for exactly those, and hands the grammar one token per syntactic piece of an instruction:
 
-    DIRECTIVE                      a `# name=value` line before everything else
     FROM RUN ... ONBUILD UNKNOWN   the keyword (data: the instruction's `Span`)
     FLAGS                          the `--name=value` words, quotes removed (data: [(raw, line, col)])
     JSON | TEXT                    exec form (data: the decoded list) | the rest of the line
@@ -27,6 +26,7 @@ from typing import Iterator
 from grammar import ast
 from grammar.directives import DirectiveParser
 from grammar.errors import DockerfileSyntaxError, ExpansionError
+from grammar.fastpath import instruction as simple_instruction
 from grammar.heredoc import openers_in_line
 from grammar.lineparsers import (
     NameValError,
@@ -118,8 +118,13 @@ def _continuation(escape: str) -> re.Pattern[str]:
 _CONT = {"\\": _continuation("\\"), "`": _continuation("`")}
 
 
-def scan(src: Source) -> Iterator[Tok]:
-    """BuildKit's Parse loop, emitting grammar tokens instead of building nodes."""
+def scan(src: Source, fast_path: bool = True) -> Iterator[Tok | tuple[str, str] | ast.Instruction]:
+    """BuildKit's Parse loop, emitting grammar tokens instead of building nodes.
+
+    Yields the directives as (name, value), then per instruction its tokens up to `_EOL`, or,
+    for a line that grammar/fastpath.py builds directly (unless `fast_path` is false), the
+    `ast.Instruction` itself.
+    """
     lines = src.lines
     n = len(lines)
     directives = DirectiveParser()
@@ -140,7 +145,7 @@ def scan(src: Source) -> Iterator[Tok]:
         lead = len(token) - len(stripped)
         found = directives.feed(stripped, lineno) if not directives.done else None
         if found is not None:
-            yield _tok("DIRECTIVE", stripped, lineno, lead + 1, found)
+            yield found
             if found[0] == "escape":
                 escape = found[1]
                 cont = _CONT[escape]
@@ -148,6 +153,12 @@ def scan(src: Source) -> Iterator[Tok]:
         if stripped[0] == "#":
             continue
         if stripped.rstrip(" \t")[-1] != escape:  # the common case: no continuation
+            if fast_path:
+                inst = simple_instruction(stripped, token, lineno, lead + 1, escape)
+                if inst is not None:
+                    seen_instruction = True
+                    yield inst
+                    continue
             logical, eol = stripped, True
         else:
             logical, eol = _trim_continuation(stripped, cont)

@@ -20,10 +20,9 @@ from grammar.errors import (
 from grammar.flags import (
     STAGE_NAME,
     FlagError,
-    check_flags,
+    build_flags,
     check_healthcheck,
-    check_run,
-    split_flag,
+    check_run_flags,
     suggest,
 )
 from grammar.heredoc import parse_opener
@@ -60,19 +59,11 @@ def _split(children: list) -> tuple[Tok, list, list]:
 
 
 def _flags(kw: Tok, items: list, *, check: bool = True) -> tuple[ast.Flag, ...]:
-    if not items:
-        return ()
-    if check:
-        try:
-            check_flags(kw.value.lower(), [raw for raw, _, _ in items])
-        except FlagError as exc:
-            bad = items[exc.index]
-            raise Located(InvalidFlagError, str(exc), (bad[1], bad[2]), exc.hint) from None
-    out = []
-    for raw, line, col in items:
-        name, value = split_flag(raw)
-        out.append(ast.Flag(name, value, ast.SourceRange(line, col, line, col + len(raw))))
-    return tuple(out)
+    try:
+        return build_flags(kw.value.lower(), items, check=check)
+    except FlagError as exc:
+        bad = items[exc.index]
+        raise Located(InvalidFlagError, str(exc), (bad[1], bad[2]), exc.hint) from None
 
 
 def _command(toks: list) -> tuple[ast.Command | None, tuple[str, ...]]:
@@ -98,8 +89,8 @@ def _heredocs(rest: list) -> tuple[list, tuple[ast.Heredoc, ...]]:
 class ToAst:
     """One callback per grammar rule; each returns an `ast` instruction."""
 
-    def start(self, children: list) -> list:
-        return [c.data if getattr(c, "type", None) == "DIRECTIVE" else c for c in children]
+    def start(self, children: list) -> ast.Instruction:
+        return children[0]  # the instruction (children[1] is its _EOL)
 
     def from_(self, children: list) -> ast.From:
         kw, fitems, rest = _split(children)
@@ -120,9 +111,8 @@ class ToAst:
         rest, heredocs = _heredocs(rest)
         flags = _flags(kw, fitems)
         if flags:
-            values = {f.name: f.value or "" for f in flags}
             try:
-                check_run(values, tuple(f.value or "" for f in flags if f.name == "mount"))
+                check_run_flags(flags)
             except FlagError as exc:
                 bad = next((f for f in flags if _flag_mentions(f.raw, str(exc))), flags[0])
                 where = (bad.range.start_line, bad.range.start_col)
@@ -311,13 +301,17 @@ def _explain(exc: ParseError, src: Source) -> DockerfileError:
     return src.error(InstructionError, msg, where.line, where.column, hint)
 
 
-def build_dockerfile(text: str, *, filename: str = "Dockerfile") -> ast.Dockerfile:
-    """Scan, parse and transform `text`; group the instructions into stages."""
+def build_dockerfile(text: str, *, filename: str = "Dockerfile", fast_path: bool = True) -> ast.Dockerfile:
+    """Scan, parse and transform `text`; group the instructions into stages.
+
+    With `fast_path` false every instruction goes through the LALR parser (the tests check
+    that both ways give the same results and errors).
+    """
     src = Source(text, filename)
     gc_was_enabled = gc.isenabled()
     gc.disable()  # parsing allocates many small acyclic objects; collections only cost time
     try:
-        items = get_parser(ToAst).parse(scan(src))
+        items = get_parser(ToAst).parse(scan(src, fast_path))
     except Located as exc:
         raise src.error(exc.cls, exc.message, *exc.where, exc.hint) from None
     except ParseError as exc:

@@ -489,7 +489,7 @@ class Converter:
             argv = shell + [cmd.text]
         expand_env = state.expand_env()
         cwd = state.config.get("WorkingDir") or "/"
-        mounts = tuple(self._mount(m, expand_env, stage, cwd, origin) for m in inst.flag_values("mount"))
+        mounts = _ssh_defaults([self._mount(m, expand_env, stage, cwd, origin) for m in inst.flag_values("mount")])
         network = inst.flag("network") or "default"
         if network not in ("default", "none", "host"):
             raise _flag_error(f"unsupported network mode {network!r} (default, none or host)", origin)
@@ -580,6 +580,19 @@ def _copy_config(config: Mapping[str, Any]) -> dict[str, Any]:
 def _flag_error(message: str, origin: Origin) -> InvalidFlagError:
     return InvalidFlagError(message, filename=origin.filename, line=origin.line, column=origin.column,
                             source_line=origin.text)
+
+
+def _ssh_defaults(mounts: list[RunMount]) -> tuple[RunMount, ...]:
+    """BuildKit's defaults for ssh mounts: id `default`, target /run/buildkit/ssh_agent.N (N counts ssh mounts)."""
+    from dataclasses import replace
+
+    out, n = [], 0
+    for m in mounts:
+        if m.type == "ssh":
+            m = replace(m, id=m.id or "default", target=m.target or f"/run/buildkit/ssh_agent.{n}")
+            n += 1
+        out.append(m)
+    return tuple(out)
 
 
 def _mount_options(spec: str) -> dict[str, str]:

@@ -76,7 +76,7 @@ class RunMount:
         d = {"type": self.type, "target": self.target}
         if self.type in ("bind", "cache"):
             d.update(source=self.source, readonly=self.readonly, id=self.id, sharing=self.sharing)
-        if self.type == "secret":
+        if self.type in ("secret", "ssh"):  # the id, never the value or the agent socket
             d.update(id=self.id, env=self.env, required=self.required)
         if self.mode is not None:
             d["mode"] = self.mode

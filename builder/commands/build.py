@@ -33,6 +33,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--push", action="store_true", help="push the image to its registry (--output type=registry)")
     p.add_argument("--load", action="store_true", help="store the image locally (the default with -t)")
     p.add_argument("--secret", action="append", default=[], metavar="id=ID[,src=FILE|env=VAR]", help="expose a secret to RUN --mount=type=secret")
+    p.add_argument("--ssh", action="append", default=[], metavar="default|ID[=SOCKET|KEY[,KEY]]",
+                   help="expose an SSH agent (default: $SSH_AUTH_SOCK) or keys to RUN --mount=type=ssh")
     p.add_argument("--cache-from", action="append", default=[], metavar="type=registry,ref=REF", help="import build cache from a registry or directory")
     p.add_argument("--cache-to", action="append", default=[], metavar="type=registry,ref=REF", help="export build cache to a registry or directory")
     p.add_argument("--iidfile", metavar="FILE", help="write the image id to FILE")
@@ -156,6 +158,11 @@ def run(args: argparse.Namespace) -> int:
     build_args = parse_build_args(args.build_arg)
     secrets = parse_secrets(args.secret)
     allow = parse_allow(args.allow)
+    ssh = None
+    if args.ssh:
+        from builder.sshforward import SshAgents
+
+        ssh = SshAgents.parse(args.ssh)
     outputs = parse_outputs(args.output, args.tag, args.push)
     labels = dict(x.partition("=")[::2] for x in args.label)
     cache_specs = None
@@ -187,9 +194,11 @@ def run(args: argparse.Namespace) -> int:
         df = load_dockerfile(ctx.dockerfile, ctx.dockerfile_name, store.root)
         with store.lease():
             return _build(args, store, ctx, df, build_args, secrets, outputs, labels, progress, started, memo_key,
-                          cache_specs)
+                          cache_specs, ssh)
     finally:
         progress.close()
+        if ssh is not None:
+            ssh.close()
         if scratch.exists():
             import shutil
 
@@ -231,7 +240,7 @@ def _replay(args: argparse.Namespace, root: Path, ctx: Any, hit: dict[str, Any],
 
 def _build(args: argparse.Namespace, store: Any, ctx: Any, df: Any, build_args: dict[str, str],
            secrets: dict[str, bytes], outputs: list[dict[str, str]], labels: dict[str, str], progress: Any,
-           started: float, memo_key: str | None, cache_specs: Any = None) -> int:
+           started: float, memo_key: str | None, cache_specs: Any = None, ssh: Any = None) -> int:
     from builder.cache import BuildCache
     from builder.convert import Options, convert
     from builder.solver import SolveOptions, Solver
@@ -254,7 +263,7 @@ def _build(args: argparse.Namespace, store: Any, ctx: Any, df: Any, build_args: 
     record = _new_record(args, ctx, build_args, started, graph.stages[graph.target].platform)
     compression, level = _compression(outputs)
     opts = SolveOptions(args.no_cache, frozenset(args.no_cache_filter), args.jobs or 0, secrets, args.pull,
-                        args.network, compression or "uncompressed", level)
+                        args.network, compression or "uncompressed", level, ssh)
     cache = BuildCache(store.root)
     solver = Solver(graph, ctx, store, cache, progress, opts, record, image)
     try:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shutil
+import subprocess
+import tarfile
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import pybuild, requires_root
+from tests.conftest import pybuild, requires_root, requires_tool
 
 pytestmark = requires_root
 
@@ -48,3 +54,91 @@ def test_security_insecure_needs_allow_and_gets_every_capability(store: dict[str
     assert cached.returncode != 0 and "security.insecure" in cached.stderr
     bad = pybuild("build", "--allow", "everything", str(ctx), env=store, check=False)
     assert bad.returncode != 0 and "invalid --allow 'everything'" in bad.stderr
+
+
+# --- RUN --mount=type=ssh ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def ssh_image(store: dict[str, str], busybox_tar: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """busybox plus the host's ssh-add and the libraries it loads, imported as `sshtools`."""
+    ssh_add = shutil.which("ssh-add")
+    if ssh_add is None:
+        pytest.skip("not installed: ssh-add (openssh-client)")
+    ldd = subprocess.run(["ldd", ssh_add], capture_output=True, text=True, check=True).stdout
+    files = [ssh_add, *re.findall(r"(/\S+) \(0x", ldd)]
+    out = tmp_path_factory.mktemp("sshtools") / "sshtools.tar"
+    with tarfile.open(busybox_tar) as src, tarfile.open(out, "w") as tar:
+        names = set()
+        for member in src:
+            tar.addfile(member, src.extractfile(member) if member.isfile() else None)
+            names.add(member.name)
+        for path in files:
+            parts = Path(path.lstrip("/")).parts
+            for i in range(1, len(parts)):
+                parent = "/".join(parts[:i])
+                if parent not in names:
+                    info = tarfile.TarInfo(parent)
+                    info.type, info.mode = tarfile.DIRTYPE, 0o755
+                    tar.addfile(info)
+                    names.add(parent)
+            tar.add(os.path.realpath(path), arcname=path.lstrip("/"))
+            names.add(path.lstrip("/"))
+    pybuild("import", str(out), "sshtools:latest", env=store)
+    return "sshtools"
+
+
+def _ssh_key(directory: Path, comment: str) -> tuple[Path, str]:
+    """A new ed25519 key and its fingerprint line as `ssh-add -l` prints it."""
+    key = directory / comment
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(key)], check=True)
+    fingerprint = subprocess.run(["ssh-keygen", "-lf", f"{key}.pub"], capture_output=True, text=True,
+                                 check=True).stdout.strip()
+    return key, fingerprint
+
+
+@requires_tool("ssh-agent", "ssh-keygen")
+def test_ssh_mount_forwards_the_agent_and_leaves_no_trace(store: dict[str, str], ssh_image: str,
+                                                          tmp_path: Path) -> None:
+    agent_sock = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(agent_sock)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60  # generous: the machine is shared
+        while not agent_sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        key, fingerprint = _ssh_key(tmp_path, "forwarded-key")
+        subprocess.run(["ssh-add", "-q", str(key)], env={**os.environ, "SSH_AUTH_SOCK": str(agent_sock)}, check=True)
+        deploy, deploy_fp = _ssh_key(tmp_path, "deploy-key")
+        ctx = _context(tmp_path, f"FROM {ssh_image}\n"
+                       "RUN --mount=type=ssh echo \"sock=$SSH_AUTH_SOCK\" && ssh-add -l\n"
+                       "RUN --mount=type=ssh,id=deploy,target=/tmp/agent,required=true ssh-add -l\n")
+        env = {**store, "SSH_AUTH_SOCK": str(agent_sock)}
+        built = pybuild("build", "-t", "ssh:1", "--progress=plain", "--ssh", "default", "--ssh", f"deploy={deploy}",
+                        "-o", f"type=local,dest={tmp_path / 'fs'}", "-o", "type=image", str(ctx), env=env)
+        out = _output(built.stderr)
+        assert "sock=/run/buildkit/ssh_agent.0" in out
+        assert fingerprint in out and deploy_fp in out  # each RUN saw its own agent's key
+        assert out.index(fingerprint) < out.index(deploy_fp)
+        assert not (tmp_path / "fs" / "run" / "buildkit").exists() and not (tmp_path / "fs" / "tmp" / "agent").exists()
+        cfg = json.loads(pybuild("inspect", "ssh:1", env=store).stdout)
+        assert not [e for e in cfg[0]["Config"].get("Env") or [] if e.startswith("SSH_AUTH_SOCK=")]
+        for path in Path(store["PYBUILD_ROOT"]).rglob("*"):  # no socket path in layers, keys or records
+            if path.is_file() and path.stat().st_size < 1 << 20:
+                data = path.read_bytes()
+                assert str(agent_sock).encode() not in data and str(deploy).encode() not in data, path
+    finally:
+        agent.kill()
+        agent.wait()
+
+
+def test_ssh_mount_required_or_optional_without_ssh_flag(store: dict[str, str], tmp_path: Path) -> None:
+    ctx = _context(tmp_path, "FROM busybox\nRUN --mount=type=ssh,required=true echo needs-agent\n")
+    proc = pybuild("build", str(ctx), env=store, check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "Dockerfile:2" in proc.stderr and "'default' is required" in proc.stderr and "--ssh" in proc.stderr
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN --mount=type=ssh test -S \"$SSH_AUTH_SOCK\" || echo no-agent\n")
+    assert "no-agent" in _output(pybuild("build", "--progress=plain", str(ctx), env=store).stderr)
+    unset = pybuild("build", "--ssh", "default", str(ctx), env={**store, "SSH_AUTH_SOCK": ""}, check=False)
+    assert unset.returncode != 0 and "--ssh default: SSH_AUTH_SOCK is not set" in unset.stderr
+    missing = pybuild("build", "--ssh", f"k={tmp_path / 'nokey'}", str(ctx), env=store, check=False)
+    assert missing.returncode != 0 and "cannot read" in missing.stderr and "Traceback" not in missing.stderr

@@ -1,6 +1,6 @@
 """Benchmark: commit a ~300 MB directory as a layer (zstd, gzip) and unpack it, against the shell.
 
-    python3 bench/store_layers.py [--size-mb 300] [--runs 3] [--rss-gb 1] [--dir DIR]
+    python3 bench/store_layers.py [--size-mb 300] [--runs 3] [--rss-gb 1] [--dir DIR] [--steps commit,unpack]
 
 Makes a mixed directory once (cached under DIR, default /tmp/pybuild-bench-layers): thousands of
 small text-like files, a few hundred medium files of mixed content, some large binaries
@@ -12,6 +12,10 @@ small text-like files, a few hundred medium files of mixed content, some large b
 
 Ours runs in a child process each time (timed inside, without interpreter start-up) so that its
 peak RSS is measured per run; with --rss-gb, the same on a directory of that size, for memory.
+Before every timed run, of either side: `sync`, and for the unpack step (as root) the page,
+dentry and inode caches are dropped too, so each side reads the blob from disk and neither
+pays for the other's writeback or finds the other's inodes cached. Prints best-of and median
+wall times and CPU times (user+sys of every process involved: steadier on a busy machine).
 Targets (issue 4): each ratio <= 1.25; peak RSS < 150 MB on 1 GB.
 """
 
@@ -23,6 +27,7 @@ import os
 import random
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -91,14 +96,20 @@ def make_tree(path: Path, size_mb: int) -> None:
     marker.write_text(str(size_mb))
 
 
-def _settle() -> None:
-    """Write back dirty pages before a timed run, so that no side pays for the previous one's writes."""
+DROP_CACHES = Path("/proc/sys/vm/drop_caches")
+
+
+def _settle(cold: bool = False) -> None:
+    """Write back dirty pages before a timed run, so that no side pays for the previous one's writes;
+    with `cold` (root only), also drop the page, dentry and inode caches."""
     os.sync()
+    if cold and os.geteuid() == 0:
+        DROP_CACHES.write_text("3\n")
 
 
-def _shell(cmd: str) -> tuple[float, float]:
+def _shell(cmd: str, cold: bool = False) -> tuple[float, float]:
     """Wall time and CPU time (user + sys of every process in the pipeline)."""
-    _settle()
+    _settle(cold)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run(["bash", "-c", f"set -o pipefail; {cmd}"], check=True, stdout=subprocess.DEVNULL)
@@ -107,9 +118,9 @@ def _shell(cmd: str) -> tuple[float, float]:
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def _child(args: list[str]) -> tuple[dict, int, float]:
+def _child(args: list[str], cold: bool = False) -> tuple[dict, int, float]:
     """Run this script's --child mode; return its JSON result, peak RSS (bytes) and CPU seconds."""
-    _settle()
+    _settle(cold)
     proc = subprocess.Popen([sys.executable, __file__, "--child", *args], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     out = proc.stdout.read()
@@ -155,7 +166,9 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--rss-gb", type=float, default=1.0, help="also measure peak RSS on a tree this big (0: skip)")
     ap.add_argument("--dir", type=Path, default=Path("/tmp/pybuild-bench-layers"))
+    ap.add_argument("--steps", default="commit,unpack", help="comma-separated: commit, unpack")
     args = ap.parse_args()
+    steps = set(args.steps.split(","))
     for tool in ("tar", "zstd", "pigz", "sha256sum"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed (scripts/install-test-deps)")
@@ -167,18 +180,19 @@ def main() -> None:
     print(f"tree: {tree} ({sum(f.stat().st_size for f in tree.rglob('*') if f.is_file()) / 1e6:.0f} MB, "
           f"{sum(1 for _ in tree.rglob('*'))} entries), {os.cpu_count()} CPUs, best of {args.runs}")
 
-    best: dict[str, float] = {}
-    cpu: dict[str, float] = {}
+    walls: dict[str, list[float]] = {}
+    cpus: dict[str, list[float]] = {}
     rss: dict[str, int] = {}
 
     def note(key: str, wall: float, cpu_s: float, peak: int = 0) -> None:
-        best[key] = min(best.get(key, float("inf")), wall)
-        cpu[key] = min(cpu.get(key, float("inf")), cpu_s)
+        walls.setdefault(key, []).append(wall)
+        cpus.setdefault(key, []).append(cpu_s)
         rss[key] = max(rss.get(key, 0), peak)
 
+    load_before = os.getloadavg()[0]
     _shell(f"tar -cf - -C {tree} . >/dev/null")  # warm the page cache for everyone
     zstd_rec = None
-    for _ in range(args.runs):
+    for _ in range(args.runs if "commit" in steps else 0):
         note("peer zstd", *_shell(f"tar -cf - -C {tree} . | zstd -3 -T0 | sha256sum"))
         res, peak, cpu_s = _child(["commit", str(store_root), "zstd", "3", str(tree)])
         note("commit zstd", res["elapsed"], cpu_s, peak)
@@ -186,25 +200,37 @@ def main() -> None:
         note("peer gzip", *_shell(f"tar -cf - -C {tree} . | pigz -6 | sha256sum"))
         res, peak, cpu_s = _child(["commit", str(store_root), "gzip", "6", str(tree)])
         note("commit gzip", res["elapsed"], cpu_s, peak)
-    assert zstd_rec is not None
+    if zstd_rec is None:  # the layer to unpack, committed untimed
+        zstd_rec, _, _ = _child(["commit", str(store_root), "zstd", "3", str(tree)])
     blob = store_root / "blobs" / "sha256" / zstd_rec["digest"].split(":")[1]
-    for _ in range(args.runs):
-        dest = _fresh(out)
-        dest.mkdir(parents=True)
-        note("peer unpack", *_shell(f"zstd -dc {blob} | tar -x -C {dest}"))
-        dest = _fresh(out)
-        res, peak, cpu_s = _child(["unpack", str(store_root), zstd_rec["diff_id"], str(dest)])
-        note("unpack", res["elapsed"], cpu_s, peak)
+    for i in range(args.runs if "unpack" in steps else 0):
+        for side in (("peer", "ours") if i % 2 == 0 else ("ours", "peer")):  # alternate who goes first
+            dest = _fresh(out)
+            if side == "peer":
+                dest.mkdir(parents=True)
+                note("peer unpack", *_shell(f"zstd -dc {blob} | tar -x -C {dest}", cold=True))
+            else:
+                res, peak, cpu_s = _child(["unpack", str(store_root), zstd_rec["diff_id"], str(dest)], cold=True)
+                note("unpack", res["elapsed"], cpu_s, peak)
     _fresh(out)
 
     load = os.getloadavg()[0]
-    print(f"load average {load:.1f} on {os.cpu_count()} CPUs" + ("  (busy machine: wall ratios are noisy, "
-          "see the CPU columns)" if load > (os.cpu_count() or 1) else ""))
-    print(f"{'':14} {'ours':>8} {'peer':>8} {'ratio':>6}   {'cpu ours':>8} {'cpu peer':>8} {'ratio':>6}  peak RSS")
+    busy = max(load, load_before) > (os.cpu_count() or 1)
+    print(f"load average {load_before:.1f} before, {load:.1f} after, on {os.cpu_count()} CPUs"
+          + ("  (busy machine: wall ratios are noisy, see the CPU columns)" if busy else ""))
+    print(f"unpack: caches {'dropped' if os.geteuid() == 0 else 'NOT dropped (not root)'} before every run of either side")
+    print(f"{'':12} {'best: ours':>10} {'peer':>7} {'ratio':>5}  {'median: ours':>12} {'peer':>7} {'ratio':>5}  "
+          f"{'cpu best: ours':>14} {'peer':>6} {'ratio':>5}  {'cpu median':>10}  peak RSS")
     for ours, peer in (("commit zstd", "peer zstd"), ("commit gzip", "peer gzip"), ("unpack", "peer unpack")):
-        ratio = best[ours] / best[peer]
-        print(f"{ours:14} {best[ours]:7.2f}s {best[peer]:7.2f}s {ratio:6.2f}   {cpu[ours]:7.2f}s {cpu[peer]:7.2f}s "
-              f"{cpu[ours] / cpu[peer]:6.2f}  {rss[ours] / 1e6:6.0f} MB  {'ok' if ratio <= 1.25 else 'SLOW'}")
+        if ours not in walls:
+            continue
+        best, med = min(walls[ours]) / min(walls[peer]), statistics.median(walls[ours]) / statistics.median(walls[peer])
+        cpu_best = min(cpus[ours]) / min(cpus[peer])
+        cpu_med = statistics.median(cpus[ours]) / statistics.median(cpus[peer])
+        print(f"{ours:12} {min(walls[ours]):9.2f}s {min(walls[peer]):6.2f}s {best:5.2f}  "
+              f"{statistics.median(walls[ours]):11.2f}s {statistics.median(walls[peer]):6.2f}s {med:5.2f}  "
+              f"{min(cpus[ours]):13.2f}s {min(cpus[peer]):5.2f}s {cpu_best:5.2f}  {cpu_med:10.2f}  "
+              f"{rss[ours] / 1e6:5.0f} MB  {'ok' if best <= 1.25 else 'SLOW'}")
 
     if args.rss_gb > 0:
         size = int(args.rss_gb * 1024)
@@ -212,13 +238,16 @@ def main() -> None:
         make_tree(big, size)
         big_store = _fresh(work / "store-big")
         res, peak_commit, _ = _child(["commit", str(big_store), "zstd", "3", str(big)])
-        res_gz, peak_gz, _ = _child(["commit", str(big_store), "gzip", "6", str(big)])
+        gz = ""
+        if "commit" in steps:
+            _, peak_gz, _ = _child(["commit", str(big_store), "gzip", "6", str(big)])
+            gz = f"commit gzip {peak_gz / 1e6:.0f} MB, "
         dest = _fresh(out)
         _, peak_unpack, _ = _child(["unpack", str(big_store), res["diff_id"], str(dest)])
         _fresh(out)
         shutil.rmtree(big_store)
         print(f"{res['tar_size'] / 1e9:.2f} GB layer: peak RSS commit zstd {peak_commit / 1e6:.0f} MB, "
-              f"commit gzip {peak_gz / 1e6:.0f} MB, unpack {peak_unpack / 1e6:.0f} MB (target < 150 MB)")
+              f"{gz}unpack {peak_unpack / 1e6:.0f} MB (target < 150 MB)")
     shutil.rmtree(store_root, ignore_errors=True)
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import IO, Callable, Iterator, Sequence
 
 from builder.errors import ImageFormatError, StoreError
+from builder.oci.filepool import FilePool, Retry
 
 __all__ = ["Header", "TarWriter", "encode_header", "write_dir", "rewrite_tar", "iter_tar", "extract", "split_name",
            "WH_PREFIX", "WH_OPAQUE", "REG", "LNK", "SYM", "CHR", "BLK", "DIR", "FIFO", "MAX_PATH"]
@@ -468,26 +469,64 @@ def rewrite_tar(stream: IO[bytes], sink: Sink, *, epoch: int | None = None) -> N
 # ---------------------------------------------------------------------------- extraction
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_POOLED_MAX = CHUNK  # files up to this size are read into memory and written by the pool's threads
+_WRITERS = 2
+
+
+def _umask() -> int | None:
+    """The process umask, read without changing it (None when the kernel does not say)."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _plain_dir(fd: int) -> bool:
+    """Whether files created in this directory get our ids and the asked-for mode (no setgid, no default ACL)."""
+    if os.fstat(fd).st_mode & stat.S_ISGID:
+        return False
+    try:
+        os.getxattr(fd, "system.posix_acl_default")
+    except OSError as exc:
+        return exc.errno in (errno.ENODATA, errno.ENOTSUP)
+    return False
 
 
 class _Extractor:
+    """Applies entries in tar order. Small regular files go to a `FilePool`; any other operation on a
+    path that a queued file touches (at, below or above it) drains the pool first, and directory fds
+    are closed only when no worker runs, so the result is that of one entry at a time."""
+
     _MAX_FDS = 64  # directory fds kept open for the next entries' parents
 
     def __init__(self, dest: Path, overlay: bool, lowers: Sequence[Path], warn: Warn) -> None:
         self.root_fd = os.open(dest, _DIR_FLAGS)
         self.overlay, self.lowers, self.warn = overlay, list(lowers), warn
         self.is_root = os.geteuid() == 0
+        self.ids = (os.geteuid(), os.getegid())
+        umask = _umask()
+        self.exact_modes = 0o777 & ~umask if umask is not None else 0  # modes open(O_CREAT) gives as asked
         self.dirs: list[tuple[list[str], Header]] = []
         self._fds: dict[tuple[str, ...], int] = {}
+        self._plain: set[int] = set()  # cached dir fds where new files need no fchown/fchmod
+        self.pool = FilePool(lambda item, in_worker: self.write_file(*item, in_worker), _WRITERS)
 
     def close(self) -> None:
+        self.pool.close()
         self._drop_cache()
         os.close(self.root_fd)
 
     def _drop_cache(self, keep: int = -1) -> None:
+        self.pool.wait()  # no job may be using a descriptor we close
         for key, fd in list(self._fds.items()):
             if fd != keep:
                 os.close(fd)
+                self._plain.discard(fd)
                 del self._fds[key]
 
     def open_dir(self, parts: Sequence[str], name: str, create: bool) -> int:
@@ -530,15 +569,18 @@ class _Extractor:
             if len(self._fds) >= self._MAX_FDS:
                 self._drop_cache()
             self._fds[key] = fd
+            if self.is_root or self.exact_modes:
+                if _plain_dir(fd):
+                    self._plain.add(fd)
         return fd
 
     def remove(self, pfd: int, base: str) -> None:
-        self._drop_cache(keep=pfd)  # a removal may delete directories other cached fds point into
         try:
             st = os.stat(base, dir_fd=pfd, follow_symlinks=False)
         except FileNotFoundError:
             return
         if stat.S_ISDIR(st.st_mode):
+            self._drop_cache(keep=pfd)  # cached fds may point into the directories removed
             shutil.rmtree(base, dir_fd=pfd)
         else:
             os.unlink(base, dir_fd=pfd)
@@ -551,8 +593,11 @@ class _Extractor:
             return
         base = parts[-1]
         if base.startswith(WH_PREFIX):
+            self.pool.drain()  # rare: no need to know what the whiteout touches
             self.whiteout(parts, h.name)
             return
+        if self.pool.busy(tuple(parts)) or (h.type == LNK and self.pool.busy(tuple(split_name(h.linkname)))):
+            self.pool.drain()  # an unfinished file job writes at, above or below this path
         pfd = self.parent(parts, h.name)
         if h.type == DIR:
             try:
@@ -564,18 +609,10 @@ class _Extractor:
             self.dirs.append((parts, h))
             return
         if h.type == REG:
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-            try:
-                fd = os.open(base, flags, 0o600, dir_fd=pfd)
-            except FileExistsError:  # a later entry replaces an earlier one (never writes through it)
-                self.remove(pfd, base)
-                fd = os.open(base, flags, 0o600, dir_fd=pfd)
-            try:
-                while data := read(CHUNK):
-                    _write_all(fd, data)
-                self.meta_fd(fd, h)
-            finally:
-                os.close(fd)
+            if h.size <= _POOLED_MAX:
+                self.pool.add(tuple(parts), h.size, (parts, h, _read_all(read, h.size), pfd, pfd in self._plain))
+            else:
+                self.write_file(parts, h, read, pfd, pfd in self._plain, False)
             return
         self.remove(pfd, base)
         if h.type == LNK:
@@ -592,6 +629,48 @@ class _Extractor:
         elif h.type == FIFO:
             os.mkfifo(base, 0o600, dir_fd=pfd)
         self.meta_path(pfd, base, h)
+
+    def write_file(self, parts: list[str], h: Header, data: bytes | Callable[[int], bytes], pfd: int,
+                   plain: bool, in_worker: bool) -> None:
+        """Create a regular file (replacing what is there, never writing through it) with its metadata.
+
+        In a pool's worker, replacing a directory raises `Retry` (that invalidates cached fds):
+        the pool then calls this again in the extracting thread, which resolves the parent anew.
+        """
+        base = parts[-1]
+        if not in_worker:
+            pfd = self.parent(parts, h.name)
+            plain = pfd in self._plain
+        mode = h.mode & 0o7777
+        exact = plain and not mode & ~self.exact_modes  # open() gives this mode: no fchmod
+        try:
+            try:
+                fd = os.open(base, _NEW_FILE, mode if exact else 0o600, dir_fd=pfd)
+            except FileExistsError:  # a later entry replaces an earlier one
+                if stat.S_ISDIR(os.stat(base, dir_fd=pfd, follow_symlinks=False).st_mode):
+                    if in_worker:
+                        raise Retry() from None
+                    self.remove(pfd, base)
+                else:
+                    os.unlink(base, dir_fd=pfd)
+                fd = os.open(base, _NEW_FILE, mode if exact else 0o600, dir_fd=pfd)
+            try:
+                if isinstance(data, bytes):
+                    if data:
+                        _write_all(fd, data)
+                else:
+                    while chunk := data(CHUNK):
+                        _write_all(fd, chunk)
+                if self.is_root and not (plain and (h.uid, h.gid) == self.ids):
+                    os.fchown(fd, h.uid, h.gid)
+                if not exact:
+                    os.fchmod(fd, mode)
+                self._set_xattrs(fd, h)
+                os.utime(fd, (h.mtime, h.mtime))
+            finally:
+                os.close(fd)
+        except ValueError as exc:
+            raise ImageFormatError(f"tar entry {h.name!r}: {exc}") from None
 
     def hardlink(self, pfd: int, base: str, h: Header) -> None:
         target = split_name(h.linkname)
@@ -716,6 +795,7 @@ class _Extractor:
 
     def finish(self) -> None:
         """Set directories' metadata last (deepest first), so adding entries did not disturb it."""
+        self.pool.drain()
         for parts, h in reversed(self.dirs):
             key = tuple(parts)
             try:
@@ -728,6 +808,18 @@ class _Extractor:
             except (FileNotFoundError, ImageFormatError):
                 continue  # removed or replaced by a later entry
             self.meta_fd(dfd, h)
+
+
+def _read_all(read: Callable[[int], bytes], size: int) -> bytes:
+    """All `size` bytes of an entry (`read` raises when the tar ends first)."""
+    data = read(size)
+    if len(data) == size:
+        return data
+    pieces, got = [data], len(data)
+    while got < size and (more := read(size - got)):
+        pieces.append(more)
+        got += len(more)
+    return b"".join(pieces)
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -557,11 +557,20 @@ class Converter:
         chmod = self.expand(inst.flag("chmod") or "", env, origin)
         if kind == "COPY" and inst.flag("checksum"):
             raise _flag_error("--checksum is only valid for ADD", origin)
+        git = False
+        if kind == "ADD":
+            from builder.gitsource import is_git_url
+
+            git = any(is_git_url(s) for s in srcs)
+            if git and (len(srcs) != 1 or heredocs):
+                raise _flag_error("ADD of a git repository takes exactly one source", origin)
+        elif inst.flag("keep-git-dir"):
+            raise _flag_error("--keep-git-dir is only valid for ADD", origin)
         op = FileCopy(kind, tuple(srcs), dest, state.config.get("WorkingDir") or "/", from_stage, from_image,
                       chown, chmod, inst.flag("link") == "true", inst.flag("parents") == "true",
                       tuple(self.expand(e, env, origin) for e in inst.flag_values("exclude")),
                       self.expand(inst.flag("checksum") or "", env, origin),
-                      inst.flag("keep-git-dir") == "true", heredocs, state.config.get("User") or "")
+                      inst.flag("keep-git-dir") == "true", heredocs, state.config.get("User") or "", git)
         flags = "".join(f"--{n}={v} " for n, v in (("from", inst.flag("from")), ("chown", chown),
                                                     ("chmod", chmod)) if v)
         shown = f"{kind} {flags}" + " ".join([*srcs, *(f"<<{h[0]}" for h in heredocs), dest])

@@ -118,6 +118,7 @@ class FileCopy:
     keep_git_dir: bool = False
     heredocs: tuple[tuple[str, str], ...] = ()  # (name, content) for COPY <<EOF
     user: str = ""  # the stage's USER, used to resolve --chown names
+    git: bool = False  # ADD of a git repository: `sources` is its one URL
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,6 +70,7 @@ class Solver:
         self.names: dict[int, str] = {}  # step number -> progress name
         self.fetched: dict[str, Any] = {}  # ADD URL -> copyops.FetchedFile
         self.fetch_dir: Any = None
+        self.git_commits: dict[str, str] = {}  # ADD git URL -> the commit its ref names
         self.volatile = False  # an input the no-op memo cannot re-check (an ADD URL without --checksum)
         self.cancel = threading.Event()
         self.lock = threading.Lock()
@@ -246,6 +247,8 @@ class Solver:
                 "chown": op.chown, "chmod": op.chmod, "link": op.link, "parents": op.parents,
                 "excludes": list(op.excludes), "checksum": op.checksum, "from_image": op.from_image,
                 "heredocs": [list(h) for h in op.heredocs], "user": op.user if op.chown else ""}
+        if op.kind == "ADD" and op.git:
+            return CacheKey.make(parent=parent, op=desc, git=self._git_key(op))
         local = [s for s in op.sources if not _is_url(s)] if op.kind == "ADD" else list(op.sources)
         from_other = op.from_stage is not None or bool(op.from_image)
         inputs = self._content(stage, op.from_stage, op.from_image, local, node, op.excludes,
@@ -254,6 +257,36 @@ class Solver:
         if op.kind == "ADD" and not op.checksum and any(_is_url(s) for s in op.sources):
             urls = [self._fetch(u) for u in op.sources if _is_url(u)]  # keyed on what the server sends now
         return CacheKey.make(parent=parent, op=desc, inputs=inputs, urls=urls)
+
+    def git_commit(self, url: str) -> str:
+        """The commit an ADD git URL names now (asked once per build)."""
+        from builder import gitsource
+
+        with self.lock:
+            known = self.git_commits.get(url)
+        if known is None:
+            src = gitsource.parse_git_url(url)
+            known = gitsource.resolve(src, self.git_env())
+            with self.lock:
+                self.git_commits[url] = known
+                if known != src.ref:
+                    self.volatile = True  # a branch or tag can move: the no-op memo cannot see it
+        return known
+
+    def git_env(self) -> dict[str, str]:
+        """What git needs from the build: the `--ssh default` agent for git@ / ssh:// remotes."""
+        sock = self.opts.ssh.socket("default") if self.opts.ssh is not None else None
+        return {"SSH_AUTH_SOCK": sock} if sock else {}
+
+    def _git_key(self, op: FileCopy) -> list[Any]:
+        from builder import gitsource
+
+        src = gitsource.parse_git_url(op.sources[0])
+        commit = self.git_commit(op.sources[0])
+        if op.checksum and op.checksum != commit:
+            raise BuildError(f"ADD {src.shown}: {src.ref or 'HEAD'} is commit {commit}, not the --checksum "
+                             f"{op.checksum}")
+        return [src.shown, commit, src.subdir, op.keep_git_dir]
 
     def _fetch(self, url: str) -> list[Any]:
         """Download an ADD URL (once per build) for its key; the step reuses the download."""
@@ -347,7 +380,9 @@ def _parse_time(text: str | None) -> float:
 
 
 def _is_url(source: str) -> bool:
-    return source.startswith(("http://", "https://"))
+    from builder.gitsource import is_download_url
+
+    return is_download_url(source)
 
 
 def _one_line(exc: BaseException) -> str:

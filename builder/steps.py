@@ -217,11 +217,22 @@ def _run_copy(op: FileCopy, node: Node, state: "_State", solver: "Solver", work:
     chmod = copyops.parse_chmod(op.chmod) if op.chmod else None
     items: list[Any] = [copyops.HeredocSource(name, content.encode()) for name, content in op.heredocs]
     ignore = None
+    if op.git:
+        from builder import gitsource
+
+        url = op.sources[0]
+        root = gitsource.checkout(gitsource.parse_git_url(url), solver.git_commit(url), work / "git",
+                                  keep_git_dir=op.keep_git_dir, env=solver.git_env())
+        copyops.copy_files(upper, ["."], op.dest, src=root, target=target, workdir=op.cwd, owner=owner,
+                           chmod=chmod, excludes=op.excludes, link=op.link, where=where)
+        return None
     if op.from_stage is not None or op.from_image:
         src = view_of(solver, op.from_stage, op.from_image)
         local = list(op.sources)
     else:
-        local = [s for s in op.sources if not (op.kind == "ADD" and s.startswith(("http://", "https://")))]
+        from builder.gitsource import is_download_url
+
+        local = [s for s in op.sources if not (op.kind == "ADD" and is_download_url(s))]
         src = solver.context.view if local else None
         ignore = solver.context.ignore
         for url in (s for s in op.sources if s not in local):

@@ -6,10 +6,12 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import tarfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -142,3 +144,98 @@ def test_ssh_mount_required_or_optional_without_ssh_flag(store: dict[str, str], 
     assert unset.returncode != 0 and "--ssh default: SSH_AUTH_SOCK is not set" in unset.stderr
     missing = pybuild("build", "--ssh", f"k={tmp_path / 'nokey'}", str(ctx), env=store, check=False)
     assert missing.returncode != 0 and "cannot read" in missing.stderr and "Traceback" not in missing.stderr
+
+
+# --- ADD of a git repository -------------------------------------------------------------------------
+
+GIT_ID = ["-c", "user.name=t", "-c", "user.email=t@example.com"]
+
+
+def _git(*args: str, cwd: Path) -> str:
+    return subprocess.run(["git", *GIT_ID, *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def git_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """`git daemon` on 127.0.0.1 serving a bare repo; yields (url, work clone that pushes to it)."""
+    if shutil.which("git") is None:
+        pytest.skip("not installed: git")
+    base = tmp_path_factory.mktemp("git")
+    work = base / "work"
+    work.mkdir()
+    _git("init", "-q", "-b", "main", cwd=work)
+    (work / "sub" / "dir").mkdir(parents=True)
+    (work / "README").write_text("one\n")
+    (work / "sub" / "run.sh").write_text("#!/bin/sh\necho hi\n")
+    (work / "sub" / "run.sh").chmod(0o755)
+    (work / "sub" / "dir" / "f").write_text("deep\n")
+    _git("add", ".", cwd=work)
+    _git("commit", "-q", "-m", "one", cwd=work)
+    _git("tag", "-a", "v1", "-m", "v1", cwd=work)
+    _git("clone", "-q", "--bare", str(work), str(base / "srv" / "repo.git"), cwd=base)
+    _git("remote", "add", "origin", str(base / "srv" / "repo.git"), cwd=work)
+    for _ in range(20):  # a free port can be taken between the probe and the daemon: try another
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        daemon = subprocess.Popen(["git", "daemon", "--reuseaddr", "--export-all", f"--base-path={base / 'srv'}",
+                                   "--listen=127.0.0.1", f"--port={port}", str(base / "srv")],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"git://127.0.0.1:{port}/repo.git"
+        deadline = time.monotonic() + 60
+        while daemon.poll() is None and time.monotonic() < deadline:
+            if subprocess.run(["git", "ls-remote", url], capture_output=True).returncode == 0:
+                try:
+                    yield url, work
+                finally:
+                    daemon.kill()
+                    daemon.wait()
+                return
+            time.sleep(0.05)
+        daemon.kill()
+        daemon.wait()
+    pytest.fail("git daemon did not start")
+
+
+def test_add_git_ref_subdir_keep_git_dir_and_cache_on_the_commit(store: dict[str, str], git_server: Any,
+                                                                 tmp_path: Path) -> None:
+    url, work = git_server
+    first = _git("rev-parse", "HEAD", cwd=work)
+    ctx = _context(tmp_path, f"FROM busybox\nADD {url}#v1:sub /src\nADD {url}#{first} /pinned\n"
+                   f"ADD --keep-git-dir=true {url}#main /full\n")
+    args = ["build", "--progress=plain", "-o", f"type=local,dest={tmp_path / 'fs'}", "-o", "type=image", "-t", "git:1"]
+    pybuild(*args, str(ctx), env=store)
+    fs = tmp_path / "fs"
+    assert (fs / "src" / "run.sh").read_text() == "#!/bin/sh\necho hi\n"
+    assert (fs / "src" / "run.sh").stat().st_mode & 0o777 == 0o755
+    assert (fs / "src" / "dir" / "f").stat().st_mode & 0o777 == 0o644
+    assert not (fs / "src" / ".git").exists() and not (fs / "src" / "README").exists()
+    assert (fs / "full" / "README").read_text() == "one\n" and (fs / "full" / ".git" / "HEAD").is_file()
+    assert not (fs / "pinned" / ".git").exists()
+    again = pybuild("build", "--progress=plain", str(ctx), env=store).stderr
+    assert all(f"#{n} CACHED" in again for n in (2, 3, 4))
+    (work / "README").write_text("two\n")  # main moves on; the tag and the pinned commit do not
+    _git("commit", "-q", "-am", "two", cwd=work)
+    _git("push", "-q", "origin", "main", cwd=work)
+    moved = pybuild(*args, str(ctx), env=store).stderr
+    assert "#2 CACHED" in moved and "#3 CACHED" in moved and "#4 CACHED" not in moved
+    assert (fs / "full" / "README").read_text() == "two\n"
+    assert (fs / "pinned" / "README").read_text() == "one\n"
+
+
+def test_add_git_errors_name_the_url(store: dict[str, str], git_server: Any, tmp_path: Path) -> None:
+    url, _ = git_server
+    with socket.socket() as closed:  # bound, never listening: connections are refused
+        closed.bind(("127.0.0.1", 0))
+        unreachable = f"git://127.0.0.1:{closed.getsockname()[1]}/repo.git"
+        for source, message in ((f"{url}#no-such-branch", "no branch or tag named 'no-such-branch'"),
+                                (f"{url}#main:no-such-dir", "no directory 'no-such-dir'"),
+                                (unreachable, "Connection refused")):
+            ctx = _context(tmp_path, f"FROM busybox\nADD {source} /src\n")
+            proc = pybuild("build", str(ctx), env=store, check=False)
+            assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+            assert "Dockerfile:2" in proc.stderr and message in proc.stderr, proc.stderr
+            assert f"ADD {source.partition('#')[0]}" in proc.stderr
+    ctx = _context(tmp_path, f"FROM busybox\nADD {url} README /src/\n")
+    proc = pybuild("build", str(ctx), env=store, check=False)
+    assert proc.returncode != 0 and "Dockerfile:2" in proc.stderr and "exactly one source" in proc.stderr

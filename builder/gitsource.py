@@ -1,0 +1,142 @@
+"""ADD of a git repository, as BuildKit does it: `ADD https://host/repo.git#ref:subdir /dst`.
+
+    is_git_url(source) -> bool          git://, ssh://, git@host:path, http(s)://...*.git
+    is_download_url(source) -> bool     any other http(s):// (a file ADD downloads)
+    parse_git_url(source) -> GitSource  remote, ref (branch, tag or commit; "" = HEAD), subdir
+    resolve(src, env=None) -> str       the commit the ref names now (`git ls-remote`)
+    checkout(src, commit, dest, *, keep_git_dir=False, env=None) -> Path
+                                        a shallow fetch of that commit, checked out in `dest`;
+                                        returns the directory to copy (`dest` or its subdir)
+
+The cache key holds the resolved commit, so a moved branch re-runs the step and an unchanged one
+is a hit. Files get 0644, or 0755 when executable in git, whatever the umask; `.git` is removed
+unless `--keep-git-dir`. Errors name the URL. Not done: submodules.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from builder.errors import BuildError
+
+__all__ = ["GitSource", "checkout", "is_download_url", "is_git_url", "parse_git_url", "resolve"]
+
+_HTTP_GIT = re.compile(r"https?://[^#?]+\.git/?(#.*)?\Z")
+_SHA = re.compile(r"[0-9a-f]{40}\Z")
+TIMEOUT = 600  # seconds for one git command
+
+
+@dataclass(frozen=True, slots=True)
+class GitSource:
+    """A git source of ADD: `remote` as git takes it, `ref` ("" = the remote's HEAD), `subdir`."""
+
+    remote: str
+    ref: str = ""
+    subdir: str = ""
+
+    @property
+    def shown(self) -> str:
+        """The remote without credentials (for messages and keys)."""
+        return re.sub(r"(://)[^/@]*@", r"\1", self.remote)
+
+
+def is_git_url(source: str) -> bool:
+    """Whether an ADD source names a git repository (BuildKit's rules)."""
+    return source.startswith(("git://", "ssh://", "git@")) or bool(_HTTP_GIT.match(source))
+
+
+def is_download_url(source: str) -> bool:
+    """Whether an ADD source is a file to download (http/https, not a git repository)."""
+    return source.startswith(("http://", "https://")) and not is_git_url(source)
+
+
+def parse_git_url(source: str) -> GitSource:
+    """Split `remote#ref:subdir`."""
+    remote, _, fragment = source.partition("#")
+    ref, _, subdir = fragment.partition(":")
+    subdir = subdir.strip("/")
+    if any(part == ".." for part in subdir.split("/")):
+        raise BuildError(f"ADD {source}: the subdirectory {subdir!r} leaves the repository")
+    return GitSource(remote, ref, subdir)
+
+
+def _git(args: list[str], src: GitSource, what: str, env: dict[str, str] | None, cwd: Path | None = None) -> str:
+    full_env = {**os.environ, **(env or {}), "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true",
+                "SSH_ASKPASS": "true", "GIT_SSH_COMMAND": "ssh -o BatchMode=yes", "LC_ALL": "C"}
+    if shutil.which("git") is None:
+        raise BuildError(f"ADD {src.shown}: git is not installed", hint="apt-get install git")
+    try:
+        proc = subprocess.run(["git", *args], cwd=cwd, env=full_env, stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise BuildError(f"ADD {src.shown}: {what} timed out after {TIMEOUT} s") from None
+    if proc.returncode != 0:
+        lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
+        fatal = [i for i, ln in enumerate(lines) if ln.startswith("fatal: ")]
+        tail = lines[fatal[-1]:] if fatal else lines[-1:]  # git's message and the lines explaining it
+        detail = " ".join(tail).removeprefix("fatal: ") or f"git exited {proc.returncode}"
+        raise BuildError(f"ADD {src.shown}: {what}: {detail}")
+    return proc.stdout
+
+
+def resolve(src: GitSource, env: dict[str, str] | None = None) -> str:
+    """The commit `src.ref` names on the remote now (a full commit id is taken as it is)."""
+    if _SHA.match(src.ref):
+        return src.ref
+    out = _git(["ls-remote", "--", src.remote], src, "cannot list the repository's refs", env)
+    refs: dict[str, str] = {}
+    for line in out.splitlines():
+        sha, _, name = line.partition("\t")
+        refs[name] = sha
+    if not src.ref:
+        names = ["HEAD"]
+    elif src.ref.startswith("refs/"):
+        names = [src.ref]
+    else:
+        names = [f"refs/heads/{src.ref}", f"refs/tags/{src.ref}"]
+    for name in names:
+        for candidate in (name + "^{}", name):  # an annotated tag: the commit it points to
+            if candidate in refs:
+                return refs[candidate]
+    raise BuildError(f"ADD {src.shown}: no branch or tag named {src.ref or 'HEAD'!r} in the repository",
+                     hint="name a branch, a tag or a full commit id after '#'")
+
+
+def checkout(src: GitSource, commit: str, dest: Path, *, keep_git_dir: bool = False,
+             env: dict[str, str] | None = None) -> Path:
+    """Fetch `commit` alone (depth 1) into `dest` and check it out; the directory to copy."""
+    _git(["init", "-q", str(dest)], src, "cannot create a repository", env)
+    _git(["remote", "add", "origin", src.remote], src, "cannot add the remote", env, dest)
+    try:
+        _git(["fetch", "-q", "--depth=1", "origin", commit], src, f"cannot fetch {commit}", env, dest)
+    except BuildError:  # a server that refuses a commit id: fetch everything, then find it
+        _git(["fetch", "-q", "--tags", "origin", "+refs/heads/*:refs/remotes/origin/*"], src,
+             "cannot fetch the repository", env, dest)
+    _git(["-c", "advice.detachedHead=false", "checkout", "-q", commit, "--"], src,
+         f"cannot check out {src.ref or commit}", env, dest)
+    if not keep_git_dir:
+        shutil.rmtree(dest / ".git")
+    _normalize_modes(dest)
+    root = dest / src.subdir if src.subdir else dest
+    real = os.path.realpath(root)
+    if not (real == str(dest.resolve()) or real.startswith(str(dest.resolve()) + os.sep)) or not os.path.isdir(real):
+        raise BuildError(f"ADD {src.shown}: no directory {src.subdir!r} in {src.ref or 'HEAD'}")
+    return Path(real)
+
+
+def _normalize_modes(root: Path) -> None:
+    """0755 directories, 0644 files (0755 when executable): git keeps only the x bit."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        os.chmod(dirpath, 0o755)
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            if not os.path.islink(path):
+                os.chmod(path, 0o755 if st.st_mode & 0o111 else 0o644)
+        if ".git" in dirnames and dirpath == str(root):
+            dirnames.remove(".git")  # kept as git wrote it

@@ -511,7 +511,7 @@ class _Extractor:
         self.ids = (os.geteuid(), os.getegid())
         umask = _umask()
         self.exact_modes = 0o777 & ~umask if umask is not None else 0  # modes open(O_CREAT) gives as asked
-        self.dirs: list[tuple[list[str], Header]] = []
+        self.dirs: list[tuple[list[str], Header, bool]] = []  # (parts, header, made plain by us)
         self._fds: dict[tuple[str, ...], int] = {}
         self._plain: set[int] = set()  # cached dir fds where new files need no fchown/fchmod
         self.pool = FilePool(lambda item, in_worker: self.write_file(*item, in_worker), _WRITERS)
@@ -536,7 +536,7 @@ class _Extractor:
             if (cached := self._fds.get(tuple(parts[:d]))) is not None:
                 start, depth = cached, d
                 break
-        fd = os.dup(start)
+        fd, owned = start, False
         try:
             for i in range(depth, len(parts)):
                 p = parts[i]
@@ -554,25 +554,30 @@ class _Extractor:
                     if stat.S_ISLNK(os.stat(p, dir_fd=fd, follow_symlinks=False).st_mode):
                         raise ImageFormatError(f"tar entry {name!r}: /{where} is a symlink; refusing to write through it") from None
                     raise ImageFormatError(f"tar entry {name!r}: /{where} is not a directory") from None
-                os.close(fd)
-                fd = nfd
+                if owned:
+                    os.close(fd)
+                fd, owned = nfd, True
         except BaseException:
-            os.close(fd)
+            if owned:
+                os.close(fd)
             raise
-        return fd
+        return fd if owned else os.dup(fd)
 
     def parent(self, parts: list[str], name: str) -> int:
         key = tuple(parts[:-1])
         fd = self._fds.get(key)
         if fd is None:
             fd = self.open_dir(key, name, create=True)
-            if len(self._fds) >= self._MAX_FDS:
-                self._drop_cache()
-            self._fds[key] = fd
-            if self.is_root or self.exact_modes:
-                if _plain_dir(fd):
-                    self._plain.add(fd)
+            self._cache(key, fd, _plain_dir(fd) if self.is_root or self.exact_modes else False)
         return fd
+
+    def _cache(self, key: tuple[str, ...], fd: int, plain: bool) -> None:
+        """Keep `fd` open for the directory `key` (`plain`: see `_plain_dir`); may close the others."""
+        if len(self._fds) >= self._MAX_FDS:
+            self._drop_cache()
+        self._fds[key] = fd
+        if plain:
+            self._plain.add(fd)
 
     def remove(self, pfd: int, base: str) -> None:
         try:
@@ -600,13 +605,22 @@ class _Extractor:
             self.pool.drain()  # an unfinished file job writes at, above or below this path
         pfd = self.parent(parts, h.name)
         if h.type == DIR:
+            made = True
             try:
                 os.mkdir(base, 0o700, dir_fd=pfd)
             except FileExistsError:
+                made = False
                 if not stat.S_ISDIR(os.stat(base, dir_fd=pfd, follow_symlinks=False).st_mode):
                     self.remove(pfd, base)
                     os.mkdir(base, 0o700, dir_fd=pfd)
-            self.dirs.append((parts, h))
+                    made = True
+            # made in a plain directory: it is plain too, and owned by our ids
+            made_plain = made and pfd in self._plain
+            self.dirs.append((parts, h, made_plain))
+            key = tuple(parts)
+            if key not in self._fds:  # its entries usually follow: open it now, from its parent
+                fd = os.open(base, _DIR_FLAGS, dir_fd=pfd)
+                self._cache(key, fd, made_plain or (not made and _plain_dir(fd)))
             return
         if h.type == REG:
             if h.size <= _POOLED_MAX:
@@ -762,8 +776,9 @@ class _Extractor:
             raise StoreError(f"layer entry {name!r}: overlay whiteouts need root (device nodes, trusted xattrs)",
                              hint="run pybuild as root")
 
-    def meta_fd(self, fd: int, h: Header) -> None:
-        if self.is_root:
+    def meta_fd(self, fd: int, h: Header, owned: bool = False) -> None:
+        """Set ownership (unless `owned`: it is already right), mode, xattrs and mtime."""
+        if self.is_root and not owned:
             os.fchown(fd, h.uid, h.gid)
         os.fchmod(fd, h.mode & 0o7777)
         self._set_xattrs(fd, h)
@@ -796,18 +811,16 @@ class _Extractor:
     def finish(self) -> None:
         """Set directories' metadata last (deepest first), so adding entries did not disturb it."""
         self.pool.drain()
-        for parts, h in reversed(self.dirs):
+        for parts, h, made_plain in reversed(self.dirs):
             key = tuple(parts)
             try:
                 dfd = self._fds.get(key)
                 if dfd is None:
                     dfd = self.open_dir(key, h.name, create=False)
-                    if len(self._fds) >= self._MAX_FDS:
-                        self._drop_cache()
-                    self._fds[key] = dfd
+                    self._cache(key, dfd, False)
             except (FileNotFoundError, ImageFormatError):
                 continue  # removed or replaced by a later entry
-            self.meta_fd(dfd, h)
+            self.meta_fd(dfd, h, owned=made_plain and (h.uid, h.gid) == self.ids)
 
 
 def _read_all(read: Callable[[int], bytes], size: int) -> bytes:

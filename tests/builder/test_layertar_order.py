@@ -162,3 +162,37 @@ def test_pool_busy_covers_the_path_its_ancestors_and_descendants() -> None:
     pool.drain()
     assert done == [("a", "b", "f")] and not pool.busy(("a", "b", "f"))
     pool.close()
+
+
+def _default_acl(path: Path, other: int) -> None:
+    """Give `path` a default ACL (user::rwx, group::rwx, other::`other`), in the kernel's xattr format."""
+    entries = [(0x01, 7), (0x04, 7), (0x20, other)]  # USER_OBJ, GROUP_OBJ, OTHER
+    blob = (2).to_bytes(4, "little") + b"".join(
+        tag.to_bytes(2, "little") + perm.to_bytes(2, "little") + (0xFFFFFFFF).to_bytes(4, "little")
+        for tag, perm in entries)
+    os.setxattr(path, "system.posix_acl_default", blob)
+
+
+def test_modes_are_exact_under_a_default_acl(tmp_path: Path) -> None:
+    """open(O_CREAT) ignores the umask but applies a default ACL: the mode must still be the tar's."""
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    _default_acl(dest, other=0)
+    data = _tar(_info("f", data=b"x", mode=0o644), _info("d", D, mode=0o755), _info("d/g", data=b"y", mode=0o604))
+    layertar.extract(io.BytesIO(data), dest)
+    assert [os.stat(dest / p).st_mode & 0o7777 for p in ("f", "d", "d/g")] == [0o644, 0o755, 0o604]
+
+
+@requires_root
+def test_owners_are_exact_under_a_setgid_directory(tmp_path: Path) -> None:
+    """New entries in a setgid directory take its group: the tar's group must win."""
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    os.chown(dest, 0, 4321)
+    os.chmod(dest, 0o2775)
+    data = _tar(_info("f", data=b"x"), _info("d", D), _info("d/g", data=b"y"))
+    layertar.extract(io.BytesIO(data), dest)
+    for p in ("f", "d", "d/g"):
+        st = os.stat(dest / p)
+        assert (st.st_uid, st.st_gid) == (0, 0), p
+    assert not os.stat(dest / "d").st_mode & stat.S_ISGID

@@ -122,9 +122,7 @@ class Reuse:
     are recorded), so the layer is byte for byte what a full copy writes; an inode is linked at most once
     per layer (a tar hardlink entry appears only where the sources were hard links) and is never
     modified afterwards. `written` collects {layer path: (digest, inode)} of the regular files
-    copied or linked, for the next re-run; it describes the layer only when every item was a plain
-    source path (heredocs, downloads and unpacked archives write past it), and only for entries
-    whose inode is still the one recorded.
+    copied or linked and still in the layer, for the next re-run (nothing with `unpack`).
     """
 
     prev_dir: str | None
@@ -292,7 +290,7 @@ class _Writer:
                 st = os.lstat(host)
                 if stat.S_ISDIR(st.st_mode):
                     continue
-                os.unlink(host)
+                self.remove(host, False)
             except FileNotFoundError:
                 pass
             below = self.target.lstat(sub) if self.target is not None else None
@@ -315,9 +313,23 @@ class _Writer:
         if stat.S_ISDIR(st.st_mode):
             if want_dir:
                 return
+            self.remove(host, True)
+        else:
+            self.remove(host, False)
+
+    def remove(self, host: str, is_dir: bool) -> None:
+        """Remove an entry of the layer (and forget what `reuse.written` said of it)."""
+        if is_dir:
             shutil.rmtree(host)
         else:
             os.unlink(host)
+        if self.reuse is not None and self.reuse.written:
+            rel = host[self.cut:]
+            self.reuse.written.pop(rel, None)
+            if is_dir:
+                below = [k for k in self.reuse.written if k.startswith(rel + "/")]
+                for k in below:
+                    del self.reuse.written[k]
 
     def _chown(self, host: str, ids: tuple[int, int]) -> None:
         try:
@@ -604,7 +616,7 @@ def copy_files(layer_dir: str | os.PathLike[str], items: Sequence[Item], dest: s
     exclude = PatternMatcher(list(excludes), source="--exclude") if excludes else None
     writer = _Writer(layer, target_view, owner, mode)
     writer.preserve_owner = preserve_owner and owner is None
-    writer.reuse = reuse
+    writer.reuse = None if unpack else reuse  # an unpacked archive would replace files behind its back
     dest_abs = clean_path(os.path.join("/", workdir, dest))
     dest_rel = writer.resolve(dest_abs)
     dest_dir = _dest_is_dir_syntax(dest) or writer.is_dir(dest_rel)
@@ -649,7 +661,7 @@ def copy_files(layer_dir: str | os.PathLike[str], items: Sequence[Item], dest: s
                 out_rel = f"{dest_rel}/{kept}".strip("/") if parents and kept else dest_rel
                 host = writer.host(out_rel)
                 if os.path.lexists(host) and not os.path.isdir(host):
-                    os.unlink(host)
+                    writer.remove(host, False)
                 writer.ensure_dir(out_rel)  # an existing dir keeps its metadata, a new one is 0755
                 writer.copy_children(src_view, real, out_rel, exclude, ignore)
                 written.append("/" + out_rel)

@@ -182,3 +182,26 @@ def test_reuse_links_only_identical_files(tmp_path: Path, change: str) -> None:
     same_b = (first / "d" / "b").stat().st_ino == (second / "d" / "b").stat().st_ino
     assert same_a == (change == "none")
     assert same_b == (change not in ("chmod", "chown"))
+
+
+@pytest.mark.parametrize("items, kept", [
+    (["one", "two"], {"d/x/y"}),  # a directory replaces the file d/x
+    (["two", "one"], {"d/x"}),  # a file replaces the directory d/x and what was in it
+    (["one", copyops.HeredocSource("x", b"heredoc\n")], set()),  # a heredoc replaces d/x
+    (["one", "three"], set()),  # a symlink replaces d/x
+])
+def test_written_names_only_files_still_in_the_layer(tmp_path: Path, items: list, kept: set[str]) -> None:
+    src = tmp_path / "src"
+    for rel in ("one/x", "two/x/y"):
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_text(rel)
+    (src / "three").mkdir()
+    (src / "three" / "x").symlink_to("elsewhere")
+    layer = tmp_path / "layer"
+    layer.mkdir()
+    reuse = copyops.Reuse(None, {}, lambda host, st: None)
+    copyops.copy_files(layer, items, "/d/", src=src, reuse=reuse)
+    assert set(reuse.written) == kept
+    for rel, (digest, ino) in reuse.written.items():
+        assert (layer / rel).lstat().st_ino == ino
+        assert hashlib.sha256((layer / rel).read_bytes()).digest() == digest

@@ -114,10 +114,11 @@ class BuildCache:
 
     def put_inputs(self, checksums: Mapping[str, str]) -> str:
         """Store a {path: checksum} table once; return its digest (what a key part holds)."""
-        digest = sha256_of(checksums)
+        data = canonical(dict(checksums))
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
         path = self.dir / "inputs" / (digest.split(":", 1)[1] + ".json")
         if not path.exists():
-            _atomic_write(path, canonical(dict(checksums)))
+            _atomic_write(path, data)
         return digest
 
     def inputs(self, digest: str) -> dict[str, str] | None:

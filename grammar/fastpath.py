@@ -1,18 +1,19 @@
-"""The scanner's fast path: common one-line instructions built without the LALR parser.
+"""The scanner's fast path: common instructions built without the LALR parser.
 
-Most instructions are one ASCII line without a heredoc, `KEYWORD [--flags] arguments`, where the
-grammar (grammar/dockerfile.lark) decides nothing but the argument count. For those,
-`instruction` builds the very `ast` object that the general path (scanner tokens, LALR parser,
-transformer) builds, with the same helpers (lineparsers, flags). For any other line, and for
-every line the general path would reject, it returns None: the line then takes the general
-path, which raises the located error. tests/grammar/test_fastpath.py parses every fixture and
-hypothesis corpora both ways and compares the results and the errors.
+Most instructions are ASCII text without a heredoc, `KEYWORD [--flags] arguments` on one line or
+continued over several, where the grammar (grammar/dockerfile.lark) decides nothing but the
+argument count. For those, `instruction` builds the very `ast` object that the general path
+(scanner tokens, LALR parser, transformer) builds, with the same helpers (lineparsers, flags).
+For any other instruction, and for every one the general path would reject, it returns None:
+the instruction then takes the general path, which raises the located error.
+tests/grammar/test_fastpath.py parses every fixture and hypothesis corpora both ways and
+compares the results and the errors.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from grammar import ast
 from grammar.flags import STAGE_NAME, build_flags, check_healthcheck, check_run_flags
@@ -26,6 +27,9 @@ from grammar.lineparsers import (
     split_health,
 )
 
+if TYPE_CHECKING:
+    from grammar.lexer import Span
+
 _HEAD = re.compile(r"([A-Za-z]+)[\t\v\f\r ]+")  # splitCommand's keyword and separator
 _SPACE = " \t\n\v\f\r"  # Go's unicode.IsSpace, for ASCII text
 
@@ -33,15 +37,18 @@ Flags = tuple[ast.Flag, ...]
 Builder = Callable[[ast.SourceRange, str, Flags, str, str], Optional[ast.Instruction]]
 
 
-def instruction(stripped: str, raw: str, line: int, col: int, escape: str) -> ast.Instruction | None:
-    """The instruction on one physical line that does not continue, or None for the general path.
+def instruction(text: str, raw: str, line: int, col: int, escape: str,
+                span: Span | None = None) -> ast.Instruction | None:
+    """The instruction in `text`, or None when it needs the general path.
 
-    `raw` is the line without its newline, `stripped` the same without leading blanks (it starts
-    at column `col`), `escape` the escape character.
+    `text` is the logical line (continuations joined, leading blanks removed), starting at
+    `line`:`col`; `raw` its source text; `escape` the escape character. An instruction that
+    continues over several lines comes with its `span` (end, and where each offset of `text`
+    is); without one, `text` is all on one line.
     """
-    if not stripped.isascii():
+    if not text.isascii():
         return None
-    body = stripped.rstrip(_SPACE)
+    body = text.rstrip(_SPACE)
     m = _HEAD.match(body)
     if m is None:
         return None
@@ -54,12 +61,19 @@ def instruction(stripped: str, raw: str, line: int, col: int, escape: str) -> as
         flags: Flags = ()
         if args.startswith("--"):
             start, found = extract_builder_flags(args)
-            at = col + m.end()
-            flags = build_flags(keyword, [(f, line, at + o) for f, o in found])
+            if span is None:
+                items = [(f, line, col + m.end() + o) for f, o in found]
+            else:
+                items = [(f, *span.at(m.end() + o)) for f, o in found]
+            flags = build_flags(keyword, items)
             args = args[start:].strip(_SPACE)
             if not args:
                 return None
-        return build(ast.SourceRange(line, col, line, len(raw) + 1), raw, flags, args, escape)
+        if span is None:
+            where = ast.SourceRange(line, col, line, len(raw) + 1)
+        else:
+            where = ast.SourceRange(line, col, span.end_line, span.end_col)
+        return build(where, raw, flags, args, escape)
     except ValueError:  # FlagError, NotStringArray, NameValError: the general path reports it
         return None
 

@@ -160,10 +160,12 @@ def scan(src: Source, fast_path: bool = True) -> Iterator[Tok | tuple[str, str] 
                     yield inst
                     continue
             logical, eol = stripped, True
+            continued = False
         else:
             logical, eol = _trim_continuation(stripped, cont)
             if eol and logical == "":
                 continue
+            continued = True
         span = Span(lineno, lead + 1)
         span.offsets.append(0)
         span.places.append((lineno, lead + 1))
@@ -184,6 +186,13 @@ def scan(src: Source, fast_path: bool = True) -> Iterator[Tok | tuple[str, str] 
             logical += piece
         span.end_line = end
         span.end_col = (len(token) if end == lineno else len(lines[end - 1].rstrip("\r\n"))) + 1
+        if continued and fast_path:
+            raw = token if end == lineno else "".join(lines[lineno - 1:end]).rstrip("\r\n")
+            inst = simple_instruction(logical, raw, lineno, lead + 1, escape, span)
+            if inst is not None:
+                seen_instruction = True
+                yield inst
+                continue
         toks, heredoc_kw = _instruction(src, logical, 0, span, escape)
         src.current = [t for t in toks if t.data is span] if toks[0].type == "ONBUILD" else toks[:1]
         yield from toks

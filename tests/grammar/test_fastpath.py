@@ -122,6 +122,19 @@ EDGES = ["RUN --\techo", "RUN -- echo", "RUN --link\t", "RUN\x1cecho", "RUN\x1c 
          "HEALTHCHECK cmd true", "HEALTHCHECK --retries=x CMD true", "STOPSIGNAL --x=1 9"]
 
 
+# instructions continued over several lines (comment and blank lines inside, flags on later lines)
+CONTINUED = ["RUN --mount=type=cache,target=/x \\\n  apt-get install \\\n  curl",
+             "COPY \\\n --from=a \\\n  --chown=1 a \\\n  b", "RUN a \\\n# c\n\n  b", "FROM a \\\n AS b",
+             "ENV a=1 \\\n  b=\"2 3\"", "RUN --network=bad \\\n x", "RUN x \\\n  <<EOF\nbody\nEOF",
+             "EXPOSE 1 \\  \n 2", "CMD [\"a\", \\\n \"b\"]", "ARG a \\\n =b", "RUN a \\"]
+
+
+@pytest.mark.parametrize("text", CONTINUED)
+def test_continued_instructions_parse_the_same_both_ways(text: str) -> None:
+    assert_same("FROM a\n" + text + "\n")
+    assert_same("# escape=`\nFROM a\r\n" + text.replace("\\\n", "`\r\n").replace("\n", "\r\n"))
+
+
 @pytest.mark.parametrize("line", EDGES)
 def test_edge_lines_parse_the_same_both_ways(line: str) -> None:
     assert_same("FROM a\n" + line + "\n")

@@ -157,7 +157,7 @@ def test_tomcat_http_end_to_end(store: dict[str, str]) -> None:
     finally:
         pybuild("rm", "-f", cid, env=store, check=False)
     assert not _alive(state["init_pid"]) and not _alive(state["supervisor_pid"])
-    assert not Path(f"/sys/class/net/pb{cid[:11]}").exists()
+    assert _wait_for(lambda: not Path(f"/sys/class/net/pb{cid[:11]}").exists(), 30)  # gone with its netns
     owner = f"{state['supervisor_pid']}-{cid[:12]}"
     assert owner not in _host_state()[2]
     with pytest.raises(OSError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
 import threading
 import time
 import urllib.request
@@ -46,14 +47,45 @@ def test_bridge_reaches_a_host_service_through_the_gateway(run_in) -> None:
     assert r.out == "hello from host\n", r.err
 
 
+def _host_indexes() -> set[int]:
+    indexes = set()
+    for name in os.listdir("/sys/class/net"):
+        try:
+            indexes.add(int(Path(f"/sys/class/net/{name}/ifindex").read_text()))
+        except OSError:  # a link going away meanwhile
+            pass
+    return indexes
+
+
 def test_veth_and_address_are_released_after_the_container(run_in) -> None:
     r = run_in("sh", "-c", "ip -4 -o addr show eth0; cat /sys/class/net/eth0/iflink", network=NetworkMode.BRIDGE)
     ip = r.out.split()[3].split("/")[0]
     host_peer = int(r.out.split()[-1])
-    host_indexes = {int(Path(f"/sys/class/net/{n}/ifindex").read_text()) for n in os.listdir("/sys/class/net")}
-    assert host_peer not in host_indexes
+    with network._ipam() as table:  # given back, but not reused while the veth still exists
+        assert ip not in table or table[ip].get("released") or int(table[ip]["pid"]) != os.getpid()
+    deadline = time.monotonic() + 30  # the kernel removes the pair with the network namespace
+    while host_peer in _host_indexes() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert host_peer not in _host_indexes()
+    network.sweep()
     with network._ipam() as table:
         assert ip not in table or int(table[ip]["pid"]) != os.getpid()
+
+
+def test_a_released_address_waits_for_its_veth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from runtime import _rtnl
+
+    monkeypatch.setattr(network, "IPAM_DIR", tmp_path)
+    cid = os.urandom(32).hex()
+    link = f"pb{cid[:11]}"
+    subprocess.run(["ip", "link", "add", link, "type", "veth", "peer", "name", f"pt{cid[:11]}"], check=True)
+    try:
+        a = network.allocate(cid, os.getpid())
+        network.release(a)
+        assert network.sweep() == [] and network.allocate("e" * 64, os.getpid()) != a  # its veth still exists
+    finally:
+        _rtnl.delete_link(link)
+    assert network.sweep() == [a]
 
 
 def test_ipam_reuses_addresses_of_dead_owners(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

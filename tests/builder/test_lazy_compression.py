@@ -76,3 +76,13 @@ def test_a_corrupt_uncompressed_blob_is_never_compressed(store_root: Path, tmp_p
     assert sorted(os.listdir(store.root / "blobs" / "sha256")) == before
     assert not list((store.root / "layers").glob("*.gzip*.json"))
     assert not os.listdir(store.root / "tmp")
+
+
+def test_prune_drops_the_copies_and_they_are_made_again(store_root: Path, tmp_path: Path) -> None:
+    store, image = _built(store_root, tmp_path)
+    gz = store.compressed_image(image).layers()[0]
+    store.prune()
+    assert not store.has_blob(gz.digest) and not list((store.root / "layers").glob("*.gzip*.json"))
+    assert store.has_blob(image.layers()[0].digest)  # the tagged local image keeps its own layer
+    assert store.compressed_image(store.resolve("app:1")).layers()[0].digest == gz.digest
+    assert store.has_blob(gz.digest)

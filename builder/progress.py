@@ -19,6 +19,8 @@ from typing import IO, Any
 class Progress:
     """Receives build events. This base class ignores them all (the `quiet` mode)."""
 
+    shows_bytes = False  # whether bytes_task() draws anything (callers skip counting when not)
+
     def start(self, step: int, name: str) -> None:
         """Step `step` (the `#N` number) begins; `name` is like `[build 2/7] RUN make`."""
 
@@ -153,15 +155,30 @@ class TtyProgress(PlainProgress):
             tail = self.tails.pop(step, [])
         self._write("".join(f"#{step} {ln}\n" for ln in tail) + f"#{step} ERROR: {message}\n")
 
-    def bytes_task(self, step: int, what: str, total: int | None) -> ByteTask:
-        from tqdm import tqdm  # only on a TTY
+    shows_bytes = True
 
-        bar = tqdm(total=total, desc=f"#{step} {what}", unit="B", unit_scale=True, leave=False,
-                   file=self.stream)
-        task = ByteTask()
-        task.update = bar.update  # type: ignore[method-assign]
-        task.close = bar.close  # type: ignore[method-assign]
-        return task
+    def bytes_task(self, step: int, what: str, total: int | None) -> ByteTask:
+        return _TqdmTask(self.stream, f"#{step} {what}", total)
+
+
+class _TqdmTask(ByteTask):
+    """A tqdm bar, made on the first update (so work that turns out to move no bytes draws none)."""
+
+    def __init__(self, stream: IO[str], desc: str, total: int | None) -> None:
+        self.stream, self.desc, self.total = stream, desc, total
+        self.bar: Any = None
+
+    def update(self, n: int) -> None:
+        if self.bar is None:
+            from tqdm import tqdm  # only on a TTY, only when bytes move
+
+            self.bar = tqdm(total=self.total, desc=self.desc, unit="B", unit_scale=True, leave=False,
+                            file=self.stream)
+        self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 class JsonProgress(Progress):

@@ -54,9 +54,24 @@ def cancel_all() -> None:
             pass
 
 
-def lower_dirs(solver: "Solver", layers: list[dict[str, Any]]) -> list[Path]:
-    """Snapshot directories of a layer chain, lowest first (unpacked on first use)."""
-    return [Path(p) for p in solver.store.snapshot_dirs([layer["diff_id"] for layer in layers])]
+def lower_dirs(solver: "Solver", layers: list[dict[str, Any]], sid: int | None = None) -> list[Path]:
+    """Snapshot directories of a layer chain, lowest first (unpacked on first use, with a
+    progress bar for step `sid` on a TTY)."""
+    task = _byte_task(solver, sid, "unpacking")
+    try:
+        dirs = solver.store.snapshot_dirs([layer["diff_id"] for layer in layers],
+                                          on_bytes=task.update if task is not None else None)
+    finally:
+        if task is not None:
+            task.close()
+    return [Path(p) for p in dirs]
+
+
+def _byte_task(solver: "Solver", sid: int | None, what: str) -> Any:
+    """A progress bar for byte work of step `sid`; None when progress draws none (no counting)."""
+    if sid is None or not solver.progress.shows_bytes:
+        return None
+    return solver.progress.bytes_task(sid, what, None)
 
 
 def view_of(solver: "Solver", from_stage: int | None, from_image: str) -> Any:
@@ -80,7 +95,7 @@ def _workspace(solver: "Solver") -> Path:
     return Path(tempfile.mkdtemp(prefix="step-", dir=solver.store.root / "tmp"))
 
 
-def _commit(solver: "Solver", state: "_State", upper: Path) -> dict[str, Any] | None:
+def _commit(solver: "Solver", state: "_State", upper: Path, sid: int | None = None) -> dict[str, Any] | None:
     """Turn an upper dir into a layer; None when the step changed nothing.
 
     The upper dir already is that layer in overlay form, so it becomes the layer's snapshot
@@ -90,8 +105,14 @@ def _commit(solver: "Solver", state: "_State", upper: Path) -> dict[str, Any] | 
 
     if not any(os.scandir(upper)):
         return None
-    record = layer_dict(solver.store.commit_dir(upper, compression=solver.opts.compression,
-                                                level=solver.opts.compression_level, epoch=source_date_epoch()))
+    task = _byte_task(solver, sid, "committing")
+    try:
+        record = layer_dict(solver.store.commit_dir(upper, compression=solver.opts.compression,
+                                                    level=solver.opts.compression_level, epoch=source_date_epoch(),
+                                                    on_bytes=task.update if task is not None else None))
+    finally:
+        if task is not None:
+            task.close()
     snap = solver.store.snapshot_path(_chain(state, record))
     if not snap.exists():
         os.chmod(upper, 0o755)
@@ -120,7 +141,7 @@ def run_node(node: Node, stage: Stage, state: "_State", solver: "Solver", sid: i
         if isinstance(op, Exec):
             result = _run_exec(op, node, state, solver, sid, work, upper)
         elif isinstance(op, FileCopy):
-            reuse = _run_copy(op, node, state, solver, work, upper)
+            reuse = _run_copy(op, node, state, solver, work, upper, sid)
             result = StepResult(None)
         elif isinstance(op, Mkdir):
             _run_mkdir(op, state, solver, upper)
@@ -128,7 +149,7 @@ def run_node(node: Node, stage: Stage, state: "_State", solver: "Solver", sid: i
         else:
             raise BuildError(f"internal error: cannot run {type(op).__name__}")
         kept = _kept_files(upper, reuse) if reuse is not None else None
-        result.layer = _commit(solver, state, upper)
+        result.layer = _commit(solver, state, upper, sid)
         if kept and result.layer is not None and isinstance(op, FileCopy):
             solver.cache.put_copy_result(_lineage(state, op), _chain(state, result.layer), kept)
         return result
@@ -136,10 +157,10 @@ def run_node(node: Node, stage: Stage, state: "_State", solver: "Solver", sid: i
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _target_view(solver: "Solver", state: "_State") -> Any:
+def _target_view(solver: "Solver", state: "_State", sid: int | None = None) -> Any:
     from builder.fsview import RootView
 
-    dirs = lower_dirs(solver, state.layers)
+    dirs = lower_dirs(solver, state.layers, sid)
     return RootView(list(reversed(dirs))) if dirs else None
 
 
@@ -206,13 +227,14 @@ def _kept_files(upper: Path, reuse: Any) -> dict[str, tuple[bytes, int]]:
     return kept
 
 
-def _run_copy(op: FileCopy, node: Node, state: "_State", solver: "Solver", work: Path, upper: Path) -> Any:
+def _run_copy(op: FileCopy, node: Node, state: "_State", solver: "Solver", work: Path, upper: Path,
+              sid: int | None = None) -> Any:
     """Run a COPY/ADD into `upper`; returns the copyops.Reuse it used (None: none)."""
     from builder import copyops
     from builder import context as ctxmod
 
     where = f"{node.origin.filename}:{node.origin.line}: "
-    target = None if op.link else _target_view(solver, state)
+    target = None if op.link else _target_view(solver, state, sid)
     owner = copyops.resolve_owner(op.chown, _target_view(solver, state)) if op.chown else None
     chmod = copyops.parse_chmod(op.chmod) if op.chmod else None
     items: list[Any] = [copyops.HeredocSource(name, content.encode()) for name, content in op.heredocs]
@@ -360,7 +382,7 @@ def _run_exec_mounted(op: Exec, node: Node, state: "_State", solver: "Solver", s
     ssh = [m for m in op.mounts if m.type == "ssh"]
     if ssh and not any(k == "SSH_AUTH_SOCK" for k, _ in env):  # as BuildKit: the first ssh mount
         env.append(("SSH_AUTH_SOCK", ssh[0].target))
-    lower = tuple(lower_dirs(solver, state.layers))
+    lower = tuple(lower_dirs(solver, state.layers, sid))
     workdir = work / "work"
     workdir.mkdir()
     rootfs = RootfsSpec(lower, upper, workdir)

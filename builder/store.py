@@ -521,17 +521,24 @@ class Store:
     def commit_dir(self, upperdir: str | os.PathLike[str], compression: str = compress.GZIP,
                    level: int | None = None, epoch: int | None = None,
                    warn: Callable[[str], None] | None = None,
-                   snapshot_parent: Sequence[str] | None = None) -> LayerRecord:
+                   snapshot_parent: Sequence[str] | None = None,
+                   on_bytes: Callable[[int], object] | None = None) -> LayerRecord:
         """Commit a directory diff (an overlayfs upperdir) as a deterministic layer, in one pass.
 
         `epoch` (SOURCE_DATE_EPOCH) clamps mtimes; overlay whiteouts become OCI whiteouts.
         With `snapshot_parent` (the diff_ids of the layers below, [] for none), the upperdir
         (already in overlay form, on the store's filesystem: see `tmp_dir()`) is then moved
         into place as this layer's snapshot unless one exists; do not use it afterwards.
+        `on_bytes(n)` is told of every `n` bytes of layer tar written (progress bars).
         """
         kw = {"warn": warn} if warn else {}
+
+        def produce(sink: Callable[[bytes], object]) -> None:
+            counted = sink if on_bytes is None else (lambda data: (on_bytes(len(data)), sink(data)))
+            layertar.write_dir(upperdir, counted, epoch=epoch, **kw)
+
         with self.lease():
-            rec = self._commit(lambda sink: layertar.write_dir(upperdir, sink, epoch=epoch, **kw), compression, level)
+            rec = self._commit(produce, compression, level)
             if snapshot_parent is not None:
                 path = self.snapshot_path(chain_ids([*snapshot_parent, rec.diff_id])[-1])
                 if not path.exists():
@@ -782,14 +789,16 @@ class Store:
             raise StoreError("an empty layer chain has no snapshot")
         return dirs[-1]
 
-    def snapshot_dirs(self, layers: Sequence[Layer | str]) -> list[Path]:
-        """Snapshot directories of a layer chain, lowest first (creating missing ones)."""
+    def snapshot_dirs(self, layers: Sequence[Layer | str],
+                      on_bytes: Callable[[int], object] | None = None) -> list[Path]:
+        """Snapshot directories of a layer chain, lowest first (creating missing ones);
+        `on_bytes(n)` is told of the layer tar bytes unpacked (progress bars)."""
         resolved = [l if not isinstance(l, str) else self.layer(l) for l in layers]
         dirs: list[Path] = []
         for layer, chain in zip(resolved, chain_ids(l.diff_id for l in resolved)):
             path = self.snapshot_path(chain)
             if not path.is_dir():
-                self._unpack_snapshot(layer, path, list(reversed(dirs)))
+                self._unpack_snapshot(layer, path, list(reversed(dirs)), on_bytes)
             dirs.append(path)
         return dirs
 
@@ -797,12 +806,13 @@ class Store:
         """The snapshot directories of an image's layers, lowest first (for overlay lowerdir)."""
         return self.snapshot_dirs(list(image.layers()))
 
-    def _unpack_snapshot(self, layer: Layer, path: Path, lowers: list[Path]) -> None:
+    def _unpack_snapshot(self, layer: Layer, path: Path, lowers: list[Path],
+                         on_bytes: Callable[[int], object] | None = None) -> None:
         with self.lease():
             tmp = Path(tempfile.mkdtemp(prefix="snap-", dir=self.root / "tmp"))
             try:
                 os.chmod(tmp, 0o755)
-                self.unpack_layer(layer, tmp, overlay=True, lowers=lowers)
+                self.unpack_layer(layer, tmp, overlay=True, lowers=lowers, on_bytes=on_bytes)
                 try:
                     os.rename(tmp, path)
                 except OSError:
@@ -814,8 +824,9 @@ class Store:
                 raise
 
     def unpack_layer(self, layer: Layer, dest: Path, *, overlay: bool = False, lowers: Sequence[Path] = (),
-                     limit: int | None = None) -> None:
-        """Extract one layer into `dest` (confined to it), checking its diff_id on the way."""
+                     limit: int | None = None, on_bytes: Callable[[int], object] | None = None) -> None:
+        """Extract one layer into `dest` (confined to it), checking its diff_id on the way;
+        `on_bytes(n)` is told of every `n` bytes of layer tar read."""
         h = hashlib.sha256()
         if self.has_blob(layer.digest):  # the diff_id check below covers the blob: no second hash
             opened = compress.decompressing_reader(open(self.blob_path(layer.digest), "rb"),
@@ -823,7 +834,8 @@ class Store:
         else:
             opened = layer.open_uncompressed(_limit(limit))
         with opened as raw:
-            reader = _Prefetch(raw, h.update)
+            counted = h.update if on_bytes is None else (lambda data: (h.update(data), on_bytes(len(data))))
+            reader = _Prefetch(raw, counted)
             try:
                 layertar.extract(reader, dest, overlay=overlay, lowers=lowers)  # type: ignore[arg-type]
                 while reader.read(CHUNK):

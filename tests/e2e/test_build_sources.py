@@ -239,3 +239,47 @@ def test_add_git_errors_name_the_url(store: dict[str, str], git_server: Any, tmp
     ctx = _context(tmp_path, f"FROM busybox\nADD {url} README /src/\n")
     proc = pybuild("build", str(ctx), env=store, check=False)
     assert proc.returncode != 0 and "Dockerfile:2" in proc.stderr and "exactly one source" in proc.stderr
+
+
+# --- progress bars for byte work ---------------------------------------------------------------------
+
+def _build_on_a_tty(args: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run `pybuild build` with stderr on a pseudo-terminal (120 columns); its exit code and output."""
+    import fcntl
+    import pty
+    import struct
+    import sys
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # tqdm draws to the width
+    proc = subprocess.Popen([sys.executable, "-m", "builder", "build", *args], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=slave, env={**os.environ, **env})
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: every writer closed the terminal
+            break
+        if not data:
+            break
+        out += data
+    os.close(master)
+    return proc.wait(timeout=300), out.decode(errors="replace")
+
+
+def test_tqdm_bars_for_unpack_and_commit_on_a_tty_only(busybox_tar: Path, tmp_path: Path) -> None:
+    env = {"PYBUILD_ROOT": str(tmp_path / "store")}  # a fresh store: the base layer is unpacked once
+    pybuild("import", str(busybox_tar), "busybox:latest", env=env)
+    ctx = _context(tmp_path, "FROM busybox\nRUN head -c 3000000 /dev/zero > /big\n")
+    code, out = _build_on_a_tty([str(ctx)], env)  # --progress=auto on a terminal
+    assert code == 0, out
+    assert re.search(r"#2 unpacking: [\d.]+[kM]?B", out) and re.search(r"#2 committing: [\d.]+[kM]?B", out), out
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN head -c 3000001 /dev/zero > /big\n")
+    plain = pybuild("build", "--progress=plain", str(ctx), env=env).stderr  # not a terminal: no bars
+    json_out = pybuild("build", "--progress=json", "--no-cache", str(ctx), env=env).stderr
+    assert "committing" not in plain and "committing" not in json_out and "#2 DONE" in plain
+    code, cached = _build_on_a_tty([str(ctx)], {**env, "PYTHONPROFILEIMPORTTIME": "1"})
+    assert code == 0 and "#2 CACHED" in cached and "committing" not in cached and "unpacking" not in cached
+    assert "| builder.progress" in cached and "| tqdm" not in cached  # the no-op path never imports tqdm

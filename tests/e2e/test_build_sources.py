@@ -113,7 +113,8 @@ def test_ssh_mount_forwards_the_agent_and_leaves_no_trace(store: dict[str, str],
         deploy, deploy_fp = _ssh_key(tmp_path, "deploy-key")
         ctx = _context(tmp_path, f"FROM {ssh_image}\n"
                        "RUN --mount=type=ssh echo \"sock=$SSH_AUTH_SOCK\" && ssh-add -l\n"
-                       "RUN --mount=type=ssh,id=deploy,target=/tmp/agent,required=true ssh-add -l\n")
+                       "RUN --mount=type=ssh,id=deploy,target=/tmp/agent,required=true ssh-add -l\n"
+                       "RUN --mount=type=ssh,uid=33,gid=33,mode=0660 stat -c 'owner=%u:%g mode=%a' $SSH_AUTH_SOCK\n")
         env = {**store, "SSH_AUTH_SOCK": str(agent_sock)}
         built = pybuild("build", "-t", "ssh:1", "--progress=plain", "--ssh", "default", "--ssh", f"deploy={deploy}",
                         "-o", f"type=local,dest={tmp_path / 'fs'}", "-o", "type=image", str(ctx), env=env)
@@ -121,6 +122,7 @@ def test_ssh_mount_forwards_the_agent_and_leaves_no_trace(store: dict[str, str],
         assert "sock=/run/buildkit/ssh_agent.0" in out
         assert fingerprint in out and deploy_fp in out  # each RUN saw its own agent's key
         assert out.index(fingerprint) < out.index(deploy_fp)
+        assert "owner=33:33 mode=660" in out  # the mount's owner and mode (the agent's socket is untouched)
         assert not (tmp_path / "fs" / "run" / "buildkit").exists() and not (tmp_path / "fs" / "tmp" / "agent").exists()
         cfg = json.loads(pybuild("inspect", "ssh:1", env=store).stdout)
         assert not [e for e in cfg[0]["Config"].get("Env") or [] if e.startswith("SSH_AUTH_SOCK=")]

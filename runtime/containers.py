@@ -60,7 +60,7 @@ class ContainerConfig(NamedTuple):
         d = {**self._asdict(), "process": {**self.process._asdict(), "capabilities": None if caps is None else sorted(caps)},
              "mounts": [m._asdict() for m in self.mounts], "network": self.network.value,
              "limits": self.limits._asdict(), "ports": [p._asdict() for p in self.ports]}
-        return json.dumps(d, indent=1)
+        return json.dumps(d)
 
     @classmethod
     def from_json(cls, text: str) -> "ContainerConfig":
@@ -120,7 +120,7 @@ class Container:
 
     def _set_state(self, **changes: Any) -> ContainerState:
         st = self.state()._replace(**changes)
-        _write_atomic(self.path / "state.json", json.dumps(st._asdict(), indent=1))
+        _write_atomic(self.path / "state.json", json.dumps(st._asdict()))
         return st
 
     def rootfs(self) -> RootfsSpec:

@@ -49,7 +49,7 @@ def _ipam() -> Iterator[dict[str, dict[str, object]]]:
         yield table
         if table != before:
             tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(table, indent=1, sort_keys=True))
+            tmp.write_text(json.dumps(table, sort_keys=True))
             os.replace(tmp, path)
 
 

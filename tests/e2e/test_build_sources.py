@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import re
@@ -9,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import tarfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -199,6 +201,58 @@ def git_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
     pytest.fail("git daemon did not start")
 
 
+class _GitHttpBackend(http.server.BaseHTTPRequestHandler):
+    """git's smart HTTP protocol: each request handed to `git http-backend` (CGI) for the repos under `root`."""
+
+    root = ""
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._cgi()
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._cgi()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def _cgi(self) -> None:
+        path, _, query = self.path.partition("?")
+        length = int(self.headers.get("Content-Length") or 0)
+        env = {**os.environ, "GIT_PROJECT_ROOT": self.root, "GIT_HTTP_EXPORT_ALL": "1", "REQUEST_METHOD": self.command,
+               "PATH_INFO": path, "QUERY_STRING": query, "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+               "CONTENT_LENGTH": str(length), "GIT_PROTOCOL": self.headers.get("Git-Protocol", ""),
+               "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""), "REMOTE_ADDR": "127.0.0.1"}
+        out = subprocess.run(["git", "http-backend"], input=self.rfile.read(length), env=env,
+                             capture_output=True).stdout
+        head, _, body = out.partition(b"\r\n\r\n" if b"\r\n\r\n" in out else b"\n\n")  # CGI headers, body
+        status, headers = 200, []
+        for line in head.decode().splitlines():
+            name, _, value = line.partition(":")
+            if name.lower() == "status":
+                status = int(value.split()[0])
+            else:
+                headers.append((name, value.strip()))
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture(scope="module")
+def git_http(git_server: Any) -> Any:
+    """The same bare repo over git's smart HTTP on 127.0.0.1: yields its http://.../repo.git URL."""
+    handler = type("Handler", (_GitHttpBackend,), {"root": str(git_server[1].parent / "srv")})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/repo.git"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_add_git_ref_subdir_keep_git_dir_and_cache_on_the_commit(store: dict[str, str], git_server: Any,
                                                                  tmp_path: Path) -> None:
     url, work = git_server
@@ -285,3 +339,10 @@ def test_tqdm_bars_for_unpack_and_commit_on_a_tty_only(busybox_tar: Path, tmp_pa
     code, cached = _build_on_a_tty([str(ctx)], {**env, "PYTHONPROFILEIMPORTTIME": "1"})
     assert code == 0 and "#2 CACHED" in cached and "committing" not in cached and "unpacking" not in cached
     assert "| builder.progress" in cached and "| tqdm" not in cached  # the no-op path never imports tqdm
+
+
+def test_add_git_over_http(store: dict[str, str], git_http: str, tmp_path: Path) -> None:
+    ctx = _context(tmp_path, f"FROM busybox\nADD {git_http}#v1:sub/dir /fromhttp\n")
+    pybuild("build", "-o", f"type=local,dest={tmp_path / 'fs'}", str(ctx), env=store)
+    assert (tmp_path / "fs" / "fromhttp" / "f").read_text() == "deep\n"
+    assert sorted(p.name for p in (tmp_path / "fs" / "fromhttp").iterdir()) == ["f"]

@@ -3,7 +3,8 @@
 Dockerfile lexing depends on state the grammar cannot carry: the escape character chosen by a
 directive, continuation lines (with comment and blank lines inside them), and heredoc bodies
 whose terminator is the word that opened them. This scanner follows BuildKit's `Parse` loop
-for exactly those, and hands the grammar one token per syntactic piece of an instruction:
+for exactly those. An instruction the fast path (grammar/fastpath.py) can build is yielded as
+its `ast` object; for any other it hands the grammar one token per syntactic piece:
 
     FROM RUN ... ONBUILD UNKNOWN   the keyword (data: the instruction's `Span`)
     FLAGS                          the `--name=value` words, quotes removed (data: [(raw, line, col)])

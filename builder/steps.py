@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import stat
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -148,10 +147,9 @@ def run_node(node: Node, stage: Stage, state: "_State", solver: "Solver", sid: i
             result = StepResult(None)
         else:
             raise BuildError(f"internal error: cannot run {type(op).__name__}")
-        kept = _kept_files(upper, reuse) if reuse is not None else None
         result.layer = _commit(solver, state, upper, sid)
-        if kept and result.layer is not None and isinstance(op, FileCopy):
-            solver.cache.put_copy_result(_lineage(state, op), _chain(state, result.layer), kept)
+        if reuse is not None and reuse.written and result.layer is not None and isinstance(op, FileCopy):
+            solver.cache.put_copy_result(_lineage(solver, state, op), _chain(state, result.layer), reuse.written)
         return result
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -179,11 +177,12 @@ def _run_mkdir(op: Mkdir, state: "_State", solver: "Solver", upper: Path) -> Non
             os.chown(upper / op.path.lstrip("/"), *owner)
 
 
-def _lineage(state: "_State", op: FileCopy) -> str:
-    """What makes two runs of a COPY "the same step": the instruction and its parent's key."""
+def _lineage(solver: "Solver", state: "_State", op: FileCopy) -> str:
+    """What makes two runs of a COPY "the same step": the instruction, its parent's key and the
+    context directory (a local hint, never part of a cache key)."""
     from builder.cache import sha256_of
 
-    return sha256_of(["copy-lineage", state.key.digest, repr(op)])
+    return sha256_of(["copy-lineage", str(solver.context.root), state.key.digest, repr(op)])
 
 
 def _copy_reuse(solver: "Solver", state: "_State", op: FileCopy) -> Any:
@@ -205,26 +204,12 @@ def _copy_reuse(solver: "Solver", state: "_State", op: FileCopy) -> Any:
     def digest_of(host: str, st: os.stat_result) -> bytes | None:
         return statcache.digest(host[cut:], st) if host.startswith(root) else None
 
-    prev = solver.cache.copy_result(_lineage(state, op))
+    prev = solver.cache.copy_result(_lineage(solver, state, op))
     if prev is not None:
         snap = solver.store.snapshot_path(prev[0])
         if snap.is_dir():
             return copyops.Reuse(str(snap), prev[1], digest_of)
     return copyops.Reuse(None, {}, digest_of)
-
-
-def _kept_files(upper: Path, reuse: Any) -> dict[str, tuple[bytes, int]]:
-    """The files of `reuse.written` still in the layer as written (same inode, a regular file)."""
-    kept = {}
-    base = str(upper)
-    for rel, (digest, ino) in reuse.written.items():
-        try:
-            st = os.lstat(os.path.join(base, rel))
-        except OSError:
-            continue
-        if st.st_ino == ino and stat.S_ISREG(st.st_mode):
-            kept[rel] = (digest, ino)
-    return kept
 
 
 def _run_copy(op: FileCopy, node: Node, state: "_State", solver: "Solver", work: Path, upper: Path,

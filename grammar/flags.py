@@ -121,7 +121,7 @@ _NUMBER = re.compile(r"(\d*)(?:\.(\d*))?")
 
 def parse_go_duration(s: str) -> int:
     """Go's time.ParseDuration, in nanoseconds ("1m30s", "1.5h", "300ms", "0"); ValueError if bad."""
-    orig, quoted = s, '"' + s + '"'
+    quoted = '"' + s + '"'
     neg = s[:1] == "-"
     if s[:1] in ("-", "+"):
         s = s[1:]

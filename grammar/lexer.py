@@ -38,7 +38,6 @@ from grammar.lineparsers import (
     parse_words,
     split_command,
     split_health,
-    split_whitespace,
     WHITESPACE,
 )
 

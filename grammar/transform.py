@@ -12,7 +12,6 @@ import gc
 from grammar import ast
 from grammar.errors import (
     DockerfileError,
-    DockerfileSyntaxError,
     InstructionError,
     InvalidFlagError,
     UnknownInstructionError,

@@ -41,8 +41,11 @@ class GitSource:
 
     @property
     def shown(self) -> str:
-        """The remote without credentials (for messages and keys)."""
-        return re.sub(r"(://)[^/@]*@", r"\1", self.remote)
+        """The remote without credentials (for messages and keys): no userinfo in http(s)
+        URLs (often a token), no password elsewhere (an ssh user name stays)."""
+        if self.remote.startswith(("http://", "https://")):
+            return re.sub(r"(://)[^/@]*@", r"\1", self.remote)
+        return re.sub(r"(://[^/@:]*):[^/@]*@", r"\1@", self.remote)
 
 
 def is_git_url(source: str) -> bool:
@@ -66,8 +69,13 @@ def parse_git_url(source: str) -> GitSource:
 
 
 def _git(args: list[str], src: GitSource, what: str, env: dict[str, str] | None, cwd: Path | None = None) -> str:
-    full_env = {**os.environ, **(env or {}), "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true",
-                "SSH_ASKPASS": "true", "GIT_SSH_COMMAND": "ssh -o BatchMode=yes", "LC_ALL": "C"}
+    """Run git, never prompting; ssh remotes authenticate only through the agent in `env` (as
+    BuildKit, with `--ssh default`), and `$GIT_SSH_COMMAND` may add ssh options (known hosts)."""
+    ssh = os.environ.get("GIT_SSH_COMMAND") or "ssh"
+    full_env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}
+    full_env.update(env or {})
+    full_env.update({"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "SSH_ASKPASS": "true", "LC_ALL": "C",
+                     "GIT_SSH_COMMAND": ssh + " -o BatchMode=yes"})
     if shutil.which("git") is None:
         raise BuildError(f"ADD {src.shown}: git is not installed", hint="apt-get install git")
     try:
@@ -76,10 +84,9 @@ def _git(args: list[str], src: GitSource, what: str, env: dict[str, str] | None,
     except subprocess.TimeoutExpired:
         raise BuildError(f"ADD {src.shown}: {what} timed out after {TIMEOUT} s") from None
     if proc.returncode != 0:
-        lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
-        fatal = [i for i, ln in enumerate(lines) if ln.startswith("fatal: ")]
-        tail = lines[fatal[-1]:] if fatal else lines[-1:]  # git's message and the lines explaining it
-        detail = " ".join(tail).removeprefix("fatal: ") or f"git exited {proc.returncode}"
+        lines = [ln.strip().removeprefix("fatal: ") for ln in proc.stderr.splitlines()
+                 if ln.strip() and not ln.startswith(("warning:", "hint:"))]
+        detail = " ".join(lines[-4:]) or f"git exited {proc.returncode}"  # ssh's reason comes before git's
         raise BuildError(f"ADD {src.shown}: {what}: {detail}")
     return proc.stdout
 

@@ -44,3 +44,9 @@ def test_subdir_cannot_leave_the_repository() -> None:
 
 def test_credentials_never_shown() -> None:
     assert parse_git_url("https://user:token@h/r.git#main").shown == "https://h/r.git"
+
+
+def test_ssh_user_names_stay_passwords_go() -> None:
+    assert parse_git_url("ssh://git@h:2222/r.git").shown == "ssh://git@h:2222/r.git"
+    assert parse_git_url("ssh://git:secret@h/r.git").shown == "ssh://git@h/r.git"
+    assert parse_git_url("git@h:o/r.git").shown == "git@h:o/r.git"

@@ -100,18 +100,23 @@ def _ssh_key(directory: Path, comment: str) -> tuple[Path, str]:
     return key, fingerprint
 
 
+def _agent_holding(key: Path, tmp: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    """A real ssh-agent (ours to kill) holding `key`, and its socket."""
+    sock = tmp / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60  # generous: the machine is shared
+    while not sock.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    subprocess.run(["ssh-add", "-q", str(key)], env={**os.environ, "SSH_AUTH_SOCK": str(sock)}, check=True)
+    return agent, sock
+
+
 @requires_tool("ssh-agent", "ssh-keygen")
 def test_ssh_mount_forwards_the_agent_and_leaves_no_trace(store: dict[str, str], ssh_image: str,
                                                           tmp_path: Path) -> None:
-    agent_sock = tmp_path / "agent.sock"
-    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(agent_sock)], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+    key, fingerprint = _ssh_key(tmp_path, "forwarded-key")
+    agent, agent_sock = _agent_holding(key, tmp_path)
     try:
-        deadline = time.monotonic() + 60  # generous: the machine is shared
-        while not agent_sock.exists() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        key, fingerprint = _ssh_key(tmp_path, "forwarded-key")
-        subprocess.run(["ssh-add", "-q", str(key)], env={**os.environ, "SSH_AUTH_SOCK": str(agent_sock)}, check=True)
         deploy, deploy_fp = _ssh_key(tmp_path, "deploy-key")
         ctx = _context(tmp_path, f"FROM {ssh_image}\n"
                        "RUN --mount=type=ssh echo \"sock=$SSH_AUTH_SOCK\" && ssh-add -l\n"
@@ -346,3 +351,51 @@ def test_add_git_over_http(store: dict[str, str], git_http: str, tmp_path: Path)
     pybuild("build", "-o", f"type=local,dest={tmp_path / 'fs'}", str(ctx), env=store)
     assert (tmp_path / "fs" / "fromhttp" / "f").read_text() == "deep\n"
     assert sorted(p.name for p in (tmp_path / "fs" / "fromhttp").iterdir()) == ["f"]
+
+
+@requires_tool("ssh-agent", "ssh-keygen", "sshd")
+def test_add_git_over_ssh_authenticates_with_the_ssh_agent(store: dict[str, str], git_server: Any,
+                                                           tmp_path: Path) -> None:
+    """`ADD ssh://...` through a real sshd on 127.0.0.1 that accepts only a key held by the `--ssh` agent."""
+    _, work = git_server
+    host_key, _ = _ssh_key(tmp_path, "host-key")
+    client_key, _ = _ssh_key(tmp_path, "client-key")
+    (tmp_path / "authorized_keys").write_text(Path(f"{client_key}.pub").read_text())
+    os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege separation directory
+    sshd = None
+    for _ in range(20):  # a free port can be taken between the probe and sshd: try another
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        (tmp_path / "sshd_config").write_text(
+            f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\nAuthorizedKeysFile {tmp_path}/authorized_keys\n"
+            "PidFile none\nStrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+            "PermitRootLogin prohibit-password\n")
+        sshd = subprocess.Popen([shutil.which("sshd") or "sshd", "-D", "-e", "-f", str(tmp_path / "sshd_config")],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while sshd.poll() is None and time.monotonic() < deadline:
+            with socket.socket() as conn:
+                if conn.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        if sshd.poll() is None:
+            break
+    assert sshd is not None and sshd.poll() is None, "sshd did not start"
+    agent, agent_sock = _agent_holding(client_key, tmp_path)
+    try:
+        known = tmp_path / "known_hosts"
+        known.write_text(f"[127.0.0.1]:{port} " + Path(f"{host_key}.pub").read_text())
+        env = {**store, "SSH_AUTH_SOCK": str(agent_sock), "GIT_SSH_COMMAND": f"ssh -o UserKnownHostsFile={known}"}
+        url = f"ssh://root@127.0.0.1:{port}{work.parent / 'srv' / 'repo.git'}"
+        ctx = _context(tmp_path, f"FROM busybox\nADD {url}#v1:sub /viassh\n")
+        denied = pybuild("build", str(ctx), env=env, check=False)  # no --ssh: the agent is not used
+        assert denied.returncode != 0 and "Traceback" not in denied.stderr
+        assert "Dockerfile:2" in denied.stderr and f"ADD {url}" in denied.stderr and "Permission denied" in denied.stderr
+        pybuild("build", "--ssh", "default", "-o", f"type=local,dest={tmp_path / 'fs'}", str(ctx), env=env)
+        assert (tmp_path / "fs" / "viassh" / "run.sh").read_text() == "#!/bin/sh\necho hi\n"
+    finally:
+        agent.kill()
+        agent.wait()
+        sshd.kill()
+        sshd.wait()

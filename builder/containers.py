@@ -24,6 +24,7 @@ from runtime.spec import Limits, Mount, NetworkMode, PortMapping, ProcessSpec
 
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)([bkmg]?)b?", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 class RunOptionError(BuildError):
@@ -175,7 +176,7 @@ def stored_image(root: Path, ref: str) -> tuple[str, bytes, list[Path]] | None:
         index = json.loads((root / "images.json").read_bytes())
         name = ref if ":" in ref.rsplit("/", 1)[-1] else ref + ":latest"
         image_id = index["tags"].get(name) or (ref if ref in index["images"] else None)
-        if not isinstance(image_id, str) or not image_id.startswith("sha256:"):
+        if not isinstance(image_id, str) or not _DIGEST.fullmatch(image_id):
             return None
         raw = (root / "blobs" / "sha256" / image_id[7:]).read_bytes()
         if sha256(raw).hexdigest() != image_id[7:]:
@@ -186,6 +187,8 @@ def stored_image(root: Path, ref: str) -> tuple[str, bytes, list[Path]] | None:
     dirs: list[Path] = []
     chain = ""
     for diff_id in diff_ids:
+        if not isinstance(diff_id, str) or not _DIGEST.fullmatch(diff_id):  # never a path of our making
+            return None
         chain = diff_id if not chain else "sha256:" + sha256(f"{chain} {diff_id}".encode()).hexdigest()
         path = root / "snapshots" / chain[7:]
         if not path.is_dir():

@@ -115,9 +115,10 @@ class Reuse:
 
     `prev_dir` is that result's layer directory, an immutable snapshot (None: nothing to reuse);
     `prev` maps its regular files (layer paths) to (content digest, inode) as an earlier `written`
-    recorded them (the sha256 of the bytes the copy wrote); `digest_of(host_path, st)` is a source
-    file's content digest when it is known for exactly that stat (the stat cache, which the cache
-    key trusts too), else None. A file is linked only when the earlier one has that content, the
+    recorded them (the sha256 of the bytes the copy wrote: the stat cache's digest when the source
+    did not change while it was copied, else hashed while copying); `digest_of(host_path, st)` is a
+    source file's content digest when it is known for exactly that stat (the stat cache, which the
+    cache key trusts too), else None. A file is linked only when the earlier one has that content, the
     mode, owner and mtime this copy would give it and neither has xattrs (only xattr-free files
     are recorded), so the layer is byte for byte what a full copy writes; an inode is linked at most once
     per layer (a tar hardlink entry appears only where the sources were hard links) and is never
@@ -426,10 +427,14 @@ class _Writer:
                 self.links[key] = host
             bits = self._mode(mode, False)
             reuse = self.reuse if self._may_chown else None
-            if reuse is not None and self._link_previous(src_host, host, st, owner, bits):
+            if reuse is None:
+                _copy_regular(src_host, host, owner, bits, st, self._may_chown)
                 return
-            ino, digest = _copy_regular(src_host, host, owner, bits, st, self._may_chown, reuse is not None)
-            if reuse is not None and digest is not None:
+            known = reuse.digest_of(src_host, st)
+            if known is not None and self._link_previous(src_host, host, st, owner, bits, known):
+                return
+            ino, digest = _copy_regular(src_host, host, owner, bits, st, True, known or True)
+            if digest is not None:
                 reuse.written[host[self.cut:]] = (digest, ino)
         elif stat.S_ISLNK(mode):
             os.symlink(os.readlink(src_host), host)
@@ -440,13 +445,14 @@ class _Writer:
             self.finish_entry(host, mode, st.st_mtime_ns, st.st_atime_ns, src_owner=owner)
         # sockets are not copied (Docker skips them too)
 
-    def _link_previous(self, src_host: str, host: str, st: os.stat_result, owner: tuple[int, int], bits: int) -> bool:
+    def _link_previous(self, src_host: str, host: str, st: os.stat_result, owner: tuple[int, int], bits: int,
+                       digest: bytes) -> bool:
         """Hard-link `host` to the previous result's identical file, if it has one (see `Reuse`)."""
         reuse = self.reuse
         assert reuse is not None
         rel = host[self.cut:]
         hit = reuse.prev.get(rel)
-        if hit is None or reuse.prev_dir is None or hit[1] in reuse.linked or reuse.digest_of(src_host, st) != hit[0]:
+        if hit is None or hit[0] != digest or reuse.prev_dir is None or hit[1] in reuse.linked:
             return False
         old = reuse.prev_dir + "/" + rel
         try:
@@ -489,16 +495,26 @@ _BY_NAME = operator.attrgetter("name")
 
 
 def _copy_regular(src: str, dst: str, owner: tuple[int, int], mode: int, st: os.stat_result, chown: bool,
-                  digest: bool = False) -> tuple[int, bytes | None]:
+                  digest: bytes | bool = False) -> tuple[int, bytes | None]:
     """Copy one regular file's bytes, owner, mode, times and xattrs, working on descriptors.
 
-    Returns the new file's inode and, with `digest`, the sha256 of the bytes written (None when
-    the source had xattrs: such a copy is never linked by a later `Reuse`)."""
+    With `digest`, also return the new file's inode and the sha256 of the bytes written: True
+    hashes them while copying; a known digest of the source (for exactly `st`) is returned when
+    the source did not change while it was copied (its ctime would have moved). The digest is
+    None when unsure, or when the source had xattrs (such a copy is never linked by a `Reuse`)."""
     sfd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         dfd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
-            sha = _copy_fd_hashed(sfd, dfd) if digest else _copy_fd(sfd, dfd, st.st_size)
+            sha: bytes | None = None
+            if digest is True:
+                sha = _copy_fd_hashed(sfd, dfd)
+            else:
+                _copy_fd(sfd, dfd, st.st_size)
+                if digest:
+                    now = os.fstat(sfd)
+                    same = (now.st_ctime_ns, now.st_mtime_ns, now.st_size) == (st.st_ctime_ns, st.st_mtime_ns, st.st_size)
+                    sha = digest if same and isinstance(digest, bytes) else None
             if chown:
                 os.fchown(dfd, *owner)
             os.fchmod(dfd, mode)  # after fchown, which clears set-id bits

@@ -205,3 +205,25 @@ def test_written_names_only_files_still_in_the_layer(tmp_path: Path, items: list
     for rel, (digest, ino) in reuse.written.items():
         assert (layer / rel).lstat().st_ino == ino
         assert hashlib.sha256((layer / rel).read_bytes()).digest() == digest
+
+
+@pytest.mark.parametrize("racing", [False, True])
+def test_a_known_digest_is_recorded_only_for_the_bytes_it_names(tmp_path: Path, racing: bool) -> None:
+    """The stat cache's digest is taken for a copied file unless the source changed while it was copied."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a").write_text("old")
+
+    def digest_of(host: str, st: os.stat_result) -> bytes | None:
+        if racing:
+            Path(host).write_text("changed while the copy ran")  # after the stat the copy took
+        return hashlib.sha256(b"old").digest()
+
+    layer = tmp_path / "layer"
+    layer.mkdir()
+    reuse = copyops.Reuse(None, {}, digest_of)
+    copyops.copy_files(layer, ["a"], "/d/", src=src, reuse=reuse)
+    if racing:
+        assert reuse.written == {}
+    else:
+        assert reuse.written == {"d/a": (hashlib.sha256(b"old").digest(), (layer / "d" / "a").lstat().st_ino)}

@@ -599,7 +599,7 @@ class _Extractor:
         base = parts[-1]
         if base.startswith(WH_PREFIX):
             self.pool.drain()  # rare: no need to know what the whiteout touches
-            self.whiteout(parts, h.name)
+            self.whiteout(parts, h)
             return
         if self.pool.busy(tuple(parts)) or (h.type == LNK and self.pool.busy(tuple(split_name(h.linkname)))):
             self.pool.drain()  # an unfinished file job writes at, above or below this path
@@ -745,7 +745,8 @@ class _Extractor:
             os.close(src)
         return True
 
-    def whiteout(self, parts: list[str], name: str) -> None:
+    def whiteout(self, parts: list[str], h: Header) -> None:
+        name = h.name
         base = parts[-1]
         if base == WH_OPAQUE:
             dfd = self.open_dir(parts[:-1], name, create=True)
@@ -770,6 +771,7 @@ class _Extractor:
         if self.overlay:
             self._require_root(name)
             os.mknod(victim, stat.S_IFCHR | 0o600, os.makedev(0, 0), dir_fd=pfd)
+            os.utime(victim, (h.mtime, h.mtime), dir_fd=pfd, follow_symlinks=False)  # committed again, same layer
 
     def _require_root(self, name: str) -> None:
         if not self.is_root:

@@ -206,11 +206,12 @@ def test_commit_dir_tar_contents(tmp_path: Path) -> None:
 @requires_root
 def test_overlay_round_trip_upper_to_layer_to_snapshot(tmp_path: Path) -> None:
     upper = _upper(tmp_path / "upper")
+    os.utime(upper / "gone", (1_000_000, 1_000_000), follow_symlinks=False)  # not "now": must survive
     store = Store.open(tmp_path / "s")
     rec = store.commit_dir(upper)
     snap = store.snapshot([rec.diff_id])
     st = os.lstat(snap / "gone")
-    assert stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+    assert stat.S_ISCHR(st.st_mode) and st.st_rdev == 0 and st.st_mtime == 1_000_000
     assert os.getxattr(snap / "d" / "sub", "trusted.overlay.opaque") == b"y"
     assert os.getxattr(snap / "d" / "f", "security.capability") == \
         bytes.fromhex("0100000200300000000000000000000000000000")

@@ -483,7 +483,8 @@ class Store:
         here. The copy streams (bounded memory), is deterministic, and is checked against the
         diff_id before it is stored.
         """
-        if compress.codec_of(layer.media_type) != compress.NONE:
+        compress.media_type_for(codec)  # an unknown codec is an ImageFormatError
+        if codec == compress.NONE or compress.codec_of(layer.media_type) != compress.NONE:
             return layer if isinstance(layer, LayerRecord) else \
                 LayerRecord(layer.diff_id, layer.digest, layer.size, layer.media_type)
         level = compress.DEFAULT_LEVEL[codec] if level is None else level
@@ -509,8 +510,9 @@ class Store:
         image's local digest differs from its pushed one, as with buildah). An image without
         uncompressed layers is returned as it is, its manifest bytes untouched.
         """
+        compress.media_type_for(codec)
         layers = image.layers()
-        if all(compress.codec_of(l.media_type) != compress.NONE for l in layers):
+        if codec == compress.NONE or all(compress.codec_of(l.media_type) != compress.NONE for l in layers):
             return image
         with self.lease():
             recs = [self.compressed_layer(l, codec, level) for l in layers]

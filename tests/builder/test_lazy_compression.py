@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.errors import DigestMismatchError
+from builder.errors import DigestMismatchError, ImageFormatError
 from builder.oci import mutate
 from builder.oci.image import EMPTY, validate_image
 from builder.oci.model import OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_ZSTD
@@ -60,6 +60,9 @@ def test_gzip_copy_is_reproducible_across_stores(tmp_path: Path) -> None:
 def test_compressed_image_leaves_compressed_images_alone(store_root: Path, tmp_path: Path) -> None:
     store, image = _built(store_root, tmp_path, compression="gzip")
     assert store.compressed_image(image) is image
+    assert store.compressed_image(image, "uncompressed") is image
+    with pytest.raises(ImageFormatError):
+        store.compressed_image(image, "lzma")
 
 
 def test_a_corrupt_uncompressed_blob_is_never_compressed(store_root: Path, tmp_path: Path) -> None:

@@ -93,8 +93,8 @@ class SshAgents:
             time.sleep(0.01)
         env = {**os.environ, "SSH_AUTH_SOCK": path, "SSH_ASKPASS_REQUIRE": "never", "DISPLAY": ""}
         for key in keys:
-            added = subprocess.run(["ssh-add", "-q", key], env=env, stdin=subprocess.DEVNULL,
-                                   capture_output=True, text=True)
+            added = subprocess.run(["ssh-add", "-q", key], env=env, stdin=subprocess.DEVNULL, capture_output=True,
+                                   text=True, start_new_session=True)  # no terminal: it can never prompt
             if added.returncode != 0:
                 detail = (added.stderr.strip().splitlines() or ["ssh-add failed"])[-1]
                 raise BuildError(f"--ssh {sid}: cannot load key {key}: {detail}",

@@ -300,6 +300,13 @@ def test_add_git_errors_name_the_url(store: dict[str, str], git_server: Any, tmp
     ctx = _context(tmp_path, f"FROM busybox\nADD {url} README /src/\n")
     proc = pybuild("build", str(ctx), env=store, check=False)
     assert proc.returncode != 0 and "Dockerfile:2" in proc.stderr and "exactly one source" in proc.stderr
+    tagged = subprocess.run(["git", "ls-remote", url, "refs/tags/v1^{}"], capture_output=True, text=True,
+                            check=True).stdout.split()[0]
+    ctx = _context(tmp_path, f"FROM busybox\nADD --checksum={'0' * 40} {url}#v1 /src\n")
+    proc = pybuild("build", str(ctx), env=store, check=False)
+    assert proc.returncode != 0 and "Dockerfile:2" in proc.stderr and f"v1 is commit {tagged}" in proc.stderr
+    ctx = _context(tmp_path, f"FROM busybox\nADD --checksum={tagged} {url}#v1 /src\n")
+    pybuild("build", str(ctx), env=store)
 
 
 # --- progress bars for byte work ---------------------------------------------------------------------

@@ -10,7 +10,7 @@
 
 The cache key holds the resolved commit, so a moved branch re-runs the step and an unchanged one
 is a hit. Files get 0644, or 0755 when executable in git, whatever the umask; `.git` is removed
-unless `--keep-git-dir`. Errors name the URL. Not done: submodules.
+unless `--keep-git-dir`. Submodules are checked out too (never over file://). Errors name the URL.
 """
 
 from __future__ import annotations
@@ -126,14 +126,31 @@ def checkout(src: GitSource, commit: str, dest: Path, *, keep_git_dir: bool = Fa
              "cannot fetch the repository", env, dest)
     _git(["-c", "advice.detachedHead=false", "checkout", "-q", commit, "--"], src,
          f"cannot check out {src.ref or commit}", env, dest)
+    if (dest / ".gitmodules").is_file():
+        _submodules(src, dest, env)
     if not keep_git_dir:
-        shutil.rmtree(dest / ".git")
+        for dirpath, dirnames, filenames in os.walk(dest):  # the repository's and its submodules' (files)
+            if ".git" in dirnames:
+                shutil.rmtree(os.path.join(dirpath, ".git"))
+                dirnames.remove(".git")
+            if ".git" in filenames:
+                os.unlink(os.path.join(dirpath, ".git"))
     _normalize_modes(dest)
     root = dest / src.subdir if src.subdir else dest
     real = os.path.realpath(root)
     if not (real == str(dest.resolve()) or real.startswith(str(dest.resolve()) + os.sep)) or not os.path.isdir(real):
         raise BuildError(f"ADD {src.shown}: no directory {src.subdir!r} in {src.ref or 'HEAD'}")
     return Path(real)
+
+
+def _submodules(src: GitSource, dest: Path, env: dict[str, str] | None) -> None:
+    """Check out the submodules (recursively, as BuildKit does). Never over file:// or a local
+    path: a repository must not read the building machine's files into the image."""
+    base = ["-c", "protocol.file.allow=never", "submodule", "update", "--init", "--recursive"]
+    try:
+        _git([*base, "--depth=1"], src, "cannot fetch its submodules", env, dest)
+    except BuildError:  # a server that refuses a commit id at depth 1
+        _git(base, src, "cannot fetch its submodules", env, dest)
 
 
 def _normalize_modes(root: Path) -> None:

@@ -406,3 +406,37 @@ def test_add_git_over_ssh_authenticates_with_the_ssh_agent(store: dict[str, str]
         agent.wait()
         sshd.kill()
         sshd.wait()
+
+
+def test_add_git_checks_out_submodules_but_never_over_file(store: dict[str, str], git_server: Any,
+                                                           tmp_path: Path) -> None:
+    url, work = git_server
+    srv = work.parent / "srv"
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    _git("init", "-q", "-b", "main", cwd=lib)
+    (lib / "lib.txt").write_text("from the submodule\n")
+    _git("add", ".", cwd=lib)
+    _git("commit", "-q", "-m", "lib", cwd=lib)
+    _git("clone", "-q", "--bare", str(lib), str(srv / f"lib-{tmp_path.name}.git"), cwd=tmp_path)
+    clone = tmp_path / "clone"
+    _git("clone", "-q", str(srv / "repo.git"), str(clone), cwd=tmp_path)
+    _git("checkout", "-q", "-b", f"withsub-{tmp_path.name}", cwd=clone)
+    # a URL relative to the superproject's: the same server for the build, the local bare repo here
+    _git("-c", "protocol.file.allow=always", "submodule", "add", "-q", f"../lib-{tmp_path.name}.git", "vendor/lib",
+         cwd=clone)
+    _git("commit", "-q", "-m", "with a submodule", cwd=clone)
+    _git("push", "-q", "origin", f"withsub-{tmp_path.name}", cwd=clone)
+    ctx = _context(tmp_path, f"FROM busybox\nADD {url}#withsub-{tmp_path.name} /ws\n")
+    pybuild("build", "-o", f"type=local,dest={tmp_path / 'fs'}", str(ctx), env=store)
+    ws = tmp_path / "fs" / "ws"
+    assert (ws / "vendor" / "lib" / "lib.txt").read_text() == "from the submodule\n"
+    assert not (ws / ".git").exists() and not (ws / "vendor" / "lib" / ".git").exists()
+    # a submodule pointing at the building machine's files is refused, not read
+    (clone / ".gitmodules").write_text(f'[submodule "vendor/lib"]\n\tpath = vendor/lib\n\turl = file://{lib}\n')
+    _git("commit", "-q", "-am", "file url", cwd=clone)
+    _git("push", "-q", "origin", f"withsub-{tmp_path.name}", cwd=clone)
+    proc = pybuild("build", "-o", f"type=local,dest={tmp_path / 'fs2'}", str(ctx), env=store, check=False)
+    assert proc.returncode != 0 and "Dockerfile:2" in proc.stderr and "submodules" in proc.stderr, proc.stderr
+    assert "transport 'file' not allowed" in proc.stderr, proc.stderr
+    assert not (tmp_path / "fs2" / "ws" / "vendor" / "lib" / "lib.txt").exists()

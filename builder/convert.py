@@ -564,8 +564,6 @@ class Converter:
             git = any(is_git_url(s) for s in srcs)
             if git and (len(srcs) != 1 or heredocs):
                 raise _flag_error("ADD of a git repository takes exactly one source", origin)
-        elif inst.flag("keep-git-dir"):
-            raise _flag_error("--keep-git-dir is only valid for ADD", origin)
         op = FileCopy(kind, tuple(srcs), dest, state.config.get("WorkingDir") or "/", from_stage, from_image,
                       chown, chmod, inst.flag("link") == "true", inst.flag("parents") == "true",
                       tuple(self.expand(e, env, origin) for e in inst.flag_values("exclude")),

@@ -112,17 +112,23 @@ def parse_allow(values: list[str]) -> frozenset[str]:
 
 
 def check_entitlements(graph: Any, allow: frozenset[str]) -> None:
-    """Refuse a build whose steps need an entitlement that `--allow` did not grant (cached or not)."""
+    """Refuse a build whose steps need an entitlement that `--allow` did not grant (cached or not):
+    `RUN --security=insecure` needs security.insecure, `RUN --network=host` network.host (as buildx)."""
     from builder.errors import StepError
     from builder.graph import Exec
 
     for idx in sorted(graph.stages):
         for node in graph.stages[idx].nodes:
-            if isinstance(node.op, Exec) and node.op.security == "insecure" and "security.insecure" not in allow:
-                o = node.origin
-                raise StepError("RUN --security=insecure needs the security.insecure entitlement",
-                                filename=o.filename, line=o.line, column=o.column, source_line=o.text,
-                                hint="pass --allow security.insecure to grant it")
+            op, o = node.op, node.origin
+            if not isinstance(op, Exec):
+                continue
+            needs = [("--security=insecure", "security.insecure")] if op.security == "insecure" else []
+            needs += [("--network=host", "network.host")] if op.network == "host" else []
+            for flag, entitlement in needs:
+                if entitlement not in allow:
+                    raise StepError(f"RUN {flag} needs the {entitlement} entitlement", filename=o.filename,
+                                    line=o.line, column=o.column, source_line=o.text,
+                                    hint=f"pass --allow {entitlement} to grant it")
 
 
 def parse_outputs(values: list[str], tags: list[str], push: bool) -> list[dict[str, str]]:

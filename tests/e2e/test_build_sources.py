@@ -60,6 +60,15 @@ def test_security_insecure_needs_allow_and_gets_every_capability(store: dict[str
     assert bad.returncode != 0 and "invalid --allow 'everything'" in bad.stderr
 
 
+def test_run_network_host_needs_allow(store: dict[str, str], tmp_path: Path) -> None:
+    ctx = _context(tmp_path, "FROM busybox\nRUN --network=host readlink /proc/self/ns/net > /netns\n")
+    refused = pybuild("build", str(ctx), env=store, check=False)
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert "Dockerfile:2" in refused.stderr and "--allow network.host" in refused.stderr
+    pybuild("build", "--allow", "network.host", "-o", f"type=local,dest={tmp_path / 'fs'}", str(ctx), env=store)
+    assert (tmp_path / "fs" / "netns").read_text().strip() == os.readlink("/proc/self/ns/net")  # the host's
+
+
 # --- RUN --mount=type=ssh ---------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

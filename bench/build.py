@@ -193,11 +193,10 @@ def make_bigrun(base: Path, mb: int, name: str = "bigrun") -> Path:
 
 
 def calibrate_loops(seconds: float) -> int:
-    """Iterations of a busybox sh loop that take about `seconds` of CPU here."""
+    """Iterations of a busybox sh loop that take about `seconds` of CPU here (CPU, not wall: the
+    workload stays the same size on a loaded machine)."""
     n = 200_000
-    t0 = time.perf_counter()
-    subprocess.run(["busybox", "sh", "-c", f"i=0; while [ $i -lt {n} ]; do i=$((i+1)); done"], check=True)
-    return int(n * seconds / (time.perf_counter() - t0))
+    return int(n * seconds / max(cpu_seconds_of(n), 1e-3))
 
 
 def cpu_seconds_of(loops: int) -> float:

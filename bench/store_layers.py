@@ -14,8 +14,10 @@ Ours runs in a child process each time (timed inside, without interpreter start-
 peak RSS is measured per run; with --rss-gb, the same on a directory of that size, for memory.
 Before every timed run, of either side: `sync`, and for the unpack step (as root) the page,
 dentry and inode caches are dropped too, so each side reads the blob from disk and neither
-pays for the other's writeback or finds the other's inodes cached. Prints best-of and median
-wall times and CPU times (user+sys of every process involved: steadier on a busy machine).
+pays for the other's writeback or finds the other's inodes cached. As root, both sides run under
+SCHED_FIFO (`chrt -f 10`, --no-rt to turn off), so that other processes on a shared machine do not
+preempt either side (the kernel still keeps 5% of each second for them). Prints best-of and
+median wall times and CPU times (user+sys of every process involved: steadier on a busy machine).
 Targets (issue 4): each ratio <= 1.25; peak RSS < 150 MB on 1 GB.
 """
 
@@ -97,6 +99,7 @@ def make_tree(path: Path, size_mb: int) -> None:
 
 
 DROP_CACHES = Path("/proc/sys/vm/drop_caches")
+PRIORITY: list[str] = []  # a command prefix both sides run under (set by main: chrt as root)
 
 
 def _settle(cold: bool = False) -> None:
@@ -112,7 +115,7 @@ def _shell(cmd: str, cold: bool = False) -> tuple[float, float]:
     _settle(cold)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    subprocess.run(["bash", "-c", f"set -o pipefail; {cmd}"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([*PRIORITY, "bash", "-c", f"set -o pipefail; {cmd}"], check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -121,7 +124,7 @@ def _shell(cmd: str, cold: bool = False) -> tuple[float, float]:
 def _child(args: list[str], cold: bool = False) -> tuple[dict, int, float]:
     """Run this script's --child mode; return its JSON result, peak RSS (bytes) and CPU seconds."""
     _settle(cold)
-    proc = subprocess.Popen([sys.executable, __file__, "--child", *args], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([*PRIORITY, sys.executable, __file__, "--child", *args], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -167,7 +170,10 @@ def main() -> None:
     ap.add_argument("--rss-gb", type=float, default=1.0, help="also measure peak RSS on a tree this big (0: skip)")
     ap.add_argument("--dir", type=Path, default=Path("/tmp/pybuild-bench-layers"))
     ap.add_argument("--steps", default="commit,unpack", help="comma-separated: commit, unpack")
+    ap.add_argument("--no-rt", action="store_true", help="do not run both sides under SCHED_FIFO (chrt -f 10)")
     args = ap.parse_args()
+    if not args.no_rt and os.geteuid() == 0 and shutil.which("chrt"):
+        PRIORITY[:] = ["chrt", "-f", "10"]
     steps = set(args.steps.split(","))
     for tool in ("tar", "zstd", "pigz", "sha256sum"):
         if shutil.which(tool) is None:
@@ -218,7 +224,8 @@ def main() -> None:
     busy = max(load, load_before) > (os.cpu_count() or 1)
     print(f"load average {load_before:.1f} before, {load:.1f} after, on {os.cpu_count()} CPUs"
           + ("  (busy machine: wall ratios are noisy, see the CPU columns)" if busy else ""))
-    print(f"unpack: caches {'dropped' if os.geteuid() == 0 else 'NOT dropped (not root)'} before every run of either side")
+    print(f"unpack: caches {'dropped' if os.geteuid() == 0 else 'NOT dropped (not root)'} before every run of either side; "
+          f"both sides {'under SCHED_FIFO (chrt -f 10)' if PRIORITY else 'at normal priority'}")
     print(f"{'':12} {'best: ours':>10} {'peer':>7} {'ratio':>5}  {'median: ours':>12} {'peer':>7} {'ratio':>5}  "
           f"{'cpu best: ours':>14} {'peer':>6} {'ratio':>5}  {'cpu median':>10}  peak RSS")
     for ours, peer in (("commit zstd", "peer zstd"), ("commit gzip", "peer gzip"), ("unpack", "peer unpack")):

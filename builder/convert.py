@@ -557,13 +557,18 @@ class Converter:
         chmod = self.expand(inst.flag("chmod") or "", env, origin)
         if kind == "COPY" and inst.flag("checksum"):
             raise _flag_error("--checksum is only valid for ADD", origin)
-        git = False
+        git, shown_srcs = False, srcs
         if kind == "ADD":
-            from builder.gitsource import is_git_url
+            from builder.gitsource import is_git_url, redact
 
             git = any(is_git_url(s) for s in srcs)
             if git and (len(srcs) != 1 or heredocs):
                 raise _flag_error("ADD of a git repository takes exactly one source", origin)
+            if git:
+                try:
+                    shown_srcs = [redact(srcs[0])]  # no credentials in history, records or progress
+                except BuildError as exc:
+                    raise _flag_error(exc.message, origin) from None
         op = FileCopy(kind, tuple(srcs), dest, state.config.get("WorkingDir") or "/", from_stage, from_image,
                       chown, chmod, inst.flag("link") == "true", inst.flag("parents") == "true",
                       tuple(self.expand(e, env, origin) for e in inst.flag_values("exclude")),
@@ -571,7 +576,7 @@ class Converter:
                       inst.flag("keep-git-dir") == "true", heredocs, state.config.get("User") or "", git)
         flags = "".join(f"--{n}={v} " for n, v in (("from", inst.flag("from")), ("chown", chown),
                                                     ("chmod", chmod)) if v)
-        shown = f"{kind} {flags}" + " ".join([*srcs, *(f"<<{h[0]}" for h in heredocs), dest])
+        shown = f"{kind} {flags}" + " ".join([*shown_srcs, *(f"<<{h[0]}" for h in heredocs), dest])
         self.add(stage, Node(op, origin, shown, shown + " # buildkit"))
 
     on_copy = _copy

@@ -3,6 +3,7 @@
     is_git_url(source) -> bool          git://, ssh://, git@host:path, http(s)://...*.git
     is_download_url(source) -> bool     any other http(s):// (a file ADD downloads)
     parse_git_url(source) -> GitSource  remote, ref (branch, tag or commit; "" = HEAD), subdir
+    redact(source) -> str               the source without credentials (history, keys, progress)
     resolve(src, env=None) -> str       the commit the ref names now (`git ls-remote`)
     checkout(src, commit, dest, *, keep_git_dir=False, env=None) -> Path
                                         a shallow fetch of that commit, checked out in `dest`;
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from builder.errors import BuildError
 
-__all__ = ["GitSource", "checkout", "is_download_url", "is_git_url", "parse_git_url", "resolve"]
+__all__ = ["GitSource", "checkout", "is_download_url", "is_git_url", "parse_git_url", "redact", "resolve"]
 
 _HTTP_GIT = re.compile(r"https?://[^#?]+\.git/?(#.*)?\Z")
 _SHA = re.compile(r"[0-9a-f]{40}\Z")
@@ -66,6 +67,12 @@ def parse_git_url(source: str) -> GitSource:
     if any(part == ".." for part in subdir.split("/")):
         raise BuildError(f"ADD {source}: the subdirectory {subdir!r} leaves the repository")
     return GitSource(remote, ref, subdir)
+
+
+def redact(source: str) -> str:
+    """An ADD git source as instructions, history and keys show it: no credentials."""
+    _, sep, fragment = source.partition("#")
+    return parse_git_url(source).shown + sep + fragment
 
 
 def _git(args: list[str], src: GitSource, what: str, env: dict[str, str] | None, cwd: Path | None = None) -> str:

@@ -248,6 +248,9 @@ class Solver:
                 "excludes": list(op.excludes), "checksum": op.checksum, "from_image": op.from_image,
                 "heredocs": [list(h) for h in op.heredocs], "user": op.user if op.chown else ""}
         if op.kind == "ADD" and op.git:
+            from builder.gitsource import redact
+
+            desc["sources"] = [redact(op.sources[0])]  # key parts are stored in build records
             return CacheKey.make(parent=parent, op=desc, git=self._git_key(op))
         local = [s for s in op.sources if not _is_url(s)] if op.kind == "ADD" else list(op.sources)
         from_other = op.from_stage is not None or bool(op.from_image)

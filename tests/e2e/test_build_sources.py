@@ -362,11 +362,22 @@ def test_tqdm_bars_for_unpack_and_commit_on_a_tty_only(busybox_tar: Path, tmp_pa
     assert "| builder.progress" in cached and "| tqdm" not in cached  # the no-op path never imports tqdm
 
 
-def test_add_git_over_http(store: dict[str, str], git_http: str, tmp_path: Path) -> None:
-    ctx = _context(tmp_path, f"FROM busybox\nADD {git_http}#v1:sub/dir /fromhttp\n")
-    pybuild("build", "-o", f"type=local,dest={tmp_path / 'fs'}", str(ctx), env=store)
+def test_add_git_over_http_keeps_url_credentials_out_of_history_keys_and_logs(
+        busybox_tar: Path, git_http: str, tmp_path: Path) -> None:
+    env = {"PYBUILD_ROOT": str(tmp_path / "store")}  # its own store: every file in it is searched below
+    pybuild("import", str(busybox_tar), "busybox:latest", env=env)
+    with_token = git_http.replace("http://", "http://builder:s3cr3t-t0ken@")  # the test server ignores it
+    ctx = _context(tmp_path, f"FROM busybox\nADD {with_token}#v1:sub/dir /fromhttp\n")
+    proc = pybuild("build", "-t", "githttp:1", "--progress=plain", "-o", f"type=local,dest={tmp_path / 'fs'}",
+                   "-o", "type=image", str(ctx), env=env)
     assert (tmp_path / "fs" / "fromhttp" / "f").read_text() == "deep\n"
     assert sorted(p.name for p in (tmp_path / "fs" / "fromhttp").iterdir()) == ["f"]
+    assert f"ADD {git_http}#v1:sub/dir /fromhttp" in proc.stderr and "s3cr3t-t0ken" not in proc.stderr
+    history = pybuild("history", "--no-trunc", "githttp:1", env=env).stdout
+    assert f"{git_http}#v1:sub/dir" in history and "s3cr3t-t0ken" not in history
+    for path in (tmp_path / "store").rglob("*"):  # records, keys, configs, layers
+        if path.is_file() and path.parent.name != "ast":  # cache/ast: the parsed Dockerfile itself
+            assert b"s3cr3t-t0ken" not in path.read_bytes(), path
 
 
 @requires_tool("ssh-agent", "ssh-keygen", "sshd")

@@ -113,17 +113,18 @@ Item = Union[str, HeredocSource, FetchedFile]
 class Reuse:
     """Hard links from an earlier result of the same COPY instead of copies (an incremental re-run).
 
-    `prev_dir` is that result's layer directory, an immutable snapshot (None: nothing to reuse);
-    `prev` maps its regular files (layer paths) to (content digest, inode) as an earlier `written`
-    recorded them (the sha256 of the bytes the copy wrote: the stat cache's digest when the source
-    did not change while it was copied, else hashed while copying); `digest_of(host_path, st)` is a
-    source file's content digest when it is known for exactly that stat (the stat cache, which the
-    cache key trusts too), else None. A file is linked only when the earlier one has that content, the
-    mode, owner and mtime this copy would give it and neither has xattrs (only xattr-free files
-    are recorded), so the layer is byte for byte what a full copy writes; an inode is linked at most once
-    per layer (a tar hardlink entry appears only where the sources were hard links) and is never
-    modified afterwards. `written` collects {layer path: (digest, inode)} of the regular files
-    copied or linked and still in the layer, for the next re-run (nothing with `unpack`).
+    `prev_dir` is that result's layer directory, an immutable snapshot (None: nothing to reuse).
+    `prev` maps its regular files (layer paths) to (sha256 of the bytes written, inode), as an
+    earlier `written` recorded them. `digest_of(host_path, st)` is a source file's sha256 when it
+    is known for exactly that stat (the stat cache, which the cache key trusts too), else None.
+
+    A file is linked only when the earlier one has that content and the mode, owner and mtime this
+    copy would give it, and neither has xattrs (only xattr-free files are recorded), so the layer
+    is byte for byte what a full copy writes. An inode is linked at most once per layer (a tar
+    hardlink entry appears only where the sources were hard links) and is never modified after.
+    `written` collects {layer path: (sha256, inode)} of the regular files copied or linked and
+    still in the layer, for the next re-run (nothing with `unpack`): a copied file's digest is the
+    stat cache's when the source did not change during the copy, else hashed while copying.
     """
 
     prev_dir: str | None
@@ -513,7 +514,8 @@ def _copy_regular(src: str, dst: str, owner: tuple[int, int], mode: int, st: os.
                 _copy_fd(sfd, dfd, st.st_size)
                 if digest:
                     now = os.fstat(sfd)
-                    same = (now.st_ctime_ns, now.st_mtime_ns, now.st_size) == (st.st_ctime_ns, st.st_mtime_ns, st.st_size)
+                    same = (now.st_ino, now.st_ctime_ns, now.st_mtime_ns, now.st_size) == \
+                        (st.st_ino, st.st_ctime_ns, st.st_mtime_ns, st.st_size)
                     sha = digest if same and isinstance(digest, bytes) else None
             if chown:
                 os.fchown(dfd, *owner)

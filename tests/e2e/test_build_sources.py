@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import tarfile
@@ -173,6 +174,15 @@ def _git(*args: str, cwd: Path) -> str:
     return subprocess.run(["git", *GIT_ID, *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
 
 
+def _stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """Kill a process started with start_new_session=True and everything it started."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
 @pytest.fixture(scope="module")
 def git_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """`git daemon` on 127.0.0.1 serving a bare repo; yields (url, work clone that pushes to it)."""
@@ -196,9 +206,10 @@ def git_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
+        # its own process group: `git daemon` runs git-daemon as a child, and both must go at the end
         daemon = subprocess.Popen(["git", "daemon", "--reuseaddr", "--export-all", f"--base-path={base / 'srv'}",
                                    "--listen=127.0.0.1", f"--port={port}", str(base / "srv")],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         url = f"git://127.0.0.1:{port}/repo.git"
         deadline = time.monotonic() + 60
         while daemon.poll() is None and time.monotonic() < deadline:
@@ -206,12 +217,10 @@ def git_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
                 try:
                     yield url, work
                 finally:
-                    daemon.kill()
-                    daemon.wait()
+                    _stop_group(daemon)
                 return
             time.sleep(0.05)
-        daemon.kill()
-        daemon.wait()
+        _stop_group(daemon)
     pytest.fail("git daemon did not start")
 
 

@@ -307,7 +307,8 @@ class Solver:
         return [url, f.digest, f.name, f.mtime]
 
     def close(self) -> None:
-        """Remove this build's downloads."""
+        """Remove this build's downloads and whatever step directories a failure left."""
+        steps.remove_workspaces()
         if self.fetch_dir is not None:
             import shutil
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,8 +89,27 @@ def view_of(solver: "Solver", from_stage: int | None, from_image: str) -> Any:
     return RootView(list(reversed(dirs)))
 
 
+_workspaces: set[Path] = set()  # step workspaces of this process, named before they exist
+
+
 def _workspace(solver: "Solver") -> Path:
-    return Path(tempfile.mkdtemp(prefix="step-", dir=solver.store.root / "tmp"))
+    """A fresh step directory in the store's tmp/. Registered before it is made, so that a
+    Ctrl-C landing anywhere in between still finds it (`remove_workspaces`)."""
+    path = solver.store.root / "tmp" / f"step-{os.getpid()}-{os.urandom(6).hex()}"
+    _workspaces.add(path)
+    path.mkdir(mode=0o700)
+    return path
+
+
+def _drop_workspace(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+    _workspaces.discard(path)
+
+
+def remove_workspaces() -> None:
+    """Remove the step directories this process still has (after a failure or Ctrl-C)."""
+    for path in list(_workspaces):
+        _drop_workspace(path)
 
 
 def _commit(solver: "Solver", state: "_State", upper: Path, sid: int | None = None) -> dict[str, Any] | None:
@@ -152,7 +170,7 @@ def run_node(node: Node, stage: Stage, state: "_State", solver: "Solver", sid: i
             solver.cache.put_copy_result(_lineage(solver, state, op), _chain(state, result.layer), reuse.written)
         return result
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        _drop_workspace(work)
 
 
 def _target_view(solver: "Solver", state: "_State", sid: int | None = None) -> Any:

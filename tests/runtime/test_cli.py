@@ -215,9 +215,14 @@ def test_signals_to_pybuild_run_reach_the_process(store: dict[str, str]) -> None
     proc = subprocess.Popen([sys.executable, "-m", "builder", "run", "--rm", "--network", "none", "busybox", "sh", "-c",
                              "trap 'echo caught INT; exit 5' INT; echo ready; while true; do sleep 0.1; done"],
                             env={**os.environ, **store}, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
-    proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=20)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:  # a failed run leaves no container behind
+            proc.kill()
+            proc.communicate()
     assert (proc.returncode, out) == (5, "caught INT\n")
 
 

@@ -389,8 +389,9 @@ def _run_exec_mounted(op: Exec, node: Node, state: "_State", solver: "Solver", s
     workdir = work / "work"
     workdir.mkdir()
     rootfs = RootfsSpec(lower, upper, workdir)
-    caps = ALL_CAPABILITIES if op.security == "insecure" else None  # None: Docker's default set
-    process = ProcessSpec(tuple(op.argv), tuple(env), op.user, op.cwd, capabilities=caps)
+    insecure = op.security == "insecure"  # BuildKit's insecure mode: every capability, /proc and /sys open
+    process = ProcessSpec(tuple(op.argv), tuple(env), op.user, op.cwd,
+                          capabilities=ALL_CAPABILITIES if insecure else None, privileged=insecure)
     network = {"none": NetworkMode.NONE, "host": NetworkMode.HOST}.get(solver._network(op), NetworkMode.DEFAULT)
     tail: list[bytes] = []
     total = [0]

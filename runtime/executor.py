@@ -458,7 +458,8 @@ def _child_b(run: _Run, parent: int, err_w: int, status_w: int, join_r: int) -> 
         _close_fds_except({0, 1, 2, err_w, status_w, join_r, *run.child_fds})
         p = run.process
         tty_path = run.tty_slave_name if run.tty_master is not None else None
-        setup_root(run.scratch / "root", run.scratch, run.rootfs, run.mounts, run.scratch / "etc", tty_path)
+        setup_root(run.scratch / "root", run.scratch, run.rootfs, run.mounts, run.scratch / "etc", tty_path,
+                   privileged=p.privileged)
         socket.sethostname(run.hostname)
         if run.network not in (NetworkMode.HOST, NetworkMode.DEFAULT):
             _netif.link_up("lo")

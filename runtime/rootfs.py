@@ -143,8 +143,9 @@ def build_scaffold(scaffold: Path, rootfs: RootfsSpec, mounts: Sequence[Mount]) 
 
 
 def setup_root(root: Path, scratch: Path, rootfs: RootfsSpec, mounts: Sequence[Mount], etc_dir: Path,
-               tty_path: str | None = None) -> None:
-    """Mount everything under `root` and pivot into it; the old root is detached."""
+               tty_path: str | None = None, privileged: bool = False) -> None:
+    """Mount everything under `root` and pivot into it; the old root is detached. `privileged`:
+    /sys writable and no masked or read-only /proc paths."""
     _linux.mount(None, "/", None, _linux.MS_REC | _linux.MS_PRIVATE)
     lower = (*rootfs.lower, scratch / "scaffold")
     # nodev: CAP_MKNOD stays (Docker's default set) but a node made anywhere but /dev cannot be opened
@@ -153,9 +154,9 @@ def setup_root(root: Path, scratch: Path, rootfs: RootfsSpec, mounts: Sequence[M
     _linux.mount("proc", r + "/proc", "proc", NOSUID_NODEV_NOEXEC)
     _mount_dev(r + "/dev", tty_path)
     try:
-        _linux.mount("sysfs", r + "/sys", "sysfs", NOSUID_NODEV_NOEXEC | _linux.MS_RDONLY)
-    except OSError:  # sharing the host's network namespace: bind its /sys read-only
-        _bind(r + "/sys", "/sys", readonly=True, recursive=True)
+        _linux.mount("sysfs", r + "/sys", "sysfs", NOSUID_NODEV_NOEXEC | (0 if privileged else _linux.MS_RDONLY))
+    except OSError:  # sharing the host's network namespace: bind its /sys
+        _bind(r + "/sys", "/sys", readonly=not privileged, recursive=True)
     for rel in ETC_FILES:
         _bind(f"{r}/{rel}", str(etc_dir / os.path.basename(rel)))
     for m in mounts:
@@ -167,9 +168,9 @@ def setup_root(root: Path, scratch: Path, rootfs: RootfsSpec, mounts: Sequence[M
             if m.type == "volume" and not os.listdir(m.source):
                 copy_up(target, m.source)
             _bind(target, m.source, readonly=m.readonly, recursive=True, nodev=True)
-    for path in MASKED_PATHS:
+    for path in () if privileged else MASKED_PATHS:
         _mask(r + path)
-    for path in READONLY_PATHS:
+    for path in () if privileged else READONLY_PATHS:
         if os.path.exists(r + path):
             _bind(r + path, r + path, readonly=True, recursive=True)
     if rootfs.readonly:

@@ -25,6 +25,8 @@ class ProcessSpec(NamedTuple):
     """One process: argv, environment, user, working directory, terminal and stdin.
 
     `capabilities` are the capability numbers it keeps (None: Docker's default set).
+    `privileged` leaves /proc unmasked and /sys writable, as `docker run --privileged` and
+    BuildKit's `RUN --security=insecure` do (give it `ALL_CAPABILITIES` too).
     """
 
     argv: tuple[str, ...]
@@ -35,6 +37,7 @@ class ProcessSpec(NamedTuple):
     stdin: bool = False
     hostname: str = ""
     capabilities: frozenset[int] | None = None
+    privileged: bool = False
 
 
 class RootfsSpec(NamedTuple):

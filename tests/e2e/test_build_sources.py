@@ -46,8 +46,10 @@ def _output(stderr: str) -> list[str]:
 
 def test_security_insecure_needs_allow_and_gets_every_capability(store: dict[str, str], tmp_path: Path) -> None:
     ctx = _context(tmp_path, "FROM busybox\n"
-                   "RUN --security=insecure mkdir /m && mount -t tmpfs none /m && echo insecure-mounted\n"
-                   "RUN mkdir /n && if mount -t tmpfs none /n; then echo sandbox-mounted; else echo sandbox-denied; fi\n")
+                   "RUN --security=insecure mkdir /m && mount -t tmpfs none /m && echo insecure-mounted"
+                   " && grep -q ' /sys sysfs rw' /proc/mounts && ! grep -q ' /proc/sys ' /proc/mounts && echo open\n"
+                   "RUN mkdir /n && if mount -t tmpfs none /n; then echo sandbox-mounted; else echo sandbox-denied; fi"
+                   " && grep -q ' /sys sysfs ro' /proc/mounts && grep -q ' /proc/sys proc ro' /proc/mounts && echo closed\n")
     refused = pybuild("build", "--progress=plain", str(ctx), env=store, check=False)
     assert refused.returncode != 0 and "Traceback" not in refused.stderr
     assert "Dockerfile:2" in refused.stderr and "--allow security.insecure" in refused.stderr
@@ -55,6 +57,7 @@ def test_security_insecure_needs_allow_and_gets_every_capability(store: dict[str
     built = pybuild("build", "--allow", "security.insecure", "--progress=plain", str(ctx), env=store)
     out = _output(built.stderr)
     assert "insecure-mounted" in out and "sandbox-denied" in out and "sandbox-mounted" not in out
+    assert "open" in out and "closed" in out  # /sys writable and /proc unmasked only when insecure
     cached = pybuild("build", "--progress=plain", str(ctx), env=store, check=False)  # a cached step still needs it
     assert cached.returncode != 0 and "security.insecure" in cached.stderr
     bad = pybuild("build", "--allow", "everything", str(ctx), env=store, check=False)

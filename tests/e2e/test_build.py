@@ -23,14 +23,6 @@ CASES = sorted(p.name for p in (FIXTURES / "builds").iterdir() if (p / "expect.j
 pytestmark = requires_root
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory, busybox_tar: Path) -> dict[str, str]:
-    """A store shared by this module's builds, with busybox:latest imported; returns the env."""
-    root = tmp_path_factory.mktemp("build-store")
-    env = {"PYBUILD_ROOT": str(root)}
-    pybuild("import", str(busybox_tar), "busybox:latest", env=env)
-    return env
-
 
 def build_case(case: str, env: dict[str, str], tmp: Path, *extra: str) -> tuple[dict[str, Any], Path, Any]:
     expect = json.loads((FIXTURES / "builds" / case / "expect.json").read_text())

@@ -23,14 +23,6 @@ from tests.conftest import pybuild, requires_root, requires_tool
 pytestmark = requires_root
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory, busybox_tar: Path) -> dict[str, str]:
-    """A store shared by this module's builds, with busybox:latest imported; returns the env."""
-    root = tmp_path_factory.mktemp("sources-store")
-    env = {"PYBUILD_ROOT": str(root)}
-    pybuild("import", str(busybox_tar), "busybox:latest", env=env)
-    return env
-
 
 def _context(tmp: Path, dockerfile: str) -> Path:
     ctx = tmp / "ctx"

@@ -235,12 +235,7 @@ def test_same_tree_as_buildah(case: str, buildah: Buildah, base_rootfs: Path, tm
     layer = tmp_path / "layer"
     layer.mkdir()
     apply_lines(ctx, lines, layer, base_rootfs)
-    merged = tmp_path / "merged"
-    shutil.copytree(base_rootfs, merged, symlinks=True)
-    _overlay(layer, merged)
-    ours = tree(merged)
-    changed = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
-    assert {k: (ours.get(k), theirs.get(k)) for k in changed} == {}
+    _assert_same_tree(layer, base_rootfs, theirs, tmp_path)
 
 
 STAGE = """FROM localhost/copybase AS stage
@@ -281,6 +276,11 @@ def test_copy_from_a_stage_matches_buildah(buildah: Buildah, base_rootfs: Path, 
         for ctr in (final_ctr, stage_ctr):
             buildah("rm", ctr)
         buildah("rmi", "-f", "localhost/copy-from-final", "localhost/copy-from-stage")
+    _assert_same_tree(layer, base_rootfs, theirs, tmp_path)
+
+
+def _assert_same_tree(layer: Path, base_rootfs: Path, theirs: dict, tmp_path: Path) -> None:
+    """Our layer applied over the base rootfs gives buildah's tree, entry for entry."""
     merged = tmp_path / "merged"
     shutil.copytree(base_rootfs, merged, symlinks=True)
     _overlay(layer, merged)

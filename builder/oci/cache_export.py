@@ -1,11 +1,13 @@
 """Share the build cache through a registry or a directory (`--cache-to` / `--cache-from`).
 
-    --cache-to   type=registry,ref=REPO:TAG[,mode=min|max]   |  type=local,dest=DIR[,mode=...]
+    --cache-to   type=registry,ref=REPO:TAG[,mode=min|max][,compression=gzip|zstd|uncompressed[,compression-level=N]]
+                 |  type=local,dest=DIR[,mode=...][,compression=...]
     --cache-from type=registry,ref=REPO:TAG                   |  type=local,src=DIR
 
 The cache travels as one OCI artifact: an image manifest whose config blob
 (`application/vnd.pybuild.cache.config.v1+json`) lists the cache entries (key, parts, layer,
-duration) and the inputs tables they name, and whose layers are the entries' layer blobs. In a
+duration) and the inputs tables they name, and whose layers are the entries' layer blobs
+(compressed, gzip by default as in buildx: a build keeps its own layers uncompressed). In a
 registry it is pushed like an image (blobs first, manifest last); in a directory it is an OCI
 layout. Importing writes the entries into the local `BuildCache` and stores their layers (each
 checked against its digest and diff_id), so a fresh machine gets cache hits without running
@@ -25,6 +27,7 @@ from typing import Any, Iterable
 
 from builder.cache import KEY_VERSION, BuildCache, CacheKey, sha256_of
 from builder.errors import BuildError, ImageFormatError, RegistryError
+from builder.oci import compress
 from builder.oci.model import OCI_MANIFEST, Descriptor, Digest, Manifest, canonical_json
 from builder.oci.reference import parse_reference
 from builder.oci.registry import client_for
@@ -46,6 +49,8 @@ class CacheSpec:
     ref: str = ""             # type=registry
     path: str = ""            # type=local: dest (export) or src (import)
     mode: str = "min"         # min | max (export only)
+    compression: str = "gzip"  # gzip | zstd | uncompressed (export only)
+    level: int | None = None   # compression-level
 
 
 def parse_cache_spec(text: str, *, export: bool) -> CacheSpec:
@@ -66,21 +71,27 @@ def parse_cache_spec(text: str, *, export: bool) -> CacheSpec:
     mode = fields.pop("mode", "min")
     if mode not in ("min", "max"):
         raise BuildError(f"invalid {flag} {text!r}: mode must be min or max")
+    compression = fields.pop("compression", compress.GZIP)
+    if compression not in (compress.GZIP, compress.ZSTD, compress.NONE):
+        raise BuildError(f"invalid {flag} {text!r}: compression must be gzip, zstd or uncompressed")
+    level_text = fields.pop("compression-level", "")
+    if level_text and not level_text.isdigit():
+        raise BuildError(f"invalid {flag} {text!r}: compression-level must be a number")
+    level = int(level_text) if level_text else None
     if kind == "registry":
         ref = fields.pop("ref", "")
         if not ref:
             raise BuildError(f"invalid {flag} {text!r}: type=registry needs ref=REPO:TAG")
         parse_reference(ref)  # a clear error now rather than after the build
-        spec = CacheSpec("registry", ref=ref, mode=mode)
+        spec = CacheSpec("registry", ref=ref, mode=mode, compression=compression, level=level)
     elif kind == "local":
         key = "dest" if export else "src"
         path = fields.pop(key, "")
         if not path:
             raise BuildError(f"invalid {flag} {text!r}: type=local needs {key}=DIR")
-        spec = CacheSpec("local", path=path, mode=mode)
+        spec = CacheSpec("local", path=path, mode=mode, compression=compression, level=level)
     else:
         raise BuildError(f"invalid {flag} {text!r}: type must be registry or local")
-    fields.pop("compression", None)
     fields.pop("oci-mediatypes", None)
     fields.pop("ignore-error", None)
     if fields:
@@ -95,23 +106,24 @@ def keys_for_mode(steps: Iterable[Any], target_stage_index: int, mode: str) -> l
 
 # -- export -------------------------------------------------------------------------------------------
 
-def _document(store: Store, cache: BuildCache, keys: Iterable[str]) -> tuple[bytes, list[Descriptor]]:
+def _document(store: Store, cache: BuildCache, keys: Iterable[str], spec: CacheSpec) -> tuple[bytes, list[Descriptor]]:
+    """The cache config blob and its layers; uncompressed layers travel as `spec.compression` copies."""
     entries, inputs, layers = [], {}, {}
     for key in dict.fromkeys(keys):
         entry = cache.get(key)
         if entry is None:
             continue
-        entries.append({"key": entry.key, "parts": entry.parts, "layer": entry.layer, "duration": entry.duration})
+        layer = entry.layer
+        if layer and store.has_blob(layer["digest"]):
+            rec = store.compressed_layer(store.layer(layer), spec.compression, spec.level)
+            layer = {**layer, "digest": str(rec.digest), "size": rec.size, "media_type": rec.media_type}
+            layers[layer["digest"]] = rec.descriptor()
+        entries.append({"key": entry.key, "parts": entry.parts, "layer": layer, "duration": entry.duration})
         for name, value in entry.parts:
             if name == "inputs" and isinstance(value, str) and value not in inputs:
                 table = cache.inputs(value)
                 if table is not None:
                     inputs[value] = table
-        if entry.layer:
-            layer = entry.layer
-            if not store.has_blob(layer["digest"]):
-                continue
-            layers[layer["digest"]] = Descriptor(layer["media_type"], Digest(layer["digest"]), int(layer["size"]))
     doc = {"version": 1, "key_version": KEY_VERSION, "entries": entries, "inputs": inputs}
     return canonical_json(doc), list(layers.values())
 
@@ -127,13 +139,13 @@ def _manifest(config: bytes, layers: list[Descriptor]) -> bytes:
 def export_cache(store: Store, cache: BuildCache, keys: Iterable[str], spec: CacheSpec,
                  options: RegistryOptions | None = None) -> Digest:
     """Export the entries for `keys` and their layers to `spec`; returns the cache manifest digest."""
-    config, layers = _document(store, cache, keys)
-    manifest = _manifest(config, layers)
-    if spec.type == "local":
-        return _export_local(store, Path(spec.path), config, layers, manifest)
-    ref = parse_reference(spec.ref).with_default_tag()
-    client = client_for(ref.registry, options)
-    with store.lease():
+    with store.lease():  # the compressed copies are referenced by nothing until the export ends
+        config, layers = _document(store, cache, keys, spec)
+        manifest = _manifest(config, layers)
+        if spec.type == "local":
+            return _export_local(store, Path(spec.path), config, layers, manifest)
+        ref = parse_reference(spec.ref).with_default_tag()
+        client = client_for(ref.registry, options)
         config_digest = store.put_bytes(config)
         blobs = [Descriptor(CACHE_CONFIG_TYPE, config_digest, len(config)), *layers]
 

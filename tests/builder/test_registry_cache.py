@@ -31,6 +31,8 @@ RUN cat /f /one > /both && echo "ran-step-$((2+2))"
     ("type=registry,ref=127.0.0.1:5000/c:1,mode=max", CacheSpec("registry", ref="127.0.0.1:5000/c:1", mode="max")),
     ("127.0.0.1:5000/c:1", CacheSpec("registry", ref="127.0.0.1:5000/c:1")),
     ("type=local,dest=/tmp/c", CacheSpec("local", path="/tmp/c")),
+    ("type=local,dest=/tmp/c,compression=zstd,compression-level=3",
+     CacheSpec("local", path="/tmp/c", compression="zstd", level=3)),
 ])
 def test_parse_cache_to(text: str, expected: CacheSpec) -> None:
     assert parse_cache_spec(text, export=True) == expected
@@ -40,10 +42,21 @@ def test_parse_cache_to(text: str, expected: CacheSpec) -> None:
     ("type=registry", "needs ref="), ("type=local,src=/x", "needs dest="), ("type=s3,ref=x", "must be registry or local"),
     ("type=registry,ref=x,mode=all", "mode must be min or max"), ("type=registry,ref=Bad", "lowercase"),
     ("type=registry,ref=x,color=red", "unknown option"),
+    ("type=registry,ref=x,compression=lz4", "compression must be"),
+    ("type=registry,ref=x,compression-level=high", "compression-level must be a number"),
 ])
 def test_parse_cache_spec_errors(text: str, message: str) -> None:
     with pytest.raises(BuildError, match=message):
         parse_cache_spec(text, export=True)
+
+
+def _assert_layers_compressed(layout: Path, codec: str, magic: bytes) -> None:
+    blobs = layout / "blobs" / "sha256"
+    manifest = json.loads((blobs / json.loads((layout / "index.json").read_text())["manifests"][0]["digest"][7:]).read_bytes())
+    assert manifest["layers"]
+    for desc in manifest["layers"]:
+        assert desc["mediaType"] == f"application/vnd.oci.image.layer.v1.tar+{codec}"
+        assert (blobs / desc["digest"][7:]).read_bytes()[:4].startswith(magic)
 
 
 def _build(root: Path, ctx: Path) -> str:
@@ -70,6 +83,11 @@ def test_cache_shared_through_registry_and_directory(busybox_store: Path, busybo
     local_dir = tmp_path / "cache-dir"
     export_cache(store, BuildCache(busybox_store), keys, parse_cache_spec(f"type=local,dest={local_dir}", export=True))
     assert json.loads((local_dir / "index.json").read_text())["manifests"][0]["digest"] == digest  # same artifact
+    _assert_layers_compressed(local_dir, "gzip", b"\x1f\x8b")  # the build's layers are uncompressed
+    zstd_dir = tmp_path / "cache-zstd"
+    export_cache(store, BuildCache(busybox_store), keys,
+                 parse_cache_spec(f"type=local,dest={zstd_dir},compression=zstd", export=True))
+    _assert_layers_compressed(zstd_dir, "zstd", b"\x28\xb5\x2f\xfd")
 
     for source in (f"type=registry,ref={ref}", f"type=local,src={local_dir}"):
         fresh = clone_store(busybox_store_template, tmp_path / f"fresh-{len(source)}")

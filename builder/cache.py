@@ -28,7 +28,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 KEY_VERSION = 1  # bump when the meaning of a part changes: every old key then misses
 _COPIES_VERSION = 2  # 2: recorded files have no xattrs
@@ -143,6 +143,17 @@ class BuildCache:
         of its snapshot and {layer path: (content sha256, inode)} of its regular files."""
         _atomic_write(self.dir / "copies" / lineage.split(":", 1)[-1],
                       marshal.dumps((_COPIES_VERSION, str(chain_id), dict(files))))
+
+    def forget_copy_results(self, keep_chain: Callable[[str], bool]) -> int:
+        """Delete the COPY hints whose snapshot `keep_chain` rejects, or that cannot be read (after a
+        prune removed snapshots: a hint to a gone snapshot is only a file to skip); return how many."""
+        dropped = 0
+        for path in (self.dir / "copies").glob("*"):
+            found = self.copy_result(path.name)
+            if found is None or not keep_chain(found[0]):
+                path.unlink(missing_ok=True)
+                dropped += 1
+        return dropped
 
     def entries(self) -> list[CacheEntry]:
         """Every readable entry (for `pybuild cache ls`)."""

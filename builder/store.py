@@ -4,7 +4,7 @@
     layers/<diff_id hex>.json a LayerRecord: which blob holds the layer with that diff_id
     images.json               {"images": {image id: {manifest, added}}, "tags": {name: image id}}
     snapshots/<chain hex>/    one layer unpacked in overlay form (lowerdir of containers)
-    cache/*.json              build cache entries (the builder's); every digest in them is a GC root
+    cache/keys/*/*.json       build cache entries (the builder's); every digest in them is a GC root
     containers/<id>/*.json    container state (the runtime's); every digest in them is a GC root
     tmp/                      in-flight writes; renamed into place when complete
     lock                      flock: shared while writing, exclusive while pruning
@@ -852,7 +852,9 @@ class Store:
 
     def _root_digests(self) -> set[str]:
         found: set[str] = set()
-        for pattern in ("cache/**/*.json", "containers/**/*.json"):
+        # Only build-cache entries and container state name what must stay: not the memo (a rebuild
+        # re-checks that its image exists), not context checksums, never the files of cache mounts.
+        for pattern in ("cache/keys/*/*.json", "containers/*/*.json"):
             for path in self.root.glob(pattern):
                 with contextlib.suppress(OSError):
                     found.update(m.decode() for m in _DIGEST_TEXT.findall(path.read_bytes()))
@@ -918,6 +920,9 @@ class Store:
             if "sha256:" + path.name not in keep_chains:
                 shutil.rmtree(path, ignore_errors=True)
                 report.snapshots += 1
+        from builder.cache import BuildCache  # the cache's own file format
+
+        BuildCache(self.root).forget_copy_results(lambda chain: chain in keep_chains)
         for path in (self.root / "tmp").iterdir():  # no lease is held, so nothing here is in use
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path, ignore_errors=True)

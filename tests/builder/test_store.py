@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from builder.cache import BuildCache
 from builder.errors import DigestMismatchError, InvalidReferenceError, StoreError
 from builder.oci import mutate
 from builder.oci.image import EMPTY, validate_image
-from builder.oci.model import ContainerConfig, Digest, History
+from builder.oci.model import ContainerConfig, Digest, History, chain_ids
 from builder.store import Store, default_root, normalize_tag
 from tests.conftest import requires_root
 
@@ -95,10 +96,21 @@ def test_prune_keeps_tagged_and_cache_rooted_content(store_root: Path, tmp_path:
         ids.append(store.put_image(_image_with_layer(store, upper), [f"img:{i}"]))
     store.untag("img:1")
     store.untag("img:2")
-    (store_root / "cache" / "entry.json").write_text(json.dumps({"image": ids[2]}))
+    (store_root / "cache" / "keys" / "ab").mkdir(parents=True)
+    (store_root / "cache" / "keys" / "ab" / "ab01.json").write_text(json.dumps({"image": ids[2]}))
+    # what is not a cache entry roots nothing: the memo, and the files of a RUN cache mount
+    for path in (store_root / "cache" / "memo" / "m.json", store_root / "cache" / "mounts" / "pip" / "x" / "lock.json"):
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps({"image_id": ids[1]}))
+    cache = BuildCache(store_root)
+    kept_chain = chain_ids(store.image_by_id(ids[0]).config().diff_ids)[-1]
+    cache.put_copy_result("sha256:" + "1" * 64, kept_chain, {})
+    cache.put_copy_result("sha256:" + "2" * 64, "sha256:" + "f" * 64, {})  # its snapshot is gone
     (store_root / "tmp" / "blob-leftover").write_bytes(b"junk")
     report = store.prune()
     assert report.images == [ids[1]] and report.blobs >= 3 and report.temp == 1
+    assert cache.copy_result("sha256:" + "1" * 64) == (kept_chain, {})
+    assert cache.copy_result("sha256:" + "2" * 64) is None
     assert store.resolve("img:0").id == ids[0]
     assert store.image_by_id(ids[2]).id == ids[2]
     with pytest.raises(StoreError):

@@ -47,10 +47,11 @@ def busybox_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def pybuild(*args: str, check: bool = True, input: bytes | None = None, env: dict[str, str] | None = None,
             cwd: str | os.PathLike[str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """Run the `pybuild` CLI in a subprocess (as a user would) and return the finished process."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))  # this checkout, from any cwd
     proc = subprocess.run(
         [sys.executable, "-m", "builder", *args],
         input=input.decode() if input is not None else None,
-        capture_output=True, text=True, env={**os.environ, **(env or {})}, cwd=cwd, timeout=timeout,
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": path, **(env or {})}, cwd=cwd, timeout=timeout,
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"pybuild {' '.join(args)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")

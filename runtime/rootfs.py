@@ -11,6 +11,7 @@ only what the process changed.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import stat
 from pathlib import Path
@@ -36,6 +37,11 @@ DEVICES = {
     "null": (1, 3, 0o666), "zero": (1, 5, 0o666), "full": (1, 7, 0o666),
     "random": (1, 8, 0o666), "urandom": (1, 9, 0o666), "tty": (5, 0, 0o666),
 }
+# What BuildKit's insecure mode adds to /dev: name -> (major, minor); and loop0 up to the host's
+# first free loop device + 7 (block, major 7).
+INSECURE_DEVICES = {"kmsg": (1, 11), "cuse": (10, 203), "fuse": (10, 229), "kvm": (10, 232), "net/tun": (10, 200),
+                    "loop-control": (10, 237)}
+LOOP_CTL_GET_FREE = 0x4C82
 DEV_LINKS = {
     "fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1",
     "stderr": "/proc/self/fd/2", "core": "/proc/kcore", "ptmx": "pts/ptmx",
@@ -145,14 +151,14 @@ def build_scaffold(scaffold: Path, rootfs: RootfsSpec, mounts: Sequence[Mount]) 
 def setup_root(root: Path, scratch: Path, rootfs: RootfsSpec, mounts: Sequence[Mount], etc_dir: Path,
                tty_path: str | None = None, privileged: bool = False) -> None:
     """Mount everything under `root` and pivot into it; the old root is detached. `privileged`:
-    /sys writable and no masked or read-only /proc paths."""
+    /sys writable, no masked or read-only /proc paths, and /dev writable with `INSECURE_DEVICES`."""
     _linux.mount(None, "/", None, _linux.MS_REC | _linux.MS_PRIVATE)
     lower = (*rootfs.lower, scratch / "scaffold")
     # nodev: CAP_MKNOD stays (Docker's default set) but a node made anywhere but /dev cannot be opened
     mount_overlay(lower, rootfs.upper, rootfs.work, root, scratch, _linux.MS_NODEV)
     r = str(root)
     _linux.mount("proc", r + "/proc", "proc", NOSUID_NODEV_NOEXEC)
-    _mount_dev(r + "/dev", tty_path)
+    _mount_dev(r + "/dev", tty_path, privileged)
     try:
         _linux.mount("sysfs", r + "/sys", "sysfs", NOSUID_NODEV_NOEXEC | (0 if privileged else _linux.MS_RDONLY))
     except OSError:  # sharing the host's network namespace: bind its /sys
@@ -229,12 +235,32 @@ def _mask(path: str) -> None:
         _linux.mount("/dev/null", path, None, _linux.MS_BIND)
 
 
-def _mount_dev(dev: str, tty_path: str | None) -> None:
+def _first_free_loop() -> int:
+    """The host's first free loop device number (0 when loop-control cannot tell)."""
+    try:
+        fd = os.open("/dev/loop-control", os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return 0
+    try:
+        return max(0, fcntl.ioctl(fd, LOOP_CTL_GET_FREE))
+    except OSError:
+        return 0
+    finally:
+        os.close(fd)
+
+
+def _mount_dev(dev: str, tty_path: str | None, privileged: bool = False) -> None:
     _linux.mount("tmpfs", dev, "tmpfs", _linux.MS_NOSUID | _linux.MS_STRICTATIME, "mode=755,size=65536k")
     old = os.umask(0)
     try:
         for name, (major, minor, mode) in DEVICES.items():
             os.mknod(f"{dev}/{name}", stat.S_IFCHR | mode, os.makedev(major, minor))
+        if privileged:
+            os.mkdir(f"{dev}/net", 0o755)
+            for name, (major, minor) in INSECURE_DEVICES.items():
+                os.mknod(f"{dev}/{name}", stat.S_IFCHR | 0o660, os.makedev(major, minor))
+            for i in range(_first_free_loop() + 8):
+                os.mknod(f"{dev}/loop{i}", stat.S_IFBLK | 0o660, os.makedev(7, i))
         for name, link in DEV_LINKS.items():
             os.symlink(link, f"{dev}/{name}")
         os.mkdir(f"{dev}/pts", 0o755)
@@ -249,5 +275,5 @@ def _mount_dev(dev: str, tty_path: str | None) -> None:
     if tty_path:
         open(f"{dev}/console", "w").close()
         _bind(f"{dev}/console", tty_path)
-    # read-only: with CAP_MKNOD a process could otherwise make (and open) any device node here
-    _linux.mount(None, dev, None, _linux.MS_REMOUNT | _linux.MS_NOSUID | _linux.MS_RDONLY, "mode=755,size=65536k")
+    if not privileged:  # read-only: with CAP_MKNOD a process could otherwise make (and open) any device node here
+        _linux.mount(None, dev, None, _linux.MS_REMOUNT | _linux.MS_NOSUID | _linux.MS_RDONLY, "mode=755,size=65536k")

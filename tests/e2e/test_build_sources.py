@@ -39,9 +39,12 @@ def _output(stderr: str) -> list[str]:
 def test_security_insecure_needs_allow_and_gets_every_capability(store: dict[str, str], tmp_path: Path) -> None:
     ctx = _context(tmp_path, "FROM busybox\n"
                    "RUN --security=insecure mkdir /m && mount -t tmpfs none /m && echo insecure-mounted"
-                   " && grep -q ' /sys sysfs rw' /proc/mounts && ! grep -q ' /proc/sys ' /proc/mounts && echo open\n"
+                   " && grep -q ' /sys sysfs rw' /proc/mounts && ! grep -q ' /proc/sys ' /proc/mounts && echo open"
+                   " && test -c /dev/fuse && test -c /dev/net/tun && test -c /dev/loop-control && test -b /dev/loop0"
+                   " && mknod /dev/made c 1 3 && echo devices\n"
                    "RUN mkdir /n && if mount -t tmpfs none /n; then echo sandbox-mounted; else echo sandbox-denied; fi"
-                   " && grep -q ' /sys sysfs ro' /proc/mounts && grep -q ' /proc/sys proc ro' /proc/mounts && echo closed\n")
+                   " && grep -q ' /sys sysfs ro' /proc/mounts && grep -q ' /proc/sys proc ro' /proc/mounts && echo closed"
+                   " && test ! -e /dev/fuse && test ! -e /dev/loop0 && ! mknod /dev/made c 1 3 2>/dev/null && echo no-devices\n")
     refused = pybuild("build", "--progress=plain", str(ctx), env=store, check=False)
     assert refused.returncode != 0 and "Traceback" not in refused.stderr
     assert "Dockerfile:2" in refused.stderr and "--allow security.insecure" in refused.stderr
@@ -50,6 +53,7 @@ def test_security_insecure_needs_allow_and_gets_every_capability(store: dict[str
     out = _output(built.stderr)
     assert "insecure-mounted" in out and "sandbox-denied" in out and "sandbox-mounted" not in out
     assert "open" in out and "closed" in out  # /sys writable and /proc unmasked only when insecure
+    assert "devices" in out and "no-devices" in out  # BuildKit's insecure-mode devices, and a writable /dev
     cached = pybuild("build", "--progress=plain", str(ctx), env=store, check=False)  # a cached step still needs it
     assert cached.returncode != 0 and "security.insecure" in cached.stderr
     bad = pybuild("build", "--allow", "everything", str(ctx), env=store, check=False)

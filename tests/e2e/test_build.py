@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import stat
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -285,16 +286,30 @@ def test_ctrl_c_cancels_cleanly(store: dict[str, str], tmp_path: Path) -> None:
     # st''arted: the step's header line shows the command as written, so only its output matches
     (ctx / "Dockerfile").write_text(f"FROM busybox\nRUN echo st''arted && sleep {token}\n")
     proc = subprocess.Popen([sys.executable, "-m", "builder", "build", "--progress=plain", "-t", "int:1", str(ctx)],
-                            env={**os.environ, **store}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    seen = ""
-    assert proc.stderr is not None
-    while "started" not in seen and time.monotonic() < deadline:
-        seen += proc.stderr.readline()
-    assert "started" in seen, seen
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130 and "Traceback" not in err
+                            env={**os.environ, **store}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    started = threading.Event()
+
+    def read() -> None:  # a thread: a build that stalls silently must fail the test, not hang it
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+            if "started" in line:
+                started.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert started.wait(60), "".join(lines)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    reader.join(10)
+    err = "".join(lines)
+    assert proc.returncode == 130 and "Traceback" not in err, err
     out = subprocess.run(["pgrep", "-f", f"sleep {token}"], capture_output=True, text=True).stdout
     assert out.strip() == ""
     assert not [p for p in (Path(store["PYBUILD_ROOT"]) / "tmp").iterdir() if p.name.startswith("step-")], err

@@ -416,7 +416,7 @@ def _write_outputs(store: Any, image: Any, outputs: list[dict[str, str]], tags: 
     """Write the image to every `--output` (the store engineer's writers); return the manifest digest.
 
     The local image keeps the layers as committed; an OCI archive gets them compressed (gzip unless
-    `compression=` says otherwise), and a push compresses them as gzip (`push_image`). The digest
+    `compression=` says otherwise), and so does a push (`push_image`). The digest
     returned is the pushed manifest's if any, else the OCI archive's, else the local image's.
     """
     digest = exported = str(image.digest)
@@ -456,5 +456,6 @@ def _write_outputs(store: Any, image: Any, outputs: list[dict[str, str]], tags: 
 
             for name in names:
                 digest = str(push_image(store, image, parse_reference(name).with_default_tag(),
-                                        options=RegistryOptions.load(), progress=progress).digest)
+                                        options=RegistryOptions.load(), progress=progress,
+                                        compression=compression or "gzip", level=level).digest)
     return digest if any(o["type"] == "registry" for o in outputs) else exported

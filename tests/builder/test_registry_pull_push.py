@@ -266,6 +266,27 @@ def test_build_from_pulls_a_missing_base(busybox_store: Path, registry: Registry
     assert store.resolve("child:1").config().diff_ids[:2] == store.resolve(name).config().diff_ids
 
 
+def test_build_push_honours_output_compression(busybox_store: Path, registry: Registry, tmp_path: Path) -> None:
+    """`--output type=registry,compression=zstd` pushes zstd layers, also when the build's layers came
+    from the cache (committed uncompressed by an earlier plain build)."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "f.txt").write_text("zstd please\n")
+    (ctx / "Dockerfile").write_text("FROM busybox\nCOPY f.txt /f.txt\n")
+    pybuild("build", "-q", "-t", "local:1", str(ctx))  # the COPY layer is now cached, uncompressed
+    name = _ref(registry)
+    pybuild("build", "-q", "--output", f"type=registry,name={name},compression=zstd", str(ctx))
+    raw = json.loads(subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{name}"],
+                                    check=True, capture_output=True).stdout)
+    assert raw["layers"][-1]["mediaType"] == "application/vnd.oci.image.layer.v1.tar+zstd", raw["layers"]
+    fresh = Store.open(tmp_path / "fresh")
+    got = pull(fresh, parse_reference(name), options=FAST)
+    assert got.image.id == Store.open(busybox_store).resolve("local:1").id  # same config, another codec
+    (tmp_path / "top").mkdir()
+    fresh.unpack_layer(got.image.layers()[-1], tmp_path / "top")
+    assert (tmp_path / "top" / "f.txt").read_text() == "zstd please\n"
+
+
 def test_ctrl_c_mid_pull_leaves_store_clean(busybox_store: Path, registry: Registry, fault_proxy: FaultProxy,
                                            tmp_path: Path) -> None:
     import signal

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
+from builder.errors import BuildError, StepError
 from builder.oci.reference import Reference, parse_reference
 
 __all__ = ["Pin", "pin_dockerfile"]
@@ -32,8 +33,13 @@ def _image_word(value: str) -> str | None:
     return rest[0] if rest else None
 
 
-def pin_dockerfile(text: str, resolve: Callable[[Reference], str]) -> tuple[str, list[Pin]]:
-    """The Dockerfile with every pinnable FROM pinned via `resolve(ref) -> digest`, and the pins made."""
+def pin_dockerfile(text: str, resolve: Callable[[Reference], str],
+                   filename: str = "Dockerfile") -> tuple[str, list[Pin]]:
+    """The Dockerfile with every pinnable FROM pinned via `resolve(ref) -> digest`, and the pins made.
+
+    A malformed reference or a registry error is re-raised as a `StepError` at that FROM's line.
+    Line endings (LF or CRLF) are kept as they are in `text`.
+    """
     from dockerfile_parse import DockerfileParser
 
     parser = DockerfileParser(fileobj=io.BytesIO(text.encode()), env_replace=False)
@@ -52,14 +58,17 @@ def pin_dockerfile(text: str, resolve: Callable[[Reference], str]) -> tuple[str,
             stages.add(alias.group(1).lower())
         if known_stage or word.lower() == "scratch" or "$" in word or "@" in word:
             continue
-        ref = parse_reference(word)
-        new = f"{word}@{resolve(ref)}"
+        pattern = re.compile(rf"(?<=\s){re.escape(word)}(?=\s|$)")
         start, end = ins["startline"], ins["endline"]
-        for i in range(start, end + 1):
-            pattern = re.compile(rf"(?<=\s){re.escape(word)}(?=\s|$)")
-            replaced, n = pattern.subn(new, lines[i], count=1)
-            if n:
-                lines[i] = replaced
-                pins.append(Pin(i + 1, word, new))
-                break
+        at = next(((i, m) for i in range(start, end + 1) if (m := pattern.search(lines[i]))), None)
+        if at is None:
+            continue
+        i, match = at
+        try:
+            new = f"{word}@{resolve(parse_reference(word))}"
+        except BuildError as exc:
+            raise StepError(exc.message, filename=filename, line=i + 1, column=match.start() + 1,
+                            source_line=lines[i], hint=exc.hint) from None
+        lines[i] = lines[i][:match.start()] + new + lines[i][match.end():]
+        pins.append(Pin(i + 1, word, new))
     return "".join(lines), pins

@@ -25,20 +25,22 @@ def run(args: argparse.Namespace) -> int:
 
     path = Path(args.dockerfile)
     try:
-        text = path.read_text()
+        text = path.read_bytes().decode()  # bytes: CRLF line endings stay as they are
     except OSError as exc:
         raise BuildError(f"{path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise BuildError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     options = registry_options(args)
     if args.check:
-        _, pins = pin_dockerfile(text, lambda ref: "sha256:" + "0" * 64)
+        _, pins = pin_dockerfile(text, lambda ref: "sha256:" + "0" * 64, str(path))
         for pin in pins:
             print(f"{path}:{pin.line}: {pin.old} is not pinned")
         return 1 if pins else 0
-    new_text, pins = pin_dockerfile(text, lambda ref: resolve_digest(ref, options))
+    new_text, pins = pin_dockerfile(text, lambda ref: resolve_digest(ref, options), str(path))
     if pins:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        with os.fdopen(fd, "w") as f:
-            f.write(new_text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(new_text.encode())
         os.chmod(tmp, path.stat().st_mode & 0o7777)
         os.replace(tmp, path)
     for pin in pins:

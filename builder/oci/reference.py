@@ -105,7 +105,7 @@ def parse_reference(text: str) -> Reference:
     full = f"{registry}/{remainder}"
     m = _REFERENCE_RE.fullmatch(full)
     if m is None:
-        raise InvalidReferenceError(f"invalid reference format: {text!r}", hint=_why_invalid(remainder))
+        raise InvalidReferenceError(f"invalid reference format: {text!r}", hint=_why_invalid(remainder, text))
     name, tag, digest = m.groups()
     if len(name) > NAME_MAX:
         raise InvalidReferenceError(f"invalid reference format: repository name must not be more than {NAME_MAX} characters")
@@ -150,9 +150,11 @@ def _lower_path(text: str, remote: str) -> str:
     return text.replace(shown, shown.lower(), 1)
 
 
-def _why_invalid(remainder: str) -> str | None:
+def _why_invalid(remainder: str, text: str) -> str | None:
     """A hint for the most common mistakes."""
-    if "@" in remainder and not re.search(r"@[A-Za-z][A-Za-z0-9]*:", remainder):
+    if "://" in text:
+        return "a reference has no URL scheme: write HOST[:PORT]/NAME[:TAG]"
+    if "@" in remainder and not re.fullmatch(_DIGEST, remainder.split("@", 1)[1]):
         return "a digest is written name@sha256:<64 hex digits>"
     path = remainder.split("@", 1)[0]
     if path.count(":") > 1 or (":" in path and "/" in path.rsplit(":", 1)[1]):

@@ -108,6 +108,13 @@ def test_hints_for_common_mistakes() -> None:
     with pytest.raises(InvalidReferenceError) as exc:
         parse_reference("Tomcat:9")
     assert exc.value.hint == "use 'tomcat:9'"
+    for short in ("127.0.0.1:5000/app@sha256:1234", "app:1@sha256:zz"):  # a short or non-hex digest
+        with pytest.raises(InvalidReferenceError) as exc:
+            parse_reference(short)
+        assert exc.value.hint == "a digest is written name@sha256:<64 hex digits>", short
+    with pytest.raises(InvalidReferenceError) as exc:
+        parse_reference("http://127.0.0.1:5000/app")
+    assert exc.value.hint and "no URL scheme" in exc.value.hint
 
 
 def test_exports() -> None:

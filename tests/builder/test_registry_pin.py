@@ -63,3 +63,23 @@ def test_pin_cli_against_registry(busybox_store: Path, registry: Registry, tmp_p
     failed = pybuild("pin", str(df), check=False, env={"PYBUILD_REGISTRY_RETRIES": "0"})
     assert failed.returncode == 1 and "MANIFEST_UNKNOWN" in failed.stderr or "NAME_UNKNOWN" in failed.stderr
     assert df.read_text() == f"FROM {registry.host}/pin/missing:1\n"  # untouched on failure
+
+
+@needs_registry
+def test_pin_keeps_crlf_and_locates_errors(busybox_store: Path, registry: Registry, tmp_path: Path) -> None:
+    name = f"{registry.host}/pin/{uuid.uuid4().hex[:8]}:1"
+    pushed = push(Store.open(busybox_store), "busybox:latest", parse_reference(name),
+                  options=RegistryOptions(backoff=0.01))
+    df = tmp_path / "Dockerfile"
+    df.write_bytes(f"# base\r\nFROM {name} AS base\r\nRUN true\r\n".encode())
+    pybuild("pin", str(df))
+    assert df.read_bytes() == f"# base\r\nFROM {name}@{pushed.digest} AS base\r\nRUN true\r\n".encode()
+
+    missing = f"{registry.host}/pin/missing-{uuid.uuid4().hex[:8]}:1"
+    for text, where, what in ((f"FROM {name}\nFROM   {missing}\n", ":2:8:", missing.split("/", 1)[1]),
+                              ("# x\nFROM Foo/Bar:1\n", ":2:6:", "must be lowercase")):
+        df.write_text(text)
+        proc = pybuild("pin", str(df), check=False)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert f"{df}{where}" in proc.stderr and what in proc.stderr, proc.stderr
+        assert df.read_text() == text  # nothing written

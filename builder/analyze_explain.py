@@ -1,10 +1,11 @@
 """Why each step of a build missed the cache, found by diffing key parts with an earlier build.
 
-Build records (docs/build-records.md) keep every step's `key_parts`. Two builds of the same
-Dockerfile are paired step by step on `(stage, index)`; the parts that differ name the cause:
-`inputs` (the file tables behind them are diffed file by file), `build_args`, `base`, `op`,
-`env`, `user`, ... A step whose only changed part is `parent` missed because the step before
-it did. Reads records and cache files only; never writes.
+Build records (docs/build-records.md) keep every step's `key_parts`. A build is compared with
+the closest earlier build of the same Dockerfile (`earlier_builds`), step by step on
+`(stage, index)` (or on the instruction when steps were inserted or removed); the parts that
+differ name the cause: `inputs` (the file tables behind them are diffed file by file),
+`build_args`, `base`, `op`, `env`, `user`, ... A step whose only changed part is `parent`
+missed because the step before it did. Reads records and cache files only; never writes.
 """
 
 from __future__ import annotations
@@ -85,12 +86,36 @@ def find_build(builds: list[dict[str, Any]], wanted: str | None) -> dict[str, An
     return found[0]
 
 
+def _same_dockerfile(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Two builds of one Dockerfile: the same recorded path; a relative one (`-f Dockerfile` as
+    typed) only names a file together with the build's context."""
+    path = str(b.get("dockerfile", ""))
+    return a.get("dockerfile") == path and (os.path.isabs(path) or a.get("context") == b.get("context"))
+
+
+def earlier_builds(builds: list[dict[str, Any]], build: dict[str, Any]) -> list[dict[str, Any]]:
+    """Earlier builds of the same Dockerfile, closest first: the same target, then the most steps
+    whose cache key this build shares, then the most key parts equal step for step (a build-arg,
+    a file table, ...), then a finished one, then the most recent."""
+    keys = {s.get("key") for s in build.get("steps", []) if s.get("key")}
+    mine = {(s.get("stage"), s.get("index")): _pairs(s.get("key_parts")) for s in build.get("steps", [])}
+
+    def closeness(item: tuple[int, dict[str, Any]]) -> tuple[bool, int, int, bool, int]:
+        pos, b = item
+        steps = b.get("steps", [])
+        parts = sum(mine.get((s.get("stage"), s.get("index")), {}).get(k, object()) == v
+                    for s in steps for k, v in _pairs(s.get("key_parts")).items())
+        return (b.get("target", "") == build.get("target", ""), sum(s.get("key") in keys for s in steps), parts,
+                b.get("status") == "ok", pos)
+
+    earlier = [b for b in builds[:builds.index(build)] if _same_dockerfile(b, build)]
+    return [b for _, b in sorted(enumerate(earlier), key=closeness, reverse=True)]
+
+
 def previous_build(builds: list[dict[str, Any]], build: dict[str, Any]) -> dict[str, Any] | None:
-    """The most recent earlier build of the same Dockerfile and target."""
-    earlier = [b for b in builds[:builds.index(build)] if b.get("dockerfile") == build.get("dockerfile")]
-    same_target = [b for b in earlier if b.get("target", "") == build.get("target", "")]
-    pool = same_target or earlier
-    return pool[-1] if pool else None
+    """The closest earlier build of the same Dockerfile (see `earlier_builds`), or None."""
+    ranked = earlier_builds(builds, build)
+    return ranked[0] if ranked else None
 
 
 def _names(paths: list[str]) -> str:
@@ -178,15 +203,20 @@ def _reasons(step: dict[str, Any], prev: dict[str, Any] | None, cache: BuildCach
             out += _diff_kv("env", old, new, args)
         elif part == "base":
             out += _diff_base(old, new)
-        elif part == "op":
-            out.append(f"instruction changed: {prev.get('instruction', '?')!r} -> {step.get('instruction', '?')!r}"
-                       if prev.get("instruction") != step.get("instruction") else "instruction options changed")
+        elif part == "op" and prev.get("instruction") != step.get("instruction"):
+            out.append(f"instruction changed: {prev.get('instruction', '?')!r} -> {step.get('instruction', '?')!r}")
+        elif part == "op":  # same text, other values (a variable it expands, the WORKDIR it resolves against)
+            a, b = (v if isinstance(v, dict) else {} for v in (old, new))
+            out += [f"{k} changed {json.dumps(a.get(k))} -> {json.dumps(b.get(k))}"
+                    for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)] or ["instruction options changed"]
         elif part == "config":
             out.append("its config change is different")
         else:
             out.append(f"{part} changed {json.dumps(old)} -> {json.dumps(new)}")
     if not out and "parent" in changed:
         out.append("parent step missed")
+    if not out and prev.get("error"):
+        out.append("the same step failed in the earlier build (nothing was cached)")
     if not out:  # same parts, yet a miss: the entry was pruned or lost
         out.append(step.get("reason") or "no cache entry")
         if out[0] == "no cache entry":
@@ -194,33 +224,42 @@ def _reasons(step: dict[str, Any], prev: dict[str, Any] | None, cache: BuildCach
     return out
 
 
+def _counterpart(step: dict[str, Any], earlier: list[dict[str, Any]],
+                 now_text: set[tuple[Any, Any]]) -> dict[str, Any] | None:
+    """The step of an earlier build to compare `step` with: the same instruction in the same stage
+    if steps were inserted or removed before it, else the one at the same position."""
+    here = next((s for s in earlier if (s.get("stage"), s.get("index")) == (step.get("stage"), step.get("index"))), None)
+    if here is not None and here.get("instruction") == step.get("instruction"):
+        return here
+    moved = next((s for s in reversed(earlier)
+                  if (s.get("stage"), s.get("instruction")) == (step.get("stage"), step.get("instruction"))), None)
+    if moved is not None or here is None:
+        return moved
+    if (here.get("stage"), here.get("instruction")) in now_text:
+        return None  # that step is still there, further on: this one was inserted
+    return here
+
+
 def explain_build(root: str | os.PathLike[str], wanted: str | None = None) -> BuildExplanation:
     """Explain every step of a build (the latest by default) against the closest earlier one."""
     builds = load_builds(root)
     build = find_build(builds, wanted)
-    prev = previous_build(builds, build)
+    ranked = earlier_builds(builds, build)
+    prev = ranked[0] if ranked else None
     cache = BuildCache(root)
-    prev_steps = {(s.get("stage"), s.get("index")): s for s in (prev or {}).get("steps", [])}
     args = set(build.get("build_args") or {}) | set((prev or {}).get("build_args") or {})
     by_key = {s.get("key"): s for s in build.get("steps", []) if s.get("key")}
     changed: dict[str, list[str]] = {}  # key -> why it differs from the earlier build's step
-
-    earlier = (prev or {}).get("steps", [])
-    by_text = {(s.get("stage"), s.get("instruction")): s for s in earlier}
     now_text = {(s.get("stage"), s.get("instruction")) for s in build.get("steps", [])}
 
     def counterpart(step: dict[str, Any]) -> dict[str, Any] | None:
-        """The earlier build's step to compare with: the same instruction in the same stage if
-        steps were inserted or removed before it, else the one at the same position."""
-        here = prev_steps.get((step.get("stage"), step.get("index")))
-        if here is not None and here.get("instruction") == step.get("instruction"):
-            return here
-        moved = by_text.get((step.get("stage"), step.get("instruction")))
-        if moved is not None or here is None:
-            return moved
-        if (here.get("stage"), here.get("instruction")) in now_text:
-            return None  # that step is still there, further on: this one was inserted
-        return here
+        """The step to compare with, in the closest earlier build that has one (a failed build
+        stops early; the next closest may have the step)."""
+        for earlier in ranked:
+            found = _counterpart(step, earlier.get("steps", []), now_text)
+            if found is not None:
+                return found
+        return None
 
     def why(step: dict[str, Any]) -> list[str]:
         key = step.get("key", "")

@@ -24,12 +24,14 @@ FILES = {"src/app.py": "c1", "src/util.py": "c2", "README.md": "c3", "Makefile":
 
 
 def fake_build(root: Path, *, n: int, files: dict[str, str] = FILES, args: dict[str, str] | None = None,
-               digest: str = "sha256:aaa", run: str = "make", hits: int = 0, dockerfile: str = "/ctx/Dockerfile") -> str:
-    """Write the record of one build; steps before index `hits` are cache hits, later ones misses."""
+               digest: str = "sha256:aaa", run: str = "make", hits: int = 0, dockerfile: str = "/ctx/Dockerfile",
+               context: str = "/ctx", failed_at: int = 0, dest: str = "/app") -> str:
+    """Write the record of one build; steps before index `hits` are cache hits, later ones misses;
+    with `failed_at`, that step failed and the build stopped there."""
     args = {"VERSION": "1.2"} if args is None else args
     cache = BuildCache(root)
     k1 = CacheKey.make(base={"image": "busybox:latest", "digest": digest})
-    k2 = CacheKey.make(parent=k1.digest, op={"kind": "COPY", "src": ["."], "dest": "/app"},
+    k2 = CacheKey.make(parent=k1.digest, op={"kind": "COPY", "src": ["."], "dest": dest},
                        inputs=cache.put_inputs(files))
     k3 = CacheKey.make(parent=k2.digest, op={"kind": "RUN", "argv": ["/bin/sh", "-c", run]},
                        env=[["PATH", "/bin"]], build_args=sorted([k, v] for k, v in args.items()))
@@ -40,10 +42,14 @@ def fake_build(root: Path, *, n: int, files: dict[str, str] = FILES, args: dict[
         steps.append(records.StepRecord(id=i, stage="0", stage_index=0, index=i, count=3, instruction=text, line=i,
                                         end_line=i, kind=kind, key=key.digest, key_parts=key.as_json(),
                                         cache="hit" if hit else "miss", reason="" if hit else "no cache entry",
-                                        duration=0.01 if hit else float(i)))
+                                        duration=0.01 if hit else float(i),
+                                        error="exit code: 2" if i == failed_at else ""))
+        if i == failed_at:
+            break
     bid = f"20261123T1800{n:02d}-0000000{n}"
     records.write(root, records.BuildRecord(id=bid, started=time.time(), dockerfile=dockerfile, dockerfile_digest="",
-                                            context="/ctx", status="ok", duration=6.0, tags=["app:1"],
+                                            context=context, status="failed" if failed_at else "ok", duration=6.0,
+                                            tags=["app:1"],
                                             build_args=args, steps=steps))
     return bid
 
@@ -103,6 +109,40 @@ def test_compares_with_the_latest_build_of_the_same_dockerfile(tmp_path: Path) -
     fake_build(tmp_path, n=3, args={"VERSION": "1.2"}, hits=2)
     assert misses(tmp_path) == {"RUN make": ("build-arg VERSION changed 1.0 -> 1.2",)}
     assert explain_build(tmp_path, "20261123T180001").previous_id == ""
+
+
+def test_compares_with_the_closest_of_several_earlier_builds(tmp_path: Path) -> None:
+    # build 3 is build 1 with one file changed; build 2 (another build-arg) is more recent but farther
+    fake_build(tmp_path, n=1)
+    fake_build(tmp_path, n=2, args={"VERSION": "1.3"}, hits=2)
+    fake_build(tmp_path, n=3, files={**FILES, "src/app.py": "x"}, hits=1)
+    assert explain_build(tmp_path).previous_id == "20261123T180001-00000001"
+    assert misses(tmp_path) == {"COPY . /app": ("1 file changed (src/app.py)",), "RUN make": ("parent step missed",)}
+
+
+def test_a_relative_dockerfile_path_is_another_file_in_another_context(tmp_path: Path) -> None:
+    fake_build(tmp_path, n=1, dockerfile="Dockerfile", context="/project-a")
+    fake_build(tmp_path, n=2, dockerfile="Dockerfile", context="/project-b", args={"VERSION": "9"})
+    assert explain_build(tmp_path).previous_id == ""
+    fake_build(tmp_path, n=3, dockerfile="Dockerfile", context="/project-a", args={"VERSION": "1.3"}, hits=2)
+    assert explain_build(tmp_path).previous_id == "20261123T180001-00000001"
+    assert misses(tmp_path) == {"RUN make": ("build-arg VERSION changed 1.2 -> 1.3",)}
+
+
+def test_a_failed_build_is_compared_as_far_as_it_went(tmp_path: Path) -> None:
+    fake_build(tmp_path, n=1)
+    changed = {**FILES, "src/app.py": "x"}
+    fake_build(tmp_path, n=2, files=changed, hits=1, failed_at=2)  # COPY failed: no RUN step recorded
+    fake_build(tmp_path, n=3, files=changed, hits=1)
+    assert explain_build(tmp_path).previous_id == "20261123T180002-00000002"  # shares the COPY key
+    assert misses(tmp_path) == {"COPY . /app": ("the same step failed in the earlier build (nothing was cached)",),
+                                "RUN make": ("parent step missed",)}  # RUN compared with build 1, not "new"
+
+
+def test_same_instruction_text_with_other_values_names_them(tmp_path: Path) -> None:
+    fake_build(tmp_path, n=1)
+    fake_build(tmp_path, n=2, dest="/srv", hits=1)  # `COPY . $DEST` with another DEST: same text
+    assert misses(tmp_path) == {"COPY . /app": ('dest changed "/app" -> "/srv"',), "RUN make": ("parent step missed",)}
 
 
 def test_unknown_build_is_a_clear_error(tmp_path: Path) -> None:

@@ -25,6 +25,8 @@ from runtime.spec import Limits, Mount, NetworkMode, PortMapping, ProcessSpec
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)([bkmg]?)b?", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")  # Docker's container names
+MIN_MEMORY = 6 << 20  # Docker's smallest --memory
 
 
 class RunOptionError(BuildError):
@@ -71,25 +73,59 @@ def parse_size(text: str) -> int:
     return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
+def parse_limits(opts: RunOptions) -> Limits:
+    """`--memory`, `--cpus`, `--pids-limit` with Docker's rules: 0 (and a negative pids limit) means
+    no limit, memory is at least 6 MiB, CPUs range from 0.01 to the number this machine has."""
+    memory = parse_size(opts.memory) if opts.memory else 0
+    if 0 < memory < MIN_MEMORY:
+        raise RunOptionError(f"minimum memory limit allowed is 6MB (got {opts.memory})")
+    cpus = opts.cpus or 0.0
+    ncpu = os.cpu_count() or 1
+    if cpus and not 0.01 <= cpus <= ncpu:
+        raise RunOptionError(f"range of CPUs is from 0.01 to {ncpu:.2f}, as there are only {ncpu} CPUs available")
+    pids = opts.pids_limit if opts.pids_limit and opts.pids_limit > 0 else None
+    return Limits(memory or None, cpus or None, pids)
+
+
 def parse_publish(spec: str) -> PortMapping:
-    """`[IP:]HOST:CONTAINER[/tcp|udp]`."""
+    """`[[IP:][HOST]:]CONTAINER[/tcp|udp]`; no host port is port 0 (`assign_port` picks one)."""
     body, _, proto = spec.partition("/")
     proto = proto or "tcp"
-    parts = body.rsplit(":", 2)
+    ip, host, ctr = "0.0.0.0", "0", body
+    if ":" in body:
+        rest, ctr = body.rsplit(":", 1)
+        ip, _, host = rest.rpartition(":")
+        ip, host = ip or "0.0.0.0", host or "0"
     try:
-        if len(parts) == 3:
-            return _port(int(parts[1]), int(parts[2]), parts[0] or "0.0.0.0", proto)
-        if len(parts) == 2:
-            return _port(int(parts[0]), int(parts[1]), "0.0.0.0", proto)
+        return _port(int(host), int(ctr), ip, proto)
     except ValueError:
-        pass
-    raise RunOptionError(f"invalid port mapping {spec!r}", hint="use -p [IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp]")
+        raise RunOptionError(f"invalid port mapping {spec!r}",
+                             hint="use -p [IP:][HOST_PORT:]CONTAINER_PORT[/tcp|udp]") from None
 
 
 def _port(host: int, ctr: int, ip: str, proto: str) -> PortMapping:
-    if proto not in ("tcp", "udp") or not (0 < host < 65536 and 0 < ctr < 65536):
+    import ipaddress
+
+    if proto not in ("tcp", "udp") or not (0 <= host < 65536 and 0 < ctr < 65536):
         raise ValueError(proto)
+    ipaddress.IPv4Address(ip)  # a ValueError when it is not one
     return PortMapping(host, ctr, ip, proto)
+
+
+def assign_port(port: PortMapping) -> PortMapping:
+    """A mapping without a host port gets a free one on its address, as Docker's port allocator."""
+    if port.host_port:
+        return port
+    import socket
+
+    kind = socket.SOCK_STREAM if port.protocol == "tcp" else socket.SOCK_DGRAM
+    try:
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind((port.host_ip, 0))
+            return port._replace(host_port=s.getsockname()[1])
+    except OSError as exc:
+        raise RunOptionError(f"cannot publish port {port.container_port}/{port.protocol} on {port.host_ip}: "
+                             f"{exc.strerror}") from None
 
 
 def parse_volume(spec: str) -> Mount | str:
@@ -110,17 +146,38 @@ def parse_volume(spec: str) -> Mount | str:
 
 
 def _env_file(path: str) -> list[str]:
+    """Docker's env file: `KEY=VALUE` lines (the value verbatim), `KEY` alone takes our value (and
+    is dropped when we have none), `#` comments and blank lines skipped."""
     try:
         lines = Path(path).read_text().splitlines()
     except OSError as exc:
         raise RunOptionError(f"cannot read env file {path}: {exc.strerror}") from None
     out = []
-    for line in lines:
-        line = line.strip()
+    for n, line in enumerate(lines, 1):
+        line = line.lstrip()
         if not line or line.startswith("#"):
             continue
-        out.append(line if "=" in line else f"{line}={os.environ.get(line, '')}")
+        key = line.partition("=")[0]
+        if not key or any(c.isspace() for c in key):
+            raise RunOptionError(f"{path}:{n}: invalid environment variable {line!r}",
+                                 hint="use KEY=VALUE, or KEY alone to pass our value on")
+        out.append(line)
     return out
+
+
+def _environment(items: list[str]) -> dict[str, str]:
+    """`KEY=VALUE` items, later ones winning; `KEY` alone takes our value, or is left out when we
+    have none (as `docker run -e KEY`)."""
+    env: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not key:
+            raise RunOptionError(f"invalid environment variable: {item}", hint="use -e KEY=VALUE or -e KEY")
+        if sep:
+            env[key] = value
+        elif key in os.environ:
+            env[key] = os.environ[key]
+    return env
 
 
 def process_spec(config: dict, opts: RunOptions, hostname: str = "") -> ProcessSpec:
@@ -135,10 +192,9 @@ def process_spec(config: dict, opts: RunOptions, hostname: str = "") -> ProcessS
     argv = entrypoint + cmd
     if not argv:
         raise RunOptionError("no command specified", hint="the image has no CMD or ENTRYPOINT: give a command")
-    env: dict[str, str] = {}
-    for item in (*(config.get("Env") or ()), *(e for f in opts.env_files for e in _env_file(f)), *opts.env):
-        key, sep, value = item.partition("=")
-        env[key] = value if sep else os.environ.get(key, "")
+    image_env = (item.partition("=") for item in config.get("Env") or ())
+    env = {**{key: value for key, _, value in image_env},
+           **_environment([e for f in opts.env_files for e in _env_file(f)] + list(opts.env))}
     return ProcessSpec(argv=argv, env=tuple(env.items()),
                        user=opts.user if opts.user is not None else config.get("User") or "",
                        cwd=opts.workdir or config.get("WorkingDir") or "/", tty=opts.tty, stdin=opts.interactive,
@@ -205,10 +261,14 @@ def create(store_root: Path, image_ref: str, opts: RunOptions) -> Container:
         raise RunOptionError(f"unknown network {opts.network!r}", hint="use none, host or bridge") from None
     if network == NetworkMode.DEFAULT:
         raise RunOptionError("unknown network 'default'", hint="use none, host or bridge")
-    ports = tuple(parse_publish(p) for p in opts.publish)
+    ports = tuple(assign_port(parse_publish(p)) for p in opts.publish)
     if ports and network != NetworkMode.BRIDGE:
         raise RunOptionError("publishing ports needs --network bridge")
-    limits = Limits(parse_size(opts.memory) if opts.memory else None, opts.cpus, opts.pids_limit)
+    limits = parse_limits(opts)
+    if opts.workdir and not opts.workdir.startswith("/"):
+        raise RunOptionError(f"the working directory {opts.workdir!r} is invalid, it needs to be an absolute path")
+    if opts.name and not _NAME.fullmatch(opts.name):
+        raise RunOptionError(f"invalid container name ({opts.name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
     found = stored_image(store_root, image_ref)
     if found is None:
         from builder.store import Store

@@ -89,13 +89,15 @@ class _CapData(ctypes.Structure):
 
 
 def capset(caps: frozenset[int]) -> None:
-    """Set the effective, permitted and inheritable sets of this thread to exactly `caps`."""
+    """Set the effective and permitted sets of this thread to exactly `caps`, the inheritable set
+    empty (as Docker and containerd since CVE-2022-24769: a file's inheritable capabilities must
+    not grant a non-root user anything)."""
     mask = sum(1 << c for c in caps)
     hdr = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
     data = (_CapData * 2)()
     for i in range(2):
         word = (mask >> (32 * i)) & 0xFFFFFFFF
-        data[i].effective = data[i].permitted = data[i].inheritable = word
+        data[i].effective = data[i].permitted = word
     _check(_libc.syscall(SYS_CAPSET, ctypes.byref(hdr), ctypes.byref(data)), "capset")
 
 

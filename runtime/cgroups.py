@@ -90,8 +90,8 @@ class Cgroup:
             d = self.dirs[""]
             if limits.memory_bytes is not None:
                 _write(d / "memory.max", str(limits.memory_bytes))
-                if (d / "memory.swap.max").exists():
-                    _write(d / "memory.swap.max", "0")
+                if (d / "memory.swap.max").exists():  # as much swap again as memory, as Docker allows
+                    _write(d / "memory.swap.max", str(limits.memory_bytes))
             if limits.cpus is not None:
                 _write(d / "cpu.max", f"{int(limits.cpus * CPU_PERIOD_US)} {CPU_PERIOD_US}")
             if limits.pids is not None:
@@ -99,8 +99,8 @@ class Cgroup:
             return
         if limits.memory_bytes is not None:
             _write(self.dirs["memory"] / "memory.limit_in_bytes", str(limits.memory_bytes))
-            if (self.dirs["memory"] / "memory.memsw.limit_in_bytes").exists():
-                _write(self.dirs["memory"] / "memory.memsw.limit_in_bytes", str(limits.memory_bytes))
+            if (self.dirs["memory"] / "memory.memsw.limit_in_bytes").exists():  # memory + swap: twice
+                _write(self.dirs["memory"] / "memory.memsw.limit_in_bytes", str(2 * limits.memory_bytes))
         if limits.cpus is not None:
             _write(self.dirs["cpu"] / "cpu.cfs_period_us", str(CPU_PERIOD_US))
             _write(self.dirs["cpu"] / "cpu.cfs_quota_us", str(int(limits.cpus * CPU_PERIOD_US)))

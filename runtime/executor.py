@@ -437,10 +437,17 @@ def _child_a(run: _Run, parent: int, err_w: int, sync_w: int, go_r: int, status_
             os.close(join_w)
             _child_b(run, 0, err_w, status_w, join_r)  # its parent lies outside its pid namespace: pid 0
         os.close(join_r)
-        for fd in procs:  # while B mounts its root (a v1 join waits for an RCU grace period)
-            os.write(fd, b"%d" % pid_b)
-        if procs:
-            os.write(join_w, b"j")
+        try:
+            for fd in procs:  # while B mounts its root (a v1 join waits for an RCU grace period)
+                os.write(fd, b"%d" % pid_b)
+            if procs:
+                os.write(join_w, b"j")
+        except OSError:  # B is gone (it reported why: an unknown user, ...) or cannot join
+            os.kill(pid_b, signal.SIGKILL)
+            _, wstatus = os.waitpid(pid_b, 0)
+            if os.WIFEXITED(wstatus) and os.WEXITSTATUS(wstatus) == 125:
+                os._exit(125)  # B's own message is the one to show
+            raise
         os.write(sync_w, b"pid %d\n" % pid_b)
         _close_fds_except({0, 1, 2, done_w})
         _, wstatus = os.waitpid(pid_b, 0)

@@ -25,8 +25,11 @@ def _table(path: Path) -> list[list[str]]:
 
 def resolve_user(user: str, root: Path = Path("/")) -> ExecUser:
     """Docker's rules: a name must exist in passwd; a numeric uid need not (then gid 0, HOME /).
-    The group defaults to the user's primary group; supplementary groups come from /etc/group."""
-    name, _, group = (user or "root").partition(":")
+    No user (`""`, `":group"`) is uid 0, which needs no passwd entry either (an image without
+    /etc/passwd runs as root). The group defaults to the user's primary group; supplementary
+    groups come from /etc/group."""
+    name, _, group = user.partition(":")
+    name = name or "0"
     passwd = [r for r in _table(root / "etc/passwd") if len(r) >= 7]
     entry = next((r for r in passwd if r[0] == name), None)
     if entry is None and name.isdigit():

@@ -8,6 +8,7 @@ import signal
 import sys
 
 from builder.containers import RunOptions, create
+from builder.errors import BuildError
 from builder.paths import default_root
 from runtime.errors import SandboxError
 
@@ -75,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         cpus=args.cpus, pids_limit=args.pids_limit, name=args.name, auto_remove=args.rm, read_only=args.read_only)
     try:
         container = create(default_root(), args.image, opts)
-    except SandboxError as exc:
+    except (SandboxError, BuildError) as exc:  # docker run's own failures (no such image, ...) exit 125
         exc.exit_code = 125  # type: ignore[attr-defined]
         raise
     if args.detach:

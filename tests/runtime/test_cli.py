@@ -73,14 +73,46 @@ def test_run_uses_image_config_and_flags(store: dict[str, str], tmp_path: Path) 
 
 
 def test_bad_input_is_a_clear_error(store: dict[str, str]) -> None:
-    for args, text in [(("nosuchimage:1",), "not in the store"),
-                       (("-p", "80", "busybox", "true"), "invalid port mapping"),
-                       (("-m", "lots", "busybox", "true"), "invalid size"),
-                       (("-u", "ghost", "busybox", "true"), "unable to find user ghost"),
-                       (("busybox", "no-such-cmd"), "executable file not found")]:
+    for args, text in [(("nosuchimage:1",), "is not in the store"),
+                       (("-p", "80:99999", "busybox", "true"), "invalid port mapping '80:99999'"),
+                       (("-m", "lots", "busybox", "true"), "invalid size 'lots'"),
+                       (("-m", "1k", "busybox", "true"), "minimum memory limit allowed is 6MB (got 1k)"),
+                       (("--cpus", "-1", "busybox", "true"), "CPUs available"),
+                       (("-w", "rel", "busybox", "true"), "it needs to be an absolute path"),
+                       (("--name", "a/b", "busybox", "true"), "only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"),
+                       (("-e", "=x", "busybox", "true"), "invalid environment variable: =x"),
+                       (("-u", "ghost", "busybox", "true"), "unable to find user ghost: no matching entries in passwd file"),
+                       (("busybox", "no-such-cmd"), 'exec: "no-such-cmd": executable file not found in $PATH')]:
         proc = pybuild("run", "--rm", "--network", "none", *args, env=store, check=False)
-        assert proc.returncode != 0 and text in proc.stderr, (args, proc.stderr)
+        assert proc.returncode == (127 if "exec" in text else 125), (args, proc.returncode)
+        assert proc.stderr.splitlines()[0].endswith(text), (args, proc.stderr)  # one message, nothing glued on
         assert "Traceback" not in proc.stderr
+
+
+def test_zero_limits_mean_none_as_in_docker(store: dict[str, str]) -> None:
+    proc = pybuild("run", "--rm", "--network", "none", "-m", "0", "--cpus", "0", "--pids-limit", "0", "busybox",
+                   "sh", "-c", "sleep 0 & wait; echo ok", env=store, check=False)
+    assert (proc.returncode, proc.stdout) == (0, "ok\n"), proc.stderr
+
+
+def test_publish_to_a_free_host_port(store: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "index.html").write_text("from busybox httpd\n")
+    cid = pybuild("run", "-d", "-p", "127.0.0.1::80", "-v", f"{tmp_path}:/www:ro", "busybox",
+                  "httpd", "-f", "-p", "80", "-h", "/www", env=store).stdout.strip()
+    try:
+        ports = next(line for line in pybuild("ps", env=store).stdout.splitlines() if line.startswith(cid[:12]))
+        port = int(ports.split("127.0.0.1:", 1)[1].split("->80/tcp", 1)[0])
+        assert port > 0
+        body = ""
+        for _ in range(200):
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=5).read().decode()
+                break
+            except OSError:
+                time.sleep(0.05)
+        assert body == "from busybox httpd\n"
+    finally:
+        pybuild("rm", "-f", cid, env=store, check=False)
 
 
 def test_detached_lifecycle_with_prefixes_and_names(store: dict[str, str]) -> None:

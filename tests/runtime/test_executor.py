@@ -37,6 +37,19 @@ def test_missing_executable_is_127(run_in) -> None:
     assert r.code == 127 and "executable file not found" in r.err
 
 
+def test_an_image_without_passwd_runs_as_root(run_in, busybox_dir: Path, tmp_path: Path) -> None:
+    no_passwd = tmp_path / "no-passwd"
+    (no_passwd / "etc").mkdir(parents=True)
+    for name in ("passwd", "group"):
+        os.mknod(no_passwd / "etc" / name, stat.S_IFCHR, 0)  # whiteouts
+    r = run_in("sh", "-c", "id -u; id -g; echo $HOME; test -e /etc/passwd || echo gone", lower=(busybox_dir, no_passwd))
+    assert (r.code, r.out.split()) == (0, ["0", "0", "/", "gone"]), r.err
+    r = run_in("id", "-G", user=":5", lower=(busybox_dir, no_passwd))
+    assert r.out.split() == ["5"], r.err
+    with pytest.raises(SandboxError, match="^unable to find user root: no matching entries in passwd file$"):
+        run_in("true", user="root", lower=(busybox_dir, no_passwd))  # a name needs an entry, as in Docker
+
+
 def test_pid_namespace_init_is_pid_1_and_process_is_its_child(run_in) -> None:
     r = run_in("sh", "-c", "echo $$ $PPID; ls /proc | grep -c '^[0-9]'")
     pid, ppid, nprocs = r.out.split()
@@ -130,9 +143,13 @@ def test_masked_and_readonly_proc_paths(run_in) -> None:
 
 def test_capabilities_and_no_new_privs(run_in) -> None:
     r = run_in("cat", "/proc/self/status")
-    assert int(_status_field(r.out, "CapBnd"), 16) == DOCKER_CAPS
-    assert int(_status_field(r.out, "CapEff"), 16) == DOCKER_CAPS
+    for field in ("CapBnd", "CapEff", "CapPrm"):
+        assert int(_status_field(r.out, field), 16) == DOCKER_CAPS, field
+    assert int(_status_field(r.out, "CapInh"), 16) == 0  # as Docker since CVE-2022-24769
     assert _status_field(r.out, "NoNewPrivs") == "1"
+    r = run_in("cat", "/proc/self/status", user="nobody")  # a non-root user keeps only the bounding set
+    assert [int(_status_field(r.out, f), 16) for f in ("CapBnd", "CapEff", "CapPrm", "CapInh", "CapAmb")] == [
+        DOCKER_CAPS, 0, 0, 0, 0]
 
 
 def test_cannot_mount_or_load_modules(run_in) -> None:
@@ -245,6 +262,29 @@ def test_memory_limit_and_peaks_are_recorded(run_in) -> None:
     ok = run_in("sh", "-c", "x=$(head -c 3000000 /dev/zero | tr '\\0' a); echo ${#x}")
     assert ok.out.strip() == "3000000"
     assert ok.status.memory_peak_bytes > 3_000_000 and ok.status.cpu_seconds > 0
+
+
+def test_limits_are_written_as_docker_writes_them() -> None:
+    from runtime.executor import new_id
+
+    cg = cgroups.Cgroup.create(new_id(), Limits(memory_bytes=64 << 20, cpus=0.5, pids=50))
+    try:
+        if cg.version == 2:
+            d = cg.dirs[""]
+            files = {"memory.max": "67108864", "memory.swap.max": "67108864", "cpu.max": "50000 100000",
+                     "pids.max": "50"}
+        else:
+            files = {"memory/memory.limit_in_bytes": "67108864", "memory/memory.memsw.limit_in_bytes": "134217728",
+                     "cpu/cpu.cfs_quota_us": "50000", "cpu/cpu.cfs_period_us": "100000", "pids/pids.max": "50"}
+            d = cgroups.CGROUP_ROOT
+        for name, value in files.items():
+            path = d / (name if cg.version == 2 else name.replace("/", f"/{cgroups.PARENT}/{cg.name}/", 1))
+            if "swap" in name or "memsw" in name:  # only with swap accounting
+                if not path.exists():
+                    continue
+            assert path.read_text().strip() == value, path
+    finally:
+        cg.remove()
 
 
 def test_cpu_limit_throttles_a_busy_loop(run_in) -> None:

@@ -161,6 +161,14 @@ class Converter:
         except ExpansionError as exc:
             raise _locate(exc, origin) from None
 
+    def expand_heredoc(self, body: str, env: Mapping[str, str], origin: Origin) -> str:
+        from grammar import expand_heredoc  # quotes kept, as BuildKit expands COPY <<EOF bodies
+
+        try:
+            return expand_heredoc(body, env)
+        except ExpansionError as exc:
+            raise _locate(exc, origin) from None
+
     def expand_words(self, text: str, env: Mapping[str, str], origin: Origin) -> list[str]:
         from grammar.shell_lexer import process_words
 
@@ -328,7 +336,6 @@ class Converter:
     def on_arg(self, stage: Stage, state: _StageState, inst: ast.Arg, origin: Origin) -> None:
         commit = []
         for name, default in inst.pairs:
-            commit.append(name if default is None else f"{name}={default}")
             if name in self.opts.build_args:
                 value: str | None = self.opts.build_args[name]
                 self.used_args.add(name)
@@ -336,6 +343,7 @@ class Converter:
                 value = self.expand(default, state.expand_env(), origin)
             else:
                 value = state.globals.get(name)  # type: ignore[attr-defined]
+            commit.append(name if value is None else f"{name}={value}")  # the value in effect, as BuildKit
             state.args[name] = value
             if name not in state.arg_order:
                 state.arg_order.append(name)
@@ -456,13 +464,18 @@ class Converter:
                     raise _flag_error(f"invalid --retries value {inst.flag('retries')!r}", origin) from None
         state.config["Healthcheck"] = hc
         shown = "HEALTHCHECK " + ("NONE" if inst.kind == "NONE" else _go_quote_list(hc["Test"]))
-        self.config_node(stage, origin, shown, shown)
+        # BuildKit records Go's %+v of the healthcheck config
+        fields = " ".join(f"{k}:{_go_duration(hc.get(k, 0))}" for k in ("Interval", "Timeout", "StartPeriod",
+                                                                         "StartInterval"))
+        created_by = f"HEALTHCHECK {{Test:[{' '.join(hc['Test'])}] {fields} Retries:{hc.get('Retries', 0)}}}"
+        self.config_node(stage, origin, shown, created_by)
 
     def on_onbuild(self, stage: Stage, state: _StageState, inst: ast.Onbuild, origin: Origin) -> None:
-        text = inst.raw.split(None, 1)[1] if len(inst.raw.split(None, 1)) > 1 else ""
-        text = text.replace("\\\n", " ").strip() if "\n" in text else text.strip()
+        from grammar import onbuild_expression
+
+        text = onbuild_expression(inst, self.escape)
         state.config["OnBuild"] = list(state.config.get("OnBuild") or []) + [text]
-        self.config_node(stage, origin, "ONBUILD " + text, "ONBUILD " + text)
+        self.config_node(stage, origin, "ONBUILD " + text, "")  # BuildKit adds no history entry for ONBUILD
 
     def _build_arg_env(self, state: _StageState) -> list[tuple[str, str]]:
         """ARGs in scope with a value, as RUN sees them (ENV of the same name wins)."""
@@ -499,11 +512,19 @@ class Converter:
         op = Exec(tuple(argv), env + tuple(args) + tuple(proxies), state.config.get("User") or "",
                   state.config.get("WorkingDir") or "/", network, mounts, inst.flag("security") or "sandbox",
                   build_args=tuple(args))
-        prefix = f"|{len(args)} " + " ".join(f"{k}={v}" for k, v in args) + " " if args else ""
+        # BuildKit's history names every ARG declared so far, with the value RUN sees ("" if none)
+        shown_args = [f"{k}={expand_env.get(k, '')}" for k in state.arg_order]
+        prefix = f"|{len(shown_args)} " + " ".join(shown_args) + " " if shown_args else ""
         shown = "RUN " + (" ".join(argv[len(shell):]) if isinstance(cmd, ast.ShellForm) else _go_quote_list(argv))
         self.add(stage, Node(op, origin, shown, "RUN " + prefix + " ".join(argv) + " # buildkit"))
 
     def _mount(self, spec: str, env: Mapping[str, str], stage: Stage, cwd: str, origin: Origin) -> RunMount:
+        from grammar.flags import FlagError, parse_mount, ram_in_bytes
+
+        try:  # BuildKit's checks after expansion (the parser checked what holds no `$`)
+            parse_mount(spec, lambda v: self.expand(v, env, origin))
+        except FlagError as exc:
+            raise _flag_error(str(exc), origin, exc.hint) from None
         opts = {k: self.expand(v, env, origin) for k, v in _mount_options(spec).items()}
         mtype = opts.pop("type", "bind")
         if mtype not in ("bind", "cache", "tmpfs", "secret", "ssh"):
@@ -539,7 +560,8 @@ class Converter:
             raise _flag_error(f"invalid sharing {sharing!r} (shared, private or locked)", origin)
         return RunMount(mtype, target, opts.get("source", opts.get("src", "")), source_stage, source_image,
                         readonly, opts.get("id", ""), sharing, num("mode", 8), num("uid"), num("gid"),
-                        opts.get("required", "false") in ("", "true"), opts.get("env", ""), num("size"))
+                        opts.get("required", "false") in ("", "true"), opts.get("env", ""),
+                        ram_in_bytes(opts["size"]) if "size" in opts else None)
 
     def _copy(self, stage: Stage, state: _StageState, inst: ast.Copy | ast.Add, origin: Origin) -> None:
         kind = inst.keyword.upper()
@@ -547,7 +569,8 @@ class Converter:
         sources = [s for s in inst.sources if not (inst.heredocs and s.startswith("<<"))]
         srcs = [self.expand(s, env, origin) for s in sources]
         dest = self.expand(inst.dest, env, origin)
-        heredocs = tuple((h.name, self.expand(h.body, env, origin) if h.expand else h.body) for h in inst.heredocs)
+        heredocs = tuple((h.name, self.expand_heredoc(h.body, env, origin) if h.expand else h.body)
+                         for h in inst.heredocs)
         from_stage, from_image = None, ""
         if inst.flag("from"):
             ref = self.expand(inst.flag("from") or "", env, origin)
@@ -577,7 +600,11 @@ class Converter:
         flags = "".join(f"--{n}={v} " for n, v in (("from", inst.flag("from")), ("chown", chown),
                                                     ("chmod", chmod)) if v)
         shown = f"{kind} {flags}" + " ".join([*shown_srcs, *(f"<<{h[0]}" for h in heredocs), dest])
-        self.add(stage, Node(op, origin, shown, shown + " # buildkit"))
+        # history as BuildKit writes it: --parents, --chown and --chmod, never --from
+        hflags = ("--parents " if op.parents else "") + "".join(f"--{n}={v} " for n, v in (("chown", chown),
+                                                                                          ("chmod", chmod)) if v)
+        created_by = f"{kind} {hflags}" + " ".join([*shown_srcs, *(f"<<{h[0]}" for h in heredocs), dest])
+        self.add(stage, Node(op, origin, shown, created_by + " # buildkit"))
 
     on_copy = _copy
     on_add = _copy
@@ -589,9 +616,9 @@ def _copy_config(config: Mapping[str, Any]) -> dict[str, Any]:
     return copy.deepcopy(dict(config))
 
 
-def _flag_error(message: str, origin: Origin) -> InvalidFlagError:
+def _flag_error(message: str, origin: Origin, hint: str | None = None) -> InvalidFlagError:
     return InvalidFlagError(message, filename=origin.filename, line=origin.line, column=origin.column,
-                            source_line=origin.text)
+                            source_line=origin.text, hint=hint)
 
 
 def _ssh_defaults(mounts: list[RunMount]) -> tuple[RunMount, ...]:
@@ -636,6 +663,28 @@ def _duration_ns(text: str, origin: Origin) -> int:
     if pos != len(text) or not text:
         raise _flag_error(f"invalid duration {text!r}", origin)
     return int(total)
+
+
+def _go_duration(ns: int) -> str:
+    """Go's time.Duration String(): 0s, 500ms, 1.5s, 1m30s, 1h0m0s."""
+    if ns == 0:
+        return "0s"
+    sign, u = ("-" if ns < 0 else ""), abs(ns)
+
+    def num(value: int, scale: int) -> str:
+        frac = str(value % scale).rjust(len(str(scale)) - 1, "0").rstrip("0") if scale > 1 else ""
+        return str(value // scale) + ("." + frac if frac else "")
+
+    if u < 1_000:
+        return f"{sign}{u}ns"
+    if u < 1_000_000:
+        return f"{sign}{num(u, 1_000)}µs"
+    if u < 1_000_000_000:
+        return f"{sign}{num(u, 1_000_000)}ms"
+    h, rest = divmod(u, 3_600_000_000_000)
+    m, rest = divmod(rest, 60_000_000_000)
+    s = num(rest, 1_000_000_000) + "s"
+    return sign + (f"{h}h{m}m{s}" if h else f"{m}m{s}" if m else s)
 
 
 def _expand_port(port: str, origin: Origin) -> list[str]:

@@ -210,10 +210,12 @@ def parse_chmod(spec: str) -> Chmod:
     return Chmod(spec, None, tuple(clauses))
 
 
-def resolve_owner(spec: str, target: ViewLike | None) -> tuple[int, int]:
+def resolve_owner(spec: str, target: ViewLike | None, *, lenient: bool = False) -> tuple[int, int]:
     """`--chown` "user", "user:group", numeric or names from the target's /etc/passwd, /etc/group.
 
-    A name alone takes its primary group from passwd; a bare UID takes the same number as GID."""
+    A name alone takes its primary group from passwd; a bare UID takes the same number as GID.
+    An unknown name is an error, or with `lenient` (WORKDIR's owner, as BuildKit's file op) root's
+    id for an unknown user and the user's group for an unknown group."""
     view = _view(target)
     user, _, group = spec.partition(":")
     if not user:
@@ -222,17 +224,17 @@ def resolve_owner(spec: str, target: ViewLike | None) -> tuple[int, int]:
         uid = gid = int(user)  # a bare UID means the same GID (Docker's rule, whatever passwd says)
     else:
         entry = next((f for f in _read_db(view, "etc/passwd") if f[0] == user and len(f) > 3), None)
-        if entry is None:
+        if entry is None and not lenient:
             raise BuildError(f"unable to find user {user}: no matching entries in passwd file")
-        uid, gid = int(entry[2]), int(entry[3])
+        uid, gid = (int(entry[2]), int(entry[3])) if entry else (0, 0)
     if group:
         if group.isdigit():
             gid = int(group)
         else:
             gentry = next((f for f in _read_db(view, "etc/group") if f[0] == group and len(f) > 2), None)
-            if gentry is None:
+            if gentry is None and not lenient:
                 raise BuildError(f"unable to find group {group}: no matching entries in group file")
-            gid = int(gentry[2])
+            gid = int(gentry[2]) if gentry else gid
     return uid, gid
 
 

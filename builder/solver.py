@@ -142,7 +142,8 @@ class Solver:
             if self.cancel.is_set():
                 raise Cancelled("cancelled")
             if not node.makes_layer:
-                state.history.append(_history(node, empty=True, created=state.created))
+                if node.created_by:  # ONBUILD leaves no history entry (BuildKit)
+                    state.history.append(_history(node, empty=True, created=state.created))
                 continue
             pos += 1
             self._step(stage, state, node, pos, count)

@@ -186,7 +186,8 @@ def _run_mkdir(op: Mkdir, state: "_State", solver: "Solver", upper: Path) -> Non
     target = _target_view(solver, state)
     if target is not None and target.lstat(target.resolve(op.path.lstrip("/"))) is not None:
         return
-    owner = copyops.resolve_owner(op.user, target) if op.user else None
+    # BuildKit's mkdir: a USER missing from /etc/passwd owns nothing (root); RUN is where it fails
+    owner = copyops.resolve_owner(op.user, target, lenient=True) if op.user else None
     copyops.copy_files(upper, [], op.path.rstrip("/") + "/", target=target, owner=owner)
     # copy_files with no items creates the destination directory and its parents
     if not (upper / op.path.lstrip("/")).exists():

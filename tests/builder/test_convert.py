@@ -189,3 +189,24 @@ def test_one_env_instruction_expands_with_the_values_from_before_it() -> None:
     g, _ = build("FROM busybox\nENV abc=hello\nENV abc=bye def=$abc\nENV ghi=$abc\n")
     env = target(g).config["Env"]
     assert "def=hello" in env and "ghi=bye" in env and "abc=bye" in env
+
+
+def test_history_records_what_buildkit_records() -> None:
+    """dockerfile2llb's created_by strings: ARG with the value in effect, RUN naming every ARG
+    declared so far (valueless ones as `K=`, ENV's value when ENV shadows one), COPY without
+    --from but with --parents, HEALTHCHECK as Go's %+v, and no entry for ONBUILD."""
+    text = ("ARG G=g1\nFROM busybox AS a\nFROM busybox\nARG G\nARG NONE\nENV E=e\nARG D=${E}-x\nARG CLI\nENV D=env\n"
+            "RUN true\nCOPY --from=a --chown=1:2 /x /y\nCOPY --parents --chmod=644 s/a.txt /z/\n"
+            "HEALTHCHECK --interval=1m30s --start-period=500ms --retries=3 CMD wget -q localhost\n"
+            "HEALTHCHECK NONE\nONBUILD RUN echo child\n")
+    g, _ = build(text, build_args={"CLI": "v"})
+    by = [n.created_by for n in target(g).nodes]
+    assert by[:6] == ["ARG G=g1", "ARG NONE", "ENV E=e", "ARG D=e-x", "ARG CLI=v", "ENV D=env"]
+    assert by[6] == "RUN |4 G=g1 NONE= D=env CLI=v /bin/sh -c true # buildkit"
+    assert by[7:9] == ["COPY --chown=1:2 /x /y # buildkit", "COPY --parents --chmod=644 s/a.txt /z/ # buildkit"]
+    assert by[9] == ("HEALTHCHECK {Test:[CMD-SHELL wget -q localhost] Interval:1m30s Timeout:0s StartPeriod:500ms "
+                     "StartInterval:0s Retries:3}")
+    assert by[10] == "HEALTHCHECK {Test:[NONE] Interval:0s Timeout:0s StartPeriod:0s StartInterval:0s Retries:0}"
+    assert by[11] == ""  # the solver writes no history entry for it
+    run = execs(target(g))[0]
+    assert ("NONE", "") not in run.env  # a valueless ARG shows in history only

@@ -2,7 +2,8 @@
 
 Each case directory holds a Dockerfile, its context and `expect.json`:
     {"config": {Key: value, ...}, "files": {path: {"content", "mode", "uid", "gid", "type"}},
-     "absent": [path, ...], "build_args": {...}, "target": "...", "secrets": {id: value}}
+     "absent": [path, ...], "build_args": {...}, "target": "...", "secrets": {id: value},
+     "history": [created_by, ...] (optional)}
 """
 
 from __future__ import annotations
@@ -72,6 +73,9 @@ def test_fixture_builds_to_the_expected_image(case: str, store: dict[str, str], 
         assert cfg["config"].get(key) == value, key
     check_rootfs(rootfs, expect)
     assert len(cfg["rootfs"]["diff_ids"]) == len([h for h in cfg["history"] if not h.get("empty_layer")])
+    if "history" in expect:  # created_by of this Dockerfile's own steps, as BuildKit records them
+        assert [h["created_by"] for h in cfg["history"] if h.get("comment") == "buildkit.dockerfile.v0"] \
+            == expect["history"]
     assert "Traceback" not in proc.stderr
 
 
@@ -272,6 +276,16 @@ def test_workdir_is_created_owned_by_the_user_and_no_cache_filter(store: dict[st
     assert "#2 CACHED" not in out and "#4 CACHED" in out  # stage a re-ran, the final stage's steps did not
     st = os.stat(tmp_path / "fs" / "home" / "app")
     assert (st.st_uid, st.st_gid) == (33, 33)
+
+
+def test_workdir_of_a_user_missing_from_passwd_is_made_by_root(store: dict[str, str], tmp_path: Path) -> None:
+    """BuildKit's mkdir treats a USER that /etc/passwd lacks as root (only RUN needs it to exist)."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nUSER nosuchuser\nWORKDIR /w\nUSER www-data:nosuchgroup\n"
+                                    "WORKDIR /v\n")
+    pybuild("build", "-o", f"type=local,dest={tmp_path / 'fs'}", str(ctx), env=store)
+    assert [(st.st_uid, st.st_gid) for st in (os.stat(tmp_path / "fs" / d) for d in ("w", "v"))] == [(0, 0), (33, 33)]
 
 
 def test_ctrl_c_cancels_cleanly(store: dict[str, str], tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """Dockerfile text -> typed AST, and Docker-exact word expansion. Knows nothing of containers.
 
-    from grammar import parse, parse_file, expand, expand_words, check_instructions
+    from grammar import parse, parse_file, expand, expand_words, expand_heredoc, check_instructions
 
 `parse` follows Docker's parser (BuildKit `frontend/dockerfile/parser`) plus the checks Docker
 runs when it turns the parse tree into instructions (flags, argument counts, ONBUILD triggers),
@@ -40,7 +40,9 @@ __all__ = [
     "ast",
     "check_instructions",
     "expand",
+    "expand_heredoc",
     "expand_words",
+    "onbuild_expression",
     "parse",
     "parse_file",
 ]
@@ -83,3 +85,25 @@ def expand_words(text: str, env: Mapping[str, str], escape: str = "\\") -> list[
     from grammar.shell_lexer import process_words
 
     return process_words(text, env, escape)
+
+
+def expand_heredoc(body: str, env: Mapping[str, str]) -> str:
+    """Expand a `COPY <<EOF` body (unquoted delimiter) as BuildKit does: quotes are kept,
+    `$VAR` and backslash escapes are processed; raises `ExpansionError`."""
+    from grammar.shell_lexer import process_heredoc
+
+    return process_heredoc(body, env)
+
+
+def onbuild_expression(inst: ast.Onbuild, escape: str = "\\") -> str:
+    """The trigger as BuildKit stores it in the image's `OnBuild` list: the instruction's line
+    with continuations joined the way Docker joins them and `ONBUILD` removed, then for each
+    heredoc a newline, its body and its terminator."""
+    import re
+
+    from grammar.lexer import joined_line
+
+    text = re.sub(r"(?i)^[ \t\n\f\r]*ONBUILD[ \t\n\f\r]*", "", joined_line(inst.raw, escape), count=1)
+    for h in getattr(inst.trigger, "heredocs", ()):
+        text += "\n" + h.content + h.name
+    return text

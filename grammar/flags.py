@@ -236,6 +236,30 @@ def _parse_bool(key: str, value: str) -> bool:
     raise FlagError(f"invalid value for {key}: {value}")
 
 
+_GO_FLOAT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
+_RAM_UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+
+
+def ram_in_bytes(text: str) -> int:
+    """go-units `RAMInBytes` (tmpfs `size=`): `1048576`, `64m`, `1.5g`, `2 GiB`, `10kb`, `8b`;
+    binary multiples; raises ValueError as Docker rejects."""
+    sep = max(text.rfind(c) for c in "0123456789. ")
+    if sep < 0:
+        raise ValueError(f"invalid size: '{text}'")
+    num, sfx = (text[:sep + 1], text[sep + 1:]) if text[sep] != " " else (text[:sep], text[sep + 1:])
+    if not _GO_FLOAT.match(num):
+        raise ValueError(f"invalid size: '{text}'")
+    size = float(num)
+    if size < 0:
+        raise ValueError(f"invalid size: '{text}'")
+    sfx = sfx.lower()
+    if sfx in ("", "b"):
+        return int(size)
+    if len(sfx) > 3 or sfx[0] not in _RAM_UNITS or sfx[1:] not in ("", "b", "ib"):
+        raise ValueError(f"invalid suffix: '{sfx}'")
+    return int(size * _RAM_UNITS[sfx[0]])
+
+
 def parse_mount(value: str, expand: Callable[[str], str] | None) -> Mount | None:
     """BuildKit's parseMount. With `expand` None (parse time) a field whose value holds `$` is
     left for later, as are bare words; returns the Mount only when `expand` is given."""
@@ -294,6 +318,10 @@ def parse_mount(value: str, expand: Callable[[str], str] | None) -> Mount | None
         elif key == "size":
             if m["type"] != "tmpfs":
                 raise FlagError(f"unexpected key '{key}' for mount type '{m['type']}'")
+            try:
+                ram_in_bytes(val)
+            except ValueError:
+                raise FlagError(f"invalid value for {key}: {val}", hint="sizes look like 64m, 1g or 1048576") from None
             m["size"] = val
         elif key == "id":
             m["id"] = val
@@ -301,14 +329,11 @@ def parse_mount(value: str, expand: Callable[[str], str] | None) -> Mount | None
             if val.lower() not in SHARING_MODES:
                 raise FlagError(f'unsupported sharing value "{val}"', hint="use shared, private or locked")
             m["sharing"] = val.lower()
-        elif key in ("mode", "uid", "gid"):
-            try:
-                num = int(val, 8 if key == "mode" else 10)
-                if val.strip() != val or val.startswith(("+", "-")) or num >= 2**32:
-                    raise ValueError
-            except ValueError:
-                raise FlagError(f"invalid value {val} for {key}") from None
-            m[key] = num
+        elif key in ("mode", "uid", "gid"):  # Go's ParseUint(val, 8 or 10, 32): plain ASCII digits
+            if not re.fullmatch(r"[0-7]+" if key == "mode" else r"[0-9]+", val, re.ASCII) \
+                    or int(val, 8 if key == "mode" else 10) >= 2**32:
+                raise FlagError(f"invalid value {val} for {key}")
+            m[key] = int(val, 8 if key == "mode" else 10)
         elif key == "env":
             m["env"] = val
         else:

@@ -232,6 +232,25 @@ def scan(src: Source, fast_path: bool = True) -> Iterator[Tok | tuple[str, str] 
                                     hint="a Dockerfile needs at least a FROM instruction")
 
 
+def joined_line(raw: str, escape: str = "\\") -> str:
+    """An instruction's source text (`Instruction.raw`) as Docker's logical line: continuation
+    lines joined (escape and newline dropped, comment and blank lines skipped), heredoc bodies
+    left out."""
+    cont = _CONT[escape]
+    lines = raw.split("\n")
+    logical, eol = _trim_continuation(go_lstrip(_trim_newline(lines[0])), cont)
+    for physical in lines[1:]:
+        if eol:
+            break
+        body = _trim_newline(physical)
+        head = go_lstrip(body)
+        if not head or head[0] == "#":
+            continue
+        piece, eol = _trim_continuation(body, cont)
+        logical += piece
+    return logical
+
+
 def _trim_continuation(line: str, cont: re.Pattern[str]) -> tuple[str, bool]:
     if not line.rstrip(" \t").endswith(("\\", "`")):  # fast path: no escape at the end
         return line, True

@@ -9,7 +9,11 @@ lexer rule for rule, including its errors and its quirks:
   `"`, `$` and itself, elsewhere it escapes any character; an escape at the end is dropped;
 - `<<` followed by blanks stays glued to the next word (heredoc words);
 - `process_words` splits on whitespace *after* expansion, except inside quotes; an empty
-  quoted string alone makes no word (Docker does the same).
+  quoted string alone makes no word (Docker does the same);
+- Go's scanner skips a byte-order mark that starts the word (or a `#`/`%`/`/` pattern);
+- `${V//pat/repl}` replaces as Go's `Regexp.ReplaceAllString`: `$0`/`${0}` in the replacement is
+  the match, `$$` is `$`, other `$names` are empty, and an empty match right after a match is
+  not replaced (`${V//*/x}` gives one `x`); `${V/pat/repl}` inserts `repl` literally.
 """
 
 from __future__ import annotations
@@ -80,7 +84,7 @@ class Lexer:
         if escape not in ("\\", "`"):
             raise ValueError(f"invalid escape character {escape!r}")
         self.src = source
-        self.pos = 0
+        self.pos = 1 if source.startswith("\ufeff") else 0  # Go's text/scanner skips a leading BOM
         self.env = env
         self.escape = escape
         self.raw_quotes = raw_quotes
@@ -258,6 +262,8 @@ class Lexer:
                     return _trim_suffix(word, value, greedy)
                 return _trim_prefix(word, value, greedy)
             raise _LexError(f"unsupported modifier ({chs}) in substitution")
+        if ch == _EOF:  # `${name` (Go says "unsupported modifier (\ufffd)")
+            raise _LexError("syntax error: missing '}'")
         if ch == "/":
             replace_all = self.peek() == "/"
             if replace_all:
@@ -280,7 +286,7 @@ class Lexer:
             value = value or ""
             rx = _pattern_regex(pattern, greedy=True, anchored=False)
             if replace_all:
-                return rx.sub(lambda _m: replacement, value)
+                return _go_replace_all(rx, value, replacement)
             m = rx.search(value)
             if m:
                 value = value[:m.start()] + replacement + value[m.end():]
@@ -324,7 +330,7 @@ def _pattern_regex(pattern: str, *, greedy: bool, anchored: bool) -> re.Pattern[
     """A shell wildcard pattern (`*`, `?`, escapes; no brackets) as a regex, as BuildKit does."""
     out = ["^"] if anchored else []
     star = ".*" if greedy else ".*?"
-    i, n = 0, len(pattern)
+    i, n = (1 if pattern.startswith("\ufeff") else 0), len(pattern)
     while i < n:
         tok = pattern[i]
         i += 1
@@ -343,6 +349,54 @@ def _pattern_regex(pattern: str, *, greedy: bool, anchored: bool) -> re.Pattern[
         else:
             out.append(re.escape(tok))
     return re.compile("".join(out))
+
+
+def _go_replace_all(rx: re.Pattern[str], value: str, template: str) -> str:
+    """Go's `Regexp.ReplaceAllString`: an empty match right after the previous match is not
+    replaced (Python's `re.sub` replaces it), and `template` is expanded per match."""
+    out: list[str] = []
+    last = pos = 0
+    while pos <= len(value):
+        m = rx.search(value, pos)
+        if m is None:
+            break
+        out.append(value[last:m.start()])
+        if m.end() > last or m.start() == 0:
+            out.append(_go_expand(template, m.group(0)))
+        last = m.end()
+        pos = pos + 1 if pos + 1 > m.end() else m.end()
+    out.append(value[last:])
+    return "".join(out)
+
+
+def _go_expand(template: str, match: str) -> str:
+    """Go's `Regexp.Expand` for a pattern without groups: `$0`/`${0}` -> the match, `$$` -> `$`,
+    any other `$name`/`${name}` -> "", a `$` not followed by a name stays."""
+    if "$" not in template:
+        return template
+    out: list[str] = []
+    i, n = 0, len(template)
+    while True:
+        j = template.find("$", i)
+        if j < 0:
+            out.append(template[i:])
+            return "".join(out)
+        out.append(template[i:j])
+        i = j + 1
+        if i < n and template[i] == "$":
+            out.append("$")
+            i += 1
+            continue
+        brace = i < n and template[i] == "{"
+        k = start = i + brace
+        while k < n and (template[k].isalpha() or template[k].isdecimal() or template[k] == "_"):
+            k += 1
+        if k == start or (brace and (k >= n or template[k] != "}")):
+            out.append("$")  # malformed: the `$` is kept as text
+            continue
+        if template[start:k] == "0":
+            out.append(match)
+        i = k + brace
 
 
 def _trim_prefix(pattern: str, value: str, greedy: bool) -> str:
@@ -381,3 +435,9 @@ def process_word(word: str, env: Mapping[str, str], escape: str = "\\") -> str:
 def process_words(text: str, env: Mapping[str, str], escape: str = "\\") -> list[str]:
     """Expand `text` and split it into words (BuildKit `ProcessWords`); raises `ExpansionError`."""
     return Lexer(text, env, escape).run()[1]
+
+
+def process_heredoc(body: str, env: Mapping[str, str]) -> str:
+    """Expand the body of a `COPY <<EOF` heredoc as BuildKit does: variables and `\\` escapes
+    (always the backslash, whatever the escape directive), quotes kept as written."""
+    return Lexer(body, env, "\\", skip_process_quotes=True).run()[0]

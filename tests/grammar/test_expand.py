@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from grammar import ExpansionError, expand, expand_words
+from grammar import ExpansionError, expand, expand_heredoc, expand_words
 
 from .conftest import EXPAND
 
@@ -69,3 +69,24 @@ def test_expansion_error_message_names_the_word() -> None:
 def test_bad_escape_character_rejected() -> None:
     with pytest.raises(ValueError):
         expand("x", {}, escape="!")
+
+
+def test_unclosed_brace_says_missing_brace() -> None:
+    # Go says "unsupported modifier (\ufffd) in substitution" here (its EOF rune printed)
+    with pytest.raises(ExpansionError, match=r"missing '\}'"):
+        expand("/opt/${APP", {"APP": "x"})
+
+
+@pytest.mark.parametrize("body,expected", [
+    # BuildKit's integration tests (testCopyHeredocSpecialSymbols, testHeredocVarSubstitution)
+    ('"quotes in file"\n', '"quotes in file"\n'),
+    ("\\\n", "\n"),
+    ("\\\\\n", "\\\n"),
+    ("\\$\n", "$\n"),
+    ("Hello ${name}!\n", "Hello world!\n"),
+    ("Hello '${name}'!\n", "Hello 'world'!\n"),
+    ('Hello "${name}"!\n', 'Hello "world"!\n'),
+    ('{"a": "$name", \'b\': `x`}\n', '{"a": "world", \'b\': `x`}\n'),
+])
+def test_copy_heredoc_body_keeps_quotes(body: str, expected: str) -> None:
+    assert expand_heredoc(body, {"name": "world"}) == expected

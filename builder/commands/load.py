@@ -13,11 +13,18 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("-i", "--input", metavar="FILE", help="read from FILE (a tar, gzip/zstd tar, or layout directory) "
                                                          "instead of stdin")
     p.add_argument("-q", "--quiet", action="store_true", help="print only image ids")
+    p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]",
+                   help="from a multi-platform index, load this platform's image (default: this machine's)")
 
 
 def run(args: argparse.Namespace) -> int:
+    platform = None
+    if args.platform:
+        from builder.oci.remote import parse_platform
+
+        platform = parse_platform(args.platform)
     store = Store.open()
-    results = load_archive(store, args.input if args.input else sys.stdin.buffer)
+    results = load_archive(store, args.input if args.input else sys.stdin.buffer, platform)
     for image_id, tags in results:
         if args.quiet or not tags:
             print(f"Loaded image ID: {image_id}" if not args.quiet else image_id)

@@ -23,7 +23,7 @@ from builder.oci.compress import decompressing_reader, detect
 from builder.oci.image import BasicImage, Image, Layer
 from builder.oci.layout import (OCI_LAYOUT, LayoutSource, Output, Tagged, _blob_name, _index, as_entries,
                                 read_oci_layout, write_tar_atomically)
-from builder.oci.model import OCI_LAYER, OCI_MANIFEST, Descriptor, Digest, Manifest
+from builder.oci.model import OCI_LAYER, OCI_MANIFEST, Descriptor, Digest, Manifest, Platform
 
 if TYPE_CHECKING:
     from builder.store import Store
@@ -117,11 +117,13 @@ def _read_docker_archive(src: LayoutSource) -> list[tuple[BasicImage, list[str],
     return out
 
 
-def load_archive(store: "Store", source: str | os.PathLike[str] | IO[bytes]) -> list[tuple[str, list[str]]]:
+def load_archive(store: "Store", source: str | os.PathLike[str] | IO[bytes],
+                 platform: Platform | None = None) -> list[tuple[str, list[str]]]:
     """Load every image of a docker-archive or OCI layout (tar or directory) into `store`.
 
     Returns (image id, tags) per image. Digests and diff_ids are verified; nothing
-    unverified is stored.
+    unverified is stored. A multi-platform index gives its image for `platform` (default:
+    this machine's); an index without one is an error.
     """
     from builder.store import normalize_tag
 
@@ -141,7 +143,7 @@ def load_archive(store: "Store", source: str | os.PathLike[str] | IO[bytes]) -> 
                             path = spooled = _spool(f, store.tmp_dir())
             src = LayoutSource(path)
             try:
-                return _load(store, src, normalize_tag)
+                return _load(store, src, normalize_tag, platform)
             finally:
                 src.close()
         finally:
@@ -149,7 +151,8 @@ def load_archive(store: "Store", source: str | os.PathLike[str] | IO[bytes]) -> 
                 spooled.unlink(missing_ok=True)
 
 
-def _load(store: "Store", src: LayoutSource, normalize_tag: Callable[[str], str]) -> list[tuple[str, list[str]]]:
+def _load(store: "Store", src: LayoutSource, normalize_tag: Callable[[str], str],
+          platform: Platform | None) -> list[tuple[str, list[str]]]:
     results = []
     if src.has("manifest.json"):
         for config_image, tags, layer_names in _read_docker_archive(src):
@@ -166,7 +169,7 @@ def _load(store: "Store", src: LayoutSource, normalize_tag: Callable[[str], str]
             results.append((store.put_image(image, names), names))
         return results
     if src.has("index.json"):
-        for image, tags in read_oci_layout(src):
+        for image, tags in read_oci_layout(src, platform):
             names = [normalize_tag(t) for t in tags]
             results.append((store.put_image(image, names), names))
         return results

@@ -264,13 +264,6 @@ class LayoutSource:
             self._tar.close()
 
 
-def _host_platform() -> Platform:
-    import platform as _p
-
-    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(_p.machine(), _p.machine())
-    return Platform("linux", arch)
-
-
 def _image_from(src: LayoutSource, desc: Descriptor) -> BasicImage:
     raw_manifest = src.read_blob(desc)
     manifest = Manifest.from_json(raw_manifest)
@@ -293,10 +286,27 @@ def _name_of(desc: Descriptor) -> list[str]:
     return []
 
 
-def read_oci_layout(src: LayoutSource) -> list[tuple[BasicImage, list[str]]]:
+def _select(src: LayoutSource, index: Index, digest: str, platform: Platform | None) -> Descriptor:
+    """The manifest of a nested (multi-platform) index for `platform` (default: this machine's),
+    by the rules `pull --platform` uses; an index without one is an error, never another platform."""
+    from builder.errors import RegistryError
+    from builder.oci.remote import host_platform, select_manifest
+
+    choices = Index(tuple(m for m in index.manifests if m.media_type in MANIFEST_TYPES))
+    if not choices.manifests:
+        raise ImageFormatError(f"{src.path}: index {digest} lists no image manifests")
+    if len(choices.manifests) == 1 and choices.manifests[0].platform is None:
+        return choices.manifests[0]
+    try:
+        return select_manifest(choices, platform or host_platform())
+    except RegistryError as exc:
+        raise ImageFormatError(f"{src.path}: {exc.message}", hint=exc.hint) from None
+
+
+def read_oci_layout(src: LayoutSource, platform: Platform | None = None) -> list[tuple[BasicImage, list[str]]]:
     """Images in an OCI layout (directory or tar), with the names their index gives them.
 
-    A nested index (multi-platform) contributes the manifest for the host platform.
+    A nested index (multi-platform) contributes its manifest for `platform` (default: the host's).
     """
     if not src.has("index.json"):
         raise ImageFormatError(f"{src.path}: not an OCI layout (no index.json)")
@@ -306,14 +316,7 @@ def read_oci_layout(src: LayoutSource) -> list[tuple[BasicImage, list[str]]]:
     for desc in index.manifests:
         target = desc
         if desc.media_type in INDEX_TYPES:
-            nested = Index.from_json(src.read_blob(desc))
-            host = _host_platform()
-            choices = [m for m in nested.manifests if m.media_type in MANIFEST_TYPES]
-            match = [m for m in choices if m.platform and (m.platform.os, m.platform.architecture) ==
-                     (host.os, host.architecture)]
-            if not (match or choices):
-                raise ImageFormatError(f"{src.path}: index {desc.digest} lists no image manifests")
-            target = (match or choices)[0]
+            target = _select(src, Index.from_json(src.read_blob(desc)), desc.digest, platform)
         elif desc.media_type not in MANIFEST_TYPES and desc.media_type:
             raise ImageFormatError(f"{src.path}: unsupported media type {desc.media_type!r} in index.json")
         names = _name_of(desc)

@@ -10,7 +10,7 @@ from pathlib import Path
 from builder.oci import mutate
 from builder.oci.archive import export_rootfs_dir, export_rootfs_tar, write_docker_archive
 from builder.oci.layout import LayoutSource, read_oci_layout, write_oci_archive, write_oci_layout
-from builder.oci.model import History
+from builder.oci.model import Digest, History
 from builder.store import Store
 
 
@@ -59,3 +59,56 @@ def test_layout_dir_keeps_other_images_when_adding(busybox_store: Path, tmp_path
     src = LayoutSource(tmp_path / "layout")
     got = {tuple(tags): img.id for img, tags in read_oci_layout(src)}
     assert got == {("busybox:latest",): base.id, ("app:1",): image.id}
+
+
+def _multiplatform_layout(store: Store, dest: Path, archs: list[str]) -> Path:
+    """An OCI layout whose index.json names one nested index of busybox-layer images, one per arch."""
+    import json
+
+    from builder.oci.model import ContainerConfig, Descriptor, ImageConfig, Index, Manifest, Platform
+    from builder.oci.model import OCI_CONFIG, OCI_INDEX, OCI_MANIFEST
+
+    blobs = dest / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+    layer = store.resolve("busybox").layers()[0]
+    (blobs / layer.digest.hex).write_bytes(store.blob_path(layer.digest).read_bytes())
+
+    def put(data: bytes) -> Digest:
+        (blobs / Digest.of(data).hex).write_bytes(data)
+        return Digest.of(data)
+
+    entries = []
+    for arch in archs:
+        raw = ImageConfig(architecture=arch, diff_ids=(layer.diff_id,),
+                          config=ContainerConfig(labels={"arch": arch})).to_json()
+        manifest = Manifest(Descriptor(OCI_CONFIG, put(raw), len(raw)),
+                            (Descriptor(layer.media_type, layer.digest, layer.size),)).to_json()
+        entries.append(Descriptor(OCI_MANIFEST, put(manifest), len(manifest), platform=Platform("linux", arch)))
+    nested = Index(tuple(entries)).to_json()
+    top = {"schemaVersion": 2, "manifests": [{"mediaType": OCI_INDEX, "digest": put(nested), "size": len(nested),
+                                              "annotations": {"org.opencontainers.image.ref.name": "multi:1"}}]}
+    (dest / "index.json").write_text(json.dumps(top))
+    (dest / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    return dest
+
+
+def test_load_multiplatform_index_picks_the_host_or_platform_and_never_another(busybox_store: Path,
+                                                                            tmp_path: Path) -> None:
+    from builder.oci.remote import host_platform
+    from tests.conftest import pybuild
+
+    store = Store.open(busybox_store)
+    host = host_platform().architecture
+    foreign = [a for a in ("s390x", "ppc64le", "riscv64") if a != host][:2]
+    both = _multiplatform_layout(store, tmp_path / "both", [foreign[0], host])
+    pybuild("load", "-i", str(both))
+    assert store.resolve("multi:1").config().architecture == host
+    pybuild("load", "-i", str(both), "--platform", f"linux/{foreign[0]}")
+    assert store.resolve("multi:1").config().architecture == foreign[0]
+
+    store.untag("multi:1")
+    alien = _multiplatform_layout(store, tmp_path / "alien", foreign)
+    proc = pybuild("load", "-i", str(alien), check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"{alien}: no image for platform linux/{host}" in proc.stderr and foreign[1] in proc.stderr, proc.stderr
+    assert "multi:1" not in store.tags()  # nothing tagged with another machine's image

@@ -106,6 +106,23 @@ def _check_one(raw: str, allowed: dict[str, str], used: set[str], keyword: str) 
             raise FlagError(f"expecting boolean value for flag --{name}, not: {value}")
     elif value is None:
         raise FlagError(f"missing a value on flag: --{name}")
+    if keyword == "copy" and name == "from" and value and _expands(value):
+        raise FlagError("variable expansion is not supported for --from, define a new stage with FROM "
+                        "using ARG from global scope as a workaround",
+                        hint="ARG IMG=... before the first FROM, then FROM ${IMG} AS src and COPY --from=src")
+
+
+def _expands(value: str) -> bool:
+    """Whether Docker's lexer changes `value` with no variables set (BuildKit's toCommand test)."""
+    if not any(c in value for c in "$\\'\"`"):
+        return False
+    from grammar.errors import ExpansionError
+    from grammar.shell_lexer import process_word
+
+    try:
+        return process_word(value, {}) != value
+    except ExpansionError:
+        return True
 
 
 def _flag_hint(keyword: str, allowed: dict[str, str]) -> str:

@@ -83,3 +83,16 @@ def test_tmpfs_size_takes_docker_units(size: str, expected: int) -> None:
 def test_mount_mode_is_plain_octal(value: str) -> None:
     with pytest.raises(DockerfileError, match=re.escape(f"invalid value {value} for mode")):
         parse(f"FROM busybox\nRUN --mount=type=cache,target=/c,mode={value} true\n")
+
+
+@pytest.mark.parametrize("value", ["$X", "${X:-builder}", "${X"])
+def test_copy_from_rejects_variables(value: str) -> None:
+    # BuildKit's toCommand: "variable expansion is not supported for --from"
+    with pytest.raises(DockerfileError, match="variable expansion is not supported for --from") as info:
+        parse(f"ARG X=builder\nFROM busybox AS builder\nFROM busybox\nCOPY --from={value} /a /b\n")
+    assert (info.value.line, info.value.column) == (4, 6) and "FROM ${IMG} AS src" in (info.value.hint or "")
+
+
+@pytest.mark.parametrize("value", ["builder", "0", "a$"])
+def test_copy_from_without_variables_is_accepted(value: str) -> None:
+    parse(f"FROM busybox AS builder\nFROM busybox\nCOPY --from={value} /a /b\n")

@@ -308,6 +308,29 @@ class _Writer:
                 os.chmod(host, 0o755)
                 self._chown(host, self.owner or (0, 0))
 
+    def parent_dirs(self, src: RootView, rel: str, kept: str, dest_rel: str, count: int) -> None:
+        """`--parents`: make the first `count` directories of `kept` (the tail of the source path
+        `rel`) under `dest_rel` as BuildKit's copier does: a new one is a copy of the source
+        directory (mode, owner, times), an existing one takes its mode."""
+        parts, src_parts = split_path(kept), split_path(rel)
+        base = src_parts[:len(src_parts) - len(parts)]
+        for i in range(1, count + 1):
+            out_rel = "/".join([*split_path(dest_rel), *parts[:i]])
+            st = src.lstat(src.resolve("/".join(base + parts[:i])))
+            if st is None or not stat.S_ISDIR(st.st_mode):
+                self.ensure_dir(out_rel)
+                continue
+            host = self.host(out_rel)
+            existed = self.is_dir(out_rel)
+            if os.path.lexists(host) and not os.path.isdir(host):
+                self.remove(host, False)
+            self.ensure_dir(out_rel)
+            if existed:
+                os.chmod(host, stat.S_IMODE(st.st_mode))
+            else:
+                owner = self.owner or ((st.st_uid, st.st_gid) if self.preserve_owner else (0, 0))
+                self.finish_entry(host, st.st_mode, st.st_mtime_ns, st.st_atime_ns, src_owner=owner)
+
     def clear(self, host: str, want_dir: bool) -> None:
         """Remove what is in the way of a new entry at `host` (a dir stays for a dir)."""
         try:
@@ -679,6 +702,8 @@ def copy_files(layer_dir: str | os.PathLike[str], items: Sequence[Item], dest: s
                 continue
             if stat.S_ISDIR(st.st_mode):
                 out_rel = f"{dest_rel}/{kept}".strip("/") if parents and kept else dest_rel
+                if parents:
+                    writer.parent_dirs(src_view, rel, kept, dest_rel, len(split_path(kept)))
                 host = writer.host(out_rel)
                 if os.path.lexists(host) and not os.path.isdir(host):
                     writer.remove(host, False)
@@ -691,11 +716,13 @@ def copy_files(layer_dir: str | os.PathLike[str], items: Sequence[Item], dest: s
                 out_rel = f"{dest_rel}/{os.path.dirname(kept)}".strip("/") if parents else dest_rel
                 writer.ensure_dir(out_rel)
                 with open(host_src, "rb") as f:
-                    extract_archive(f, Path(writer.host(out_rel)), name=item, owner=owner)
+                    # --chown owns every entry (BuildKit's unpack); without it the archive's owners stay
+                    extract_archive(f, Path(writer.host(out_rel)), name=item, keep_owner=owner is None, owner=owner)
                 written.append("/" + out_rel)
                 continue
             if parents:
                 out_rel = f"{dest_rel}/{kept}".strip("/")
+                writer.parent_dirs(src_view, rel, kept, dest_rel, len(split_path(kept)) - 1)
             else:
                 out_rel = f"{dest_rel}/{os.path.basename(rel)}".strip("/") if dest_dir else dest_rel
             writer.ensure_dir(os.path.dirname(out_rel))
@@ -756,8 +783,8 @@ def extract_archive(stream: BinaryIO, dest_dir: Path, *, name: str, keep_owner: 
 
     Member paths are cleaned as if `dest_dir` were `/`; symlinks already in `dest_dir` are
     followed only inside it; hard links must point inside it. Entries keep the archive's owners
-    (`keep_owner`, what ADD does even with --chown, as buildah) or get `owner` / 0:0; directories
-    the archive implies but does not list get `owner` / 0:0.
+    (`keep_owner`: ADD without --chown) or get `owner` / 0:0; directories the archive implies but
+    does not list get `owner` / 0:0.
     """
     if not isinstance(stream, (gzip.GzipFile, bz2.BZ2File, lzma.LZMAFile)) and not hasattr(stream, "peek"):
         import io

@@ -186,6 +186,23 @@ def test_exclude_and_parents(src: Path, layer: Path) -> None:
     assert t["p/a.txt"] == "644 0:0 f a" and t["p/dir/sub/two"] == "644 0:0 f 2"
 
 
+def test_parents_recreates_the_source_directories_with_their_metadata(src: Path, layer: Path, target: Path) -> None:
+    """BuildKit's copier makes each directory --parents recreates as a copy of the source one;
+    one that exists already only takes the source's mode."""
+    os.chmod(src / "dir" / "sub", 0o750)
+    os.utime(src / "dir" / "sub", (MTIME, MTIME))
+    os.chmod(src / "dir", 0o770)
+    (target / "p" / "dir").mkdir(parents=True)
+    os.chown(target / "p" / "dir", 7, 7)
+    copy_files(layer, ["dir/sub/two"], "/p/", src=src, target=RootView([layer, target]), parents=True,
+               owner=(5, 6))
+    t = tree(layer)
+    assert t["p/dir/sub"] == "750 5:6 d" and (layer / "p/dir/sub").stat().st_mtime == MTIME
+    assert t["p/dir"] == "770 7:7 d" and t["p/dir/sub/two"] == "644 5:6 f 2"
+    copy_files(layer, ["dir/sub"], "/q/", src=src, parents=True)
+    assert tree(layer)["q/dir/sub"] == "750 0:0 d" and tree(layer)["q/dir"] == "770 0:0 d"
+
+
 def test_dockerignore_applies_inside_copied_dirs(src: Path, layer: Path) -> None:
     ignore = PatternMatcher(["dir/sub", "!dir/sub/two", "**/.hidden"])
     copy_files(layer, ["dir"], "/i", src=src, ignore=ignore)
@@ -267,12 +284,14 @@ def test_add_unpacks_local_archives(tmp_path: Path, layer: Path, codec: str) -> 
     assert (layer / "opt/pkg/bin/tool").stat().st_mtime == MTIME
 
 
-def test_add_with_chown_keeps_archive_owners_but_owns_made_dirs(tmp_path: Path, layer: Path) -> None:
+def test_add_with_chown_owns_archive_entries_but_chmod_does_not_reach_them(tmp_path: Path, layer: Path) -> None:
     (tmp_path / "a.tar").write_bytes(_tar_bytes([("d/f", "f", "x")]))   # d/ is implied, not listed
     copy_files(layer, ["a.tar"], "/o/", src=tmp_path, unpack=True, owner=(5, 6), chmod="600")
     t = tree(layer)
-    assert t["o/d/f"] == "640 33:33 f x"        # as buildah: --chown/--chmod do not reach entries
+    assert t["o/d/f"] == "640 5:6 f x"        # as BuildKit (since 2025; buildah keeps the archive's 33:33)
     assert t["o/d"] == "755 5:6 d" and t["o"] == "755 5:6 d"
+    copy_files(layer, ["a.tar"], "/k/", src=tmp_path, unpack=True)
+    assert tree(layer)["k/d/f"] == "640 33:33 f x"  # without --chown the archive's owners stay
 
 
 def test_copy_never_unpacks_and_non_archives_are_copied(tmp_path: Path, layer: Path) -> None:

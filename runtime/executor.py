@@ -206,14 +206,13 @@ class _Run:
         self.cpu_seconds = 0.0
 
     def _stdio(self, stdout: Output, stderr: Output, stdin: int | None) -> tuple[int, int, int]:
-        if self.process.tty:
-            master, slave = os.openpty()
-            self.tty_master = master
-            self.to_close.append(slave)
-            self.tty_slave_name = os.ttyname(slave)
-            sink = stdout if callable(stdout) else _writer(stdout if isinstance(stdout, int) else 1)
-            self.readers[master] = sink
-            return slave, slave, slave
+        if self.process.tty:  # the init opens the terminal in the container's own devpts and sends us its master
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.tty_socket = ours
+            self.tty_sink = stdout if callable(stdout) else _writer(stdout if isinstance(stdout, int) else 1)
+            fd = theirs.detach()
+            self.to_close.append(fd)
+            return fd, fd, fd
         fds = []
         for out, default in ((stdout, 1), (stderr, 2)):
             if callable(out):
@@ -263,6 +262,8 @@ class _Run:
                 os.waitpid(pid_a, 0)
                 pid_a = 0
                 raise SandboxError(error.decode(errors="replace"))
+            if self.process.tty:
+                self._receive_terminal()
             self._pump()
             _read_all(done_r)  # EOF: A has reaped the init (so the container is empty) and is exiting
             raw = _read_all(status_r)
@@ -291,6 +292,17 @@ class _Run:
                     except OSError:
                         pass
 
+    def _receive_terminal(self) -> None:
+        """The master of the container's terminal, sized as ours (as `docker run -t`)."""
+        with self.tty_socket:
+            _, fds, _, _ = socket.recv_fds(self.tty_socket, 1, 1)
+        if not fds:
+            raise SandboxError("the container's terminal was not received")
+        os.set_inheritable(fds[0], False)
+        self.tty_master = fds[0]
+        self.readers[fds[0]] = self.tty_sink
+        _copy_winsize(self.tty_master)
+
     def reap(self) -> float:
         """Wait for A to finish exiting; the CPU seconds of every process of the container (A's
         rusage includes all it reaped)."""
@@ -312,7 +324,7 @@ class _Run:
         forward_stdin = self.tty_master is not None and self.process.stdin
         if forward_stdin:
             sel.register(0, selectors.EVENT_READ)
-        with _raw_terminal(self.tty_master is not None):
+        with _raw_terminal(self.tty_master is not None), _follow_winsize(self.tty_master):
             open_fds = set(self.readers)
             while open_fds:
                 for key, _ in sel.select():
@@ -350,6 +362,37 @@ class _raw_terminal:
     def __exit__(self, *exc: object) -> None:
         if self.saved is not None:
             termios.tcsetattr(0, termios.TCSADRAIN, self.saved)
+
+
+def _copy_winsize(master: int) -> None:
+    """Give the container's terminal the size of ours (stdout's, else stdin's), if we have one."""
+    for fd in (1, 0):
+        try:
+            size = fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8)
+        except OSError:
+            continue
+        fcntl.ioctl(master, termios.TIOCSWINSZ, size)  # the kernel sends the container SIGWINCH
+        return
+
+
+class _follow_winsize:
+    """While the container runs, pass our terminal's size changes (SIGWINCH) on to its terminal;
+    only possible from the main thread, where signal handlers live."""
+
+    def __init__(self, master: int | None) -> None:
+        self.master = master
+        self.previous: object = None
+
+    def __enter__(self) -> None:
+        if self.master is not None:
+            try:
+                self.previous = signal.signal(signal.SIGWINCH, lambda *_: _copy_winsize(self.master))  # type: ignore[arg-type]
+            except ValueError:  # not the main thread
+                self.master = None
+
+    def __exit__(self, *exc: object) -> None:
+        if self.master is not None:
+            signal.signal(signal.SIGWINCH, self.previous)  # type: ignore[arg-type]
 
 
 def _writer(fd: int) -> Callable[[bytes], None]:
@@ -464,9 +507,13 @@ def _child_b(run: _Run, parent: int, err_w: int, status_w: int, join_r: int) -> 
         _die_with_parent(parent)
         _close_fds_except({0, 1, 2, err_w, status_w, join_r, *run.child_fds})
         p = run.process
-        tty_path = run.tty_slave_name if run.tty_master is not None else None
-        setup_root(run.scratch / "root", run.scratch, run.rootfs, run.mounts, run.scratch / "etc", tty_path,
-                   privileged=p.privileged)
+        terminal = setup_root(run.scratch / "root", run.scratch, run.rootfs, run.mounts, run.scratch / "etc",
+                              tty=p.tty, privileged=p.privileged)
+        if terminal is not None:  # the master to the caller; the slave becomes the process's stdio
+            master, slave = terminal
+            socket.send_fds(socket.socket(fileno=run.child_fds[0]), [b"t"], [master])
+            os.close(master)
+            run.child_fds = (slave, slave, slave)
         socket.sethostname(run.hostname)
         if run.network not in (NetworkMode.HOST, NetworkMode.DEFAULT):
             _netif.link_up("lo")
@@ -552,8 +599,9 @@ def _child_c(run: _Run, err_w: int, env: dict[str, str], user: object, cwd: str,
         os.dup2(stdout, 1)
         os.dup2(stderr, 2)
         os.setsid()
-        if run.tty_master is not None:
+        if p.tty:
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+            os.fchown(0, user.uid, -1)  # type: ignore[attr-defined]  # the user's terminal, as runc gives it
         _close_fds_except({0, 1, 2, err_w})
         caps = DEFAULT_CAPS if p.capabilities is None else p.capabilities & _permitted_caps()
         for cap in range(cap_last + 1):

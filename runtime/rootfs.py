@@ -14,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import os
 import stat
+import struct
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -42,6 +43,7 @@ DEVICES = {
 INSECURE_DEVICES = {"kmsg": (1, 11), "cuse": (10, 203), "fuse": (10, 229), "kvm": (10, 232), "net/tun": (10, 200),
                     "loop-control": (10, 237)}
 LOOP_CTL_GET_FREE = 0x4C82
+TIOCSPTLCK, TIOCGPTN = 0x40045431, 0x80045430  # unlockpt, ptsname (not in Python's termios)
 DEV_LINKS = {
     "fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1",
     "stderr": "/proc/self/fd/2", "core": "/proc/kcore", "ptmx": "pts/ptmx",
@@ -149,16 +151,18 @@ def build_scaffold(scaffold: Path, rootfs: RootfsSpec, mounts: Sequence[Mount]) 
 
 
 def setup_root(root: Path, scratch: Path, rootfs: RootfsSpec, mounts: Sequence[Mount], etc_dir: Path,
-               tty_path: str | None = None, privileged: bool = False) -> None:
+               tty: bool = False, privileged: bool = False) -> tuple[int, int] | None:
     """Mount everything under `root` and pivot into it; the old root is detached. `privileged`:
-    /sys writable, no masked or read-only /proc paths, and /dev writable with `INSECURE_DEVICES`."""
+    /sys writable, no masked or read-only /proc paths, and /dev writable with `INSECURE_DEVICES`.
+    `tty`: returns (master, slave) of a terminal of the container's own devpts (`/dev/pts/0`, also
+    bound at `/dev/console`), as runc makes one."""
     _linux.mount(None, "/", None, _linux.MS_REC | _linux.MS_PRIVATE)
     lower = (*rootfs.lower, scratch / "scaffold")
     # nodev: CAP_MKNOD stays (Docker's default set) but a node made anywhere but /dev cannot be opened
     mount_overlay(lower, rootfs.upper, rootfs.work, root, scratch, _linux.MS_NODEV)
     r = str(root)
     _linux.mount("proc", r + "/proc", "proc", NOSUID_NODEV_NOEXEC)
-    _mount_dev(r + "/dev", tty_path, privileged)
+    terminal = _mount_dev(r + "/dev", tty, privileged)
     try:
         _linux.mount("sysfs", r + "/sys", "sysfs", NOSUID_NODEV_NOEXEC | (0 if privileged else _linux.MS_RDONLY))
     except OSError:  # sharing the host's network namespace: bind its /sys
@@ -185,6 +189,7 @@ def setup_root(root: Path, scratch: Path, rootfs: RootfsSpec, mounts: Sequence[M
     _linux.pivot_root(".", ".")
     _linux.umount2(".", _linux.MNT_DETACH)
     os.chdir("/")
+    return terminal
 
 
 def copy_up(src: str, dst: str) -> None:
@@ -249,7 +254,15 @@ def _first_free_loop() -> int:
         os.close(fd)
 
 
-def _mount_dev(dev: str, tty_path: str | None, privileged: bool = False) -> None:
+def _open_terminal(pts: str) -> tuple[int, int, str]:
+    """A new pseudo-terminal of the devpts instance at `pts`: master, slave and the slave's path."""
+    master = os.open(f"{pts}/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))  # unlockpt
+    path = f"{pts}/{struct.unpack('I', fcntl.ioctl(master, TIOCGPTN, bytes(4)))[0]}"
+    return master, os.open(path, os.O_RDWR | os.O_NOCTTY), path
+
+
+def _mount_dev(dev: str, tty: bool, privileged: bool = False) -> tuple[int, int] | None:
     _linux.mount("tmpfs", dev, "tmpfs", _linux.MS_NOSUID | _linux.MS_STRICTATIME, "mode=755,size=65536k")
     old = os.umask(0)
     try:
@@ -272,8 +285,12 @@ def _mount_dev(dev: str, tty_path: str | None, privileged: bool = False) -> None
                  "newinstance,ptmxmode=0666,mode=0620,gid=5")
     _linux.mount("shm", f"{dev}/shm", "tmpfs", NOSUID_NODEV_NOEXEC, "mode=1777,size=65536k")
     _linux.mount("mqueue", f"{dev}/mqueue", "mqueue", NOSUID_NODEV_NOEXEC)
-    if tty_path:
+    terminal = None
+    if tty:
+        master, slave, path = _open_terminal(f"{dev}/pts")
+        terminal = master, slave
         open(f"{dev}/console", "w").close()
-        _bind(f"{dev}/console", tty_path)
+        _bind(f"{dev}/console", path)
     if not privileged:  # read-only: with CAP_MKNOD a process could otherwise make (and open) any device node here
         _linux.mount(None, dev, None, _linux.MS_REMOUNT | _linux.MS_NOSUID | _linux.MS_RDONLY, "mode=755,size=65536k")
+    return terminal

@@ -243,6 +243,54 @@ def test_image_runs_the_same_under_podman(store: dict[str, str], tmp_path: Path)
     assert theirs.stdout == ours
 
 
+def _on_a_terminal(args: list[str], env: dict[str, str], rows: int, cols: int, resize_to: tuple[int, int]) -> str:
+    """Run pybuild on a pseudo-terminal of `rows` x `cols`; when the output says READY, resize the
+    terminal, type a line, and return everything written to the terminal."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+
+    pid, fd = pty.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.environ.update(env)
+        os.execv(sys.executable, [sys.executable, "-m", "builder", *args])
+    out = b""
+    typed = False
+    deadline = time.monotonic() + 60
+    try:
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        while time.monotonic() < deadline:
+            if not typed and b"READY" in out:
+                fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", *resize_to, 0, 0))  # SIGWINCH to pybuild
+                os.write(fd, b"typed\n")
+                typed = True
+            if select.select([fd], [], [], 0.2)[0]:
+                try:
+                    data = os.read(fd, 4096)
+                except OSError:  # EIO: pybuild has exited and closed the terminal
+                    break
+                if not data:
+                    break
+                out += data
+    finally:
+        if os.waitpid(pid, os.WNOHANG) == (0, 0):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(fd)
+    return out.decode(errors="replace").replace("\r", "")
+
+
+def test_run_it_gives_a_terminal_of_the_callers_size(store: dict[str, str]) -> None:
+    script = "tty; stty size; stat -c %U /dev/pts/0; echo READY; read line; echo got $line; stty size"
+    out = _on_a_terminal(["run", "--rm", "-it", "-u", "nobody", "--network", "none", "busybox", "sh", "-c", script],
+                         store, 40, 120, (50, 132))
+    lines = out.split("\n")
+    assert lines[:4] == ["/dev/pts/0", "40 120", "nobody", "READY"], out
+    assert "got typed" in lines and lines[-2:] == ["50 132", ""], out  # resized while it ran
+
+
 def test_signals_to_pybuild_run_reach_the_process(store: dict[str, str]) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "builder", "run", "--rm", "--network", "none", "busybox", "sh", "-c",
                              "trap 'echo caught INT; exit 5' INT; echo ready; while true; do sleep 0.1; done"],

@@ -40,11 +40,7 @@ def load_dockerfile(data: bytes, filename: str, root: str | os.PathLike[str]) ->
             return df
     except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError, ValueError):
         pass
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise grammar.DockerfileSyntaxError(f"not UTF-8 text (byte {exc.start})", filename=filename) from None
-    df = grammar.parse(text, filename=filename)
+    df = grammar.parse(grammar.decode(data, filename=filename), filename=filename)
     grammar.check_instructions(df)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -39,6 +39,7 @@ __all__ = [
     "UnknownInstructionError",
     "ast",
     "check_instructions",
+    "decode",
     "expand",
     "expand_heredoc",
     "expand_words",
@@ -59,11 +60,25 @@ def parse_file(path: str | os.PathLike[str]) -> Dockerfile:
     """Read and parse a Dockerfile (UTF-8); the error location names `path`."""
     with open(path, "rb") as f:
         data = f.read()
+    return parse(decode(data, filename=str(path)), filename=str(path))
+
+
+def decode(data: bytes, *, filename: str = "Dockerfile") -> str:
+    """Dockerfile bytes as text: UTF-8, else a `DockerfileSyntaxError` at the first bad byte.
+
+    (Docker's parser passes any bytes through; pybuild wants text it can put in JSON configs.)
+    """
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise DockerfileSyntaxError(f"not UTF-8 text (byte {exc.start})", filename=str(path)) from None
-    return parse(text, filename=str(path))
+        start = data.rfind(b"\n", 0, exc.start) + 1
+        end = data.find(b"\n", exc.start)
+        line = data[start:end if end >= 0 else len(data)].rstrip(b"\r").decode("utf-8", "replace")
+        column = len(data[start:exc.start].decode("utf-8", "replace")) + 1
+        raise DockerfileSyntaxError(
+            f"invalid UTF-8 (byte 0x{data[exc.start]:02x})", filename=filename,
+            line=data.count(b"\n", 0, exc.start) + 1, column=column, source_line=line,
+            hint="a Dockerfile must be UTF-8 text; convert it, for example with iconv -f latin1 -t utf-8") from None
 
 
 def check_instructions(dockerfile: Dockerfile) -> None:

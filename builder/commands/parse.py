@@ -17,7 +17,7 @@ def run(args: argparse.Namespace) -> int:
     import grammar
 
     if args.dockerfile == "-":
-        df = grammar.parse(sys.stdin.read(), filename="-")
+        df = grammar.parse(grammar.decode(sys.stdin.buffer.read(), filename="-"), filename="-")
     else:
         df = grammar.parse_file(args.dockerfile)
     if args.json:

@@ -170,8 +170,9 @@ def test_parse_file_names_the_path(tmp_path) -> None:
         grammar.parse_file(p)
     assert info.value.filename == str(p) and info.value.line == 2
     p.write_bytes(b"FROM a\nRUN \xff\n")
-    with pytest.raises(grammar.DockerfileSyntaxError, match="not UTF-8"):
+    with pytest.raises(grammar.DockerfileSyntaxError, match="invalid UTF-8") as info:
         grammar.parse_file(p)
+    assert (info.value.filename, info.value.line, info.value.column) == (str(p), 2, 5)
 
 
 def test_errors_are_value_errors_and_pickle() -> None:

@@ -89,3 +89,24 @@ def test_missing_file_and_empty_file(tmp_path: Path) -> None:
     empty.write_text("# only a comment\n")
     proc = pybuild("parse", "--json", str(empty), check=False)
     assert proc.returncode == 1 and "file with no instructions" in proc.stderr
+
+
+def test_non_utf8_is_located_the_same_from_a_file_and_from_stdin(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    data = b"FROM busybox\nLABEL maintainer=\"Jos\xe9\"\n"  # Latin-1
+    p = tmp_path / "Dockerfile"
+    p.write_bytes(data)
+    from_file = pybuild("parse", str(p), check=False)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    from_stdin = subprocess.run([sys.executable, "-m", "builder", "parse", "-"], input=data, capture_output=True,
+                                env=env, timeout=60)
+    stdin_err = from_stdin.stderr.decode()
+    for rc, err, name in ((from_file.returncode, from_file.stderr, str(p)), (from_stdin.returncode, stdin_err, "-")):
+        assert rc == 1 and "Traceback" not in err
+        assert err.splitlines()[0] == f"{name}:2:22: invalid UTF-8 (byte 0xe9)"
+        assert err.splitlines()[2] == " " * 23 + "^" and "iconv" in err

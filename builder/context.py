@@ -3,7 +3,7 @@
 We are daemonless, so the context is never sent or copied anywhere: a directory is read in place,
 lazily, only where a COPY asks. `pybuild build -` with a Dockerfile on stdin has no context; with
 a tarball on stdin (plain, gzip, bzip2, xz or zstd) the tarball is extracted, safely, into a
-scratch directory the caller owns.
+scratch directory the caller owns, and taken as it is (`.dockerignore` filters a directory only).
 
 Public API (pure library code: paths and plain data in, ContextError out):
 
@@ -240,10 +240,10 @@ def _open_stdin(stdin: BinaryIO, dockerfile: str | None, scratch_dir: Path | Non
     stream = io.BufferedReader(_Prefixed(head, stdin), 1 << 20)
     extract_archive(stream, scratch_dir, name="build context on stdin", keep_owner=False)
     name = dockerfile or "Dockerfile"
-    df_path = scratch_dir.joinpath(*split_path(name))
-    data = _read_dockerfile(df_path, name)
-    ignore_path = find_ignore_file(scratch_dir, df_path)
-    return BuildContext(scratch_dir, data, name, _load_ignore(ignore_path), ignore_path, scratch=True)
+    data = _read_dockerfile(scratch_dir.joinpath(*split_path(name)), name)
+    # no .dockerignore: it only filters a local directory (BuildKit and docker's legacy builder
+    # take a tarball context as it is, as they do a git or URL context)
+    return BuildContext(scratch_dir, data, name, scratch=True)
 
 
 # -- resolving sources ------------------------------------------------------------------------

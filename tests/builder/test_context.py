@@ -92,6 +92,18 @@ def test_tarball_on_stdin_is_the_context(ctx_dir: Path, tmp_path: Path, compress
     assert not (store_root / "cache" / "statcache").exists() or len(list((store_root / "cache/statcache").iterdir())) <= 1
 
 
+def test_tarball_on_stdin_is_taken_as_it_is_without_dockerignore(ctx_dir: Path, tmp_path: Path) -> None:
+    """BuildKit and docker's legacy builder apply .dockerignore to a local directory only."""
+    (ctx_dir / ".dockerignore").write_text("*.md\nsrc\n")
+    (ctx_dir / "Dockerfile.dockerignore").write_text("a.txt\n")
+    tar = tmp_path / "ctx.tar"
+    subprocess.run(["tar", "-cf", str(tar), "-C", str(ctx_dir), "."], check=True)
+    with open(tar, "rb") as f:
+        ctx = open_context("-", stdin=f, scratch_dir=tmp_path / "scratch")  # type: ignore[arg-type]
+    assert ctx.ignore.patterns == [] and ctx.ignore_file is None
+    assert ctx.resolve_sources(["*.md", "src/util/*", "a.txt"]) == ["c.md", "src/util/x.py", "src/util/y.txt", "a.txt"]
+
+
 def test_hostile_tarball_on_stdin_stays_in_scratch(tmp_path: Path) -> None:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tf:

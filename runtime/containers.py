@@ -253,7 +253,7 @@ class Containers:
 
     def list(self) -> list[Container]:
         try:
-            entries = sorted(self.root.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True)
+            entries = sorted(self.root.iterdir(), key=_created, reverse=True)
         except FileNotFoundError:
             return []
         out = []
@@ -296,6 +296,14 @@ class Containers:
                     shutil.rmtree(p, ignore_errors=True)
         sweep_host()
         return fixed
+
+
+def _created(path: Path) -> float:
+    """When a container was created (its config.json is written once), newest listed first as in docker ps."""
+    try:
+        return (path / "config.json").stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def since(when: str, now: float | None = None) -> str:

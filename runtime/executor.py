@@ -168,7 +168,8 @@ def _write_etc(etc: Path, hostname: str, network: NetworkMode, address: str | No
     if network in (NetworkMode.HOST, NetworkMode.DEFAULT):
         hosts = _read("/etc/hosts") or "127.0.0.1\tlocalhost\n"
     else:
-        hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+        hosts = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
+                 "ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")  # Docker's
     if address:
         hosts += f"{address}\t{hostname}\n"
     (etc / "hosts").write_text(hosts)

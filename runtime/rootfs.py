@@ -182,7 +182,7 @@ def setup_root(root: Path, scratch: Path, rootfs: RootfsSpec, mounts: Sequence[M
         _mask(r + path)
     for path in () if privileged else READONLY_PATHS:
         if os.path.exists(r + path):
-            _bind(r + path, r + path, readonly=True, recursive=True)
+            _bind(r + path, r + path, readonly=True, recursive=True, nodev=True, noexec=True)
     if rootfs.readonly:
         _linux.mount(None, r, None, _linux.MS_REMOUNT | _linux.MS_BIND | _linux.MS_RDONLY)
     os.chdir(r)
@@ -221,10 +221,12 @@ def _copy_meta(path: str, st: os.stat_result) -> None:
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
 
 
-def _bind(target: str, source: str, readonly: bool = False, recursive: bool = False, nodev: bool = False) -> None:
+def _bind(target: str, source: str, readonly: bool = False, recursive: bool = False, nodev: bool = False,
+          noexec: bool = False) -> None:
     flags = _linux.MS_BIND | (_linux.MS_REC if recursive else 0)
     _linux.mount(source, target, None, flags)
-    extra = (_linux.MS_RDONLY if readonly else 0) | (_linux.MS_NODEV | _linux.MS_NOSUID if nodev else 0)
+    extra = (_linux.MS_RDONLY if readonly else 0) | (_linux.MS_NODEV | _linux.MS_NOSUID if nodev else 0) | (
+        _linux.MS_NOEXEC if noexec else 0)
     if extra:
         _linux.mount(None, target, None, flags | _linux.MS_REMOUNT | extra)
 
@@ -275,7 +277,8 @@ def _mount_dev(dev: str, tty: bool, privileged: bool = False) -> tuple[int, int]
             for i in range(_first_free_loop() + 8):
                 os.mknod(f"{dev}/loop{i}", stat.S_IFBLK | 0o660, os.makedev(7, i))
         for name, link in DEV_LINKS.items():
-            os.symlink(link, f"{dev}/{name}")
+            if name != "core" or os.path.exists("/proc/kcore"):  # as runc: only when the kernel has one
+                os.symlink(link, f"{dev}/{name}")
         os.mkdir(f"{dev}/pts", 0o755)
         os.mkdir(f"{dev}/shm", 0o1777)
         os.mkdir(f"{dev}/mqueue", 0o755)

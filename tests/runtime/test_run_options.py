@@ -67,3 +67,17 @@ def test_a_port_without_host_port_gets_a_free_one() -> None:
     port = assign_port(parse_publish("127.0.0.1::80"))
     assert port.host_ip == "127.0.0.1" and port.container_port == 80 and port.host_port > 0
     assert assign_port(PortMapping(8080, 80)) == PortMapping(8080, 80)
+
+
+def test_containers_are_listed_newest_created_first(tmp_path: Path) -> None:
+    from runtime.containers import Containers
+    from runtime.spec import ProcessSpec
+
+    store = Containers(tmp_path)
+    older = store.create("sha256:" + "0" * 64, "img", ProcessSpec(("true",)), [])
+    newer = store.create("sha256:" + "0" * 64, "img", ProcessSpec(("true",)), [])
+    for c, when in ((older, 1000), (newer, 2000)):
+        os.utime(c.path / "config.json", (when, when))
+        os.utime(c.path, (when, when))
+    older._set_state(status="exited", exit_code=0)  # a later change to the older one (docker ps keeps its place)
+    assert [c.id for c in store.list()] == [newer.id, older.id]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import tarfile
 import tempfile
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Callable, Sequence, Union
@@ -79,8 +80,15 @@ def write_docker_archive(images: Union[Image, Sequence[Tagged]], dest: str | os.
     write_tar_atomically(dest, lambda out: _write(out, entries))
 
 
-def _spool(stream: IO[bytes], tmp_dir: Path) -> Path:
+def _spool(stream: IO[bytes], tmp_dir: Path, label: str) -> Path:
     """Copy a (possibly compressed) archive stream to an uncompressed temp file."""
+    try:
+        return _spool_to(stream, tmp_dir)
+    except ImageFormatError as exc:
+        raise ImageFormatError(f"{label}: {exc.message}", hint=exc.hint) from None
+
+
+def _spool_to(stream: IO[bytes], tmp_dir: Path) -> Path:
     head = stream.read(4)
 
     class _Pre(io.RawIOBase):
@@ -95,9 +103,13 @@ def _spool(stream: IO[bytes], tmp_dir: Path) -> Path:
 
     reader = decompressing_reader(_Pre(), detect(head))  # type: ignore[arg-type]
     fd, name = tempfile.mkstemp(prefix="load-", suffix=".tar", dir=tmp_dir)
-    with os.fdopen(fd, "wb") as out:
-        while data := reader.read(CHUNK):
-            out.write(data)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            while data := reader.read(CHUNK):
+                out.write(data)
+    except BaseException:
+        os.unlink(name)
+        raise
     return Path(name)
 
 
@@ -107,11 +119,11 @@ def _read_docker_archive(src: LayoutSource) -> list[tuple[BasicImage, list[str],
         entries = json.loads(src.read("manifest.json"))
         assert isinstance(entries, list)
     except (ValueError, AssertionError):
-        raise ImageFormatError(f"{src.path}: manifest.json is not a list of images") from None
+        raise ImageFormatError(f"{src.label}: manifest.json is not a list of images") from None
     out = []
     for e in entries:
         if not isinstance(e, dict) or not isinstance(e.get("Config"), str) or not isinstance(e.get("Layers"), list):
-            raise ImageFormatError(f"{src.path}: malformed manifest.json entry {e!r}")
+            raise ImageFormatError(f"{src.label}: malformed manifest.json entry {e!r}")
         raw_config = src.read(os.path.normpath(e["Config"]))
         out.append((BasicImage(raw_config), list(e.get("RepoTags") or []), [os.path.normpath(l) for l in e["Layers"]]))
     return out
@@ -128,10 +140,11 @@ def load_archive(store: "Store", source: str | os.PathLike[str] | IO[bytes],
     from builder.store import normalize_tag
 
     spooled: Path | None = None
+    label = "stdin" if hasattr(source, "read") else str(source)
     with store.lease():
         try:
             if hasattr(source, "read"):
-                path = spooled = _spool(source, store.tmp_dir())  # type: ignore[arg-type]
+                path = spooled = _spool(source, store.tmp_dir(), label)  # type: ignore[arg-type]
             else:
                 path = Path(source)  # type: ignore[arg-type]
                 if not path.exists():
@@ -140,10 +153,12 @@ def load_archive(store: "Store", source: str | os.PathLike[str] | IO[bytes],
                     with open(path, "rb") as f:
                         if detect(f.read(4)) != "uncompressed":
                             f.seek(0)
-                            path = spooled = _spool(f, store.tmp_dir())
-            src = LayoutSource(path)
+                            path = spooled = _spool(f, store.tmp_dir(), label)
+            src = LayoutSource(path, label)
             try:
                 return _load(store, src, normalize_tag, platform)
+            except tarfile.TarError as exc:
+                raise ImageFormatError(f"{label}: corrupt image archive: {exc}") from None
             finally:
                 src.close()
         finally:
@@ -158,7 +173,7 @@ def _load(store: "Store", src: LayoutSource, normalize_tag: Callable[[str], str]
         for config_image, tags, layer_names in _read_docker_archive(src):
             config = config_image.config()
             if len(config.diff_ids) != len(layer_names):
-                raise ImageFormatError(f"{src.path}: {len(layer_names)} layers for {len(config.diff_ids)} diff_ids")
+                raise ImageFormatError(f"{src.label}: {len(layer_names)} layers for {len(config.diff_ids)} diff_ids")
             layers = []
             for name, diff_id in zip(layer_names, config.diff_ids):
                 with src.open(name) as f:
@@ -173,7 +188,7 @@ def _load(store: "Store", src: LayoutSource, normalize_tag: Callable[[str], str]
             names = [normalize_tag(t) for t in tags]
             results.append((store.put_image(image, names), names))
         return results
-    raise ImageFormatError(f"{src.path}: neither a docker-archive (manifest.json) nor an OCI layout (index.json)")
+    raise ImageFormatError(f"{src.label}: neither a docker-archive (manifest.json) nor an OCI layout (index.json)")
 
 
 # ---------------------------------------------------------------------------- rootfs exports

@@ -215,16 +215,20 @@ def write_oci_archive(images: Union[Image, Sequence[Tagged]], dest: str | os.Pat
 class LayoutSource:
     """Named files of a layout or archive: a directory, or a tar file read by member."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, label: str | None = None) -> None:
         self.path = path
+        self.label = label or str(path)  # what messages call it (the user's file, not a spooled copy)
         self._tar: tarfile.TarFile | None = None
         self._members: dict[str, tarfile.TarInfo] = {}
         if not path.is_dir():
             try:
                 self._tar = tarfile.open(path, "r:")
+                members = self._tar.getmembers()  # reads every header: a truncated archive fails here
             except (tarfile.TarError, OSError) as exc:
-                raise ImageFormatError(f"{path}: not an image archive: {exc}") from None
-            for m in self._tar.getmembers():
+                if self._tar is not None:
+                    self._tar.close()
+                raise ImageFormatError(f"{self.label}: not an image archive, or truncated: {exc}") from None
+            for m in members:
                 if m.isfile():
                     self._members[os.path.normpath(m.name.lstrip("/")).lstrip("./") or m.name] = m
 
@@ -235,13 +239,13 @@ class LayoutSource:
         if self._tar is None:
             p = self.path / name
             if name.startswith("/") or ".." in name.split("/") or not p.resolve().is_relative_to(self.path.resolve()):
-                raise ImageFormatError(f"{self.path}: {name!r} points outside the layout")
+                raise ImageFormatError(f"{self.label}: {name!r} points outside the layout")
             if p.is_symlink() or not p.is_file():
-                raise ImageFormatError(f"{self.path}: missing {name}")
+                raise ImageFormatError(f"{self.label}: missing {name}")
             return open(p, "rb")
         m = self._members.get(name)
         if m is None:
-            raise ImageFormatError(f"{self.path}: missing {name}")
+            raise ImageFormatError(f"{self.label}: missing {name}")
         f = self._tar.extractfile(m)
         assert f is not None
         return f  # type: ignore[return-value]
@@ -250,13 +254,13 @@ class LayoutSource:
         with self.open(name) as f:
             data = f.read(limit + 1)
         if len(data) > limit:
-            raise ImageFormatError(f"{self.path}: {name} is implausibly large")
+            raise ImageFormatError(f"{self.label}: {name} is implausibly large")
         return data
 
     def read_blob(self, desc: Descriptor) -> bytes:
         data = self.read(_blob_name(desc.digest))
         if Digest.of(data) != desc.digest:
-            raise ImageFormatError(f"{self.path}: blob {desc.digest} is corrupt (hash mismatch)")
+            raise ImageFormatError(f"{self.label}: blob {desc.digest} is corrupt (hash mismatch)")
         return data
 
     def close(self) -> None:
@@ -270,7 +274,7 @@ def _image_from(src: LayoutSource, desc: Descriptor) -> BasicImage:
     raw_config = src.read_blob(manifest.config)
     config = ImageConfig.from_json(raw_config)
     if len(config.diff_ids) != len(manifest.layers):
-        raise ImageFormatError(f"{src.path}: image {desc.digest}: {len(manifest.layers)} layers but "
+        raise ImageFormatError(f"{src.label}: image {desc.digest}: {len(manifest.layers)} layers but "
                                f"{len(config.diff_ids)} diff_ids")
     layers = tuple(BlobLayer(diff, d.digest, d.size, d.media_type, lambda n=_blob_name(d.digest): src.open(n))
                    for diff, d in zip(config.diff_ids, manifest.layers))
@@ -294,13 +298,13 @@ def _select(src: LayoutSource, index: Index, digest: str, platform: Platform | N
 
     choices = Index(tuple(m for m in index.manifests if m.media_type in MANIFEST_TYPES))
     if not choices.manifests:
-        raise ImageFormatError(f"{src.path}: index {digest} lists no image manifests")
+        raise ImageFormatError(f"{src.label}: index {digest} lists no image manifests")
     if len(choices.manifests) == 1 and choices.manifests[0].platform is None:
         return choices.manifests[0]
     try:
         return select_manifest(choices, platform or host_platform())
     except RegistryError as exc:
-        raise ImageFormatError(f"{src.path}: {exc.message}", hint=exc.hint) from None
+        raise ImageFormatError(f"{src.label}: {exc.message}", hint=exc.hint) from None
 
 
 def read_oci_layout(src: LayoutSource, platform: Platform | None = None) -> list[tuple[BasicImage, list[str]]]:
@@ -309,7 +313,7 @@ def read_oci_layout(src: LayoutSource, platform: Platform | None = None) -> list
     A nested index (multi-platform) contributes its manifest for `platform` (default: the host's).
     """
     if not src.has("index.json"):
-        raise ImageFormatError(f"{src.path}: not an OCI layout (no index.json)")
+        raise ImageFormatError(f"{src.label}: not an OCI layout (no index.json)")
     index = Index.from_json(src.read("index.json"))
     out: list[tuple[BasicImage, list[str]]] = []
     by_digest: dict[str, int] = {}
@@ -318,7 +322,7 @@ def read_oci_layout(src: LayoutSource, platform: Platform | None = None) -> list
         if desc.media_type in INDEX_TYPES:
             target = _select(src, Index.from_json(src.read_blob(desc)), desc.digest, platform)
         elif desc.media_type not in MANIFEST_TYPES and desc.media_type:
-            raise ImageFormatError(f"{src.path}: unsupported media type {desc.media_type!r} in index.json")
+            raise ImageFormatError(f"{src.label}: unsupported media type {desc.media_type!r} in index.json")
         names = _name_of(desc)
         if target.digest in by_digest:
             out[by_digest[target.digest]][1].extend(names)

@@ -112,3 +112,25 @@ def test_load_multiplatform_index_picks_the_host_or_platform_and_never_another(b
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert f"{alien}: no image for platform linux/{host}" in proc.stderr and foreign[1] in proc.stderr, proc.stderr
     assert "multi:1" not in store.tags()  # nothing tagged with another machine's image
+
+
+def test_load_of_a_truncated_archive_is_a_clear_error_naming_the_users_file(busybox_store: Path,
+                                                                         tmp_path: Path) -> None:
+    import gzip
+
+    from tests.conftest import pybuild
+
+    full = tmp_path / "full.tar"
+    pybuild("save", "-o", str(full), "busybox")
+    data = full.read_bytes()
+    (tmp_path / "cut.tar").write_bytes(data[:3000])  # ends inside a member's data
+    (tmp_path / "cut.tar.gz").write_bytes(gzip.compress(data[:3000], mtime=0))  # spooled through a temp file
+    (tmp_path / "cutgz.tar.gz").write_bytes(gzip.compress(data, mtime=0)[:5000])  # the gzip stream itself ends
+    cases = [(["-i", str(tmp_path / n)], None, n) for n in ("cut.tar", "cut.tar.gz", "cutgz.tar.gz")]
+    cases.append(([], data[:3000], "stdin"))
+    for args, stdin, name in cases:
+        proc = pybuild("load", *args, input=stdin, check=False)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr and "internal error" not in proc.stderr, proc.stderr
+        assert proc.stderr.startswith(str(tmp_path / name) if args else "stdin:"), proc.stderr
+        assert "truncated" in proc.stderr, proc.stderr
+    assert list((busybox_store / "tmp").iterdir()) == []  # no spooled copy left behind

@@ -14,8 +14,9 @@ dive's wasted bytes therefore count every copy, the one that survives included (
 inconsistency in dive's tracker); `analyze.py` reports the corrected figure next to it.
 Also as in dive, `.wh..wh..opq` markers are ignored and a layer's implicit parent
 directories (no tar member of their own) are "not directories" of size 0 in the stacked tree.
-One divergence: dive aborts a layer's visit when a whiteout names a path absent below;
-here that whiteout simply counts 0.
+And as in dive, a whiteout of a path missing below (for the first layer: missing in that layer)
+ends that layer's visit: leaves after it (in name order, depth first) are not recorded, and the
+path, if new, enters the sums with no copy and a minimum of -1 (dive's "not yet seen" value).
 """
 
 from __future__ import annotations
@@ -60,16 +61,35 @@ class DiveTally:
             _ancestors(key, inner)
         for key in inner:
             nodes.setdefault(key, None)
-        for key, e in nodes.items():
-            if key in inner:
-                continue
+        # dive visits the leaves depth first, children in name order (which only matters, and so
+        # is only sorted, when a whiteout can end the visit or must remove between additions)
+        whiteouts = any(e is not None and e.kind == WHITEOUT for e in nodes.values())
+        leaves = [k for k in nodes if k not in inner]
+        for key in sorted(leaves, key=lambda k: k.split("/")) if whiteouts else leaves:
+            e = nodes[key]
             if e is not None and e.kind == WHITEOUT:
-                below = self._tree.get(e.path) if index > 0 else None
-                size = below.subtree_size() if below is not None and below.kind == DIR else 0
-                self._record(e.path, size, index)
+                below = self._below(index, e.path, nodes)
+                if below is None:  # dive: the lookup fails after the path was entered, and the visit stops
+                    self._paths.setdefault(e.path, [0, -1, []])
+                    break
+                self._record(e.path, below, index)
             else:
                 self._record(key, e.size if e is not None else 0, index)
-        self._stack(index, nodes)
+        self._stack(index, sorted(nodes, key=_post_order) if whiteouts else list(nodes), nodes)
+
+    def _below(self, index: int, path: str, nodes: dict[str, TarEntry | None]) -> int | None:
+        """What dive counts for a whiteout of `path`: the subtree size of a directory, 0 for
+        anything else, None when the path is missing. dive looks in the layers below stacked,
+        or for the first layer in that layer's own tree."""
+        if index > 0:
+            node = self._tree.get(path)
+            return None if node is None else node.subtree_size() if node.kind == DIR else 0
+        if path not in nodes:
+            return None
+        own = nodes[path]
+        if own is None or own.kind != DIR:
+            return 0
+        return sum(e.size for k, e in nodes.items() if e is not None and k.startswith(path + "/"))
 
     def _record(self, path: str, size: int, layer: int) -> None:
         data = self._paths.get(path)
@@ -77,15 +97,16 @@ class DiveTally:
             self._paths[path] = [size, size, [layer]]
         else:
             data[0] += size
-            data[1] = min(data[1], size)
+            data[1] = size if data[1] < 0 else min(data[1], size)
             data[2].append(layer)
 
-    def _stack(self, index: int, nodes: dict[str, TarEntry | None]) -> None:
-        for e in nodes.values():
+    def _stack(self, index: int, order: list[str], nodes: dict[str, TarEntry | None]) -> None:
+        """Graft a layer's nodes in `order`: dive's is children before their directory, names in
+        order, a whiteout removing when its turn comes (`-d` then `.wh.-d` leaves no `-d`)."""
+        for key in order:
+            e = nodes[key]
             if e is not None and e.kind == WHITEOUT:
                 self._tree.remove(e.path)
-        for key, e in nodes.items():
-            if e is not None and e.kind == WHITEOUT:
                 continue
             parent = self._tree.parent(key, create=True, layer=index)
             assert parent is not None and parent.children is not None
@@ -96,6 +117,7 @@ class DiveTally:
             size = e.size if e is not None else 0
             if node is None:
                 node = parent.children[name] = Node(size, kind, index)
+                node.children = {}  # in dive any node can hold children: a path below a file nests in it
             node.size, node.kind, node.layer = size, kind, index  # dive replaces the payload, keeps children
 
     def efficiency(self) -> float:
@@ -117,6 +139,11 @@ def _node_key(e: TarEntry) -> str:
         return e.path
     head, _, base = e.path.rpartition("/")
     return f"{head}/{WH_PREFIX}{base}" if head else WH_PREFIX + base
+
+
+def _post_order(key: str) -> list[tuple[int, str]]:
+    """Sort key of a depth-first, children-first walk with names in order."""
+    return [(0, name) for name in key.split("/")] + [(1, "")]
 
 
 def _ancestors(path: str, into: set[str]) -> None:

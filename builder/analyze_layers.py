@@ -17,6 +17,7 @@ Corrected figures (documented in README.md):
 from __future__ import annotations
 
 import heapq
+import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Sequence
@@ -81,7 +82,7 @@ class ImageReport:
     final_size_bytes: int  # regular files visible in the final filesystem
     dive_efficiency: float
     dive_wasted_bytes: int
-    dive_user_wasted_percent: float
+    dive_user_wasted_percent: float  # inf when dive divides waste by no user bytes (it prints +Inf)
     wasted_bytes: int  # corrected: stored but never visible
     user_wasted_bytes: int  # corrected, in layers after the base: what a user can save
     user_wasted_percent: float
@@ -225,7 +226,7 @@ def analyze_layers(layers: Sequence[LayerSource], *, reference: str = "", base_l
     return ImageReport(
         reference=reference, layers=reports, base_layers=base, size_bytes=size, user_size_bytes=user_size,
         final_size_bytes=final_size, dive_efficiency=run.dive.efficiency(), dive_wasted_bytes=dive_wasted,
-        dive_user_wasted_percent=dive_wasted / user_size if user_size else 0.0,
+        dive_user_wasted_percent=dive_wasted / user_size if user_size else math.inf if dive_wasted else 0.0,
         wasted_bytes=sum(run.wasted), user_wasted_bytes=user_wasted,
         user_wasted_percent=user_wasted / user_size if user_size else 0.0,
         largest_files=tuple(FileRef(p, s, layer) for s, p, layer in sorted(final, reverse=True)),  # type: ignore[misc]

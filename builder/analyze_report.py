@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from typing import Any
 
 from builder.analyze_layers import FileRef, ImageReport
@@ -24,7 +25,7 @@ def human_size(n: int | float | None) -> str:
 
 
 def percent(ratio: float) -> str:
-    return f"{ratio * 100:.2f} %"
+    return "+Inf %" if ratio == math.inf else f"{ratio * 100:.2f} %"
 
 
 def to_json(report: ImageReport, *, files: bool = True) -> dict[str, Any]:
@@ -32,6 +33,8 @@ def to_json(report: ImageReport, *, files: bool = True) -> dict[str, Any]:
     data = dataclasses.asdict(report)
     config = data.pop("config", None) or {}
     data["image"] = {k: config[k] for k in ("id", "platform", "created") if k in config}
+    if data["dive_user_wasted_percent"] == math.inf:  # JSON has no infinity
+        data["dive_user_wasted_percent"] = None
     if not files:
         for layer in data["layers"]:
             for key in ("added", "modified", "removed"):

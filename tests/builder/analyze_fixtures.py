@@ -8,7 +8,8 @@ from typing import Iterable, Union
 
 from builder.analyze_layers import LayerSource
 
-# a member: "dir/" (directory), ("path", size) (file of `size` bytes of b"x"), ("path", "->target") (symlink)
+# a member: "dir/" (directory), ("path", size) (file of `size` bytes of b"x"), ("path", "->target") (symlink),
+# ("path", "=>target") (hard link)
 Member = Union[str, tuple[str, int], tuple[str, str]]
 
 
@@ -23,7 +24,7 @@ def layer_tar(members: Iterable[Member]) -> bytes:
                 tar.addfile(ti)
             elif isinstance(m[1], str):
                 ti = tarfile.TarInfo(m[0])
-                ti.type, ti.linkname = tarfile.SYMTYPE, m[1][2:]
+                ti.type, ti.linkname = tarfile.LNKTYPE if m[1].startswith("=>") else tarfile.SYMTYPE, m[1][2:]
                 tar.addfile(ti)
             else:
                 ti = tarfile.TarInfo(m[0])

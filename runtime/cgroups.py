@@ -74,10 +74,15 @@ class Cgroup:
         controllers = V1_ALWAYS + (("cpu",) if limits.cpus is not None else ()) + (
             ("pids",) if limits.pids is not None else ())
         cg = cls(f"{os.getpid()}-{container_id[:12]}", ver, controllers, root)
-        if ver == 2:
-            _enable_v2_controllers(root)
-        for d in cg.dirs.values():
-            d.mkdir(parents=True, exist_ok=True)
+        try:
+            if ver == 2:
+                _enable_v2_controllers(root)
+            for d in cg.dirs.values():
+                d.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CgroupError(f"cannot create the cgroup {cg.name} under {root}: {exc.strerror}",
+                              hint="pybuild needs a writable cgroup hierarchy (run it as root on the host, "
+                                   "or in a container with a writable /sys/fs/cgroup)") from None
         try:
             cg._limit(limits)
         except CgroupError:
@@ -170,15 +175,22 @@ class Cgroup:
 
 
 def _enable_v2_controllers(root: Path) -> None:
+    """Delegate memory, cpu and pids to `root/pybuild`, each as far as the host allows: the root
+    may refuse one (a cgroup namespace whose root holds processes, as inside another container;
+    cpu with realtime tasks about). A limit that needs a controller left out is a clear error
+    later (`_write`); a container without limits runs anyway."""
     parent = root / PARENT
     parent.mkdir(exist_ok=True)
     available = _read(root / "cgroup.controllers").split()
-    wanted = [c for c in ("memory", "cpu", "pids") if c in available]
     for d in (root, parent):
         enabled = _read(d / "cgroup.subtree_control").split()
-        missing = " ".join(f"+{c}" for c in wanted if c not in enabled)
-        if missing:
-            _write(d / "cgroup.subtree_control", missing)
+        for c in ("memory", "cpu", "pids"):
+            if c in available and c not in enabled:
+                try:
+                    with open(d / "cgroup.subtree_control", "w") as f:
+                        f.write(f"+{c}")
+                except OSError:
+                    pass
 
 
 def sweep(root: Path = CGROUP_ROOT) -> list[str]:

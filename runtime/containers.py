@@ -235,8 +235,8 @@ class Containers:
                                    hint="remove that container or pick another --name")
         else:
             name = f"{_ADJECTIVES[int(cid[:4], 16) % len(_ADJECTIVES)]}_{_NOUNS[int(cid[4:8], 16) % len(_NOUNS)]}_{cid[:4]}"
-        if not process.hostname:
-            process = process._replace(hostname=cid[:12])
+        if not process.hostname:  # the short id; the host's name on the host's network (as Docker)
+            process = process._replace(hostname=os.uname().nodename if network == NetworkMode.HOST else cid[:12])
         mounts += tuple(Mount(target, str(self.root / cid / "volumes" / str(i)), "volume")
                         for i, target in enumerate(volumes))
         config = ContainerConfig(cid, name, image, image_ref, process, tuple(str(p) for p in lower), mounts,

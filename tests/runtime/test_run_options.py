@@ -81,3 +81,17 @@ def test_containers_are_listed_newest_created_first(tmp_path: Path) -> None:
         os.utime(c.path, (when, when))
     older._set_state(status="exited", exit_code=0)  # a later change to the older one (docker ps keeps its place)
     assert [c.id for c in store.list()] == [newer.id, older.id]
+
+
+def test_hostname_is_the_short_id_or_the_hosts_on_its_network(tmp_path: Path) -> None:
+    from runtime.containers import Containers
+    from runtime.spec import NetworkMode, ProcessSpec
+
+    store = Containers(tmp_path)
+    own = store.create("sha256:" + "0" * 64, "img", ProcessSpec(("true",)), [], network=NetworkMode.NONE)
+    host = store.create("sha256:" + "0" * 64, "img", ProcessSpec(("true",)), [], network=NetworkMode.HOST)
+    named = store.create("sha256:" + "0" * 64, "img", ProcessSpec(("true",), hostname="h1"), [],
+                         network=NetworkMode.HOST)
+    assert own.config.process.hostname == own.id[:12]
+    assert host.config.process.hostname == os.uname().nodename
+    assert named.config.process.hostname == "h1"

@@ -91,6 +91,9 @@ def _origin(df: ast.Dockerfile, inst: ast.Instruction) -> Origin:
 def _locate(exc: DockerfileError, origin: Origin) -> DockerfileError:
     if not exc.line:
         exc.filename, exc.line, exc.column, exc.source_line = origin.filename, origin.line, origin.column, origin.text
+        at = origin.text.find(getattr(exc, "word", "") or "\0", origin.column - 1)
+        if at >= 0:  # the caret on the word that failed to expand, when it is on the first line
+            exc.column = at + 1
     return exc
 
 
@@ -199,11 +202,11 @@ class Converter:
         if idx is None and ref.isdigit():
             idx = int(ref)
             if idx >= len(self.df.stages):
-                raise StageError(f"{origin.filename}:{origin.line}: stage index {idx} does not exist "
+                raise StageError(f"{origin.filename}:{origin.line}:{origin.column}: stage index {idx} does not exist "
                                  f"(the Dockerfile has {len(self.df.stages)} stages)")
         if idx is not None and idx >= before:
             what = "itself" if idx == before else "a later stage"
-            raise StageError(f"{origin.filename}:{origin.line}: stage {ref!r} refers to {what} "
+            raise StageError(f"{origin.filename}:{origin.line}:{origin.column}: stage {ref!r} refers to {what} "
                              "(a cycle between stages)", hint="a stage can only use stages defined above it")
         return idx
 

@@ -331,8 +331,9 @@ def _instruction(src: Source, line: str, base: int, span: Span, escape: str) -> 
         try:
             pairs = parse_name_val(args, kw.upper(), escape)
         except NameValError as exc:
-            ln, col = at(base + args_off)
-            raise src.error(DockerfileSyntaxError, str(exc), ln, col) from None
+            m = re.search(r"(?:^|(?<=[ \t]))" + re.escape(exc.word) + r"(?=[ \t]|$)", args) if exc.word else None
+            ln, col = at(base + args_off + (m.start() if m else 0))
+            raise src.error(DockerfileSyntaxError, str(exc), ln, col, hint=exc.hint) from None
         if pairs:
             located, cursor = [], 0
             for k, v in pairs:

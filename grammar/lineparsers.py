@@ -255,7 +255,11 @@ def parse_words_by_char(rest: str, escape: str) -> list[str]:
 
 
 class NameValError(ValueError):
-    pass
+    """ENV/LABEL arguments Docker rejects; `word` is the offending word, if one."""
+
+    def __init__(self, message: str, word: str = "", hint: str | None = None) -> None:
+        super().__init__(message)
+        self.word, self.hint = word, hint
 
 
 def parse_name_val(rest: str, key: str, escape: str) -> list[tuple[str, str]]:
@@ -266,13 +270,14 @@ def parse_name_val(rest: str, key: str, escape: str) -> list[tuple[str, str]]:
     if "=" not in words[0]:
         parts = WHITESPACE.split(rest, maxsplit=1)
         if len(parts) < 2:
-            raise NameValError(f"{key} must have two arguments")
+            raise NameValError(f"{key} must have two arguments", hint=f"write {key} NAME=VALUE")
         return [(parts[0], parts[1])]
     pairs = []
     for word in words:
         if "=" not in word:
             raise NameValError(f"Syntax error - can't find = in {_go_quote(word)}. "
-                               "Must be of the form: name=value")
+                               "Must be of the form: name=value", word,
+                               hint='quote a value that holds blanks: NAME="a b"')
         k, v = word.split("=", 1)
         pairs.append((k, v))
     return pairs

@@ -106,7 +106,9 @@ class Lexer:
         try:
             return self.process_stop_on(_EOF, self.raw_escapes)
         except _LexError as exc:
-            raise ExpansionError(f"failed to process {self.src!r}: {exc}", filename="") from None
+            err = ExpansionError(f"failed to process {self.src!r}: {exc}", filename="", hint=exc.hint or _hint(str(exc)))
+            err.word = self.src  # lets the builder put the caret on the word (not pickled)
+            raise err from None
 
     def process_stop_on(self, stop: str, raw_escapes: bool) -> tuple[str, list[str]]:
         saved, self.raw_escapes = self.raw_escapes, raw_escapes
@@ -249,10 +251,10 @@ class Lexer:
             if ch == "+":
                 return "" if (not is_set or (null_is_unset and value == "")) else word
             if ch == "?":
-                if not is_set:
-                    raise _LexError(f"{name}: {word or 'is not allowed to be unset'}")
-                if null_is_unset and value == "":
-                    raise _LexError(f"{name}: {word or 'is not allowed to be empty'}")
+                if not is_set or (null_is_unset and value == ""):
+                    default = "is not allowed to be unset" if not is_set else "is not allowed to be empty"
+                    raise _LexError(f"{name}: {word or default}", hint=f"give {name} a value: ARG {name}=... "
+                                    f"(or --build-arg {name}=...), or ENV {name}=...")
                 return value
             if ch in ("%", "#"):
                 greedy = False
@@ -323,7 +325,28 @@ class Lexer:
 
 
 class _LexError(Exception):
-    pass
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+_MODIFIERS = "${V:-word} ${V-word} ${V:+word} ${V+word} ${V:?msg} ${V?msg} ${V#pat} ${V##pat} " \
+             "${V%pat} ${V%%pat} ${V/pat/repl} ${V//pat/repl}"
+
+
+def _hint(message: str) -> str | None:
+    """A suggestion for one of the lexer's errors."""
+    if message.startswith("syntax error: missing '}'"):
+        return "close the ${...} with '}'"
+    if message.startswith("syntax error: missing '/'"):
+        return "write ${V/pattern/replacement}"
+    if message.startswith(("syntax error: bad substitution", "unsupported modifier")):
+        return "write $NAME or ${NAME}, or one of " + _MODIFIERS
+    if message.startswith("unexpected end of statement"):
+        return "close the quote, or escape it with the escape character"
+    if message.startswith("invalid pattern"):
+        return "in a pattern only \\*, \\? and \\\\ are escapes"
+    return None
 
 
 def _pattern_regex(pattern: str, *, greedy: bool, anchored: bool) -> re.Pattern[str]:

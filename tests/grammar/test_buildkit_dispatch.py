@@ -96,3 +96,12 @@ def test_copy_from_rejects_variables(value: str) -> None:
 @pytest.mark.parametrize("value", ["builder", "0", "a$"])
 def test_copy_from_without_variables_is_accepted(value: str) -> None:
     parse(f"FROM busybox AS builder\nFROM busybox\nCOPY --from={value} /a /b\n")
+
+
+def test_expansion_error_caret_is_on_the_word() -> None:
+    with pytest.raises(DockerfileError) as info:
+        target_nodes("FROM busybox\nARG A\nENV X=1 Y=\"${A:?must be set}\"\n")
+    err = info.value
+    assert (err.line, err.column) == (3, 11) and "A: must be set" in err.message
+    assert err.render().splitlines()[1:3] == ['  ENV X=1 Y="${A:?must be set}"', " " * 12 + "^"]
+    assert err.hint and "--build-arg A=" in err.hint

@@ -90,3 +90,18 @@ def test_unclosed_brace_says_missing_brace() -> None:
 ])
 def test_copy_heredoc_body_keeps_quotes(body: str, expected: str) -> None:
     assert expand_heredoc(body, {"name": "world"}) == expected
+
+
+@pytest.mark.parametrize("word,env,hint", [
+    ("${A:?}", {}, "give A a value: ARG A=..."),
+    ("${A:?must be set}", {"A": ""}, "give A a value"),
+    ("${A", {}, "close the ${...} with '}'"),
+    ("${}", {}, "write $NAME or ${NAME}"),
+    ("${A:x}", {}, "${V:-word}"),
+    ('"abc', {}, "close the quote"),
+    ("${A#\\x}", {"A": "1"}, "only \\*, \\? and \\\\ are escapes"),
+])
+def test_expansion_errors_have_hints(word: str, env: dict, hint: str) -> None:
+    with pytest.raises(ExpansionError) as info:
+        expand(word, env)
+    assert hint in (info.value.hint or "")

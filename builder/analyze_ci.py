@@ -1,19 +1,24 @@
 """`analyze --ci`: dive's three CI rules, from flags or a `.pybuild-analyze.yaml`.
 
-The file uses dive's `.dive-ci` keys, so an existing dive configuration works as is:
+The file uses dive's `.dive-ci` keys and semantics, so an existing dive configuration works as is:
 
     rules:
       lowestEfficiency: 0.95          # fail if efficiency < 0.95
       highestWastedBytes: 20MB        # fail if dive's wasted bytes > 20,000,000 (MiB = 2**20)
       highestUserWastedPercent: 0.20  # fail if wasted / user bytes > 0.20 ("20%" works too)
 
-A value of `disabled` skips a rule. Only this small YAML subset is read (`key: value` lines,
-one level of nesting, `#` comments), so no YAML library is needed. The rules judge dive's
-figures, so a verdict matches what `dive --ci` says about the same image.
+As in dive, a rule the file (or a flag) does not set takes dive's default (lowestEfficiency 0.9,
+highestWastedBytes disabled, highestUserWastedPercent 0.1); `disabled`, `off`, `false` or an
+empty value turn a rule off; ratios must lie in 0..1; plugin rules (`name/rule`) and other
+top-level sections are ignored. Unlike dive, a flag given on the command line wins over the
+file. Only a small YAML subset is read (`key: value` lines, one level of nesting, `- item`
+lists, `#` comments), so no YAML library is needed. The rules judge dive's figures, so a verdict
+matches what `dive --ci` says about the same image.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +28,9 @@ from builder.errors import BuildError
 
 CONFIG_NAME = ".pybuild-analyze.yaml"
 RULES = ("lowestEfficiency", "highestWastedBytes", "highestUserWastedPercent")
-_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
-          "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+_UNITS = {"": 1, "b": 1, **{p + s: 1000 ** (i + 1) for i, p in enumerate("kmgtpe") for s in ("", "b")},
+          **{p + s: 1024 ** (i + 1) for i, p in enumerate("kmgtpe") for s in ("i", "ib")}}  # as go-humanize
+OFF = ("", "disabled", "off", "false")  # dive's words for a rule that is off
 
 
 class ConfigError(BuildError):
@@ -39,11 +45,12 @@ class Thresholds:
     highest_wasted_bytes: int | None = None
     highest_user_wasted_percent: float | None = None
 
-    def merged(self, other: "Thresholds") -> "Thresholds":
-        """`other`'s rules where set (command-line flags over the file), else ours."""
-        return Thresholds(*(b if b is not None else a for a, b in zip(
-            (self.lowest_efficiency, self.highest_wasted_bytes, self.highest_user_wasted_percent),
-            (other.lowest_efficiency, other.highest_wasted_bytes, other.highest_user_wasted_percent))))
+    def merged(self, given: dict[str, float | int | None]) -> "Thresholds":
+        """These rules with those in `given` (field name -> value, None = off) replaced."""
+        return dataclasses.replace(self, **given)
+
+
+DEFAULTS = Thresholds(0.9, None, 0.1)  # dive's, for a rule neither the file nor a flag sets
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,33 +70,45 @@ def parse_bytes(text: str, *, where: str = "") -> int:
 
 
 def parse_ratio(text: str, *, where: str = "") -> float:
-    """'0.2' -> 0.2, '20%' -> 0.2."""
+    """'0.2' -> 0.2, '20%' -> 0.2; a ratio outside 0..1 is an error (as in dive)."""
     t = text.strip()
     try:
-        return float(t[:-1]) / 100 if t.endswith("%") else float(t)
+        value = float(t[:-1]) / 100 if t.endswith("%") else float(t)
     except ValueError:
         raise ConfigError(f"{where}invalid ratio {text!r}", hint="use e.g. 0.95 or 95%") from None
+    if not 0.0 <= value <= 1.0:  # also NaN
+        raise ConfigError(f"{where}ratio {text!r} is outside 0..1", hint="use e.g. 0.95 or 95%")
+    return value
 
 
-def parse_yaml_subset(text: str, *, filename: str) -> dict[str, dict[str, str] | str]:
-    """`key: value` lines with one level of indented nesting; errors name file and line."""
-    out: dict[str, dict[str, str] | str] = {}
-    section: dict[str, str] | None = None
+def parse_yaml_subset(text: str, *, filename: str) -> dict[str, dict[str, str] | list[str] | str]:
+    """`key: value` lines with one level of indented nesting (`key: value` or `- item` lines);
+    errors name file and line."""
+    out: dict[str, dict[str, str] | list[str] | str] = {}
+    section: dict[str, str] | list[str] | None = None
+    name = ""
     for lineno, raw in enumerate(text.splitlines(), 1):
-        line = re.sub(r"\s+#.*$|^#.*$", "", raw).rstrip()
-        if not line.strip():
+        line = re.sub(r"\s+#.*$|^\s*#.*$", "", raw).rstrip()
+        if not line.strip() or line in ("---", "..."):  # blank, comment, document markers
             continue
-        m = re.fullmatch(r"(\s*)([A-Za-z0-9_.-]+)\s*:\s*(.*)", line)
+        item = re.fullmatch(r"\s+-\s*(.*)", line)
+        if item and section is not None and not section:
+            section = out[name] = section if isinstance(section, list) else []
+        if item and isinstance(section, list):
+            section.append(item.group(1).strip().strip("'\""))
+            continue
+        m = re.fullmatch(r"(\s*)([A-Za-z0-9_./-]+)\s*:(?:\s+(.*))?", line)
         if not m:
             raise ConfigError(f"{filename}:{lineno}: expected 'key: value', got {raw.strip()!r}")
         indent, key, value = m.groups()
-        value = value.strip().strip("'\"")
+        value = (value or "").strip().strip("'\"")
         if not indent:
             if value:
                 out[key], section = value, None
             else:
-                out[key] = section = {}
-        elif section is None:
+                name, out[key] = key, {}
+                section = out[key]
+        elif not isinstance(section, dict):
             raise ConfigError(f"{filename}:{lineno}: indented {key!r} is not inside a section")
         else:
             section[key] = value
@@ -102,12 +121,14 @@ def _camel(key: str) -> str:
 
 
 def load_config(path: str | Path) -> Thresholds:
-    """Thresholds from a `.pybuild-analyze.yaml` (or dive's `.dive-ci`)."""
+    """The rules of a `.pybuild-analyze.yaml` (or dive's `.dive-ci`), over dive's defaults."""
     path = Path(path)
     try:
         text = path.read_text()
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file") from None
     data = parse_yaml_subset(text, filename=str(path))
     rules = data.get("rules", {})
     if not isinstance(rules, dict):
@@ -115,22 +136,26 @@ def load_config(path: str | Path) -> Thresholds:
     values: dict[str, str] = {}
     for key, value in rules.items():
         name = _camel(key)
+        if "/" in key:
+            continue  # a dive plugin's rule
         if name not in RULES:
             raise ConfigError(f"{path}: unknown rule {key!r}", hint=f"rules are {', '.join(RULES)}")
-        if value.lower() != "disabled":
-            values[name] = value
-    return thresholds(values.get("lowestEfficiency"), values.get("highestWastedBytes"),
-                      values.get("highestUserWastedPercent"), where=f"{path}: ")
+        values[name] = value
+    return DEFAULTS.merged(thresholds(values.get("lowestEfficiency"), values.get("highestWastedBytes"),
+                                      values.get("highestUserWastedPercent"), where=f"{path}: "))
 
 
 def thresholds(lowest_efficiency: str | None, highest_wasted_bytes: str | None,
-               highest_user_wasted_percent: str | None, *, where: str = "") -> Thresholds:
-    """Thresholds from their text forms (flags or file values); None leaves a rule off."""
-    return Thresholds(
-        None if lowest_efficiency is None else parse_ratio(lowest_efficiency, where=where),
-        None if highest_wasted_bytes is None else parse_bytes(highest_wasted_bytes, where=where),
-        None if highest_user_wasted_percent is None else parse_ratio(highest_user_wasted_percent, where=where),
-    )
+               highest_user_wasted_percent: str | None, *, where: str = "") -> dict[str, float | int | None]:
+    """The rules given in text form (flags or file values) as `Thresholds` field -> value; a rule
+    given as `disabled` (or off, false, empty) maps to None, one not given (None) is left out."""
+    given = {}
+    for field, text, parse in (("lowest_efficiency", lowest_efficiency, parse_ratio),
+                               ("highest_wasted_bytes", highest_wasted_bytes, parse_bytes),
+                               ("highest_user_wasted_percent", highest_user_wasted_percent, parse_ratio)):
+        if text is not None:
+            given[field] = None if text.strip().lower() in OFF else parse(text, where=where)
+    return given
 
 
 def evaluate(report: ImageReport, limits: Thresholds) -> list[RuleResult]:

@@ -10,8 +10,6 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
-from builder.errors import BuildError
-
 if TYPE_CHECKING:
     from builder.analyze_ci import Thresholds
     from builder.analyze_layers import ImageReport
@@ -34,7 +32,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--build", metavar="BUILD",
                    help="build record for --html (default: the latest build that produced this image)")
     ci = p.add_argument_group("CI (exit 1 when a rule fails; rules judge dive's figures, as `dive --ci`)")
-    ci.add_argument("--ci", action="store_true", help="check the rules below, or those of .pybuild-analyze.yaml")
+    ci.add_argument("--ci", action="store_true", help="check the rules below, or those of .pybuild-analyze.yaml; "
+                    "as in dive, an unset rule takes dive's default (efficiency 0.9, user wasted 0.1) and "
+                    "'disabled' turns one off")
     ci.add_argument("--ci-config", metavar="FILE", help="rules file (default ./.pybuild-analyze.yaml if present)")
     ci.add_argument("--lowest-efficiency", metavar="RATIO", help="fail below this efficiency (e.g. 0.95)")
     ci.add_argument("--highest-wasted-bytes", metavar="SIZE", help="fail above this many wasted bytes (e.g. 20MB)")
@@ -77,19 +77,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _limits(args: argparse.Namespace) -> "Thresholds | None":
-    from builder.analyze_ci import CONFIG_NAME, Thresholds, load_config, thresholds
+    """The CI rules, or None when not in CI mode: dive's defaults, under the rules file, under the flags."""
+    from builder.analyze_ci import CONFIG_NAME, DEFAULTS, load_config, thresholds
 
     flags = thresholds(args.lowest_efficiency, args.highest_wasted_bytes, args.highest_user_wasted_percent,
                        where="--ci: ")
-    if not args.ci and flags == Thresholds() and not args.ci_config:
+    if not args.ci and not flags and not args.ci_config:
         return None
     config = args.ci_config or (CONFIG_NAME if Path(CONFIG_NAME).is_file() else None)
-    base = load_config(config) if config else Thresholds()
-    merged = base.merged(flags)
-    if merged == Thresholds():
-        raise BuildError("--ci: no rules given", hint="pass --lowest-efficiency, --highest-wasted-bytes, "
-                         "--highest-user-wasted-percent or write a .pybuild-analyze.yaml")
-    return merged
+    return (load_config(config) if config else DEFAULTS).merged(flags)
 
 
 def _write_html(args: argparse.Namespace, report: "ImageReport", image_id: str) -> None:

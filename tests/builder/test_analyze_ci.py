@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.analyze_ci import (ConfigError, Thresholds, evaluate, load_config, parse_bytes, parse_ratio,
+from builder.analyze_ci import (DEFAULTS, ConfigError, Thresholds, evaluate, load_config, parse_bytes, parse_ratio,
                                 parse_yaml_subset, render, thresholds)
 from builder.analyze_layers import analyze_layers
 from builder.analyze_report import dumps, human_size, render_layer_files, render_table
@@ -20,7 +20,8 @@ REPORT = analyze_layers(sources(*NGINX, created_by=["FROM base", "COPY conf /etc
 
 
 @pytest.mark.parametrize("text, value", [("123", 123), ("20MB", 20_000_000), ("20 mb", 20_000_000),
-                                         ("1.5MiB", 1572864), ("2kB", 2000), ("1GiB", 2**30)])
+                                         ("1.5MiB", 1572864), ("2kB", 2000), ("1GiB", 2**30), ("20Mb", 20_000_000),
+                                         ("3Ki", 3072), ("2M", 2_000_000), ("1PB", 10**15)])
 def test_parse_bytes(text: str, value: int) -> None:
     assert parse_bytes(text) == value
 
@@ -31,6 +32,9 @@ def test_parse_ratio() -> None:
         parse_ratio("x")
     with pytest.raises(ConfigError, match="invalid size '20 parsecs'"):
         parse_bytes("20 parsecs")
+    for text in ("95", "-0.1", "120%", "nan"):  # dive: "outside allowed range (0-1)"
+        with pytest.raises(ConfigError, match=f"ratio '{text}' is outside 0..1"):
+            parse_ratio(text)
 
 
 @pytest.mark.parametrize("limits, statuses", [
@@ -58,6 +62,25 @@ def test_config_file_in_dives_format(tmp_path: Path) -> None:
     assert load_config(cfg) == Thresholds(0.95, 20_000_000, None)
     flags = thresholds(None, "1kB", "10%")
     assert load_config(cfg).merged(flags) == Thresholds(0.95, 1000, 0.1)
+    assert load_config(cfg).merged(thresholds("off", None, None)) == Thresholds(None, 20_000_000, None)
+
+
+def test_rules_a_file_leaves_out_take_dives_defaults(tmp_path: Path) -> None:
+    cfg = tmp_path / ".dive-ci"
+    cfg.write_text("rules:\n  highestWastedBytes: 6kB\n")
+    assert DEFAULTS == Thresholds(0.9, None, 0.1)
+    assert load_config(cfg) == Thresholds(0.9, 6000, 0.1)  # dive checks all three on this image
+    assert [r.status for r in evaluate(REPORT, load_config(cfg))] == ["FAIL", "FAIL", "FAIL"]
+    cfg.write_text("rules:\n  lowestEfficiency: off\n  highestWastedBytes: false\n  highestUserWastedPercent:\n")
+    assert load_config(cfg) == Thresholds(None, None, None)
+
+
+def test_dives_own_sample_file_is_read(tmp_path: Path) -> None:
+    # dive's .data/.dive-ci: a document marker, a plugins list and a plugin rule, which dive ignores
+    cfg = tmp_path / ".dive-ci"
+    cfg.write_text("---\nplugins:\n  - plugin1\n\nrules:\n  # a comment\n  lowestEfficiency: 0.95\n\n"
+                   "  highestWastedBytes: 20Mb\n  highestUserWastedPercent: 0.5\n\n  plugin1/rule1: error\n")
+    assert load_config(cfg) == Thresholds(0.95, 20_000_000, 0.5)
 
 
 @pytest.mark.parametrize("text, error", [
@@ -65,6 +88,8 @@ def test_config_file_in_dives_format(tmp_path: Path) -> None:
     ("  lowestEfficiency: 0.9\n", r"f.yaml:1: indented 'lowestEfficiency' is not inside a section"),
     ("rules:\n  bestEfficiency: 1\n", r"unknown rule 'bestEfficiency'"),
     ("rules:\n  highest-wasted-bytes: lots\n", r"invalid size 'lots'"),
+    ("rules:\n  lowestEfficiency: 95\n", r"f.yaml: ratio '95' is outside 0..1"),
+    ("rules:\n  lowestEfficiency: 0.9\n  - item\n", r"f.yaml:3: expected 'key: value'"),
 ])
 def test_config_errors_name_file_and_line(tmp_path: Path, text: str, error: str) -> None:
     cfg = tmp_path / "f.yaml"

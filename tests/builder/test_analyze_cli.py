@@ -97,16 +97,26 @@ def test_registry_reference_leaves_the_store_alone(demo: Path, registry: Registr
 
 
 def test_ci_rules_from_flags_and_file(demo: Path, tmp_path: Path) -> None:
-    assert pybuild("analyze", "demo:1", "--lowest-efficiency", "0.8").returncode == 0
+    # demo:1: efficiency 0.8214, wasted 7000, user wasted 0.4667; dive's defaults: 0.9, off, 0.1
+    assert pybuild("analyze", "demo:1", "--lowest-efficiency", "0.8", "--highest-user-wasted-percent", "off").returncode == 0
     failed = pybuild("analyze", "demo:1", "--highest-wasted-bytes", "6kB", check=False)
     assert failed.returncode == 1
     assert "FAIL: highestWastedBytes: too many bytes wasted (wasted-bytes=7000 > threshold=6000)" in failed.stdout
-    (tmp_path / ".pybuild-analyze.yaml").write_text("rules:\n  highestUserWastedPercent: 40%\n")
+    assert "FAIL: lowestEfficiency" in failed.stdout and "FAIL: highestUserWastedPercent" in failed.stdout
+    (tmp_path / ".pybuild-analyze.yaml").write_text("rules:\n  highestUserWastedPercent: 40%\n"
+                                                    "  lowestEfficiency: disabled\n")
     proc = pybuild("analyze", "--ci", "demo:1", check=False, cwd=tmp_path)
     assert proc.returncode == 1 and "FAIL: highestUserWastedPercent" in proc.stdout
+    assert "SKIP: lowestEfficiency" in proc.stdout
     assert pybuild("analyze", "--ci", "demo:1", "--highest-user-wasted-percent", "0.5", cwd=tmp_path).returncode == 0
-    none = pybuild("analyze", "--ci", "demo:1", check=False)
-    assert none.returncode == 1 and "--ci: no rules given" in none.stderr
+    defaults = pybuild("analyze", "--ci", "demo:1", check=False)  # no file, no flags: dive's defaults
+    assert defaults.returncode == 1 and "FAIL: lowestEfficiency" in defaults.stdout
+    bad = pybuild("analyze", "--ci", "demo:1", "--lowest-efficiency", "90", check=False)
+    assert bad.returncode == 1 and "--ci: ratio '90' is outside 0..1" in bad.stderr and "Traceback" not in bad.stderr
+    (tmp_path / "broken.yaml").write_text("rules:\n  lowestEfficiency 0.9\n")
+    broken = pybuild("analyze", "--ci-config", str(tmp_path / "broken.yaml"), "demo:1", check=False)
+    assert broken.returncode == 1 and "broken.yaml:2: expected 'key: value'" in broken.stderr
+    assert "Traceback" not in broken.stderr
 
 
 def test_html_report_file(demo: Path, tmp_path: Path) -> None:

@@ -79,7 +79,13 @@ def view_of(solver: "Solver", from_stage: int | None, from_image: str) -> Any:
     if from_stage is not None:
         layers = solver.results[from_stage].layers
     else:
-        image = solver.images(from_image, "")
+        from builder.errors import BuildError
+
+        try:
+            image = solver.images(from_image, "")
+        except BuildError as exc:  # most often a mistyped stage name: say so, not just "pull failed"
+            raise BuildError(f"--from={from_image}: no stage of this Dockerfile has that name, and as an "
+                             f"image: {exc.message}", hint=exc.hint) from None
         layers = [layer_dict(layer) for layer in image.layers()]
     dirs = lower_dirs(solver, layers)
     if not dirs:

@@ -93,11 +93,13 @@ def test_target_prunes_stages_it_does_not_need() -> None:
 def test_unknown_target_and_from_cycles_are_stage_errors() -> None:
     with pytest.raises(StageError, match="target stage 'nope' could not be found"):
         build("FROM busybox AS a\n", target="nope")
-    with pytest.raises(StageError, match="cycle"):
-        build("FROM busybox AS a\nCOPY --from=b /x /x\nFROM busybox AS b\n")
+    with pytest.raises(StageError, match="^Dockerfile:2:3: stage 'b' refers to a later stage .*cycle"):
+        build("FROM busybox AS a\n  COPY --from=b /x /x\nFROM busybox AS b\n")
+    with pytest.raises(StageError, match="^Dockerfile:1:1: .*cycle"):
+        build("FROM b AS a\nFROM a AS b\n")
     with pytest.raises(StageError, match="cycle"):
         build("FROM busybox AS a\nCOPY --from=a /x /x\n")
-    with pytest.raises(StageError, match="stage index 5 does not exist"):
+    with pytest.raises(StageError, match="^Dockerfile:2:1: stage index 5 does not exist"):
         build("FROM busybox\nCOPY --from=5 /x /x\n")
 
 

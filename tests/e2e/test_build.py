@@ -165,10 +165,12 @@ def test_cache_mount_persists_across_builds(store: dict[str, str], tmp_path: Pat
 
 
 @pytest.mark.parametrize("dockerfile, files, args, message", [
-    ("FROM busybox\nCOPY missing.txt /x\n", {}, [], "Dockerfile:2"),
-    ("FROM busybox\nCOPY --chown=nosuchuser a /a\n", {"a": "x"}, [], "nosuchuser"),
-    ("FROM busybox\nCOPY --from=nostage /x /x\n", {}, [], "nostage"),
-    ("FROM busybox AS a\nCOPY --from=b /x /x\nFROM busybox AS b\nCOPY --from=a /y /y\n", {}, [], "cycle"),
+    ("FROM busybox\nCOPY missing.txt /x\n", {}, [], "Dockerfile:2:1: COPY/ADD source 'missing.txt': not found"),
+    ("FROM busybox\nCOPY --chown=nosuchuser a /a\n", {"a": "x"}, [], "Dockerfile:2:1: unable to find user nosuchuser"),
+    ("FROM busybox\nCOPY --from=nostage /x /x\n", {}, [],
+     "Dockerfile:2:1: --from=nostage: no stage of this Dockerfile has that name"),
+    ("FROM busybox AS a\nCOPY --from=b /x /x\nFROM busybox AS b\nCOPY --from=a /y /y\n", {}, [],
+     "Dockerfile:2:1: stage 'b' refers to a later stage (a cycle between stages)"),
     ("FROM busybox\n", {}, ["--build-arg", "=oops"], "invalid --build-arg"),
     ("FROM busybox\nRUN echo before-failing && exit 3\n", {}, [], "exit code: 3"),
     ("FROM busybox\nRUNN true\n", {}, [], "Dockerfile:2"),

@@ -23,7 +23,7 @@ from builder.errors import ImageFormatError
 from builder.oci.compress import decompressing_reader, detect
 from builder.oci.image import BasicImage, Image, Layer
 from builder.oci.layout import (OCI_LAYOUT, LayoutSource, Output, Tagged, _blob_name, _index, as_entries,
-                                read_oci_layout, write_tar_atomically)
+                                atomic_file, read_oci_layout, write_tar_atomically)
 from builder.oci.model import OCI_LAYER, OCI_MANIFEST, Descriptor, Digest, Manifest, Platform
 
 if TYPE_CHECKING:
@@ -217,15 +217,7 @@ def export_rootfs_tar(image: Image, dest: str | os.PathLike[str] | IO[bytes], tm
         if hasattr(dest, "write"):
             write_dir(work, dest.write, epoch=epoch)  # type: ignore[union-attr]
             return
-        path = Path(dest)  # type: ignore[arg-type]
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                write_dir(work, f.write, epoch=epoch)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_file(dest) as f:  # type: ignore[arg-type]
+            write_dir(work, f.write, epoch=epoch)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -10,13 +10,14 @@ and renamed into place.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import IO, Callable, Iterable, Sequence, Union
+from typing import IO, Callable, Iterable, Iterator, Sequence, Union
 
-from builder.errors import ImageFormatError
+from builder.errors import ImageFormatError, StoreError
 from builder.oci.image import BasicImage, BlobLayer, Image
 from builder.oci.layertar import DIR, REG, Header, TarWriter
 from builder.oci.model import (INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX, Descriptor, Digest,
@@ -186,19 +187,34 @@ def write_tar_atomically(dest: str | os.PathLike[str] | IO[bytes], fill: Callabl
         fill(out)
         out.close()
         return
-    path = Path(dest)  # type: ignore[arg-type]
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
+    with atomic_file(dest) as f:  # type: ignore[arg-type]
+        out = TarOutput(f)
+        fill(out)
+        out.close()
+
+
+@contextlib.contextmanager
+def atomic_file(dest: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
+    """A binary file written to a temp file beside `dest`, fsync'd and renamed over it on success;
+    a destination that cannot be written is a `StoreError` naming it (never the temp file)."""
+    path = Path(dest)
+    if path.is_dir():
+        raise StoreError(f"cannot write {path}: it is a directory", hint="name a file, e.g. -o image.tar")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
+    except OSError as exc:
+        raise StoreError(f"cannot write {path}: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as f:
-            out = TarOutput(f)
-            fill(out)
-            out.close()
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename in (tmp, str(path)):
+            raise StoreError(f"cannot write {path}: {exc.strerror}") from None
         raise
 
 

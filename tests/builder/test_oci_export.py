@@ -134,3 +134,22 @@ def test_load_of_a_truncated_archive_is_a_clear_error_naming_the_users_file(busy
         assert proc.stderr.startswith(str(tmp_path / name) if args else "stdin:"), proc.stderr
         assert "truncated" in proc.stderr, proc.stderr
     assert list((busybox_store / "tmp").iterdir()) == []  # no spooled copy left behind
+
+
+def test_unwritable_destinations_are_named_not_their_temp_files(busybox_store: Path, tmp_path: Path) -> None:
+    import pytest
+
+    from builder.errors import StoreError
+    from tests.conftest import pybuild
+
+    out = tmp_path / "out"
+    out.mkdir()
+    for dest, why in ((out / "missing" / "x.tar", "No such file or directory"),
+                      (out, "it is a directory")):
+        for fmt in ("docker", "oci"):
+            proc = pybuild("save", "--format", fmt, "-o", str(dest), "busybox", check=False)
+            assert proc.returncode == 1 and proc.stderr.startswith(f"cannot write {dest}: {why}"), proc.stderr
+    store = Store.open(busybox_store)
+    with pytest.raises(StoreError, match=f"cannot write {out / 'missing' / 'r.tar'}: No such file"):
+        export_rootfs_tar(store.resolve("busybox"), out / "missing" / "r.tar", store.tmp_dir())
+    assert list(out.iterdir()) == []  # no temp files left anywhere

@@ -509,7 +509,8 @@ def _child_b(run: _Run, parent: int, err_w: int, status_w: int, join_r: int) -> 
         _close_fds_except({0, 1, 2, err_w, status_w, join_r, *run.child_fds})
         p = run.process
         terminal = setup_root(run.scratch / "root", run.scratch, run.rootfs, run.mounts, run.scratch / "etc",
-                              tty=p.tty, privileged=p.privileged)
+                              tty=p.tty, privileged=p.privileged,
+                              cgroup_v1=run.cgroup.dirs if run.cgroup is not None and run.cgroup.version == 1 else None)
         if terminal is not None:  # the master to the caller; the slave becomes the process's stdio
             master, slave = terminal
             socket.send_fds(socket.socket(fileno=run.child_fds[0]), [b"t"], [master])

@@ -16,7 +16,7 @@ import os
 import stat
 import struct
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 from runtime import _linux
 from runtime.overlay import mount_overlay
@@ -151,11 +151,13 @@ def build_scaffold(scaffold: Path, rootfs: RootfsSpec, mounts: Sequence[Mount]) 
 
 
 def setup_root(root: Path, scratch: Path, rootfs: RootfsSpec, mounts: Sequence[Mount], etc_dir: Path,
-               tty: bool = False, privileged: bool = False) -> tuple[int, int] | None:
+               tty: bool = False, privileged: bool = False,
+               cgroup_v1: Mapping[str, Path] | None = None) -> tuple[int, int] | None:
     """Mount everything under `root` and pivot into it; the old root is detached. `privileged`:
     /sys writable, no masked or read-only /proc paths, and /dev writable with `INSECURE_DEVICES`.
     `tty`: returns (master, slave) of a terminal of the container's own devpts (`/dev/pts/0`, also
-    bound at `/dev/console`), as runc makes one."""
+    bound at `/dev/console`), as runc makes one. `cgroup_v1`: the container's cgroup directory per
+    v1 controller, shown read-only at `/sys/fs/cgroup/<controller>` as Docker shows them."""
     _linux.mount(None, "/", None, _linux.MS_REC | _linux.MS_PRIVATE)
     lower = (*rootfs.lower, scratch / "scaffold")
     # nodev: CAP_MKNOD stays (Docker's default set) but a node made anywhere but /dev cannot be opened
@@ -167,6 +169,8 @@ def setup_root(root: Path, scratch: Path, rootfs: RootfsSpec, mounts: Sequence[M
         _linux.mount("sysfs", r + "/sys", "sysfs", NOSUID_NODEV_NOEXEC | (0 if privileged else _linux.MS_RDONLY))
     except OSError:  # sharing the host's network namespace: bind its /sys
         _bind(r + "/sys", "/sys", readonly=not privileged, recursive=True)
+    if cgroup_v1:
+        _mount_cgroup_v1(r + "/sys/fs/cgroup", cgroup_v1)
     for rel in ETC_FILES:
         _bind(f"{r}/{rel}", str(etc_dir / os.path.basename(rel)))
     for m in mounts:
@@ -190,6 +194,17 @@ def setup_root(root: Path, scratch: Path, rootfs: RootfsSpec, mounts: Sequence[M
     _linux.umount2(".", _linux.MNT_DETACH)
     os.chdir("/")
     return terminal
+
+
+def _mount_cgroup_v1(target: str, dirs: Mapping[str, Path]) -> None:
+    """A read-only tmpfs with each controller's cgroup directory bound read-only in it (what a JVM or
+    a Go runtime reads its memory and CPU limits from). The cgroup namespace the init enters later
+    makes these directories its roots, so /proc/self/cgroup and mountinfo agree on `/`."""
+    _linux.mount("tmpfs", target, "tmpfs", NOSUID_NODEV_NOEXEC, "mode=755,size=64k")
+    for name, path in dirs.items():
+        os.mkdir(f"{target}/{name}", 0o755)
+        _bind(f"{target}/{name}", str(path), readonly=True, nodev=True, noexec=True)
+    _linux.mount(None, target, None, _linux.MS_REMOUNT | NOSUID_NODEV_NOEXEC | _linux.MS_RDONLY, "mode=755,size=64k")
 
 
 def copy_up(src: str, dst: str) -> None:

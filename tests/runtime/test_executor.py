@@ -296,6 +296,18 @@ def test_limits_are_written_as_docker_writes_them() -> None:
         cg.remove()
 
 
+@pytest.mark.skipif(cgroups.version() != 1, reason="the v1/hybrid layout (v2: test_cgroups_v2.py)")
+def test_v1_container_sees_its_own_cgroups_read_only(run_in) -> None:
+    r = run_in("sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max; "
+                           "grep -E ':(memory|pids):' /proc/self/cgroup; ls /sys/fs/cgroup; "
+                           "echo 1 > /sys/fs/cgroup/memory/cgroup.procs || echo refused",
+               limits=Limits(memory_bytes=64 << 20, pids=50))
+    words = r.out.split()
+    assert words[:2] == ["67108864", "50"] and words[-3:] == ["memory", "pids", "refused"], r.out
+    assert sorted(w.split(":", 1)[1] for w in words[2:-3]) == ["memory:/", "pids:/"], r.out  # its own roots
+    assert "Read-only file system" in r.err
+
+
 def test_cpu_limit_throttles_a_busy_loop(run_in) -> None:
     r = run_in("timeout", "1", "sh", "-c", "while :; do :; done", limits=Limits(cpus=0.25))
     assert r.code == 143 and 0.05 < r.status.cpu_seconds < 0.45  # ~0.25 s of CPU in 1 s of wall time

@@ -212,7 +212,13 @@ class Container:
                                    hint="stop it first, or use rm -f")
             self.kill(signal.SIGKILL)
             self.wait(10)
-        shutil.rmtree(self.path)
+        for _ in range(10):  # a --rm container's own pybuild may be removing it at the same time
+            try:
+                shutil.rmtree(self.path)
+                return
+            except FileNotFoundError:
+                if not self.path.exists():
+                    return
 
 
 class Containers:

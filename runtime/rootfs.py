@@ -188,7 +188,7 @@ def setup_root(root: Path, scratch: Path, rootfs: RootfsSpec, mounts: Sequence[M
         if os.path.exists(r + path):
             _bind(r + path, r + path, readonly=True, recursive=True, nodev=True, noexec=True)
     if rootfs.readonly:
-        _linux.mount(None, r, None, _linux.MS_REMOUNT | _linux.MS_BIND | _linux.MS_RDONLY)
+        _linux.mount(None, r, None, _linux.MS_REMOUNT | _linux.MS_BIND | _linux.MS_RDONLY | _linux.MS_NODEV)
     os.chdir(r)
     _linux.pivot_root(".", ".")
     _linux.umount2(".", _linux.MNT_DETACH)

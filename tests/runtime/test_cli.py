@@ -136,6 +136,22 @@ def test_detached_lifecycle_with_prefixes_and_names(store: dict[str, str]) -> No
     assert not (Path(store["PYBUILD_ROOT"]) / "containers" / cid).exists()
 
 
+def test_rm_f_of_a_running_rm_container_in_the_foreground(store: dict[str, str]) -> None:
+    name = f"fg-rm-{os.getpid()}"
+    proc = subprocess.Popen([sys.executable, "-m", "builder", "run", "--rm", "--name", name, "--network", "none",
+                             "busybox", "sleep", "60"], env={**os.environ, **store}, stderr=subprocess.PIPE, text=True)
+    try:
+        assert _wait_for(lambda: name in pybuild("ps", env=store).stdout, 60)
+        removed = pybuild("rm", "-f", name, env=store, check=False)  # both remove it: neither may fail
+        assert (removed.returncode, removed.stdout, removed.stderr) == (0, f"{name}\n", "")
+        assert proc.wait(timeout=60) == 137 and proc.stderr is not None and proc.stderr.read() == ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert name not in pybuild("ps", "-a", env=store).stdout
+
+
 def test_logs_follow_ends_when_the_container_does(store: dict[str, str]) -> None:
     cid = pybuild("run", "-d", "--network", "none", "busybox", "sh", "-c", "echo one; sleep 1; echo two",
                   env=store).stdout.strip()

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Callable, Sequence, Union
 
-from builder.errors import ImageFormatError
+from builder.errors import ImageFormatError, StoreError
 from builder.oci.compress import decompressing_reader, detect
 from builder.oci.image import BasicImage, Image, Layer
 from builder.oci.layout import (OCI_LAYOUT, LayoutSource, Output, Tagged, _blob_name, _index, as_entries,
@@ -198,10 +198,17 @@ def export_rootfs_dir(image: Image, dest: str | os.PathLike[str]) -> None:
     """Flatten an image's layers into the directory `dest` (`--output type=local`), confined to it."""
     from builder.oci.layertar import extract
 
-    Path(dest).mkdir(parents=True, exist_ok=True)
+    path = Path(dest)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise StoreError(f"cannot write {path}: it is not a directory") from None
+    except OSError as exc:
+        raise StoreError(f"cannot write {path}: {exc.strerror}") from None
+    path = path.resolve()  # dest itself may be a symlink to a directory (the user's choice); entries stay confined
     for layer in image.layers():
         with layer.open_uncompressed() as f:
-            extract(f, dest, overlay=False)
+            extract(f, path, overlay=False)
 
 
 def export_rootfs_tar(image: Image, dest: str | os.PathLike[str] | IO[bytes], tmp_dir: str | os.PathLike[str],

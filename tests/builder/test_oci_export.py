@@ -153,3 +153,19 @@ def test_unwritable_destinations_are_named_not_their_temp_files(busybox_store: P
     with pytest.raises(StoreError, match=f"cannot write {out / 'missing' / 'r.tar'}: No such file"):
         export_rootfs_tar(store.resolve("busybox"), out / "missing" / "r.tar", store.tmp_dir())
     assert list(out.iterdir()) == []  # no temp files left anywhere
+
+
+def test_rootfs_dir_export_follows_a_symlinked_destination_and_refuses_a_file(busybox_store: Path,
+                                                                            tmp_path: Path) -> None:
+    import pytest
+
+    from builder.errors import StoreError
+
+    image = Store.open(busybox_store).resolve("busybox")
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to("real")  # e.g. dest=out where out links to a bigger disk
+    export_rootfs_dir(image, tmp_path / "link")
+    assert (tmp_path / "real" / "bin" / "busybox").is_file() and (tmp_path / "link").is_symlink()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StoreError, match=f"cannot write {tmp_path / 'file'}: it is not a directory"):
+        export_rootfs_dir(image, tmp_path / "file")

@@ -223,8 +223,8 @@ def write_dir(root: str | os.PathLike[str], sink: Sink, *, epoch: int | None = N
     """Write the overlay upperdir (or any directory) `root` as a deterministic OCI layer tar.
 
     Entries are in sorted depth-first order; mtimes are clamped to `epoch`; overlay whiteouts
-    become `.wh.` entries; hardlinks within the directory become tar hardlinks; device
-    nodes, fifos and sockets are skipped with a warning.
+    become `.wh.` entries; hardlinks within the directory become tar hardlinks; fifos and
+    device nodes are kept (as Docker keeps them), sockets are skipped with a warning.
     """
     writer = TarWriter(sink)
     seen: dict[tuple[int, int], str] = {}
@@ -273,9 +273,13 @@ def write_dir(root: str | os.PathLike[str], sink: Sink, *, epoch: int | None = N
                     writer.add(h, lambda n, fd=fd: os.read(fd, n))
                 finally:
                     os.close(fd)
-            else:
-                kind = "socket" if stat.S_ISSOCK(st.st_mode) else "fifo" if stat.S_ISFIFO(st.st_mode) else "device node"
-                warn(f"skipping {kind} /{rel}: not stored in layers")
+            elif stat.S_ISFIFO(st.st_mode) or stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+                typ = FIFO if stat.S_ISFIFO(st.st_mode) else CHR if stat.S_ISCHR(st.st_mode) else BLK
+                writer.add(Header(rel, typ, mode, st.st_uid, st.st_gid, mtime=clamp(st.st_mtime),
+                                  devmajor=os.major(st.st_rdev) if typ != FIFO else 0,
+                                  devminor=os.minor(st.st_rdev) if typ != FIFO else 0, xattrs=kept))
+            else:  # a socket: tar has no type for it (Docker's archive skips them too)
+                warn(f"skipping socket /{rel}: not stored in layers")
         stack.extend(reversed(subdirs))
     writer.close()
 

@@ -61,6 +61,8 @@ def check_rootfs(rootfs: Path, expect: dict[str, Any]) -> None:
             assert stat.S_ISDIR(st.st_mode), rel
         if want.get("type") == "file":
             assert stat.S_ISREG(st.st_mode), rel
+        if want.get("type") == "fifo":
+            assert stat.S_ISFIFO(st.st_mode), rel
     for rel in expect["absent"]:
         assert not os.path.lexists(rootfs / rel), f"{rel} should not exist"
 

@@ -38,9 +38,11 @@ class DirectiveParser:
         name, value = m.group(1).lower(), m.group(2)
         if any(n == name for n, _, _ in self.found):
             raise DockerfileSyntaxError(f"only one {name} parser directive can be used",
-                                        line=lineno, column=1, source_line=line)
+                                        line=lineno, column=1, source_line=line,
+                                        hint=f"keep one '# {name}=' line")
         if name == "escape" and value not in ("\\", "`"):
             raise DockerfileSyntaxError(f"invalid escape token '{value}' does not match ` or \\",
-                                        line=lineno, column=1, source_line=line)
+                                        line=lineno, column=1, source_line=line,
+                                        hint="write '# escape=\\' (the default) or '# escape=`'")
         self.found.append((name, value, lineno))
         return name, value

@@ -97,15 +97,15 @@ def _check_one(raw: str, allowed: dict[str, str], used: set[str], keyword: str) 
         raise FlagError(f"unknown flag: --{name}" + (f" (did you mean --{close}?)" if close else ""),
                         hint=_flag_hint(keyword, allowed))
     if name in used and kind != STRINGS:
-        raise FlagError(f"duplicate flag specified: --{name}")
+        raise FlagError(f"duplicate flag specified: --{name}", hint=f"give --{name} once")
     used.add(name)
     if kind == BOOL:
-        if value == "":
-            raise FlagError(f"missing a value on flag: --{name}")
-        if value is not None and value.lower() not in ("true", "false"):
-            raise FlagError(f"expecting boolean value for flag --{name}, not: {value}")
+        if value == "" or value is not None and value.lower() not in ("true", "false"):
+            message = f"missing a value on flag: --{name}" if value == "" else \
+                f"expecting boolean value for flag --{name}, not: {value}"
+            raise FlagError(message, hint=f"write --{name}, --{name}=true or --{name}=false")
     elif value is None:
-        raise FlagError(f"missing a value on flag: --{name}")
+        raise FlagError(f"missing a value on flag: --{name}", hint=f"write --{name}=VALUE (no blank after --{name})")
     if keyword == "copy" and name == "from" and value and _expands(value):
         raise FlagError("variable expansion is not supported for --from, define a new stage with FROM "
                         "using ARG from global scope as a workaround",
@@ -133,7 +133,7 @@ def _flag_hint(keyword: str, allowed: dict[str, str]) -> str:
 
 _UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
           "m": 60_000_000_000, "h": 3_600_000_000_000}
-_NUMBER = re.compile(r"(\d*)(?:\.(\d*))?")
+_NUMBER = re.compile(r"([0-9]*)(?:\.([0-9]*))?")
 
 
 def parse_go_duration(s: str) -> int:
@@ -155,7 +155,7 @@ def parse_go_duration(s: str) -> int:
             raise ValueError(f"time: invalid duration {quoted}")
         pos = m.end()
         unit_end = pos
-        while unit_end < len(s) and s[unit_end] != "." and not s[unit_end].isdigit():
+        while unit_end < len(s) and s[unit_end] != "." and not "0" <= s[unit_end] <= "9":
             unit_end += 1
         unit = s[pos:unit_end]
         if unit == "":
@@ -181,15 +181,16 @@ def check_healthcheck(flag_values: dict[str, str]) -> None:
         except ValueError as exc:
             raise FlagError(str(exc), hint="durations look like 30s, 1m30s or 500ms") from None
         if ns != 0 and ns < 1_000_000:
-            raise FlagError(f'Interval "{name}" cannot be less than 1ms')
+            raise FlagError(f'Interval "{name}" cannot be less than 1ms', hint="use 0 (the default) or 1ms or more")
     retries = flag_values.get("retries", "")
     if retries != "":
-        if not re.fullmatch(r"[+-]?\d+", retries) or not -2**31 <= int(retries) < 2**31:
+        if not re.fullmatch(r"[+-]?[0-9]+", retries) or not -2**31 <= int(retries) < 2**31:
             raise FlagError(f'strconv.ParseInt: parsing "{retries}": invalid syntax'
-                            if not re.fullmatch(r"[+-]?\d+", retries)
-                            else f'strconv.ParseInt: parsing "{retries}": value out of range')
+                            if not re.fullmatch(r"[+-]?[0-9]+", retries)
+                            else f'strconv.ParseInt: parsing "{retries}": value out of range',
+                            hint="--retries takes a whole number, 0 or more")
         if int(retries) < 0:
-            raise FlagError(f"--retries cannot be negative ({int(retries)})")
+            raise FlagError(f"--retries cannot be negative ({int(retries)})", hint="use 0 or more")
 
 
 def check_run_flags(flags: tuple[Flag, ...]) -> None:
@@ -307,7 +308,8 @@ def parse_mount(value: str, expand: Callable[[str], str] | None) -> Mount | None
         if expand is not None:
             val = expand(val)
         elif key == "from" and "$" in val[:-1]:
-            raise FlagError(f"'{key}' doesn't support variable expansion, define alias stage instead")
+            raise FlagError(f"'{key}' doesn't support variable expansion, define alias stage instead",
+                            hint="ARG IMG=... before the first FROM, then FROM ${IMG} AS src and from=src")
         elif "$" in val:
             deferred = True
             continue
@@ -369,7 +371,8 @@ def parse_mount(value: str, expand: Callable[[str], str] | None) -> Mount | None
         if m.get("sharing"):
             raise FlagError("secret mount should not define sharing")
         if not m.get("source") and not m.get("target") and not m.get("id"):
-            raise FlagError("invalid secret mount. one of source, target required")
+            raise FlagError("invalid secret mount. one of source, target required",
+                            hint="name the secret: --mount=type=secret,id=NAME (mounted at /run/secrets/NAME)")
         if m.get("source") and m.get("id"):
             raise FlagError("both source and id can't be set")
     if m.get("sharing") and t != "cache":

@@ -12,7 +12,7 @@ from typing import NamedTuple
 from grammar.errors import ExpansionError
 from grammar.shell_lexer import Lexer
 
-_OPENER = re.compile(r"(\d*)<<(-?)[\t\n\f\r ]*([^<]*)\Z")
+_OPENER = re.compile(r"([0-9]*)<<(-?)[\t\n\f\r ]*([^<]*)\Z")  # Go's \d is ASCII
 _EMPTY: dict[str, str] = {}
 # characters that make the shell lexer do more than split on blanks (non-ASCII: unicode blanks)
 _SPECIAL = re.compile(r"[^\x21-\x7e]|['\"\\$`]")

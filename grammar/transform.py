@@ -134,7 +134,7 @@ class ToAst:
         flags = _flags(kw, fitems)
         command, args = _command(rest)
         if not args:
-            raise Located(InstructionError, "SHELL requires at least one argument", _at(rest[0]))
+            raise Located(InstructionError, "SHELL requires at least one argument", _at(rest[0]), USAGE["shell"])
         return ast.Shell(*_base(kw, flags, args), command=command)
 
     def _pairs(self, children: list, cls: type) -> ast.Instruction:
@@ -143,7 +143,8 @@ class ToAst:
         located = rest[0].data
         for k, _, line, col in located:
             if k == "":
-                raise Located(InstructionError, f"{kw.value.upper()} names can not be blank", (line, col))
+                raise Located(InstructionError, f"{kw.value.upper()} names can not be blank", (line, col),
+                              USAGE[kw.value.lower()])
         pairs = tuple((k, v) for k, v, _, _ in located)
         flat = tuple(x for pair in pairs for x in pair)
         return cls(*_base(kw, flags, flat), pairs=pairs)
@@ -162,7 +163,7 @@ class ToAst:
         for word, line, col in words:
             name, eq, default = word.partition("=")
             if eq and name == "":
-                raise Located(InstructionError, "ARG names can not be blank", (line, col))
+                raise Located(InstructionError, "ARG names can not be blank", (line, col), USAGE["arg"])
             pairs.append((name, default if eq else None))
         return ast.Arg(*_base(kw, flags, tuple(w for w, _, _ in words)), pairs=tuple(pairs))
 
@@ -178,9 +179,10 @@ class ToAst:
             words = (*(w for w, _, _ in rest[0].data), rest[1].value)
         if len(words) < 2:
             raise Located(InstructionError, f"{name} requires at least two arguments, but only one "
-                          "was provided. Destination could not be determined", _at(kw))
+                          "was provided. Destination could not be determined", _at(kw), USAGE[name.lower()])
         if not is_json and parse_opener(words[-1]) is not None:
-            raise Located(InstructionError, f"{name} cannot accept a heredoc as a destination", _at(rest[1]))
+            raise Located(InstructionError, f"{name} cannot accept a heredoc as a destination", _at(rest[1]),
+                          f"the heredoc is a source: {name} <<EOF /path/to/file")
         return cls(*_base(kw, flags, words), sources=words[:-1], dest=words[-1], json=is_json,
                    heredocs=heredocs)
 
@@ -201,9 +203,10 @@ class ToAst:
         is_json = rest[0].type == "JSON"
         words = tuple(rest[0].data) if is_json else tuple(w for w, _, _ in rest[0].data)
         if not words:
-            raise Located(InstructionError, "VOLUME requires at least one argument", _at(kw))
+            raise Located(InstructionError, "VOLUME requires at least one argument", _at(kw), USAGE["volume"])
         if any(go_strip(w) == "" for w in words):
-            raise Located(InstructionError, "VOLUME specified can not be an empty string", _at(rest[0]))
+            raise Located(InstructionError, "VOLUME specified can not be an empty string", _at(rest[0]),
+                          USAGE["volume"])
         return ast.Volume(*_base(kw, flags, words), paths=words, json=is_json)
 
     def _one(self, children: list, cls: type) -> ast.Instruction:
@@ -238,7 +241,8 @@ class ToAst:
                           exc.hint) from None
         command, args = _command(rest[1:])
         if not args:
-            raise Located(InstructionError, "Missing command after HEALTHCHECK CMD", _at(rest[0]))
+            raise Located(InstructionError, "Missing command after HEALTHCHECK CMD", _at(rest[0]),
+                          USAGE["healthcheck"])
         return ast.Healthcheck(*_base(kw, flags, (rest[0].value, *args)), kind=kind, command=command)
 
     def onbuild(self, children: list) -> ast.Onbuild:
@@ -258,6 +262,24 @@ def _flag_mentions(raw: str, message: str) -> bool:
         or name in message
 
 
+# the hint of an argument error: how the instruction is written
+USAGE = {
+    "env": "write ENV NAME=VALUE [NAME=VALUE ...]",
+    "label": 'write LABEL NAME=VALUE [NAME=VALUE ...] (quote blanks: NAME="a b")',
+    "arg": "write ARG NAME or ARG NAME=DEFAULT",
+    "copy": 'write COPY SRC [SRC ...] DEST (or COPY ["SRC", "DEST"] for paths with blanks)',
+    "add": 'write ADD SRC [SRC ...] DEST (or ADD ["SRC", "DEST"] for paths with blanks)',
+    "expose": "write EXPOSE PORT[/PROTOCOL] [...], e.g. EXPOSE 80/tcp",
+    "volume": 'write VOLUME /path [...] or VOLUME ["/path"]',
+    "onbuild": "write ONBUILD INSTRUCTION, e.g. ONBUILD COPY . /app",
+    "healthcheck": "write HEALTHCHECK [OPTIONS] CMD command, or HEALTHCHECK NONE",
+    "shell": 'write SHELL ["executable", "parameters"]',
+    "user": "write USER NAME[:GROUP] or USER UID[:GID]",
+    "workdir": "write WORKDIR /path",
+    "stopsignal": "write STOPSIGNAL SIGNAL, e.g. STOPSIGNAL SIGTERM",
+    "maintainer": "write MAINTAINER NAME (deprecated: LABEL maintainer=NAME)",
+}
+
 # messages for a missing or unexpected argument, as BuildKit words them
 _NEEDS_ONE = {"env", "label", "arg", "expose", "volume", "onbuild", "healthcheck", "shell"}
 _EXACTLY_ONE = {"user", "workdir", "stopsignal", "maintainer"}
@@ -276,6 +298,7 @@ def _explain(exc: ParseError, src: Source) -> DockerfileError:
             msg = "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed"
         else:
             msg = f"{tok.value.upper()} isn't allowed as an ONBUILD trigger"
+        hint = "a trigger is any instruction but ONBUILD, FROM and MAINTAINER"
     elif keyword == "from":
         msg = "FROM requires either one or three arguments"
         hint = "write FROM IMAGE or FROM IMAGE AS NAME"
@@ -297,7 +320,7 @@ def _explain(exc: ParseError, src: Source) -> DockerfileError:
         msg = f"{name} requires at least one argument"
     else:
         msg = f"unexpected {tok.type.lower()} {tok.value!r} in {name or 'instruction'}"
-    return src.error(InstructionError, msg, where.line, where.column, hint)
+    return src.error(InstructionError, msg, where.line, where.column, hint or USAGE.get(keyword))
 
 
 def build_dockerfile(text: str, *, filename: str = "Dockerfile", fast_path: bool = True) -> ast.Dockerfile:

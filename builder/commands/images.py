@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from builder.commands._imagefmt import human_age, human_size, table
 from builder.errors import ImageFormatError, StoreError
@@ -35,7 +36,9 @@ def run(args: argparse.Namespace) -> int:
         try:
             config = store.image_by_id(rec.id).config()
             size = image_size(store, rec.id)
-        except (StoreError, ImageFormatError):
+        except (StoreError, ImageFormatError) as exc:  # listed on stderr, never silently hidden
+            print(f"warning: image {rec.id[7:19]} ({', '.join(rec.tags) or 'untagged'}) is unreadable: {exc}",
+                  file=sys.stderr)
             continue
         names = rec.tags or ("<none>:<none>",)
         for name in names:

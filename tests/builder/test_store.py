@@ -209,3 +209,17 @@ def test_commit_dir_can_keep_the_upperdir_as_the_snapshot(store_root: Path) -> N
 
     snap = store.snapshot_path(chain_ids([base, rec.diff_id])[-1])
     assert not upper.exists() and (snap / "f").read_text() == "x"
+
+
+def test_images_names_an_unreadable_image_instead_of_hiding_it(busybox_store: Path) -> None:
+    from tests.conftest import pybuild
+
+    store = Store.open(busybox_store)
+    image = store.resolve("busybox")
+    os.chmod(store.blob_path(image.id), 0o600)
+    with open(store.blob_path(image.id), "ab") as f:
+        f.write(b"corruption")
+    proc = pybuild("images")
+    assert "busybox" not in proc.stdout
+    assert f"warning: image {image.id[7:19]} (busybox:latest) is unreadable" in proc.stderr, proc.stderr
+    assert "is corrupt" in proc.stderr

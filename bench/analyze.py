@@ -145,6 +145,11 @@ def main() -> int:
           f"{os.cpu_count()} cores)")
     print(f"targets: wall < 5 s: {'met' if wall < 5 else 'MISSED'}; CPU < 5 s: {'met' if cpu < 5 else 'MISSED'}; "
           f"peak RSS < 200 MB: {'met' if rss < 200e6 else 'MISSED'}")
+    # diff reads both images and hashes every file: no target, compared with listing both
+    d_wall, d_rss, _, d_cpu = peak_rss_of([sys.executable, "-m", "builder", "diff", "--json", str(layout), str(layout)])
+    print(f"pybuild diff of the image with itself: {d_wall:.2f} s wall, {d_cpu:.2f} s CPU, peak RSS "
+          f"{d_rss / 1e6:.0f} MB; ratio / (2 x peer): {d_wall / (2 * peer_wall):.2f}x wall, "
+          f"{d_cpu / (2 * peer_cpu):.2f}x CPU")
     return 0  # a measurement, not a test: `make bench` runs every benchmark
 
 

@@ -1,7 +1,8 @@
 """`pybuild diff A B`: two images compared layer by layer, file by file and config field by field.
 
 Each image's final filesystem is built in one streaming pass (OCI whiteouts and opaque
-directories applied), keeping per path its kind, size, link target and content sha256.
+directories applied), keeping per path its kind, size, link target and content sha256; an index
+of the paths below each path makes a whiteout cost the size of what it hides, not of the image.
 Layers are paired by position; a pair with the same diff_id is the same layer.
 """
 
@@ -24,6 +25,7 @@ class FileState:
     size: int
     linkname: str = ""
     digest: str = ""
+    meta: str = ""  # "mode uid:gid"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,15 +62,32 @@ class ImageDiff:
         return sum(f.delta for f in self.files)
 
 
-def final_files(image: "Image") -> dict[str, FileState]:
+def final_files(image: "Image", label: str = "") -> dict[str, FileState]:
     """The image's final filesystem: path (no leading slash) -> FileState (directories included)."""
-    return final_state([(layer.open_uncompressed, f"layer {i} ({layer.digest})") for i, layer in
+    prefix = f"{label}: " if label else ""
+    return final_state([(layer.open_uncompressed, f"{prefix}layer {i} ({layer.digest})") for i, layer in
                         enumerate(image.layers())])
 
 
 def final_state(layers: list[tuple[Callable[[], BinaryIO], str]]) -> dict[str, FileState]:
     """The filesystem that uncompressed layer tars (openers, lowest first) stack up to."""
     files: dict[str, FileState] = {}
+    below: dict[str, set[str]] = {}  # a path -> the paths directly below it that lead to files
+
+    def drop_below(path: str) -> None:  # every path under `path`, not `path` itself
+        stack = list(below.pop(path, ()))
+        while stack:
+            p = stack.pop()
+            files.pop(p, None)
+            stack.extend(below.pop(p, ()))
+
+    def drop(path: str) -> None:
+        drop_below(path)
+        files.pop(path, None)
+        head = path.rpartition("/")[0]
+        if head in below:
+            below[head].discard(path)
+
     for open_layer, where in layers:
         raw = open_layer()
         try:
@@ -76,22 +95,27 @@ def final_state(layers: list[tuple[Callable[[], BinaryIO], str]]) -> dict[str, F
         finally:
             raw.close()
         for e in entries:  # whiteouts and opaque dirs hide the layers below, not this one
-            if e.kind in (WHITEOUT, OPAQUE):
-                prefix = e.path + "/" if e.path else ""
-                for p in [p for p in files if p.startswith(prefix) or (e.kind == WHITEOUT and p == e.path)]:
-                    del files[p]
+            if e.kind == OPAQUE:
+                drop_below(e.path)
+            elif e.kind == WHITEOUT:
+                drop(e.path)
         for e in entries:
             if e.kind in (WHITEOUT, OPAQUE):
                 continue
-            parts = e.path.split("/")
-            for i in range(1, len(parts)):  # a non-directory where a parent directory must be goes
-                up = "/".join(parts[:i])
+            head, up = e.path, e.path.rpartition("/")[0]
+            while True:  # register the path under each parent; a non-directory parent goes
                 if up in files and files[up].kind != DIR:
-                    del files[up]
+                    drop(up)
+                children = below.setdefault(up, set())
+                if head in children:
+                    break
+                children.add(head)
+                if not up:
+                    break
+                head, up = up, up.rpartition("/")[0]
             if e.kind != DIR:  # a non-directory replaces whatever was there, children included
-                for p in [p for p in files if p.startswith(e.path + "/")]:
-                    del files[p]
-            files[e.path] = FileState(e.kind, e.size, e.linkname, e.digest)
+                drop_below(e.path)
+            files[e.path] = FileState(e.kind, e.size, e.linkname, e.digest, e.meta)
     return files
 
 
@@ -119,7 +143,7 @@ def diff_images(a: "Image", b: "Image", *, label_a: str = "A", label_b: str = "B
                              _layer_label(lb[i], hb[i]) if i < len(lb) else "",
                              i < len(la) and i < len(lb) and la[i].diff_id == lb[i].diff_id)
                    for i in range(max(len(la), len(lb))))
-    fa, fb = final_files(a), final_files(b)
+    fa, fb = final_files(a, label_a), final_files(b, label_b)
     files = []
     for path in sorted(set(fa) | set(fb)):
         x, y = fa.get(path), fb.get(path)
@@ -132,12 +156,15 @@ def diff_images(a: "Image", b: "Image", *, label_a: str = "A", label_b: str = "B
         elif y is None:
             if x.kind != DIR:
                 files.append(FileChange("/" + path, "removed", x.size, 0))
-        elif x.kind == DIR and y.kind == DIR:
-            continue
+        elif x.kind != y.kind:
+            files.append(FileChange("/" + path, "changed", x.size, y.size, f"kind {x.kind} -> {y.kind}"))
         else:
-            detail = ("kind " + x.kind + " -> " + y.kind if x.kind != y.kind else
-                      "link " + x.linkname + " -> " + y.linkname if x.linkname != y.linkname else "content")
-            files.append(FileChange("/" + path, "changed", x.size, y.size, detail))
+            details = [f"link {x.linkname} -> {y.linkname}"] if x.linkname != y.linkname else []
+            details += ["content"] if (x.digest, x.size) != (y.digest, y.size) else []
+            (mode_a, owner_a), (mode_b, owner_b) = (x.meta.split(" ") + [""])[:2], (y.meta.split(" ") + [""])[:2]
+            details += [f"mode {mode_a} -> {mode_b}"] if mode_a != mode_b else []
+            details += [f"owner {owner_a} -> {owner_b}"] if owner_a != owner_b else []
+            files.append(FileChange("/" + path, "changed", x.size, y.size, ", ".join(details)))
     ca, cb = _flat(json.loads(a.raw_config())), _flat(json.loads(b.raw_config()))
     skip = ("rootfs.diff_ids", "history", "created")
     config = tuple((k, ca.get(k), cb.get(k)) for k in sorted(set(ca) | set(cb))

@@ -183,9 +183,9 @@ class _Pass:
         }
 
 
-def _read_layer(source: LayerSource, index: int) -> tuple[list[TarEntry], int]:
+def _read_layer(source: LayerSource, index: int, image: str = "") -> tuple[list[TarEntry], int]:
     """All entries of one layer, and the size of its uncompressed tar."""
-    where = f"layer {index}" + (f" ({source.digest})" if source.digest else "")
+    where = (f"{image}: " if image else "") + f"layer {index}" + (f" ({source.digest})" if source.digest else "")
     raw = source.open()
     try:
         counted = CountingReader(raw)
@@ -202,8 +202,8 @@ def analyze_layers(layers: Sequence[LayerSource], *, reference: str = "", base_l
     partial: list[tuple[LayerSource, dict, int, int]] = []
     # layers are read two at a time (decompression runs outside the GIL), consumed in order
     with ThreadPoolExecutor(max_workers=max(readers, 1)) as pool:
-        for index, (source, (entries, tar_bytes)) in enumerate(zip(layers, pool.map(_read_layer, layers,
-                                                                                      range(len(layers))))):
+        read = pool.map(_read_layer, layers, range(len(layers)), [reference] * len(layers))
+        for index, (source, (entries, tar_bytes)) in enumerate(zip(layers, read)):
             content = sum(e.size for e in entries)
             partial.append((source, run.layer(index, entries), tar_bytes, content))
     reports = tuple(

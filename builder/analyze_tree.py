@@ -31,6 +31,7 @@ class TarEntry:
     size: int
     linkname: str = ""
     digest: str = ""  # sha256 of a file's contents, when asked for
+    meta: str = ""  # "mode uid:gid" (mode in octal), when digests are asked for
 
 
 class CountingReader:
@@ -100,10 +101,11 @@ def _pax(data: bytes, where: str) -> dict[str, str]:
     return out
 
 
-def scan_tar(stream: BinaryIO, *, where: str, digests: bool = False) -> Iterator[tuple[str, bytes, int, str, str]]:
-    """Yield (name, typeflag, size, linkname, digest) of each member of an uncompressed tar,
+def scan_tar(stream: BinaryIO, *, where: str,
+             digests: bool = False) -> Iterator[tuple[str, bytes, int, str, str, str]]:
+    """Yield (name, typeflag, size, linkname, digest, meta) of each member of an uncompressed tar,
     reading it front to back in 1 MiB blocks and skipping file contents without copying them
-    (with `digests`, a regular file's sha256 instead of ""). Handles ustar, pax (`x`, `g`) and
+    (with `digests`, a regular file's sha256 and "mode uid:gid" instead of ""). Handles ustar, pax (`x`, `g`) and
     GNU long names (`L`, `K`); reads the stream to its end."""
     buf, base, nxt = b"", 0, 0  # buf holds stream bytes [base, base + len(buf)); a header is due at nxt
     pax: dict[str, str] = {}
@@ -177,16 +179,31 @@ def scan_tar(stream: BinaryIO, *, where: str, digests: bool = False) -> Iterator
             except ValueError:
                 raise ImageFormatError(f"{where}: bad pax size {pax['size']!r}") from None
             data_len = (size + 511) & ~511
+        meta = ""
+        if digests:
+            uid, gid = (pax[k] if k in pax else str(_number(header[a:b], where)) for k, a, b in
+                        (("uid", 108, 116), ("gid", 116, 124)))
+            meta = f"{_number(header[100:108], where) & 0o7777:o} {uid}:{gid}"
         pax, long_name, long_link = {}, None, None
         regular = flag in _REGULAR or flag == b"S"
-        yield name, flag, size, link, digest_of(nxt + 512, size) if digests and regular else ""
+        yield name, flag, size, link, digest_of(nxt + 512, size) if digests and regular else "", meta
         nxt += 512 + (data_len if regular or flag not in (b"1", b"2", b"3", b"4", b"5", b"6") else 0)
 
 
 def read_entries(stream: BinaryIO, *, where: str, digests: bool = False) -> Iterator[TarEntry]:
     """Yield the members of an uncompressed layer tar as TarEntries, front to back, never seeking
-    (with `digests`, each regular file's sha256 too)."""
-    for raw_name, flag, size, link, digest in scan_tar(stream, where=where, digests=digests):
+    (with `digests`, each regular file's sha256 too). Errors name `where`, those of the
+    decompressing stream too."""
+    try:
+        yield from _entries(stream, where=where, digests=digests)
+    except ImageFormatError as exc:
+        if exc.message.startswith(where):
+            raise
+        raise ImageFormatError(f"{where}: {exc.message}", hint=exc.hint) from None
+
+
+def _entries(stream: BinaryIO, *, where: str, digests: bool) -> Iterator[TarEntry]:
+    for raw_name, flag, size, link, digest, meta in scan_tar(stream, where=where, digests=digests):
         path = normalize(raw_name, where=where)
         if not path:
             continue
@@ -198,10 +215,10 @@ def read_entries(stream: BinaryIO, *, where: str, digests: bool = False) -> Iter
             target = base[len(WH_PREFIX):]
             yield TarEntry(f"{head}/{target}" if head else target, WHITEOUT, 0)
         elif flag in _REGULAR:
-            yield TarEntry(path, FILE, size, "", digest)
+            yield TarEntry(path, FILE, size, "", digest, meta)
         else:
             kind = _KINDS.get(flag, OTHER)
-            yield TarEntry(path, kind, 0, link if kind in (SYMLINK, HARDLINK) else "")
+            yield TarEntry(path, kind, 0, link if kind in (SYMLINK, HARDLINK) else "", "", meta)
 
 
 class Node:

@@ -9,8 +9,8 @@ from typing import Iterable, Union
 from builder.analyze_layers import LayerSource
 
 # a member: "dir/" (directory), ("path", size) (file of `size` bytes of b"x"), ("path", "->target") (symlink),
-# ("path", "=>target") (hard link)
-Member = Union[str, tuple[str, int], tuple[str, str]]
+# ("path", "=>target") (hard link), ("path", size, mode) or ("path", size, mode, uid) (file)
+Member = Union[str, tuple[str, int], tuple[str, str], tuple[str, int, int], tuple[str, int, int, int]]
 
 
 def layer_tar(members: Iterable[Member]) -> bytes:
@@ -28,7 +28,7 @@ def layer_tar(members: Iterable[Member]) -> bytes:
                 tar.addfile(ti)
             else:
                 ti = tarfile.TarInfo(m[0])
-                ti.size, ti.mode = m[1], 0o644
+                ti.size, ti.mode, ti.uid = m[1], *(tuple(m[2:]) + (0o644, 0)[len(m) - 2:])
                 tar.addfile(ti, io.BytesIO(b"x" * m[1]))
     return buf.getvalue()
 

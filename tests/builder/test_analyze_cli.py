@@ -138,6 +138,19 @@ def test_bad_input_is_a_clear_error(store_root: Path, tmp_path: Path) -> None:
         assert "Traceback" not in proc.stderr
 
 
+def test_a_corrupt_layer_is_named_with_its_image(demo: Path, tmp_path: Path) -> None:
+    image = Store.open(demo).resolve("demo:1")
+    write_oci_layout(image, tmp_path / "good")
+    write_oci_layout(image, tmp_path / "bad")
+    layer = image.layers()[1]
+    blob = tmp_path / "bad" / "blobs" / "sha256" / str(layer.digest).split(":")[1]
+    blob.write_bytes(blob.read_bytes()[: layer.size // 2])
+    for proc in (pybuild("analyze", str(tmp_path / "bad"), check=False),
+                 pybuild("diff", str(tmp_path / "good"), str(tmp_path / "bad"), check=False)):
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr
+        assert f"{tmp_path / 'bad'}: layer 1 ({layer.digest}): gzip stream is truncated" in proc.stderr
+
+
 def test_public_api_is_exported() -> None:
     import builder.analyze as api
 

@@ -7,6 +7,9 @@ import json
 import tarfile
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from builder.analyze_diff import diff_images
 from builder.oci import mutate
 from builder.oci.image import EMPTY
@@ -67,3 +70,63 @@ def test_cli_json_and_text(store_root: Path, tmp_path: Path) -> None:
     assert " ~ /etc/a  10 -> 12 (+2)  [content]" in text and "Files: 0 added, 0 removed, 1 changed" in text
     bad = pybuild("diff", "v:1", "nosuch", check=False)
     assert bad.returncode == 1 and "nosuch" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_mode_and_owner_changes_are_file_changes(store_root: Path) -> None:
+    store = Store.open(store_root)
+    make(store, "m:1", ["bin/", ("bin/tool", 4), ("bin/conf", 3), ("bin/same", 2)])
+    make(store, "m:2", ["bin/", ("bin/tool", 4, 0o755), ("bin/conf", 5, 0o644, 1000), ("bin/same", 2)])
+    d = diff_images(store.resolve("m:1"), store.resolve("m:2"))
+    assert [(f.path, f.change, f.size_a, f.size_b, f.detail) for f in d.files] == [
+        ("/bin/conf", "changed", 3, 5, "content, owner 0:0 -> 1000:0"),
+        ("/bin/tool", "changed", 4, 4, "mode 644 -> 755")]
+
+
+def naive_final_state(layers: list[bytes]) -> dict:
+    """The stacked filesystem by brute force: every whiteout and every non-directory scans all paths."""
+    from builder.analyze_diff import FileState
+    from builder.analyze_tree import read_entries
+
+    files: dict = {}
+    for data in layers:
+        entries = list(read_entries(io.BytesIO(data), where="t", digests=True))
+        for e in entries:
+            if e.kind in ("whiteout", "opaque"):
+                prefix = e.path + "/" if e.path else ""
+                for p in [p for p in files if p.startswith(prefix) or (e.kind == "whiteout" and p == e.path)]:
+                    del files[p]
+        for e in entries:
+            if e.kind in ("whiteout", "opaque"):
+                continue
+            parts = e.path.split("/")
+            for i in range(1, len(parts)):
+                up = "/".join(parts[:i])
+                if up in files and files[up].kind != "dir":
+                    del files[up]
+            if e.kind != "dir":
+                for p in [p for p in files if p.startswith(e.path + "/")]:
+                    del files[p]
+            files[e.path] = FileState(e.kind, e.size, e.linkname, e.digest, e.meta)
+    return files
+
+
+NAMES = ["a", "a/x", "a/x/p", "a/y", "b", "b/z", "c/w/v", "ab"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.sampled_from(["file", "dir", "link", "whiteout", "opaque"]),
+                                   st.sampled_from(NAMES), st.integers(0, 9)), max_size=7), min_size=1, max_size=4))
+def test_final_state_agrees_with_a_brute_force_model(layers: list) -> None:
+    """The indexed final_state (a whiteout costs what it hides) against a scan of every path."""
+    from builder.analyze_diff import final_state
+
+    tars = []
+    for ops in layers:
+        members: list = []
+        for kind, path, size in ops:
+            head, _, base = path.rpartition("/")
+            members.append({"file": (path, size), "dir": path + "/", "link": (path, "->" + base),
+                            "whiteout": ((head + "/" if head else "") + ".wh." + base, 0),
+                            "opaque": (path + "/.wh..wh..opq", 0)}[kind])
+        tars.append(layer_tar(members))
+    assert final_state([(lambda t=t: io.BytesIO(t), "t") for t in tars]) == naive_final_state(tars)

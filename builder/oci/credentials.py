@@ -145,6 +145,9 @@ def _from_auths(conf: dict[str, Any], registry: str, path: Path) -> Credentials 
 
 
 def _write(path: Path, conf: dict[str, Any]) -> None:
+    """Replace the config atomically (0600); a symlinked config.json (dotfiles) is written at its
+    target, as the docker CLI does, so the link survives."""
+    path = Path(os.path.realpath(path))
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".config.json.")
     try:

@@ -158,3 +158,17 @@ def test_all_lists_the_public_names(module: str) -> None:
               and callable(v)}
     assert all(hasattr(mod, n) for n in mod.__all__)
     assert public <= set(mod.__all__), public - set(mod.__all__)
+
+
+def test_store_writes_through_a_symlinked_config(docker_config: Path, tmp_path: Path) -> None:
+    dotfiles = tmp_path / "dotfiles"
+    dotfiles.mkdir()
+    (dotfiles / "config.json").write_text('{"psFormat": "table"}\n')
+    (docker_config / "config.json").unlink(missing_ok=True)
+    (docker_config / "config.json").symlink_to(dotfiles / "config.json")
+    credentials.store("127.0.0.1:5000", Credentials("alice", "s3cret"))
+    assert (docker_config / "config.json").is_symlink()  # the user's link is kept
+    conf = json.loads((dotfiles / "config.json").read_text())
+    assert conf["psFormat"] == "table" and "127.0.0.1:5000" in conf["auths"]
+    assert stat.S_IMODE(os.stat(dotfiles / "config.json").st_mode) == 0o600
+    assert credentials.lookup("127.0.0.1:5000") == Credentials("alice", "s3cret")

@@ -31,6 +31,7 @@ MS_STRICTATIME = 1 << 24
 MNT_DETACH = 2
 
 PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
 
@@ -99,6 +100,23 @@ def capset(caps: frozenset[int]) -> None:
         word = (mask >> (32 * i)) & 0xFFFFFFFF
         data[i].effective = data[i].permitted = word
     _check(_libc.syscall(SYS_CAPSET, ctypes.byref(hdr), ctypes.byref(data)), "capset")
+
+
+def set_process_title(title: str) -> None:
+    """Show this process as `title` in /proc/<pid>/comm and /proc/<pid>/cmdline (what `ps` shows),
+    overwriting the command line we were started with in place, as setproctitle does. Best effort."""
+    name = ctypes.create_string_buffer(title.encode()[:15])
+    _libc.prctl(PR_SET_NAME, ctypes.addressof(name), 0, 0, 0)
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        start, end = int(fields[45]), int(fields[46])  # arg_start, arg_end (fields 48 and 49)
+    except (OSError, IndexError, ValueError):
+        return
+    text = title.encode() + b"\0"
+    if 0 < start < end and len(text) < end - start <= 1 << 20:
+        ctypes.memset(start, ord(" "), end - start)  # a last byte that is not NUL: the kernel then
+        ctypes.memmove(start, text, len(text))  # reads the command line up to the title's NUL
 
 
 def pid_alive(pid: int) -> bool:

@@ -506,6 +506,7 @@ def _child_b(run: _Run, parent: int, err_w: int, status_w: int, join_r: int) -> 
     its own cgroup namespace and the process."""
     try:
         _die_with_parent(parent)
+        _linux.set_process_title("pybuild-init")  # not pybuild's own command line, for all in the container to read
         _close_fds_except({0, 1, 2, err_w, status_w, join_r, *run.child_fds})
         p = run.process
         terminal = setup_root(run.scratch / "root", run.scratch, run.rootfs, run.mounts, run.scratch / "etc",

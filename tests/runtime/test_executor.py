@@ -55,6 +55,8 @@ def test_pid_namespace_init_is_pid_1_and_process_is_its_child(run_in) -> None:
     pid, ppid, nprocs = r.out.split()
     assert (pid, ppid) == ("2", "1")
     assert int(nprocs) in (3, 4)  # init, sh, ls (grep, if forked yet): nothing of the host
+    init = run_in("sh", "-c", "cat /proc/1/cmdline; echo; cat /proc/1/comm").out
+    assert init == "pybuild-init\0\npybuild-init\n"  # not the command line pybuild was started with
 
 
 def test_init_reaps_orphaned_zombies(run_in) -> None:

@@ -489,13 +489,19 @@ class Converter:
     def on_run(self, stage: Stage, state: _StageState, inst: ast.Run, origin: Origin) -> None:
         cmd = inst.command
         shell = list(state.config.get("Shell") or DEFAULT_SHELL)
+        script_file: list[RunMount] = []
         if isinstance(cmd, ast.ExecForm):
             argv = list(cmd.args)
         elif cmd is None:
             raise _flag_error("RUN needs a command", origin)
         elif inst.heredocs and cmd.text.strip() == f"<<{'-' if inst.heredocs[0].chomp else ''}{inst.heredocs[0].name}" \
                 and len(inst.heredocs) == 1:
-            argv = shell + [inst.heredocs[0].body]
+            body = inst.heredocs[0].body
+            if body.startswith("#!"):  # BuildKit runs it as a file, so its interpreter line counts
+                script_file.append(RunMount("file", f"/dev/pipes/{inst.heredocs[0].name}", mode=0o755, content=body))
+                argv = shell + [script_file[0].target]
+            else:
+                argv = shell + [body]
         elif inst.heredocs:
             script = cmd.text + "\n" + "".join(
                 h.content + ("" if h.content.endswith("\n") or not h.content else "\n") + h.name + "\n"
@@ -505,7 +511,8 @@ class Converter:
             argv = shell + [cmd.text]
         expand_env = state.expand_env()
         cwd = state.config.get("WorkingDir") or "/"
-        mounts = _ssh_defaults([self._mount(m, expand_env, stage, cwd, origin) for m in inst.flag_values("mount")])
+        mounts = _ssh_defaults([self._mount(m, expand_env, stage, cwd, origin) for m in inst.flag_values("mount")]
+                               + script_file)
         network = inst.flag("network") or "default"
         if network not in ("default", "none", "host"):
             raise _flag_error(f"unsupported network mode {network!r} (default, none or host)", origin)
@@ -518,7 +525,10 @@ class Converter:
         # BuildKit's history names every ARG declared so far, with the value RUN sees ("" if none)
         shown_args = [f"{k}={expand_env.get(k, '')}" for k in state.arg_order]
         prefix = f"|{len(shown_args)} " + " ".join(shown_args) + " " if shown_args else ""
-        shown = "RUN " + (" ".join(argv[len(shell):]) if isinstance(cmd, ast.ShellForm) else _go_quote_list(argv))
+        if isinstance(cmd, ast.ExecForm):
+            shown = "RUN " + _go_quote_list(argv)
+        else:
+            shown = "RUN " + (cmd.text.strip() if script_file else " ".join(argv[len(shell):]))
         self.add(stage, Node(op, origin, shown, "RUN " + prefix + " ".join(argv) + " # buildkit"))
 
     def _mount(self, spec: str, env: Mapping[str, str], stage: Stage, cwd: str, origin: Origin) -> RunMount:

@@ -56,7 +56,7 @@ Base = Union[ImageSource, Scratch, StageRef]
 class RunMount:
     """One `RUN --mount=...`, expanded. `source_stage` is set for `from=<stage>` (bind/cache)."""
 
-    type: str  # bind | cache | tmpfs | secret | ssh
+    type: str  # bind | cache | tmpfs | secret | ssh | file (a RUN heredoc script, never from the user)
     target: str = ""
     source: str = ""
     source_stage: int | None = None
@@ -70,6 +70,7 @@ class RunMount:
     required: bool = False
     env: str = ""  # secret exposed as an environment variable
     size: int | None = None  # tmpfs size in bytes
+    content: str = ""  # type=file: the file's text
 
     def key_part(self) -> dict[str, Any]:
         """What of this mount decides the result (secrets: only their id and target)."""
@@ -78,6 +79,8 @@ class RunMount:
             d.update(source=self.source, readonly=self.readonly, id=self.id, sharing=self.sharing)
         if self.type in ("secret", "ssh"):  # the id, never the value or the agent socket
             d.update(id=self.id, env=self.env, required=self.required)
+        if self.type == "file":
+            d["content"] = self.content
         if self.mode is not None:
             d["mode"] = self.mode
         if self.uid is not None or self.gid is not None:

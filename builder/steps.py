@@ -385,6 +385,11 @@ def _run_exec_mounted(op: Exec, node: Node, state: "_State", solver: "Solver", s
                 if m.uid is not None or m.gid is not None:
                     os.chown(f, m.uid or 0, m.gid or 0)
                 mounts.append(Mount(m.target, str(f), "bind", True))
+        elif m.type == "file":  # a RUN heredoc with a shebang, run as a file (BuildKit: /dev/pipes/NAME)
+            f = work / f"file{i}"
+            f.write_text(m.content)
+            os.chmod(f, m.mode if m.mode is not None else 0o644)
+            mounts.append(Mount(m.target, str(f), "bind", True))
         elif m.type == "ssh":
             proxy = _ssh_proxy(solver, m, held)
             if proxy is not None:

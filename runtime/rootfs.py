@@ -164,7 +164,10 @@ def setup_root(root: Path, scratch: Path, rootfs: RootfsSpec, mounts: Sequence[M
     mount_overlay(lower, rootfs.upper, rootfs.work, root, scratch, _linux.MS_NODEV)
     r = str(root)
     _linux.mount("proc", r + "/proc", "proc", NOSUID_NODEV_NOEXEC)
-    terminal = _mount_dev(r + "/dev", tty, privileged)
+    targets = [(os.path.normpath("/" + m.target.lstrip("/")), m) for m in mounts]
+    below_dev = [(t[len("/dev/"):], m.type == "bind" and os.path.isfile(m.source))
+                 for t, m in targets if t.startswith("/dev/")]
+    terminal = _mount_dev(r + "/dev", tty, privileged, below_dev)
     try:
         _linux.mount("sysfs", r + "/sys", "sysfs", NOSUID_NODEV_NOEXEC | (0 if privileged else _linux.MS_RDONLY))
     except OSError:  # sharing the host's network namespace: bind its /sys
@@ -279,7 +282,11 @@ def _open_terminal(pts: str) -> tuple[int, int, str]:
     return master, os.open(path, os.O_RDWR | os.O_NOCTTY), path
 
 
-def _mount_dev(dev: str, tty: bool, privileged: bool = False) -> tuple[int, int] | None:
+def _mount_dev(dev: str, tty: bool, privileged: bool = False,
+               points: Sequence[tuple[str, bool]] = ()) -> tuple[int, int] | None:
+    """A /dev tmpfs with Docker's device nodes; `points`: (path below /dev, is a file) of the
+    mounts to come there (BuildKit's /dev/pipes/NAME heredoc scripts), made before /dev is
+    read-only."""
     _linux.mount("tmpfs", dev, "tmpfs", _linux.MS_NOSUID | _linux.MS_STRICTATIME, "mode=755,size=65536k")
     old = os.umask(0)
     try:
@@ -297,6 +304,15 @@ def _mount_dev(dev: str, tty: bool, privileged: bool = False) -> tuple[int, int]
         os.mkdir(f"{dev}/pts", 0o755)
         os.mkdir(f"{dev}/shm", 0o1777)
         os.mkdir(f"{dev}/mqueue", 0o755)
+        real_dev = os.path.realpath(dev)
+        for rel, is_file in points:
+            path = os.path.join(dev, rel)
+            parent = os.path.realpath(os.path.dirname(path))
+            if parent != real_dev and not parent.startswith(real_dev + "/"):  # not through /dev/fd & co.
+                continue
+            os.makedirs(os.path.dirname(path) if is_file else path, 0o755, exist_ok=True)
+            if is_file and not os.path.lexists(path):
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644))
     finally:
         os.umask(old)
     _linux.mount("devpts", f"{dev}/pts", "devpts", _linux.MS_NOSUID | _linux.MS_NOEXEC,

@@ -212,3 +212,18 @@ def test_history_records_what_buildkit_records() -> None:
     assert by[11] == ""  # the solver writes no history entry for it
     run = execs(target(g))[0]
     assert ("NONE", "") not in run.env  # a valueless ARG shows in history only
+
+
+def test_a_run_heredoc_with_a_shebang_runs_as_a_file() -> None:
+    """BuildKit mounts such a script at /dev/pipes/NAME and runs that path, so its interpreter
+    line counts; without a shebang the body goes to the shell as one command string."""
+    g, _ = build("FROM busybox\nRUN <<EOT\n#!/usr/bin/awk -f\nBEGIN { print 1 }\nEOT\nRUN <<EOF\necho plain\nEOF\n")
+    script, plain = execs(target(g))
+    assert script.argv == ("/bin/sh", "-c", "/dev/pipes/EOT")
+    (m,) = script.mounts
+    assert (m.type, m.target, m.mode) == ("file", "/dev/pipes/EOT", 0o755)
+    assert m.content == "#!/usr/bin/awk -f\nBEGIN { print 1 }\n"
+    assert m.key_part()["content"] == m.content  # the script decides the result
+    assert plain.argv == ("/bin/sh", "-c", "echo plain\n") and plain.mounts == ()
+    assert [n.created_by for n in target(g).nodes] == ["RUN /bin/sh -c /dev/pipes/EOT # buildkit",
+                                                       "RUN /bin/sh -c echo plain\n # buildkit"]

@@ -294,20 +294,21 @@ def _no_constants(name: str) -> None:
 _DECODER = json.JSONDecoder(parse_constant=_no_constants)
 
 
-def parse_json(rest: str) -> list[str] | None:
+def parse_json(rest: str, *, tail_ok: bool = False) -> list[str] | None:
     """parseJSON: the leading JSON array of strings, or None when `rest` is not JSON.
 
-    Raises NotStringArray for an array holding anything but strings, as Docker does.
-    Text after the array is ignored (Go's json.Decoder reads one value).
+    Raises NotStringArray for an array holding anything but strings, as Docker does. Text after
+    the array (other than JSON blanks) makes it no JSON: `json.Unmarshal` since Dockerfile 1.10
+    (BuildKit 80518e2; v0.12.5's json.Decoder read the array and ignored the rest: `tail_ok`).
     """
     rest = go_lstrip(rest)
     if not rest.startswith("["):
         return None
     try:
-        value, _ = _DECODER.raw_decode(rest)
+        value, end = _DECODER.raw_decode(rest)
     except ValueError:
         return None
-    if not isinstance(value, list):
+    if not isinstance(value, list) or (not tail_ok and rest[end:].strip(" \t\n\r")):
         return None
     for item in value:
         if not isinstance(item, str):

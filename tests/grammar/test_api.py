@@ -193,3 +193,27 @@ def test_submodules_do_not_shadow_public_functions() -> None:
     for name in grammar.__all__:
         obj = getattr(grammar, name)
         assert not isinstance(obj, types.ModuleType) or name == "ast", name
+
+
+@pytest.mark.parametrize("line,expected", [
+    # Dockerfile 1.10 (BuildKit 80518e2, testInvalidJSONCommands): json.Unmarshal, so an array
+    # followed by text is the shell form; v0.12.5 read the array and ignored the text
+    ('RUN ["echo", "hello"]this is invalid', grammar.ast.ShellForm('["echo", "hello"]this is invalid')),
+    ("ENTRYPOINT []random string", grammar.ast.ShellForm("[]random string")),
+    ('CMD ["a", 1] tail', grammar.ast.ShellForm('["a", 1] tail')),  # invalid JSON: no string check
+    ('CMD ["a"] \t', grammar.ast.ExecForm(("a",))),  # JSON blanks after the array are fine
+    ('HEALTHCHECK CMD ["true"] x', grammar.ast.ShellForm('["true"] x')),
+])
+def test_text_after_a_json_array_makes_shell_form(line: str, expected) -> None:
+    for fast in (True, False):
+        from grammar.transform import build_dockerfile
+
+        inst = build_dockerfile(f"FROM a\n{line}\n", fast_path=fast).instructions[1]
+        assert inst.command == expected
+
+
+def test_copy_and_volume_with_text_after_json_split_on_blanks() -> None:
+    df = grammar.parse('FROM a\nCOPY ["a b", "c"] /d\nVOLUME ["/v"] /w\n')
+    copy, volume = df.instructions[1:]
+    assert (copy.sources, copy.dest, copy.json) == (('["a', 'b",', '"c"]'), "/d", False)
+    assert (volume.paths, volume.json) == (('["/v"]', "/w"), False)

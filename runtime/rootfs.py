@@ -186,7 +186,7 @@ def setup_root(root: Path, scratch: Path, rootfs: RootfsSpec, mounts: Sequence[M
                 copy_up(target, m.source)
             _bind(target, m.source, readonly=m.readonly, recursive=True, nodev=True)
     for path in () if privileged else MASKED_PATHS:
-        _mask(r + path)
+        _mask(r + path, r + "/dev/null")
     for path in () if privileged else READONLY_PATHS:
         if os.path.exists(r + path):
             _bind(r + path, r + path, readonly=True, recursive=True, nodev=True, noexec=True)
@@ -249,7 +249,8 @@ def _bind(target: str, source: str, readonly: bool = False, recursive: bool = Fa
         _linux.mount(None, target, None, flags | _linux.MS_REMOUNT | extra)
 
 
-def _mask(path: str) -> None:
+def _mask(path: str, null: str) -> None:
+    """Hide `path`: an empty read-only tmpfs over a directory, the container's /dev/null over a file."""
     try:
         st = os.lstat(path)
     except OSError:
@@ -257,7 +258,7 @@ def _mask(path: str) -> None:
     if stat.S_ISDIR(st.st_mode):
         _linux.mount("tmpfs", path, "tmpfs", _linux.MS_RDONLY)
     else:
-        _linux.mount("/dev/null", path, None, _linux.MS_BIND)
+        _linux.mount(null, path, None, _linux.MS_BIND)
 
 
 def _first_free_loop() -> int:

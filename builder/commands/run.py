@@ -82,7 +82,9 @@ def run(args: argparse.Namespace) -> int:
     if args.detach:
         st = container.start_detached()
         if st.status == "exited" and st.error:
-            raise SandboxError(f"container {container.short_id} failed to start: {st.error}")
+            failed = SandboxError(f"container {container.short_id} failed to start: {st.error}")
+            failed.exit_code = 125  # type: ignore[attr-defined]  # as docker run -d
+            raise failed
         print(container.id)
         return 0
     proxy = _SignalProxy()

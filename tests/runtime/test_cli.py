@@ -95,6 +95,23 @@ def test_zero_limits_mean_none_as_in_docker(store: dict[str, str]) -> None:
     assert (proc.returncode, proc.stdout) == (0, "ok\n"), proc.stderr
 
 
+def test_publishing_a_taken_port_fails_with_125(store: dict[str, str]) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for flags in (["-d"], ["--rm"]):
+            proc = pybuild("run", *flags, "-p", f"127.0.0.1:{port}:80", "busybox", "true", env=store, check=False)
+            assert proc.returncode == 125, (flags, proc.returncode, proc.stderr)
+            assert f"cannot publish port 127.0.0.1:{port}/tcp: Address already in use" in proc.stderr
+            assert "Traceback" not in proc.stderr
+    line = next(x for x in pybuild("ps", "-a", env=store).stdout.splitlines() if f"127.0.0.1:{port}->80/tcp" in x)
+    assert "Exited (125)" in line  # the -d one stays, as docker leaves it
+    pybuild("rm", line.split()[0], env=store)
+
+
 def test_publish_to_a_free_host_port(store: dict[str, str], tmp_path: Path) -> None:
     (tmp_path / "index.html").write_text("from busybox httpd\n")
     cid = pybuild("run", "-d", "-p", "127.0.0.1::80", "-v", f"{tmp_path}:/www:ro", "busybox",

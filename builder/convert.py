@@ -407,6 +407,8 @@ class Converter:
 
     def on_stopsignal(self, stage: Stage, state: _StageState, inst: ast.Stopsignal, origin: Origin) -> None:
         sig = self.expand(inst.signal, state.expand_env(), origin)
+        if not _is_signal(sig):
+            raise _flag_error(f"invalid signal: {sig}", origin)
         state.config["StopSignal"] = sig
         self.config_node(stage, origin, "STOPSIGNAL " + sig, "STOPSIGNAL " + sig)
 
@@ -676,6 +678,21 @@ def _duration_ns(text: str, origin: Origin) -> int:
     if pos != len(text) or not text:
         raise _flag_error(f"invalid duration {text!r}", origin)
     return int(total)
+
+
+_SIGNALS = frozenset(
+    "ABRT ALRM BUS CHLD CLD CONT FPE HUP ILL INT IO IOT KILL PIPE POLL PROF PWR QUIT SEGV STKFLT STOP SYS "
+    "TERM TRAP TSTP TTIN TTOU URG USR1 USR2 VTALRM WINCH XCPU XFSZ RTMIN RTMAX".split()
+    + [f"RTMIN+{i}" for i in range(1, 16)] + [f"RTMAX-{i}" for i in range(1, 15)])
+
+
+def _is_signal(text: str) -> bool:
+    """What STOPSIGNAL accepts (moby's ParseSignal): a non-zero number or a Linux signal name,
+    with or without SIG, in any case."""
+    if re.fullmatch(r"[+-]?\d+", text):
+        return int(text) != 0
+    name = text.upper()
+    return (name[3:] if name.startswith("SIG") else name) in _SIGNALS
 
 
 def _go_duration(ns: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -227,3 +228,14 @@ def test_a_run_heredoc_with_a_shebang_runs_as_a_file() -> None:
     assert plain.argv == ("/bin/sh", "-c", "echo plain\n") and plain.mounts == ()
     assert [n.created_by for n in target(g).nodes] == ["RUN /bin/sh -c /dev/pipes/EOT # buildkit",
                                                        "RUN /bin/sh -c echo plain\n # buildkit"]
+
+
+@pytest.mark.parametrize("sig, ok", [("SIGTERM", True), ("term", True), ("9", True), ("SIGRTMIN+3", True),
+                                     ("RTMAX-14", True), ("NOTASIG", False), ("0", False), ("SIGRTMIN+16", False)])
+def test_stopsignal_is_checked_as_docker_checks_it(sig: str, ok: bool) -> None:
+    text = f"FROM busybox\nSTOPSIGNAL {sig}\n"
+    if ok:
+        assert target(build(text)[0]).config["StopSignal"] == sig
+    else:
+        with pytest.raises(DockerfileError, match=f"invalid signal: {re.escape(sig)}"):
+            build(text)

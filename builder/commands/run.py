@@ -38,6 +38,11 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("command", nargs=argparse.REMAINDER, help="command and arguments (default: the image's CMD)")
 
 
+# What docker's sig-proxy passes on (all it can catch but SIGCHLD, SIGPIPE, SIGWINCH: a terminal's
+# size follows by itself); an unhandled USR1 would otherwise kill pybuild and with it the container.
+PROXIED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+
+
 class _SignalProxy:
     """Pass a signal sent to pybuild on to the container's init (which forwards it), as docker's
     sig-proxy. A signal that comes before the init's pid is known waits for it, not lost; a second
@@ -88,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         print(container.id)
         return 0
     proxy = _SignalProxy()
-    previous = {sig: signal.signal(sig, proxy.handle) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    previous = {sig: signal.signal(sig, proxy.handle) for sig in PROXIED}
     try:
         status = container.run(on_start=proxy.started)
     except SandboxError as exc:

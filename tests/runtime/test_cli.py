@@ -324,19 +324,21 @@ def test_run_it_gives_a_terminal_of_the_callers_size(store: dict[str, str]) -> N
     assert "got typed" in lines and lines[-2:] == ["50 132", ""], out  # resized while it ran
 
 
-def test_signals_to_pybuild_run_reach_the_process(store: dict[str, str]) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGUSR1])
+def test_signals_to_pybuild_run_reach_the_process(store: dict[str, str], sig: signal.Signals) -> None:
+    name = sig.name[3:]
     proc = subprocess.Popen([sys.executable, "-m", "builder", "run", "--rm", "--network", "none", "busybox", "sh", "-c",
-                             "trap 'echo caught INT; exit 5' INT; echo ready; while true; do sleep 0.1; done"],
+                             f"trap 'echo caught {name}; exit 5' {name}; echo ready; while true; do sleep 0.1; done"],
                             env={**os.environ, **store}, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         out, _ = proc.communicate(timeout=20)
     finally:
         if proc.poll() is None:  # a failed run leaves no container behind
             proc.kill()
             proc.communicate()
-    assert (proc.returncode, out) == (5, "caught INT\n")
+    assert (proc.returncode, out) == (5, f"caught {name}\n")
 
 
 def test_stop_uses_the_images_stopsignal(store: dict[str, str], tmp_path: Path) -> None:

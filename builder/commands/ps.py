@@ -31,8 +31,9 @@ def run(args: argparse.Namespace) -> int:
         command = " ".join(c.config.process.argv)
         if not args.no_trunc and len(command) > 20:
             command = command[:19] + "…"
+        running = c.is_running()  # docker ps shows the ports of running containers only
         rows.append((c.id if args.no_trunc else c.short_id, c.config.image_ref, f'"{command}"', f"{since(c.config.created)} ago",
-                     format_status(c.state()), _ports(c), c.config.name))
+                     format_status(c.state()), _ports(c) if running else "", c.config.name))
     if args.quiet:
         return 0
     header = ("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES")

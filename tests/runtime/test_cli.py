@@ -102,14 +102,14 @@ def test_publishing_a_taken_port_fails_with_125(store: dict[str, str]) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        for flags in (["-d"], ["--rm"]):
+        for flags in (["-d", "--name", f"taken-{port}"], ["--rm"]):
             proc = pybuild("run", *flags, "-p", f"127.0.0.1:{port}:80", "busybox", "true", env=store, check=False)
             assert proc.returncode == 125, (flags, proc.returncode, proc.stderr)
             assert f"cannot publish port 127.0.0.1:{port}/tcp: Address already in use" in proc.stderr
             assert "Traceback" not in proc.stderr
-    line = next(x for x in pybuild("ps", "-a", env=store).stdout.splitlines() if f"127.0.0.1:{port}->80/tcp" in x)
-    assert "Exited (125)" in line  # the -d one stays, as docker leaves it
-    pybuild("rm", line.split()[0], env=store)
+    line = next(x for x in pybuild("ps", "-a", env=store).stdout.splitlines() if f"taken-{port}" in x)
+    assert "Exited (125)" in line and "->" not in line  # the -d one stays, as docker leaves it; no ports shown
+    pybuild("rm", f"taken-{port}", env=store)
 
 
 def test_publish_to_a_free_host_port(store: dict[str, str], tmp_path: Path) -> None:

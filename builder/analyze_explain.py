@@ -327,10 +327,10 @@ def build_summaries(root: str | os.PathLike[str]) -> list[dict[str, Any]]:
 def render_build_summaries(rows: list[dict[str, Any]]) -> str:
     import time
 
-    lines = [f"{'BUILD':<26} {'STARTED (UTC)':<20} {'DURATION':>9} {'STATUS':<9} {'HITS':>5} {'MISSES':>6}  TAGS"]
+    lines = [f"{'BUILD':<32} {'STARTED (UTC)':<20} {'DURATION':>9} {'STATUS':<9} {'HITS':>5} {'MISSES':>6}  TAGS"]
     for r in rows:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r["started"])) if r["started"] else "-"
-        lines.append(f"{r['id']:<26} {when:<20} {r['duration']:>8.2f}s {r['status']:<9} {r['hits']:>5} "
+        lines.append(f"{r['id']:<32} {when:<20} {r['duration']:>8.2f}s {r['status']:<9} {r['hits']:>5} "
                      f"{r['misses']:>6}  {', '.join(r['tags']) or '-'}")
         for s in r["step_list"]:
             mark = {"hit": "CACHED", "miss": "MISS"}.get(s["cache"], "-")

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import subprocess
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -84,6 +86,22 @@ def test_archives_written_by_skopeo(demo: Path, tmp_path: Path) -> None:
         subprocess.run(["skopeo", "copy", "-q", f"oci:{tmp_path / 'layout'}", f"{transport}:{tmp_path / name}:demo:1"],
                        check=True, capture_output=True)
         check(analyze_json(str(tmp_path / name)), exact_tar=False)
+
+
+@requires_tool("podman")
+def test_archives_and_layout_written_by_podman_save(demo: Path, tmp_path: Path) -> None:
+    write_docker_archive(Store.open(demo).resolve("demo:1"), tmp_path / "in.tar", tags=["demo:1"])
+    runroot = tempfile.mkdtemp(prefix="pba", dir="/tmp")  # podman wants a runroot under 50 characters
+    storage = ["--root", str(tmp_path / "podman"), "--runroot", runroot, "--storage-driver", "vfs"]
+    try:
+        subprocess.run(["podman", *storage, "load", "-q", "-i", str(tmp_path / "in.tar")], check=True,
+                       capture_output=True)
+        for fmt in ("docker-archive", "oci-archive", "oci-dir"):
+            subprocess.run(["podman", *storage, "save", "-q", "--format", fmt, "-o", str(tmp_path / fmt), "demo:1"],
+                           check=True, capture_output=True)
+            check(analyze_json(str(tmp_path / fmt)), exact_tar=False)
+    finally:
+        shutil.rmtree(runroot, ignore_errors=True)
 
 
 @needs_registry

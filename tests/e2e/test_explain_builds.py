@@ -105,3 +105,39 @@ def test_analyze_html_draws_the_build_of_the_image(tmp_path: Path, busybox_tar: 
     assert f"Build steps (build {latest})" in page
     assert page.count('<rect class="cached"') == 3 and page.count('<rect class="ran"') == 0
     assert "cat /app/keep.txt" in page
+
+
+def test_explain_names_env_user_workdir_and_no_cache_and_never_a_secret(tmp_path: Path, busybox_tar: Path) -> None:
+    env, ctx, df = setup(tmp_path, busybox_tar, "true")
+    text = ("FROM busybox:latest\nENV A={a}\nUSER {user}\nWORKDIR {wd}\n"
+            "RUN --mount=type=secret,id=tok,mode=0444 wc -c < /run/secrets/tok > /tmp/n\nRUN pwd; echo $A\n")
+    secret = tmp_path / "secret"
+
+    def build_with(a: str = "1", user: str = "root", wd: str = "/w", value: str = "s3cr3t-one", *extra: str) -> None:
+        df.write_text(text.format(a=a, user=user, wd=wd))
+        secret.write_text(value)
+        build(env, ctx, df, "--secret", f"id=tok,src={secret}", *extra)
+
+    build_with()
+    build_with(value="s3cr3t-two")  # a secret is not part of any key: every step is served
+    assert misses(env) == {}
+    build_with(a="2")
+    assert misses(env) == {"RUN wc -c < /run/secrets/tok > /tmp/n": ["env A changed 1 -> 2"],
+                           "RUN pwd; echo $A": ["env A changed 1 -> 2"]}
+    build_with(a="2", user="nobody")  # WORKDIR makes its directory as the user
+    assert misses(env) == {"WORKDIR /w": ['user changed "root" -> "nobody"'],
+                           "RUN wc -c < /run/secrets/tok > /tmp/n": ['user changed "root" -> "nobody"'],
+                           "RUN pwd; echo $A": ['user changed "root" -> "nobody"']}
+    build_with(a="2", user="nobody", wd="/w2")
+    assert misses(env) == {"WORKDIR /w2": ["instruction changed: 'WORKDIR /w' -> 'WORKDIR /w2'"],
+                           "RUN wc -c < /run/secrets/tok > /tmp/n": ['cwd changed "/w" -> "/w2"'],
+                           "RUN pwd; echo $A": ['cwd changed "/w" -> "/w2"']}
+    build_with("2", "nobody", "/w2", "s3cr3t-one", "--no-cache")
+    assert misses(env) == {"WORKDIR /w2": ["--no-cache was given"],
+                           "RUN wc -c < /run/secrets/tok > /tmp/n": ["--no-cache was given"],
+                           "RUN pwd; echo $A": ["--no-cache was given"]}
+    shown = pybuild("explain", env=env).stdout + pybuild("explain", "--json", env=env).stdout + \
+        pybuild("history", "--builds", "--json", env=env).stdout
+    stored = b"".join(f.read_bytes() for f in (tmp_path / "store").rglob("*.json") if f.is_file())
+    for value in ("s3cr3t-one", "s3cr3t-two"):
+        assert value not in shown and value.encode() not in stored

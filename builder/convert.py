@@ -151,8 +151,8 @@ class Converter:
         self.names: dict[str, int] = {}
         self.stages: dict[int, Stage] = {}
         for st in df.stages:
-            if st.name:
-                self.names.setdefault(st.name.lower(), st.index)
+            if st.name:  # a repeated name means its last stage (BuildKit's statesByName)
+                self.names[st.name.lower()] = st.index
 
     # --- expansion ------------------------------------------------------------------------------
 
@@ -210,6 +210,12 @@ class Converter:
                              "(a cycle between stages)", hint="a stage can only use stages defined above it")
         return idx
 
+    def base_stage(self, name: str, index: int) -> int | None:
+        """The stage `FROM name` in stage `index` names: the last one of that name above it (BuildKit
+        looks FROM up while it adds stages in order), else the name's stage (a cycle), else None."""
+        above = [st.index for st in self.df.stages[:index] if st.name and st.name.lower() == name.lower()]
+        return above[-1] if above else self.names.get(name.lower())
+
     # --- dependencies, before anything is resolved ---------------------------------------------
 
     def deps_of(self, st: ast.Stage, meta: Mapping[str, str]) -> set[int]:
@@ -217,7 +223,7 @@ class Converter:
         deps: set[int] = set()
         base_origin = _origin(self.df, st.base)
         base = self.expand(st.base.image, meta, base_origin)
-        idx = self.names.get(base.lower())
+        idx = self.base_stage(base, st.index)
         if idx is not None:
             if idx >= st.index:
                 self.stage_index(base, base_origin, before=st.index)
@@ -279,7 +285,7 @@ class Converter:
         origin = _origin(self.df, st.base)
         image = self.expand(st.base.image, meta, origin)
         platform = self.expand(st.base.platform, meta, origin) if st.base.platform else ""
-        ref_idx = self.names.get(image.lower())
+        ref_idx = self.base_stage(image, st.index)
         if ref_idx is not None and ref_idx < st.index:
             base: Any = StageRef(ref_idx)
             base_config = _copy_config(self.stages[ref_idx].config)

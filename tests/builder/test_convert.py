@@ -239,3 +239,12 @@ def test_stopsignal_is_checked_as_docker_checks_it(sig: str, ok: bool) -> None:
     else:
         with pytest.raises(DockerfileError, match=f"invalid signal: {re.escape(sig)}"):
             build(text)
+
+
+def test_a_repeated_stage_name_means_its_last_stage_except_in_a_later_from() -> None:
+    """BuildKit: `--from` and `--target` find the last stage of a name; `FROM name` the last one above."""
+    text = ("FROM busybox AS b\nRUN echo 1\nFROM b AS b\nRUN echo 2\nFROM busybox\nCOPY --from=b /v /v\n")
+    g, _ = build(text)
+    assert g.stages[1].base == StageRef(0) and target(g).nodes[0].op.from_stage == 1
+    g, _ = build(text, target="b")
+    assert g.target == 1 and sorted(g.stages) == [0, 1]

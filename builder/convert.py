@@ -386,14 +386,14 @@ class Converter:
     def on_expose(self, stage: Stage, state: _StageState, inst: ast.Expose, origin: Origin) -> None:
         ports = dict(state.config.get("ExposedPorts") or {})
         env = state.expand_env()
-        these: set[str] = set()
-        for word in inst.ports:
+        these: list[str] = []
+        for word in sorted(inst.ports):  # BuildKit sorts the words as written, then expands each
             for p in self.expand_words(word, env, origin):
-                these.update(_expand_port(p, origin))
-        ports.update((p, {}) for p in sorted(these))
+                these.extend(_expand_port(p, origin))
+        ports.update((p, {}) for p in sorted(set(these)))
         state.config["ExposedPorts"] = ports
-        shown = "map[" + " ".join(f"{p}:{{}}" for p in sorted(these)) + "]"  # Go prints maps sorted
-        self.config_node(stage, origin, "EXPOSE " + " ".join(inst.ports), "EXPOSE " + shown)
+        # history as BuildKit (dockerfile 1.19+) records it: the ports in that order, `EXPOSE [80/tcp 53/udp]`
+        self.config_node(stage, origin, "EXPOSE " + " ".join(inst.ports), "EXPOSE [" + " ".join(these) + "]")
 
     def on_volume(self, stage: Stage, state: _StageState, inst: ast.Volume, origin: Origin) -> None:
         vols = dict(state.config.get("Volumes") or {})

@@ -137,7 +137,7 @@ def test_config_instructions_and_their_history() -> None:
     assert c["Healthcheck"] == {"Test": ["CMD-SHELL", "wget -q localhost"], "Interval": 90_000_000_000, "Retries": 3}
     assert c["OnBuild"] == ["RUN echo child"] and c["__author__"] == "someone"
     by = [n.created_by for n in st.nodes]
-    assert by[:2] == ["LABEL a=1 b c=d e", "EXPOSE map[53/udp:{} 80/tcp:{} 8000/tcp:{} 8001/tcp:{}]"]
+    assert by[:2] == ["LABEL a=1 b c=d e", "EXPOSE [53/udp 80/tcp 8000/tcp 8001/tcp]"]  # words sorted as written
     assert 'CMD ["/bin/ash" "-c" "echo hi"]' in by
     assert all(isinstance(n.op, ConfigChange) for n in st.nodes)
 
@@ -248,3 +248,10 @@ def test_a_repeated_stage_name_means_its_last_stage_except_in_a_later_from() -> 
     assert g.stages[1].base == StageRef(0) and target(g).nodes[0].op.from_stage == 1
     g, _ = build(text, target="b")
     assert g.target == 1 and sorted(g.stages) == [0, 1]
+
+
+def test_expose_history_lists_ports_as_buildkit_does() -> None:
+    """dockerfile 1.19+: `EXPOSE %v` of the parsed ports, from the words sorted as written."""
+    g, _ = build("FROM busybox\nENV P=9000\nEXPOSE 8000-8001/UDP $P 1234 80\n")
+    assert target(g).nodes[-1].created_by == "EXPOSE [9000/tcp 1234/tcp 80/tcp 8000/udp 8001/udp]"
+    assert list(target(g).config["ExposedPorts"]) == ["1234/tcp", "80/tcp", "8000/udp", "8001/udp", "9000/tcp"]

@@ -3,7 +3,8 @@
 Each image's final filesystem is built in one streaming pass (OCI whiteouts and opaque
 directories applied), keeping per path its kind, size, link target and content sha256; an index
 of the paths below each path makes a whiteout cost the size of what it hides, not of the image.
-Layers are paired by position; a pair with the same diff_id is the same layer.
+Layers are paired by position; a pair with the same diff_id is the same layer, and the members
+of a differing pair are compared as the final filesystems are (whiteouts show as such).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable
 
 from builder.analyze_report import human_size
-from builder.analyze_tree import DIR, OPAQUE, WHITEOUT, CountingReader, read_entries
+from builder.analyze_tree import (DIR, FILE, OPAQUE, WH_OPAQUE, WH_PREFIX, WHITEOUT, CountingReader, TarEntry,
+                                  read_entries)
 
 if TYPE_CHECKING:
     from builder.oci.image import Image
@@ -42,11 +44,22 @@ class FileChange:
 
 
 @dataclass(frozen=True, slots=True)
+class LayerSide:
+    """One image's layer at a position."""
+
+    diff_id: str
+    digest: str
+    size: int  # of the blob as stored (compressed or not)
+    created_by: str
+
+
+@dataclass(frozen=True, slots=True)
 class LayerPair:
     index: int
-    a: str  # "diff_id  size  created_by" or "" when that image has fewer layers
-    b: str
+    a: LayerSide | None  # None when that image has fewer layers
+    b: LayerSide | None
     same: bool
+    files: tuple["FileChange", ...] = ()  # members of the two layers compared (when both exist and differ)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,15 +75,19 @@ class ImageDiff:
         return sum(f.delta for f in self.files)
 
 
-def final_files(image: "Image", label: str = "") -> dict[str, FileState]:
-    """The image's final filesystem: path (no leading slash) -> FileState (directories included)."""
+def final_files(image: "Image", label: str = "",
+                members: list[dict[str, FileState]] | None = None) -> dict[str, FileState]:
+    """The image's final filesystem: path (no leading slash) -> FileState (directories included);
+    each layer's own members are appended to `members` if given."""
     prefix = f"{label}: " if label else ""
     return final_state([(layer.open_uncompressed, f"{prefix}layer {i} ({layer.digest})") for i, layer in
-                        enumerate(image.layers())])
+                        enumerate(image.layers())], members)
 
 
-def final_state(layers: list[tuple[Callable[[], BinaryIO], str]]) -> dict[str, FileState]:
-    """The filesystem that uncompressed layer tars (openers, lowest first) stack up to."""
+def final_state(layers: list[tuple[Callable[[], BinaryIO], str]],
+                members: list[dict[str, FileState]] | None = None) -> dict[str, FileState]:
+    """The filesystem that uncompressed layer tars (openers, lowest first) stack up to; with
+    `members`, each layer's own entries (whiteouts and opaque markers as such kinds) too."""
     files: dict[str, FileState] = {}
     below: dict[str, set[str]] = {}  # a path -> the paths directly below it that lead to files
 
@@ -94,6 +111,8 @@ def final_state(layers: list[tuple[Callable[[], BinaryIO], str]]) -> dict[str, F
             entries = list(read_entries(CountingReader(raw), where=where, digests=True))  # type: ignore[arg-type]
         finally:
             raw.close()
+        if members is not None:
+            members.append({_member_path(e): FileState(e.kind, e.size, e.linkname, e.digest, e.meta) for e in entries})
         for e in entries:  # whiteouts and opaque dirs hide the layers below, not this one
             if e.kind == OPAQUE:
                 drop_below(e.path)
@@ -119,8 +138,18 @@ def final_state(layers: list[tuple[Callable[[], BinaryIO], str]]) -> dict[str, F
     return files
 
 
-def _layer_label(layer: Any, created_by: str) -> str:
-    return f"{str(layer.diff_id)[:19]}  {human_size(layer.size):>9}  {created_by}"
+def _member_path(e: TarEntry) -> str:
+    """The member's name in its tar (a whiteout or opaque marker as written, not its target)."""
+    if e.kind == OPAQUE:
+        return f"{e.path}/{WH_OPAQUE}" if e.path else WH_OPAQUE
+    if e.kind == WHITEOUT:
+        head, _, base = e.path.rpartition("/")
+        return f"{head}/{WH_PREFIX}{base}" if head else WH_PREFIX + base
+    return e.path
+
+
+def _layer_label(side: LayerSide) -> str:
+    return f"{side.diff_id[:19]}  {human_size(side.size):>9}  {side.created_by}"
 
 
 def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -132,30 +161,21 @@ def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: value}
 
 
-def diff_images(a: "Image", b: "Image", *, label_a: str = "A", label_b: str = "B") -> ImageDiff:
-    """Compare two images: layers by position, files of the final filesystems, config fields."""
-    def made(img: "Image") -> list[str]:
-        hist = [h.created_by for h in img.config().history if not h.empty_layer]
-        return hist if len(hist) == len(img.layers()) else [""] * len(img.layers())
-
-    la, lb, ha, hb = list(a.layers()), list(b.layers()), made(a), made(b)
-    layers = tuple(LayerPair(i, _layer_label(la[i], ha[i]) if i < len(la) else "",
-                             _layer_label(lb[i], hb[i]) if i < len(lb) else "",
-                             i < len(la) and i < len(lb) and la[i].diff_id == lb[i].diff_id)
-                   for i in range(max(len(la), len(lb))))
-    fa, fb = final_files(a, label_a), final_files(b, label_b)
+def compare_files(fa: dict[str, FileState], fb: dict[str, FileState]) -> list[FileChange]:
+    """Paths added, removed or changed from `fa` to `fb` (directories only when their mode or
+    owner changed), in path order."""
     files = []
     for path in sorted(set(fa) | set(fb)):
         x, y = fa.get(path), fb.get(path)
-        if x is not None and y is not None and x == y:
+        if x == y:
             continue
         if x is None:
             assert y is not None
             if y.kind != DIR:
-                files.append(FileChange("/" + path, "added", 0, y.size))
+                files.append(FileChange("/" + path, "added", 0, y.size, "" if y.kind in (FILE, DIR) else y.kind))
         elif y is None:
             if x.kind != DIR:
-                files.append(FileChange("/" + path, "removed", x.size, 0))
+                files.append(FileChange("/" + path, "removed", x.size, 0, "" if x.kind in (FILE, DIR) else x.kind))
         elif x.kind != y.kind:
             files.append(FileChange("/" + path, "changed", x.size, y.size, f"kind {x.kind} -> {y.kind}"))
         else:
@@ -165,28 +185,57 @@ def diff_images(a: "Image", b: "Image", *, label_a: str = "A", label_b: str = "B
             details += [f"mode {mode_a} -> {mode_b}"] if mode_a != mode_b else []
             details += [f"owner {owner_a} -> {owner_b}"] if owner_a != owner_b else []
             files.append(FileChange("/" + path, "changed", x.size, y.size, ", ".join(details)))
+    return files
+
+
+def diff_images(a: "Image", b: "Image", *, label_a: str = "A", label_b: str = "B") -> ImageDiff:
+    """Compare two images: layers by position (and the members of a differing pair), files of
+    the final filesystems, config fields."""
+    def sides(img: "Image") -> list[LayerSide]:
+        layers = list(img.layers())
+        made = [h.created_by for h in img.config().history if not h.empty_layer]
+        made = made if len(made) == len(layers) else [""] * len(layers)
+        return [LayerSide(str(layer.diff_id), str(layer.digest), layer.size, by) for layer, by in zip(layers, made)]
+
+    sa, sb = sides(a), sides(b)
+    ma: list[dict[str, FileState]] = []
+    mb: list[dict[str, FileState]] = []
+    fa, fb = final_files(a, label_a, ma), final_files(b, label_b, mb)
+    layers = []
+    for i in range(max(len(sa), len(sb))):
+        x, y = (sa[i] if i < len(sa) else None), (sb[i] if i < len(sb) else None)
+        same = x is not None and y is not None and x.diff_id == y.diff_id
+        changes = tuple(compare_files(ma[i], mb[i])) if x is not None and y is not None and not same else ()
+        layers.append(LayerPair(i, x, y, same, changes))
     ca, cb = _flat(json.loads(a.raw_config())), _flat(json.loads(b.raw_config()))
     skip = ("rootfs.diff_ids", "history", "created")
     config = tuple((k, ca.get(k), cb.get(k)) for k in sorted(set(ca) | set(cb))
                    if ca.get(k) != cb.get(k) and not k.startswith(skip))
-    return ImageDiff(label_a, label_b, layers, tuple(files), config)
+    return ImageDiff(label_a, label_b, tuple(layers), tuple(compare_files(fa, fb)), config)
 
 
-def render_diff(d: ImageDiff, *, limit: int = 200) -> str:
+def _change_line(f: FileChange, sign: dict[str, str]) -> str:
+    delta = f"{'+' if f.delta >= 0 else ''}{f.delta}"
+    return f"{sign[f.change]} {f.path}  {f.size_a} -> {f.size_b} ({delta})" + (f"  [{f.detail}]" if f.detail else "")
+
+
+def render_diff(d: ImageDiff, *, limit: int = 200, layer_limit: int = 20) -> str:
     lines = [f"--- {d.a}", f"+++ {d.b}", "", "Layers:"]
+    sign = {"added": "+", "removed": "-", "changed": "~"}
     for p in d.layers:
         mark = "=" if p.same else "!"
-        lines.append(f" {mark} {p.index:>2}  A: {p.a or '(none)'}")
+        lines.append(f" {mark} {p.index:>2}  A: {_layer_label(p.a) if p.a else '(none)'}")
         if not p.same:
-            lines.append(f"        B: {p.b or '(none)'}")
+            lines.append(f"        B: {_layer_label(p.b) if p.b else '(none)'}")
+        for f in p.files[:layer_limit]:
+            lines.append(f"          {_change_line(f, sign)}")
+        if len(p.files) > layer_limit:
+            lines.append(f"          ... {len(p.files) - layer_limit} more members differ (--json lists all)")
     counts = {c: sum(f.change == c for f in d.files) for c in ("added", "removed", "changed")}
     lines += ["", f"Files: {counts['added']} added, {counts['removed']} removed, {counts['changed']} changed; "
               f"size {'+' if d.bytes_delta >= 0 else ''}{d.bytes_delta} bytes"]
-    sign = {"added": "+", "removed": "-", "changed": "~"}
     for f in d.files[:limit]:
-        delta = f"{'+' if f.delta >= 0 else ''}{f.delta}"
-        lines.append(f" {sign[f.change]} {f.path}  {f.size_a} -> {f.size_b} ({delta})"
-                     + (f"  [{f.detail}]" if f.detail else ""))
+        lines.append(" " + _change_line(f, sign))
     if len(d.files) > limit:
         lines.append(f"   ... {len(d.files) - limit} more (--json lists all)")
     lines += ["", "Config:" if d.config else "Config: identical (apart from history, diff_ids, created)"]

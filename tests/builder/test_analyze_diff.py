@@ -41,7 +41,8 @@ def test_diff_names_every_change(store_root: Path, tmp_path: Path) -> None:
         ("/etc/a", "changed", 10, 15, "content"), ("/etc/b", "removed", 20, 0, ""), ("/new/c", "added", 0, 7, ""),
         ("/usr/link", "changed", 0, 0, "link x -> y")]
     assert d.bytes_delta == 5 - 20 + 7
-    assert [p.same for p in d.layers] == [True, False] and d.layers[1].a == ""
+    assert [p.same for p in d.layers] == [True, False] and d.layers[1].a is None and d.layers[1].files == ()
+    assert d.layers[1].b is not None and d.layers[1].b.created_by == "step 1"
     assert ("config.Env", ["A=1"], ["A=2"]) in d.config
 
 
@@ -70,6 +71,26 @@ def test_cli_json_and_text(store_root: Path, tmp_path: Path) -> None:
     assert " ~ /etc/a  10 -> 12 (+2)  [content]" in text and "Files: 0 added, 0 removed, 1 changed" in text
     bad = pybuild("diff", "v:1", "nosuch", check=False)
     assert bad.returncode == 1 and "nosuch" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_differing_layer_pair_lists_its_member_changes(store_root: Path, tmp_path: Path) -> None:
+    store = Store.open(store_root)
+    make(store, "l:1", BASE, ["etc/", ("etc/a", 15), ("etc/.wh.b", 0), ("tmp/x", 4)])
+    make(store, "l:2", BASE, ["etc/", ("etc/a", 16), ("usr/.wh.x", 0), ("tmp/y", 9)])
+    d = diff_images(store.resolve("l:1"), store.resolve("l:2"))
+    assert [p.same for p in d.layers] == [True, False] and d.layers[0].files == ()
+    assert [(f.path, f.change, f.size_a, f.size_b, f.detail) for f in d.layers[1].files] == [
+        ("/etc/.wh.b", "removed", 0, 0, "whiteout"), ("/etc/a", "changed", 15, 16, "content"),
+        ("/tmp/x", "removed", 4, 0, ""), ("/tmp/y", "added", 0, 9, ""), ("/usr/.wh.x", "added", 0, 0, "whiteout")]
+    a, b = store.resolve("l:1").layers()[1], store.resolve("l:2").layers()[1]
+    data = json.loads(pybuild("diff", "--json", "l:1", "l:2").stdout)
+    assert data["layers"][1]["a"] == {"diff_id": str(a.diff_id), "digest": str(a.digest), "size": a.size,
+                                      "created_by": "step 1"}
+    assert data["layers"][1]["files"][1] == {"path": "/etc/a", "change": "changed", "size_a": 15, "size_b": 16,
+                                             "detail": "content"}
+    assert data["layers"][1]["b"]["diff_id"] == str(b.diff_id) and data["layers"][0]["files"] == []
+    text = pybuild("diff", "l:1", "l:2").stdout
+    assert " !  1  A: " in text and "          ~ /etc/a  15 -> 16 (+1)  [content]" in text
 
 
 def test_mode_and_owner_changes_are_file_changes(store_root: Path) -> None:

@@ -673,6 +673,7 @@ def copy_files(layer_dir: str | os.PathLike[str], items: Sequence[Item], dest: s
     item: Item | None = None
     try:
         for item in items:
+            writer.links = {}  # hard links are kept within one source, never across two (BuildKit's copier)
             if isinstance(item, (HeredocSource, FetchedFile)):
                 name = os.path.basename(item.name.rstrip("/")) or "index"
                 out_rel = f"{dest_rel}/{name}" if dest_dir else dest_rel

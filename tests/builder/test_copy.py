@@ -213,6 +213,8 @@ def test_hardlinks_inside_a_copy_stay_hardlinks(src: Path, layer: Path) -> None:
     os.link(src / "dir/one", src / "dir/one-again")
     copy_files(layer, ["dir"], "/h", src=src)
     assert (layer / "h/one").stat().st_ino == (layer / "h/one-again").stat().st_ino
+    copy_files(layer, ["dir/one", "dir/one-again"], "/two/", src=src)  # two sources: two files, as BuildKit
+    assert (layer / "two/one").stat().st_ino != (layer / "two/one-again").stat().st_ino
 
 
 def test_copy_replaces_what_is_in_the_way(src: Path, layer: Path) -> None:

@@ -758,6 +758,9 @@ class Store:
             for rec in index["images"].values():
                 if rec["manifest"] == digest:
                     return self.image_by_manifest(digest)
+            found = self._by_repo_digest(ref)
+            if found is not None:
+                return found
             raise StoreError(f"image {ref} is not in the store", hint="pybuild images lists the stored images")
         with contextlib.suppress(InvalidReferenceError):
             tag = normalize_tag(ref)
@@ -773,6 +776,19 @@ class Store:
                                  hint="give more digits of the image id")
         raise StoreError(f"image {ref!r} is not in the store",
                          hint="pybuild images lists the stored images; pybuild pull or import adds one")
+
+    def _by_repo_digest(self, ref: str) -> BasicImage | None:
+        """The image a pull or push recorded as `name@digest` (a pushed build's registry manifest, or a
+        multi-platform index, has another digest than the local manifest), as `docker inspect` finds it."""
+        if not (self.root / "registry.json").exists():
+            return None
+        from builder.oci.reference import parse_reference
+        from builder.oci.remote import image_for_repo_digest
+
+        try:
+            return image_for_repo_digest(self, parse_reference(ref))
+        except InvalidReferenceError:
+            return None
 
     # ------------------------------------------------------------------ snapshots
 

@@ -34,7 +34,8 @@ from builder.progress import Progress
 from builder.store import Store, normalize_tag
 
 __all__ = ["pull", "push", "push_image", "ensure_image", "resolve_digest", "repo_digests", "host_platform", "parse_platform",
-           "select_manifest", "PullResult", "PushResult", "record_blob_source", "download_to_store"]
+           "select_manifest", "image_for_repo_digest", "PullResult", "PushResult", "record_blob_source",
+           "download_to_store"]
 
 PARALLEL = 4
 _CONFIG_TYPES = ("application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json")
@@ -158,7 +159,8 @@ def repo_digests(store: Store, image_id: str) -> list[str]:
         return list(state["repo_digests"].get(str(image_id), []))
 
 
-def _image_for_repo_digest(store: Store, ref: Reference) -> BasicImage | None:
+def image_for_repo_digest(store: Store, ref: Reference) -> BasicImage | None:
+    """The stored image that a pull or push recorded under `ref` (`name@digest`), if any."""
     with _state(store, write=False) as state:
         want = f"{_familiar_name(ref)}@{ref.digest}"
         image_id = next((i for i, ds in state["repo_digests"].items() if want in ds), None)
@@ -338,7 +340,7 @@ def ensure_image(store: Store, ref: str, platform: Platform | str | None = None,
 
 def _local_image(store: Store, text: str, ref: Reference) -> BasicImage | None:
     if ref.digest:
-        found = _image_for_repo_digest(store, ref)
+        found = image_for_repo_digest(store, ref)
         if found is not None:
             return found
         try:

@@ -287,6 +287,28 @@ def test_build_push_honours_output_compression(busybox_store: Path, registry: Re
     assert (tmp_path / "top" / "f.txt").read_text() == "zstd please\n"
 
 
+def test_repo_digest_of_a_pushed_build_resolves_locally(busybox_store: Path, registry: Registry,
+                                                        tmp_path: Path) -> None:
+    """A build's layers are uncompressed, so the pushed manifest (gzip) has another digest than the
+    local one; `inspect`/`save` NAME@<pushed digest> still find the image, as with docker."""
+    store = Store.open(busybox_store)
+    d = tmp_path / "upper"
+    d.mkdir()
+    (d / "f").write_bytes(os.urandom(1000))
+    rec = store.commit_dir(d, compression="uncompressed", epoch=0)
+    image = mutate.append_layers(store.resolve("busybox"), store.blob_layer(rec), history=[History(created_by="x")])
+    name = _ref(registry)
+    image_id = store.put_image(image, [name])
+    pushed = push(store, name, parse_reference(name), options=FAST)
+    assert pushed.digest != store.resolve(name).digest
+    by_digest = f"{name.rsplit(':', 1)[0]}@{pushed.digest}"
+    assert json.loads(pybuild("inspect", by_digest).stdout)[0]["Id"] == image_id
+    pybuild("save", "-o", str(tmp_path / "s.tar"), by_digest)
+    other = f"{registry.host}/never/pushed@{pushed.digest}"  # the digest alone is not enough
+    proc = pybuild("inspect", other, check=False)
+    assert proc.returncode == 1 and "is not in the store" in proc.stderr, proc.stderr
+
+
 def test_ctrl_c_mid_pull_leaves_store_clean(busybox_store: Path, registry: Registry, fault_proxy: FaultProxy,
                                            tmp_path: Path) -> None:
     import signal

@@ -62,7 +62,12 @@ def open_image(arg: str, *, workdir: Path | None = None) -> tuple["Image", str]:
     """
     path = Path(arg)
     if path.exists():
-        return _from_file(path), str(path)
+        try:
+            return _from_file(path), str(path)
+        except ImageFormatError as exc:  # the readers name the member, not always the file
+            if exc.message.startswith(str(path)):
+                raise
+            raise ImageFormatError(f"{path}: {exc.message}", hint=exc.hint) from None
     from builder.store import Store
 
     store = Store.open()

@@ -91,6 +91,8 @@ def parse_yaml_subset(text: str, *, filename: str) -> dict[str, dict[str, str] |
         line = re.sub(r"\s+#.*$|^\s*#.*$", "", raw).rstrip()
         if not line.strip() or line in ("---", "..."):  # blank, comment, document markers
             continue
+        if re.match(r" *\t", line):
+            raise ConfigError(f"{filename}:{lineno}: a tab in the indentation (YAML indents with spaces)")
         item = re.fullmatch(r"\s+-\s*(.*)", line)
         if item and section is not None and not section:
             section = out[name] = section if isinstance(section, list) else []

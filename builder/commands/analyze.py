@@ -15,6 +15,17 @@ if TYPE_CHECKING:
     from builder.analyze_layers import ImageReport
 
 
+def _count(text: str) -> int:
+    """A whole number >= 0 (argparse reports the error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
 def configure(p: argparse.ArgumentParser) -> None:
     p.usage = "pybuild analyze [OPTIONS] IMAGE"
     p.description = ("Per layer: compressed and uncompressed size, the instruction, files added, modified and "
@@ -25,9 +36,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the whole report as JSON")
     p.add_argument("--no-files", action="store_true", help="with --json: counts instead of per-layer file lists")
     p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report")
-    p.add_argument("--top", type=int, default=10, metavar="N", help="largest files shown (default 10)")
+    p.add_argument("--top", type=_count, default=10, metavar="N", help="largest files shown (default 10)")
     p.add_argument("--files", action="store_true", help="also list each layer's added, modified and removed files")
-    p.add_argument("--base-layers", type=int, default=1, metavar="N",
+    p.add_argument("--base-layers", type=_count, default=1, metavar="N",
                    help="layers that belong to the base image, not counted as the user's (default 1, as dive)")
     p.add_argument("--build", metavar="BUILD",
                    help="build record for --html (default: the latest build that produced this image)")

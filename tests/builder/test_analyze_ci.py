@@ -89,6 +89,7 @@ def test_dives_own_sample_file_is_read(tmp_path: Path) -> None:
     ("rules:\n  bestEfficiency: 1\n", r"unknown rule 'bestEfficiency'"),
     ("rules:\n  highest-wasted-bytes: lots\n", r"invalid size 'lots'"),
     ("rules:\n  lowestEfficiency: 95\n", r"f.yaml: ratio '95' is outside 0..1"),
+    ("rules:\n\tlowestEfficiency: 0.9\n", r"f.yaml:2: a tab in the indentation"),
     ("rules:\n  lowestEfficiency: 0.9\n  - item\n", r"f.yaml:3: expected 'key: value'"),
 ])
 def test_config_errors_name_file_and_line(tmp_path: Path, text: str, error: str) -> None:

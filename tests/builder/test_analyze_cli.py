@@ -152,7 +152,14 @@ def test_bad_input_is_a_clear_error(store_root: Path, tmp_path: Path) -> None:
     junk.write_bytes(b"\x00garbage" * 300)
     bad = pybuild("analyze", str(junk), check=False)
     assert bad.returncode == 1 and str(junk) in bad.stderr
-    for proc in (missing, bad):
+    layout = tmp_path / "layout"
+    layout.mkdir()
+    (layout / "index.json").write_text("{bad")
+    broken = pybuild("analyze", str(layout), check=False)
+    assert broken.returncode == 1 and broken.stderr.startswith(f"{layout}: index: not valid JSON")
+    negative = pybuild("analyze", "--base-layers", "-1", "nosuch:1", check=False)
+    assert negative.returncode == 2 and "--base-layers: expected a whole number >= 0, got '-1'" in negative.stderr
+    for proc in (missing, bad, broken, negative):
         assert "Traceback" not in proc.stderr
 
 

@@ -267,6 +267,8 @@ def create(store_root: Path, image_ref: str, opts: RunOptions) -> Container:
     limits = parse_limits(opts)
     if opts.workdir and not opts.workdir.startswith("/"):
         raise RunOptionError(f"the working directory {opts.workdir!r} is invalid, it needs to be an absolute path")
+    if len(opts.hostname.encode()) > 64:  # the kernel's HOST_NAME_MAX
+        raise RunOptionError(f"invalid hostname {opts.hostname[:20]!r}...: longer than 64 bytes")
     if opts.name and not _NAME.fullmatch(opts.name):
         raise RunOptionError(f"invalid container name ({opts.name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
     found = stored_image(store_root, image_ref)

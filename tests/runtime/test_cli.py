@@ -80,6 +80,7 @@ def test_bad_input_is_a_clear_error(store: dict[str, str]) -> None:
                        (("--cpus", "-1", "busybox", "true"), "CPUs available"),
                        (("-w", "rel", "busybox", "true"), "it needs to be an absolute path"),
                        (("--name", "a/b", "busybox", "true"), "only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"),
+                       (("--hostname", "h" * 65, "busybox", "true"), "longer than 64 bytes"),
                        (("-e", "=x", "busybox", "true"), "invalid environment variable: =x"),
                        (("-u", "ghost", "busybox", "true"), "unable to find user ghost: no matching entries in passwd file"),
                        (("busybox", "no-such-cmd"), 'exec: "no-such-cmd": executable file not found in $PATH')]:

@@ -87,7 +87,7 @@ def _command(args: str) -> tuple[ast.Command, tuple[str, ...]]:
 
 
 def _run(rng: ast.SourceRange, raw: str, flags: Flags, args: str, escape: str) -> ast.Run | None:
-    if "<<" in raw:  # may open heredocs
+    if "<<" in raw or "<<" in args:  # may open heredocs (also `<` + continuation + `<EOF`)
         return None
     if flags:
         check_run_flags(flags)
@@ -135,7 +135,7 @@ def _arg(rng: ast.SourceRange, raw: str, flags: Flags, args: str, escape: str) -
 
 def _copy_builder(cls: type) -> Builder:
     def build(rng: ast.SourceRange, raw: str, flags: Flags, args: str, escape: str) -> ast.Instruction | None:
-        if "<<" in raw:  # may open heredocs
+        if "<<" in raw or "<<" in args:  # may open heredocs (also `<` + continuation + `<EOF`)
             return None
         decoded = parse_json(args)
         words = tuple(WHITESPACE.split(args) if decoded is None else decoded)

@@ -126,7 +126,9 @@ EDGES = ["RUN --\techo", "RUN -- echo", "RUN --link\t", "RUN\x1cecho", "RUN\x1c 
 CONTINUED = ["RUN --mount=type=cache,target=/x \\\n  apt-get install \\\n  curl",
              "COPY \\\n --from=a \\\n  --chown=1 a \\\n  b", "RUN a \\\n# c\n\n  b", "FROM a \\\n AS b",
              "ENV a=1 \\\n  b=\"2 3\"", "RUN --network=bad \\\n x", "RUN x \\\n  <<EOF\nbody\nEOF",
-             "EXPOSE 1 \\  \n 2", "CMD [\"a\", \\\n \"b\"]", "ARG a \\\n =b", "RUN a \\"]
+             "EXPOSE 1 \\  \n 2", "CMD [\"a\", \\\n \"b\"]", "ARG a \\\n =b", "RUN a \\",
+             # `<<` made by joining the lines: a heredoc (found by the fuzz test at 3000 examples)
+             "COPY a <\\\n<EOF /d\nbody\nEOF", "RUN cat <\\\n<EOF\nbody\nEOF", "COPY [\"a\",] <\\\n<EOF\nEOF"]
 
 
 @pytest.mark.parametrize("text", CONTINUED)

@@ -120,7 +120,12 @@ class Container:
 
     def _set_state(self, **changes: Any) -> ContainerState:
         st = self.state()._replace(**changes)
-        _write_atomic(self.path / "state.json", json.dumps(st._asdict()))
+        try:
+            _write_atomic(self.path / "state.json", json.dumps(st._asdict()))
+        except FileNotFoundError:
+            if self.path.exists():
+                raise
+            # removed meanwhile (`rm -f` from elsewhere): there is nothing left to record it in
         return st
 
     def rootfs(self) -> RootfsSpec:

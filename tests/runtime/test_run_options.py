@@ -95,3 +95,15 @@ def test_hostname_is_the_short_id_or_the_hosts_on_its_network(tmp_path: Path) ->
     assert own.config.process.hostname == own.id[:12]
     assert host.config.process.hostname == os.uname().nodename
     assert named.config.process.hostname == "h1"
+
+
+def test_a_container_removed_meanwhile_records_nothing_and_does_not_fail(tmp_path: Path) -> None:
+    import shutil
+
+    from runtime.containers import Containers
+    from runtime.spec import ProcessSpec
+
+    c = Containers(tmp_path).create("sha256:" + "0" * 64, "img", ProcessSpec(("true",)), [])
+    shutil.rmtree(c.path)  # `rm -f` from another pybuild while this one still runs it
+    assert c._set_state(status="exited", exit_code=137).exit_code == 137
+    assert not c.path.exists()

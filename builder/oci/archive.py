@@ -27,7 +27,7 @@ from builder.oci.layout import (OCI_LAYOUT, LayoutSource, Output, Tagged, _blob_
 from builder.oci.model import OCI_LAYER, OCI_MANIFEST, Descriptor, Digest, Manifest, Platform
 
 if TYPE_CHECKING:
-    from builder.store import Store
+    from builder.store import LayerRecord, Store
 
 __all__ = ["write_docker_archive", "load_archive", "uncompressed_size", "export_rootfs_dir", "export_rootfs_tar"]
 
@@ -166,6 +166,16 @@ def load_archive(store: "Store", source: str | os.PathLike[str] | IO[bytes],
                 spooled.unlink(missing_ok=True)
 
 
+def _stored_layer(store: "Store", diff_id: Digest) -> "LayerRecord | None":
+    """The layer already stored for `diff_id` (its blob present): a docker-archive layer the store
+    has is not compressed again, nor does its record change (a built image keeps its manifest)."""
+    try:
+        rec = store.layer_record(diff_id)
+    except (StoreError, ValueError, KeyError):  # missing, or a damaged record that put_tar rewrites
+        return None
+    return rec if store.has_blob(rec.digest) else None
+
+
 def _load(store: "Store", src: LayoutSource, normalize_tag: Callable[[str], str],
           platform: Platform | None) -> list[tuple[str, list[str]]]:
     results = []
@@ -176,8 +186,10 @@ def _load(store: "Store", src: LayoutSource, normalize_tag: Callable[[str], str]
                 raise ImageFormatError(f"{src.label}: {len(layer_names)} layers for {len(config.diff_ids)} diff_ids")
             layers = []
             for name, diff_id in zip(layer_names, config.diff_ids):
-                with src.open(name) as f:
-                    rec = store.put_tar(f, diff_id=diff_id)
+                rec = _stored_layer(store, diff_id)
+                if rec is None:
+                    with src.open(name) as f:
+                        rec = store.put_tar(f, diff_id=diff_id)
                 layers.append(store.layer(rec))
             image = BasicImage(config_image.raw_config(), tuple(layers))
             names = [normalize_tag(t) for t in tags]

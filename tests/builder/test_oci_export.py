@@ -169,3 +169,24 @@ def test_rootfs_dir_export_follows_a_symlinked_destination_and_refuses_a_file(bu
     (tmp_path / "file").write_text("x")
     with pytest.raises(StoreError, match=f"cannot write {tmp_path / 'file'}: it is not a directory"):
         export_rootfs_dir(image, tmp_path / "file")
+
+
+def test_loading_a_docker_archive_of_a_stored_image_changes_nothing(busybox_store: Path, tmp_path: Path) -> None:
+    """A layer the store has is neither compressed again nor re-recorded: a built image (uncompressed
+    layers) keeps its manifest digest, and the build cache keeps finding the same blob."""
+    from builder.oci.archive import load_archive
+
+    store = Store.open(busybox_store)
+    upper = tmp_path / "upper"
+    upper.mkdir()
+    (upper / "f").write_bytes(os.urandom(3000))
+    rec = store.commit_dir(upper, compression="uncompressed", epoch=0)
+    image = mutate.append_layers(store.resolve("busybox"), store.blob_layer(rec), history=[History(created_by="x")])
+    store.put_image(image, ["built:1"])
+    before = (store.resolve("built:1").digest, sorted(os.listdir(busybox_store / "blobs" / "sha256")),
+              store.layer_record(rec.diff_id))
+    write_docker_archive([(image, ["built:1"])], tmp_path / "d.tar")
+    assert load_archive(store, tmp_path / "d.tar") == [(image.id, ["built:1"])]
+    after = (store.resolve("built:1").digest, sorted(os.listdir(busybox_store / "blobs" / "sha256")),
+             store.layer_record(rec.diff_id))
+    assert after == before

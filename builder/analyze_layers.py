@@ -9,6 +9,7 @@ Corrected figures (documented in README.md):
     content size of a layer  = sum of its regular files' sizes (dive's "layer size")
     wasted bytes of a layer  = bytes of its files that a later layer (or a later member of the
                                same tar) overwrites or deletes, so they are stored but never seen
+                               (a file's bytes stay seen while a hard link to them does)
     image wasted bytes       = sum over layers = total content size - final visible size
     user wasted bytes        = the same over layers after the base layers: what editing the
                                Dockerfile (cleaning up in the same RUN, not copying twice) saves
@@ -23,7 +24,9 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Sequence
 
 from builder.analyze_efficiency import DiveTally, Inefficiency
-from builder.analyze_tree import DIR, FILE, OPAQUE, WHITEOUT, CountingReader, Node, TarEntry, Tree, read_entries
+from builder.analyze_tree import (DIR, FILE, HARDLINK, OPAQUE, WHITEOUT, Content, CountingReader, Node, TarEntry,
+                                  Tree, normalize, read_entries)
+from builder.errors import ImageFormatError
 
 TOP_FILES = 20  # largest files kept per layer and per image
 READERS = 2  # layers decompressed and scanned at once
@@ -102,14 +105,18 @@ class _Pass:
         self.wasted_top: list[tuple[int, str, int]] = []  # min-heap (size, path, layer)
 
     def _waste(self, path: str, node: Node) -> int:
-        """Account a hidden node (and its subtree); returns the non-directory paths it held."""
+        """Account a hidden node (and its subtree); returns the non-directory paths it held. A
+        file's bytes are wasted when its last visible path (itself or a hard link) goes."""
         files = 0
         for p, n in [(path, node), *((f"{path}/{q}", m) for q, m in node.walk(""))]:
             if n.kind != DIR:
                 files += 1
-                if n.size:
-                    self.wasted[n.layer] += n.size
-                    self._keep(self.wasted_top, (n.size, "/" + p, n.layer))
+                c = n.content
+                if c is not None:
+                    c.links -= 1
+                    if c.links == 0 and c.size:
+                        self.wasted[c.layer] += c.size
+                        self._keep(self.wasted_top, (c.size, "/" + p, c.layer))
         return files
 
     @staticmethod
@@ -171,9 +178,18 @@ class _Pass:
                 self._waste(e.path, old)
                 if old.children is not None:
                     self.tree.forget()
-            parent.children[name] = Node(e.size, e.kind, index)
+            node = parent.children[name] = Node(e.size, e.kind, index)
             if e.kind == FILE:
+                node.content = Content(e.size, index)
                 self._keep(largest, (e.size, ref.path))
+            elif e.kind == HARDLINK:  # the same bytes under another path: they stay visible while either does
+                try:
+                    target = self.tree.get(normalize(e.linkname, where=f"layer {index}"))
+                except ImageFormatError:  # a link out of the root links nothing here
+                    target = None
+                if target is not None and target.content is not None:
+                    node.content = target.content
+                    target.content.links += 1
         return {
             "added": tuple(added.values()),
             "modified": tuple(modified.values()),
@@ -214,10 +230,13 @@ def analyze_layers(layers: Sequence[LayerSource], *, reference: str = "", base_l
     )
     final: list[tuple[int, str]] = []
     final_size = 0
+    shown: set[int] = set()  # contents counted once, however many hard links show them
     for path, node in run.tree.walk():
-        if node.kind == FILE:
-            final_size += node.size
-            _Pass._keep(final, (node.size, "/" + path, node.layer))  # type: ignore[arg-type]
+        c = node.content
+        if c is not None and id(c) not in shown:
+            shown.add(id(c))
+            final_size += c.size
+            _Pass._keep(final, (c.size, "/" + path, c.layer))  # type: ignore[arg-type]
     size = sum(r.content_size for r in reports)
     base = min(base_layers, len(reports))
     user_size = sum(r.content_size for r in reports[base:])

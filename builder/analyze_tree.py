@@ -221,14 +221,26 @@ def _entries(stream: BinaryIO, *, where: str, digests: bool) -> Iterator[TarEntr
             yield TarEntry(path, kind, 0, link if kind in (SYMLINK, HARDLINK) else "", "", meta)
 
 
-class Node:
-    """A path in a `Tree`: its size, kind, the layer that last wrote it, and children if a dir."""
+class Content:
+    """The bytes of a regular file as one layer stored them, and how many visible paths (the file
+    and its hard links) still show them."""
 
-    __slots__ = ("size", "kind", "layer", "children")
+    __slots__ = ("size", "layer", "links")
+
+    def __init__(self, size: int, layer: int) -> None:
+        self.size, self.layer, self.links = size, layer, 1
+
+
+class Node:
+    """A path in a `Tree`: its size, kind, the layer that last wrote it, children if a dir, and
+    for a regular file or a hard link the `Content` it shows (when the caller tracks it)."""
+
+    __slots__ = ("size", "kind", "layer", "children", "content")
 
     def __init__(self, size: int, kind: str, layer: int) -> None:
         self.size, self.kind, self.layer = size, kind, layer
         self.children: dict[str, Node] | None = {} if kind == DIR else None
+        self.content: Content | None = None
 
     def walk(self, prefix: str) -> Iterator[tuple[str, Node]]:
         """This node's descendants (not itself) as (path, node), depth first."""

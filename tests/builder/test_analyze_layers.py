@@ -161,6 +161,22 @@ def test_hard_links_count_their_header_size_zero() -> None:
     assert r.wasted_bytes == 1000 and r.final_size_bytes == 10
 
 
+def test_a_hard_link_keeps_a_deleted_or_overwritten_files_bytes_visible() -> None:
+    # L0 stores big (1000) and lnk, a hard link to it; L1 deletes big: lnk still shows the 1000 bytes
+    layer0 = ["b/", ("b/big", 1000), ("lnk", "=>b/big")]
+    r = analyze_layers(sources(layer0, [("b/.wh.big", 0)]))
+    assert r.wasted_bytes == 0 and r.final_size_bytes == 1000 and r.largest_files == (FileRef("/lnk", 1000, 0),)
+    # L1 overwrites big (5): the old bytes are still lnk's; they are wasted once lnk goes too
+    r = analyze_layers(sources(layer0, [("b/big", 5)]))
+    assert r.wasted_bytes == 0 and r.final_size_bytes == 1005
+    r = analyze_layers(sources(layer0, [("b/big", 5), (".wh.lnk", 0)]))
+    assert r.wasted_bytes == 1000 and r.final_size_bytes == 5 and [layer.wasted_bytes for layer in r.layers] == [1000, 0]
+    assert r.user_wasted_bytes == 0 and r.size_bytes == r.final_size_bytes + r.wasted_bytes
+    # a link out of the root or to nothing links no bytes
+    r = analyze_layers(sources([("a", 3), ("x", "=>../../a"), ("y", "=>nothing")], [(".wh.a", 0)]))
+    assert r.wasted_bytes == 3 and r.final_size_bytes == 0
+
+
 def test_waste_over_no_user_bytes_is_infinite_as_in_dive() -> None:
     from builder.analyze_ci import Thresholds, evaluate
     from builder.analyze_report import render_table, to_json

@@ -210,7 +210,10 @@ def _fetch_manifest(client: RegistryClient, ref: Reference, want: Platform) -> t
     if not media_type:
         media_type = str(json.loads(data).get("mediaType", "")) if data.startswith(b"{") else ""
     if media_type in INDEX_TYPES:
-        chosen = select_manifest(Index.from_json(data), want)
+        try:
+            chosen = select_manifest(Index.from_json(data), want)
+        except RegistryError as exc:
+            raise RegistryError(f"{ref}: {exc.message}", hint=exc.hint) from None
         data, media_type, digest = client.get_manifest(ref.repository, chosen.digest)
         return data, media_type, digest, top
     if media_type not in MANIFEST_TYPES:

@@ -223,8 +223,9 @@ def test_pull_multiarch_index_pushed_by_skopeo(busybox_store: Path, registry: Re
     amd = pull(fresh, ref, platform=Platform("linux", "amd64"), options=FAST)
     assert amd.image.config().architecture == "amd64" and amd.digest == arm.digest  # both from one index
     assert amd.downloaded == 0  # the shared layer was already there
-    with pytest.raises(RegistryError, match="no image for platform linux/s390x .*linux/amd64, linux/arm64/v8"):
+    with pytest.raises(RegistryError, match="no image for platform linux/s390x .*linux/amd64, linux/arm64/v8") as exc:
         pull(fresh, ref, platform=Platform("linux", "s390x"), options=FAST)
+    assert exc.value.message.startswith(f"{ref}: ")  # names the registry and reference
     assert host_platform().os == "linux"
     single = parse_reference(_ref(registry))  # one platform manifest pushed on its own
     push(fresh, arm.image.id, single, options=FAST)

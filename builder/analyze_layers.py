@@ -199,6 +199,12 @@ class _Pass:
         }
 
 
+def _ratio(wasted: int, size: int) -> float:
+    """dive's wasted / user bytes in Go's float arithmetic: +Inf over 0 bytes (NaN, which passes
+    every rule, as 0)."""
+    return wasted / size if size else math.inf if wasted else 0.0
+
+
 def _read_layer(source: LayerSource, index: int, image: str = "") -> tuple[list[TarEntry], int]:
     """All entries of one layer, and the size of its uncompressed tar."""
     where = (f"{image}: " if image else "") + f"layer {index}" + (f" ({source.digest})" if source.digest else "")
@@ -245,7 +251,7 @@ def analyze_layers(layers: Sequence[LayerSource], *, reference: str = "", base_l
     return ImageReport(
         reference=reference, layers=reports, base_layers=base, size_bytes=size, user_size_bytes=user_size,
         final_size_bytes=final_size, dive_efficiency=run.dive.efficiency(), dive_wasted_bytes=dive_wasted,
-        dive_user_wasted_percent=dive_wasted / user_size if user_size else math.inf if dive_wasted else 0.0,
+        dive_user_wasted_percent=_ratio(dive_wasted, sum(r.content_size for r in reports[1:])),  # dive: base = 1 layer
         wasted_bytes=sum(run.wasted), user_wasted_bytes=user_wasted,
         user_wasted_percent=user_wasted / user_size if user_size else 0.0,
         largest_files=tuple(FileRef(p, s, layer) for s, p, layer in sorted(final, reverse=True)),  # type: ignore[misc]

@@ -93,7 +93,7 @@ def render_table(report: ImageReport, *, top: int = 10, width: int = 60) -> str:
         f"Efficiency (dive):            {percent(r.dive_efficiency)}",
         f"Wasted bytes (dive):          {human_size(r.dive_wasted_bytes)} ({r.dive_wasted_bytes} bytes; counts every copy, "
         "the surviving one too)",
-        f"User wasted (dive):           {percent(r.dive_user_wasted_percent)} of the layers after the base",
+        f"User wasted (dive):           {percent(r.dive_user_wasted_percent)} of the layers after the first",
         f"Wasted bytes (corrected):     {human_size(r.wasted_bytes)} ({r.wasted_bytes} bytes stored but never visible)",
         f"A user could save:            {human_size(r.user_wasted_bytes)} ({r.user_wasted_bytes} bytes, "
         f"{percent(r.user_wasted_percent)} of the {r.base_layers and 'non-base ' or ''}layers)",

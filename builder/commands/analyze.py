@@ -39,7 +39,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top", type=_count, default=10, metavar="N", help="largest files shown (default 10)")
     p.add_argument("--files", action="store_true", help="also list each layer's added, modified and removed files")
     p.add_argument("--base-layers", type=_count, default=1, metavar="N",
-                   help="layers that belong to the base image, not counted as the user's (default 1, as dive)")
+                   help="layers that belong to the base image, not counted in what a user could save "
+                        "(default 1; dive's figures always take 1)")
     p.add_argument("--build", metavar="BUILD",
                    help="build record for --html (default: the latest build that produced this image)")
     ci = p.add_argument_group("CI (exit 1 when a rule fails; rules judge dive's figures, as `dive --ci`)")

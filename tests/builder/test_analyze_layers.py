@@ -87,6 +87,13 @@ def test_base_layer_waste_is_not_user_waste() -> None:
     assert r.dive_user_wasted_percent == 100 / 7
 
 
+def test_base_layers_change_the_corrected_figures_not_dives() -> None:
+    # dive's user bytes are always those after the first layer: (30 + 7) here
+    r = analyze_layers(sources([("a", 100)], [("a", 30)], [("b", 7)]), base_layers=2)
+    assert r.user_size_bytes == 7 and r.user_wasted_bytes == 0 and r.wasted_bytes == 100
+    assert r.dive_wasted_bytes == 130 and r.dive_user_wasted_percent == 130 / 37
+
+
 @pytest.mark.parametrize("explicit, efficiency", [(True, (10 + 5 + 0) / (10 + 5 + 15)), (False, 1.0)])
 def test_dive_sizes_a_deleted_dir_only_if_its_last_layer_listed_it(explicit: bool, efficiency: float) -> None:
     # L1 adds d/y with or without a "d/" member; dive's stacked tree then holds d as a directory

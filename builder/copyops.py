@@ -284,8 +284,9 @@ class _Writer:
             return "/".join(split_path(rel))
         return self.target.resolve(rel)
 
-    def ensure_dir(self, rel: str) -> None:
-        """Make every directory of `rel` exist in the layer."""
+    def ensure_dir(self, rel: str, *, plain: bool = False) -> None:
+        """Make every directory of `rel` exist in the layer (`plain`: 0755 whatever --chmod says,
+        as BuildKit's unpack makes an archive's destination)."""
         parts = split_path(rel)
         for i in range(1, len(parts) + 1):
             sub = "/".join(parts[:i])
@@ -303,9 +304,10 @@ class _Writer:
                 os.chmod(host, stat.S_IMODE(below.st_mode))
                 self._chown(host, (below.st_uid, below.st_gid))
                 os.utime(host, ns=(below.st_atime_ns, below.st_mtime_ns))
-            else:
+            else:  # BuildKit makes the directories a COPY needs with an octal --chmod's mode, else 0755
                 os.mkdir(host)
-                os.chmod(host, 0o755)
+                octal = None if plain or self.chmod is None else self.chmod.octal
+                os.chmod(host, 0o755 if octal is None else octal)
                 self._chown(host, self.owner or (0, 0))
 
     def parent_dirs(self, src: RootView, rel: str, kept: str, dest_rel: str, count: int) -> None:
@@ -715,7 +717,7 @@ def copy_files(layer_dir: str | os.PathLike[str], items: Sequence[Item], dest: s
             host_src = src_view.host_path(real)
             if unpack and host_src is not None and stat.S_ISREG(st.st_mode) and is_archive(host_src):
                 out_rel = f"{dest_rel}/{os.path.dirname(kept)}".strip("/") if parents else dest_rel
-                writer.ensure_dir(out_rel)
+                writer.ensure_dir(out_rel, plain=True)
                 with open(host_src, "rb") as f:
                     # --chown owns every entry (BuildKit's unpack); without it the archive's owners stay
                     extract_archive(f, Path(writer.host(out_rel)), name=item, keep_owner=owner is None, owner=owner)

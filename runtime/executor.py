@@ -142,6 +142,7 @@ class LinuxExecutor:
                     from runtime.proxy import PortProxy
                     proxy = PortProxy(ports, net.address)
             _write_etc(scratch / "etc", hostname, network, net.address if net else None)
+            _fresh_root_mode(rootfs.upper)
             build_scaffold(scratch / "scaffold", rootfs, mounts)
             if self.use_cgroups:
                 cgroup = cgroups.Cgroup.create(cid, limits, self.cgroup_root)
@@ -162,6 +163,14 @@ class LinuxExecutor:
         return status._replace(cpu_seconds=cpu, wall_seconds=time.monotonic() - started, ports=tuple(ports))
 
 
+def _fresh_root_mode(upper: Path) -> None:
+    """The container's `/` takes the upper dir's mode: a fresh one is 0755 (Docker's), not what
+    the caller's umask made of it (0700 under umask 077 locked every non-root USER out)."""
+    with os.scandir(upper) as entries:
+        if next(entries, None) is None:
+            os.chmod(upper, 0o755)
+
+
 def _write_etc(etc: Path, hostname: str, network: NetworkMode, address: str | None) -> None:
     etc.mkdir()
     (etc / "hostname").write_text(hostname + "\n")
@@ -180,6 +189,8 @@ def _write_etc(etc: Path, hostname: str, network: NetworkMode, address: str | No
             lines += ["nameserver 8.8.8.8", "nameserver 8.8.4.4"]
         resolv = "\n".join(lines) + "\n"
     (etc / "resolv.conf").write_text(resolv)
+    for name in ("hostname", "hosts", "resolv.conf"):
+        os.chmod(etc / name, 0o644)  # readable by every user, whatever our umask
 
 
 def _read(path: str) -> str:
@@ -507,6 +518,7 @@ def _child_b(run: _Run, parent: int, err_w: int, status_w: int, join_r: int) -> 
     try:
         _die_with_parent(parent)
         _linux.set_process_title("pybuild-init")  # not pybuild's own command line, for all in the container to read
+        os.umask(0o022)  # runc's, whatever the caller's (a RUN step's files must not depend on the host user's umask)
         _close_fds_except({0, 1, 2, err_w, status_w, join_r, *run.child_fds})
         p = run.process
         terminal = setup_root(run.scratch / "root", run.scratch, run.rootfs, run.mounts, run.scratch / "etc",

@@ -122,6 +122,8 @@ def _scaffold_dir(scaffold: Path, lower: Sequence[Path], rel: str) -> None:
             os.chown(path, st.st_uid, st.st_gid)
             os.chmod(path, stat.S_IMODE(st.st_mode))
             os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+        else:
+            os.chmod(path, 0o755)  # a directory the image lacks, as Docker makes it (not by our umask)
 
 
 def build_scaffold(scaffold: Path, rootfs: RootfsSpec, mounts: Sequence[Mount]) -> None:
@@ -147,7 +149,7 @@ def build_scaffold(scaffold: Path, rootfs: RootfsSpec, mounts: Sequence[Mount]) 
         if st is not None and stat.S_ISREG(st.st_mode):
             continue
         _scaffold_dir(scaffold, lower, os.path.dirname(rel))
-        (scaffold / rel).touch()
+        (scaffold / rel).touch(0o644)
 
 
 def setup_root(root: Path, scratch: Path, rootfs: RootfsSpec, mounts: Sequence[Mount], etc_dir: Path,

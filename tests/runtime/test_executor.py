@@ -59,6 +59,21 @@ def test_pid_namespace_init_is_pid_1_and_process_is_its_child(run_in) -> None:
     assert init == "pybuild-init\0\npybuild-init\n"  # not the command line pybuild was started with
 
 
+def test_umask_is_0022_whatever_the_callers(run_in, tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    old = os.umask(0o077)  # the caller's umask makes the upper dir (and our scratch files) 0700/0600
+    try:
+        r = run_in("sh", "-c", "umask; touch /f; stat -c %a /f /new/dir", cwd="/new/dir")
+        user = run_in("sh", "-c", "stat -c %a / /etc/hosts /etc/resolv.conf /not-in-image; cat /etc/hostname",
+                      user="nobody", mounts=(Mount("/not-in-image/mnt", str(shared)),), hostname="h1")
+    finally:
+        os.umask(old)
+    assert r.out.split() == ["0022", "644", "755"], r.err
+    assert stat.S_IMODE(os.stat(r.upper / "f").st_mode) == 0o644  # what the layer records
+    assert (user.code, user.out.split()) == (0, ["755", "644", "644", "755", "h1"]), user.err  # nobody gets in
+
+
 def test_init_reaps_orphaned_zombies(run_in) -> None:
     r = run_in("sh", "-c", "(sleep 0.1 &); sleep 0.6; ps -o stat,comm | grep -c '^Z' || true")
     assert r.out.strip() == "0"

@@ -293,3 +293,22 @@ def test_engine_agrees_with_a_plain_model_of_the_final_filesystem(layers: list) 
     # dive's score is at most 1; a whiteout of a missing path adds dive's -1 to the minimums, so
     # it can go below 0 (dive 0.13 prints -1 for [a 1], [a 0, c/.wh.w])
     assert r.dive_efficiency <= 1.0
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.sampled_from(["file", "link", "whiteout", "opaque"]), st.sampled_from(PATHS),
+                                   st.sampled_from(PATHS)), max_size=6), min_size=1, max_size=4))
+def test_every_stored_byte_is_visible_or_wasted_with_hard_links(layers: list) -> None:
+    """Random stacks with hard links: each file's bytes end up counted once, as visible or as wasted."""
+    tars = []
+    for ops in layers:
+        members: list = []
+        for kind, path, other in ops:
+            head, _, base = path.rpartition("/")
+            members.append({"file": (path, 1 + len(other)), "link": (path, "=>" + other),
+                            "whiteout": ((head + "/" if head else "") + ".wh." + base, 0),
+                            "opaque": (path + "/.wh..wh..opq", 0)}[kind])
+        tars.append(layer_tar(members))
+    r = analyze_layers([LayerSource(open=lambda t=t: io.BytesIO(t)) for t in tars])
+    assert r.size_bytes == r.final_size_bytes + r.wasted_bytes == sum(l.content_size for l in r.layers)
+    assert sum(l.wasted_bytes for l in r.layers) == r.wasted_bytes and min(l.wasted_bytes for l in r.layers) >= 0

@@ -221,6 +221,7 @@ class _Run:
         if self.process.tty:  # the init opens the terminal in the container's own devpts and sends us its master
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             self.tty_socket = ours
+            self.tty_input = (0 if stdin is None else stdin) if self.process.stdin else None  # typed into it
             self.tty_sink = stdout if callable(stdout) else _writer(stdout if isinstance(stdout, int) else 1)
             fd = theirs.detach()
             self.to_close.append(fd)
@@ -333,20 +334,23 @@ class _Run:
         sel = selectors.DefaultSelector()
         for fd in self.readers:
             sel.register(fd, selectors.EVENT_READ)
-        forward_stdin = self.tty_master is not None and self.process.stdin
-        if forward_stdin:
-            sel.register(0, selectors.EVENT_READ)
+        typed = self.tty_input if self.tty_master is not None else None
+        if typed is not None:
+            try:
+                sel.register(typed, selectors.EVENT_READ)
+            except OSError:  # /dev/null or a regular file cannot be polled: nothing will be typed
+                typed = None
         with _raw_terminal(self.tty_master is not None), _follow_winsize(self.tty_master):
             open_fds = set(self.readers)
             while open_fds:
                 for key, _ in sel.select():
                     fd = key.fd
-                    if fd == 0:
-                        data = os.read(0, 65536)
+                    if fd == typed:
+                        data = os.read(fd, 65536)
                         if data:
                             os.write(self.tty_master, data)  # type: ignore[arg-type]
                         else:
-                            sel.unregister(0)
+                            sel.unregister(fd)
                         continue
                     try:
                         data = os.read(fd, 65536)

@@ -21,8 +21,12 @@ def main(argv: list[str]) -> int:
     container = Container(Path(argv[0]))
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: os.kill(container.state().init_pid or os.getpid(), signal.SIGKILL))
+    if container.config.process.stdin:  # -i: stdin stays open with nothing written to it, as docker run -di
+        stdin, _keep_open = os.pipe()
+    else:
+        stdin = os.open(os.devnull, os.O_RDONLY)
     try:
-        status = container.run(stdout=1, stderr=2, stdin=os.open(os.devnull, os.O_RDONLY))
+        status = container.run(stdout=1, stderr=2, stdin=stdin)
         code = status.code
     except SandboxError as exc:
         sys.stderr.write(f"pybuild: {exc.render()}\n")

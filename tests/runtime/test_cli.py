@@ -170,6 +170,17 @@ def test_rm_f_of_a_running_rm_container_in_the_foreground(store: dict[str, str])
     assert name not in pybuild("ps", "-a", env=store).stdout
 
 
+@pytest.mark.parametrize("flags", [["-di"], ["-dit"]])
+def test_detached_interactive_keeps_stdin_open(store: dict[str, str], flags: list[str]) -> None:
+    cid = pybuild("run", *flags, "--network", "none", "busybox", "cat", env=store).stdout.strip()
+    try:
+        pybuild("stop", cid, env=store)  # cat still waits on its open stdin (not /dev/null): SIGTERM ends it
+        state = _state(store, cid)
+        assert (state["exit_code"], state["error"]) == (143, ""), state
+    finally:
+        pybuild("rm", "-f", cid, env=store, check=False)
+
+
 def test_logs_follow_ends_when_the_container_does(store: dict[str, str]) -> None:
     cid = pybuild("run", "-d", "--network", "none", "busybox", "sh", "-c", "echo one; sleep 1; echo two",
                   env=store).stdout.strip()

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from builder.analyze_layers import FileRef, ImageReport, LayerReport, LayerSource, analyze_layers
-from builder.errors import ImageFormatError, StoreError
+from builder.errors import ImageFormatError, InvalidReferenceError, StoreError
 
 if TYPE_CHECKING:
     from builder.oci.image import Image
@@ -60,8 +60,14 @@ def open_image(arg: str, *, workdir: Path | None = None) -> tuple["Image", str]:
     A registry image is pulled into a throw-away store under `workdir` (the caller removes it),
     so analysing never changes the user's store.
     """
+    if not arg.strip():
+        raise InvalidReferenceError("empty image name", hint="name a local image, a layout or archive path, "
+                                    "or a registry reference")
     path = Path(arg)
     if path.exists():
+        if not (path.is_file() or path.is_dir()):  # a pipe cannot be read twice, nor opened without a writer
+            raise ImageFormatError(f"{path}: not a regular file or a directory",
+                                   hint="save the archive to a file first (e.g. docker save -o app.tar app)")
         try:
             return _from_file(path), str(path)
         except ImageFormatError as exc:  # the readers name the member, not always the file

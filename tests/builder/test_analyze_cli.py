@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -157,9 +158,15 @@ def test_bad_input_is_a_clear_error(store_root: Path, tmp_path: Path) -> None:
     (layout / "index.json").write_text("{bad")
     broken = pybuild("analyze", str(layout), check=False)
     assert broken.returncode == 1 and broken.stderr.startswith(f"{layout}: index: not valid JSON")
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)  # opening it would wait for a writer
+    pipe = pybuild("analyze", str(fifo), check=False, timeout=60)
+    assert pipe.returncode == 1 and f"{fifo}: not a regular file or a directory" in pipe.stderr
+    empty = pybuild("analyze", "", check=False)
+    assert empty.returncode == 1 and "empty image name" in empty.stderr
     negative = pybuild("analyze", "--base-layers", "-1", "nosuch:1", check=False)
     assert negative.returncode == 2 and "--base-layers: expected a whole number >= 0, got '-1'" in negative.stderr
-    for proc in (missing, bad, broken, negative):
+    for proc in (missing, bad, broken, pipe, empty, negative):
         assert "Traceback" not in proc.stderr
 
 
@@ -180,7 +187,7 @@ def test_public_api_is_exported() -> None:
     import builder.analyze as api
 
     assert sorted(api.__all__) == sorted(n for n in dir(api) if not n.startswith("_") and n not in (
-        "annotations", "Path", "TYPE_CHECKING", "ImageFormatError", "StoreError"))
+        "annotations", "Path", "TYPE_CHECKING", "ImageFormatError", "InvalidReferenceError", "StoreError"))
     for name in api.__all__:
         assert getattr(api, name) is not None
 

@@ -475,16 +475,18 @@ class Store:
                 raise
 
     def compressed_layer(self, layer: Layer | LayerRecord, codec: str = compress.GZIP,
-                         level: int | None = None) -> LayerRecord:
+                         level: int | None = None, force: bool = False) -> LayerRecord:
         """The layer as a compressed blob: itself if already compressed, else a `codec` copy of its
         stored uncompressed blob, made once and remembered in `layers/<diff_id hex>.<codec><level>.json`.
 
         Builds keep their layers uncompressed (as buildah does); pushes and exports compress them
         here. The copy streams (bounded memory), is deterministic, and is checked against the
-        diff_id before it is stored.
+        diff_id before it is stored. `force` (buildx's `force-compression=true`) also converts a
+        layer stored with another codec (a gzip base image to zstd, or to uncompressed).
         """
         compress.media_type_for(codec)  # an unknown codec is an ImageFormatError
-        if codec == compress.NONE or compress.codec_of(layer.media_type) != compress.NONE:
+        have = compress.codec_of(layer.media_type)
+        if have == codec or (not force and (codec == compress.NONE or have != compress.NONE)):
             return layer if isinstance(layer, LayerRecord) else \
                 LayerRecord(layer.diff_id, layer.digest, layer.size, layer.media_type)
         level = compress.DEFAULT_LEVEL[codec] if level is None else level
@@ -497,25 +499,29 @@ class Store:
                 return rec
 
         def produce(sink: Callable[[bytes], object]) -> None:
-            with self.open_blob(layer.digest, verify=False) as f:  # the diff_id check below covers it
+            with self.open_blob(layer.digest, verify=False) as raw:  # the diff_id check below covers it
+                f = compress.decompressing_reader(raw, have, None)
                 while data := f.read(CHUNK):
                     sink(data)
 
         return self._commit(produce, codec, level, layer.diff_id, record=alt)
 
-    def compressed_image(self, image: Image, codec: str = compress.GZIP, level: int | None = None) -> Image:
-        """`image` with its uncompressed layers replaced by compressed copies (`compressed_layer`).
+    def compressed_image(self, image: Image, codec: str = compress.GZIP, level: int | None = None,
+                         force: bool = False) -> Image:
+        """`image` with its uncompressed layers replaced by compressed copies (`compressed_layer`;
+        with `force`, every layer not already in `codec`).
 
         The config, and so the image id, stays the same; the manifest digest changes (a built
-        image's local digest differs from its pushed one, as with buildah). An image without
-        uncompressed layers is returned as it is, its manifest bytes untouched.
+        image's local digest differs from its pushed one, as with buildah). An image with nothing
+        to convert is returned as it is, its manifest bytes untouched.
         """
         compress.media_type_for(codec)
         layers = image.layers()
-        if codec == compress.NONE or all(compress.codec_of(l.media_type) != compress.NONE for l in layers):
+        have = [compress.codec_of(l.media_type) for l in layers]
+        if all(h == codec or (not force and (codec == compress.NONE or h != compress.NONE)) for h in have):
             return image
         with self.lease():
-            recs = [self.compressed_layer(l, codec, level) for l in layers]
+            recs = [self.compressed_layer(l, codec, level, force) for l in layers]
         new = tuple(self.blob_layer(r) if r.digest != l.digest else l for r, l in zip(recs, layers))
         manifest = image.manifest()
         return BasicImage(image.raw_config(), new, manifest.media_type, manifest.annotations)

@@ -422,13 +422,14 @@ def _write_outputs(store: Any, image: Any, outputs: list[dict[str, str]], tags: 
     digest = exported = str(image.digest)
     for out in outputs:
         kind = out["type"]
+        force = out.get("force-compression", "false").lower() in ("true", "1")  # buildx: convert every layer
         if kind == "image":
             store.put_image(image, tags)
         elif kind == "oci":
             from builder.oci.layout import write_oci_archive
 
             codec = compression or "gzip"
-            packed = image if codec == "uncompressed" else store.compressed_image(image, codec, level)
+            packed = store.compressed_image(image, codec, level, force=force)
             write_oci_archive(packed, out["dest"], tags)
             exported = str(packed.digest)
         elif kind == "docker":
@@ -457,5 +458,6 @@ def _write_outputs(store: Any, image: Any, outputs: list[dict[str, str]], tags: 
             for name in names:
                 digest = str(push_image(store, image, parse_reference(name).with_default_tag(),
                                         options=RegistryOptions.load(), progress=progress,
-                                        compression=compression or "gzip", level=level).digest)
+                                        compression=compression or "gzip", level=level,
+                                        force_compression=force).digest)
     return digest if any(o["type"] == "registry" for o in outputs) else exported

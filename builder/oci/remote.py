@@ -371,12 +371,14 @@ def push(store: Store, source: str, ref: Reference, *, options: RegistryOptions 
 
 def push_image(store: Store, image: Image, ref: Reference, *, options: RegistryOptions | None = None,
                progress: Progress | None = None, step: int = 0, compression: str = "gzip",
-               level: int | None = None) -> PushResult:
+               level: int | None = None, force_compression: bool = False) -> PushResult:
     """Push an `Image` whose blobs are in the store (see `push`); uncompressed layers (a build's)
     go as `compression` copies (`Store.compressed_image`, gzip unless `build --output
-    type=registry,compression=...` says otherwise): same image id, another manifest digest."""
+    type=registry,compression=...` says otherwise; with `force_compression`, every layer):
+    same image id, another manifest digest."""
     with store.lease():  # the compressed copies are not referenced by anything until the push ends
-        return _push_image(store, store.compressed_image(image, compression, level), ref, options, progress, step)
+        packed = store.compressed_image(image, compression, level, force=force_compression)
+        return _push_image(store, packed, ref, options, progress, step)
 
 
 def _push_image(store: Store, image: Image, ref: Reference, options: RegistryOptions | None,

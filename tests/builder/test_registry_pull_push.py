@@ -286,6 +286,18 @@ def test_build_push_honours_output_compression(busybox_store: Path, registry: Re
     (tmp_path / "top").mkdir()
     fresh.unpack_layer(got.image.layers()[-1], tmp_path / "top")
     assert (tmp_path / "top" / "f.txt").read_text() == "zstd please\n"
+    assert raw["layers"][0]["mediaType"].endswith("+gzip")  # the gzip base is kept, as buildx does
+
+    forced = _ref(registry)  # buildx's force-compression=true: the base layer too
+    pybuild("build", "-q", "--output", f"type=registry,name={forced},compression=zstd,force-compression=true",
+            "--output", f"type=oci,dest={tmp_path / 'forced.tar'},compression=zstd,force-compression=true", str(ctx))
+    raw = json.loads(subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{forced}"],
+                                    check=True, capture_output=True).stdout)
+    assert [l["mediaType"][-5:] for l in raw["layers"]] == ["+zstd", "+zstd"], raw["layers"]
+    archived = json.loads(subprocess.run(["skopeo", "inspect", "--raw", f"oci-archive:{tmp_path / 'forced.tar'}"],
+                                         check=True, capture_output=True).stdout)
+    assert archived == raw  # the same manifest in the archive and in the registry
+    assert pull(Store.open(tmp_path / "fresh2"), parse_reference(forced), options=FAST).image.id == got.image.id
 
 
 def test_repo_digest_of_a_pushed_build_resolves_locally(busybox_store: Path, registry: Registry,

@@ -223,3 +223,24 @@ def test_images_names_an_unreadable_image_instead_of_hiding_it(busybox_store: Pa
     assert "busybox" not in proc.stdout
     assert f"warning: image {image.id[7:19]} (busybox:latest) is unreadable" in proc.stderr, proc.stderr
     assert "is corrupt" in proc.stderr
+
+
+def test_force_compression_converts_layers_stored_with_another_codec(busybox_store: Path, tmp_path: Path) -> None:
+    from builder.oci import compress
+
+    store = Store.open(busybox_store)
+    base = store.resolve("busybox")  # imported: a gzip layer
+    assert compress.codec_of(base.layers()[0].media_type) == "gzip"
+    assert store.compressed_image(base, "zstd").digest == base.digest  # without force: kept as it is
+    for codec in ("zstd", "uncompressed"):
+        forced = store.compressed_image(base, codec, force=True)
+        [layer] = forced.layers()
+        assert compress.codec_of(layer.media_type) == codec and layer.diff_id == base.layers()[0].diff_id
+        assert forced.id == base.id and forced.digest != base.digest
+        assert store.compressed_image(forced, codec, force=True).digest == forced.digest  # nothing left to do
+        dest = tmp_path / codec
+        dest.mkdir()
+        store.unpack_layer(layer, dest)  # the diff_id is checked on the way
+        assert (dest / "bin" / "busybox").is_file()
+    assert store.compressed_layer(base.layers()[0], "zstd", force=True) == \
+        store.compressed_layer(base.layers()[0], "zstd", force=True)  # made once, remembered

@@ -502,8 +502,7 @@ class Converter:
             argv = list(cmd.args)
         elif cmd is None:
             raise _flag_error("RUN needs a command", origin)
-        elif inst.heredocs and cmd.text.strip() == f"<<{'-' if inst.heredocs[0].chomp else ''}{inst.heredocs[0].name}" \
-                and len(inst.heredocs) == 1:
+        elif inst.heredocs and _single_heredoc(cmd.text):  # `<<EOF`, `<<'EOF'`, `3<<EOF`, `<< EOF`...
             body = inst.heredocs[0].body
             if body.startswith("#!"):  # BuildKit runs it as a file, so its interpreter line counts
                 script_file.append(RunMount("file", f"/dev/pipes/{inst.heredocs[0].name}", mode=0o755, content=body))
@@ -635,6 +634,16 @@ def _copy_config(config: Mapping[str, Any]) -> dict[str, Any]:
     import copy
 
     return copy.deepcopy(dict(config))
+
+
+def _single_heredoc(command: str) -> bool:
+    """BuildKit's MustParseHeredoc on a RUN's whole command: is it just one heredoc word?"""
+    from grammar.heredoc import parse_opener
+
+    try:
+        return parse_opener(command) is not None
+    except ExpansionError:
+        return False
 
 
 def _flag_error(message: str, origin: Origin, hint: str | None = None) -> InvalidFlagError:

@@ -105,3 +105,18 @@ def test_expansion_error_caret_is_on_the_word() -> None:
     assert (err.line, err.column) == (3, 11) and "A: must be set" in err.message
     assert err.render().splitlines()[1:3] == ['  ENV X=1 Y="${A:?must be set}"', " " * 12 + "^"]
     assert err.hint and "--build-arg A=" in err.hint
+
+
+@pytest.mark.parametrize("run", ["RUN <<'EOF'", 'RUN <<"EOF"', "RUN 3<<EOF", "RUN << EOF", "RUN <<EOF", "RUN <<-EOF"])
+def test_run_of_one_heredoc_runs_its_body(run: str) -> None:
+    # BuildKit's dispatchRun: MustParseHeredoc(command) -> the body is the script, whatever the
+    # delimiter's quotes, fd or blanks (a quoted one used to leave `sh -c "<<'EOF' ..."`: no command)
+    ops = target_nodes(f"FROM busybox\n{run}\n\techo $HOME\n\tEOF\n".replace("\t", "\t" if "-" in run else ""))
+    (op,) = [op for op in ops if isinstance(op, Exec)]
+    assert op.argv == ("/bin/sh", "-c", "echo $HOME\n")
+
+
+def test_run_with_a_command_before_the_heredoc_is_a_script() -> None:
+    ops = target_nodes("FROM busybox\nRUN cat <<'EOF' > /f\n$HOME\nEOF\n")
+    (op,) = [op for op in ops if isinstance(op, Exec)]
+    assert op.argv[:2] == ("/bin/sh", "-c") and op.argv[2].startswith("cat <<'EOF' > /f\n$HOME\nEOF")

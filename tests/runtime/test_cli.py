@@ -121,14 +121,16 @@ def test_publish_to_a_free_host_port(store: dict[str, str], tmp_path: Path) -> N
         ports = next(line for line in pybuild("ps", env=store).stdout.splitlines() if line.startswith(cid[:12]))
         port = int(ports.split("127.0.0.1:", 1)[1].split("->80/tcp", 1)[0])
         assert port > 0
-        body = ""
-        for _ in range(200):
+        body: list[str] = []
+
+        def served() -> bool:
             try:
-                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=5).read().decode()
-                break
-            except OSError:
-                time.sleep(0.05)
-        assert body == "from busybox httpd\n"
+                body.append(urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=5).read().decode())
+                return True
+            except OSError:  # httpd not listening yet
+                return False
+
+        assert _wait_for(served, 60) and body == ["from busybox httpd\n"]
     finally:
         pybuild("rm", "-f", cid, env=store, check=False)
 
@@ -174,7 +176,7 @@ def test_rm_f_of_a_running_rm_container_in_the_foreground(store: dict[str, str])
 def test_detached_interactive_keeps_stdin_open(store: dict[str, str], flags: list[str]) -> None:
     cid = pybuild("run", *flags, "--network", "none", "busybox", "cat", env=store).stdout.strip()
     try:
-        pybuild("stop", cid, env=store)  # cat still waits on its open stdin (not /dev/null): SIGTERM ends it
+        pybuild("stop", "-t", "60", cid, env=store)  # cat still waits on its open stdin (not /dev/null): SIGTERM ends it
         state = _state(store, cid)
         assert (state["exit_code"], state["error"]) == (143, ""), state
     finally:

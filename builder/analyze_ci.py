@@ -7,9 +7,10 @@ The file uses dive's `.dive-ci` keys and semantics, so an existing dive configur
       highestWastedBytes: 20MB        # fail if dive's wasted bytes > 20,000,000 (MiB = 2**20)
       highestUserWastedPercent: 0.20  # fail if wasted / user bytes > 0.20 ("20%" works too)
 
-As in dive, a rule the file (or a flag) does not set takes dive's default (lowestEfficiency 0.9,
-highestWastedBytes disabled, highestUserWastedPercent 0.1); `disabled`, `off`, `false` or an
-empty value turn a rule off; ratios must lie in 0..1; plugin rules (`name/rule`) and other
+As in dive, a rule the file (or a flag) does not set, or sets to an empty value, takes dive's
+default (lowestEfficiency 0.9, highestWastedBytes disabled, highestUserWastedPercent 0.1);
+`disabled` turns a rule off (and, as in dive's current source though not its 0.13.1 release,
+`off` and `false` too, and an empty flag); ratios must lie in 0..1; plugin rules (`name/rule`) and other
 top-level sections are ignored. Unlike dive, a flag given on the command line wins over the
 file. Only a small YAML subset is read (`key: value` lines, one level of nesting, `- item`
 lists, `#` comments), so no YAML library is needed. The rules judge dive's figures, so a verdict
@@ -138,8 +139,8 @@ def load_config(path: str | Path) -> Thresholds:
     values: dict[str, str] = {}
     for key, value in rules.items():
         name = _camel(key)
-        if "/" in key:
-            continue  # a dive plugin's rule
+        if "/" in key or not value:
+            continue  # a dive plugin's rule; an empty value (YAML null) leaves dive's default
         if name not in RULES:
             raise ConfigError(f"{path}: unknown rule {key!r}", hint=f"rules are {', '.join(RULES)}")
         values[name] = value

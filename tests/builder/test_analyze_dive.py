@@ -102,3 +102,26 @@ def test_random_layer_stacks_agree_with_dive(tmp_path: Path) -> None:
         case = tmp_path / str(seed)
         case.mkdir()
         assert our_figures(layers) == pytest.approx(dive_figures(layers, case), rel=1e-12), (seed, layers)
+
+
+@pytest.mark.parametrize("rules", [
+    "rules:\n  highestWastedBytes: 6kB\n",  # the other two rules take dive's defaults (0.9, 0.1): all fail
+    "rules:\n  lowestEfficiency: 0.8\n  highestUserWastedPercent: disabled\n",
+    "rules:\n  lowestEfficiency: 0.8\n  highestUserWastedPercent:\n",  # empty: dive's default 0.1 fails
+    "rules:\n  lowestEfficiency: 0.8\n  highestUserWastedPercent: 0.5\n  highestWastedBytes: 7000\n",
+    "rules:\n  lowestEfficiency: 0.83\n  highestUserWastedPercent: disabled\n",
+    "---\nplugins:\n  - plugin1\n\nrules:\n  lowestEfficiency: 0.8\n  highestWastedBytes: 20Mb\n"
+    "  highestUserWastedPercent: 0.5\n\n  plugin1/rule1: error\n",
+])
+def test_ci_verdicts_agree_with_dive(rules: str, tmp_path: Path) -> None:
+    # the NGINX image: efficiency 0.8214, wasted 7000 bytes, user wasted 0.4667
+    from builder.analyze_ci import evaluate, load_config
+    from builder.analyze_layers import analyze_layers
+
+    (tmp_path / ".dive-ci").write_text(rules)
+    docker_archive(list(NGINX), tmp_path / "image.tar")
+    theirs = subprocess.run(["dive", "--source", "docker-archive", str(tmp_path / "image.tar"), "--ci",
+                             "--ci-config", str(tmp_path / ".dive-ci")], capture_output=True, timeout=120)
+    assert theirs.returncode in (0, 1), theirs.stderr
+    ours = evaluate(analyze_layers(sources(*NGINX)), load_config(tmp_path / ".dive-ci"))
+    assert any(r.status == "FAIL" for r in ours) == (theirs.returncode == 1)

@@ -510,9 +510,7 @@ class Converter:
             else:
                 argv = shell + [body]
         elif inst.heredocs:
-            script = cmd.text + "\n" + "".join(
-                h.content + ("" if h.content.endswith("\n") or not h.content else "\n") + h.name + "\n"
-                for h in inst.heredocs)
+            script = cmd.text + "".join("\n" + h.content + h.name for h in inst.heredocs)  # as BuildKit
             argv = shell + [script]
         else:
             argv = shell + [cmd.text]

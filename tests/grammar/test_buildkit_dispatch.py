@@ -117,6 +117,8 @@ def test_run_of_one_heredoc_runs_its_body(run: str) -> None:
 
 
 def test_run_with_a_command_before_the_heredoc_is_a_script() -> None:
-    ops = target_nodes("FROM busybox\nRUN cat <<'EOF' > /f\n$HOME\nEOF\n")
-    (op,) = [op for op in ops if isinstance(op, Exec)]
-    assert op.argv[:2] == ("/bin/sh", "-c") and op.argv[2].startswith("cat <<'EOF' > /f\n$HOME\nEOF")
+    # BuildKit: the command line, then per heredoc a newline, its raw body and its name
+    ops = target_nodes("FROM busybox\nRUN cat <<'EOF' - <<-B > /f\n$HOME\nEOF\n\t2\n\tB\nRUN cat <<E\nE\n")
+    first, second = [op for op in ops if isinstance(op, Exec)]
+    assert first.argv == ("/bin/sh", "-c", "cat <<'EOF' - <<-B > /f\n$HOME\nEOF\n\t2\nB")
+    assert second.argv == ("/bin/sh", "-c", "cat <<E\nE")

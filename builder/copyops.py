@@ -5,15 +5,14 @@ BuildError out. The caller has already expanded ARGs and wildcards (`context.exp
 
     copy_files(layer_dir, items, dest, *, src=None, target=None, workdir="/", owner=None,
                chmod=None, excludes=(), parents=False, link=False, ignore=None, unpack=False,
-               preserve_owner=False, source_count=None, reuse=None, where="") -> list[str]
+               preserve_owner=False, reuse=None, where="") -> list[str]
         items: context-relative paths (str, read from `src`), HeredocSource or FetchedFile; no
              items makes the directory `dest` (and its parents) and nothing else.
         parents: `--parents`: the source's path is recreated under `dest`, from a `/./` pivot if
              the (expanded) source has one; `expand_sources` keeps pivots.
-        source_count: how many sources the instruction named before wildcards were expanded.
-             Several sources need a directory destination; one wildcard matching several files
-             into a file destination is allowed and the last match wins (BuildKit and buildah).
-             None counts the items.
+        Several sources need no directory destination (BuildKit copies them one after the
+             other to `dest`: a later file replaces an earlier one, directories merge, a file
+             after a directory goes into it; docker's legacy builder and buildah refuse).
         preserve_owner: keep the source's uid:gid when no --chown is given: pass True for
              `COPY --from` (BuildKit and buildah keep a stage's owners), False for the context.
         src: the source root: a directory or a RootView (the context, another stage's rootfs, or
@@ -30,15 +29,15 @@ BuildError out. The caller has already expanded ARGs and wildcards (`context.exp
     is_archive(path) -> bool                       a (compressed) tar ADD would unpack
     extract_archive(stream, dest_dir, *, name, keep_owner=True, owner=None)   never escapes dest_dir
 
-Docker semantics kept here (checked against `buildah bud` in tests/builder/test_copy_buildah.py):
-a directory source copies its contents, into a destination made 0755 (not a copy of the source
-directory); a destination ending in `/` (or `.`), or already a directory in the target, receives
-sources by their base names; several sources need such a directory; files keep their mode, mtime
-and xattrs (file capabilities; not overlayfs' own or SELinux labels) and are owned 0:0 unless
-`--chown` (or `preserve_owner`); missing parent directories are created 0755, owned by the
-`--chown` owner; ADD unpacks local tar archives (gzip, bzip2, xz, zstd or none, recognised by
-content; entries keep the archive's owners and modes, --chown and --chmod only reach the
-directories made for them) but never URLs; a URL is saved 0600 with the mtime of its Last-Modified header; heredoc
+BuildKit's semantics kept here (checked against `buildah bud` in tests/builder/test_copy_buildah.py
+where the two agree): a directory source copies its contents, into a destination made 0755 (not
+a copy of the source directory); a destination ending in `/` (or `.`), or already a directory in
+the target, receives sources by their base names; files keep their mode, mtime and xattrs (file
+capabilities; not overlayfs' own or SELinux labels) and are owned 0:0 unless `--chown` (or
+`preserve_owner`); missing parent directories are created 0755 (an octal --chmod's mode), owned
+by the `--chown` owner; ADD unpacks local tar archives (gzip, bzip2, xz, zstd or none, recognised by
+content; entries keep the archive's modes, and its owners unless --chown owns them all; --chmod
+does not reach them) but never URLs; a URL is saved 0600 with the mtime of its Last-Modified header; heredoc
 files are 0644. `--link` writes the same files but never looks at the target (the layer is
 independent of its parent). Known gap: a symlink inside an ADDed archive resolves inside the
 extraction directory, not from the image root as Docker's chroot does (safer, rarely different).
@@ -652,7 +651,7 @@ def copy_files(layer_dir: str | os.PathLike[str], items: Sequence[Item], dest: s
                owner: tuple[int, int] | None = None, chmod: str | Chmod | None = None,
                excludes: Sequence[str] = (), parents: bool = False, link: bool = False,
                ignore: PatternMatcher | None = None, unpack: bool = False, preserve_owner: bool = False,
-               source_count: int | None = None, reuse: Reuse | None = None, where: str = "") -> list[str]:
+               reuse: Reuse | None = None, where: str = "") -> list[str]:
     """Apply one COPY/ADD into `layer_dir`; see the module docstring."""
     layer = Path(layer_dir)
     src_view = _view(src)
@@ -664,10 +663,6 @@ def copy_files(layer_dir: str | os.PathLike[str], items: Sequence[Item], dest: s
     writer.reuse = None if unpack else reuse  # an unpacked archive would replace files behind its back
     dest_abs = clean_path(os.path.join("/", workdir, dest))
     dest_rel = writer.resolve(dest_abs)
-    dest_dir = _dest_is_dir_syntax(dest) or writer.is_dir(dest_rel)
-    if (len(items) if source_count is None else source_count) > 1 and not dest_dir:
-        raise BuildError(f"{where}When using COPY with more than one source file, the destination must be a "
-                         f"directory and end with a /: {dest}")
     if not items:  # nothing to copy: make the destination directory (WORKDIR uses this)
         writer.ensure_dir(dest_rel)
         return ["/" + dest_rel]
@@ -676,6 +671,7 @@ def copy_files(layer_dir: str | os.PathLike[str], items: Sequence[Item], dest: s
     try:
         for item in items:
             writer.links = {}  # hard links are kept within one source, never across two (BuildKit's copier)
+            dest_dir = _dest_is_dir_syntax(dest) or writer.is_dir(dest_rel)  # an earlier source may have made it
             if isinstance(item, (HeredocSource, FetchedFile)):
                 name = os.path.basename(item.name.rstrip("/")) or "index"
                 out_rel = f"{dest_rel}/{name}" if dest_dir else dest_rel
@@ -701,7 +697,9 @@ def copy_files(layer_dir: str | os.PathLike[str], items: Sequence[Item], dest: s
             st = src_view.lstat(real)
             if st is None:
                 raise ContextError(f"{where}COPY/ADD source {item!r}: not found")
-            if exclude and rel and exclude.matches(os.path.basename(rel)):
+            # --exclude matches below a source directory (BuildKit never matches the source itself:
+            # `ADD --exclude=* dir* /6` makes an empty /6); a file source it names is left out
+            if exclude and rel and not stat.S_ISDIR(st.st_mode) and exclude.matches(os.path.basename(rel)):
                 continue
             if stat.S_ISDIR(st.st_mode):
                 out_rel = f"{dest_rel}/{kept}".strip("/") if parents and kept else dest_rel

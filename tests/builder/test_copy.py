@@ -116,12 +116,14 @@ def test_top_level_symlink_source_is_followed(src: Path, layer: Path) -> None:
     assert t["out/one"] == "644 0:0 f 1"               # a symlinked dir copies the dir's contents
 
 
-def test_several_sources_need_a_directory(src: Path, layer: Path, target: Path) -> None:
-    with pytest.raises(BuildError, match="more than one source file, the destination must be a directory"):
-        copy_files(layer, ["a.txt", "b.txt"], "/file", src=src, target=target, where="Dockerfile:4: ")
+def test_several_sources_into_a_path_that_is_no_directory(src: Path, layer: Path, target: Path) -> None:
+    """BuildKit copies them one after the other (moby/buildkit#1853): a later file replaces an
+    earlier one, directories merge, a file after a directory goes into it."""
+    copy_files(layer, ["a.txt", "b.txt"], "/file", src=src, target=target)
+    assert (layer / "file").read_text() == "b"
+    copy_files(layer, ["dir", "dir/sub", "a.txt"], "/merged", src=src, target=target)
+    assert {"merged/one", "merged/two", "merged/a.txt"} <= set(tree(layer))
     copy_files(layer, ["a.txt", "b.txt"], "/srv", src=src, target=target)  # exists as a dir in the image
-    copy_files(layer, ["a.txt", "b.txt"], "/one-wildcard", src=src, source_count=1)  # `*.txt`: last wins
-    assert (layer / "one-wildcard").read_text() == "b"
     assert {"srv/a.txt", "srv/b.txt"} <= set(tree(layer))
 
 
@@ -190,6 +192,10 @@ def test_chmod_rejects_bad_specs(bad: str) -> None:
 def test_exclude_and_parents(src: Path, layer: Path) -> None:
     copy_files(layer, ["dir"], "/e", src=src, excludes=["sub", "*.hidden"])
     assert set(tree(layer)) == {"e", "e/one", "e/link"}
+    copy_files(layer, ["dir"], "/six", src=src, excludes=["*"])  # BuildKit: the source dir itself is not matched
+    copy_files(layer, ["dir", "a.txt"], "/seven/", src=src, excludes=["dir", "*.txt"])
+    assert {p for p in tree(layer) if p.startswith(("six", "seven"))} == {"six", "seven", "seven/one", "seven/link",
+                                                                          "seven/sub", "seven/sub/two", "seven/.hidden"}
     copy_files(layer, ["a.txt", "dir/sub/two"], "/p/", src=src, parents=True)
     t = tree(layer)
     assert t["p/a.txt"] == "644 0:0 f a" and t["p/dir/sub/two"] == "644 0:0 f 2"

@@ -124,7 +124,7 @@ def apply_lines(ctx_dir: Path, lines: list[str], layer: Path, base: Path) -> Non
         items: list = [fetch_url(u, layer.parent / "downloads") for u in urls]
         local = [a for a in args[:-1] if a not in urls]
         items += ctx.resolve_sources(local) if local else []
-        copy_files(layer, items, args[-1], src=ctx.view, target=target, source_count=len(args) - 1,
+        copy_files(layer, items, args[-1], src=ctx.view, target=target,
                    workdir=workdir, owner=owner, chmod=flags.get("chmod"), ignore=ctx.ignore,
                    unpack=instr == "ADD")
 

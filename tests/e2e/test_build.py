@@ -63,6 +63,8 @@ def check_rootfs(rootfs: Path, expect: dict[str, Any]) -> None:
             assert stat.S_ISREG(st.st_mode), rel
         if want.get("type") == "fifo":
             assert stat.S_ISFIFO(st.st_mode), rel
+        if want.get("type") == "symlink":
+            assert stat.S_ISLNK(st.st_mode), rel
     for rel in expect["absent"]:
         assert not os.path.lexists(rootfs / rel), f"{rel} should not exist"
 

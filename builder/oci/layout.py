@@ -20,12 +20,12 @@ from typing import IO, Callable, Iterable, Iterator, Sequence, Union
 from builder.errors import ImageFormatError, StoreError
 from builder.oci.image import BasicImage, BlobLayer, Image
 from builder.oci.layertar import DIR, REG, Header, TarWriter
-from builder.oci.model import (INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX, Descriptor, Digest,
-                               ImageConfig, Index, Manifest, Platform)
+from builder.oci.model import (DOCKER_MANIFEST, INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST, Descriptor,
+                               Digest, ImageConfig, Index, Manifest, Platform)
 
 __all__ = ["write_oci_layout", "write_oci_archive", "read_oci_layout", "Output", "DirOutput", "TarOutput",
            "Tagged", "REF_NAME", "CONTAINERD_NAME", "as_entries", "LayoutSource", "write_tar_atomically",
-           "write_image_blobs"]
+           "write_image_blobs", "as_oci", "atomic_file"]
 
 REF_NAME = "org.opencontainers.image.ref.name"
 CONTAINERD_NAME = "io.containerd.image.name"
@@ -129,6 +129,16 @@ def _blob_name(digest: str) -> str:
     return f"blobs/{d.algorithm}/{d.hex}"
 
 
+def as_oci(image: Image) -> Image:
+    """`image` with an OCI manifest: a Docker schema 2 image (pulled as such) gets its manifest
+    rewritten with OCI media types, as `skopeo copy` to an OCI layout does. The config and the
+    layer blobs stay byte for byte (same image id); the manifest digest changes."""
+    manifest = image.manifest()
+    if manifest.media_type != DOCKER_MANIFEST:
+        return image
+    return BasicImage(image.raw_config(), tuple(image.layers()), OCI_MANIFEST, manifest.annotations)
+
+
 def write_image_blobs(out: Output, image: Image) -> Descriptor:
     """Write an image's layers, config and manifest; return the manifest descriptor."""
     import io
@@ -160,7 +170,7 @@ def _index(entries: Iterable[tuple[Descriptor, Sequence[str]]]) -> bytes:
 
 def _write_layout(out: Output, entries: list[Tagged]) -> None:
     out.add_bytes("oci-layout", OCI_LAYOUT)
-    descs = [(write_image_blobs(out, img), tags) for img, tags in entries]
+    descs = [(write_image_blobs(out, as_oci(img)), tags) for img, tags in entries]
     out.add_bytes("index.json", _index(descs))
 
 
@@ -173,7 +183,7 @@ def write_oci_layout(images: Union[Image, Sequence[Tagged]], dest: str | os.Path
     if (Path(dest) / "index.json").exists():  # keep what is already in the layout
         old = list(Index.from_json((Path(dest) / "index.json").read_bytes()).manifests)
     out.add_bytes("oci-layout", OCI_LAYOUT)
-    new = [(write_image_blobs(out, img), t) for img, t in entries]
+    new = [(write_image_blobs(out, as_oci(img)), t) for img, t in entries]
     new_names = {t for _, ts in new for t in ts}
     kept = [(d, [d.annotations[REF_NAME]] if d.annotations and REF_NAME in d.annotations else [])
             for d in old if not (d.annotations and d.annotations.get(REF_NAME) in new_names)]

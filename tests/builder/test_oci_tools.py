@@ -72,6 +72,34 @@ def test_oci_image_tool_validates_layout_dir_and_archive(app_image, tmp_path: Pa
     assert proc.returncode == 0, proc.stderr
 
 
+@requires_tool("oci-image-tool", "umoci")
+def test_oci_exports_of_a_docker_schema2_image_are_oci(app_image, tmp_path: Path) -> None:
+    """An image pulled as Docker schema 2 is saved to an OCI layout with OCI media types (as skopeo
+    does): oci-image-tool and umoci accept it; config and layer blobs, so the image id, are kept."""
+    from builder.oci.image import BasicImage
+    from builder.oci.layout import LayoutSource, read_oci_layout
+    from builder.oci.model import DOCKER_MANIFEST, OCI_MANIFEST
+    from tests.conftest import pybuild
+
+    store, image = app_image
+    docker = BasicImage(image.raw_config(), tuple(image.layers()), DOCKER_MANIFEST)
+    store.put_image(docker, ["docker-app:1"])
+    assert store.resolve("docker-app:1").manifest().media_type == DOCKER_MANIFEST
+    pybuild("save", "--format", "oci", "-o", str(tmp_path / "d.tar"), "docker-app:1")
+    layout = tmp_path / "layout"
+    layout.mkdir()
+    with tarfile.open(tmp_path / "d.tar") as tf:
+        tf.extractall(layout, filter="data")
+    proc = subprocess.run(["oci-image-tool", "validate", "--type", "image", str(layout)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    proc = subprocess.run(["umoci", "unpack", "--image", f"{layout}:docker-app:1", str(tmp_path / "bundle")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "bundle" / "rootfs" / "hello.txt").read_text() == "hello from a pybuild layer\n"
+    [(got, _)] = read_oci_layout(LayoutSource(layout))
+    assert got.manifest().media_type == OCI_MANIFEST and got.id == image.id
+
+
 @requires_root
 @requires_tool("umoci")
 def test_umoci_unpack_matches_our_rootfs(app_image, tmp_path: Path) -> None:

@@ -96,10 +96,10 @@ def test_archives_and_layout_written_by_podman_save(demo: Path, tmp_path: Path) 
     storage = ["--root", str(tmp_path / "podman"), "--runroot", runroot, "--storage-driver", "vfs"]
     try:
         subprocess.run(["podman", *storage, "load", "-q", "-i", str(tmp_path / "in.tar")], check=True,
-                       capture_output=True)
+                       capture_output=True, timeout=300)
         for fmt in ("docker-archive", "oci-archive", "oci-dir"):
             subprocess.run(["podman", *storage, "save", "-q", "--format", fmt, "-o", str(tmp_path / fmt), "demo:1"],
-                           check=True, capture_output=True)
+                           check=True, capture_output=True, timeout=300)
             check(analyze_json(str(tmp_path / fmt)), exact_tar=False)
     finally:
         shutil.rmtree(runroot, ignore_errors=True)

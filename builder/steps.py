@@ -402,7 +402,8 @@ def _run_exec_mounted(op: Exec, node: Node, state: "_State", solver: "Solver", s
     workdir.mkdir()
     rootfs = RootfsSpec(lower, upper, workdir)
     insecure = op.security == "insecure"  # BuildKit's insecure mode: every capability, /proc and /sys open
-    process = ProcessSpec(tuple(op.argv), tuple(env), op.user, op.cwd,
+    # BuildKit's fixed hostname: a RUN that records it (in a file, a log) gives the same layer every time
+    process = ProcessSpec(tuple(op.argv), tuple(env), op.user, op.cwd, hostname="buildkitsandbox",
                           capabilities=ALL_CAPABILITIES if insecure else None, privileged=insecure)
     network = {"none": NetworkMode.NONE, "host": NetworkMode.HOST}.get(solver._network(op), NetworkMode.DEFAULT)
     tail: list[bytes] = []

@@ -43,7 +43,7 @@ from builder.graph import (
     StageRef,
 )
 from grammar import ast
-from grammar.errors import DockerfileError, ExpansionError, InvalidFlagError
+from grammar.errors import DockerfileError, ExpansionError, InstructionError, InvalidFlagError
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_SHELL = ("/bin/sh", "-c")
@@ -284,6 +284,11 @@ class Converter:
     def convert_stage(self, st: ast.Stage, globals_: dict[str, str | None], meta: dict[str, str]) -> Stage:
         origin = _origin(self.df, st.base)
         image = self.expand(st.base.image, meta, origin)
+        if not image:  # BuildKit's words; a FROM variable with no value
+            raise InstructionError(f"base name ({st.base.image}) should not be blank", filename=origin.filename,
+                                   line=origin.line, column=origin.column, source_line=origin.text,
+                                   hint="give the variable a value: ARG NAME=... before the first FROM, "
+                                        "or --build-arg NAME=...")
         platform = self.expand(st.base.platform, meta, origin) if st.base.platform else ""
         ref_idx = self.base_stage(image, st.index)
         if ref_idx is not None and ref_idx < st.index:

@@ -122,3 +122,10 @@ def test_run_with_a_command_before_the_heredoc_is_a_script() -> None:
     first, second = [op for op in ops if isinstance(op, Exec)]
     assert first.argv == ("/bin/sh", "-c", "cat <<'EOF' - <<-B > /f\n$HOME\nEOF\n\t2\nB")
     assert second.argv == ("/bin/sh", "-c", "cat <<E\nE")
+
+
+@pytest.mark.parametrize("text", ["FROM $X\n", "ARG X\nFROM ${X}\n", "ARG X=\nFROM $X AS a\n"])
+def test_blank_base_name_is_buildkits_error(text: str) -> None:
+    with pytest.raises(DockerfileError, match=r"base name \(\$\{?X\}?\) should not be blank") as info:
+        convert(parse(text), Options(), lambda ref, platform: pytest.fail(f"resolved {ref!r}"))
+    assert info.value.line == text.count("\n") and "--build-arg" in (info.value.hint or "")

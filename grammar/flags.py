@@ -48,9 +48,10 @@ class FlagError(ValueError):
 
 
 def suggest(word: str, choices: list[str] | tuple[str, ...]) -> str | None:
-    """The closest choice to a misspelt word, or None."""
-    found = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return found[0] if found else None
+    """The closest choice to a misspelt word, case aside (`--FROM` -> `from`), or None."""
+    lowered = {c.lower(): c for c in choices}
+    found = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
+    return lowered[found[0]] if found else None
 
 
 def split_flag(raw: str) -> tuple[str, str | None]:

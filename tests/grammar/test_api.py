@@ -217,3 +217,14 @@ def test_copy_and_volume_with_text_after_json_split_on_blanks() -> None:
     copy, volume = df.instructions[1:]
     assert (copy.sources, copy.dest, copy.json) == (('["a', 'b",', '"c"]'), "/d", False)
     assert (volume.paths, volume.json) == (('["/v"]', "/w"), False)
+
+
+@pytest.mark.parametrize("line,message", [
+    ("COPY --FROM=b x y", "unknown flag: --FROM (did you mean --from?)"),  # flag names are case-sensitive
+    ("RUN --Network=none x", "unknown flag: --Network (did you mean --network?)"),
+    ("RUNN x", "unknown instruction: RUNN (did you mean RUN?)"),
+])
+def test_suggestions_ignore_case(line: str, message: str) -> None:
+    with pytest.raises(grammar.DockerfileError) as info:
+        grammar.check_instructions(grammar.parse(f"FROM a\n{line}\n"))
+    assert info.value.message == message

@@ -874,7 +874,6 @@ def fetch_url(url: str, into_dir: Path, *, checksum: str | None = None, timeout:
                 h.update(chunk)
                 out.write(chunk)
             headers = resp.headers
-            final_url = resp.geturl()
     except urllib.error.HTTPError as exc:
         os.unlink(tmp)
         raise BuildError(f"ADD {url}: the server answered {exc.code} {exc.reason}") from None
@@ -891,17 +890,15 @@ def fetch_url(url: str, into_dir: Path, *, checksum: str | None = None, timeout:
         parsed_date = email.utils.parsedate_tz(lm)
         if parsed_date is not None:
             mtime = float(email.utils.mktime_tz(parsed_date))
-    name = _url_filename(final_url, headers.get("Content-Disposition"))
+    name = _url_filename(url)
     path = into_dir / digest.split(":")[1]
     os.replace(tmp, path)
     return FetchedFile(path, name, digest, mtime)
 
 
-def _url_filename(url: str, disposition: str | None) -> str:
-    if disposition:
-        m = re.search(r'filename="?([^";]+)"?', disposition)
-        if m and os.path.basename(m.group(1)) not in ("", ".", ".."):
-            return os.path.basename(m.group(1))
+def _url_filename(url: str) -> str:
+    """The name BuildKit gives a downloaded file: the last element of the URL's path as written
+    (not of a redirect's target; never Content-Disposition), `__unnamed__` when there is none."""
     base = os.path.basename(urllib.parse.unquote(urllib.parse.urlsplit(url).path).rstrip("/"))
-    return base if base not in ("", ".", "..") else "index"
+    return base if base not in ("", ".", "..") else "__unnamed__"
 

@@ -357,6 +357,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if self.path.startswith("/missing"):
             self.send_error(404, "Not Found")
             return
+        if self.path.startswith("/moved"):
+            self.send_response(302)
+            self.send_header("Location", "/files/elsewhere.bin")
+            self.end_headers()
+            return
         self.send_response(200)
         self.send_header("Content-Length", str(len(BODY)))
         if not self.path.startswith("/nodate"):
@@ -392,8 +397,10 @@ def test_add_url_with_checksum_and_last_modified(http_url: str, tmp_path: Path, 
 
 
 def test_add_url_names(http_url: str, tmp_path: Path) -> None:
-    assert fetch_url(f"{http_url}/disposition/x", tmp_path).name == "named.bin"
-    assert fetch_url(f"{http_url}/", tmp_path).name == "index"
+    """As BuildKit names them: the URL's last path element, never Content-Disposition or a redirect's."""
+    assert fetch_url(f"{http_url}/disposition/x", tmp_path).name == "x"
+    assert fetch_url(f"{http_url}/moved/tool.bin", tmp_path).name == "tool.bin"
+    assert fetch_url(f"{http_url}/", tmp_path).name == "__unnamed__"
     assert fetch_url(f"{http_url}/nodate/f", tmp_path).mtime is None
 
 

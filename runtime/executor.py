@@ -143,7 +143,7 @@ class LinuxExecutor:
                     proxy = PortProxy(ports, net.address)
             _write_etc(scratch / "etc", hostname, network, net.address if net else None)
             _fresh_root_mode(rootfs.upper)
-            build_scaffold(scratch / "scaffold", rootfs, mounts)
+            build_scaffold(scratch / "scaffold", rootfs, mounts, process.cwd)
             if self.use_cgroups:
                 cgroup = cgroups.Cgroup.create(cid, limits, self.cgroup_root)
             run = _Run(process, rootfs, mounts, network, cgroup, net, scratch, hostname, stdout, stderr, stdin,
@@ -222,6 +222,7 @@ class _Run:
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             self.tty_socket = ours
             self.tty_input = (0 if stdin is None else stdin) if self.process.stdin else None  # typed into it
+            self.tty_size = _winsize()  # the init sizes the terminal before the process starts
             self.tty_sink = stdout if callable(stdout) else _writer(stdout if isinstance(stdout, int) else 1)
             fd = theirs.detach()
             self.to_close.append(fd)
@@ -380,15 +381,22 @@ class _raw_terminal:
             termios.tcsetattr(0, termios.TCSADRAIN, self.saved)
 
 
-def _copy_winsize(master: int) -> None:
-    """Give the container's terminal the size of ours (stdout's, else stdin's), if we have one."""
+def _winsize() -> bytes | None:
+    """The size of our terminal (stdout's, else stdin's), None without one."""
     for fd in (1, 0):
         try:
-            size = fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8)
+            return fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8)
         except OSError:
             continue
-        fcntl.ioctl(master, termios.TIOCSWINSZ, size)  # the kernel sends the container SIGWINCH
-        return
+    return None
+
+
+def _copy_winsize(master: int) -> None:
+    """Give the container's terminal the size of ours, if we have one (the kernel then sends the
+    container SIGWINCH when it changed)."""
+    size = _winsize()
+    if size is not None:
+        fcntl.ioctl(master, termios.TIOCSWINSZ, size)
 
 
 class _follow_winsize:
@@ -530,6 +538,8 @@ def _child_b(run: _Run, parent: int, err_w: int, status_w: int, join_r: int) -> 
                               cgroup_v1=run.cgroup.dirs if run.cgroup is not None and run.cgroup.version == 1 else None)
         if terminal is not None:  # the master to the caller; the slave becomes the process's stdio
             master, slave = terminal
+            if run.tty_size is not None:
+                fcntl.ioctl(master, termios.TIOCSWINSZ, run.tty_size)
             socket.send_fds(socket.socket(fileno=run.child_fds[0]), [b"t"], [master])
             os.close(master)
             run.child_fds = (slave, slave, slave)

@@ -126,12 +126,17 @@ def _scaffold_dir(scaffold: Path, lower: Sequence[Path], rel: str) -> None:
             os.chmod(path, 0o755)  # a directory the image lacks, as Docker makes it (not by our umask)
 
 
-def build_scaffold(scaffold: Path, rootfs: RootfsSpec, mounts: Sequence[Mount]) -> None:
-    """Create the scaffold layer: special dirs, /etc file targets and volume targets."""
+def build_scaffold(scaffold: Path, rootfs: RootfsSpec, mounts: Sequence[Mount], workdir: str = "/") -> None:
+    """Create the scaffold layer: special dirs, /etc file targets and volume targets; and on a
+    read-only root the working directory when the image lacks it (Docker makes it before)."""
     lower = rootfs.lower
     scaffold.mkdir()
     for rel in SPECIAL_DIRS:
         _scaffold_dir(scaffold, lower, rel)
+    if rootfs.readonly:
+        rel = resolve_in_layers(lower, workdir)
+        if rel and _lookup(lower, rel) is None:
+            _scaffold_dir(scaffold, lower, rel)
     file_targets = list(ETC_FILES)
     for m in mounts:
         rel = resolve_in_layers(lower, m.target)

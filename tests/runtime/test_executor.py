@@ -256,9 +256,10 @@ def test_bind_and_tmpfs_mounts(run_in, tmp_path: Path) -> None:
 
 
 def test_readonly_root(run_in) -> None:
-    r = run_in("sh", "-c", "touch /x; grep ' / / ' /proc/self/mountinfo", readonly=True)
+    r = run_in("sh", "-c", "touch /x; grep ' / / ' /proc/self/mountinfo; pwd", readonly=True, cwd="/new/wd")
     assert "Read-only file system" in r.err
     assert {"ro", "nodev"} <= set(r.out.split()[5].split(",")), r.out  # still nodev (see docs/runtime.md, Devices)
+    assert r.out.split()[-1] == "/new/wd"  # a missing working directory is still made, as Docker does
 
 
 def test_more_lower_dirs_than_one_mount_takes(run_in, busybox_dir: Path, tmp_path: Path) -> None:

@@ -854,7 +854,8 @@ def _extract_member(tar: tarfile.TarFile, m: tarfile.TarInfo, view: RootView, wr
 
 def fetch_url(url: str, into_dir: Path, *, checksum: str | None = None, timeout: float = 60) -> FetchedFile:
     """Download `url` (http or https) into `into_dir`, hashing as it streams; with `checksum`
-    ("sha256:HEX") a mismatch is a BuildError and nothing is kept."""
+    ("sha256:HEX", or sha384/sha512 as BuildKit's digests allow) a mismatch is a BuildError and
+    nothing is kept."""
     import urllib.error
     import urllib.request
 
@@ -862,16 +863,20 @@ def fetch_url(url: str, into_dir: Path, *, checksum: str | None = None, timeout:
     if parsed.scheme not in ("http", "https") or url.endswith(".git") or parsed.scheme.startswith("git"):
         raise BuildError(f"ADD {url}: only http(s) URLs of files are supported (git sources are not)",
                          hint="clone the repository in a RUN step, or ADD a tarball of it")
-    if checksum is not None and not re.fullmatch(r"sha256:[0-9a-f]{64}", checksum):
-        raise BuildError(f"invalid --checksum={checksum}: expected sha256:<64 hex digits>")
+    m = re.fullmatch(r"(sha256|sha384|sha512):([0-9a-f]+)", checksum or "")
+    if checksum is not None and not (m and len(m.group(2)) == {"sha256": 64, "sha384": 96, "sha512": 128}[m.group(1)]):
+        raise BuildError(f"invalid --checksum={checksum}: expected sha256:<64 hex digits> (or sha384, sha512)")
     into_dir.mkdir(parents=True, exist_ok=True)
     req = urllib.request.Request(url, headers={"User-Agent": "pybuild"})
     h = hashlib.sha256()
+    check = hashlib.new(m.group(1)) if m and m.group(1) != "sha256" else h
     fd, tmp = tempfile.mkstemp(dir=into_dir, prefix=".download-")
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(req, timeout=timeout) as resp:
             while chunk := resp.read(1 << 20):
                 h.update(chunk)
+                if check is not h:
+                    check.update(chunk)
                 out.write(chunk)
             headers = resp.headers
     except urllib.error.HTTPError as exc:
@@ -882,9 +887,10 @@ def fetch_url(url: str, into_dir: Path, *, checksum: str | None = None, timeout:
         reason = getattr(exc, "reason", None) or exc
         raise BuildError(f"ADD {url}: cannot download: {reason}") from None
     digest = "sha256:" + h.hexdigest()
-    if checksum is not None and checksum != digest:
+    got = f"{check.name}:{check.hexdigest()}"
+    if checksum is not None and checksum != got:
         os.unlink(tmp)
-        raise BuildError(f"ADD {url}: checksum mismatch: expected {checksum}, got {digest}")
+        raise BuildError(f"ADD {url}: checksum mismatch: expected {checksum}, got {got}")
     mtime = None
     if lm := headers.get("Last-Modified"):
         parsed_date = email.utils.parsedate_tz(lm)

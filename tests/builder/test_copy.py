@@ -413,6 +413,14 @@ def test_add_url_errors(http_url: str, tmp_path: Path) -> None:
         fetch_url(f"{http_url}/missing", tmp_path)
     with pytest.raises(BuildError, match="invalid --checksum"):
         fetch_url(f"{http_url}/f", tmp_path, checksum="md5:abc")
+    with pytest.raises(BuildError, match="invalid --checksum"):
+        fetch_url(f"{http_url}/f", tmp_path, checksum="sha512:" + "0" * 64)  # a sha256's length
+    # sha384 and sha512 as BuildKit's digests allow; the file is still stored by its sha256
+    for algo in ("sha384", "sha512"):
+        fetched = fetch_url(f"{http_url}/f", tmp_path / algo, checksum=f"{algo}:{hashlib.new(algo, BODY).hexdigest()}")
+        assert fetched.digest == "sha256:" + hashlib.sha256(BODY).hexdigest()
+    with pytest.raises(BuildError, match="checksum mismatch: expected sha512:0+, got sha512:"):
+        fetch_url(f"{http_url}/f", tmp_path / "bad512", checksum="sha512:" + "0" * 128)
     with pytest.raises(BuildError, match="git sources are not"):
         fetch_url("https://github.com/moby/buildkit.git", tmp_path)
     with pytest.raises(BuildError, match="cannot download"):

@@ -54,8 +54,8 @@ def parse_build_args(values: list[str], environ: dict[str, str] | None = None) -
     out: dict[str, str] = {}
     for item in values:
         key, eq, value = item.partition("=")
-        if not key or not key.replace("_", "a").isalnum() or key[0].isdigit():
-            raise BuildError(f"invalid --build-arg {item!r}: the name must be letters, digits and _",
+        if not key or any(c.isspace() for c in key):  # any other name an ARG can declare (`ARG my-arg`)
+            raise BuildError(f"invalid --build-arg {item!r}: the name must be non-empty, without blanks",
                              hint="use --build-arg NAME=VALUE, or --build-arg NAME to take NAME from the environment")
         if eq:
             out[key] = value

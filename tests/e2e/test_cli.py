@@ -39,3 +39,17 @@ def test_no_arguments_prints_usage_and_fails() -> None:
 
 def test_version() -> None:
     assert pybuild("--version").stdout.startswith("pybuild ")
+
+
+def test_build_arg_names_are_what_an_arg_can_declare() -> None:
+    """As buildx: any name (`ARG my-arg` is valid); only an empty or blank-holding one is refused."""
+    import pytest
+
+    from builder.commands.build import parse_build_args
+    from builder.errors import BuildError
+
+    assert parse_build_args(["my-arg=1", "a.b=", "FROM_ENV", "UNSET"], {"FROM_ENV": "e"}) == \
+        {"my-arg": "1", "a.b": "", "FROM_ENV": "e"}
+    for bad in ("=x", "", "a b=1"):
+        with pytest.raises(BuildError, match="invalid --build-arg"):
+            parse_build_args([bad], {})

@@ -452,6 +452,7 @@ class Converter:
     def on_cmd(self, stage: Stage, state: _StageState, inst: ast.Cmd, origin: Origin) -> None:
         cmd = self._command(state, inst.command)
         state.config["Cmd"] = cmd
+        state.config["ArgsEscaped"] = True  # BuildKit sets it with every CMD (a legacy field Linux ignores)
         state.cmd_set = True
         self.config_node(stage, origin, "CMD " + _go_quote_list(cmd), "CMD " + _go_quote_list(cmd))
 

@@ -134,6 +134,8 @@ def test_config_instructions_and_their_history() -> None:
     assert c["ExposedPorts"] == {"80/tcp": {}, "53/udp": {}, "8000/tcp": {}, "8001/tcp": {}}
     assert c["Volumes"] == {"/data": {}} and c["User"] == "www-data" and c["StopSignal"] == "SIGINT"
     assert c["Shell"] == ["/bin/ash", "-c"] and c["Cmd"] == ["/bin/ash", "-c", "echo hi"]
+    assert c["ArgsEscaped"] is True  # BuildKit marks every CMD so
+    assert "ArgsEscaped" not in target(build("FROM busybox\nENTRYPOINT [\"x\"]\n")[0]).config
     assert c["Healthcheck"] == {"Test": ["CMD-SHELL", "wget -q localhost"], "Interval": 90_000_000_000, "Retries": 3}
     assert c["OnBuild"] == ["RUN echo child"] and c["__author__"] == "someone"
     by = [n.created_by for n in st.nodes]

@@ -206,14 +206,26 @@ def write_tar_atomically(dest: str | os.PathLike[str] | IO[bytes], fill: Callabl
 @contextlib.contextmanager
 def atomic_file(dest: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
     """A binary file written to a temp file beside `dest`, fsync'd and renamed over it on success;
-    a destination that cannot be written is a `StoreError` naming it (never the temp file)."""
-    path = Path(dest)
+    a destination that cannot be written is a `StoreError` naming it (never the temp file).
+
+    A symlink is written through (the link stays); a destination that exists and is not a regular
+    file (`/dev/null`, a fifo, a terminal) is written in place, never replaced by a file."""
+    path = Path(os.path.realpath(dest))
     if path.is_dir():
-        raise StoreError(f"cannot write {path}: it is a directory", hint="name a file, e.g. -o image.tar")
+        raise StoreError(f"cannot write {dest}: it is a directory", hint="name a file, e.g. -o image.tar")
+    if path.exists() and not path.is_file():
+        try:
+            with open(path, "wb") as f:
+                yield f
+        except OSError as exc:
+            if exc.filename != str(path):
+                raise
+            raise StoreError(f"cannot write {dest}: {exc.strerror}") from None
+        return
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
     except OSError as exc:
-        raise StoreError(f"cannot write {path}: {exc.strerror}") from None
+        raise StoreError(f"cannot write {dest}: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
@@ -224,7 +236,7 @@ def atomic_file(dest: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(exc, OSError) and exc.filename in (tmp, str(path)):
-            raise StoreError(f"cannot write {path}: {exc.strerror}") from None
+            raise StoreError(f"cannot write {dest}: {exc.strerror}") from None
         raise
 
 

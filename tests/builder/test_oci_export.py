@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import tarfile
 from pathlib import Path
@@ -12,6 +13,7 @@ from builder.oci.archive import export_rootfs_dir, export_rootfs_tar, write_dock
 from builder.oci.layout import LayoutSource, read_oci_layout, write_oci_archive, write_oci_layout
 from builder.oci.model import Digest, History
 from builder.store import Store
+from tests.conftest import requires_root
 
 
 def _image(store: Store, tmp_path: Path):
@@ -153,6 +155,34 @@ def test_unwritable_destinations_are_named_not_their_temp_files(busybox_store: P
     with pytest.raises(StoreError, match=f"cannot write {out / 'missing' / 'r.tar'}: No such file"):
         export_rootfs_tar(store.resolve("busybox"), out / "missing" / "r.tar", store.tmp_dir())
     assert list(out.iterdir()) == []  # no temp files left anywhere
+
+
+@requires_root
+def test_a_device_fifo_or_symlink_destination_is_written_not_replaced(busybox_store: Path, tmp_path: Path) -> None:
+    import stat
+    import threading
+
+    from tests.conftest import pybuild
+
+    out = tmp_path / "out"
+    out.mkdir()
+    null = out / "null"
+    os.mknod(null, stat.S_IFCHR | 0o666, os.makedev(1, 3))  # a private /dev/null: `save -o /dev/null`
+    fifo = out / "fifo"
+    os.mkfifo(fifo)  # `save -o >(gzip > x)`
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    (out / "real.tar").write_bytes(b"")
+    (out / "link.tar").symlink_to("real.tar")
+    for dest in (null, fifo, out / "link.tar"):
+        pybuild("save", "-o", str(dest), "busybox")
+    reader.join(30)
+    assert stat.S_ISCHR(null.stat().st_mode) and stat.S_ISFIFO(fifo.stat().st_mode)
+    assert (out / "link.tar").is_symlink()
+    real = (out / "real.tar").read_bytes()
+    assert got and got[0] == real and tarfile.open(fileobj=io.BytesIO(real)).getmember("manifest.json")
+    assert sorted(p.name for p in out.iterdir()) == ["fifo", "link.tar", "null", "real.tar"]  # no temp files
 
 
 def test_rootfs_dir_export_follows_a_symlinked_destination_and_refuses_a_file(busybox_store: Path,

@@ -112,6 +112,9 @@ class _StageState:
         self.args = args  # declared ARGs in scope (None: declared without a value)
         self.cmd_set = False
         self.arg_order: list[str] = []
+        # ARG values declared after an ENV of the same name (the base image's too): BuildKit's build
+        # env takes them, so they win for RUN and expansion until an ENV sets that name again
+        self.arg_over: dict[str, str] = {}
 
     def env_map(self) -> dict[str, str]:
         env: dict[str, str] = {}
@@ -121,12 +124,15 @@ class _StageState:
         return env
 
     def expand_env(self) -> dict[str, str]:
-        """What `$VAR` sees: the ARGs in scope, overridden by ENV."""
+        """What `$VAR` (and RUN) sees: the ARGs in scope, overridden by ENV, overridden by an ARG
+        declared after that ENV (BuildKit: the later of the two wins)."""
         out = {k: v for k, v in self.args.items() if v is not None}
         out.update(self.env_map())
+        out.update(self.arg_over)
         return out
 
     def set_env(self, key: str, value: str) -> None:
+        self.arg_over.pop(key, None)
         env = list(self.config.get("Env") or [])
         for i, item in enumerate(env):
             if item.partition("=")[0] == key:
@@ -359,6 +365,8 @@ class Converter:
                 value = state.globals.get(name)  # type: ignore[attr-defined]
             commit.append(name if value is None else f"{name}={value}")  # the value in effect, as BuildKit
             state.args[name] = value
+            if value is not None:
+                state.arg_over[name] = value
             if name not in state.arg_order:
                 state.arg_order.append(name)
         self.config_node(stage, origin, "ARG " + " ".join(commit), "ARG " + " ".join(commit))
@@ -529,7 +537,8 @@ class Converter:
             raise _flag_error(f"unsupported network mode {network!r} (default, none or host)", origin)
         args = self._build_arg_env(state)
         proxies = [(k, v) for k, v in self.opts.build_args.items() if k in PROXY_ARGS]
-        env = tuple((k, v) for k, v in (item.partition("=")[::2] for item in state.config.get("Env") or []))
+        env = tuple((k, state.arg_over.get(k, v)) for k, v in (item.partition("=")[::2]
+                                                                for item in state.config.get("Env") or []))
         op = Exec(tuple(argv), env + tuple(args) + tuple(proxies), state.config.get("User") or "",
                   state.config.get("WorkingDir") or "/", network, mounts, inst.flag("security") or "sandbox",
                   build_args=tuple(args))

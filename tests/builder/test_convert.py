@@ -257,3 +257,22 @@ def test_expose_history_lists_ports_as_buildkit_does() -> None:
     g, _ = build("FROM busybox\nENV P=9000\nEXPOSE 8000-8001/UDP $P 1234 80\n")
     assert target(g).nodes[-1].created_by == "EXPOSE [9000/tcp 1234/tcp 80/tcp 8000/udp 8001/udp]"
     assert list(target(g).config["ExposedPorts"]) == ["1234/tcp", "80/tcp", "8000/udp", "8001/udp", "9000/tcp"]
+
+
+def test_an_arg_declared_after_an_env_of_its_name_wins_until_the_next_env() -> None:
+    """BuildKit's build env takes the later of ENV and ARG (the base image's ENV too); the image
+    config keeps the ENV value."""
+    base = dict(BASE, Env=["PATH=/bin", "DEBIAN_FRONTEND=teletype"])
+    text = ("FROM parent\nARG DEBIAN_FRONTEND=noninteractive\nRUN a\nENV X=$DEBIAN_FRONTEND\n"
+            "ENV DEBIAN_FRONTEND=dialog\nRUN b\nARG DEBIAN_FRONTEND\nRUN c\n")
+    g, _ = build(text, images={"parent": base})
+    st = target(g)
+    a, b, c = execs(st)
+    assert ("DEBIAN_FRONTEND", "noninteractive") in a.env and ("DEBIAN_FRONTEND", "teletype") not in a.env
+    assert "X=noninteractive" in st.config["Env"] and "DEBIAN_FRONTEND=dialog" in st.config["Env"]
+    assert ("DEBIAN_FRONTEND", "dialog") in b.env
+    assert ("DEBIAN_FRONTEND", "dialog") in c.env  # a re-declared ARG without a value changes nothing
+    assert st.nodes[1].created_by.startswith("RUN |1 DEBIAN_FRONTEND=noninteractive ")
+    g, _ = build("FROM parent\nARG DEBIAN_FRONTEND\nRUN a\n", images={"parent": base},
+                 build_args={"DEBIAN_FRONTEND": "cli"})
+    assert ("DEBIAN_FRONTEND", "cli") in execs(target(g))[0].env

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,6 +191,11 @@ def _run_mkdir(op: Mkdir, state: "_State", solver: "Solver", upper: Path) -> Non
     from builder import copyops
 
     target = _target_view(solver, state)
+    parts = [p for p in op.path.split("/") if p]
+    for i in range(1, len(parts) + 1):  # BuildKit's MkdirAll: a file in the way is an error, never replaced
+        st = target.lstat(target.resolve("/".join(parts[:i]))) if target is not None else None
+        if st is not None and not stat.S_ISDIR(st.st_mode):
+            raise BuildError(f"mkdir {'/' + '/'.join(parts[:i])}: not a directory")
     if target is not None and target.lstat(target.resolve(op.path.lstrip("/"))) is not None:
         return
     # BuildKit's mkdir: a USER missing from /etc/passwd owns nothing (root); RUN is where it fails

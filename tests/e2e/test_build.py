@@ -180,6 +180,7 @@ def test_cache_mount_persists_across_builds(store: dict[str, str], tmp_path: Pat
     ("FROM busybox\nRUNN true\n", {}, [], "Dockerfile:2"),
     ("FROM nosuchimage:1\n", {}, [], "nosuchimage"),
     ("FROM busybox\n", {}, ["--target", "nope"], "target stage 'nope'"),
+    ("FROM busybox\nWORKDIR /etc/passwd/sub\n", {}, [], "Dockerfile:2:1: mkdir /etc/passwd: not a directory"),
 ])
 def test_bad_input_is_a_located_error_and_leaves_the_store_unchanged(
         store: dict[str, str], tmp_path: Path, dockerfile: str, files: dict[str, str], args: list[str],

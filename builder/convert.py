@@ -296,6 +296,9 @@ class Converter:
                                    hint="give the variable a value: ARG NAME=... before the first FROM, "
                                         "or --build-arg NAME=...")
         platform = self.expand(st.base.platform, meta, origin) if st.base.platform else ""
+        if platform and not _is_platform(platform):
+            raise _flag_error(f"failed to parse platform {platform}: expected os[/arch[/variant]] "
+                              "(linux/amd64, linux/arm64/v8)", origin)
         ref_idx = self.base_stage(image, st.index)
         if ref_idx is not None and ref_idx < st.index:
             base: Any = StageRef(ref_idx)
@@ -706,6 +709,22 @@ def _duration_ns(text: str, origin: Origin) -> int:
     if pos != len(text) or not text:
         raise _flag_error(f"invalid duration {text!r}", origin)
     return int(total)
+
+
+_OSES = frozenset("aix android darwin dragonfly freebsd hurd illumos ios js linux nacl netbsd openbsd plan9 "
+                   "solaris wasip1 windows zos macos".split())
+_ARCHES = frozenset("386 amd64 amd64p32 arm armbe arm64 arm64be loong64 mips mipsle mips64 mips64le mips64p32 "
+                    "mips64p32le ppc ppc64 ppc64le riscv riscv64 s390 s390x sparc sparc64 wasm x86_64 x86-64 aarch64 "
+                    "armhf armel i386 i486 i586 i686".split())
+
+
+def _is_platform(text: str) -> bool:
+    """What containerd's platforms.Parse accepts: 1-3 `[A-Za-z0-9_-]` parts; a single one must
+    name a known OS or architecture (`FROM --platform=bogus` is an error in docker build)."""
+    parts = text.split("/")
+    if not 1 <= len(parts) <= 3 or not all(re.fullmatch(r"[A-Za-z0-9_-]+", p) for p in parts):
+        return False
+    return len(parts) > 1 or parts[0].lower() in _OSES | _ARCHES
 
 
 _SIGNALS = frozenset(

@@ -276,3 +276,14 @@ def test_an_arg_declared_after_an_env_of_its_name_wins_until_the_next_env() -> N
     g, _ = build("FROM parent\nARG DEBIAN_FRONTEND\nRUN a\n", images={"parent": base},
                  build_args={"DEBIAN_FRONTEND": "cli"})
     assert ("DEBIAN_FRONTEND", "cli") in execs(target(g))[0].env
+
+
+@pytest.mark.parametrize("plat, ok", [("linux/amd64", True), ("linux/arm64/v8", True), ("linux", True),
+                                      ("arm64", True), ("bogus", False), ("linux/", False), ("a/b/c/d", False)])
+def test_from_platform_is_parsed_as_containerd_parses_it(plat: str, ok: bool) -> None:
+    text = f"FROM --platform={plat} busybox\n"
+    if ok:
+        assert target(build(text)[0]).platform == plat
+    else:
+        with pytest.raises(DockerfileError, match=f"failed to parse platform {re.escape(plat)}"):
+            build(text)

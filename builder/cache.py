@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-KEY_VERSION = 1  # bump when the meaning of a part changes: every old key then misses
+KEY_VERSION = 2  # bump when the meaning of a part or a step's result changes: every old key then misses
+# (2: the audit of BuildKit semantics changed COPY, ADD, RUN heredoc and layer results for the same parts)
 _COPIES_VERSION = 2  # 2: recorded files have no xattrs
 
 

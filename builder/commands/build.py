@@ -216,8 +216,12 @@ def _new_record(args: argparse.Namespace, ctx: Any, build_args: dict[str, str], 
     from builder import records
     from builder.sha import sha256
 
-    dockerfile = str(Path(ctx.root, ctx.dockerfile_name)) if ctx.root and args.file is None \
-        else (args.file or ctx.dockerfile_name)
+    if args.file and args.file != "-":
+        dockerfile = os.path.abspath(args.file)  # as docs/build-records.md promises: -f is relative to the cwd
+    elif ctx.root and args.file is None:
+        dockerfile = str(Path(ctx.root, ctx.dockerfile_name))
+    else:
+        dockerfile = args.file or ctx.dockerfile_name
     return records.BuildRecord(
         records.new_build_id(), started, dockerfile, "sha256:" + sha256(ctx.dockerfile).hexdigest(),
         str(ctx.root) if ctx.root else "-", target=args.target or "", tags=list(args.tag),

@@ -139,6 +139,18 @@ def test_build_record_is_written(store: dict[str, str]) -> None:
     kinds = [s["kind"] for s in rec["steps"]]
     assert kinds == ["FROM", "WORKDIR", "COPY"]
     assert all(s["key"].startswith("sha256:") and s["key_parts"] for s in rec["steps"])
+    assert rec["dockerfile"] == str(FIXTURES / "examples" / "tomcat" / "Dockerfile")
+
+
+def test_build_record_names_a_relative_f_file_by_its_absolute_path(store: dict[str, str], tmp_path: Path) -> None:
+    from builder.records import list_records, load
+
+    (tmp_path / "ctx").mkdir()
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "app.Dockerfile").write_text("FROM busybox\nENV A=1\n")
+    pybuild("build", "-f", "files/app.Dockerfile", "ctx", env=store, cwd=tmp_path)  # -f is relative to the cwd
+    rec = load(list_records(store["PYBUILD_ROOT"])[-1])
+    assert rec["dockerfile"] == str(tmp_path / "files" / "app.Dockerfile") and rec["context"] == str(tmp_path / "ctx")
 
 
 def test_secret_value_reaches_no_layer_key_record_or_log(store: dict[str, str], tmp_path: Path) -> None:

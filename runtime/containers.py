@@ -168,17 +168,25 @@ class Container:
         import subprocess
 
         log = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        # The supervisor removes an --rm container only once we close `seen`: a quick process (or a
+        # failed start) must not vanish, state and all, before we have read how it went.
+        wait_r, seen = os.pipe()
         try:
-            subprocess.Popen([sys.executable, "-m", "runtime.supervisor", str(self.path)], stdin=subprocess.DEVNULL,
-                             stdout=log, stderr=log, start_new_session=True, close_fds=True)
+            subprocess.Popen([sys.executable, "-m", "runtime.supervisor", str(self.path), str(wait_r)],
+                             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                             close_fds=True, pass_fds=(wait_r,))
         finally:
             os.close(log)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            st = self.state()
-            if st.init_pid or st.status == "exited":
-                return st
-            time.sleep(0.01)
+            os.close(wait_r)
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                st = self.state()
+                if st.init_pid or st.status == "exited":
+                    return st
+                time.sleep(0.01)
+        finally:
+            os.close(seen)
         raise SandboxError(f"container {self.short_id} did not start within {timeout:.0f}s")
 
     def kill(self, sig: int = signal.SIGKILL) -> None:

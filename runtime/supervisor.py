@@ -2,12 +2,16 @@
 by `pybuild run -d`, it runs the container with output to `output.log`, records its exit in
 `state.json`, and removes the container when it was started with `--rm`.
 
-    python -m runtime.supervisor <container dir>
+    python -m runtime.supervisor <container dir> [<fd>]
+
+With `fd` (a pipe's read end from `Container.start_detached`), an --rm container is removed only
+after the starter closed the other end, i.e. has read the container's state.
 """
 
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import signal
 import sys
@@ -19,6 +23,9 @@ from runtime.errors import SandboxError
 
 def main(argv: list[str]) -> int:
     container = Container(Path(argv[0]))
+    starter = int(argv[1]) if len(argv) > 1 else None
+    if starter is not None:
+        os.set_inheritable(starter, False)  # the container's processes never see it
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: os.kill(container.state().init_pid or os.getpid(), signal.SIGKILL))
     if container.config.process.stdin:  # -i: stdin stays open with nothing written to it, as docker run -di
@@ -32,6 +39,8 @@ def main(argv: list[str]) -> int:
         sys.stderr.write(f"pybuild: {exc.render()}\n")
         code = 125
     if container.config.auto_remove:
+        if starter is not None:
+            select.select([starter], [], [], 60)  # EOF once `pybuild run -d` has seen the state (or died)
         shutil.rmtree(container.path, ignore_errors=True)
     return code
 

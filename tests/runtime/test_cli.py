@@ -197,6 +197,29 @@ def test_detached_rm_removes_itself(store: dict[str, str]) -> None:
     assert _wait_for(lambda: not (Path(store["PYBUILD_ROOT"]) / "containers" / cid).exists())
 
 
+def test_an_rm_container_stays_until_its_starter_has_read_its_state(store: dict[str, str]) -> None:
+    # `run -d --rm true` could finish and be removed before `run -d` saw it start (it then waited 10 s
+    # and failed): the supervisor now removes it only once the starter closes its end of a pipe.
+    from builder.containers import RunOptions, create
+    from tests.conftest import ROOT
+
+    container = create(Path(store["PYBUILD_ROOT"]), "busybox",
+                       RunOptions(command=("true",), network="none", auto_remove=True))
+    wait_r, seen = os.pipe()
+    supervisor = subprocess.Popen([sys.executable, "-m", "runtime.supervisor", str(container.path), str(wait_r)],
+                                  pass_fds=(wait_r,), env={**os.environ, **store, "PYTHONPATH": str(ROOT)},
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(wait_r)
+    try:
+        assert _wait_for(lambda: container.state().status == "exited", 60)
+        time.sleep(0.3)  # a supervisor that did not wait would be gone, and the container with it
+        assert container.path.exists() and supervisor.poll() is None
+    finally:
+        os.close(seen)
+    assert supervisor.wait(30) == 0
+    assert not container.path.exists()
+
+
 def test_kill_sends_a_signal_and_rm_f_removes_running(store: dict[str, str]) -> None:
     a = pybuild("run", "-d", "--network", "none", "busybox", "sleep", "60", env=store).stdout.strip()
     b = pybuild("run", "-d", "--network", "none", "busybox", "sleep", "60", env=store).stdout.strip()

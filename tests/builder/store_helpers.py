@@ -2,6 +2,7 @@
 
     from tests.builder.store_helpers import import_busybox
     image_id = import_busybox(store_root, busybox_tar)       # busybox:latest in that store
+    image, rec = built_image(store, tmp_path / "upper")     # busybox + one random file, as a build makes it
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ import shutil
 from pathlib import Path
 
 from builder.oci import mutate
-from builder.oci.image import EMPTY
+from builder.oci.image import EMPTY, Image
 from builder.oci.model import ContainerConfig, History
-from builder.store import Store
+from builder.store import LayerRecord, Store
 
 
 def import_busybox(root: Path, busybox_tar: Path, tag: str = "busybox:latest") -> str:
@@ -34,3 +35,12 @@ def clone_store(src: Path, dst: Path) -> Path:
     for sub in ("snapshots", "tmp"):
         os.makedirs(dst / sub, exist_ok=True)
     return dst
+
+
+def built_image(store: Store, upper: Path, size: int = 1000) -> tuple[Image, LayerRecord]:
+    """busybox plus one layer of a random file, kept uncompressed as a build keeps its layers
+    (not stored under a name: the caller tags it)."""
+    upper.mkdir()
+    (upper / "f").write_bytes(os.urandom(size))
+    rec = store.commit_dir(upper, compression="uncompressed", epoch=0)
+    return mutate.append_layers(store.resolve("busybox"), store.blob_layer(rec), history=[History(created_by="x")]), rec

@@ -206,12 +206,10 @@ def test_loading_a_docker_archive_of_a_stored_image_changes_nothing(busybox_stor
     layers) keeps its manifest digest, and the build cache keeps finding the same blob."""
     from builder.oci.archive import load_archive
 
+    from tests.builder.store_helpers import built_image
+
     store = Store.open(busybox_store)
-    upper = tmp_path / "upper"
-    upper.mkdir()
-    (upper / "f").write_bytes(os.urandom(3000))
-    rec = store.commit_dir(upper, compression="uncompressed", epoch=0)
-    image = mutate.append_layers(store.resolve("busybox"), store.blob_layer(rec), history=[History(created_by="x")])
+    image, rec = built_image(store, tmp_path / "upper", 3000)
     store.put_image(image, ["built:1"])
     before = (store.resolve("built:1").digest, sorted(os.listdir(busybox_store / "blobs" / "sha256")),
               store.layer_record(rec.diff_id))

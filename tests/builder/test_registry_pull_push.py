@@ -304,12 +304,10 @@ def test_repo_digest_of_a_pushed_build_resolves_locally(busybox_store: Path, reg
                                                         tmp_path: Path) -> None:
     """A build's layers are uncompressed, so the pushed manifest (gzip) has another digest than the
     local one; `inspect`/`save` NAME@<pushed digest> still find the image, as with docker."""
+    from tests.builder.store_helpers import built_image
+
     store = Store.open(busybox_store)
-    d = tmp_path / "upper"
-    d.mkdir()
-    (d / "f").write_bytes(os.urandom(1000))
-    rec = store.commit_dir(d, compression="uncompressed", epoch=0)
-    image = mutate.append_layers(store.resolve("busybox"), store.blob_layer(rec), history=[History(created_by="x")])
+    image, _rec = built_image(store, tmp_path / "upper")
     name = _ref(registry)
     image_id = store.put_image(image, [name])
     pushed = push(store, name, parse_reference(name), options=FAST)

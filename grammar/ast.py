@@ -35,39 +35,53 @@ Field names (stable):
 from __future__ import annotations
 
 from operator import attrgetter
-from typing import Any, ClassVar, Iterator, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Union, dataclass_transform
 
 
 class FrozenError(AttributeError):
     """Raised when code tries to change an AST node."""
 
 
+@dataclass_transform(eq_default=True, frozen_default=True)
 class Node:
     """Base of the AST classes: slotted, immutable, compared and hashed by value, picklable.
 
     Each subclass lists its fields in `__slots__` (a base's fields come first) and optional
     defaults in `_defaults`; `__init__` is generated once per class. (Plain classes rather than
     dataclasses: `import grammar.ast` stays cheap, it is on the builder's no-op rebuild path.)
+
+    For type checkers the classes are frozen dataclasses (`dataclass_transform`, which at run
+    time only marks the class): the field annotations, in `__slots__` order, give `__init__`'s
+    parameters. A field with a default also gets it in an `if TYPE_CHECKING:` branch, since a
+    class value next to the slot of the same name is an error at run time; keep the two equal.
     """
 
     __slots__ = ()
     _fields: ClassVar[tuple[str, ...]] = ()
     _defaults: ClassVar[dict[str, Any]] = {}
 
+    if TYPE_CHECKING:
+        @staticmethod
+        def _values(node: Node, /) -> tuple[Any, ...]:
+            """The field values in `_fields` order (an `attrgetter`, set per class)."""
+            ...
+
     def __init_subclass__(cls) -> None:
         fields: list[str] = []
         for klass in reversed(cls.__mro__):
             fields.extend(klass.__dict__.get("__slots__", ()))
         cls._fields = tuple(fields)
-        cls.__match_args__ = cls._fields
+        # setattr: a type checker gets __match_args__ and __init__ from dataclass_transform and
+        # _values from its declaration above
+        setattr(cls, "__match_args__", cls._fields)  # noqa: B010
         get = attrgetter(*fields)
-        cls._values = staticmethod(get if len(fields) > 1 else lambda obj: (get(obj),))  # type: ignore[attr-defined]
+        setattr(cls, "_values", staticmethod(get if len(fields) > 1 else lambda obj: (get(obj),)))  # noqa: B010
         params = ", ".join(f"{f}=_d_{f}" if f in cls._defaults else f for f in fields)
         body = "".join(f"    _set_{f}(self, {f})\n" for f in fields)
         namespace: dict[str, Any] = {f"_set_{f}": getattr(cls, f).__set__ for f in fields}
         namespace.update({f"_d_{k}": v for k, v in cls._defaults.items()})
         exec(f"def __init__(self, {params}):\n{body}", namespace)  # noqa: S102 - fixed source
-        cls.__init__ = namespace["__init__"]  # type: ignore[misc]
+        setattr(cls, "__init__", namespace["__init__"])  # noqa: B010
 
     def __setattr__(self, name: str, value: object) -> None:
         raise FrozenError(f"{type(self).__name__} is immutable (cannot set {name!r})")
@@ -78,17 +92,17 @@ class Node:
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
-        return self._values(self) == other._values(other)  # type: ignore[attr-defined]
+        return self._values(self) == other._values(other)
 
     def __hash__(self) -> int:
-        return hash((type(self).__name__, self._values(self)))  # type: ignore[attr-defined]
+        return hash((type(self).__name__, self._values(self)))
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{f}={getattr(self, f)!r}" for f in self._fields)
         return f"{type(self).__name__}({inner})"
 
     def __reduce__(self) -> tuple:
-        return type(self), self._values(self)  # type: ignore[attr-defined]
+        return type(self), self._values(self)
 
 
 class SourceRange(Node):
@@ -139,9 +153,14 @@ class Heredoc(Node):
     _defaults = {"expand": True, "chomp": False, "fd": 0}
     name: str
     content: str
-    expand: bool
-    chomp: bool
-    fd: int
+    if TYPE_CHECKING:  # the `_defaults`
+        expand: bool = True
+        chomp: bool = False
+        fd: int = 0
+    else:
+        expand: bool
+        chomp: bool
+        fd: int
 
     @property
     def body(self) -> str:
@@ -196,7 +215,10 @@ class Run(Instruction):
     __slots__ = ("command", "heredocs")
     _defaults = {"heredocs": ()}
     command: Command | None
-    heredocs: tuple[Heredoc, ...]
+    if TYPE_CHECKING:
+        heredocs: tuple[Heredoc, ...] = ()
+    else:
+        heredocs: tuple[Heredoc, ...]
 
 
 class Cmd(Instruction):
@@ -241,8 +263,12 @@ class Copy(Instruction):
     _defaults = {"json": False, "heredocs": ()}
     sources: tuple[str, ...]
     dest: str
-    json: bool
-    heredocs: tuple[Heredoc, ...]
+    if TYPE_CHECKING:
+        json: bool = False
+        heredocs: tuple[Heredoc, ...] = ()
+    else:
+        json: bool
+        heredocs: tuple[Heredoc, ...]
 
 
 class Add(Instruction):
@@ -251,8 +277,12 @@ class Add(Instruction):
     _defaults = {"json": False, "heredocs": ()}
     sources: tuple[str, ...]
     dest: str
-    json: bool
-    heredocs: tuple[Heredoc, ...]
+    if TYPE_CHECKING:
+        json: bool = False
+        heredocs: tuple[Heredoc, ...] = ()
+    else:
+        json: bool
+        heredocs: tuple[Heredoc, ...]
 
 
 class Expose(Instruction):
@@ -266,7 +296,10 @@ class Volume(Instruction):
     __slots__ = ("paths", "json")
     _defaults = {"json": False}
     paths: tuple[str, ...]
-    json: bool
+    if TYPE_CHECKING:
+        json: bool = False
+    else:
+        json: bool
 
 
 class User(Instruction):

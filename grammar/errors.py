@@ -85,3 +85,5 @@ class InvalidFlagError(DockerfileError):
 
 class ExpansionError(DockerfileError):
     """A `$VAR` expansion failed: unterminated quote or brace, `${VAR:?msg}`, bad syntax."""
+
+    word: str  # the word that failed, when the shell lexer raised it (unset otherwise; not pickled)

@@ -95,7 +95,7 @@ def _run(rng: ast.SourceRange, raw: str, flags: Flags, args: str, escape: str) -
     return ast.Run(rng, raw, flags, words, command)
 
 
-def _command_builder(cls: type) -> Builder:
+def _command_builder(cls: type[ast.Cmd] | type[ast.Entrypoint]) -> Builder:
     def build(rng: ast.SourceRange, raw: str, flags: Flags, args: str, escape: str) -> ast.Instruction:
         command, words = _command(args)
         return cls(rng, raw, flags, words, command)
@@ -109,7 +109,7 @@ def _shell(rng: ast.SourceRange, raw: str, flags: Flags, args: str, escape: str)
     return ast.Shell(rng, raw, flags, tuple(decoded), ast.ExecForm(tuple(decoded)))
 
 
-def _pairs_builder(cls: type) -> Builder:
+def _pairs_builder(cls: type[ast.Env] | type[ast.Label]) -> Builder:
     name = cls.KEYWORD.upper()
 
     def build(rng: ast.SourceRange, raw: str, flags: Flags, args: str, escape: str) -> ast.Instruction | None:
@@ -133,7 +133,7 @@ def _arg(rng: ast.SourceRange, raw: str, flags: Flags, args: str, escape: str) -
     return ast.Arg(rng, raw, flags, tuple(words), tuple(pairs))
 
 
-def _copy_builder(cls: type) -> Builder:
+def _copy_builder(cls: type[ast.Copy] | type[ast.Add]) -> Builder:
     def build(rng: ast.SourceRange, raw: str, flags: Flags, args: str, escape: str) -> ast.Instruction | None:
         if "<<" in raw or "<<" in args:  # may open heredocs (also `<` + continuation + `<EOF`)
             return None
@@ -158,7 +158,7 @@ def _volume(rng: ast.SourceRange, raw: str, flags: Flags, args: str, escape: str
     return ast.Volume(rng, raw, flags, words, words, decoded is not None)
 
 
-def _text_builder(cls: type) -> Builder:
+def _text_builder(cls: type[ast.User] | type[ast.Workdir] | type[ast.Stopsignal] | type[ast.Maintainer]) -> Builder:
     def build(rng: ast.SourceRange, raw: str, flags: Flags, args: str, escape: str) -> ast.Instruction:
         return cls(rng, raw, flags, (args,), args)
     return build

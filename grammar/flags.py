@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from grammar.ast import Flag, Node, SourceRange
 
@@ -151,6 +151,7 @@ def parse_go_duration(s: str) -> int:
     pos = 0
     while pos < len(s):
         m = _NUMBER.match(s, pos)
+        assert m is not None  # every part of _NUMBER is optional: it always matches
         whole, frac = m.group(1), m.group(2)
         if whole == "" and not frac:
             raise ValueError(f"time: invalid duration {quoted}")
@@ -218,19 +219,34 @@ class Mount(Node):
     _defaults = {"type": "bind", "target": "", "source": "", "from_": "", "readonly": True, "id": "",
                  "sharing": "", "required": False, "size": "", "mode": None, "uid": None, "gid": None,
                  "env": None}
-    type: str
-    target: str
-    source: str
-    from_: str
-    readonly: bool
-    id: str
-    sharing: str
-    required: bool
-    size: str
-    mode: int | None
-    uid: int | None
-    gid: int | None
-    env: str | None
+    if TYPE_CHECKING:  # the `_defaults`
+        type: str = "bind"
+        target: str = ""
+        source: str = ""
+        from_: str = ""
+        readonly: bool = True
+        id: str = ""
+        sharing: str = ""
+        required: bool = False
+        size: str = ""
+        mode: int | None = None
+        uid: int | None = None
+        gid: int | None = None
+        env: str | None = None
+    else:
+        type: str
+        target: str
+        source: str
+        from_: str
+        readonly: bool
+        id: str
+        sharing: str
+        required: bool
+        size: str
+        mode: int | None
+        uid: int | None
+        gid: int | None
+        env: str | None
 
 
 _MOUNT_KEYS = ("type", "from", "source", "target", "readonly", "id", "sharing", "required", "size",
@@ -315,12 +331,12 @@ def parse_mount(value: str, expand: Callable[[str], str] | None) -> Mount | None
             deferred = True
             continue
         if key == "type":
-            t = val.lower()
-            if t not in MOUNT_TYPES:
-                close = suggest(t, MOUNT_TYPES)
+            mtype = val.lower()
+            if mtype not in MOUNT_TYPES:
+                close = suggest(mtype, MOUNT_TYPES)
                 raise FlagError(f'unsupported mount type "{val}"' + (f" (did you mean {close}?)" if close else ""),
                                 hint="mount types: " + ", ".join(MOUNT_TYPES))
-            m["type"] = t
+            m["type"] = mtype
         elif key == "from":
             m["from_"] = val
         elif key in ("source", "src"):

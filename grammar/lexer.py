@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import bisect
 import re
-from typing import Iterator
+from typing import Any, Iterator, TypeVar
 
 from grammar import ast
 from grammar.directives import DirectiveParser
-from grammar.errors import DockerfileSyntaxError, ExpansionError
+from grammar.errors import DockerfileError, DockerfileSyntaxError, ExpansionError
 from grammar.fastpath import instruction as simple_instruction
 from grammar.heredoc import openers_in_line
 from grammar.lineparsers import (
@@ -46,12 +46,18 @@ KEYWORDS = ("from", "run", "cmd", "entrypoint", "shell", "env", "label", "arg", 
             "onbuild")
 _HEREDOC_KEYWORDS = ("run", "copy", "add")
 _GO_SPACE = "\t\n\v\f\r \x85\xa0"
+_E = TypeVar("_E", bound=DockerfileError)
 
 
 class Tok(str):
     """A token: its text, grammar terminal name, position and payload (decoded JSON, words, ...)."""
 
     __slots__ = ("type", "value", "line", "column", "data")
+    type: str
+    value: str
+    line: int
+    column: int
+    data: Any  # depends on `type` (see the module docstring)
 
 
 class Span:
@@ -92,8 +98,7 @@ class Source:
             return self.lines[lineno - 1].rstrip("\r\n")
         return None
 
-    def error(self, cls: type[DockerfileSyntaxError], message: str, line: int, col: int = 0,
-              hint: str | None = None) -> DockerfileSyntaxError:
+    def error(self, cls: type[_E], message: str, line: int, col: int = 0, hint: str | None = None) -> _E:
         return cls(message, filename=self.filename, line=line, column=col,
                    source_line=self.line(line) if col else None, hint=hint)
 
@@ -324,9 +329,9 @@ def _instruction(src: Source, line: str, base: int, span: Span, escape: str) -> 
         if args:
             out.append(tok("WORDS", args, args_off, items(_split_ws(args))))
     elif kw == "arg":
-        words = parse_words(args, escape)
-        if words:
-            out.append(tok("WORDS", args, args_off, items(_locate(args, words))))
+        arg_words = parse_words(args, escape)
+        if arg_words:
+            out.append(tok("WORDS", args, args_off, items(_locate(args, arg_words))))
     elif kw in ("env", "label"):
         try:
             pairs = parse_name_val(args, kw.upper(), escape)

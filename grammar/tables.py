@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 GRAMMAR = Path(__file__).with_name("dockerfile.lark")
 OUTPUT = Path(__file__).with_name("_tables.json")
@@ -30,14 +30,15 @@ def build() -> dict[str, Any]:
     [0, rule index] for a reduction (states is a list indexed by state number).
     """
     from lark import Lark
-    from lark.lexer import Lexer
+    from lark.lexer import Lexer, LexerState, Token
     from lark.parsers.lalr_analysis import Shift
 
     class ExternalLexer(Lexer):  # tokens come from grammar/lexer.py, not from Lark
         def __init__(self, conf: object) -> None:
             pass
 
-        def lex(self, data: object):  # pragma: no cover - never used to lex
+        def lex(self, lexer_state: LexerState, parser_state: Any) -> Iterator[Token]:  # pragma: no cover
+            # never used to lex
             raise NotImplementedError
 
     text = grammar_text()

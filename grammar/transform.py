@@ -8,6 +8,7 @@ whole pipeline: scan, parse, group into stages, and turn every failure into a lo
 from __future__ import annotations
 
 import gc
+from typing import TypeVar
 
 from grammar import ast
 from grammar.errors import (
@@ -37,6 +38,11 @@ class Located(Exception):
                  hint: str | None = None) -> None:
         super().__init__(message)
         self.cls, self.message, self.where, self.hint = cls, message, where, hint
+
+
+_Pairs = TypeVar("_Pairs", bound="ast.Env | ast.Label")
+_Copy = TypeVar("_Copy", bound="ast.Copy | ast.Add")
+_One = TypeVar("_One", bound="ast.User | ast.Workdir | ast.Stopsignal | ast.Maintainer")
 
 
 def _at(tok: Tok) -> tuple[int, int]:
@@ -74,7 +80,8 @@ def _command(toks: list) -> tuple[ast.Command | None, tuple[str, ...]]:
     return ast.ShellForm(t.value), (t.value,)
 
 
-def _base(kw: Tok, flags: tuple[ast.Flag, ...], args: tuple[str, ...]) -> tuple:
+def _base(kw: Tok, flags: tuple[ast.Flag, ...],
+          args: tuple[str, ...]) -> tuple[ast.SourceRange, str, tuple[ast.Flag, ...], tuple[str, ...]]:
     """The Instruction fields, in order (positional construction is the fastest)."""
     return _range(kw), kw.data.raw, flags, args
 
@@ -137,7 +144,7 @@ class ToAst:
             raise Located(InstructionError, "SHELL requires at least one argument", _at(rest[0]), USAGE["shell"])
         return ast.Shell(*_base(kw, flags, args), command=command)
 
-    def _pairs(self, children: list, cls: type) -> ast.Instruction:
+    def _pairs(self, children: list, cls: type[_Pairs]) -> _Pairs:
         kw, fitems, rest = _split(children)
         flags = _flags(kw, fitems)
         located = rest[0].data
@@ -150,10 +157,10 @@ class ToAst:
         return cls(*_base(kw, flags, flat), pairs=pairs)
 
     def env(self, children: list) -> ast.Env:
-        return self._pairs(children, ast.Env)  # type: ignore[return-value]
+        return self._pairs(children, ast.Env)
 
     def label(self, children: list) -> ast.Label:
-        return self._pairs(children, ast.Label)  # type: ignore[return-value]
+        return self._pairs(children, ast.Label)
 
     def arg(self, children: list) -> ast.Arg:
         kw, fitems, rest = _split(children)
@@ -167,7 +174,7 @@ class ToAst:
             pairs.append((name, default if eq else None))
         return ast.Arg(*_base(kw, flags, tuple(w for w, _, _ in words)), pairs=tuple(pairs))
 
-    def _copy(self, children: list, cls: type) -> ast.Instruction:
+    def _copy(self, children: list, cls: type[_Copy]) -> _Copy:
         kw, fitems, rest = _split(children)
         rest, heredocs = _heredocs(rest)
         flags = _flags(kw, fitems)
@@ -187,10 +194,10 @@ class ToAst:
                    heredocs=heredocs)
 
     def copy(self, children: list) -> ast.Copy:
-        return self._copy(children, ast.Copy)  # type: ignore[return-value]
+        return self._copy(children, ast.Copy)
 
     def add(self, children: list) -> ast.Add:
-        return self._copy(children, ast.Add)  # type: ignore[return-value]
+        return self._copy(children, ast.Add)
 
     def expose(self, children: list) -> ast.Expose:
         kw, fitems, rest = _split(children)
@@ -209,22 +216,22 @@ class ToAst:
                           USAGE["volume"])
         return ast.Volume(*_base(kw, flags, words), paths=words, json=is_json)
 
-    def _one(self, children: list, cls: type) -> ast.Instruction:
+    def _one(self, children: list, cls: type[_One]) -> _One:
         kw, fitems, rest = _split(children)
         text = rest[0].value
         return cls(*_base(kw, _flags(kw, fitems), (text,)), text)
 
     def user(self, children: list) -> ast.User:
-        return self._one(children, ast.User)  # type: ignore[return-value]
+        return self._one(children, ast.User)
 
     def workdir(self, children: list) -> ast.Workdir:
-        return self._one(children, ast.Workdir)  # type: ignore[return-value]
+        return self._one(children, ast.Workdir)
 
     def stopsignal(self, children: list) -> ast.Stopsignal:
-        return self._one(children, ast.Stopsignal)  # type: ignore[return-value]
+        return self._one(children, ast.Stopsignal)
 
     def maintainer(self, children: list) -> ast.Maintainer:
-        return self._one(children, ast.Maintainer)  # type: ignore[return-value]
+        return self._one(children, ast.Maintainer)
 
     def healthcheck(self, children: list) -> ast.Healthcheck:
         kw, fitems, rest = _split(children)

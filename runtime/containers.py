@@ -12,6 +12,7 @@ Ids are 64 hex characters, accepted as any unique prefix (ps shows 12), or the c
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import shutil
@@ -297,7 +298,7 @@ class Containers:
             raise NoSuchContainer(f"container id prefix {ref!r} is ambiguous ({len(hits)} containers)")
         raise NoSuchContainer(f"no such container: {ref}")
 
-    def sweep(self) -> list[str]:
+    def sweep(self) -> builtins.list[str]:  # `list` here is the method above
         """Mark containers whose supervisor died (kill -9) as exited, drop half-created directories,
         and clean stale cgroups, run dirs and addresses; returns the ids fixed."""
         fixed = []

@@ -437,7 +437,7 @@ def _read_line(f: object) -> bytes:
 
 
 def _read_all(fd: int) -> bytes:
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         data = os.read(fd, 65536)
         if not data:

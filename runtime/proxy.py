@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from typing import Sequence
+from typing import Callable, Sequence
 
 from runtime.errors import NetworkError
 from runtime.spec import PortMapping
@@ -27,6 +27,7 @@ class PortProxy:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 s.bind((p.host_ip, p.host_port))
                 self.sockets.append(s)
+                target: Callable[[socket.socket, int], None]
                 if kind == socket.SOCK_STREAM:
                     s.listen(128)
                     target = self._tcp

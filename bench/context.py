@@ -68,7 +68,7 @@ def _peer(ctx: Path) -> float:
 
 def _copy_pair(ctx: Path, scratch: Path) -> tuple[float, float]:
     """(copy_files, cp -a) wall times for the whole context into fresh directories."""
-    from builder.copyops import copy_files
+    from builder.build.files.copyops import copy_files
 
     times = []
     for tool in ("pybuild", "cp"):
@@ -86,7 +86,7 @@ def _copy_pair(ctx: Path, scratch: Path) -> tuple[float, float]:
 
 
 def _checksum_in_process(ctx: Path, cpu: list[float] | None = None) -> tuple[float, str]:
-    from builder.context import open_context
+    from builder.build.context import open_context
 
     t0, c0 = time.perf_counter(), time.process_time()
     context = open_context(str(ctx))
@@ -99,7 +99,7 @@ def _checksum_in_process(ctx: Path, cpu: list[float] | None = None) -> tuple[flo
 _CHILD = """
 import sys, time
 t0 = time.perf_counter()
-from builder.context import open_context
+from builder.build.context import open_context
 c = open_context(sys.argv[1])
 print(c.checksum(c.resolve_sources(["."])), time.perf_counter() - t0)
 """

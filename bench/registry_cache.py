@@ -62,7 +62,7 @@ def build(root: Path, ctx: Path, *flags: str) -> float:
 
 
 def main() -> None:
-    from builder.cache import BuildCache
+    from builder.cache.keys import BuildCache
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=2)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from builder.errors import BuildError
-from builder.sha import sha256
+from builder.util.sha import sha256
 from runtime.containers import Container, Containers
 from runtime.spec import Limits, Mount, NetworkMode, PortMapping, ProcessSpec
 
@@ -59,7 +59,7 @@ class RunOptions(NamedTuple):
 def containers(store_root: Path | None = None) -> Containers:
     """The containers of the store at `store_root` (default: the store's default root)."""
     if store_root is None:
-        from builder.paths import default_root
+        from builder.util.paths import default_root
 
         store_root = default_root()
     return Containers(store_root / "containers")

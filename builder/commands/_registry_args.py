@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from builder.oci.transport import RegistryOptions
+from builder.registry.transport import RegistryOptions
 
 
 def add_registry_args(p: argparse.ArgumentParser) -> None:

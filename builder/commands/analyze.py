@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from builder.analyze_ci import Thresholds
-    from builder.analyze_layers import ImageReport
+    from builder.analyze.ci import Thresholds
+    from builder.analyze.layers import ImageReport
 
 
 def _count(text: str) -> int:
@@ -55,7 +55,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from builder.analyze import analyze_image, open_image, reads_one_at_a_time
+    from builder.analyze.source import analyze_image, open_image, reads_one_at_a_time
 
     limits = _limits(args)
     workdir = Path(tempfile.mkdtemp(prefix="pybuild-analyze-"))
@@ -68,20 +68,20 @@ def run(args: argparse.Namespace) -> int:
     if args.html:
         _write_html(args, report, str(image.id))
     if args.json:
-        from builder.analyze_report import dumps
+        from builder.analyze.report import dumps
 
         print(dumps(report, files=not args.no_files))
     else:
-        from builder.analyze_report import render_table
+        from builder.analyze.report import render_table
 
         print(render_table(report, top=args.top))
         if args.files:
-            from builder.analyze_report import render_layer_files
+            from builder.analyze.report import render_layer_files
 
             print(render_layer_files(report, top=args.top))
     if limits is None:
         return 0
-    from builder.analyze_ci import evaluate, render
+    from builder.analyze.ci import evaluate, render
 
     results = evaluate(report, limits)
     print(render(results), file=sys.stderr if args.json else sys.stdout)
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _limits(args: argparse.Namespace) -> "Thresholds | None":
     """The CI rules, or None when not in CI mode: dive's defaults, under the rules file, under the flags."""
-    from builder.analyze_ci import CONFIG_NAME, DEFAULTS, load_config, thresholds
+    from builder.analyze.ci import CONFIG_NAME, DEFAULTS, load_config, thresholds
 
     flags = thresholds(args.lowest_efficiency, args.highest_wasted_bytes, args.highest_user_wasted_percent,
                        where="--ci: ")
@@ -103,10 +103,10 @@ def _limits(args: argparse.Namespace) -> "Thresholds | None":
 def _write_html(args: argparse.Namespace, report: "ImageReport", image_id: str) -> None:
     import os
 
-    from builder.analyze_advice import rebuild_costs, suggestions
-    from builder.analyze_explain import find_build, load_builds
-    from builder.analyze_html import render_html
-    from builder.cache import BuildCache
+    from builder.analyze.advice import rebuild_costs, suggestions
+    from builder.analyze.explain import find_build, load_builds
+    from builder.analyze.html import render_html
+    from builder.cache.keys import BuildCache
     from builder.store import default_root
 
     root = default_root()

@@ -115,7 +115,7 @@ def check_entitlements(graph: Any, allow: frozenset[str]) -> None:
     """Refuse a build whose steps need an entitlement that `--allow` did not grant (cached or not):
     `RUN --security=insecure` needs security.insecure, `RUN --network=host` network.host (as buildx)."""
     from builder.errors import StepError
-    from builder.graph import Exec
+    from builder.build.graph import Exec
 
     for idx in sorted(graph.stages):
         for node in graph.stages[idx].nodes:
@@ -154,9 +154,9 @@ def parse_outputs(values: list[str], tags: list[str], push: bool) -> list[dict[s
 # --- the build ------------------------------------------------------------------------------------
 
 def run(args: argparse.Namespace) -> int:
-    from builder.context import open_context
-    from builder.paths import default_root
-    from builder.progress import make_progress
+    from builder.build.context import open_context
+    from builder.util.paths import default_root
+    from builder.util.progress import make_progress
 
     started = time.time()
     if args.quiet:
@@ -166,14 +166,14 @@ def run(args: argparse.Namespace) -> int:
     allow = parse_allow(args.allow)
     ssh = None
     if args.ssh:
-        from builder.sshforward import SshAgents
+        from builder.build.sources.ssh import SshAgents
 
         ssh = SshAgents.parse(args.ssh)
     outputs = parse_outputs(args.output, args.tag, args.push)
     labels = dict(x.partition("=")[::2] for x in args.label)
     cache_specs = None
     if args.cache_from or args.cache_to:  # parsed before the build so that a bad value fails fast
-        from builder.oci.cache_export import parse_cache_spec
+        from builder.cache.export import parse_cache_spec
 
         cache_specs = ([parse_cache_spec(v, export=False) for v in args.cache_from],
                        [parse_cache_spec(v, export=True) for v in args.cache_to])
@@ -184,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         memo_key = None
         if not (args.no_cache or args.no_cache_filter or args.pull or cache_specs) and outputs == [{"type": "image"}]:
-            from builder import memo
+            from builder.cache import memo
 
             memo_key = memo.memo_key(ctx.dockerfile, ctx.dockerfile_name, ctx.ignore_file, {
                 "build_args": build_args, "target": args.target, "platform": args.platform, "labels": labels,
@@ -193,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
             hit = memo.lookup(root, memo_key, ctx, args.tag) if ctx.root is not None else None
             if hit is not None:
                 return _replay(args, root, ctx, hit, build_args, progress, started)
-        from builder.dockerfile_cache import load_dockerfile
+        from builder.cache.dockerfile import load_dockerfile
         from builder.store import Store
 
         store = Store.open(root)
@@ -213,8 +213,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _new_record(args: argparse.Namespace, ctx: Any, build_args: dict[str, str], started: float,
                 platform: str) -> Any:
-    from builder import records
-    from builder.sha import sha256
+    from builder.build import records
+    from builder.util.sha import sha256
 
     if args.file and args.file != "-":
         dockerfile = os.path.abspath(args.file)  # as docs/build-records.md promises: -f is relative to the cwd
@@ -231,7 +231,7 @@ def _new_record(args: argparse.Namespace, ctx: Any, build_args: dict[str, str], 
 def _replay(args: argparse.Namespace, root: Path, ctx: Any, hit: dict[str, Any], build_args: dict[str, str],
             progress: Any, started: float) -> int:
     """Finish a build the memo recognised: show every step as cached, write its record."""
-    from builder.records import StepRecord
+    from builder.build.records import StepRecord
 
     record = _new_record(args, ctx, build_args, started, hit["platform"])
     for w in hit["warnings"]:
@@ -251,9 +251,9 @@ def _replay(args: argparse.Namespace, root: Path, ctx: Any, hit: dict[str, Any],
 def _build(args: argparse.Namespace, store: Any, ctx: Any, df: Any, build_args: dict[str, str],
            secrets: dict[str, bytes], outputs: list[dict[str, str]], labels: dict[str, str], progress: Any,
            started: float, memo_key: str | None, cache_specs: Any = None, ssh: Any = None) -> int:
-    from builder.cache import BuildCache
-    from builder.convert import Options, convert
-    from builder.solver import SolveOptions, Solver
+    from builder.cache.keys import BuildCache
+    from builder.build.convert import Options, convert
+    from builder.build.solver import SolveOptions, Solver
 
     images: dict[tuple[str, str], Any] = {}
 
@@ -278,14 +278,14 @@ def _build(args: argparse.Namespace, store: Any, ctx: Any, df: Any, build_args: 
     solver = Solver(graph, ctx, store, cache, progress, opts, record, image)
     try:
         if cache_specs:
-            from builder.oci.cache_export import import_cache
+            from builder.cache.export import import_cache
 
             for spec in cache_specs[0]:
                 progress.info(f"importing cache from {spec.ref or spec.path}: {import_cache(store, cache, spec)} entries")
         built = assemble(store, solver.solve())
         manifest_digest = _write_outputs(store, built, outputs, args.tag, progress, compression, level)
         if cache_specs:
-            from builder.oci.cache_export import export_cache, keys_for_mode
+            from builder.cache.export import export_cache, keys_for_mode
 
             for spec in cache_specs[1]:
                 export_cache(store, cache, keys_for_mode(record.steps, graph.target, spec.mode), spec)
@@ -308,7 +308,7 @@ def _build(args: argparse.Namespace, store: Any, ctx: Any, df: Any, build_args: 
 def _save_memo(store: Any, key: str, args: argparse.Namespace, images: dict[tuple[str, str], Any], solver: Any,
                record: Any, warnings: list[str]) -> None:
     """Remember this build's inputs so that an identical rebuild skips parsing and solving."""
-    from builder import memo
+    from builder.cache import memo
     from builder.errors import BuildError
     from builder.store import normalize_tag
 
@@ -373,13 +373,13 @@ def _base_image(store: Any, ref: str, platform: str, pull: bool, progress: Any) 
             return store.resolve(ref)
         except StoreError:
             pass
-    from builder.oci.remote import ensure_image
+    from builder.transfer import ensure_image
 
     return ensure_image(store, ref, platform or None, pull_always=pull)
 
 
 def _finish(root: Path, record: Any) -> None:
-    from builder import records
+    from builder.build import records
 
     record.finished = time.time()
     record.duration = round(record.finished - record.started, 6)
@@ -451,13 +451,13 @@ def _write_outputs(store: Any, image: Any, outputs: list[dict[str, str]], tags: 
             export_rootfs_tar(image, out["dest"], store.tmp_dir(), epoch=source_date_epoch())
         elif kind == "registry":
             from builder.oci.reference import parse_reference
-            from builder.oci.remote import push_image
+            from builder.transfer import push_image
 
             names = [n for n in out.get("name", "").split(",") if n] or tags
             if not names:
                 raise BuildError("--push needs a name: -t REGISTRY/NAME:TAG or --output type=registry,name=...")
             store.put_image(image)  # the blobs a push reads come from the store
-            from builder.oci.transport import RegistryOptions
+            from builder.registry.transport import RegistryOptions
 
             for name in names:
                 digest = str(push_image(store, image, parse_reference(name).with_default_tag(),

@@ -19,8 +19,8 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from builder.analyze import open_image
-    from builder.analyze_diff import diff_images, diff_json, render_diff
+    from builder.analyze.source import open_image
+    from builder.analyze.diff import diff_images, diff_json, render_diff
 
     workdir = Path(tempfile.mkdtemp(prefix="pybuild-diff-"))
     try:

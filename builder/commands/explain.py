@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from builder.analyze_explain import explain_build, explanation_json, render_explanation, store_root
+from builder.analyze.explain import explain_build, explanation_json, render_explanation, store_root
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -19,9 +19,9 @@ def configure(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from builder.analyze_advice import rebuild_costs, render_advice, suggestions
-    from builder.analyze_explain import find_build, load_builds
-    from builder.cache import BuildCache
+    from builder.analyze.advice import rebuild_costs, render_advice, suggestions
+    from builder.analyze.explain import find_build, load_builds
+    from builder.cache.keys import BuildCache
 
     root = store_root()
     explanation = explain_build(root, args.build)

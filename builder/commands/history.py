@@ -1,6 +1,6 @@
 """`pybuild history`: the layers of an image and the steps that made them (like `docker history`).
 
-With `--builds`, the builds recorded by `pybuild build` instead (see builder/analyze_explain.py).
+With `--builds`, the builds recorded by `pybuild build` instead (see builder/analyze/explain.py).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def rows(store: Store, ref: str) -> list[dict]:
 
 def run(args: argparse.Namespace) -> int:
     if args.builds:
-        from builder.analyze_explain import history_builds
+        from builder.analyze.explain import history_builds
 
         return history_builds(json_output=args.json)
     if not args.image:

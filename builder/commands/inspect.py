@@ -15,7 +15,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def describe(store: Store, ref: str) -> dict:
     """The inspect document of one image."""
-    from builder.oci.remote import repo_digests
+    from builder.transfer import repo_digests
 
     image = store.resolve(ref)
     config = json.loads(image.raw_config())

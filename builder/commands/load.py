@@ -20,7 +20,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     platform = None
     if args.platform:
-        from builder.oci.remote import parse_platform
+        from builder.transfer import parse_platform
 
         platform = parse_platform(args.platform)
     store = Store.open()

@@ -24,8 +24,8 @@ def _registry(server: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from builder.errors import RegistryError
-    from builder.oci import credentials
-    from builder.oci.registry import RegistryClient
+    from builder.registry import credentials
+    from builder.registry.client import RegistryClient
 
     registry = _registry(args.server)
     if args.password and args.password_stdin:

@@ -12,7 +12,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from builder.commands.login import _registry
-    from builder.oci import credentials
+    from builder.registry import credentials
 
     registry = _registry(args.server)
     if credentials.erase(registry):

@@ -20,8 +20,8 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from builder.errors import BuildError
-    from builder.oci.remote import resolve_digest
-    from builder.pin import pin_dockerfile
+    from builder.transfer import resolve_digest
+    from builder.build.pin import pin_dockerfile
 
     path = Path(args.dockerfile)
     try:

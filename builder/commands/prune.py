@@ -1,5 +1,5 @@
 """`pybuild prune`: remove images no tag, cache entry or container refers to, unreferenced blobs,
-snapshots and leftover temp files. Build-cache policies come from builder/analyze_cache.py."""
+snapshots and leftover temp files. Build-cache policies come from builder/analyze/cache.py."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from builder.store import Store
 
 
 def _analyze_cache():  # the build-cache policies are owned by the analysis module, when present
-    if importlib.util.find_spec("builder.analyze_cache") is None:
+    if importlib.util.find_spec("builder.analyze.cache") is None:
         return None
-    import builder.analyze_cache as mod
+    import builder.analyze.cache as mod
 
     return mod
 

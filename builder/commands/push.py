@@ -20,8 +20,8 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from builder.oci.reference import parse_reference
-    from builder.oci.remote import push
-    from builder.progress import make_progress
+    from builder.transfer import push
+    from builder.util.progress import make_progress
     from builder.store import Store
 
     ref = parse_reference(args.name).with_default_tag()

@@ -9,7 +9,7 @@ import sys
 
 from builder.containers import RunOptions, create
 from builder.errors import BuildError
-from builder.paths import default_root
+from builder.util.paths import default_root
 from runtime.errors import SandboxError
 
 

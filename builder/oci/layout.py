@@ -332,7 +332,7 @@ def _select(src: LayoutSource, index: Index, digest: str, platform: Platform | N
     """The manifest of a nested (multi-platform) index for `platform` (default: this machine's),
     by the rules `pull --platform` uses; an index without one is an error, never another platform."""
     from builder.errors import RegistryError
-    from builder.oci.remote import host_platform, select_manifest
+    from builder.transfer import host_platform, select_manifest
 
     choices = Index(tuple(m for m in index.manifests if m.media_type in MANIFEST_TYPES))
     if not choices.manifests:

@@ -6,7 +6,7 @@ import io
 import tarfile
 from typing import Iterable, Union
 
-from builder.analyze_layers import LayerSource
+from builder.analyze.layers import LayerSource
 
 # a member: "dir/" (directory), ("path", size) (file of `size` bytes of b"x"), ("path", "->target") (symlink),
 # ("path", "=>target") (hard link), ("path", size, mode) or ("path", size, mode, uid) (file)

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from builder.analyze_advice import rebuild_costs, suggestions
-from builder.cache import BuildCache, CacheKey
+from builder.analyze.advice import rebuild_costs, suggestions
+from builder.cache.keys import BuildCache, CacheKey
 
 CONTEXT = {"requirements.txt": "a", "src/app.py": "b", "src/lib/util.py": "c", "README.md": "d",
            ".git/HEAD": "e", ".git/objects/ab": "f"}
@@ -68,7 +68,7 @@ def test_suggestions_name_lines(tmp_path: Path) -> None:
 
 
 def test_directory_entries_of_a_table_are_not_files() -> None:
-    from builder.analyze_advice import files_only
+    from builder.analyze.advice import files_only
 
     table = {".": "d0", "Dockerfile": "f1", "src": "d1", "src/b": "f2", "src/lib": "d2", "src/lib/c": "f3", "empty": "d3"}
     assert files_only(table) == {"Dockerfile": "f1", "src/b": "f2", "src/lib/c": "f3", "empty": "d3"}

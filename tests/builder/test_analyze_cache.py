@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from unittest import mock
 
-from builder import records
-from builder.analyze_cache import PolicyError, cache_rows, parse_duration, prune_cache, render_du, render_ls
-from builder.cache import BuildCache, CacheKey
+from builder.build import records
+from builder.analyze.cache import PolicyError, cache_rows, parse_duration, prune_cache, render_du, render_ls
+from builder.cache.keys import BuildCache, CacheKey
 from tests.conftest import pybuild
 
 HOUR = 3600.0
@@ -20,7 +20,7 @@ HOUR = 3600.0
 def entry(root: Path, name: str, size: int, digest: str, kind: str = "RUN", duration: float = 1.0) -> str:
     key = CacheKey.make(op={"kind": kind, "argv": [name]})
     layer = {"diff_id": digest, "digest": digest, "size": size, "media_type": "x"} if size else None
-    with mock.patch("builder.cache.time.time", return_value=time.time() - 20 * HOUR):  # created 20 h ago
+    with mock.patch("builder.cache.keys.time.time", return_value=time.time() - 20 * HOUR):  # created 20 h ago
         BuildCache(root).put(key, layer, duration=duration)
     return key.digest
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from builder.analyze_ci import (DEFAULTS, ConfigError, Thresholds, evaluate, load_config, parse_bytes, parse_ratio,
+from builder.analyze.ci import (DEFAULTS, ConfigError, Thresholds, evaluate, load_config, parse_bytes, parse_ratio,
                                 parse_yaml_subset, render, thresholds)
-from builder.analyze_layers import analyze_layers
-from builder.analyze_report import dumps, human_size, render_layer_files, render_table
+from builder.analyze.layers import analyze_layers
+from builder.analyze.report import dumps, human_size, render_layer_files, render_table
 from tests.builder.analyze_fixtures import sources
 from tests.builder.test_analyze_layers import NGINX
 

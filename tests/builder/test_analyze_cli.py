@@ -21,7 +21,7 @@ from builder.oci.image import EMPTY
 from builder.oci.layout import write_oci_archive, write_oci_layout
 from builder.oci.model import History
 from builder.oci.reference import parse_reference
-from builder.oci.remote import push
+from builder.transfer import push
 from builder.store import Store
 from tests.builder.analyze_fixtures import layer_tar
 from tests.builder.registry_server import Registry, needs_registry
@@ -184,7 +184,7 @@ def test_a_corrupt_layer_is_named_with_its_image(demo: Path, tmp_path: Path) -> 
 
 
 def test_public_api_is_exported() -> None:
-    import builder.analyze as api
+    import builder.analyze.source as api
 
     assert sorted(api.__all__) == sorted(n for n in dir(api) if not n.startswith("_") and n not in (
         "annotations", "Path", "TYPE_CHECKING", "ImageFormatError", "InvalidReferenceError", "StoreError"))

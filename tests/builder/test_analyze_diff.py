@@ -10,7 +10,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from builder.analyze_diff import diff_images
+from builder.analyze.diff import diff_images
 from builder.oci import mutate
 from builder.oci.image import EMPTY
 from builder.oci.layout import write_oci_layout
@@ -105,8 +105,8 @@ def test_mode_and_owner_changes_are_file_changes(store_root: Path) -> None:
 
 def naive_final_state(layers: list[bytes]) -> dict:
     """The stacked filesystem by brute force: every whiteout and every non-directory scans all paths."""
-    from builder.analyze_diff import FileState
-    from builder.analyze_tree import read_entries
+    from builder.analyze.diff import FileState
+    from builder.analyze.tree import read_entries
 
     files: dict = {}
     for data in layers:
@@ -139,7 +139,7 @@ NAMES = ["a", "a/x", "a/x/p", "a/y", "b", "b/z", "c/w/v", "ab"]
                                    st.sampled_from(NAMES), st.integers(0, 9)), max_size=7), min_size=1, max_size=4))
 def test_final_state_agrees_with_a_brute_force_model(layers: list) -> None:
     """The indexed final_state (a whiteout costs what it hides) against a scan of every path."""
-    from builder.analyze_diff import final_state
+    from builder.analyze.diff import final_state
 
     tars = []
     for ops in layers:

@@ -87,7 +87,7 @@ def dive_figures(layers: list[list[Member]], tmp: Path) -> tuple[float, int, int
 
 
 def our_figures(layers: list[list[Member]]) -> tuple[float, int, int]:
-    from builder.analyze_layers import analyze_layers
+    from builder.analyze.layers import analyze_layers
 
     r = analyze_layers(sources(*layers))
     return r.dive_efficiency, r.dive_wasted_bytes, r.size_bytes
@@ -117,8 +117,8 @@ def test_random_layer_stacks_agree_with_dive(tmp_path: Path) -> None:
 ])
 def test_ci_verdicts_agree_with_dive(rules: str, tmp_path: Path) -> None:
     # the NGINX image: efficiency 0.8214, wasted 7000 bytes, user wasted 0.4667
-    from builder.analyze_ci import evaluate, load_config
-    from builder.analyze_layers import analyze_layers
+    from builder.analyze.ci import evaluate, load_config
+    from builder.analyze.layers import analyze_layers
 
     (tmp_path / ".dive-ci").write_text(rules)
     docker_archive(list(NGINX), tmp_path / "image.tar")

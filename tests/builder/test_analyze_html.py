@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from builder.analyze_advice import RebuildCost, Suggestion
-from builder.analyze_html import BAR, CACHED, RAN, WASTE, render_html, timeline
+from builder.analyze.advice import RebuildCost, Suggestion
+from builder.analyze.html import BAR, CACHED, RAN, WASTE, render_html, timeline
 from tests.builder.test_analyze_ci import REPORT
 from tests.conftest import requires_tool
 

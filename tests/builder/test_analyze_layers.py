@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from builder.analyze_diff import final_state
-from builder.analyze_layers import FileRef, LayerSource, analyze_layers
-from builder.analyze_tree import normalize, read_entries
+from builder.analyze.diff import final_state
+from builder.analyze.layers import FileRef, LayerSource, analyze_layers
+from builder.analyze.tree import normalize, read_entries
 from builder.errors import ImageFormatError
 from tests.builder.analyze_fixtures import layer_tar, sources
 
@@ -185,8 +185,8 @@ def test_a_hard_link_keeps_a_deleted_or_overwritten_files_bytes_visible() -> Non
 
 
 def test_waste_over_no_user_bytes_is_infinite_as_in_dive() -> None:
-    from builder.analyze_ci import Thresholds, evaluate
-    from builder.analyze_report import render_table, to_json
+    from builder.analyze.ci import Thresholds, evaluate
+    from builder.analyze.report import render_table, to_json
 
     r = analyze_layers(sources([("a", 100)], [(".wh.a", 0)]))
     assert r.user_size_bytes == 0 and r.dive_wasted_bytes == 100 and r.dive_user_wasted_percent == math.inf

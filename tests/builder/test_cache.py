@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from builder.cache import BuildCache, CacheKey
-from builder.progress import JsonProgress, PlainProgress, make_progress
-from builder.records import BuildRecord, StepRecord, list_records, load, new_build_id, write
+from builder.cache.keys import BuildCache, CacheKey
+from builder.util.progress import JsonProgress, PlainProgress, make_progress
+from builder.build.records import BuildRecord, StepRecord, list_records, load, new_build_id, write
 
 
 def test_key_ignores_part_order_and_none_parts() -> None:
@@ -26,7 +26,7 @@ def test_key_changes_with_any_part() -> None:
 
 
 def test_key_is_the_same_in_another_process() -> None:
-    code = "from builder.cache import CacheKey; print(CacheKey.make(op={'é': [1, 2]}, parent='p').digest)"
+    code = "from builder.cache.keys import CacheKey; print(CacheKey.make(op={'é': [1, 2]}, parent='p').digest)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == CacheKey.make(parent="p", op={"é": [1, 2]}).digest
 
@@ -91,7 +91,7 @@ def test_auto_progress_is_plain_off_a_tty() -> None:
 
 
 def test_tty_progress_keeps_a_short_live_tail_and_clears_it() -> None:
-    from builder.progress import TtyProgress
+    from builder.util.progress import TtyProgress
 
     out = io.StringIO()
     p = TtyProgress(out)

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from builder import context as context_mod
-from builder.context import StatCache, checksum_sources, expand_sources, open_context
+from builder.build import context as context_mod
+from builder.build.context import StatCache, checksum_sources, expand_sources, open_context
 from builder.errors import ContextError
-from builder.fsview import RootView
+from builder.build.fsview import RootView
 from tests.builder.context_helpers import make_tree
 
 
@@ -389,7 +389,7 @@ def test_absurdly_deep_trees_are_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_fsview_all_lists_every_public_name() -> None:
-    from builder import fsview
+    from builder.build import fsview
 
     public = {n for n, v in vars(fsview).items() if not n.startswith("_") and callable(v)
               and getattr(v, "__module__", "") == fsview.__name__}

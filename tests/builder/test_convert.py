@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from builder.convert import DEFAULT_PATH, Options, convert
+from builder.build.convert import DEFAULT_PATH, Options, convert
 from builder.errors import StageError
-from builder.graph import ConfigChange, Exec, FileCopy, ImageSource, Mkdir, Scratch, StageRef
+from builder.build.graph import ConfigChange, Exec, FileCopy, ImageSource, Mkdir, Scratch, StageRef
 from grammar import parse
 from grammar.errors import DockerfileError
 

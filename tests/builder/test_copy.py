@@ -21,12 +21,12 @@ from typing import Iterator
 import pytest
 import zstandard
 
-from builder import copyops
-from builder.copyops import (FetchedFile, HeredocSource, copy_files, extract_archive, fetch_url, is_archive,
+from builder.build.files import copyops
+from builder.build.files.copyops import (FetchedFile, HeredocSource, copy_files, extract_archive, fetch_url, is_archive,
                              parse_chmod, resolve_owner)
-from builder.dockerignore import PatternMatcher
+from builder.build.dockerignore import PatternMatcher
 from builder.errors import BuildError, ContextError
-from builder.fsview import RootView
+from builder.build.fsview import RootView
 from tests.builder.context_helpers import make_tree
 
 MTIME = 1_600_000_000
@@ -455,7 +455,7 @@ def test_copy_from_a_stage_can_keep_its_owners(src: Path, layer: Path) -> None:
 
 
 def test_parents_with_a_pivot(src: Path, layer: Path) -> None:
-    from builder.context import expand_sources
+    from builder.build.context import expand_sources
 
     view = RootView(src)
     rels = expand_sources(view, ["./dir/./sub/*", "dir/one"])
@@ -490,8 +490,8 @@ def test_unreadable_source_is_a_one_line_error(tmp_path: Path) -> None:
         out_dir = base / "out"
         out_dir.mkdir()
         os.chmod(out_dir, 0o777)
-        program = ("import sys\nfrom builder.errors import BuildError\nfrom builder.copyops import copy_files\n"
-                   "from builder.context import checksum_sources\nfrom builder.fsview import RootView\n"
+        program = ("import sys\nfrom builder.errors import BuildError\nfrom builder.build.files.copyops import copy_files\n"
+                   "from builder.build.context import checksum_sources\nfrom builder.build.fsview import RootView\n"
                    "for step in ('checksum', 'copy'):\n"
                    "    try:\n"
                    "        if step == 'checksum': checksum_sources(RootView(sys.argv[1]), ['b.txt'])\n"

@@ -22,9 +22,9 @@ from typing import Iterator
 
 import pytest
 
-from builder.context import open_context
-from builder.copyops import copy_files, extract_archive, fetch_url, resolve_owner
-from builder.fsview import RootView
+from builder.build.context import open_context
+from builder.build.files.copyops import copy_files, extract_archive, fetch_url, resolve_owner
+from builder.build.fsview import RootView
 from tests.builder.context_helpers import make_tree
 from tests.conftest import requires_root, requires_tool
 
@@ -265,7 +265,7 @@ def test_copy_from_a_stage_matches_buildah(buildah: Buildah, base_rootfs: Path, 
         stage_root = RootView(buildah("mount", stage_ctr))
         layer = tmp_path / "layer"
         layer.mkdir()
-        from builder.context import expand_sources
+        from builder.build.context import expand_sources
 
         for line in FROM_LINES:
             words = line.split()[1:]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from builder import copyops
+from builder.build.files import copyops
 from builder.oci.model import chain_ids
 from builder.store import Store
 from tests.builder.store_helpers import clone_store

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from builder import dockerignore
-from builder.dockerignore import PatternMatcher, clean_path, find_ignore_file, go_match, parse_ignore_file
+from builder.build import dockerignore
+from builder.build.dockerignore import PatternMatcher, clean_path, find_ignore_file, go_match, parse_ignore_file
 from builder.errors import ContextError
 
 # (patterns, path, excluded?)

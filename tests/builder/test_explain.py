@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from builder import records
-from builder.analyze_explain import (NoBuildError, build_summaries, explain_build, explanation_json,
+from builder.build import records
+from builder.analyze.explain import (NoBuildError, build_summaries, explain_build, explanation_json,
                                      render_build_summaries, render_explanation)
-from builder.cache import BuildCache, CacheKey
+from builder.cache.keys import BuildCache, CacheKey
 
 FILES = {"src/app.py": "c1", "src/util.py": "c2", "README.md": "c3", "Makefile": "c4"}
 

@@ -1,11 +1,11 @@
-"""builder.gitsource: which ADD sources are git repositories, and how their URL splits."""
+"""builder.build.sources.git: which ADD sources are git repositories, and how their URL splits."""
 
 from __future__ import annotations
 
 import pytest
 
 from builder.errors import BuildError
-from builder.gitsource import GitSource, is_download_url, is_git_url, parse_git_url
+from builder.build.sources.git import GitSource, is_download_url, is_git_url, parse_git_url
 
 
 @pytest.mark.parametrize("source, git", [

@@ -1,10 +1,10 @@
-"""builder.progress: byte-work bars only where they are drawn, and only once bytes move."""
+"""builder.util.progress: byte-work bars only where they are drawn, and only once bytes move."""
 
 from __future__ import annotations
 
 import io
 
-from builder.progress import Progress, make_progress
+from builder.util.progress import Progress, make_progress
 
 
 def test_only_the_terminal_printer_draws_byte_bars() -> None:

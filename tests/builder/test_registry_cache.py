@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from builder.cache import BuildCache
+from builder.cache.keys import BuildCache
 from builder.errors import BuildError, ImageFormatError
-from builder.oci.cache_export import CacheSpec, export_cache, import_cache, parse_cache_spec
-from builder.oci.transport import RegistryOptions
+from builder.cache.export import CacheSpec, export_cache, import_cache, parse_cache_spec
+from builder.registry.transport import RegistryOptions
 from builder.store import Store
 from tests.builder.registry_server import Registry, needs_registry
 from tests.builder.store_helpers import clone_store
@@ -109,7 +109,7 @@ def test_missing_cache_imports_nothing_and_wrong_artifact_is_refused(registry: R
     assert import_cache(store, cache, missing, FAST) == 0
     assert import_cache(store, cache, parse_cache_spec(f"type=local,src={tmp_path / 'empty'}", export=False)) == 0
     from builder.oci.reference import parse_reference
-    from builder.oci.remote import push
+    from builder.transfer import push
 
     name = f"{registry.host}/cache/notcache:1"
     push(store, "busybox:latest", parse_reference(name), options=FAST)

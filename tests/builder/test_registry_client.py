@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from builder.errors import DigestMismatchError, RegistryError
-from builder.oci.credentials import Credentials
+from builder.registry.credentials import Credentials
 from builder.oci.model import Descriptor, Digest
-from builder.oci.registry import RegistryClient
-from builder.oci.transport import RegistryOptions
+from builder.registry.client import RegistryClient
+from builder.registry.transport import RegistryOptions
 
 from tests.builder.registry_server import PASSWORD, REFRESH_TOKEN, USER, FaultProxy, Registry, needs_registry
 
@@ -236,7 +236,7 @@ def test_options_from_config_file_and_environment(tmp_path: Path, monkeypatch: p
 
 def test_cli_tls_registry_needs_ca_or_insecure(tls_registry: Registry, busybox_store: Path, tmp_path: Path) -> None:
     from builder.oci.reference import parse_reference
-    from builder.oci.remote import push
+    from builder.transfer import push
     from builder.store import Store
     from tests.conftest import pybuild
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from builder.errors import RegistryError
-from builder.oci import credentials
-from builder.oci.auth import Challenge, parse_challenge
-from builder.oci.credentials import Credentials
+from builder.registry import credentials
+from builder.registry.auth import Challenge, parse_challenge
+from builder.registry.credentials import Credentials
 
 
 def _write_config(d: Path, conf: dict) -> None:
@@ -147,9 +147,9 @@ def test_parse_challenge(header: str, expected: Challenge | None) -> None:
     assert parse_challenge(header) == expected
 
 
-@pytest.mark.parametrize("module", ["builder.oci.reference", "builder.oci.transport", "builder.oci.auth",
-                                    "builder.oci.credentials", "builder.oci.registry", "builder.oci.remote",
-                                    "builder.oci.cache_export", "builder.pin"])
+@pytest.mark.parametrize("module", ["builder.oci.reference", "builder.registry.transport", "builder.registry.auth",
+                                    "builder.registry.credentials", "builder.registry.client", "builder.transfer",
+                                    "builder.cache.export", "builder.build.pin"])
 def test_all_lists_the_public_names(module: str) -> None:
     import importlib
 

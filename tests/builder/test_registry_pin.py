@@ -6,9 +6,9 @@ import uuid
 from pathlib import Path
 
 from builder.oci.reference import parse_reference
-from builder.oci.remote import push
-from builder.oci.transport import RegistryOptions
-from builder.pin import pin_dockerfile
+from builder.transfer import push
+from builder.registry.transport import RegistryOptions
+from builder.build.pin import pin_dockerfile
 from builder.store import Store
 from tests.builder.registry_server import Registry, needs_registry
 from tests.conftest import pybuild

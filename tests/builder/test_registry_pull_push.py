@@ -16,8 +16,8 @@ from builder.errors import DigestMismatchError, RegistryError
 from builder.oci import mutate
 from builder.oci.model import ContainerConfig, Digest, History, ImageConfig, Platform
 from builder.oci.reference import parse_reference
-from builder.oci.remote import ensure_image, host_platform, pull, push, repo_digests, resolve_digest
-from builder.oci.transport import RegistryOptions
+from builder.transfer import ensure_image, host_platform, pull, push, repo_digests, resolve_digest
+from builder.registry.transport import RegistryOptions
 from builder.store import Store
 from tests.builder.registry_server import FaultProxy, Registry, needs_registry
 from tests.conftest import pybuild, requires_root, requires_tool

@@ -1,4 +1,4 @@
-"""builder.sshforward: `--ssh` values (checked before a build starts), our own agents, the proxy socket."""
+"""builder.build.sources.ssh: `--ssh` values (checked before a build starts), our own agents, the proxy socket."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from builder.errors import BuildError
-from builder.sshforward import AgentProxy, SshAgents
+from builder.build.sources.ssh import AgentProxy, SshAgents
 from tests.conftest import requires_tool
 
 

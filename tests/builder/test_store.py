@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.cache import BuildCache
+from builder.cache.keys import BuildCache
 from builder.errors import DigestMismatchError, InvalidReferenceError, StoreError
 from builder.oci import mutate
 from builder.oci.image import EMPTY, validate_image

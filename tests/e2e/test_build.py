@@ -131,7 +131,7 @@ def test_copy_from_is_keyed_on_the_copied_content(store: dict[str, str], tmp_pat
 
 
 def test_build_record_is_written(store: dict[str, str]) -> None:
-    from builder.records import list_records, load
+    from builder.build.records import list_records, load
 
     pybuild("build", "-t", "rec:1", str(FIXTURES / "examples" / "tomcat"), env=store)
     rec = load(list_records(store["PYBUILD_ROOT"])[-1])
@@ -143,7 +143,7 @@ def test_build_record_is_written(store: dict[str, str]) -> None:
 
 
 def test_build_record_names_a_relative_f_file_by_its_absolute_path(store: dict[str, str], tmp_path: Path) -> None:
-    from builder.records import list_records, load
+    from builder.build.records import list_records, load
 
     (tmp_path / "ctx").mkdir()
     (tmp_path / "files").mkdir()

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from builder.convert import Options, convert
-from builder.graph import Exec, FileCopy
+from builder.build.convert import Options, convert
+from builder.build.graph import Exec, FileCopy
 from grammar import parse
 from grammar.errors import DockerfileError
 

@@ -35,7 +35,7 @@ from builder.errors import DigestMismatchError, ImageFormatError, InvalidReferen
 from builder.oci import compress, layertar
 from builder.oci.image import BasicImage, BlobLayer, Image, Layer, validate_image
 from builder.oci.model import Descriptor, Digest, ImageConfig, Manifest, chain_ids
-from builder.paths import default_root
+from builder.util.paths import default_root
 
 __all__ = ["Store", "LayerRecord", "ImageRecord", "PruneReport", "default_root", "normalize_tag"]
 
@@ -789,7 +789,7 @@ class Store:
         if not (self.root / "registry.json").exists():
             return None
         from builder.oci.reference import parse_reference
-        from builder.oci.remote import image_for_repo_digest
+        from builder.transfer import image_for_repo_digest
 
         try:
             return image_for_repo_digest(self, parse_reference(ref))
@@ -942,7 +942,7 @@ class Store:
             if "sha256:" + path.name not in keep_chains:
                 shutil.rmtree(path, ignore_errors=True)
                 report.snapshots += 1
-        from builder.cache import BuildCache  # the cache's own file format
+        from builder.cache.keys import BuildCache  # the cache's own file format
 
         BuildCache(self.root).forget_copy_results(lambda chain: chain in keep_chains)
         for path in (self.root / "tmp").iterdir():  # no lease is held, so nothing here is in use

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from builder import records
-from builder.cache import BuildCache
+from builder.build import records
+from builder.cache.keys import BuildCache
 from builder.errors import BuildError
 
 FILES_SHOWN = 5  # file names listed in one reason before "..."
@@ -138,7 +138,7 @@ def _pairs(value: Any) -> dict[str, Any]:
 
 
 def _diff_inputs(cache: BuildCache, old: str, new: str) -> list[str]:
-    from builder.analyze_advice import files_only
+    from builder.analyze.advice import files_only
 
     before, after = cache.inputs(old), cache.inputs(new)
     if before is None or after is None:
@@ -340,7 +340,7 @@ def render_build_summaries(rows: list[dict[str, Any]]) -> str:
 
 def store_root() -> Path:
     """The store root the CLI uses."""
-    from builder.paths import default_root
+    from builder.util.paths import default_root
 
     return default_root()
 

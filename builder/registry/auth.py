@@ -18,7 +18,7 @@ from typing import Callable, Iterable
 from urllib.parse import urlencode
 
 from builder.errors import RegistryError
-from builder.oci.credentials import Credentials
+from builder.registry.credentials import Credentials
 
 __all__ = ["Challenge", "Authenticator", "parse_challenge", "scope"]
 

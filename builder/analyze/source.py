@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from builder.analyze_layers import FileRef, ImageReport, LayerReport, LayerSource, analyze_layers
+from builder.analyze.layers import FileRef, ImageReport, LayerReport, LayerSource, analyze_layers
 from builder.errors import ImageFormatError, InvalidReferenceError, StoreError
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ def open_image(arg: str, *, workdir: Path | None = None) -> tuple["Image", str]:
         if workdir is None or not _looks_remote(arg):
             raise local_error from None
     from builder.oci.reference import parse_reference
-    from builder.oci.remote import pull
+    from builder.transfer import pull
 
     return pull(Store.open(workdir), parse_reference(arg)).image, arg
 

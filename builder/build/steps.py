@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from builder.errors import BuildError, StepError
-from builder.graph import Exec, FileCopy, Mkdir, Node, RunMount, Stage
+from builder.build.graph import Exec, FileCopy, Mkdir, Node, RunMount, Stage
 
 if TYPE_CHECKING:
-    from builder.solver import Solver, _State
+    from builder.build.solver import Solver, _State
 
 OUTPUT_TAIL_LINES = 12
 
@@ -75,7 +75,7 @@ def _byte_task(solver: "Solver", sid: int | None, what: str) -> Any:
 
 def view_of(solver: "Solver", from_stage: int | None, from_image: str) -> Any:
     """A RootView of another stage's result or of an image (for COPY --from, RUN --mount from=)."""
-    from builder.fsview import RootView
+    from builder.build.fsview import RootView
 
     if from_stage is not None:
         layers = solver.results[from_stage].layers
@@ -181,14 +181,14 @@ def run_node(node: Node, stage: Stage, state: "_State", solver: "Solver", sid: i
 
 
 def _target_view(solver: "Solver", state: "_State", sid: int | None = None) -> Any:
-    from builder.fsview import RootView
+    from builder.build.fsview import RootView
 
     dirs = lower_dirs(solver, state.layers, sid)
     return RootView(list(reversed(dirs))) if dirs else None
 
 
 def _run_mkdir(op: Mkdir, state: "_State", solver: "Solver", upper: Path) -> None:
-    from builder import copyops
+    from builder.build.files import copyops
 
     target = _target_view(solver, state)
     parts = [p for p in op.path.split("/") if p]
@@ -211,7 +211,7 @@ def _run_mkdir(op: Mkdir, state: "_State", solver: "Solver", upper: Path) -> Non
 def _lineage(solver: "Solver", state: "_State", op: FileCopy) -> str:
     """What makes two runs of a COPY "the same step": the instruction, its parent's key and the
     context directory (a local hint, never part of a cache key)."""
-    from builder.cache import sha256_of
+    from builder.cache.keys import sha256_of
 
     return sha256_of(["copy-lineage", str(solver.context.root), state.key.digest, repr(op)])
 
@@ -220,8 +220,8 @@ def _copy_reuse(solver: "Solver", state: "_State", op: FileCopy) -> Any:
     """A copyops.Reuse for a COPY from the context: the previous result of the same COPY (if its
     snapshot is still there) and the context's stat cache, which knows the unchanged files' digests.
     None where the layer may hold more than copies of context files (heredocs, ADD)."""
-    from builder import copyops
-    from builder.context import StatCache
+    from builder.build.files import copyops
+    from builder.build.context import StatCache
 
     ctx = solver.context
     if op.kind != "COPY" or op.heredocs or op.from_stage is not None or op.from_image or ctx.root is None \
@@ -246,8 +246,8 @@ def _copy_reuse(solver: "Solver", state: "_State", op: FileCopy) -> Any:
 def _run_copy(op: FileCopy, node: Node, state: "_State", solver: "Solver", work: Path, upper: Path,
               sid: int | None = None) -> Any:
     """Run a COPY/ADD into `upper`; returns the copyops.Reuse it used (None: none)."""
-    from builder import copyops
-    from builder import context as ctxmod
+    from builder.build.files import copyops
+    from builder.build import context as ctxmod
 
     where = f"{node.origin.filename}:{node.origin.line}: "
     target = None if op.link else _target_view(solver, state, sid)
@@ -256,7 +256,7 @@ def _run_copy(op: FileCopy, node: Node, state: "_State", solver: "Solver", work:
     items: list[Any] = [copyops.HeredocSource(name, content.encode()) for name, content in op.heredocs]
     ignore = None
     if op.git:
-        from builder import gitsource
+        from builder.build.sources import git as gitsource
 
         url = op.sources[0]
         root = gitsource.checkout(gitsource.parse_git_url(url), solver.git_commit(url), work / "git",
@@ -268,7 +268,7 @@ def _run_copy(op: FileCopy, node: Node, state: "_State", solver: "Solver", work:
         src = view_of(solver, op.from_stage, op.from_image)
         local = list(op.sources)
     else:
-        from builder.gitsource import is_download_url
+        from builder.build.sources.git import is_download_url
 
         local = [s for s in op.sources if not (op.kind == "ADD" and is_download_url(s))]
         src = solver.context.view if local else None
@@ -297,7 +297,7 @@ def _secret_value(solver: "Solver", mount: RunMount) -> bytes | None:
 def _ssh_proxy(solver: "Solver", m: RunMount, held: list[Any]) -> Path | None:
     """A proxy socket to the `--ssh` agent of mount `m` (owner and mode as the mount says); None
     when `--ssh` did not give that id and the mount is optional."""
-    from builder.sshforward import AgentProxy
+    from builder.build.sources.ssh import AgentProxy
 
     upstream = solver.opts.ssh.socket(m.id) if solver.opts.ssh is not None else None
     if upstream is None:

@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder.analyze_layers import ImageReport
+from builder.analyze.layers import ImageReport
 from builder.errors import BuildError
 
 CONFIG_NAME = ".pybuild-analyze.yaml"

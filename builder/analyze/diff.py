@@ -13,8 +13,8 @@ import json
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable
 
-from builder.analyze_report import human_size
-from builder.analyze_tree import (DIR, FILE, OPAQUE, WH_OPAQUE, WH_PREFIX, WHITEOUT, CountingReader, TarEntry,
+from builder.analyze.report import human_size
+from builder.analyze.tree import (DIR, FILE, OPAQUE, WH_OPAQUE, WH_PREFIX, WHITEOUT, CountingReader, TarEntry,
                                   read_entries)
 
 if TYPE_CHECKING:

@@ -23,8 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Sequence
 
-from builder.analyze_efficiency import DiveTally, Inefficiency
-from builder.analyze_tree import (DIR, FILE, HARDLINK, OPAQUE, WHITEOUT, Content, CountingReader, Node, TarEntry,
+from builder.analyze.efficiency import DiveTally, Inefficiency
+from builder.analyze.tree import (DIR, FILE, HARDLINK, OPAQUE, WHITEOUT, Content, CountingReader, Node, TarEntry,
                                   Tree, normalize, read_entries)
 from builder.errors import ImageFormatError
 

@@ -22,7 +22,7 @@ import stat
 from pathlib import Path
 from typing import Sequence
 
-from builder.dockerignore import clean_path
+from builder.build.dockerignore import clean_path
 from builder.errors import ContextError
 
 __all__ = ["RootView", "split_path"]

@@ -18,12 +18,12 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from builder import steps
-from builder.cache import BuildCache, CacheKey
+from builder.build import steps
+from builder.cache.keys import BuildCache, CacheKey
 from builder.errors import BuildError, StepError
-from builder.graph import BuildGraph, Exec, FileCopy, ImageSource, Mkdir, Node, Scratch, Stage, StageRef
-from builder.progress import Progress
-from builder.records import BuildRecord, StepRecord
+from builder.build.graph import BuildGraph, Exec, FileCopy, ImageSource, Mkdir, Node, Scratch, Stage, StageRef
+from builder.util.progress import Progress
+from builder.build.records import BuildRecord, StepRecord
 from runtime.errors import SandboxError
 
 
@@ -235,7 +235,7 @@ class Solver:
                 if m.type == "bind":
                     part["content"] = self._content(stage, m.source_stage, m.source_image, [m.source or "/"],
                                                     node, ())
-            from builder.convert import PROXY_ARGS
+            from builder.build.convert import PROXY_ARGS
 
             env = [[k, v] for k, v in op.env if k not in PROXY_ARGS or (k, v) in op.build_args]
             return CacheKey.make(parent=parent, op={"kind": "RUN", "argv": list(op.argv), "security": op.security},
@@ -249,7 +249,7 @@ class Solver:
                 "excludes": list(op.excludes), "checksum": op.checksum, "from_image": op.from_image,
                 "heredocs": [list(h) for h in op.heredocs], "user": op.user if op.chown else ""}
         if op.kind == "ADD" and op.git:
-            from builder.gitsource import redact
+            from builder.build.sources.git import redact
 
             desc["sources"] = [redact(op.sources[0])]  # key parts are stored in build records
             return CacheKey.make(parent=parent, op=desc, git=self._git_key(op))
@@ -264,7 +264,7 @@ class Solver:
 
     def git_commit(self, url: str) -> str:
         """The commit an ADD git URL names now (asked once per build)."""
-        from builder import gitsource
+        from builder.build.sources import git as gitsource
 
         with self.lock:
             known = self.git_commits.get(url)
@@ -283,7 +283,7 @@ class Solver:
         return {"SSH_AUTH_SOCK": sock} if sock else {}
 
     def _git_key(self, op: FileCopy) -> list[Any]:
-        from builder import gitsource
+        from builder.build.sources import git as gitsource
 
         src = gitsource.parse_git_url(op.sources[0])
         commit = self.git_commit(op.sources[0])
@@ -294,7 +294,7 @@ class Solver:
 
     def _fetch(self, url: str) -> list[Any]:
         """Download an ADD URL (once per build) for its key; the step reuses the download."""
-        from builder import copyops
+        from builder.build.files import copyops
 
         if url not in self.fetched:
             self.volatile = True  # the no-op memo cannot see a remote change
@@ -321,7 +321,7 @@ class Solver:
     def _content(self, stage: Stage, from_stage: int | None, from_image: str, sources: list[str], node: Node,
                  excludes: tuple[str, ...], preserve_owner: bool = False) -> str:
         """Checksum of what a step reads: from the context, another stage, or an image."""
-        from builder import context as ctxmod
+        from builder.build import context as ctxmod
 
         where = f"{node.origin.filename}:{node.origin.line}: "
         if from_stage is None and not from_image:
@@ -385,7 +385,7 @@ def _parse_time(text: str | None) -> float:
 
 
 def _is_url(source: str) -> bool:
-    from builder.gitsource import is_download_url
+    from builder.build.sources.git import is_download_url
 
     return is_download_url(source)
 

@@ -28,9 +28,9 @@ from builder.oci.image import BasicImage, BlobLayer, Image
 from builder.oci.model import (INDEX_TYPES, MANIFEST_TYPES, Descriptor, Digest, ImageConfig, Index, Manifest,
                                Platform)
 from builder.oci.reference import Reference, parse_reference
-from builder.oci.registry import RegistryClient, client_for
-from builder.oci.transport import RegistryOptions
-from builder.progress import Progress
+from builder.registry.client import RegistryClient, client_for
+from builder.registry.transport import RegistryOptions
+from builder.util.progress import Progress
 from builder.store import Store, normalize_tag
 
 __all__ = ["pull", "push", "push_image", "ensure_image", "resolve_digest", "repo_digests", "host_platform", "parse_platform",

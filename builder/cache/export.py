@@ -25,14 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from builder.cache import KEY_VERSION, BuildCache, CacheKey, sha256_of
+from builder.cache.keys import KEY_VERSION, BuildCache, CacheKey, sha256_of
 from builder.errors import BuildError, ImageFormatError, RegistryError
 from builder.oci import compress
 from builder.oci.model import OCI_MANIFEST, Descriptor, Digest, Manifest, canonical_json
 from builder.oci.reference import parse_reference
-from builder.oci.registry import client_for
-from builder.oci.remote import _parallel, download_to_store, record_blob_source
-from builder.oci.transport import RegistryOptions
+from builder.registry.client import client_for
+from builder.transfer import _parallel, download_to_store, record_blob_source
+from builder.registry.transport import RegistryOptions
 from builder.store import Store
 
 __all__ = ["CacheSpec", "parse_cache_spec", "export_cache", "import_cache", "keys_for_mode", "CACHE_CONFIG_TYPE"]

@@ -7,7 +7,7 @@ import json
 import math
 from typing import Any
 
-from builder.analyze_layers import FileRef, ImageReport
+from builder.analyze.layers import FileRef, ImageReport
 
 JSON_VERSION = 1
 

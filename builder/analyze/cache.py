@@ -16,10 +16,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from builder.analyze_ci import parse_bytes
-from builder.analyze_explain import load_builds
-from builder.analyze_report import human_size
-from builder.cache import BuildCache
+from builder.analyze.ci import parse_bytes
+from builder.analyze.explain import load_builds
+from builder.analyze.report import human_size
+from builder.cache.keys import BuildCache
 from builder.errors import BuildError
 
 FILTERS = ("until", "unused-for", "kind", "key")

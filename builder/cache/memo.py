@@ -20,27 +20,27 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from builder.sha import sha256
+from builder.util.sha import sha256
 
-_HERE = Path(__file__).parent
+_BUILDER = Path(__file__).parent.parent
 # The code that shapes cache keys and the image config (the cache itself does not key on code: a
 # hit never re-runs a step, so the memo need not either, beyond what conversion decides).
-_CODE = [_HERE / n for n in ("convert.py", "graph.py", "solver.py", "cache.py", "context.py", "dockerignore.py",
-                              "memo.py", "dockerfile_cache.py", "commands/build.py", "oci/model.py")]
-_CODE_DIRS = (_HERE.parent / "grammar",)
+_CODE = [_BUILDER / "commands" / "build.py", _BUILDER / "oci" / "model.py"]
+_CODE_DIRS = (_BUILDER / "build", _BUILDER / "cache", _BUILDER.parent / "grammar")
 
 
 def _code_stamp() -> str:
     paths = list(_CODE)
     for d in _CODE_DIRS:
-        paths += sorted(Path(e.path) for e in os.scandir(d) if e.name.endswith((".py", ".lark")))
+        paths += sorted(Path(root, name) for root, _, names in os.walk(d) for name in names
+                        if name.endswith((".py", ".lark")))
     parts = []
     for path in paths:
         try:
             st = os.stat(path)
         except OSError:
             continue
-        parts.append(f"{path.name}:{st.st_size}:{st.st_mtime_ns}")
+        parts.append(f"{path}:{st.st_size}:{st.st_mtime_ns}")
     return "\n".join(parts)
 
 

@@ -55,11 +55,11 @@ import time
 from pathlib import Path
 from typing import BinaryIO, Iterable, Sequence
 
-from builder.dockerignore import PatternMatcher, find_ignore_file, go_match, parse_ignore_file
+from builder.build.dockerignore import PatternMatcher, find_ignore_file, go_match, parse_ignore_file
 from builder.errors import ContextError
-from builder.fsview import RootView, split_path
-from builder.paths import default_root
-from builder.sha import sha256
+from builder.build.fsview import RootView, split_path
+from builder.util.paths import default_root
+from builder.util.sha import sha256
 
 __all__ = [
     "BuildContext",
@@ -235,7 +235,7 @@ def _open_stdin(stdin: BinaryIO, dockerfile: str | None, scratch_dir: Path | Non
         import tempfile
 
         scratch_dir = Path(tempfile.mkdtemp(prefix="context-"))
-    from builder.copyops import extract_archive  # only needed for a tarball context
+    from builder.build.files.copyops import extract_archive  # only needed for a tarball context
 
     stream = io.BufferedReader(_Prefixed(head, stdin), 1 << 20)
     extract_archive(stream, scratch_dir, name="build context on stdin", keep_owner=False)

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from builder.cache import BuildCache
+from builder.cache.keys import BuildCache
 
 SLOW_SECONDS = 1.0  # a RUN worth protecting from broad COPYs
 

@@ -21,13 +21,13 @@ from typing import Callable, Iterable, Mapping
 from urllib.parse import urlencode, urljoin, urlsplit
 
 from builder.errors import DigestMismatchError, RegistryError
-from builder.oci import credentials as creds_mod
-from builder.oci.auth import Authenticator, scope
-from builder.oci.credentials import Credentials
+from builder.registry import credentials as creds_mod
+from builder.registry.auth import Authenticator, scope
+from builder.registry.credentials import Credentials
 from builder.oci.model import (DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST, Descriptor,
                                Digest)
 from builder.oci.reference import Reference
-from builder.oci.transport import RETRY_STATUSES, RegistryOptions, Response, Transport, is_connection_error
+from builder.registry.transport import RETRY_STATUSES, RegistryOptions, Response, Transport, is_connection_error
 
 __all__ = ["RegistryClient", "MANIFEST_ACCEPT", "CHUNK_THRESHOLD", "client_for"]
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from builder.analyze_tree import DIR, OPAQUE, WH_PREFIX, WHITEOUT, Node, TarEntry, Tree
+from builder.analyze.tree import DIR, OPAQUE, WH_PREFIX, WHITEOUT, Node, TarEntry, Tree
 
 IMPLICIT = "implicit"  # a parent dir with no tar member of its own: dive gives it an empty FileInfo
 

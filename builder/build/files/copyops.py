@@ -65,9 +65,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Callable, Mapping, Sequence, Union
 
-from builder.dockerignore import PatternMatcher, clean_path
+from builder.build.dockerignore import PatternMatcher, clean_path
 from builder.errors import BuildError, ContextError
-from builder.fsview import RootView, split_path
+from builder.build.fsview import RootView, split_path
 
 __all__ = [
     "Chmod",

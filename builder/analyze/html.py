@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-from builder.analyze_advice import RebuildCost, Suggestion
-from builder.analyze_layers import ImageReport
-from builder.analyze_report import human_size, percent
+from builder.analyze.advice import RebuildCost, Suggestion
+from builder.analyze.layers import ImageReport
+from builder.analyze.report import human_size, percent
 
 CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;background:#fff}

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from builder.errors import BuildError, StageError, StepError
-from builder.graph import (
+from builder.build.graph import (
     BuildGraph,
     ConfigChange,
     Exec,
@@ -618,7 +618,7 @@ class Converter:
             raise _flag_error("--checksum is only valid for ADD", origin)
         git, shown_srcs = False, srcs
         if kind == "ADD":
-            from builder.gitsource import is_git_url, redact
+            from builder.build.sources.git import is_git_url, redact
 
             git = any(is_git_url(s) for s in srcs)
             if git and (len(srcs) != 1 or heredocs):

@@ -1,6 +1,6 @@
 """The build graph: stages of nodes, each node one operation with its Dockerfile origin.
 
-`builder.convert` makes a `BuildGraph` from a Dockerfile; `builder.solver` walks it. Nothing here
+`builder.build.convert` makes a `BuildGraph` from a Dockerfile; `builder.build.solver` walks it. Nothing here
 knows the grammar or the runtime: ops are plain frozen data, already expanded.
 
     BuildGraph(stages, target)

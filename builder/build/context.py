@@ -59,6 +59,7 @@ from builder.build.dockerignore import PatternMatcher, find_ignore_file, go_matc
 from builder.errors import ContextError
 from builder.build.fsview import RootView, split_path
 from builder.util.paths import default_root
+from builder.util.streams import Prefixed
 from builder.util.sha import sha256
 
 __all__ = [
@@ -207,26 +208,6 @@ def _looks_like_archive(head: bytes) -> bool:
     return len(head) >= 262 and head[257:262] == b"ustar"
 
 
-class _Prefixed(io.RawIOBase):
-    """A stream that first yields `head`, then the rest of `tail` (stdin after a peek)."""
-
-    def __init__(self, head: bytes, tail: BinaryIO) -> None:
-        self._head, self._tail = head, tail
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buf) -> int:  # type: ignore[no-untyped-def]
-        if self._head:
-            n = min(len(buf), len(self._head))
-            buf[:n] = self._head[:n]
-            self._head = self._head[n:]
-            return n
-        data = self._tail.read(len(buf))
-        buf[: len(data)] = data
-        return len(data)
-
-
 def _open_stdin(stdin: BinaryIO, dockerfile: str | None, scratch_dir: Path | None) -> BuildContext:
     head = stdin.read(512)
     if not _looks_like_archive(head):
@@ -237,7 +218,7 @@ def _open_stdin(stdin: BinaryIO, dockerfile: str | None, scratch_dir: Path | Non
         scratch_dir = Path(tempfile.mkdtemp(prefix="context-"))
     from builder.build.files.copyops import extract_archive  # only needed for a tarball context
 
-    stream = io.BufferedReader(_Prefixed(head, stdin), 1 << 20)
+    stream = io.BufferedReader(Prefixed(head, stdin), 1 << 20)
     extract_archive(stream, scratch_dir, name="build context on stdin", keep_owner=False)
     name = dockerfile or "Dockerfile"
     data = _read_dockerfile(scratch_dir.joinpath(*split_path(name)), name)

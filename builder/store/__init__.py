@@ -36,6 +36,7 @@ from builder.oci import compress, layertar
 from builder.oci.image import BasicImage, BlobLayer, Image, Layer, validate_image
 from builder.oci.model import Descriptor, Digest, ImageConfig, Manifest, chain_ids
 from builder.util.paths import default_root
+from builder.util.streams import Prefixed
 
 __all__ = ["Store", "LayerRecord", "ImageRecord", "PruneReport", "default_root", "normalize_tag"]
 
@@ -562,7 +563,7 @@ class Store:
         Names are checked (nothing may point outside the root); `limit` caps the uncompressed size.
         """
         head = stream.read(4)
-        rest = _Prefixed(head, stream)
+        rest = Prefixed(head, stream)
         raw = compress.decompressing_reader(rest, compress.detect(head), _limit(limit))  # type: ignore[arg-type]
         return self._commit(lambda sink: layertar.rewrite_tar(raw, sink, epoch=epoch), compression, level)
 
@@ -573,7 +574,7 @@ class Store:
         The input may be plain, gzip or zstd; its uncompressed bytes must hash to `diff_id` if given.
         """
         head = stream.read(4)
-        raw = compress.decompressing_reader(_Prefixed(head, stream), compress.detect(head), _limit(limit))  # type: ignore[arg-type]
+        raw = compress.decompressing_reader(Prefixed(head, stream), compress.detect(head), _limit(limit))  # type: ignore[arg-type]
 
         def produce(sink: Callable[[bytes], object]) -> None:
             while data := raw.read(CHUNK):
@@ -951,25 +952,3 @@ class Store:
             else:
                 path.unlink(missing_ok=True)
             report.temp += 1
-
-
-class _Prefixed:
-    """A reader that yields `head` first, then the rest of `raw`."""
-
-    def __init__(self, head: bytes, raw: IO[bytes]) -> None:
-        self._head, self._raw = head, raw
-
-    def read(self, n: int = -1) -> bytes:
-        if self._head:
-            if n < 0:
-                data, self._head = self._head + self._raw.read(), b""
-                return data
-            data, self._head = self._head[:n], self._head[n:]
-            return data
-        return self._raw.read(n)
-
-    def readable(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        pass

@@ -1,0 +1,81 @@
+"""The one way pybuild replaces a file: write a temp file beside it, then rename it over the target.
+
+A reader sees the old content or the new, never a torn file. The fsync rule is one flag:
+
+- `durable=True` (the default) for what cannot be rebuilt: store metadata, credentials, build
+  records, user outputs. The file is fsync'd before the rename and its directory after, so after a
+  crash the new content is there or the old one is.
+- `durable=False` for caches whose loss only costs time (cache entries, the memo, the parsed
+  Dockerfile cache, the stat cache): no fsync, because a torn or empty entry after a crash reads as a
+  miss, and an fsync per cache entry would cost more than the work it saves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Iterator
+
+from builder.errors import StoreError
+
+__all__ = ["atomic_file", "write_atomic", "fsync_dir"]
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """Make a rename or a new entry in directory `path` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_file(dest: str | os.PathLike[str], *, mode: int = 0o644, durable: bool = True,
+                tmp_dir: str | os.PathLike[str] | None = None) -> Iterator[IO[bytes]]:
+    """A binary file that replaces `dest` when the block ends without an exception (else it is dropped).
+
+    A symlinked `dest` is written through (the link stays); a `dest` that exists and is not a regular
+    file (`/dev/null`, a fifo, a terminal) is written in place, never replaced by a file. `tmp_dir`
+    (same filesystem) holds the temp file instead of `dest`'s directory. A destination that cannot be
+    written is a `StoreError` naming it, never the temp file."""
+    path = Path(os.path.realpath(dest))
+    if path.is_dir():
+        raise StoreError(f"cannot write {dest}: it is a directory", hint="name a file, e.g. -o image.tar")
+    if path.exists() and not path.is_file():
+        try:
+            with open(path, "wb") as f:
+                yield f
+        except OSError as exc:
+            if exc.filename != str(path):
+                raise
+            raise StoreError(f"cannot write {dest}: {exc.strerror}") from None
+        return
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=tmp_dir or path.parent)
+    except OSError as exc:
+        raise StoreError(f"cannot write {dest}: {exc.strerror}") from None
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename in (tmp, str(path)):
+            raise StoreError(f"cannot write {dest}: {exc.strerror}") from None
+        raise
+    if durable:
+        fsync_dir(path.parent)
+
+
+def write_atomic(dest: str | os.PathLike[str], data: bytes, *, mode: int = 0o644, durable: bool = True,
+                 tmp_dir: str | os.PathLike[str] | None = None) -> None:
+    """Replace `dest` with `data` atomically (see `atomic_file` for the rules)."""
+    with atomic_file(dest, mode=mode, durable=durable, tmp_dir=tmp_dir) as f:
+        f.write(data)

@@ -208,7 +208,7 @@ def _load(store: "Store", src: LayoutSource, normalize_tag: Callable[[str], str]
 
 def export_rootfs_dir(image: Image, dest: str | os.PathLike[str]) -> None:
     """Flatten an image's layers into the directory `dest` (`--output type=local`), confined to it."""
-    from builder.oci.layertar import extract
+    from builder.oci.layer.unpack import extract
 
     path = Path(dest)
     try:
@@ -228,7 +228,7 @@ def export_rootfs_tar(image: Image, dest: str | os.PathLike[str] | IO[bytes], tm
     """The flattened root filesystem as one deterministic tar (`--output type=tar`)."""
     import shutil
 
-    from builder.oci.layertar import write_dir
+    from builder.oci.layer.write import write_dir
 
     work = Path(tempfile.mkdtemp(prefix="rootfs-", dir=tmp_dir))
     try:

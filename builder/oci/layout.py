@@ -19,7 +19,8 @@ from typing import IO, Callable, Iterable, Iterator, Sequence, Union
 
 from builder.errors import ImageFormatError, StoreError
 from builder.oci.image import BasicImage, BlobLayer, Image
-from builder.oci.layertar import DIR, REG, Header, TarWriter
+from builder.oci.layer.encode import TarWriter
+from builder.oci.layer.entry import DIR, REG, Header
 from builder.oci.model import (DOCKER_MANIFEST, INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST, Descriptor,
                                Digest, ImageConfig, Index, Manifest, Platform)
 

@@ -32,8 +32,10 @@ from pathlib import Path
 from typing import IO, Callable, Iterable, Iterator, Sequence
 
 from builder.errors import DigestMismatchError, ImageFormatError, InvalidReferenceError, StoreError
-from builder.oci import compress, layertar
+from builder.oci import compress
 from builder.oci.image import BasicImage, BlobLayer, Image, Layer, validate_image
+from builder.oci.layer.unpack import extract
+from builder.oci.layer.write import rewrite_tar, write_dir
 from builder.oci.model import Descriptor, Digest, ImageConfig, Manifest, chain_ids
 from builder.util.paths import default_root
 from builder.util.streams import Prefixed
@@ -544,7 +546,7 @@ class Store:
 
         def produce(sink: Callable[[bytes], object]) -> None:
             counted = sink if on_bytes is None else (lambda data: (on_bytes(len(data)), sink(data)))
-            layertar.write_dir(upperdir, counted, epoch=epoch, **kw)
+            write_dir(upperdir, counted, epoch=epoch, **kw)
 
         with self.lease():
             rec = self._commit(produce, compression, level)
@@ -565,7 +567,7 @@ class Store:
         head = stream.read(4)
         rest = Prefixed(head, stream)
         raw = compress.decompressing_reader(rest, compress.detect(head), _limit(limit))  # type: ignore[arg-type]
-        return self._commit(lambda sink: layertar.rewrite_tar(raw, sink, epoch=epoch), compression, level)
+        return self._commit(lambda sink: rewrite_tar(raw, sink, epoch=epoch), compression, level)
 
     def put_tar(self, stream: IO[bytes], compression: str = compress.GZIP, level: int | None = None,
                 diff_id: Digest | None = None, limit: int | None = None) -> LayerRecord:
@@ -862,7 +864,7 @@ class Store:
             counted = h.update if on_bytes is None else (lambda data: (h.update(data), on_bytes(len(data))))
             reader = _Prefetch(raw, counted)
             try:
-                layertar.extract(reader, dest, overlay=overlay, lowers=lowers)  # type: ignore[arg-type]
+                extract(reader, dest, overlay=overlay, lowers=lowers)  # type: ignore[arg-type]
                 while reader.read(CHUNK):
                     pass
             finally:

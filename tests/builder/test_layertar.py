@@ -14,7 +14,8 @@ from typing import Callable
 import pytest
 
 from builder.errors import ImageFormatError
-from builder.oci import compress, layertar
+from builder.oci import compress
+from builder.oci.layer import unpack
 from builder.store import Store
 from tests.conftest import requires_root, requires_tool
 
@@ -133,7 +134,7 @@ def test_hostile_tar(case: str, sandbox: tuple[Path, Path]) -> None:
         for layer in make(outside):
             codec = compress.detect(layer[:4])
             reader = compress.decompressing_reader(io.BytesIO(layer), codec, limit=8 << 20)
-            layertar.extract(reader, dest, overlay=False)
+            unpack.extract(reader, dest, overlay=False)
     except ImageFormatError as exc:
         error = str(exc)
     assert _listing(dest.parent, dest) == before, "something outside the target changed"
@@ -147,7 +148,7 @@ def test_hostile_tar(case: str, sandbox: tuple[Path, Path]) -> None:
 def test_overlay_xattrs_in_a_tar_are_dropped(tmp_path: Path) -> None:
     ti, data = _file("f")
     ti.pax_headers = {"SCHILY.xattr.trusted.overlay.opaque": "y", "SCHILY.xattr.user.keep": "v"}
-    layertar.extract(io.BytesIO(_tar((ti, data))), tmp_path, overlay=False)
+    unpack.extract(io.BytesIO(_tar((ti, data))), tmp_path, overlay=False)
     names = os.listxattr(tmp_path / "f")
     assert "trusted.overlay.opaque" not in names and "user.keep" in names
 
@@ -240,7 +241,7 @@ def test_reads_gnu_tar_output(tmp_path: Path) -> None:
         out = tmp_path / f"out-{fmt}"
         out.mkdir()
         with open(tar, "rb") as f:
-            layertar.extract(f, out)
+            unpack.extract(f, out)
         assert (out / ("x" * 90) / ("y" * 90) / ("z" * 90) / "file").read_text() == "deep"
         assert os.readlink(out / "longlink") == "l" * 150
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from builder.errors import ImageFormatError
-from builder.oci import layertar
-from builder.oci.filepool import FilePool
+from builder.oci.layer import unpack
+from builder.oci.layer.filepool import FilePool
 from tests.conftest import requires_root
 
 
@@ -79,19 +79,19 @@ def _listing(root: Path) -> dict[str, tuple]:
 @pytest.fixture
 def slow_workers(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every file written by a worker thread starts 20 ms late."""
-    original = layertar._Extractor.write_file
+    original = unpack._Extractor.write_file
 
-    def slow(self: layertar._Extractor, *args: object) -> None:
+    def slow(self: unpack._Extractor, *args: object) -> None:
         if args[-1]:  # in_worker
             time.sleep(0.02)
         original(self, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(layertar._Extractor, "write_file", slow)
+    monkeypatch.setattr(unpack._Extractor, "write_file", slow)
 
 
 def _extract(data: bytes, dest: Path, overlay: bool = False) -> Path:
     dest.mkdir()
-    layertar.extract(io.BytesIO(data), dest, overlay=overlay)
+    unpack.extract(io.BytesIO(data), dest, overlay=overlay)
     return dest
 
 
@@ -100,7 +100,7 @@ def test_writer_threads_keep_tar_order(case: str, tmp_path: Path, slow_workers: 
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     data = _tar(*CASES[case])
     pooled = _listing(_extract(data, tmp_path / "pooled"))
-    monkeypatch.setattr(layertar, "_POOLED_MAX", -1)  # every file written by the extracting thread itself
+    monkeypatch.setattr(unpack, "_POOLED_MAX", -1)  # every file written by the extracting thread itself
     serial = _listing(_extract(data, tmp_path / "serial"))
     assert pooled == serial
 
@@ -134,14 +134,14 @@ def test_file_below_a_file_replacing_a_directory_is_refused(tmp_path: Path, slow
 
 
 def test_worker_error_reaches_the_caller_and_stops_the_threads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    original = layertar._Extractor.write_file
+    original = unpack._Extractor.write_file
 
-    def failing(self: layertar._Extractor, parts: list[str], *args: object) -> None:
+    def failing(self: unpack._Extractor, parts: list[str], *args: object) -> None:
         if parts[-1] == "bad":
             raise OSError(28, "No space left on device")
         original(self, parts, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(layertar._Extractor, "write_file", failing)
+    monkeypatch.setattr(unpack._Extractor, "write_file", failing)
     data = _tar(*[_info(f"f{i}", data=b"x") for i in range(100)], _info("bad", data=b"x"),
                 *[_info(f"g{i}", data=b"x") for i in range(100)])
     with pytest.raises(OSError, match="No space left"):
@@ -178,7 +178,7 @@ def test_modes_are_exact_under_a_default_acl(tmp_path: Path) -> None:
     dest.mkdir()
     _default_acl(dest, other=0)
     data = _tar(_info("f", data=b"x", mode=0o644), _info("d", D, mode=0o755), _info("d/g", data=b"y", mode=0o604))
-    layertar.extract(io.BytesIO(data), dest)
+    unpack.extract(io.BytesIO(data), dest)
     assert [os.stat(dest / p).st_mode & 0o7777 for p in ("f", "d", "d/g")] == [0o644, 0o755, 0o604]
 
 
@@ -190,7 +190,7 @@ def test_owners_are_exact_under_a_setgid_directory(tmp_path: Path) -> None:
     os.chown(dest, 0, 4321)
     os.chmod(dest, 0o2775)
     data = _tar(_info("f", data=b"x"), _info("d", D), _info("d/g", data=b"y"))
-    layertar.extract(io.BytesIO(data), dest)
+    unpack.extract(io.BytesIO(data), dest)
     for p in ("f", "d", "d/g"):
         st = os.stat(dest / p)
         assert (st.st_uid, st.st_gid) == (0, 0), p

@@ -14,7 +14,9 @@ from builder.oci.model import (DOCKER_MANIFEST, OCI_LAYER_GZIP, ContainerConfig,
                                History, ImageConfig, Index, Manifest, chain_ids)
 
 MODULES = ["builder.oci.model", "builder.oci.image", "builder.oci.mutate", "builder.oci.compress",
-           "builder.oci.layertar", "builder.oci.layout", "builder.oci.archive", "builder.store"]
+           "builder.oci.layer.entry", "builder.oci.layer.whiteout", "builder.oci.layer.encode",
+           "builder.oci.layer.decode", "builder.oci.layer.write", "builder.oci.layer.unpack",
+           "builder.oci.layer.filepool", "builder.oci.layout", "builder.oci.archive", "builder.store"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -18,7 +18,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from builder.build import steps
+from builder.build.ops import exec as steps
 from builder.cache.keys import BuildCache, CacheKey
 from builder.errors import BuildError, StepError
 from builder.build.graph import BuildGraph, Exec, FileCopy, ImageSource, Mkdir, Node, Scratch, Stage, StageRef

@@ -12,35 +12,20 @@ import time
 from pathlib import Path
 from typing import Any
 
+from builder.util.atomic import write_atomic
+
 RECORD_VERSION = 1
 
 
 class _Record:
-    """A plain record: fields with defaults, set by position or name (no dataclasses import: the
-    no-op rebuild writes a record and must start fast)."""
+    """A plain mutable record with typed fields (no dataclasses import: the no-op rebuild writes a
+    record and must start fast). Subclasses list their fields in `__slots__`, in JSON order."""
 
-    FIELDS: tuple[tuple[str, Any], ...] = ()
-    __slots__ = ()
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        names = [n for n, _ in self.FIELDS]
-        if len(args) > len(names):
-            raise TypeError(f"{type(self).__name__} takes at most {len(names)} arguments")
-        values = dict(zip(names, args))
-        for key, value in kwargs.items():
-            if key not in names or key in values:
-                raise TypeError(f"{type(self).__name__}: unexpected or repeated field {key!r}")
-            values[key] = value
-        for name, default in self.FIELDS:
-            if name not in values and default is _REQUIRED:
-                raise TypeError(f"{type(self).__name__}: missing field {name!r}")
-            value = values.get(name, default)
-            object.__setattr__(self, name, list(value) if isinstance(value, list) else
-                               dict(value) if isinstance(value, dict) else value)
+    __slots__: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         out = {}
-        for name, _ in self.FIELDS:
+        for name in self.__slots__:
             value = getattr(self, name)
             if isinstance(value, list):
                 value = [v.as_json() if isinstance(v, _Record) else v for v in value]
@@ -48,47 +33,62 @@ class _Record:
         return out
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and self.as_json() == other.as_json()  # type: ignore[union-attr]
+        return isinstance(other, _Record) and type(other) is type(self) and self.as_json() == other.as_json()
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({', '.join(f'{n}={getattr(self, n)!r}' for n, _ in self.FIELDS)})"
-
-
-_REQUIRED: Any = object()
+        return f"{type(self).__name__}({', '.join(f'{n}={getattr(self, n)!r}' for n in self.__slots__)})"
 
 
 class StepRecord(_Record):
     """One step of a build: its key, whether the cache had it and why not, and what it cost."""
 
-    FIELDS = (
-        ("id", _REQUIRED),  # the progress number (#5)
-        ("stage", _REQUIRED), ("stage_index", _REQUIRED),
-        ("index", _REQUIRED),  # 1-based position in its stage
-        ("count", _REQUIRED),  # steps in the stage
-        ("instruction", _REQUIRED), ("line", _REQUIRED), ("end_line", _REQUIRED),
-        ("kind", _REQUIRED),  # FROM | RUN | COPY | ADD | WORKDIR
-        ("key", ""), ("key_parts", []),
-        ("cache", "miss"),  # hit | miss
-        ("reason", ""),  # for a miss: "no cache entry", "--no-cache", "--no-cache-filter", "cancelled"
-        ("duration", 0.0), ("cpu_seconds", 0.0), ("memory_peak_bytes", 0), ("output_bytes", 0),
-        ("layer", None),  # diff_id, digest, size, media_type
-        ("empty_layer", True), ("error", ""),
-        ("started", 0.0),  # epoch seconds when the step began (parallel stages overlap)
-    )
-    __slots__ = tuple(n for n, _ in FIELDS)
+    __slots__ = ("id", "stage", "stage_index", "index", "count", "instruction", "line", "end_line", "kind", "key",
+                 "key_parts", "cache", "reason", "duration", "cpu_seconds", "memory_peak_bytes", "output_bytes",
+                 "layer", "empty_layer", "error", "started")
+
+    def __init__(self, id: int, stage: str, stage_index: int, index: int, count: int, instruction: str, line: int,
+                 end_line: int, kind: str, key: str = "", key_parts: list[Any] | None = None, cache: str = "miss",
+                 reason: str = "", duration: float = 0.0, cpu_seconds: float = 0.0, memory_peak_bytes: int = 0,
+                 output_bytes: int = 0, layer: dict[str, Any] | None = None, empty_layer: bool = True,
+                 error: str = "", started: float = 0.0) -> None:
+        self.id = id  # the progress number (#5)
+        self.stage, self.stage_index = stage, stage_index
+        self.index = index  # 1-based position in its stage
+        self.count = count  # steps in the stage
+        self.instruction, self.line, self.end_line = instruction, line, end_line
+        self.kind = kind  # FROM | RUN | COPY | ADD | WORKDIR
+        self.key = key
+        self.key_parts: list[Any] = list(key_parts or [])
+        self.cache = cache  # hit | miss
+        self.reason = reason  # for a miss: "no cache entry", "--no-cache", "--no-cache-filter", "cancelled"
+        self.duration, self.cpu_seconds = duration, cpu_seconds
+        self.memory_peak_bytes, self.output_bytes = memory_peak_bytes, output_bytes
+        self.layer = dict(layer) if layer is not None else None  # diff_id, digest, size, media_type
+        self.empty_layer, self.error = empty_layer, error
+        self.started = started  # epoch seconds when the step began (parallel stages overlap)
 
 
 class BuildRecord(_Record):
     """A whole build: inputs, result and steps."""
 
-    FIELDS = (
-        ("id", _REQUIRED), ("started", _REQUIRED), ("dockerfile", _REQUIRED), ("dockerfile_digest", _REQUIRED),
-        ("context", _REQUIRED), ("target", ""), ("tags", []), ("build_args", {}), ("platform", ""),
-        ("status", "running"),  # ok | failed | cancelled
-        ("error", ""), ("finished", 0.0), ("duration", 0.0), ("image_id", ""), ("manifest_digest", ""),
-        ("steps", []), ("version", RECORD_VERSION),
-    )
-    __slots__ = tuple(n for n, _ in FIELDS)
+    __slots__ = ("id", "started", "dockerfile", "dockerfile_digest", "context", "target", "tags", "build_args",
+                 "platform", "status", "error", "finished", "duration", "image_id", "manifest_digest", "steps",
+                 "version")
+
+    def __init__(self, id: str, started: float, dockerfile: str, dockerfile_digest: str, context: str,
+                 target: str = "", tags: list[str] | None = None, build_args: dict[str, str] | None = None,
+                 platform: str = "", status: str = "running", error: str = "", finished: float = 0.0,
+                 duration: float = 0.0, image_id: str = "", manifest_digest: str = "",
+                 steps: list[StepRecord] | None = None, version: int = RECORD_VERSION) -> None:
+        self.id, self.started, self.dockerfile, self.dockerfile_digest = id, started, dockerfile, dockerfile_digest
+        self.context, self.target, self.platform = context, target, platform
+        self.tags: list[str] = list(tags or [])
+        self.build_args: dict[str, str] = dict(build_args or {})
+        self.status = status  # running | ok | failed | cancelled
+        self.error, self.finished, self.duration = error, finished, duration
+        self.image_id, self.manifest_digest = image_id, manifest_digest
+        self.steps: list[StepRecord] = list(steps or [])
+        self.version = version
 
 
 def new_build_id() -> str:
@@ -107,9 +107,8 @@ def write(root: str | os.PathLike[str], record: BuildRecord) -> Path:
     d = records_dir(root)
     d.mkdir(parents=True, exist_ok=True)
     path = d / f"{record.id}.json"
-    tmp = d / f".{record.id}.json.tmp"
-    tmp.write_text(json.dumps(record.as_json(), sort_keys=True))  # no indent: the C encoder (1.7 -> 0.3 ms)
-    os.replace(tmp, path)
+    # no indent: the C encoder (1.7 -> 0.3 ms); not durable: a record lost to a crash loses only history
+    write_atomic(path, json.dumps(record.as_json(), sort_keys=True).encode(), durable=False)
     return path
 
 

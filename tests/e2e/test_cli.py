@@ -45,7 +45,7 @@ def test_build_arg_names_are_what_an_arg_can_declare() -> None:
     """As buildx: any name (`ARG my-arg` is valid); only an empty or blank-holding one is refused."""
     import pytest
 
-    from builder.commands.build import parse_build_args
+    from builder.build.options import parse_build_args
     from builder.errors import BuildError
 
     assert parse_build_args(["my-arg=1", "a.b=", "FROM_ENV", "UNSET"], {"FROM_ENV": "e"}) == \

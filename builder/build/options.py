@@ -1,0 +1,198 @@
+"""A build's typed options and result, and the parsers that check option text before any step runs.
+
+`BuildOptions` is what `builder.build.build()` takes: the CLI (`commands/build.py`) parses its flags
+into one, and any other caller (a server, a test, another tool) builds one directly. Named tuples,
+not dataclasses: `dataclasses` imports `inspect`, which costs the cached no-op rebuild ~7 ms.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, BinaryIO, Mapping, NamedTuple
+
+from builder.errors import BuildError, StepError
+
+__all__ = ["BuildOptions", "BuildResult", "Output", "ENTITLEMENTS", "OUTPUT_TYPES", "parse_build_args",
+           "parse_secrets", "parse_allow", "parse_outputs", "parse_labels", "check_entitlements",
+           "output_compression"]
+
+ENTITLEMENTS = ("security.insecure", "network.host")
+OUTPUT_TYPES = ("image", "oci", "docker", "local", "tar", "registry")
+
+
+class Output(NamedTuple):
+    """One `--output`: `type` and its attributes (`dest`, `name`, `compression`, ...) as given."""
+
+    type: str
+    attrs: Mapping[str, str] = {}
+
+    def get(self, key: str, default: str = "") -> str:
+        return self.attrs.get(key, default)
+
+
+class BuildOptions(NamedTuple):
+    """Everything a build depends on besides the store: the flags of `docker buildx build`.
+
+    `secrets` hold values (never shown: `repr` hides them); `ssh` holds `--ssh` specs, opened as
+    agents for the build's duration; `cache_from`/`cache_to` hold `builder.cache.export.CacheSpec`s.
+    """
+
+    context: str
+    dockerfile: str | None = None
+    tags: tuple[str, ...] = ()
+    build_args: Mapping[str, str] = {}
+    target: str | None = None
+    platform: str | None = None
+    labels: Mapping[str, str] = {}
+    no_cache: bool = False
+    no_cache_filter: frozenset[str] = frozenset()
+    pull: bool = False
+    network: str = "default"
+    jobs: int = 0
+    secrets: Mapping[str, bytes] = {}
+    ssh: tuple[str, ...] = ()
+    outputs: tuple[Output, ...] = (Output("image"),)
+    cache_from: tuple[Any, ...] = ()
+    cache_to: tuple[Any, ...] = ()
+    allow: frozenset[str] = frozenset()
+    stdin: BinaryIO | None = None  # the context or Dockerfile when `context` is "-"
+
+    def __repr__(self) -> str:
+        shown = {k: v for k, v in self._asdict().items() if k != "secrets"}
+        return f"BuildOptions({shown!r}, secrets={sorted(self.secrets)!r})"
+
+
+class BuildResult(NamedTuple):
+    """What a finished build made: the image id (config digest), the manifest digest of the image as
+    written (the pushed manifest's with a registry output), and the build record's id."""
+
+    image_id: str
+    manifest_digest: str
+    build_id: str
+
+
+def parse_build_args(values: list[str], environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """`KEY=VALUE`, or `KEY` alone taking the value from the environment (dropped when unset)."""
+    environ = os.environ if environ is None else environ
+    out: dict[str, str] = {}
+    for item in values:
+        key, eq, value = item.partition("=")
+        if not key or any(c.isspace() for c in key):  # any other name an ARG can declare (`ARG my-arg`)
+            raise BuildError(f"invalid --build-arg {item!r}: the name must be non-empty, without blanks",
+                             hint="use --build-arg NAME=VALUE, or --build-arg NAME to take NAME from the environment")
+        if eq:
+            out[key] = value
+        elif key in environ:
+            out[key] = environ[key]
+    return out
+
+
+def parse_labels(values: list[str]) -> dict[str, str]:
+    """`--label KEY=VALUE` (a bare KEY is an empty value, as docker build)."""
+    return {k: v for k, _, v in (x.partition("=") for x in values)}
+
+
+def _kv_list(spec: str, flag: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for part in spec.split(","):
+        k, eq, v = part.partition("=")
+        if not eq or not k:
+            raise BuildError(f"invalid {flag} {spec!r}: expected KEY=VALUE pairs separated by commas")
+        out[k.strip()] = v
+    return out
+
+
+def parse_secrets(values: list[str]) -> dict[str, bytes]:
+    """`id=ID,src=FILE` or `id=ID,env=VAR` -> {id: value}. Values never reach logs or keys."""
+    out: dict[str, bytes] = {}
+    for spec in values:
+        kv = _kv_list(spec, "--secret")
+        sid = kv.get("id")
+        src = kv.get("src") or kv.get("source")
+        env = kv.get("env")
+        if not sid:
+            sid = env or (os.path.basename(src) if src else "")
+        if not sid:
+            raise BuildError(f"invalid --secret {spec!r}: needs id=ID")
+        if src:
+            try:
+                out[sid] = Path(src).read_bytes()
+            except OSError as exc:
+                raise BuildError(f"--secret id={sid}: cannot read {src}: {exc.strerror}") from None
+        else:
+            var = env or sid
+            if var not in os.environ:
+                raise BuildError(f"--secret id={sid}: environment variable {var} is not set")
+            out[sid] = os.environ[var].encode()
+    return out
+
+
+def parse_allow(values: list[str]) -> frozenset[str]:
+    """`--allow` entitlements (comma-separated or repeated), as buildx names them."""
+    out = {v.strip() for value in values for v in value.split(",") if v.strip()}
+    for v in sorted(out):
+        if v not in ENTITLEMENTS:
+            raise BuildError(f"invalid --allow {v!r}: expected {' or '.join(ENTITLEMENTS)}")
+    return frozenset(out)
+
+
+def parse_outputs(values: list[str], tags: list[str] | tuple[str, ...], push: bool) -> tuple[Output, ...]:
+    """`--output` specs; a bare path means `type=local,dest=PATH`; `-t` implies `type=image`."""
+    outs: list[Output] = []
+    for spec in values:
+        if "=" not in spec.split(",")[0]:
+            outs.append(Output("local", {"dest": spec}))
+            continue
+        kv = _kv_list(spec, "--output")
+        kind = kv.pop("type", "")
+        if kind not in OUTPUT_TYPES:
+            raise BuildError(f"invalid --output {spec!r}: type must be image, oci, docker, local, tar or registry")
+        if kind in ("oci", "docker", "local", "tar") and not kv.get("dest"):
+            raise BuildError(f"--output type={kind} needs dest=PATH")
+        outs.append(Output(kind, kv))
+    if push:
+        outs.append(Output("registry"))
+    if not any(o.type == "image" for o in outs) and (tags or not outs):
+        outs.insert(0, Output("image"))
+    output_compression(outs)  # conflicting or unknown choices fail before the build
+    return tuple(outs)
+
+
+def output_compression(outputs: list[Output] | tuple[Output, ...]) -> tuple[str | None, int | None]:
+    """`compression=gzip|zstd|uncompressed` and `compression-level=N` of the outputs (one choice).
+
+    None when not given: layers are then committed uncompressed (a build's cost is not a gzip of
+    every layer, as with buildah) and compressed as gzip when exported or pushed.
+    """
+    chosen = {o.get("compression") for o in outputs if o.get("compression")}
+    if len(chosen) > 1:
+        raise BuildError(f"--output: conflicting compression choices {sorted(chosen)}")
+    compression = chosen.pop() if chosen else None
+    if compression not in (None, "gzip", "zstd", "uncompressed"):
+        raise BuildError(f"--output: unknown compression {compression!r} (gzip, zstd or uncompressed)")
+    levels = {o.get("compression-level") for o in outputs if o.get("compression-level")}
+    try:
+        level = int(levels.pop()) if levels else None
+    except ValueError:
+        raise BuildError("--output: compression-level must be a number") from None
+    return compression, level
+
+
+def check_entitlements(graph: Any, allow: frozenset[str]) -> None:
+    """Refuse a build whose steps need an entitlement that `--allow` did not grant (cached or not):
+    `RUN --security=insecure` needs security.insecure, `RUN --network=host` network.host (as buildx)."""
+    from builder.build.graph import Exec
+
+    for idx in sorted(graph.stages):
+        for node in graph.stages[idx].nodes:
+            op, o = node.op, node.origin
+            if not isinstance(op, Exec):
+                continue
+            needs = [("--security=insecure", "security.insecure")] if op.security == "insecure" else []
+            needs += [("--network=host", "network.host")] if op.network == "host" else []
+            for flag, entitlement in needs:
+                if entitlement not in allow:
+                    raise StepError(f"RUN {flag} needs the {entitlement} entitlement", filename=o.filename,
+                                    line=o.line, column=o.column, source_line=o.text,
+                                    hint=f"pass --allow {entitlement} to grant it")

@@ -1,0 +1,206 @@
+"""One build from typed options: the no-op memo, then parse, convert, solve, assemble and export.
+
+The cached no-op path stays lean: the memo recognises an unchanged build before any parse (no lark,
+no store objects, no solver), and the Dockerfile's parse comes from a pickle keyed by its hash.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from builder.build.options import BuildOptions, BuildResult
+
+if TYPE_CHECKING:
+    from builder.build.context import BuildContext
+    from builder.build.records import BuildRecord
+    from builder.build.sources.ssh import SshAgents
+    from builder.store import Store
+    from builder.util.progress import Progress
+
+__all__ = ["run_build"]
+
+
+def run_build(options: BuildOptions, progress: Progress) -> BuildResult:
+    """Build as `options` say, reporting to `progress`; the caller closes `progress`."""
+    from builder.build.context import open_context
+    from builder.util.paths import default_root
+
+    started = time.time()
+    root = default_root()
+    scratch = root / "tmp" / f"context-{os.getpid()}"
+    ssh = None
+    try:
+        if options.ssh:
+            from builder.build.sources.ssh import SshAgents
+
+            ssh = SshAgents.parse(list(options.ssh))
+        ctx = open_context(options.context, dockerfile=options.dockerfile, stdin=options.stdin, scratch_dir=scratch)
+        memo_key = None
+        if not (options.no_cache or options.no_cache_filter or options.pull or options.cache_from
+                or options.cache_to) and options.outputs == (("image", {}),):
+            from builder.cache import memo
+
+            memo_key = memo.memo_key(ctx.dockerfile, ctx.dockerfile_name, ctx.ignore_file, {
+                "build_args": dict(options.build_args), "target": options.target, "platform": options.platform,
+                "labels": dict(options.labels), "network": options.network,
+                "epoch": os.environ.get("SOURCE_DATE_EPOCH"),
+                **({"allow": sorted(options.allow)} if options.allow else {})})
+            hit = memo.lookup(root, memo_key, ctx, list(options.tags)) if ctx.root is not None else None
+            if hit is not None:
+                return _replay(options, root, ctx, hit, progress, started)
+        from builder.cache.dockerfile import load_dockerfile
+        from builder.store import Store
+
+        store = Store.open(root)
+        df = load_dockerfile(ctx.dockerfile, ctx.dockerfile_name, store.root)
+        with store.lease():
+            return _build(options, store, ctx, df, progress, started, memo_key, ssh)
+    finally:
+        if ssh is not None:
+            ssh.close()
+        if scratch.exists():
+            import shutil
+
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _new_record(options: BuildOptions, ctx: BuildContext, started: float, platform: str) -> BuildRecord:
+    from builder.build import records
+    from builder.util.sha import sha256
+
+    if options.dockerfile and options.dockerfile != "-":
+        dockerfile = os.path.abspath(options.dockerfile)  # as docs/build-records.md promises: -f is relative to the cwd
+    elif ctx.root and options.dockerfile is None:
+        dockerfile = str(Path(ctx.root, ctx.dockerfile_name))
+    else:
+        dockerfile = options.dockerfile or ctx.dockerfile_name
+    return records.BuildRecord(
+        records.new_build_id(), started, dockerfile, "sha256:" + sha256(ctx.dockerfile).hexdigest(),
+        str(ctx.root) if ctx.root else "-", target=options.target or "", tags=list(options.tags),
+        build_args=dict(options.build_args), platform=platform)
+
+
+def _replay(options: BuildOptions, root: Path, ctx: BuildContext, hit: dict[str, Any], progress: Progress,
+            started: float) -> BuildResult:
+    """Finish a build the memo recognised: show every step as cached, write its record."""
+    from builder.build.records import StepRecord
+
+    record = _new_record(options, ctx, started, hit["platform"])
+    for w in hit["warnings"]:
+        progress.info(f"WARNING: {w}")
+    for step in hit["steps"]:
+        progress.start(step["id"], hit["names"][str(step["id"])])
+        (progress.done if step["kind"] == "FROM" else progress.cached)(step["id"])
+        rec = StepRecord(**{**step, "cache": "hit", "reason": "", "duration": 0.0, "cpu_seconds": 0.0,
+                            "memory_peak_bytes": 0, "output_bytes": 0})
+        record.steps.append(rec)
+    record.status, record.image_id, record.manifest_digest = "ok", hit["image_id"], hit["manifest_digest"]
+    _finish(root, record)
+    return BuildResult(hit["image_id"], hit["manifest_digest"], record.id)
+
+
+def _build(options: BuildOptions, store: Store, ctx: BuildContext, df: Any, progress: Progress, started: float,
+           memo_key: str | None, ssh: SshAgents | None) -> BuildResult:
+    from builder.build.convert import Options, convert
+    from builder.build.export import assemble, write_outputs
+    from builder.build.options import check_entitlements, output_compression
+    from builder.build.solver import SolveOptions, Solver
+    from builder.cache.keys import BuildCache
+
+    images: dict[tuple[str, str], Any] = {}
+
+    def image(ref: str, platform: str) -> Any:
+        """A base image: from the store (no registry import), or pulled when missing or with --pull."""
+        if (ref, platform) not in images:
+            images[ref, platform] = _base_image(store, ref, platform, options.pull)
+        return images[ref, platform]
+
+    def resolve_image(ref: str, platform: str) -> dict[str, Any]:
+        return image(ref, platform).config().config.to_dict()
+
+    graph = convert(df, Options(dict(options.build_args), options.target, options.platform or "",
+                                dict(options.labels)), resolve_image)
+    check_entitlements(graph, options.allow)
+    for w in graph.warnings:
+        progress.info(f"WARNING: {w}")
+    record = _new_record(options, ctx, started, graph.stages[graph.target].platform)
+    compression, level = output_compression(options.outputs)
+    opts = SolveOptions(options.no_cache, frozenset(options.no_cache_filter), options.jobs, dict(options.secrets),
+                        options.pull, options.network, compression or "uncompressed", level, ssh)
+    cache = BuildCache(store.root)
+    solver = Solver(graph, ctx, store, cache, progress, opts, record, image)
+    try:
+        if options.cache_from:
+            from builder.cache.export import import_cache
+
+            for spec in options.cache_from:
+                progress.info(f"importing cache from {spec.ref or spec.path}: {import_cache(store, cache, spec)} entries")
+        built = assemble(store, solver.solve())
+        manifest_digest = write_outputs(store, built, options.outputs, options.tags, progress, compression, level)
+        if options.cache_to:
+            from builder.cache.export import export_cache, keys_for_mode
+
+            for spec in options.cache_to:
+                export_cache(store, cache, keys_for_mode(record.steps, graph.target, spec.mode), spec)
+                progress.info(f"exported cache to {spec.ref or spec.path}")
+    except BaseException as exc:
+        record.status = "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed"
+        record.error = (getattr(exc, "message", None) or str(exc)).splitlines()[0] if str(exc) else type(exc).__name__
+        _finish(store.root, record)
+        raise
+    finally:
+        solver.close()
+    record.status, record.image_id, record.manifest_digest = "ok", str(built.id), str(manifest_digest)
+    _finish(store.root, record)
+    if memo_key is not None and ctx.root is not None and not solver.volatile:
+        _save_memo(store, memo_key, options, images, solver, record, graph.warnings)
+    return BuildResult(str(built.id), str(manifest_digest), record.id)
+
+
+def _save_memo(store: Store, key: str, options: BuildOptions, images: dict[tuple[str, str], Any], solver: Any,
+               record: BuildRecord, warnings: list[str]) -> None:
+    """Remember this build's inputs so that an identical rebuild skips parsing and solving."""
+    from builder.cache import memo
+    from builder.errors import BuildError
+    from builder.store import normalize_tag
+
+    bases = {}
+    for (ref, platform), image in images.items():
+        try:
+            tag = normalize_tag(ref)
+        except BuildError:
+            return  # a base by digest: not a tag we can re-check cheaply
+        if platform:
+            return
+        bases[tag] = str(image.id)
+    memo.save(store.root, key, {
+        "bases": bases, "inputs": solver.inputs, "image_id": record.image_id,
+        "manifest_digest": record.manifest_digest, "tags": [normalize_tag(t) for t in options.tags],
+        "cli_tags": list(options.tags), "warnings": warnings,
+        "platform": record.platform, "names": {str(k): v for k, v in solver.names.items()},
+        "steps": [s.as_json() for s in record.steps]})
+
+
+def _base_image(store: Store, ref: str, platform: str, pull: bool) -> Any:
+    from builder.errors import StoreError
+
+    if not pull:
+        try:
+            return store.resolve(ref)
+        except StoreError:
+            pass
+    from builder.transfer import ensure_image
+
+    return ensure_image(store, ref, platform or None, pull_always=pull)
+
+
+def _finish(root: Path, record: BuildRecord) -> None:
+    from builder.build import records
+
+    record.finished = time.time()
+    record.duration = round(record.finished - record.started, 6)
+    record.steps.sort(key=lambda s: s.id)
+    records.write(root, record)

@@ -1,8 +1,12 @@
-"""Layer compression: gzip (parallel, pigz-style), zstd (multi-threaded) or none.
+"""Compression: layer codecs (gzip, parallel pigz-style; zstd, multi-threaded; none) and the one sniffer.
 
 Codecs are keyed by the media-type suffix (`+gzip`, `+zstd`, none). Compressors are
 writers that push compressed bytes to a `sink(bytes)` callable; decompressors wrap a
 readable stream. Everything streams with bounded memory.
+
+Sniffing, from a stream's first bytes: `sniff` names any compression by its magic number
+(gzip, zstd, bzip2, xz; bzip2 and xz are never layer codecs, but ADD and build contexts take
+them), `detect` the codec to read a layer blob with, `is_tar` recognises an uncompressed tar.
 
 Parallel gzip works as pigz does: the input is cut into blocks; each block is deflated in a
 thread pool (zlib releases the GIL) as raw deflate primed with the previous 32 KiB as a
@@ -19,8 +23,29 @@ from collections import deque
 from types import ModuleType
 from typing import IO, TYPE_CHECKING, Callable, Protocol
 
+from builder.errors import ImageFormatError
+from builder.oci.model import DOCKER_LAYER, OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_ZSTD
+
 if TYPE_CHECKING:
     from concurrent.futures import Future
+
+__all__ = ["Compressor", "compressor", "max_layer_size", "decompressing_reader", "codec_of", "media_type_for",
+           "sniff", "detect", "is_tar", "GZIP", "ZSTD", "NONE", "BZIP2", "XZ", "SNIFF_BYTES", "TAR_SNIFF_BYTES",
+           "DEFAULT_LEVEL", "LimitedReader"]
+
+GZIP, ZSTD, NONE = "gzip", "zstd", "uncompressed"
+BZIP2, XZ = "bzip2", "xz"  # recognised by `sniff` only: no layer is compressed with them
+_MAGIC = ((GZIP, b"\x1f\x8b"), (ZSTD, b"\x28\xb5\x2f\xfd"), (BZIP2, b"BZh"), (XZ, b"\xfd7zXZ\x00"))
+SNIFF_BYTES = 6  # leading bytes `sniff` needs to tell every codec (the longest magic, xz's)
+TAR_SNIFF_BYTES = 262  # leading bytes `is_tar` needs (the ustar magic ends there)
+DEFAULT_LEVEL = {GZIP: 6, ZSTD: 3, NONE: 0}
+BLOCK = 1 << 20  # bytes per parallel gzip block
+DICT = 32 << 10  # deflate window used to prime the next block
+ZSTD_JOB = 2 << 20  # zstd job size: bounded memory (~60 MB for 2 workers; the 8 MiB default needs ~115 MB)
+# gzip header: magic, deflate, no flags, mtime 0, no extra flags, OS=unknown (255): no name, no time
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+
+Sink = Callable[[bytes], object]
 
 # zstandard, zlib-ng and the thread pool are imported on first use: commands that never
 # (de)compress a layer (`pybuild run`, a cached rebuild) do not pay for them.
@@ -40,22 +65,6 @@ def _inflater() -> ModuleType:
         return zlib_ng
     except ImportError:  # pragma: no cover - optional
         return zlib
-
-from builder.errors import ImageFormatError
-from builder.oci.model import DOCKER_LAYER, OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_ZSTD
-
-__all__ = ["Compressor", "compressor", "max_layer_size", "decompressing_reader", "codec_of", "media_type_for", "detect",
-           "GZIP", "ZSTD", "NONE", "DEFAULT_LEVEL", "LimitedReader"]
-
-GZIP, ZSTD, NONE = "gzip", "zstd", "uncompressed"
-DEFAULT_LEVEL = {GZIP: 6, ZSTD: 3, NONE: 0}
-BLOCK = 1 << 20  # bytes per parallel gzip block
-DICT = 32 << 10  # deflate window used to prime the next block
-ZSTD_JOB = 2 << 20  # zstd job size: bounded memory (~60 MB for 2 workers; the 8 MiB default needs ~115 MB)
-# gzip header: magic, deflate, no flags, mtime 0, no extra flags, OS=unknown (255): no name, no time
-_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
-
-Sink = Callable[[bytes], object]
 
 
 def max_layer_size() -> int | None:
@@ -87,13 +96,34 @@ def media_type_for(codec: str) -> str:
         raise ImageFormatError(f"unknown compression {codec!r}", hint="use gzip, zstd or uncompressed") from None
 
 
+def sniff(head: bytes) -> str | None:
+    """The compression of a stream from its first bytes, by magic number: GZIP, ZSTD, BZIP2 or XZ.
+
+    None for anything else: uncompressed data, or fewer bytes than the magic (`SNIFF_BYTES`
+    bytes always suffice). Only the magic is checked, not that the rest decompresses.
+    """
+    for codec, magic in _MAGIC:
+        if head.startswith(magic):
+            return codec
+    return None
+
+
 def detect(head: bytes) -> str:
-    """Guess the codec of a stream from its first bytes."""
-    if head[:2] == b"\x1f\x8b":
-        return GZIP
-    if head[:4] == b"\x28\xb5\x2f\xfd":
-        return ZSTD
-    return NONE
+    """The codec to read a layer blob with, from its first bytes: GZIP or ZSTD as `sniff` says, else NONE.
+
+    A bzip2 or xz blob is NONE too: no layer codec, it is read as a tar and refused as not one.
+    """
+    codec = sniff(head)
+    return codec if codec == GZIP or codec == ZSTD else NONE
+
+
+def is_tar(head: bytes) -> bool:
+    """Whether uncompressed data starting with `head` is a tar in ustar form (POSIX, PAX or GNU).
+
+    Checks the `ustar` magic at offset 257, so `head` needs `TAR_SNIFF_BYTES` bytes; an old v7
+    tar has no magic and is not recognised, and the header's checksum is not verified.
+    """
+    return head[257:262] == b"ustar"
 
 
 class Compressor(Protocol):
@@ -213,7 +243,10 @@ class _Reader:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()  # type: ignore[attr-defined]
+        self.close()
+
+    def close(self) -> None:
+        raise NotImplementedError
 
 
 class LimitedReader(_Reader):

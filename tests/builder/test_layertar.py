@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import os
 import stat
@@ -16,6 +17,9 @@ import pytest
 from builder.errors import ImageFormatError
 from builder.oci import compress
 from builder.oci.layer import unpack
+from builder.oci.layer.encode import TarWriter
+from builder.oci.layer.entry import BLK, CHR, DIR, FIFO, LNK, REG, SYM, Header
+from builder.oci.layer.write import rewrite_tar
 from builder.store import Store
 from tests.conftest import requires_root, requires_tool
 
@@ -207,6 +211,36 @@ def test_commit_dir_tar_contents(tmp_path: Path) -> None:
         assert "SCHILY.xattr.security.capability" in members["d/f"].pax_headers
         assert not any("overlay" in k for m in members.values() for k in m.pax_headers)
     assert all(m.uname == "" and m.mtime > 0 for m in members.values())
+
+
+def test_tar_bytes_are_those_layer_digests_were_made_with() -> None:
+    """The encoder's bytes, pinned: ustar, PAX only when needed (long names and links, big ids and
+    times, xattrs), devices, a file that shrank; and rewrite_tar's canonical copy. A change here
+    changes every layer's digest (these sums are those of the encoder before the layer/ split)."""
+    entries = [
+        (Header("etc", DIR, 0o755, mtime=1700000000), b""),
+        (Header("etc/passwd", REG, 0o644, 0, 0, 5, 1700000000), b"root\n"),
+        (Header("etc/link", LNK, 0o644, linkname="etc/passwd"), b""),
+        (Header("etc/sym", SYM, 0o777, linkname="../" + "t" * 150), b""),
+        (Header("d/" + "n" * 120 + "/" + "m" * 90, REG, 0o600, size=3), b"abc"),
+        (Header("x" * 300, REG, 0o4755, 3000000, 2097152, 0, 8 ** 11 + 5), b""),
+        (Header("dev/null", CHR, 0o666, devmajor=1, devminor=3), b""),
+        (Header("dev/sda", BLK, 0o660, 0, 6, devmajor=8, devminor=0), b""),
+        (Header("fifo", FIFO, 0o644, mtime=-5), b""),
+        (Header("x", REG, 0o644, size=2, xattrs=(("security.capability", b"\x01\x00"), ("user.a", "é".encode()))),
+         b"hi"),
+        (Header("shrunk", REG, 0o644, size=10), b"only4"),
+    ]
+    buf = bytearray()
+    writer = TarWriter(buf.extend)
+    for h, data in entries:
+        writer.add(h, io.BytesIO(data).read)
+    writer.close()
+    assert len(buf) == 11776
+    assert hashlib.sha256(buf).hexdigest() == "b9d916f7b7dde3ed3df98bd25e70f9b837937f1c8196f933d8c7991e27bfc593"
+    out = bytearray()
+    rewrite_tar(io.BytesIO(bytes(buf)), out.extend, epoch=1600000000)
+    assert hashlib.sha256(out).hexdigest() == "01dec73b9d9d7f20667bec2d364abf4271015e8a98abf35d0aefe42ec0daf22b"
 
 
 @requires_root

@@ -12,12 +12,12 @@ import pytest
 
 from builder.errors import DigestMismatchError, ImageFormatError
 from builder.oci import mutate
-from builder.oci.image import EMPTY, validate_image
+from builder.oci.image import EMPTY, Image, validate_image
 from builder.oci.model import OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_ZSTD
 from builder.store import Store
 
 
-def _built(root: Path, tmp: Path, compression: str = "uncompressed") -> tuple[Store, object]:
+def _built(root: Path, tmp: Path, compression: str = "uncompressed") -> tuple[Store, Image]:
     """A store with a one-layer image committed from a small directory, as a build commits it."""
     store = Store.open(root)
     src = tmp / "upper"

@@ -1,4 +1,4 @@
-"""Layer tars: the tar format, writing layers, unpacking them (imports nothing here: see each module).
+"""Layer tars: the tar format, writing layers, unpacking them. Import the module you need:
 
 - `entry`:    one entry's `Header`, the entry types, tar names confined to the root (`split_name`)
 - `whiteout`: whiteouts in a layer (`.wh.` names) and in an overlay snapshot (device nodes, xattrs)

@@ -126,6 +126,7 @@ class TarWriter:
             self.flush()
 
     def flush(self) -> None:
+        """Hand what is buffered to the sink."""
         if self._buf:
             self._sink(bytes(self._buf))
             self._buf = bytearray()
@@ -146,5 +147,6 @@ class TarWriter:
         self._out(_pad(h.size))
 
     def close(self) -> None:
+        """End the archive (two zero blocks) and flush; the sink itself is not closed."""
         self._out(b"\0" * 1024)
         self.flush()

@@ -119,4 +119,3 @@ def rewrite_tar(stream: IO[bytes], sink: Sink, *, epoch: int | None = None) -> N
         mtime = min(h.mtime, epoch) if epoch is not None else h.mtime
         writer.add(replace(h, name="/".join(parts), linkname=link, xattrs=xattrs, mtime=mtime), read)
     writer.close()
-

@@ -73,7 +73,7 @@ def step_costs(build: dict[str, Any], cache: BuildCache) -> list[float]:
 def _invalidated(steps: list[dict[str, Any]], first: int) -> list[int]:
     """Indexes of the steps that a new key for step `first` invalidates (itself included)."""
     dirty = {first}
-    keys = {steps[first].get("key")} - {"", None}
+    keys: set[str] = {k for k in (steps[first].get("key"),) if k}
     for i in range(first + 1, len(steps)):
         parts = json.dumps(steps[i].get("key_parts", []))
         if any(k in parts for k in keys):
@@ -188,11 +188,11 @@ def suggestions(build: dict[str, Any], cache: BuildCache) -> list[Suggestion]:
     for i, s in enumerate(steps):
         files = inputs_of(s, cache)
         for f in files:
-            pattern = _ignorable(f)
-            if pattern is None or (s.get("stage") == final_stage and not _never_needed(pattern)):
+            ignorable = _ignorable(f)
+            if ignorable is None or (s.get("stage") == final_stage and not _never_needed(ignorable)):
                 continue
-            n, acc = patterns.get(pattern, (0, set()))
-            patterns[pattern] = (n + 1, acc | set(_invalidated(steps, i)))
+            n, acc = patterns.get(ignorable, (0, set()))
+            patterns[ignorable] = (n + 1, acc | set(_invalidated(steps, i)))
     for pattern, (n, dirty) in sorted(patterns.items(), key=lambda kv: -sum(costs[i] for i in kv[1][1])):
         first = steps[min(dirty)]
         out.append(Suggestion(first.get("line", 0), first.get("instruction", ""), "dockerignore",

@@ -23,6 +23,7 @@ import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from builder.analyze.layers import ImageReport
 from builder.errors import BuildError
@@ -46,7 +47,7 @@ class Thresholds:
     highest_wasted_bytes: int | None = None
     highest_user_wasted_percent: float | None = None
 
-    def merged(self, given: dict[str, float | int | None]) -> "Thresholds":
+    def merged(self, given: dict[str, Any]) -> "Thresholds":
         """These rules with those in `given` (field name -> value, None = off) replaced."""
         return dataclasses.replace(self, **given)
 
@@ -109,8 +110,8 @@ def parse_yaml_subset(text: str, *, filename: str) -> dict[str, dict[str, str] |
             if value:
                 out[key], section = value, None
             else:
-                name, out[key] = key, {}
-                section = out[key]
+                section = {}
+                name, out[key] = key, section
         elif not isinstance(section, dict):
             raise ConfigError(f"{filename}:{lineno}: indented {key!r} is not inside a section")
         else:

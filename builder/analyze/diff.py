@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable
+from typing import IO, TYPE_CHECKING, Any, Callable
 
 from builder.analyze.report import human_size
 from builder.analyze.tree import (DIR, FILE, OPAQUE, WH_OPAQUE, WH_PREFIX, WHITEOUT, CountingReader, TarEntry,
@@ -84,7 +84,7 @@ def final_files(image: "Image", label: str = "",
                         enumerate(image.layers())], members)
 
 
-def final_state(layers: list[tuple[Callable[[], BinaryIO], str]],
+def final_state(layers: list[tuple[Callable[[], IO[bytes]], str]],
                 members: list[dict[str, FileState]] | None = None) -> dict[str, FileState]:
     """The filesystem that uncompressed layer tars (openers, lowest first) stack up to; with
     `members`, each layer's own entries (whiteouts and opaque markers as such kinds) too."""

@@ -66,15 +66,15 @@ class DiveTally:
         whiteouts = any(e is not None and e.kind == WHITEOUT for e in nodes.values())
         leaves = [k for k in nodes if k not in inner]
         for key in sorted(leaves, key=lambda k: k.split("/")) if whiteouts else leaves:
-            e = nodes[key]
-            if e is not None and e.kind == WHITEOUT:
-                below = self._below(index, e.path, nodes)
+            node = nodes[key]
+            if node is not None and node.kind == WHITEOUT:
+                below = self._below(index, node.path, nodes)
                 if below is None:  # dive: the lookup fails after the path was entered, and the visit stops
-                    self._paths.setdefault(e.path, [0, -1, []])
+                    self._paths.setdefault(node.path, [0, -1, []])
                     break
-                self._record(e.path, below, index)
+                self._record(node.path, below, index)
             else:
-                self._record(key, e.size if e is not None else 0, index)
+                self._record(key, node.size if node is not None else 0, index)
         self._stack(index, sorted(nodes, key=_post_order) if whiteouts else list(nodes), nodes)
 
     def _below(self, index: int, path: str, nodes: dict[str, TarEntry | None]) -> int | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from html import escape
-from typing import Any
+from typing import Any, Sequence
 
 from builder.analyze.advice import RebuildCost, Suggestion
 from builder.analyze.layers import ImageReport
@@ -146,8 +146,8 @@ def _suggestions(items: list[Suggestion]) -> str:
         f"<li>line {s.line} <code>{escape(s.instruction)}</code>: {escape(s.message)}</li>" for s in items) + "</ul>"
 
 
-def render_html(report: ImageReport, *, build: dict[str, Any] | None = None, costs: list[RebuildCost] = (),
-                suggestions: list[Suggestion] = ()) -> str:  # type: ignore[assignment]
+def render_html(report: ImageReport, *, build: dict[str, Any] | None = None, costs: Sequence[RebuildCost] = (),
+                suggestions: Sequence[Suggestion] = ()) -> str:
     """The whole page as a string."""
     title = f"pybuild analyze: {report.reference}"
     steps = timeline(build) if build else []

@@ -21,7 +21,7 @@ import heapq
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import BinaryIO, Callable, Sequence
+from typing import IO, Callable, Sequence
 
 from builder.analyze.efficiency import DiveTally, Inefficiency
 from builder.analyze.tree import (DIR, FILE, HARDLINK, OPAQUE, WHITEOUT, Content, CountingReader, Node, TarEntry,
@@ -45,7 +45,7 @@ class FileRef:
 class LayerSource:
     """What the engine needs of one layer: its uncompressed tar, and what to call it."""
 
-    open: Callable[[], BinaryIO]  # a fresh stream of the *uncompressed* tar
+    open: Callable[[], IO[bytes]]  # a fresh stream of the *uncompressed* tar
     digest: str = ""
     diff_id: str = ""
     media_type: str = ""

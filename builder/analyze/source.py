@@ -99,6 +99,8 @@ def _from_file(path: Path) -> "Image":
             raise ImageFormatError(f"{path}: the OCI layout holds no image")
         return images[0][0]
     if src.has("manifest.json"):  # a docker-archive: layers are tar members, often uncompressed
+        import functools
+
         from builder.oci.archive import _read_docker_archive
         from builder.oci.compress import detect, media_type_for
 
@@ -111,7 +113,7 @@ def _from_file(path: Path) -> "Image":
             with src.open(name) as f:
                 media_type = media_type_for(detect(f.read(4)))
                 size = f.seek(0, 2)
-            layers.append(BlobLayer(diff_id, diff_id, size, media_type, lambda n=name: src.open(n)))
+            layers.append(BlobLayer(diff_id, diff_id, size, media_type, functools.partial(src.open, name)))
         return BasicImage(config_image.raw_config(), tuple(layers))
     raise ImageFormatError(f"{path}: neither an OCI layout (index.json) nor a docker-archive (manifest.json)")
 

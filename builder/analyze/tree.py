@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator
+from typing import IO, Iterator
 
 from builder.errors import ImageFormatError
 
@@ -37,7 +37,7 @@ class TarEntry:
 class CountingReader:
     """Wraps a binary stream and counts the bytes read through it (the uncompressed tar size)."""
 
-    def __init__(self, raw: BinaryIO) -> None:
+    def __init__(self, raw: IO[bytes]) -> None:
         self.raw, self.count = raw, 0
 
     def read(self, n: int = -1) -> bytes:
@@ -101,7 +101,7 @@ def _pax(data: bytes, where: str) -> dict[str, str]:
     return out
 
 
-def scan_tar(stream: BinaryIO, *, where: str,
+def scan_tar(stream: IO[bytes], *, where: str,
              digests: bool = False) -> Iterator[tuple[str, bytes, int, str, str, str]]:
     """Yield (name, typeflag, size, linkname, digest, meta) of each member of an uncompressed tar,
     reading it front to back in 1 MiB blocks and skipping file contents without copying them
@@ -190,7 +190,7 @@ def scan_tar(stream: BinaryIO, *, where: str,
         nxt += 512 + (data_len if regular or flag not in (b"1", b"2", b"3", b"4", b"5", b"6") else 0)
 
 
-def read_entries(stream: BinaryIO, *, where: str, digests: bool = False) -> Iterator[TarEntry]:
+def read_entries(stream: IO[bytes], *, where: str, digests: bool = False) -> Iterator[TarEntry]:
     """Yield the members of an uncompressed layer tar as TarEntries, front to back, never seeking
     (with `digests`, each regular file's sha256 too). Errors name `where`, those of the
     decompressing stream too."""
@@ -202,7 +202,7 @@ def read_entries(stream: BinaryIO, *, where: str, digests: bool = False) -> Iter
         raise ImageFormatError(f"{where}: {exc.message}", hint=exc.hint) from None
 
 
-def _entries(stream: BinaryIO, *, where: str, digests: bool) -> Iterator[TarEntry]:
+def _entries(stream: IO[bytes], *, where: str, digests: bool) -> Iterator[TarEntry]:
     for raw_name, flag, size, link, digest, meta in scan_tar(stream, where=where, digests=digests):
         path = normalize(raw_name, where=where)
         if not path:

@@ -222,7 +222,7 @@ def import_cache(store: Store, cache: BuildCache, spec: CacheSpec, options: Regi
         if Digest.of(raw_doc) != manifest.config.digest:
             raise ImageFormatError(f"build cache {spec.ref or spec.path}: the config blob does not match its digest")
         doc = _load_doc(raw_doc, spec)
-        by_digest = {d.digest: d for d in manifest.layers}
+        by_digest = {str(d.digest): d for d in manifest.layers}
         wanted: dict[str, dict[str, Any]] = {}
         for entry in doc["entries"]:
             layer = entry.get("layer")
@@ -230,7 +230,7 @@ def import_cache(store: Store, cache: BuildCache, spec: CacheSpec, options: Regi
                 wanted[layer["digest"]] = layer
 
         def fetch(desc: Descriptor) -> None:
-            layer = wanted[desc.digest]
+            layer = wanted[str(desc.digest)]
             with open(open_blob(desc), "rb") as f:
                 store.put_layer(f, desc.media_type, desc.digest, Digest(layer["diff_id"]))
 

@@ -2,12 +2,13 @@
 
 A reader sees the old content or the new, never a torn file. The fsync rule is one flag:
 
-- `durable=True` (the default) for what cannot be rebuilt: store metadata, credentials, build
-  records, user outputs. The file is fsync'd before the rename and its directory after, so after a
-  crash the new content is there or the old one is.
-- `durable=False` for caches whose loss only costs time (cache entries, the memo, the parsed
-  Dockerfile cache, the stat cache): no fsync, because a torn or empty entry after a crash reads as a
-  miss, and an fsync per cache entry would cost more than the work it saves.
+- `durable=True` (the default) for what a crash must not lose or tear: store metadata, credentials,
+  user outputs. The file is fsync'd before the rename and its directory after, so after a crash
+  the new content is there or the old one is.
+- `durable=False` for what only costs time or history when lost (cache entries, the memo, the
+  parsed Dockerfile cache, the stat cache, build records): no fsync, because a torn or empty file
+  after a crash reads as a miss, and an fsync per entry would cost more than the work it saves
+  (the cached no-op rebuild writes a record).
 """
 
 from __future__ import annotations

@@ -68,7 +68,7 @@ def _peer(ctx: Path) -> float:
 
 def _copy_pair(ctx: Path, scratch: Path) -> tuple[float, float]:
     """(copy_files, cp -a) wall times for the whole context into fresh directories."""
-    from builder.build.files.copyops import copy_files
+    from builder.build.files.copy import copy_files
 
     times = []
     for tool in ("pybuild", "cp"):

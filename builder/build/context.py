@@ -26,10 +26,6 @@ Public API (pure library code: paths and plain data in, ContextError out):
         the digest over every entry COPY would take from `rels`: path, type, permission bits,
         symlink target, file content (sha256), the owner it will get; never mtimes. Works for the
         context and for another stage's rootfs (`COPY --from`, keyed on the content copied).
-    StatCache.for_root(view) -> StatCache
-        persistent (inode, size, mtime_ns, ctime_ns) -> sha256 per root, one compact file under
-        `$PYBUILD_ROOT/cache/statcache/`, written atomically, so unchanged files are never re-read.
-        `.digest(path relative to the root, lstat) -> bytes | None` reads it.
 
 `where` is a prefix for error messages ("Dockerfile:7: ") supplied by the caller.
 
@@ -38,33 +34,29 @@ it for every file (the Dockerfile and `.dockerignore` themselves included); an e
 absent for COPY ("excluded by .dockerignore" says why); below an excluded directory the walk
 looks for exceptions exactly where BuildKit's does. Symlinks in sources resolve inside the
 context (an absolute target starts at the context root), so nothing outside it is ever read.
-The stat cache skips files changed within a second of the scan (racily clean, as git does) and
-forgets deleted files whenever the whole context is walked.
+A file's content is read once per (inode, size, mtime, ctime): `cache.stat.StatCache` keeps the
+digests between runs, per root, and forgets deleted files whenever the whole context is walked.
 """
 
 from __future__ import annotations
 
 import gc
 import io
-import marshal
 import operator
 import os
 import stat
 import sys
-import time
 from pathlib import Path
 from typing import BinaryIO, Iterable, Sequence
 
 from builder.build.dockerignore import PatternMatcher, find_ignore_file, go_match, parse_ignore_file
-from builder.errors import ContextError
 from builder.build.fsview import RootView, split_path
-from builder.util.paths import default_root
-from builder.util.streams import Prefixed
+from builder.cache.stat import StatCache
+from builder.errors import ContextError
 from builder.util.sha import sha256
 
 __all__ = [
     "BuildContext",
-    "StatCache",
     "checksum_sources",
     "expand_sources",
     "has_wildcards",
@@ -72,8 +64,6 @@ __all__ = [
 ]
 
 _WILDCARD_CHARS = "*?[\\"
-_STATCACHE_VERSION = 1  # bump when an entry's layout changes: old files are then ignored
-_RACY_NS = 1_000_000_000  # entries changed this close to a scan are hashed again next time
 
 
 def has_wildcards(source: str) -> bool:
@@ -97,6 +87,7 @@ class BuildContext:
     ignore: PatternMatcher
     ignore_file: Path | None
     scratch: bool  # extracted from stdin: no stat cache kept for a directory used once
+    _walks: dict[tuple[tuple[str, ...], tuple[str, ...], tuple[int, int] | None], list[_Entry]]  # reuse=True walks
 
     def __init__(self, root: Path | None, dockerfile: bytes, dockerfile_name: str,
                  ignore: PatternMatcher | None = None, ignore_file: Path | None = None, scratch: bool = False) -> None:
@@ -199,24 +190,18 @@ def _load_ignore(path: Path | None) -> PatternMatcher:
     return PatternMatcher(parse_ignore_file(text, filename=path.name), source=path.name)
 
 
-_ARCHIVE_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")
-
-
-def _looks_like_archive(head: bytes) -> bool:
-    if any(head.startswith(m) for m in _ARCHIVE_MAGIC):
-        return True
-    return len(head) >= 262 and head[257:262] == b"ustar"
-
-
 def _open_stdin(stdin: BinaryIO, dockerfile: str | None, scratch_dir: Path | None) -> BuildContext:
+    from builder.oci import compress  # only needed for a context from stdin
+
     head = stdin.read(512)
-    if not _looks_like_archive(head):
+    if compress.sniff(head) is None and not compress.is_tar(head):  # a Dockerfile, not a (compressed) tarball
         return BuildContext(None, head + stdin.read(), "Dockerfile (stdin)")
     if scratch_dir is None:
         import tempfile
 
         scratch_dir = Path(tempfile.mkdtemp(prefix="context-"))
-    from builder.build.files.copyops import extract_archive  # only needed for a tarball context
+    from builder.build.files.extract import extract_archive  # only needed for a tarball context
+    from builder.util.streams import Prefixed
 
     stream = io.BufferedReader(Prefixed(head, stdin), 1 << 20)
     extract_archive(stream, scratch_dir, name="build context on stdin", keep_owner=False)
@@ -308,61 +293,6 @@ def _expand_one(view: RootView, source: str, ignore: PatternMatcher | None) -> l
 
 
 # -- checksums ------------------------------------------------------------------------------
-
-
-class StatCache:
-    """(inode, size, mtime_ns, ctime_ns) -> sha256 of a file, per root, kept between runs."""
-
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self.entries: dict[str, tuple[int, int, int, int, bytes]] = {}
-        self.dirty = False
-        self.seen: set[str] | None = None  # set by a walk of the whole root: the rest is stale
-        self.started_ns = time.time_ns()
-        if path is not None:
-            try:
-                version, entries = marshal.loads(path.read_bytes())
-                if version == _STATCACHE_VERSION and isinstance(entries, dict):
-                    self.entries = entries
-            except (OSError, ValueError, EOFError, TypeError):
-                pass  # missing, corrupt or from another version: start empty
-
-    @classmethod
-    def for_root(cls, view: RootView) -> "StatCache":
-        key = sha256("\0".join(str(p.resolve()) for p in view.layers).encode()).hexdigest()[:32]
-        return cls(default_root() / "cache" / "statcache" / key)
-
-    def digest(self, key: str, st: os.stat_result) -> bytes | None:
-        """The sha256 of the file `key` (a path relative to the root) if cached for exactly `st`."""
-        hit = self.entries.get(key)
-        if hit is not None and hit[2] == st.st_mtime_ns and hit[3] == st.st_ctime_ns and hit[0] == st.st_ino \
-                and hit[1] == st.st_size:
-            return hit[4]
-        return None
-
-    def store(self, key: str, st: os.stat_result, digest: bytes) -> None:
-        if max(st.st_mtime_ns, st.st_ctime_ns) >= self.started_ns - _RACY_NS:
-            return  # racily clean: it may change again within the timestamp granularity
-        self.entries[key] = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, digest)
-        self.dirty = True
-
-    def save(self) -> None:
-        """Write the cache atomically (temp file + rename); a no-op when nothing changed."""
-        if self.seen is not None and len(self.entries) > len(self.seen):
-            self.entries = {k: v for k, v in self.entries.items() if k in self.seen}
-            self.dirty = True
-        if self.path is None or not self.dirty:
-            return
-        tmp = self.path.with_name(f".tmp-{os.getpid()}-{self.path.name}")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(marshal.dumps((_STATCACHE_VERSION, self.entries)))
-            os.replace(tmp, self.path)
-            self.dirty = False
-        except OSError:
-            tmp.unlink(missing_ok=True)  # a cache that cannot be written only costs time
 
 
 def _hash_file(path: str) -> bytes:

@@ -8,6 +8,7 @@ questions COPY asks of all three, with every path confined to the root:
     view = RootView([upper, ..., lowest])  # layers, top-most first, overlay semantics
     view.resolve("a/link/b")               # follow symlinks inside the root -> "a/target/b"
     view.lstat(rel) / view.host_path(rel) / view.listdir(rel) / view.readlink(rel)
+    as_view(view_or_paths)                 # a RootView from a RootView, a directory or layer directories
 
 Symlinks resolve as if the root were `/` (an absolute target starts at the root, `..` stops at
 it), the way a chroot does, so a link can never lead outside. In layer stacks a whiteout hides
@@ -20,12 +21,12 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, Union
 
 from builder.build.dockerignore import clean_path
 from builder.errors import ContextError
 
-__all__ = ["RootView", "split_path"]
+__all__ = ["RootView", "as_view", "split_path"]
 
 _WH = ".wh."
 _WH_OPAQUE = ".wh..wh..opq"
@@ -151,6 +152,17 @@ class RootView:
 
 
 _FOUND, _ABSENT, _HIDDEN = "found", "absent", "hidden"
+
+
+ViewLike = Union[RootView, str, os.PathLike, Sequence[Union[str, os.PathLike]]]
+"""What COPY takes as a root: a RootView, one directory, or layer directories (top-most first)."""
+
+
+def as_view(v: ViewLike | None) -> RootView | None:
+    """`v` as a RootView (None stays None)."""
+    if v is None or isinstance(v, RootView):
+        return v
+    return RootView(v)
 
 
 def _probe(layer: Path, parts: list[str]) -> tuple[str, Path | None]:

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from builder.build import context as context_mod
-from builder.build.context import StatCache, checksum_sources, expand_sources, open_context
+from builder.build.context import checksum_sources, expand_sources, open_context
+from builder.cache import stat as statcache_mod
+from builder.cache.stat import StatCache
 from builder.errors import ContextError
 from builder.build.fsview import RootView
 from tests.builder.context_helpers import make_tree
@@ -237,7 +239,7 @@ def test_stat_cache_avoids_rereading_unchanged_files(ctx_dir: Path, store_root: 
     past = time.time() - 10
     for p in (ctx_dir / "many").iterdir():
         os.utime(p, (past, past))
-    monkeypatch.setattr(context_mod, "_RACY_NS", 0)  # files written this second count as settled
+    monkeypatch.setattr(statcache_mod, "_RACY_NS", 0)  # files written this second count as settled
     cold = _sum(ctx_dir, ["many"])
     files = list((store_root / "cache" / "statcache").iterdir())
     assert len(files) == 1
@@ -337,7 +339,7 @@ def test_layered_view_never_follows_a_lower_layer_symlink_on_the_host(tmp_path: 
 
 def test_stat_cache_forgets_deleted_files_after_a_whole_context_walk(ctx_dir: Path, store_root: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(context_mod, "_RACY_NS", -10**18)  # cache even files written just now
+    monkeypatch.setattr(statcache_mod, "_RACY_NS", -10**18)  # cache even files written just now
     _sum(ctx_dir, ["."])
     cache_file = next((store_root / "cache" / "statcache").iterdir())
     assert "src/util/y.txt" in StatCache(cache_file).entries

@@ -16,14 +16,17 @@ import stat
 import tarfile
 import threading
 from pathlib import Path
+from types import ModuleType
 from typing import Iterator
 
 import pytest
 import zstandard
 
-from builder.build.files import copyops
-from builder.build.files.copyops import (FetchedFile, HeredocSource, copy_files, extract_archive, fetch_url, is_archive,
-                             parse_chmod, resolve_owner)
+from builder.build.files import copy as copymod, extract, ownership, regular, reuse, writer
+from builder.build.files.copy import HeredocSource, copy_files
+from builder.build.files.extract import extract_archive, is_archive
+from builder.build.files.ownership import parse_chmod, resolve_owner
+from builder.build.sources.http import FetchedFile, fetch_url
 from builder.build.dockerignore import PatternMatcher
 from builder.errors import BuildError, ContextError
 from builder.build.fsview import RootView
@@ -432,10 +435,11 @@ def test_fetched_file_is_a_plain_record(tmp_path: Path) -> None:
     assert f.mode == 0o600 and f.mtime is None
 
 
-def test_all_lists_every_public_name() -> None:
-    public = {n for n, v in vars(copyops).items() if not n.startswith("_") and callable(v)
-              and getattr(v, "__module__", "") == copyops.__name__}
-    assert public == set(copyops.__all__)
+@pytest.mark.parametrize("module", [copymod, extract, ownership, regular, reuse, writer], ids=lambda m: m.__name__)
+def test_all_lists_every_public_name(module: ModuleType) -> None:
+    public = {n for n, v in vars(module).items() if not n.startswith("_") and callable(v)
+              and getattr(v, "__module__", "") == module.__name__}
+    assert public == set(module.__all__)
 
 
 def test_no_items_makes_the_destination_directory(layer: Path, target: Path) -> None:
@@ -490,7 +494,7 @@ def test_unreadable_source_is_a_one_line_error(tmp_path: Path) -> None:
         out_dir = base / "out"
         out_dir.mkdir()
         os.chmod(out_dir, 0o777)
-        program = ("import sys\nfrom builder.errors import BuildError\nfrom builder.build.files.copyops import copy_files\n"
+        program = ("import sys\nfrom builder.errors import BuildError\nfrom builder.build.files.copy import copy_files\n"
                    "from builder.build.context import checksum_sources\nfrom builder.build.fsview import RootView\n"
                    "for step in ('checksum', 'copy'):\n"
                    "    try:\n"

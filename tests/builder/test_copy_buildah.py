@@ -23,7 +23,10 @@ from typing import Iterator
 import pytest
 
 from builder.build.context import open_context
-from builder.build.files.copyops import copy_files, extract_archive, fetch_url, resolve_owner
+from builder.build.files.copy import copy_files
+from builder.build.files.extract import extract_archive
+from builder.build.files.ownership import resolve_owner
+from builder.build.sources.http import fetch_url
 from builder.build.fsview import RootView
 from tests.builder.context_helpers import make_tree
 from tests.conftest import requires_root, requires_tool
@@ -104,7 +107,7 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def apply_lines(ctx_dir: Path, lines: list[str], layer: Path, base: Path) -> None:
-    """Our side: the same instructions through context + copyops (a test-sized Dockerfile reader)."""
+    """Our side: the same instructions through context + files.copy (a test-sized Dockerfile reader)."""
     ctx = open_context(str(ctx_dir))
     workdir = "/"
     for line in lines:

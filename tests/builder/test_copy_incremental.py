@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from builder.build.files import copyops
+from builder.build.files.copy import HeredocSource, copy_files
+from builder.build.files.reuse import Reuse
 from builder.oci.model import chain_ids
 from builder.store import Store
 from tests.builder.store_helpers import clone_store
@@ -153,8 +154,8 @@ def _reuse_case(tmp_path: Path, change: str) -> tuple[Path, Path]:
 
     first = tmp_path / "first"
     first.mkdir()
-    reuse = copyops.Reuse(None, {}, lambda host, st: None)  # recorded: the digests of the bytes written
-    copyops.copy_files(first, ["a", "b"], "/d/", src=src, reuse=reuse)
+    reuse = Reuse(None, {}, lambda host, st: None)  # recorded: the digests of the bytes written
+    copy_files(first, ["a", "b"], "/d/", src=src, reuse=reuse)
     prev = dict(reuse.written)
     assert {k: v[0] for k, v in prev.items()} == {"d/a": hashlib.sha256(b"a" * 10).digest(),
                                                  "d/b": hashlib.sha256(b"b" * 10).digest()}
@@ -170,7 +171,7 @@ def _reuse_case(tmp_path: Path, change: str) -> tuple[Path, Path]:
         os.setxattr(src / "a", "user.note", b"x")
     second = tmp_path / "second"
     second.mkdir()
-    copyops.copy_files(second, ["a", "b"], "/d/", src=src, reuse=copyops.Reuse(str(first), prev, digest_of),
+    copy_files(second, ["a", "b"], "/d/", src=src, reuse=Reuse(str(first), prev, digest_of),
                        chmod="640" if change == "chmod" else None, owner=(5, 5) if change == "chown" else None)
     return first, second
 
@@ -187,7 +188,7 @@ def test_reuse_links_only_identical_files(tmp_path: Path, change: str) -> None:
 @pytest.mark.parametrize("items, kept", [
     (["one", "two"], {"d/x/y"}),  # a directory replaces the file d/x
     (["two", "one"], {"d/x"}),  # a file replaces the directory d/x and what was in it
-    (["one", copyops.HeredocSource("x", b"heredoc\n")], set()),  # a heredoc replaces d/x
+    (["one", HeredocSource("x", b"heredoc\n")], set()),  # a heredoc replaces d/x
     (["one", "three"], set()),  # a symlink replaces d/x
 ])
 def test_written_names_only_files_still_in_the_layer(tmp_path: Path, items: list, kept: set[str]) -> None:
@@ -199,8 +200,8 @@ def test_written_names_only_files_still_in_the_layer(tmp_path: Path, items: list
     (src / "three" / "x").symlink_to("elsewhere")
     layer = tmp_path / "layer"
     layer.mkdir()
-    reuse = copyops.Reuse(None, {}, lambda host, st: None)
-    copyops.copy_files(layer, items, "/d/", src=src, reuse=reuse)
+    reuse = Reuse(None, {}, lambda host, st: None)
+    copy_files(layer, items, "/d/", src=src, reuse=reuse)
     assert set(reuse.written) == kept
     for rel, (digest, ino) in reuse.written.items():
         assert (layer / rel).lstat().st_ino == ino
@@ -221,8 +222,8 @@ def test_a_known_digest_is_recorded_only_for_the_bytes_it_names(tmp_path: Path, 
 
     layer = tmp_path / "layer"
     layer.mkdir()
-    reuse = copyops.Reuse(None, {}, digest_of)
-    copyops.copy_files(layer, ["a"], "/d/", src=src, reuse=reuse)
+    reuse = Reuse(None, {}, digest_of)
+    copy_files(layer, ["a"], "/d/", src=src, reuse=reuse)
     if racing:
         assert reuse.written == {}
     else:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from builder.errors import BuildError
 
 if TYPE_CHECKING:
+    from builder.build.job import StageResult
     from builder.build.options import Output
     from builder.oci.image import BasicImage
     from builder.store import Store
@@ -15,10 +16,10 @@ if TYPE_CHECKING:
 __all__ = ["assemble", "write_outputs"]
 
 
-def assemble(store: Store, result: Any) -> BasicImage:
+def assemble(store: Store, result: StageResult) -> BasicImage:
     """The target stage's image: base config + stage config, layers, history, created time."""
     from builder.oci.image import BasicImage
-    from builder.oci.model import ContainerConfig, Digest, History, ImageConfig
+    from builder.oci.model import ContainerConfig, History, ImageConfig
     from builder.oci.mutate import rfc3339, source_date_epoch
 
     stage = result.stage
@@ -34,8 +35,8 @@ def assemble(store: Store, result: Any) -> BasicImage:
                          variant=variant or None, created=created,
                          author=author if author is not None else base_cfg.author,
                          config=ContainerConfig.from_dict(cfg),
-                         diff_ids=tuple(Digest(l["diff_id"]) for l in result.layers), history=tuple(history))
-    layers = tuple(store.layer(l["diff_id"]) for l in result.layers)
+                         diff_ids=tuple(l.diff_id for l in result.layers), history=tuple(history))
+    layers = tuple(store.layer(l.diff_id) for l in result.layers)
     return BasicImage(config.to_json(), layers)
 
 

@@ -107,7 +107,8 @@ def _build(options: BuildOptions, store: Store, ctx: BuildContext, df: Any, prog
     from builder.build.convert import Options, convert
     from builder.build.export import assemble, write_outputs
     from builder.build.options import check_entitlements, output_compression
-    from builder.build.solver import SolveOptions, Solver
+    from builder.build.job import BuildJob, SolveOptions
+    from builder.build.solver import Solver
     from builder.cache.keys import BuildCache
 
     images: dict[tuple[str, str], Any] = {}
@@ -131,7 +132,7 @@ def _build(options: BuildOptions, store: Store, ctx: BuildContext, df: Any, prog
     opts = SolveOptions(options.no_cache, frozenset(options.no_cache_filter), options.jobs, dict(options.secrets),
                         options.pull, options.network, compression or "uncompressed", level, ssh)
     cache = BuildCache(store.root)
-    solver = Solver(graph, ctx, store, cache, progress, opts, record, image)
+    solver = Solver(graph, BuildJob(store, cache, ctx, progress, opts, record, image))
     try:
         if options.cache_from:
             from builder.cache.export import import_cache

@@ -5,37 +5,40 @@
     ensure_image(store, "tomcat:9")   the local image, pulled first when missing (or always)
     resolve_digest(ref)               the manifest (or index) digest a tag points at, for `pybuild pin`
     repo_digests(store, image_id)     `name@sha256:...` of an image's pulls and pushes, for inspect
+    load(store, "image.tar")          a docker-archive or OCI layout (tar, directory, stream) -> store
 
-Blobs are downloaded into the store's tmp/ directory, verified against their digest and only
-then renamed into place, so a bad blob is never stored. Which repositories of a registry hold a
-blob is remembered in `$PYBUILD_ROOT/registry.json`, to mount instead of upload on push.
+Blobs are downloaded through the store's blob writer (`Store.ingest`) with their expected
+digest, so a bad blob is never stored. Which repositories of a registry hold a blob, and the
+repo digests of pulls and pushes, are kept by the store (`Store.record_registry`), to mount
+instead of upload on push. This is the one module that imports both the registry client and the store.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
+import functools
 import json
 import os
-import tempfile
+import tarfile
 import threading
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import IO, Any, Callable, Iterable
 
 from builder.errors import ImageFormatError, RegistryError, StoreError
+from builder.oci import platform as platforms
+from builder.oci.archive import open_archive, read_docker_archive
 from builder.oci.image import BasicImage, BlobLayer, Image
-from builder.oci.model import (INDEX_TYPES, MANIFEST_TYPES, Descriptor, Digest, ImageConfig, Index, Manifest,
-                               Platform)
-from builder.oci.reference import Reference, parse_reference
+from builder.oci.layout import LayoutSource, read_oci_layout
+from builder.oci.model import INDEX_TYPES, MANIFEST_TYPES, Descriptor, Digest, ImageConfig, Index, Manifest, Platform
+from builder.oci.reference import Reference, normalize_tag, parse_reference
 from builder.registry.client import RegistryClient, client_for
 from builder.registry.transport import RegistryOptions
+from builder.store import LayerRecord, Store
+from builder.store.images import familiar_name as _familiar_name
 from builder.util.progress import Progress
-from builder.store import Store, normalize_tag
 
 __all__ = ["pull", "push", "push_image", "ensure_image", "resolve_digest", "repo_digests", "host_platform", "parse_platform",
            "select_manifest", "image_for_repo_digest", "PullResult", "PushResult", "record_blob_source",
-           "download_to_store"]
+           "download_to_store", "load"]
 
 PARALLEL = 4
 _CONFIG_TYPES = ("application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json")
@@ -58,150 +61,43 @@ class PushResult:
     skipped: int            # blobs the registry already had
 
 
-# -- platforms ------------------------------------------------------------------------------------
+# -- platforms (builder/oci/platform.py; these names are kept for the callers) ---------------------
 
-_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "armv7l": "arm",
-         "armv6l": "arm", "i386": "386", "i686": "386", "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
-
-
-def host_platform() -> Platform:
-    """This machine's platform, as Docker names it (`linux/amd64`, `linux/arm64/v8`, `linux/arm/v7`)."""
-    machine = os.uname().machine.lower()
-    arch = _ARCH.get(machine, machine)
-    variant = {"aarch64": "v8", "arm64": "v8", "armv7l": "v7", "armv6l": "v6"}.get(machine)
-    return Platform("linux", arch, variant)
+host_platform = platforms.host
+select_manifest = platforms.select
 
 
 def parse_platform(text: str | None) -> Platform:
-    """`linux/arm64[/v8]` -> Platform; None or "" -> the host's."""
-    if not text:
-        return host_platform()
-    parts = text.strip().split("/")
-    if len(parts) not in (2, 3) or not all(parts):
-        raise RegistryError(f"invalid platform {text!r}", hint="use OS/ARCH[/VARIANT], e.g. linux/arm64")
-    return Platform(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
+    """`linux/arm64[/v8]` -> Platform (containerd's rules); None or "" -> the host's."""
+    return platforms.parse(text)
 
 
-def _platform_matches(have: Platform, want: Platform) -> bool:
-    if (have.os, have.architecture) != (want.os, want.architecture):
-        return False
-    if want.variant and have.variant and want.variant != have.variant:
-        return False
-    return not (want.variant and not have.variant and want.architecture == "arm" and want.variant != "v7")
-
-
-def select_manifest(index: Index, want: Platform) -> Descriptor:
-    """The index entry for `want`; an exact variant match beats an entry without one."""
-    hits = [d for d in index.manifests if d.platform and _platform_matches(d.platform, want)]
-    hits.sort(key=lambda d: d.platform.variant != want.variant)  # type: ignore[union-attr]
-    if not hits:
-        have = ", ".join(sorted(str(d.platform) for d in index.manifests if d.platform)) or "none"
-        raise RegistryError(f"no image for platform {want} in the index (it has: {have})",
-                            hint="choose one with --platform")
-    return hits[0]
-
-
-# -- local bookkeeping: repo digests and where blobs live ------------------------------------------
-
-@contextlib.contextmanager
-def _state(store: Store, write: bool) -> Iterator[dict[str, Any]]:
-    path = store.root / "registry.json"
-    if not write and not path.exists():  # nothing recorded yet (and a read never creates files)
-        yield {"repo_digests": {}, "blob_sources": {}}
-        return
-    flags = os.O_RDWR | os.O_CREAT if write else os.O_RDONLY | os.O_CREAT
-    try:
-        lock = os.open(store.root / "registry.lock", flags | os.O_CLOEXEC, 0o644)
-    except PermissionError:
-        if write:
-            raise
-        lock = os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # a read-only store: lock the file itself
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX if write else fcntl.LOCK_SH)
-        try:
-            state = json.loads(path.read_text())
-        except FileNotFoundError:
-            state = {}
-        except ValueError:
-            state = {}  # a damaged hint file only costs uploads; start afresh
-        state.setdefault("repo_digests", {})
-        state.setdefault("blob_sources", {})
-        yield state
-        if write:
-            fd, tmp = tempfile.mkstemp(dir=store.root / "tmp", prefix="registry-")
-            with os.fdopen(fd, "w") as f:
-                json.dump(state, f, indent=1, sort_keys=True)
-            os.replace(tmp, path)
-    finally:
-        os.close(lock)
-
-
-def _remember(store: Store, image_id: str | None, repo_digest: str | None, name: str, blobs: Iterable[str]) -> None:
-    with _state(store, write=True) as state:
-        if image_id and repo_digest:
-            digests = state["repo_digests"].setdefault(image_id, [])
-            repo = repo_digest.split("@", 1)[0]
-            digests[:] = [d for d in digests if d.split("@", 1)[0] != repo] + [repo_digest]
-        for blob in blobs:
-            sources = state["blob_sources"].setdefault(blob, [])
-            if name not in sources:
-                sources[:] = (sources + [name])[-8:]  # the latest few repositories are enough to mount from
-
+# -- what the store remembers of registries ---------------------------------------------------------
 
 def record_blob_source(store: Store, name: str, blobs: Iterable[str]) -> None:
     """Remember that registry repository `name` (host/repo) holds `blobs` (for cross-repo mounts)."""
-    _remember(store, None, None, name, blobs)
+    store.record_registry(name, blobs)
 
 
 def repo_digests(store: Store, image_id: str) -> list[str]:
     """`name@sha256:...` for each repository this image was pulled from or pushed to (familiar names)."""
-    with _state(store, write=False) as state:
-        return list(state["repo_digests"].get(str(image_id), []))
+    return store.repo_digests(image_id)
 
 
 def image_for_repo_digest(store: Store, ref: Reference) -> BasicImage | None:
     """The stored image that a pull or push recorded under `ref` (`name@digest`), if any."""
-    with _state(store, write=False) as state:
-        want = f"{_familiar_name(ref)}@{ref.digest}"
-        image_id = next((i for i, ds in state["repo_digests"].items() if want in ds), None)
-    if image_id is None:
-        return None
-    try:
-        return store.image(image_id)
-    except StoreError:
-        return None
-
-
-def _familiar_name(ref: Reference) -> str:
-    return Reference(ref.registry, ref.repository).familiar()
+    return store.image_for_repo_digest(ref)
 
 
 # -- pull --------------------------------------------------------------------------------------------
-
-def _adopt(store: Store, tmp: Path, digest: Digest) -> None:
-    """Move a verified download into the store's blob directory (atomic rename on one filesystem)."""
-    final = store.blob_path(digest)
-    if final.exists():
-        tmp.unlink(missing_ok=True)
-        return
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, final)
-
 
 def download_to_store(store: Store, client: RegistryClient, repository: str, desc: Descriptor,
                       progress: Callable[[int], None] | None = None) -> None:
     """Fetch one blob into the store unless it is there already; verified before it is stored."""
     if store.has_blob(desc.digest):
         return
-    fd, name = tempfile.mkstemp(prefix="pull-", dir=store.root / "tmp")
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        client.download_blob(repository, desc, tmp, progress)
-        _adopt(store, tmp, desc.digest)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with store.ingest(desc.digest) as writer:
+        client.download_blob(repository, desc, writer, progress)
 
 
 def _fetch_manifest(client: RegistryClient, ref: Reference, want: Platform) -> tuple[bytes, str, Digest, Digest]:
@@ -211,8 +107,8 @@ def _fetch_manifest(client: RegistryClient, ref: Reference, want: Platform) -> t
         media_type = str(json.loads(data).get("mediaType", "")) if data.startswith(b"{") else ""
     if media_type in INDEX_TYPES:
         try:
-            chosen = select_manifest(Index.from_json(data), want)
-        except RegistryError as exc:
+            chosen = platforms.select(Index.from_json(data), want)
+        except platforms.PlatformError as exc:
             raise RegistryError(f"{ref}: {exc.message}", hint=exc.hint) from None
         data, media_type, digest = client.get_manifest(ref.repository, chosen.digest)
         return data, media_type, digest, top
@@ -227,7 +123,7 @@ def pull(store: Store, ref: Reference, *, platform: Platform | None = None, opti
     """Pull `ref` into the store and tag it (when the reference has a tag); returns the image."""
     progress = progress or Progress()
     client = client_for(ref.registry, options)
-    want = platform or host_platform()
+    want = platform or platforms.host()
     with store.lease():
         data, media_type, digest, top = _fetch_manifest(client, ref, want)
         manifest = Manifest.from_json(data)
@@ -236,7 +132,7 @@ def pull(store: Store, ref: Reference, *, platform: Platform | None = None, opti
         download_to_store(store, client, ref.repository, manifest.config)
         config_bytes = store.read_blob(manifest.config.digest)
         config = ImageConfig.from_json(config_bytes)
-        if top == digest and not _platform_matches(config.platform, want):  # a single-platform image
+        if top == digest and not platforms.matches(config.platform, want):  # a single-platform image
             if platform is not None:
                 raise RegistryError(f"{ref.familiar()} is for {config.platform}, not the requested {want}",
                                     hint="pull without --platform, or choose an image built for it")
@@ -262,14 +158,15 @@ def pull(store: Store, ref: Reference, *, platform: Platform | None = None, opti
             progress.info(f"{desc.digest.short}: Pull complete")
 
         _parallel(fetch, missing, stop)
-        layers = tuple(BlobLayer(diff, d.digest, d.size, d.media_type, lambda dg=d.digest: store.open_blob(dg))
+        layers = tuple(BlobLayer(diff, d.digest, d.size, d.media_type, functools.partial(store.open_blob, d.digest))
                        for diff, d in zip(config.diff_ids, manifest.layers))
         image = BasicImage(config_bytes, layers, media_type, manifest.annotations, data)
         # a digest reference pins content; like Docker, it never moves a tag (name:tag@digest included)
         tags = [normalize_tag(_familiar_name(ref) + ":" + ref.tag)] if ref.tag and not ref.digest else []
         store.put_image(image, tags)
         repo_digest = f"{_familiar_name(ref)}@{top}"
-        _remember(store, image.id, repo_digest, ref.name, [manifest.config.digest, *(d.digest for d in manifest.layers)])
+        store.record_registry(ref.name, [manifest.config.digest, *(d.digest for d in manifest.layers)], image.id,
+                              repo_digest)
     return PullResult(image, top, repo_digest, total)
 
 
@@ -321,11 +218,11 @@ def ensure_image(store: Store, ref: str, platform: Platform | str | None = None,
 
     This is what `FROM` calls: a local name (an imported or built image) never needs a registry.
     """
-    want = parse_platform(platform) if isinstance(platform, str) or platform is None else platform
+    want = platforms.parse(platform) if isinstance(platform, str) or platform is None else platform
     parsed = parse_reference(ref)
     if not pull_always:
         local = _local_image(store, ref, parsed)
-        if local is not None and (platform is None or _platform_matches(local.config().platform, want)):
+        if local is not None and (platform is None or platforms.matches(local.config().platform, want)):
             return local
     try:
         return pull(store, parsed, platform=want if platform is not None else None, options=options,
@@ -343,7 +240,7 @@ def ensure_image(store: Store, ref: str, platform: Platform | str | None = None,
 
 def _local_image(store: Store, text: str, ref: Reference) -> BasicImage | None:
     if ref.digest:
-        found = image_for_repo_digest(store, ref)
+        found = store.image_for_repo_digest(ref)
         if found is not None:
             return found
         try:
@@ -388,9 +285,9 @@ def _push_image(store: Store, image: Image, ref: Reference, options: RegistryOpt
     manifest = image.manifest()
     raw = image.raw_manifest()
     blobs = [manifest.config, *manifest.layers]
-    with _state(store, write=False) as state:
-        sources = {d.digest: [s for s in state["blob_sources"].get(d.digest, [])
-                              if s.startswith(ref.registry + "/") and s != ref.name] for d in blobs}
+    known = store.blob_sources(d.digest for d in blobs)
+    sources = {d.digest: [s for s in known[d.digest] if s.startswith(ref.registry + "/") and s != ref.name]
+               for d in blobs}
     counts = {"uploaded": 0, "mounted": 0, "skipped": 0}
     lock = threading.Lock()
     stop = threading.Event()
@@ -431,5 +328,58 @@ def _push_image(store: Store, image: Image, ref: Reference, options: RegistryOpt
             _parallel(send, blobs, stop)
             digest = client.put_manifest(ref.repository, identifier, raw, manifest.media_type)
         repo_digest = f"{_familiar_name(ref)}@{digest}"
-        _remember(store, image.id, repo_digest, ref.name, [d.digest for d in blobs])
+        store.record_registry(ref.name, [d.digest for d in blobs], image.id, repo_digest)
     return PushResult(digest, repo_digest, counts["uploaded"], counts["mounted"], counts["skipped"])
+
+
+# -- load ------------------------------------------------------------------------------------------------
+
+def load(store: Store, source: str | os.PathLike[str] | IO[bytes],
+         platform: Platform | None = None) -> list[tuple[str, list[str]]]:
+    """Load every image of a docker-archive or OCI layout (tar or directory) into `store`.
+
+    Returns (image id, tags) per image. Digests and diff_ids are verified; nothing
+    unverified is stored. A multi-platform index gives its image for `platform` (default:
+    this machine's); an index without one is an error.
+    """
+    with store.lease(), open_archive(source, store.tmp_dir()) as src:
+        try:
+            return _load(store, src, platform)
+        except tarfile.TarError as exc:
+            raise ImageFormatError(f"{src.label}: corrupt image archive: {exc}") from None
+
+
+def _stored_layer(store: Store, diff_id: Digest) -> LayerRecord | None:
+    """The layer already stored for `diff_id` (its blob present): a docker-archive layer the store
+    has is not compressed again, nor does its record change (a built image keeps its manifest)."""
+    try:
+        rec = store.layer_record(diff_id)
+    except (StoreError, ValueError, KeyError):  # missing, or a damaged record that put_tar rewrites
+        return None
+    return rec if store.has_blob(rec.digest) else None
+
+
+def _load(store: Store, src: LayoutSource, platform: Platform | None) -> list[tuple[str, list[str]]]:
+    results: list[tuple[str, list[str]]] = []
+    if src.has("manifest.json"):
+        for config_image, tags, layer_names in read_docker_archive(src):
+            config = config_image.config()
+            if len(config.diff_ids) != len(layer_names):
+                raise ImageFormatError(f"{src.label}: {len(layer_names)} layers for {len(config.diff_ids)} diff_ids")
+            layers = []
+            for name, diff_id in zip(layer_names, config.diff_ids):
+                rec = _stored_layer(store, diff_id)
+                if rec is None:
+                    with src.open(name) as f:
+                        rec = store.put_tar(f, diff_id=diff_id)
+                layers.append(store.layer(rec))
+            image = BasicImage(config_image.raw_config(), tuple(layers))
+            names = [normalize_tag(t) for t in tags]
+            results.append((store.put_image(image, names), names))
+        return results
+    if src.has("index.json"):
+        for image, tags in read_oci_layout(src, platform):
+            names = [normalize_tag(t) for t in tags]
+            results.append((store.put_image(image, names), names))
+        return results
+    raise ImageFormatError(f"{src.label}: neither a docker-archive (manifest.json) nor an OCI layout (index.json)")

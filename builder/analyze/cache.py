@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -20,14 +19,10 @@ from builder.analyze.ci import parse_bytes
 from builder.analyze.explain import load_builds
 from builder.analyze.report import human_size
 from builder.cache.keys import BuildCache
-from builder.errors import BuildError
+from builder.cache.policy import FILTERS, PolicyError, parse_duration, parse_filters
 
-FILTERS = ("until", "unused-for", "kind", "key")
-
-
-class PolicyError(BuildError):
-    """A malformed prune policy or filter."""
-
+__all__ = ["FILTERS", "PolicyError", "CacheRow", "PruneResult", "parse_duration", "parse_filters", "cache_rows",
+           "total_size", "render_ls", "render_du", "du_json", "prune_cache", "add_prune_options", "rows_json"]
 
 @dataclass(frozen=True, slots=True)
 class CacheRow:
@@ -57,18 +52,6 @@ class PruneResult:
         lines.append(f"Build cache: removed {len(self.removed)} entries, kept {self.kept}; released "
                      f"{human_size(self.freed_bytes)} of layers (their blobs go unless an image uses them)")
         return "\n".join(lines)
-
-
-def parse_duration(text: str, *, what: str = "duration") -> float:
-    """'90s', '30m', '24h', '7d', '1h30m' or plain seconds -> seconds."""
-    t = text.strip()
-    if re.fullmatch(r"\d+(\.\d+)?", t):
-        return float(t)
-    parts = re.findall(r"(\d+(?:\.\d+)?)([smhdw])", t)
-    if not parts or "".join(n + u for n, u in parts) != t:
-        raise PolicyError(f"invalid {what} {text!r}", hint="use e.g. 90s, 30m, 24h, 7d or 1h30m")
-    unit = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-    return sum(float(n) * unit[u] for n, u in parts)
 
 
 def _kind(parts: Iterable[Any]) -> str:
@@ -165,16 +148,6 @@ def _matches(row: CacheRow, filters: dict[str, str], now: float) -> bool:
         if name == "key" and not row.key.split(":", 1)[-1].startswith(value.split(":", 1)[-1]):
             return False
     return True
-
-
-def parse_filters(items: Iterable[str] | None) -> dict[str, str]:
-    out = {}
-    for item in items or ():
-        name, sep, value = item.partition("=")
-        if not sep or name not in FILTERS or not value:
-            raise PolicyError(f"invalid --filter {item!r}", hint=f"use NAME=VALUE with NAME one of {', '.join(FILTERS)}")
-        out[name] = value
-    return out
 
 
 def prune_cache(root: str | os.PathLike[str], *, keep_storage: str | None = None, keep_duration: str | None = None,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from builder.oci.archive import load_archive
 from builder.store import Store
+from builder.transfer import load
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -20,11 +20,11 @@ def configure(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     platform = None
     if args.platform:
-        from builder.transfer import parse_platform
+        from builder.oci.platform import parse
 
-        platform = parse_platform(args.platform)
+        platform = parse(args.platform)
     store = Store.open()
-    results = load_archive(store, args.input if args.input else sys.stdin.buffer, platform)
+    results = load(store, args.input if args.input else sys.stdin.buffer, platform)
     for image_id, tags in results:
         if args.quiet or not tags:
             print(f"Loaded image ID: {image_id}" if not args.quiet else image_id)

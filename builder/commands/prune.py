@@ -1,5 +1,6 @@
 """`pybuild prune`: remove images no tag, cache entry or container refers to, unreferenced blobs,
-snapshots and leftover temp files. Build-cache policies come from builder/analyze/cache.py."""
+snapshots and leftover temp files. Build-cache policies come from builder/analyze/cache.py; the
+build cache's entries are GC roots (builder/cache/policy.py)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,9 @@ def run(args: argparse.Namespace) -> int:
                                  keep_duration=getattr(args, "keep_duration", None),
                                  filters=getattr(args, "filters", None) or getattr(args, "filter", None))
         print(result.render())
-    report = store.prune(wait=not args.no_wait)
+    from builder.cache.policy import build_cache_roots  # the build cache's entries keep what they name
+
+    report = store.prune(wait=not args.no_wait, roots=[build_cache_roots(store.root)])
     for image_id in report.images:
         print(f"Deleted: {image_id}")
     print(f"Removed {len(report.images)} images, {report.blobs} blobs, {report.snapshots} snapshots, "

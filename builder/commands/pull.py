@@ -19,7 +19,8 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from builder.oci.reference import parse_reference
-    from builder.transfer import parse_platform, pull
+    from builder.oci.platform import parse as parse_platform
+    from builder.transfer import pull
     from builder.util.progress import make_progress
     from builder.store import Store
 

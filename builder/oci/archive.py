@@ -6,30 +6,29 @@ A docker-archive we write is also an OCI layout (as Docker 25+ writes them):
     blobs/sha256/<diff_id>    each layer as an uncompressed tar (so its name is its diff_id)
     blobs/sha256/<id>         the config;  index.json + oci-layout + a manifest for the OCI view
 
-`load_archive` reads either format into a store, verifying every digest on the way.
+`open_archive` and `read_docker_archive` read either format (loading into a store, verifying every
+digest on the way, is builder/transfer.py's `load`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
-import tarfile
 import tempfile
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Callable, Sequence, Union
+from typing import IO, Iterator, Sequence, Union
 
 from builder.errors import ImageFormatError, StoreError
 from builder.oci.compress import decompressing_reader, detect
 from builder.oci.image import BasicImage, Image, Layer
-from builder.oci.layout import (OCI_LAYOUT, LayoutSource, Output, Tagged, _blob_name, _index, as_entries,
-                                atomic_file, read_oci_layout, write_tar_atomically)
-from builder.oci.model import OCI_LAYER, OCI_MANIFEST, Descriptor, Digest, Manifest, Platform
+from builder.oci.layout import OCI_LAYOUT, LayoutSource, Output, Tagged, _blob_name, _index, as_entries, write_tar_atomically
+from builder.oci.model import OCI_LAYER, OCI_MANIFEST, Descriptor, Digest, Manifest
+from builder.util.atomic import atomic_file
 
-if TYPE_CHECKING:
-    from builder.store import LayerRecord, Store
-
-__all__ = ["write_docker_archive", "load_archive", "uncompressed_size", "export_rootfs_dir", "export_rootfs_tar"]
+__all__ = ["write_docker_archive", "open_archive", "read_docker_archive", "uncompressed_size",
+           "export_rootfs_dir", "export_rootfs_tar"]
 
 CHUNK = 1 << 20
 
@@ -113,7 +112,7 @@ def _spool_to(stream: IO[bytes], tmp_dir: Path) -> Path:
     return Path(name)
 
 
-def _read_docker_archive(src: LayoutSource) -> list[tuple[BasicImage, list[str], list[str]]]:
+def read_docker_archive(src: LayoutSource) -> list[tuple[BasicImage, list[str], list[str]]]:
     """(config-only image, tags, layer member names) per manifest.json entry."""
     try:
         entries = json.loads(src.read("manifest.json"))
@@ -129,78 +128,32 @@ def _read_docker_archive(src: LayoutSource) -> list[tuple[BasicImage, list[str],
     return out
 
 
-def load_archive(store: "Store", source: str | os.PathLike[str] | IO[bytes],
-                 platform: Platform | None = None) -> list[tuple[str, list[str]]]:
-    """Load every image of a docker-archive or OCI layout (tar or directory) into `store`.
-
-    Returns (image id, tags) per image. Digests and diff_ids are verified; nothing
-    unverified is stored. A multi-platform index gives its image for `platform` (default:
-    this machine's); an index without one is an error.
-    """
-    from builder.store import normalize_tag
-
+@contextlib.contextmanager
+def open_archive(source: str | os.PathLike[str] | IO[bytes], tmp_dir: Path) -> Iterator[LayoutSource]:
+    """A docker-archive or OCI layout (a tar, a compressed tar, a directory, or a stream) to read;
+    a stream or a compressed file is first spooled, uncompressed, into `tmp_dir` (removed after)."""
     spooled: Path | None = None
     label = "stdin" if hasattr(source, "read") else str(source)
-    with store.lease():
-        try:
-            if hasattr(source, "read"):
-                path = spooled = _spool(source, store.tmp_dir(), label)  # type: ignore[arg-type]
-            else:
-                path = Path(source)  # type: ignore[arg-type]
-                if not path.exists():
-                    raise ImageFormatError(f"{path}: no such file")
-                if path.is_file():
-                    with open(path, "rb") as f:
-                        if detect(f.read(4)) != "uncompressed":
-                            f.seek(0)
-                            path = spooled = _spool(f, store.tmp_dir(), label)
-            src = LayoutSource(path, label)
-            try:
-                return _load(store, src, normalize_tag, platform)
-            except tarfile.TarError as exc:
-                raise ImageFormatError(f"{label}: corrupt image archive: {exc}") from None
-            finally:
-                src.close()
-        finally:
-            if spooled is not None:
-                spooled.unlink(missing_ok=True)
-
-
-def _stored_layer(store: "Store", diff_id: Digest) -> "LayerRecord | None":
-    """The layer already stored for `diff_id` (its blob present): a docker-archive layer the store
-    has is not compressed again, nor does its record change (a built image keeps its manifest)."""
     try:
-        rec = store.layer_record(diff_id)
-    except (StoreError, ValueError, KeyError):  # missing, or a damaged record that put_tar rewrites
-        return None
-    return rec if store.has_blob(rec.digest) else None
-
-
-def _load(store: "Store", src: LayoutSource, normalize_tag: Callable[[str], str],
-          platform: Platform | None) -> list[tuple[str, list[str]]]:
-    results = []
-    if src.has("manifest.json"):
-        for config_image, tags, layer_names in _read_docker_archive(src):
-            config = config_image.config()
-            if len(config.diff_ids) != len(layer_names):
-                raise ImageFormatError(f"{src.label}: {len(layer_names)} layers for {len(config.diff_ids)} diff_ids")
-            layers = []
-            for name, diff_id in zip(layer_names, config.diff_ids):
-                rec = _stored_layer(store, diff_id)
-                if rec is None:
-                    with src.open(name) as f:
-                        rec = store.put_tar(f, diff_id=diff_id)
-                layers.append(store.layer(rec))
-            image = BasicImage(config_image.raw_config(), tuple(layers))
-            names = [normalize_tag(t) for t in tags]
-            results.append((store.put_image(image, names), names))
-        return results
-    if src.has("index.json"):
-        for image, tags in read_oci_layout(src, platform):
-            names = [normalize_tag(t) for t in tags]
-            results.append((store.put_image(image, names), names))
-        return results
-    raise ImageFormatError(f"{src.label}: neither a docker-archive (manifest.json) nor an OCI layout (index.json)")
+        if hasattr(source, "read"):
+            path = spooled = _spool(source, tmp_dir, label)  # type: ignore[arg-type]
+        else:
+            path = Path(source)  # type: ignore[arg-type]
+            if not path.exists():
+                raise ImageFormatError(f"{path}: no such file")
+            if path.is_file():
+                with open(path, "rb") as f:
+                    if detect(f.read(4)) != "uncompressed":
+                        f.seek(0)
+                        path = spooled = _spool(f, tmp_dir, label)
+        src = LayoutSource(path, label)
+        try:
+            yield src
+        finally:
+            src.close()
+    finally:
+        if spooled is not None:
+            spooled.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------- rootfs exports
@@ -240,3 +193,6 @@ def export_rootfs_tar(image: Image, dest: str | os.PathLike[str] | IO[bytes], tm
             write_dir(work, f.write, epoch=epoch)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+_read_docker_archive = read_docker_archive  # the old private name (builder/analyze/source.py uses it)

@@ -10,23 +10,24 @@ and renamed into place.
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import os
 import tarfile
-import tempfile
 from pathlib import Path
-from typing import IO, Callable, Iterable, Iterator, Sequence, Union
+from typing import IO, Callable, Iterable, Sequence, Union
 
-from builder.errors import ImageFormatError, StoreError
+from builder.errors import ImageFormatError
 from builder.oci.image import BasicImage, BlobLayer, Image
 from builder.oci.layer.encode import TarWriter
 from builder.oci.layer.entry import DIR, REG, Header
 from builder.oci.model import (DOCKER_MANIFEST, INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST, Descriptor,
                                Digest, ImageConfig, Index, Manifest, Platform)
+from builder.oci.platform import PlatformError, host, select
+from builder.util.atomic import atomic_file
 
 __all__ = ["write_oci_layout", "write_oci_archive", "read_oci_layout", "Output", "DirOutput", "TarOutput",
            "Tagged", "REF_NAME", "CONTAINERD_NAME", "as_entries", "LayoutSource", "write_tar_atomically",
-           "write_image_blobs", "as_oci", "atomic_file"]
+           "write_image_blobs", "as_oci"]
 
 REF_NAME = "org.opencontainers.image.ref.name"
 CONTAINERD_NAME = "io.containerd.image.name"
@@ -72,20 +73,13 @@ class DirOutput(Output):
     def add(self, name: str, size: int, opener: Opener) -> None:
         path = self.root / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as out, opener() as src:
-                written = 0
-                while data := src.read(CHUNK):
-                    out.write(data)
-                    written += len(data)
+        with atomic_file(path, durable=False) as out, opener() as src:
+            written = 0
+            while data := src.read(CHUNK):
+                out.write(data)
+                written += len(data)
             if written != size:
                 raise ImageFormatError(f"{name}: expected {size} bytes, got {written}")
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
 
 
 class TarOutput(Output):
@@ -204,43 +198,6 @@ def write_tar_atomically(dest: str | os.PathLike[str] | IO[bytes], fill: Callabl
         out.close()
 
 
-@contextlib.contextmanager
-def atomic_file(dest: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
-    """A binary file written to a temp file beside `dest`, fsync'd and renamed over it on success;
-    a destination that cannot be written is a `StoreError` naming it (never the temp file).
-
-    A symlink is written through (the link stays); a destination that exists and is not a regular
-    file (`/dev/null`, a fifo, a terminal) is written in place, never replaced by a file."""
-    path = Path(os.path.realpath(dest))
-    if path.is_dir():
-        raise StoreError(f"cannot write {dest}: it is a directory", hint="name a file, e.g. -o image.tar")
-    if path.exists() and not path.is_file():
-        try:
-            with open(path, "wb") as f:
-                yield f
-        except OSError as exc:
-            if exc.filename != str(path):
-                raise
-            raise StoreError(f"cannot write {dest}: {exc.strerror}") from None
-        return
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
-    except OSError as exc:
-        raise StoreError(f"cannot write {dest}: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError) and exc.filename in (tmp, str(path)):
-            raise StoreError(f"cannot write {dest}: {exc.strerror}") from None
-        raise
-
-
 def write_oci_archive(images: Union[Image, Sequence[Tagged]], dest: str | os.PathLike[str] | IO[bytes],
                       tags: Sequence[str] = ()) -> None:
     """Write an OCI image layout as a tarball (`oci-archive:` for skopeo, `podman load`)."""
@@ -315,7 +272,7 @@ def _image_from(src: LayoutSource, desc: Descriptor) -> BasicImage:
     if len(config.diff_ids) != len(manifest.layers):
         raise ImageFormatError(f"{src.label}: image {desc.digest}: {len(manifest.layers)} layers but "
                                f"{len(config.diff_ids)} diff_ids")
-    layers = tuple(BlobLayer(diff, d.digest, d.size, d.media_type, lambda n=_blob_name(d.digest): src.open(n))
+    layers = tuple(BlobLayer(diff, d.digest, d.size, d.media_type, functools.partial(src.open, _blob_name(d.digest)))
                    for diff, d in zip(config.diff_ids, manifest.layers))
     return BasicImage(raw_config, layers, manifest.media_type, manifest.annotations, raw_manifest)
 
@@ -332,17 +289,14 @@ def _name_of(desc: Descriptor) -> list[str]:
 def _select(src: LayoutSource, index: Index, digest: str, platform: Platform | None) -> Descriptor:
     """The manifest of a nested (multi-platform) index for `platform` (default: this machine's),
     by the rules `pull --platform` uses; an index without one is an error, never another platform."""
-    from builder.errors import RegistryError
-    from builder.transfer import host_platform, select_manifest
-
     choices = Index(tuple(m for m in index.manifests if m.media_type in MANIFEST_TYPES))
     if not choices.manifests:
         raise ImageFormatError(f"{src.label}: index {digest} lists no image manifests")
     if len(choices.manifests) == 1 and choices.manifests[0].platform is None:
         return choices.manifests[0]
     try:
-        return select_manifest(choices, platform or host_platform())
-    except RegistryError as exc:
+        return select(choices, platform or host())
+    except PlatformError as exc:
         raise ImageFormatError(f"{src.label}: {exc.message}", hint=exc.hint) from None
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 
 from builder.errors import InvalidReferenceError
 
-__all__ = ["DEFAULT_REGISTRY", "DEFAULT_TAG", "Reference", "parse_reference", "validate_tag"]
+__all__ = ["DEFAULT_REGISTRY", "DEFAULT_TAG", "Reference", "parse_reference", "validate_tag", "normalize_tag"]
 
 DEFAULT_REGISTRY = "docker.io"
 DEFAULT_TAG = "latest"
@@ -111,6 +111,19 @@ def parse_reference(text: str) -> Reference:
         raise InvalidReferenceError(f"invalid reference format: repository name must not be more than {NAME_MAX} characters")
     repository = name[len(registry) + 1:]
     return Reference(registry, repository, tag, _validate_digest(digest, text) if digest else None)
+
+
+def normalize_tag(name: str) -> str:
+    """A local image name as the store keeps it: `busybox` -> `busybox:latest`,
+    `docker.io/library/alpine:3` -> `alpine:3` (the familiar name, with a tag; never a digest)."""
+    if "@" in name:
+        raise InvalidReferenceError(f"invalid image name {name!r}: a tag cannot contain a digest")
+    try:
+        ref = parse_reference(name)
+    except InvalidReferenceError:
+        raise InvalidReferenceError(f"invalid image name {name!r}",
+                                    hint="use NAME[:TAG] with a lowercase name, e.g. myapp:1.0") from None
+    return Reference(ref.registry, ref.repository, ref.tag or DEFAULT_TAG).familiar()
 
 
 def validate_tag(tag: str) -> str:

@@ -12,12 +12,13 @@ Every request goes through `request()`: authentication (see auth.py), retries wi
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import http.client
 import json
 import os
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import IO, Callable, Iterable, Mapping, Protocol
 from urllib.parse import urlencode, urljoin, urlsplit
 
 from builder.errors import DigestMismatchError, RegistryError
@@ -29,7 +30,7 @@ from builder.oci.model import (DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX,
 from builder.oci.reference import Reference
 from builder.registry.transport import RETRY_STATUSES, RegistryOptions, Response, Transport, is_connection_error
 
-__all__ = ["RegistryClient", "MANIFEST_ACCEPT", "CHUNK_THRESHOLD", "client_for"]
+__all__ = ["RegistryClient", "BlobSink", "MANIFEST_ACCEPT", "CHUNK_THRESHOLD", "client_for"]
 
 MANIFEST_ACCEPT = (OCI_INDEX, DOCKER_MANIFEST_LIST, OCI_MANIFEST, DOCKER_MANIFEST)
 CHUNK_THRESHOLD = 64 << 20   # blobs above this size are uploaded in PATCH chunks of this size
@@ -269,70 +270,76 @@ class RegistryClient:
         resp.close()
         return resp.status == 200
 
-    def download_blob(self, repository: str, desc: Descriptor, dest: Path,
+    def download_blob(self, repository: str, desc: Descriptor, dest: "Path | BlobSink",
                       progress: Progress | None = None) -> None:
-        """Stream a blob into `dest`, resuming with `Range` after a broken connection.
+        """Stream a blob into `dest` (a file, or a `BlobSink` such as the store's blob writer),
+        resuming with `Range` after a broken connection.
 
-        The file is complete and its sha256 matches `desc.digest` when this returns; a body with
+        The content is complete and its sha256 matches `desc.digest` when this returns; a body with
         the wrong digest or size is retried from scratch and, after the retry budget, raises
-        DigestMismatchError with `dest` removed.
+        DigestMismatchError (a file `dest` is removed).
         """
+        if isinstance(dest, Path):
+            with open(dest, "wb") as out:
+                try:
+                    self._download(repository, desc, _FileSink(out), progress)
+                except DigestMismatchError:
+                    out.close()
+                    os.unlink(dest)
+                    raise
+            return
+        self._download(repository, desc, dest, progress)
+
+    def _download(self, repository: str, desc: Descriptor, out: "BlobSink", progress: Progress | None) -> None:
         path = f"/v2/{repository}/blobs/{desc.digest}"
         scopes = [scope(repository, "pull")]
         failures = 0
-        with open(dest, "wb") as out:
-            hasher, done = hashlib.sha256(), 0
-            while True:
-                headers = {"Range": f"bytes={done}-"} if done else {}
-                try:
-                    resp = self.request("GET", path, scopes=scopes, headers=headers, ok=(200, 206),
-                                        what=f"blob {desc.digest}")
-                    if resp.status == 200 and done:  # no range support: start over
-                        out.seek(0)
-                        out.truncate()
-                        if progress:
-                            progress(-done)
-                        hasher, done = hashlib.sha256(), 0
-                    try:
-                        for chunk in resp.iter_bytes(_READ):
-                            if done + len(chunk) > desc.size:
-                                raise _BadBody(f"more than the {desc.size} bytes announced")
-                            out.write(chunk)
-                            hasher.update(chunk)
-                            done += len(chunk)
-                            if progress:
-                                progress(len(chunk))
-                    except BaseException:
-                        resp.close(reuse=False)  # a half-read body: the connection cannot be reused
-                        raise
-                    if done < desc.size:
-                        raise ConnectionResetError(f"body ended after {done} of {desc.size} bytes")
-                    got = "sha256:" + hasher.hexdigest()
-                    if got != desc.digest:
-                        raise _BadBody(f"content hashes to {got}")
-                    return
-                except _BadBody as exc:
-                    failures += 1
-                    if failures > self.options.retries:
-                        out.close()
-                        os.unlink(dest)
-                        raise DigestMismatchError(f"{self.registry}: blob {repository}@{desc.digest}: {exc}; "
-                                                  f"giving up after {failures} tries; nothing was stored") from None
-                    out.seek(0)
-                    out.truncate()
+        done = 0
+        while True:
+            headers = {"Range": f"bytes={done}-"} if done else {}
+            try:
+                resp = self.request("GET", path, scopes=scopes, headers=headers, ok=(200, 206),
+                                    what=f"blob {desc.digest}")
+                if resp.status == 200 and done:  # no range support: start over
+                    out.restart()
                     if progress:
                         progress(-done)
-                    hasher, done = hashlib.sha256(), 0
-                    self.transport.backoff(failures)
-                except (OSError, http.client.HTTPException) as exc:  # a broken stream: resume
-                    if not is_connection_error(exc):
-                        raise RegistryError(f"{self.registry}: blob {repository}@{desc.digest}: {exc}") from None
-                    failures += 1
-                    if failures > self.options.retries:
-                        raise RegistryError(f"{self.registry}: blob {repository}@{desc.digest}: {exc} "
-                                            f"(after {failures} tries)", temporary=True) from None
-                    out.flush()
-                    self.transport.backoff(failures)
+                    done = 0
+                try:
+                    for chunk in resp.iter_bytes(_READ):
+                        if done + len(chunk) > desc.size:
+                            raise _BadBody(f"more than the {desc.size} bytes announced")
+                        out.write(chunk)
+                        done += len(chunk)
+                        if progress:
+                            progress(len(chunk))
+                except BaseException:
+                    resp.close(reuse=False)  # a half-read body: the connection cannot be reused
+                    raise
+                if done < desc.size:
+                    raise ConnectionResetError(f"body ended after {done} of {desc.size} bytes")
+                got = out.digest
+                if got != desc.digest:
+                    raise _BadBody(f"content hashes to {got}")
+                return
+            except _BadBody as exc:
+                failures += 1
+                if failures > self.options.retries:
+                    raise DigestMismatchError(f"{self.registry}: blob {repository}@{desc.digest}: {exc}; "
+                                              f"giving up after {failures} tries; nothing was stored") from None
+                out.restart()
+                if progress:
+                    progress(-done)
+                done = 0
+                self.transport.backoff(failures)
+            except (OSError, http.client.HTTPException) as exc:  # a broken stream: resume
+                if not is_connection_error(exc):
+                    raise RegistryError(f"{self.registry}: blob {repository}@{desc.digest}: {exc}") from None
+                failures += 1
+                if failures > self.options.retries:
+                    raise RegistryError(f"{self.registry}: blob {repository}@{desc.digest}: {exc} "
+                                        f"(after {failures} tries)", temporary=True) from None
+                self.transport.backoff(failures)
 
     def mount_blob(self, repository: str, digest: str, from_repository: str) -> bool:
         """Cross-repository mount: True when the registry linked the blob without an upload."""
@@ -389,7 +396,7 @@ class RegistryClient:
             resp = self.request("PATCH", location, scopes=scopes,
                                 headers={"Content-Type": "application/octet-stream", "Content-Length": str(length),
                                          "Content-Range": f"{offset}-{offset + length - 1}"},
-                                body=lambda o=offset, n=length: _file_slice(source, o, n), ok=(202,),
+                                body=functools.partial(_file_slice, source, offset, length), ok=(202,),
                                 what=f"upload chunk of {desc.digest}")
             resp.close()
             location = self._absolute(resp.header("Location") or location)
@@ -407,6 +414,35 @@ class RegistryClient:
 
     def close(self) -> None:
         self.transport.close()
+
+
+class BlobSink(Protocol):
+    """Where a download goes: written in order, hashed as written, restarted from zero on demand."""
+
+    def write(self, data: bytes) -> object: ...
+    def restart(self) -> None: ...
+    @property
+    def digest(self) -> str: ...
+
+
+class _FileSink:
+    """A `BlobSink` writing to an open file."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self._out, self._hash = out, hashlib.sha256()
+
+    def write(self, data: bytes) -> None:
+        self._out.write(data)
+        self._hash.update(data)
+
+    def restart(self) -> None:
+        self._out.seek(0)
+        self._out.truncate()
+        self._hash = hashlib.sha256()
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + self._hash.hexdigest()
 
 
 class _BadBody(Exception):

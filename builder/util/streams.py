@@ -1,11 +1,12 @@
-"""Stream helpers shared by the store, the build context and the layer readers."""
+"""Stream helpers shared by the store, the build context and the layer readers (the threaded
+read-ahead is in prefetch.py, so that importing these stays cheap)."""
 
 from __future__ import annotations
 
 import io
-from typing import IO
+from typing import IO, Callable
 
-__all__ = ["Prefixed"]
+__all__ = ["Prefixed", "Tee"]
 
 
 class Prefixed(io.RawIOBase):
@@ -34,3 +35,22 @@ class Prefixed(io.RawIOBase):
 
     def close(self) -> None:  # the underlying stream belongs to the caller
         super().close()
+
+
+class Tee:
+    """A reader that passes what it reads to `sink` too."""
+
+    def __init__(self, raw: IO[bytes], sink: Callable[[bytes], object]) -> None:
+        self._raw, self._sink = raw, sink
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._raw.read(n)
+        if data:
+            self._sink(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass

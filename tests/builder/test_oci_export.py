@@ -204,7 +204,7 @@ def test_rootfs_dir_export_follows_a_symlinked_destination_and_refuses_a_file(bu
 def test_loading_a_docker_archive_of_a_stored_image_changes_nothing(busybox_store: Path, tmp_path: Path) -> None:
     """A layer the store has is neither compressed again nor re-recorded: a built image (uncompressed
     layers) keeps its manifest digest, and the build cache keeps finding the same blob."""
-    from builder.oci.archive import load_archive
+    from builder.transfer import load as load_archive
 
     from tests.builder.store_helpers import built_image
 

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from builder.oci import mutate
-from builder.oci.archive import export_rootfs_dir, load_archive, write_docker_archive
+from builder.oci.archive import export_rootfs_dir, write_docker_archive
 from builder.oci.layout import write_oci_archive, write_oci_layout
+from builder.transfer import load as load_archive
 from builder.oci.model import ContainerConfig, History
 from builder.store import Store
 from tests.conftest import requires_root, requires_tool

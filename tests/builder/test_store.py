@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from builder.cache.keys import BuildCache
+from builder.cache.policy import build_cache_roots
 from builder.errors import DigestMismatchError, InvalidReferenceError, StoreError
 from builder.oci import mutate
 from builder.oci.image import EMPTY, validate_image
@@ -107,7 +108,7 @@ def test_prune_keeps_tagged_and_cache_rooted_content(store_root: Path, tmp_path:
     cache.put_copy_result("sha256:" + "1" * 64, kept_chain, {})
     cache.put_copy_result("sha256:" + "2" * 64, "sha256:" + "f" * 64, {})  # its snapshot is gone
     (store_root / "tmp" / "blob-leftover").write_bytes(b"junk")
-    report = store.prune()
+    report = store.prune(roots=[build_cache_roots(store_root)])
     assert report.images == [ids[1]] and report.blobs >= 3 and report.temp == 1
     assert cache.copy_result("sha256:" + "1" * 64) == (kept_chain, {})
     assert cache.copy_result("sha256:" + "2" * 64) is None

@@ -245,7 +245,12 @@ def test_stat_cache_avoids_rereading_unchanged_files(ctx_dir: Path, store_root: 
     assert len(files) == 1
     reads: list[str] = []
     real_hash = context_mod._hash_file
-    monkeypatch.setattr(context_mod, "_hash_file", lambda p: reads.append(p) or real_hash(p))
+
+    def counting_hash(path: str) -> bytes:
+        reads.append(path)
+        return real_hash(path)
+
+    monkeypatch.setattr(context_mod, "_hash_file", counting_hash)
     assert _sum(ctx_dir, ["many"]) == cold and reads == []
     (ctx_dir / "many/3").write_text("changed")
     assert _sum(ctx_dir, ["many"]) != cold

@@ -17,7 +17,7 @@ import tarfile
 import threading
 from pathlib import Path
 from types import ModuleType
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import pytest
 import zstandard
@@ -264,7 +264,7 @@ def test_missing_source_is_a_context_error(src: Path, layer: Path) -> None:
 
 # -- ADD: archives ------------------------------------------------------------------------------
 
-def _tar_bytes(members: list[tuple[str, str, bytes | str]]) -> bytes:
+def _tar_bytes(members: Sequence[tuple[str, str, bytes | str]]) -> bytes:
     """members: (name, kind in f/d/l/h, data or link target)."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:

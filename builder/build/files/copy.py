@@ -72,7 +72,7 @@ class HeredocSource:
     mode: int = 0o644  # BuildKit asks for 0664, written under the daemon's 022 umask
 
 
-Item = Union[str, HeredocSource, FetchedFile]
+Item = Union[str, HeredocSource, FetchedFile]  # a source path (in `src`), a heredoc, a download
 
 
 class _Copier(LayerWriter):

@@ -21,7 +21,6 @@ a pruned stage's base is never looked up or pulled.
 
 from __future__ import annotations
 
-import platform as _platform
 import posixpath
 import re
 from dataclasses import dataclass, field
@@ -65,9 +64,9 @@ class Options:
 
 
 def host_platform() -> str:
-    machine = _platform.machine().lower()
-    arch = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm/v7", "i686": "386"}.get(machine, machine)
-    return f"linux/{arch}"
+    from builder.oci.platform import format_platform, host
+
+    return format_platform(host())
 
 
 def platform_args(target: str, build: str) -> dict[str, str]:
@@ -711,20 +710,15 @@ def _duration_ns(text: str, origin: Origin) -> int:
     return int(total)
 
 
-_OSES = frozenset("aix android darwin dragonfly freebsd hurd illumos ios js linux nacl netbsd openbsd plan9 "
-                   "solaris wasip1 windows zos macos".split())
-_ARCHES = frozenset("386 amd64 amd64p32 arm armbe arm64 arm64be loong64 mips mipsle mips64 mips64le mips64p32 "
-                    "mips64p32le ppc ppc64 ppc64le riscv riscv64 s390 s390x sparc sparc64 wasm x86_64 x86-64 aarch64 "
-                    "armhf armel i386 i486 i586 i686".split())
-
-
 def _is_platform(text: str) -> bool:
-    """What containerd's platforms.Parse accepts: 1-3 `[A-Za-z0-9_-]` parts; a single one must
-    name a known OS or architecture (`FROM --platform=bogus` is an error in docker build)."""
-    parts = text.split("/")
-    if not 1 <= len(parts) <= 3 or not all(re.fullmatch(r"[A-Za-z0-9_-]+", p) for p in parts):
+    """What containerd's platforms.Parse accepts (`FROM --platform=bogus` is an error in docker build)."""
+    from builder.oci.platform import PlatformError, parse
+
+    try:
+        parse(text)
+    except PlatformError:
         return False
-    return len(parts) > 1 or parts[0].lower() in _OSES | _ARCHES
+    return bool(text)
 
 
 _SIGNALS = frozenset(

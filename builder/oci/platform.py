@@ -76,8 +76,7 @@ def parse(text: str | None) -> Platform:
     """
     if not text:
         return host()
-    spec = text.strip()
-    parts = spec.split("/")
+    parts = text.split("/")
     if len(parts) > 3 or not all(_COMPONENT.fullmatch(p) for p in parts):
         raise PlatformError(f"invalid platform {text!r}", hint="use OS[/ARCH[/VARIANT]], e.g. linux/arm64")
     if len(parts) == 1:

@@ -74,7 +74,7 @@ class RunMount:
 
     def key_part(self) -> dict[str, Any]:
         """What of this mount decides the result (secrets: only their id and target)."""
-        d = {"type": self.type, "target": self.target}
+        d: dict[str, Any] = {"type": self.type, "target": self.target}
         if self.type in ("bind", "cache"):
             d.update(source=self.source, readonly=self.readonly, id=self.id, sharing=self.sharing)
         if self.type in ("secret", "ssh"):  # the id, never the value or the agent socket

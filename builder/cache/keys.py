@@ -15,7 +15,7 @@ Layout under the store root (see docs/build-records.md):
 (`cache/**/*.json` are garbage-collection roots of the store: the layers they name are kept;
 `cache/copies/*` are only hints, and name snapshots that may be gone.)
 
-Entries are written atomically (temp file + rename); a torn or foreign file reads as a miss.
+Entries are written atomically (`util.atomic`, not durable); a torn or foreign file reads as a miss.
 """
 
 from __future__ import annotations
@@ -24,11 +24,12 @@ import hashlib
 import json
 import marshal
 import os
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
+
+from builder.util.atomic import write_atomic
 
 KEY_VERSION = 2  # bump when the meaning of a part or a step's result changes: every old key then misses
 # (2: the audit of BuildKit semantics changed COPY, ADD, RUN heredoc and layer results for the same parts)
@@ -77,10 +78,7 @@ class CacheEntry:
 
 def _atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")  # stages run in threads
-    with open(tmp, "wb") as f:  # no fsync: after a crash a torn entry reads as a miss
-        f.write(data)
-    os.replace(tmp, path)
+    write_atomic(path, data, durable=False)  # a rebuildable cache: after a crash a torn entry reads as a miss
 
 
 class BuildCache:

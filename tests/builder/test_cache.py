@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, cast
 
 from builder.cache.keys import BuildCache, CacheKey
 from builder.util.progress import JsonProgress, PlainProgress, make_progress
@@ -101,3 +102,78 @@ def test_tty_progress_keeps_a_short_live_tail_and_clears_it() -> None:
     assert "  #1 line 19" in text and "  #1 line 13" not in text.split("\x1b[2K")[-1]
     p.done(1)
     assert out.getvalue().rstrip().endswith("#1 DONE 0.0s") and not p.tails
+
+
+_KEYED_DOCKERFILE = """FROM scratch
+ARG HTTP_PROXY=http://proxy:3128
+ARG V=1
+ENV A=1 PATH=/bin
+WORKDIR /app
+USER 1000:1000
+RUN --mount=type=cache,target=/c,id=x,sharing=locked --mount=type=tmpfs,target=/t,size=1m \
+ --mount=type=secret,id=s,required=true,target=/run/s --mount=type=bind,source=sub,target=/src echo $V
+COPY --chmod=640 --chown=1:2 a.txt sub /app/
+COPY --link --exclude=*.md <<EOF /x
+hello
+EOF
+ADD --checksum=sha256:0000000000000000000000000000000000000000000000000000000000000000 https://example.com/f.tgz /f
+RUN --network=none --security=insecure ["true", "x"]
+WORKDIR rel
+"""
+
+# The keys the solver made before the operations moved to builder/build/ops (issue 11): a pure
+# restructuring keeps every key byte for byte (a changed key silently misses every cached step).
+_KEYS = [
+    ("WORKDIR", "sha256:24f9543ec6630ef3506ce281771947fb60a27f5bbde8170056367a32ab9d7a0a"),
+    ("RUN", "sha256:148156aa5daa90bec0f0f39d83ea9eb5ac921f22043edc39c3c97626498df44d"),
+    ("COPY", "sha256:b124eaa74599ba4dd27d8ab7e4878c6a5ad6a14bd24e805e98f747bdcb6f0946"),
+    ("COPY", "sha256:10e710f12075bf04f6e1a5687865dcb8f7fdfae85d68c07e62d55113e8ed57cf"),
+    ("ADD", "sha256:b31049e537097412fc6a9fc49a49da9fcb06254c9a7f76e3439ec035570a9b0e"),
+    ("RUN", "sha256:072f970f5241ca15b42cc796d60ebf305dfcc4bff1946ab183bf20c53375d6e6"),
+    ("WORKDIR", "sha256:9e50cbe5e08a035cfdff2e3fe198c24bfa17295bbebfeb6fe4451a7a5b48568c"),
+]
+
+
+def test_step_keys_stay_byte_identical(tmp_path: Path) -> None:
+    import os
+    from types import SimpleNamespace
+
+    from builder.build.context import BuildContext
+    from builder.build.convert import Options, convert
+    from builder.build.job import BuildJob, SolveOptions, Step
+    from builder.build.ops import operation_for
+    from builder.util.progress import Progress
+    from grammar import parse
+
+    ctx = tmp_path / "ctx"
+    (ctx / "sub").mkdir(parents=True)
+    (ctx / "a.txt").write_bytes(b"alpha\n")
+    (ctx / "sub" / "b.md").write_bytes(b"beta\n")
+    (ctx / "sub" / "c").write_bytes(b"gamma\n")
+    os.chmod(ctx / "a.txt", 0o644)
+    os.chmod(ctx / "sub" / "c", 0o755)
+    graph = convert(parse(_KEYED_DOCKERFILE), Options({}, None, "", {}), lambda ref, platform: {})
+    store = cast(Any, SimpleNamespace(root=tmp_path / "store"))  # keys read no store (no image, no other stage)
+    job = BuildJob(store, BuildCache(tmp_path / "store"), BuildContext(ctx, b"", "Dockerfile"), Progress(),
+                   SolveOptions(network="host"), BuildRecord("id", 0.0, "", "", ""), _no_image)
+    stage = graph.stages[graph.target]
+    parent = CacheKey.make(base={"scratch": True})
+    got = []
+    for sid, node in enumerate(n for n in stage.nodes if n.makes_layer):
+        operation = operation_for(node.op)
+        parent = operation.key(job, Step(node, stage, sid, parent, (), {}))
+        got.append((operation.kind, parent.digest))
+    assert got == _KEYS
+    assert [r[0] for r in job.reads.reads] == [["sub"], ["a.txt", "sub"]]  # what the no-op memo re-checks
+
+
+def _no_image(ref: str, platform: str) -> Any:
+    raise AssertionError(f"no image is read for a key here, not even {ref}")
+
+
+def test_layers_travel_typed_and_keep_their_json() -> None:
+    from builder.build.job import layer_from_json, layer_json
+
+    d = {"diff_id": "sha256:" + "a" * 64, "digest": "sha256:" + "b" * 64, "size": 3, "media_type": "m"}
+    layer = layer_from_json(d)
+    assert layer.diff_id == d["diff_id"] and layer.size == 3 and layer_json(layer) == d

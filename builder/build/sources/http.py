@@ -9,17 +9,17 @@
       .known(url)                the download of `url` if this build made one
       .volatile                  whether a URL was read: the no-op memo cannot see a remote change
       .close()                   remove the downloads
+
+The modules a download needs (urllib, email, tempfile) are imported when one is made: a cached
+build imports this module but downloads nothing.
 """
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
 import os
 import re
-import tempfile
 import threading
-import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +44,10 @@ def fetch_url(url: str, into_dir: Path, *, checksum: str | None = None, timeout:
     """Download `url` (http or https) into `into_dir`, hashing as it streams; with `checksum`
     ("sha256:HEX", or sha384/sha512 as BuildKit's digests allow) a mismatch is a BuildError and
     nothing is kept."""
+    import email.utils
+    import tempfile
     import urllib.error
+    import urllib.parse
     import urllib.request
 
     parsed = urllib.parse.urlsplit(url)
@@ -93,6 +96,8 @@ def fetch_url(url: str, into_dir: Path, *, checksum: str | None = None, timeout:
 def _url_filename(url: str) -> str:
     """The name BuildKit gives a downloaded file: the last element of the URL's path as written
     (not of a redirect's target; never Content-Disposition), `__unnamed__` when there is none."""
+    import urllib.parse
+
     base = os.path.basename(urllib.parse.unquote(urllib.parse.urlsplit(url).path).rstrip("/"))
     return base if base not in ("", ".", "..") else "__unnamed__"
 
@@ -113,6 +118,8 @@ class Downloads:
             if url not in self._files:
                 self.volatile = True
                 if self._dir is None:
+                    import tempfile
+
                     self._dir = Path(tempfile.mkdtemp(prefix="fetch-", dir=self.tmp_root))
                 self._files[url] = fetch_url(url, self._dir / str(len(self._files)))
             return self._files[url]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 from dataclasses import replace
 
@@ -15,14 +14,12 @@ from builder.oci.image import EMPTY
 from builder.oci.model import ContainerConfig, History
 from builder.store import Store, normalize_tag
 
-ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x",
-        "riscv64": "riscv64", "i686": "386"}
-
 
 def host_arch() -> str:
     """The host's architecture in OCI terms (amd64, arm64, ...)."""
-    machine = platform.machine()
-    return ARCH.get(machine, machine)
+    from builder.oci.platform import host
+
+    return host().architecture
 
 
 def configure(p: argparse.ArgumentParser) -> None:

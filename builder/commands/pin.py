@@ -15,13 +15,12 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-    import tempfile
     from pathlib import Path
 
+    from builder.build.pin import pin_dockerfile
     from builder.errors import BuildError
     from builder.transfer import resolve_digest
-    from builder.build.pin import pin_dockerfile
+    from builder.util.atomic import write_atomic
 
     path = Path(args.dockerfile)
     try:
@@ -38,11 +37,7 @@ def run(args: argparse.Namespace) -> int:
         return 1 if pins else 0
     new_text, pins = pin_dockerfile(text, lambda ref: resolve_digest(ref, options), str(path))
     if pins:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        with os.fdopen(fd, "wb") as f:
-            f.write(new_text.encode())
-        os.chmod(tmp, path.stat().st_mode & 0o7777)
-        os.replace(tmp, path)
+        write_atomic(path, new_text.encode(), mode=path.stat().st_mode & 0o7777)  # the user's file: durable
     for pin in pins:
         print(f"{path}:{pin.line}: {pin.new}")
     if not pins:

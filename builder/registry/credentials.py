@@ -17,12 +17,12 @@ import base64
 import json
 import os
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from builder.errors import RegistryError
+from builder.util.atomic import write_atomic
 
 __all__ = ["Credentials", "config_path", "lookup", "store", "erase", "config_key"]
 
@@ -147,18 +147,8 @@ def _from_auths(conf: dict[str, Any], registry: str, path: Path) -> Credentials 
 def _write(path: Path, conf: dict[str, Any]) -> None:
     """Replace the config atomically (0600); a symlinked config.json (dotfiles) is written at its
     target, as the docker CLI does, so the link survives."""
-    path = Path(os.path.realpath(path))
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".config.json.")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(conf, f, indent="\t")
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    Path(os.path.realpath(path)).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    write_atomic(path, (json.dumps(conf, indent="\t") + "\n").encode(), mode=0o600)
 
 
 def store(registry: str, creds: Credentials) -> str:

@@ -17,7 +17,7 @@ import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from builder.build.graph import BuildGraph, ImageSource, Node, Scratch, Stage, StageRef
 from builder.build.job import (BuildJob, SolveOptions, StageResult, Step, as_layer_record, layer_from_json,
@@ -28,6 +28,9 @@ from builder.cache.keys import CacheKey
 from builder.errors import BuildError, StepError
 from builder.store import LayerRecord
 from runtime.errors import SandboxError
+
+if TYPE_CHECKING:
+    from builder.oci.image import Image
 
 __all__ = ["Solver", "SolveOptions", "StageResult", "Cancelled"]
 
@@ -219,7 +222,7 @@ class _State:
     layers: list[LayerRecord]
     history: list[dict[str, Any]]
     key: CacheKey
-    base_image: Any = None
+    base_image: Image | None = None
     key_parts: list[list[Any]] = field(default_factory=list)
     created: float = 0.0  # when the last layer step's result was made (a hit keeps its old time)
 

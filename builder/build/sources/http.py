@@ -103,25 +103,30 @@ def _url_filename(url: str) -> str:
 
 
 class Downloads:
-    """The ADD URLs of one build, each downloaded once."""
+    """The ADD URLs of one build, each downloaded once (stages in parallel wait only on the same URL)."""
 
     def __init__(self, tmp_root: Path) -> None:
         self.tmp_root = tmp_root
         self.volatile = False
         self._files: dict[str, FetchedFile] = {}
+        self._slots: dict[str, tuple[threading.Lock, Path]] = {}  # url -> (its lock, its directory)
         self._dir: Path | None = None
         self._lock = threading.Lock()
 
     def get(self, url: str) -> FetchedFile:
         """The download of `url`, made now when this build has none yet."""
         with self._lock:
-            if url not in self._files:
-                self.volatile = True
-                if self._dir is None:
-                    import tempfile
+            self.volatile = True
+            if self._dir is None:
+                import tempfile
 
-                    self._dir = Path(tempfile.mkdtemp(prefix="fetch-", dir=self.tmp_root))
-                self._files[url] = fetch_url(url, self._dir / str(len(self._files)))
+                self._dir = Path(tempfile.mkdtemp(prefix="fetch-", dir=self.tmp_root))
+            if url not in self._slots:
+                self._slots[url] = (threading.Lock(), self._dir / str(len(self._slots)))
+            lock, into = self._slots[url]
+        with lock:
+            if url not in self._files:
+                self._files[url] = fetch_url(url, into)
             return self._files[url]
 
     def known(self, url: str) -> FetchedFile | None:

@@ -4,7 +4,7 @@ The key holds argv, env (proxy variables only when an ARG declared them), user, 
 security and the mounts (a bind mount's content as an inputs checksum; a secret's id, never its
 value). The process runs as BuildKit runs it: hostname `buildkitsandbox`, `--security=insecure`
 with every capability. Its output streams to progress; a non-zero exit is a located StepError
-carrying the output's last lines. The only module of the builder that runs a process in the runtime.
+carrying the output's last lines. The build's one use of the runtime's executor.
 """
 
 from __future__ import annotations

@@ -31,6 +31,9 @@ from builder.oci.layout import LayoutSource, read_oci_layout
 from builder.oci.model import INDEX_TYPES, MANIFEST_TYPES, Descriptor, Digest, ImageConfig, Index, Manifest, Platform
 from builder.oci.reference import Reference, normalize_tag, parse_reference
 from builder.registry.client import RegistryClient, client_for
+from builder.registry.remote import image as remote_image
+from builder.registry.remote import parallel, ticker
+from builder.registry.remote import write as remote_write
 from builder.registry.transport import RegistryOptions
 from builder.store import LayerRecord, Store
 from builder.store.images import familiar_name as _familiar_name
@@ -39,9 +42,6 @@ from builder.util.progress import Progress
 __all__ = ["pull", "push", "push_image", "ensure_image", "resolve_digest", "repo_digests", "host_platform", "parse_platform",
            "select_manifest", "image_for_repo_digest", "PullResult", "PushResult", "record_blob_source",
            "download_to_store", "load"]
-
-PARALLEL = 4
-_CONFIG_TYPES = ("application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json")
 
 
 @dataclass(frozen=True)
@@ -100,46 +100,22 @@ def download_to_store(store: Store, client: RegistryClient, repository: str, des
         client.download_blob(repository, desc, writer, progress)
 
 
-def _fetch_manifest(client: RegistryClient, ref: Reference, want: Platform) -> tuple[bytes, str, Digest, Digest]:
-    """(manifest bytes, media type, manifest digest, top-level digest) for `ref` on `want`."""
-    data, media_type, top = client.get_manifest(ref.repository, ref.identifier)
-    if not media_type:
-        media_type = str(json.loads(data).get("mediaType", "")) if data.startswith(b"{") else ""
-    if media_type in INDEX_TYPES:
-        try:
-            chosen = platforms.select(Index.from_json(data), want)
-        except platforms.PlatformError as exc:
-            raise RegistryError(f"{ref}: {exc.message}", hint=exc.hint) from None
-        data, media_type, digest = client.get_manifest(ref.repository, chosen.digest)
-        return data, media_type, digest, top
-    if media_type not in MANIFEST_TYPES:
-        raise RegistryError(f"{ref.familiar()}: unsupported manifest type {media_type or 'unknown'!r}",
-                            hint="pybuild pulls OCI and Docker schema 2 images")
-    return data, media_type, top, top
-
-
 def pull(store: Store, ref: Reference, *, platform: Platform | None = None, options: RegistryOptions | None = None,
          progress: Progress | None = None, step: int = 0) -> PullResult:
     """Pull `ref` into the store and tag it (when the reference has a tag); returns the image."""
     progress = progress or Progress()
-    client = client_for(ref.registry, options)
     want = platform or platforms.host()
     with store.lease():
-        data, media_type, digest, top = _fetch_manifest(client, ref, want)
-        manifest = Manifest.from_json(data)
-        if manifest.config.media_type not in _CONFIG_TYPES:
-            raise RegistryError(f"{ref.familiar()} is not a container image (config type {manifest.config.media_type})")
-        download_to_store(store, client, ref.repository, manifest.config)
-        config_bytes = store.read_blob(manifest.config.digest)
-        config = ImageConfig.from_json(config_bytes)
-        if top == digest and not platforms.matches(config.platform, want):  # a single-platform image
+        remote = remote_image(ref, options, want, known=lambda d: store.read_blob(d) if store.has_blob(d) else None)
+        manifest = remote.manifest()
+        config_bytes = remote.raw_config()
+        store.put_bytes(config_bytes, manifest.config.digest)
+        config = remote.config()
+        if not remote.from_index and not platforms.matches(config.platform, want):  # a single-platform image
             if platform is not None:
                 raise RegistryError(f"{ref.familiar()} is for {config.platform}, not the requested {want}",
                                     hint="pull without --platform, or choose an image built for it")
             progress.info(f"WARNING: {ref.familiar()} is for {config.platform}, not this machine's {want}")
-        if len(config.diff_ids) != len(manifest.layers):
-            raise ImageFormatError(f"{ref.familiar()}: the config lists {len(config.diff_ids)} layers, "
-                                   f"the manifest {len(manifest.layers)}")
         missing = [d for d in manifest.layers if not store.has_blob(d.digest)]
         total = sum(d.size for d in missing)
 
@@ -152,54 +128,27 @@ def pull(store: Store, ref: Reference, *, platform: Platform | None = None, opti
         def fetch(desc: Descriptor) -> None:
             task = progress.bytes_task(step, f"{desc.digest.short}", desc.size)
             try:
-                download_to_store(store, client, ref.repository, desc, _ticker(task.update, stop))
+                if not store.has_blob(desc.digest):
+                    with store.ingest(desc.digest) as writer:
+                        remote.download(desc, writer, ticker(task.update, stop))
             finally:
                 task.close()
             progress.info(f"{desc.digest.short}: Pull complete")
 
-        _parallel(fetch, missing, stop)
+        parallel(fetch, missing, stop)
         layers = tuple(BlobLayer(diff, d.digest, d.size, d.media_type, functools.partial(store.open_blob, d.digest))
                        for diff, d in zip(config.diff_ids, manifest.layers))
-        image = BasicImage(config_bytes, layers, media_type, manifest.annotations, data)
+        image = BasicImage(config_bytes, layers, remote.media_type, manifest.annotations, remote.raw_manifest())
         # a digest reference pins content; like Docker, it never moves a tag (name:tag@digest included)
         tags = [normalize_tag(_familiar_name(ref) + ":" + ref.tag)] if ref.tag and not ref.digest else []
         store.put_image(image, tags)
-        repo_digest = f"{_familiar_name(ref)}@{top}"
+        repo_digest = f"{_familiar_name(ref)}@{remote.index_digest}"
         store.record_registry(ref.name, [manifest.config.digest, *(d.digest for d in manifest.layers)], image.id,
                               repo_digest)
-    return PullResult(image, top, repo_digest, total)
+    return PullResult(image, remote.index_digest, repo_digest, total)
 
 
-class _Stop(Exception):
-    """Raised in a worker when a sibling failed or the user pressed Ctrl-C."""
-
-
-def _parallel(fn: Callable[[Descriptor], Any], items: list[Descriptor],
-              stop: threading.Event | None = None) -> list[Any]:
-    """Run `fn` over `items` on up to PARALLEL threads. If one fails (or Ctrl-C), `stop` is set so
-    the others can give up at their next chunk (see `_ticker`), and the first error is raised."""
-    if len(items) <= 1:
-        return [fn(i) for i in items]
-    from concurrent.futures import ThreadPoolExecutor
-
-    stop = stop or threading.Event()
-    with ThreadPoolExecutor(max_workers=min(PARALLEL, len(items))) as pool:
-        futures = [pool.submit(fn, i) for i in items]
-        try:
-            return [f.result() for f in futures]
-        except BaseException:
-            stop.set()
-            for f in futures:
-                f.cancel()
-            raise
-
-
-def _ticker(update: Callable[[int], object], stop: threading.Event) -> Callable[[int], None]:
-    def tick(n: int) -> None:
-        if stop.is_set():
-            raise _Stop("stopped")
-        update(n)
-    return tick
+_parallel = parallel  # the name builder/cache/export.py uses
 
 
 def resolve_digest(ref: Reference, options: RegistryOptions | None = None) -> Digest:
@@ -280,56 +229,23 @@ def push_image(store: Store, image: Image, ref: Reference, *, options: RegistryO
 
 def _push_image(store: Store, image: Image, ref: Reference, options: RegistryOptions | None,
                 progress: Progress | None, step: int) -> PushResult:
-    progress = progress or Progress()
-    client = client_for(ref.registry, options)
     manifest = image.manifest()
-    raw = image.raw_manifest()
     blobs = [manifest.config, *manifest.layers]
-    known = store.blob_sources(d.digest for d in blobs)
-    sources = {d.digest: [s for s in known[d.digest] if s.startswith(ref.registry + "/") and s != ref.name]
-               for d in blobs}
-    counts = {"uploaded": 0, "mounted": 0, "skipped": 0}
-    lock = threading.Lock()
-    stop = threading.Event()
-
-    def send(desc: Descriptor) -> None:
-        if client.has_blob(ref.repository, desc.digest):
-            kind, note = "skipped", "Layer already exists"
-        elif (mounted_from := next((s.split("/", 1)[1] for s in sources[desc.digest][-2:]
-                                    if client.mount_blob(ref.repository, desc.digest, s.split("/", 1)[1])), None)):
-            kind, note = "mounted", f"Mounted from {mounted_from}"
-        else:
-            path = store.blob_path(desc.digest)
-            if not path.is_file():
+    with store.lease():
+        for desc in manifest.layers:
+            if not store.has_blob(desc.digest):
                 raise StoreError(f"blob {desc.digest} of {ref.familiar()} is not in the store",
                                  hint="the image is incomplete; pull or build it again")
-            task = progress.bytes_task(step, desc.digest.short, desc.size)
-            try:
-                client.upload_blob(ref.repository, desc, path, _ticker(task.update, stop))
-            finally:
-                task.close()
-            kind, note = "uploaded", "Pushed"
-        if desc is not manifest.config:
-            progress.info(f"{desc.digest.short}: {note}")
-        with lock:
-            counts[kind] += desc.size if kind == "uploaded" else 1
-
-    identifier = ref.tag or ref.digest or "latest"
-    if ref.digest and ref.digest != Digest.of(raw):
-        raise RegistryError(f"cannot push to {ref.familiar()}: the image's manifest digest is {Digest.of(raw)}")
-    with store.lease():
-        current = client.head_manifest(ref.repository, identifier, accept=(manifest.media_type,))
-        if current is not None and current.digest == Digest.of(raw):
-            # the tag already names this manifest, and a registry only accepts a manifest whose
-            # blobs it has: nothing to send
-            digest = current.digest
-            counts["skipped"] = len(blobs)
-        else:
-            _parallel(send, blobs, stop)
-            digest = client.put_manifest(ref.repository, identifier, raw, manifest.media_type)
-        repo_digest = f"{_familiar_name(ref)}@{digest}"
-        store.record_registry(ref.name, [d.digest for d in blobs], image.id, repo_digest)
-    return PushResult(digest, repo_digest, counts["uploaded"], counts["mounted"], counts["skipped"])
+        stored = BasicImage(image.raw_config(),
+                            tuple(BlobLayer(l.diff_id, l.digest, l.size, l.media_type,
+                                            functools.partial(store.open_blob, l.digest, False))
+                                  for l in image.layers()),
+                            manifest.media_type, manifest.annotations, image.raw_manifest())
+        result = remote_write(ref, stored, options, mount_from=store.blob_sources(d.digest for d in blobs),
+                              progress=progress, step=step)
+        repo_digest = f"{_familiar_name(ref)}@{result.digest}"
+        store.record_registry(ref.name, result.blobs, image.id, repo_digest)
+    return PushResult(result.digest, repo_digest, result.uploaded, result.mounted, result.skipped)
 
 
 # -- load ------------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.client
+import io
 import json
 import os
 from pathlib import Path
@@ -35,10 +36,12 @@ __all__ = ["RegistryClient", "BlobSink", "MANIFEST_ACCEPT", "CHUNK_THRESHOLD", "
 MANIFEST_ACCEPT = (OCI_INDEX, DOCKER_MANIFEST_LIST, OCI_MANIFEST, DOCKER_MANIFEST)
 CHUNK_THRESHOLD = 64 << 20   # blobs above this size are uploaded in PATCH chunks of this size
 MANIFEST_MAX = 4 << 20       # the distribution spec's suggested limit for a manifest
+BLOB_BYTES_MAX = 64 << 20    # the most `fetch_blob` reads into memory (image configs)
 _READ = 1 << 20
 _CLIENTS: dict[tuple[str, RegistryOptions], "RegistryClient"] = {}
 
 Progress = Callable[[int], None]
+Opener = Callable[[], IO[bytes]]
 
 
 def client_for(registry: str, options: RegistryOptions | None = None) -> RegistryClient:
@@ -341,6 +344,22 @@ class RegistryClient:
                                         f"(after {failures} tries)", temporary=True) from None
                 self.transport.backoff(failures)
 
+    def fetch_blob(self, repository: str, desc: Descriptor, limit: int = BLOB_BYTES_MAX) -> bytes:
+        """A small blob (a config) in memory, verified like `download_blob`."""
+        if desc.size > limit:
+            raise RegistryError(f"{self.registry}: blob {repository}@{desc.digest} is {desc.size} bytes, "
+                                f"over the {limit} limit")
+        sink = _BytesSink()
+        self._download(repository, desc, sink, None)
+        return sink.getvalue()
+
+    def open_blob(self, repository: str, desc: Descriptor) -> IO[bytes]:
+        """A reader streaming a blob from the registry; a body with the wrong digest or size raises
+        DigestMismatchError at its end (no resuming: use `download_blob` for that)."""
+        resp = self.request("GET", f"/v2/{repository}/blobs/{desc.digest}", scopes=[scope(repository, "pull")],
+                            what=f"blob {desc.digest}")
+        return _BlobStream(resp, desc, f"{self.registry}: blob {repository}@{desc.digest}")  # type: ignore[return-value]
+
     def mount_blob(self, repository: str, digest: str, from_repository: str) -> bool:
         """Cross-repository mount: True when the registry linked the blob without an upload."""
         query = urlencode({"mount": digest, "from": from_repository})
@@ -359,9 +378,10 @@ class RegistryClient:
                 pass
         return False
 
-    def upload_blob(self, repository: str, desc: Descriptor, source: Path,
+    def upload_blob(self, repository: str, desc: Descriptor, source: "Path | Opener",
                     progress: Progress | None = None, chunk_size: int = CHUNK_THRESHOLD) -> None:
-        """Upload `source` (which must hash to `desc.digest`): one PUT for small blobs, PATCH chunks for large."""
+        """Upload `source` (a file, or a function opening the blob; it must hash to `desc.digest`):
+        one PUT for small blobs, PATCH chunks for large."""
         scopes = [scope(repository, "pull", "push")]
         for attempt in range(self.options.retries + 1):
             try:
@@ -375,7 +395,7 @@ class RegistryClient:
                     raise
                 self.transport.backoff(attempt + 1)
 
-    def _upload_once(self, repository: str, desc: Descriptor, source: Path, scopes: list[str],
+    def _upload_once(self, repository: str, desc: Descriptor, source: "Path | Opener", scopes: list[str],
                      progress: Progress | None, chunk_size: int) -> None:
         resp = self.request("POST", f"/v2/{repository}/blobs/uploads/", scopes=scopes, ok=(202,),
                             what=f"start upload of {desc.digest}")
@@ -445,6 +465,59 @@ class _FileSink:
         return "sha256:" + self._hash.hexdigest()
 
 
+class _BytesSink(_FileSink):
+    """A `BlobSink` in memory."""
+
+    def __init__(self) -> None:
+        self._buf = io.BytesIO()
+        super().__init__(self._buf)
+
+    def getvalue(self) -> bytes:
+        return self._buf.getvalue()
+
+
+class _BlobStream:
+    """A blob body read as a stream, checked against its descriptor at the end."""
+
+    def __init__(self, resp: Response, desc: Descriptor, label: str) -> None:
+        self._resp, self._desc, self._label = resp, desc, label
+        self._chunks = resp.iter_bytes(_READ)
+        self._buf, self._hash, self._size, self._eof = b"", hashlib.sha256(), 0, False
+
+    def read(self, n: int = -1) -> bytes:
+        while not self._eof and (n < 0 or len(self._buf) < n):
+            chunk = next(self._chunks, b"")
+            if not chunk:
+                self._eof = True
+                self._check()
+                break
+            self._hash.update(chunk)
+            self._size += len(chunk)
+            self._buf += chunk
+        if n < 0:
+            data, self._buf = self._buf, b""
+        else:
+            data, self._buf = self._buf[:n], self._buf[n:]
+        return data
+
+    def _check(self) -> None:
+        got = "sha256:" + self._hash.hexdigest()
+        if self._size != self._desc.size or got != self._desc.digest:
+            raise DigestMismatchError(f"{self._label}: the registry sent {self._size} bytes hashing to {got}")
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._resp.close(reuse=self._eof)
+
+    def __enter__(self) -> "_BlobStream":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 class _BadBody(Exception):
     """A blob body that cannot be right (too long, wrong digest)."""
 
@@ -453,16 +526,31 @@ def _with_query(url: str, **params: str) -> str:
     return url + ("&" if "?" in url else "?") + urlencode(params)
 
 
-def _file_slice(path: Path, offset: int, length: int) -> Iterable[bytes]:
-    with open(path, "rb") as f:
-        f.seek(offset)
+def _file_slice(source: "Path | Opener", offset: int, length: int) -> Iterable[bytes]:
+    with (open(source, "rb") if isinstance(source, Path) else source()) as f:
+        _skip(f, offset)
         left = length
         while left:
             data = f.read(min(_READ, left))
             if not data:
-                raise RegistryError(f"{path}: file shrank while uploading")
+                raise RegistryError(f"{source if isinstance(source, Path) else 'blob'}: file shrank while uploading")
             left -= len(data)
             yield data
+
+
+def _skip(f: IO[bytes], offset: int) -> None:
+    """Move a fresh reader `offset` bytes on (seeking when it can)."""
+    if not offset:
+        return
+    try:
+        if f.seekable():
+            f.seek(offset)
+            return
+    except (AttributeError, OSError):
+        pass
+    left = offset
+    while left and (data := f.read(min(_READ, left))):
+        left -= len(data)
 
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from builder.commands._imagefmt import human_age, human_size, table
 from builder.errors import ImageFormatError, StoreError
@@ -31,7 +32,7 @@ def image_size(store: Store, image_id: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     store = Store.open()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for rec in store.images():
         try:
             config = store.image_by_id(rec.id).config()

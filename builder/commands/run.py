@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         container = create(default_root(), args.image, opts)
     except (SandboxError, BuildError) as exc:  # docker run's own failures (no such image, ...) exit 125
-        exc.exit_code = 125  # type: ignore[attr-defined]
+        setattr(exc, "exit_code", 125)  # the CLI exits with it (SandboxError, the runtime's, declares none)
         raise
     if args.detach:
         st = container.start_detached()
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         status = container.run(on_start=proxy.started)
     except SandboxError as exc:
-        exc.exit_code = 125  # type: ignore[attr-defined]
+        setattr(exc, "exit_code", 125)  # the CLI exits with it (SandboxError, the runtime's, declares none)
         raise
     finally:
         for sig, handler in previous.items():

@@ -332,7 +332,7 @@ class ContainerConfig:
 
     def env_dict(self) -> dict[str, str]:
         """Env as a mapping (later entries win)."""
-        return dict(e.split("=", 1) if "=" in e else (e, "") for e in self.env)
+        return {k: v for k, _, v in (e.partition("=") for e in self.env)}
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ client decides by asking) and which CA certificates it trusts (Docker's `certs.d
 
 from __future__ import annotations
 
+import functools
 import http.client
 import json
 import os
@@ -217,7 +218,7 @@ class Transport:
             except BaseException:
                 conn.close()
                 raise
-            return Response(raw, url, lambda ok, c=conn: self._give_back(parts.scheme, parts.netloc, c, ok))
+            return Response(raw, url, functools.partial(self._give_back, parts.scheme, parts.netloc, conn))
         raise AssertionError("unreachable")
 
     def backoff(self, attempt: int, retry_after: str = "") -> None:
@@ -247,7 +248,7 @@ def proxy_for(scheme: str, netloc: str) -> str | None:
         return None
     import urllib.request
 
-    if urllib.request.proxy_bypass_environment(host):
+    if urllib.request.proxy_bypass(host):  # proxy_bypass_environment on Linux (no_proxy)
         return None
     proxies = urllib.request.getproxies_environment()
     url = proxies.get(scheme) or proxies.get("all")

@@ -379,7 +379,8 @@ class TunnelProxy:
     name that is not loopback, which clients would never proxy. `seen` lists the targets asked for."""
 
     def __init__(self, hosts: dict[str, str]) -> None:
-        self.hosts, self.seen = hosts, []
+        self.hosts: dict[str, str] = hosts
+        self.seen: list[str] = []
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
         threading.Thread(target=self._accept, daemon=True).start()

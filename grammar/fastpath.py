@@ -13,7 +13,7 @@ compares the results and the errors.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import Callable, Optional, Protocol
 
 from grammar import ast
 from grammar.flags import STAGE_NAME, build_flags, check_healthcheck, check_run_flags
@@ -27,8 +27,16 @@ from grammar.lineparsers import (
     split_health,
 )
 
-if TYPE_CHECKING:
-    from grammar.lexer import Span
+
+class Span(Protocol):
+    """What the fast path needs of a continued instruction's `grammar.lexer.Span` (declared here, so
+    that the lexer, which calls the fast path, is not imported back)."""
+
+    end_line: int
+    end_col: int
+
+    def at(self, offset: int) -> tuple[int, int]: ...
+
 
 _HEAD = re.compile(r"([A-Za-z]+)[\t\v\f\r ]+")  # splitCommand's keyword and separator
 _SPACE = " \t\n\v\f\r"  # Go's unicode.IsSpace, for ASCII text

@@ -4,9 +4,9 @@ snapshot dirs as the container's lower dirs. The runtime never sees the store; t
 sees the runtime.
 
 `pybuild run` has ~150 ms for everything, so a tagged image whose layers are already unpacked is
-read straight from the store's files (`images.json`, the config blob, `snapshots/<chain id>`, as
-docs/store.md lays them out), without importing the store and its OCI model; anything else goes
-through `Store`.
+found with `builder.store.lookup` (the store's light reader of `images.json`, the config blob and
+`snapshots/<chain id>`), without importing the rest of the store and its OCI model; anything else
+goes through `Store`.
 """
 
 from __future__ import annotations
@@ -18,13 +18,11 @@ from pathlib import Path
 from typing import NamedTuple
 
 from builder.errors import BuildError
-from builder.util.sha import sha256
 from runtime.containers import Container, Containers
 from runtime.spec import Limits, Mount, NetworkMode, PortMapping, ProcessSpec
 
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)([bkmg]?)b?", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")  # Docker's container names
 MIN_MEMORY = 6 << 20  # Docker's smallest --memory
 
@@ -228,29 +226,9 @@ def stored_image(root: Path, ref: str) -> tuple[str, bytes, list[Path]] | None:
     """(image id, raw config, snapshot dirs lowest first) of an image named by its tag or full id
     whose layers are all unpacked, read from the store's files; None when anything is off the
     fast path (not a plain tag, a snapshot still packed, a config that does not hash to the id)."""
-    try:
-        index = json.loads((root / "images.json").read_bytes())
-        name = ref if ":" in ref.rsplit("/", 1)[-1] else ref + ":latest"
-        image_id = index["tags"].get(name) or (ref if ref in index["images"] else None)
-        if not isinstance(image_id, str) or not _DIGEST.fullmatch(image_id):
-            return None
-        raw = (root / "blobs" / "sha256" / image_id[7:]).read_bytes()
-        if sha256(raw).hexdigest() != image_id[7:]:
-            return None
-        diff_ids = json.loads(raw)["rootfs"]["diff_ids"]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
-    dirs: list[Path] = []
-    chain = ""
-    for diff_id in diff_ids:
-        if not isinstance(diff_id, str) or not _DIGEST.fullmatch(diff_id):  # never a path of our making
-            return None
-        chain = diff_id if not chain else "sha256:" + sha256(f"{chain} {diff_id}".encode()).hexdigest()
-        path = root / "snapshots" / chain[7:]
-        if not path.is_dir():
-            return None
-        dirs.append(path)
-    return image_id, raw, dirs
+    from builder.store.lookup import find_unpacked
+
+    return find_unpacked(root, ref)
 
 
 def create(store_root: Path, image_ref: str, opts: RunOptions) -> Container:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Iterable, Mapping
 
 from builder.errors import ImageFormatError
+from builder.util import sha
 
 __all__ = [
     "Digest", "Descriptor", "Platform", "Manifest", "Index", "ImageConfig", "ContainerConfig",
@@ -96,10 +97,7 @@ def _loads(data: bytes | str, what: str) -> dict[str, Any]:
 
 def chain_ids(diff_ids: Iterable[str]) -> list[Digest]:
     """OCI ChainIDs: chain[0] = diff[0]; chain[n] = sha256(chain[n-1] + " " + diff[n])."""
-    out: list[Digest] = []
-    for d in diff_ids:
-        out.append(Digest(d) if not out else Digest.of(f"{out[-1]} {d}".encode()))
-    return out
+    return [Digest(c) for c in sha.chain_ids(diff_ids)]
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from builder.oci.image import BasicImage, BlobLayer, Image, validate_image
 from builder.oci.model import Digest, ImageConfig, Manifest
 from builder.oci.reference import Reference, normalize_tag, parse_reference
 from builder.store.layers import LayerRecord, LayerStore
+from builder.store.lookup import read_index
 from builder.util.atomic import write_atomic
 
 __all__ = ["ImageRecord", "ImageStore", "normalize_tag", "familiar_name"]
@@ -60,15 +61,7 @@ class ImageStore(LayerStore):
             os.close(fd)
 
     def _read_index(self) -> dict:
-        try:
-            d = json.loads((self.root / "images.json").read_text())
-        except FileNotFoundError:
-            return {"images": {}, "tags": {}}
-        except ValueError:
-            raise StoreError(f"{self.root / 'images.json'} is corrupt") from None
-        d.setdefault("images", {})
-        d.setdefault("tags", {})
-        return d
+        return read_index(self.root)
 
     @contextlib.contextmanager
     def _edit_index(self) -> Iterator[dict]:

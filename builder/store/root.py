@@ -12,6 +12,7 @@ from typing import Iterator
 
 from builder.errors import StoreError
 from builder.oci.model import Digest
+from builder.store.lookup import snapshot_dir
 from builder.util.atomic import write_atomic
 from builder.util.paths import default_root
 
@@ -75,7 +76,7 @@ class StoreRoot:
 
     def snapshot_path(self, chain_id: str) -> Path:
         """Where the snapshot of the layer chain `chain_id` lives (whether or not it exists)."""
-        return self.root / "snapshots" / Digest(chain_id).hex
+        return snapshot_dir(self.root, Digest(chain_id))
 
     def _write_json_atomic(self, path: Path, obj: object) -> None:
         """Store metadata: replaced atomically and durably (temp file in tmp/, mode 0600 as always)."""

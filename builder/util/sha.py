@@ -7,6 +7,8 @@ SHA-256 gives the same digests; bulk data (file contents, layers) still goes thr
 
 from __future__ import annotations
 
+from typing import Iterable
+
 try:
     from _sha256 import sha256  # CPython <= 3.11
 except ImportError:
@@ -15,4 +17,12 @@ except ImportError:
     except ImportError:  # a build without the built-in hashes
         from hashlib import sha256
 
-__all__ = ["sha256"]
+__all__ = ["sha256", "chain_ids"]
+
+
+def chain_ids(diff_ids: Iterable[str]) -> list[str]:
+    """OCI ChainIDs: chain[0] = diff[0]; chain[n] = sha256(chain[n-1] + " " + diff[n])."""
+    out: list[str] = []
+    for d in diff_ids:
+        out.append(d if not out else "sha256:" + sha256(f"{out[-1]} {d}".encode()).hexdigest())
+    return out

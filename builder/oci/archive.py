@@ -13,7 +13,6 @@ digest on the way, is builder/transfer.py's `load`).
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import tempfile
@@ -26,6 +25,7 @@ from builder.oci.image import BasicImage, Image, Layer
 from builder.oci.layout import OCI_LAYOUT, LayoutSource, Output, Tagged, _blob_name, _index, as_entries, write_tar_atomically
 from builder.oci.model import OCI_LAYER, OCI_MANIFEST, Descriptor, Digest, Manifest
 from builder.util.atomic import atomic_file
+from builder.util.streams import Prefixed
 
 __all__ = ["write_docker_archive", "open_archive", "read_docker_archive", "uncompressed_size",
            "export_rootfs_dir", "export_rootfs_tar"]
@@ -89,18 +89,7 @@ def _spool(stream: IO[bytes], tmp_dir: Path, label: str) -> Path:
 
 def _spool_to(stream: IO[bytes], tmp_dir: Path) -> Path:
     head = stream.read(4)
-
-    class _Pre(io.RawIOBase):
-        def __init__(self) -> None:
-            self.head = head
-
-        def read(self, n: int = -1) -> bytes:
-            if self.head:
-                data, self.head = self.head, b""
-                return data
-            return stream.read(n)
-
-    reader = decompressing_reader(_Pre(), detect(head))  # type: ignore[arg-type]
+    reader = decompressing_reader(Prefixed(head, stream), detect(head))  # type: ignore[arg-type]
     fd, name = tempfile.mkstemp(prefix="load-", suffix=".tar", dir=tmp_dir)
     try:
         with os.fdopen(fd, "wb") as out:
@@ -133,12 +122,12 @@ def open_archive(source: str | os.PathLike[str] | IO[bytes], tmp_dir: Path) -> I
     """A docker-archive or OCI layout (a tar, a compressed tar, a directory, or a stream) to read;
     a stream or a compressed file is first spooled, uncompressed, into `tmp_dir` (removed after)."""
     spooled: Path | None = None
-    label = "stdin" if hasattr(source, "read") else str(source)
+    label = str(source) if isinstance(source, (str, os.PathLike)) else "stdin"
     try:
-        if hasattr(source, "read"):
-            path = spooled = _spool(source, tmp_dir, label)  # type: ignore[arg-type]
+        if not isinstance(source, (str, os.PathLike)):
+            path = spooled = _spool(source, tmp_dir, label)
         else:
-            path = Path(source)  # type: ignore[arg-type]
+            path = Path(source)
             if not path.exists():
                 raise ImageFormatError(f"{path}: no such file")
             if path.is_file():
@@ -186,10 +175,10 @@ def export_rootfs_tar(image: Image, dest: str | os.PathLike[str] | IO[bytes], tm
     work = Path(tempfile.mkdtemp(prefix="rootfs-", dir=tmp_dir))
     try:
         export_rootfs_dir(image, work)
-        if hasattr(dest, "write"):
-            write_dir(work, dest.write, epoch=epoch)  # type: ignore[union-attr]
+        if not isinstance(dest, (str, os.PathLike)):
+            write_dir(work, dest.write, epoch=epoch)
             return
-        with atomic_file(dest) as f:  # type: ignore[arg-type]
+        with atomic_file(dest) as f:
             write_dir(work, f.write, epoch=epoch)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -187,12 +187,12 @@ def write_oci_layout(images: Union[Image, Sequence[Tagged]], dest: str | os.Path
 
 def write_tar_atomically(dest: str | os.PathLike[str] | IO[bytes], fill: Callable[[TarOutput], None]) -> None:
     """Write a tar with `fill` to a file path (temp + rename) or to an open binary stream."""
-    if hasattr(dest, "write"):
-        out = TarOutput(dest)  # type: ignore[arg-type]
+    if not isinstance(dest, (str, os.PathLike)):
+        out = TarOutput(dest)
         fill(out)
         out.close()
         return
-    with atomic_file(dest) as f:  # type: ignore[arg-type]
+    with atomic_file(dest) as f:
         out = TarOutput(f)
         fill(out)
         out.close()
@@ -244,7 +244,7 @@ class LayoutSource:
             raise ImageFormatError(f"{self.label}: missing {name}")
         f = self._tar.extractfile(m)
         assert f is not None
-        return f  # type: ignore[return-value]
+        return f
 
     def read(self, name: str, limit: int = 64 << 20) -> bytes:
         with self.open(name) as f:

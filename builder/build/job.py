@@ -200,14 +200,14 @@ class BuildJob:
 
 # --- steps -------------------------------------------------------------------------------------
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class StageResult:
-    """What a stage built: its layers (base first), history, config, and its final key."""
+    """What a stage built: its layers (base first), history entries (OCI JSON) and its final key;
+    the image config is the stage's (`stage.config`) over its base image's."""
 
     stage: Stage
-    layers: list[LayerRecord]
-    history: list[dict[str, Any]]
-    config: dict[str, Any]  # the ImageConfig JSON (architecture, os, config, rootfs, history)
+    layers: tuple[LayerRecord, ...]
+    history: tuple[dict[str, Any], ...]
     key: str
     base_image: Image | None = None  # the store image of an ImageSource base
     created: float = 0.0  # the time of its newest step result

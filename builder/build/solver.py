@@ -134,7 +134,7 @@ class Solver:
                 continue
             pos += 1
             self._step(stage, state, node, pos, count)
-        self.results[stage.index] = StageResult(stage, state.layers, state.history, {}, state.key.digest,
+        self.results[stage.index] = StageResult(stage, tuple(state.layers), tuple(state.history), state.key.digest,
                                                 state.base_image, state.created)
 
     def _base(self, stage: Stage) -> _State:

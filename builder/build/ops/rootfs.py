@@ -54,6 +54,7 @@ def view_of(job: BuildJob, step: Step, from_stage: int | None, from_image: str) 
     """A view of another stage's result or of an image (an empty directory for no layers)."""
     from builder.build.fsview import RootView
 
+    layers: Sequence[LayerRecord]
     if from_stage is not None:
         layers = step.stages[from_stage].layers
     else:

@@ -177,3 +177,24 @@ def test_layers_travel_typed_and_keep_their_json() -> None:
     d = {"diff_id": "sha256:" + "a" * 64, "digest": "sha256:" + "b" * 64, "size": 3, "media_type": "m"}
     layer = layer_from_json(d)
     assert layer.diff_id == d["diff_id"] and layer.size == 3 and layer_json(layer) == d
+
+
+def test_job_close_removes_the_step_dirs_a_failure_left(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from builder.build.context import BuildContext
+    from builder.build.graph import Mkdir, Node, Origin, Scratch, Stage
+    from builder.build.job import BuildJob, SolveOptions, Step
+    from builder.build.ops.workspace import Workspace
+    from builder.util.progress import Progress
+
+    (tmp_path / "tmp").mkdir()
+    store = cast(Any, SimpleNamespace(root=tmp_path))
+    job = BuildJob(store, BuildCache(tmp_path), BuildContext(None, b"", "-"), Progress(), SolveOptions(),
+                   BuildRecord("id", 0.0, "", "", ""), _no_image)
+    node = Node(Mkdir("/w"), Origin("Dockerfile", 2), "WORKDIR /w", "WORKDIR /w")
+    stage = Stage(0, "", Scratch(), Origin("Dockerfile", 1), [node])
+    ws = Workspace(job, Step(node, stage, 2, CacheKey.make(base={"scratch": True}), (), {}))
+    assert ws.upper.is_dir() and ws.path.parent == tmp_path / "tmp"  # beside the snapshots: renamed into place
+    job.close()  # as after Ctrl-C: the step never ended
+    assert not ws.path.exists() and not list((tmp_path / "tmp").iterdir())

@@ -13,9 +13,7 @@ from dataclasses import dataclass
 from typing import IO, Iterator
 
 from builder.errors import ImageFormatError
-
-WH_PREFIX = ".wh."
-WH_OPAQUE = WH_PREFIX + WH_PREFIX + ".opq"
+from builder.oci.layer.whiteout import WH_OPAQUE, WH_PREFIX
 
 # entry kinds
 FILE, DIR, SYMLINK, HARDLINK, OTHER, WHITEOUT, OPAQUE = "file", "dir", "symlink", "hardlink", "other", "whiteout", "opaque"

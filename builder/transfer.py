@@ -16,19 +16,15 @@ instead of upload on push. This is the one module that imports both the registry
 from __future__ import annotations
 
 import functools
-import json
 import os
-import tarfile
 import threading
 from dataclasses import dataclass
-from typing import IO, Any, Callable, Iterable
+from typing import IO, TYPE_CHECKING, Callable, Iterable
 
 from builder.errors import ImageFormatError, RegistryError, StoreError
 from builder.oci import platform as platforms
-from builder.oci.archive import open_archive, read_docker_archive
 from builder.oci.image import BasicImage, BlobLayer, Image
-from builder.oci.layout import LayoutSource, read_oci_layout
-from builder.oci.model import INDEX_TYPES, MANIFEST_TYPES, Descriptor, Digest, ImageConfig, Index, Manifest, Platform
+from builder.oci.model import Descriptor, Digest, Platform
 from builder.oci.reference import Reference, normalize_tag, parse_reference
 from builder.registry.client import RegistryClient, client_for
 from builder.registry.remote import image as remote_image
@@ -38,6 +34,9 @@ from builder.registry.transport import RegistryOptions
 from builder.store import LayerRecord, Store
 from builder.store.images import familiar_name as _familiar_name
 from builder.util.progress import Progress
+
+if TYPE_CHECKING:
+    from builder.oci.layout import LayoutSource
 
 __all__ = ["pull", "push", "push_image", "ensure_image", "resolve_digest", "repo_digests", "host_platform", "parse_platform",
            "select_manifest", "image_for_repo_digest", "PullResult", "PushResult", "record_blob_source",
@@ -258,6 +257,10 @@ def load(store: Store, source: str | os.PathLike[str] | IO[bytes],
     unverified is stored. A multi-platform index gives its image for `platform` (default:
     this machine's); an index without one is an error.
     """
+    import tarfile
+
+    from builder.oci.archive import open_archive  # archives: not imported by pull and push
+
     with store.lease(), open_archive(source, store.tmp_dir()) as src:
         try:
             return _load(store, src, platform)
@@ -275,7 +278,10 @@ def _stored_layer(store: Store, diff_id: Digest) -> LayerRecord | None:
     return rec if store.has_blob(rec.digest) else None
 
 
-def _load(store: Store, src: LayoutSource, platform: Platform | None) -> list[tuple[str, list[str]]]:
+def _load(store: Store, src: "LayoutSource", platform: Platform | None) -> list[tuple[str, list[str]]]:
+    from builder.oci.archive import read_docker_archive
+    from builder.oci.layout import read_oci_layout
+
     results: list[tuple[str, list[str]]] = []
     if src.has("manifest.json"):
         for config_image, tags, layer_names in read_docker_archive(src):

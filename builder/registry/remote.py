@@ -14,7 +14,6 @@ import functools
 import io
 import json
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any, Callable, Mapping, Sequence, TypeVar
 
@@ -45,6 +44,8 @@ def parallel(fn: Callable[[T], Any], items: Sequence[T], stop: threading.Event |
     the others can give up at their next chunk (see `ticker`), and the first error is raised."""
     if len(items) <= 1:
         return [fn(i) for i in items]
+    from concurrent.futures import ThreadPoolExecutor  # not needed by a push with nothing to send
+
     stop = stop or threading.Event()
     with ThreadPoolExecutor(max_workers=min(PARALLEL, len(items))) as pool:
         futures = [pool.submit(fn, i) for i in items]

@@ -119,13 +119,6 @@ class ImageStore(LayerStore):
     def tags(self) -> dict[str, Digest]:
         return {t: Digest(i) for t, i in self._read_index()["tags"].items()}
 
-    def tagged(self, name: str) -> Digest | None:
-        """The image id the tag `name` (any spelling `normalize_tag` accepts) points at, if any."""
-        with contextlib.suppress(InvalidReferenceError):
-            found = self._read_index()["tags"].get(normalize_tag(name))
-            return Digest(found) if found else None
-        return None
-
     def images(self) -> list[ImageRecord]:
         index = self._read_index()
         by_id: dict[str, list[str]] = {}

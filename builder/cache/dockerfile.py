@@ -15,6 +15,8 @@ import pickle
 from pathlib import Path
 
 import grammar
+from builder.errors import StoreError
+from builder.util.atomic import atomic_file
 from grammar import ast
 
 _GRAMMAR_DIR = Path(grammar.__file__).parent
@@ -44,10 +46,8 @@ def load_dockerfile(data: bytes, filename: str, root: str | os.PathLike[str]) ->
     grammar.check_instructions(df)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
+        with atomic_file(path, durable=False) as f:
             pickle.dump(df, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
-    except OSError:
+    except (OSError, StoreError):
         pass  # a cache we cannot write only costs time
     return df

@@ -18,9 +18,7 @@ caller's choice: see `keys_for_mode`.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -34,6 +32,7 @@ from builder.registry.client import client_for
 from builder.transfer import _parallel, download_to_store, record_blob_source
 from builder.registry.transport import RegistryOptions
 from builder.store import Store
+from builder.util.atomic import atomic_file, write_atomic
 
 __all__ = ["CacheSpec", "parse_cache_spec", "export_cache", "import_cache", "keys_for_mode", "CACHE_CONFIG_TYPE"]
 
@@ -165,26 +164,18 @@ def _export_local(store: Store, dest: Path, config: bytes, layers: list[Descript
     for desc in layers:
         target = blobs / desc.digest.hex
         if not target.exists():
-            tmp = target.with_name(f".{target.name}.tmp")
-            shutil.copyfile(store.blob_path(desc.digest), tmp)
-            os.replace(tmp, target)
+            with atomic_file(target) as out, open(store.blob_path(desc.digest), "rb") as blob:
+                shutil.copyfileobj(blob, out, 1 << 20)
     for data in (config, manifest):
-        _write_atomic(blobs / Digest.of(data).hex, data)
+        write_atomic(blobs / Digest.of(data).hex, data)
     digest = Digest.of(manifest)
-    _write_atomic(dest / "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
+    write_atomic(dest / "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
     index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
              "manifests": [{"mediaType": OCI_MANIFEST, "digest": digest, "size": len(manifest),
                             "artifactType": CACHE_ARTIFACT_TYPE,
                             "annotations": {"org.opencontainers.image.ref.name": "cache"}}]}
-    _write_atomic(dest / "index.json", canonical_json(index))  # last: the layout is complete before it names the cache
+    write_atomic(dest / "index.json", canonical_json(index))  # last: the layout is complete before it names the cache
     return digest
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 # -- import -------------------------------------------------------------------------------------------

@@ -20,6 +20,8 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
+from builder.errors import StoreError
+from builder.util.atomic import write_atomic
 from builder.util.sha import sha256
 
 _BUILDER = Path(__file__).parent.parent
@@ -95,8 +97,6 @@ def save(root: Path, key: str, memo: dict[str, Any]) -> None:
     path = _path(root, key)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(memo, sort_keys=True))
-        os.replace(tmp, path)
-    except OSError:
+        write_atomic(path, json.dumps(memo, sort_keys=True).encode(), durable=False)
+    except (OSError, StoreError):
         pass

@@ -101,11 +101,10 @@ def _limits(args: argparse.Namespace) -> "Thresholds | None":
 
 
 def _write_html(args: argparse.Namespace, report: "ImageReport", image_id: str) -> None:
-    import os
-
     from builder.analyze.advice import rebuild_costs, suggestions
     from builder.analyze.explain import find_build, load_builds
     from builder.analyze.html import render_html
+    from builder.util.atomic import write_atomic
     from builder.cache.keys import BuildCache
     from builder.store import default_root
 
@@ -121,7 +120,4 @@ def _write_html(args: argparse.Namespace, report: "ImageReport", image_id: str) 
     costs = rebuild_costs(build, cache) if build else []
     advice = suggestions(build, cache) if build else []
     page = render_html(report, build=build, costs=costs, suggestions=advice)
-    tmp = f"{args.html}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(page)
-    os.replace(tmp, args.html)
+    write_atomic(args.html, page.encode())

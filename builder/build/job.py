@@ -176,7 +176,7 @@ class BuildJob:
     @property
     def tmp_dir(self) -> Path:
         """The store's directory for in-flight work (same filesystem as its snapshots)."""
-        return Path(self.store.root) / "tmp"
+        return self.store.tmp_dir()
 
     @property
     def volatile(self) -> bool:

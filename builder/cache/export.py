@@ -245,7 +245,7 @@ def import_cache(store: Store, cache: BuildCache, spec: CacheSpec, options: Regi
 
 
 def _has_layer(store: Store, layer: dict[str, Any]) -> bool:
-    return store.has_blob(layer["digest"]) and (store.root / "layers" / f"{Digest(layer['diff_id']).hex}.json").exists()
+    return store.has_blob(layer["digest"]) and store.has_layer_record(layer["diff_id"])
 
 
 def _load_doc(data: bytes, spec: CacheSpec) -> dict[str, Any]:

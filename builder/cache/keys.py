@@ -87,6 +87,12 @@ class BuildCache:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.dir = Path(root) / "cache"
 
+    def mount_dir(self, name: str) -> Path:
+        """The persistent directory of the `RUN --mount=type=cache` mount called `name` (made if missing)."""
+        path = self.dir / "mounts" / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
     def _path(self, digest: str) -> Path:
         hexd = digest.split(":", 1)[-1]
         return self.dir / "keys" / hexd[:2] / f"{hexd}.json"

@@ -98,8 +98,7 @@ def _cache_dir(job: BuildJob, m: RunMount, ws: Workspace, held: list[Held]) -> P
     import hashlib
 
     name = hashlib.sha256((m.id or m.target).encode()).hexdigest()[:32]
-    d = Path(job.store.root) / "cache" / "mounts" / name
-    d.mkdir(parents=True, exist_ok=True)
+    d = job.cache.mount_dir(name)
     if m.sharing == "shared":
         return d
     fd = os.open(d.with_suffix(".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)

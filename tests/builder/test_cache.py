@@ -7,11 +7,12 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from builder.cache.keys import BuildCache, CacheKey
 from builder.util.progress import JsonProgress, PlainProgress, make_progress
 from builder.build.records import BuildRecord, StepRecord, list_records, load, new_build_id, write
+from builder.store import Store
 
 
 def test_key_ignores_part_order_and_none_parts() -> None:
@@ -136,7 +137,6 @@ _KEYS = [
 
 def test_step_keys_stay_byte_identical(tmp_path: Path) -> None:
     import os
-    from types import SimpleNamespace
 
     from builder.build.context import BuildContext
     from builder.build.convert import Options, convert
@@ -153,7 +153,7 @@ def test_step_keys_stay_byte_identical(tmp_path: Path) -> None:
     os.chmod(ctx / "a.txt", 0o644)
     os.chmod(ctx / "sub" / "c", 0o755)
     graph = convert(parse(_KEYED_DOCKERFILE), Options({}, None, "", {}), lambda ref, platform: {})
-    store = cast(Any, SimpleNamespace(root=tmp_path / "store"))  # keys read no store (no image, no other stage)
+    store = Store.open(tmp_path / "store")  # keys read nothing from it here (no image, no other stage)
     job = BuildJob(store, BuildCache(tmp_path / "store"), BuildContext(ctx, b"", "Dockerfile"), Progress(),
                    SolveOptions(network="host"), BuildRecord("id", 0.0, "", "", ""), _no_image)
     stage = graph.stages[graph.target]
@@ -180,16 +180,13 @@ def test_layers_travel_typed_and_keep_their_json() -> None:
 
 
 def test_job_close_removes_the_step_dirs_a_failure_left(tmp_path: Path) -> None:
-    from types import SimpleNamespace
-
     from builder.build.context import BuildContext
     from builder.build.graph import Mkdir, Node, Origin, Scratch, Stage
     from builder.build.job import BuildJob, SolveOptions, Step
     from builder.build.ops.workspace import Workspace
     from builder.util.progress import Progress
 
-    (tmp_path / "tmp").mkdir()
-    store = cast(Any, SimpleNamespace(root=tmp_path))
+    store = Store.open(tmp_path)
     job = BuildJob(store, BuildCache(tmp_path), BuildContext(None, b"", "-"), Progress(), SolveOptions(),
                    BuildRecord("id", 0.0, "", "", ""), _no_image)
     node = Node(Mkdir("/w"), Origin("Dockerfile", 2), "WORKDIR /w", "WORKDIR /w")

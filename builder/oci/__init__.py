@@ -1,1 +1,1 @@
-"""The OCI image model and its media: layers, layouts, archives, registries."""
+"""Pure image formats: the OCI model, image views, platforms, references, compression, layer tars, layouts, archives."""

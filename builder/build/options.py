@@ -1,15 +1,16 @@
 """A build's typed options and result, and the parsers that check option text before any step runs.
 
 `BuildOptions` is what `builder.build.build()` takes: the CLI (`commands/build.py`) parses its flags
-into one, and any other caller (a server, a test, another tool) builds one directly. Named tuples,
-not dataclasses: `dataclasses` imports `inspect`, which costs the cached no-op rebuild ~7 ms.
+into one, and any other caller (a server, a test, another tool) builds one directly. Small immutable
+slotted classes, not dataclasses nor named tuples: `dataclasses` imports `inspect` (~7 ms) and each
+`namedtuple` compiles code (~0.5 ms), and the cached no-op rebuild imports this module.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, BinaryIO, Mapping, NamedTuple
+from typing import Any, BinaryIO, Mapping
 
 from builder.errors import BuildError, StepError
 
@@ -21,55 +22,103 @@ ENTITLEMENTS = ("security.insecure", "network.host")
 OUTPUT_TYPES = ("image", "oci", "docker", "local", "tar", "registry")
 
 
-class Output(NamedTuple):
+class _Frozen:
+    """Fields set once by `__init__` (listed in `__slots__`), compared by value, never changed."""
+
+    __slots__: tuple[str, ...] = ()
+
+    def _set(self, **fields: Any) -> None:
+        for name, value in fields.items():
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and all(getattr(self, n) == getattr(other, n) for n in self.__slots__)
+
+    __hash__ = None  # type: ignore[assignment]  # holds dicts
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{n}={getattr(self, n)!r}' for n in self.__slots__)})"
+
+
+class Output(_Frozen):
     """One `--output`: `type` and its attributes (`dest`, `name`, `compression`, ...) as given."""
 
+    __slots__ = ("type", "attrs")
     type: str
-    attrs: Mapping[str, str] = {}
+    attrs: Mapping[str, str]
+
+    def __init__(self, type: str, attrs: Mapping[str, str] | None = None) -> None:
+        self._set(type=type, attrs=dict(attrs or {}))
 
     def get(self, key: str, default: str = "") -> str:
         return self.attrs.get(key, default)
 
 
-class BuildOptions(NamedTuple):
+class BuildOptions(_Frozen):
     """Everything a build depends on besides the store: the flags of `docker buildx build`.
 
-    `secrets` hold values (never shown: `repr` hides them); `ssh` holds `--ssh` specs, opened as
-    agents for the build's duration; `cache_from`/`cache_to` hold `builder.cache.export.CacheSpec`s.
+    `secrets` hold values (never shown: `repr` names their ids only); `ssh` holds `--ssh` specs,
+    opened as agents for the build's duration; `cache_from`/`cache_to` hold
+    `builder.cache.export.CacheSpec`s; `stdin` is the context or Dockerfile when `context` is "-".
     """
 
+    __slots__ = ("context", "dockerfile", "tags", "build_args", "target", "platform", "labels", "no_cache",
+                 "no_cache_filter", "pull", "network", "jobs", "secrets", "ssh", "outputs", "cache_from", "cache_to",
+                 "allow", "stdin")
     context: str
-    dockerfile: str | None = None
-    tags: tuple[str, ...] = ()
-    build_args: Mapping[str, str] = {}
-    target: str | None = None
-    platform: str | None = None
-    labels: Mapping[str, str] = {}
-    no_cache: bool = False
-    no_cache_filter: frozenset[str] = frozenset()
-    pull: bool = False
-    network: str = "default"
-    jobs: int = 0
-    secrets: Mapping[str, bytes] = {}
-    ssh: tuple[str, ...] = ()
-    outputs: tuple[Output, ...] = (Output("image"),)
-    cache_from: tuple[Any, ...] = ()
-    cache_to: tuple[Any, ...] = ()
-    allow: frozenset[str] = frozenset()
-    stdin: BinaryIO | None = None  # the context or Dockerfile when `context` is "-"
+    dockerfile: str | None
+    tags: tuple[str, ...]
+    build_args: Mapping[str, str]
+    target: str | None
+    platform: str | None
+    labels: Mapping[str, str]
+    no_cache: bool
+    no_cache_filter: frozenset[str]
+    pull: bool
+    network: str
+    jobs: int
+    secrets: Mapping[str, bytes]
+    ssh: tuple[str, ...]
+    outputs: tuple[Output, ...]
+    cache_from: tuple[Any, ...]
+    cache_to: tuple[Any, ...]
+    allow: frozenset[str]
+    stdin: BinaryIO | None
+
+    def __init__(self, context: str, *, dockerfile: str | None = None, tags: tuple[str, ...] = (),
+                 build_args: Mapping[str, str] | None = None, target: str | None = None,
+                 platform: str | None = None, labels: Mapping[str, str] | None = None, no_cache: bool = False,
+                 no_cache_filter: frozenset[str] = frozenset(), pull: bool = False, network: str = "default",
+                 jobs: int = 0, secrets: Mapping[str, bytes] | None = None, ssh: tuple[str, ...] = (),
+                 outputs: tuple[Output, ...] | None = None, cache_from: tuple[Any, ...] = (),
+                 cache_to: tuple[Any, ...] = (), allow: frozenset[str] = frozenset(),
+                 stdin: BinaryIO | None = None) -> None:
+        self._set(context=context, dockerfile=dockerfile, tags=tuple(tags), build_args=dict(build_args or {}),
+                  target=target, platform=platform, labels=dict(labels or {}), no_cache=no_cache,
+                  no_cache_filter=frozenset(no_cache_filter), pull=pull, network=network, jobs=jobs,
+                  secrets=dict(secrets or {}), ssh=tuple(ssh),
+                  outputs=tuple(outputs) if outputs is not None else (Output("image"),),
+                  cache_from=tuple(cache_from), cache_to=tuple(cache_to), allow=frozenset(allow), stdin=stdin)
 
     def __repr__(self) -> str:
-        shown = {k: v for k, v in self._asdict().items() if k != "secrets"}
-        return f"BuildOptions({shown!r}, secrets={sorted(self.secrets)!r})"
+        shown = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__ if n != "secrets")
+        return f"BuildOptions({shown}, secrets={sorted(self.secrets)!r})"
 
 
-class BuildResult(NamedTuple):
+class BuildResult(_Frozen):
     """What a finished build made: the image id (config digest), the manifest digest of the image as
     written (the pushed manifest's with a registry output), and the build record's id."""
 
+    __slots__ = ("image_id", "manifest_digest", "build_id")
     image_id: str
     manifest_digest: str
     build_id: str
+
+    def __init__(self, image_id: str, manifest_digest: str, build_id: str) -> None:
+        self._set(image_id=image_id, manifest_digest=manifest_digest, build_id=build_id)
 
 
 def parse_build_args(values: list[str], environ: Mapping[str, str] | None = None) -> dict[str, str]:

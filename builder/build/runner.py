@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from builder.build.options import BuildOptions, BuildResult
+from builder.build.options import BuildOptions, BuildResult, Output
 
 if TYPE_CHECKING:
     from builder.build.context import BuildContext
@@ -40,7 +40,7 @@ def run_build(options: BuildOptions, progress: Progress) -> BuildResult:
         ctx = open_context(options.context, dockerfile=options.dockerfile, stdin=options.stdin, scratch_dir=scratch)
         memo_key = None
         if not (options.no_cache or options.no_cache_filter or options.pull or options.cache_from
-                or options.cache_to) and options.outputs == (("image", {}),):
+                or options.cache_to) and options.outputs == (Output("image"),):
             from builder.cache import memo
 
             memo_key = memo.memo_key(ctx.dockerfile, ctx.dockerfile_name, ctx.ignore_file, {

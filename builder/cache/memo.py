@@ -26,23 +26,28 @@ from builder.util.sha import sha256
 
 _BUILDER = Path(__file__).parent.parent
 # The code that shapes cache keys and the image config (the cache itself does not key on code: a
-# hit never re-runs a step, so the memo need not either, beyond what conversion decides).
-_CODE = [_BUILDER / "commands" / "build.py", _BUILDER / "oci" / "model.py"]
-_CODE_DIRS = (_BUILDER / "build", _BUILDER / "cache", _BUILDER.parent / "grammar")
+# hit never re-runs a step, so the memo need not either, beyond what conversion decides): these
+# files, and every module of the directories below (one level: a walk of the tree costs ms).
+_CODE = [_BUILDER / "build" / name for name in ("convert.py", "graph.py", "solver.py", "job.py", "context.py",
+                                                "dockerignore.py", "export.py", "options.py", "runner.py")]
+_CODE += [_BUILDER / "cache" / name for name in ("keys.py", "memo.py", "dockerfile.py")]
+_CODE += [_BUILDER / "commands" / "build.py", _BUILDER / "oci" / "model.py", _BUILDER / "oci" / "platform.py"]
+_CODE_DIRS = (_BUILDER / "build" / "ops", _BUILDER.parent / "grammar")
 
 
 def _code_stamp() -> str:
-    paths = list(_CODE)
-    for d in _CODE_DIRS:
-        paths += sorted(Path(root, name) for root, _, names in os.walk(d) for name in names
-                        if name.endswith((".py", ".lark")))
     parts = []
-    for path in paths:
+    for path in _CODE:
         try:
             st = os.stat(path)
         except OSError:
             continue
-        parts.append(f"{path}:{st.st_size}:{st.st_mtime_ns}")
+        parts.append(f"{path.name}:{st.st_size}:{st.st_mtime_ns}")
+    for d in _CODE_DIRS:
+        for entry in sorted(os.scandir(d), key=lambda e: e.name):
+            if entry.name.endswith((".py", ".lark")):
+                st = entry.stat()
+                parts.append(f"{d.name}/{entry.name}:{st.st_size}:{st.st_mtime_ns}")
     return "\n".join(parts)
 
 

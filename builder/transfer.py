@@ -4,7 +4,6 @@
     push(store, "app:1", ref)         store -> registry: blobs first (HEAD skip, mount, upload), manifest last
     ensure_image(store, "tomcat:9")   the local image, pulled first when missing (or always)
     resolve_digest(ref)               the manifest (or index) digest a tag points at, for `pybuild pin`
-    repo_digests(store, image_id)     `name@sha256:...` of an image's pulls and pushes, for inspect
     load(store, "image.tar")          a docker-archive or OCI layout (tar, directory, stream) -> store
 
 Blobs are downloaded through the store's blob writer (`Store.ingest`) with their expected
@@ -19,7 +18,7 @@ import functools
 import os
 import threading
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Callable, Iterable
+from typing import IO, TYPE_CHECKING, Callable
 
 from builder.errors import ImageFormatError, RegistryError, StoreError
 from builder.oci import platform as platforms
@@ -38,8 +37,7 @@ from builder.util.progress import Progress
 if TYPE_CHECKING:
     from builder.oci.layout import LayoutSource
 
-__all__ = ["pull", "push", "push_image", "ensure_image", "resolve_digest", "repo_digests", "host_platform", "parse_platform",
-           "select_manifest", "image_for_repo_digest", "PullResult", "PushResult", "record_blob_source",
+__all__ = ["pull", "push", "push_image", "ensure_image", "resolve_digest", "PullResult", "PushResult",
            "download_to_store", "load"]
 
 
@@ -58,34 +56,6 @@ class PushResult:
     uploaded: int           # bytes sent
     mounted: int            # blobs mounted from another repository
     skipped: int            # blobs the registry already had
-
-
-# -- platforms (builder/oci/platform.py; these names are kept for the callers) ---------------------
-
-host_platform = platforms.host
-select_manifest = platforms.select
-
-
-def parse_platform(text: str | None) -> Platform:
-    """`linux/arm64[/v8]` -> Platform (containerd's rules); None or "" -> the host's."""
-    return platforms.parse(text)
-
-
-# -- what the store remembers of registries ---------------------------------------------------------
-
-def record_blob_source(store: Store, name: str, blobs: Iterable[str]) -> None:
-    """Remember that registry repository `name` (host/repo) holds `blobs` (for cross-repo mounts)."""
-    store.record_registry(name, blobs)
-
-
-def repo_digests(store: Store, image_id: str) -> list[str]:
-    """`name@sha256:...` for each repository this image was pulled from or pushed to (familiar names)."""
-    return store.repo_digests(image_id)
-
-
-def image_for_repo_digest(store: Store, ref: Reference) -> BasicImage | None:
-    """The stored image that a pull or push recorded under `ref` (`name@digest`), if any."""
-    return store.image_for_repo_digest(ref)
 
 
 # -- pull --------------------------------------------------------------------------------------------

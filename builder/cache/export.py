@@ -29,7 +29,7 @@ from builder.oci import compress
 from builder.oci.model import OCI_MANIFEST, Descriptor, Digest, Manifest, canonical_json
 from builder.oci.reference import parse_reference
 from builder.registry.client import client_for
-from builder.transfer import _parallel, download_to_store, record_blob_source
+from builder.transfer import _parallel, download_to_store
 from builder.registry.transport import RegistryOptions
 from builder.store import Store
 from builder.util.atomic import atomic_file, write_atomic
@@ -154,7 +154,7 @@ def export_cache(store: Store, cache: BuildCache, keys: Iterable[str], spec: Cac
 
         _parallel(send, blobs)
         digest = client.put_manifest(ref.repository, ref.tag or "latest", manifest, OCI_MANIFEST)
-        record_blob_source(store, ref.name, [d.digest for d in blobs])
+        store.record_registry(ref.name, [d.digest for d in blobs])
     return digest
 
 

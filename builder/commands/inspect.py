@@ -15,13 +15,12 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def describe(store: Store, ref: str) -> dict:
     """The inspect document of one image."""
-    from builder.transfer import repo_digests
 
     image = store.resolve(ref)
     config = json.loads(image.raw_config())
     tags = sorted(t for t, i in store.tags().items() if i == image.id)
     return {
-        "Id": image.id, "RepoTags": tags, "RepoDigests": repo_digests(store, image.id), "Digest": image.digest,
+        "Id": image.id, "RepoTags": tags, "RepoDigests": store.repo_digests(image.id), "Digest": image.digest,
         "Created": config.get("created"),
         "Author": config.get("author", ""), "Architecture": config.get("architecture"), "Os": config.get("os"),
         "Size": image_size(store, image.id), "Config": config.get("config", {}),

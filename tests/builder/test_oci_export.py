@@ -96,7 +96,7 @@ def _multiplatform_layout(store: Store, dest: Path, archs: list[str]) -> Path:
 
 def test_load_multiplatform_index_picks_the_host_or_platform_and_never_another(busybox_store: Path,
                                                                             tmp_path: Path) -> None:
-    from builder.transfer import host_platform
+    from builder.oci.platform import host as host_platform
     from tests.conftest import pybuild
 
     store = Store.open(busybox_store)

@@ -16,7 +16,8 @@ from builder.errors import DigestMismatchError, RegistryError
 from builder.oci import mutate
 from builder.oci.model import ContainerConfig, Digest, History, ImageConfig, Platform
 from builder.oci.reference import parse_reference
-from builder.transfer import ensure_image, host_platform, pull, push, repo_digests, resolve_digest
+from builder.oci.platform import host as host_platform
+from builder.transfer import ensure_image, pull, push, resolve_digest
 from builder.registry.transport import RegistryOptions
 from builder.store import Store
 from tests.builder.registry_server import FaultProxy, Registry, needs_registry
@@ -51,7 +52,7 @@ def test_push_pull_roundtrip_and_repo_digests(busybox_store: Path, registry: Reg
     pushed = push(store, "app:1", ref, options=FAST)
     assert pushed.uploaded > 0 and pushed.skipped == 0
     assert pushed.digest == store.resolve("app:1").digest
-    assert repo_digests(store, image_id) == [f"{ref.name}@{pushed.digest}"]
+    assert store.repo_digests(image_id) == [f"{ref.name}@{pushed.digest}"]
     assert resolve_digest(ref, FAST) == pushed.digest
 
     again = push(store, "app:1", ref, options=FAST)  # unchanged: nothing uploaded
@@ -65,7 +66,7 @@ def test_push_pull_roundtrip_and_repo_digests(busybox_store: Path, registry: Reg
     assert got.image.id == image_id and got.digest == pushed.digest and got.downloaded > 0
     assert fresh.resolve(ref.familiar()).id == image_id
     assert fresh.resolve(f"{ref.name}@{pushed.digest}").id == image_id
-    assert repo_digests(fresh, image_id) == [f"{ref.name}@{pushed.digest}"]
+    assert fresh.repo_digests(image_id) == [f"{ref.name}@{pushed.digest}"]
     shown = json.loads(pybuild("inspect", ref.familiar(), env={"PYBUILD_ROOT": str(fresh.root)}).stdout)[0]
     assert shown["RepoDigests"] == [f"{ref.name}@{pushed.digest}"] and shown["Digest"] == pushed.digest
     assert json.loads(pybuild("inspect", "busybox").stdout)[0]["RepoDigests"] == []  # never pulled or pushed

@@ -21,8 +21,8 @@ from builder.analyze.report import human_size
 from builder.cache.keys import BuildCache
 from builder.cache.policy import FILTERS, PolicyError, parse_duration, parse_filters
 
-__all__ = ["FILTERS", "PolicyError", "CacheRow", "PruneResult", "parse_duration", "parse_filters", "cache_rows",
-           "total_size", "render_ls", "render_du", "du_json", "prune_cache", "add_prune_options", "rows_json"]
+__all__ = ["CacheRow", "PruneResult", "cache_rows", "total_size", "render_ls", "render_du", "du_json", "prune_cache",
+           "add_prune_options", "rows_json"]
 
 @dataclass(frozen=True, slots=True)
 class CacheRow:

@@ -166,7 +166,7 @@ def _save_memo(store: Store, key: str, options: BuildOptions, images: dict[tuple
     """Remember this build's inputs so that an identical rebuild skips parsing and solving."""
     from builder.cache import memo
     from builder.errors import BuildError
-    from builder.store import normalize_tag
+    from builder.oci.reference import normalize_tag
 
     bases = {}
     for (ref, platform), image in images.items():

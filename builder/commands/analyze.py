@@ -106,7 +106,7 @@ def _write_html(args: argparse.Namespace, report: "ImageReport", image_id: str) 
     from builder.analyze.html import render_html
     from builder.util.atomic import write_atomic
     from builder.cache.keys import BuildCache
-    from builder.store import default_root
+    from builder.util.paths import default_root
 
     root = default_root()
     builds = load_builds(root)

@@ -15,7 +15,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from builder.analyze.cache import cache_rows, du_json, render_du, render_ls, rows_json
-    from builder.store import default_root
+    from builder.util.paths import default_root
 
     rows = cache_rows(default_root())
     if args.action == "ls":

@@ -12,7 +12,8 @@ from builder.errors import BuildError, StoreError
 from builder.oci import compress, mutate
 from builder.oci.image import EMPTY
 from builder.oci.model import ContainerConfig, History
-from builder.store import Store, normalize_tag
+from builder.oci.reference import normalize_tag
+from builder.store import Store
 
 
 def host_arch() -> str:

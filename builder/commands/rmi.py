@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from builder.errors import InvalidReferenceError, StoreError
-from builder.store import Store, normalize_tag
+from builder.oci.reference import normalize_tag
+from builder.store import Store
 
 
 def configure(p: argparse.ArgumentParser) -> None:

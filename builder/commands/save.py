@@ -8,7 +8,8 @@ import sys
 from builder.errors import BuildError
 from builder.oci.archive import write_docker_archive
 from builder.oci.layout import write_oci_archive
-from builder.store import Store, normalize_tag
+from builder.oci.reference import normalize_tag
+from builder.store import Store
 
 
 def configure(p: argparse.ArgumentParser) -> None:

@@ -22,18 +22,15 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from builder.oci.reference import normalize_tag
     from builder.store.facade import Store
     from builder.store.gc import GCRoots, PruneReport
     from builder.store.images import ImageRecord
     from builder.store.layers import LayerRecord
-    from builder.util.paths import default_root
 
-__all__ = ["Store", "LayerRecord", "ImageRecord", "PruneReport", "GCRoots", "default_root", "normalize_tag"]
+__all__ = ["Store", "LayerRecord", "ImageRecord", "PruneReport", "GCRoots"]
 
 _WHERE = {"Store": "builder.store.facade", "LayerRecord": "builder.store.layers", "ImageRecord": "builder.store.images",
-          "PruneReport": "builder.store.gc", "GCRoots": "builder.store.gc", "default_root": "builder.util.paths",
-          "normalize_tag": "builder.oci.reference"}
+          "PruneReport": "builder.store.gc", "GCRoots": "builder.store.gc"}
 
 
 def __getattr__(name: str) -> Any:

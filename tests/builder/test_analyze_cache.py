@@ -10,7 +10,8 @@ import pytest
 from unittest import mock
 
 from builder.build import records
-from builder.analyze.cache import PolicyError, cache_rows, parse_duration, prune_cache, render_du, render_ls
+from builder.analyze.cache import cache_rows, prune_cache, render_du, render_ls
+from builder.cache.policy import PolicyError, parse_duration
 from builder.cache.keys import BuildCache, CacheKey
 from tests.conftest import pybuild
 

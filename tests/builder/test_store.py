@@ -16,7 +16,9 @@ from builder.errors import DigestMismatchError, InvalidReferenceError, StoreErro
 from builder.oci import mutate
 from builder.oci.image import EMPTY, validate_image
 from builder.oci.model import ContainerConfig, Digest, History, chain_ids
-from builder.store import Store, default_root, normalize_tag
+from builder.oci.reference import normalize_tag
+from builder.store import Store
+from builder.util.paths import default_root
 from tests.conftest import requires_root
 
 

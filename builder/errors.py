@@ -9,7 +9,6 @@ BuildError
  +-- ImageFormatError      a malformed image, layout, archive or tar
  +-- InvalidReferenceError a malformed image reference
  +-- RegistryError         a registry answered with an error (status, codes, temporary)
- +-- NotImplementedYet     a feature that a later issue delivers
 """
 
 from __future__ import annotations
@@ -99,9 +98,3 @@ class RegistryError(BuildError):
     ) -> None:
         super().__init__(message, hint=hint)
         self.status, self.codes, self.temporary = status, codes, temporary
-
-
-class NotImplementedYet(BuildError):
-    """A command or flag that a later issue delivers; exits with code 2."""
-
-    exit_code = 2

@@ -112,12 +112,6 @@ def earlier_builds(builds: list[dict[str, Any]], build: dict[str, Any]) -> list[
     return [b for _, b in sorted(enumerate(earlier), key=closeness, reverse=True)]
 
 
-def previous_build(builds: list[dict[str, Any]], build: dict[str, Any]) -> dict[str, Any] | None:
-    """The closest earlier build of the same Dockerfile (see `earlier_builds`), or None."""
-    ranked = earlier_builds(builds, build)
-    return ranked[0] if ranked else None
-
-
 def _names(paths: list[str]) -> str:
     shown = ", ".join(sorted(paths)[:FILES_SHOWN])
     return shown + (", ..." if len(paths) > FILES_SHOWN else "")

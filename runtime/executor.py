@@ -146,8 +146,10 @@ class LinuxExecutor:
             build_scaffold(scratch / "scaffold", rootfs, mounts, process.cwd)
             if self.use_cgroups:
                 cgroup = cgroups.Cgroup.create(cid, limits, self.cgroup_root)
+            bpf = _seccomp_program(process, self.run_dir)
             run = _Run(process, rootfs, mounts, network, cgroup, net, scratch, hostname, stdout, stderr, stdin,
                        on_start)
+            run.seccomp = bpf
             status = run.wait()
             if cgroup is not None:
                 status = status._replace(memory_peak_bytes=cgroup.memory_peak())
@@ -161,6 +163,18 @@ class LinuxExecutor:
             shutil.rmtree(scratch, ignore_errors=True)
             cpu = run.reap() if run is not None else 0.0
         return status._replace(cpu_seconds=cpu, wall_seconds=time.monotonic() - started, ports=tuple(ports))
+
+
+def _seccomp_program(process: ProcessSpec, run_dir: Path) -> bytes:
+    """The seccomp program for `process` (b"" when unconfined), compiled once per profile and
+    capability set and kept under the run dir."""
+    if process.seccomp == "unconfined":
+        return b""
+    from runtime import seccomp
+
+    text = process.seccomp or seccomp.default_profile()
+    return seccomp.program(text, _process_caps(process), run_dir / "seccomp",
+                           "default" if not process.seccomp else "profile")
 
 
 def _fresh_root_mode(upper: Path) -> None:
@@ -216,6 +230,7 @@ class _Run:
         self.child_fds = self._stdio(stdout, stderr, stdin)
         self.pid_a = 0  # A while it exits (its namespaces are torn down after the container ended)
         self.cpu_seconds = 0.0
+        self.seccomp = b""  # the BPF program C loads last before exec (none: unconfined)
 
     def _stdio(self, stdout: Output, stderr: Output, stdin: int | None) -> tuple[int, int, int]:
         if self.process.tty:  # the init opens the terminal in the container's own devpts and sends us its master
@@ -616,6 +631,10 @@ def _permitted_caps() -> frozenset[int]:
     return DEFAULT_CAPS
 
 
+def _process_caps(p: ProcessSpec) -> frozenset[int]:
+    return DEFAULT_CAPS if p.capabilities is None else p.capabilities & _permitted_caps()
+
+
 def _child_c(run: _Run, err_w: int, env: dict[str, str], user: object, cwd: str, cap_last: int) -> None:
     """The container's main process: stdio, session, privileges, exec."""
     p = run.process
@@ -632,7 +651,7 @@ def _child_c(run: _Run, err_w: int, env: dict[str, str], user: object, cwd: str,
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
             os.fchown(0, user.uid, -1)  # type: ignore[attr-defined]  # the user's terminal, as runc gives it
         _close_fds_except({0, 1, 2, err_w})
-        caps = DEFAULT_CAPS if p.capabilities is None else p.capabilities & _permitted_caps()
+        caps = _process_caps(p)
         for cap in range(cap_last + 1):
             if cap not in caps:
                 _linux.prctl(_linux.PR_CAPBSET_DROP, cap)
@@ -642,6 +661,10 @@ def _child_c(run: _Run, err_w: int, env: dict[str, str], user: object, cwd: str,
         os.setuid(user.uid)  # type: ignore[attr-defined]
         _linux.prctl(_linux.PR_SET_NO_NEW_PRIVS, 1)
         os.chdir(cwd)
+        if run.seccomp:
+            from runtime.seccomp import load  # imported by the caller already
+
+            load(run.seccomp)
     except BaseException as exc:  # noqa: BLE001
         _fail(err_w, f"cannot start the process: {exc}")
     try:

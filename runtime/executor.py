@@ -135,7 +135,7 @@ class LinuxExecutor:
         run = None
         try:
             hostname = process.hostname or cid[:12]
-            if network == NetworkMode.BRIDGE:
+            if network in (NetworkMode.BRIDGE, NetworkMode.DEFAULT):  # a RUN's own namespace, as docker build
                 from runtime import network as netmod
                 net = netmod.Bridge.attach(cid)
                 if ports:
@@ -188,7 +188,7 @@ def _fresh_root_mode(upper: Path) -> None:
 def _write_etc(etc: Path, hostname: str, network: NetworkMode, address: str | None) -> None:
     etc.mkdir()
     (etc / "hostname").write_text(hostname + "\n")
-    if network in (NetworkMode.HOST, NetworkMode.DEFAULT):
+    if network == NetworkMode.HOST:
         hosts = _read("/etc/hosts") or "127.0.0.1\tlocalhost\n"
     else:
         hosts = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
@@ -197,7 +197,7 @@ def _write_etc(etc: Path, hostname: str, network: NetworkMode, address: str | No
         hosts += f"{address}\t{hostname}\n"
     (etc / "hosts").write_text(hosts)
     resolv = _read("/etc/resolv.conf")
-    if network == NetworkMode.BRIDGE:  # the host's loopback resolvers are unreachable from a bridge
+    if network in (NetworkMode.BRIDGE, NetworkMode.DEFAULT):  # the host's loopback resolvers are unreachable
         lines = [ln for ln in resolv.splitlines() if not ln.startswith("nameserver 127.")]
         if not any(ln.startswith("nameserver") for ln in lines):
             lines += ["nameserver 8.8.8.8", "nameserver 8.8.4.4"]
@@ -505,10 +505,10 @@ def _child_a(run: _Run, parent: int, err_w: int, sync_w: int, go_r: int, status_
         os.setpgid(0, 0)  # out of the terminal's foreground group: Ctrl-C goes to pybuild only
         _close_fds_except({0, 1, 2, err_w, sync_w, go_r, status_w, done_w, *run.child_fds})
         flags = _linux.CLONE_NEWNS | _linux.CLONE_NEWUTS | _linux.CLONE_NEWIPC | _linux.CLONE_NEWPID
-        if run.network not in (NetworkMode.HOST, NetworkMode.DEFAULT):
+        if run.network != NetworkMode.HOST:
             flags |= _linux.CLONE_NEWNET
         _linux.unshare(flags)
-        if run.network == NetworkMode.BRIDGE:
+        if run.net is not None:
             os.write(sync_w, b"net\n")
             if os.read(go_r, 1) != b"g":
                 os._exit(125)
@@ -559,7 +559,7 @@ def _child_b(run: _Run, parent: int, err_w: int, status_w: int, join_r: int) -> 
             os.close(master)
             run.child_fds = (slave, slave, slave)
         socket.sethostname(run.hostname)
-        if run.network not in (NetworkMode.HOST, NetworkMode.DEFAULT):
+        if run.network != NetworkMode.HOST:
             _netif.link_up("lo")
         if run.net is not None:
             run.net.configure_inside()  # type: ignore[attr-defined]

@@ -15,7 +15,7 @@ class NetworkMode(enum.Enum):
     NONE = "none"      # loopback only
     HOST = "host"      # the host's network namespace
     BRIDGE = "bridge"  # pybuild0 bridge, veth pair, NAT (default for `pybuild run`)
-    DEFAULT = "default"  # what BuildKit gives a RUN: outbound network
+    DEFAULT = "default"  # what docker build gives a RUN: its own namespace on the bridge, outbound NAT
 
 
 ALL_CAPABILITIES = frozenset(range(64))  # every capability (the executor keeps those it holds itself)

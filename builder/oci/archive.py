@@ -23,7 +23,7 @@ from builder.errors import ImageFormatError, StoreError
 from builder.oci.compress import decompressing_reader, detect
 from builder.oci.image import BasicImage, Image, Layer
 from builder.oci.layout import OCI_LAYOUT, LayoutSource, Output, Tagged, _blob_name, _index, as_entries, write_tar_atomically
-from builder.oci.model import OCI_LAYER, OCI_MANIFEST, Descriptor, Digest, Manifest
+from builder.oci.model import OCI_LAYER, OCI_MANIFEST, Descriptor, Digest, Manifest, loads_json
 from builder.util.atomic import atomic_file
 from builder.util.streams import Prefixed
 
@@ -104,9 +104,9 @@ def _spool_to(stream: IO[bytes], tmp_dir: Path) -> Path:
 def read_docker_archive(src: LayoutSource) -> list[tuple[BasicImage, list[str], list[str]]]:
     """(config-only image, tags, layer member names) per manifest.json entry."""
     try:
-        entries = json.loads(src.read("manifest.json"))
+        entries = loads_json(src.read("manifest.json"), f"{src.label}: manifest.json")
         assert isinstance(entries, list)
-    except (ValueError, AssertionError):
+    except AssertionError:
         raise ImageFormatError(f"{src.label}: manifest.json is not a list of images") from None
     out = []
     for e in entries:
@@ -178,7 +178,7 @@ def export_rootfs_tar(image: Image, dest: str | os.PathLike[str] | IO[bytes], tm
         if not isinstance(dest, (str, os.PathLike)):
             write_dir(work, dest.write, epoch=epoch)
             return
-        with atomic_file(dest) as f:
+        with atomic_file(dest, what="the root filesystem tar") as f:
             write_dir(work, f.write, epoch=epoch)
     finally:
         shutil.rmtree(work, ignore_errors=True)

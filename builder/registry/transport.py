@@ -139,7 +139,7 @@ class Response:
         data = self.read()
         try:
             return json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise RegistryError(f"{self.url}: answered with malformed JSON ({len(data)} bytes)", status=self.status) from None
 
     def close(self, reuse: bool = True) -> None:

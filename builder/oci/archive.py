@@ -90,7 +90,7 @@ def _spool(stream: IO[bytes], tmp_dir: Path, label: str) -> Path:
 def _spool_to(stream: IO[bytes], tmp_dir: Path) -> Path:
     head = stream.read(4)
     reader = decompressing_reader(Prefixed(head, stream), detect(head))  # type: ignore[arg-type]
-    fd, name = tempfile.mkstemp(prefix="load-", suffix=".tar", dir=tmp_dir)
+    fd, name = tempfile.mkstemp(prefix=f"load-{os.getpid()}-", suffix=".tar", dir=tmp_dir)
     try:
         with os.fdopen(fd, "wb") as out:
             while data := reader.read(CHUNK):
@@ -172,7 +172,7 @@ def export_rootfs_tar(image: Image, dest: str | os.PathLike[str] | IO[bytes], tm
 
     from builder.oci.layer.write import write_dir
 
-    work = Path(tempfile.mkdtemp(prefix="rootfs-", dir=tmp_dir))
+    work = Path(tempfile.mkdtemp(prefix=f"rootfs-{os.getpid()}-", dir=tmp_dir))
     try:
         export_rootfs_dir(image, work)
         if not isinstance(dest, (str, os.PathLike)):

@@ -45,7 +45,7 @@ class BlobWriter:
 
     def __init__(self, blobs: "BlobStore", hashed: bool = True) -> None:
         self._blobs = blobs
-        fd, name = tempfile.mkstemp(prefix="blob-", dir=blobs.root / "tmp")
+        fd, name = tempfile.mkstemp(prefix=f"blob-{os.getpid()}-", dir=blobs.root / "tmp")
         self.path = Path(name)
         self._file = os.fdopen(fd, "wb", buffering=0)
         self._hashed = hashed

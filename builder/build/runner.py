@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from builder.build.options import BuildOptions, BuildResult, Output
+from builder.build.options import BuildOptions, BuildResult, Output, validate
 
 if TYPE_CHECKING:
     from builder.build.context import BuildContext
@@ -37,10 +37,13 @@ def run_build(options: BuildOptions, progress: Progress) -> BuildResult:
             from builder.build.sources.ssh import SshAgents
 
             ssh = SshAgents.parse(list(options.ssh))
+        memo_ok = not (options.no_cache or options.no_cache_filter or options.pull or options.cache_from
+                       or options.cache_to) and options.outputs == (Output("image"),)
+        if not memo_ok:
+            validate(options)
         ctx = open_context(options.context, dockerfile=options.dockerfile, stdin=options.stdin, scratch_dir=scratch)
         memo_key = None
-        if not (options.no_cache or options.no_cache_filter or options.pull or options.cache_from
-                or options.cache_to) and options.outputs == (Output("image"),):
+        if memo_ok:
             from builder.cache import memo
 
             memo_key = memo.memo_key(ctx.dockerfile, ctx.dockerfile_name, ctx.ignore_file, {
@@ -49,8 +52,9 @@ def run_build(options: BuildOptions, progress: Progress) -> BuildResult:
                 "epoch": os.environ.get("SOURCE_DATE_EPOCH"),
                 **({"allow": sorted(options.allow)} if options.allow else {})})
             hit = memo.lookup(root, memo_key, ctx, list(options.tags)) if ctx.root is not None else None
-            if hit is not None:
+            if hit is not None:  # the options are those of an earlier build that was checked
                 return _replay(options, root, ctx, hit, progress, started)
+            validate(options)  # not before the memo: it imports the image-name parser
         from builder.cache.dockerfile import load_dockerfile
         from builder.store import Store
 

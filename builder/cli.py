@@ -19,6 +19,7 @@ PROG = "pybuild"
 COMMANDS: dict[str, tuple[str, str]] = {
     "build": ("build", "Build an image from a Dockerfile (the default: `pybuild -t NAME .`)"),
     "parse": ("parse", "Parse a Dockerfile and print its outline or its AST as JSON"),
+    "check": ("check", "Run BuildKit's build checks on a Dockerfile without building"),
     "images": ("images", "List images in the local store"),
     "inspect": ("inspect", "Show an image's manifest and config as JSON"),
     "history": ("history", "Show the history of an image, or of past builds with --builds"),

@@ -297,7 +297,8 @@ class Converter:
                 self.stages[st.index] = self.convert_stage(st, globals_, meta)
         graph = BuildGraph(self.stages, target)
         unused = sorted(k for k in self.opts.build_args
-                        if k not in self.used_args and k not in PROXY_ARGS and k not in self.predefined)
+                        if k not in self.used_args and k not in PROXY_ARGS and k not in self.predefined
+                        and not k.startswith("BUILDKIT_"))  # frontend options (BUILDKIT_DOCKERFILE_CHECK, ...)
         if unused:
             graph.warnings.append(f"one or more build args were not consumed: {', '.join(unused)}")
         return graph

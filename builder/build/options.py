@@ -110,15 +110,17 @@ class BuildOptions(_Frozen):
 
 class BuildResult(_Frozen):
     """What a finished build made: the image id (config digest), the manifest digest of the image as
-    written (the pushed manifest's with a registry output), and the build record's id."""
+    written (the pushed manifest's with a registry output), the build record's id, and the build
+    checks' warnings (buildx prints them after the build)."""
 
-    __slots__ = ("image_id", "manifest_digest", "build_id")
+    __slots__ = ("image_id", "manifest_digest", "build_id", "checks")
     image_id: str
     manifest_digest: str
     build_id: str
+    checks: tuple[str, ...]  # the build checks' warnings, one line each (`Rule: message (line N)`)
 
-    def __init__(self, image_id: str, manifest_digest: str, build_id: str) -> None:
-        self._set(image_id=image_id, manifest_digest=manifest_digest, build_id=build_id)
+    def __init__(self, image_id: str, manifest_digest: str, build_id: str, checks: tuple[str, ...] = ()) -> None:
+        self._set(image_id=image_id, manifest_digest=manifest_digest, build_id=build_id, checks=tuple(checks))
 
 
 def parse_build_args(values: list[str], environ: Mapping[str, str] | None = None) -> dict[str, str]:

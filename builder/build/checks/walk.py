@@ -125,6 +125,7 @@ class _StageState:
     declared: set[str] = field(default_factory=set)
     shell: tuple[str, ...] | None = None
     workdir_set: bool = False
+    known: bool = True  # False: the base image's environment is unknown (UndefinedVar stays quiet)
 
 
 class _Linter:
@@ -330,7 +331,7 @@ class _Linter:
     # -- dispatch of one reachable stage -------------------------------------------------------
     def start_state(self, st: ast.Stage, base: str, parent: _StageState | None) -> _StageState:
         if parent is not None:
-            return _StageState(dict(parent.env), set(parent.declared), parent.shell, parent.workdir_set)
+            return _StageState(dict(parent.env), set(parent.declared), parent.shell, parent.workdir_set, parent.known)
         info = None
         if base.lower() != "scratch" and self.base_image is not None and base:
             platform = self.expand(st.base.platform, self.platform_args)[0] if st.base.platform else ""
@@ -339,7 +340,8 @@ class _Linter:
                 self.base_platform(st, base, platform or self.platform_args.get("TARGETPLATFORM", ""), info.platform)
         env = dict(info.env) if info is not None else {}
         env.setdefault("PATH", DEFAULT_PATH)
-        return _StageState(env, shell=info.shell if info is not None else None)
+        known = info is not None or self.base_image is None or base.lower() == "scratch"
+        return _StageState(env, shell=info.shell if info is not None else None, known=known)
 
     def base_platform(self, st: ast.Stage, name: str, expected: str, actual: str) -> None:
         e, a = expected.split("/"), actual.split("/")
@@ -437,6 +439,8 @@ class _Linter:
 
     def undefined_vars(self, cfg: CheckConfig, inst: ast.Instruction, state: _StageState) -> None:
         """UndefinedVar over the words BuildKit expands for this instruction."""
+        if not state.known:
+            return
         words: list[str] = []
         if isinstance(inst, (ast.Env, ast.Label)):
             words = [w for pair in inst.pairs for w in pair]

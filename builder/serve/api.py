@@ -28,8 +28,14 @@ class ApiError(Exception):
         self.status, self.message = status, message
 
 
+def json_response(body: Any, status: int = 200) -> web.Response:
+    """JSON with the bare `application/json` type: the docker client reads `{"message": ...}` out of
+    an error only then (a `; charset=utf-8` suffix makes it print the raw body)."""
+    return web.Response(body=json.dumps(body).encode(), status=status, headers={"Content-Type": "application/json"})
+
+
 def error_response(status: int, message: str) -> web.Response:
-    return web.json_response({"message": message}, status=status)
+    return json_response({"message": message}, status)
 
 
 def qbool(request: web.Request, name: str, default: bool = False) -> bool:

@@ -9,6 +9,7 @@ import asyncio
 import base64
 import json
 import posixpath
+import re
 import shutil
 import tarfile
 from pathlib import Path
@@ -106,13 +107,19 @@ def options(request: web.Request, context: Path) -> Any:
     cache_from = qjson(request, "cachefrom", []) or []
     if not isinstance(cache_from, list):
         raise ApiError(400, "invalid cachefrom: expected a JSON list of image names")
+    specs = []
+    for c in cache_from:
+        try:
+            specs.append(parse_cache_spec(str(c), export=False))
+        except BuildError as exc:
+            raise ApiError(400, f"invalid cachefrom (--cache-from) {c!r}: {exc.message}") from None
     qint(request, "shmsize")  # accepted (checked as a number); RUN steps get the runtime's own /dev/shm
     try:
         return BuildOptions(
             str(context), dockerfile=str(context.joinpath(*clean.split("/"))), tags=tuple(q.getall("t", [])),
             build_args=build_args, target=q.get("target") or None, platform=q.get("platform") or None,
             labels=labels, no_cache=qbool(request, "nocache"), pull=qbool(request, "pull"),
-            network=NETWORKS[network], cache_from=tuple(parse_cache_spec(str(c), export=False) for c in cache_from))
+            network=NETWORKS[network], cache_from=tuple(specs))
     except BuildError as exc:
         raise ApiError(400, exc.message) from None
 
@@ -177,7 +184,7 @@ async def _run(request: web.Request, opts: Any) -> web.StreamResponse:
         result = await future
     except Exception as exc:  # noqa: BLE001 - a failed build ends the stream with errorDetail
         if not progress.gone:
-            await _write(resp, _error(exc))
+            await _write(resp, _error(exc, opts.context))
         _publish(request, "build-failed", "", opts)
         return resp
     lines: list[dict[str, Any]] = [{"aux": {"ID": result.image_id}}]
@@ -208,20 +215,18 @@ async def _write(resp: web.StreamResponse, message: dict[str, Any]) -> None:
         pass
 
 
-def _error(exc: BaseException) -> dict[str, Any]:
-    """`errorDetail` as dockerd sends it; a RUN's exit code becomes `code` (the CLI exits with it)."""
-    from builder.serve.api import status_of
-    from runtime.errors import ProcessExitError
+_EXIT = re.compile(r"did not complete successfully: exit code: (\d+)")
 
-    message = status_of(exc)[1]
-    code = 1
-    cause: BaseException | None = exc
-    while cause is not None:
-        if isinstance(cause, ProcessExitError):
-            code = cause.code
-            break
-        cause = cause.__cause__
-    return {"errorDetail": {"code": code, "message": message}, "error": message}
+
+def _error(exc: BaseException, context: str) -> dict[str, Any]:
+    """`errorDetail` as dockerd sends it, paths shown relative to the context; a RUN's exit code
+    becomes `code` (the docker CLI exits with it, as with dockerd's legacy builder)."""
+    from builder.serve.api import status_of
+
+    message = status_of(exc)[1].replace(context.rstrip("/") + "/", "")
+    found = _EXIT.search(message)
+    code = int(found.group(1)) if found else 1
+    return {"errorDetail": {"code": code or 1, "message": message}, "error": message}
 
 
 def _publish(request: web.Request, action: str, image_id: str, opts: Any) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from builder.errors import InvalidReferenceError, StoreError
-from builder.serve.api import ApiError, blocking, filters, qbool
+from builder.serve.api import ApiError, blocking, filters, json_response, qbool
 from builder.serve.streams import line
 
 
@@ -122,7 +122,7 @@ async def list_images(request: web.Request) -> web.Response:
     wanted = filters(request)
     if request.query.get("filter"):  # the old single-reference parameter
         wanted.setdefault("reference", []).append(request.query["filter"])
-    return web.json_response(await blocking(request, image_summaries, request.app["root"], wanted,
+    return json_response(await blocking(request, image_summaries, request.app["root"], wanted,
                                             qbool(request, "all")))
 
 
@@ -152,7 +152,7 @@ def describe(root: Path, name: str) -> dict[str, Any]:
 
 
 async def inspect(request: web.Request) -> web.Response:
-    return web.json_response(await blocking(request, describe, request.app["root"], request.match_info["name"]))
+    return json_response(await blocking(request, describe, request.app["root"], request.match_info["name"]))
 
 
 def _history(root: Path, name: str) -> list[dict[str, Any]]:
@@ -179,7 +179,7 @@ def _history(root: Path, name: str) -> list[dict[str, Any]]:
 
 
 async def history(request: web.Request) -> web.Response:
-    return web.json_response(await blocking(request, _history, request.app["root"], request.match_info["name"]))
+    return json_response(await blocking(request, _history, request.app["root"], request.match_info["name"]))
 
 
 async def tag(request: web.Request) -> web.Response:
@@ -244,7 +244,7 @@ async def delete(request: web.Request) -> web.Response:
             bus.publish("image", "untag", entry["Untagged"], name=entry["Untagged"])
         else:
             bus.publish("image", "delete", entry["Deleted"], name=name)
-    return web.json_response(result)
+    return json_response(result)
 
 
 def registry_auth(request: web.Request) -> None:
@@ -450,6 +450,6 @@ async def prune(request: web.Request) -> web.Response:
     for entry in result["ImagesDeleted"] or []:
         if "Deleted" in entry:
             request.app["events"].publish("image", "delete", entry["Deleted"])
-    return web.json_response(result)
+    return json_response(result)
 
 

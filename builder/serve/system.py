@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from builder.serve.api import API_VERSION, MIN_API_VERSION, ApiError, blocking, filters, json_body, qint
+from builder.serve.api import API_VERSION, MIN_API_VERSION, ApiError, blocking, filters, json_body, json_response, qint
 from builder.serve.events import matches
 
 ENGINE_VERSION = "20.10.24-pybuild"  # what `docker version` shows as the server's version
@@ -60,7 +60,7 @@ async def version(request: web.Request) -> web.Response:
             "Version": ENGINE_VERSION, "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION,
             "GitCommit": "", "GoVersion": "", "Os": "linux", "Arch": _arch(),
             "KernelVersion": platform.release(), "BuildTime": ""}
-    return web.json_response(body, headers=_headers())
+    return json_response(body, headers=_headers())
 
 
 def _info(root: Path) -> dict[str, Any]:
@@ -114,7 +114,7 @@ def _info(root: Path) -> dict[str, Any]:
 
 
 async def info(request: web.Request) -> web.Response:
-    return web.json_response(await blocking(request, _info, request.app["root"]))
+    return json_response(await blocking(request, _info, request.app["root"]))
 
 
 async def events(request: web.Request) -> web.StreamResponse:
@@ -192,7 +192,7 @@ def _du(path: Path) -> int:
 
 
 async def system_df(request: web.Request) -> web.Response:
-    return web.json_response(await blocking(request, _df, request.app["root"]))
+    return json_response(await blocking(request, _df, request.app["root"]))
 
 
 async def build_prune(request: web.Request) -> web.Response:
@@ -213,7 +213,7 @@ async def build_prune(request: web.Request) -> web.Response:
         Store.open(root).prune(roots=[build_cache_roots(root)])
         return {"CachesDeleted": [r.key for r in result.removed], "SpaceReclaimed": result.freed_bytes}
 
-    return web.json_response(await blocking(request, work))
+    return json_response(await blocking(request, work))
 
 
 async def auth(request: web.Request) -> web.Response:
@@ -238,4 +238,4 @@ async def auth(request: web.Request) -> web.Response:
         if exc.status in (401, 403):
             raise ApiError(401, f"login attempt to {server} failed with status: 401 Unauthorized") from None
         raise ApiError(500, exc.message) from None
-    return web.json_response({"Status": "Login Succeeded", "IdentityToken": ""})
+    return json_response({"Status": "Login Succeeded", "IdentityToken": ""})

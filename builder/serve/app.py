@@ -82,6 +82,9 @@ def make_app(options: ServeOptions) -> web.Application:
 
     async def on_startup(app: web.Application) -> None:
         app["events"] = EventBus(asyncio.get_running_loop())
+        app["tasks"] = set()  # container watchers (die events, --rm)
+        app["exits"] = {}  # container id -> its state when it exited (wait on removed containers)
+        app["autoremove"] = set()  # ids of --rm containers this server removes when they exit
 
     async def on_cleanup(app: web.Application) -> None:
         app["pool"].shutdown(wait=False, cancel_futures=True)

@@ -105,11 +105,10 @@ def test_bad_build_requests(server: Server) -> None:
     assert status == 400 and "filters" in json.loads(data)["message"]
     status, _, data = server.api("POST", "/containers/create", b"{not json", {"Content-Type": "application/json"})
     assert status == 400 and "JSON" in json.loads(data)["message"]
-    with socket.create_connection_unix(str(server.sock)) if hasattr(socket, "create_connection_unix") else \
-            socket.socket(socket.AF_UNIX) as s:
+    with socket.socket(socket.AF_UNIX) as s:
         s.connect(str(server.sock))
         s.sendall(b"GET /_ping HTTP/1.1\r\nHost: x\r\nX-Huge: " + b"a" * 200_000 + b"\r\n\r\n")
-        assert s.recv(100).startswith(b"HTTP/1.1 4")  # 400 or 431, never a dead server
+        assert b" 400 Bad Request" in s.recv(100).split(b"\r\n")[0]  # aiohttp's answer, the server lives on
     assert server.alive()
     leftovers = list((server.root / "tmp" / "serve-uploads").iterdir())
     assert leftovers == []  # every upload directory went with its request

@@ -28,10 +28,11 @@ class ApiError(Exception):
         self.status, self.message = status, message
 
 
-def json_response(body: Any, status: int = 200) -> web.Response:
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     """JSON with the bare `application/json` type: the docker client reads `{"message": ...}` out of
     an error only then (a `; charset=utf-8` suffix makes it print the raw body)."""
-    return web.Response(body=json.dumps(body).encode(), status=status, headers={"Content-Type": "application/json"})
+    return web.Response(body=json.dumps(body).encode(), status=status,
+                        headers={**(headers or {}), "Content-Type": "application/json"})
 
 
 def error_response(status: int, message: str) -> web.Response:

@@ -11,7 +11,7 @@ import signal
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from aiohttp import web
 
@@ -33,6 +33,21 @@ def routes(r: Any) -> None:
     r.add("POST", "/containers/{id}/restart", restart)
     r.add("POST", "/containers/{id}/resize", resize)
     r.add("DELETE", "/containers/{id}", delete)
+    r.add("GET", "/networks", networks)
+
+
+async def networks(request: web.Request) -> web.Response:
+    """The three networks pybuild's containers may use; none is user-defined (`type=custom`)."""
+    from runtime.network import GATEWAY, SUBNET
+
+    wanted = filters(request)
+    if "custom" in wanted.get("type", []):
+        return json_response([])
+    ipam = {"Driver": "default", "Config": [{"Subnet": str(SUBNET), "Gateway": GATEWAY}]}
+    return json_response([{"Name": name, "Id": name, "Driver": name if name != "none" else "null", "Scope": "local",
+                           "Internal": False, "IPAM": ipam if name == "bridge" else {"Driver": "default", "Config": []},
+                           "Containers": {}, "Options": {}, "Labels": {}}
+                          for name in ("bridge", "host", "none")])
 
 
 def _all(root: Path) -> Any:
@@ -300,7 +315,7 @@ def summary(c: Any) -> dict[str, Any]:
             "Command": " ".join(c.config.process.argv), "Created": _epoch(c.config.created),
             "Ports": _ports(c, running), "Labels": {}, "State": "running" if running else st.status,
             "Status": format_status(st), "HostConfig": {"NetworkMode": c.config.network.value},
-            "NetworkSettings": {"Networks": {}}, "Mounts": []}
+            "NetworkSettings": {"Networks": _network(c, running, {})["Networks"]}, "Mounts": []}
 
 
 def _list(root: Path, every: bool, wanted: dict[str, list[str]]) -> list[dict[str, Any]]:
@@ -356,6 +371,7 @@ def describe(c: Any, auto_remove: bool = False) -> dict[str, Any]:
         "Name": "/" + cfg.name, "RestartCount": 0, "Driver": "overlay2", "Platform": "linux", "MountLabel": "",
         "ProcessLabel": "", "AppArmorProfile": "", "ExecIDs": None,
         "HostConfig": {"NetworkMode": cfg.network.value, "AutoRemove": auto_remove,
+                       "LogConfig": {"Type": "json-file", "Config": {}},
                        "ReadonlyRootfs": cfg.read_only, "Memory": cfg.limits.memory_bytes or 0,
                        "NanoCpus": int((cfg.limits.cpus or 0) * 1e9), "PidsLimit": cfg.limits.pids,
                        "PortBindings": {k: [{"HostIp": b["HostIp"], "HostPort": b["HostPort"]} for b in v]
@@ -371,8 +387,24 @@ def describe(c: Any, auto_remove: bool = False) -> dict[str, Any]:
                    "Image": cfg.image_ref, "WorkingDir": cfg.process.cwd, "Entrypoint": None,
                    "Tty": cfg.process.tty, "OpenStdin": cfg.process.stdin, "Labels": {},
                    "ExposedPorts": {k: {} for k in ports}},
-        "NetworkSettings": {"Ports": ports if running else {}, "Networks": {}, "IPAddress": "", "Gateway": ""},
+        "NetworkSettings": _network(c, running, ports),
     }
+
+
+def _network(c: Any, running: bool, ports: dict[str, Any]) -> dict[str, Any]:
+    """The bridge address and gateway of a running container (testcontainers connects through them)."""
+    from runtime.network import GATEWAY, SUBNET
+    from runtime.spec import NetworkMode
+
+    ip = gateway = ""
+    if running and c.config.network == NetworkMode.BRIDGE:
+        from runtime.network import address_of
+
+        ip, gateway = address_of(c.id) or "", GATEWAY
+    entry = {"IPAddress": ip, "Gateway": gateway, "IPPrefixLen": SUBNET.prefixlen if ip else 0, "MacAddress": "",
+             "NetworkID": c.config.network.value, "EndpointID": ""}
+    return {"Ports": ports if running else {}, "IPAddress": ip, "Gateway": gateway,
+            "Networks": {c.config.network.value: entry}}
 
 
 async def inspect(request: web.Request) -> web.Response:
@@ -387,7 +419,8 @@ class _Output:
     (a container without a terminal) or passes bytes through (with one)."""
 
     def __init__(self, container: Any, offset: int) -> None:
-        self.container, self.offset, self.file = container, offset, None
+        self.container, self.offset = container, offset
+        self.file: IO[bytes] | None = None
         self.raw = container.config.process.tty
 
     def read(self) -> bytes:

@@ -169,6 +169,7 @@ class Container:
         """Start a supervisor process that runs the container and outlives us; wait until it runs."""
         import subprocess
 
+        self._set_state(status="created", init_pid=0, exit_code=None, error="")  # a restart: not the last run's exit
         log = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
         # The supervisor removes an --rm container only once we close `seen`: a quick process (or a
         # failed start) must not vanish, state and all, before we have read how it went.

@@ -83,13 +83,18 @@ def upload_dir(root: Path) -> Path:
 
 
 def cleanup(root: Path) -> None:
-    """Remove uploads of servers no longer running; mark containers whose supervisor died."""
+    """Remove what killed servers left: their uploads and the step directories of their builds
+    (`tmp/step-<pid>-*`, see builder/build/ops/workspace.py); mark containers whose supervisor died."""
     base = root / "tmp" / UPLOADS
     if base.is_dir():
         for entry in base.iterdir():
             pid = entry.name.partition("-")[0]
             if pid.isdigit() and not _alive(int(pid)):
                 shutil.rmtree(entry, ignore_errors=True)
+    for entry in (root / "tmp").glob("step-*-*"):
+        pid = entry.name.split("-")[1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
     from builder.containers import containers
 
     containers(root).sweep()

@@ -19,12 +19,15 @@ from builder.serve.options import ServeError, ServeOptions
 UPLOADS = "serve-uploads"
 
 
-def sites(runner: web.AppRunner, options: ServeOptions) -> list[web.BaseSite]:
+def sites(runner: web.AppRunner, options: ServeOptions, bound: list[str]) -> list[web.BaseSite]:
+    """A site per listener; each unix socket made is added to `bound` as soon as it exists."""
     out: list[web.BaseSite] = []
     context = _tls(options) if options.tlsverify else None
     for lst in options.listeners:
         if lst.kind == "unix":
-            out.append(web.SockSite(runner, unix_socket(lst.path, options.group)))
+            sock = unix_socket(lst.path, options.group)
+            bound.append(lst.path)
+            out.append(web.SockSite(runner, sock))
         else:
             out.append(web.TCPSite(runner, lst.host, lst.port, ssl_context=context, reuse_address=True))
     return out

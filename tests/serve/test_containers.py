@@ -10,7 +10,7 @@ import urllib.request
 
 from tests.builder.registry_server import free_port
 from tests.conftest import requires_root
-from tests.serve.conftest import Server, needs_docker
+from tests.serve.conftest import DOCKER, Server, needs_docker
 
 pytestmark = [needs_docker, requires_root]
 
@@ -78,3 +78,41 @@ def test_kill_rm_force_logs_tail_and_prune(server: Server) -> None:
     assert "done1" not in server.docker("ps", "-a").stdout and "sleeper" not in server.docker("ps", "-a").stdout
     proc = server.docker("rm", "nope-nope", check=False)
     assert proc.returncode == 1 and "No such container: nope-nope" in proc.stderr
+
+
+def test_stdin_of_docker_run_i(server: Server) -> None:
+    proc = server.docker("run", "-i", "--rm", "busybox", "sh", "-c", "cat; echo done",
+                         input=b"hello\nworld\n")
+    assert proc.returncode == 0 and proc.stdout == "hello\nworld\ndone\n"
+    data = "".join(f"{i}\n" for i in range(50_000)).encode()  # more than a pipe holds: written as it is read
+    proc = server.docker("run", "-i", "--rm", "busybox", "wc", "-l", input=data)
+    assert proc.stdout.strip() == "50000"
+
+
+def test_interactive_terminal(server: Server) -> None:
+    import os
+    import pty
+    import select
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the docker CLI on a real terminal, as a user at a shell
+        os.execve(DOCKER, [DOCKER, "run", "-it", "--rm", "busybox", "sh"], server.env())
+    out = b""
+
+    def read_for(seconds: float) -> None:
+        nonlocal out
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                if select.select([fd], [], [], 0.1)[0]:
+                    out += os.read(fd, 4096)
+            except OSError:
+                return
+
+    read_for(3)
+    os.write(fd, b"echo interactive-$((6*7))\n")
+    read_for(2)
+    os.write(fd, b"exit 9\n")
+    read_for(2)
+    _, status = os.waitpid(pid, 0)
+    assert b"interactive-42" in out and os.waitstatus_to_exitcode(status) == 9

@@ -143,6 +143,22 @@ def test_disconnect_cancels_the_build(server: Server) -> None:
     assert server.alive()
 
 
+def test_client_gone_mid_upload(server: Server) -> None:
+    body = context_tar({"Dockerfile": "FROM busybox\n", "big": os.urandom(2 << 20)})
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(str(server.sock))
+    s.sendall(f"POST /build?t=partial:1 HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+              + body[: len(body) // 2])
+    time.sleep(0.3)
+    s.close()  # killed halfway through the context
+    uploads = server.root / "tmp" / "serve-uploads"
+    deadline = time.monotonic() + 5
+    while list(uploads.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert list(uploads.iterdir()) == [] and server.alive()
+    assert "partial" not in server.pybuild("images").stdout
+
+
 def _processes_with(text: str) -> list[int]:
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):

@@ -16,11 +16,16 @@ pytestmark = [needs_docker, requires_root]
 
 
 def test_run_in_the_foreground(server: Server) -> None:
+    since = time.time()
     proc = server.docker("run", "--name", "fg1", "busybox", "sh", "-c", "echo out; echo err >&2; exit 4", check=False)
     assert proc.returncode == 4, proc.stderr
     assert "out" in proc.stdout and "err" in proc.stdout + proc.stderr
     assert "Exited (4)" in server.docker("ps", "-a", "--filter", "name=fg1").stdout
     assert "fg1" in server.pybuild("ps", "-a").stdout  # the CLI sees the server's containers
+    events = server.docker("events", "--since", f"{since:.3f}", "--until", f"{time.time() + 0.5:.3f}", "--filter",
+                           "container=fg1", "--format", "{{json .}}").stdout
+    seen = [(e["Action"], e["Actor"]["Attributes"].get("exitCode")) for e in map(json.loads, events.splitlines())]
+    assert seen[:3] == [("create", None), ("start", None), ("die", "4")]
     proc = server.docker("run", "--rm", "busybox", "sh", "-c", "sleep 0.3; echo removed-after; exit 7", check=False)
     assert proc.returncode == 7 and "removed-after" in proc.stdout
     deadline = time.monotonic() + 5

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
 
 from tests.builder.registry_server import free_port
 from tests.conftest import requires_root
-from tests.serve.conftest import DOCKER, Server, needs_docker
+from tests.serve.conftest import DOCKER, Server, fetch, needs_docker
 
 pytestmark = [needs_docker, requires_root]
 
@@ -43,15 +42,7 @@ def test_detached_with_a_published_port(server: Server) -> None:
     cid = server.docker("run", "-d", "--name", "web1", "-p", f"127.0.0.1:{port}:80", "busybox",
                         "sh", "-c", "echo started; exec httpd -f -p 80 -h /etc").stdout.strip()
     assert len(cid) == 64
-    body = b""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            body = urllib.request.urlopen(f"http://127.0.0.1:{port}/passwd", timeout=2).read()
-            break
-        except OSError:
-            time.sleep(0.1)
-    assert b"root:x:0:0" in body
+    assert b"root:x:0:0" in fetch(f"http://127.0.0.1:{port}/passwd")
     ps = server.docker("ps").stdout
     assert "web1" in ps and f"127.0.0.1:{port}->80/tcp" in ps
     assert server.docker("port", "web1").stdout.strip().endswith(f"127.0.0.1:{port}")

@@ -15,7 +15,7 @@ class NetworkMode(enum.Enum):
     NONE = "none"      # loopback only
     HOST = "host"      # the host's network namespace
     BRIDGE = "bridge"  # pybuild0 bridge, veth pair, NAT (default for `pybuild run`)
-    DEFAULT = "default"  # what BuildKit gives a RUN: outbound network
+    DEFAULT = "default"  # what docker build gives a RUN: its own namespace on the bridge, outbound NAT
 
 
 ALL_CAPABILITIES = frozenset(range(64))  # every capability (the executor keeps those it holds itself)
@@ -29,6 +29,7 @@ class ProcessSpec(NamedTuple):
     BuildKit's `RUN --security=insecure` do (give it `ALL_CAPABILITIES` too). `sandbox`: a
     BuildKit RUN: its /etc/hosts (`127.0.0.1 localhost HOSTNAME` and `::1`), the image's own
     /etc/hostname and no HOSTNAME variable.
+    `seccomp`: "" for Docker's default profile, "unconfined" for none, else a profile's JSON text.
     """
 
     argv: tuple[str, ...]
@@ -41,6 +42,7 @@ class ProcessSpec(NamedTuple):
     capabilities: frozenset[int] | None = None
     privileged: bool = False
     sandbox: bool = False
+    seccomp: str = ""
 
 
 class RootfsSpec(NamedTuple):

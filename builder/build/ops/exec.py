@@ -83,7 +83,7 @@ class ExecOp:
         # time; its sandbox's /etc/hosts names it (`hostname -f` works), no HOSTNAME, the image's /etc/hostname
         process = ProcessSpec(tuple(op.argv), tuple(env), op.user, op.cwd, hostname="buildkitsandbox",
                               capabilities=ALL_CAPABILITIES if insecure else None, privileged=insecure,
-                              sandbox=True)
+                              seccomp="unconfined" if insecure else "", sandbox=True)
         network = {"none": NetworkMode.NONE, "host": NetworkMode.HOST}.get(job.network(op.network),
                                                                           NetworkMode.DEFAULT)
         tail: list[bytes] = []

@@ -212,11 +212,13 @@ def _seccomp(security_opt: tuple[str, ...]) -> str:
     for opt in security_opt:
         key, sep, value = opt.partition("=") if "=" in opt else opt.partition(":")  # docker takes both
         if key == "seccomp" and sep and value:
+            from runtime.seccomp import check_profile, read_profile
+
             if value == "unconfined":
                 profile = "unconfined"
+            elif value.lstrip().startswith("{"):  # the profile itself, as the Engine API passes it
+                profile = check_profile(value, "given inline")
             else:
-                from runtime.seccomp import read_profile
-
                 profile = read_profile(value)
         elif key == "no-new-privileges" and value in ("", "true"):
             continue

@@ -99,7 +99,8 @@ def run_options(body: dict[str, Any], name: str) -> Any:
         volumes=tuple(_strings(host.get("Binds"), "Binds")) + tuple((body.get("Volumes") or {}).keys()),
         publish=tuple(publish), network=network, memory=str(host["Memory"]) if host.get("Memory") else None,
         cpus=nano / 1e9 if nano else None, pids_limit=host.get("PidsLimit") or None, name=name,
-        auto_remove=bool(host.get("AutoRemove")), read_only=bool(host.get("ReadonlyRootfs")))
+        auto_remove=bool(host.get("AutoRemove")), read_only=bool(host.get("ReadonlyRootfs")),
+        security_opt=tuple(_strings(host.get("SecurityOpt"), "SecurityOpt")))
 
 
 def _strings(value: Any, what: str) -> list[str]:

@@ -62,6 +62,10 @@ def _top_help() -> str:
         "Global options:",
         "  --root DIR   image store location (default $PYBUILD_ROOT, /var/lib/pybuild as root,",
         "               ~/.local/share/pybuild otherwise)",
+        "  --rootless   run in a user namespace as an ordinary user does (the default when not root;",
+        "               also $PYBUILD_ROOTLESS=1)",
+        "  --userns MODE  rootless id mapping: auto (the user's /etc/subuid and /etc/subgid ranges) or",
+        "               single (only uid 0 inside images); also $PYBUILD_USERNS",
         "  --debug      show tracebacks for errors",
         "  --version    print the version and exit",
         "  -h, --help   show this help",
@@ -82,7 +86,7 @@ def make_parser(name: str) -> argparse.ArgumentParser:
 
 
 def _split_globals(argv: list[str]) -> tuple[list[str], bool]:
-    """Pull the global --debug and --root options out of argv (they may appear anywhere)."""
+    """Pull the global options (--debug, --root, --rootless, --userns) out of argv (they may appear anywhere)."""
     debug = False
     rest: list[str] = []
     it = iter(argv)
@@ -93,9 +97,30 @@ def _split_globals(argv: list[str]) -> tuple[list[str], bool]:
             os.environ["PYBUILD_ROOT"] = next(it, "")
         elif arg.startswith("--root="):
             os.environ["PYBUILD_ROOT"] = arg.split("=", 1)[1]
+        elif arg == "--rootless":
+            os.environ["PYBUILD_ROOTLESS"] = "1"
+        elif arg == "--userns":
+            os.environ["PYBUILD_USERNS"] = next(it, "")
+        elif arg.startswith("--userns="):
+            os.environ["PYBUILD_USERNS"] = arg.split("=", 1)[1]
         else:
             rest.append(arg)
     return rest, debug
+
+
+NO_USER_NAMESPACE = ("parse", "login", "logout", "info")  # they touch no image file (info probes in a child)
+
+
+def _rootless() -> None:
+    """When rootless (not root, or asked to be), enter the user namespace every command then runs in."""
+    from runtime import userns
+
+    if not userns.rootless_requested() or userns.in_user_namespace():
+        return
+    from builder.util.paths import user_root
+
+    os.environ.setdefault("PYBUILD_ROOT", str(user_root()))
+    userns.enter(os.environ.get("PYBUILD_USERNS") or "auto")
 
 
 def _fail(message: str, code: int) -> int:
@@ -121,6 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         parser = make_parser(name)
         args = parser.parse_args(rest)
+        if name not in NO_USER_NAMESPACE:
+            _rootless()
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)

@@ -22,7 +22,7 @@ from builder.errors import ImageFormatError, StoreError
 from builder.oci.layer.decode import iter_tar
 from builder.oci.layer.entry import BLK, CHR, CHUNK, DIR, FIFO, LNK, REG, SYM, Header, Warn, log_warning, split_name
 from builder.oci.layer.filepool import FilePool, Retry
-from builder.oci.layer.whiteout import OPAQUE_XATTR, OVERLAY_XATTR_PREFIXES, WH_META_PREFIX, WH_OPAQUE, WH_PREFIX
+from builder.oci.layer.whiteout import OPAQUE_XATTR, OVERLAY_XATTR_PREFIXES, USER_OPAQUE_XATTR, WH_META_PREFIX, WH_OPAQUE, WH_PREFIX
 
 __all__ = ["extract"]
 
@@ -57,6 +57,14 @@ def _plain_dir(fd: int) -> bool:
     return False
 
 
+def _rootless() -> bool:
+    """In pybuild's user namespace (root there, not on the host), where trusted xattrs are refused
+    and overlayfs reads `user.overlay.*` ones (`userxattr`)."""
+    from runtime.userns import in_user_namespace
+
+    return in_user_namespace()
+
+
 class _Extractor:
     """Applies entries in tar order. Small regular files go to a `FilePool`; any other operation on a
     path that a queued file touches (at, below or above it) drains the pool first, and directory fds
@@ -68,6 +76,7 @@ class _Extractor:
         self.root_fd = os.open(dest, _DIR_FLAGS)
         self.overlay, self.lowers, self.warn = overlay, list(lowers), warn
         self.is_root = os.geteuid() == 0
+        self.opaque_xattr = OPAQUE_XATTR if not (self.is_root and _rootless()) else USER_OPAQUE_XATTR
         self.ids = (os.geteuid(), os.getegid())
         umask = _umask()
         self.exact_modes = 0o777 & ~umask if umask is not None else 0  # modes open(O_CREAT) gives as asked
@@ -317,7 +326,7 @@ class _Extractor:
             try:
                 if self.overlay:
                     self._require_root(name)
-                    os.setxattr(dfd, OPAQUE_XATTR, b"y")
+                    os.setxattr(dfd, self.opaque_xattr, b"y")
                 else:
                     self._drop_cache()
                     for child in os.listdir(dfd):

@@ -1,0 +1,144 @@
+"""Rootless fixtures: real unprivileged users and pybuild run as them (runuser, no sudo inside).
+
+- `pbrootless` has a sub-id range in /etc/subuid and /etc/subgid; `pbnosubid` has none.
+- The user cannot run the interpreter under /root (0700), so pybuild runs on Debian's /usr/bin/python3
+  in a venv holding the runtime dependencies (cached under /var/cache/pybuild-tests, keyed by the
+  hash of pyproject.toml), on a copy of this checkout readable by every user.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import tomllib
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.conftest import ROOT
+
+USER = "pbrootless"
+NOSUB_USER = "pbnosubid"
+SUBID_RANGE = "300000-365535"
+CACHE = Path("/var/cache/pybuild-tests")
+PYTHON = "/usr/bin/python3"
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="creates users: run the suite as root")
+
+
+def _ensure_user(name: str, subids: bool) -> pwd.struct_passwd:
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(["useradd", "-m", "-s", "/bin/sh", "-K", "SUB_UID_COUNT=0", "-K", "SUB_GID_COUNT=0", name],
+                       check=True, capture_output=True)
+        entry = pwd.getpwnam(name)
+    has = any(line.split(":")[0] == name for line in Path("/etc/subuid").read_text().splitlines()) \
+        if Path("/etc/subuid").exists() else False
+    if subids and not has:
+        subprocess.run(["usermod", "--add-subuids", SUBID_RANGE, "--add-subgids", SUBID_RANGE, name],
+                       check=True, capture_output=True)
+    return entry
+
+
+def _venv() -> Path:
+    """A venv of Debian's python3 with pybuild's runtime dependencies, made once per pyproject.toml."""
+    pyproject = (ROOT / "pyproject.toml").read_bytes()
+    venv = CACHE / f"venv-{hashlib.sha256(pyproject).hexdigest()[:16]}"
+    CACHE.mkdir(parents=True, exist_ok=True)
+    os.chmod(CACHE, 0o755)
+    with open(CACHE / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (venv / "ready").exists():
+            shutil.rmtree(venv, ignore_errors=True)
+            subprocess.run([PYTHON, "-m", "venv", str(venv)], check=True, capture_output=True)
+            deps = tomllib.loads(pyproject.decode())["project"]["dependencies"]
+            subprocess.run([str(venv / "bin/python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                            *deps], check=True, capture_output=True)
+            subprocess.run(["chmod", "-R", "o+rX", str(venv)], check=True)
+            (venv / "ready").touch()
+    return venv
+
+
+class Runner:
+    """pybuild (or any command) as one unprivileged user."""
+
+    def __init__(self, user: pwd.struct_passwd, venv: Path, code: Path) -> None:
+        self.user, self.venv, self.code = user, venv, code
+        self.name, self.uid, self.gid, self.home = user.pw_name, user.pw_uid, user.pw_gid, Path(user.pw_dir)
+
+    def env(self, extra: dict[str, str] | None = None) -> list[str]:
+        base = {"HOME": str(self.home), "USER": self.name, "LOGNAME": self.name, "LANG": "C.UTF-8",
+                "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "PYTHONPATH": str(self.code),
+                "PYTHONDONTWRITEBYTECODE": "1"}
+        return [f"{k}={v}" for k, v in {**base, **(extra or {})}.items()]
+
+    def run(self, *argv: str, env: dict[str, str] | None = None, cwd: str | os.PathLike[str] | None = None,
+            check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """`argv` as the user, with a clean environment (plus `env`)."""
+        proc = subprocess.run(["runuser", "-u", self.name, "--", "env", "-i", *self.env(env), *argv],
+                              capture_output=True, text=True, cwd=cwd or self.home, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{' '.join(argv)} as {self.name} exited {proc.returncode}\n"
+                                 f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+        return proc
+
+    def pybuild(self, *args: str, **kw: object) -> subprocess.CompletedProcess[str]:
+        return self.run(str(self.venv / "bin/python"), "-m", "builder", *args, **kw)  # type: ignore[arg-type]
+
+    def workdir(self) -> Path:
+        """A fresh directory the user owns (under /tmp: readable by the user, unlike pytest's)."""
+        d = Path(tempfile.mkdtemp(prefix=f"{self.name}-"))
+        os.chown(d, self.uid, self.gid)
+        return d
+
+    def give(self, path: Path) -> Path:
+        """Make `path` (a tree root made by the test) the user's."""
+        for dirpath, dirnames, filenames in os.walk(path):
+            os.chown(dirpath, self.uid, self.gid)
+            for name in filenames:
+                os.lchown(os.path.join(dirpath, name), self.uid, self.gid)
+        os.chown(path, self.uid, self.gid)
+        return path
+
+
+@pytest.fixture(scope="session")
+def rootless_code() -> Iterator[Path]:
+    """This checkout's code, copied where every user can read it."""
+    d = Path(tempfile.mkdtemp(prefix="pybuild-code-"))
+    for top in ("grammar", "builder", "runtime", "fixtures"):
+        shutil.copytree(ROOT / top, d / top, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run(["chmod", "-R", "a+rX", str(d)], check=True)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def user(rootless_code: Path) -> Runner:
+    """The unprivileged user with sub-ids."""
+    return Runner(_ensure_user(USER, subids=True), _venv(), rootless_code)
+
+
+@pytest.fixture(scope="session")
+def nosub_user(rootless_code: Path) -> Runner:
+    """An unprivileged user without any sub-id range."""
+    return Runner(_ensure_user(NOSUB_USER, subids=False), _venv(), rootless_code)
+
+
+@pytest.fixture(scope="module")
+def user_store(user: Runner, busybox_tar: Path) -> Iterator[dict[str, str]]:
+    """A store of the user's with busybox:latest imported; returns the env pointing at it."""
+    work = user.workdir()
+    tar = work / "busybox.tar"
+    shutil.copy(busybox_tar, tar)
+    user.give(tar)
+    env = {"PYBUILD_ROOT": str(work / "store")}
+    user.pybuild("import", str(tar), "busybox:latest", env=env)
+    yield env
+    shutil.rmtree(work, ignore_errors=True)

@@ -43,6 +43,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "explain": ("explain", "Explain why steps of a build missed the cache"),
     "cache": ("cache", "List and measure build cache entries"),
     "prune": ("prune", "Remove unused blobs, cache entries and stale state"),
+    "info": ("info", "Show how pybuild runs here: rootless or root, id maps, overlay, network, cgroups"),
 }
 
 
@@ -111,7 +112,7 @@ def _split_globals(argv: list[str]) -> tuple[list[str], bool]:
 NO_USER_NAMESPACE = ("parse", "login", "logout", "info")  # they touch no image file (info probes in a child)
 
 
-def _rootless() -> None:
+def _rootless(debug: bool = False) -> None:
     """When rootless (not root, or asked to be), enter the user namespace every command then runs in."""
     from runtime import userns
 
@@ -120,7 +121,12 @@ def _rootless() -> None:
     from builder.util.paths import user_root
 
     os.environ.setdefault("PYBUILD_ROOT", str(user_root()))
-    userns.enter(os.environ.get("PYBUILD_USERNS") or "auto")
+    plan = userns.enter(os.environ.get("PYBUILD_USERNS") or "auto")
+    if debug:
+        from runtime import overlay
+
+        maps = ", ".join(f"{m.container}-{m.container + m.size - 1}->{m.host}" for m in plan.uids)
+        sys.stderr.write(f"{PROG}: rootless ({plan.mode}: uids {maps}), overlay driver {overlay.driver()}\n")
 
 
 def _fail(message: str, code: int) -> int:
@@ -147,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser = make_parser(name)
         args = parser.parse_args(rest)
         if name not in NO_USER_NAMESPACE:
-            _rootless()
+            _rootless(debug)
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)

@@ -140,5 +140,6 @@ def user_store(user: Runner, busybox_tar: Path) -> Iterator[dict[str, str]]:
     user.give(tar)
     env = {"PYBUILD_ROOT": str(work / "store")}
     user.pybuild("import", str(tar), "busybox:latest", env=env)
+    user.pybuild("import", str(user.code / "fixtures/rootless/caps.tar"), "caps:1", env=env)  # a file capability
     yield env
     shutil.rmtree(work, ignore_errors=True)

@@ -18,10 +18,11 @@ WH_OPAQUE = WH_META_PREFIX + ".opq"  # the directory it is in is opaque
 
 OPAQUE_XATTR = "trusted.overlay.opaque"  # what unpacking into a snapshot sets (as root)
 USER_OPAQUE_XATTR = "user.overlay.opaque"  # what it sets in a user namespace (rootless; overlay's `userxattr`)
-OPAQUE_XATTRS = (OPAQUE_XATTR, USER_OPAQUE_XATTR)
+# fuse-overlayfs (rootless fallback) marks every directory it makes opaque with its own xattr
+OPAQUE_XATTRS = (OPAQUE_XATTR, USER_OPAQUE_XATTR, "user.fuseoverlayfs.opaque")
 WHITEOUT_XATTRS = ("trusted.overlay.whiteout", "user.overlay.whiteout")
 # overlay features whose upperdir a layer cannot express (mount with redirect_dir=off,metacopy=off)
 UNSUPPORTED_XATTRS = ("trusted.overlay.redirect", "trusted.overlay.metacopy",
                       "user.overlay.redirect", "user.overlay.metacopy")
-OVERLAY_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")  # never set from a layer
+OVERLAY_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.", "user.fuseoverlayfs.")  # never set from a layer
 UNSTORED_XATTR_PREFIXES = OVERLAY_XATTR_PREFIXES + ("security.selinux",)  # never written into a layer

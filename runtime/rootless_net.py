@@ -4,7 +4,8 @@ Without root there is no bridge, veth or NAT on the host. slirp4netns (Debian pa
 container's network namespace, makes a tap device there (`tap0`, 10.0.2.100/24, gateway 10.0.2.2,
 DNS forwarder 10.0.2.3) and carries its traffic through ordinary sockets of the user; published
 ports (`run -p`) are its host forwards, added through its API socket. The host's loopback stays
-out of reach of the container (`--disable-host-loopback`), as podman's default.
+out of reach of the container (`--disable-host-loopback`), as podman's default, unless
+$PYBUILD_SLIRP_HOST_LOOPBACK=1 (then 10.0.2.2 is the host's 127.0.0.1: podman's allow_host_loopback).
 
 Same shape as `runtime.network.Bridge` for the executor: `attach`, `plumb(pid)` once the
 container's namespace exists, `configure_inside()`, `detach()`.
@@ -61,7 +62,8 @@ class Slirp:
         exit_r, exit_w = os.pipe2(os.O_CLOEXEC)
         api = self.scratch / "slirp.sock"
         log = self.scratch / "slirp.log"
-        argv = [self.binary, "--configure", f"--mtu={MTU}", "--disable-host-loopback", f"--ready-fd={ready_w}",
+        loopback = [] if os.environ.get("PYBUILD_SLIRP_HOST_LOOPBACK") == "1" else ["--disable-host-loopback"]
+        argv = [self.binary, "--configure", f"--mtu={MTU}", *loopback, f"--ready-fd={ready_w}",
                 f"--exit-fd={exit_r}", *(["--api-socket", str(api)] if self.ports else []), str(pid), "tap0"]
         with open(log, "wb") as out:
             self.pid = os.posix_spawn(self.binary, argv, os.environ, file_actions=[  # type: ignore[arg-type]

@@ -1,70 +1,25 @@
 """Rootless fixtures: real unprivileged users and pybuild run as them (runuser, no sudo inside).
 
-- `pbrootless` has a sub-id range in /etc/subuid and /etc/subgid; `pbnosubid` has none.
-- The user cannot run the interpreter under /root (0700), so pybuild runs on Debian's /usr/bin/python3
-  in a venv holding the runtime dependencies (cached under /var/cache/pybuild-tests, keyed by the
-  hash of pyproject.toml), on a copy of this checkout readable by every user.
+`pbrootless` has a sub-id range in /etc/subuid and /etc/subgid; `pbnosubid` has none. pybuild runs
+on Debian's python3 in a cached venv, on a copy of this checkout every user can read
+(`fixtures/rootless_user.py`).
 """
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import os
 import pwd
 import shutil
 import subprocess
 import tempfile
-import tomllib
 from pathlib import Path
 from typing import Iterator
 
 import pytest
-
-from tests.conftest import ROOT
+from rootless_user import copy_code, ensure_user, venv  # fixtures/ (on sys.path through tests/conftest.py)
 
 USER = "pbrootless"
 NOSUB_USER = "pbnosubid"
-SUBID_RANGE = "300000-365535"
-CACHE = Path("/var/cache/pybuild-tests")
-PYTHON = "/usr/bin/python3"
-
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="creates users: run the suite as root")
-
-
-def _ensure_user(name: str, subids: bool) -> pwd.struct_passwd:
-    try:
-        entry = pwd.getpwnam(name)
-    except KeyError:
-        subprocess.run(["useradd", "-m", "-s", "/bin/sh", "-K", "SUB_UID_COUNT=0", "-K", "SUB_GID_COUNT=0", name],
-                       check=True, capture_output=True)
-        entry = pwd.getpwnam(name)
-    has = any(line.split(":")[0] == name for line in Path("/etc/subuid").read_text().splitlines()) \
-        if Path("/etc/subuid").exists() else False
-    if subids and not has:
-        subprocess.run(["usermod", "--add-subuids", SUBID_RANGE, "--add-subgids", SUBID_RANGE, name],
-                       check=True, capture_output=True)
-    return entry
-
-
-def _venv() -> Path:
-    """A venv of Debian's python3 with pybuild's runtime dependencies, made once per pyproject.toml."""
-    pyproject = (ROOT / "pyproject.toml").read_bytes()
-    venv = CACHE / f"venv-{hashlib.sha256(pyproject).hexdigest()[:16]}"
-    CACHE.mkdir(parents=True, exist_ok=True)
-    os.chmod(CACHE, 0o755)
-    with open(CACHE / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (venv / "ready").exists():
-            shutil.rmtree(venv, ignore_errors=True)
-            subprocess.run([PYTHON, "-m", "venv", str(venv)], check=True, capture_output=True)
-            deps = tomllib.loads(pyproject.decode())["project"]["dependencies"]
-            subprocess.run([str(venv / "bin/python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                            *deps], check=True, capture_output=True)
-            subprocess.run(["chmod", "-R", "o+rX", str(venv)], check=True)
-            (venv / "ready").touch()
-    return venv
-
 
 class Runner:
     """pybuild (or any command) as one unprivileged user."""
@@ -112,9 +67,7 @@ class Runner:
 def rootless_code() -> Iterator[Path]:
     """This checkout's code, copied where every user can read it."""
     d = Path(tempfile.mkdtemp(prefix="pybuild-code-"))
-    for top in ("grammar", "builder", "runtime", "fixtures"):
-        shutil.copytree(ROOT / top, d / top, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
-    subprocess.run(["chmod", "-R", "a+rX", str(d)], check=True)
+    copy_code(d)
     yield d
     shutil.rmtree(d, ignore_errors=True)
 
@@ -122,13 +75,17 @@ def rootless_code() -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def user(rootless_code: Path) -> Runner:
     """The unprivileged user with sub-ids."""
-    return Runner(_ensure_user(USER, subids=True), _venv(), rootless_code)
+    if os.geteuid() != 0:
+        pytest.skip("creates users: run the suite as root")
+    return Runner(ensure_user(USER, subids=True), venv(), rootless_code)
 
 
 @pytest.fixture(scope="session")
 def nosub_user(rootless_code: Path) -> Runner:
     """An unprivileged user without any sub-id range."""
-    return Runner(_ensure_user(NOSUB_USER, subids=False), _venv(), rootless_code)
+    if os.geteuid() != 0:
+        pytest.skip("creates users: run the suite as root")
+    return Runner(ensure_user(NOSUB_USER, subids=False), venv(), rootless_code)
 
 
 @pytest.fixture(scope="module")

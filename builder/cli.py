@@ -112,15 +112,23 @@ def _split_globals(argv: list[str]) -> tuple[list[str], bool]:
 NO_USER_NAMESPACE = ("parse", "login", "logout", "info")  # they touch no image file (info probes in a child)
 
 
-def _rootless(debug: bool = False) -> None:
-    """When rootless (not root, or asked to be), enter the user namespace every command then runs in."""
-    from runtime import userns
+def _rootless(name: str, debug: bool = False) -> None:
+    """When rootless (not root, or asked to be), enter the user namespace the command runs in. A build
+    enters it itself once its no-op memo missed (`build.runner`): a cached rebuild needs none."""
+    if os.geteuid() == 0 and os.environ.get("PYBUILD_ROOTLESS", "").lower() not in ("1", "true", "yes", "on"):
+        return  # root: nothing to import
+    if os.geteuid() == 0:
+        from runtime.userns import in_user_namespace
 
-    if not userns.rootless_requested() or userns.in_user_namespace():
-        return
+        if in_user_namespace():
+            return
     from builder.util.paths import user_root
 
     os.environ.setdefault("PYBUILD_ROOT", str(user_root()))
+    if name == "build":
+        return
+    from runtime import userns
+
     plan = userns.enter(os.environ.get("PYBUILD_USERNS") or "auto")
     if debug:
         from runtime import overlay
@@ -153,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser = make_parser(name)
         args = parser.parse_args(rest)
         if name not in NO_USER_NAMESPACE:
-            _rootless(debug)
+            _rootless(name, debug)
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)

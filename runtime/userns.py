@@ -25,7 +25,7 @@ from typing import NamedTuple
 from runtime import _linux
 from runtime.errors import NamespaceError
 
-__all__ = ["IdMap", "MODES", "Plan", "enter", "in_user_namespace", "plan", "rootless_requested", "subid_ranges",
+__all__ = ["IdMap", "MODES", "Plan", "enter", "in_user_namespace", "plan", "rootless_requested", "enter_rootless", "subid_ranges",
            "setgroups_allowed", "check_mapped", "unmapped_owner", "UNMAPPED_HINT", "delegated_cgroup"]
 
 MODES = ("auto", "single")
@@ -160,6 +160,13 @@ def enter(mode: str = "auto") -> Plan:
     _in_userns = True
     os.environ["PYBUILD_ROOTLESS"] = "1"  # what children (a detached container's supervisor) see
     return p
+
+
+def enter_rootless() -> Plan | None:
+    """Enter the user namespace (mode $PYBUILD_USERNS, default auto) if rootless and not yet in it."""
+    if not rootless_requested() or in_user_namespace():
+        return None
+    return enter(os.environ.get("PYBUILD_USERNS") or "auto")
 
 
 def _run_dir() -> Path:

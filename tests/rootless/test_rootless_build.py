@@ -72,7 +72,9 @@ def layer_entries(archive: Path) -> dict[str, tarfile.TarInfo]:
 def test_rootless_layer_entries_keep_in_image_owners(user: Runner, user_store: dict[str, str]) -> None:
     ctx = context(user.code, "rootless")
     env = {**user_store, **EPOCH}
-    user.pybuild("build", "-t", "rl-entries:1", str(ctx), env=env)
+    first = user.pybuild("build", "-q", "-t", "rl-entries:1", str(ctx), env=env).stdout
+    again = user.pybuild("build", "-q", "-t", "rl-entries:1", str(ctx), env=env).stdout  # the no-op path (no userns)
+    assert again == first
     work = user.workdir()
     try:
         user.pybuild("save", "-o", str(work / "img.tar"), "rl-entries:1", env=env)

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 from runtime import _linux
 from runtime.errors import NamespaceError
 
 __all__ = ["IdMap", "MODES", "Plan", "enter", "in_user_namespace", "plan", "rootless_requested", "enter_rootless", "subid_ranges",
-           "setgroups_allowed", "check_mapped", "unmapped_owner", "UNMAPPED_HINT", "delegated_cgroup"]
+           "setgroups_allowed", "check_mapped", "unmapped_owner", "UNMAPPED_HINT", "delegated_cgroup",
+           "owner_checker"]
 
 MODES = ("auto", "single")
 SUBUID = Path("/etc/subuid")
@@ -274,6 +275,20 @@ def unmapped_owner(uid: int | None, gid: int | None) -> str:
         if value is not None and not any(a <= value < a + c for a, c in _mapped(f"/proc/self/{kind}_map")):
             return unmapped_message(kind, value)
     return f"rootless: an owner id is not mapped in the user namespace (mapped: {mapped_summary('uid')})"
+
+
+def owner_checker() -> Callable[[int, int], str | None]:
+    """A fast check of many owners (the entries of a layer): the message for an unmapped one, else None."""
+    uids, gids = _mapped("/proc/self/uid_map"), _mapped("/proc/self/gid_map")
+
+    def check(uid: int, gid: int) -> str | None:
+        if not any(a <= uid < a + c for a, c in uids):
+            return unmapped_message("uid", uid)
+        if not any(a <= gid < a + c for a, c in gids):
+            return unmapped_message("gid", gid)
+        return None
+
+    return check
 
 
 def mapped_summary(kind: str = "uid") -> str:

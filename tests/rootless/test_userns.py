@@ -57,4 +57,17 @@ def test_single_id_mode_builds_what_needs_only_root(nosub_user: Runner, busybox_
     (work / "ctx/Dockerfile").write_text("FROM busybox\nUSER 4242\nRUN true\n")
     proc = nosub_user.pybuild("build", str(work / "ctx"), env=env, check=False)
     assert proc.returncode != 0 and "Dockerfile:3" in proc.stderr and "uid 4242 is not mapped" in proc.stderr, proc.stderr
+    # a base image with a file of uid 1000: the step that needs it unpacked fails, naming the entry and the id
+    import io
+    import tarfile
+    with tarfile.open(work / "u1000.tar", "w") as t:
+        entry = tarfile.TarInfo("home/x")
+        entry.size, entry.uid, entry.gid = 2, 1000, 1000
+        t.addfile(entry, io.BytesIO(b"hi"))
+    nosub_user.give(work)
+    nosub_user.pybuild("import", str(work / "u1000.tar"), "u1000:1", env=env)
+    (work / "ctx/Dockerfile").write_text("FROM u1000:1\nRUN true\n")
+    proc = nosub_user.pybuild("build", str(work / "ctx"), env=env, check=False)
+    assert proc.returncode == 1 and "Dockerfile:2" in proc.stderr, proc.stderr
+    assert "layer entry 'home/x': rootless: uid 1000 is not mapped" in proc.stderr, proc.stderr
     shutil.rmtree(work, ignore_errors=True)

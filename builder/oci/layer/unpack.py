@@ -57,6 +57,12 @@ def _plain_dir(fd: int) -> bool:
     return False
 
 
+def _owner_checker() -> Callable[[int, int], str | None]:
+    from runtime.userns import owner_checker
+
+    return owner_checker()
+
+
 def _rootless() -> bool:
     """In pybuild's user namespace (root there, not on the host), where trusted xattrs are refused
     and overlayfs reads `user.overlay.*` ones (`userxattr`)."""
@@ -76,7 +82,9 @@ class _Extractor:
         self.root_fd = os.open(dest, _DIR_FLAGS)
         self.overlay, self.lowers, self.warn = overlay, list(lowers), warn
         self.is_root = os.geteuid() == 0
-        self.opaque_xattr = OPAQUE_XATTR if not (self.is_root and _rootless()) else USER_OPAQUE_XATTR
+        rootless = self.is_root and _rootless()
+        self.opaque_xattr = USER_OPAQUE_XATTR if rootless else OPAQUE_XATTR
+        self.unmapped = _owner_checker() if rootless else None  # an owner the user namespace lacks
         self.ids = (os.geteuid(), os.getegid())
         umask = _umask()
         self.exact_modes = 0o777 & ~umask if umask is not None else 0  # modes open(O_CREAT) gives as asked
@@ -160,6 +168,10 @@ class _Extractor:
             os.unlink(base, dir_fd=pfd)
 
     def apply(self, h: Header, read: Callable[[int], bytes]) -> None:
+        if self.unmapped is not None and (why := self.unmapped(h.uid, h.gid)):
+            from runtime.userns import UNMAPPED_HINT
+
+            raise StoreError(f"layer entry {h.name!r}: {why}", hint=UNMAPPED_HINT)
         parts = split_name(h.name)
         if not parts:
             if h.type != DIR:

@@ -130,7 +130,8 @@ class LinuxExecutor:
         `on_start(pid)` gets the host pid of the container's init as soon as it exists.
         """
         if os.geteuid() != 0:
-            raise NamespaceError("running a container needs root", hint="run pybuild as root")
+            raise NamespaceError("running a container needs root", hint="run pybuild as root, or enter a user "
+                                 "namespace first (runtime.userns.enter(), what the CLI does rootless)")
         if not process.argv or not process.argv[0]:
             raise SandboxError("no command to run")
         if not self.use_cgroups and limits != Limits() and userns.in_user_namespace():

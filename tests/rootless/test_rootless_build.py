@@ -144,6 +144,11 @@ def test_hostile_tar_cannot_write_outside_the_store(user: Runner, user_store: di
         proc = user.pybuild("build", str(work / "ctx"), env=user_store, check=False)
         assert not (work / "owned").exists() and not (work / "dotdot").exists(), proc.stderr
         assert "Traceback" not in proc.stderr
+        proc = user.pybuild("import", str(work / "ctx/evil.tar"), "evil:1", env=user_store, check=False)
+        if proc.returncode == 0:  # stored; unpacked (confined) when it runs
+            user.pybuild("run", "--rm", "--network", "none", "evil:1", "/bin/true", env=user_store, check=False)
+        assert not (work / "owned").exists() and not (work / "dotdot").exists(), proc.stderr
+        assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

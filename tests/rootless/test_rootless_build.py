@@ -154,7 +154,7 @@ def test_hostile_tar_cannot_write_outside_the_store(user: Runner, user_store: di
 
 
 @requires_tool("buildah", "umoci")
-@pytest.mark.parametrize("case", ["rootless", "whiteout", "copy"])
+@pytest.mark.parametrize("case", ["rootless", "whiteout", "copy", "basic"])
 def test_same_files_as_buildah_rootless(case: str, user: Runner, user_store: dict[str, str]) -> None:
     """`buildah bud` as the same user gives the same root filesystem (compared as the fidelity suite does)."""
     from tests.e2e.test_build_vs_buildah import BUILDAH_MOUNTPOINTS, BUILDKIT_NOT_BUILDAH, tree

@@ -1,7 +1,7 @@
 """Rootless benchmarks: pybuild as an unprivileged user against pybuild as root, and against
 buildah rootless (`buildah bud` as the same user), on bench/build.py's workloads, in one run.
 
-    python3 bench/rootless.py [--quick] [--runs N]
+    python3 bench/rootless.py [--quick] [--runs N] [--only 4-step,40-step,20k-files,300MB-RUN]
 
 Run as root: it makes the user `pbrootless` (with a sub-id range) as the tests do
 (fixtures/rootless_user.py). Every tool runs through `runuser -u USER --` with the same clean
@@ -83,7 +83,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="the big workloads tenfold smaller")
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--only", default="", help="comma-separated workloads (4-step,40-step,20k-files,300MB-RUN)")
     opts = ap.parse_args()
+    only = set(filter(None, opts.only.split(",")))
     if os.geteuid() != 0:
         raise SystemExit("run as root: it creates the unprivileged user it measures")
     scale = 10 if opts.quick else 1
@@ -116,6 +118,8 @@ def main() -> None:
         print(f"{'workload':22s} {'root':>8s} {'rootless':>9s} {'ratio':>6s} {'buildah':>9s} {'speedup':>8s}")
 
         def bench(name: str, ctx: Path, rebuild: bool = True) -> None:
+            if only and name not in only:
+                return
             cold = {t.name: t.build(ctx, f"b-{ctx.name}") for t in tools}
             rows = [("cold", cold)]
             if rebuild:
@@ -137,8 +141,10 @@ def main() -> None:
 
         bench("4-step", bb.make_steps(work, 4))
         bench("40-step", bb.make_steps(work, 40))
-        bench("20k-files", bb.make_bigctx(work, 20_000 // scale, 156 // scale))
-        bench("300MB-RUN", bb.make_bigrun(work, 300 // scale), rebuild=False)
+        if not only or "20k-files" in only:
+            bench("20k-files", bb.make_bigctx(work, 20_000 // scale, 156 // scale))
+        if not only or "300MB-RUN" in only:
+            bench("300MB-RUN", bb.make_bigrun(work, 300 // scale), rebuild=False)
     finally:
         subprocess.run(["rm", "-rf", str(work)])
 

@@ -101,16 +101,22 @@ def test_run_detached_publishes_a_port_on_loopback(user: Runner, user_store: dic
         urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
 
 
-def test_run_steps_network_none_and_host(user: Runner, user_store: dict[str, str]) -> None:
+def test_run_steps_networks(user: Runner, user_store: dict[str, str]) -> None:
+    """A RUN's default network is its own namespace (slirp4netns rootless); --network none and host too."""
     work = user.workdir()
     try:
-        (work / "Dockerfile").write_text("FROM busybox\nRUN ip addr > /ip-default\n"
+        (work / "Dockerfile").write_text("FROM busybox\nRUN ip -o addr > /ip-default; cat /etc/resolv.conf > /resolv\n"
                                          "RUN --network=none ip addr > /ip-none\n")
         user.give(work)
         user.pybuild("build", "-t", "netsteps:1", str(work), env=user_store)
-        out = user.pybuild("run", "--rm", "--network", "none", "netsteps:1", "cat", "/ip-none", env=user_store).stdout
+        show = ("run", "--rm", "--network", "none", "netsteps:1", "cat")
+        out = user.pybuild(*show, "/ip-none", env=user_store).stdout
         assert interfaces(out) == {"lo"}
-        out = user.pybuild("run", "--rm", "--network", "none", "netsteps:1", "cat", "/ip-default", env=user_store).stdout
+        out = user.pybuild(*show, "/ip-default", "/resolv", env=user_store).stdout
+        assert "tap0" in out and "10.0.2.100/24" in out and "nameserver 10.0.2.3" in out, out
+        (work / "Dockerfile").write_text("FROM busybox\nRUN ip addr > /ip-host\n")
+        user.pybuild("build", "--network", "host", "-t", "netsteps:2", str(work), env=user_store)
+        out = user.pybuild(*show[:-2], "netsteps:2", "cat", "/ip-host", env=user_store).stdout
         assert "tap0" not in interfaces(out) and interfaces(out) >= HOST_IFACES  # the user's network
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -57,7 +57,9 @@ def run_build(options: BuildOptions, progress: Progress) -> BuildResult:
             validate(options)  # not before the memo: it imports the image-name parser
         from builder.cache.dockerfile import load_dockerfile
         from builder.store import Store
+        from runtime.userns import enter_rootless
 
+        enter_rootless()  # rootless: the user namespace, now that the build has work to do (before any thread)
         store = Store.open(root)
         df = load_dockerfile(ctx.dockerfile, ctx.dockerfile_name, store.root)
         with store.lease():

@@ -18,7 +18,7 @@ import functools
 import os
 import threading
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Callable
+from typing import IO, TYPE_CHECKING, Callable, Sequence
 
 from builder.errors import ImageFormatError, RegistryError, StoreError
 from builder.oci import platform as platforms
@@ -37,7 +37,7 @@ from builder.util.progress import Progress
 if TYPE_CHECKING:
     from builder.oci.layout import LayoutSource
 
-__all__ = ["pull", "push", "push_image", "ensure_image", "resolve_digest", "PullResult", "PushResult",
+__all__ = ["pull", "push", "push_image", "push_index", "ensure_image", "resolve_digest", "PullResult", "PushResult",
            "download_to_store", "load"]
 
 
@@ -180,8 +180,37 @@ def push(store: Store, source: str, ref: Reference, *, options: RegistryOptions 
     Blobs the registry has are skipped (HEAD), blobs known in another repository of the same
     registry are mounted, the rest uploaded in parallel. Pushing an unchanged image sends no blob.
     """
+    found = store.index(source)
+    if found is not None:  # a multi-platform image: every image, then the index
+        images = [store.image_by_manifest(d.digest) for d in found[1].manifests]
+        return push_index(store, images, ref, options=options, progress=progress, step=step, index_id=found[0])
     image = store.resolve(source)
     return push_image(store, image, ref, options=options, progress=progress, step=step)
+
+
+def push_index(store: Store, images: Sequence[Image], ref: Reference, *, options: RegistryOptions | None = None,
+               progress: Progress | None = None, step: int = 0, compression: str = "gzip",
+               level: int | None = None, force_compression: bool = False, index_id: str | None = None) -> PushResult:
+    """Push a multi-platform image: each image by its manifest digest (layers compressed as in
+    `push_image`), then the OCI index of them under `ref`'s tag; returns the index's digest
+    (recorded as a repo digest of the stored index `index_id`, when given)."""
+    from dataclasses import replace
+
+    from builder.oci.image import index_of
+    from builder.oci.model import OCI_INDEX
+
+    uploaded = mounted = skipped = 0
+    with store.lease():
+        packed = [store.compressed_image(img, compression, level, force=force_compression) for img in images]
+        for img in packed:
+            r = _push_image(store, img, replace(ref, tag=None, digest=str(img.digest)), options, progress, step)
+            uploaded, mounted, skipped = uploaded + r.uploaded, mounted + r.mounted, skipped + r.skipped
+        raw = index_of(packed).to_json()
+        digest = client_for(ref.registry, options).put_manifest(ref.repository, ref.tag or ref.digest or "latest",
+                                                                raw, OCI_INDEX)
+        repo_digest = f"{_familiar_name(ref)}@{digest}"
+        store.record_registry(ref.name, [], index_id, repo_digest)
+    return PushResult(digest, repo_digest, uploaded, mounted, skipped)
 
 
 def push_image(store: Store, image: Image, ref: Reference, *, options: RegistryOptions | None = None,

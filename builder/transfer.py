@@ -37,7 +37,7 @@ from builder.util.progress import Progress
 if TYPE_CHECKING:
     from builder.oci.layout import LayoutSource
 
-__all__ = ["pull", "push", "push_image", "push_index", "ensure_image", "resolve_digest", "PullResult", "PushResult",
+__all__ = ["pull", "pull_all", "push", "push_image", "push_index", "ensure_image", "resolve_digest", "PullResult", "PushResult",
            "download_to_store", "load"]
 
 
@@ -115,6 +115,35 @@ def pull(store: Store, ref: Reference, *, platform: Platform | None = None, opti
         store.record_registry(ref.name, [manifest.config.digest, *(d.digest for d in manifest.layers)], image.id,
                               repo_digest)
     return PullResult(image, remote.index_digest, repo_digest, total)
+
+
+def pull_all(store: Store, ref: Reference, *, options: RegistryOptions | None = None,
+             progress: Progress | None = None) -> PullResult:
+    """Pull every platform's image of the index `ref` names, and the index itself (byte for byte, so
+    its digest stays the registry's); the tag then names the index. A single image is pulled as `pull`
+    does. The result's image is this machine's (or else the first)."""
+    from dataclasses import replace
+
+    from builder.oci.model import INDEX_TYPES, Index
+
+    client = client_for(ref.registry, options)
+    data, media_type, top = client.get_manifest(ref.repository, ref.identifier)
+    if media_type not in INDEX_TYPES:
+        return pull(store, ref, options=options, progress=progress)
+    index = Index.from_json(data)
+    entries = [d for d in index.manifests if d.platform is not None and d.platform.architecture != "unknown"]
+    if not entries:
+        raise RegistryError(f"{ref.familiar()}: the index lists no image for a platform")
+    results = [pull(store, replace(ref, tag=None, digest=str(d.digest)), platform=d.platform, options=options,
+                    progress=progress) for d in entries]
+    tags = [normalize_tag(_familiar_name(ref) + ":" + ref.tag)] if ref.tag and not ref.digest else []
+    with store.lease():
+        digest = store.put_index(data, tags)
+        repo_digest = f"{_familiar_name(ref)}@{top}"
+        store.record_registry(ref.name, [], str(digest), repo_digest)
+    here = next((r for r, d in zip(results, entries) if platforms.matches(d.platform, platforms.host())),  # type: ignore[arg-type]
+                results[0])
+    return PullResult(here.image, top, repo_digest, sum(r.downloaded for r in results))
 
 
 _parallel = parallel  # the name builder/cache/export.py uses

@@ -90,14 +90,18 @@ class ImageStore(LayerStore):
                     index["tags"][name] = image.id
         return image.id
 
-    def put_index(self, index: Index, tags: Iterable[str] = ()) -> Digest:
-        """Store a multi-platform index whose images are stored (`put_image`), and point `tags` at it;
-        returns its digest (what `images` lists as its id, and what a tag of it names)."""
+    def put_index(self, index: Index | bytes, tags: Iterable[str] = ()) -> Digest:
+        """Store a multi-platform index (or its bytes, as a registry served them) whose images are
+        stored (`put_image`), and point `tags` at it; returns its digest (what `images` lists as its
+        id, and what a tag of it names). Entries that are no image for a platform (BuildKit's
+        attestations: `unknown/unknown`) need not be stored."""
         names = [normalize_tag(t) for t in tags]
+        raw = index if isinstance(index, bytes) else index.to_json()
         with self.lease():
-            for desc in index.manifests:
-                self.image_by_manifest(desc.digest)  # every image is here, readable
-            digest = self.put_bytes(index.to_json())
+            for desc in Index.from_json(raw).manifests:
+                if desc.platform is not None and desc.platform.architecture != "unknown":
+                    self.image_by_manifest(desc.digest)  # every image is here, readable
+            digest = self.put_bytes(raw)
             with self._edit_index() as data:
                 data.setdefault("indexes", {})[digest] = {"added": _now()}
                 for name in names:

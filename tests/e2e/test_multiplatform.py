@@ -158,3 +158,50 @@ def test_oci_output_holds_the_index(env: dict[str, str], tmp_path: Path) -> None
         cfg = json.loads(subprocess.run(["skopeo", "--override-arch", arch, "inspect", "--config",
                                          f"oci-archive:{dest}"], check=True, capture_output=True, text=True).stdout)
         assert cfg["architecture"] == arch
+
+
+@requires_tool("skopeo", "podman", "runc", "docker-registry")
+def test_pushed_index_is_read_by_skopeo_podman_and_pulled_by_platform(env: dict[str, str], registry,  # noqa: ANN001
+                                                                       tmp_path: Path,
+                                                                       request: pytest.FixtureRequest) -> None:
+    name = f"{registry.host}/mp/app:1"
+    ctx = _context(tmp_path, "FROM busybox:multi\nRUN uname -m > /arch\nCMD [\"cat\", \"/arch\"]\n")
+    built = pybuild("build", "--platform", "linux/amd64,linux/arm64", "-t", name, "--push", ctx, env=env)
+    assert "Traceback" not in built.stderr
+    raw = json.loads(subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{name}"],
+                                    check=True, capture_output=True, text=True).stdout)
+    assert raw["mediaType"] == "application/vnd.oci.image.index.v1+json"
+    assert [m["platform"]["architecture"] for m in raw["manifests"]] == ["amd64", "arm64"]
+    cfg = json.loads(subprocess.run(["skopeo", "--override-arch", "arm64", "inspect", "--config", "--tls-verify=false",
+                                     f"docker://{name}"], check=True, capture_output=True, text=True).stdout)
+    assert cfg["architecture"] == "arm64" and cfg["config"]["Cmd"] == ["cat", "/arch"]
+    # podman pulls the arm64 image from the index and runs it (qemu through binfmt_misc)
+    runroot = Path(tempfile.mkdtemp(prefix="pm-", dir="/tmp"))  # podman wants a short runroot
+    request.addfinalizer(lambda: shutil.rmtree(runroot, ignore_errors=True))
+    podman = ["podman", "--root", str(tmp_path / "pm-root"), "--runroot", str(runroot), "--runtime", "runc",
+              "--storage-driver", "vfs", "--events-backend", "file"]
+    run = subprocess.run([*podman, "run", "--rm", "--tls-verify=false", "--platform", "linux/arm64", "--network",
+                          "none", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", name],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "aarch64\n"
+    arch = subprocess.run([*podman, "image", "inspect", "--format", "{{.Architecture}}", name], capture_output=True,
+                          text=True, timeout=60)
+    assert arch.stdout.strip() == "arm64"
+    # one platform into a fresh store; then every platform, keeping the index
+    fresh = {"PYBUILD_ROOT": str(tmp_path / "fresh")}
+    pybuild("pull", "--platform", "linux/arm64", name, env=fresh)
+    one = json.loads(pybuild("inspect", name, env=fresh).stdout)[0]
+    assert one["Architecture"] == "arm64" and "Index" not in one
+    assert pybuild("run", "--rm", "--network", "none", name, env=fresh).stdout == "aarch64\n"
+    every = {"PYBUILD_ROOT": str(tmp_path / "every")}
+    pybuild("pull", "--platform", "all", name, env=every)
+    doc = json.loads(pybuild("inspect", name, env=every).stdout)[0]
+    assert doc["Index"]["Platforms"] == ["linux/amd64", "linux/arm64"] and doc["Architecture"] == "amd64"
+    # the stored index pushes whole, under another name: the same index digest
+    other = f"{registry.host}/mp/copy:1"
+    pybuild("tag", name, other, env=every)
+    pybuild("push", other, env=every)
+    copied = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{other}"], check=True,
+                            capture_output=True, text=True).stdout
+    assert json.loads(copied) == raw

@@ -16,7 +16,7 @@ from typing import Iterable
 
 from builder.errors import BuildError
 
-__all__ = ["check", "EmulationError", "BINFMT_DIR"]
+__all__ = ["check", "native", "EmulationError", "BINFMT_DIR", "EMULATED_NICE"]
 
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")  # $PYBUILD_BINFMT_DIR reads another (tests, chroots)
 PACKAGE = "qemu-user-static"
@@ -31,8 +31,21 @@ class EmulationError(BuildError):
     """A RUN step for a platform this machine can neither run nor emulate."""
 
 
+EMULATED_NICE = 10  # emulated RUN steps yield the CPU to native ones (a native half as fast as a native build)
+
+
 def _native(host_arch: str, arch: str) -> bool:
     return arch == host_arch or arch in _NATIVE.get(host_arch, set())
+
+
+def native(platform: str) -> bool:
+    """Whether this machine runs `platform`'s programs without an emulator ("" is this machine's)."""
+    from builder.oci.platform import host, normalize, parse
+
+    if not platform:
+        return True
+    here, p = host(), normalize(parse(platform))
+    return p.os == here.os and _native(here.architecture, p.architecture)
 
 
 def _binfmt_dir() -> Path:

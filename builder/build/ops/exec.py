@@ -9,6 +9,7 @@ carrying the output's last lines. The build's one use of the runtime's executor.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from builder.build.job import StepOutput
@@ -95,10 +96,18 @@ class ExecOp:
             job.progress.output(step.sid, data)
 
         pids: list[int] = []
+        from builder.build.emulation import EMULATED_NICE, native
+
+        emulated = not native(step.stage.platform)
 
         def on_start(pid: int) -> None:
             pids.append(pid)
             job.running.started(pid)
+            if emulated:  # qemu's CPU goes to native steps first: the native platform builds as fast as alone
+                try:
+                    os.setpriority(os.PRIO_PROCESS, pid, EMULATED_NICE)
+                except OSError:
+                    pass
 
         try:
             status = LinuxExecutor().run(process, rootfs, tuple(mounts), network, stdout=on_output,

@@ -205,3 +205,12 @@ def test_pushed_index_is_read_by_skopeo_podman_and_pulled_by_platform(env: dict[
     copied = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{other}"], check=True,
                             capture_output=True, text=True).stdout
     assert json.loads(copied) == raw
+
+
+def test_copy_from_an_index_takes_the_stage_platforms_image(env: dict[str, str], tmp_path: Path) -> None:
+    ctx = _context(tmp_path, "FROM scratch\nCOPY --from=busybox:multi /bin/busybox /busybox\n")
+    pybuild("build", "--platform", "linux/amd64,linux/arm64", "--output", f"type=local,dest={tmp_path / 'out'}", ctx,
+            env=env)
+    machine = {p: int.from_bytes((tmp_path / "out" / p / "busybox").read_bytes()[18:20], "little")
+               for p in ("linux_amd64", "linux_arm64")}
+    assert machine == {"linux_amd64": 0x3E, "linux_arm64": 0xB7}  # ELF e_machine: x86-64, AArch64

@@ -70,8 +70,8 @@ def download_to_store(store: Store, client: RegistryClient, repository: str, des
 
 
 def pull(store: Store, ref: Reference, *, platform: Platform | None = None, options: RegistryOptions | None = None,
-         progress: Progress | None = None, step: int = 0) -> PullResult:
-    """Pull `ref` into the store and tag it (when the reference has a tag); returns the image."""
+         progress: Progress | None = None, step: int = 0, tag: bool = True) -> PullResult:
+    """Pull `ref` into the store and tag it (when the reference has a tag, and `tag`); returns the image."""
     progress = progress or Progress()
     want = platform or platforms.host()
     with store.lease():
@@ -109,7 +109,7 @@ def pull(store: Store, ref: Reference, *, platform: Platform | None = None, opti
                        for diff, d in zip(config.diff_ids, manifest.layers))
         image = BasicImage(config_bytes, layers, remote.media_type, manifest.annotations, remote.raw_manifest())
         # a digest reference pins content; like Docker, it never moves a tag (name:tag@digest included)
-        tags = [normalize_tag(_familiar_name(ref) + ":" + ref.tag)] if ref.tag and not ref.digest else []
+        tags = [normalize_tag(_familiar_name(ref) + ":" + ref.tag)] if tag and ref.tag and not ref.digest else []
         store.put_image(image, tags)
         repo_digest = f"{_familiar_name(ref)}@{remote.index_digest}"
         store.record_registry(ref.name, [manifest.config.digest, *(d.digest for d in manifest.layers)], image.id,
@@ -167,13 +167,19 @@ def ensure_image(store: Store, ref: str, platform: Platform | str | None = None,
     """
     want = platforms.parse(platform) if isinstance(platform, str) or platform is None else platform
     parsed = parse_reference(ref)
+    here = platform is None or platforms.matches(platforms.host(), want)
     if not pull_always:
         local = _local_image(store, ref, parsed)
         if local is not None and (platform is None or platforms.matches(local.config().platform, want)):
             return local
-    try:
+        for repo_digest in store.repo_digests(local.id) if local is not None and not here else ():
+            # the index the name was pulled from: its image for this platform may be stored already
+            other = store.image_for_repo_digest(parse_reference(repo_digest), want)
+            if other is not None:
+                return other
+    try:  # an image for another platform than this machine's never takes the name (a plain FROM reads it)
         return pull(store, parsed, platform=want if platform is not None else None, options=options,
-                    progress=progress, step=step).image
+                    progress=progress, step=step, tag=here).image
     except RegistryError as exc:
         if exc.status == 404 or "MANIFEST_UNKNOWN" in exc.codes or "NAME_UNKNOWN" in exc.codes:
             raise RegistryError(f"image {ref!r} is not in the store and {parsed.registry} does not have it: {exc.message}",

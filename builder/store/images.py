@@ -323,14 +323,20 @@ class ImageStore(LayerStore):
         with self._registry_state(write=False) as state:
             return {d: list(state["blob_sources"].get(d, [])) for d in digests}
 
-    def image_for_repo_digest(self, ref: Reference) -> BasicImage | None:
-        """The stored image that a pull or push recorded under `ref` (`name@digest`), if any."""
+    def image_for_repo_digest(self, ref: Reference, platform: Platform | None = None) -> BasicImage | None:
+        """The stored image that a pull or push recorded under `ref` (`name@digest`), if any; with
+        `platform`, the one for that platform (a pull of an index records each platform's image
+        under the index's digest)."""
+        from builder.oci import platform as platforms
+
         with self._registry_state(write=False) as state:
             want = f"{familiar_name(ref)}@{ref.digest}"
-            image_id = next((i for i, ds in state["repo_digests"].items() if want in ds), None)
-        if image_id is None:
-            return None
-        try:
-            return self.resolve(image_id)
-        except StoreError:
-            return None
+            image_ids = [i for i, ds in state["repo_digests"].items() if want in ds]
+        for image_id in image_ids:
+            try:
+                image = self.resolve(image_id)
+            except (StoreError, ImageFormatError):
+                continue
+            if platform is None or platforms.matches(image.config().platform, platform):
+                return image
+        return None

@@ -214,3 +214,24 @@ def test_copy_from_an_index_takes_the_stage_platforms_image(env: dict[str, str],
     machine = {p: int.from_bytes((tmp_path / "out" / p / "busybox").read_bytes()[18:20], "little")
                for p in ("linux_amd64", "linux_arm64")}
     assert machine == {"linux_amd64": 0x3E, "linux_arm64": 0xB7}  # ELF e_machine: x86-64, AArch64
+
+
+@requires_tool("docker-registry")
+def test_from_a_registry_index_pulls_each_platform_and_keeps_the_name_native(env: dict[str, str], registry,  # noqa: ANN001
+                                                                               tmp_path: Path) -> None:
+    base = f"{registry.host}/mp/base:1"
+    pybuild("tag", "busybox:multi", base, env=env)
+    pybuild("push", base, env=env)
+    fresh = {"PYBUILD_ROOT": str(tmp_path / "fresh")}
+    ctx = _context(tmp_path, f"FROM {base}\nRUN uname -m > /arch\n")
+    pybuild("build", "--platform", "linux/amd64,linux/arm64", "--output", f"type=local,dest={tmp_path / 'out'}", ctx,
+            env=fresh)
+    assert (tmp_path / "out" / "linux_arm64" / "arch").read_text() == "aarch64\n"
+    assert (tmp_path / "out" / "linux_amd64" / "arch").read_text() == "x86_64\n"
+    # the name still means this machine's image: a plain build and run use it
+    assert json.loads(pybuild("inspect", base, env=fresh).stdout)[0]["Architecture"] == "amd64"
+    pybuild("build", "-t", "plain:1", ctx, env=fresh)
+    assert pybuild("run", "--rm", "--network", "none", "plain:1", "cat", "/arch", env=fresh).stdout == "x86_64\n"
+    # an arm64-only build finds the arm64 image it pulled before (the index's, recorded under its digest)
+    again = pybuild("build", "--progress", "plain", "--platform", "linux/arm64", ctx, env=fresh).stderr
+    assert "CACHED" in again.split("RUN uname")[-1]

@@ -74,6 +74,11 @@ def test_two_platforms_run_in_both_and_make_one_index(env: dict[str, str], tmp_p
     run = pybuild("run", "--rm", "--network", "none", "--platform", "linux/arm64", "two:1", "cat", "/arch", env=env)
     assert run.stdout == "aarch64\n"
     assert pybuild("run", "--rm", "--network", "none", "two:1", "cat", "/arch", env=env).stdout == "x86_64\n"
+    report = json.loads(pybuild("analyze", "--json", "--platform", "linux/arm64", "two:1", env=env).stdout)
+    assert report["image"]["id"] == arm["Id"] and report["image"]["platform"] == "linux/arm64"
+    pybuild("prune", env=env)  # a tagged index keeps its blob and both images
+    assert pybuild("run", "--rm", "--network", "none", "--platform", "linux/arm64", "two:1", "cat", "/arch",
+                   env=env).stdout == "aarch64\n"
     again = pybuild("build", "--progress", "plain", "--platform", "linux/amd64,linux/arm64", "-t", "two:1", ctx,
                     env=env).stderr
     assert again.count("CACHED") == 2

@@ -37,6 +37,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]",
                    help="of a multi-platform image, run this platform's (default: this machine's); emulated "
                         "through qemu-user-static when it is not this machine's")
+    p.add_argument("--security-opt", action="append", default=[], metavar="seccomp=PROFILE.json|unconfined",
+                   help="seccomp profile (default: Docker's default profile)")
     p.add_argument("image", help="image name, name:tag, or id")
     p.add_argument("command", nargs=argparse.REMAINDER, help="command and arguments (default: the image's CMD)")
 
@@ -82,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         user=args.user, workdir=args.workdir, tty=args.tty, interactive=args.interactive, hostname=args.hostname,
         volumes=tuple(args.volume), publish=tuple(args.publish), network=args.network, memory=args.memory,
         cpus=args.cpus, pids_limit=args.pids_limit, name=args.name, auto_remove=args.rm, read_only=args.read_only,
-        platform=args.platform)
+        platform=args.platform, security_opt=tuple(args.security_opt))
     try:
         container = create(default_root(), args.image, opts)
     except (SandboxError, BuildError) as exc:  # docker run's own failures (no such image, ...) exit 125

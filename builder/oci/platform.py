@@ -150,8 +150,7 @@ def parse_list(text: str | None) -> list[str]:
     for item in text.split(","):
         item = item.strip()
         if not item:
-            raise PlatformError(f"invalid platform list {text!r}: an empty item",
-                                hint="separate platforms with commas: linux/amd64,linux/arm64")
+            raise PlatformError("an empty platform", hint="use OS/ARCH[/VARIANT][,OS/ARCH...], e.g. linux/arm64")
         name = format_platform(parse(item))
         if name not in out:
             out.append(name)

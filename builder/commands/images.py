@@ -23,7 +23,7 @@ def image_size(store: Store, image_id: str) -> int:
     """The unpacked size of an image: the sum of its layers' uncompressed tar sizes (of a multi-platform
     image, its image for this machine, or else its first)."""
     total = 0
-    for layer in _image(store, image_id).layers():
+    for layer in store.listed_image(image_id).layers():
         try:
             total += store.layer_record(layer.diff_id).uncompressed_size or layer.size
         except StoreError:
@@ -31,25 +31,12 @@ def image_size(store: Store, image_id: str) -> int:
     return total
 
 
-def _image(store: Store, image_id: str) -> Any:
-    """The stored image `image_id` names; of an index, the one for this machine, or else its first."""
-    from builder.oci.platform import PlatformError
-
-    found = store.index(image_id)
-    if found is None:
-        return store.image_by_id(image_id)
-    try:
-        return store.resolve(image_id)
-    except PlatformError:
-        return store.image_by_manifest(found[1].manifests[0].digest)
-
-
 def run(args: argparse.Namespace) -> int:
     store = Store.open()
     rows: list[dict[str, Any]] = []
     for rec in store.images():
         try:
-            config = _image(store, rec.id).config()
+            config = store.listed_image(rec.id).config()
             size = image_size(store, rec.id)
         except (StoreError, ImageFormatError) as exc:  # listed on stderr, never silently hidden
             print(f"warning: image {rec.id[7:19]} ({', '.join(rec.tags) or 'untagged'}) is unreadable: {exc}",

@@ -108,6 +108,21 @@ class ImageStore(LayerStore):
                     data["tags"][name] = digest
         return digest
 
+    def listed_image(self, image_id: str) -> BasicImage:
+        """The image an `images()` record stands for: the image itself, or of an index, its image for
+        this machine (else its first stored one)."""
+        from builder.oci import platform as platforms
+
+        found = self.index(image_id)
+        if found is None:
+            return self.image_by_id(image_id)
+        entries = sorted(found[1].manifests, key=lambda d: not (d.platform and platforms.matches(d.platform,
+                                                                                               platforms.host())))
+        for desc in entries:
+            with contextlib.suppress(StoreError):
+                return self.image_by_manifest(desc.digest)
+        raise StoreError(f"index {image_id} has none of its images in the store")
+
     def index(self, ref: str) -> tuple[Digest, Index] | None:
         """(digest, index) when `ref` (a tag, `name@digest`, or a digest / unique prefix) names a stored
         multi-platform index; None when it names a single image or nothing."""

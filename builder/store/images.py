@@ -164,14 +164,29 @@ class ImageStore(LayerStore):
             return Digest(index["tags"].pop(tag))
 
     def remove_image(self, image_id: str) -> list[str]:
-        """Forget an image and all its tags (blobs go at the next prune); returns the tags removed."""
+        """Forget an image and all its tags (blobs go at the next prune); returns the tags removed.
+        An index goes with its images that have no name of their own and are in no other index."""
+        children = self._index_children([image_id]) if image_id in self._read_index().get("indexes", {}) else set()
         with self._edit_index() as index:
             gone = [t for t, i in index["tags"].items() if i == image_id]
             for t in gone:
                 del index["tags"][t]
             index["images"].pop(image_id, None)
             index.get("indexes", {}).pop(image_id, None)
+            if children:
+                children -= self._index_children(index.get("indexes", {}))
+                named = set(index["tags"].values())
+                index["images"] = {i: r for i, r in index["images"].items()
+                                   if i in named or r["manifest"] not in children}
         return gone
+
+    def _index_children(self, digests: Iterable[str]) -> set[str]:
+        """The manifest digests the stored indexes `digests` list."""
+        out: set[str] = set()
+        for digest in digests:
+            with contextlib.suppress(StoreError, ImageFormatError):
+                out.update(d.digest for d in Index.from_json(self.read_blob(Digest(digest))).manifests)
+        return out
 
     def tags(self) -> dict[str, Digest]:
         return {t: Digest(i) for t, i in self._read_index()["tags"].items()}
@@ -183,10 +198,7 @@ class ImageStore(LayerStore):
         by_id: dict[str, list[str]] = {}
         for t, i in sorted(index["tags"].items()):
             by_id.setdefault(i, []).append(t)
-        children: set[str] = set()
-        for digest in index.get("indexes", {}):
-            with contextlib.suppress(StoreError, ImageFormatError):
-                children.update(d.digest for d in Index.from_json(self.read_blob(Digest(digest))).manifests)
+        children = self._index_children(index.get("indexes", {}))
         out = [ImageRecord(Digest(i), Digest(rec["manifest"]), tuple(by_id.get(i, ())), rec.get("added", ""))
                for i, rec in index["images"].items() if i in by_id or rec["manifest"] not in children]
         out += [ImageRecord(Digest(d), Digest(d), tuple(by_id.get(d, ())), rec.get("added", ""))

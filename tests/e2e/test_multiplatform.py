@@ -82,6 +82,10 @@ def test_two_platforms_run_in_both_and_make_one_index(env: dict[str, str], tmp_p
     again = pybuild("build", "--progress", "plain", "--platform", "linux/amd64,linux/arm64", "-t", "two:1", ctx,
                     env=env).stderr
     assert again.count("CACHED") == 2
+    before = pybuild("images", env=env).stdout.count("<none>")
+    assert "Untagged: two:1" in pybuild("rmi", "two:1", env=env).stdout
+    after = pybuild("images", env=env).stdout
+    assert "two " not in after and after.count("<none>") == before  # its images went with it
 
 
 def test_shared_build_platform_stage_runs_once(env: dict[str, str], tmp_path: Path) -> None:

@@ -121,6 +121,14 @@ def write_index_outputs(store: Store, images: Sequence[BasicImage], outputs: Seq
         raise BuildError(f"--output type={bad[0]} cannot hold a multi-platform image ({len(images)} platforms"
                          + ("; Docker's archive format has no index)" if bad[0] == "docker" else ")"),
                          hint="use type=oci, type=local, type=image or --push, or build one --platform")
+    seen: set[str] = set()
+    for image in images:
+        name = str(image.config().platform)
+        if name in seen:  # e.g. --target of a FROM --platform=$BUILDPLATFORM stage: one platform, built once
+            raise BuildError(f"the target stage is built for {name} whatever the --platform, so the index would "
+                             f"hold {name} twice", hint="build that stage with one --platform, or target a stage "
+                                                      "built for each platform")
+        seen.add(name)
     for image in images:
         store.put_image(image)
     stored = str(store.put_index(index_of(images), tags if any(o.type == "image" for o in outputs) else ()))

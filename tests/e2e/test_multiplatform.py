@@ -244,3 +244,9 @@ def test_from_a_registry_index_pulls_each_platform_and_keeps_the_name_native(env
     # an arm64-only build finds the arm64 image it pulled before (the index's, recorded under its digest)
     again = pybuild("build", "--progress", "plain", "--platform", "linux/arm64", ctx, env=fresh).stderr
     assert "CACHED" in again.split("RUN uname")[-1]
+
+
+def test_target_of_a_build_platform_stage_is_refused_not_duplicated(env: dict[str, str], tmp_path: Path) -> None:
+    ctx = _context(tmp_path, "FROM --platform=$BUILDPLATFORM busybox:multi AS tools\nRUN true\nFROM busybox:multi\n")
+    proc = pybuild("build", "--platform", "linux/amd64,linux/arm64", "--target", "tools", ctx, check=False, env=env)
+    assert proc.returncode == 1 and "would hold linux/amd64 twice" in proc.stderr and "Traceback" not in proc.stderr

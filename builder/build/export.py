@@ -111,12 +111,12 @@ def write_index_outputs(store: Store, images: Sequence[BasicImage], outputs: Seq
                         progress: Progress, compression: str | None = None, level: int | None = None) -> str:
     """Write a multi-platform build (one image per platform, in `--platform` order) to every output
     as BuildKit does: the store gets the images and their index, tagged; `oci` an OCI layout whose
-    index.json names the index; `local` one directory per platform (`linux_arm64/`); `registry`
+    index.json names the index; `local` and `tar` one directory per platform (`linux_arm64/`); `registry`
     every image, then the index. Returns the index digest: the pushed one if any, else the OCI
     archive's, else the stored one."""
     from builder.oci.image import index_of
 
-    bad = [o.type for o in outputs if o.type not in ("image", "oci", "local", "registry")]
+    bad = [o.type for o in outputs if o.type not in ("image", "oci", "local", "tar", "registry")]
     if bad:
         raise BuildError(f"--output type={bad[0]} cannot hold a multi-platform image ({len(images)} platforms"
                          + ("; Docker's archive format has no index)" if bad[0] == "docker" else ")"),
@@ -147,6 +147,12 @@ def write_index_outputs(store: Store, images: Sequence[BasicImage], outputs: Seq
 
             for image in images:
                 export_rootfs_dir(image, os.path.join(out.get("dest"), _platform_dir(image)))
+        elif out.type == "tar":
+            from builder.oci.archive import export_rootfs_tar
+            from builder.oci.mutate import source_date_epoch
+
+            export_rootfs_tar({_platform_dir(img): img for img in images}, out.get("dest"), store.tmp_dir(),
+                              epoch=source_date_epoch())
         elif out.type == "registry":
             from builder.oci.reference import parse_reference
             from builder.registry.transport import RegistryOptions

@@ -141,6 +141,12 @@ def test_a_platform_list_builds_every_platform_or_fails(env: dict[str, str], tmp
     docker = pybuild("build", "--platform", "linux/amd64,linux/arm64", "--output",
                      f"type=docker,dest={tmp_path / 'd.tar'}", ctx, check=False, env=env)
     assert docker.returncode == 1 and "cannot hold a multi-platform image" in docker.stderr
+    pybuild("build", "--platform", "linux/amd64,linux/arm64", "--output", f"type=tar,dest={tmp_path / 'r.tar'}",
+            ctx, env=env)  # as buildx: one directory per platform in the tar
+    with tarfile.open(tmp_path / "r.tar") as tar:
+        busyboxes = {n: tar.extractfile(n).read()[18:20] for n in ("linux_amd64/bin/busybox",  # type: ignore[union-attr]
+                                                                   "linux_arm64/bin/busybox")}
+    assert busyboxes == {"linux_amd64/bin/busybox": b"\x3e\x00", "linux_arm64/bin/busybox": b"\xb7\x00"}
 
 
 def test_missing_emulator_is_a_clear_error(env: dict[str, str], tmp_path: Path) -> None:

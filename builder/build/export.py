@@ -120,7 +120,7 @@ def write_index_outputs(store: Store, images: Sequence[BasicImage], outputs: Seq
     if bad:
         raise BuildError(f"--output type={bad[0]} cannot hold a multi-platform image ({len(images)} platforms"
                          + ("; Docker's archive format has no index)" if bad[0] == "docker" else ")"),
-                         hint="use type=oci, type=local, type=image or --push, or build one --platform")
+                         hint="use type=oci, type=local, type=tar, type=image or --push, or build one --platform")
     seen: set[str] = set()
     for image in images:
         name = str(image.config().platform)

@@ -143,8 +143,9 @@ class Solver:
 
     def _step_name(self, stage: Stage, pos: int, count: int, text: str) -> str:
         label = stage.label + " " if len(self.graph.stages) > 1 or stage.name else ""
-        if self.label:  # buildx: `[linux/arm64 build 2/3] RUN make`
-            label = f"{self.label} {label}"
+        if self.label:  # buildx: `[linux/arm64 build 2/3] RUN make`; a shared stage by the platform it runs on
+            shared = self.shared is not None and stage.index in self.shared.indices
+            label = f"{stage.platform if shared else self.label} {label}"
         return f"[{label}{pos}/{count}] {text}"
 
     def _build_stage(self, stage: Stage) -> None:

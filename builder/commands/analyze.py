@@ -33,6 +33,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                      "could actually save. IMAGE is a local image, an OCI layout directory, an OCI or docker "
                      "archive, or a registry reference.")
     p.add_argument("image", metavar="IMAGE")
+    p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]",
+                   help="of a multi-platform image, analyse this platform's (default: this machine's)")
     p.add_argument("--json", action="store_true", help="print the whole report as JSON")
     p.add_argument("--no-files", action="store_true", help="with --json: counts instead of per-layer file lists")
     p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report")
@@ -60,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     limits = _limits(args)
     workdir = Path(tempfile.mkdtemp(prefix="pybuild-analyze-"))
     try:
-        image, label = open_image(args.image, workdir=workdir)
+        image, label = open_image(args.image, workdir=workdir, platform=args.platform)
         report = analyze_image(image, reference=label, base_layers=args.base_layers,
                                readers=1 if reads_one_at_a_time(args.image) else 2)
     finally:

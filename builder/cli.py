@@ -11,7 +11,10 @@ import argparse
 import importlib
 import os
 import sys
-from typing import Any, NoReturn, Sequence
+
+TYPE_CHECKING = False  # not typing's: importing typing costs the cached no-op rebuild ~2 ms
+if TYPE_CHECKING:
+    from typing import Any, NoReturn, Sequence
 
 PROG = "pybuild"
 
@@ -90,6 +93,20 @@ class UsageError(Exception):
         return f"{self.message}\nSee '{self.prog} --help'."
 
 
+def _columns() -> int:
+    """The terminal's width as `shutil.get_terminal_size()` gives it: $COLUMNS, stdout's terminal, or 80."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with docker's (cobra's) errors: `unknown flag: --x`, `flag needs an argument: --tag`,
     `invalid argument "x" for "--progress" flag: ...`, `"pybuild build" requires 1 argument`; no
@@ -109,6 +126,11 @@ class _Parser(argparse.ArgumentParser):
             raise UsageError(f"{PROG}: \"{self.prog}\" accepts at most {most} argument{'s' if most != 1 else ''}; "
                              f"got {' '.join(extras)!r} too", self.prog, 1)
         return ns
+
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        # argparse makes a formatter per add_argument, each asking shutil (which imports bz2 and lzma)
+        # for the terminal's width: the same width, without those imports on every command's path
+        return self.formatter_class(prog=self.prog, width=_columns() - 2)  # type: ignore[call-arg]
 
     def _get_value(self, action: argparse.Action, arg_string: str) -> Any:
         self._value = arg_string

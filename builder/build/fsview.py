@@ -21,10 +21,13 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import Sequence, Union
 
 from builder.build.dockerignore import clean_path
 from builder.errors import BuildError
+
+TYPE_CHECKING = False  # not typing's: importing typing costs the cached no-op rebuild ~2 ms
+if TYPE_CHECKING:
+    from typing import Sequence, Union
 
 __all__ = ["RootView", "as_view", "split_path", "stacked"]
 
@@ -161,8 +164,9 @@ class RootView:
 _FOUND, _ABSENT, _HIDDEN = "found", "absent", "hidden"
 
 
-ViewLike = Union[RootView, str, os.PathLike, Sequence[Union[str, os.PathLike]]]
-"""What COPY takes as a root: a RootView, one directory, or layer directories (top-most first)."""
+if TYPE_CHECKING:  # (annotations only: importing it needs `if TYPE_CHECKING` too)
+    ViewLike = Union[RootView, str, os.PathLike, Sequence[Union[str, os.PathLike]]]
+    """What COPY takes as a root: a RootView, one directory, or layer directories (top-most first)."""
 
 
 def stacked(upper: str | os.PathLike[str], below: RootView | None) -> RootView:

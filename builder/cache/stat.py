@@ -19,23 +19,25 @@ import marshal
 import os
 import time
 from pathlib import Path
-from typing import Protocol, Sequence
 
 from builder.errors import StoreError
 from builder.util.paths import default_root
 from builder.util.sha import sha256
 
+TYPE_CHECKING = False  # not typing's: importing typing costs the cached no-op rebuild ~2 ms
+if TYPE_CHECKING:
+    from typing import Protocol, Sequence
+
+    class _Layered(Protocol):
+        """A root made of layer directories, top-most first (a `build.fsview.RootView`)."""
+
+        @property
+        def layers(self) -> Sequence[Path]: ...
+
 __all__ = ["StatCache"]
 
 _STATCACHE_VERSION = 1  # bump when an entry's layout changes: old files are then ignored
 _RACY_NS = 1_000_000_000  # entries changed this close to a scan are hashed again next time
-
-
-class _Layered(Protocol):
-    """A root made of layer directories, top-most first (a `build.fsview.RootView`)."""
-
-    @property
-    def layers(self) -> Sequence[Path]: ...
 
 
 class StatCache:

@@ -16,11 +16,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import tempfile
 from pathlib import Path
-from typing import IO, Iterator
 
 from builder.errors import StoreError
+
+TYPE_CHECKING = False  # not typing's: importing typing costs the cached no-op rebuild ~2 ms
+if TYPE_CHECKING:
+    from typing import IO, Iterator
 
 __all__ = ["atomic_file", "write_atomic", "fsync_dir", "WRITE_FAULTS"]
 
@@ -40,6 +42,19 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _mkstemp(directory: Path, prefix: str) -> tuple[int, str]:
+    """`tempfile.mkstemp` (a new 0600 file, O_EXCL, no symlink followed) without importing tempfile
+    and random on the cached no-op rebuild's path (it writes a build record)."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    for _ in range(100):
+        name = str(directory / f"{prefix}{os.urandom(6).hex()}")
+        try:
+            return os.open(name, flags, 0o600), name
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no usable temporary name", str(directory))
 
 
 @contextlib.contextmanager
@@ -66,7 +81,7 @@ def atomic_file(dest: str | os.PathLike[str], *, mode: int = 0o644, durable: boo
             raise StoreError(f"cannot write {dest}: {exc.strerror}{writing}") from None
         return
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=tmp_dir or path.parent)
+        fd, tmp = _mkstemp(Path(tmp_dir or path.parent), f".{path.name}.")
     except OSError as exc:
         raise StoreError(f"cannot write {dest}: {exc.strerror}{writing}") from None
     try:

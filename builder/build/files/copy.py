@@ -48,7 +48,7 @@ import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence, Union
+from typing import TYPE_CHECKING, Callable, Sequence, Union
 
 from builder.build.dockerignore import PatternMatcher, clean_path
 from builder.build.files.extract import extract_into, is_archive
@@ -56,10 +56,13 @@ from builder.build.files.ownership import Chmod, parse_chmod
 from builder.build.files.regular import copy_plain, copy_regular
 from builder.build.files.reuse import Reuse
 from builder.build.files.writer import LayerWriter
-from builder.build.fsview import RootView, ViewLike, as_view, split_path
+from builder.build.fsview import RootView, as_view, split_path
 from builder.build.sources.http import FetchedFile
 from builder.errors import BuildError, ContextError
 from runtime.userns import UNMAPPED_HINT
+
+if TYPE_CHECKING:
+    from builder.build.fsview import ViewLike
 
 __all__ = ["HeredocSource", "copy_files"]
 

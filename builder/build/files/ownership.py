@@ -11,9 +11,13 @@ from __future__ import annotations
 import re
 import stat
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from builder.build.fsview import RootView, ViewLike, as_view
+from builder.build.fsview import RootView, as_view
 from builder.errors import BuildError
+
+if TYPE_CHECKING:
+    from builder.build.fsview import ViewLike
 
 __all__ = ["Chmod", "parse_chmod", "resolve_owner"]
 

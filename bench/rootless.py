@@ -52,7 +52,8 @@ class As:
     def check(self, *cmd: str) -> None:
         subprocess.run(self.argv(*cmd), check=True, stdout=subprocess.DEVNULL)
 
-    def build(self, ctx: Path, tag: str) -> float:
+    def build(self, ctx: Path, tag: str) -> tuple[float, float]:
+        """One build: (wall seconds, CPU seconds user+sys of the whole process tree)."""
         raise NotImplementedError
 
 
@@ -62,8 +63,8 @@ class Pybuild(As):
         self.python = python
         self.check(python, "-m", "builder", "import", str(tar), "busybox:latest")
 
-    def build(self, ctx: Path, tag: str) -> float:
-        return bb.timed(self.argv(self.python, "-m", "builder", "build", "-q", "-t", tag, str(ctx)), ENV)[0]
+    def build(self, ctx: Path, tag: str) -> tuple[float, float]:
+        return bb.timed(self.argv(self.python, "-m", "builder", "build", "-q", "-t", tag, str(ctx)), ENV)[0], bb.CPU["last"]
 
 
 class Buildah(As):
@@ -75,8 +76,9 @@ class Buildah(As):
                      "--storage-driver", "overlay"]
         self.check(*self.base, "pull", "-q", f"docker-archive:{archive}")
 
-    def build(self, ctx: Path, tag: str) -> float:
-        return bb.timed(self.argv(*self.base, "bud", "--runtime", "runc", "--layers", "-q", "-t", tag, str(ctx)), ENV)[0]
+    def build(self, ctx: Path, tag: str) -> tuple[float, float]:
+        argv = self.argv(*self.base, "bud", "--runtime", "runc", "--layers", "-q", "-t", tag, str(ctx))
+        return bb.timed(argv, ENV)[0], bb.CPU["last"]
 
 
 def main() -> None:
@@ -112,10 +114,12 @@ def main() -> None:
         (warm / "Dockerfile").write_text("FROM busybox:latest\nRUN true\n")
         for t in tools:
             t.build(warm, "bench-warmup")
-        print(f"load average {os.getloadavg()[0]:.1f}; every tool through runuser, wall times; "
+        print(f"load average {os.getloadavg()[0]:.1f}; every tool through runuser, wall times (median); "
               f"ratios: rootless/root (target <= 1.2 cached, <= 1.5 cold), buildah-rootless/rootless "
-              f"(target >= 10 cached, > 1 cold)")
-        print(f"{'workload':22s} {'root':>8s} {'rootless':>9s} {'ratio':>6s} {'buildah':>9s} {'speedup':>8s}")
+              f"(target >= 10 cached, > 1 cold); cpu: user+sys of each process tree, buildah/rootless "
+              f"(load-independent)")
+        print(f"{'workload':22s} {'root':>8s} {'rootless':>9s} {'ratio':>6s} {'buildah':>9s} {'speedup':>8s} "
+              f"{'cpu root':>9s} {'rootless':>9s} {'buildah':>9s} {'speedup':>8s}")
 
         def bench(name: str, ctx: Path, rebuild: bool = True) -> None:
             if only and name not in only:
@@ -125,18 +129,20 @@ def main() -> None:
             if rebuild:
                 cached = {}
                 for t in tools:
-                    times: list[float] = []
+                    runs: list[tuple[float, float]] = []
                     for _ in range(opts.runs):
-                        if t.name == "buildah" and sum(times) > 20:
+                        if t.name == "buildah" and sum(w for w, _ in runs) > 20:
                             break
-                        times.append(t.build(ctx, f"b-{ctx.name}"))
-                    cached[t.name] = statistics.median(times)
+                        runs.append(t.build(ctx, f"b-{ctx.name}"))
+                    cached[t.name] = (statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs))
                 rows.append(("cached", cached))
             for kind, r in rows:
+                (root_w, root_c), (us_w, us_c) = r["root"], r["rootless"]
                 peer = r.get("buildah")
-                print(f"{name + ' ' + kind:22s} {r['root']:7.3f}s {r['rootless']:8.3f}s "
-                      f"{r['rootless'] / r['root']:5.2f}x "
-                      + (f"{peer:8.3f}s {peer / r['rootless']:7.2f}x" if peer else f"{'-':>9s} {'-':>8s}"))
+                print(f"{name + ' ' + kind:22s} {root_w:7.3f}s {us_w:8.3f}s {us_w / root_w:5.2f}x "
+                      + (f"{peer[0]:8.3f}s {peer[0] / us_w:7.2f}x" if peer else f"{'-':>9s} {'-':>8s}")
+                      + f" {root_c:8.3f}s {us_c:8.3f}s "
+                      + (f"{peer[1]:8.3f}s {peer[1] / us_c:7.2f}x" if peer else f"{'-':>9s} {'-':>8s}"))
             sys.stdout.flush()
 
         bench("4-step", bb.make_steps(work, 4))

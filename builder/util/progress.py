@@ -9,9 +9,9 @@ bars for byte work, imported only then), `json` prints one event object per line
 
 from __future__ import annotations
 
+import _thread  # its Lock is threading.Lock, without importing threading on the no-op rebuild's path
 import json
 import sys
-import threading
 import time
 
 TYPE_CHECKING = False  # not typing's: importing typing costs the cached no-op rebuild ~2 ms
@@ -66,7 +66,7 @@ class PlainProgress(Progress):
 
     def __init__(self, stream: IO[str]) -> None:
         self.stream = stream
-        self.lock = threading.Lock()
+        self.lock = _thread.allocate_lock()
         self.started: dict[int, float] = {}
         self.t0 = time.monotonic()
         self.partial: dict[int, bytes] = {}
@@ -189,7 +189,7 @@ class JsonProgress(Progress):
 
     def __init__(self, stream: IO[str]) -> None:
         self.stream = stream
-        self.lock = threading.Lock()
+        self.lock = _thread.allocate_lock()
         self.started: dict[int, float] = {}
 
     def _emit(self, **event: Any) -> None:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from typing import TYPE_CHECKING
@@ -58,13 +56,9 @@ def run(args: argparse.Namespace) -> int:
     from builder.analyze.source import analyze_image, open_image, reads_one_at_a_time
 
     limits = _limits(args)
-    workdir = Path(tempfile.mkdtemp(prefix="pybuild-analyze-"))
-    try:
-        image, label = open_image(args.image, workdir=workdir)
-        report = analyze_image(image, reference=label, base_layers=args.base_layers,
-                               readers=1 if reads_one_at_a_time(args.image) else 2)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    image, label = open_image(args.image, remote=True)
+    report = analyze_image(image, reference=label, base_layers=args.base_layers,
+                           readers=1 if reads_one_at_a_time(args.image) else 2)
     if args.html:
         _write_html(args, report, str(image.id))
     if args.json:

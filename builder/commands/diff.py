@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import tempfile
-from pathlib import Path
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -22,12 +19,8 @@ def run(args: argparse.Namespace) -> int:
     from builder.analyze.source import open_image
     from builder.analyze.diff import diff_images, diff_json, render_diff
 
-    workdir = Path(tempfile.mkdtemp(prefix="pybuild-diff-"))
-    try:
-        a, label_a = open_image(args.a, workdir=workdir / "a")
-        b, label_b = open_image(args.b, workdir=workdir / "b")
-        d = diff_images(a, b, label_a=label_a, label_b=label_b)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    a, label_a = open_image(args.a, remote=True)
+    b, label_b = open_image(args.b, remote=True)
+    d = diff_images(a, b, label_a=label_a, label_b=label_b)
     print(json.dumps(diff_json(d), indent=2) if args.json else render_diff(d))
     return 0

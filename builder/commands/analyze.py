@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -32,6 +33,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                      "archive, or a registry reference.")
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    p.add_argument("--no-tui", action="store_true", help="print the report even on a terminal (where IMAGE "
+                   "otherwise opens the interactive layer explorer)")
     p.add_argument("--no-files", action="store_true", help="with --json: counts instead of per-layer file lists")
     p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report")
     p.add_argument("--top", type=_count, default=10, metavar="N", help="largest files shown (default 10)")
@@ -57,6 +60,11 @@ def run(args: argparse.Namespace) -> int:
 
     limits = _limits(args)
     image, label = open_image(args.image, remote=True)
+    if _interactive(args, limits):
+        from builder.analyze.source import layer_sources
+        from builder.analyze.tui import run_explorer
+
+        return run_explorer(layer_sources(image), label, readers=1 if reads_one_at_a_time(args.image) else 2)
     report = analyze_image(image, reference=label, base_layers=args.base_layers,
                            readers=1 if reads_one_at_a_time(args.image) else 2)
     if args.html:
@@ -80,6 +88,12 @@ def run(args: argparse.Namespace) -> int:
     results = evaluate(report, limits)
     print(render(results), file=sys.stderr if args.json else sys.stdout)
     return 1 if any(r.status == "FAIL" for r in results) else 0
+
+
+def _interactive(args: argparse.Namespace, limits: "Thresholds | None") -> bool:
+    """The explorer opens on a terminal, unless a report is asked for."""
+    asked = args.no_tui or args.json or args.html or args.files or limits is not None
+    return not asked and sys.stdin.isatty() and sys.stdout.isatty() and os.environ.get("TERM", "") != "dumb"
 
 
 def _limits(args: argparse.Namespace) -> "Thresholds | None":

@@ -417,3 +417,20 @@ def explore(sources: Iterable[LayerSource], *, label: str = "", readers: int = 2
         if on_layer is not None:
             on_layer(model, info)
     return model
+
+
+def to_json(model: Explorer) -> dict:
+    """The model for a page: layers, and nodes as [parent, name, versions, dir sizes], parents first.
+    A version is [layer, mark, state] with state [kind, size, meta, link, digest (16 hex)] or null."""
+    ids: dict[int, int] = {}
+    nodes = []
+    for _path, node in model.paths():
+        ids[id(node)] = len(nodes)
+        parent = -1 if node.parent is model.root or node.parent is None else ids[id(node.parent)]
+        hist = [[layer, mark, None if st is None else [st[0], st[1], st[2], st[3], st[4][7:23]]]
+                for layer, mark, st in node.hist]
+        nodes.append([parent, node.name, hist, [list(s) for s in node.sizes]])
+    layers = [{"index": i.index, "created_by": i.created_by, "digest": i.digest or i.diff_id,
+               "content_size": i.content_size, "tar_size": i.tar_size, "added": i.added, "modified": i.modified,
+               "removed": i.removed, "wasted": model.wasted_bytes[i.index]} for i in model.layers]
+    return {"layers": layers, "root_sizes": [list(s) for s in model.root.sizes], "nodes": nodes}

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from builder.analyze.ci import Thresholds
+    from builder.analyze.explore import Explorer
     from builder.analyze.layers import ImageReport
 
 
@@ -68,7 +69,11 @@ def run(args: argparse.Namespace) -> int:
     report = analyze_image(image, reference=label, base_layers=args.base_layers,
                            readers=1 if reads_one_at_a_time(args.image) else 2)
     if args.html:
-        _write_html(args, report, str(image.id))
+        from builder.analyze.explore import explore
+        from builder.analyze.source import layer_sources
+
+        model = explore(layer_sources(image), label=label, readers=1 if reads_one_at_a_time(args.image) else 2)
+        _write_html(args, report, str(image.id), model)
     if args.json:
         from builder.analyze.report import dumps
 
@@ -108,7 +113,7 @@ def _limits(args: argparse.Namespace) -> "Thresholds | None":
     return (load_config(config) if config else DEFAULTS).merged(flags)
 
 
-def _write_html(args: argparse.Namespace, report: "ImageReport", image_id: str) -> None:
+def _write_html(args: argparse.Namespace, report: "ImageReport", image_id: str, model: "Explorer") -> None:
     from builder.analyze.advice import rebuild_costs, suggestions
     from builder.analyze.explain import find_build, load_builds
     from builder.analyze.html import render_html
@@ -127,5 +132,5 @@ def _write_html(args: argparse.Namespace, report: "ImageReport", image_id: str) 
     cache = BuildCache(root)
     costs = rebuild_costs(build, cache) if build else []
     advice = suggestions(build, cache) if build else []
-    page = render_html(report, build=build, costs=costs, suggestions=advice)
+    page = render_html(report, build=build, costs=costs, suggestions=advice, explorer=model)
     write_atomic(args.html, page.encode())

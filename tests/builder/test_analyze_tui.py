@@ -12,22 +12,14 @@ from typing import Iterator
 
 import pytest
 
-from tests.builder.analyze_fixtures import Member
+from tests.builder.analyze_fixtures import APP_LAYERS
 from tests.builder.test_analyze_dive import docker_archive
 from tests.conftest import ROOT, pybuild
 from tests.tmux import SGR, Tmux, have_tmux
 
 pytestmark = pytest.mark.skipif(not have_tmux(), reason="not installed: tmux (scripts/install-test-deps)")
 
-LAYERS: list[list[Member]] = [
-    ["etc/", ("etc/passwd", 1200), ("etc/hosts", 80), "usr/", "usr/bin/", ("usr/bin/sh", 120000), "usr/lib/",
-     ("usr/lib/libc.so", 2000000)],
-    [("usr/lib/libssl.so", 600000), ("usr/lib/libcrypto.so", 3000000), "var/", "var/cache/",
-     ("var/cache/apt.bin", 5000000)],
-    ["app/", ("app/main.py", 4000), ("app/util.py", 2500), ("etc/hosts", 90)],
-    [("var/cache/.wh.apt.bin", 0), ("app/main.py", 4100), ("app/static/logo.png", 30000), ("usr/bin/sh", 120000, 0o755)],
-    [("app/.wh.util.py", 0), ("app/config.json", 300)],
-]
+LAYERS = APP_LAYERS
 
 
 @pytest.fixture(scope="module")

@@ -21,8 +21,10 @@ class Tmux:
         self.sock, self.width, self.height = str(sock), width, height
 
     def tmux(self, *args: str) -> str:
+        # the server passes its environment on: sizes from the caller's (COLUMNS, LINES) would override the window's
+        env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "TMUX")}
         return subprocess.run(["tmux", "-S", self.sock, "-f", "/dev/null", *args], check=True, capture_output=True,
-                              text=True, timeout=30).stdout
+                              text=True, timeout=30, env=env).stdout
 
     def start(self, argv: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT) -> None:
         """Run `argv` (a pybuild command when it starts with "pybuild") in a new session."""

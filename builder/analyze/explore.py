@@ -423,7 +423,7 @@ def to_json(model: Explorer) -> dict:
     """The model for a page: layers, and nodes as [parent, name, versions, dir sizes], parents first.
     A version is [layer, mark, state] with state [kind, size, meta, link, digest (16 hex)] or null."""
     ids: dict[int, int] = {}
-    nodes = []
+    nodes: list[list] = []
     for _path, node in model.paths():
         ids[id(node)] = len(nodes)
         parent = -1 if node.parent is model.root or node.parent is None else ids[id(node.parent)]

@@ -235,9 +235,10 @@ class ExplorerApp(App[int]):
     ]
 
     def __init__(self, model: Explorer, label: str, load: Callable[[], None] | None = None,
-                 total_layers: int | None = None) -> None:
+                 total_layers: int | None = None, start: int = 0, only_changes: bool = False) -> None:
         super().__init__()
         self.model, self.label, self._load, self.total = model, label, load, total_layers
+        self.start, self.only_changes = start, only_changes
         self.error: BaseException | None = None
         self.files = FileTree(model, id="tree")
         self.started = time.monotonic()
@@ -257,7 +258,7 @@ class ExplorerApp(App[int]):
                      id="keys", markup=False)
 
     def on_mount(self) -> None:
-        self.query_one("#tree-title", Static).update(f"{self.label}: reading layer 0 ...")
+        self.query_one("#tree-title", Static).update(f"{self.label}: reading the layers ...")
         for info in list(self.model.layers):
             self._layer_loaded(info.index)
         if self._load is not None:
@@ -293,10 +294,13 @@ class ExplorerApp(App[int]):
         info = self.model.layers[index]
         layers = self.query_one("#layers", OptionList)
         prompt = Text.assemble((f"{info.index:>2} ", "bold"), f"{human_size(info.content_size):>8}  ",
-                               info.created_by or "-", no_wrap=True, overflow="ellipsis")
+                               " ".join((info.created_by or "-").split()), no_wrap=True, overflow="ellipsis")
+        prompt.truncate(max((layers.size.width or 40) - 2, 20), overflow="ellipsis")  # one line per layer
         layers.add_option(Option(prompt, id=f"layer-{index}"))
-        if index == 0:
-            layers.highlighted = 0
+        if index == min(self.start, (self.total or len(self.model.layers)) - 1):
+            self.files.at, self.files.only_changes = index, self.only_changes
+            self.files.view = CHANGES if self.only_changes else ALL
+            layers.highlighted = index
             self.files.rebuild()
             self.files.focus()
         self._titles()
@@ -384,3 +388,10 @@ def run_explorer(sources: Sequence[LayerSource], label: str, *, readers: int = 2
     if app.error is not None:
         raise app.error
     return code or 0
+
+
+def run_model(model: Explorer, label: str) -> int:
+    """Open the explorer on a model already read (`pybuild diff --tui`: A's filesystem, then B's),
+    on its last layer's changes."""
+    app = ExplorerApp(model, label, start=len(model.layers) - 1, only_changes=True)
+    return app.run() or 0

@@ -5,6 +5,7 @@ random stacks of test_analyze_dive.py, plus its tree, sizes, wasted marks, filte
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 
@@ -97,3 +98,19 @@ def test_tree_sizes_filters_and_search() -> None:
     assert m.wasted_bytes == [1510, 0, 0]
     assert [(l.added, l.modified, l.removed, l.content_size) for l in m.layers] == [
         (3, 0, 0, 1510), (1, 1, 1, 2300), (1, 0, 1, 7)]
+
+
+def test_the_difference_of_two_images_as_a_model(tmp_path: Path) -> None:
+    from builder.analyze.diff import diff_explorer, diff_images
+    from builder.analyze.source import open_image
+    from tests.builder.analyze_fixtures import APP_LAYERS
+    from tests.builder.test_analyze_dive import docker_archive
+
+    for n, (la, lb) in enumerate([(APP_LAYERS[:3], APP_LAYERS), (APP_LAYERS, APP_LAYERS[:2]),
+                                  (random_layers(7), random_layers(8)), (random_layers(11), random_layers(12))]):
+        docker_archive(la, tmp_path / f"a{n}.tar")
+        docker_archive(lb, tmp_path / f"b{n}.tar")
+        a, b = open_image(str(tmp_path / f"a{n}.tar"))[0], open_image(str(tmp_path / f"b{n}.tar"))[0]
+        model = diff_explorer(a, b)
+        expected = {(f.path, f.change) for f in diff_images(a, b).files}
+        assert model_sets(model)[1] == expected, n

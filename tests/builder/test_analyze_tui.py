@@ -186,3 +186,20 @@ def test_explorer_on_a_bad_image_says_why(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "builder", "analyze", str(tmp_path / "nothere.tar")],
                           capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert proc.returncode != 0 and proc.returncode != 70 and "Traceback" not in proc.stderr
+
+
+def test_diff_opens_the_explorer_on_two_images(term: Tmux, image: Path, tmp_path: Path) -> None:
+    docker_archive(APP_LAYERS[:3], tmp_path / "old.tar")
+    term.start(["pybuild", "diff", "--tui", str(tmp_path / "old.tar"), str(image)])
+    screen = term.wait_for(r"Layer 1: changes of this layer")
+    assert re.search(r"^ 0 +10\.7 MB  A: ", screen, re.M) and re.search(r"^ 1 +5\.8 MB  B: ", screen, re.M)
+    term.keys("o")
+    screen = term.wait_for(r"apt\.bin")
+    for mark, size, name in (("A", "300 B", "config.json"), ("M", "4.1 kB", "main.py"), ("A", "30.0 kB", "logo.png"),
+                             ("D", "2.5 kB", "util.py"), ("M", "120.0 kB", "sh"), ("D", "5.0 MB", "apt.bin")):
+        assert re.search(rf"^{mark} +{re.escape(size)} +{re.escape(name)}$", row(screen, rf" {re.escape(name)}$"))
+    assert "libc.so" not in screen and "hosts" not in screen  # the same in both
+    term.keys("q")
+    assert term.wait_exit() == 0
+    off = pybuild("diff", "--tui", str(tmp_path / "old.tar"), str(image), check=False)  # not a terminal
+    assert off.returncode == 1 and "diff --tui needs a terminal" in off.stderr and "Traceback" not in off.stderr

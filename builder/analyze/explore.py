@@ -434,3 +434,30 @@ def to_json(model: Explorer) -> dict:
                "content_size": i.content_size, "tar_size": i.tar_size, "added": i.added, "modified": i.modified,
                "removed": i.removed, "wasted": model.wasted_bytes[i.index]} for i in model.layers]
     return {"layers": layers, "root_sizes": [list(s) for s in model.root.sizes], "nodes": nodes}
+
+
+class Loading:
+    """Layers read into a model on a background thread, started before any viewer is ready (the
+    viewer's own imports run meanwhile); a viewer polls `model.layers`, `error` and `done`."""
+
+    def __init__(self, sources: Sequence[LayerSource], *, label: str = "", readers: int = 2) -> None:
+        self.model, self.total = Explorer(), len(sources)
+        self.error: BaseException | None = None
+        self.done = False
+        self._sources, self._label, self._readers = list(sources), label, readers
+        self.stop = False
+
+    def start(self) -> "Loading":
+        threading.Thread(target=self._run, daemon=True, name="explorer-load").start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            for source, entries, tar_size in stream_layers(self._sources, label=self._label, readers=self._readers):
+                if self.stop:
+                    return
+                self.model.add_layer(entries, source, tar_size)
+        except BaseException as exc:  # noqa: BLE001 - the viewer reports it once the terminal is restored
+            self.error = exc
+        finally:
+            self.done = True

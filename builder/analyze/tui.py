@@ -9,9 +9,7 @@ as layer 0 is read. The only module that imports Textual (no other command pays 
 
 from __future__ import annotations
 
-import threading
-import time
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from rich.segment import Segment
 from rich.style import Style
@@ -25,11 +23,11 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
+from textual.widget import Widget
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
-from builder.analyze.explore import ALL, CHANGES, CUMULATIVE, Explorer, PathNode, explore
-from builder.analyze.layers import LayerSource
+from builder.analyze.explore import ALL, CHANGES, CUMULATIVE, Explorer, Loading, PathNode
 from builder.analyze.report import human_size
 from builder.errors import BuildError
 
@@ -54,10 +52,6 @@ A added   M modified (content, kind, link, mode or owner)   D removed
 W wasted: a later layer re-writes or removes this file, its bytes stay
 Sizes are files' bytes; a directory's is the sum below it at this layer.
 """
-
-
-class _Closed(Exception):
-    """The app quit while layers were still being read."""
 
 
 class FileTree(ScrollView, can_focus=True):
@@ -167,6 +161,19 @@ class FileTree(ScrollView, can_focus=True):
 
     # -- drawing -------------------------------------------------------------------------------
 
+    def _styles(self, cursor: bool) -> dict[str, Style]:
+        """The styles of a row (plain or under the cursor), made once per look of the widget."""
+        key = (cursor, self.has_focus, id(self.rich_style))
+        cache = self.__dict__.setdefault("_style_cache", {})
+        if key not in cache:
+            base = self.rich_style
+            if cursor:
+                base = base + (Style(reverse=True) if self.has_focus else Style(underline=True))
+            cache.clear() if len(cache) > 8 else None
+            cache[key] = {"": base, "dir": base + Style(bold=True), "W": base + WASTE_STYLE,
+                          **{m: base + st for m, st in MARK_STYLE.items()}}
+        return cache[key]
+
     def render_line(self, y: int) -> Strip:
         width = self.size.width
         row = self.scroll_offset.y + y
@@ -186,18 +193,39 @@ class FileTree(ScrollView, can_focus=True):
         st = node.state(layer)
         if st is not None and st[3]:
             name += f" -> {st[3]}"
-        base = self.rich_style
-        if row == self.cursor:
-            base = base + Style(reverse=True) if self.has_focus else base + Style(underline=True)
+        styles = self._styles(row == self.cursor)
+        base = styles[""]
+        lead = f" {human_size(size):>8}  {'  ' * depth}{opener}"
+        used = 3 + len(lead) + len(name)
         segments = [
-            Segment(mark or " ", base + MARK_STYLE[mark] if mark else base),
+            Segment(mark or " ", styles[mark]),
             Segment(" ", base),
-            Segment("W" if wasted else " ", base + WASTE_STYLE if wasted else base),
-            Segment(f" {human_size(size):>8}  {'  ' * depth}{opener}", base),
-            Segment(name, base + (MARK_STYLE[mark] if mark else Style(bold=is_dir))),
+            Segment("W" if wasted else " ", styles["W"] if wasted else base),
+            Segment(lead, base),
+            Segment(name, styles[mark] if mark else styles["dir"] if is_dir else base),
         ]
+        x = self.scroll_offset.x
+        if used < width + x:
+            segments.append(Segment(" " * (width + x - used), base))
         strip = Strip(segments)
-        return strip.extend_cell_length(width, base).crop(self.scroll_offset.x, self.scroll_offset.x + width)
+        return strip.crop(x, x + width) if x or used > width else strip
+
+
+class Line(Widget):
+    """Text of a fixed height that repaints when it changes, without a new layout (Static.update
+    lays the whole screen out again: tens of milliseconds on every keypress)."""
+
+    def __init__(self, text: str = "", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._text = text
+
+    def set(self, text: str) -> None:
+        if text != self._text:
+            self._text = text
+            self.refresh()
+
+    def render(self) -> Text:
+        return Text(self._text, no_wrap=True, overflow="ellipsis")
 
 
 class Help(ModalScreen[None]):
@@ -218,7 +246,7 @@ class ExplorerApp(App[int]):
     #main { height: 1fr; }
     #left { width: 40%; min-width: 28; }
     #layers { height: 1fr; border: none; padding: 0; }
-    #layer-info { height: auto; max-height: 8; color: $text-muted; }
+    #layer-info { height: 4; color: $text-muted; }
     .title { background: $primary-background; text-style: bold; height: 1; }
     #right { width: 1fr; }
     #search { height: 1; border: none; padding: 0 1; }
@@ -234,61 +262,50 @@ class ExplorerApp(App[int]):
         Binding("escape", "clear_search", show=False),
     ]
 
-    def __init__(self, model: Explorer, label: str, load: Callable[[], None] | None = None,
-                 total_layers: int | None = None, start: int = 0, only_changes: bool = False) -> None:
+    def __init__(self, model: Explorer, label: str, loading: Loading | None = None, start: int = 0,
+                 only_changes: bool = False) -> None:
         super().__init__()
-        self.model, self.label, self._load, self.total = model, label, load, total_layers
+        self.model, self.label, self.loading = model, label, loading
+        self.total = loading.total if loading else len(model.layers)
         self.start, self.only_changes = start, only_changes
         self.error: BaseException | None = None
         self.files = FileTree(model, id="tree")
-        self.started = time.monotonic()
+        self.shown_layers = 0
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="main"):
             with Vertical(id="left"):
-                yield Static("Layers", classes="title", id="layers-title")
+                yield Line("Layers", classes="title", id="layers-title")
                 yield OptionList(id="layers")
-                yield Static("", id="layer-info", markup=False)
+                yield Line("", id="layer-info")
             with Vertical(id="right"):
-                yield Static("", classes="title", id="tree-title", markup=False)
+                yield Line("", classes="title", id="tree-title")
                 yield self.files
                 yield Input(placeholder="/ search paths (Enter: back to the tree, Esc: clear)", id="search")
-        yield Static("", id="details", markup=False)
+        yield Line("", id="details")
         yield Static("q quit  ? help  Tab switch  [ ] layer  Space open  f filter  / search  o/O open/close all",
                      id="keys", markup=False)
 
     def on_mount(self) -> None:
-        self.query_one("#tree-title", Static).update(f"{self.label}: reading the layers ...")
-        for info in list(self.model.layers):
-            self._layer_loaded(info.index)
-        if self._load is not None:
-            threading.Thread(target=self._run_load, daemon=True, name="explorer-load").start()
+        self.query_one("#tree-title", Line).set(f"{self.label}: reading the layers ...")
+        self._poll()
+        if self.loading is not None and not self.loading.done:
+            self._timer = self.set_interval(0.03, self._poll)
 
-    def _run_load(self) -> None:
-        assert self._load is not None
-        try:
-            self._load()
-        except _Closed:
-            return
-        except BuildError as exc:
-            self.error = exc
-            self.call_from_thread(self.exit, 1)
-        except BaseException as exc:  # noqa: BLE001 - reported by the caller once the screen is restored
-            self.error = exc
-            self.call_from_thread(self.exit, 70)
+    def _poll(self) -> None:
+        """Show the layers read since the last look; stop at the end, or on a reading error."""
+        while self.shown_layers < len(self.model.layers):
+            self._layer_loaded(self.shown_layers)
+            self.shown_layers += 1
+        loading = self.loading
+        if loading is not None and loading.done:
+            if getattr(self, "_timer", None) is not None:
+                self._timer.stop()
+            if loading.error is not None:
+                self.error = loading.error
+                self.exit(1 if isinstance(loading.error, BuildError) else 70)
 
     # -- layers --------------------------------------------------------------------------------
-
-    def layer_loaded(self, index: int) -> None:
-        """Called from the loading thread after each layer; stops the loading once the app quit."""
-        if not self.is_running:
-            raise _Closed
-        try:
-            self.call_from_thread(self._layer_loaded, index)
-        except RuntimeError:
-            if self.is_running:
-                raise
-            raise _Closed from None
 
     def _layer_loaded(self, index: int) -> None:
         info = self.model.layers[index]
@@ -320,15 +337,15 @@ class ExplorerApp(App[int]):
         t = self.files
         loaded = len(self.model.layers)
         total = f"{loaded}/{self.total}" if self.total and loaded < self.total else str(loaded)
-        self.query_one("#layers-title", Static).update(f"Layers ({total})")
+        self.query_one("#layers-title", Line).set(f"Layers ({total})")
         view = FILTERS[t.view if t.only_changes else ALL]
         search = f"  search: {t.pattern}" if t.pattern else ""
-        self.query_one("#tree-title", Static).update(
+        self.query_one("#tree-title", Line).set(
             f"Layer {t.at}: {view}{search}  ({len(t.rows)} rows)")
         if loaded:
             i = self.model.layers[t.at]
             wasted = self.model.wasted_bytes[t.at]
-            self.query_one("#layer-info", Static).update(
+            self.query_one("#layer-info", Line).set(
                 f"layer {i.index}  {i.digest[:19] or i.diff_id[:19]}\n"
                 f"content {human_size(i.content_size)}  tar {human_size(i.tar_size)}\n"
                 f"A {i.added}  M {i.modified}  D {i.removed}  wasted later {human_size(wasted)}\n"
@@ -338,7 +355,7 @@ class ExplorerApp(App[int]):
 
     def on_file_tree_moved(self, _: FileTree.Moved) -> None:
         node = self.files.current
-        self.query_one("#details", Static).update(self.model.details(node, self.files.at) if node else "")
+        self.query_one("#details", Line).set(self.model.details(node, self.files.at) if node else "")
         self._titles()
 
     def action_filter(self) -> None:
@@ -374,17 +391,13 @@ class ExplorerApp(App[int]):
         self.push_screen(Help())
 
 
-def run_explorer(sources: Sequence[LayerSource], label: str, *, readers: int = 2) -> int:
-    """Open the explorer on a terminal; the layers are read in the background, in order."""
-    model = Explorer()
-    app: ExplorerApp
-
-    def load() -> None:
-        explore(sources, label=label, readers=readers, model=model,
-                on_layer=lambda _m, info: app.layer_loaded(info.index))
-
-    app = ExplorerApp(model, label, load, total_layers=len(sources))
-    code = app.run()
+def run_explorer(loading: Loading, label: str) -> int:
+    """Open the explorer on a terminal over layers being read (`Loading.start()` before this)."""
+    app = ExplorerApp(loading.model, label, loading)
+    try:
+        code = app.run()
+    finally:
+        loading.stop = True
     if app.error is not None:
         raise app.error
     return code or 0

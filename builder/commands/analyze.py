@@ -62,10 +62,14 @@ def run(args: argparse.Namespace) -> int:
     limits = _limits(args)
     image, label = open_image(args.image, remote=True)
     if _interactive(args, limits):
+        from builder.analyze.explore import Loading
         from builder.analyze.source import layer_sources
-        from builder.analyze.tui import run_explorer
 
-        return run_explorer(layer_sources(image), label, readers=1 if reads_one_at_a_time(args.image) else 2)
+        loading = Loading(layer_sources(image), label=label,
+                          readers=1 if reads_one_at_a_time(args.image) else 2).start()
+        from builder.analyze.tui import run_explorer  # Textual loads while layer 0 is read
+
+        return run_explorer(loading, label)
     report = analyze_image(image, reference=label, base_layers=args.base_layers,
                            readers=1 if reads_one_at_a_time(args.image) else 2)
     if args.html:

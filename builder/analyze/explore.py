@@ -192,7 +192,21 @@ class Explorer:
         implied: State = (DIR, 0, "", "", "")
         content = 0
         for e in entries:
-            if e.kind in (OPAQUE, WHITEOUT):
+            if e.kind in (OPAQUE, WHITEOUT):  # its directory must exist, as when a tar is extracted (Docker, dive)
+                node = self.root
+                for name in (e.path if e.kind == OPAQUE else e.path.rpartition("/")[0]).split("/"):
+                    if not name:
+                        break
+                    nxt = node.children.get(name)
+                    if nxt is None:
+                        nxt = node.children[name] = PathNode(name, node)
+                    st = now(nxt)
+                    if st is not None and st[0] != DIR:
+                        break  # a file in the way: nothing below it to hide
+                    if st is None:
+                        touch(nxt)
+                        nxt._cur = implied
+                    node = nxt
                 continue
             node = self.root
             names = e.path.split("/")

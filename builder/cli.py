@@ -11,7 +11,7 @@ import argparse
 import importlib
 import os
 import sys
-from typing import NoReturn, Sequence
+from typing import Any, NoReturn, Sequence
 
 PROG = "pybuild"
 
@@ -19,6 +19,7 @@ PROG = "pybuild"
 COMMANDS: dict[str, tuple[str, str]] = {
     "build": ("build", "Build an image from a Dockerfile (the default: `pybuild -t NAME .`)"),
     "parse": ("parse", "Parse a Dockerfile and print its outline or its AST as JSON"),
+    "check": ("check", "Run BuildKit's build checks on a Dockerfile without building"),
     "images": ("images", "List images in the local store"),
     "inspect": ("inspect", "Show an image's manifest and config as JSON"),
     "history": ("history", "Show the history of an image, or of past builds with --builds"),
@@ -43,6 +44,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "explain": ("explain", "Explain why steps of a build missed the cache"),
     "cache": ("cache", "List and measure build cache entries"),
     "prune": ("prune", "Remove unused blobs, cache entries and stale state"),
+    "serve": ("serve", "Answer the Docker Engine API (docker build, images, run) on a socket"),
 }
 
 
@@ -71,11 +73,67 @@ def _top_help() -> str:
     return "\n".join(lines)
 
 
+class UsageError(Exception):
+    """A command line docker would refuse, with docker's wording and exit code: 125 for a flag
+    (unknown, missing its value, a bad value), 1 for the wrong number of arguments."""
+
+    def __init__(self, message: str, prog: str, code: int) -> None:
+        super().__init__(message)
+        self.message, self.prog, self.code = message, prog, code
+
+    def render(self) -> str:
+        return f"{self.message}\nSee '{self.prog} --help'."
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with docker's (cobra's) errors: `unknown flag: --x`, `flag needs an argument: --tag`,
+    `invalid argument "x" for "--progress" flag: ...`, `"pybuild build" requires 1 argument`; no
+    abbreviated flags (docker has none)."""
+
+    _value = ""
+
+    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        ns, extras = self.parse_known_args(args, namespace)
+        flags = [a for a in extras if a.startswith("-") and a != "-"]
+        if flags:
+            flag = flags[0].split("=", 1)[0]
+            raise UsageError(f"unknown flag: {flag}" if flag.startswith("--") else
+                             f"unknown shorthand flag: {flag[1:2]!r} in {flags[0]}", self.prog, 125)
+        if extras:
+            most = sum(1 for a in self._positionals._group_actions if a.nargs not in ("+", "*", argparse.REMAINDER))
+            raise UsageError(f"{PROG}: \"{self.prog}\" accepts at most {most} argument{'s' if most != 1 else ''}; "
+                             f"got {' '.join(extras)!r} too", self.prog, 1)
+        return ns
+
+    def _get_value(self, action: argparse.Action, arg_string: str) -> Any:
+        self._value = arg_string
+        return super()._get_value(action, arg_string)  # type: ignore[misc]
+
+    def error(self, message: str) -> NoReturn:
+        if message.startswith("the following arguments are required:"):
+            names = message.split(":", 1)[1].strip().split(", ")
+            atleast = any(a.nargs == "+" for a in self._positionals._group_actions)
+            raise UsageError(f"{PROG}: \"{self.prog}\" requires {'at least ' if atleast else ''}{len(names)} "
+                             f"argument{'s' if len(names) != 1 else ''} ({', '.join(names)})", self.prog, 1)
+        head, sep, detail = message.partition(": ")
+        if head.startswith("argument ") and sep:
+            flag = head[len("argument "):].split("/")[-1]
+            if detail.startswith("expected ") and "argument" in detail:
+                raise UsageError(f"flag needs an argument: {flag}", self.prog, 125)
+            if detail.startswith("invalid choice:"):
+                choices = detail.split("(choose from", 1)[-1].rstrip(")").replace("'", "").strip()
+                detail = f"choose from {choices}"
+            elif detail.startswith("invalid ") and " value: " in detail:
+                detail = f"not a valid {detail.split()[1]}"
+            raise UsageError(f'invalid argument "{self._value}" for "{flag}" flag: {detail}', self.prog, 125)
+        raise UsageError(message, self.prog, 125)
+
+
 def make_parser(name: str) -> argparse.ArgumentParser:
     """The argument parser of one subcommand, configured by its module."""
     module_name, summary = COMMANDS[name]
     module = importlib.import_module(f"builder.commands.{module_name}")
-    parser = argparse.ArgumentParser(prog=f"{PROG} {name}", description=summary)
+    parser = _Parser(prog=f"{PROG} {name}", description=summary, allow_abbrev=False)
     module.configure(parser)
     parser.set_defaults(_run=module.run)
     return parser
@@ -117,11 +175,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     name = args_in[0] if args_in[0] in COMMANDS else "build"
     rest = args_in[1:] if args_in[0] in COMMANDS else args_in
     if rest is args_in and len(rest) == 1 and rest[0] != "-" and not os.path.exists(rest[0]):
-        return _fail(f"'{rest[0]}' is not a command or a build context; see '{PROG} --help'", 2)
+        return _fail(f"'{rest[0]}' is not a {PROG} command nor a build context.\nSee '{PROG} --help'.", 1)
     try:
         parser = make_parser(name)
         args = parser.parse_args(rest)
         return int(args._run(args) or 0)
+    except UsageError as exc:
+        sys.stderr.write(exc.render() + "\n")
+        return exc.code
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
     except BrokenPipeError:

@@ -146,14 +146,31 @@ def ensure_image(store: Store, ref: str, platform: Platform | str | None = None,
         return pull(store, parsed, platform=want if platform is not None else None, options=options,
                     progress=progress, step=step).image
     except RegistryError as exc:
+        guess = _did_you_mean(store, parsed)
         if exc.status == 404 or "MANIFEST_UNKNOWN" in exc.codes or "NAME_UNKNOWN" in exc.codes:
             raise RegistryError(f"image {ref!r} is not in the store and {parsed.registry} does not have it: {exc.message}",
                                 status=exc.status, codes=exc.codes,
-                                hint="check the name, or build/import it first (pybuild images lists local ones)") from None
-        if exc.temporary and exc.status is None:
-            raise RegistryError(f"image {ref!r} is not in the store and pulling it failed: {exc.message}",
-                                temporary=True, hint=exc.hint or "pybuild import or pybuild load can add it offline") from None
+                                hint=guess or "check the name, or build/import it first (pybuild images lists local "
+                                              "ones)") from None
+        if exc.status is None:  # no answer: no such host, refused, offline
+            raise RegistryError(f"image {ref!r} is neither in the store nor reachable: {exc.message}",
+                                temporary=exc.temporary,
+                                hint=guess or (f"{exc.hint}; " if exc.hint else "") + "offline, pybuild import or "
+                                "pybuild load can add it (pybuild images lists local ones)") from None
         raise
+
+
+def _did_you_mean(store: Store, ref: Reference) -> str | None:
+    """`did you mean busybox:latest?` when a local image name is close to the one asked for."""
+    import difflib
+
+    wanted = Reference(ref.registry, ref.repository, ref.tag or "latest").familiar()
+    names = sorted(store.tags())
+    found = difflib.get_close_matches(wanted, names, n=1, cutoff=0.6)
+    if not found:
+        repos = {n.rsplit(":", 1)[0]: n for n in names}
+        found = [repos[r] for r in difflib.get_close_matches(wanted.rsplit(":", 1)[0], list(repos), n=1, cutoff=0.6)]
+    return f"did you mean {found[0]}? (a local image)" if found else None
 
 
 def _local_image(store: Store, text: str, ref: Reference) -> BasicImage | None:

@@ -6,18 +6,22 @@
                        "form": "exec" | "shell" | null, "args": [...],
                        "pairs": [[key, value], ...] | null,
                        "heredocs": [{"name", "content", "expand", "chomp", "fd"}],
-                       "trigger": {...} | null}]}
+                       "trigger": {...} | null}],
+     "errors": [{"line": 2, "column": 6, "message": "unknown flag: --user", "hint": ...}]}
 
 `form` is "exec" for a JSON array (RUN/CMD/ENTRYPOINT/SHELL/HEALTHCHECK, and COPY/ADD/VOLUME
 written as JSON), "shell" for a shell-form command, null otherwise. `args` are Docker's raw
-argument words (for ENV/LABEL the flattened pairs); nothing is expanded.
+argument words (for ENV/LABEL the flattened pairs); nothing is expanded. `errors` lists what the
+instruction-level checks refuse (see grammar.lenient); such an instruction appears with its keyword
+as written and `args` holding the rest of its line.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 from grammar import ast
+from grammar.errors import DockerfileError
 
 
 def instruction_json(inst: ast.Instruction) -> dict[str, Any]:
@@ -48,8 +52,13 @@ def instruction_json(inst: ast.Instruction) -> dict[str, Any]:
     }
 
 
-def dockerfile_json(df: ast.Dockerfile) -> dict[str, Any]:
-    """The whole Dockerfile as a JSON-ready dict (directives always include `escape`)."""
+def dockerfile_json(df: ast.Dockerfile, errors: Sequence[DockerfileError] | None = None) -> dict[str, Any]:
+    """The whole Dockerfile as a JSON-ready dict (directives always include `escape`; `errors`
+    when given, as `parse --json` always gives them)."""
     directives = {"escape": df.escape}
     directives.update(dict(df.directives))
-    return {"directives": directives, "instructions": [instruction_json(i) for i in df.instructions]}
+    out: dict[str, Any] = {"directives": directives, "instructions": [instruction_json(i) for i in df.instructions]}
+    if errors is not None:
+        out["errors"] = [{"line": e.line, "column": e.column, "message": e.message,
+                          **({"hint": e.hint} if e.hint else {})} for e in errors]
+    return out

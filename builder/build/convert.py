@@ -221,6 +221,22 @@ class Converter:
         above = [st.index for st in self.df.stages[:index] if st.name and st.name.lower() == name.lower()]
         return above[-1] if above else self.names.get(name.lower())
 
+    def check_typo(self, flag: str, ref: str, origin: Origin) -> None:
+        """`--from=buidler` beside a stage `builder`: when no image has that name either, say which
+        stage was meant before any step runs (instead of a registry error when the step runs)."""
+        from grammar.flags import suggest
+
+        names = [st.name for st in self.df.stages if st.name]
+        guess = suggest(ref, names) if names and not any(c in ref for c in "/:@") else None
+        if guess is None:
+            return
+        try:
+            self.resolve_image(ref, "")
+        except BuildError as exc:
+            raise StepError(f"{flag}={ref}: no stage of this Dockerfile has that name, nor any image "
+                            f"({exc.message})", filename=origin.filename, line=origin.line, column=origin.column,
+                            source_line=origin.text, hint=f"did you mean the stage {guess!r}?") from None
+
     # --- dependencies, before anything is resolved ---------------------------------------------
 
     def deps_of(self, st: ast.Stage, meta: Mapping[str, str]) -> set[int]:
@@ -281,7 +297,8 @@ class Converter:
                 self.stages[st.index] = self.convert_stage(st, globals_, meta)
         graph = BuildGraph(self.stages, target)
         unused = sorted(k for k in self.opts.build_args
-                        if k not in self.used_args and k not in PROXY_ARGS and k not in self.predefined)
+                        if k not in self.used_args and k not in PROXY_ARGS and k not in self.predefined
+                        and not k.startswith("BUILDKIT_"))  # frontend options (BUILDKIT_DOCKERFILE_CHECK, ...)
         if unused:
             graph.warnings.append(f"one or more build args were not consumed: {', '.join(unused)}")
         return graph
@@ -576,6 +593,8 @@ class Converter:
             ref = opts.pop("from")
             source_stage = self.stage_index(ref, origin, before=stage.index)
             source_image = "" if source_stage is not None else ref
+            if source_stage is None:
+                self.check_typo("--mount from", ref, origin)
         rw = opts.pop("rw", opts.pop("readwrite", None))
         ro = opts.pop("ro", opts.pop("readonly", None))
         readonly = mtype == "bind" and rw in (None, "false") or ro in ("", "true")
@@ -611,6 +630,8 @@ class Converter:
             ref = self.expand(inst.flag("from") or "", env, origin)
             from_stage = self.stage_index(ref, origin, before=stage.index)
             from_image = "" if from_stage is not None else ref
+            if from_stage is None:
+                self.check_typo("--from", ref, origin)
         chown = self.expand(inst.flag("chown") or "", env, origin)
         chmod = self.expand(inst.flag("chmod") or "", env, origin)
         if kind == "COPY" and inst.flag("checksum"):

@@ -51,8 +51,8 @@ def write_outputs(store: Store, image: BasicImage, outputs: Sequence[Output], ta
     digest = exported = str(image.digest)
     for out in outputs:
         force = out.get("force-compression", "false").lower() in ("true", "1")  # buildx: convert every layer
-        if out.type == "image":
-            store.put_image(image, tags)
+        if out.type == "image":  # buildx: name=a,b names it too
+            store.put_image(image, list(tags) + [n for n in out.get("name").split(",") if n and n not in tags])
         elif out.type == "oci":
             from builder.oci.layout import write_oci_archive
 

@@ -15,8 +15,8 @@ from typing import Any, BinaryIO, Mapping
 from builder.errors import BuildError, StepError
 
 __all__ = ["BuildOptions", "BuildResult", "Output", "ENTITLEMENTS", "OUTPUT_TYPES", "parse_build_args",
-           "parse_secrets", "parse_allow", "parse_outputs", "parse_labels", "check_entitlements",
-           "output_compression"]
+           "parse_secrets", "parse_allow", "parse_outputs", "parse_labels", "parse_platforms", "validate",
+           "check_entitlements", "output_compression"]
 
 ENTITLEMENTS = ("security.insecure", "network.host")
 OUTPUT_TYPES = ("image", "oci", "docker", "local", "tar", "registry")
@@ -110,15 +110,17 @@ class BuildOptions(_Frozen):
 
 class BuildResult(_Frozen):
     """What a finished build made: the image id (config digest), the manifest digest of the image as
-    written (the pushed manifest's with a registry output), and the build record's id."""
+    written (the pushed manifest's with a registry output), the build record's id, and the build
+    checks' warnings (buildx prints them after the build)."""
 
-    __slots__ = ("image_id", "manifest_digest", "build_id")
+    __slots__ = ("image_id", "manifest_digest", "build_id", "checks")
     image_id: str
     manifest_digest: str
     build_id: str
+    checks: tuple[str, ...]  # the build checks' warnings, one line each (`Rule: message (line N)`)
 
-    def __init__(self, image_id: str, manifest_digest: str, build_id: str) -> None:
-        self._set(image_id=image_id, manifest_digest=manifest_digest, build_id=build_id)
+    def __init__(self, image_id: str, manifest_digest: str, build_id: str, checks: tuple[str, ...] = ()) -> None:
+        self._set(image_id=image_id, manifest_digest=manifest_digest, build_id=build_id, checks=tuple(checks))
 
 
 def parse_build_args(values: list[str], environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -226,6 +228,54 @@ def output_compression(outputs: list[Output] | tuple[Output, ...]) -> tuple[str 
     except ValueError:
         raise BuildError("--output: compression-level must be a number") from None
     return compression, level
+
+
+def parse_platforms(text: str | None) -> tuple[str, ...]:
+    """`--platform` as buildx reads it: one `os[/arch[/variant]]` or a comma list of them, each
+    checked with `oci.platform.parse` (the syntax only; () when not given)."""
+    if not text:
+        return ()
+    from builder.oci.platform import PlatformError, format_platform, parse
+
+    out: list[str] = []
+    for part in text.split(","):
+        try:
+            if not part.strip():
+                raise PlatformError("an empty platform", hint="use OS/ARCH[/VARIANT][,OS/ARCH...], e.g. linux/arm64")
+            out.append(format_platform(parse(part.strip())))
+        except PlatformError as exc:
+            raise BuildError(f"invalid --platform {text!r}: {exc.message}", hint=exc.hint) from None
+    return tuple(out)
+
+
+def validate(options: BuildOptions) -> None:
+    """Check what a flag parser could not before the first step runs, as docker build does: image
+    names (`-t`, `--output name=`), platforms, output types and their required attributes."""
+    from builder.oci.reference import parse_reference
+
+    for tag in options.tags:
+        _check_name(tag, "tag", parse_reference)
+    for out in options.outputs:
+        if out.type not in OUTPUT_TYPES:
+            raise BuildError(f"invalid --output type {out.type!r}: expected {', '.join(OUTPUT_TYPES)}")
+        for name in filter(None, out.get("name").split(",")):
+            _check_name(name, "--output name", parse_reference)
+    if any(o.type == "registry" for o in options.outputs) and not options.tags and not any(
+            o.get("name") for o in options.outputs if o.type == "registry"):
+        raise BuildError("--push needs a name: -t REGISTRY/NAME:TAG or --output type=registry,name=...")
+    parse_platforms(options.platform)
+
+
+def _check_name(name: str, what: str, parse_reference: Any) -> None:
+    from builder.errors import InvalidReferenceError
+
+    if "@" in name:
+        raise InvalidReferenceError(f'invalid {what} "{name}": an image name cannot contain a digest',
+                                    hint="use NAME[:TAG], e.g. myapp:1.0")
+    try:
+        parse_reference(name)
+    except InvalidReferenceError as exc:
+        raise InvalidReferenceError(f'invalid {what} "{name}": {exc.message}', hint=exc.hint) from None
 
 
 def check_entitlements(graph: Any, allow: frozenset[str]) -> None:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from builder.build.options import BuildOptions, BuildResult, Output
+from builder.build.options import BuildOptions, BuildResult, Output, validate
 
 if TYPE_CHECKING:
     from builder.build.context import BuildContext
@@ -37,10 +37,13 @@ def run_build(options: BuildOptions, progress: Progress) -> BuildResult:
             from builder.build.sources.ssh import SshAgents
 
             ssh = SshAgents.parse(list(options.ssh))
+        memo_ok = not (options.no_cache or options.no_cache_filter or options.pull or options.cache_from
+                       or options.cache_to) and options.outputs == (Output("image"),)
+        if not memo_ok:
+            validate(options)
         ctx = open_context(options.context, dockerfile=options.dockerfile, stdin=options.stdin, scratch_dir=scratch)
         memo_key = None
-        if not (options.no_cache or options.no_cache_filter or options.pull or options.cache_from
-                or options.cache_to) and options.outputs == (Output("image"),):
+        if memo_ok:
             from builder.cache import memo
 
             memo_key = memo.memo_key(ctx.dockerfile, ctx.dockerfile_name, ctx.ignore_file, {
@@ -49,8 +52,9 @@ def run_build(options: BuildOptions, progress: Progress) -> BuildResult:
                 "epoch": os.environ.get("SOURCE_DATE_EPOCH"),
                 **({"allow": sorted(options.allow)} if options.allow else {})})
             hit = memo.lookup(root, memo_key, ctx, list(options.tags)) if ctx.root is not None else None
-            if hit is not None:
+            if hit is not None:  # the options are those of an earlier build that was checked
                 return _replay(options, root, ctx, hit, progress, started)
+            validate(options)  # not before the memo: it imports the image-name parser
         from builder.cache.dockerfile import load_dockerfile
         from builder.store import Store
 
@@ -99,7 +103,7 @@ def _replay(options: BuildOptions, root: Path, ctx: BuildContext, hit: dict[str,
         record.steps.append(rec)
     record.status, record.image_id, record.manifest_digest = "ok", hit["image_id"], hit["manifest_digest"]
     _finish(root, record)
-    return BuildResult(hit["image_id"], hit["manifest_digest"], record.id)
+    return BuildResult(hit["image_id"], hit["manifest_digest"], record.id, tuple(hit.get("checks", ())))
 
 
 def _build(options: BuildOptions, store: Store, ctx: BuildContext, df: Any, progress: Progress, started: float,
@@ -125,6 +129,7 @@ def _build(options: BuildOptions, store: Store, ctx: BuildContext, df: Any, prog
     graph = convert(df, Options(dict(options.build_args), options.target, options.platform or "",
                                 dict(options.labels)), resolve_image)
     check_entitlements(graph, options.allow)
+    checks = _run_checks(options, ctx, df, graph, images, progress)
     for w in graph.warnings:
         progress.info(f"WARNING: {w}")
     record = _new_record(options, ctx, started, graph.stages[graph.target].platform)
@@ -157,12 +162,40 @@ def _build(options: BuildOptions, store: Store, ctx: BuildContext, df: Any, prog
     record.status, record.image_id, record.manifest_digest = "ok", str(built.id), str(manifest_digest)
     _finish(store.root, record)
     if memo_key is not None and ctx.root is not None and not solver.volatile:
-        _save_memo(store, memo_key, options, images, solver, record, graph.warnings)
-    return BuildResult(str(built.id), str(manifest_digest), record.id)
+        _save_memo(store, memo_key, options, images, solver, record, graph.warnings, checks)
+    return BuildResult(str(built.id), str(manifest_digest), record.id, checks)
+
+
+def _run_checks(options: BuildOptions, ctx: BuildContext, df: Any, graph: Any, images: dict[tuple[str, str], Any],
+                progress: Progress) -> tuple[str, ...]:
+    """The build checks over the stages this build reaches (as buildx runs them with a build);
+    with `# check=error=true` a violation fails the build before its first step."""
+    from builder.build.checks import lint
+    from builder.build.checks.run import base_info
+    from builder.errors import StepError
+
+    def base_image(ref: str, platform: str) -> Any:
+        for (r, p), image in images.items():
+            if r == ref and (p == platform or not platform):
+                return base_info(image)
+        return None
+
+    text = ctx.dockerfile.decode("utf-8", "replace")
+    result = lint(df, text, build_args=options.build_args, reachable=set(graph.stages),
+                  target_platform=graph.stages[graph.target].platform, base_image=base_image, ignore=ctx.ignore)
+    if result.error:
+        for v in result.violations:
+            progress.info(f"WARNING: {v.short()}")
+        first = result.violations[0]
+        lines = text.splitlines()
+        raise StepError(result.error, filename=first.filename, line=first.line, column=first.column,
+                        source_line=lines[first.line - 1] if first.line <= len(lines) else None,
+                        hint="fix the warnings above, or skip their rules: # check=skip=RULE")
+    return tuple(v.short() for v in result.violations)
 
 
 def _save_memo(store: Store, key: str, options: BuildOptions, images: dict[tuple[str, str], Any], solver: Any,
-               record: BuildRecord, warnings: list[str]) -> None:
+               record: BuildRecord, warnings: list[str], checks: tuple[str, ...] = ()) -> None:
     """Remember this build's inputs so that an identical rebuild skips parsing and solving."""
     from builder.cache import memo
     from builder.errors import BuildError
@@ -180,7 +213,7 @@ def _save_memo(store: Store, key: str, options: BuildOptions, images: dict[tuple
     memo.save(store.root, key, {
         "bases": bases, "inputs": solver.inputs, "image_id": record.image_id,
         "manifest_digest": record.manifest_digest, "tags": [normalize_tag(t) for t in options.tags],
-        "cli_tags": list(options.tags), "warnings": warnings,
+        "cli_tags": list(options.tags), "warnings": warnings, "checks": list(checks),
         "platform": record.platform, "names": {str(k): v for k, v in solver.names.items()},
         "steps": [s.as_json() for s in record.steps]})
 

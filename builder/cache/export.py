@@ -81,7 +81,10 @@ def parse_cache_spec(text: str, *, export: bool) -> CacheSpec:
         ref = fields.pop("ref", "")
         if not ref:
             raise BuildError(f"invalid {flag} {text!r}: type=registry needs ref=REPO:TAG")
-        parse_reference(ref)  # a clear error now rather than after the build
+        try:
+            parse_reference(ref)  # a clear error now rather than after the build
+        except BuildError as exc:
+            raise BuildError(f"invalid {flag} {text!r}: {exc.message}", hint=exc.hint) from None
         spec = CacheSpec("registry", ref=ref, mode=mode, compression=compression, level=level)
     elif kind == "local":
         key = "dest" if export else "src"

@@ -47,6 +47,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--network", choices=["default", "none", "host"], default="default", help="network mode for RUN steps")
     p.add_argument("--jobs", type=int, metavar="N", help="stages built at once (default: number of cores)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
+    p.add_argument("--check", action="store_true",
+                   help="run the build checks and build nothing (as docker build --check; pybuild check --format json for tools)")
 
 
 def options_from(args: argparse.Namespace) -> BuildOptions:
@@ -74,6 +76,10 @@ def run(args: argparse.Namespace) -> int:
     if args.quiet:
         args.progress = "quiet"
     options = options_from(args)
+    if args.check:
+        from builder.commands.check import report
+
+        return report(options)
     progress = make_progress(args.progress)
     try:
         result = build(options, progress)
@@ -96,3 +102,9 @@ def _report(args: argparse.Namespace, result: BuildResult, progress: Progress) -
         for tag in args.tag:
             progress.info(f"naming to {tag} done")
         progress.info(f"writing image {result.image_id} done")
+    if result.checks and args.progress != "quiet":
+        import sys
+
+        n = len(result.checks)
+        sys.stderr.write(f"\n {n} warning{'s' if n != 1 else ''} found (use pybuild check for details):\n"
+                         + "".join(f" - {line}\n" for line in result.checks))

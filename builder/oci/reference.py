@@ -100,8 +100,10 @@ def parse_reference(text: str) -> Reference:
     registry, remainder = _split_registry(text)
     remote = remainder.split("@", 1)[0].split(":", 1)[0]
     if remote.lower() != remote:
+        lowered = _lower_path(text, remote)
+        valid = _REFERENCE_RE.fullmatch(f"{registry}/{lowered.split('/', 1)[1] if registry != DEFAULT_REGISTRY else lowered}")
         raise InvalidReferenceError(f"invalid reference format: repository name ({remote}) must be lowercase",
-                                    hint=f"use '{_lower_path(text, remote)}'")
+                                    hint=f"use '{lowered}'" if valid else _why_invalid(remainder.lower(), text))
     full = f"{registry}/{remainder}"
     m = _REFERENCE_RE.fullmatch(full)
     if m is None:

@@ -165,7 +165,7 @@ def test_bad_input_is_a_clear_error(store_root: Path, tmp_path: Path) -> None:
     empty = pybuild("analyze", "", check=False)
     assert empty.returncode == 1 and "empty image name" in empty.stderr
     negative = pybuild("analyze", "--base-layers", "-1", "nosuch:1", check=False)
-    assert negative.returncode == 2 and "--base-layers: expected a whole number >= 0, got '-1'" in negative.stderr
+    assert negative.returncode == 125 and "--base-layers\" flag: expected a whole number >= 0, got '-1'" in negative.stderr
     for proc in (missing, bad, broken, pipe, empty, negative):
         assert "Traceback" not in proc.stderr
 

@@ -27,8 +27,8 @@ def test_build_help_has_docker_build_flags() -> None:
 
 def test_unknown_command_is_a_clear_error() -> None:
     proc = pybuild("frobnicate", check=False)
-    assert proc.returncode == 2
-    assert "'frobnicate' is not a command" in proc.stderr
+    assert proc.returncode == 1
+    assert "'frobnicate' is not a pybuild command" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 

@@ -137,6 +137,8 @@ class Explorer:
         self.lock = threading.RLock()  # held while a layer is applied; viewers take it to read
         self._paths: list[tuple[str, PathNode]] | None = None
         self._meta: dict[str, str] = {}
+        self._marked: dict[tuple[int, bool], set[PathNode]] = {}
+        self._cum: tuple[int, set[PathNode]] = (-1, set())
 
     # -- building ------------------------------------------------------------------------------
 
@@ -317,18 +319,37 @@ class Explorer:
         return out
 
     def marked(self, layer: int, mode: str) -> set[PathNode]:
-        """Nodes with a mark in the view, and every directory above them."""
-        if mode == CUMULATIVE and layer > 0:
-            nodes = {n for i in range(1, layer + 1) for n, _ in self.changed[i]}
-            found = [n for n in nodes if self.cumulative_mark(n, layer)]
-        else:
-            found = [n for n, _ in self.changed[layer]]
-        keep: set[PathNode] = set()
-        for n in found:
-            while n is not None and n not in keep:
-                keep.add(n)
-                n = n.parent  # type: ignore[assignment]
+        """Nodes with a mark in the view, and every directory above them (the last few kept: a
+        layer's marks never change once it is read)."""
+        key = (layer, mode == CUMULATIVE and layer > 0)
+        keep = self._marked.get(key)
+        if keep is None:
+            found = self._cumulative(layer) if key[1] else {n for n, _ in self.changed[layer]}
+            keep = set()
+            for n in found:
+                while n is not None and n not in keep:
+                    keep.add(n)
+                    n = n.parent  # type: ignore[assignment]
+            if len(self._marked) >= 4:
+                self._marked.pop(next(iter(self._marked)))
+            self._marked[key] = keep
         return keep
+
+    def _cumulative(self, layer: int) -> set[PathNode]:
+        """Nodes with a cumulative mark at `layer`, layer by layer: a node no layer after the base
+        touched since keeps the mark it had (the one before is kept for the next call)."""
+        at, found = self._cum
+        if at > layer or at < 0:
+            at, found = 0, set()
+        found = set(found)
+        for i in range(at + 1, layer + 1):
+            for n, _ in self.changed[i]:
+                if self.cumulative_mark(n, i):
+                    found.add(n)
+                else:
+                    found.discard(n)
+        self._cum = (layer, found)
+        return found
 
     def paths(self) -> list[tuple[str, PathNode]]:
         """Every node but the root with its path, depth first (cached until the next layer)."""

@@ -435,11 +435,17 @@ def _read(source: LayerSource, index: int, label: str) -> tuple[list[TarEntry], 
 
 def stream_layers(sources: Sequence[LayerSource], *, label: str = "",
                   readers: int = 2) -> Iterator[tuple[LayerSource, list[TarEntry], int]]:
-    """Each layer's entries (with content digests) and tar size, in order, `readers` read at once
-    (1 when the sources share one file handle, as members of a tar archive do)."""
+    """Each layer's entries (with content digests) and tar size, in order. Layer 0 is read alone
+    (a viewer shows it first), then `readers` at once (1 when the sources share one file handle,
+    as members of a tar archive do)."""
     with ThreadPoolExecutor(max_workers=max(readers, 1)) as pool:
-        read = pool.map(_read, sources, range(len(sources)), [label] * len(sources))
-        for source, (entries, tar_size) in zip(sources, read):
+        pending = [pool.submit(_read, sources[0], 0, label)] if sources else []
+        nxt = 1
+        for index, source in enumerate(sources):
+            entries, tar_size = pending.pop(0).result()
+            while nxt < len(sources) and len(pending) < max(readers, 1):
+                pending.append(pool.submit(_read, sources[nxt], nxt, label))
+                nxt += 1
             yield source, entries, tar_size
 
 

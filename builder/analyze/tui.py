@@ -263,8 +263,9 @@ class ExplorerApp(App[int]):
     ]
 
     def __init__(self, model: Explorer, label: str, loading: Loading | None = None, start: int = 0,
-                 only_changes: bool = False) -> None:
+                 only_changes: bool = False, steps: dict[str, str] | None = None) -> None:
         super().__init__()
+        self.steps = steps or {}  # diff_id -> the build step that made the layer (from build records)
         self.model, self.label, self.loading = model, label, loading
         self.total = loading.total if loading else len(model.layers)
         self.start, self.only_changes = start, only_changes
@@ -349,7 +350,7 @@ class ExplorerApp(App[int]):
                 f"layer {i.index}  {i.digest[:19] or i.diff_id[:19]}\n"
                 f"content {human_size(i.content_size)}  tar {human_size(i.tar_size)}\n"
                 f"A {i.added}  M {i.modified}  D {i.removed}  wasted later {human_size(wasted)}\n"
-                f"{i.created_by or '-'}")
+                f"{('step ' + self.steps[i.diff_id]) if i.diff_id in self.steps else i.created_by or '-'}")
 
     # -- tree ----------------------------------------------------------------------------------
 
@@ -391,9 +392,10 @@ class ExplorerApp(App[int]):
         self.push_screen(Help())
 
 
-def run_explorer(loading: Loading, label: str) -> int:
-    """Open the explorer on a terminal over layers being read (`Loading.start()` before this)."""
-    app = ExplorerApp(loading.model, label, loading)
+def run_explorer(loading: Loading, label: str, steps: dict[str, str] | None = None) -> int:
+    """Open the explorer on a terminal over layers being read (`Loading.start()` before this);
+    `steps` names the build step of each layer (diff_id -> text)."""
+    app = ExplorerApp(loading.model, label, loading, steps=steps)
     try:
         code = app.run()
     finally:

@@ -67,9 +67,11 @@ def run(args: argparse.Namespace) -> int:
 
         loading = Loading(layer_sources(image), label=label,
                           readers=1 if reads_one_at_a_time(args.image) else 2).start()
+        from builder.analyze.explain import layer_steps, load_builds
         from builder.analyze.tui import run_explorer  # Textual loads while layer 0 is read
+        from builder.util.paths import default_root
 
-        return run_explorer(loading, label)
+        return run_explorer(loading, label, layer_steps(load_builds(default_root()), str(image.id)))
     report = analyze_image(image, reference=label, base_layers=args.base_layers,
                            readers=1 if reads_one_at_a_time(args.image) else 2)
     if args.html:

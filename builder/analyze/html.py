@@ -151,7 +151,8 @@ def _suggestions(items: list[Suggestion]) -> str:
 
 
 def render_html(report: ImageReport, *, build: dict[str, Any] | None = None, costs: Sequence[RebuildCost] = (),
-                suggestions: Sequence[Suggestion] = (), explorer: "Explorer | None" = None) -> str:
+                suggestions: Sequence[Suggestion] = (), explorer: "Explorer | None" = None,
+                layer_steps: dict[str, str] | None = None) -> str:
     """The whole page as a string (with the layer explorer when `explorer` is given)."""
     title = f"pybuild analyze: {report.reference}"
     steps = timeline(build) if build else []
@@ -160,7 +161,7 @@ def render_html(report: ImageReport, *, build: dict[str, Any] | None = None, cos
     if explorer is not None:
         from builder.analyze.html_explorer import CSS as EXPLORER_CSS, explorer_section
 
-        css, tree = CSS + EXPLORER_CSS, f"<h2>Layer explorer</h2>{explorer_section(explorer)}"
+        css, tree = CSS + EXPLORER_CSS, f"<h2>Layer explorer</h2>{explorer_section(explorer, layer_steps)}"
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
             f"<style>{css}</style></head><body><h1>{escape(title)}</h1>"
             f"<h2>Figures</h2>{_figures(report)}{tree}"

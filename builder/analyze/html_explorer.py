@@ -101,14 +101,17 @@ def _human(n: int) -> str:
     return human_size(n)
 
 
-def explorer_section(model: Explorer) -> str:
-    """The explorer's markup, data and script (for render_html)."""
+def explorer_section(model: Explorer, steps: dict[str, str] | None = None) -> str:
+    """The explorer's markup, data and script (for render_html); `steps` names the build step of
+    each layer (diff_id -> text, from build records)."""
+    steps = steps or {}
     from html import escape
 
     data = json.dumps(to_json(model), separators=(",", ":")).replace("</", "<\\/")
     layers = "".join(
         f'<tr data-layer="{l.index}"><td class="n">{l.index}</td><td class="n">{_human(l.content_size)}</td>'
-        f'<td class="n">A {l.added} M {l.modified} D {l.removed}</td><td class="cmd">{escape(l.created_by or "-")}</td></tr>'
+        f'<td class="n">A {l.added} M {l.modified} D {l.removed}</td>'
+        f'<td class="cmd">{escape(("step " + steps[l.diff_id]) if l.diff_id in steps else l.created_by or "-")}</td></tr>'
         for l in model.layers)
     return (f'<div id="explorer"><div><table id="x-layers"><tr><th>#</th><th>content</th><th>changes</th>'
             f'<th>instruction</th></tr>{layers}</table></div>'

@@ -138,5 +138,8 @@ def _write_html(args: argparse.Namespace, report: "ImageReport", image_id: str, 
     cache = BuildCache(root)
     costs = rebuild_costs(build, cache) if build else []
     advice = suggestions(build, cache) if build else []
-    page = render_html(report, build=build, costs=costs, suggestions=advice, explorer=model)
+    from builder.analyze.explain import layer_steps
+
+    page = render_html(report, build=build, costs=costs, suggestions=advice, explorer=model,
+                       layer_steps=layer_steps(builds, image_id))
     write_atomic(args.html, page.encode())

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -34,3 +35,15 @@ def test_layers_name_their_build_steps(store: dict[str, str], tmp_path: Path) ->
         assert term.wait_exit() == 0
     finally:
         term.close()
+
+
+def test_the_html_explorer_names_build_steps(store: dict[str, str], tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nCOPY hello.txt /srv/hello.txt\n")
+    (ctx / "hello.txt").write_text("hello\n")
+    pybuild("build", "-q", "-t", "explored:2", str(ctx), env=store)
+    pybuild("analyze", "--html", str(tmp_path / "page.html"), "explored:2", env=store)
+    page = (tmp_path / "page.html").read_text()
+    assert re.search(r'<tr data-layer="1">.*?<td class="cmd">step #\d+ line 2: COPY hello.txt /srv/hello.txt</td>',
+                     page)

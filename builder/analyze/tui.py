@@ -9,7 +9,7 @@ as layer 0 is read. The only module that imports Textual (no other command pays 
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from rich.segment import Segment
 from rich.style import Style

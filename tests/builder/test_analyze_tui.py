@@ -19,13 +19,11 @@ from tests.tmux import SGR, Tmux, have_tmux
 
 pytestmark = pytest.mark.skipif(not have_tmux(), reason="not installed: tmux (scripts/install-test-deps)")
 
-LAYERS = APP_LAYERS
-
 
 @pytest.fixture(scope="module")
 def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("tui") / "app.tar"
-    docker_archive(LAYERS, path)
+    docker_archive(APP_LAYERS, path)
     return path
 
 

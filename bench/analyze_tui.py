@@ -161,7 +161,8 @@ def main() -> int:
                      + [("open", "Space")] * 2 + [("filter", "C-u")] * 2)
         results.append(run("dive", [dive, "--source", "docker-archive", str(archive)], r"Filetree",
                            r"Filetree", dive_keys, work / "dive.sock"))
-    print(f"image: {layout.name} ({args.layers} layers, {args.files} files, {args.size_mb} MB)")
+    print(f"image: {layout.name} ({args.layers} layers, {args.files} files, {args.size_mb} MB); load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     for r in results:
         keys = "  ".join(f"{k} {statistics.median(v):.0f}/{max(v):.0f} ms" for k, v in r["keys"].items())
         every = [x for v in r["keys"].values() for x in v]

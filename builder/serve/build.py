@@ -8,10 +8,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import posixpath
 import re
 import shutil
 import tarfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from aiohttp import web
 from builder.serve.api import ApiError, qbool, qint, qjson
 from builder.serve.streams import StreamProgress, line
 
+log = logging.getLogger("pybuild.serve")
 NETWORKS = {"": "default", "default": "default", "bridge": "default", "host": "host", "none": "none"}
 
 
@@ -167,11 +170,19 @@ async def build(request: web.Request) -> web.StreamResponse:
     key = ""
     try:
         body = work / "context.tar"
+        t0 = time.monotonic()
         key = await receive_body(request, body, app["options"].max_body)
         in_use[key] = in_use.get(key, 0) + 1
+        t1 = time.monotonic()
         context = await loop.run_in_executor(app["pool"], context_dir, app["root"], key, body, work)
+        t2 = time.monotonic()
         opts = options(request, context)
-        return await _run(request, opts)
+        try:
+            return await _run(request, opts)
+        finally:
+            log.info("build %s: context %.1f MB received in %.3fs, unpacked in %.3fs; build %.3fs",
+                     ",".join(opts.tags) or "(untagged)", body.stat().st_size / 1e6, t1 - t0, t2 - t1,
+                     time.monotonic() - t2)
     finally:
         if key:
             in_use[key] -= 1

@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from builder.serve.api import ApiError, qbool, qint, qjson
+from builder.serve.api import ApiError, qbool, qint, qjson, stopping
 from builder.serve.streams import StreamProgress, line
 
 log = logging.getLogger("pybuild.serve")
@@ -252,7 +252,7 @@ async def _run(request: web.Request, opts: Any) -> web.StreamResponse:
             message = {}
         if message is None:
             break
-        if _gone(request):
+        if _gone(request) or stopping(request):
             progress.gone = True
             continue
         if message:

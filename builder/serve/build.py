@@ -46,13 +46,31 @@ async def receive_body(request: web.Request, dest: Path, limit: int) -> str:
     return digest.hexdigest()
 
 
-def check_tar(path: Path) -> None:
+def pad_tar(path: Path) -> int | None:
+    """The docker CLI's `build -f- .` sends a tar cut right after the last member's data, without its
+    padding and end blocks (dockerd's Go reader accepts that): complete an uncompressed one.
+    Returns the size as received, for `check_tar` to tell a missing padding from missing data (None
+    for a compressed tar: its decompressor notices a cut)."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(6)
+    if head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"\x28\xb5\x2f\xfd")):  # compressed: left alone
+        return None
+    with open(path, "ab") as f:
+        f.write(b"\0" * (-size % 512 + 1024))
+    return size
+
+
+def check_tar(path: Path, received: int | None = None) -> None:
     """Refuse a context that could write outside its directory (absolute or `..` names, hard links
-    out, a member below a symlink member), device nodes, or a tar that does not read to its end."""
+    out, a member below a symlink member), device nodes, or a tar that does not read to its end
+    (`received`: the size before `pad_tar`; no member's data may reach past it)."""
     links: set[str] = set()
     try:
         with tarfile.open(path, mode="r:*") as tar:
             for m in tar:
+                if received is not None and m.isreg() and m.offset_data + m.size > received:
+                    raise ApiError(400, f"invalid build context: the tar ends inside member {m.name!r}")
                 for name in (m.name, m.linkname if m.islnk() else ""):
                     clean = posixpath.normpath(name.lstrip("/")) if name else ""
                     if name.startswith("/") or clean == ".." or clean.startswith("../"):
@@ -69,7 +87,7 @@ def check_tar(path: Path) -> None:
         raise ApiError(400, f"invalid build context: not a readable tar archive ({exc})") from None
 
 
-def unpack(tar_path: Path, dest: Path) -> None:
+def unpack(tar_path: Path, dest: Path, received: int | None = None) -> None:
     """Unpack a checked context tar into `dest` with GNU tar (about 3x faster than the layer
     extractor, `builder.build.files.extract`, on many small files; a checked context needs none of
     its layer semantics), or with that extractor where there is no `tar`."""
@@ -78,7 +96,7 @@ def unpack(tar_path: Path, dest: Path) -> None:
     from builder.build.files.extract import extract_archive
     from builder.errors import BuildError
 
-    check_tar(tar_path)
+    check_tar(tar_path, received)
     dest.mkdir(parents=True)
     if shutil.which("tar"):
         proc = subprocess.run(["tar", "-x", "-f", str(tar_path), "-C", str(dest), "--no-same-owner"],
@@ -203,7 +221,7 @@ def context_dir(root: Path, key: str, body: Path, work: Path) -> Path:
         os.utime(dest)  # most recently used
         return dest
     fresh = work / "context"
-    unpack(body, fresh)
+    unpack(body, fresh, pad_tar(body))
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.rename(fresh, dest)

@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from builder.build.options import (BuildOptions, BuildResult, parse_add_hosts, parse_allow, parse_build_args, parse_labels,
-                                   parse_outputs, parse_secrets, parse_shm_size)
+from builder.build.options import (BuildOptions, BuildResult, parse_add_hosts, parse_allow, parse_build_args,
+                                   parse_labels, parse_outputs, parse_secrets, parse_shm_size)
 
 if TYPE_CHECKING:
     from builder.util.progress import Progress

@@ -50,7 +50,8 @@ def test_build_with_flags(server: Server, tmp_path: Path) -> None:
 
 
 def test_add_host_and_shm_size_reach_the_run_steps(server: Server, tmp_path: Path) -> None:
-    ctx = write_context(tmp_path / "ctx", {"Dockerfile": "FROM busybox\nRUN cat /etc/hosts; grep ' /dev/shm ' /proc/mounts\n"})
+    run = "RUN cat /etc/hosts; grep ' /dev/shm ' /proc/mounts"
+    ctx = write_context(tmp_path / "ctx", {"Dockerfile": f"FROM busybox\n{run}\n"})
     out = server.docker("build", "--add-host", "db:10.1.2.3", "--add-host", "cache:10.1.2.4", "--shm-size", "96m",
                         str(ctx)).stdout
     assert "10.1.2.3\tdb\n10.1.2.4\tcache" in out and "size=98304k" in out, out

@@ -15,14 +15,17 @@ FIELDS = ("type", "mode", "uid", "gid", "size", "sha256", "target", "xattrs", "h
 KNOWN: list[tuple[str, str, str]] = [
     ("*", r"^file (var/log/\S+|var/cache/debconf/\S+|var/cache/ldconfig/aux-cache|var/lib/dpkg/status-old"
           r"|etc/ssl/certs/ssl-cert-snakeoil\.pem|etc/ssl/private/ssl-cert-snakeoil\.key"
-          r"|var/lib/apt/extended_states|var/lib/dpkg/triggers/\S+|var/lib/systemd/deb-systemd-helper-enabled/\S+"
+          r"|var/cache/apt/(src)?pkgcache\.bin|var/lib/apt/extended_states|var/lib/dpkg/triggers/\S+|var/lib/systemd/deb-systemd-helper-enabled/\S+"
           r"|usr/lib/python3\S*/__pycache__/\S+\.pyc|\S+/__pycache__/\S+\.pyc): (size|sha256)",
-     "the file records the time it was written (logs, caches, .pyc stamps, a fresh key): two builds by "
-     "the same builder differ"),
+     "the file records the time it was written or the mtimes of others (logs, apt's package caches, "
+     ".pyc stamps, a fresh key): two builds by the same builder differ"),
     ("buildkit", r"^step \d+ \(RUN [^)]*\): (no layer in pybuild, peer's holds: C etc|only peer: C etc)$",
      "dockerd 20.10's BuildKit leaves the mount points of /etc/hosts and /etc/resolv.conf in every RUN's "
      "diff as a changed etc/, and writes that layer even for a RUN that changed nothing (newer BuildKit "
      "and pybuild record only what the step changed)"),
+    ("buildkit", r"^file etc/app: mode pybuild 0o640, peer 0o755$",
+     "a directory made by `COPY --chmod=0640 f /etc/app/`: dockerd 20.10's BuildKit makes it 0755, BuildKit "
+     "0.21 and later give it the --chmod mode, as pybuild does (fixture copy-context-trees)"),
     ("buildkit", r"^(step \d+ \(WORKDIR [^)]*\): no layer in pybuild, peer's holds: nothing"
                  r"|history \d+: pybuild \['(RUN|WORKDIR) [^']*', True\], peer \['(RUN|WORKDIR) [^']*', False\])$",
      "dockerd 20.10's BuildKit writes a layer for a step that changed nothing (a WORKDIR that exists, a RUN "

@@ -23,9 +23,14 @@ KNOWN: list[tuple[str, str, str]] = [
      "dockerd 20.10's BuildKit leaves the mount points of /etc/hosts and /etc/resolv.conf in every RUN's "
      "diff as a changed etc/, and writes that layer even for a RUN that changed nothing (newer BuildKit "
      "and pybuild record only what the step changed)"),
-    ("buildkit", r"^file etc/app: mode pybuild 0o640, peer 0o755$",
-     "a directory made by `COPY --chmod=0640 f /etc/app/`: dockerd 20.10's BuildKit makes it 0755, BuildKit "
-     "0.21 and later give it the --chmod mode, as pybuild does (fixture copy-context-trees)"),
+    ("buildkit", r"^file (etc/app: mode pybuild 0o640|tmp/sticky: mode pybuild 0o1777), peer 0o755$",
+     "a directory made by `COPY --chmod=MODE src /dir/`: dockerd 20.10's BuildKit makes it 0755, BuildKit "
+     "0.21 and later give it the --chmod mode, as pybuild does (fixtures copy-context-trees, copy-chmod-setuid)"),
+    ("buildkit", r"^file (usr/local/bin/suid: mode pybuild 0o4755, peer 0o755|usr/local/bin/sgid: mode pybuild 0o2755, "
+                 r"peer 0o755|tmp/sticky/x: mode pybuild 0o1777, peer 0o777)$",
+     "`COPY --chmod=4755` (2755, 1777): dockerd 20.10's BuildKit keeps only the permission bits of an octal "
+     "--chmod; pybuild applies setuid, setgid and sticky too, as a chmod(2) of that mode does (not checked "
+     "against a newer BuildKit here: fixture copy-chmod-setuid)"),
     ("buildkit", r"^(step \d+ \(WORKDIR [^)]*\): no layer in pybuild, peer's holds: nothing"
                  r"|history \d+: pybuild \['(RUN|WORKDIR) [^']*', True\], peer \['(RUN|WORKDIR) [^']*', False\])$",
      "dockerd 20.10's BuildKit writes a layer for a step that changed nothing (a WORKDIR that exists, a RUN "

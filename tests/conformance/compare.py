@@ -31,6 +31,13 @@ KNOWN: list[tuple[str, str, str]] = [
      "`COPY --chmod=4755` (2755, 1777): dockerd 20.10's BuildKit keeps only the permission bits of an octal "
      "--chmod; pybuild applies setuid, setgid and sticky too, as a chmod(2) of that mode does (not checked "
      "against a newer BuildKit here: fixture copy-chmod-setuid)"),
+    ("buildkit", r"^(step \d+ \(RUN .*\): (only peer: (A usr/lib/ctx|C usr|C usr/lib|A run/cache|C run)"
+                 r"|no layer in pybuild, peer's holds: A usr/bin/tmp C etc C usr C usr/bin)"
+                 r"|file (run/cache|usr/bin/tmp|usr/lib/ctx): only in peer)$",
+     "RUN --mount targets the image lacks (fixture run-mount-targets): dockerd 20.10's BuildKit (0.8) "
+     "leaves the empty mount points it made in the layer (made through the links: usr/lib/ctx for /lib/ctx, "
+     "as pybuild resolves them); later BuildKit removes such stubs after the step, and pybuild never "
+     "makes them in the layer"),
     ("buildkit", r"^(step \d+ \(WORKDIR [^)]*\): no layer in pybuild, peer's holds: nothing"
                  r"|history \d+: pybuild \['(RUN|WORKDIR) [^']*', True\], peer \['(RUN|WORKDIR) [^']*', False\])$",
      "dockerd 20.10's BuildKit writes a layer for a step that changed nothing (a WORKDIR that exists, a RUN "

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import IO, Callable, Iterable, Sequence, Union
 
 from builder.errors import ImageFormatError
-from builder.oci.image import BasicImage, BlobLayer, Image
+from builder.oci.image import BasicImage, BlobLayer, Image, index_of
 from builder.oci.layer.encode import TarWriter
 from builder.oci.layer.entry import DIR, REG, Header
 from builder.oci.model import (DOCKER_MANIFEST, INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST, Descriptor,
@@ -25,9 +25,9 @@ from builder.oci.model import (DOCKER_MANIFEST, INDEX_TYPES, MANIFEST_TYPES, OCI
 from builder.oci.platform import PlatformError, host, select
 from builder.util.atomic import atomic_file
 
-__all__ = ["write_oci_layout", "write_oci_archive", "read_oci_layout", "Output", "DirOutput", "TarOutput",
-           "Tagged", "REF_NAME", "CONTAINERD_NAME", "as_entries", "LayoutSource", "write_tar_atomically",
-           "write_image_blobs", "as_oci"]
+__all__ = ["write_oci_layout", "write_oci_archive", "write_oci_index_archive", "read_oci_layout", "Output",
+           "DirOutput", "TarOutput", "Tagged", "REF_NAME", "CONTAINERD_NAME", "as_entries", "LayoutSource", "write_tar_atomically",
+           "write_image_blobs", "as_oci", "check_size"]
 
 REF_NAME = "org.opencontainers.image.ref.name"
 CONTAINERD_NAME = "io.containerd.image.name"
@@ -185,17 +185,38 @@ def write_oci_layout(images: Union[Image, Sequence[Tagged]], dest: str | os.Path
     out.add_bytes("index.json", _index(kept + new))
 
 
-def write_tar_atomically(dest: str | os.PathLike[str] | IO[bytes], fill: Callable[[TarOutput], None]) -> None:
+def write_tar_atomically(dest: str | os.PathLike[str] | IO[bytes], fill: Callable[[TarOutput], None],
+                         what: str = "the image archive") -> None:
     """Write a tar with `fill` to a file path (temp + rename) or to an open binary stream."""
     if not isinstance(dest, (str, os.PathLike)):
         out = TarOutput(dest)
         fill(out)
         out.close()
         return
-    with atomic_file(dest) as f:
+    with atomic_file(dest, what=what) as f:
         out = TarOutput(f)
         fill(out)
         out.close()
+
+
+def write_oci_index_archive(images: Sequence[Image], dest: str | os.PathLike[str] | IO[bytes],
+                            tags: Sequence[str] = ()) -> Digest:
+    """Write a multi-platform image as an OCI layout tarball: every image's blobs, their index as a
+    blob, and `index.json` naming that index (once per tag), as BuildKit's oci exporter does.
+    Returns the index digest."""
+    oci = [as_oci(img) for img in images]
+    raw = index_of(oci).to_json()
+    desc = Descriptor(OCI_INDEX, Digest.of(raw), len(raw))
+
+    def fill(out: TarOutput) -> None:
+        out.add_bytes("oci-layout", OCI_LAYOUT)
+        for img in oci:
+            write_image_blobs(out, img)
+        out.add_bytes(_blob_name(desc.digest), raw)
+        out.add_bytes("index.json", _index([(desc, list(tags))]))
+
+    write_tar_atomically(dest, fill)
+    return desc.digest
 
 
 def write_oci_archive(images: Union[Image, Sequence[Tagged]], dest: str | os.PathLike[str] | IO[bytes],
@@ -253,7 +274,19 @@ class LayoutSource:
             raise ImageFormatError(f"{self.label}: {name} is implausibly large")
         return data
 
+    def size(self, name: str) -> int:
+        """The size of member `name` (ImageFormatError when missing)."""
+        if self._tar is None:
+            with self.open(name) as f:
+                return os.fstat(f.fileno()).st_size
+        m = self._members.get(name)
+        if m is None:
+            raise ImageFormatError(f"{self.label}: missing {name}")
+        return m.size
+
     def read_blob(self, desc: Descriptor) -> bytes:
+        """A small blob (manifest, index, config), checked against its descriptor's size and digest."""
+        check_size(self.label, desc, self.size(_blob_name(desc.digest)))
         data = self.read(_blob_name(desc.digest))
         if Digest.of(data) != desc.digest:
             raise ImageFormatError(f"{self.label}: blob {desc.digest} is corrupt (hash mismatch)")
@@ -264,6 +297,12 @@ class LayoutSource:
             self._tar.close()
 
 
+def check_size(label: str, desc: Descriptor, actual: int) -> None:
+    """A descriptor's size must be the blob's: a false size is refused, as containerd does."""
+    if actual != desc.size:
+        raise ImageFormatError(f"{label}: blob {desc.digest} is {actual} bytes, its descriptor says {desc.size}")
+
+
 def _image_from(src: LayoutSource, desc: Descriptor) -> BasicImage:
     raw_manifest = src.read_blob(desc)
     manifest = Manifest.from_json(raw_manifest)
@@ -272,6 +311,8 @@ def _image_from(src: LayoutSource, desc: Descriptor) -> BasicImage:
     if len(config.diff_ids) != len(manifest.layers):
         raise ImageFormatError(f"{src.label}: image {desc.digest}: {len(manifest.layers)} layers but "
                                f"{len(config.diff_ids)} diff_ids")
+    for d in manifest.layers:
+        check_size(src.label, d, src.size(_blob_name(d.digest)))
     layers = tuple(BlobLayer(diff, d.digest, d.size, d.media_type, functools.partial(src.open, _blob_name(d.digest)))
                    for diff, d in zip(config.diff_ids, manifest.layers))
     return BasicImage(raw_config, layers, manifest.media_type, manifest.annotations, raw_manifest)

@@ -7,7 +7,6 @@ import base64
 import fnmatch
 import json
 import shutil
-
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -76,7 +75,7 @@ def image_summaries(root: Path, wanted: dict[str, list[str]], all_images: bool =
     out = []
     for rec in store.images():
         try:
-            image = store.image_by_id(rec.id)
+            image = store.listed_image(rec.id)  # of a multi-platform index, this machine's image
             config = json.loads(image.raw_config())
         except (StoreError, ValueError):
             continue

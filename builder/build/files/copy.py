@@ -48,7 +48,7 @@ import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Callable, Sequence, Union
 
 from builder.build.dockerignore import PatternMatcher, clean_path
 from builder.build.files.extract import extract_into, is_archive
@@ -59,6 +59,7 @@ from builder.build.files.writer import LayerWriter
 from builder.build.fsview import RootView, ViewLike, as_view, split_path
 from builder.build.sources.http import FetchedFile
 from builder.errors import BuildError, ContextError
+from runtime.userns import UNMAPPED_HINT
 
 __all__ = ["HeredocSource", "copy_files"]
 
@@ -83,6 +84,7 @@ class _Copier(LayerWriter):
         super().__init__(layer_dir, target, owner, chmod)
         self.preserve_owner = False
         self.links: dict[tuple[int, int], str] = {}
+        self.sockets: list[str] = []  # skipped: a socket cannot be copied (BuildKit warns and skips too)
 
     def parent_dirs(self, src: RootView, rel: str, kept: str, dest_rel: str, count: int) -> None:
         """`--parents`: make the first `count` directories of `kept` (the tail of the source path
@@ -191,7 +193,8 @@ class _Copier(LayerWriter):
         elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode):
             os.mknod(host, mode, st.st_rdev)
             self.finish_entry(host, mode, st.st_mtime_ns, st.st_atime_ns, src_owner=owner)
-        # sockets are not copied (Docker skips them too)
+        elif stat.S_ISSOCK(mode):
+            self.sockets.append(real)
 
 
 def _children(src: RootView, real: str, src_host: str | None = None) -> list[tuple[str, str, os.stat_result]]:
@@ -228,13 +231,25 @@ def _dest_is_dir_syntax(dest: str) -> bool:
     return dest.endswith("/") or dest in (".", "..") or dest.endswith(("/.", "/.."))
 
 
+def _unmapped(exc: OSError, owner: tuple[int, int] | None) -> str | None:
+    """Rootless: an owner this user namespace cannot represent (chown gives EINVAL), named."""
+    import errno
+
+    from runtime.userns import in_user_namespace, unmapped_owner
+
+    if exc.errno != errno.EINVAL or not in_user_namespace():
+        return None
+    return unmapped_owner(*owner) if owner else unmapped_owner(None, None)
+
+
 def copy_files(layer_dir: str | os.PathLike[str], items: Sequence[Item], dest: str, *,
                src: ViewLike | None = None, target: ViewLike | None = None, workdir: str = "/",
                owner: tuple[int, int] | None = None, chmod: str | Chmod | None = None,
                excludes: Sequence[str] = (), parents: bool = False, link: bool = False,
                ignore: PatternMatcher | None = None, unpack: bool = False, preserve_owner: bool = False,
-               reuse: Reuse | None = None, where: str = "") -> list[str]:
-    """Apply one COPY/ADD into `layer_dir`; see the module docstring."""
+               reuse: Reuse | None = None, where: str = "", warn: Callable[[str], None] | None = None) -> list[str]:
+    """Apply one COPY/ADD into `layer_dir`; see the module docstring. `warn(message)` is told of
+    each source skipped because it cannot be copied (a socket)."""
     layer = Path(layer_dir)
     src_view = as_view(src)
     target_view = None if link else as_view(target)
@@ -317,7 +332,12 @@ def copy_files(layer_dir: str | os.PathLike[str], items: Sequence[Item], dest: s
         raise BuildError(f"{where}COPY/ADD {item!r}: directories nested too deeply to copy") from None
     except OSError as exc:
         what = item if isinstance(item, str) else getattr(item, 'name', '?')
+        unmapped = _unmapped(exc, owner)
+        if unmapped:
+            raise BuildError(f"{where}COPY/ADD {what!r}: {unmapped}", hint=UNMAPPED_HINT) from None
         raise BuildError(f"{where}COPY/ADD {what!r}: {exc.strerror or exc}"
                          + (f" ({exc.filename})" if exc.filename else "")) from None
     writer.close()
+    for path in writer.sockets if warn is not None else ():
+        warn(f"{where}COPY/ADD skipped {path.lstrip('/') or '.'}: a socket cannot be copied")  # type: ignore[misc]
     return written

@@ -18,7 +18,6 @@ import gzip
 import io
 import lzma
 import os
-import shutil
 import stat
 import tarfile
 import zlib
@@ -29,6 +28,7 @@ from builder.build.files.writer import LayerWriter
 from builder.build.fsview import split_path
 from builder.errors import BuildError
 from builder.oci import compress
+from builder.util.sparse import SparseWriter
 
 __all__ = ["extract_archive", "extract_into", "is_archive"]
 
@@ -119,9 +119,13 @@ def _extract_member(tar: tarfile.TarFile, m: tarfile.TarInfo, writer: LayerWrite
     if m.isreg():
         fileobj = tar.extractfile(m)
         fd = os.open(host, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            if fileobj is not None:
-                shutil.copyfileobj(fileobj, out, 1 << 20)
+        try:
+            out = SparseWriter(fd)  # holes stay holes (GNU/PAX sparse entries, runs of zeros)
+            while fileobj is not None and (chunk := fileobj.read(1 << 20)):
+                out.write(chunk)
+            out.close()
+        finally:
+            os.close(fd)
         writer.finish_entry(host, stat.S_IFREG | m.mode, mtime_ns, src_owner=src_owner)
     elif m.issym():
         os.symlink(m.linkname, host)

@@ -285,6 +285,7 @@ def test_plain_pull_keeps_a_partial_index(env: dict[str, str], registry, tmp_pat
     assert doc["Index"]["Digest"] == index_digest and doc["Architecture"] == "amd64"
     assert doc["Index"]["Platforms"] == ["linux/amd64", "linux/arm64"] and doc["Index"]["Pulled"] == ["linux/amd64"]
     assert len(pybuild("images", "-q", env=fresh).stdout.split()) == 1
+    assert "mp/part" in pybuild("images", env=fresh).stdout  # listed with this machine's image's size
     assert pybuild("run", "--rm", "--network", "none", name, "uname", "-m", env=fresh).stdout == "x86_64\n"
     # the platform not pulled: a clear error pointing at pull --platform, for inspect, save, run
     for cmd in (["inspect", "--platform", "linux/arm64", name],

@@ -315,6 +315,11 @@ def test_plain_pull_keeps_a_partial_index(env: dict[str, str], registry, tmp_pat
     # now whole: pushed byte for byte (the registry's index digest again)
     pybuild("push", other, env=fresh)
     assert _raw_manifest(registry.host, "mp/partcopy", "1") == served
+    # a pull by the index's digest keeps it too (untagged), found by that digest
+    by_digest = {"PYBUILD_ROOT": str(tmp_path / "by-digest")}
+    pybuild("pull", f"{name.rsplit(':', 1)[0]}@{index_digest}", env=by_digest)
+    doc = json.loads(pybuild("inspect", f"{name.rsplit(':', 1)[0]}@{index_digest}", env=by_digest).stdout)[0]
+    assert doc["Index"]["Digest"] == index_digest and doc["Index"]["Pulled"] == ["linux/amd64"]
     # rmi removes the index with its images; prune then frees their blobs
     pybuild("rmi", name, other, env=fresh)
     assert len(pybuild("images", "-q", env=fresh).stdout.split()) == 1

@@ -53,13 +53,13 @@ def reads_one_at_a_time(arg: str) -> bool:
     return Path(arg).is_file()
 
 
-def open_image(arg: str, *, workdir: Path | None = None, platform: str | None = None) -> tuple["Image", str]:
+def open_image(arg: str, *, remote: bool = False, platform: str | None = None) -> tuple["Image", str]:
     """An image by what the user typed: an OCI layout directory, an OCI or docker archive (tar),
     a local image (tag, name@digest, id) or a registry reference. Returns the image and a label;
     of a multi-platform image, its image for `platform` (default: this machine's).
 
-    A registry image is pulled into a throw-away store under `workdir` (the caller removes it),
-    so analysing never changes the user's store.
+    A registry image is read from the registry, each layer streamed when it is read (nothing is
+    pulled first, nothing lands in the user's store); only with `remote`.
     """
     if not arg.strip():
         raise InvalidReferenceError("empty image name", hint="name a local image, a layout or archive path, "
@@ -83,12 +83,12 @@ def open_image(arg: str, *, workdir: Path | None = None, platform: str | None = 
     try:
         return store.resolve(arg, want), arg
     except StoreError as local_error:
-        if workdir is None or not _looks_remote(arg):
+        if not remote or not _looks_remote(arg):
             raise local_error from None
     from builder.oci.reference import parse_reference
-    from builder.transfer import pull
+    from builder.registry.remote import image as remote_image
 
-    return pull(Store.open(workdir), parse_reference(arg), platform=want).image, arg
+    return remote_image(parse_reference(arg), platform=want), arg  # layers stream from the registry as read
 
 
 def _from_file(path: Path, platform: str | None = None) -> "Image":

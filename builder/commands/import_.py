@@ -23,8 +23,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("-c", "--change", action="append", default=[], metavar="INSTR",
                    help="apply a Dockerfile instruction to the config: CMD, ENTRYPOINT, ENV, WORKDIR, USER, "
                         "LABEL, EXPOSE (e.g. -c 'CMD [\"sh\"]')")
-    p.add_argument("--compression", default=compress.GZIP, choices=[compress.GZIP, compress.ZSTD, compress.NONE],
-                   help="layer compression (default gzip)")
+    # uncompressed by default, as a build keeps its layers (and docker import its tar): push, save and
+    # --output make the compressed copy they need once; gzip here cost 5x docker import's time
+    p.add_argument("--compression", default=compress.NONE, choices=[compress.GZIP, compress.ZSTD, compress.NONE],
+                   help="layer compression in the store (default uncompressed: compressed when pushed or saved)")
     p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]",
                    help="the platform the files are for (default: this machine's), as docker import --platform")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the image id")

@@ -15,7 +15,7 @@ from typing import IO, Any
 
 from aiohttp import web
 
-from builder.serve.api import ApiError, blocking, filters, json_body, json_response, qbool, qint
+from builder.serve.api import ApiError, blocking, filters, json_body, json_response, qbool, qint, stopping
 from builder.serve.streams import frame
 
 
@@ -222,7 +222,7 @@ async def wait(request: web.Request) -> web.StreamResponse:
             done = gone or not running
         if done:
             break
-        if request.transport is None or request.transport.is_closing():
+        if request.transport is None or request.transport.is_closing() or stopping(request):
             return resp
         await asyncio.sleep(0.05)
     code = st.exit_code if st.exit_code is not None else 0
@@ -469,7 +469,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
         if data := _tail(data, tail):
             await resp.write(out.encode(data))
         while follow and container.path.exists() and container.is_running():
-            if request.transport is None or request.transport.is_closing():
+            if request.transport is None or request.transport.is_closing() or stopping(request):
                 break
             chunk = out.read()
             if chunk:
@@ -512,7 +512,7 @@ async def attach(request: web.Request) -> web.StreamResponse:
     out = _Output(container, offset)
     since = time.monotonic()
     try:
-        while not transport.is_closing():
+        while not transport.is_closing() and not stopping(request):
             chunk = out.read()
             if chunk:
                 await _send(transport, resp, out.encode(chunk), upgrade)

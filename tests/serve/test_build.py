@@ -5,9 +5,11 @@ contexts answered 400, a disconnect that cancels the build, and a store shared w
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import socket
+import tarfile
 import time
 import uuid
 from pathlib import Path
@@ -47,6 +49,16 @@ def test_build_with_flags(server: Server, tmp_path: Path) -> None:
     assert "flags " in listed and " 1 " in listed and " 2 " in listed
 
 
+def test_add_host_and_shm_size_reach_the_run_steps(server: Server, tmp_path: Path) -> None:
+    run = "RUN cat /etc/hosts; grep ' /dev/shm ' /proc/mounts"
+    ctx = write_context(tmp_path / "ctx", {"Dockerfile": f"FROM busybox\n{run}\n"})
+    out = server.docker("build", "--add-host", "db:10.1.2.3", "--add-host", "cache:10.1.2.4", "--shm-size", "96m",
+                        str(ctx)).stdout
+    assert "10.1.2.3\tdb\n10.1.2.4\tcache" in out and "size=98304k" in out, out
+    plain = server.docker("build", str(ctx)).stdout  # neither: another RUN key, the default /dev/shm, no extra lines
+    assert "Using cache" not in plain and "\tdb" not in plain and "size=65536k" in plain, plain
+
+
 def test_quiet_iidfile_and_cache(server: Server, tmp_path: Path) -> None:
     ctx = write_context(tmp_path / "ctx", {"Dockerfile": "FROM busybox\nRUN echo cached-step > /c\n"})
     first = server.docker("build", "-t", "quiet:1", str(ctx)).stdout
@@ -68,8 +80,8 @@ def test_failures_exit_as_with_dockerd(server: Server, tmp_path: Path) -> None:
     bad = write_context(tmp_path / "bad", {"Dockerfile": "FROM busybox\nNOPE x\n"})
     proc = server.docker("build", str(bad), check=False)
     assert proc.returncode == 1 and "NOPE" in proc.stderr.upper()
-    proc = server.docker("build", "--add-host", "h:127.0.0.1", str(ctx), check=False)
-    assert proc.returncode == 1 and "extrahosts" in proc.stderr
+    proc = server.docker("build", "--add-host", "gw:host-gateway", str(ctx), check=False)
+    assert proc.returncode == 1 and "host-gateway is not supported" in proc.stderr
     assert "fails:1" not in server.pybuild("images").stdout
     assert server.alive()
 
@@ -91,10 +103,27 @@ def test_gzip_context_and_stream_shape(server: Server) -> None:
     assert [m["aux"]["ID"] for m in again if "aux" in m] == aux and not any("got-gzip" in m.get("stream", "") for m in again)
 
 
+def _special_tar(name: str, kind: bytes, target: str, then: str = "") -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        df = b"FROM busybox\n"
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(df)
+        tar.addfile(info, io.BytesIO(df))
+        special = tarfile.TarInfo(name)
+        special.type, special.linkname = kind, target
+        tar.addfile(special)
+        if then:
+            info = tarfile.TarInfo(then)  # would be written through the link, outside the context
+            info.size = 2
+            tar.addfile(info, io.BytesIO(b"x\n"))
+    return buf.getvalue()
+
+
 def test_bad_build_requests(server: Server) -> None:
     good = context_tar({"Dockerfile": "FROM busybox\n"})
     cases = {
-        "truncated tar": ("/build", good[:700]),
+        "truncated tar": ("/build", context_tar({"Dockerfile": "FROM busybox\n", "f": "x" * 3000})[:2100]),
         "a .. member": ("/build", context_tar({"Dockerfile": "FROM busybox\n", "../escape": "x"})),
         "an absolute member": ("/build", context_tar({"Dockerfile": "FROM busybox\n", "/etc/x": "x"})),
         "wrong JSON": ("/build?buildargs=%7Bnot-json", good),
@@ -102,6 +131,8 @@ def test_bad_build_requests(server: Server) -> None:
         "Dockerfile outside": ("/build?dockerfile=../Dockerfile", good),
         "bad tag": ("/build?t=UPPER:case", good),
         "not a tar": ("/build", b"\x00" * 100 + b"hello"),
+        "a member below a symlink": ("/build", _special_tar("link", tarfile.SYMTYPE, "/etc", then="link/x")),
+        "a device": ("/build", _special_tar("dev", tarfile.CHRTYPE, "")),
     }
     for what, (path, body) in cases.items():
         status, _, data = server.api("POST", path, body, {"Content-Type": "application/x-tar"})
@@ -194,3 +225,20 @@ def test_cli_and_server_share_the_store(server: Server, tmp_path: Path) -> None:
     assert any(r["ID"] == image_id and r["Repository"] == "from-api" for r in listed)
     server.pybuild("rmi", "from-api:7")
     assert "from-api" not in server.docker("images").stdout
+
+
+def test_dockerfile_from_stdin(server: Server, tmp_path: Path) -> None:
+    ctx = write_context(tmp_path / "stdin", {"x": "beside\n"})
+    out = server.docker("build", "-f-", str(ctx), input=b"FROM busybox\nCOPY x /x\nRUN cat /x\n").stdout
+    assert "beside" in out and "Successfully built" in out  # the CLI's tar lacks its end blocks here
+    proc = server.docker("build", "-q", "-", input=b"FROM busybox\nRUN echo no-context\n")
+    assert proc.stdout.startswith("sha256:")
+
+
+def test_context_with_symlinks_and_modes(server: Server, tmp_path: Path) -> None:
+    ctx = write_context(tmp_path / "links", {"Dockerfile": "FROM busybox\nCOPY . /ctx\nRUN cat /ctx/l/f && ls -l /ctx/run.sh\n",
+                                             "d/f": "through a link\n", "run.sh": "#!/bin/sh\n"})
+    os.symlink("d", ctx / "l")
+    os.chmod(ctx / "run.sh", 0o755)
+    out = server.docker("build", str(ctx)).stdout
+    assert "through a link" in out and "-rwxr-xr-x" in out

@@ -194,7 +194,7 @@ class Solver:
         image = self.job.images(base.ref, base.platform)
         layers = [as_layer_record(layer) for layer in image.layers()]
         history = [h.to_dict() for h in image.config().history]
-        return _State(layers, history, CacheKey.make(base={"image": base.ref, "digest": str(image.digest)}), image,
+        return _State(layers, history, CacheKey.make(base={"image": base.ref, "digest": str(image.id)}), image,
                       created=_parse_time(image.config().created))
 
     def _uses_cache(self, stage: Stage) -> tuple[bool, str]:

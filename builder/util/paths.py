@@ -10,7 +10,7 @@ def default_root() -> Path:
     """$PYBUILD_ROOT, else /var/lib/pybuild for root, else $XDG_DATA_HOME/pybuild (~/.local/share/pybuild)."""
     env = os.environ.get("PYBUILD_ROOT")
     if env:
-        return Path(env)
+        return Path(os.path.abspath(env))  # a relative root would reach mount options and child processes
     if os.geteuid() == 0:
         return Path("/var/lib/pybuild")
     return user_root()

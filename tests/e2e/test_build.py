@@ -505,3 +505,30 @@ def test_shm_size_sizes_the_run_steps_dev_shm(store: dict[str, str], tmp_path: P
     assert "size=65536k" in (tmp_path / "a" / "shm").read_text()  # Docker's default
     pybuild("build", "--shm-size", "128m", "-o", f"type=local,dest={tmp_path / 'b'}", str(tmp_path), env=store)
     assert "size=131072k" in (tmp_path / "b" / "shm").read_text()
+
+
+def test_exported_cache_serves_a_store_whose_base_came_from_a_save(store: dict[str, str], tmp_path: Path) -> None:
+    """A base image keys the cache by its config (image id), not its manifest: `import` stores layers
+    uncompressed and `save` compresses them, so the same base has another manifest after save/load."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox:latest\nRUN echo hi > /x\nCOPY f /f\nRUN cat /f\n")
+    (ctx / "f").write_text("f\n")
+    cache = tmp_path / "cache"
+    pybuild("build", "-q", "--cache-to", f"type=local,dest={cache},mode=max", str(ctx), env=store)
+    pybuild("save", "-o", str(tmp_path / "base.tar"), "busybox:latest", env=store)
+    fresh = {"PYBUILD_ROOT": str(tmp_path / "fresh")}
+    pybuild("load", "-i", str(tmp_path / "base.tar"), env=fresh)
+    out = pybuild("build", "--progress", "plain", "--cache-from", f"type=local,src={cache}", str(ctx), env=fresh).stderr
+    assert out.count("CACHED") == 3, out
+
+
+def test_a_relative_store_root_works(busybox_tar: Path, tmp_path: Path) -> None:
+    """PYBUILD_ROOT=store (relative) is the directory under the cwd, also in the RUN's overlay mount."""
+    (tmp_path / "ctx").mkdir()
+    (tmp_path / "ctx" / "Dockerfile").write_text("FROM busybox:latest\nRUN echo ok > /ok\n")
+    env = {"PYBUILD_ROOT": "store"}
+    pybuild("import", str(busybox_tar), "busybox:latest", env=env, cwd=tmp_path)
+    pybuild("build", "-q", "-t", "rel:1", "ctx", env=env, cwd=tmp_path)
+    assert (tmp_path / "store").is_dir()
+    assert pybuild("run", "--rm", "rel:1", "cat", "/ok", env=env, cwd=tmp_path).stdout == "ok\n"

@@ -14,6 +14,7 @@ instead of upload on push. This is the one module that imports both the registry
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import threading
@@ -110,10 +111,17 @@ def pull(store: Store, ref: Reference, *, platform: Platform | None = None, opti
         image = BasicImage(config_bytes, layers, remote.media_type, manifest.annotations, remote.raw_manifest())
         # a digest reference pins content; like Docker, it never moves a tag (name:tag@digest included)
         tags = [normalize_tag(_familiar_name(ref) + ":" + ref.tag)] if tag and ref.tag and not ref.digest else []
-        store.put_image(image, tags)
+        # of an index, the name points at the registry's index (its bytes, partial: this image only) on a
+        # plain pull, and keeps pointing at it when another platform of the same index is pulled
+        keep_index = remote.raw_index is not None and (platform is None or bool(tags) and all(
+            store.tags().get(t) == remote.index_digest for t in tags))
+        store.put_image(image, [] if keep_index else tags)
         repo_digest = f"{_familiar_name(ref)}@{remote.index_digest}"
         store.record_registry(ref.name, [manifest.config.digest, *(d.digest for d in manifest.layers)], image.id,
                               repo_digest)
+        if keep_index and remote.raw_index is not None:
+            store.put_index(remote.raw_index, tags, partial=True)
+            store.record_registry(ref.name, [], str(remote.index_digest), repo_digest)
     return PullResult(image, remote.index_digest, repo_digest, total)
 
 
@@ -172,13 +180,16 @@ def ensure_image(store: Store, ref: str, platform: Platform | str | None = None,
         local = _local_image(store, ref, parsed)
         if local is not None and (platform is None or platforms.matches(local.config().platform, want)):
             return local
+        if local is not None and not here:  # a stored (maybe partial) index: its image for the platform
+            with contextlib.suppress(StoreError, platforms.PlatformError):
+                return store.resolve(_familiar_name(parsed) + ":" + (parsed.tag or "latest"), want)
         for repo_digest in store.repo_digests(local.id) if local is not None and not here else ():
             # the index the name was pulled from: its image for this platform may be stored already
             other = store.image_for_repo_digest(parse_reference(repo_digest), want)
             if other is not None:
                 return other
     try:  # an image for another platform than this machine's never takes the name (a plain FROM reads it)
-        return pull(store, parsed, platform=want if platform is not None else None, options=options,
+        return pull(store, parsed, platform=None if here else want, options=options,
                     progress=progress, step=step, tag=here).image
     except RegistryError as exc:
         guess = _did_you_mean(store, parsed)
@@ -219,7 +230,7 @@ def _local_image(store: Store, text: str, ref: Reference) -> BasicImage | None:
             return None
     try:
         return store.resolve(_familiar_name(ref) + ":" + (ref.tag or "latest"))
-    except StoreError:
+    except (StoreError, platforms.PlatformError):  # missing, or of a partial index, not pulled for this machine
         return None
 
 
@@ -234,22 +245,32 @@ def push(store: Store, source: str, ref: Reference, *, options: RegistryOptions 
     """
     found = store.index(source)
     if found is not None:  # a multi-platform image: every image, then the index
-        images = [store.image_by_manifest(d.digest) for d in found[1].manifests]
-        return push_index(store, images, ref, options=options, progress=progress, step=step, index_id=found[0])
+        missing = store.missing_images(found[1])
+        if missing:
+            names = ", ".join(platforms.format_platform(d.platform) for d in missing)  # type: ignore[arg-type]
+            raise StoreError(f"cannot push {source}: its index names images that were never pulled ({names}); "
+                             "a registry index must have every image it lists",
+                             hint=f"pybuild pull --platform all {source} first (it adds the missing images)")
+        images = [store.image_by_manifest(d.digest) for d in found[1].manifests
+                  if d.platform is None or d.platform.architecture != "unknown"]
+        return push_index(store, images, ref, options=options, progress=progress, step=step, index_id=found[0],
+                          raw_index=store.read_blob(found[0]))
     image = store.resolve(source)
     return push_image(store, image, ref, options=options, progress=progress, step=step)
 
 
 def push_index(store: Store, images: Sequence[Image], ref: Reference, *, options: RegistryOptions | None = None,
                progress: Progress | None = None, step: int = 0, compression: str = "gzip",
-               level: int | None = None, force_compression: bool = False, index_id: str | None = None) -> PushResult:
+               level: int | None = None, force_compression: bool = False, index_id: str | None = None,
+               raw_index: bytes | None = None) -> PushResult:
     """Push a multi-platform image: each image by its manifest digest (layers compressed as in
     `push_image`), then the OCI index of them under `ref`'s tag; returns the index's digest
-    (recorded as a repo digest of the stored index `index_id`, when given)."""
+    (recorded as a repo digest of the stored index `index_id`, when given). `raw_index` (a stored
+    index, e.g. a registry's) is pushed byte for byte when it lists exactly the pushed manifests."""
     from dataclasses import replace
 
     from builder.oci.image import index_of
-    from builder.oci.model import OCI_INDEX
+    from builder.oci.model import OCI_INDEX, Index
 
     uploaded = mounted = skipped = 0
     with store.lease():
@@ -257,9 +278,13 @@ def push_index(store: Store, images: Sequence[Image], ref: Reference, *, options
         for img in packed:
             r = _push_image(store, img, replace(ref, tag=None, digest=str(img.digest)), options, progress, step)
             uploaded, mounted, skipped = uploaded + r.uploaded, mounted + r.mounted, skipped + r.skipped
-        raw = index_of(packed).to_json()
+        raw, media_type = index_of(packed).to_json(), OCI_INDEX
+        if raw_index is not None:
+            kept = Index.from_json(raw_index)
+            if {d.digest for d in kept.manifests} == {img.digest for img in packed}:
+                raw, media_type = raw_index, kept.media_type or OCI_INDEX
         digest = client_for(ref.registry, options).put_manifest(ref.repository, ref.tag or ref.digest or "latest",
-                                                                raw, OCI_INDEX)
+                                                                raw, media_type)
         repo_digest = f"{_familiar_name(ref)}@{digest}"
         store.record_registry(ref.name, [], index_id, repo_digest)
     return PushResult(digest, repo_digest, uploaded, mounted, skipped)

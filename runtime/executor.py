@@ -160,7 +160,7 @@ class LinuxExecutor:
             if userns.in_user_namespace():
                 overlay.driver()  # probed once per process, here: the container's init inherits the answer
             _write_etc(scratch / "etc", hostname, network, net.address if net else None,
-                       sandbox=process.sandbox, dns=getattr(net, "dns", None))
+                       sandbox=process.sandbox, dns=getattr(net, "dns", None), extra_hosts=process.extra_hosts)
             _fresh_root_mode(rootfs.upper)
             build_scaffold(scratch / "scaffold", rootfs, mounts, process.cwd, hostname_file=not process.sandbox)
             if self.use_cgroups:
@@ -205,9 +205,10 @@ def _fresh_root_mode(upper: Path) -> None:
 
 
 def _write_etc(etc: Path, hostname: str, network: NetworkMode, address: str | None, *,
-               sandbox: bool = False, dns: str | None = None) -> None:
+               sandbox: bool = False, dns: str | None = None,
+               extra_hosts: Sequence[tuple[str, str]] = ()) -> None:
     """The /etc files bound into the container; a BuildKit sandbox gets no /etc/hostname, slirp4netns
-    its own resolver (`dns`)."""
+    its own resolver (`dns`); `extra_hosts` (`--add-host`) are appended to /etc/hosts, as BuildKit does."""
     etc.mkdir()
     if not sandbox:
         (etc / "hostname").write_text(hostname + "\n")
@@ -220,6 +221,7 @@ def _write_etc(etc: Path, hostname: str, network: NetworkMode, address: str | No
                  "ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")  # Docker's
     if address:
         hosts += f"{address}\t{hostname}\n"
+    hosts += "".join(f"{ip}\t{name}\n" for name, ip in extra_hosts)
     (etc / "hosts").write_text(hosts)
     resolv = _read("/etc/resolv.conf")
     if dns:  # slirp4netns' own forwarder
@@ -576,7 +578,7 @@ def _child_b(run: _Run, parent: int, err_w: int, status_w: int, join_r: int) -> 
         _close_fds_except({0, 1, 2, err_w, status_w, join_r, *run.child_fds})
         p = run.process
         terminal = setup_root(run.scratch / "root", run.scratch, run.rootfs, run.mounts, run.scratch / "etc",
-                              tty=p.tty, privileged=p.privileged,
+                              tty=p.tty, privileged=p.privileged, shm_size=p.shm_size,
                               cgroup_v1=run.cgroup.dirs if run.cgroup is not None and run.cgroup.version == 1 else None)
         if terminal is not None:  # the master to the caller; the slave becomes the process's stdio
             master, slave = terminal

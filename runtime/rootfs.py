@@ -164,12 +164,13 @@ def build_scaffold(scaffold: Path, rootfs: RootfsSpec, mounts: Sequence[Mount], 
 
 def setup_root(root: Path, scratch: Path, rootfs: RootfsSpec, mounts: Sequence[Mount], etc_dir: Path,
                tty: bool = False, privileged: bool = False,
-               cgroup_v1: Mapping[str, Path] | None = None) -> tuple[int, int] | None:
+               cgroup_v1: Mapping[str, Path] | None = None, shm_size: int = 0) -> tuple[int, int] | None:
     """Mount everything under `root` and pivot into it; the old root is detached. `privileged`:
     /sys writable, no masked or read-only /proc paths, and /dev writable with `INSECURE_DEVICES`.
     `tty`: returns (master, slave) of a terminal of the container's own devpts (`/dev/pts/0`, also
     bound at `/dev/console`), as runc makes one. `cgroup_v1`: the container's cgroup directory per
-    v1 controller, shown read-only at `/sys/fs/cgroup/<controller>` as Docker shows them."""
+    v1 controller, shown read-only at `/sys/fs/cgroup/<controller>` as Docker shows them. `shm_size`:
+    bytes of the /dev/shm tmpfs (0: Docker's 64 MiB)."""
     _linux.mount(None, "/", None, _linux.MS_REC | _linux.MS_PRIVATE)
     lower = (*rootfs.lower, scratch / "scaffold")
     # nodev: CAP_MKNOD stays (Docker's default set) but a node made anywhere but /dev cannot be opened
@@ -179,7 +180,7 @@ def setup_root(root: Path, scratch: Path, rootfs: RootfsSpec, mounts: Sequence[M
     targets = [(os.path.normpath("/" + m.target.lstrip("/")), m) for m in mounts]
     below_dev = [(t[len("/dev/"):], m.type == "bind" and os.path.isfile(m.source))
                  for t, m in targets if t.startswith("/dev/")]
-    terminal = _mount_dev(r + "/dev", tty, privileged, below_dev)
+    terminal = _mount_dev(r + "/dev", tty, privileged, below_dev, shm_size)
     try:
         _linux.mount("sysfs", r + "/sys", "sysfs", NOSUID_NODEV_NOEXEC | (0 if privileged else _linux.MS_RDONLY))
     except OSError:  # sharing the host's network namespace: bind its /sys
@@ -313,7 +314,7 @@ def _open_terminal(pts: str) -> tuple[int, int, str]:
 
 
 def _mount_dev(dev: str, tty: bool, privileged: bool = False,
-               points: Sequence[tuple[str, bool]] = ()) -> tuple[int, int] | None:
+               points: Sequence[tuple[str, bool]] = (), shm_size: int = 0) -> tuple[int, int] | None:
     """A /dev tmpfs with Docker's device nodes; `points`: (path below /dev, is a file) of the
     mounts to come there (BuildKit's /dev/pipes/NAME heredoc scripts), made before /dev is
     read-only."""
@@ -351,7 +352,7 @@ def _mount_dev(dev: str, tty: bool, privileged: bool = False,
     except OSError:  # rootless with a single-id map: there is no gid 5
         _linux.mount("devpts", f"{dev}/pts", "devpts", _linux.MS_NOSUID | _linux.MS_NOEXEC,
                      "newinstance,ptmxmode=0666,mode=0620")
-    _linux.mount("shm", f"{dev}/shm", "tmpfs", NOSUID_NODEV_NOEXEC, "mode=1777,size=65536k")
+    _linux.mount("shm", f"{dev}/shm", "tmpfs", NOSUID_NODEV_NOEXEC, f"mode=1777,size={shm_size or 65536 << 10}")
     _linux.mount("mqueue", f"{dev}/mqueue", "mqueue", NOSUID_NODEV_NOEXEC)
     terminal = None
     if tty:

@@ -30,6 +30,8 @@ class ProcessSpec(NamedTuple):
     BuildKit RUN: its /etc/hosts (`127.0.0.1 localhost HOSTNAME` and `::1`), the image's own
     /etc/hostname and no HOSTNAME variable.
     `seccomp`: "" for Docker's default profile, "unconfined" for none, else a profile's JSON text.
+    `extra_hosts`: (name, ip) lines appended to /etc/hosts (`--add-host`); `shm_size`: bytes of the
+    /dev/shm tmpfs (0: Docker's 64 MiB).
     """
 
     argv: tuple[str, ...]
@@ -43,6 +45,8 @@ class ProcessSpec(NamedTuple):
     privileged: bool = False
     sandbox: bool = False
     seccomp: str = ""
+    extra_hosts: tuple[tuple[str, str], ...] = ()
+    shm_size: int = 0
 
 
 class RootfsSpec(NamedTuple):

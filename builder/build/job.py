@@ -52,6 +52,8 @@ class SolveOptions:
     compression: str = "uncompressed"  # layers committed as: gzip | zstd | uncompressed (compressed on push/export)
     compression_level: int | None = None
     ssh: SshAgents | None = field(default=None, hash=False, compare=False)  # the agents of --ssh
+    extra_hosts: tuple[tuple[str, str], ...] = ()  # --add-host: (name, ip) for RUN steps' /etc/hosts
+    shm_size: int = 0  # --shm-size: bytes of RUN steps' /dev/shm (0: 64 MiB)
 
 
 # --- layers ------------------------------------------------------------------------------------

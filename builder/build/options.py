@@ -15,7 +15,7 @@ from typing import Any, BinaryIO, Mapping
 from builder.errors import BuildError, StepError
 
 __all__ = ["BuildOptions", "BuildResult", "Output", "ENTITLEMENTS", "OUTPUT_TYPES", "parse_build_args",
-           "parse_secrets", "parse_allow", "parse_outputs", "parse_labels", "parse_platforms", "validate",
+           "parse_secrets", "parse_allow", "parse_add_hosts", "parse_shm_size", "parse_outputs", "parse_labels", "parse_platforms", "validate",
            "check_entitlements", "output_compression"]
 
 ENTITLEMENTS = ("security.insecure", "network.host")
@@ -62,12 +62,14 @@ class BuildOptions(_Frozen):
 
     `secrets` hold values (never shown: `repr` names their ids only); `ssh` holds `--ssh` specs,
     opened as agents for the build's duration; `cache_from`/`cache_to` hold
-    `builder.cache.export.CacheSpec`s; `stdin` is the context or Dockerfile when `context` is "-".
+    `builder.cache.export.CacheSpec`s; `stdin` is the context or Dockerfile when `context` is "-";
+    `extra_hosts` ((name, ip), `--add-host`) go into RUN steps' /etc/hosts, `shm_size` (bytes, 0: 64 MiB)
+    is their /dev/shm (both part of a RUN's cache key when set, as in BuildKit's ExecOp).
     """
 
     __slots__ = ("context", "dockerfile", "tags", "build_args", "target", "platform", "labels", "no_cache",
                  "no_cache_filter", "pull", "network", "jobs", "secrets", "ssh", "outputs", "cache_from", "cache_to",
-                 "allow", "stdin")
+                 "allow", "stdin", "extra_hosts", "shm_size")
     context: str
     dockerfile: str | None
     tags: tuple[str, ...]
@@ -87,6 +89,8 @@ class BuildOptions(_Frozen):
     cache_to: tuple[Any, ...]
     allow: frozenset[str]
     stdin: BinaryIO | None
+    extra_hosts: tuple[tuple[str, str], ...]
+    shm_size: int
 
     def __init__(self, context: str, *, dockerfile: str | None = None, tags: tuple[str, ...] = (),
                  build_args: Mapping[str, str] | None = None, target: str | None = None,
@@ -95,13 +99,15 @@ class BuildOptions(_Frozen):
                  jobs: int = 0, secrets: Mapping[str, bytes] | None = None, ssh: tuple[str, ...] = (),
                  outputs: tuple[Output, ...] | None = None, cache_from: tuple[Any, ...] = (),
                  cache_to: tuple[Any, ...] = (), allow: frozenset[str] = frozenset(),
-                 stdin: BinaryIO | None = None) -> None:
+                 stdin: BinaryIO | None = None, extra_hosts: tuple[tuple[str, str], ...] = (),
+                 shm_size: int = 0) -> None:
         self._set(context=context, dockerfile=dockerfile, tags=tuple(tags), build_args=dict(build_args or {}),
                   target=target, platform=platform, labels=dict(labels or {}), no_cache=no_cache,
                   no_cache_filter=frozenset(no_cache_filter), pull=pull, network=network, jobs=jobs,
                   secrets=dict(secrets or {}), ssh=tuple(ssh),
                   outputs=tuple(outputs) if outputs is not None else (Output("image"),),
-                  cache_from=tuple(cache_from), cache_to=tuple(cache_to), allow=frozenset(allow), stdin=stdin)
+                  cache_from=tuple(cache_from), cache_to=tuple(cache_to), allow=frozenset(allow), stdin=stdin,
+                  extra_hosts=tuple((str(n), str(ip)) for n, ip in extra_hosts), shm_size=int(shm_size))
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__ if n != "secrets")
@@ -186,6 +192,48 @@ def parse_allow(values: list[str]) -> frozenset[str]:
         if v not in ENTITLEMENTS:
             raise BuildError(f"invalid --allow {v!r}: expected {' or '.join(ENTITLEMENTS)}")
     return frozenset(out)
+
+
+def parse_add_hosts(values: list[str]) -> tuple[tuple[str, str], ...]:
+    """`--add-host NAME:IP` (or `NAME=IP`, as docker 25+), repeatable -> ((name, ip), ...), in order.
+    The IP is checked (v4 or v6, brackets allowed); `host-gateway` is refused: builds have no gateway."""
+    import ipaddress
+
+    out: list[tuple[str, str]] = []
+    for item in values:
+        name, sep, ip = item.partition("=")
+        if not sep:
+            name, sep, ip = item.partition(":")
+        name = name.strip()
+        if not sep or not name or any(c.isspace() for c in name):
+            raise BuildError(f"invalid --add-host {item!r}: expected NAME:IP", hint="e.g. --add-host db:10.0.0.5")
+        if ip == "host-gateway":
+            raise BuildError(f"invalid --add-host {item!r}: host-gateway is not supported by pybuild's builds",
+                             hint="give the address itself, e.g. --add-host host.docker.internal:172.17.0.1")
+        if ip.startswith("[") and ip.endswith("]"):
+            ip = ip[1:-1]
+        try:
+            ipaddress.ip_address(ip)
+        except ValueError:
+            raise BuildError(f"invalid --add-host {item!r}: invalid IP address {ip!r}") from None
+        out.append((name, ip))
+    return tuple(out)
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def parse_shm_size(text: str | None) -> int:
+    """`--shm-size` (`64m`, `1g`, `1048576`) -> bytes; 0 when not given (the runtime's 64 MiB)."""
+    if not text:
+        return 0
+    import re
+
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([bkmg]?)b?", text.strip(), re.IGNORECASE)
+    size = int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()]) if m else 0
+    if size <= 0:
+        raise BuildError(f"invalid --shm-size {text!r}: expected a positive size", hint="e.g. --shm-size 128m")
+    return size
 
 
 def parse_outputs(values: list[str], tags: list[str] | tuple[str, ...], push: bool) -> tuple[Output, ...]:

@@ -50,7 +50,9 @@ def run_build(options: BuildOptions, progress: Progress) -> BuildResult:
                 "build_args": dict(options.build_args), "target": options.target, "platform": options.platform,
                 "labels": dict(options.labels), "network": options.network,
                 "epoch": os.environ.get("SOURCE_DATE_EPOCH"),
-                **({"allow": sorted(options.allow)} if options.allow else {})})
+                **({"allow": sorted(options.allow)} if options.allow else {}),
+                **({"extra_hosts": [list(h) for h in options.extra_hosts]} if options.extra_hosts else {}),
+                **({"shm_size": options.shm_size} if options.shm_size else {})})
             hit = memo.lookup(root, memo_key, ctx, list(options.tags)) if ctx.root is not None else None
             if hit is not None:  # the options are those of an earlier build that was checked
                 return _replay(options, root, ctx, hit, progress, started)
@@ -141,7 +143,8 @@ def _build(options: BuildOptions, store: Store, ctx: BuildContext, df: Any, prog
     record = _new_record(options, ctx, started, ",".join(g.stages[g.target].platform for g in graphs))
     compression, level = output_compression(options.outputs)
     opts = SolveOptions(options.no_cache, frozenset(options.no_cache_filter), options.jobs, dict(options.secrets),
-                        options.pull, options.network, compression or "uncompressed", level, ssh)
+                        options.pull, options.network, compression or "uncompressed", level, ssh,
+                        options.extra_hosts, options.shm_size)
     cache = BuildCache(store.root)
     job = BuildJob(store, cache, ctx, progress, opts, record, image)
     solvers = _solvers(graphs, targets, job)

@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from builder.build.options import (BuildOptions, BuildResult, parse_allow, parse_build_args, parse_labels,
-                                   parse_outputs, parse_secrets)
+from builder.build.options import (BuildOptions, BuildResult, parse_add_hosts, parse_allow, parse_build_args,
+                                   parse_labels, parse_outputs, parse_secrets, parse_shm_size)
 
 if TYPE_CHECKING:
     from builder.util.progress import Progress
@@ -47,6 +47,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow", action="append", default=[], metavar="ENTITLEMENT",
                    help="allow an extra privilege: security.insecure (RUN --security=insecure), network.host")
     p.add_argument("--network", choices=["default", "none", "host"], default="default", help="network mode for RUN steps")
+    p.add_argument("--add-host", action="append", default=[], metavar="NAME:IP", help="add a line to RUN steps' /etc/hosts (repeatable)")
+    p.add_argument("--shm-size", metavar="SIZE", help="size of RUN steps' /dev/shm (e.g. 128m; default 64m)")
     p.add_argument("--jobs", type=int, metavar="N", help="stages built at once (default: number of cores)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
     p.add_argument("--check", action="store_true",
@@ -68,7 +70,8 @@ def options_from(args: argparse.Namespace) -> BuildOptions:
         labels=parse_labels(args.label), no_cache=args.no_cache, no_cache_filter=frozenset(args.no_cache_filter),
         pull=args.pull, network=args.network, jobs=args.jobs or 0, secrets=parse_secrets(args.secret),
         ssh=tuple(args.ssh), outputs=parse_outputs(args.output, args.tag, args.push), cache_from=cache_from,
-        cache_to=cache_to, allow=parse_allow(args.allow))
+        cache_to=cache_to, allow=parse_allow(args.allow), extra_hosts=parse_add_hosts(args.add_host),
+        shm_size=parse_shm_size(args.shm_size))
 
 
 def run(args: argparse.Namespace) -> int:

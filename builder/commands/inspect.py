@@ -37,6 +37,9 @@ def describe(store: Store, ref: str, platform: str | None = None) -> dict:
     if index is not None:
         doc["Index"] = {"Digest": index[0], "Platforms": [str(d.platform) for d in index[1].manifests if d.platform],
                         "Manifests": [d.digest for d in index[1].manifests]}
+        missing = {d.digest for d in store.missing_images(index[1])}
+        doc["Index"]["Pulled"] = [str(d.platform) for d in index[1].manifests  # a partial index lacks some
+                                  if d.platform and d.platform.architecture != "unknown" and d.digest not in missing]
     return doc
 
 

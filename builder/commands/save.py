@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from builder.errors import BuildError
+from builder.errors import BuildError, StoreError
 from builder.oci.archive import write_docker_archive
 from builder.oci.layout import write_oci_archive
 from builder.oci.reference import normalize_tag
@@ -42,6 +42,11 @@ def run(args: argparse.Namespace) -> int:
     if found is not None:  # the whole multi-platform image: its index and every platform's image
         from builder.oci.layout import write_oci_index_archive
 
+        missing = store.missing_images(found[1])
+        if missing:
+            names = ", ".join(str(d.platform) for d in missing)
+            raise StoreError(f"cannot save {args.images[0]} whole: its images for {names} were never pulled",
+                             hint=f"pybuild pull --platform all {args.images[0]}, or save one platform with --platform")
         images = [store.image_by_manifest(d.digest) for d in found[1].manifests]
         write_oci_index_archive(images, dest, _tags(store, args.images[0], found[0]))
         return 0

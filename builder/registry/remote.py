@@ -82,6 +82,7 @@ class RemoteImage:
     media_type: str
     base: BasicImage
     client: RegistryClient
+    raw_index: bytes | None = None  # the index's bytes as served, when the reference named one
 
     @property
     def id(self) -> Digest:
@@ -127,8 +128,9 @@ def _media_type(data: bytes, ref: Reference) -> str:
     return str(doc.get("mediaType", "")) if isinstance(doc, dict) else ""
 
 
-def _fetch_manifest(client: RegistryClient, ref: Reference, want: Platform) -> tuple[bytes, str, Digest, Digest]:
-    """(manifest bytes, media type, manifest digest, top-level digest) for `ref` on `want`."""
+def _fetch_manifest(client: RegistryClient, ref: Reference,
+                    want: Platform) -> tuple[bytes, str, Digest, Digest, bytes | None]:
+    """(manifest bytes, media type, manifest digest, top-level digest, index bytes or None) for `ref` on `want`."""
     data, media_type, top = client.get_manifest(ref.repository, ref.identifier)
     if not media_type:
         media_type = str(_media_type(data, ref))
@@ -137,12 +139,13 @@ def _fetch_manifest(client: RegistryClient, ref: Reference, want: Platform) -> t
             chosen = platforms.select(Index.from_json(data), want)
         except platforms.PlatformError as exc:
             raise RegistryError(f"{ref}: {exc.message}", hint=exc.hint) from None
+        index_data = data
         data, media_type, digest = client.get_manifest(ref.repository, chosen.digest)
-        return data, media_type, digest, top
+        return data, media_type, digest, top, index_data
     if media_type not in MANIFEST_TYPES:
         raise RegistryError(f"{ref.familiar()}: unsupported manifest type {media_type or 'unknown'!r}",
                             hint="pybuild pulls OCI and Docker schema 2 images")
-    return data, media_type, top, top
+    return data, media_type, top, top, None
 
 
 def image(ref: Reference, options: RegistryOptions | None = None, platform: Platform | None = None, *,
@@ -154,7 +157,7 @@ def image(ref: Reference, options: RegistryOptions | None = None, platform: Plat
     """
     client = client_for(ref.registry, options)
     want = platform or platforms.host()
-    data, media_type, digest, top = _fetch_manifest(client, ref, want)
+    data, media_type, digest, top, raw_index = _fetch_manifest(client, ref, want)
     manifest = Manifest.from_json(data)
     if manifest.config.media_type not in CONFIG_TYPES:
         raise RegistryError(f"{ref.familiar()} is not a container image (config type {manifest.config.media_type})")
@@ -168,7 +171,7 @@ def image(ref: Reference, options: RegistryOptions | None = None, platform: Plat
                              functools.partial(client.open_blob, ref.repository, d))
                    for diff, d in zip(config.diff_ids, manifest.layers))
     base = BasicImage(raw_config, layers, media_type, manifest.annotations, data)
-    return RemoteImage(ref, top, media_type, base, client)
+    return RemoteImage(ref, top, media_type, base, client, raw_index)
 
 
 # -- writing ---------------------------------------------------------------------------------------------

@@ -134,14 +134,13 @@ def registry_config(request: web.Request) -> None:
 def options(request: web.Request, context: Path) -> Any:
     """The `BuildOptions` of the query; 400 on a parameter pybuild cannot honour."""
     from builder.build import BuildOptions
+    from builder.build.options import parse_add_hosts
     from builder.cache.export import parse_cache_spec
     from builder.errors import BuildError
 
     q = request.query
     if q.get("remote"):
         raise ApiError(400, "remote build contexts are not supported: send the context as the request body")
-    if q.get("extrahosts"):
-        raise ApiError(400, "extrahosts (--add-host) is not supported by pybuild's builds")
     network = q.get("networkmode", "")
     if network not in NETWORKS:
         raise ApiError(400, f"invalid networkmode {network!r}: pybuild builds support default, host and none")
@@ -160,13 +159,16 @@ def options(request: web.Request, context: Path) -> Any:
             specs.append(parse_cache_spec(str(c), export=False))
         except BuildError as exc:
             raise ApiError(400, f"invalid cachefrom (--cache-from) {c!r}: {exc.message}") from None
-    qint(request, "shmsize")  # accepted (checked as a number); RUN steps get the runtime's own /dev/shm
+    shm_size = qint(request, "shmsize")
+    if shm_size < 0:
+        raise ApiError(400, f"invalid shmsize {shm_size}: it must be positive")
     try:
+        extra_hosts = parse_add_hosts(q.getall("extrahosts", []))  # repeated NAME:IP, as dockerd reads them
         return BuildOptions(
             str(context), dockerfile=str(context.joinpath(*clean.split("/"))), tags=tuple(q.getall("t", [])),
             build_args=build_args, target=q.get("target") or None, platform=q.get("platform") or None,
             labels=labels, no_cache=qbool(request, "nocache"), pull=qbool(request, "pull"),
-            network=NETWORKS[network], cache_from=tuple(specs))
+            network=NETWORKS[network], cache_from=tuple(specs), extra_hosts=extra_hosts, shm_size=shm_size)
     except BuildError as exc:
         raise ApiError(400, exc.message) from None
 

@@ -17,7 +17,7 @@ from typing import Any, Iterable, Iterator
 
 from builder.errors import ImageFormatError, InvalidReferenceError, StoreError
 from builder.oci.image import BasicImage, BlobLayer, Image, validate_image
-from builder.oci.model import Digest, ImageConfig, Index, Manifest, Platform
+from builder.oci.model import Descriptor, Digest, ImageConfig, Index, Manifest, Platform
 from builder.oci.reference import Reference, normalize_tag, parse_reference
 from builder.store.layers import LayerRecord, LayerStore
 from builder.store.lookup import read_index
@@ -90,17 +90,19 @@ class ImageStore(LayerStore):
                     index["tags"][name] = image.id
         return image.id
 
-    def put_index(self, index: Index | bytes, tags: Iterable[str] = ()) -> Digest:
+    def put_index(self, index: Index | bytes, tags: Iterable[str] = (), partial: bool = False) -> Digest:
         """Store a multi-platform index (or its bytes, as a registry served them) whose images are
         stored (`put_image`), and point `tags` at it; returns its digest (what `images` lists as its
         id, and what a tag of it names). Entries that are no image for a platform (BuildKit's
-        attestations: `unknown/unknown`) need not be stored."""
+        attestations: `unknown/unknown`) need not be stored; with `partial` (a plain pull keeps the
+        registry's index with only this machine's image), neither need the other platforms' images."""
         names = [normalize_tag(t) for t in tags]
         raw = index if isinstance(index, bytes) else index.to_json()
         with self.lease():
             for desc in Index.from_json(raw).manifests:
-                if desc.platform is not None and desc.platform.architecture != "unknown":
-                    self.image_by_manifest(desc.digest)  # every image is here, readable
+                if desc.platform is not None and desc.platform.architecture != "unknown" and \
+                        (not partial or self.has_blob(desc.digest)):
+                    self.image_by_manifest(desc.digest)  # every (stored) image is here, readable
             digest = self.put_bytes(raw)
             with self._edit_index() as data:
                 data.setdefault("indexes", {})[digest] = {"added": _now()}
@@ -122,6 +124,12 @@ class ImageStore(LayerStore):
             with contextlib.suppress(StoreError):
                 return self.image_by_manifest(desc.digest)
         raise StoreError(f"index {image_id} has none of its images in the store")
+
+    def missing_images(self, index: Index) -> list[Descriptor]:
+        """The entries of a stored index (images for a platform) whose image is not in the store: a
+        partial index, as a plain pull keeps it, lacks the platforms nobody pulled."""
+        return [d for d in index.manifests if d.platform is not None and d.platform.architecture != "unknown"
+                and not self.has_blob(d.digest)]
 
     def index(self, ref: str) -> tuple[Digest, Index] | None:
         """(digest, index) when `ref` (a tag, `name@digest`, or a digest / unique prefix) names a stored
@@ -244,12 +252,17 @@ class ImageStore(LayerStore):
         if found is not None:
             want = platform or platforms.host()
             try:
-                return self.image_by_manifest(platforms.select(found[1], want).digest)
+                desc = platforms.select(found[1], want)
             except platforms.PlatformError:
                 have = ", ".join(str(d.platform) for d in found[1].manifests if d.platform) or "none"
                 raise platforms.PlatformError(f"image {ref!r} has no image for platform "
                                               f"{platforms.format_platform(want)} (it has: {have})",
                                               hint="choose one of those with --platform") from None
+            if not self.has_blob(desc.digest):  # a partial index (a plain pull keeps only this machine's image)
+                text = platforms.format_platform(desc.platform)  # type: ignore[arg-type]
+                raise platforms.PlatformError(f"image {ref!r} has an image for platform {text} in its index, "
+                                              "but it is not pulled", hint=f"pybuild pull --platform {text} {ref}")
+            return self.image_by_manifest(desc.digest)
         image = self._resolve(ref)
         if platform is not None and not platforms.matches(image.config().platform, platform):
             raise platforms.PlatformError(f"image {ref!r} has no image for platform {platform} "

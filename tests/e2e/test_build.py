@@ -464,3 +464,44 @@ def test_run_network_modes(store: dict[str, str], tmp_path: Path) -> None:
     out = pybuild("build", "-t", "net:2", "--network", "none", "-o", f"type=local,dest={tmp_path / 'fs2'}",
                   str(ctx), env=store)
     assert out.returncode == 0 and (tmp_path / "fs2" / "default").read_text().strip() == "1"
+
+
+def test_add_host_lines_follow_the_sandbox_hosts_and_key_the_run(store: dict[str, str], tmp_path: Path) -> None:
+    """`--add-host` lines come after BuildKit's sandbox lines; they are part of the RUN's key, as in
+    BuildKit's ExecOp (another host list reruns the RUN, the same one hits the cache)."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN cat /etc/hosts > /hosts\n")
+    args = ["--add-host", "db:10.1.2.3", "--add-host", "v6=fd00::5", "--progress=plain"]
+    out = pybuild("build", *args, "-o", f"type=local,dest={tmp_path / 'fs'}", str(ctx), env=store)
+    lines = (tmp_path / "fs" / "hosts").read_text().splitlines()
+    assert lines[:2] == ["127.0.0.1\tlocalhost buildkitsandbox", "::1\tlocalhost ip6-localhost ip6-loopback"]
+    assert lines[-2:] == ["10.1.2.3\tdb", "fd00::5\tv6"], out.stderr  # after the sandbox's own address line
+    again = pybuild("build", *args, "-o", f"type=local,dest={tmp_path / 'fs2'}", str(ctx), env=store).stderr
+    assert "#2 CACHED" in again
+    other = pybuild("build", "--add-host", "db:10.9.9.9", "--progress=plain", "-o",
+                    f"type=local,dest={tmp_path / 'fs3'}", str(ctx), env=store).stderr
+    assert "#2 CACHED" not in other and "10.9.9.9\tdb" in (tmp_path / "fs3" / "hosts").read_text()
+
+
+@pytest.mark.parametrize("flag, message", [
+    (["--add-host", "db"], "invalid --add-host 'db': expected NAME:IP"),
+    (["--add-host", "db:10.1.2"], "invalid IP address '10.1.2'"),
+    (["--add-host", "gw:host-gateway"], "host-gateway is not supported"),
+    (["--shm-size", "lots"], "invalid --shm-size 'lots'"),
+    (["--shm-size", "0"], "invalid --shm-size '0'"),
+])
+def test_bad_add_host_or_shm_size_is_a_clear_error(store: dict[str, str], tmp_path: Path, flag: list[str],
+                                                    message: str) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN true\n")
+    proc = pybuild("build", *flag, str(tmp_path), env=store, check=False)
+    assert proc.returncode != 0 and proc.returncode != 70 and message in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_shm_size_sizes_the_run_steps_dev_shm(store: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN grep ' /dev/shm ' /proc/mounts > /shm\n")
+    pybuild("build", "-o", f"type=local,dest={tmp_path / 'a'}", str(tmp_path), env=store)
+    assert "size=65536k" in (tmp_path / "a" / "shm").read_text()  # Docker's default
+    pybuild("build", "--shm-size", "128m", "-o", f"type=local,dest={tmp_path / 'b'}", str(tmp_path), env=store)
+    assert "size=131072k" in (tmp_path / "b" / "shm").read_text()

@@ -256,3 +256,91 @@ def test_target_of_a_build_platform_stage_is_refused_not_duplicated(env: dict[st
     ctx = _context(tmp_path, "FROM --platform=$BUILDPLATFORM busybox:multi AS tools\nRUN true\nFROM busybox:multi\n")
     proc = pybuild("build", "--platform", "linux/amd64,linux/arm64", "--target", "tools", ctx, check=False, env=env)
     assert proc.returncode == 1 and "would hold linux/amd64 twice" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _raw_manifest(host: str, repo: str, ref: str) -> bytes:
+    """The manifest (or index) bytes the loopback registry serves for repo:ref."""
+    import urllib.request
+
+    accept = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json"
+    req = urllib.request.Request(f"http://{host}/v2/{repo}/manifests/{ref}", headers={"Accept": accept})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return r.read()
+
+
+@requires_tool("docker-registry")
+def test_plain_pull_keeps_a_partial_index(env: dict[str, str], registry, tmp_path: Path) -> None:  # noqa: ANN001
+    import hashlib
+
+    name = f"{registry.host}/mp/part:1"
+    pybuild("tag", "busybox:multi", name, env=env)
+    pybuild("push", name, env=env)
+    served = _raw_manifest(registry.host, "mp/part", "1")
+    index_digest = "sha256:" + hashlib.sha256(served).hexdigest()
+    fresh = {"PYBUILD_ROOT": str(tmp_path / "fresh")}
+    pulled = pybuild("pull", name, env=fresh).stdout
+    assert f"Digest: {index_digest}" in pulled
+    # the name points at the registry's index, exact bytes, with only this machine's image present
+    doc = json.loads(pybuild("inspect", name, env=fresh).stdout)[0]
+    assert doc["Index"]["Digest"] == index_digest and doc["Architecture"] == "amd64"
+    assert doc["Index"]["Platforms"] == ["linux/amd64", "linux/arm64"] and doc["Index"]["Pulled"] == ["linux/amd64"]
+    assert len(pybuild("images", "-q", env=fresh).stdout.split()) == 1
+    assert "mp/part" in pybuild("images", env=fresh).stdout  # listed with this machine's image's size
+    assert pybuild("run", "--rm", "--network", "none", name, "uname", "-m", env=fresh).stdout == "x86_64\n"
+    # the platform not pulled: a clear error pointing at pull --platform, for inspect, save, run
+    for cmd in (["inspect", "--platform", "linux/arm64", name],
+                ["save", "--platform", "linux/arm64", "-o", str(tmp_path / "a.tar"), name],
+                ["run", "--rm", "--platform", "linux/arm64", name, "true"]):
+        proc = pybuild(*cmd, check=False, env=fresh)
+        assert proc.returncode in (1, 125) and "not pulled" in proc.stderr  # run: Docker's 125
+        assert "Traceback" not in proc.stderr, proc.stderr
+        assert f"pybuild pull --platform linux/arm64 {name}" in proc.stderr
+    # the whole index cannot be saved or pushed while it lacks an image
+    proc = pybuild("save", "--format", "oci", "-o", str(tmp_path / "all.tar"), name, check=False, env=fresh)
+    assert proc.returncode == 1 and "linux/arm64" in proc.stderr and "pull --platform all" in proc.stderr
+    other = f"{registry.host}/mp/partcopy:1"
+    pybuild("tag", name, other, env=fresh)
+    proc = pybuild("push", other, check=False, env=fresh)
+    assert proc.returncode == 1 and "never pulled (linux/arm64)" in proc.stderr and "Traceback" not in proc.stderr
+    # a FROM of the name (this machine's platform) uses the stored image, no second image appears
+    ctx = _context(tmp_path, f"FROM {name}\nRUN uname -m > /arch\n")
+    pybuild("build", "-t", "plain:1", ctx, env=fresh)
+    assert pybuild("run", "--rm", "--network", "none", "plain:1", "cat", "/arch", env=fresh).stdout == "x86_64\n"
+    # a later pull of the other platform adds its image to the same index; the name stays on it
+    pybuild("pull", "--platform", "linux/arm64", name, env=fresh)
+    doc = json.loads(pybuild("inspect", "--platform", "linux/arm64", name, env=fresh).stdout)[0]
+    assert doc["Architecture"] == "arm64" and doc["Index"]["Digest"] == index_digest
+    assert doc["Index"]["Pulled"] == ["linux/amd64", "linux/arm64"]
+    assert len(pybuild("images", "-q", env=fresh).stdout.split()) == 2  # the index and plain:1
+    # now whole: pushed byte for byte (the registry's index digest again)
+    pybuild("push", other, env=fresh)
+    assert _raw_manifest(registry.host, "mp/partcopy", "1") == served
+    # a pull by the index's digest keeps it too (untagged), found by that digest
+    by_digest = {"PYBUILD_ROOT": str(tmp_path / "by-digest")}
+    pybuild("pull", f"{name.rsplit(':', 1)[0]}@{index_digest}", env=by_digest)
+    doc = json.loads(pybuild("inspect", f"{name.rsplit(':', 1)[0]}@{index_digest}", env=by_digest).stdout)[0]
+    assert doc["Index"]["Digest"] == index_digest and doc["Index"]["Pulled"] == ["linux/amd64"]
+    # rmi removes the index with its images; prune then frees their blobs
+    pybuild("rmi", name, other, env=fresh)
+    assert len(pybuild("images", "-q", env=fresh).stdout.split()) == 1
+    pybuild("prune", env=fresh)
+    arm_manifest = doc["Index"]["Manifests"][1]
+    assert not (tmp_path / "fresh" / "blobs" / "sha256" / arm_manifest.split(":")[1]).exists()
+    assert pybuild("run", "--rm", "--network", "none", "plain:1", "cat", "/arch", env=fresh).stdout == "x86_64\n"
+
+
+@requires_tool("docker-registry")
+def test_from_a_registry_index_keeps_a_partial_index_and_adds_foreign_images(env: dict[str, str], registry,  # noqa: ANN001
+                                                                               tmp_path: Path) -> None:
+    name = f"{registry.host}/mp/frombase:1"
+    pybuild("tag", "busybox:multi", name, env=env)
+    pybuild("push", name, env=env)
+    fresh = {"PYBUILD_ROOT": str(tmp_path / "fresh")}
+    ctx = _context(tmp_path, f"FROM {name}\nRUN uname -m > /arch\n")
+    pybuild("build", "-t", "plain:1", ctx, env=fresh)  # the pull for FROM keeps the index, this machine's image
+    doc = json.loads(pybuild("inspect", name, env=fresh).stdout)[0]
+    assert doc["Index"]["Pulled"] == ["linux/amd64"]
+    pybuild("build", "--platform", "linux/arm64", "-t", "arm:1", ctx, env=fresh)  # pulls the arm64 image into it
+    doc = json.loads(pybuild("inspect", "--platform", "linux/arm64", name, env=fresh).stdout)[0]
+    assert doc["Architecture"] == "arm64" and doc["Index"]["Pulled"] == ["linux/amd64", "linux/arm64"]
+    assert pybuild("run", "--rm", "--network", "none", "arm:1", "cat", "/arch", env=fresh).stdout == "aarch64\n"

@@ -49,6 +49,16 @@ def test_build_with_flags(server: Server, tmp_path: Path) -> None:
     assert "flags " in listed and " 1 " in listed and " 2 " in listed
 
 
+def test_add_host_and_shm_size_reach_the_run_steps(server: Server, tmp_path: Path) -> None:
+    run = "RUN cat /etc/hosts; grep ' /dev/shm ' /proc/mounts"
+    ctx = write_context(tmp_path / "ctx", {"Dockerfile": f"FROM busybox\n{run}\n"})
+    out = server.docker("build", "--add-host", "db:10.1.2.3", "--add-host", "cache:10.1.2.4", "--shm-size", "96m",
+                        str(ctx)).stdout
+    assert "10.1.2.3\tdb\n10.1.2.4\tcache" in out and "size=98304k" in out, out
+    plain = server.docker("build", str(ctx)).stdout  # neither: another RUN key, the default /dev/shm, no extra lines
+    assert "Using cache" not in plain and "\tdb" not in plain and "size=65536k" in plain, plain
+
+
 def test_quiet_iidfile_and_cache(server: Server, tmp_path: Path) -> None:
     ctx = write_context(tmp_path / "ctx", {"Dockerfile": "FROM busybox\nRUN echo cached-step > /c\n"})
     first = server.docker("build", "-t", "quiet:1", str(ctx)).stdout
@@ -70,8 +80,8 @@ def test_failures_exit_as_with_dockerd(server: Server, tmp_path: Path) -> None:
     bad = write_context(tmp_path / "bad", {"Dockerfile": "FROM busybox\nNOPE x\n"})
     proc = server.docker("build", str(bad), check=False)
     assert proc.returncode == 1 and "NOPE" in proc.stderr.upper()
-    proc = server.docker("build", "--add-host", "h:127.0.0.1", str(ctx), check=False)
-    assert proc.returncode == 1 and "extrahosts" in proc.stderr
+    proc = server.docker("build", "--add-host", "gw:host-gateway", str(ctx), check=False)
+    assert proc.returncode == 1 and "host-gateway is not supported" in proc.stderr
     assert "fails:1" not in server.pybuild("images").stdout
     assert server.alive()
 

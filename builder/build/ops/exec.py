@@ -45,8 +45,12 @@ class ExecOp:
             if m.type == "bind":
                 part["content"] = content_key(job, step, m.source_stage, m.source_image, [m.source or "/"], ())
         env = [[k, v] for k, v in op.env if k not in PROXY_ARGS or (k, v) in op.build_args]
-        return CacheKey.make(parent=step.parent.digest,
-                             op={"kind": "RUN", "argv": list(op.argv), "security": op.security},
+        kind: dict[str, object] = {"kind": "RUN", "argv": list(op.argv), "security": op.security}
+        if job.options.extra_hosts:  # part of BuildKit's ExecOp meta (its digest) when given, as shm size
+            kind["extra_hosts"] = [list(h) for h in job.options.extra_hosts]
+        if job.options.shm_size:
+            kind["shm_size"] = job.options.shm_size
+        return CacheKey.make(parent=step.parent.digest, op=kind,
                              env=env, user=op.user, cwd=op.cwd, network=job.network(op.network),
                              mounts=mounts or None, platform=step.stage.platform or None)
 
@@ -84,7 +88,8 @@ class ExecOp:
         # time; its sandbox's /etc/hosts names it (`hostname -f` works), no HOSTNAME, the image's /etc/hostname
         process = ProcessSpec(tuple(op.argv), tuple(env), op.user, op.cwd, hostname="buildkitsandbox",
                               capabilities=ALL_CAPABILITIES if insecure else None, privileged=insecure,
-                              seccomp="unconfined" if insecure else "", sandbox=True)
+                              seccomp="unconfined" if insecure else "", sandbox=True,
+                              extra_hosts=job.options.extra_hosts, shm_size=job.options.shm_size)
         network = {"none": NetworkMode.NONE, "host": NetworkMode.HOST}.get(job.network(op.network),
                                                                           NetworkMode.DEFAULT)
         tail: list[bytes] = []

@@ -15,6 +15,7 @@ from builder.build.options import BuildOptions, BuildResult, Output, validate
 
 if TYPE_CHECKING:
     from builder.build.context import BuildContext
+    from builder.build.internal import InternalSteps
     from builder.build.records import BuildRecord
     from builder.build.sources.ssh import SshAgents
     from builder.store import Store
@@ -53,15 +54,16 @@ def run_build(options: BuildOptions, progress: Progress) -> BuildResult:
                 **({"allow": sorted(options.allow)} if options.allow else {})})
             hit = memo.lookup(root, memo_key, ctx, list(options.tags)) if ctx.root is not None else None
             if hit is not None:  # the options are those of an earlier build that was checked
-                return _replay(options, root, ctx, hit, progress, started)
+                return _replay(options, root, ctx, hit, progress, started, _load_steps(ctx, progress))
             validate(options)  # not before the memo: it imports the image-name parser
+        steps = _load_steps(ctx, progress)
         from builder.cache.dockerfile import load_dockerfile
         from builder.store import Store
 
         store = Store.open(root)
         df = load_dockerfile(ctx.dockerfile, ctx.dockerfile_name, store.root)
         with store.lease():
-            return _build(options, store, ctx, df, progress, started, memo_key, ssh)
+            return _build(options, store, ctx, df, progress, started, memo_key, ssh, steps)
     finally:
         if ssh is not None:
             ssh.close()
@@ -87,27 +89,48 @@ def _new_record(options: BuildOptions, ctx: BuildContext, started: float, platfo
         build_args=dict(options.build_args), platform=platform)
 
 
+def _load_steps(ctx: BuildContext, progress: Progress) -> InternalSteps:
+    """`[internal] load build definition from Dockerfile` and `[internal] load .dockerignore`."""
+    from builder.build.internal import InternalSteps, human_bytes
+
+    steps = InternalSteps(progress)
+    steps.step(f"[internal] load build definition from {ctx.dockerfile_name}",
+               [f"transferring dockerfile: {human_bytes(len(ctx.dockerfile))} done"])
+    try:
+        size = ctx.ignore_file.stat().st_size if ctx.ignore_file is not None else 0
+    except OSError:
+        size = 0
+    steps.step("[internal] load .dockerignore", [f"transferring context: {human_bytes(size)} done"])
+    steps.shown.clear()  # shown live by every build, the memo keeps only what comes after
+    return steps
+
+
 def _replay(options: BuildOptions, root: Path, ctx: BuildContext, hit: dict[str, Any], progress: Progress,
-            started: float) -> BuildResult:
+            started: float, steps: InternalSteps) -> BuildResult:
     """Finish a build the memo recognised: show every step as cached, write its record."""
     from builder.build.records import StepRecord
 
     record = _new_record(options, ctx, started, hit["platform"])
     for w in hit["warnings"]:
         progress.info(f"WARNING: {w}")
+    steps.replay(hit.get("internal", []))
     for step in hit["steps"]:
         progress.start(step["id"], hit["names"][str(step["id"])])
         (progress.done if step["kind"] == "FROM" else progress.cached)(step["id"])
+        steps.skip_to(step["id"])
         rec = StepRecord(**{**step, "cache": "hit", "reason": "", "duration": 0.0, "cpu_seconds": 0.0,
                             "memory_peak_bytes": 0, "output_bytes": 0})
         record.steps.append(rec)
+    if hit.get("export"):
+        name, statuses = hit["export"]
+        steps.end(steps.begin(name), statuses, record=False)
     record.status, record.image_id, record.manifest_digest = "ok", hit["image_id"], hit["manifest_digest"]
     _finish(root, record)
     return BuildResult(hit["image_id"], hit["manifest_digest"], record.id, tuple(hit.get("checks", ())))
 
 
 def _build(options: BuildOptions, store: Store, ctx: BuildContext, df: Any, progress: Progress, started: float,
-           memo_key: str | None, ssh: SshAgents | None) -> BuildResult:
+           memo_key: str | None, ssh: SshAgents | None, steps: InternalSteps) -> BuildResult:
     from builder.build.convert import Options, convert
     from builder.build.export import assemble, write_outputs
     from builder.build.options import check_entitlements, output_compression
@@ -120,7 +143,13 @@ def _build(options: BuildOptions, store: Store, ctx: BuildContext, df: Any, prog
     def image(ref: str, platform: str) -> Any:
         """A base image: from the store (no registry import), or pulled when missing or with --pull."""
         if (ref, platform) not in images:
-            images[ref, platform] = _base_image(store, ref, platform, options.pull)
+            n = steps.begin(f"[internal] load metadata for {_canonical(ref)}")
+            try:
+                images[ref, platform] = _base_image(store, ref, platform, options.pull)
+            except BaseException as exc:
+                steps.fail(n, getattr(exc, "message", None) or str(exc) or type(exc).__name__)
+                raise
+            steps.end(n)
         return images[ref, platform]
 
     def resolve_image(ref: str, platform: str) -> dict[str, Any]:
@@ -137,7 +166,8 @@ def _build(options: BuildOptions, store: Store, ctx: BuildContext, df: Any, prog
     opts = SolveOptions(options.no_cache, frozenset(options.no_cache_filter), options.jobs, dict(options.secrets),
                         options.pull, options.network, compression or "uncompressed", level, ssh)
     cache = BuildCache(store.root)
-    solver = Solver(graph, BuildJob(store, cache, ctx, progress, opts, record, image))
+    solver = Solver(graph, BuildJob(store, cache, ctx, progress, opts, record, image), first_number=steps.n + 1)
+    steps.skip_to(max(solver.numbers.values(), default=steps.n))
     try:
         if options.cache_from:
             from builder.cache.export import import_cache
@@ -145,7 +175,15 @@ def _build(options: BuildOptions, store: Store, ctx: BuildContext, df: Any, prog
             for spec in options.cache_from:
                 progress.info(f"importing cache from {spec.ref or spec.path}: {import_cache(store, cache, spec)} entries")
         built = assemble(store, solver.solve())
-        manifest_digest = write_outputs(store, built, options.outputs, options.tags, progress, compression, level)
+        export_name = _export_name(options.outputs)
+        n = steps.begin(export_name)
+        try:
+            manifest_digest = write_outputs(store, built, options.outputs, options.tags, progress, compression, level)
+        except BaseException as exc:
+            steps.fail(n, getattr(exc, "message", None) or str(exc) or type(exc).__name__)
+            raise
+        export = _export_statuses(options, str(built.id), str(manifest_digest))
+        steps.end(n, export, record=False)
         if options.cache_to:
             from builder.cache.export import export_cache, keys_for_mode
 
@@ -162,7 +200,8 @@ def _build(options: BuildOptions, store: Store, ctx: BuildContext, df: Any, prog
     record.status, record.image_id, record.manifest_digest = "ok", str(built.id), str(manifest_digest)
     _finish(store.root, record)
     if memo_key is not None and ctx.root is not None and not solver.volatile:
-        _save_memo(store, memo_key, options, images, solver, record, graph.warnings, checks)
+        _save_memo(store, memo_key, options, images, solver, record, graph.warnings, checks,
+                   steps.shown, [export_name, export])
     return BuildResult(str(built.id), str(manifest_digest), record.id, checks)
 
 
@@ -195,7 +234,8 @@ def _run_checks(options: BuildOptions, ctx: BuildContext, df: Any, graph: Any, i
 
 
 def _save_memo(store: Store, key: str, options: BuildOptions, images: dict[tuple[str, str], Any], solver: Any,
-               record: BuildRecord, warnings: list[str], checks: tuple[str, ...] = ()) -> None:
+               record: BuildRecord, warnings: list[str], checks: tuple[str, ...] = (),
+               internal: list[list[object]] | None = None, export: list[object] | None = None) -> None:
     """Remember this build's inputs so that an identical rebuild skips parsing and solving."""
     from builder.cache import memo
     from builder.errors import BuildError
@@ -214,6 +254,7 @@ def _save_memo(store: Store, key: str, options: BuildOptions, images: dict[tuple
         "bases": bases, "inputs": solver.inputs, "image_id": record.image_id,
         "manifest_digest": record.manifest_digest, "tags": [normalize_tag(t) for t in options.tags],
         "cli_tags": list(options.tags), "warnings": warnings, "checks": list(checks),
+        "internal": internal or [], "export": export,
         "platform": record.platform, "names": {str(k): v for k, v in solver.names.items()},
         "steps": [s.as_json() for s in record.steps]})
 
@@ -238,3 +279,42 @@ def _finish(root: Path, record: BuildRecord) -> None:
     record.duration = round(record.finished - record.started, 6)
     record.steps.sort(key=lambda s: s.id)
     records.write(root, record)
+
+
+def _canonical(ref: str) -> str:
+    """`busybox` -> `docker.io/library/busybox:latest`, as BuildKit names what it resolves."""
+    from builder.errors import BuildError
+    from builder.oci.reference import parse_reference
+
+    try:
+        parsed = parse_reference(ref)
+    except BuildError:
+        return ref
+    return str(parsed if parsed.digest else parsed.with_default_tag())
+
+
+_EXPORTERS = {"image": "exporting to image", "registry": "exporting to image", "oci": "exporting to oci image format",
+              "docker": "exporting to docker image format", "local": "exporting to client directory",
+              "tar": "exporting to client tarball"}
+
+
+def _export_name(outputs: tuple[Output, ...]) -> str:
+    return _EXPORTERS.get(outputs[0].type, "exporting") if outputs else "exporting"
+
+
+def _export_statuses(options: BuildOptions, image_id: str, manifest_digest: str) -> list[str]:
+    """The status lines of the export step, as BuildKit prints them."""
+    out = ["exporting layers done"]
+    for o in options.outputs:
+        if o.type == "image":
+            out.append(f"writing image {image_id} done")
+            names = list(options.tags) + [n for n in o.get("name").split(",") if n and n not in options.tags]
+            out += [f"naming to {_canonical(n)} done" for n in names]
+        elif o.type == "registry":
+            names = [n for n in o.get("name").split(",") if n] or list(options.tags)
+            out += [f"pushing manifest for {_canonical(n)}@{manifest_digest} done" for n in names]
+        elif o.type in ("oci", "docker", "tar"):
+            out.append(f"sending tarball {o.get('dest')} done")
+        elif o.type == "local":
+            out.append(f"copying files to {o.get('dest')} done")
+    return out

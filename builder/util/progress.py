@@ -2,6 +2,10 @@
 
     make_progress(mode, stream) -> Progress     mode: auto | plain | tty | json | quiet
 
+Events: start, status (a step's own lines: `transferring dockerfile: 96B done`), output (what a RUN
+prints), cached, done, error ("cancelled" shows as CANCELED), info; `close()` prints the total time
+(`[+] Building 2.3s (10/10) FINISHED`). New events are added, never renamed: other tools read them.
+
 Library code only calls the `Progress` methods; every method is thread-safe (stages run in
 parallel). `plain` is for logs, `tty` adds a live tail of the running steps' output (and tqdm
 bars for byte work, imported only then), `json` prints one event object per line.
@@ -39,6 +43,10 @@ class Progress:
     def info(self, message: str) -> None:
         """A message that belongs to no step (warnings, the final image id)."""
 
+    def status(self, step: int, text: str) -> None:
+        """A status line of a running step that is not its output (`transferring dockerfile: 96B done`,
+        `writing image sha256:... done`), as BuildKit shows them."""
+
     def bytes_task(self, step: int, what: str, total: int | None) -> "ByteTask":
         """A byte-counting sub-task (commit, unpack); `update(n)` as bytes go by."""
         return ByteTask()
@@ -67,6 +75,8 @@ class PlainProgress(Progress):
         self.started: dict[int, float] = {}
         self.t0 = time.monotonic()
         self.partial: dict[int, bytes] = {}
+        self.finished: set[int] = set()
+        self.failed: dict[int, str] = {}
 
     def _write(self, text: str) -> None:
         with self.lock:
@@ -78,7 +88,11 @@ class PlainProgress(Progress):
         self._write(f"\n#{step} {name}\n")
 
     def cached(self, step: int) -> None:
+        self.finished.add(step)
         self._write(f"#{step} CACHED\n")
+
+    def status(self, step: int, text: str) -> None:
+        self._write(f"#{step} {text}\n")
 
     def output(self, step: int, data: bytes) -> None:
         buf = self.partial.get(step, b"") + data
@@ -94,15 +108,33 @@ class PlainProgress(Progress):
             self.output(step, rest + b"\n")
 
     def done(self, step: int) -> None:
+        self.finished.add(step)
         self._flush_partial(step)
         self._write(f"#{step} DONE {time.monotonic() - self.started.get(step, self.t0):.1f}s\n")
 
     def error(self, step: int, message: str) -> None:
+        self.failed[step] = message
         self._flush_partial(step)
-        self._write(f"#{step} ERROR: {message}\n")
+        self._write(f"#{step} {'CANCELED' if message == 'cancelled' else 'ERROR: ' + message}\n")
 
     def info(self, message: str) -> None:
         self._write(message.rstrip("\n") + "\n")
+
+    def summary(self) -> str:
+        """BuildKit's header: `[+] Building 2.3s (10/10) FINISHED` (ERROR or CANCELED when a step
+        failed); "" when no step started."""
+        if not self.started:
+            return ""
+        cancelled = any(m == "cancelled" for m in self.failed.values())
+        state = "CANCELED" if cancelled else "ERROR" if self.failed else "FINISHED"
+        return (f"[+] Building {time.monotonic() - self.t0:.1f}s "
+                f"({len(self.finished)}/{len(self.started)}) {state}")
+
+    def close(self) -> None:
+        """Print the total time, as the last line."""
+        line = self.summary()
+        if line:
+            self._write(line + "\n")
 
 
 class TtyProgress(PlainProgress):
@@ -144,16 +176,19 @@ class TtyProgress(PlainProgress):
                 self._redraw()
 
     def done(self, step: int) -> None:
+        self.finished.add(step)
         self.partial.pop(step, None)
         with self.lock:
             self.tails.pop(step, None)
         self._write(f"#{step} DONE {time.monotonic() - self.started.get(step, self.t0):.1f}s\n")
 
     def error(self, step: int, message: str) -> None:
+        self.failed[step] = message
         self.partial.pop(step, None)
         with self.lock:
             tail = self.tails.pop(step, [])
-        self._write("".join(f"#{step} {ln}\n" for ln in tail) + f"#{step} ERROR: {message}\n")
+        end = "CANCELED" if message == "cancelled" else f"ERROR: {message}"
+        self._write("".join(f"#{step} {ln}\n" for ln in tail) + f"#{step} {end}\n")
 
     shows_bytes = True
 
@@ -188,6 +223,7 @@ class JsonProgress(Progress):
         self.stream = stream
         self.lock = threading.Lock()
         self.started: dict[int, float] = {}
+        self.t0 = time.monotonic()
 
     def _emit(self, **event: Any) -> None:
         event["time"] = round(time.time(), 6)
@@ -215,6 +251,13 @@ class JsonProgress(Progress):
 
     def info(self, message: str) -> None:
         self._emit(event="info", message=message)
+
+    def status(self, step: int, text: str) -> None:
+        self._emit(event="status", step=step, text=text)
+
+    def close(self) -> None:
+        if self.started:
+            self._emit(event="finished", duration=round(time.monotonic() - self.t0, 6), steps=len(self.started))
 
 
 def make_progress(mode: str, stream: IO[str] | None = None) -> Progress:

@@ -166,6 +166,7 @@ def _build(options: BuildOptions, store: Store, ctx: BuildContext, df: Any, prog
     opts = SolveOptions(options.no_cache, frozenset(options.no_cache_filter), options.jobs, dict(options.secrets),
                         options.pull, options.network, compression or "uncompressed", level, ssh)
     cache = BuildCache(store.root)
+    _load_context(ctx, graph, steps)
     solver = Solver(graph, BuildJob(store, cache, ctx, progress, opts, record, image), first_number=steps.n + 1)
     steps.skip_to(max(solver.numbers.values(), default=steps.n))
     try:
@@ -318,3 +319,30 @@ def _export_statuses(options: BuildOptions, image_id: str, manifest_digest: str)
         elif o.type == "local":
             out.append(f"copying files to {o.get('dest')} done")
     return out
+
+
+def _load_context(ctx: BuildContext, graph: Any, steps: InternalSteps) -> None:
+    """`[internal] load build context`: read (checksum) every context file a COPY/ADD takes, once,
+    before the first step; the steps' keys then reuse these walks."""
+    from builder.build.graph import FileCopy
+    from builder.build.internal import human_bytes
+    from builder.build.ops.copy import is_url
+    from builder.errors import BuildError
+
+    reads = []
+    for idx in graph.order():
+        for node in graph.stages[idx].nodes:
+            op = node.op
+            if isinstance(op, FileCopy) and op.from_stage is None and not op.from_image and not op.git:
+                local = [src for src in op.sources if not (op.kind == "ADD" and is_url(src))]
+                if local:
+                    reads.append((local, op.excludes))
+    if not reads or ctx.root is None:
+        return
+    n = steps.begin("[internal] load build context")
+    for sources, excludes in reads:
+        try:
+            ctx.checksum(ctx.resolve_sources(sources), excludes=excludes, reuse=True)
+        except BuildError:
+            continue  # the COPY step reports it, located
+    steps.end(n, [f"transferring context: {human_bytes(ctx.walked_bytes())} done"])

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from builder.util.progress import JsonProgress, PlainProgress
 from tests.conftest import pybuild
+from tests.e2e.conftest import step_no
 
 
 def _blocks(out: str) -> dict[int, list[str]]:
@@ -70,3 +71,16 @@ def test_a_failed_and_a_cancelled_step_end_the_summary() -> None:
     PlainProgress(quiet).close()
     JsonProgress(quiet).close()
     assert quiet.getvalue() == ""  # no step, no summary
+
+
+def test_load_build_context_reports_the_bytes_read_once(store: dict[str, str], tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nCOPY big small /d/\nCOPY small /e\n")
+    (ctx / "big").write_bytes(b"x" * 12345)
+    (ctx / "small").write_bytes(b"y" * 10)
+    (ctx / "ignored").write_bytes(b"z" * 99999)
+    out = pybuild("build", "--progress=plain", str(ctx), env=store).stderr
+    n = step_no(out, "[internal] load build context")
+    assert f"#{n} transferring context: 12.36kB done" in out  # 12355 bytes: big + small, each once
+    assert n < step_no(out, "[2/3] COPY big small /d/")

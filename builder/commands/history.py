@@ -19,6 +19,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="only show image ids")
     p.add_argument("--json", action="store_true", help="JSON output")
     p.add_argument("--builds", action="store_true", help="list recorded builds instead of an image's history")
+    p.add_argument("--format", metavar="FORMAT", help="a Go template per entry ({{.ID}}, {{.CreatedBy}}, {{.Size}}), "
+                                                       "'table ...', or json")
 
 
 def rows(store: Store, ref: str) -> list[dict]:
@@ -58,6 +60,15 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.quiet:
         print("\n".join(e["id"] if args.no_trunc or e["id"] == "<missing>" else e["id"][7:19] for e in entries))
+        return 0
+    if args.format:
+        from builder.commands._listing import print_formatted
+
+        print_formatted(args.format, [{
+            "ID": e["id"] if args.no_trunc or e["id"] == "<missing>" else e["id"][7:19],
+            "CreatedSince": human_age(e["created"]), "CreatedAt": e["created"], "CreatedBy": e["created_by"],
+            "Size": human_size(e["size"]), "Comment": e["comment"]} for e in entries],
+            {"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedBy": "CREATED BY"})
         return 0
     table_rows = [["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]]
     for e in entries:

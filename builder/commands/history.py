@@ -34,8 +34,8 @@ def rows(store: Store, ref: str) -> list[dict]:
         size = 0
         if not h.empty_layer and i < len(layers):
             try:
-                size = store.layer_record(layers[i].diff_id).uncompressed_size or layers[i].size
-            except StoreError:
+                size = store.measured_size(layers[i].diff_id)
+            except (StoreError, OSError):
                 size = layers[i].size
             i += 1
         out.append({"id": "<missing>", "created": h.created, "created_by": h.created_by, "size": size,

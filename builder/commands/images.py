@@ -28,12 +28,13 @@ HEADERS = {"ID": "IMAGE ID", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT
 
 
 def image_size(store: Store, image_id: str) -> int:
-    """The unpacked size of an image: the sum of its layers' uncompressed tar sizes."""
+    """The unpacked size of an image: the sum of its layers' uncompressed tar sizes (Docker's SIZE,
+    the same for one image whether it was built, pulled or loaded)."""
     total = 0
     for layer in store.image_by_id(image_id).layers():
         try:
-            total += store.layer_record(layer.diff_id).uncompressed_size or layer.size
-        except StoreError:
+            total += store.measured_size(layer.diff_id)
+        except (StoreError, OSError):
             total += layer.size
     return total
 

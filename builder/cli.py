@@ -44,6 +44,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "explain": ("explain", "Explain why steps of a build missed the cache"),
     "cache": ("cache", "List and measure build cache entries"),
     "prune": ("prune", "Remove unused blobs, cache entries and stale state"),
+    "serve": ("serve", "Answer the Docker Engine API (docker build, images, run) on a socket"),
 }
 
 

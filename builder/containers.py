@@ -52,6 +52,7 @@ class RunOptions(NamedTuple):
     name: str = ""
     auto_remove: bool = False
     read_only: bool = False
+    security_opt: tuple[str, ...] = ()
 
 
 def containers(store_root: Path | None = None) -> Containers:
@@ -131,12 +132,17 @@ def parse_volume(spec: str) -> Mount | str:
     `/CONTAINER` alone: an anonymous volume at that path (returned as the path)."""
     parts = spec.split(":")
     if len(parts) == 1 and spec.startswith("/"):
+        if os.path.normpath(spec) in ("/", "//"):
+            raise RunOptionError(f"invalid volume {spec!r}: destination can't be '/'")
         return spec
     if len(parts) not in (2, 3) or not parts[0].startswith(("/", ".")) or not parts[1].startswith("/") or (
             len(parts) == 3 and parts[2] not in ("ro", "rw")):
         raise RunOptionError(f"invalid volume {spec!r}",
                              hint="use -v /host/path:/container/path[:ro] or -v /container/path "
                                   "(named volumes are not supported)")
+    if os.path.normpath(parts[1]) in ("/", "//"):
+        raise RunOptionError(f"invalid volume {spec!r}: destination can't be '/'",
+                             hint="mount the host directory below the container's root, e.g. /host")
     source = os.path.abspath(parts[0])
     if not os.path.exists(source):
         os.makedirs(source)
@@ -196,7 +202,28 @@ def process_spec(config: dict, opts: RunOptions, hostname: str = "") -> ProcessS
     return ProcessSpec(argv=argv, env=tuple(env.items()),
                        user=opts.user if opts.user is not None else config.get("User") or "",
                        cwd=opts.workdir or config.get("WorkingDir") or "/", tty=opts.tty, stdin=opts.interactive,
-                       hostname=opts.hostname or hostname)
+                       hostname=opts.hostname or hostname, seccomp=_seccomp(opts.security_opt))
+
+
+def _seccomp(security_opt: tuple[str, ...]) -> str:
+    """`--security-opt seccomp=unconfined|PROFILE.json` as the runtime takes it ("" is Docker's
+    default profile); `no-new-privileges` is accepted (it is always set)."""
+    profile = ""
+    for opt in security_opt:
+        key, sep, value = opt.partition("=") if "=" in opt else opt.partition(":")  # docker takes both
+        if key == "seccomp" and sep and value:
+            if value == "unconfined":
+                profile = "unconfined"
+            else:
+                from runtime.seccomp import read_profile
+
+                profile = read_profile(value)
+        elif key == "no-new-privileges" and value in ("", "true"):
+            continue
+        else:
+            raise RunOptionError(f"invalid --security-opt {opt!r}",
+                                 hint="use seccomp=unconfined, seccomp=PROFILE.json or no-new-privileges")
+    return profile
 
 
 def volume_mounts(config: dict, opts: RunOptions) -> tuple[tuple[Mount, ...], tuple[str, ...]]:

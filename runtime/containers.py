@@ -71,7 +71,8 @@ class ContainerConfig(NamedTuple):
             id=d["id"], name=d["name"], image=d["image"], image_ref=d["image_ref"],
             process=ProcessSpec(argv=tuple(p["argv"]), env=tuple(tuple(e) for e in p["env"]), user=p["user"],
                                 cwd=p["cwd"], tty=p["tty"], stdin=p["stdin"], hostname=p["hostname"],
-                                capabilities=None if p.get("capabilities") is None else frozenset(p["capabilities"])),
+                                capabilities=None if p.get("capabilities") is None else frozenset(p["capabilities"]),
+                                seccomp=p.get("seccomp", "")),
             lower=tuple(d["lower"]), mounts=tuple(Mount(**{**m, "options": tuple(m["options"])}) for m in d["mounts"]),
             network=NetworkMode(d["network"]), limits=Limits(**d["limits"]),
             ports=tuple(PortMapping(**p) for p in d["ports"]), auto_remove=d["auto_remove"],
@@ -223,6 +224,7 @@ class Container:
         """Start a supervisor process that runs the container and outlives us; wait until it runs."""
         import subprocess
 
+        self._set_state(status="created", init_pid=0, exit_code=None, error="")  # a restart: not the last run's exit
         log = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
         # The supervisor removes an --rm container only once we close `seen`: a quick process (or a
         # failed start) must not vanish, state and all, before we have read how it went.

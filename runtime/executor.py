@@ -135,7 +135,7 @@ class LinuxExecutor:
         run = None
         try:
             hostname = process.hostname or cid[:12]
-            if network == NetworkMode.BRIDGE:
+            if network in (NetworkMode.BRIDGE, NetworkMode.DEFAULT):  # a RUN's own namespace, as docker build
                 from runtime import network as netmod
                 net = netmod.Bridge.attach(cid)
                 if ports:
@@ -146,8 +146,10 @@ class LinuxExecutor:
             build_scaffold(scratch / "scaffold", rootfs, mounts, process.cwd)
             if self.use_cgroups:
                 cgroup = cgroups.Cgroup.create(cid, limits, self.cgroup_root)
+            bpf = _seccomp_program(process, self.run_dir)
             run = _Run(process, rootfs, mounts, network, cgroup, net, scratch, hostname, stdout, stderr, stdin,
                        on_start)
+            run.seccomp = bpf
             status = run.wait()
             if cgroup is not None:
                 status = status._replace(memory_peak_bytes=cgroup.memory_peak())
@@ -163,6 +165,18 @@ class LinuxExecutor:
         return status._replace(cpu_seconds=cpu, wall_seconds=time.monotonic() - started, ports=tuple(ports))
 
 
+def _seccomp_program(process: ProcessSpec, run_dir: Path) -> bytes:
+    """The seccomp program for `process` (b"" when unconfined), compiled once per profile and
+    capability set and kept under the run dir."""
+    if process.seccomp == "unconfined":
+        return b""
+    from runtime import seccomp
+
+    text = process.seccomp or seccomp.default_profile()
+    return seccomp.program(text, _process_caps(process), run_dir / "seccomp",
+                           "default" if not process.seccomp else "profile")
+
+
 def _fresh_root_mode(upper: Path) -> None:
     """The container's `/` takes the upper dir's mode: a fresh one is 0755 (Docker's), not what
     the caller's umask made of it (0700 under umask 077 locked every non-root USER out)."""
@@ -174,7 +188,7 @@ def _fresh_root_mode(upper: Path) -> None:
 def _write_etc(etc: Path, hostname: str, network: NetworkMode, address: str | None) -> None:
     etc.mkdir()
     (etc / "hostname").write_text(hostname + "\n")
-    if network in (NetworkMode.HOST, NetworkMode.DEFAULT):
+    if network == NetworkMode.HOST:
         hosts = _read("/etc/hosts") or "127.0.0.1\tlocalhost\n"
     else:
         hosts = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
@@ -183,7 +197,7 @@ def _write_etc(etc: Path, hostname: str, network: NetworkMode, address: str | No
         hosts += f"{address}\t{hostname}\n"
     (etc / "hosts").write_text(hosts)
     resolv = _read("/etc/resolv.conf")
-    if network == NetworkMode.BRIDGE:  # the host's loopback resolvers are unreachable from a bridge
+    if network in (NetworkMode.BRIDGE, NetworkMode.DEFAULT):  # the host's loopback resolvers are unreachable
         lines = [ln for ln in resolv.splitlines() if not ln.startswith("nameserver 127.")]
         if not any(ln.startswith("nameserver") for ln in lines):
             lines += ["nameserver 8.8.8.8", "nameserver 8.8.4.4"]
@@ -216,6 +230,7 @@ class _Run:
         self.child_fds = self._stdio(stdout, stderr, stdin)
         self.pid_a = 0  # A while it exits (its namespaces are torn down after the container ended)
         self.cpu_seconds = 0.0
+        self.seccomp = b""  # the BPF program C loads last before exec (none: unconfined)
 
     def _stdio(self, stdout: Output, stderr: Output, stdin: int | None) -> tuple[int, int, int]:
         if self.process.tty:  # the init opens the terminal in the container's own devpts and sends us its master
@@ -490,10 +505,10 @@ def _child_a(run: _Run, parent: int, err_w: int, sync_w: int, go_r: int, status_
         os.setpgid(0, 0)  # out of the terminal's foreground group: Ctrl-C goes to pybuild only
         _close_fds_except({0, 1, 2, err_w, sync_w, go_r, status_w, done_w, *run.child_fds})
         flags = _linux.CLONE_NEWNS | _linux.CLONE_NEWUTS | _linux.CLONE_NEWIPC | _linux.CLONE_NEWPID
-        if run.network not in (NetworkMode.HOST, NetworkMode.DEFAULT):
+        if run.network != NetworkMode.HOST:
             flags |= _linux.CLONE_NEWNET
         _linux.unshare(flags)
-        if run.network == NetworkMode.BRIDGE:
+        if run.net is not None:
             os.write(sync_w, b"net\n")
             if os.read(go_r, 1) != b"g":
                 os._exit(125)
@@ -544,7 +559,7 @@ def _child_b(run: _Run, parent: int, err_w: int, status_w: int, join_r: int) -> 
             os.close(master)
             run.child_fds = (slave, slave, slave)
         socket.sethostname(run.hostname)
-        if run.network not in (NetworkMode.HOST, NetworkMode.DEFAULT):
+        if run.network != NetworkMode.HOST:
             _netif.link_up("lo")
         if run.net is not None:
             run.net.configure_inside()  # type: ignore[attr-defined]
@@ -616,6 +631,10 @@ def _permitted_caps() -> frozenset[int]:
     return DEFAULT_CAPS
 
 
+def _process_caps(p: ProcessSpec) -> frozenset[int]:
+    return DEFAULT_CAPS if p.capabilities is None else p.capabilities & _permitted_caps()
+
+
 def _child_c(run: _Run, err_w: int, env: dict[str, str], user: object, cwd: str, cap_last: int) -> None:
     """The container's main process: stdio, session, privileges, exec."""
     p = run.process
@@ -632,7 +651,7 @@ def _child_c(run: _Run, err_w: int, env: dict[str, str], user: object, cwd: str,
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
             os.fchown(0, user.uid, -1)  # type: ignore[attr-defined]  # the user's terminal, as runc gives it
         _close_fds_except({0, 1, 2, err_w})
-        caps = DEFAULT_CAPS if p.capabilities is None else p.capabilities & _permitted_caps()
+        caps = _process_caps(p)
         for cap in range(cap_last + 1):
             if cap not in caps:
                 _linux.prctl(_linux.PR_CAPBSET_DROP, cap)
@@ -642,6 +661,10 @@ def _child_c(run: _Run, err_w: int, env: dict[str, str], user: object, cwd: str,
         os.setuid(user.uid)  # type: ignore[attr-defined]
         _linux.prctl(_linux.PR_SET_NO_NEW_PRIVS, 1)
         os.chdir(cwd)
+        if run.seccomp:
+            from runtime.seccomp import load  # imported by the caller already
+
+            load(run.seccomp)
     except BaseException as exc:  # noqa: BLE001
         _fail(err_w, f"cannot start the process: {exc}")
     try:

@@ -74,6 +74,15 @@ def allocate(container_id: str, owner: int) -> str:
     raise NetworkError(f"no free address left in {SUBNET}")
 
 
+def address_of(container_id: str) -> str | None:
+    """The bridge address a container holds now, if any."""
+    with _ipam() as table:
+        for ip, entry in table.items():
+            if entry.get("id") == container_id and not entry.get("released"):
+                return ip
+    return None
+
+
 def release(ip: str) -> None:
     """Give an address back (reused once its container's veth is gone)."""
     with _ipam() as table:

@@ -15,7 +15,7 @@ class NetworkMode(enum.Enum):
     NONE = "none"      # loopback only
     HOST = "host"      # the host's network namespace
     BRIDGE = "bridge"  # pybuild0 bridge, veth pair, NAT (default for `pybuild run`)
-    DEFAULT = "default"  # what BuildKit gives a RUN: outbound network
+    DEFAULT = "default"  # what docker build gives a RUN: its own namespace on the bridge, outbound NAT
 
 
 ALL_CAPABILITIES = frozenset(range(64))  # every capability (the executor keeps those it holds itself)
@@ -27,6 +27,7 @@ class ProcessSpec(NamedTuple):
     `capabilities` are the capability numbers it keeps (None: Docker's default set).
     `privileged` leaves /proc unmasked and /sys writable, as `docker run --privileged` and
     BuildKit's `RUN --security=insecure` do (give it `ALL_CAPABILITIES` too).
+    `seccomp`: "" for Docker's default profile, "unconfined" for none, else a profile's JSON text.
     """
 
     argv: tuple[str, ...]
@@ -38,6 +39,7 @@ class ProcessSpec(NamedTuple):
     hostname: str = ""
     capabilities: frozenset[int] | None = None
     privileged: bool = False
+    seccomp: str = ""
 
 
 class RootfsSpec(NamedTuple):

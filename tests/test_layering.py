@@ -25,9 +25,10 @@ LAYERS: dict[str, int] = {
     "builder.build": 6,
     "builder.analyze": 7,
     "builder.containers": 7,
-    "builder.commands": 8,
-    "builder.cli": 9,
-    "builder.__main__": 10,
+    "builder.serve": 8,
+    "builder.commands": 9,
+    "builder.cli": 10,
+    "builder.__main__": 11,
 
 }
 SELF_CONTAINED = ("grammar", "runtime")  # import nothing from the project

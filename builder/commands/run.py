@@ -34,6 +34,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("-w", "--workdir", help="working directory inside the container")
     p.add_argument("-u", "--user", help="USER name[:group] or uid[:gid]")
     p.add_argument("--read-only", action="store_true", help="mount the root filesystem read-only")
+    p.add_argument("--security-opt", action="append", default=[], metavar="seccomp=PROFILE.json|unconfined",
+                   help="seccomp profile (default: Docker's default profile)")
     p.add_argument("image", help="image name, name:tag, or id")
     p.add_argument("command", nargs=argparse.REMAINDER, help="command and arguments (default: the image's CMD)")
 
@@ -78,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
         command=tuple(args.command), entrypoint=args.entrypoint, env=tuple(args.env), env_files=tuple(args.env_file),
         user=args.user, workdir=args.workdir, tty=args.tty, interactive=args.interactive, hostname=args.hostname,
         volumes=tuple(args.volume), publish=tuple(args.publish), network=args.network, memory=args.memory,
-        cpus=args.cpus, pids_limit=args.pids_limit, name=args.name, auto_remove=args.rm, read_only=args.read_only)
+        cpus=args.cpus, pids_limit=args.pids_limit, name=args.name, auto_remove=args.rm, read_only=args.read_only,
+        security_opt=tuple(args.security_opt))
     try:
         container = create(default_root(), args.image, opts)
     except (SandboxError, BuildError) as exc:  # docker run's own failures (no such image, ...) exit 125

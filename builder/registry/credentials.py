@@ -24,7 +24,7 @@ from typing import Any
 from builder.errors import RegistryError
 from builder.util.atomic import write_atomic
 
-__all__ = ["Credentials", "config_path", "lookup", "store", "erase", "config_key"]
+__all__ = ["Credentials", "config_path", "lookup", "store", "erase", "config_key", "use_in_process"]
 
 _DOCKER_HUB_KEY = "https://index.docker.io/v1/"
 _DOCKER_HUB_HOSTS = ("docker.io", "index.docker.io", "registry-1.docker.io")
@@ -96,9 +96,20 @@ def _helper_for(conf: dict[str, Any], registry: str) -> str | None:
     return conf.get("credsStore") or None
 
 
+_IN_PROCESS: dict[str, Credentials] = {}
+
+
+def use_in_process(registry: str, creds: Credentials) -> None:
+    """Credentials a client handed a long-running process (`pybuild serve`: X-Registry-Auth and
+    X-Registry-Config): used before any file for `registry`, in this process only, never written."""
+    _IN_PROCESS[_normalise(registry)] = creds
+
+
 def lookup(registry: str) -> Credentials | None:
     """The stored credentials for `registry` (host[:port]), or None for anonymous access."""
     registry = _normalise(registry)
+    if registry in _IN_PROCESS:
+        return _IN_PROCESS[registry]
     conf = _load(config_path())
     helper = _helper_for(conf, registry)
     if helper:

@@ -37,7 +37,8 @@ def run_in(busybox_dir: Path, tmp_path: Path) -> Runner:
 
     def run(*argv: str, user: str = "", cwd: str = "/", env: dict[str, str] | None = None,
             network: NetworkMode = NetworkMode.NONE, limits: Limits = Limits(), mounts: tuple[Mount, ...] = (),
-            lower: tuple[Path, ...] | None = None, hostname: str = "", readonly: bool = False) -> Result:
+            lower: tuple[Path, ...] | None = None, hostname: str = "", readonly: bool = False,
+            seccomp: str = "") -> Result:
         n = next(counter)
         upper, work = tmp_path / f"upper{n}", tmp_path / f"work{n}"
         upper.mkdir()
@@ -45,7 +46,8 @@ def run_in(busybox_dir: Path, tmp_path: Path) -> Runner:
         out: list[bytes] = []
         err: list[bytes] = []
         status = LinuxExecutor().run(
-            ProcessSpec(argv=argv, env=tuple((env or {}).items()), user=user, cwd=cwd, hostname=hostname),
+            ProcessSpec(argv=argv, env=tuple((env or {}).items()), user=user, cwd=cwd, hostname=hostname,
+                        seccomp=seccomp),
             RootfsSpec(lower=lower if lower is not None else (busybox_dir,), upper=upper, work=work, readonly=readonly),
             mounts, network, limits, stdout=out.append, stderr=err.append)
         return Result(status, b"".join(out), b"".join(err), upper)

@@ -81,7 +81,8 @@ class ExecOp:
         insecure = op.security == "insecure"  # BuildKit's insecure mode: every capability, /proc and /sys open
         # BuildKit's fixed hostname: a RUN that records it (in a file, a log) gives the same layer every time
         process = ProcessSpec(tuple(op.argv), tuple(env), op.user, op.cwd, hostname="buildkitsandbox",
-                              capabilities=ALL_CAPABILITIES if insecure else None, privileged=insecure)
+                              capabilities=ALL_CAPABILITIES if insecure else None, privileged=insecure,
+                              seccomp="unconfined" if insecure else "")
         network = {"none": NetworkMode.NONE, "host": NetworkMode.HOST}.get(job.network(op.network),
                                                                           NetworkMode.DEFAULT)
         tail: list[bytes] = []

@@ -1,0 +1,237 @@
+"""`POST /build`: the context tar (plain or compressed) streamed to disk under a size limit,
+checked and unpacked, then `builder.build.build()` in a thread, its progress streamed back as the
+legacy builder's JSON lines: `{"stream": ...}`, `{"aux": {"ID": ...}}`, `{"errorDetail": ...}`.
+A client that disconnects cancels the build (at its next step or output line)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import posixpath
+import re
+import shutil
+import tarfile
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from builder.serve.api import ApiError, qbool, qint, qjson
+from builder.serve.streams import StreamProgress, line
+
+NETWORKS = {"": "default", "default": "default", "bridge": "default", "host": "host", "none": "none"}
+
+
+def routes(r: Any) -> None:
+    r.add("POST", "/build", build)
+
+
+async def receive_body(request: web.Request, dest: Path, limit: int) -> int:
+    """Stream the request body into `dest`; 413 past `limit` bytes."""
+    size = 0
+    with open(dest, "wb") as f:
+        async for chunk in request.content.iter_chunked(1 << 20):
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, f"request body larger than the server's limit ({limit} bytes)")
+            f.write(chunk)
+    return size
+
+
+def check_tar(path: Path) -> None:
+    """Refuse a context whose members leave it (`..`, absolute paths, hard links out) or a broken tar."""
+    try:
+        with tarfile.open(path, mode="r:*") as tar:
+            for m in tar:
+                for name in (m.name, m.linkname if m.islnk() else ""):
+                    clean = posixpath.normpath(name.lstrip("/")) if name else ""
+                    if name.startswith("/") or clean == ".." or clean.startswith("../"):
+                        raise ApiError(400, f"invalid build context: member {name!r} points outside the context")
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise ApiError(400, f"invalid build context: not a readable tar archive ({exc})") from None
+
+
+def unpack(tar_path: Path, dest: Path) -> None:
+    from builder.build.files.extract import extract_archive
+    from builder.errors import BuildError
+
+    check_tar(tar_path)
+    try:
+        with open(tar_path, "rb") as f:
+            extract_archive(f, dest, name="the build context", keep_owner=False)
+    except BuildError as exc:
+        raise ApiError(400, f"invalid build context: {exc.message}") from None
+
+
+def registry_config(request: web.Request) -> None:
+    """X-Registry-Config: base64 JSON {registry: {username, password}}, used for this server's pulls."""
+    raw = request.headers.get("X-Registry-Config", "")
+    if not raw:
+        return
+    try:
+        conf = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+    except ValueError:
+        raise ApiError(400, "invalid X-Registry-Config header: expected base64 JSON") from None
+    if not isinstance(conf, dict):
+        raise ApiError(400, "invalid X-Registry-Config header: expected a JSON object")
+    from builder.registry.credentials import Credentials, use_in_process
+
+    for host, entry in conf.items():
+        if isinstance(entry, dict) and entry.get("username") and entry.get("password"):
+            use_in_process(host, Credentials(str(entry["username"]), str(entry["password"])))
+        elif isinstance(entry, dict) and entry.get("identitytoken"):
+            use_in_process(host, Credentials("<token>", str(entry["identitytoken"])))
+
+
+def options(request: web.Request, context: Path) -> Any:
+    """The `BuildOptions` of the query; 400 on a parameter pybuild cannot honour."""
+    from builder.build import BuildOptions
+    from builder.cache.export import parse_cache_spec
+    from builder.errors import BuildError
+
+    q = request.query
+    if q.get("remote"):
+        raise ApiError(400, "remote build contexts are not supported: send the context as the request body")
+    if q.get("extrahosts"):
+        raise ApiError(400, "extrahosts (--add-host) is not supported by pybuild's builds")
+    network = q.get("networkmode", "")
+    if network not in NETWORKS:
+        raise ApiError(400, f"invalid networkmode {network!r}: pybuild builds support default, host and none")
+    dockerfile = q.get("dockerfile") or "Dockerfile"
+    clean = posixpath.normpath(dockerfile.lstrip("/"))
+    if clean == ".." or clean.startswith("../"):
+        raise ApiError(400, f"invalid dockerfile {dockerfile!r}: it must be inside the context")
+    build_args = {k: str(v) for k, v in (qjson(request, "buildargs", {}) or {}).items() if v is not None}
+    labels = {k: str(v) for k, v in (qjson(request, "labels", {}) or {}).items()}
+    cache_from = qjson(request, "cachefrom", []) or []
+    if not isinstance(cache_from, list):
+        raise ApiError(400, "invalid cachefrom: expected a JSON list of image names")
+    specs = []
+    for c in cache_from:
+        try:
+            specs.append(parse_cache_spec(str(c), export=False))
+        except BuildError as exc:
+            raise ApiError(400, f"invalid cachefrom (--cache-from) {c!r}: {exc.message}") from None
+    qint(request, "shmsize")  # accepted (checked as a number); RUN steps get the runtime's own /dev/shm
+    try:
+        return BuildOptions(
+            str(context), dockerfile=str(context.joinpath(*clean.split("/"))), tags=tuple(q.getall("t", [])),
+            build_args=build_args, target=q.get("target") or None, platform=q.get("platform") or None,
+            labels=labels, no_cache=qbool(request, "nocache"), pull=qbool(request, "pull"),
+            network=NETWORKS[network], cache_from=tuple(specs))
+    except BuildError as exc:
+        raise ApiError(400, exc.message) from None
+
+
+async def build(request: web.Request) -> web.StreamResponse:
+    from builder.serve.listen import upload_dir
+
+    app = request.app
+    for tag in request.query.getall("t", []):
+        _check_tag(tag)
+    registry_config(request)
+    work = await asyncio.get_running_loop().run_in_executor(app["pool"], upload_dir, app["root"])
+    try:
+        body = work / "context.tar"
+        await receive_body(request, body, app["options"].max_body)
+        context = work / "context"
+        await asyncio.get_running_loop().run_in_executor(app["pool"], unpack, body, context)
+        body.unlink()
+        opts = options(request, context)
+        return await _run(request, opts)
+    finally:
+        await asyncio.get_running_loop().run_in_executor(app["pool"], shutil.rmtree, work, True)
+
+
+def _check_tag(tag: str) -> None:
+    from builder.errors import InvalidReferenceError
+    from builder.oci.reference import normalize_tag
+
+    try:
+        normalize_tag(tag)
+    except InvalidReferenceError as exc:
+        raise ApiError(400, f"invalid tag {tag!r}: {exc.message}") from None
+
+
+async def _run(request: web.Request, opts: Any) -> web.StreamResponse:
+    from builder.build import build as run_build
+
+    loop = asyncio.get_running_loop()
+    quiet = qbool(request, "q")
+    queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+    progress = StreamProgress(loop, queue, quiet)
+    resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await resp.prepare(request)
+    future = loop.run_in_executor(request.app["pool"], run_build, opts, progress)
+    future.add_done_callback(lambda _: queue.put_nowait(None))
+    while True:
+        try:
+            message = await asyncio.wait_for(queue.get(), 0.5)
+        except asyncio.TimeoutError:
+            message = {}
+        if message is None:
+            break
+        if _gone(request):
+            progress.gone = True
+            continue
+        if message:
+            try:
+                await resp.write(line(message))
+            except (ConnectionResetError, RuntimeError):
+                progress.gone = True
+    try:
+        result = await future
+    except Exception as exc:  # noqa: BLE001 - a failed build ends the stream with errorDetail
+        if not progress.gone:
+            await _write(resp, _error(exc, opts.context))
+        _publish(request, "build-failed", "", opts)
+        return resp
+    lines: list[dict[str, Any]] = [{"aux": {"ID": result.image_id}}]
+    if quiet:
+        lines.append({"stream": result.image_id + "\n"})
+    else:
+        lines.append({"stream": f"Successfully built {result.image_id[7:19]}\n"})
+        lines += [{"stream": f"Successfully tagged {_familiar(t)}\n"} for t in opts.tags]
+    for message in lines:
+        await _write(resp, message)
+    _publish(request, "build", result.image_id, opts)
+    return resp
+
+
+def _familiar(tag: str) -> str:
+    return tag if ":" in tag.rpartition("/")[2] else tag + ":latest"
+
+
+def _gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+async def _write(resp: web.StreamResponse, message: dict[str, Any]) -> None:
+    try:
+        await resp.write(line(message))
+    except (ConnectionResetError, RuntimeError):
+        pass
+
+
+_EXIT = re.compile(r"did not complete successfully: exit code: (\d+)")
+
+
+def _error(exc: BaseException, context: str) -> dict[str, Any]:
+    """`errorDetail` as dockerd sends it, paths shown relative to the context; a RUN's exit code
+    becomes `code` (the docker CLI exits with it, as with dockerd's legacy builder)."""
+    from builder.serve.api import status_of
+
+    message = status_of(exc)[1].replace(context.rstrip("/") + "/", "")
+    found = _EXIT.search(message)
+    code = int(found.group(1)) if found else 1
+    return {"errorDetail": {"code": code or 1, "message": message}, "error": message}
+
+
+def _publish(request: web.Request, action: str, image_id: str, opts: Any) -> None:
+    bus = request.app["events"]
+    if action == "build":
+        for tag in opts.tags:
+            bus.publish("image", "tag", image_id, name=_familiar(tag))
+    bus.publish("image", action, image_id or "<none>")

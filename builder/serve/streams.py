@@ -1,0 +1,66 @@
+"""Streams back to the client: build progress as the legacy builder's `{"stream": ...}` JSON lines
+(queued from the build's threads to the event loop), and Docker's multiplexed stdout/stderr frames."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import struct
+from typing import Any
+
+from builder.errors import BuildError
+from builder.util.progress import Progress
+
+_STEP = re.compile(r"\[(?:(?P<label>.+) )?(?P<pos>\d+)/(?P<count>\d+)\] (?P<text>.*)", re.DOTALL)
+
+
+class ClientGone(BuildError):
+    """The client closed the connection: the build stops at its next step or output."""
+
+
+class StreamProgress(Progress):
+    """Build events as the lines `docker build` prints against dockerd's legacy builder:
+    `Step 2/3 : RUN make`, ` ---> Using cache`, the step's output. Thread-safe; once `gone` is set
+    (the client left), the next step or output raises `ClientGone`, which cancels the build."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[dict[str, Any] | None],
+                 quiet: bool = False) -> None:
+        self.loop, self.queue, self.quiet = loop, queue, quiet
+        self.gone = False
+
+    def put(self, message: dict[str, Any]) -> None:
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, message)
+
+    def _say(self, text: str) -> None:
+        if self.gone:
+            raise ClientGone("the client disconnected: build cancelled")
+        if not self.quiet:
+            self.put({"stream": text})
+
+    def start(self, step: int, name: str) -> None:
+        m = _STEP.fullmatch(name)
+        if m is None:
+            self._say(f"Step {step} : {name}\n")
+        else:
+            label = f"[{m['label']}] " if m["label"] else ""
+            self._say(f"{label}Step {m['pos']}/{m['count']} : {m['text']}\n")
+
+    def cached(self, step: int) -> None:
+        self._say(" ---> Using cache\n")
+
+    def output(self, step: int, data: bytes) -> None:
+        self._say(data.decode(errors="replace"))
+
+    def info(self, message: str) -> None:
+        if not self.gone and not self.quiet:
+            self.put({"stream": message.rstrip("\n") + "\n"})
+
+
+def frame(stream: int, data: bytes) -> bytes:
+    """One frame of Docker's multiplexed stream: [stream, 0, 0, 0, size (big-endian u32)] + data."""
+    return struct.pack(">BxxxI", stream, len(data)) + data
+
+
+def line(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj).encode() + b"\r\n"

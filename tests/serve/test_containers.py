@@ -1,0 +1,80 @@
+"""Containers through `pybuild serve` with the real docker CLI: `docker run` in the foreground
+(attach over a hijacked connection, exit codes, --rm, -t), `run -d -p` with a published port,
+ps, logs, inspect, stop, kill, restart, rm, prune; and the same containers seen by `pybuild ps`."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+
+from tests.builder.registry_server import free_port
+from tests.conftest import requires_root
+from tests.serve.conftest import Server, needs_docker
+
+pytestmark = [needs_docker, requires_root]
+
+
+def test_run_in_the_foreground(server: Server) -> None:
+    proc = server.docker("run", "--name", "fg1", "busybox", "sh", "-c", "echo out; echo err >&2; exit 4", check=False)
+    assert proc.returncode == 4, proc.stderr
+    assert "out" in proc.stdout and "err" in proc.stdout + proc.stderr
+    assert "Exited (4)" in server.docker("ps", "-a", "--filter", "name=fg1").stdout
+    assert "fg1" in server.pybuild("ps", "-a").stdout  # the CLI sees the server's containers
+    proc = server.docker("run", "--rm", "busybox", "sh", "-c", "sleep 0.3; echo removed-after; exit 7", check=False)
+    assert proc.returncode == 7 and "removed-after" in proc.stdout
+    deadline = time.monotonic() + 5
+    while "removed-after" in server.docker("ps", "-a", "--no-trunc").stdout and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "removed-after" not in server.docker("ps", "-a", "--no-trunc").stdout
+    proc = server.docker("run", "-t", "busybox", "sh", "-c", "tty; exit 5", check=False)
+    assert proc.returncode == 5 and "/dev/pts/" in proc.stdout
+    proc = server.docker("run", "no-such-image:1", "true", check=False)
+    assert proc.returncode == 125 and "no-such-image" in proc.stderr
+
+
+def test_detached_with_a_published_port(server: Server) -> None:
+    port = free_port()
+    cid = server.docker("run", "-d", "--name", "web1", "-p", f"127.0.0.1:{port}:80", "busybox",
+                        "sh", "-c", "echo started; exec httpd -f -p 80 -h /etc").stdout.strip()
+    assert len(cid) == 64
+    body = b""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            body = urllib.request.urlopen(f"http://127.0.0.1:{port}/passwd", timeout=2).read()
+            break
+        except OSError:
+            time.sleep(0.1)
+    assert b"root:x:0:0" in body
+    ps = server.docker("ps").stdout
+    assert "web1" in ps and f"127.0.0.1:{port}->80/tcp" in ps
+    assert server.docker("port", "web1").stdout.strip().endswith(f"127.0.0.1:{port}")
+    info = json.loads(server.docker("inspect", "web1").stdout)[0]
+    assert info["State"]["Running"] is True and info["Id"] == cid and info["Name"] == "/web1"
+    assert "started" in server.docker("logs", "web1").stdout
+    server.docker("restart", "-t", "1", "web1")
+    assert json.loads(server.docker("inspect", "web1").stdout)[0]["State"]["Running"] is True
+    server.docker("stop", "-t", "1", "web1")
+    info = json.loads(server.docker("inspect", "web1").stdout)[0]
+    assert info["State"]["Running"] is False and info["State"]["Status"] == "exited"
+    assert server.docker("kill", "web1", check=False).returncode == 1  # not running
+    server.docker("rm", "web1")
+    assert server.docker("inspect", "web1", check=False).returncode == 1
+
+
+def test_kill_rm_force_logs_tail_and_prune(server: Server) -> None:
+    server.docker("run", "-d", "--name", "sleeper", "busybox", "sh", "-c", "for i in 1 2 3 4 5; do echo line$i; done; "
+                  "sleep 100")
+    time.sleep(0.5)
+    assert server.docker("logs", "--tail", "2", "sleeper").stdout.split() == ["line4", "line5"]
+    proc = server.docker("rm", "sleeper", check=False)
+    assert proc.returncode == 1 and "running" in proc.stderr
+    server.docker("kill", "-s", "TERM", "sleeper")
+    server.docker("wait", "sleeper")
+    server.docker("run", "--name", "done1", "busybox", "true")
+    pruned = server.docker("container", "prune", "-f").stdout
+    assert "Total reclaimed space" in pruned
+    assert "done1" not in server.docker("ps", "-a").stdout and "sleeper" not in server.docker("ps", "-a").stdout
+    proc = server.docker("rm", "nope-nope", check=False)
+    assert proc.returncode == 1 and "No such container: nope-nope" in proc.stderr

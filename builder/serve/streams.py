@@ -40,8 +40,9 @@ class StreamProgress(Progress):
 
     def start(self, step: int, name: str) -> None:
         m = _STEP.fullmatch(name)
-        if m is None:
-            self._say(f"Step {step} : {name}\n")
+        if m is None:  # BuildKit's own steps ([internal] loads, exporting): the legacy builder has none
+            if self.gone:
+                raise ClientGone("the client disconnected: build cancelled")
         else:
             label = f"[{m['label']}] " if m["label"] else ""
             self._say(f"{label}Step {m['pos']}/{m['count']} : {m['text']}\n")

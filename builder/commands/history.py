@@ -19,6 +19,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="only show image ids")
     p.add_argument("--json", action="store_true", help="JSON output")
     p.add_argument("--builds", action="store_true", help="list recorded builds instead of an image's history")
+    p.add_argument("-n", "--last", type=int, metavar="N", help="with --builds: only the last N builds")
     p.add_argument("--format", metavar="FORMAT", help="a Go template per entry ({{.ID}}, {{.CreatedBy}}, {{.Size}}), "
                                                        "'table ...', or json")
 
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     if args.builds:
         from builder.analyze.explain import history_builds
 
-        return history_builds(json_output=args.json)
+        return history_builds(json_output=args.json, last=args.last)
     if not args.image:
         raise StoreError("pybuild history: give an IMAGE (or --builds)")
     store = Store.open()

@@ -101,7 +101,11 @@ def test_analyze_html_draws_the_build_of_the_image(tmp_path: Path, busybox_tar: 
     out = tmp_path / "r.html"
     pybuild("analyze", "app:1", "--html", str(out), env=env)
     page = out.read_text()
-    latest = json.loads(pybuild("history", "--builds", "--json", env=env).stdout)[-1]["id"]
+    builds = json.loads(pybuild("history", "--builds", "--json", env=env).stdout)
+    latest = builds[-1]["id"]
+    last_one = json.loads(pybuild("history", "--builds", "--json", "-n", "1", env=env).stdout)
+    assert [b["id"] for b in last_one] == [latest] and len(builds) == 2
+    assert json.loads(pybuild("history", "--builds", "--json", "--last", "0", env=env).stdout) == []
     assert f"Build steps (build {latest})" in page
     assert page.count('<rect class="cached"') == 3 and page.count('<rect class="ran"') == 0
     assert "cat /app/keep.txt" in page

@@ -145,3 +145,19 @@ def test_explain_names_env_user_workdir_and_no_cache_and_never_a_secret(tmp_path
     stored = b"".join(f.read_bytes() for f in (tmp_path / "store").rglob("*.json") if f.is_file())
     for value in ("s3cr3t-one", "s3cr3t-two"):
         assert value not in shown and value.encode() not in stored
+
+
+def test_rebuild_costs_are_context_paths_and_layer_mistakes_are_suggested(tmp_path: Path, busybox_tar: Path) -> None:
+    env, ctx, df = setup(tmp_path, busybox_tar, "true")
+    (ctx / "requirements.txt").write_text("flask\n")
+    df.write_text("FROM busybox:latest AS gen\nRUN echo x > /gen.txt\n"
+                  "FROM busybox:latest\nCOPY --from=gen /gen.txt /gen.txt\nCOPY . /app\n"
+                  "RUN head -c 1000 /dev/zero > /blob.bin\nRUN rm -f /blob.bin\n"
+                  "RUN echo pip install -r /app/requirements.txt\n")
+    build(env, ctx, df)
+    data = json.loads(pybuild("explain", "--json", env=env).stdout)
+    paths = {c["path"] for c in data["rebuild_cost"]}
+    assert "keep.txt" in paths and "gen.txt" not in paths and "/gen.txt" not in paths, paths
+    advice = {(s["kind"], s["line"]) for s in data["suggestions"]}
+    assert ("delete-later", 7) in advice, data["suggestions"]
+    assert ("copy-order", 5) in advice, data["suggestions"]  # COPY . before a pip install, requirements.txt present

@@ -21,7 +21,20 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def _ports(c) -> str:  # type: ignore[no-untyped-def]
-    return ", ".join(f"{p.host_ip}:{p.host_port}->{p.container_port}/{p.protocol}" for p in c.config.ports)
+    """Docker's PORTS: the published mappings, then the image's EXPOSEd ports nothing publishes."""
+    published = [f"{p.host_ip}:{p.host_port}->{p.container_port}/{p.protocol}" for p in c.config.ports]
+    mapped = {f"{p.container_port}/{p.protocol}" for p in c.config.ports}
+    return ", ".join(published + [p for p in _exposed(c) if p not in mapped])
+
+
+def _exposed(c) -> list[str]:  # type: ignore[no-untyped-def]
+    try:
+        from builder.store import Store
+
+        ports = Store.open().image_by_id(c.config.image).config().config.exposed_ports
+    except Exception:  # noqa: BLE001 - an image removed since: nothing exposed to show
+        return []
+    return [p if "/" in p else f"{p}/tcp" for p in ports]
 
 
 def run(args: argparse.Namespace) -> int:

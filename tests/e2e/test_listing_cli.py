@@ -58,3 +58,14 @@ def test_ps_format_and_filters(store: dict[str, str]) -> None:
     assert table.splitlines() == ["NAMES    IMAGE", "lst-ok   busybox"]
     assert pybuild("ps", "-aq", "-f", "ancestor=busybox", "-f", "name=lst-ok", env=store).stdout.strip()
     assert pybuild("ps", "-aq", "-f", "ancestor=nothing", "-f", "name=lst-ok", env=store).stdout.strip() == ""
+
+
+@requires_root
+def test_ps_shows_exposed_ports_and_rm_takes_v(store: dict[str, str], tmp_path: Path) -> None:
+    _build(store, tmp_path, "exposed:1", "FROM busybox\nEXPOSE 80 53/udp\nCMD [\"sleep\", \"30\"]\n")
+    cid = pybuild("run", "-d", "--network", "none", "exposed:1", env=store).stdout.strip()
+    try:
+        assert pybuild("ps", "--format", "{{.Ports}}", "-f", f"id={cid}", env=store).stdout == "53/udp, 80/tcp\n"
+    finally:
+        pybuild("rm", "-f", "-v", cid, env=store)
+    assert cid[:12] not in pybuild("ps", "-aq", env=store).stdout

@@ -138,8 +138,9 @@ class PlainProgress(Progress):
 
 
 class TtyProgress(PlainProgress):
-    """On a terminal: steps as in plain mode, but a RUN's output shows as a short live tail
-    (the last lines, redrawn in place) and byte work as tqdm bars."""
+    """On a terminal: steps as in plain mode, under them a live block redrawn in place (BuildKit's
+    `[+] Building 2.3s (5/10)` header, each running step with its timer and the last lines of its
+    output), and byte work as tqdm bars."""
 
     TAIL = 6
 
@@ -147,13 +148,53 @@ class TtyProgress(PlainProgress):
         super().__init__(stream)
         self.tails: dict[int, list[str]] = {}
         self.drawn = 0
+        self.running: dict[int, str] = {}  # step -> name, while it runs
+        self.bars = 0  # tqdm bars being drawn: the ticker leaves the terminal to them meanwhile
+        self.ticker: threading.Thread | None = None
+        self.stopped = threading.Event()
+
+    def _tick(self) -> None:
+        """Redraw the live block twice a second, so that the timers move during a silent step."""
+        while not self.stopped.wait(0.5):
+            with self.lock:
+                if self.running and not self.bars:
+                    self.stream.write("\x1b[1A\x1b[2K" * self.drawn)
+                    self.drawn = 0
+                    self._redraw()
 
     def _redraw(self) -> None:
-        lines = [f"  #{s} {ln}"[:120] for s, tail in self.tails.items() for ln in tail]
+        """The live block under the finished lines: BuildKit's header with the total time, then each
+        running step with its timer and the last lines of its output (nothing once none runs)."""
+        lines: list[str] = []
+        if self.running:
+            now = time.monotonic()
+            lines.append(f"[+] Building {now - self.t0:.1f}s ({len(self.finished)}/{len(self.started)})")
+            for s, name in list(self.running.items()):
+                lines.append(f" => #{s} {name}"[:110] + f"  {now - self.started.get(s, now):.1f}s")
+                lines += [f"  #{s} {ln}"[:120] for ln in self.tails.get(s, [])]
         out = "\x1b[1A\x1b[2K" * self.drawn + "".join(ln + "\n" for ln in lines)
         self.drawn = len(lines)
         self.stream.write(out)
         self.stream.flush()
+
+    def start(self, step: int, name: str) -> None:
+        with self.lock:
+            self.running[step] = name
+            if self.ticker is None:
+                self.ticker = threading.Thread(target=self._tick, name="progress-ticker", daemon=True)
+                self.ticker.start()
+        super().start(step, name)
+
+    def close(self) -> None:
+        self.stopped.set()
+        if self.ticker is not None:
+            self.ticker.join()
+        super().close()
+
+    def cached(self, step: int) -> None:
+        with self.lock:
+            self.running.pop(step, None)
+        super().cached(step)
 
     def _write(self, text: str) -> None:
         with self.lock:
@@ -180,6 +221,7 @@ class TtyProgress(PlainProgress):
         self.partial.pop(step, None)
         with self.lock:
             self.tails.pop(step, None)
+            self.running.pop(step, None)
         self._write(f"#{step} DONE {time.monotonic() - self.started.get(step, self.t0):.1f}s\n")
 
     def error(self, step: int, message: str) -> None:
@@ -187,26 +229,30 @@ class TtyProgress(PlainProgress):
         self.partial.pop(step, None)
         with self.lock:
             tail = self.tails.pop(step, [])
+            self.running.pop(step, None)
         end = "CANCELED" if message == "cancelled" else f"ERROR: {message}"
         self._write("".join(f"#{step} {ln}\n" for ln in tail) + f"#{step} {end}\n")
 
     shows_bytes = True
 
     def bytes_task(self, step: int, what: str, total: int | None) -> ByteTask:
-        return _TqdmTask(self.stream, f"#{step} {what}", total)
+        return _TqdmTask(self.stream, f"#{step} {what}", total, self)
 
 
 class _TqdmTask(ByteTask):
     """A tqdm bar, made on the first update (so work that turns out to move no bytes draws none)."""
 
-    def __init__(self, stream: IO[str], desc: str, total: int | None) -> None:
-        self.stream, self.desc, self.total = stream, desc, total
+    def __init__(self, stream: IO[str], desc: str, total: int | None, owner: TtyProgress | None = None) -> None:
+        self.stream, self.desc, self.total, self.owner = stream, desc, total, owner
         self.bar: Any = None
 
     def update(self, n: int) -> None:
         if self.bar is None:
             from tqdm import tqdm  # only on a TTY, only when bytes move
 
+            if self.owner is not None:
+                with self.owner.lock:
+                    self.owner.bars += 1
             self.bar = tqdm(total=self.total, desc=self.desc, unit="B", unit_scale=True, leave=False,
                             file=self.stream)
         self.bar.update(n)
@@ -214,6 +260,9 @@ class _TqdmTask(ByteTask):
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+            if self.owner is not None:
+                with self.owner.lock:
+                    self.owner.bars -= 1
 
 
 class JsonProgress(Progress):

@@ -84,3 +84,14 @@ def test_load_build_context_reports_the_bytes_read_once(store: dict[str, str], t
     n = step_no(out, "[internal] load build context")
     assert f"#{n} transferring context: 12.36kB done" in out  # 12355 bytes: big + small, each once
     assert n < step_no(out, "[2/3] COPY big small /d/")
+
+
+def test_a_runs_stdout_and_stderr_stay_in_the_order_written(store: dict[str, str], tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\n"
+                                    "RUN for i in 1 2 3 4 5 6 7 8; do echo out$i; echo err$i >&2; done\n")
+    out = pybuild("build", "--progress=plain", "--no-cache", str(ctx), env=store).stderr
+    n = step_no(out, "[2/2] RUN")
+    lines = [m.group(1) for m in re.finditer(rf"^#{n} \d+\.\d+ ((?:out|err)\d)$", out, re.M)]
+    assert lines == [f"{s}{i}" for i in range(1, 9) for s in ("out", "err")], lines

@@ -204,6 +204,10 @@ def _report(exc: Exception) -> int:
         return getattr(exc, "exit_code", 1)
     if isinstance(exc, OSError) and exc.filename:
         return _fail(f"{exc.strerror}: {exc.filename}", 1)
+    from builder.util.atomic import WRITE_FAULTS
+
+    if isinstance(exc, OSError) and exc.errno in WRITE_FAULTS:  # a full disk or a device error on a write
+        return _fail(f"{exc.strerror} (run with --debug to see where)", 1)
     sys.stderr.write(f"{PROG}: internal error: {type(exc).__name__}: {exc}\n"
                      f"(run with --debug for a traceback)\n")
     return 70

@@ -253,6 +253,10 @@ def load(store: Store, source: str | os.PathLike[str] | IO[bytes],
             return _load(store, src, platform)
         except tarfile.TarError as exc:
             raise ImageFormatError(f"{src.label}: corrupt image archive: {exc}") from None
+        except ImageFormatError as exc:  # one from a model parser names the document, not the archive
+            if exc.message.startswith(src.label):
+                raise
+            raise ImageFormatError(f"{src.label}: {exc.message}", hint=exc.hint) from None
 
 
 def _stored_layer(store: Store, diff_id: Digest) -> LayerRecord | None:

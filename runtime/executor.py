@@ -141,9 +141,9 @@ class LinuxExecutor:
                 if ports:
                     from runtime.proxy import PortProxy
                     proxy = PortProxy(ports, net.address)
-            _write_etc(scratch / "etc", hostname, network, net.address if net else None)
+            _write_etc(scratch / "etc", hostname, network, net.address if net else None, process.sandbox)
             _fresh_root_mode(rootfs.upper)
-            build_scaffold(scratch / "scaffold", rootfs, mounts, process.cwd)
+            build_scaffold(scratch / "scaffold", rootfs, mounts, process.cwd, hostname_file=not process.sandbox)
             if self.use_cgroups:
                 cgroup = cgroups.Cgroup.create(cid, limits, self.cgroup_root)
             bpf = _seccomp_program(process, self.run_dir)
@@ -185,10 +185,14 @@ def _fresh_root_mode(upper: Path) -> None:
             os.chmod(upper, 0o755)
 
 
-def _write_etc(etc: Path, hostname: str, network: NetworkMode, address: str | None) -> None:
+def _write_etc(etc: Path, hostname: str, network: NetworkMode, address: str | None, sandbox: bool = False) -> None:
+    """The /etc files bound into the container; a BuildKit sandbox gets no /etc/hostname."""
     etc.mkdir()
-    (etc / "hostname").write_text(hostname + "\n")
-    if network == NetworkMode.HOST:
+    if not sandbox:
+        (etc / "hostname").write_text(hostname + "\n")
+    if sandbox:  # BuildKit's executor/oci/hosts.go, whatever the network
+        hosts = f"127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+    elif network == NetworkMode.HOST:
         hosts = _read("/etc/hosts") or "127.0.0.1\tlocalhost\n"
     else:
         hosts = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
@@ -203,7 +207,7 @@ def _write_etc(etc: Path, hostname: str, network: NetworkMode, address: str | No
             lines += ["nameserver 8.8.8.8", "nameserver 8.8.4.4"]
         resolv = "\n".join(lines) + "\n"
     (etc / "resolv.conf").write_text(resolv)
-    for name in ("hostname", "hosts", "resolv.conf"):
+    for name in os.listdir(etc):
         os.chmod(etc / name, 0o644)  # readable by every user, whatever our umask
 
 
@@ -577,7 +581,8 @@ def _child_b(run: _Run, parent: int, err_w: int, status_w: int, join_r: int) -> 
         user = resolve_user(p.user)
         env = dict(p.env)
         env.setdefault("PATH", DEFAULT_PATH)
-        env.setdefault("HOSTNAME", run.hostname)
+        if not p.sandbox:
+            env.setdefault("HOSTNAME", run.hostname)
         env.setdefault("HOME", user.home)
         if p.tty:
             env.setdefault("TERM", "xterm")

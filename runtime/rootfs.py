@@ -126,9 +126,11 @@ def _scaffold_dir(scaffold: Path, lower: Sequence[Path], rel: str) -> None:
             os.chmod(path, 0o755)  # a directory the image lacks, as Docker makes it (not by our umask)
 
 
-def build_scaffold(scaffold: Path, rootfs: RootfsSpec, mounts: Sequence[Mount], workdir: str = "/") -> None:
-    """Create the scaffold layer: special dirs, /etc file targets and volume targets; and on a
-    read-only root the working directory when the image lacks it (Docker makes it before)."""
+def build_scaffold(scaffold: Path, rootfs: RootfsSpec, mounts: Sequence[Mount], workdir: str = "/",
+                   hostname_file: bool = True) -> None:
+    """Create the scaffold layer: special dirs, /etc file targets (`hostname_file`: /etc/hostname
+    too) and volume targets; and on a read-only root the working directory when the image lacks
+    it (Docker makes it before)."""
     lower = rootfs.lower
     scaffold.mkdir()
     for rel in SPECIAL_DIRS:
@@ -137,7 +139,7 @@ def build_scaffold(scaffold: Path, rootfs: RootfsSpec, mounts: Sequence[Mount], 
         rel = resolve_in_layers(lower, workdir)
         if rel and _lookup(lower, rel) is None:
             _scaffold_dir(scaffold, lower, rel)
-    file_targets = list(ETC_FILES)
+    file_targets = [rel for rel in ETC_FILES if hostname_file or rel != "etc/hostname"]
     for m in mounts:
         rel = resolve_in_layers(lower, m.target)
         if not rel:
@@ -182,7 +184,8 @@ def setup_root(root: Path, scratch: Path, rootfs: RootfsSpec, mounts: Sequence[M
     if cgroup_v1:
         _mount_cgroup_v1(r + "/sys/fs/cgroup", cgroup_v1)
     for rel in ETC_FILES:
-        _bind(f"{r}/{rel}", str(etc_dir / os.path.basename(rel)))
+        if os.path.exists(etc_dir / os.path.basename(rel)):  # a BuildKit sandbox has no /etc/hostname
+            _bind(f"{r}/{rel}", str(etc_dir / os.path.basename(rel)))
     for m in mounts:
         target = resolve_in_root(r, m.target)
         if m.type == "tmpfs":

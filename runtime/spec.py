@@ -26,7 +26,9 @@ class ProcessSpec(NamedTuple):
 
     `capabilities` are the capability numbers it keeps (None: Docker's default set).
     `privileged` leaves /proc unmasked and /sys writable, as `docker run --privileged` and
-    BuildKit's `RUN --security=insecure` do (give it `ALL_CAPABILITIES` too).
+    BuildKit's `RUN --security=insecure` do (give it `ALL_CAPABILITIES` too). `sandbox`: a
+    BuildKit RUN: its /etc/hosts (`127.0.0.1 localhost HOSTNAME` and `::1`), the image's own
+    /etc/hostname and no HOSTNAME variable.
     `seccomp`: "" for Docker's default profile, "unconfined" for none, else a profile's JSON text.
     """
 
@@ -39,6 +41,7 @@ class ProcessSpec(NamedTuple):
     hostname: str = ""
     capabilities: frozenset[int] | None = None
     privileged: bool = False
+    sandbox: bool = False
     seccomp: str = ""
 
 

@@ -5,7 +5,8 @@ by `pybuild run -d`, it runs the container with output to `output.log`, records 
     python -m runtime.supervisor <container dir> [<fd>]
 
 With `fd` (a pipe's read end from `Container.start_detached`), an --rm container is removed only
-after the starter closed the other end, i.e. has read the container's state.
+after the starter closed the other end, i.e. has read the container's state. A FIFO `stdin` in the
+container's directory (made by an attaching client, `pybuild serve`) is the container's stdin.
 """
 
 from __future__ import annotations
@@ -28,7 +29,12 @@ def main(argv: list[str]) -> int:
         os.set_inheritable(starter, False)  # the container's processes never see it
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: os.kill(container.state().init_pid or os.getpid(), signal.SIGKILL))
-    if container.config.process.stdin:  # -i: stdin stays open with nothing written to it, as docker run -di
+    fifo = container.path / "stdin"
+    if container.config.process.stdin and fifo.exists():  # an attached client's stdin (`pybuild serve`)
+        stdin = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # its writer holds it open: EOF when the client ends
+        os.set_blocking(stdin, True)
+        fifo.unlink()  # one attach, one start: a restart without one is the -di case below
+    elif container.config.process.stdin:  # -i: stdin stays open with nothing written to it, as docker run -di
         stdin, _keep_open = os.pipe()
     else:
         stdin = os.open(os.devnull, os.O_RDONLY)

@@ -44,6 +44,18 @@ def busybox_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return baseimages.busybox_rootfs_tar(tmp_path_factory.mktemp("base") / "busybox.tar")
 
 
+@pytest.fixture(scope="session")
+def debian_tar() -> Path:
+    """The debootstrapped bookworm minbase rootfs (made once per machine, kept between runs); the
+    tests that need it skip only when no Debian mirror answers and none is cached."""
+    if os.geteuid() != 0:
+        pytest.skip("debian:bookworm needs root (debootstrap)")
+    try:
+        return baseimages.cached_debian_tar()
+    except baseimages.NoMirror as exc:
+        pytest.skip(str(exc))
+
+
 def pybuild(*args: str, check: bool = True, input: bytes | None = None, env: dict[str, str] | None = None,
             cwd: str | os.PathLike[str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """Run the `pybuild` CLI in a subprocess (as a user would) and return the finished process."""

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Sequence, Union
 
 from builder.build.dockerignore import clean_path
-from builder.errors import ContextError
+from builder.errors import BuildError
 
-__all__ = ["RootView", "as_view", "split_path"]
+__all__ = ["RootView", "as_view", "split_path", "stacked"]
 
 _WH = ".wh."
 _WH_OPAQUE = ".wh..wh..opq"
@@ -115,19 +115,26 @@ class RootView:
 
     # -- symlinks -------------------------------------------------------------------------
 
-    def resolve(self, rel: str, *, follow_last: bool = True) -> str:
+    def resolve(self, rel: str, *, follow_last: bool = True, within: str = "") -> str:
         """`rel` with every symlink followed inside the root; the path need not exist.
 
-        Returns a cleaned root-relative path without a leading slash ("" is the root).
+        This is the one FollowSymlinkInScope of the builder: every path a step reads or creates
+        is resolved here. An absolute link target starts again at the root (or at `within`, a
+        directory treated as the root, as a chroot into it: ADD's archive extraction), `..`
+        stops there. Returns a cleaned root-relative path without a leading slash ("" is the
+        root); a symlink loop is a BuildError ("too many links", as BuildKit says).
         """
+        base = split_path(within)
         todo = split_path(rel)
+        if todo[:len(base)] == base:
+            todo = todo[len(base):]
         todo.reverse()
-        done: list[str] = []
+        done: list[str] = list(base)
         hops = 0
         while todo:
             name = todo.pop()
             if name == "..":
-                if done:
+                if len(done) > len(base):
                     done.pop()
                 continue
             candidate = "/".join(done + [name])
@@ -137,10 +144,10 @@ class RootView:
                 continue
             hops += 1
             if hops > _MAX_LINKS:
-                raise ContextError(f"too many levels of symbolic links resolving {rel!r}")
+                raise BuildError(f"/{'/'.join(split_path(rel))}: too many links (a symlink loop)")
             target = self.readlink(candidate)
             if target.startswith("/"):
-                done = []
+                done = list(base)
             parts = [p for p in target.split("/") if p and p != "."]
             todo.extend(reversed(parts))
         return "/".join(done)
@@ -156,6 +163,11 @@ _FOUND, _ABSENT, _HIDDEN = "found", "absent", "hidden"
 
 ViewLike = Union[RootView, str, os.PathLike, Sequence[Union[str, os.PathLike]]]
 """What COPY takes as a root: a RootView, one directory, or layer directories (top-most first)."""
+
+
+def stacked(upper: str | os.PathLike[str], below: RootView | None) -> RootView:
+    """The root a step sees while it writes `upper` (its layer directory) over `below`."""
+    return RootView([upper, *below.layers]) if below is not None else RootView(upper)
 
 
 def as_view(v: ViewLike | None) -> RootView | None:

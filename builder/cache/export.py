@@ -18,6 +18,7 @@ caller's choice: see `keys_for_mode`.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -213,7 +214,7 @@ def import_cache(store: Store, cache: BuildCache, spec: CacheSpec, options: Regi
             raise ImageFormatError(f"{spec.ref or spec.path} is not a pybuild build cache "
                                    f"(config type {manifest.config.media_type})")
         raw_doc = open_blob(manifest.config).read_bytes()
-        if Digest.of(raw_doc) != manifest.config.digest:
+        if Digest.of(raw_doc) != manifest.config.digest or len(raw_doc) != manifest.config.size:
             raise ImageFormatError(f"build cache {spec.ref or spec.path}: the config blob does not match its digest")
         doc = _load_doc(raw_doc, spec)
         by_digest = {str(d.digest): d for d in manifest.layers}
@@ -226,6 +227,9 @@ def import_cache(store: Store, cache: BuildCache, spec: CacheSpec, options: Regi
         def fetch(desc: Descriptor) -> None:
             layer = wanted[str(desc.digest)]
             with open(open_blob(desc), "rb") as f:
+                if os.fstat(f.fileno()).st_size != desc.size:
+                    raise ImageFormatError(f"build cache {spec.ref or spec.path}: blob {desc.digest} is "
+                                           f"{os.fstat(f.fileno()).st_size} bytes, its descriptor says {desc.size}")
                 store.put_layer(f, desc.media_type, desc.digest, Digest(layer["diff_id"]))
 
         _parallel(fetch, [by_digest[d] for d in wanted])

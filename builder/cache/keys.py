@@ -37,8 +37,14 @@ _COPIES_VERSION = 2  # 2: recorded files have no xattrs
 
 
 def canonical(value: Any) -> bytes:
-    """Canonical JSON bytes: sorted keys, no whitespace, UTF-8."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    """Canonical JSON bytes: sorted keys, no whitespace, UTF-8. A file name that is not UTF-8 (legal
+    on Linux and in tar; Python holds its bytes as surrogate escapes) is keyed by its own bytes."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogateescape")
+
+
+def _load(data: bytes) -> Any:
+    """The value `canonical` wrote (its non-UTF-8 bytes back as surrogate escapes)."""
+    return json.loads(data.decode("utf-8", "surrogateescape"))
 
 
 def sha256_of(value: Any) -> str:
@@ -101,7 +107,7 @@ class BuildCache:
         """The entry for `key`, or None (missing, torn or for another key)."""
         digest = key if isinstance(key, str) else key.digest
         try:
-            d = json.loads(self._path(digest).read_bytes())
+            d = _load(self._path(digest).read_bytes())
             if d.get("key") != digest:
                 return None
             return CacheEntry(d["key"], d["parts"], d.get("layer"), d["created"], d.get("duration", 0.0))
@@ -129,7 +135,7 @@ class BuildCache:
     def inputs(self, digest: str) -> dict[str, str] | None:
         """The {path: checksum} table behind an inputs digest, if it was stored."""
         try:
-            return json.loads((self.dir / "inputs" / (digest.split(":", 1)[1] + ".json")).read_bytes())
+            return _load((self.dir / "inputs" / (digest.split(":", 1)[1] + ".json")).read_bytes())
         except (OSError, ValueError):
             return None
 

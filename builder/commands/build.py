@@ -96,11 +96,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace, result: BuildResult, progress: Progress) -> None:
+    from builder.util.atomic import write_atomic
+
     if args.iidfile:
-        Path(args.iidfile).write_text(result.image_id)
+        write_atomic(args.iidfile, result.image_id.encode(), durable=False, what="the image id (--iidfile)")
     if args.metadata_file:
         meta = {"containerimage.config.digest": result.image_id, "containerimage.digest": result.manifest_digest,
                 "image.name": ",".join(args.tag), "buildx.build.ref": result.build_id}
-        Path(args.metadata_file).write_text(json.dumps(meta, indent=2) + "\n")
+        write_atomic(args.metadata_file, (json.dumps(meta, indent=2) + "\n").encode(), durable=False,
+                     what="the build metadata (--metadata-file)")
     if args.quiet:
         print(result.image_id)

@@ -23,7 +23,7 @@ from builder.errors import ImageFormatError, StoreError
 from builder.oci.compress import decompressing_reader, detect
 from builder.oci.image import BasicImage, Image, Layer
 from builder.oci.layout import OCI_LAYOUT, LayoutSource, Output, Tagged, _blob_name, _index, as_entries, write_tar_atomically
-from builder.oci.model import OCI_LAYER, OCI_MANIFEST, Descriptor, Digest, Manifest
+from builder.oci.model import OCI_LAYER, OCI_MANIFEST, Descriptor, Digest, Manifest, loads_json
 from builder.util.atomic import atomic_file
 from builder.util.streams import Prefixed
 
@@ -90,7 +90,7 @@ def _spool(stream: IO[bytes], tmp_dir: Path, label: str) -> Path:
 def _spool_to(stream: IO[bytes], tmp_dir: Path) -> Path:
     head = stream.read(4)
     reader = decompressing_reader(Prefixed(head, stream), detect(head))  # type: ignore[arg-type]
-    fd, name = tempfile.mkstemp(prefix="load-", suffix=".tar", dir=tmp_dir)
+    fd, name = tempfile.mkstemp(prefix=f"load-{os.getpid()}-", suffix=".tar", dir=tmp_dir)
     try:
         with os.fdopen(fd, "wb") as out:
             while data := reader.read(CHUNK):
@@ -104,9 +104,9 @@ def _spool_to(stream: IO[bytes], tmp_dir: Path) -> Path:
 def read_docker_archive(src: LayoutSource) -> list[tuple[BasicImage, list[str], list[str]]]:
     """(config-only image, tags, layer member names) per manifest.json entry."""
     try:
-        entries = json.loads(src.read("manifest.json"))
+        entries = loads_json(src.read("manifest.json"), f"{src.label}: manifest.json")
         assert isinstance(entries, list)
-    except (ValueError, AssertionError):
+    except AssertionError:
         raise ImageFormatError(f"{src.label}: manifest.json is not a list of images") from None
     out = []
     for e in entries:
@@ -172,13 +172,13 @@ def export_rootfs_tar(image: Image, dest: str | os.PathLike[str] | IO[bytes], tm
 
     from builder.oci.layer.write import write_dir
 
-    work = Path(tempfile.mkdtemp(prefix="rootfs-", dir=tmp_dir))
+    work = Path(tempfile.mkdtemp(prefix=f"rootfs-{os.getpid()}-", dir=tmp_dir))
     try:
         export_rootfs_dir(image, work)
         if not isinstance(dest, (str, os.PathLike)):
             write_dir(work, dest.write, epoch=epoch)
             return
-        with atomic_file(dest) as f:
+        with atomic_file(dest, what="the root filesystem tar") as f:
             write_dir(work, f.write, epoch=epoch)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -27,7 +27,7 @@ from builder.util.atomic import atomic_file
 
 __all__ = ["write_oci_layout", "write_oci_archive", "read_oci_layout", "Output", "DirOutput", "TarOutput",
            "Tagged", "REF_NAME", "CONTAINERD_NAME", "as_entries", "LayoutSource", "write_tar_atomically",
-           "write_image_blobs", "as_oci"]
+           "write_image_blobs", "as_oci", "check_size"]
 
 REF_NAME = "org.opencontainers.image.ref.name"
 CONTAINERD_NAME = "io.containerd.image.name"
@@ -185,14 +185,15 @@ def write_oci_layout(images: Union[Image, Sequence[Tagged]], dest: str | os.Path
     out.add_bytes("index.json", _index(kept + new))
 
 
-def write_tar_atomically(dest: str | os.PathLike[str] | IO[bytes], fill: Callable[[TarOutput], None]) -> None:
+def write_tar_atomically(dest: str | os.PathLike[str] | IO[bytes], fill: Callable[[TarOutput], None],
+                         what: str = "the image archive") -> None:
     """Write a tar with `fill` to a file path (temp + rename) or to an open binary stream."""
     if not isinstance(dest, (str, os.PathLike)):
         out = TarOutput(dest)
         fill(out)
         out.close()
         return
-    with atomic_file(dest) as f:
+    with atomic_file(dest, what=what) as f:
         out = TarOutput(f)
         fill(out)
         out.close()
@@ -253,7 +254,19 @@ class LayoutSource:
             raise ImageFormatError(f"{self.label}: {name} is implausibly large")
         return data
 
+    def size(self, name: str) -> int:
+        """The size of member `name` (ImageFormatError when missing)."""
+        if self._tar is None:
+            with self.open(name) as f:
+                return os.fstat(f.fileno()).st_size
+        m = self._members.get(name)
+        if m is None:
+            raise ImageFormatError(f"{self.label}: missing {name}")
+        return m.size
+
     def read_blob(self, desc: Descriptor) -> bytes:
+        """A small blob (manifest, index, config), checked against its descriptor's size and digest."""
+        check_size(self.label, desc, self.size(_blob_name(desc.digest)))
         data = self.read(_blob_name(desc.digest))
         if Digest.of(data) != desc.digest:
             raise ImageFormatError(f"{self.label}: blob {desc.digest} is corrupt (hash mismatch)")
@@ -264,6 +277,12 @@ class LayoutSource:
             self._tar.close()
 
 
+def check_size(label: str, desc: Descriptor, actual: int) -> None:
+    """A descriptor's size must be the blob's: a false size is refused, as containerd does."""
+    if actual != desc.size:
+        raise ImageFormatError(f"{label}: blob {desc.digest} is {actual} bytes, its descriptor says {desc.size}")
+
+
 def _image_from(src: LayoutSource, desc: Descriptor) -> BasicImage:
     raw_manifest = src.read_blob(desc)
     manifest = Manifest.from_json(raw_manifest)
@@ -272,6 +291,8 @@ def _image_from(src: LayoutSource, desc: Descriptor) -> BasicImage:
     if len(config.diff_ids) != len(manifest.layers):
         raise ImageFormatError(f"{src.label}: image {desc.digest}: {len(manifest.layers)} layers but "
                                f"{len(config.diff_ids)} diff_ids")
+    for d in manifest.layers:
+        check_size(src.label, d, src.size(_blob_name(d.digest)))
     layers = tuple(BlobLayer(diff, d.digest, d.size, d.media_type, functools.partial(src.open, _blob_name(d.digest)))
                    for diff, d in zip(config.diff_ids, manifest.layers))
     return BasicImage(raw_config, layers, manifest.media_type, manifest.annotations, raw_manifest)

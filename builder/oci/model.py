@@ -19,7 +19,7 @@ from builder.util import sha
 
 __all__ = [
     "Digest", "Descriptor", "Platform", "Manifest", "Index", "ImageConfig", "ContainerConfig",
-    "Healthcheck", "History", "canonical_json", "chain_ids", "OCI_MANIFEST", "OCI_INDEX", "OCI_CONFIG",
+    "Healthcheck", "History", "canonical_json", "loads_json", "MAX_JSON_BYTES", "chain_ids", "OCI_MANIFEST", "OCI_INDEX", "OCI_CONFIG",
     "OCI_LAYER", "OCI_LAYER_GZIP", "OCI_LAYER_ZSTD", "OCI_EMPTY_JSON", "DOCKER_MANIFEST", "DOCKER_MANIFEST_LIST",
     "DOCKER_CONFIG", "DOCKER_LAYER", "DOCKER_FOREIGN_LAYER", "MANIFEST_TYPES", "INDEX_TYPES", "LAYER_TYPES",
 ]
@@ -85,11 +85,24 @@ def canonical_json(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _loads(data: bytes | str, what: str) -> dict[str, Any]:
+MAX_JSON_BYTES = 32 << 20  # a manifest, index or config larger than this is refused, not parsed
+
+
+def loads_json(data: bytes | str, what: str) -> Any:
+    """JSON of a manifest, index, config or archive metadata, bounded: too large or nested deeper
+    than Python's recursion limit (`[` * 200000) is an ImageFormatError naming `what`."""
+    if len(data) > MAX_JSON_BYTES:
+        raise ImageFormatError(f"{what}: {len(data)} bytes of JSON, more than the {MAX_JSON_BYTES >> 20} MiB allowed")
     try:
-        obj = json.loads(data)
+        return json.loads(data)
+    except RecursionError:
+        raise ImageFormatError(f"{what}: JSON nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ImageFormatError(f"{what}: not valid JSON: {exc}") from None
+
+
+def _loads(data: bytes | str, what: str) -> dict[str, Any]:
+    obj = loads_json(data, what)
     if not isinstance(obj, dict):
         raise ImageFormatError(f"{what}: expected a JSON object")
     return obj

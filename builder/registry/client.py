@@ -92,13 +92,26 @@ class RegistryClient:
         return resp.status, resp.json()
 
     def _send_retrying(self, method: str, url: str, headers: Mapping[str, str],
-                       body: bytes | Callable[[], object] | None) -> Response:
+                       body: bytes | Callable[[], object] | None, deadline: float | None = None) -> Response:
+        """One request, retried on connection trouble until the retry budget or `deadline`
+        (time.monotonic(); default: the options' deadline from now) runs out."""
+        import time
+
+        deadline = deadline or time.monotonic() + self.options.deadline
         attempt = 0
         while True:
+            remaining = deadline - time.monotonic()
             try:
-                resp = self.transport.send(method, url, headers, body)  # type: ignore[arg-type]
+                if remaining <= 0:
+                    raise TimeoutError("deadline passed")
+                resp = self.transport.send(method, url, headers, body, timeout=remaining)  # type: ignore[arg-type]
             except (OSError, http.client.HTTPException) as exc:
                 retry = is_connection_error(exc)
+                if retry and time.monotonic() >= deadline - 0.01:
+                    raise RegistryError(f"{self.registry}: {method} {urlsplit(url).path}: no answer within the "
+                                        f"{self.options.deadline:g} s deadline (after {attempt + 1} tries: {exc})",
+                                        temporary=True,
+                                        hint="set a longer one with --timeout or PYBUILD_REGISTRY_TIMEOUT") from None
                 if retry and attempt < self.options.retries:
                     attempt += 1
                     self.transport.backoff(attempt)
@@ -136,10 +149,13 @@ class RegistryClient:
         """
         if self._pinged:
             return
+        import time
+
+        deadline = time.monotonic() + self.options.deadline  # both probes together
         resp = None
         if self.options.may_use_http(self.host):
             try:
-                resp = self.transport.send("GET", f"http://{self.host}/v2/", {})
+                resp = self.transport.send("GET", f"http://{self.host}/v2/", {}, timeout=self.options.deadline)
             except ConnectionRefusedError as exc:
                 raise RegistryError(f"{self.registry}: GET /v2/: {exc}", temporary=True,
                                     hint=self._hint_for(exc)) from None
@@ -151,7 +167,7 @@ class RegistryClient:
                 resp.close(reuse=False)
                 resp = None
         if resp is None:
-            resp = self._send_retrying("GET", f"{self.base}/v2/", {}, None)
+            resp = self._send_retrying("GET", f"{self.base}/v2/", {}, None, deadline)
         status, challenge = resp.status, resp.header("WWW-Authenticate")
         resp.close()
         if status == 401:
@@ -162,7 +178,7 @@ class RegistryClient:
 
     def request(self, method: str, path: str, *, scopes: Iterable[str], headers: Mapping[str, str] | None = None,
                 body: bytes | Callable[[], object] | None = None, ok: Iterable[int] = (200,),
-                what: str = "") -> Response:
+                what: str = "", deadline: float | None = None) -> Response:
         """An authenticated request (retried as configured); raises RegistryError unless status is in `ok`."""
         self.ping()
         scopes = tuple(scopes)
@@ -174,7 +190,7 @@ class RegistryClient:
                 authz = self.auth.header(scopes)
                 if authz:
                     hdrs["Authorization"] = authz
-            resp = self._send_retrying(method, url, hdrs, body)
+            resp = self._send_retrying(method, url, hdrs, body, deadline)
             if resp.status == 401 and not auth_tried and urlsplit(url).netloc == urlsplit(self.base).netloc:
                 auth_tried = True
                 challenge = resp.header("WWW-Authenticate")
@@ -294,15 +310,19 @@ class RegistryClient:
         self._download(repository, desc, dest, progress)
 
     def _download(self, repository: str, desc: Descriptor, out: "BlobSink", progress: Progress | None) -> None:
+        import time
+
         path = f"/v2/{repository}/blobs/{desc.digest}"
         scopes = [scope(repository, "pull")]
         failures = 0
         done = 0
+        allowed = self.options.deadline + desc.size / (1 << 20)  # the deadline, plus 1 s per MiB
+        deadline = time.monotonic() + allowed
         while True:
             headers = {"Range": f"bytes={done}-"} if done else {}
             try:
                 resp = self.request("GET", path, scopes=scopes, headers=headers, ok=(200, 206),
-                                    what=f"blob {desc.digest}")
+                                    what=f"blob {desc.digest}", deadline=deadline)
                 if resp.status == 200 and done:  # no range support: start over
                     out.restart()
                     if progress:
@@ -312,6 +332,8 @@ class RegistryClient:
                     for chunk in resp.iter_bytes(_READ):
                         if done + len(chunk) > desc.size:
                             raise _BadBody(f"more than the {desc.size} bytes announced")
+                        if time.monotonic() > deadline:
+                            raise TimeoutError(f"the download passed its {allowed:.0f} s deadline")
                         out.write(chunk)
                         done += len(chunk)
                         if progress:
@@ -339,6 +361,11 @@ class RegistryClient:
                 if not is_connection_error(exc):
                     raise RegistryError(f"{self.registry}: blob {repository}@{desc.digest}: {exc}") from None
                 failures += 1
+                if time.monotonic() >= deadline - 0.01:
+                    raise RegistryError(f"{self.registry}: blob {repository}@{desc.digest}: not downloaded within "
+                                        f"its {allowed:.0f} s deadline ({done} of {desc.size} bytes; {exc})",
+                                        temporary=True,
+                                        hint="set a longer one with --timeout or PYBUILD_REGISTRY_TIMEOUT") from None
                 if failures > self.options.retries:
                     raise RegistryError(f"{self.registry}: blob {repository}@{desc.digest}: {exc} "
                                         f"(after {failures} tries)", temporary=True) from None

@@ -21,7 +21,7 @@ from builder.errors import ImageFormatError, RegistryError
 from builder.oci import platform as platforms
 from builder.oci.image import BasicImage, BlobLayer, Image, Layer
 from builder.oci.model import (INDEX_TYPES, MANIFEST_TYPES, Descriptor, Digest, ImageConfig, Index, Manifest,
-                               Platform)
+                               Platform, loads_json)
 from builder.oci.reference import Reference
 from builder.registry.client import BlobSink, RegistryClient, client_for
 from builder.registry.transport import RegistryOptions
@@ -116,11 +116,22 @@ class RemoteImage:
         self.client.download_blob(self.ref.repository, desc, dest, progress)
 
 
+def _media_type(data: bytes, ref: Reference) -> str:
+    """The mediaType a manifest names inside itself (a registry that sent no Content-Type)."""
+    if not data.startswith(b"{"):
+        return ""
+    try:
+        doc = loads_json(data, f"{ref}: manifest")
+    except ImageFormatError as exc:
+        raise RegistryError(exc.message) from None
+    return str(doc.get("mediaType", "")) if isinstance(doc, dict) else ""
+
+
 def _fetch_manifest(client: RegistryClient, ref: Reference, want: Platform) -> tuple[bytes, str, Digest, Digest]:
     """(manifest bytes, media type, manifest digest, top-level digest) for `ref` on `want`."""
     data, media_type, top = client.get_manifest(ref.repository, ref.identifier)
     if not media_type:
-        media_type = str(json.loads(data).get("mediaType", "")) if data.startswith(b"{") else ""
+        media_type = str(_media_type(data, ref))
     if media_type in INDEX_TYPES:
         try:
             chosen = platforms.select(Index.from_json(data), want)

@@ -52,14 +52,16 @@ class RegistryOptions:
     retries: int = 5
     backoff: float = 0.5
     max_backoff: float = 10.0
-    timeout: float = 60.0
+    timeout: float = 60.0  # one socket read or connect
+    deadline: float = 120.0  # one request with its retries; a blob gets 1 s more per MiB
     max_connections: int = 8
 
     @classmethod
-    def load(cls, insecure: Iterable[str] = ()) -> RegistryOptions:
+    def load(cls, insecure: Iterable[str] = (), deadline: float | None = None) -> RegistryOptions:
         """Options from `--insecure-registry` values, $PYBUILD_INSECURE_REGISTRIES, $PYBUILD_CERTS_DIR
         and the `insecure-registries` list of the config file ($PYBUILD_CONFIG or
-        ~/.config/pybuild/config.json, shaped like Docker's daemon.json)."""
+        ~/.config/pybuild/config.json, shaped like Docker's daemon.json); the deadline of a request
+        from `--timeout` or $PYBUILD_REGISTRY_TIMEOUT (seconds)."""
         hosts = set(insecure)
         hosts.update(h for h in os.environ.get("PYBUILD_INSECURE_REGISTRIES", "").split(",") if h)
         path = _config_file()
@@ -70,8 +72,16 @@ class RegistryOptions:
             except (OSError, ValueError, AttributeError) as exc:
                 raise RegistryError(f"{path}: cannot read registry settings: {exc}") from None
         certs = tuple(p for p in os.environ.get("PYBUILD_CERTS_DIR", "").split(":") if p) or _CERTS_DIRS
-        retries = int(os.environ.get("PYBUILD_REGISTRY_RETRIES", "5"))
-        return cls(insecure=frozenset(hosts), certs_dirs=certs, retries=retries)
+        try:
+            retries = int(os.environ.get("PYBUILD_REGISTRY_RETRIES", "5"))
+            if deadline is None:
+                deadline = float(os.environ.get("PYBUILD_REGISTRY_TIMEOUT", "120"))
+        except ValueError as exc:
+            raise RegistryError(f"bad registry setting in the environment: {exc}") from None
+        if not 0 < deadline < 1e9:
+            raise RegistryError(f"the registry timeout must be a positive number of seconds, not {deadline:g}")
+        return cls(insecure=frozenset(hosts), certs_dirs=certs, retries=retries, deadline=deadline,
+                   timeout=min(60.0, deadline))
 
     def is_insecure(self, host: str) -> bool:
         """Listed with --insecure-registry: plain http allowed, TLS certificates not verified."""
@@ -139,7 +149,7 @@ class Response:
         data = self.read()
         try:
             return json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise RegistryError(f"{self.url}: answered with malformed JSON ({len(data)} bytes)", status=self.status) from None
 
     def close(self, reuse: bool = True) -> None:
@@ -196,8 +206,10 @@ class Transport:
         else:
             conn.close()
 
-    def send(self, method: str, url: str, headers: Mapping[str, str], body: Body = None) -> Response:
-        """One request, one attempt; raises OSError/HTTPException on connection trouble."""
+    def send(self, method: str, url: str, headers: Mapping[str, str], body: Body = None,
+             timeout: float | None = None) -> Response:
+        """One request, one attempt; raises OSError/HTTPException on connection trouble. `timeout`:
+        for connecting and each read of this request and its body (default: the options')."""
         parts = urlsplit(url)
         target = parts.path + (f"?{parts.query}" if parts.query else "")
         if parts.scheme == "http" and proxy_for("http", parts.netloc):
@@ -207,6 +219,9 @@ class Transport:
             conn = self._connect(parts.scheme, parts.netloc)
             if fresh:  # a pooled connection the server had closed: retry once on a new one
                 conn.close()
+            conn.timeout = min(self.options.timeout, timeout) if timeout else self.options.timeout
+            if conn.sock is not None:
+                conn.sock.settimeout(conn.timeout)
             try:
                 conn.request(method, target, body=payload, headers=dict(headers))
                 raw = conn.getresponse()

@@ -12,7 +12,7 @@ import sys
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Awaitable, Callable
 
 from aiohttp import web
 
@@ -109,17 +109,17 @@ def run(options: ServeOptions) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        bound: list[str] = []  # our unix sockets (never another server's): removed at the end
         try:
-            for site in sites(runner, options):
+            for site in sites(runner, options, bound):
                 await site.start()
                 log.info("listening on %s", site.name)
             await stop.wait()
         finally:
             await runner.cleanup()
-            for lst in options.listeners:
-                if lst.kind == "unix":
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(lst.path)
+            for path in bound:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
 
     asyncio.run(main())
 

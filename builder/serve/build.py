@@ -27,16 +27,20 @@ def routes(r: Any) -> None:
     r.add("POST", "/build", build)
 
 
-async def receive_body(request: web.Request, dest: Path, limit: int) -> int:
-    """Stream the request body into `dest`; 413 past `limit` bytes."""
+async def receive_body(request: web.Request, dest: Path, limit: int) -> str:
+    """Stream the request body into `dest`; 413 past `limit` bytes. Returns its sha256 (hex)."""
+    import hashlib
+
     size = 0
+    digest = hashlib.sha256()
     with open(dest, "wb") as f:
         async for chunk in request.content.iter_chunked(1 << 20):
             size += len(chunk)
             if size > limit:
                 raise ApiError(413, f"request body larger than the server's limit ({limit} bytes)")
+            digest.update(chunk)
             f.write(chunk)
-    return size
+    return digest.hexdigest()
 
 
 def check_tar(path: Path) -> None:
@@ -124,24 +128,67 @@ def options(request: web.Request, context: Path) -> Any:
         raise ApiError(400, exc.message) from None
 
 
+CONTEXTS = "serve-contexts"
+KEEP_CONTEXTS = 16
+
+
 async def build(request: web.Request) -> web.StreamResponse:
     from builder.serve.listen import upload_dir
 
     app = request.app
+    loop = asyncio.get_running_loop()
     for tag in request.query.getall("t", []):
         _check_tag(tag)
     registry_config(request)
-    work = await asyncio.get_running_loop().run_in_executor(app["pool"], upload_dir, app["root"])
+    work = await loop.run_in_executor(app["pool"], upload_dir, app["root"])
+    in_use: dict[str, int] = app.setdefault("contexts", {})
+    key = ""
     try:
         body = work / "context.tar"
-        await receive_body(request, body, app["options"].max_body)
-        context = work / "context"
-        await asyncio.get_running_loop().run_in_executor(app["pool"], unpack, body, context)
-        body.unlink()
+        key = await receive_body(request, body, app["options"].max_body)
+        in_use[key] = in_use.get(key, 0) + 1
+        context = await loop.run_in_executor(app["pool"], context_dir, app["root"], key, body, work)
         opts = options(request, context)
         return await _run(request, opts)
     finally:
-        await asyncio.get_running_loop().run_in_executor(app["pool"], shutil.rmtree, work, True)
+        if key:
+            in_use[key] -= 1
+            if not in_use[key]:
+                del in_use[key]
+        await loop.run_in_executor(app["pool"], shutil.rmtree, work, True)
+        await loop.run_in_executor(app["pool"], forget_contexts, app["root"], set(in_use))
+
+
+def context_dir(root: Path, key: str, body: Path, work: Path) -> Path:
+    """The unpacked context of a tar whose sha256 is `key`: the same tar sent again (a rebuild)
+    gets the same directory, so the no-op memo and the stat cache recognise it. Contexts are only
+    read by builds (a read-write bind mount gets a copy)."""
+    import os
+
+    dest = root / "tmp" / CONTEXTS / key
+    if dest.is_dir():
+        os.utime(dest)  # most recently used
+        return dest
+    fresh = work / "context"
+    unpack(body, fresh)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.rename(fresh, dest)
+    except OSError:  # the same context, unpacked at the same time by another request
+        if not dest.is_dir():
+            raise
+    return dest
+
+
+def forget_contexts(root: Path, in_use: set[str]) -> None:
+    """Keep the most recently used contexts (and those in use), remove the others."""
+    base = root / "tmp" / CONTEXTS
+    if not base.is_dir():
+        return
+    entries = sorted(base.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in entries[KEEP_CONTEXTS:]:
+        if old.name not in in_use:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def _check_tag(tag: str) -> None:

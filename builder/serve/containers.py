@@ -486,7 +486,8 @@ async def logs(request: web.Request) -> web.StreamResponse:
 
 async def attach(request: web.Request) -> web.StreamResponse:
     """Hijack the connection (`Upgrade: tcp`, 101) and stream the container's output until it
-    exits; `logs=1` starts from its first byte. Stdin is not forwarded."""
+    exits; `logs=1` starts from its first byte; with `stdin=1` (and a container created with
+    OpenStdin, attached before its start) what the client sends is the container's stdin."""
     container = get(request)
     first = container.state()
     offset = 0
@@ -503,8 +504,10 @@ async def attach(request: web.Request) -> web.StreamResponse:
     await resp.prepare(request)
     transport = request.transport
     assert transport is not None
+    stdin = _Stdin(container) if upgrade and qbool(request, "stdin") and container.config.process.stdin and \
+        first.status == "created" else None
     if upgrade:  # the connection is ours now: the client may half-close it (no stdin) and still read
-        transport.set_protocol(_Hijacked(request.protocol))
+        transport.set_protocol(_Hijacked(request.protocol, stdin))
     out = _Output(container, offset)
     since = time.monotonic()
     try:
@@ -527,6 +530,8 @@ async def attach(request: web.Request) -> web.StreamResponse:
         pass
     finally:
         out.close()
+        if stdin is not None:
+            stdin.close()
     if upgrade:
         transport.close()
     return resp
@@ -541,17 +546,70 @@ async def _send(transport: asyncio.Transport, resp: web.StreamResponse, data: by
         await asyncio.sleep(0.01)
 
 
-class _Hijacked(asyncio.Protocol):
-    """A hijacked connection's protocol: what the client sends is dropped, its half-close keeps the
-    connection open for our output (aiohttp's would close it), and its end goes on to aiohttp."""
+class _Stdin:
+    """The container's stdin, from an attached client: a FIFO in the container's directory that its
+    supervisor opens at start (runtime/supervisor.py); held open read-write here, so the container
+    sees EOF once the client half-closes (`echo x | docker run -i ...`) and not before."""
 
-    def __init__(self, http: Any) -> None:
-        self.http = http
+    def __init__(self, container: Any) -> None:
+        self.path = path = container.path / "stdin"
+        if not path.exists():
+            os.mkfifo(path, 0o600)
+        self.fd: int | None = os.open(path, os.O_RDWR | os.O_NONBLOCK)
+        self.pending = bytearray()
+
+    def write(self, data: bytes) -> None:
+        """Queue `data`; written as the container reads (the FIFO never blocks the server)."""
+        if self.fd is None:
+            return
+        self.pending += data
+        self.flush()
+
+    def flush(self) -> None:
+        while self.pending and self.fd is not None:
+            try:
+                n = os.write(self.fd, self.pending[:65536])
+            except BlockingIOError:
+                asyncio.get_running_loop().call_later(0.02, self.flush)
+                return
+            except OSError:
+                self.pending.clear()
+                return
+            del self.pending[:n]
+        if self.closing and not self.pending:
+            if self.path.exists():  # not opened by the supervisor yet: closing now would drop what is buffered
+                asyncio.get_running_loop().call_later(0.02, self.flush)
+            else:
+                self.close()
+
+    closing = False
+
+    def end(self) -> None:
+        """The client closed its stdin: close ours once what it sent is written."""
+        self.closing = True
+        self.flush()
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+class _Hijacked(asyncio.Protocol):
+    """A hijacked connection's protocol: what the client sends goes to the container's stdin (or is
+    dropped), its half-close keeps the connection open for our output (aiohttp's would close it)
+    and ends the stdin, and the connection's end goes on to aiohttp."""
+
+    def __init__(self, http: Any, stdin: _Stdin | None) -> None:
+        self.http, self.stdin = http, stdin
 
     def data_received(self, data: bytes) -> None:
-        pass
+        if self.stdin is not None:
+            self.stdin.write(data)
 
     def eof_received(self) -> bool:
+        if self.stdin is not None:
+            self.stdin.end()
         return True
 
     def pause_writing(self) -> None:

@@ -7,7 +7,6 @@ import base64
 import fnmatch
 import json
 import shutil
-
 from datetime import datetime
 from pathlib import Path
 from typing import Any

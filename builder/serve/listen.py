@@ -19,12 +19,15 @@ from builder.serve.options import ServeError, ServeOptions
 UPLOADS = "serve-uploads"
 
 
-def sites(runner: web.AppRunner, options: ServeOptions) -> list[web.BaseSite]:
+def sites(runner: web.AppRunner, options: ServeOptions, bound: list[str]) -> list[web.BaseSite]:
+    """A site per listener; each unix socket made is added to `bound` as soon as it exists."""
     out: list[web.BaseSite] = []
     context = _tls(options) if options.tlsverify else None
     for lst in options.listeners:
         if lst.kind == "unix":
-            out.append(web.SockSite(runner, unix_socket(lst.path, options.group)))
+            sock = unix_socket(lst.path, options.group)
+            bound.append(lst.path)
+            out.append(web.SockSite(runner, sock))
         else:
             out.append(web.TCPSite(runner, lst.host, lst.port, ssl_context=context, reuse_address=True))
     return out
@@ -83,13 +86,18 @@ def upload_dir(root: Path) -> Path:
 
 
 def cleanup(root: Path) -> None:
-    """Remove uploads of servers no longer running; mark containers whose supervisor died."""
+    """Remove what killed servers left: their uploads and the step directories of their builds
+    (`tmp/step-<pid>-*`, see builder/build/ops/workspace.py); mark containers whose supervisor died."""
     base = root / "tmp" / UPLOADS
     if base.is_dir():
         for entry in base.iterdir():
             pid = entry.name.partition("-")[0]
             if pid.isdigit() and not _alive(int(pid)):
                 shutil.rmtree(entry, ignore_errors=True)
+    for entry in (root / "tmp").glob("step-*-*"):
+        pid = entry.name.split("-")[1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
     from builder.containers import containers
 
     containers(root).sweep()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import hashlib
 import os
 import tempfile
@@ -44,7 +45,7 @@ class BlobWriter:
 
     def __init__(self, blobs: "BlobStore", hashed: bool = True) -> None:
         self._blobs = blobs
-        fd, name = tempfile.mkstemp(prefix="blob-", dir=blobs.root / "tmp")
+        fd, name = tempfile.mkstemp(prefix=f"blob-{os.getpid()}-", dir=blobs.root / "tmp")
         self.path = Path(name)
         self._file = os.fdopen(fd, "wb", buffering=0)
         self._hashed = hashed
@@ -55,11 +56,21 @@ class BlobWriter:
     def write(self, data: bytes) -> None:
         if self._hash is not None:
             self._hash.update(data)
-        self._file.write(data)
+        try:
+            self._file.write(data)
+        except OSError as exc:
+            raise self._failed(exc) from None
         self.size += len(data)
         if self.size - self._flushed >= _WRITEBACK:  # start writeback early, so the final fsync is short
             _start_writeback(self._file.fileno(), self._flushed, self.size - self._flushed)
             self._flushed = self.size
+
+    def _failed(self, exc: OSError) -> StoreError:
+        """The error for a write that failed (a full disk, an I/O error); the partial blob is removed."""
+        self.abort()
+        return StoreError(f"cannot write a blob to the store at {self._blobs.root} ({self.size} bytes written): "
+                          f"{exc.strerror}", hint="free some space (pybuild prune) and try again"
+                          if exc.errno in (errno.ENOSPC, errno.EDQUOT) else None)
 
     def restart(self) -> None:
         """Drop what was written so far (a download starting over)."""
@@ -75,9 +86,12 @@ class BlobWriter:
 
     def commit(self, expected: Digest | None = None, known: Digest | None = None) -> Digest:
         digest = known if known is not None else self.digest
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+        except OSError as exc:
+            raise self._failed(exc) from None
         if expected is not None and Digest(expected) != digest:
             self.path.unlink(missing_ok=True)
             raise DigestMismatchError(f"content hashes to {digest}, not the expected {expected}; nothing stored")

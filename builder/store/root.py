@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
 import threading
 from pathlib import Path
 from typing import Iterator
@@ -19,6 +20,43 @@ from builder.util.paths import default_root
 __all__ = ["StoreRoot", "SUBDIRS"]
 
 SUBDIRS = ("blobs/sha256", "layers", "snapshots", "cache", "containers", "tmp")
+
+
+def _owner(name: str) -> int:
+    """The pid in a temp entry's name (`step-<pid>-...`, `blob-<pid>-...`), 0 when none."""
+    parts = name.lstrip(".").split("-")
+    return int(parts[1]) if len(parts) > 2 and parts[1].isascii() and parts[1].isdigit() else 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_tmp(root: Path) -> int:
+    """Remove what killed pybuild processes left in `root/tmp` (a SIGKILLed build's step dirs,
+    half-written blobs and snapshots): entries whose owner pid, in their name, is gone. Returns
+    how many were removed."""
+    try:
+        names = os.listdir(root / "tmp")
+    except OSError:
+        return 0
+    removed = 0
+    for name in names:
+        pid = _owner(name)
+        if pid and pid != os.getpid() and not _alive(pid):
+            path = root / "tmp" / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 class StoreRoot:
@@ -41,6 +79,7 @@ class StoreRoot:
         except OSError as exc:
             raise StoreError(f"cannot create the image store at {path}: {exc.strerror}",
                              hint="set PYBUILD_ROOT or --root to a writable directory") from None
+        sweep_tmp(path)
         return path
 
     @contextlib.contextmanager

@@ -55,7 +55,7 @@ class SnapshotStore(LayerStore):
     def _unpack_snapshot(self, layer: Layer, path: Path, lowers: list[Path],
                          on_bytes: Callable[[int], object] | None = None) -> None:
         with self.lease():
-            tmp = Path(tempfile.mkdtemp(prefix="snap-", dir=self.root / "tmp"))
+            tmp = Path(tempfile.mkdtemp(prefix=f"snap-{os.getpid()}-", dir=self.root / "tmp"))
             try:
                 os.chmod(tmp, 0o755)
                 self.unpack_layer(layer, tmp, overlay=True, lowers=lowers, on_bytes=on_bytes)

@@ -14,6 +14,7 @@ A reader sees the old content or the new, never a torn file. The fsync rule is o
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -21,7 +22,15 @@ from typing import IO, Iterator
 
 from builder.errors import StoreError
 
-__all__ = ["atomic_file", "write_atomic", "fsync_dir"]
+__all__ = ["atomic_file", "write_atomic", "fsync_dir", "WRITE_FAULTS"]
+
+# what a write can meet that is no bug of ours: a full disk or quota, a device error, a file too big, a read-only mount
+WRITE_FAULTS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EROFS})
+
+
+def _ours(exc: OSError, *paths: str) -> bool:
+    """True when `exc` came from writing one of `paths` (a plain write() names no file)."""
+    return exc.filename in paths or (exc.filename is None and exc.errno in WRITE_FAULTS)
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:
@@ -35,14 +44,16 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
 
 @contextlib.contextmanager
 def atomic_file(dest: str | os.PathLike[str], *, mode: int = 0o644, durable: bool = True,
-                tmp_dir: str | os.PathLike[str] | None = None) -> Iterator[IO[bytes]]:
+                tmp_dir: str | os.PathLike[str] | None = None, what: str = "") -> Iterator[IO[bytes]]:
     """A binary file that replaces `dest` when the block ends without an exception (else it is dropped).
 
     A symlinked `dest` is written through (the link stays); a `dest` that exists and is not a regular
     file (`/dev/null`, a fifo, a terminal) is written in place, never replaced by a file. `tmp_dir`
     (same filesystem) holds the temp file instead of `dest`'s directory. A destination that cannot be
-    written is a `StoreError` naming it, never the temp file."""
+    written (a full disk, an I/O error) is a `StoreError` naming it and `what` was being written,
+    never the temp file, which is removed."""
     path = Path(os.path.realpath(dest))
+    writing = f" (writing {what})" if what else ""
     if path.is_dir():
         raise StoreError(f"cannot write {dest}: it is a directory", hint="name a file, e.g. -o image.tar")
     if path.exists() and not path.is_file():
@@ -50,14 +61,14 @@ def atomic_file(dest: str | os.PathLike[str], *, mode: int = 0o644, durable: boo
             with open(path, "wb") as f:
                 yield f
         except OSError as exc:
-            if exc.filename != str(path):
+            if not _ours(exc, str(path)):
                 raise
-            raise StoreError(f"cannot write {dest}: {exc.strerror}") from None
+            raise StoreError(f"cannot write {dest}: {exc.strerror}{writing}") from None
         return
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=tmp_dir or path.parent)
     except OSError as exc:
-        raise StoreError(f"cannot write {dest}: {exc.strerror}") from None
+        raise StoreError(f"cannot write {dest}: {exc.strerror}{writing}") from None
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
@@ -68,15 +79,15 @@ def atomic_file(dest: str | os.PathLike[str], *, mode: int = 0o644, durable: boo
         os.replace(tmp, path)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError) and exc.filename in (tmp, str(path)):
-            raise StoreError(f"cannot write {dest}: {exc.strerror}") from None
+        if isinstance(exc, OSError) and _ours(exc, tmp, str(path)):
+            raise StoreError(f"cannot write {dest}: {exc.strerror}{writing}") from None
         raise
     if durable:
         fsync_dir(path.parent)
 
 
 def write_atomic(dest: str | os.PathLike[str], data: bytes, *, mode: int = 0o644, durable: bool = True,
-                 tmp_dir: str | os.PathLike[str] | None = None) -> None:
+                 tmp_dir: str | os.PathLike[str] | None = None, what: str = "") -> None:
     """Replace `dest` with `data` atomically (see `atomic_file` for the rules)."""
-    with atomic_file(dest, mode=mode, durable=durable, tmp_dir=tmp_dir) as f:
+    with atomic_file(dest, mode=mode, durable=durable, tmp_dir=tmp_dir, what=what) as f:
         f.write(data)

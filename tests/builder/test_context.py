@@ -16,7 +16,7 @@ from builder.build import context as context_mod
 from builder.build.context import checksum_sources, expand_sources, open_context
 from builder.cache import stat as statcache_mod
 from builder.cache.stat import StatCache
-from builder.errors import ContextError
+from builder.errors import BuildError, ContextError
 from builder.build.fsview import RootView
 from tests.builder.context_helpers import make_tree
 
@@ -309,8 +309,18 @@ def test_symlinks_resolve_inside_the_root(tmp_path: Path) -> None:
     assert view.resolve("abs/b") == "a/b"
     assert view.resolve("a/b/rel") == "a/b"
     assert view.resolve("abs", follow_last=False) == "abs"
-    with pytest.raises(ContextError, match="too many levels"):
+    with pytest.raises(BuildError, match="too many links"):
         view.resolve("loop")
+
+
+def test_resolve_within_a_directory_is_a_chroot(tmp_path: Path) -> None:
+    """ADD's archive extraction resolves as if chrooted into its destination: an absolute link
+    starts there again and `..` stops there."""
+    root = make_tree(tmp_path / "r", {"d/x/": None, "d/abs": "-> /x", "d/up": "-> ../../..", "x/": None})
+    view = RootView(root)
+    assert view.resolve("d/abs/f", within="d") == "d/x/f"
+    assert view.resolve("d/up/f", within="d") == "d/f"
+    assert view.resolve("d/abs/f") == "x/f"  # from the image root, the same link leads elsewhere
 
 
 def test_all_lists_every_public_name() -> None:

@@ -18,6 +18,15 @@ def store(tmp_path_factory: pytest.TempPathFactory, busybox_tar: Path) -> dict[s
     return env
 
 
+@pytest.fixture(scope="module")
+def debian_store(tmp_path_factory: pytest.TempPathFactory, debian_tar: Path) -> dict[str, str]:
+    """A store shared by one module's builds, with debian:bookworm imported; returns the env."""
+    root = tmp_path_factory.mktemp("debian-store")
+    env = {"PYBUILD_ROOT": str(root)}
+    pybuild("import", str(debian_tar), "debian:bookworm", env=env)
+    return env
+
+
 def step_no(progress: str, name: str) -> int:
     """The `#N` of the step whose plain-progress title holds `name` (e.g. `[2/3] COPY a /a`)."""
     import re

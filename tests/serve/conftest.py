@@ -151,6 +151,20 @@ def write_context(path: Path, files: dict[str, str]) -> Path:
     return path
 
 
+def fetch(url: str, seconds: float = 10) -> bytes:
+    """GET `url`, retried while the container's server is still starting."""
+    import urllib.request
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return urllib.request.urlopen(url, timeout=2).read()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 def which_docker_newer() -> str | None:
     """A docker CLI newer than 20.10 on PATH (it negotiates the API version down), if any."""
     for cand in (shutil.which("docker"), "/usr/local/bin/docker"):

@@ -4,6 +4,7 @@ contexts answered 400, a disconnect that cancels the build, and a store shared w
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -83,6 +84,11 @@ def test_gzip_context_and_stream_shape(server: Server) -> None:
     assert any("got-gzip" in m.get("stream", "") for m in lines)
     aux = [m["aux"]["ID"] for m in lines if "aux" in m]
     assert len(aux) == 1 and aux[0] == json.loads(server.api("GET", "/images/gz:1/json")[2])["Id"]
+    kept = server.root / "tmp" / "serve-contexts" / hashlib.sha256(body).hexdigest()
+    assert (kept / "df" / "Build").is_file()  # the same tar again reuses this directory (the no-op memo sees it)
+    again = json_lines(server.api("POST", "/build?dockerfile=df/Build&t=gz:1&buildargs=" + quote(json.dumps({"X": "gzip"})),
+                                  body)[2])
+    assert [m["aux"]["ID"] for m in again if "aux" in m] == aux and not any("got-gzip" in m.get("stream", "") for m in again)
 
 
 def test_bad_build_requests(server: Server) -> None:
@@ -135,6 +141,22 @@ def test_disconnect_cancels_the_build(server: Server) -> None:
     assert not _processes_with(marker), "the RUN kept running after the client left"
     assert "cancelled" not in server.pybuild("images").stdout
     assert server.alive()
+
+
+def test_client_gone_mid_upload(server: Server) -> None:
+    body = context_tar({"Dockerfile": "FROM busybox\n", "big": os.urandom(2 << 20)})
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(str(server.sock))
+    s.sendall(f"POST /build?t=partial:1 HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+              + body[: len(body) // 2])
+    time.sleep(0.3)
+    s.close()  # killed halfway through the context
+    uploads = server.root / "tmp" / "serve-uploads"
+    deadline = time.monotonic() + 5
+    while list(uploads.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert list(uploads.iterdir()) == [] and server.alive()
+    assert "partial" not in server.pybuild("images").stdout
 
 
 def _processes_with(text: str) -> list[int]:

@@ -4,7 +4,6 @@ containers, push, pull) and testcontainers-python starting a container from an i
 from __future__ import annotations
 
 import time
-import urllib.request
 from pathlib import Path
 from typing import Iterator
 
@@ -12,7 +11,7 @@ import pytest
 
 from tests.builder.registry_server import Registry
 from tests.conftest import requires_root
-from tests.serve.conftest import Server, needs_docker, write_context
+from tests.serve.conftest import Server, fetch, needs_docker, write_context
 
 pytestmark = [needs_docker, requires_root]
 
@@ -64,14 +63,6 @@ def test_testcontainers_starts_a_pybuild_image(server: Server, tmp_path: Path, m
 
     with DockerContainer("tc-web:1").with_exposed_ports(80) as container:
         host, port = container.get_container_host_ip(), container.get_exposed_port(80)
-        body = b""
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                body = urllib.request.urlopen(f"http://{host}:{port}/index.html", timeout=2).read()
-                break
-            except OSError:
-                time.sleep(0.1)
-        assert body == b"served-by-pybuild\n"
+        assert fetch(f"http://{host}:{port}/index.html") == b"served-by-pybuild\n"
         cid = container.get_wrapped_container().id
     assert cid not in server.docker("ps", "-a", "--no-trunc").stdout  # testcontainers removed it

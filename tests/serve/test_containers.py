@@ -6,21 +6,25 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
 
 from tests.builder.registry_server import free_port
 from tests.conftest import requires_root
-from tests.serve.conftest import Server, needs_docker
+from tests.serve.conftest import DOCKER, Server, fetch, needs_docker
 
 pytestmark = [needs_docker, requires_root]
 
 
 def test_run_in_the_foreground(server: Server) -> None:
+    since = time.time()
     proc = server.docker("run", "--name", "fg1", "busybox", "sh", "-c", "echo out; echo err >&2; exit 4", check=False)
     assert proc.returncode == 4, proc.stderr
     assert "out" in proc.stdout and "err" in proc.stdout + proc.stderr
     assert "Exited (4)" in server.docker("ps", "-a", "--filter", "name=fg1").stdout
     assert "fg1" in server.pybuild("ps", "-a").stdout  # the CLI sees the server's containers
+    events = server.docker("events", "--since", f"{since:.3f}", "--until", f"{time.time() + 0.5:.3f}", "--filter",
+                           "container=fg1", "--format", "{{json .}}").stdout
+    seen = [(e["Action"], e["Actor"]["Attributes"].get("exitCode")) for e in map(json.loads, events.splitlines())]
+    assert seen[:3] == [("create", None), ("start", None), ("die", "4")]
     proc = server.docker("run", "--rm", "busybox", "sh", "-c", "sleep 0.3; echo removed-after; exit 7", check=False)
     assert proc.returncode == 7 and "removed-after" in proc.stdout
     deadline = time.monotonic() + 5
@@ -38,15 +42,7 @@ def test_detached_with_a_published_port(server: Server) -> None:
     cid = server.docker("run", "-d", "--name", "web1", "-p", f"127.0.0.1:{port}:80", "busybox",
                         "sh", "-c", "echo started; exec httpd -f -p 80 -h /etc").stdout.strip()
     assert len(cid) == 64
-    body = b""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            body = urllib.request.urlopen(f"http://127.0.0.1:{port}/passwd", timeout=2).read()
-            break
-        except OSError:
-            time.sleep(0.1)
-    assert b"root:x:0:0" in body
+    assert b"root:x:0:0" in fetch(f"http://127.0.0.1:{port}/passwd")
     ps = server.docker("ps").stdout
     assert "web1" in ps and f"127.0.0.1:{port}->80/tcp" in ps
     assert server.docker("port", "web1").stdout.strip().endswith(f"127.0.0.1:{port}")
@@ -78,3 +74,41 @@ def test_kill_rm_force_logs_tail_and_prune(server: Server) -> None:
     assert "done1" not in server.docker("ps", "-a").stdout and "sleeper" not in server.docker("ps", "-a").stdout
     proc = server.docker("rm", "nope-nope", check=False)
     assert proc.returncode == 1 and "No such container: nope-nope" in proc.stderr
+
+
+def test_stdin_of_docker_run_i(server: Server) -> None:
+    proc = server.docker("run", "-i", "--rm", "busybox", "sh", "-c", "cat; echo done",
+                         input=b"hello\nworld\n")
+    assert proc.returncode == 0 and proc.stdout == "hello\nworld\ndone\n"
+    data = "".join(f"{i}\n" for i in range(50_000)).encode()  # more than a pipe holds: written as it is read
+    proc = server.docker("run", "-i", "--rm", "busybox", "wc", "-l", input=data)
+    assert proc.stdout.strip() == "50000"
+
+
+def test_interactive_terminal(server: Server) -> None:
+    import os
+    import pty
+    import select
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the docker CLI on a real terminal, as a user at a shell
+        os.execve(DOCKER, [DOCKER, "run", "-it", "--rm", "busybox", "sh"], server.env())
+    out = b""
+
+    def read_for(seconds: float) -> None:
+        nonlocal out
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                if select.select([fd], [], [], 0.1)[0]:
+                    out += os.read(fd, 4096)
+            except OSError:
+                return
+
+    read_for(3)
+    os.write(fd, b"echo interactive-$((6*7))\n")
+    read_for(2)
+    os.write(fd, b"exit 9\n")
+    read_for(2)
+    _, status = os.waitpid(pid, 0)
+    assert b"interactive-42" in out and os.waitstatus_to_exitcode(status) == 9

@@ -49,12 +49,17 @@ def test_docker_cli_version_and_info(server: Server) -> None:
     assert info["Images"] >= 1 and info["OSType"] == "linux" and info["DockerRootDir"] == str(server.root)
 
 
-def test_newer_cli_negotiates_down(server: Server) -> None:
+def test_newer_cli_negotiates_down(server: Server, tmp_path: Path) -> None:
     newer = which_docker_newer()
     if newer is None:
         pytest.skip("no docker CLI newer than 20.10 on PATH")
     out = server.docker("version", "--format", "{{.Client.APIVersion}} {{.Server.APIVersion}}", client=newer).stdout
     assert out.split() == ["1.41", "1.41"]  # the client lowered its version to the server's
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN echo built-by-newer-cli > /n\n")
+    assert "Successfully tagged newer:1" in server.docker("build", "-t", "newer:1", str(ctx), client=newer).stdout
+    assert server.docker("run", "--rm", "newer:1", "cat", "/n", client=newer).stdout == "built-by-newer-cli\n"
 
 
 def test_docker_py(server: Server) -> None:

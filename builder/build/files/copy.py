@@ -48,10 +48,10 @@ import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Callable, Sequence, Union
 
 from builder.build.dockerignore import PatternMatcher, clean_path
-from builder.build.files.extract import extract_archive, is_archive
+from builder.build.files.extract import extract_into, is_archive
 from builder.build.files.ownership import Chmod, parse_chmod
 from builder.build.files.regular import copy_plain, copy_regular
 from builder.build.files.reuse import Reuse
@@ -83,6 +83,7 @@ class _Copier(LayerWriter):
         super().__init__(layer_dir, target, owner, chmod)
         self.preserve_owner = False
         self.links: dict[tuple[int, int], str] = {}
+        self.sockets: list[str] = []  # skipped: a socket cannot be copied (BuildKit warns and skips too)
 
     def parent_dirs(self, src: RootView, rel: str, kept: str, dest_rel: str, count: int) -> None:
         """`--parents`: make the first `count` directories of `kept` (the tail of the source path
@@ -91,7 +92,7 @@ class _Copier(LayerWriter):
         parts, src_parts = split_path(kept), split_path(rel)
         base = src_parts[:len(src_parts) - len(parts)]
         for i in range(1, count + 1):
-            out_rel = "/".join([*split_path(dest_rel), *parts[:i]])
+            out_rel = self.resolve("/".join([*split_path(dest_rel), *parts[:i]]))
             st = src.lstat(src.resolve("/".join(base + parts[:i])))
             if st is None or not stat.S_ISDIR(st.st_mode):
                 self.ensure_dir(out_rel)
@@ -191,7 +192,8 @@ class _Copier(LayerWriter):
         elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode):
             os.mknod(host, mode, st.st_rdev)
             self.finish_entry(host, mode, st.st_mtime_ns, st.st_atime_ns, src_owner=owner)
-        # sockets are not copied (Docker skips them too)
+        elif stat.S_ISSOCK(mode):
+            self.sockets.append(real)
 
 
 def _children(src: RootView, real: str, src_host: str | None = None) -> list[tuple[str, str, os.stat_result]]:
@@ -233,8 +235,9 @@ def copy_files(layer_dir: str | os.PathLike[str], items: Sequence[Item], dest: s
                owner: tuple[int, int] | None = None, chmod: str | Chmod | None = None,
                excludes: Sequence[str] = (), parents: bool = False, link: bool = False,
                ignore: PatternMatcher | None = None, unpack: bool = False, preserve_owner: bool = False,
-               reuse: Reuse | None = None, where: str = "") -> list[str]:
-    """Apply one COPY/ADD into `layer_dir`; see the module docstring."""
+               reuse: Reuse | None = None, where: str = "", warn: Callable[[str], None] | None = None) -> list[str]:
+    """Apply one COPY/ADD into `layer_dir`; see the module docstring. `warn(message)` is told of
+    each source skipped because it cannot be copied (a socket)."""
     layer = Path(layer_dir)
     src_view = as_view(src)
     target_view = None if link else as_view(target)
@@ -256,8 +259,7 @@ def copy_files(layer_dir: str | os.PathLike[str], items: Sequence[Item], dest: s
             dest_dir = _dest_is_dir_syntax(dest) or writer.is_dir(dest_rel)  # an earlier source may have made it
             if isinstance(item, (HeredocSource, FetchedFile)):
                 name = os.path.basename(item.name.rstrip("/")) or "index"
-                out_rel = f"{dest_rel}/{name}" if dest_dir else dest_rel
-                writer.ensure_dir(os.path.dirname(out_rel))
+                out_rel = writer.place(f"{dest_rel}/{name}" if dest_dir else dest_rel)
                 host = writer.host(out_rel)
                 writer.clear(host, want_dir=False)
                 if isinstance(item, HeredocSource):
@@ -284,7 +286,7 @@ def copy_files(layer_dir: str | os.PathLike[str], items: Sequence[Item], dest: s
             if exclude and rel and not stat.S_ISDIR(st.st_mode) and exclude.matches(os.path.basename(rel)):
                 continue
             if stat.S_ISDIR(st.st_mode):
-                out_rel = f"{dest_rel}/{kept}".strip("/") if parents and kept else dest_rel
+                out_rel = writer.resolve(f"{dest_rel}/{kept}") if parents and kept else dest_rel
                 if parents:
                     writer.parent_dirs(src_view, rel, kept, dest_rel, len(split_path(kept)))
                 host = writer.host(out_rel)
@@ -296,19 +298,22 @@ def copy_files(layer_dir: str | os.PathLike[str], items: Sequence[Item], dest: s
                 continue
             host_src = src_view.host_path(real)
             if unpack and host_src is not None and stat.S_ISREG(st.st_mode) and is_archive(host_src):
-                out_rel = f"{dest_rel}/{os.path.dirname(kept)}".strip("/") if parents else dest_rel
-                writer.ensure_dir(out_rel, plain=True)
+                out_rel = f"{dest_rel}/{os.path.dirname(kept)}" if parents else dest_rel
+                out_rel = writer.ensure_dir(out_rel, plain=True)
+                # --chown owns every entry (BuildKit's unpack); without it the archive's owners stay;
+                # --chmod does not reach them
+                unpacker = LayerWriter(layer, target_view, owner, None)
                 with open(host_src, "rb") as f:
-                    # --chown owns every entry (BuildKit's unpack); without it the archive's owners stay
-                    extract_archive(f, Path(writer.host(out_rel)), name=item, keep_owner=owner is None, owner=owner)
+                    extract_into(f, unpacker, out_rel, name=item, keep_owner=owner is None)
+                unpacker.close()
                 written.append("/" + out_rel)
                 continue
             if parents:
-                out_rel = f"{dest_rel}/{kept}".strip("/")
+                out_rel = f"{dest_rel}/{kept}"
                 writer.parent_dirs(src_view, rel, kept, dest_rel, len(split_path(kept)) - 1)
             else:
-                out_rel = f"{dest_rel}/{os.path.basename(rel)}".strip("/") if dest_dir else dest_rel
-            writer.ensure_dir(os.path.dirname(out_rel))
+                out_rel = f"{dest_rel}/{os.path.basename(rel)}" if dest_dir else dest_rel
+            out_rel = writer.place(out_rel)
             writer.copy_entry(src_view, real, out_rel, exclude, ignore)
             written.append("/" + out_rel)
     except RecursionError:
@@ -318,4 +323,6 @@ def copy_files(layer_dir: str | os.PathLike[str], items: Sequence[Item], dest: s
         raise BuildError(f"{where}COPY/ADD {what!r}: {exc.strerror or exc}"
                          + (f" ({exc.filename})" if exc.filename else "")) from None
     writer.close()
+    for path in writer.sockets if warn is not None else ():
+        warn(f"{where}COPY/ADD skipped {path.lstrip('/') or '.'}: a socket cannot be copied")  # type: ignore[misc]
     return written

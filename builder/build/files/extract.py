@@ -2,11 +2,13 @@
 
     is_archive(path) -> bool          a tar, plain or gzip, bzip2, xz or zstd: what ADD unpacks
     extract_archive(stream, dest_dir, *, name, keep_owner=True, owner=None)   never escapes dest_dir
+    extract_into(stream, writer, base, *, name, keep_owner=True)   ADD: into a layer, over the image
 
 Compression is recognised by its magic bytes (`oci.compress.sniff`), as Docker and BuildKit do,
-never by file name. Entries keep the archive's modes, and its owners unless an owner is given for all of them. Known
-gap: a symlink inside an archive resolves inside the extraction directory, not from the image root
-as Docker's chroot does (safer, rarely different).
+never by file name. Entries keep the archive's modes, and its owners unless an owner is given for all of them.
+Member paths resolve as Docker's chrootarchive does (chrooted into the destination): a directory
+the archive implies but does not list follows the image's symlinks (`bin/tool` lands in
+`/usr/bin` when `/bin -> usr/bin`), while a listed entry replaces what is at its own path.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import gzip
 import io
 import lzma
 import os
-import shutil
 import stat
 import tarfile
 import zlib
@@ -24,11 +25,12 @@ from pathlib import Path
 from typing import BinaryIO
 
 from builder.build.files.writer import LayerWriter
-from builder.build.fsview import RootView, split_path
+from builder.build.fsview import split_path
 from builder.errors import BuildError
 from builder.oci import compress
+from builder.util.sparse import SparseWriter
 
-__all__ = ["extract_archive", "is_archive"]
+__all__ = ["extract_archive", "extract_into", "is_archive"]
 
 
 def _open_decompressed(f: BinaryIO) -> BinaryIO:
@@ -70,34 +72,38 @@ def is_archive(path: str | os.PathLike[str]) -> bool:
 
 def extract_archive(stream: BinaryIO, dest_dir: Path, *, name: str, keep_owner: bool = True,
                     owner: tuple[int, int] | None = None) -> None:
-    """Unpack a (compressed) tar stream into `dest_dir`; nothing lands outside it.
+    """Unpack a (compressed) tar stream into the plain directory `dest_dir`; nothing lands outside it.
 
-    Member paths are cleaned as if `dest_dir` were `/`; symlinks already in `dest_dir` are
-    followed only inside it; hard links must point inside it. Entries keep the archive's owners
-    (`keep_owner`: ADD without --chown) or get `owner` / 0:0; directories the archive implies but
-    does not list get `owner` / 0:0.
-    """
-    if not isinstance(stream, (gzip.GzipFile, bz2.BZ2File, lzma.LZMAFile)) and not hasattr(stream, "peek"):
-        stream = io.BufferedReader(stream)  # type: ignore[type-var]  # a raw binary stream: peek() added
-    data = _open_decompressed(stream)
+    Entries keep the archive's owners (`keep_owner`) or get `owner` / 0:0; directories the archive
+    implies but does not list get `owner` / 0:0."""
     dest_dir.mkdir(parents=True, exist_ok=True)
-    view = RootView(dest_dir)
     writer = LayerWriter(dest_dir, None, owner, None)
-    try:
-        with tarfile.open(fileobj=data, mode="r|") as tar:
-            for member in tar:
-                _extract_member(tar, member, view, writer, keep_owner)
-    except (tarfile.TarError, EOFError, OSError, lzma.LZMAError, zlib.error) as exc:
-        raise BuildError(f"cannot unpack {name}: {exc}") from None
+    extract_into(stream, writer, "", name=name, keep_owner=keep_owner)
     writer.close()
 
 
-def _extract_member(tar: tarfile.TarFile, m: tarfile.TarInfo, view: RootView, writer: LayerWriter,
+def extract_into(stream: BinaryIO, writer: LayerWriter, base: str, *, name: str, keep_owner: bool = True) -> None:
+    """Unpack a (compressed) tar stream into `writer`'s layer at the directory `base` (resolved).
+
+    Member paths are cleaned as if `base` were `/`, and symlinks (the image's and the archive's
+    own) are followed as if chrooted into `base`; hard links must point inside the archive."""
+    if not isinstance(stream, (gzip.GzipFile, bz2.BZ2File, lzma.LZMAFile)) and not hasattr(stream, "peek"):
+        stream = io.BufferedReader(stream)  # type: ignore[type-var]  # a raw binary stream: peek() added
+    data = _open_decompressed(stream)
+    try:
+        with tarfile.open(fileobj=data, mode="r|") as tar:
+            for member in tar:
+                _extract_member(tar, member, writer, base, keep_owner)
+    except (tarfile.TarError, EOFError, OSError, lzma.LZMAError, zlib.error) as exc:
+        raise BuildError(f"cannot unpack {name}: {exc}") from None
+
+
+def _extract_member(tar: tarfile.TarFile, m: tarfile.TarInfo, writer: LayerWriter, base: str,
                     keep_owner: bool) -> None:
     parts = split_path(m.name)
     if not parts:
         return
-    parent = view.resolve("/".join(parts[:-1]))
+    parent = writer.resolve("/".join([base, *parts[:-1]]), within=base)
     writer.ensure_dir(parent)
     rel = f"{parent}/{parts[-1]}".lstrip("/")
     host = writer.host(rel)
@@ -113,17 +119,21 @@ def _extract_member(tar: tarfile.TarFile, m: tarfile.TarInfo, view: RootView, wr
     if m.isreg():
         fileobj = tar.extractfile(m)
         fd = os.open(host, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            if fileobj is not None:
-                shutil.copyfileobj(fileobj, out, 1 << 20)
+        try:
+            out = SparseWriter(fd)  # holes stay holes (GNU/PAX sparse entries, runs of zeros)
+            while fileobj is not None and (chunk := fileobj.read(1 << 20)):
+                out.write(chunk)
+            out.close()
+        finally:
+            os.close(fd)
         writer.finish_entry(host, stat.S_IFREG | m.mode, mtime_ns, src_owner=src_owner)
     elif m.issym():
         os.symlink(m.linkname, host)
         writer.finish_entry(host, stat.S_IFLNK | 0o777, mtime_ns, is_link=True, src_owner=src_owner)
     elif m.islnk():
-        target = view.resolve(m.linkname, follow_last=False)
+        target = writer.resolve("/".join([base, *split_path(m.linkname)]), follow_last=False, within=base)
         target_host = writer.host(target)
-        if not target or not os.path.lexists(target_host) or os.path.isdir(target_host):
+        if target == base or not os.path.lexists(target_host) or os.path.isdir(target_host):
             raise BuildError(f"hard link {m.name!r} -> {m.linkname!r} points to no file in the archive")
         os.link(target_host, host, follow_symlinks=False)
     elif m.ischr() or m.isblk() or m.isfifo():

@@ -95,22 +95,35 @@ def resolve_owner(spec: str, target: ViewLike | None, *, lenient: bool = False) 
     user, _, group = spec.partition(":")
     if not user:
         raise BuildError(f"invalid --chown={spec}: missing user")
-    if user.isdigit():
+    if user.isascii() and user.isdigit():
         uid = gid = int(user)  # a bare UID means the same GID (Docker's rule, whatever passwd says)
     else:
         entry = next((f for f in _read_db(view, "etc/passwd") if f[0] == user and len(f) > 3), None)
         if entry is None and not lenient:
             raise BuildError(f"unable to find user {user}: no matching entries in passwd file")
-        uid, gid = (int(entry[2]), int(entry[3])) if entry else (0, 0)
+        uid, gid = (_id(entry[2], spec), _id(entry[3], spec)) if entry else (0, 0)
     if group:
-        if group.isdigit():
+        if group.isascii() and group.isdigit():
             gid = int(group)
         else:
             gentry = next((f for f in _read_db(view, "etc/group") if f[0] == group and len(f) > 2), None)
             if gentry is None and not lenient:
                 raise BuildError(f"unable to find group {group}: no matching entries in group file")
-            gid = int(gentry[2]) if gentry else gid
+            gid = _id(gentry[2], spec) if gentry else gid
+    for n in (uid, gid):
+        if n > MAX_ID:
+            raise BuildError(f"invalid user {spec}: id {n} is out of range (at most {MAX_ID})")
     return uid, gid
+
+
+MAX_ID = 0xFFFFFFFE  # uid_t is 32 bits and (uid_t)-1 means "unchanged"
+
+
+def _id(text: str, spec: str) -> int:
+    """A uid or gid from /etc/passwd or /etc/group."""
+    if not (text.isascii() and text.isdigit()):
+        raise BuildError(f"invalid user {spec}: the passwd/group entry has the id {text!r}")
+    return int(text)
 
 
 def _read_db(view: RootView | None, rel: str) -> list[list[str]]:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from builder.build.files.ownership import Chmod
 from builder.build.files.reuse import Reuse
-from builder.build.fsview import RootView, split_path
+from builder.build.fsview import RootView, split_path, stacked
+from builder.errors import BuildError
 
 __all__ = ["LayerWriter"]
 
@@ -35,49 +36,68 @@ class LayerWriter:
         self.reuse: Reuse | None = None
         self.cut = len(str(layer_dir)) + 1  # host path -> layer path
         self.dir_times: list[tuple[str, int, int]] = []
+        self.view = stacked(layer_dir, target)  # what the step sees: this layer over the image
 
     def host(self, rel: str) -> str:
         return os.path.join(self.layer, *split_path(rel))
 
     def is_dir(self, rel: str) -> bool:
-        try:
-            if stat.S_ISDIR(os.lstat(self.host(rel)).st_mode):
-                return True
-        except (FileNotFoundError, NotADirectoryError):
-            pass
-        return self.target is not None and self.target.is_dir(rel)
+        """True when `rel` is a directory in the layer over the target (symlinks followed)."""
+        return self.view.is_dir(rel)
 
-    def resolve(self, rel: str) -> str:
-        """`rel` with symlinks followed in the target image (or as written in this layer)."""
-        if self.target is None:
-            return "/".join(split_path(rel))
-        return self.target.resolve(rel)
+    def resolve(self, rel: str, *, follow_last: bool = True, within: str = "") -> str:
+        """`rel` with symlinks followed in this layer over the target image (`RootView.resolve`)."""
+        return self.view.resolve(rel, follow_last=follow_last, within=within)
 
-    def ensure_dir(self, rel: str, *, plain: bool = False) -> None:
-        """Make every directory of `rel` exist in the layer (`plain`: 0755 whatever --chmod says,
-        as BuildKit's unpack makes an archive's destination)."""
+    def ensure_dir(self, rel: str, *, plain: bool = False) -> str:
+        """Make the directory `rel` exist, following symlinks in the root, and return where it is
+        (resolved). A new directory is 0755 (an octal --chmod's, unless `plain`: as BuildKit's
+        unpack makes an archive's destination) owned by the `--chown` owner, and takes a setgid
+        parent's group and bit as a plain mkdir does; an existing one of the image below is copied
+        up. A file of the image in the way is an error, never replaced (BuildKit: not a directory)."""
+        done = ""
+        for name in split_path(rel):
+            want = f"{done}/{name}" if done else name
+            sub = self.resolve(want)
+            if sub != want:  # followed a link: its target may need parents of its own
+                done = self.ensure_dir(sub, plain=plain)
+                continue
+            self._mkdir(sub, done, plain)
+            done = sub
+        return done
+
+    def place(self, rel: str) -> str:
+        """Where a new entry named `rel` goes: its parent made (symlinks followed), the last
+        component kept as it is (an entry replaces what is at its own path)."""
         parts = split_path(rel)
-        for i in range(1, len(parts) + 1):
-            sub = "/".join(parts[:i])
-            host = self.host(sub)
-            try:
-                st = os.lstat(host)
-                if stat.S_ISDIR(st.st_mode):
-                    continue
-                self.remove(host, False)
-            except FileNotFoundError:
-                pass
-            below = self.target.lstat(sub) if self.target is not None else None
-            if below is not None and stat.S_ISDIR(below.st_mode):
-                os.mkdir(host)
-                os.chmod(host, stat.S_IMODE(below.st_mode))
-                self._chown(host, (below.st_uid, below.st_gid))
-                os.utime(host, ns=(below.st_atime_ns, below.st_mtime_ns))
-            else:  # BuildKit makes the directories a COPY needs with an octal --chmod's mode, else 0755
-                os.mkdir(host)
-                octal = None if plain or self.chmod is None else self.chmod.octal
-                os.chmod(host, 0o755 if octal is None else octal)
-                self._chown(host, self.owner or (0, 0))
+        parent = self.ensure_dir("/".join(parts[:-1]))
+        return f"{parent}/{parts[-1]}" if parent else parts[-1] if parts else ""
+
+    def _mkdir(self, sub: str, parent: str, plain: bool) -> None:
+        host = self.host(sub)
+        try:
+            st = os.lstat(host)
+            if stat.S_ISDIR(st.st_mode):
+                return
+            self.remove(host, False)  # this step wrote a file here; a directory replaces it
+        except FileNotFoundError:
+            pass
+        below = self.target.lstat(sub) if self.target is not None else None
+        if below is not None and stat.S_ISDIR(below.st_mode):
+            os.mkdir(host)
+            os.chmod(host, stat.S_IMODE(below.st_mode))
+            self._chown(host, (below.st_uid, below.st_gid))
+            os.utime(host, ns=(below.st_atime_ns, below.st_mtime_ns))
+            return
+        if below is not None:
+            raise BuildError(f"mkdir /{sub}: not a directory")
+        os.mkdir(host)
+        octal = None if plain or self.chmod is None else self.chmod.octal
+        up = self.view.lstat(parent) if parent else None  # the image's root is never setgid
+        setgid = octal is None and up is not None and bool(up.st_mode & stat.S_ISGID)
+        os.chmod(host, (0o755 | stat.S_ISGID) if setgid else 0o755 if octal is None else octal)
+        owner = self.owner or (0, up.st_gid if setgid and up is not None else 0)
+        self._chown(host, owner)
 
     def clear(self, host: str, want_dir: bool) -> None:
         """Remove what is in the way of a new entry at `host` (a dir stays for a dir)."""

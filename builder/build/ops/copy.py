@@ -128,7 +128,8 @@ class CopyOp:
         copy_files(upper, items, op.dest, src=src, target=target, workdir=op.cwd, owner=owner, chmod=chmod,
                    excludes=op.excludes, parents=op.parents, link=op.link, ignore=ignore,
                    unpack=op.kind == "ADD", where=where,
-                   preserve_owner=op.from_stage is not None or bool(op.from_image), reuse=reuse)
+                   preserve_owner=op.from_stage is not None or bool(op.from_image), reuse=reuse,
+                   warn=lambda message: job.progress.info(f"WARNING: {message}"))
         return reuse
 
     def _lineage(self, job: BuildJob, step: Step) -> str:

@@ -79,10 +79,11 @@ class ExecOp:
         workdir.mkdir()
         rootfs = RootfsSpec(lower, ws.upper, workdir)
         insecure = op.security == "insecure"  # BuildKit's insecure mode: every capability, /proc and /sys open
-        # BuildKit's fixed hostname: a RUN that records it (in a file, a log) gives the same layer every time
+        # BuildKit's fixed hostname: a RUN that records it (in a file, a log) gives the same layer every
+        # time; its sandbox's /etc/hosts names it (`hostname -f` works), no HOSTNAME, the image's /etc/hostname
         process = ProcessSpec(tuple(op.argv), tuple(env), op.user, op.cwd, hostname="buildkitsandbox",
                               capabilities=ALL_CAPABILITIES if insecure else None, privileged=insecure,
-                              seccomp="unconfined" if insecure else "")
+                              seccomp="unconfined" if insecure else "", sandbox=True)
         network = {"none": NetworkMode.NONE, "host": NetworkMode.HOST}.get(job.network(op.network),
                                                                           NetworkMode.DEFAULT)
         tail: list[bytes] = []

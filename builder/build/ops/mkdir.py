@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import stat
 from typing import TYPE_CHECKING
 
@@ -35,20 +34,14 @@ class MkdirOp:
 
         op, upper = self.op, ws.upper
         target = target_view(job, step.layers)
-        parts = [p for p in op.path.split("/") if p]
-        for i in range(1, len(parts) + 1):  # a file in the way is an error, never replaced
-            st = target.lstat(target.resolve("/".join(parts[:i]))) if target is not None else None
+        if target is not None:  # an existing directory (symlinks followed) writes nothing
+            st = target.lstat(target.resolve(op.path))
             if st is not None and not stat.S_ISDIR(st.st_mode):
-                raise BuildError(f"mkdir {'/' + '/'.join(parts[:i])}: not a directory")
-        if target is not None and target.lstat(target.resolve(op.path.lstrip("/"))) is not None:
-            return StepOutput(ws.commit())
+                raise BuildError(f"mkdir {op.path}: not a directory")
+            if st is not None:
+                return StepOutput(ws.commit())
         # BuildKit's mkdir: a USER missing from /etc/passwd owns nothing (root); RUN is where it fails
         owner = resolve_owner(op.user, target, lenient=True) if op.user else None
+        # no items: the destination directory and its parents, made through in-root symlinks
         copy_files(upper, [], op.path.rstrip("/") + "/", target=target, owner=owner)
-        # copy_files with no items creates the destination directory and its parents
-        made = upper / op.path.lstrip("/")
-        if not made.exists():
-            made.mkdir(parents=True, exist_ok=True)
-            if owner:
-                os.chown(made, *owner)
         return StepOutput(ws.commit())

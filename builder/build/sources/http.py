@@ -120,7 +120,7 @@ class Downloads:
             if self._dir is None:
                 import tempfile
 
-                self._dir = Path(tempfile.mkdtemp(prefix="fetch-", dir=self.tmp_root))
+                self._dir = Path(tempfile.mkdtemp(prefix=f"fetch-{os.getpid()}-", dir=self.tmp_root))
             if url not in self._slots:
                 self._slots[url] = (threading.Lock(), self._dir / str(len(self._slots)))
             lock, into = self._slots[url]

@@ -22,6 +22,7 @@ from builder.errors import ImageFormatError, StoreError
 from builder.oci.layer.decode import iter_tar
 from builder.oci.layer.entry import BLK, CHR, CHUNK, DIR, FIFO, LNK, REG, SYM, Header, Warn, log_warning, split_name
 from builder.oci.layer.filepool import FilePool, Retry
+from builder.util.sparse import SparseWriter
 from builder.oci.layer.whiteout import OPAQUE_XATTR, OVERLAY_XATTR_PREFIXES, WH_META_PREFIX, WH_OPAQUE, WH_PREFIX
 
 __all__ = ["extract"]
@@ -237,8 +238,10 @@ class _Extractor:
                     if data:
                         _write_all(fd, data)
                 else:
+                    out = SparseWriter(fd)  # a layer's runs of zeros are written as holes
                     while chunk := data(CHUNK):
-                        _write_all(fd, chunk)
+                        out.write(chunk)
+                    out.close()
                 if self.is_root and not (plain and (h.uid, h.gid) == self.ids):
                     os.fchown(fd, h.uid, h.gid)
                 if not exact:

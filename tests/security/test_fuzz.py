@@ -1,0 +1,209 @@
+"""Property-based fuzz (issue 12): CLI arguments, docker-archive and OCI-layout inputs never end in
+`pybuild: internal error` (exit 70) or a traceback. Exit codes: 0, 1 (a located error), 125 (what
+`docker run` gives for its own failures), and argparse's 2 for a usage error, which pybuild keeps
+(its tests and users rely on it; the line then starts with `usage:`).
+
+The CLI is called in-process (`builder.cli.main`) so that each example costs milliseconds; the
+example counts keep the module under a minute."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from builder import cli
+from tests.conftest import pybuild, requires_root
+
+pytestmark = requires_root
+
+SETTINGS = settings(max_examples=40, deadline=None, derandomize=True,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+
+def _main(argv: list[str]) -> tuple[int, str]:
+    """(exit code, stderr) of `pybuild ARGV` run in this process."""
+    out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="surrogateescape")
+    err = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main(argv)
+        except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+            code = exc.code if isinstance(exc.code, int) else 1
+    return code, err.getvalue()
+
+
+def _check(argv: list[str]) -> None:
+    code, err = _main(argv)
+    assert "internal error" not in err and "Traceback" not in err, (argv, err)
+    assert code in (0, 1, 2, 125), (argv, code, err)
+    if code == 2:
+        assert "usage:" in err or "is not a command" in err, (argv, err)
+
+
+@pytest.fixture(scope="module")
+def fuzz_store(busybox_tar: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("fuzz-store")
+    env = {"PYBUILD_ROOT": str(root)}
+    pybuild("import", str(busybox_tar), "busybox:latest", env=env)
+    pybuild("save", "-o", str(root.parent / "busybox-docker.tar"), "busybox", env=env)
+    pybuild("save", "--format", "oci", "-o", str(root.parent / "busybox-oci.tar"), "busybox", env=env)
+    return root
+
+
+@pytest.fixture
+def in_store(fuzz_store: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("PYBUILD_ROOT", str(fuzz_store))
+    monkeypatch.setenv("PYBUILD_REGISTRY_TIMEOUT", "1")  # no name reaches a registry here; if one did, quickly
+    return fuzz_store
+
+
+# --- CLI arguments -------------------------------------------------------------------------------
+
+COMMANDS = ["images", "inspect", "history", "tag", "rmi", "parse", "analyze", "save", "diff", "explain", "cache",
+            "ps", "logs", "load", "import", "build", "nosuchcommand", ""]
+TOKENS = ["busybox", "busybox:latest", "sha256:", "sha256:" + "0" * 64, "-q", "-o", "--format", "json", "oci",
+          "docker", "{{.Id}}", "{{", "-f", "-t", "x:1", "UPPER:1", "a/b/c:tag@sha256:zz", "-", "--no-cache", "/",
+          "/dev/null", "/dev/full", "/proc/version", "--platform", "linux/arm64/v9", "-i", "--target", "--build-arg",
+          "A=", "--progress=plain", "--output", "type=nope", "type=local,dest=", "--all", "-a", "--help", "-1",
+          "999999999999999999999", "\x00x"[1:], "..", "./", "%s", "-e"]
+_text = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=20)
+argument = st.one_of(st.sampled_from(TOKENS), _text,
+                     st.binary(max_size=8).map(lambda b: os.fsdecode(b.replace(b"\0", b""))))
+
+
+@SETTINGS
+@given(command=st.sampled_from(COMMANDS), args=st.lists(argument, max_size=5))
+def test_cli_arguments(in_store: Path, command: str, args: list[str]) -> None:
+    if command == "build" and not any(a == "--help" for a in args):
+        args = [*args, "--no-cache", "-q"]
+        if "-" in args or not any(os.path.isdir(a) for a in args):  # no random context: an empty one
+            args.append(str(in_store.parent))
+    _check([command, *args] if command else args)
+
+
+# --- docker-archive inputs -----------------------------------------------------------------------
+
+json_value: st.SearchStrategy[Any] = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12)
+
+
+def _members(path: Path) -> dict[str, bytes]:
+    with tarfile.open(path) as t:
+        return {m.name: t.extractfile(m).read() for m in t.getmembers() if m.isfile()}  # type: ignore[union-attr]
+
+
+def _write(path: Path, members: dict[str, bytes]) -> Path:
+    with tarfile.open(path, "w") as t:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    return path
+
+
+def _mutate(members: dict[str, bytes], data: st.DataObject) -> dict[str, bytes]:
+    """One of: a JSON member replaced by any JSON value, a field of a JSON object changed, a member
+    dropped, a member's bytes truncated or replaced."""
+    names = sorted(members)
+    name = data.draw(st.sampled_from(names))
+    how = data.draw(st.sampled_from(["json", "field", "drop", "truncate", "bytes"]))
+    out = dict(members)
+    if how == "json":
+        out[name] = json.dumps(data.draw(json_value)).encode()
+    elif how == "field":
+        try:
+            doc = json.loads(members[name])
+        except ValueError:
+            doc = None
+        target = doc[0] if isinstance(doc, list) and doc and isinstance(doc[0], dict) else doc
+        if isinstance(target, dict) and target:
+            key = data.draw(st.sampled_from(sorted(target)))
+            target[key] = data.draw(json_value)
+            out[name] = json.dumps(doc).encode()
+        else:
+            out[name] = b""
+    elif how == "drop":
+        del out[name]
+    elif how == "truncate":
+        out[name] = members[name][: data.draw(st.integers(0, max(len(members[name]) - 1, 0)))]
+    else:
+        out[name] = data.draw(st.binary(max_size=64))
+    return out
+
+
+def _rehash(members: dict[str, bytes], name: str) -> None:
+    """A changed blob is renamed to its new digest and every descriptor naming it (in index.json,
+    manifest.json and the manifests) follows, up to the index: the input then gets past the
+    digest checks and reaches the parsers behind them."""
+    import hashlib
+
+    if not name.startswith("blobs/sha256/") or name not in members:
+        return
+    old = "sha256:" + name.rsplit("/", 1)[1]
+    new = "sha256:" + hashlib.sha256(members[name]).hexdigest()
+    if old == new:
+        return
+    members["blobs/sha256/" + new[7:]] = members.pop(name)
+
+    def fix(node: Any) -> bool:
+        changed = False
+        if isinstance(node, dict):
+            if node.get("digest") == old:
+                node["digest"], node["size"], changed = new, len(members["blobs/sha256/" + new[7:]]), True
+            if node.get("Config") == name:
+                node["Config"], changed = "blobs/sha256/" + new[7:], True
+            return any([fix(v) for v in node.values()]) or changed
+        if isinstance(node, list):
+            return any([fix(v) for v in node])
+        return False
+
+    for other in list(members):
+        try:
+            doc = json.loads(members[other])
+        except ValueError:
+            continue
+        if fix(doc):
+            members[other] = json.dumps(doc).encode()
+            _rehash(members, other)
+
+
+@SETTINGS
+@given(data=st.data())
+def test_docker_archive_inputs(in_store: Path, tmp_path_factory: pytest.TempPathFactory, data: st.DataObject) -> None:
+    members = _members(in_store.parent / "busybox-docker.tar")
+    before = dict(members)
+    members = _mutate(members, data)
+    for name in before:
+        if name in members and members[name] != before[name] and len(members[name]) < 1 << 16:
+            _rehash(members, name)
+    archive = _write(tmp_path_factory.mktemp("fuzz") / "in.tar", members)
+    code, err = _main(["load", "-i", str(archive)])
+    assert "internal error" not in err and "Traceback" not in err, err
+    assert code in (0, 1), (code, err)
+
+
+@SETTINGS
+@given(data=st.data())
+def test_oci_layout_inputs(in_store: Path, tmp_path_factory: pytest.TempPathFactory, data: st.DataObject) -> None:
+    members = _members(in_store.parent / "busybox-oci.tar")
+    members.pop("manifest.json", None)
+    before = dict(members)
+    members = _mutate(members, data)
+    for name in before:  # a changed JSON blob keeps its descriptors right (or the digest check stops it)
+        if name in members and members[name] != before[name] and len(members[name]) < 1 << 16:
+            _rehash(members, name)  # read as an OCI layout, not through the docker-archive view
+    archive = _write(tmp_path_factory.mktemp("fuzz") / "in.tar", members)
+    code, err = _main(["load", "-i", str(archive)])
+    assert "internal error" not in err and "Traceback" not in err, err
+    assert code in (0, 1), (code, err)

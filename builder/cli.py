@@ -44,6 +44,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "explain": ("explain", "Explain why steps of a build missed the cache"),
     "cache": ("cache", "List and measure build cache entries"),
     "prune": ("prune", "Remove unused blobs, cache entries and stale state"),
+    "info": ("info", "Show how pybuild runs here: rootless or root, id maps, overlay, network, cgroups"),
     "serve": ("serve", "Answer the Docker Engine API (docker build, images, run) on a socket"),
 }
 
@@ -64,6 +65,10 @@ def _top_help() -> str:
         "Global options:",
         "  --root DIR   image store location (default $PYBUILD_ROOT, /var/lib/pybuild as root,",
         "               ~/.local/share/pybuild otherwise)",
+        "  --rootless   run in a user namespace as an ordinary user does (the default when not root;",
+        "               also $PYBUILD_ROOTLESS=1)",
+        "  --userns MODE  rootless id mapping: auto (the user's /etc/subuid and /etc/subgid ranges) or",
+        "               single (only uid 0 inside images); also $PYBUILD_USERNS",
         "  --debug      show tracebacks for errors",
         "  --version    print the version and exit",
         "  -h, --help   show this help",
@@ -140,7 +145,7 @@ def make_parser(name: str) -> argparse.ArgumentParser:
 
 
 def _split_globals(argv: list[str]) -> tuple[list[str], bool]:
-    """Pull the global --debug and --root options out of argv (they may appear anywhere)."""
+    """Pull the global options (--debug, --root, --rootless, --userns) out of argv (they may appear anywhere)."""
     debug = False
     rest: list[str] = []
     it = iter(argv)
@@ -151,9 +156,43 @@ def _split_globals(argv: list[str]) -> tuple[list[str], bool]:
             os.environ["PYBUILD_ROOT"] = next(it, "")
         elif arg.startswith("--root="):
             os.environ["PYBUILD_ROOT"] = arg.split("=", 1)[1]
+        elif arg == "--rootless":
+            os.environ["PYBUILD_ROOTLESS"] = "1"
+        elif arg == "--userns":
+            os.environ["PYBUILD_USERNS"] = next(it, "")
+        elif arg.startswith("--userns="):
+            os.environ["PYBUILD_USERNS"] = arg.split("=", 1)[1]
         else:
             rest.append(arg)
     return rest, debug
+
+
+NO_USER_NAMESPACE = ("parse", "login", "logout", "info")  # they touch no image file (info probes in a child)
+
+
+def _rootless(name: str, debug: bool = False) -> None:
+    """When rootless (not root, or asked to be), enter the user namespace the command runs in. A build
+    enters it itself once its no-op memo missed (`build.runner`): a cached rebuild needs none."""
+    if os.geteuid() == 0 and os.environ.get("PYBUILD_ROOTLESS", "").lower() not in ("1", "true", "yes", "on"):
+        return  # root: nothing to import
+    if os.geteuid() == 0:
+        from runtime.userns import in_user_namespace
+
+        if in_user_namespace():
+            return
+    from builder.util.paths import user_root
+
+    os.environ.setdefault("PYBUILD_ROOT", str(user_root()))
+    if name == "build":
+        return
+    from runtime import userns
+
+    plan = userns.enter(os.environ.get("PYBUILD_USERNS") or "auto")
+    if debug:
+        from runtime import overlay
+
+        maps = ", ".join(f"{m.container}-{m.container + m.size - 1}->{m.host}" for m in plan.uids)
+        sys.stderr.write(f"{PROG}: rootless ({plan.mode}: uids {maps}), overlay driver {overlay.driver()}\n")
 
 
 def _fail(message: str, code: int) -> int:
@@ -179,6 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         parser = make_parser(name)
         args = parser.parse_args(rest)
+        if name not in NO_USER_NAMESPACE:
+            _rootless(name, debug)
         return int(args._run(args) or 0)
     except UsageError as exc:
         sys.stderr.write(exc.render() + "\n")

@@ -52,6 +52,7 @@ class RunOptions(NamedTuple):
     name: str = ""
     auto_remove: bool = False
     read_only: bool = False
+    platform: str | None = None  # of a multi-platform image, this platform's (default: this machine's)
     security_opt: tuple[str, ...] = ()
 
 
@@ -212,11 +213,13 @@ def _seccomp(security_opt: tuple[str, ...]) -> str:
     for opt in security_opt:
         key, sep, value = opt.partition("=") if "=" in opt else opt.partition(":")  # docker takes both
         if key == "seccomp" and sep and value:
+            from runtime.seccomp import check_profile, read_profile
+
             if value == "unconfined":
                 profile = "unconfined"
+            elif value.lstrip().startswith("{"):  # the profile itself, as the Engine API passes it
+                profile = check_profile(value, "given inline")
             else:
-                from runtime.seccomp import read_profile
-
                 profile = read_profile(value)
         elif key == "no-new-privileges" and value in ("", "true"):
             continue
@@ -276,21 +279,30 @@ def create(store_root: Path, image_ref: str, opts: RunOptions) -> Container:
         raise RunOptionError(f"invalid hostname {opts.hostname[:20]!r}...: longer than 64 bytes")
     if opts.name and not _NAME.fullmatch(opts.name):
         raise RunOptionError(f"invalid container name ({opts.name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
-    found = stored_image(store_root, image_ref)
+    found = stored_image(store_root, image_ref) if not opts.platform else None
     if found is None:
+        from builder.oci.platform import parse
         from builder.store import Store
 
         store = Store.open(store_root)
-        image = store.resolve(image_ref)
+        image = store.resolve(image_ref, parse(opts.platform) if opts.platform else None)
         found = (str(image.id), image.raw_config(), store.rootfs_dirs(image))
     image_id, raw_config, lower = found
-    config = json.loads(raw_config).get("config") or {}
+    doc = json.loads(raw_config)
+    if doc.get("architecture") != _HOST_ARCH.get(os.uname().machine, os.uname().machine):
+        from builder.build.emulation import check  # an image for another architecture runs emulated, or not at all
+
+        check([f"{doc.get('os') or 'linux'}/{doc.get('architecture')}" + (f"/{doc['variant']}" if doc.get("variant") else "")])
+    config = doc.get("config") or {}
     process = process_spec(config, opts)
     binds, volumes = volume_mounts(config, opts)
     return containers(store_root).create(
         image_id, image_ref, process, list(lower), name=opts.name, mounts=binds, volumes=volumes, network=network,
         limits=limits, ports=ports, auto_remove=opts.auto_remove, read_only=opts.read_only,
         stop_signal=_stop_signal(config.get("StopSignal") or ""))
+
+
+_HOST_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}  # uname -m -> OCI
 
 
 def _stop_signal(name: str) -> int:

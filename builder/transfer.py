@@ -18,7 +18,7 @@ import functools
 import os
 import threading
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Callable
+from typing import IO, TYPE_CHECKING, Callable, Sequence
 
 from builder.errors import ImageFormatError, RegistryError, StoreError
 from builder.oci import platform as platforms
@@ -37,7 +37,7 @@ from builder.util.progress import Progress
 if TYPE_CHECKING:
     from builder.oci.layout import LayoutSource
 
-__all__ = ["pull", "push", "push_image", "ensure_image", "resolve_digest", "PullResult", "PushResult",
+__all__ = ["pull", "pull_all", "push", "push_image", "push_index", "ensure_image", "resolve_digest", "PullResult", "PushResult",
            "download_to_store", "load"]
 
 
@@ -70,8 +70,8 @@ def download_to_store(store: Store, client: RegistryClient, repository: str, des
 
 
 def pull(store: Store, ref: Reference, *, platform: Platform | None = None, options: RegistryOptions | None = None,
-         progress: Progress | None = None, step: int = 0) -> PullResult:
-    """Pull `ref` into the store and tag it (when the reference has a tag); returns the image."""
+         progress: Progress | None = None, step: int = 0, tag: bool = True) -> PullResult:
+    """Pull `ref` into the store and tag it (when the reference has a tag, and `tag`); returns the image."""
     progress = progress or Progress()
     want = platform or platforms.host()
     with store.lease():
@@ -109,12 +109,41 @@ def pull(store: Store, ref: Reference, *, platform: Platform | None = None, opti
                        for diff, d in zip(config.diff_ids, manifest.layers))
         image = BasicImage(config_bytes, layers, remote.media_type, manifest.annotations, remote.raw_manifest())
         # a digest reference pins content; like Docker, it never moves a tag (name:tag@digest included)
-        tags = [normalize_tag(_familiar_name(ref) + ":" + ref.tag)] if ref.tag and not ref.digest else []
+        tags = [normalize_tag(_familiar_name(ref) + ":" + ref.tag)] if tag and ref.tag and not ref.digest else []
         store.put_image(image, tags)
         repo_digest = f"{_familiar_name(ref)}@{remote.index_digest}"
         store.record_registry(ref.name, [manifest.config.digest, *(d.digest for d in manifest.layers)], image.id,
                               repo_digest)
     return PullResult(image, remote.index_digest, repo_digest, total)
+
+
+def pull_all(store: Store, ref: Reference, *, options: RegistryOptions | None = None,
+             progress: Progress | None = None) -> PullResult:
+    """Pull every platform's image of the index `ref` names, and the index itself (byte for byte, so
+    its digest stays the registry's); the tag then names the index. A single image is pulled as `pull`
+    does. The result's image is this machine's (or else the first)."""
+    from dataclasses import replace
+
+    from builder.oci.model import INDEX_TYPES, Index
+
+    client = client_for(ref.registry, options)
+    data, media_type, top = client.get_manifest(ref.repository, ref.identifier)
+    if media_type not in INDEX_TYPES:
+        return pull(store, ref, options=options, progress=progress)
+    index = Index.from_json(data)
+    entries = [d for d in index.manifests if d.platform is not None and d.platform.architecture != "unknown"]
+    if not entries:
+        raise RegistryError(f"{ref.familiar()}: the index lists no image for a platform")
+    results = [pull(store, replace(ref, tag=None, digest=str(d.digest)), platform=d.platform, options=options,
+                    progress=progress) for d in entries]
+    tags = [normalize_tag(_familiar_name(ref) + ":" + ref.tag)] if ref.tag and not ref.digest else []
+    with store.lease():
+        digest = store.put_index(data, tags)
+        repo_digest = f"{_familiar_name(ref)}@{top}"
+        store.record_registry(ref.name, [], str(digest), repo_digest)
+    here = next((r for r, d in zip(results, entries) if platforms.matches(d.platform, platforms.host())),  # type: ignore[arg-type]
+                results[0])
+    return PullResult(here.image, top, repo_digest, sum(r.downloaded for r in results))
 
 
 _parallel = parallel  # the name builder/cache/export.py uses
@@ -138,13 +167,19 @@ def ensure_image(store: Store, ref: str, platform: Platform | str | None = None,
     """
     want = platforms.parse(platform) if isinstance(platform, str) or platform is None else platform
     parsed = parse_reference(ref)
+    here = platform is None or platforms.matches(platforms.host(), want)
     if not pull_always:
         local = _local_image(store, ref, parsed)
         if local is not None and (platform is None or platforms.matches(local.config().platform, want)):
             return local
-    try:
+        for repo_digest in store.repo_digests(local.id) if local is not None and not here else ():
+            # the index the name was pulled from: its image for this platform may be stored already
+            other = store.image_for_repo_digest(parse_reference(repo_digest), want)
+            if other is not None:
+                return other
+    try:  # an image for another platform than this machine's never takes the name (a plain FROM reads it)
         return pull(store, parsed, platform=want if platform is not None else None, options=options,
-                    progress=progress, step=step).image
+                    progress=progress, step=step, tag=here).image
     except RegistryError as exc:
         guess = _did_you_mean(store, parsed)
         if exc.status == 404 or "MANIFEST_UNKNOWN" in exc.codes or "NAME_UNKNOWN" in exc.codes:
@@ -197,8 +232,37 @@ def push(store: Store, source: str, ref: Reference, *, options: RegistryOptions 
     Blobs the registry has are skipped (HEAD), blobs known in another repository of the same
     registry are mounted, the rest uploaded in parallel. Pushing an unchanged image sends no blob.
     """
+    found = store.index(source)
+    if found is not None:  # a multi-platform image: every image, then the index
+        images = [store.image_by_manifest(d.digest) for d in found[1].manifests]
+        return push_index(store, images, ref, options=options, progress=progress, step=step, index_id=found[0])
     image = store.resolve(source)
     return push_image(store, image, ref, options=options, progress=progress, step=step)
+
+
+def push_index(store: Store, images: Sequence[Image], ref: Reference, *, options: RegistryOptions | None = None,
+               progress: Progress | None = None, step: int = 0, compression: str = "gzip",
+               level: int | None = None, force_compression: bool = False, index_id: str | None = None) -> PushResult:
+    """Push a multi-platform image: each image by its manifest digest (layers compressed as in
+    `push_image`), then the OCI index of them under `ref`'s tag; returns the index's digest
+    (recorded as a repo digest of the stored index `index_id`, when given)."""
+    from dataclasses import replace
+
+    from builder.oci.image import index_of
+    from builder.oci.model import OCI_INDEX
+
+    uploaded = mounted = skipped = 0
+    with store.lease():
+        packed = [store.compressed_image(img, compression, level, force=force_compression) for img in images]
+        for img in packed:
+            r = _push_image(store, img, replace(ref, tag=None, digest=str(img.digest)), options, progress, step)
+            uploaded, mounted, skipped = uploaded + r.uploaded, mounted + r.mounted, skipped + r.skipped
+        raw = index_of(packed).to_json()
+        digest = client_for(ref.registry, options).put_manifest(ref.repository, ref.tag or ref.digest or "latest",
+                                                                raw, OCI_INDEX)
+        repo_digest = f"{_familiar_name(ref)}@{digest}"
+        store.record_registry(ref.name, [], index_id, repo_digest)
+    return PushResult(digest, repo_digest, uploaded, mounted, skipped)
 
 
 def push_image(store: Store, image: Image, ref: Reference, *, options: RegistryOptions | None = None,

@@ -26,13 +26,17 @@ import struct
 import termios
 import time
 from pathlib import Path
-from typing import Callable, Protocol, Sequence, Union
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence, Union
 
-from runtime import _linux, _netif, cgroups
-from runtime.errors import NamespaceError, SandboxError
+from runtime import _linux, _netif, cgroups, overlay, userns
+from runtime.errors import CgroupError, NamespaceError, SandboxError
 from runtime.rootfs import NOSUID_NODEV_NOEXEC, build_scaffold, setup_root
 from runtime.spec import ExitStatus, Limits, Mount, NetworkMode, PortMapping, ProcessSpec, RootfsSpec
 from runtime.users import resolve_user
+
+if TYPE_CHECKING:
+    from runtime.network import Bridge
+    from runtime.rootless_net import Slirp
 
 Output = Union[int, Callable[[bytes], None], None]
 """Where a stream goes: a file descriptor, a callback taking each chunk, or None (inherit ours)."""
@@ -86,6 +90,8 @@ def sweep_host(run_dir: Path | None = None, cgroup_root: Path = cgroups.CGROUP_R
             owner = p.name.split("-", 1)[0]
             if owner.isdigit() and not _linux.pid_alive(int(owner)):
                 shutil.rmtree(p, ignore_errors=True)
+    if userns.in_user_namespace():  # rootless: no host cgroup or bridge of ours to clear
+        return
     cgroups.sweep(cgroup_root)
     network.sweep()
 
@@ -105,6 +111,8 @@ class LinuxExecutor:
                  cgroup_root: Path = cgroups.CGROUP_ROOT) -> None:
         """`cgroup_root`: where the cgroup hierarchy to use is mounted (v1 or v2, found out there)."""
         self.run_dir = run_dir or _default_run_dir()
+        if userns.in_user_namespace():  # rootless: only a cgroup v2 subtree delegated to the user
+            cgroup_root = userns.delegated_cgroup(cgroup_root) or Path("/nonexistent")
         self.cgroup_root = cgroup_root
         self.use_cgroups = use_cgroups and cgroups.version(cgroup_root) != 0
         if not LinuxExecutor._swept and os.geteuid() == 0:
@@ -122,26 +130,37 @@ class LinuxExecutor:
         `on_start(pid)` gets the host pid of the container's init as soon as it exists.
         """
         if os.geteuid() != 0:
-            raise NamespaceError("running a container needs root", hint="run pybuild as root")
+            raise NamespaceError("running a container needs root", hint="run pybuild as root, or enter a user "
+                                 "namespace first (runtime.userns.enter(), what the CLI does rootless)")
         if not process.argv or not process.argv[0]:
             raise SandboxError("no command to run")
+        if not self.use_cgroups and limits != Limits() and userns.in_user_namespace():
+            raise CgroupError("rootless: resource limits need a cgroup v2 hierarchy delegated to the user "
+                              "(this host has none)", hint="drop --memory/--cpus/--pids-limit, or run as root")
         cid = container_id or new_id()
         started = time.monotonic()
         scratch = _private_dir(self.run_dir) / f"{os.getpid()}-{cid[:12]}-{os.urandom(2).hex()}"
         (scratch / "root").mkdir(parents=True)
         cgroup = None
-        net = None
+        net: Bridge | Slirp | None = None
         proxy = None
         run = None
         try:
             hostname = process.hostname or cid[:12]
-            if network in (NetworkMode.BRIDGE, NetworkMode.DEFAULT):  # a RUN's own namespace, as docker build
+            if network in (NetworkMode.BRIDGE, NetworkMode.DEFAULT) and userns.in_user_namespace():  # no bridge
+                from runtime.rootless_net import Slirp  # without root: slirp4netns in the container's namespace
+                net = Slirp.attach(cid, ports, scratch)
+            elif network in (NetworkMode.BRIDGE, NetworkMode.DEFAULT):  # a RUN's own namespace, as docker build
                 from runtime import network as netmod
-                net = netmod.Bridge.attach(cid)
+                bridge = netmod.Bridge.attach(cid)
+                net = bridge
                 if ports:
                     from runtime.proxy import PortProxy
-                    proxy = PortProxy(ports, net.address)
-            _write_etc(scratch / "etc", hostname, network, net.address if net else None, process.sandbox)
+                    proxy = PortProxy(ports, bridge.address)
+            if userns.in_user_namespace():
+                overlay.driver()  # probed once per process, here: the container's init inherits the answer
+            _write_etc(scratch / "etc", hostname, network, net.address if net else None,
+                       sandbox=process.sandbox, dns=getattr(net, "dns", None))
             _fresh_root_mode(rootfs.upper)
             build_scaffold(scratch / "scaffold", rootfs, mounts, process.cwd, hostname_file=not process.sandbox)
             if self.use_cgroups:
@@ -185,8 +204,10 @@ def _fresh_root_mode(upper: Path) -> None:
             os.chmod(upper, 0o755)
 
 
-def _write_etc(etc: Path, hostname: str, network: NetworkMode, address: str | None, sandbox: bool = False) -> None:
-    """The /etc files bound into the container; a BuildKit sandbox gets no /etc/hostname."""
+def _write_etc(etc: Path, hostname: str, network: NetworkMode, address: str | None, *,
+               sandbox: bool = False, dns: str | None = None) -> None:
+    """The /etc files bound into the container; a BuildKit sandbox gets no /etc/hostname, slirp4netns
+    its own resolver (`dns`)."""
     etc.mkdir()
     if not sandbox:
         (etc / "hostname").write_text(hostname + "\n")
@@ -201,7 +222,9 @@ def _write_etc(etc: Path, hostname: str, network: NetworkMode, address: str | No
         hosts += f"{address}\t{hostname}\n"
     (etc / "hosts").write_text(hosts)
     resolv = _read("/etc/resolv.conf")
-    if network in (NetworkMode.BRIDGE, NetworkMode.DEFAULT):  # the host's loopback resolvers are unreachable
+    if dns:  # slirp4netns' own forwarder
+        resolv = f"nameserver {dns}\n"
+    elif network in (NetworkMode.BRIDGE, NetworkMode.DEFAULT):  # the host's loopback resolvers are unreachable
         lines = [ln for ln in resolv.splitlines() if not ln.startswith("nameserver 127.")]
         if not any(ln.startswith("nameserver") for ln in lines):
             lines += ["nameserver 8.8.8.8", "nameserver 8.8.4.4"]
@@ -672,7 +695,9 @@ def _child_c(run: _Run, err_w: int, env: dict[str, str], user: object, cwd: str,
             if cap not in caps:
                 _linux.prctl(_linux.PR_CAPBSET_DROP, cap)
         _linux.capset(caps)
-        os.setgroups(list(user.groups))  # type: ignore[attr-defined]
+        userns.check_mapped(user.uid, user.gid, user.groups)  # type: ignore[attr-defined]
+        if userns.setgroups_allowed():
+            os.setgroups(list(user.groups))  # type: ignore[attr-defined]
         os.setgid(user.gid)  # type: ignore[attr-defined]
         os.setuid(user.uid)  # type: ignore[attr-defined]
         _linux.prctl(_linux.PR_SET_NO_NEW_PRIVS, 1)
@@ -682,7 +707,7 @@ def _child_c(run: _Run, err_w: int, env: dict[str, str], user: object, cwd: str,
 
             load(run.seccomp)
     except BaseException as exc:  # noqa: BLE001
-        _fail(err_w, f"cannot start the process: {exc}")
+        _fail(err_w, exc.message if isinstance(exc, SandboxError) else f"cannot start the process: {exc}")
     try:
         os.execvpe(p.argv[0], list(p.argv), env)
     except FileNotFoundError:

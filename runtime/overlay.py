@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from runtime import _linux
+from runtime import _linux, userns
 
 MAX_LOWER = 500  # OVL_MAX_STACK
 GROUP = 400
@@ -55,7 +55,78 @@ def mount_overlay(lower: Sequence[Path], upper: Path, work: Path, target: Path, 
         lowers = ":".join(_names(scratch, "l", top_first))
         os.symlink(upper, scratch / "u")
         os.symlink(work, scratch / "w")
-        data = f"lowerdir={lowers},upperdir=u,workdir=w,{OPTIONS}"
+        if driver() == "fuse-overlayfs":
+            _fuse_overlayfs(lowers, target, flags)
+            return
+        data = f"lowerdir={lowers},upperdir=u,workdir=w,{options()}"
         _linux.mount("overlay", str(target), "overlay", flags, data)
     finally:
         os.chdir(cwd)
+
+
+def options() -> str:
+    """The mount options: in a user namespace overlayfs keeps its whiteout and opaque marks in
+    `user.overlay.*` xattrs (`userxattr`), which allows no redirect to be followed."""
+    if userns.in_user_namespace():
+        return "userxattr," + OPTIONS.replace("redirect_dir=off", "redirect_dir=nofollow")
+    return OPTIONS
+
+
+_driver: str | None = None
+
+
+def driver() -> str:
+    """`overlay` (the kernel's), or `fuse-overlayfs` when rootless and the kernel refuses overlayfs
+    in a user namespace (before Linux 5.11); $PYBUILD_OVERLAY=fuse-overlayfs forces it."""
+    global _driver
+    if _driver is None:
+        forced = os.environ.get("PYBUILD_OVERLAY", "")
+        if forced in ("overlay", "fuse-overlayfs"):
+            _driver = forced
+        elif not userns.in_user_namespace():
+            _driver = "overlay"
+        else:
+            _driver = "overlay" if kernel_overlay_works() else "fuse-overlayfs"
+    return _driver
+
+
+def kernel_overlay_works() -> bool:
+    """Whether the kernel mounts an overlay here (tried in a throwaway mount namespace of a child)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="pybuild-ovl-") as tmp:
+        for d in ("l", "u", "w", "m"):
+            os.mkdir(f"{tmp}/{d}")
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - exits by os._exit
+            code = 1
+            try:
+                _linux.unshare(_linux.CLONE_NEWNS)
+                _linux.mount(None, "/", None, _linux.MS_REC | _linux.MS_PRIVATE)
+                _linux.mount("overlay", f"{tmp}/m", "overlay", 0,
+                             f"lowerdir={tmp}/l,upperdir={tmp}/u,workdir={tmp}/w,{options()}")
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        return os.waitstatus_to_exitcode(status) == 0
+
+
+def _fuse_overlayfs(lowers: str, target: Path, flags: int) -> None:
+    """Mount with fuse-overlayfs (Debian package), which stays in the container's mount and pid
+    namespaces until they end. Relative names are resolved from the scratch dir (our cwd)."""
+    import shutil
+
+    binary = shutil.which("fuse-overlayfs")
+    if binary is None:
+        raise OSError(95, "the kernel refuses overlayfs here and fuse-overlayfs is not installed "
+                          "(apt-get install fuse-overlayfs)", str(target))
+    here = os.getcwd()
+    absolute = ":".join(os.path.join(here, name) for name in lowers.split(":"))
+    opts = f"lowerdir={absolute},upperdir={here}/u,workdir={here}/w"
+    if flags & _linux.MS_NODEV:
+        opts += ",nodev"
+    pid = os.posix_spawn(binary, [binary, "-o", opts, str(target)], os.environ)
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise OSError(5, f"fuse-overlayfs exited {os.waitstatus_to_exitcode(status)}", str(target))

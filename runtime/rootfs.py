@@ -18,7 +18,7 @@ import struct
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from runtime import _linux
+from runtime import _linux, userns
 from runtime.overlay import mount_overlay
 from runtime.spec import Mount, RootfsSpec
 
@@ -50,6 +50,9 @@ DEV_LINKS = {
 }
 
 NOSUID_NODEV_NOEXEC = _linux.MS_NOSUID | _linux.MS_NODEV | _linux.MS_NOEXEC
+# what a mount made in a user namespace inherits, locked, from the host's (statvfs f_flag = MS_* bits)
+# (relatime, the default of a remount that names no atime flag, needs no repeating)
+LOCKED_FLAGS = _linux.MS_RDONLY | NOSUID_NODEV_NOEXEC | _linux.MS_NOATIME | 2048  # | MS_NODIRATIME
 
 
 def _find(lower: Sequence[Path], rel: str) -> tuple[Path, os.stat_result] | None:
@@ -256,7 +259,23 @@ def _bind(target: str, source: str, readonly: bool = False, recursive: bool = Fa
     extra = (_linux.MS_RDONLY if readonly else 0) | (_linux.MS_NODEV | _linux.MS_NOSUID if nodev else 0) | (
         _linux.MS_NOEXEC if noexec else 0)
     if extra:
+        if userns.in_user_namespace():  # the flags the host's mount locks must be repeated
+            extra |= os.statvfs(target).f_flag & LOCKED_FLAGS
         _linux.mount(None, target, None, flags | _linux.MS_REMOUNT | extra)
+
+
+def _device(path: str, mode: int, major: int, minor: int, host_name: str) -> None:
+    """A device node; rootless (where mknod is refused) the host's own node bound over an empty file."""
+    try:
+        os.mknod(path, mode, os.makedev(major, minor))
+    except PermissionError:
+        if not userns.in_user_namespace():
+            raise
+        host = f"/dev/{host_name}"
+        if not os.path.exists(host):
+            return
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        _linux.mount(host, path, None, _linux.MS_BIND)
 
 
 def _mask(path: str, null: str) -> None:
@@ -302,13 +321,13 @@ def _mount_dev(dev: str, tty: bool, privileged: bool = False,
     old = os.umask(0)
     try:
         for name, (major, minor, mode) in DEVICES.items():
-            os.mknod(f"{dev}/{name}", stat.S_IFCHR | mode, os.makedev(major, minor))
+            _device(f"{dev}/{name}", stat.S_IFCHR | mode, major, minor, name)
         if privileged:
             os.mkdir(f"{dev}/net", 0o755)
             for name, (major, minor) in INSECURE_DEVICES.items():
-                os.mknod(f"{dev}/{name}", stat.S_IFCHR | 0o660, os.makedev(major, minor))
+                _device(f"{dev}/{name}", stat.S_IFCHR | 0o660, major, minor, name)
             for i in range(_first_free_loop() + 8):
-                os.mknod(f"{dev}/loop{i}", stat.S_IFBLK | 0o660, os.makedev(7, i))
+                _device(f"{dev}/loop{i}", stat.S_IFBLK | 0o660, 7, i, f"loop{i}")
         for name, link in DEV_LINKS.items():
             if name != "core" or os.path.exists("/proc/kcore"):  # as runc: only when the kernel has one
                 os.symlink(link, f"{dev}/{name}")
@@ -326,8 +345,12 @@ def _mount_dev(dev: str, tty: bool, privileged: bool = False,
                 os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644))
     finally:
         os.umask(old)
-    _linux.mount("devpts", f"{dev}/pts", "devpts", _linux.MS_NOSUID | _linux.MS_NOEXEC,
-                 "newinstance,ptmxmode=0666,mode=0620,gid=5")
+    try:
+        _linux.mount("devpts", f"{dev}/pts", "devpts", _linux.MS_NOSUID | _linux.MS_NOEXEC,
+                     "newinstance,ptmxmode=0666,mode=0620,gid=5")
+    except OSError:  # rootless with a single-id map: there is no gid 5
+        _linux.mount("devpts", f"{dev}/pts", "devpts", _linux.MS_NOSUID | _linux.MS_NOEXEC,
+                     "newinstance,ptmxmode=0666,mode=0620")
     _linux.mount("shm", f"{dev}/shm", "tmpfs", NOSUID_NODEV_NOEXEC, "mode=1777,size=65536k")
     _linux.mount("mqueue", f"{dev}/mqueue", "mqueue", NOSUID_NODEV_NOEXEC)
     terminal = None

@@ -78,6 +78,13 @@ def read_profile(path: str) -> str:
     return text
 
 
+def check_profile(text: str, origin: str = "profile") -> str:
+    """`text` when it is a valid profile in Docker's format (as the Engine API passes it inline);
+    a SandboxError naming `origin` otherwise."""
+    _parse(text, origin)
+    return text
+
+
 def _parse(text: str, origin: str) -> dict[str, Any]:
     """A profile as a dict after checking its shape; SandboxError naming `origin` otherwise."""
     def bad(why: str) -> SandboxError:

@@ -56,6 +56,18 @@ def debian_tar() -> Path:
         pytest.skip(str(exc))
 
 
+@pytest.fixture(scope="session")
+def busybox_arm64_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An arm64 busybox rootfs tarball from Debian's busybox-static:arm64 (downloaded once, cached)."""
+    return baseimages.busybox_rootfs_tar(tmp_path_factory.mktemp("base") / "busybox-arm64.tar", "arm64")
+
+
+@pytest.fixture(scope="session")
+def busybox_armv7_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An arm/v7 busybox rootfs tarball from Debian's busybox-static:armhf (downloaded once, cached)."""
+    return baseimages.busybox_rootfs_tar(tmp_path_factory.mktemp("base") / "busybox-armhf.tar", "armhf")
+
+
 def pybuild(*args: str, check: bool = True, input: bytes | None = None, env: dict[str, str] | None = None,
             cwd: str | os.PathLike[str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """Run the `pybuild` CLI in a subprocess (as a user would) and return the finished process."""

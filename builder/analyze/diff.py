@@ -18,6 +18,7 @@ from builder.analyze.tree import (DIR, FILE, OPAQUE, WH_OPAQUE, WH_PREFIX, WHITE
                                   read_entries)
 
 if TYPE_CHECKING:
+    from builder.analyze.explore import Explorer
     from builder.oci.image import Image
 
 
@@ -260,3 +261,31 @@ def diff_json(d: ImageDiff) -> dict[str, Any]:
     for pair, layer in zip(d.layers, data["layers"]):
         layer["metadata_only"] = pair.metadata_only
     return data
+
+
+def diff_explorer(a: "Image", b: "Image", *, label_a: str = "A", label_b: str = "B") -> "Explorer":
+    """The explorer's model of two images: layer 0 is A's final filesystem, layer 1 B's, so layer
+    1's marks are what changed from A to B (the `files` of `diff_images`, directories included)."""
+    from builder.analyze.explore import Explorer
+    from builder.analyze.layers import LayerSource
+
+    fa, fb = final_files(a, label_a), final_files(b, label_b)
+    model = Explorer()
+
+    def entries(files: dict[str, FileState]) -> list[TarEntry]:
+        return [TarEntry(p, s.kind, s.size, s.linkname, s.digest, s.meta) for p, s in sorted(files.items())]
+
+    def with_dirs(files: dict[str, FileState]) -> set[str]:  # the paths and every directory above them
+        out = set(files)
+        for path in files:
+            while "/" in path:
+                path = path.rpartition("/")[0]
+                out.add(path)
+        return out
+
+    pa, pb = with_dirs(fa), with_dirs(fb)
+    gone = [TarEntry(p, WHITEOUT, 0) for p in sorted(pa - pb) if "/" not in p or p.rpartition("/")[0] in pb]
+    for side, label, image, layer in (("A", label_a, a, entries(fa)), ("B", label_b, b, gone + entries(fb))):
+        model.add_layer(layer, LayerSource(open=lambda: None, digest=str(image.id),  # type: ignore[arg-type,return-value]
+                                           created_by=f"{side}: {label}"))
+    return model

@@ -347,3 +347,16 @@ def history_builds(*, json_output: bool = False, last: int | None = None) -> int
         rows = rows[len(rows) - last:] if last > 0 else []
     print(json.dumps(rows, indent=2) if json_output else render_build_summaries(rows))
     return 0
+
+
+def layer_steps(builds: list[dict[str, Any]], image_id: str) -> dict[str, str]:
+    """For the latest build of `image_id`: diff_id -> the step that made that layer, as
+    "#5 line 6: RUN make (cached)"; empty without a build record."""
+    mine = [b for b in builds if b.get("image_id") == image_id]
+    out: dict[str, str] = {}
+    for step in (mine[-1].get("steps", []) if mine else []):
+        layer = step.get("layer") or {}
+        if layer.get("diff_id") and not step.get("empty_layer", True):
+            out[layer["diff_id"]] = (f"#{step.get('id', '?')} line {step.get('line', '?')}: {step.get('instruction', '')}"
+                                     f"{' (cached)' if step.get('cache') == 'hit' else ''}")
+    return out

@@ -1,18 +1,22 @@
-"""`analyze --html`: one self-contained page (inline CSS and SVG, no script, no network).
+"""`analyze --html`: one self-contained page (inline CSS, SVG and script, no network) that opens from disk.
 
-Sections: the image's figures, a bar chart of layer sizes with the wasted part of each bar,
-the step waterfall of a build (cached steps marked), the rebuild-cost table and suggestions.
+Sections: the image's figures, the layer explorer (builder/analyze/html_explorer.py), a bar chart
+of layer sizes with the wasted part of each bar, the step waterfall of a build (cached steps
+marked), the rebuild-cost table and suggestions.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from html import escape
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from builder.analyze.advice import RebuildCost, Suggestion
 from builder.analyze.layers import ImageReport
 from builder.analyze.report import human_size, percent
+
+if TYPE_CHECKING:
+    from builder.analyze.explore import Explorer
 
 CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;background:#fff}
@@ -147,14 +151,20 @@ def _suggestions(items: list[Suggestion]) -> str:
 
 
 def render_html(report: ImageReport, *, build: dict[str, Any] | None = None, costs: Sequence[RebuildCost] = (),
-                suggestions: Sequence[Suggestion] = ()) -> str:
-    """The whole page as a string."""
+                suggestions: Sequence[Suggestion] = (), explorer: "Explorer | None" = None,
+                layer_steps: dict[str, str] | None = None) -> str:
+    """The whole page as a string (with the layer explorer when `explorer` is given)."""
     title = f"pybuild analyze: {report.reference}"
     steps = timeline(build) if build else []
     build_note = f" (build {escape(build.get('id', ''))})" if build else ""
+    css, tree = CSS, ""
+    if explorer is not None:
+        from builder.analyze.html_explorer import CSS as EXPLORER_CSS, explorer_section
+
+        css, tree = CSS + EXPLORER_CSS, f"<h2>Layer explorer</h2>{explorer_section(explorer, layer_steps)}"
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
-            f"<style>{CSS}</style></head><body><h1>{escape(title)}</h1>"
-            f"<h2>Figures</h2>{_figures(report)}"
+            f"<style>{css}</style></head><body><h1>{escape(title)}</h1>"
+            f"<h2>Figures</h2>{_figures(report)}{tree}"
             f"<h2>Layer sizes and wasted bytes</h2>{_chart(report)}{_layers_table(report)}"
             f"<h2>Build steps{build_note}</h2>{_waterfall(steps)}"
             f"<h2>Rebuild cost per context path</h2>{_costs(list(costs))}"

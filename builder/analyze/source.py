@@ -53,12 +53,13 @@ def reads_one_at_a_time(arg: str) -> bool:
     return Path(arg).is_file()
 
 
-def open_image(arg: str, *, workdir: Path | None = None) -> tuple["Image", str]:
+def open_image(arg: str, *, remote: bool = False, platform: str | None = None) -> tuple["Image", str]:
     """An image by what the user typed: an OCI layout directory, an OCI or docker archive (tar),
-    a local image (tag, name@digest, id) or a registry reference. Returns the image and a label.
+    a local image (tag, name@digest, id) or a registry reference. Returns the image and a label;
+    of a multi-platform image, its image for `platform` (default: this machine's).
 
-    A registry image is pulled into a throw-away store under `workdir` (the caller removes it),
-    so analysing never changes the user's store.
+    A registry image is read from the registry, each layer streamed when it is read (nothing is
+    pulled first, nothing lands in the user's store); only with `remote`.
     """
     if not arg.strip():
         raise InvalidReferenceError("empty image name", hint="name a local image, a layout or archive path, "
@@ -69,32 +70,36 @@ def open_image(arg: str, *, workdir: Path | None = None) -> tuple["Image", str]:
             raise ImageFormatError(f"{path}: not a regular file or a directory",
                                    hint="save the archive to a file first (e.g. docker save -o app.tar app)")
         try:
-            return _from_file(path), str(path)
+            return _from_file(path, platform), str(path)
         except ImageFormatError as exc:  # the readers name the member, not always the file
             if exc.message.startswith(str(path)):
                 raise
             raise ImageFormatError(f"{path}: {exc.message}", hint=exc.hint) from None
+    from builder.oci.platform import parse
     from builder.store import Store
 
     store = Store.open()
+    want = parse(platform) if platform else None
     try:
-        return store.resolve(arg), arg
+        return store.resolve(arg, want), arg
     except StoreError as local_error:
-        if workdir is None or not _looks_remote(arg):
+        if not remote or not _looks_remote(arg):
             raise local_error from None
     from builder.oci.reference import parse_reference
-    from builder.transfer import pull
+    from builder.registry.remote import image as remote_image
 
-    return pull(Store.open(workdir), parse_reference(arg)).image, arg
+    return remote_image(parse_reference(arg), platform=want), arg  # layers stream from the registry as read
 
 
-def _from_file(path: Path) -> "Image":
+def _from_file(path: Path, platform: str | None = None) -> "Image":
     from builder.oci.image import BasicImage, BlobLayer
     from builder.oci.layout import LayoutSource, read_oci_layout
 
     src = LayoutSource(path)
     if src.has("index.json"):
-        images = read_oci_layout(src)
+        from builder.oci.platform import parse
+
+        images = read_oci_layout(src, parse(platform) if platform else None)
         if not images:
             raise ImageFormatError(f"{path}: the OCI layout holds no image")
         return images[0][0]

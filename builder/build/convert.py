@@ -69,18 +69,6 @@ def host_platform() -> str:
     return format_platform(host())
 
 
-def platform_args(target: str, build: str) -> dict[str, str]:
-    """The predefined platform ARGs for a target and a build platform."""
-    out: dict[str, str] = {}
-    for prefix, plat in (("TARGET", target), ("BUILD", build)):
-        parts = plat.split("/")
-        out[prefix + "PLATFORM"] = plat
-        out[prefix + "OS"] = parts[0]
-        out[prefix + "ARCH"] = parts[1] if len(parts) > 1 else ""
-        out[prefix + "VARIANT"] = parts[2] if len(parts) > 2 else ""
-    return out
-
-
 def _origin(df: ast.Dockerfile, inst: ast.Instruction) -> Origin:
     r = inst.range
     first = inst.raw.split("\n", 1)[0]
@@ -150,7 +138,9 @@ class Converter:
         self.opts = options
         self.resolve_image = resolve_image
         self.escape = df.escape
-        self.target_platform = options.platform or host_platform()
+        from builder.oci.platform import format_platform, parse, platform_args
+
+        self.target_platform = format_platform(parse(options.platform)) if options.platform else host_platform()
         self.predefined = platform_args(self.target_platform, host_platform())
         self.used_args: set[str] = set()
         self.names: dict[str, int] = {}
@@ -312,19 +302,18 @@ class Converter:
                                    hint="give the variable a value: ARG NAME=... before the first FROM, "
                                         "or --build-arg NAME=...")
         platform = self.expand(st.base.platform, meta, origin) if st.base.platform else ""
-        if platform and not _is_platform(platform):
-            raise _flag_error(f"failed to parse platform {platform}: expected os[/arch[/variant]] "
-                              "(linux/amd64, linux/arm64/v8)", origin)
+        if platform:
+            platform = _normalized_platform(platform, origin)
         ref_idx = self.base_stage(image, st.index)
         if ref_idx is not None and ref_idx < st.index:
             base: Any = StageRef(ref_idx)
             base_config = _copy_config(self.stages[ref_idx].config)
         elif image.lower() == "scratch":
             base, base_config = Scratch(), {}
-        else:
-            base = ImageSource(image, platform)
+        else:  # the base for the stage's platform: FROM --platform's, else an explicit --platform's
+            base = ImageSource(image, platform or (self.target_platform if self.opts.platform else ""))
             try:
-                base_config = _copy_config(self.resolve_image(image, platform))
+                base_config = _copy_config(self.resolve_image(image, base.platform))
             except BuildError as exc:
                 raise StepError(exc.message, filename=origin.filename, line=origin.line, column=origin.column,
                                 source_line=origin.text, hint=exc.hint) from None
@@ -731,15 +720,16 @@ def _duration_ns(text: str, origin: Origin) -> int:
     return int(total)
 
 
-def _is_platform(text: str) -> bool:
-    """What containerd's platforms.Parse accepts (`FROM --platform=bogus` is an error in docker build)."""
-    from builder.oci.platform import PlatformError, parse
+def _normalized_platform(text: str, origin: Origin) -> str:
+    """`FROM --platform=` as containerd's platforms.Parse reads it, normalised (`linux/arm64/v8` is
+    linux/arm64); an unparsable one is an error at the FROM, as in docker build."""
+    from builder.oci.platform import PlatformError, format_platform, parse
 
     try:
-        parse(text)
+        return format_platform(parse(text))
     except PlatformError:
-        return False
-    return bool(text)
+        raise _flag_error(f"failed to parse platform {text}: expected os[/arch[/variant]] "
+                          "(linux/amd64, linux/arm64/v8)", origin) from None
 
 
 _SIGNALS = frozenset(

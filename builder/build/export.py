@@ -1,4 +1,5 @@
-"""The end of a build: the target stage's image assembled, then written to every `--output`."""
+"""The end of a build: the target stage's image assembled, then written to every `--output`; a
+multi-platform build's images as one OCI index (`write_index_outputs`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ if TYPE_CHECKING:
     from builder.store import Store
     from builder.util.progress import Progress
 
-__all__ = ["assemble", "write_outputs"]
+__all__ = ["assemble", "write_outputs", "write_index_outputs"]
 
 
 def assemble(store: Store, result: StageResult) -> BasicImage:
@@ -29,10 +30,14 @@ def assemble(store: Store, result: StageResult) -> BasicImage:
     cfg = dict(stage.config)
     author = cfg.pop("__author__", None)
     history = [History.from_dict(h) for h in result.history]
-    os_, _, rest = stage.platform.partition("/")
-    arch, _, variant = rest.partition("/")
-    config = ImageConfig(architecture=arch or base_cfg.architecture, os=os_ or base_cfg.os,
-                         variant=variant or None, created=created,
+    if stage.platform:
+        from builder.oci.platform import normalize, parse
+
+        plat = normalize(parse(stage.platform))
+        os_, arch, variant = plat.os, plat.architecture, plat.variant
+    else:
+        os_, arch, variant = base_cfg.os, base_cfg.architecture, None
+    config = ImageConfig(architecture=arch, os=os_, variant=variant, created=created,
                          author=author if author is not None else base_cfg.author,
                          config=ContainerConfig.from_dict(cfg),
                          diff_ids=tuple(l.diff_id for l in result.layers), history=tuple(history))
@@ -93,3 +98,72 @@ def _push(store: Store, image: BasicImage, out: Output, tags: Sequence[str], pro
                                 options=RegistryOptions.load(), progress=progress,
                                 compression=compression or "gzip", level=level, force_compression=force).digest)
     return digest
+
+
+def _platform_dir(image: BasicImage) -> str:
+    """buildx's directory name for a platform's files: `linux_arm64`, `linux_arm_v7`."""
+    from builder.oci.platform import format_platform
+
+    return format_platform(image.config().platform).replace("/", "_")
+
+
+def write_index_outputs(store: Store, images: Sequence[BasicImage], outputs: Sequence[Output], tags: Sequence[str],
+                        progress: Progress, compression: str | None = None, level: int | None = None) -> str:
+    """Write a multi-platform build (one image per platform, in `--platform` order) to every output
+    as BuildKit does: the store gets the images and their index, tagged; `oci` an OCI layout whose
+    index.json names the index; `local` and `tar` one directory per platform (`linux_arm64/`); `registry`
+    every image, then the index. Returns the index digest: the pushed one if any, else the OCI
+    archive's, else the stored one."""
+    from builder.oci.image import index_of
+
+    bad = [o.type for o in outputs if o.type not in ("image", "oci", "local", "tar", "registry")]
+    if bad:
+        raise BuildError(f"--output type={bad[0]} cannot hold a multi-platform image ({len(images)} platforms"
+                         + ("; Docker's archive format has no index)" if bad[0] == "docker" else ")"),
+                         hint="use type=oci, type=local, type=tar, type=image or --push, or build one --platform")
+    seen: set[str] = set()
+    for image in images:
+        name = str(image.config().platform)
+        if name in seen:  # e.g. --target of a FROM --platform=$BUILDPLATFORM stage: one platform, built once
+            raise BuildError(f"the target stage is built for {name} whatever the --platform, so the index would "
+                             f"hold {name} twice", hint="build that stage with one --platform, or target a stage "
+                                                      "built for each platform")
+        seen.add(name)
+    for image in images:
+        store.put_image(image)
+    stored = str(store.put_index(index_of(images), tags if any(o.type == "image" for o in outputs) else ()))
+    digest = exported = stored
+    for out in outputs:
+        force = out.get("force-compression", "false").lower() in ("true", "1")
+        if out.type == "oci":
+            from builder.oci.layout import write_oci_index_archive
+
+            packed = [store.compressed_image(img, compression or "gzip", level, force=force) for img in images]
+            exported = str(write_oci_index_archive(packed, out.get("dest"), tags))
+        elif out.type == "local":
+            import os
+
+            from builder.oci.archive import export_rootfs_dir
+
+            for image in images:
+                export_rootfs_dir(image, os.path.join(out.get("dest"), _platform_dir(image)))
+        elif out.type == "tar":
+            from builder.oci.archive import export_rootfs_tar
+            from builder.oci.mutate import source_date_epoch
+
+            export_rootfs_tar({_platform_dir(img): img for img in images}, out.get("dest"), store.tmp_dir(),
+                              epoch=source_date_epoch())
+        elif out.type == "registry":
+            from builder.oci.reference import parse_reference
+            from builder.registry.transport import RegistryOptions
+            from builder.transfer import push_index
+
+            names = [n for n in out.get("name").split(",") if n] or list(tags)
+            if not names:
+                raise BuildError("--push needs a name: -t REGISTRY/NAME:TAG or --output type=registry,name=...")
+            for name in names:
+                digest = str(push_index(store, images, parse_reference(name).with_default_tag(),
+                                        options=RegistryOptions.load(), progress=progress,
+                                        compression=compression or "gzip", level=level, force_compression=force,
+                                        index_id=stored).digest)
+    return digest if any(o.type == "registry" for o in outputs) else exported

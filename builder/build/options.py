@@ -232,20 +232,15 @@ def output_compression(outputs: list[Output] | tuple[Output, ...]) -> tuple[str 
 
 def parse_platforms(text: str | None) -> tuple[str, ...]:
     """`--platform` as buildx reads it: one `os[/arch[/variant]]` or a comma list of them, each
-    checked with `oci.platform.parse` (the syntax only; () when not given)."""
+    checked with `oci.platform.parse` (`oci.platform.parse_list`: normalised; () when not given)."""
     if not text:
         return ()
-    from builder.oci.platform import PlatformError, format_platform, parse
+    from builder.oci.platform import PlatformError, parse_list
 
-    out: list[str] = []
-    for part in text.split(","):
-        try:
-            if not part.strip():
-                raise PlatformError("an empty platform", hint="use OS/ARCH[/VARIANT][,OS/ARCH...], e.g. linux/arm64")
-            out.append(format_platform(parse(part.strip())))
-        except PlatformError as exc:
-            raise BuildError(f"invalid --platform {text!r}: {exc.message}", hint=exc.hint) from None
-    return tuple(out)
+    try:
+        return tuple(parse_list(text))
+    except PlatformError as exc:
+        raise BuildError(f"invalid --platform {text!r}: {exc.message}", hint=exc.hint) from None
 
 
 def validate(options: BuildOptions) -> None:

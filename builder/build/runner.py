@@ -59,7 +59,9 @@ def run_build(options: BuildOptions, progress: Progress) -> BuildResult:
         steps = _load_steps(ctx, progress)
         from builder.cache.dockerfile import load_dockerfile
         from builder.store import Store
+        from runtime.userns import enter_rootless
 
+        enter_rootless()  # rootless: the user namespace, now that the build has work to do (before any thread)
         store = Store.open(root)
         df = load_dockerfile(ctx.dockerfile, ctx.dockerfile_name, store.root)
         with store.lease():
@@ -135,7 +137,6 @@ def _build(options: BuildOptions, store: Store, ctx: BuildContext, df: Any, prog
     from builder.build.export import assemble, write_outputs
     from builder.build.options import check_entitlements, output_compression
     from builder.build.job import BuildJob, SolveOptions
-    from builder.build.solver import Solver
     from builder.cache.keys import BuildCache
 
     images: dict[tuple[str, str], Any] = {}
@@ -155,35 +156,56 @@ def _build(options: BuildOptions, store: Store, ctx: BuildContext, df: Any, prog
     def resolve_image(ref: str, platform: str) -> dict[str, Any]:
         return image(ref, platform).config().config.to_dict()
 
-    graph = convert(df, Options(dict(options.build_args), options.target, options.platform or "",
-                                dict(options.labels)), resolve_image)
+    from builder.oci.platform import parse_list
+
+    targets = parse_list(options.platform) or [""]  # "" : this machine's, as a plain build always was
+    graphs = [convert(df, Options(dict(options.build_args), options.target, target, dict(options.labels)),
+                      resolve_image) for target in targets]
+    graph = graphs[0]
     check_entitlements(graph, options.allow)
+    _check_emulation(graphs)
     checks = _run_checks(options, ctx, df, graph, images, progress)
     for w in graph.warnings:
         progress.info(f"WARNING: {w}")
-    record = _new_record(options, ctx, started, graph.stages[graph.target].platform)
+    record = _new_record(options, ctx, started, ",".join(g.stages[g.target].platform for g in graphs))
     compression, level = output_compression(options.outputs)
     opts = SolveOptions(options.no_cache, frozenset(options.no_cache_filter), options.jobs, dict(options.secrets),
                         options.pull, options.network, compression or "uncompressed", level, ssh)
     cache = BuildCache(store.root)
+    job = BuildJob(store, cache, ctx, progress, opts, record, image)
     _load_context(ctx, graph, steps)
-    solver = Solver(graph, BuildJob(store, cache, ctx, progress, opts, record, image), first_number=steps.n + 1)
-    steps.skip_to(max(solver.numbers.values(), default=steps.n))
+    solvers = _solvers(graphs, targets, job, steps.n)
+    steps.skip_to(max((n for sv in solvers for n in sv.numbers.values()), default=steps.n))
     try:
         if options.cache_from:
             from builder.cache.export import import_cache
 
             for spec in options.cache_from:
                 progress.info(f"importing cache from {spec.ref or spec.path}: {import_cache(store, cache, spec)} entries")
-        built = assemble(store, solver.solve())
         export_name = _export_name(options.outputs)
-        n = steps.begin(export_name)
-        try:
-            manifest_digest = write_outputs(store, built, options.outputs, options.tags, progress, compression, level)
-        except BaseException as exc:
-            steps.fail(n, getattr(exc, "message", None) or str(exc) or type(exc).__name__)
-            raise
-        export = _export_statuses(options, str(built.id), str(manifest_digest))
+        if len(solvers) == 1:
+            built = assemble(store, solvers[0].solve())
+            n = steps.begin(export_name)
+            try:
+                manifest_digest = write_outputs(store, built, options.outputs, options.tags, progress, compression,
+                                                level)
+            except BaseException as exc:
+                steps.fail(n, getattr(exc, "message", None) or str(exc) or type(exc).__name__)
+                raise
+            result_id = str(built.id)
+        else:
+            from builder.build.export import write_index_outputs
+
+            results = _solve_all(solvers)
+            n = steps.begin(export_name)
+            try:
+                manifest_digest = write_index_outputs(store, [assemble(store, r) for r in results], options.outputs,
+                                                      options.tags, progress, compression, level)
+            except BaseException as exc:
+                steps.fail(n, getattr(exc, "message", None) or str(exc) or type(exc).__name__)
+                raise
+            result_id = str(manifest_digest)
+        export = _export_statuses(options, result_id, str(manifest_digest))
         steps.end(n, export, record=False)
         if options.cache_to:
             from builder.cache.export import export_cache, keys_for_mode
@@ -197,13 +219,59 @@ def _build(options: BuildOptions, store: Store, ctx: BuildContext, df: Any, prog
         _finish(store.root, record)
         raise
     finally:
-        solver.close()
-    record.status, record.image_id, record.manifest_digest = "ok", str(built.id), str(manifest_digest)
+        solvers[0].close()
+    record.status, record.image_id, record.manifest_digest = "ok", result_id, str(manifest_digest)
     _finish(store.root, record)
-    if memo_key is not None and ctx.root is not None and not solver.volatile:
-        _save_memo(store, memo_key, options, images, solver, record, graph.warnings, checks,
+    if memo_key is not None and ctx.root is not None and not solvers[0].volatile:
+        names = {k: v for solver in solvers for k, v in solver.names.items()}
+        _save_memo(store, memo_key, options, images, solvers[0].inputs, names, record, graph.warnings, checks,
                    steps.shown, [export_name, export])
-    return BuildResult(str(built.id), str(manifest_digest), record.id, checks)
+    return BuildResult(result_id, str(manifest_digest), record.id, checks)
+
+
+def _check_emulation(graphs: list[Any]) -> None:
+    """Every platform some RUN step runs for can run here (natively or emulated), before anything runs."""
+    from builder.build.emulation import check
+    from builder.build.graph import Exec
+
+    check(sorted({st.platform for g in graphs for st in g.stages.values()
+                  if st.platform and any(isinstance(n.op, Exec) for n in st.nodes)}))
+
+
+def _solvers(graphs: list[Any], targets: list[str], job: Any, first: int = 0) -> list[Any]:
+    """One solver per target platform, numbering steps after `first` (the [internal] steps); the
+    stages all graphs have identically (with the same stages below them) are built once between them."""
+    import threading
+
+    from builder.build.solver import SharedStages, Solver
+
+    if len(graphs) == 1:
+        return [Solver(graphs[0], job, first=first)]
+    shared: set[int] = set()
+    for idx in graphs[0].order():
+        stage = graphs[0].stages[idx]
+        if stage.deps() <= shared and all(g.stages.get(idx) == stage for g in graphs[1:]):
+            shared.add(idx)
+    common, cancel, solvers = SharedStages(shared), threading.Event(), []
+    for graph, target in zip(graphs, targets):
+        solver = Solver(graph, job, first=first, label=target, shared=common, cancel=cancel)
+        first = solver.last
+        solvers.append(solver)
+    return solvers
+
+
+def _solve_all(solvers: list[Any]) -> list[Any]:
+    """Solve every platform's graph at once (threads; each solver runs its stages in parallel too)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=len(solvers), thread_name_prefix="platform") as pool:
+        futures = [pool.submit(s.solve) for s in solvers]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            solvers[0].cancel.set()
+            solvers[0].job.running.kill_all()
+            raise
 
 
 def _run_checks(options: BuildOptions, ctx: BuildContext, df: Any, graph: Any, images: dict[tuple[str, str], Any],
@@ -234,9 +302,10 @@ def _run_checks(options: BuildOptions, ctx: BuildContext, df: Any, graph: Any, i
     return tuple(v.short() for v in result.violations)
 
 
-def _save_memo(store: Store, key: str, options: BuildOptions, images: dict[tuple[str, str], Any], solver: Any,
-               record: BuildRecord, warnings: list[str], checks: tuple[str, ...] = (),
-               internal: list[list[object]] | None = None, export: list[object] | None = None) -> None:
+def _save_memo(store: Store, key: str, options: BuildOptions, images: dict[tuple[str, str], Any],
+               inputs: list[list[Any]], names: dict[int, str], record: BuildRecord, warnings: list[str],
+               checks: tuple[str, ...] = (), internal: list[list[object]] | None = None,
+               export: list[object] | None = None) -> None:
     """Remember this build's inputs so that an identical rebuild skips parsing and solving."""
     from builder.cache import memo
     from builder.errors import BuildError
@@ -248,26 +317,34 @@ def _save_memo(store: Store, key: str, options: BuildOptions, images: dict[tuple
             tag = normalize_tag(ref)
         except BuildError:
             return  # a base by digest: not a tag we can re-check cheaply
-        if platform:
-            return
-        bases[tag] = str(image.id)
+        target = store.tags().get(tag)
+        if target is None or (target != image.id and store.index(tag) is None):
+            return  # the tag no longer names what the build used: nothing to re-check it against
+        bases[tag] = str(target)  # an image id, or the digest of the index the platform's image came from
     memo.save(store.root, key, {
-        "bases": bases, "inputs": solver.inputs, "image_id": record.image_id,
+        "bases": bases, "inputs": inputs, "image_id": record.image_id,
         "manifest_digest": record.manifest_digest, "tags": [normalize_tag(t) for t in options.tags],
         "cli_tags": list(options.tags), "warnings": warnings, "checks": list(checks),
         "internal": internal or [], "export": export,
-        "platform": record.platform, "names": {str(k): v for k, v in solver.names.items()},
+        "platform": record.platform, "names": {str(k): v for k, v in names.items()},
         "steps": [s.as_json() for s in record.steps]})
 
 
 def _base_image(store: Store, ref: str, platform: str, pull: bool) -> Any:
+    """The base for `platform` ("" = this machine's, whatever the local image is for): from the store
+    (an index gives its image for the platform), else pulled. A local image for another platform is
+    an error naming the platform it has, unless it came from a registry, which may have the other one."""
     from builder.errors import StoreError
+    from builder.oci.platform import PlatformError, parse
 
     if not pull:
         try:
-            return store.resolve(ref)
+            return store.resolve(ref, parse(platform) if platform else None)
         except StoreError:
             pass
+        except PlatformError:
+            if not store.repo_digests(store.resolve(ref).id):
+                raise
     from builder.transfer import ensure_image
 
     return ensure_image(store, ref, platform or None, pull_always=pull)

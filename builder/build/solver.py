@@ -17,7 +17,7 @@ import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from builder.build.graph import BuildGraph, ImageSource, Node, Scratch, Stage, StageRef
 from builder.build.job import (BuildJob, SolveOptions, StageResult, Step, as_layer_record, layer_from_json,
@@ -32,26 +32,58 @@ from runtime.errors import SandboxError
 if TYPE_CHECKING:
     from builder.oci.image import Image
 
-__all__ = ["Solver", "SolveOptions", "StageResult", "Cancelled"]
+__all__ = ["Solver", "SharedStages", "SolveOptions", "StageResult", "Cancelled"]
 
 
 class Cancelled(BuildError):
     """Another stage failed; this one stopped."""
 
 
-class Solver:
-    """Builds the stages of a graph into StageResults."""
+class SharedStages:
+    """Stages that every platform's graph of a multi-platform build has identically (a `FROM
+    --platform=$BUILDPLATFORM` stage that reads no TARGET* ARG): built once, by the first solver
+    to reach one; the others wait for its result."""
 
-    def __init__(self, graph: BuildGraph, job: BuildJob, first_number: int = 1) -> None:
-        """`first_number`: the `#N` of the first step (the `[internal]` steps before it take the others)."""
+    def __init__(self, indices: set[int]) -> None:
+        self.indices = frozenset(indices)
+        self._lock = threading.Lock()
+        self._results: dict[int, Future[StageResult]] = {}
+
+    def get(self, index: int, build: Callable[[], StageResult]) -> StageResult:
+        with self._lock:
+            fut = self._results.get(index)
+            owner = fut is None
+            if fut is None:
+                fut = self._results[index] = Future()
+        if not owner:
+            return fut.result()
+        try:
+            result = build()
+        except BaseException:
+            fut.set_exception(Cancelled("cancelled"))
+            raise
+        fut.set_result(result)
+        return result
+
+
+class Solver:
+    """Builds the stages of a graph into StageResults.
+
+    A multi-platform build runs one solver per platform, on one job: `first` numbers its steps
+    after the previous solver's, `label` (the platform) prefixes its step names, `shared` holds the
+    stages the solvers build once between them, and `cancel` stops them all.
+    """
+
+    def __init__(self, graph: BuildGraph, job: BuildJob, *, first: int = 0, label: str = "",
+                 shared: SharedStages | None = None, cancel: threading.Event | None = None) -> None:
         self.graph, self.job = graph, job
-        self.first_number = first_number
         self.results: dict[int, StageResult] = {}
         self.names: dict[int, str] = {}  # step number -> progress name
-        self.cancel = threading.Event()
+        self.cancel = cancel or threading.Event()
         self.lock = threading.Lock()
         self.numbers: dict[tuple[int, int], int] = {}
-        self._number_steps()
+        self.label, self.shared = label, shared
+        self.last = self._number_steps(first)
 
     @property
     def inputs(self) -> list[list[Any]]:
@@ -67,14 +99,15 @@ class Solver:
         """Remove this build's downloads and whatever step directories a failure left."""
         self.job.close()
 
-    def _number_steps(self) -> None:
-        """BuildKit-style numbers: `#N`, given in stage order so that logs read top to bottom."""
-        n = self.first_number - 1
+    def _number_steps(self, n: int) -> int:
+        """BuildKit-style numbers: `#N`, given in stage order so that logs read top to bottom; returns
+        the last number given."""
         for idx in self.graph.order():
             stage = self.graph.stages[idx]
             for pos in range(len([x for x in stage.nodes if x.makes_layer]) + 1):
                 n += 1
                 self.numbers[(idx, pos)] = n
+        return n
 
     # --- scheduling -------------------------------------------------------------------------------
 
@@ -110,9 +143,18 @@ class Solver:
 
     def _step_name(self, stage: Stage, pos: int, count: int, text: str) -> str:
         label = stage.label + " " if len(self.graph.stages) > 1 or stage.name else ""
+        if self.label:  # buildx: `[linux/arm64 build 2/3] RUN make`; a shared stage by the platform it runs on
+            shared = self.shared is not None and stage.index in self.shared.indices
+            label = f"{stage.platform if shared else self.label} {label}"
         return f"[{label}{pos}/{count}] {text}"
 
     def _build_stage(self, stage: Stage) -> None:
+        if self.shared is not None and stage.index in self.shared.indices:
+            self.results[stage.index] = self.shared.get(stage.index, lambda: self._build_own(stage))
+        else:
+            self._build_own(stage)
+
+    def _build_own(self, stage: Stage) -> StageResult:
         layer_nodes = [n for n in stage.nodes if n.makes_layer]
         count = len(layer_nodes) + 1
         sid = self.numbers[(stage.index, 0)]
@@ -136,8 +178,9 @@ class Solver:
                 continue
             pos += 1
             self._step(stage, state, node, pos, count)
-        self.results[stage.index] = StageResult(stage, tuple(state.layers), tuple(state.history), state.key.digest,
-                                                state.base_image, state.created)
+        result = self.results[stage.index] = StageResult(stage, tuple(state.layers), tuple(state.history),
+                                                         state.key.digest, state.base_image, state.created)
+        return result
 
     def _base(self, stage: Stage) -> _State:
         base = stage.base

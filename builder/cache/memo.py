@@ -80,7 +80,7 @@ def lookup(root: Path, key: str, context: Any, tags: Sequence[str]) -> dict[str,
         index = json.loads((root / "images.json").read_bytes())
     except (OSError, ValueError):
         return None
-    if memo.get("image_id") not in index.get("images", {}):
+    if memo.get("image_id") not in index.get("images", {}) and memo.get("image_id") not in index.get("indexes", {}):
         return None
     have = index.get("tags", {})
     if any(have.get(tag) != image_id for tag, image_id in memo["bases"].items()):

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import shutil
+import os
 import sys
-import tempfile
 from pathlib import Path
 
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from builder.analyze.ci import Thresholds
+    from builder.analyze.explore import Explorer
     from builder.analyze.layers import ImageReport
 
 
@@ -33,7 +33,11 @@ def configure(p: argparse.ArgumentParser) -> None:
                      "could actually save. IMAGE is a local image, an OCI layout directory, an OCI or docker "
                      "archive, or a registry reference.")
     p.add_argument("image", metavar="IMAGE")
+    p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]",
+                   help="of a multi-platform image, analyse this platform's (default: this machine's)")
     p.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    p.add_argument("--no-tui", action="store_true", help="print the report even on a terminal (where IMAGE "
+                   "otherwise opens the interactive layer explorer)")
     p.add_argument("--no-files", action="store_true", help="with --json: counts instead of per-layer file lists")
     p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report")
     p.add_argument("--top", type=_count, default=10, metavar="N", help="largest files shown (default 10)")
@@ -58,15 +62,26 @@ def run(args: argparse.Namespace) -> int:
     from builder.analyze.source import analyze_image, open_image, reads_one_at_a_time
 
     limits = _limits(args)
-    workdir = Path(tempfile.mkdtemp(prefix="pybuild-analyze-"))
-    try:
-        image, label = open_image(args.image, workdir=workdir)
-        report = analyze_image(image, reference=label, base_layers=args.base_layers,
-                               readers=1 if reads_one_at_a_time(args.image) else 2)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    image, label = open_image(args.image, remote=True, platform=args.platform)
+    if _interactive(args, limits):
+        from builder.analyze.explore import Loading
+        from builder.analyze.source import layer_sources
+
+        loading = Loading(layer_sources(image), label=label,
+                          readers=1 if reads_one_at_a_time(args.image) else 2).start()
+        from builder.analyze.explain import layer_steps, load_builds
+        from builder.analyze.tui import run_explorer  # Textual loads while layer 0 is read
+        from builder.util.paths import default_root
+
+        return run_explorer(loading, label, layer_steps(load_builds(default_root()), str(image.id)))
+    report = analyze_image(image, reference=label, base_layers=args.base_layers,
+                           readers=1 if reads_one_at_a_time(args.image) else 2)
     if args.html:
-        _write_html(args, report, str(image.id))
+        from builder.analyze.explore import explore
+        from builder.analyze.source import layer_sources
+
+        model = explore(layer_sources(image), label=label, readers=1 if reads_one_at_a_time(args.image) else 2)
+        _write_html(args, report, str(image.id), model)
     results = None
     if limits is not None:
         from builder.analyze.ci import evaluate
@@ -100,6 +115,12 @@ def run(args: argparse.Namespace) -> int:
     return 1 if any(r.status == "FAIL" for r in results) else 0
 
 
+def _interactive(args: argparse.Namespace, limits: "Thresholds | None") -> bool:
+    """The explorer opens on a terminal, unless a report is asked for."""
+    asked = args.no_tui or args.json or args.html or args.files or limits is not None
+    return not asked and sys.stdin.isatty() and sys.stdout.isatty() and os.environ.get("TERM", "") != "dumb"
+
+
 def _limits(args: argparse.Namespace) -> "Thresholds | None":
     """The CI rules, or None when not in CI mode: dive's defaults, under the rules file, under the flags."""
     from builder.analyze.ci import CONFIG_NAME, DEFAULTS, load_config, thresholds
@@ -112,7 +133,7 @@ def _limits(args: argparse.Namespace) -> "Thresholds | None":
     return (load_config(config) if config else DEFAULTS).merged(flags)
 
 
-def _write_html(args: argparse.Namespace, report: "ImageReport", image_id: str) -> None:
+def _write_html(args: argparse.Namespace, report: "ImageReport", image_id: str, model: "Explorer") -> None:
     from builder.analyze.advice import rebuild_costs, suggestions
     from builder.analyze.explain import find_build, load_builds
     from builder.analyze.html import render_html
@@ -131,5 +152,8 @@ def _write_html(args: argparse.Namespace, report: "ImageReport", image_id: str) 
     cache = BuildCache(root)
     costs = rebuild_costs(build, cache) if build else []
     advice = suggestions(build, cache) if build else []
-    page = render_html(report, build=build, costs=costs, suggestions=advice)
+    from builder.analyze.explain import layer_steps
+
+    page = render_html(report, build=build, costs=costs, suggestions=advice, explorer=model,
+                       layer_steps=layer_steps(builds, image_id))
     write_atomic(args.html, page.encode())

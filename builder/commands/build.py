@@ -30,7 +30,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-cache-filter", action="append", default=[], metavar="STAGE", help="do not use the cache for this stage")
     p.add_argument("--pull", action="store_true", help="always pull base images")
     p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="set metadata on the image")
-    p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]", help="target platform (default: this machine's)")
+    p.add_argument("--platform", metavar="OS/ARCH[/VARIANT][,...]",
+                   help="target platform (default: this machine's); a comma-separated list builds each into one "
+                        "multi-platform image (an OCI index)")
     p.add_argument("--progress", choices=["auto", "plain", "tty", "json", "quiet"], default="auto", help="progress output (default: auto)")
     p.add_argument("-o", "--output", action="append", default=[], metavar="type=TYPE[,dest=...]", help="output: image, oci, docker, local, tar, registry")
     p.add_argument("--push", action="store_true", help="push the image to its registry (--output type=registry)")

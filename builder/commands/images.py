@@ -28,10 +28,11 @@ HEADERS = {"ID": "IMAGE ID", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT
 
 
 def image_size(store: Store, image_id: str) -> int:
-    """The unpacked size of an image: the sum of its layers' uncompressed tar sizes (Docker's SIZE,
-    the same for one image whether it was built, pulled or loaded)."""
+    """The unpacked size of an image: the sum of its layers' uncompressed tar sizes (Docker's SIZE, the same
+    for one image whether it was built, pulled or loaded; of a multi-platform image, its image for this
+    machine, or else its first)."""
     total = 0
-    for layer in store.image_by_id(image_id).layers():
+    for layer in store.listed_image(image_id).layers():
         try:
             total += store.measured_size(layer.diff_id)
         except (StoreError, OSError):
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = []
     for rec in store.images():
         try:
-            config = store.image_by_id(rec.id).config()
+            config = store.listed_image(rec.id).config()
             size = image_size(store, rec.id)
         except (StoreError, ImageFormatError) as exc:  # listed on stderr, never silently hidden
             print(f"warning: image {rec.id[7:19]} ({', '.join(rec.tags) or 'untagged'}) is unreadable: {exc}",

@@ -16,13 +16,6 @@ from builder.oci.reference import normalize_tag
 from builder.store import Store
 
 
-def host_arch() -> str:
-    """The host's architecture in OCI terms (amd64, arm64, ...)."""
-    from builder.oci.platform import host
-
-    return host().architecture
-
-
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", metavar="ROOTFS.tar", help="a tar (plain, gzip or zstd) of a root filesystem; - for stdin")
     p.add_argument("name", metavar="NAME[:TAG]", nargs="?", help="tag to give the image")
@@ -30,8 +23,12 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("-c", "--change", action="append", default=[], metavar="INSTR",
                    help="apply a Dockerfile instruction to the config: CMD, ENTRYPOINT, ENV, WORKDIR, USER, "
                         "LABEL, EXPOSE (e.g. -c 'CMD [\"sh\"]')")
-    p.add_argument("--compression", default=compress.GZIP, choices=[compress.GZIP, compress.ZSTD, compress.NONE],
-                   help="layer compression (default gzip)")
+    # uncompressed by default, as a build keeps its layers (and docker import its tar): push, save and
+    # --output make the compressed copy they need once; gzip here cost 5x docker import's time
+    p.add_argument("--compression", default=compress.NONE, choices=[compress.GZIP, compress.ZSTD, compress.NONE],
+                   help="layer compression in the store (default uncompressed: compressed when pushed or saved)")
+    p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]",
+                   help="the platform the files are for (default: this machine's), as docker import --platform")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
 
 
@@ -76,6 +73,9 @@ def apply_changes(config: ContainerConfig, changes: list[str]) -> ContainerConfi
 
 
 def run(args: argparse.Namespace) -> int:
+    from builder.oci.platform import normalize, parse
+
+    platform = normalize(parse(args.platform))  # None: this machine's; a bad one fails before storing anything
     tags = [normalize_tag(args.name)] if args.name else []
     apply_changes(ContainerConfig(), args.change)  # bad --change: fail before storing anything
     store = Store.open()
@@ -90,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
         image = mutate.append_layers(EMPTY, store.blob_layer(record),
                                      history=[History(created_by=f"pybuild import {source}", comment=args.message)])
         config = image.config()
-        image = mutate.with_config(image, replace(config, architecture=host_arch(),
+        image = mutate.with_config(image, replace(config, os=platform.os, architecture=platform.architecture,
+                                                  variant=platform.variant,
                                                   config=apply_changes(config.config, args.change)))
         image = mutate.with_created(image)
         image_id = store.put_image(image, tags)

@@ -11,7 +11,9 @@ from builder.commands._registry_args import add_registry_args, registry_options
 def configure(p: argparse.ArgumentParser) -> None:
     p.usage = "pybuild pull [OPTIONS] NAME[:TAG|@DIGEST]"
     p.add_argument("name", metavar="NAME[:TAG|@DIGEST]", help="image reference, e.g. tomcat:alpine")
-    p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]", help="platform to pull from a multi-arch index (default: this machine's)")
+    p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]|all",
+                   help="platform to pull from a multi-arch index (default: this machine's); 'all' pulls every "
+                        "platform's image and keeps the index, which the name then points at")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the pulled reference")
     p.add_argument("--progress", choices=["auto", "plain", "tty", "json", "quiet"], default="auto", help="progress output")
     add_registry_args(p)
@@ -20,7 +22,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from builder.oci.reference import parse_reference
     from builder.oci.platform import parse as parse_platform
-    from builder.transfer import pull
+    from builder.transfer import pull, pull_all
     from builder.util.progress import make_progress
     from builder.store import Store
 
@@ -35,9 +37,11 @@ def run(args: argparse.Namespace) -> int:
     before = {r.id for r in store.images()}
     progress = make_progress("quiet" if args.quiet else args.progress, sys.stderr)
     try:
-        result = pull(store, ref, platform=parse_platform(args.platform) if args.platform else None,
-                      options=registry_options(args),
-                      progress=progress)
+        if args.platform == "all":
+            result = pull_all(store, ref, options=registry_options(args), progress=progress)
+        else:
+            result = pull(store, ref, platform=parse_platform(args.platform) if args.platform else None,
+                          options=registry_options(args), progress=progress)
     finally:
         progress.close()
     say(f"Digest: {result.digest}")

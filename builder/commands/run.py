@@ -34,6 +34,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("-w", "--workdir", help="working directory inside the container")
     p.add_argument("-u", "--user", help="USER name[:group] or uid[:gid]")
     p.add_argument("--read-only", action="store_true", help="mount the root filesystem read-only")
+    p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]",
+                   help="of a multi-platform image, run this platform's (default: this machine's); emulated "
+                        "through qemu-user-static when it is not this machine's")
     p.add_argument("--security-opt", action="append", default=[], metavar="seccomp=PROFILE.json|unconfined",
                    help="seccomp profile (default: Docker's default profile)")
     p.add_argument("image", help="image name, name:tag, or id")
@@ -81,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         user=args.user, workdir=args.workdir, tty=args.tty, interactive=args.interactive, hostname=args.hostname,
         volumes=tuple(args.volume), publish=tuple(args.publish), network=args.network, memory=args.memory,
         cpus=args.cpus, pids_limit=args.pids_limit, name=args.name, auto_remove=args.rm, read_only=args.read_only,
-        security_opt=tuple(args.security_opt))
+        platform=args.platform, security_opt=tuple(args.security_opt))
     try:
         container = create(default_root(), args.image, opts)
     except (SandboxError, BuildError) as exc:  # docker run's own failures (no such image, ...) exit 125

@@ -17,7 +17,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Iterator, Sequence, Union
+from typing import IO, Iterator, Mapping, Sequence, Union
 
 from builder.errors import ImageFormatError, StoreError
 from builder.oci.compress import decompressing_reader, detect
@@ -165,16 +165,21 @@ def export_rootfs_dir(image: Image, dest: str | os.PathLike[str]) -> None:
             extract(f, path, overlay=False)
 
 
-def export_rootfs_tar(image: Image, dest: str | os.PathLike[str] | IO[bytes], tmp_dir: str | os.PathLike[str],
-                      epoch: int | None = None) -> None:
-    """The flattened root filesystem as one deterministic tar (`--output type=tar`)."""
+def export_rootfs_tar(image: Image | Mapping[str, Image], dest: str | os.PathLike[str] | IO[bytes],
+                      tmp_dir: str | os.PathLike[str], epoch: int | None = None) -> None:
+    """The flattened root filesystem as one deterministic tar (`--output type=tar`); of several images
+    ({directory: image}, a multi-platform build's `linux_amd64`...), each under its directory."""
     import shutil
 
     from builder.oci.layer.write import write_dir
 
     work = Path(tempfile.mkdtemp(prefix=f"rootfs-{os.getpid()}-", dir=tmp_dir))
     try:
-        export_rootfs_dir(image, work)
+        if isinstance(image, Mapping):
+            for name, img in image.items():
+                export_rootfs_dir(img, work / name)
+        else:
+            export_rootfs_dir(image, work)
         if not isinstance(dest, (str, os.PathLike)):
             write_dir(work, dest.write, epoch=epoch)
             return

@@ -14,9 +14,9 @@ from typing import IO, Callable, Mapping, Protocol, Sequence, runtime_checkable
 from builder.errors import ImageFormatError
 from builder.oci.compress import codec_of, decompressing_reader
 from builder.oci.model import (DOCKER_CONFIG, DOCKER_LAYER, DOCKER_MANIFEST, OCI_CONFIG, OCI_LAYER_GZIP,
-                               OCI_MANIFEST, Descriptor, Digest, ImageConfig, Manifest)
+                               OCI_INDEX, OCI_MANIFEST, Descriptor, Digest, ImageConfig, Index, Manifest)
 
-__all__ = ["Layer", "Image", "BlobLayer", "BasicImage", "EMPTY", "validate_image"]
+__all__ = ["Layer", "Image", "BlobLayer", "BasicImage", "EMPTY", "validate_image", "index_of"]
 
 
 @runtime_checkable
@@ -142,3 +142,13 @@ def validate_image(image: Image) -> None:
     non_empty = sum(1 for h in config.history if not h.empty_layer)
     if config.history and non_empty != len(layers):
         raise ImageFormatError(f"history has {non_empty} non-empty entries for {len(layers)} layers")
+
+
+def index_of(images: Sequence[Image]) -> Index:
+    """The OCI image index of a multi-platform image: one manifest descriptor per image, with the
+    platform its config names, in the order given."""
+    descs = []
+    for img in images:
+        raw = img.raw_manifest()
+        descs.append(Descriptor(img.manifest().media_type, Digest.of(raw), len(raw), platform=img.config().platform))
+    return Index(tuple(descs), OCI_INDEX)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import IO, Callable, Iterable, Sequence, Union
 
 from builder.errors import ImageFormatError
-from builder.oci.image import BasicImage, BlobLayer, Image
+from builder.oci.image import BasicImage, BlobLayer, Image, index_of
 from builder.oci.layer.encode import TarWriter
 from builder.oci.layer.entry import DIR, REG, Header
 from builder.oci.model import (DOCKER_MANIFEST, INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST, Descriptor,
@@ -25,8 +25,8 @@ from builder.oci.model import (DOCKER_MANIFEST, INDEX_TYPES, MANIFEST_TYPES, OCI
 from builder.oci.platform import PlatformError, host, select
 from builder.util.atomic import atomic_file
 
-__all__ = ["write_oci_layout", "write_oci_archive", "read_oci_layout", "Output", "DirOutput", "TarOutput",
-           "Tagged", "REF_NAME", "CONTAINERD_NAME", "as_entries", "LayoutSource", "write_tar_atomically",
+__all__ = ["write_oci_layout", "write_oci_archive", "write_oci_index_archive", "read_oci_layout", "Output",
+           "DirOutput", "TarOutput", "Tagged", "REF_NAME", "CONTAINERD_NAME", "as_entries", "LayoutSource", "write_tar_atomically",
            "write_image_blobs", "as_oci", "check_size"]
 
 REF_NAME = "org.opencontainers.image.ref.name"
@@ -197,6 +197,26 @@ def write_tar_atomically(dest: str | os.PathLike[str] | IO[bytes], fill: Callabl
         out = TarOutput(f)
         fill(out)
         out.close()
+
+
+def write_oci_index_archive(images: Sequence[Image], dest: str | os.PathLike[str] | IO[bytes],
+                            tags: Sequence[str] = ()) -> Digest:
+    """Write a multi-platform image as an OCI layout tarball: every image's blobs, their index as a
+    blob, and `index.json` naming that index (once per tag), as BuildKit's oci exporter does.
+    Returns the index digest."""
+    oci = [as_oci(img) for img in images]
+    raw = index_of(oci).to_json()
+    desc = Descriptor(OCI_INDEX, Digest.of(raw), len(raw))
+
+    def fill(out: TarOutput) -> None:
+        out.add_bytes("oci-layout", OCI_LAYOUT)
+        for img in oci:
+            write_image_blobs(out, img)
+        out.add_bytes(_blob_name(desc.digest), raw)
+        out.add_bytes("index.json", _index([(desc, list(tags))]))
+
+    write_tar_atomically(dest, fill)
+    return desc.digest
 
 
 def write_oci_archive(images: Union[Image, Sequence[Tagged]], dest: str | os.PathLike[str] | IO[bytes],

@@ -6,6 +6,8 @@ normalising, matching, and choosing a manifest from an index.
     host()                     this machine, normalised: linux/amd64, linux/arm64, linux/arm/v7
     matches(have, want)        compared normalised; a missing variant matches any
     select(index, want)        the index entry for `want`; an exact variant beats an entry without one
+    parse_list("a,b")          ["linux/amd64", "linux/arm64"]: a `--platform` list, normalised, each once
+    platform_args(t, b)        BuildKit's predefined TARGET*/BUILD* ARGs for a target and a build platform
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ import re
 from builder.errors import BuildError
 from builder.oci.model import Descriptor, Index, Platform
 
-__all__ = ["PlatformError", "parse", "normalize", "host", "matches", "select", "format_platform", "KNOWN_OS",
-           "KNOWN_ARCH"]
+__all__ = ["PlatformError", "parse", "normalize", "host", "matches", "select", "format_platform", "parse_list",
+           "platform_args", "KNOWN_OS", "KNOWN_ARCH"]
 
 KNOWN_OS = frozenset("aix android darwin dragonfly freebsd hurd illumos ios js linux nacl netbsd openbsd plan9 "
                      "solaris wasip1 windows zos".split())
@@ -136,3 +138,33 @@ def select(index: Index, want: Platform) -> Descriptor:
         raise PlatformError(f"no image for platform {want} in the index (it has: {have})",
                             hint="choose one with --platform")
     return hits[0]
+
+
+def parse_list(text: str | None) -> list[str]:
+    """A `--platform` value (`linux/amd64,linux/arm64`) as normalised `os/arch[/variant]` strings, in the
+    order given, each once; None or "" is `[]` (the host's). Every item must parse: a list never
+    degrades to one half-parsed platform."""
+    if not text:
+        return []
+    out: list[str] = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            raise PlatformError("an empty platform", hint="use OS/ARCH[/VARIANT][,OS/ARCH...], e.g. linux/arm64")
+        name = format_platform(parse(item))
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def platform_args(target: str, build: str) -> dict[str, str]:
+    """BuildKit's predefined ARGs (TARGETPLATFORM, TARGETOS, TARGETARCH, TARGETVARIANT and the BUILD*
+    ones) for a target and a build platform, both normalised (`linux/arm64/v8` gives TARGETARCH=arm64)."""
+    out: dict[str, str] = {}
+    for prefix, text in (("TARGET", target), ("BUILD", build)):
+        p = normalize(parse(text))
+        out[prefix + "PLATFORM"] = str(p)
+        out[prefix + "OS"] = p.os
+        out[prefix + "ARCH"] = p.architecture
+        out[prefix + "VARIANT"] = p.variant or ""
+    return out

@@ -104,6 +104,11 @@ async def json_body(request: web.Request, limit: int = 1 << 20) -> dict[str, Any
     return body
 
 
+def stopping(request: web.Request) -> bool:
+    """The server is shutting down: long-lived streams (events, wait, attach, logs, builds) end."""
+    return bool(request.app["stopping"].is_set())
+
+
 async def blocking(request: web.Request, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run `fn` in the server's thread pool (builds, store and registry work, waits)."""
     loop = asyncio.get_running_loop()

@@ -82,6 +82,7 @@ def make_app(options: ServeOptions) -> web.Application:
 
     async def on_startup(app: web.Application) -> None:
         app["events"] = EventBus(asyncio.get_running_loop())
+        app["stopping"] = asyncio.Event()  # set at SIGTERM: streams end, builds stop at their next step
         app["tasks"] = set()  # container watchers (die events, --rm)
         app["exits"] = {}  # container id -> its state when it exited (wait on removed containers)
         app["autoremove"] = set()  # ids of --rm containers this server removes when they exit
@@ -103,7 +104,7 @@ def run(options: ServeOptions) -> None:
     cleanup(app["root"])
 
     async def main() -> None:
-        runner = web.AppRunner(app, access_log=None, handler_cancellation=False)
+        runner = web.AppRunner(app, access_log=None, handler_cancellation=False, shutdown_timeout=5.0)
         await runner.setup()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -115,6 +116,8 @@ def run(options: ServeOptions) -> None:
                 await site.start()
                 log.info("listening on %s", site.name)
             await stop.wait()
+            app["stopping"].set()
+            await asyncio.sleep(0.5)  # streams notice and end; then aiohttp closes what is left
         finally:
             await runner.cleanup()
             for path in bound:

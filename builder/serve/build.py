@@ -8,18 +8,21 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import posixpath
 import re
 import shutil
 import tarfile
+import time
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from builder.serve.api import ApiError, qbool, qint, qjson
+from builder.serve.api import ApiError, qbool, qint, qjson, stopping
 from builder.serve.streams import StreamProgress, line
 
+log = logging.getLogger("pybuild.serve")
 NETWORKS = {"": "default", "default": "default", "bridge": "default", "host": "host", "none": "none"}
 
 
@@ -43,24 +46,64 @@ async def receive_body(request: web.Request, dest: Path, limit: int) -> str:
     return digest.hexdigest()
 
 
-def check_tar(path: Path) -> None:
-    """Refuse a context whose members leave it (`..`, absolute paths, hard links out) or a broken tar."""
+def pad_tar(path: Path) -> int | None:
+    """The docker CLI's `build -f- .` sends a tar cut right after the last member's data, without its
+    padding and end blocks (dockerd's Go reader accepts that): complete an uncompressed one.
+    Returns the size as received, for `check_tar` to tell a missing padding from missing data (None
+    for a compressed tar: its decompressor notices a cut)."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(6)
+    if head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"\x28\xb5\x2f\xfd")):  # compressed: left alone
+        return None
+    with open(path, "ab") as f:
+        f.write(b"\0" * (-size % 512 + 1024))
+    return size
+
+
+def check_tar(path: Path, received: int | None = None) -> None:
+    """Refuse a context that could write outside its directory (absolute or `..` names, hard links
+    out, a member below a symlink member), device nodes, or a tar that does not read to its end
+    (`received`: the size before `pad_tar`; no member's data may reach past it)."""
+    links: set[str] = set()
     try:
         with tarfile.open(path, mode="r:*") as tar:
             for m in tar:
+                if received is not None and m.isreg() and m.offset_data + m.size > received:
+                    raise ApiError(400, f"invalid build context: the tar ends inside member {m.name!r}")
                 for name in (m.name, m.linkname if m.islnk() else ""):
                     clean = posixpath.normpath(name.lstrip("/")) if name else ""
                     if name.startswith("/") or clean == ".." or clean.startswith("../"):
                         raise ApiError(400, f"invalid build context: member {name!r} points outside the context")
+                clean = posixpath.normpath(m.name)
+                parts = clean.split("/")
+                if any("/".join(parts[:i]) in links for i in range(1, len(parts))):
+                    raise ApiError(400, f"invalid build context: member {m.name!r} lies below a symbolic link")
+                if m.isdev():
+                    raise ApiError(400, f"invalid build context: member {m.name!r} is a device or a FIFO")
+                if m.issym():
+                    links.add(clean)
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise ApiError(400, f"invalid build context: not a readable tar archive ({exc})") from None
 
 
-def unpack(tar_path: Path, dest: Path) -> None:
+def unpack(tar_path: Path, dest: Path, received: int | None = None) -> None:
+    """Unpack a checked context tar into `dest` with GNU tar (about 3x faster than the layer
+    extractor, `builder.build.files.extract`, on many small files; a checked context needs none of
+    its layer semantics), or with that extractor where there is no `tar`."""
+    import subprocess
+
     from builder.build.files.extract import extract_archive
     from builder.errors import BuildError
 
-    check_tar(tar_path)
+    check_tar(tar_path, received)
+    dest.mkdir(parents=True)
+    if shutil.which("tar"):
+        proc = subprocess.run(["tar", "-x", "-f", str(tar_path), "-C", str(dest), "--no-same-owner"],
+                              capture_output=True, text=True)
+        if proc.returncode:
+            raise ApiError(400, f"invalid build context: {' '.join(proc.stderr.strip().splitlines()[-1:])}")
+        return
     try:
         with open(tar_path, "rb") as f:
             extract_archive(f, dest, name="the build context", keep_owner=False)
@@ -145,11 +188,19 @@ async def build(request: web.Request) -> web.StreamResponse:
     key = ""
     try:
         body = work / "context.tar"
+        t0 = time.monotonic()
         key = await receive_body(request, body, app["options"].max_body)
         in_use[key] = in_use.get(key, 0) + 1
+        t1 = time.monotonic()
         context = await loop.run_in_executor(app["pool"], context_dir, app["root"], key, body, work)
+        t2 = time.monotonic()
         opts = options(request, context)
-        return await _run(request, opts)
+        try:
+            return await _run(request, opts)
+        finally:
+            log.info("build %s: context %.1f MB received in %.3fs, unpacked in %.3fs; build %.3fs",
+                     ",".join(opts.tags) or "(untagged)", body.stat().st_size / 1e6, t1 - t0, t2 - t1,
+                     time.monotonic() - t2)
     finally:
         if key:
             in_use[key] -= 1
@@ -170,7 +221,7 @@ def context_dir(root: Path, key: str, body: Path, work: Path) -> Path:
         os.utime(dest)  # most recently used
         return dest
     fresh = work / "context"
-    unpack(body, fresh)
+    unpack(body, fresh, pad_tar(body))
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.rename(fresh, dest)
@@ -219,7 +270,7 @@ async def _run(request: web.Request, opts: Any) -> web.StreamResponse:
             message = {}
         if message is None:
             break
-        if _gone(request):
+        if _gone(request) or stopping(request):
             progress.gone = True
             continue
         if message:

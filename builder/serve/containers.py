@@ -15,7 +15,7 @@ from typing import IO, Any
 
 from aiohttp import web
 
-from builder.serve.api import ApiError, blocking, filters, json_body, json_response, qbool, qint
+from builder.serve.api import ApiError, blocking, filters, json_body, json_response, qbool, qint, stopping
 from builder.serve.streams import frame
 
 
@@ -99,7 +99,8 @@ def run_options(body: dict[str, Any], name: str) -> Any:
         volumes=tuple(_strings(host.get("Binds"), "Binds")) + tuple((body.get("Volumes") or {}).keys()),
         publish=tuple(publish), network=network, memory=str(host["Memory"]) if host.get("Memory") else None,
         cpus=nano / 1e9 if nano else None, pids_limit=host.get("PidsLimit") or None, name=name,
-        auto_remove=bool(host.get("AutoRemove")), read_only=bool(host.get("ReadonlyRootfs")))
+        auto_remove=bool(host.get("AutoRemove")), read_only=bool(host.get("ReadonlyRootfs")),
+        security_opt=tuple(_strings(host.get("SecurityOpt"), "SecurityOpt")))
 
 
 def _strings(value: Any, what: str) -> list[str]:
@@ -221,7 +222,7 @@ async def wait(request: web.Request) -> web.StreamResponse:
             done = gone or not running
         if done:
             break
-        if request.transport is None or request.transport.is_closing():
+        if request.transport is None or request.transport.is_closing() or stopping(request):
             return resp
         await asyncio.sleep(0.05)
     code = st.exit_code if st.exit_code is not None else 0
@@ -468,7 +469,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
         if data := _tail(data, tail):
             await resp.write(out.encode(data))
         while follow and container.path.exists() and container.is_running():
-            if request.transport is None or request.transport.is_closing():
+            if request.transport is None or request.transport.is_closing() or stopping(request):
                 break
             chunk = out.read()
             if chunk:
@@ -511,7 +512,7 @@ async def attach(request: web.Request) -> web.StreamResponse:
     out = _Output(container, offset)
     since = time.monotonic()
     try:
-        while not transport.is_closing():
+        while not transport.is_closing() and not stopping(request):
             chunk = out.read()
             if chunk:
                 await _send(transport, resp, out.encode(chunk), upgrade)

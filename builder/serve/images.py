@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import fnmatch
 import json
@@ -14,8 +15,8 @@ from typing import Any
 from aiohttp import web
 
 from builder.errors import InvalidReferenceError, StoreError
-from builder.serve.api import ApiError, blocking, filters, json_response, qbool
-from builder.serve.streams import line
+from builder.serve.api import ApiError, blocking, filters, json_response, qbool, status_of
+from builder.serve.streams import PullProgress, line
 
 
 def routes(r: Any) -> None:
@@ -75,7 +76,7 @@ def image_summaries(root: Path, wanted: dict[str, list[str]], all_images: bool =
     out = []
     for rec in store.images():
         try:
-            image = store.image_by_id(rec.id)
+            image = store.listed_image(rec.id)  # of a multi-platform index, this machine's image
             config = json.loads(image.raw_config())
         except (StoreError, ValueError):
             continue
@@ -290,31 +291,66 @@ async def create(request: web.Request) -> web.StreamResponse:
     registry_auth(request)
     platform_text = request.query.get("platform", "")
 
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+    progress = PullProgress(loop, queue)
+
     def work() -> tuple[Any, bool]:
         from builder.oci.platform import parse as parse_platform
         from builder.transfer import pull
 
         store = _store(request.app["root"])
         before = {r.id for r in store.images()}
-        result = pull(store, ref, platform=parse_platform(platform_text) if platform_text else None)
+        result = pull(store, ref, platform=parse_platform(platform_text) if platform_text else None,
+                      progress=progress)
         return result, bool(result.downloaded) or result.image.id not in before
 
+    shown = ref.familiar()
+    head = {"status": f"Pulling from {ref.repository.removeprefix('library/')}", "id": ref.tag or ref.digest}
+    future = loop.run_in_executor(request.app["pool"], work)
+    future.add_done_callback(lambda _: loop.call_soon(queue.put_nowait, None))
+    resp: web.StreamResponse | None = None  # headers go with the first message: an early failure is an HTTP error
+    while (message := await queue.get()) is not None:
+        if resp is None:
+            resp = await _json_stream(request, head)
+        await _put(resp, message)
     try:
-        result, new = await blocking(request, work)
+        result, new = await future
     except RegistryError as exc:
         status = 404 if exc.status == 404 or "MANIFEST_UNKNOWN" in exc.codes or "NAME_UNKNOWN" in exc.codes else 500
         if exc.status in (401, 403):
             status = 401
-        raise ApiError(status, exc.message) from None
-    resp = web.StreamResponse(headers={"Content-Type": "application/json"})
-    await resp.prepare(request)
-    shown = ref.familiar()
-    for msg in ({"status": f"Pulling from {ref.repository.removeprefix('library/')}", "id": ref.tag or ref.digest},
-                {"status": f"Digest: {result.digest}"},
+        if resp is None:
+            raise ApiError(status, exc.message) from None
+        await _put(resp, {"errorDetail": {"message": exc.message}, "error": exc.message})
+        return resp
+    except Exception as exc:  # noqa: BLE001 - after the first message, errors go in the stream
+        if resp is None:
+            raise
+        text = status_of(exc)[1]
+        await _put(resp, {"errorDetail": {"message": text}, "error": text})
+        return resp
+    if resp is None:
+        resp = await _json_stream(request, head)
+    for msg in ({"status": f"Digest: {result.digest}"},
                 {"status": f"Status: {'Downloaded newer image' if new else 'Image is up to date'} for {shown}"}):
-        await resp.write(line(msg))
+        await _put(resp, msg)
     request.app["events"].publish("image", "pull", result.image.id, name=shown)
     return resp
+
+
+async def _json_stream(request: web.Request, first: dict[str, Any]) -> web.StreamResponse:
+    resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await resp.prepare(request)
+    await resp.write(line(first))
+    return resp
+
+
+async def _put(resp: web.StreamResponse, message: dict[str, Any]) -> None:
+    try:
+        await resp.write(line(message))
+    except (ConnectionResetError, RuntimeError):
+        pass  # the client left; the pull still completes into the store
 
 
 async def push(request: web.Request) -> web.StreamResponse:
@@ -338,8 +374,6 @@ async def push(request: web.Request) -> web.StreamResponse:
     try:
         result, size = await blocking(request, work)
     except (BuildError, ApiError) as exc:
-        from builder.serve.api import status_of
-
         message = status_of(exc)[1]
         if isinstance(exc, ApiError) and exc.status == 404:
             message = f"An image does not exist locally with the tag: {ref.name}"

@@ -10,7 +10,7 @@ import struct
 from typing import Any
 
 from builder.errors import BuildError
-from builder.util.progress import Progress
+from builder.util.progress import ByteTask, Progress
 
 _STEP = re.compile(r"\[(?:(?P<label>.+) )?(?P<pos>\d+)/(?P<count>\d+)\] (?P<text>.*)", re.DOTALL)
 
@@ -70,6 +70,40 @@ def _familiar_from(text: str) -> str:
     elif name.startswith("docker.io/"):
         name = name[len("docker.io/"):]
     return f"FROM {name}{m.group(2)}"
+
+
+class PullProgress(Progress):
+    """`builder.transfer.pull`'s progress as Docker's pull messages: `{"status": "Downloading",
+    "id": layer, "progressDetail": {"current", "total"}}`, `Already exists`, `Pull complete`."""
+
+    shows_bytes = True
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[dict[str, Any] | None]) -> None:
+        self.loop, self.queue = loop, queue
+
+    def put(self, message: dict[str, Any]) -> None:
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, message)
+
+    def info(self, message: str) -> None:
+        layer, sep, status = message.partition(": ")
+        self.put({"status": status, "progressDetail": {}, "id": layer} if sep and " " not in layer
+                 else {"status": message})
+
+    def bytes_task(self, step: int, what: str, total: int | None) -> ByteTask:
+        return _Downloading(self, what, total)
+
+
+class _Downloading(ByteTask):
+    def __init__(self, progress: PullProgress, layer: str, total: int | None) -> None:
+        self.progress, self.layer, self.total = progress, layer, total
+        self.current, self.shown = 0, 0
+
+    def update(self, n: int) -> None:
+        self.current += n
+        if self.current - self.shown >= 512 * 1024 or (self.total and self.current >= self.total):
+            self.shown = self.current
+            self.progress.put({"status": "Downloading", "id": self.layer,
+                               "progressDetail": {"current": self.current, "total": self.total or 0}})
 
 
 def frame(stream: int, data: bytes) -> bytes:

@@ -12,7 +12,8 @@ from typing import Any
 
 from aiohttp import web
 
-from builder.serve.api import API_VERSION, MIN_API_VERSION, ApiError, blocking, filters, json_body, json_response, qint
+from builder.serve.api import (API_VERSION, MIN_API_VERSION, ApiError, blocking, filters, json_body, json_response, qint,
+                               stopping)
 from builder.serve.events import matches
 
 ENGINE_VERSION = "20.10.24-pybuild"  # what `docker version` shows as the server's version
@@ -109,7 +110,7 @@ def _info(root: Path) -> dict[str, Any]:
                   "Error": "", "RemoteManagers": None},
         "LiveRestoreEnabled": False, "Isolation": "", "InitBinary": "",
         "ContainerdCommit": {"ID": "", "Expected": ""}, "RuncCommit": {"ID": "", "Expected": ""},
-        "InitCommit": {"ID": "", "Expected": ""}, "SecurityOptions": [], "Warnings": [],
+        "InitCommit": {"ID": "", "Expected": ""}, "SecurityOptions": ["name=seccomp,profile=builtin"], "Warnings": [],
     }
 
 
@@ -131,12 +132,12 @@ async def events(request: web.Request) -> web.StreamResponse:
             for ev in list(bus.past):
                 if ev["timeNano"] >= since and (until is None or ev["timeNano"] <= until) and matches(ev, wanted):
                     await resp.write(json.dumps(ev).encode() + b"\n")
-        while until is None or time.time_ns() < until:
-            timeout = None if until is None else max(0.0, (until - time.time_ns()) / 1e9)
+        while (until is None or time.time_ns() < until) and not stopping(request):
+            timeout = 0.5 if until is None else min(0.5, max(0.0, (until - time.time_ns()) / 1e9))
             try:
                 ev = await asyncio.wait_for(queue.get(), timeout)
             except asyncio.TimeoutError:
-                break
+                continue
             if (since is None or ev["timeNano"] >= since) and matches(ev, wanted):
                 await resp.write(json.dumps(ev).encode() + b"\n")
     except (ConnectionResetError, asyncio.CancelledError):

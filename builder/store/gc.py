@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from builder.errors import ImageFormatError, StoreError
-from builder.oci.model import chain_ids
+from builder.oci.model import Digest, Index, chain_ids
 from builder.store.images import ImageStore
 
 __all__ = ["GCRoots", "PruneReport", "CONTAINER_ROOTS", "prune"]
@@ -85,13 +85,23 @@ def _prune_locked(store: ImageStore, roots: Sequence[GCRoots], report: PruneRepo
     with store._index_lock():
         index = store._read_index()
         tagged = set(index["tags"].values())
+        indexes = {d: r for d, r in index.get("indexes", {}).items() if all_images or d in tagged or d in keep}
+        index_manifests: set[str] = set(indexes)  # a kept index keeps its blob and its images
+        for digest in indexes:
+            try:
+                index_manifests.update(d.digest for d in Index.from_json(store.read_blob(Digest(digest))).manifests)
+            except (StoreError, ImageFormatError):
+                continue
         keep_images = {i for i, rec in index["images"].items()
-                       if all_images or i in tagged or i in keep or rec["manifest"] in keep}
-        report.images = sorted(set(index["images"]) - keep_images)
+                       if all_images or i in tagged or i in keep or rec["manifest"] in keep
+                       or rec["manifest"] in index_manifests}
+        report.images = sorted(set(index["images"]) - keep_images) + sorted(set(index.get("indexes", {})) - set(indexes))
         if report.images and not dry_run:
             index["images"] = {i: r for i, r in index["images"].items() if i in keep_images}
+            if "indexes" in index:
+                index["indexes"] = indexes
             store._write_json_atomic(root / "images.json", index)
-    keep_blobs, keep_diffs, keep_chains = set(keep), set(keep), set(keep)
+    keep_blobs, keep_diffs, keep_chains = set(keep) | index_manifests, set(keep), set(keep)
     for image_id in keep_images:
         try:
             img = store.image_by_id(image_id)

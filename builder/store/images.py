@@ -1,4 +1,5 @@
-"""Images: the index (`images.json`: images and tags), resolving names, and what the store knows
+"""Images: the index (`images.json`: images, multi-platform indexes and tags), resolving names
+(a tag of an index resolves to its image for a platform, the host's by default), and what the store knows
 of registries (`registry.json`: the repo digests of pulls and pushes, and which repositories hold
 a blob, for cross-repository mounts)."""
 
@@ -16,7 +17,7 @@ from typing import Any, Iterable, Iterator
 
 from builder.errors import ImageFormatError, InvalidReferenceError, StoreError
 from builder.oci.image import BasicImage, BlobLayer, Image, validate_image
-from builder.oci.model import Digest, ImageConfig, Manifest
+from builder.oci.model import Digest, ImageConfig, Index, Manifest, Platform
 from builder.oci.reference import Reference, normalize_tag, parse_reference
 from builder.store.layers import LayerRecord, LayerStore
 from builder.store.lookup import read_index
@@ -89,12 +90,67 @@ class ImageStore(LayerStore):
                     index["tags"][name] = image.id
         return image.id
 
+    def put_index(self, index: Index | bytes, tags: Iterable[str] = ()) -> Digest:
+        """Store a multi-platform index (or its bytes, as a registry served them) whose images are
+        stored (`put_image`), and point `tags` at it; returns its digest (what `images` lists as its
+        id, and what a tag of it names). Entries that are no image for a platform (BuildKit's
+        attestations: `unknown/unknown`) need not be stored."""
+        names = [normalize_tag(t) for t in tags]
+        raw = index if isinstance(index, bytes) else index.to_json()
+        with self.lease():
+            for desc in Index.from_json(raw).manifests:
+                if desc.platform is not None and desc.platform.architecture != "unknown":
+                    self.image_by_manifest(desc.digest)  # every image is here, readable
+            digest = self.put_bytes(raw)
+            with self._edit_index() as data:
+                data.setdefault("indexes", {})[digest] = {"added": _now()}
+                for name in names:
+                    data["tags"][name] = digest
+        return digest
+
+    def listed_image(self, image_id: str) -> BasicImage:
+        """The image an `images()` record stands for: the image itself, or of an index, its image for
+        this machine (else its first stored one)."""
+        from builder.oci import platform as platforms
+
+        found = self.index(image_id)
+        if found is None:
+            return self.image_by_id(image_id)
+        entries = sorted(found[1].manifests, key=lambda d: not (d.platform and platforms.matches(d.platform,
+                                                                                               platforms.host())))
+        for desc in entries:
+            with contextlib.suppress(StoreError):
+                return self.image_by_manifest(desc.digest)
+        raise StoreError(f"index {image_id} has none of its images in the store")
+
+    def index(self, ref: str) -> tuple[Digest, Index] | None:
+        """(digest, index) when `ref` (a tag, `name@digest`, or a digest / unique prefix) names a stored
+        multi-platform index; None when it names a single image or nothing."""
+        data = self._read_index()
+        indexes = data.get("indexes", {})
+        if not indexes:
+            return None
+        digest: str | None = None
+        if "@" in ref:
+            digest = ref.split("@", 1)[1]
+        else:
+            with contextlib.suppress(InvalidReferenceError):
+                digest = data["tags"].get(normalize_tag(ref))
+            m = re.fullmatch(r"(?:sha256:)?([0-9a-f]{1,64})", ref)
+            if digest is None and m:
+                hits = [d for d in indexes if Digest(d).hex.startswith(m.group(1))]
+                digest = hits[0] if len(hits) == 1 else None
+        if digest is None or digest not in indexes:
+            return None
+        return Digest(digest), Index.from_json(self.read_blob(Digest(digest)))
+
     def tag(self, name: str, image: str) -> str:
         """Point the tag `name` at an image (id, id prefix, or another tag); returns the tag."""
-        target = self.resolve(image).id
+        found = self.index(image)
+        target = found[0] if found is not None else self.resolve(image).id
         tag = normalize_tag(name)
         with self._edit_index() as index:
-            if target not in index["images"]:
+            if target not in index["images"] and target not in index.get("indexes", {}):
                 raise StoreError(f"image {target} vanished from the store")
             index["tags"][tag] = target
         return tag
@@ -108,24 +164,46 @@ class ImageStore(LayerStore):
             return Digest(index["tags"].pop(tag))
 
     def remove_image(self, image_id: str) -> list[str]:
-        """Forget an image and all its tags (blobs go at the next prune); returns the tags removed."""
+        """Forget an image and all its tags (blobs go at the next prune); returns the tags removed.
+        An index goes with its images that have no name of their own and are in no other index."""
+        children = self._index_children([image_id]) if image_id in self._read_index().get("indexes", {}) else set()
         with self._edit_index() as index:
             gone = [t for t, i in index["tags"].items() if i == image_id]
             for t in gone:
                 del index["tags"][t]
             index["images"].pop(image_id, None)
+            index.get("indexes", {}).pop(image_id, None)
+            if children:
+                children -= self._index_children(index.get("indexes", {}))
+                named = set(index["tags"].values())
+                index["images"] = {i: r for i, r in index["images"].items()
+                                   if i in named or r["manifest"] not in children}
         return gone
+
+    def _index_children(self, digests: Iterable[str]) -> set[str]:
+        """The manifest digests the stored indexes `digests` list."""
+        out: set[str] = set()
+        for digest in digests:
+            with contextlib.suppress(StoreError, ImageFormatError):
+                out.update(d.digest for d in Index.from_json(self.read_blob(Digest(digest))).manifests)
+        return out
 
     def tags(self) -> dict[str, Digest]:
         return {t: Digest(i) for t, i in self._read_index()["tags"].items()}
 
     def images(self) -> list[ImageRecord]:
+        """Every image and index, once each; an index's images (untagged) are listed only through it
+        (an index's record has its digest as both id and manifest)."""
         index = self._read_index()
         by_id: dict[str, list[str]] = {}
         for t, i in sorted(index["tags"].items()):
             by_id.setdefault(i, []).append(t)
-        return [ImageRecord(Digest(i), Digest(rec["manifest"]), tuple(by_id.get(i, ())), rec.get("added", ""))
-                for i, rec in index["images"].items()]
+        children = self._index_children(index.get("indexes", {}))
+        out = [ImageRecord(Digest(i), Digest(rec["manifest"]), tuple(by_id.get(i, ())), rec.get("added", ""))
+               for i, rec in index["images"].items() if i in by_id or rec["manifest"] not in children]
+        out += [ImageRecord(Digest(d), Digest(d), tuple(by_id.get(d, ())), rec.get("added", ""))
+                for d, rec in index.get("indexes", {}).items()]
+        return out
 
     # ------------------------------------------------------------------ reading images
 
@@ -156,8 +234,30 @@ class ImageStore(LayerStore):
                        for diff, d in zip(config.diff_ids, manifest.layers))
         return BasicImage(raw_config, layers, manifest.media_type, manifest.annotations, raw_manifest)
 
-    def resolve(self, ref: str) -> BasicImage:
-        """An image by tag (`name[:tag]`), `name@sha256:<manifest>`, or an id / unique id prefix."""
+    def resolve(self, ref: str, platform: Platform | None = None) -> BasicImage:
+        """An image by tag (`name[:tag]`), `name@sha256:<manifest>`, or an id / unique id prefix; a name
+        of a multi-platform index gives its image for `platform` (default: this machine's), and a
+        `platform` a single image is not for is an error naming the platform it has."""
+        from builder.oci import platform as platforms
+
+        found = self.index(ref)
+        if found is not None:
+            want = platform or platforms.host()
+            try:
+                return self.image_by_manifest(platforms.select(found[1], want).digest)
+            except platforms.PlatformError:
+                have = ", ".join(str(d.platform) for d in found[1].manifests if d.platform) or "none"
+                raise platforms.PlatformError(f"image {ref!r} has no image for platform "
+                                              f"{platforms.format_platform(want)} (it has: {have})",
+                                              hint="choose one of those with --platform") from None
+        image = self._resolve(ref)
+        if platform is not None and not platforms.matches(image.config().platform, platform):
+            raise platforms.PlatformError(f"image {ref!r} has no image for platform {platform} "
+                                          f"(it has: {platforms.format_platform(image.config().platform)})",
+                                          hint="build or pull it for that platform")
+        return image
+
+    def _resolve(self, ref: str) -> BasicImage:
         index = self._read_index()
         if "@" in ref:
             digest = Digest(ref.split("@", 1)[1])
@@ -250,14 +350,20 @@ class ImageStore(LayerStore):
         with self._registry_state(write=False) as state:
             return {d: list(state["blob_sources"].get(d, [])) for d in digests}
 
-    def image_for_repo_digest(self, ref: Reference) -> BasicImage | None:
-        """The stored image that a pull or push recorded under `ref` (`name@digest`), if any."""
+    def image_for_repo_digest(self, ref: Reference, platform: Platform | None = None) -> BasicImage | None:
+        """The stored image that a pull or push recorded under `ref` (`name@digest`), if any; with
+        `platform`, the one for that platform (a pull of an index records each platform's image
+        under the index's digest)."""
+        from builder.oci import platform as platforms
+
         with self._registry_state(write=False) as state:
             want = f"{familiar_name(ref)}@{ref.digest}"
-            image_id = next((i for i, ds in state["repo_digests"].items() if want in ds), None)
-        if image_id is None:
-            return None
-        try:
-            return self.resolve(image_id)
-        except StoreError:
-            return None
+            image_ids = [i for i, ds in state["repo_digests"].items() if want in ds]
+        for image_id in image_ids:
+            try:
+                image = self.resolve(image_id)
+            except (StoreError, ImageFormatError):
+                continue
+            if platform is None or platforms.matches(image.config().platform, platform):
+                return image
+        return None

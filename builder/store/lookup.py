@@ -33,6 +33,34 @@ def snapshot_dir(root: Path, chain_id: str) -> Path:
     return root / "snapshots" / chain_id.split(":", 1)[-1]
 
 
+_MACHINE = {"x86_64": ("amd64", ""), "aarch64": ("arm64", ""), "armv7l": ("arm", "v7")}  # the common hosts
+
+
+def _host_image_of(root: Path, index_digest: str) -> str | None:
+    """The config digest of a stored multi-platform index's image for this machine, when an entry
+    names its platform plainly (linux/amd64, linux/arm64, linux/arm/v7); else None (`Store.resolve`
+    matches platforms fully)."""
+    import os
+
+    want = _MACHINE.get(os.uname().machine)
+    if want is None or not _DIGEST.fullmatch(index_digest):
+        return None
+    raw = (root / "blobs" / "sha256" / index_digest[7:]).read_bytes()
+    if sha256(raw).hexdigest() != index_digest[7:]:
+        return None
+    for entry in json.loads(raw)["manifests"]:
+        p = entry.get("platform") or {}
+        if (p.get("os"), p.get("architecture"), p.get("variant") or "") == ("linux", *want):
+            digest = entry["digest"]
+            if not _DIGEST.fullmatch(digest):
+                return None
+            manifest = (root / "blobs" / "sha256" / digest[7:]).read_bytes()
+            if sha256(manifest).hexdigest() != digest[7:]:
+                return None
+            return str(json.loads(manifest)["config"]["digest"])
+    return None
+
+
 def find_unpacked(root: Path, ref: str) -> tuple[str, bytes, list[Path]] | None:
     """(image id, raw config, snapshot dirs lowest first) of an image named by a plain tag
     (`name[:tag]`, as stored) or its full id, whose layers are all unpacked; None when anything
@@ -42,6 +70,8 @@ def find_unpacked(root: Path, ref: str) -> tuple[str, bytes, list[Path]] | None:
         index = read_index(root)
         name = ref if ":" in ref.rsplit("/", 1)[-1] else ref + ":latest"
         image_id = index["tags"].get(name) or (ref if ref in index["images"] else None)
+        if isinstance(image_id, str) and image_id in index.get("indexes", {}):
+            image_id = _host_image_of(root, image_id)
         if not isinstance(image_id, str) or not _DIGEST.fullmatch(image_id):
             return None
         raw = (root / "blobs" / "sha256" / image_id[7:]).read_bytes()

@@ -73,6 +73,9 @@ class StoreRoot:
         """Make the store's directories at `root` (default: `default_root()`); returns the path."""
         path = Path(root) if root is not None else default_root()
         try:
+            if not path.is_dir():  # private: other users read no image, build record or credential
+                path.mkdir(mode=0o700, parents=True)
+                os.chmod(path, 0o700)
             for sub in SUBDIRS:
                 (path / sub).mkdir(parents=True, exist_ok=True)
             (path / "lock").touch(exist_ok=True)

@@ -13,4 +13,9 @@ def default_root() -> Path:
         return Path(env)
     if os.geteuid() == 0:
         return Path("/var/lib/pybuild")
+    return user_root()
+
+
+def user_root() -> Path:
+    """An ordinary user's store (also root's when rootless): $XDG_DATA_HOME/pybuild (~/.local/share/pybuild)."""
     return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local/share") / "pybuild"

@@ -42,3 +42,17 @@ def sources(*layers: list[Member], created_by: Iterable[str] = ()) -> list[Layer
         out.append(LayerSource(open=lambda data=data: io.BytesIO(data), digest="", created_by=name,
                                compressed_size=len(data) // 2))
     return out
+
+
+# five layers whose every mark and size the explorer tests know: 3 writes a new /app/main.py and
+# /app/static/logo.png, changes /usr/bin/sh's mode and deletes /var/cache/apt.bin; 4 deletes /app/util.py
+APP_LAYERS: list[list[Member]] = [
+    ["etc/", ("etc/passwd", 1200), ("etc/hosts", 80), "usr/", "usr/bin/", ("usr/bin/sh", 120000), "usr/lib/",
+     ("usr/lib/libc.so", 2000000)],
+    [("usr/lib/libssl.so", 600000), ("usr/lib/libcrypto.so", 3000000), "var/", "var/cache/",
+     ("var/cache/apt.bin", 5000000)],
+    ["app/", ("app/main.py", 4000), ("app/util.py", 2500), ("etc/hosts", 90)],
+    [("var/cache/.wh.apt.bin", 0), ("app/main.py", 4100), ("app/static/logo.png", 30000), ("usr/bin/sh", 120000, 0o755)],
+    [("app/.wh.util.py", 0), ("app/config.json", 300)],
+]
+

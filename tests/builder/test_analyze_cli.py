@@ -220,3 +220,29 @@ def test_archive_layers_are_read_one_at_a_time(store_root: Path, tmp_path: Path)
     write_oci_archive(mutate.append_layers(EMPTY, *layers), tmp_path / "big.tar")
     for _ in range(3):
         assert analyze_json("--no-files", str(tmp_path / "big.tar"))["size_bytes"] == 4 * 200 * 20000
+
+
+@needs_registry
+def test_the_explorer_reads_every_source_the_same(demo: Path, registry: Registry, tmp_path: Path) -> None:
+    """The store, an OCI layout and archive, a docker-archive and a registry (read layer by layer,
+    nothing pulled into the store) give the explorer the same marks, layer by layer."""
+    from builder.analyze.explore import explore
+    from builder.analyze.source import layer_sources, open_image, reads_one_at_a_time
+
+    store = Store.open(demo)
+    image = store.resolve("demo:1")
+    write_oci_layout(image, tmp_path / "layout")
+    write_oci_archive(image, tmp_path / "oci.tar")
+    write_docker_archive(image, tmp_path / "docker.tar")
+    ref = f"{registry.host}/explore/{uuid.uuid4().hex[:8]}:v1"
+    push(store, "demo:1", parse_reference(ref))
+    tags = sorted(store.tags())
+    seen = []
+    for target in ("demo:1", str(tmp_path / "layout"), str(tmp_path / "oci.tar"), str(tmp_path / "docker.tar"), ref):
+        img, label = open_image(target, remote=True)
+        model = explore(layer_sources(img), label=label, readers=1 if reads_one_at_a_time(target) else 2)
+        seen.append([model.changes(i) for i in range(len(model.layers))])
+        assert [l.created_by for l in model.layers] == STEPS
+    assert all(s == seen[0] for s in seen[1:])
+    assert seen[0][2] == {"/etc/nginx": "D", "/etc/nginx/nginx.conf": "D", "/etc/nginx/public": "D"}
+    assert sorted(Store.open(demo).tags()) == tags

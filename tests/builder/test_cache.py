@@ -124,14 +124,16 @@ WORKDIR rel
 
 # The keys the solver made before the operations moved to builder/build/ops (issue 11): a pure
 # restructuring keeps every key byte for byte (a changed key silently misses every cached step).
+# Issue 16 changed the RUN keys on purpose (and so every key after the first RUN): a RUN's key holds
+# the platform it runs for ("platform": "linux/amd64"), so that an arm64 RUN never hits an amd64 one.
 _KEYS = [
     ("WORKDIR", "sha256:24f9543ec6630ef3506ce281771947fb60a27f5bbde8170056367a32ab9d7a0a"),
-    ("RUN", "sha256:148156aa5daa90bec0f0f39d83ea9eb5ac921f22043edc39c3c97626498df44d"),
-    ("COPY", "sha256:b124eaa74599ba4dd27d8ab7e4878c6a5ad6a14bd24e805e98f747bdcb6f0946"),
-    ("COPY", "sha256:10e710f12075bf04f6e1a5687865dcb8f7fdfae85d68c07e62d55113e8ed57cf"),
-    ("ADD", "sha256:b31049e537097412fc6a9fc49a49da9fcb06254c9a7f76e3439ec035570a9b0e"),
-    ("RUN", "sha256:072f970f5241ca15b42cc796d60ebf305dfcc4bff1946ab183bf20c53375d6e6"),
-    ("WORKDIR", "sha256:9e50cbe5e08a035cfdff2e3fe198c24bfa17295bbebfeb6fe4451a7a5b48568c"),
+    ("RUN", "sha256:83562325bbd115976376c2f97deb896242dd2e450f6bd1b00f5f265bec86dead"),
+    ("COPY", "sha256:b3cd76ab947d0d6241c514163f1010f603fd2ff537ddc28c5fd11b9257425cea"),
+    ("COPY", "sha256:065a60c32d92bebcd4c8ba80558ef1d7db0cc4850a40b7dd941e758ddcdb26e4"),
+    ("ADD", "sha256:c83f7c51b3f82d5660a727cf2c6ba30cb4a31eba1dcc27972ecbba1771963ce4"),
+    ("RUN", "sha256:1e594b4b6f84687dcbbc0c32faf22656b15d6bcc80ed79c3b7955a0a0bc29db1"),
+    ("WORKDIR", "sha256:cb94c20d41ea1316f3ca51c40e833e7c1ef2f5a2462543fde044fc918990930e"),
 ]
 
 
@@ -152,7 +154,7 @@ def test_step_keys_stay_byte_identical(tmp_path: Path) -> None:
     (ctx / "sub" / "c").write_bytes(b"gamma\n")
     os.chmod(ctx / "a.txt", 0o644)
     os.chmod(ctx / "sub" / "c", 0o755)
-    graph = convert(parse(_KEYED_DOCKERFILE), Options({}, None, "", {}), lambda ref, platform: {})
+    graph = convert(parse(_KEYED_DOCKERFILE), Options({}, None, "linux/amd64", {}), lambda ref, platform: {})
     store = Store.open(tmp_path / "store")  # keys read nothing from it here (no image, no other stage)
     job = BuildJob(store, BuildCache(tmp_path / "store"), BuildContext(ctx, b"", "Dockerfile"), Progress(),
                    SolveOptions(network="host"), BuildRecord("id", 0.0, "", "", ""), _no_image)
@@ -163,6 +165,7 @@ def test_step_keys_stay_byte_identical(tmp_path: Path) -> None:
         operation = operation_for(node.op)
         parent = operation.key(job, Step(node, stage, sid, parent, (), {}))
         got.append((operation.kind, parent.digest))
+        assert (parent.part("platform") == "linux/amd64") == (operation.kind == "RUN")
     assert got == _KEYS
     assert [r[0] for r in job.reads.reads] == [["sub"], ["a.txt", "sub"]]  # what the no-op memo re-checks
 

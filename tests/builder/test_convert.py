@@ -9,6 +9,7 @@ import pytest
 
 from builder.build.convert import DEFAULT_PATH, Options, convert
 from builder.errors import StageError
+from builder.oci.platform import host
 from builder.build.graph import ConfigChange, Exec, FileCopy, ImageSource, Mkdir, Scratch, StageRef
 from grammar import parse
 from grammar.errors import DockerfileError
@@ -278,12 +279,24 @@ def test_an_arg_declared_after_an_env_of_its_name_wins_until_the_next_env() -> N
     assert ("DEBIAN_FRONTEND", "cli") in execs(target(g))[0].env
 
 
-@pytest.mark.parametrize("plat, ok", [("linux/amd64", True), ("linux/arm64/v8", True), ("linux", True),
-                                      ("arm64", True), ("bogus", False), ("linux/", False), ("a/b/c/d", False)])
-def test_from_platform_is_parsed_as_containerd_parses_it(plat: str, ok: bool) -> None:
+@pytest.mark.parametrize("plat, ok", [("linux/amd64", "linux/amd64"), ("linux/arm64/v8", "linux/arm64"),
+                                      ("linux", str(host())), ("arm64", "linux/arm64"), ("linux/armhf", "linux/arm/v7"),
+                                      ("bogus", ""), ("linux/", ""), ("a/b/c/d", "")])
+def test_from_platform_is_parsed_as_containerd_parses_it(plat: str, ok: str) -> None:
+    """Parsed as containerd parses it, and normalised as BuildKit passes it on (arm64/v8 is arm64)."""
     text = f"FROM --platform={plat} busybox\n"
     if ok:
-        assert target(build(text)[0]).platform == plat
+        assert target(build(text)[0]).platform == ok
     else:
         with pytest.raises(DockerfileError, match=f"failed to parse platform {re.escape(plat)}"):
             build(text)
+
+
+def test_platform_args_are_normalised_per_target() -> None:
+    """TARGET*/BUILD* ARGs come from the normalised platform, whatever spelling --platform used."""
+    text = "FROM busybox\nARG TARGETPLATFORM TARGETARCH TARGETVARIANT BUILDARCH\nLABEL p=$TARGETPLATFORM a=$TARGETARCH v=$TARGETVARIANT b=$BUILDARCH\n"
+    for given, want in (("linux/aarch64", ("linux/arm64", "arm64", "")), ("linux/armhf", ("linux/arm/v7", "arm", "v7")),
+                        ("linux/arm64/v8", ("linux/arm64", "arm64", ""))):
+        labels = target(build(text, platform=given)[0]).config["Labels"]
+        assert (labels["p"], labels["a"], labels["v"]) == want
+        assert labels["b"] == host().architecture

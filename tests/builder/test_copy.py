@@ -298,7 +298,8 @@ def test_add_unpacks_local_archives(tmp_path: Path, layer: Path, codec: str) -> 
     assert is_archive(srcdir / "archive.bin")
     copy_files(layer, ["archive.bin"], "/opt", src=srcdir, unpack=True)
     t = tree(layer)
-    assert t["opt/pkg/bin/tool"] == "640 33:33 f T"     # owners and modes from the archive
+    # owners and modes from the archive: the hard link's header (0755) is the last word on the shared inode
+    assert t["opt/pkg/bin/tool"] == "755 33:33 f T"
     assert t["opt/pkg/l"] == "777 33:33 l -> bin/tool"
     assert (layer / "opt/pkg/h").stat().st_ino == (layer / "opt/pkg/bin/tool").stat().st_ino
     assert (layer / "opt/pkg/bin/tool").stat().st_mtime == MTIME
@@ -341,6 +342,15 @@ def test_hardlink_out_of_the_archive_is_refused(tmp_path: Path) -> None:
     (tmp_path / "secret").write_text("s")
     with pytest.raises(BuildError, match="points to no file in the archive"):
         extract_archive(io.BytesIO(_tar_bytes([("h", "h", "../secret")])), tmp_path / "dest", name="x.tar")
+
+
+def test_hardlink_header_sets_the_shared_inodes_mode(tmp_path: Path) -> None:
+    """Docker's untar chmods a hard link by its own header (0755 here, the file's was 0640), so the
+    file it links to takes that mode too (BuildKit's ADD, checked by tests/conformance)."""
+    dest = tmp_path / "dest"
+    extract_archive(io.BytesIO(_tar_bytes([("f", "f", "x"), ("h", "h", "f")])), dest, name="x.tar")
+    assert os.stat(dest / "f").st_ino == os.stat(dest / "h").st_ino
+    assert stat.S_IMODE(os.stat(dest / "f").st_mode) == 0o755
 
 
 def test_corrupt_archive_is_a_build_error(tmp_path: Path) -> None:

@@ -90,3 +90,44 @@ def test_select_prefers_the_exact_variant(entries: list[tuple[str, str, str | No
 def test_select_names_what_the_index_has() -> None:
     with pytest.raises(PlatformError, match=r"no image for platform linux/s390x .*linux/amd64, linux/arm64/v8"):
         platforms.select(_index(("linux", "amd64", None), ("linux", "arm64", "v8")), platforms.parse("linux/s390x"))
+
+
+def test_parse_list_normalises_dedupes_and_refuses_half_lists() -> None:
+    assert platforms.parse_list("linux/amd64,linux/aarch64, linux/arm64/v8,linux/armhf") == [
+        "linux/amd64", "linux/arm64", "linux/arm/v7"]
+    assert platforms.parse_list("") == [] and platforms.parse_list(None) == []
+    for bad in ("linux/amd64,", ",linux/amd64", "linux/amd64,,linux/arm64", "amd64,linux/", "linux/amd64,bogus"):
+        with pytest.raises(PlatformError, match="invalid platform|an empty platform"):
+            platforms.parse_list(bad)
+
+
+def test_platform_args_are_buildkits_normalised() -> None:
+    args = platforms.platform_args("linux/aarch64", "linux/x86_64")
+    assert args == {"TARGETPLATFORM": "linux/arm64", "TARGETOS": "linux", "TARGETARCH": "arm64", "TARGETVARIANT": "",
+                    "BUILDPLATFORM": "linux/amd64", "BUILDOS": "linux", "BUILDARCH": "amd64", "BUILDVARIANT": ""}
+    arm = platforms.platform_args("linux/arm", "linux/amd64")
+    assert (arm["TARGETPLATFORM"], arm["TARGETARCH"], arm["TARGETVARIANT"]) == ("linux/arm/v7", "arm", "v7")
+
+
+def test_emulation_check_reads_binfmt_misc(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    from builder.build import emulation
+
+    monkeypatch.setenv("PYBUILD_BINFMT_DIR", str(tmp_path))
+    native = "linux/" + HOST.architecture + (f"/{HOST.variant}" if HOST.variant else "")
+    emulation.check([native])  # the host's own platform needs nothing
+    foreign = "linux/arm64" if HOST.architecture != "arm64" else "linux/amd64"
+    entry = "qemu-aarch64" if HOST.architecture != "arm64" else "qemu-x86_64"
+    with pytest.raises(emulation.EmulationError, match=f"cannot run {foreign} programs.*binfmt_misc is not mounted"):
+        emulation.check([foreign])
+    (tmp_path / "register").touch()
+    (tmp_path / entry).write_text("enabled\ninterpreter /usr/libexec/qemu-binfmt/x\nflags: PO\n")
+    with pytest.raises(emulation.EmulationError, match="with the F flag") as err:
+        emulation.check([foreign])
+    assert err.value.hint is not None and "qemu-user-static" in err.value.hint
+    (tmp_path / entry).write_text("disabled\ninterpreter /usr/libexec/qemu-binfmt/x\nflags: POF\n")
+    with pytest.raises(emulation.EmulationError):
+        emulation.check([foreign])
+    (tmp_path / entry).write_text("enabled\ninterpreter /usr/libexec/qemu-binfmt/x\nflags: POF\n")
+    emulation.check([foreign])
+    with pytest.raises(emulation.EmulationError, match="windows/amd64 programs"):
+        emulation.check(["windows/amd64"])

@@ -1,4 +1,5 @@
-"""Print the comparison table: `python3 -m tests.conformance [CASE...] [--details]`.
+"""Print the comparison table: `python3 -m tests.conformance [CASE...] [--details]`
+(`--doc-table`: the known-differences rows for docs/conformance.md).
 
 Each case is built by pybuild and by the peers (BuildKit, buildah; their results come from the
 on-disk cache when it has them); a cell counts the differences from pybuild that no row of
@@ -15,7 +16,16 @@ from tests.conformance import compare, peers
 from tests.conformance.runner import CASES, Suite
 
 
+def doc_table() -> str:
+    """The known-differences rows of docs/conformance.md, from compare.KNOWN."""
+    return "\n".join(f"| {who} | `{pattern.replace('|', chr(92) + '|')}` | {reason} |"
+                     for who, pattern, reason in compare.KNOWN)
+
+
 def main(argv: list[str]) -> int:
+    if "--doc-table" in argv:
+        print(doc_table())
+        return 0
     details = "--details" in argv
     cases = [a for a in argv if not a.startswith("-")] or CASES
     try:
@@ -52,8 +62,8 @@ def main(argv: list[str]) -> int:
                     cells.append(f"{len(new)} ({len(diffs) - len(new)})")
                     if peer == "buildkit":
                         bad += bool(new)
-                    if details:
-                        notes += [f"  {peer}: {d}" for d in (diffs if details else new)]
+                    if details or peer == "buildkit":  # BuildKit's unexplained ones always
+                        notes += [f"  {peer}: {d}" for d in (diffs if details else new)][:40]
                 print(f"{case:32} {cells[0]:>14} {cells[1]:>14}", flush=True)
                 for n in notes:
                     print(n)

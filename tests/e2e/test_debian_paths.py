@@ -162,3 +162,12 @@ def test_bad_paths_are_located_errors_and_leave_the_store(debian_store: dict[str
     line = len(df.splitlines()) + 1
     assert f"Dockerfile:{line}:" in err, err
     assert pybuild("images", "--json", env=debian_store).stdout == before
+
+
+def test_volume_below_a_link_is_seeded_and_keeps_the_link(debian_store: dict[str, str], tmp_path: Path) -> None:
+    """`pybuild run` seeds a VOLUME from the image through /var/run -> /run, and /var/run stays a link."""
+    build(debian_store, tmp_path, "FROM debian:bookworm\nRUN mkdir -p /run/app && echo seed > /run/app/s\n"
+                                  "VOLUME /var/run/app\n", tag="vol:1")
+    out = pybuild("run", "--rm", "vol:1", "sh", "-c", "cat /var/run/app/s && test -L /var/run && echo link",
+                  env=debian_store).stdout
+    assert out.split() == ["seed", "link"]

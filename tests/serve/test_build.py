@@ -5,9 +5,11 @@ contexts answered 400, a disconnect that cancels the build, and a store shared w
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import socket
+import tarfile
 import time
 import uuid
 from pathlib import Path
@@ -91,10 +93,27 @@ def test_gzip_context_and_stream_shape(server: Server) -> None:
     assert [m["aux"]["ID"] for m in again if "aux" in m] == aux and not any("got-gzip" in m.get("stream", "") for m in again)
 
 
+def _special_tar(name: str, kind: bytes, target: str, then: str = "") -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        df = b"FROM busybox\n"
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(df)
+        tar.addfile(info, io.BytesIO(df))
+        special = tarfile.TarInfo(name)
+        special.type, special.linkname = kind, target
+        tar.addfile(special)
+        if then:
+            info = tarfile.TarInfo(then)  # would be written through the link, outside the context
+            info.size = 2
+            tar.addfile(info, io.BytesIO(b"x\n"))
+    return buf.getvalue()
+
+
 def test_bad_build_requests(server: Server) -> None:
     good = context_tar({"Dockerfile": "FROM busybox\n"})
     cases = {
-        "truncated tar": ("/build", good[:700]),
+        "truncated tar": ("/build", context_tar({"Dockerfile": "FROM busybox\n", "f": "x" * 3000})[:2100]),
         "a .. member": ("/build", context_tar({"Dockerfile": "FROM busybox\n", "../escape": "x"})),
         "an absolute member": ("/build", context_tar({"Dockerfile": "FROM busybox\n", "/etc/x": "x"})),
         "wrong JSON": ("/build?buildargs=%7Bnot-json", good),
@@ -102,6 +121,8 @@ def test_bad_build_requests(server: Server) -> None:
         "Dockerfile outside": ("/build?dockerfile=../Dockerfile", good),
         "bad tag": ("/build?t=UPPER:case", good),
         "not a tar": ("/build", b"\x00" * 100 + b"hello"),
+        "a member below a symlink": ("/build", _special_tar("link", tarfile.SYMTYPE, "/etc", then="link/x")),
+        "a device": ("/build", _special_tar("dev", tarfile.CHRTYPE, "")),
     }
     for what, (path, body) in cases.items():
         status, _, data = server.api("POST", path, body, {"Content-Type": "application/x-tar"})
@@ -194,3 +215,20 @@ def test_cli_and_server_share_the_store(server: Server, tmp_path: Path) -> None:
     assert any(r["ID"] == image_id and r["Repository"] == "from-api" for r in listed)
     server.pybuild("rmi", "from-api:7")
     assert "from-api" not in server.docker("images").stdout
+
+
+def test_dockerfile_from_stdin(server: Server, tmp_path: Path) -> None:
+    ctx = write_context(tmp_path / "stdin", {"x": "beside\n"})
+    out = server.docker("build", "-f-", str(ctx), input=b"FROM busybox\nCOPY x /x\nRUN cat /x\n").stdout
+    assert "beside" in out and "Successfully built" in out  # the CLI's tar lacks its end blocks here
+    proc = server.docker("build", "-q", "-", input=b"FROM busybox\nRUN echo no-context\n")
+    assert proc.stdout.startswith("sha256:")
+
+
+def test_context_with_symlinks_and_modes(server: Server, tmp_path: Path) -> None:
+    ctx = write_context(tmp_path / "links", {"Dockerfile": "FROM busybox\nCOPY . /ctx\nRUN cat /ctx/l/f && ls -l /ctx/run.sh\n",
+                                             "d/f": "through a link\n", "run.sh": "#!/bin/sh\n"})
+    os.symlink("d", ctx / "l")
+    os.chmod(ctx / "run.sh", 0o755)
+    out = server.docker("build", str(ctx)).stdout
+    assert "through a link" in out and "-rwxr-xr-x" in out

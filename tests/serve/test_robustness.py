@@ -98,3 +98,25 @@ def test_system_df_and_builder_prune(server: Server, tmp_path: Path) -> None:
     assert "Total reclaimed space" in out
     assert json.loads(server.api("GET", "/v1.41/system/df")[2])["BuildCache"] == []
     assert "Using cache" not in server.docker("build", str(ctx)).stdout  # the cache is really gone
+
+
+def test_sigterm_ends_long_streams_promptly(server: Server, tmp_path: Path) -> None:
+    import subprocess
+
+    from tests.serve.conftest import DOCKER
+
+    other = start_server(tmp_path, server.root, sock=tmp_path / "t.sock")
+    env = {**server.env(), "DOCKER_HOST": other.url}
+    clients = [subprocess.Popen([DOCKER, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+               for args in (["events"], ["run", "--name", "term-run", "busybox", "sleep", "60"])]
+    deadline = time.monotonic() + 10
+    while "term-run" not in server.docker("ps").stdout and time.monotonic() < deadline:
+        time.sleep(0.1)
+    t0 = time.monotonic()
+    other.proc.send_signal(signal.SIGTERM)
+    other.proc.wait(30)
+    assert time.monotonic() - t0 < 10  # events, attach and wait streams do not hold the shutdown
+    for c in clients:
+        c.wait(10)  # and their clients see the end
+    assert not other.sock.exists()
+    server.docker("rm", "-f", "term-run")

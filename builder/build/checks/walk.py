@@ -479,7 +479,8 @@ def lint(df: ast.Dockerfile, text: str, *, build_args: Mapping[str, str] | None 
     build_args = dict(build_args or {})
     option = build_args.get("BUILDKIT_DOCKERFILE_CHECK")
     config = parse_check_options(option if option is not None else (df.directive("check") or ""))
-    from builder.build.convert import host_platform, platform_args
+    from builder.build.convert import host_platform
+    from builder.oci.platform import platform_args
 
     host = host_platform()
     plat_args = platform_args(target_platform or host, build_platform or host)

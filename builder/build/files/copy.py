@@ -59,6 +59,7 @@ from builder.build.files.writer import LayerWriter
 from builder.build.fsview import RootView, ViewLike, as_view, split_path
 from builder.build.sources.http import FetchedFile
 from builder.errors import BuildError, ContextError
+from runtime.userns import UNMAPPED_HINT
 
 __all__ = ["HeredocSource", "copy_files"]
 
@@ -230,6 +231,17 @@ def _dest_is_dir_syntax(dest: str) -> bool:
     return dest.endswith("/") or dest in (".", "..") or dest.endswith(("/.", "/.."))
 
 
+def _unmapped(exc: OSError, owner: tuple[int, int] | None) -> str | None:
+    """Rootless: an owner this user namespace cannot represent (chown gives EINVAL), named."""
+    import errno
+
+    from runtime.userns import in_user_namespace, unmapped_owner
+
+    if exc.errno != errno.EINVAL or not in_user_namespace():
+        return None
+    return unmapped_owner(*owner) if owner else unmapped_owner(None, None)
+
+
 def copy_files(layer_dir: str | os.PathLike[str], items: Sequence[Item], dest: str, *,
                src: ViewLike | None = None, target: ViewLike | None = None, workdir: str = "/",
                owner: tuple[int, int] | None = None, chmod: str | Chmod | None = None,
@@ -320,6 +332,9 @@ def copy_files(layer_dir: str | os.PathLike[str], items: Sequence[Item], dest: s
         raise BuildError(f"{where}COPY/ADD {item!r}: directories nested too deeply to copy") from None
     except OSError as exc:
         what = item if isinstance(item, str) else getattr(item, 'name', '?')
+        unmapped = _unmapped(exc, owner)
+        if unmapped:
+            raise BuildError(f"{where}COPY/ADD {what!r}: {unmapped}", hint=UNMAPPED_HINT) from None
         raise BuildError(f"{where}COPY/ADD {what!r}: {exc.strerror or exc}"
                          + (f" ({exc.filename})" if exc.filename else "")) from None
     writer.close()

@@ -136,6 +136,8 @@ def _extract_member(tar: tarfile.TarFile, m: tarfile.TarInfo, writer: LayerWrite
         if target == base or not os.path.lexists(target_host) or os.path.isdir(target_host):
             raise BuildError(f"hard link {m.name!r} -> {m.linkname!r} points to no file in the archive")
         os.link(target_host, host, follow_symlinks=False)
+        # Docker's untar then chowns, chmods and times the link by its own header: the shared inode takes them
+        writer.finish_entry(host, stat.S_IFREG | m.mode, mtime_ns, src_owner=src_owner)
     elif m.ischr() or m.isblk() or m.isfifo():
         kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK if m.isblk() else stat.S_IFIFO
         try:

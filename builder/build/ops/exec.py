@@ -1,7 +1,7 @@
 """RUN: a process in the runtime, on the stage's layers, with the step's mounts.
 
 The key holds argv, env (proxy variables only when an ARG declared them), user, cwd, network,
-security and the mounts (a bind mount's content as an inputs checksum; a secret's id, never its
+security, the platform it runs for (a RUN for arm64 is never a hit of the same RUN for amd64) and the mounts (a bind mount's content as an inputs checksum; a secret's id, never its
 value). The process runs as BuildKit runs it: hostname `buildkitsandbox`, `--security=insecure`
 with every capability. Its output streams to progress; a non-zero exit is a located StepError
 carrying the output's last lines. The build's one use of the runtime's executor.
@@ -9,6 +9,7 @@ carrying the output's last lines. The build's one use of the runtime's executor.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from builder.build.job import StepOutput
@@ -47,7 +48,7 @@ class ExecOp:
         return CacheKey.make(parent=step.parent.digest,
                              op={"kind": "RUN", "argv": list(op.argv), "security": op.security},
                              env=env, user=op.user, cwd=op.cwd, network=job.network(op.network),
-                             mounts=mounts or None)
+                             mounts=mounts or None, platform=step.stage.platform or None)
 
     def run(self, job: BuildJob, step: Step, ws: Workspace) -> StepOutput:
         op = self.op
@@ -97,10 +98,18 @@ class ExecOp:
             job.progress.output(step.sid, data)
 
         pids: list[int] = []
+        from builder.build.emulation import EMULATED_NICE, native
+
+        emulated = not native(step.stage.platform)
 
         def on_start(pid: int) -> None:
             pids.append(pid)
             job.running.started(pid)
+            if emulated:  # qemu's CPU goes to native steps first: the native platform builds as fast as alone
+                try:
+                    os.setpriority(os.PRIO_PROCESS, pid, EMULATED_NICE)
+                except OSError:
+                    pass
 
         try:
             status = LinuxExecutor().run(process, rootfs, tuple(mounts), network, stdout=on_output,

@@ -58,8 +58,11 @@ def view_of(job: BuildJob, step: Step, from_stage: int | None, from_image: str) 
     if from_stage is not None:
         layers = step.stages[from_stage].layers
     else:
+        from builder.build.convert import host_platform
+
+        platform = step.stage.platform if step.stage.platform != host_platform() else ""  # the stage's platform's image
         try:
-            image = job.images(from_image, "")
+            image = job.images(from_image, platform)
         except BuildError as exc:  # most often a mistyped stage name: say so, not just "pull failed"
             raise BuildError(f"--from={from_image}: no stage of this Dockerfile has that name, and as an "
                              f"image: {exc.message}", hint=exc.hint) from None

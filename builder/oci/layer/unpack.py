@@ -23,7 +23,7 @@ from builder.oci.layer.decode import iter_tar
 from builder.oci.layer.entry import BLK, CHR, CHUNK, DIR, FIFO, LNK, REG, SYM, Header, Warn, log_warning, split_name
 from builder.oci.layer.filepool import FilePool, Retry
 from builder.util.sparse import SparseWriter
-from builder.oci.layer.whiteout import OPAQUE_XATTR, OVERLAY_XATTR_PREFIXES, WH_META_PREFIX, WH_OPAQUE, WH_PREFIX
+from builder.oci.layer.whiteout import OPAQUE_XATTR, OVERLAY_XATTR_PREFIXES, USER_OPAQUE_XATTR, WH_META_PREFIX, WH_OPAQUE, WH_PREFIX
 
 __all__ = ["extract"]
 
@@ -58,6 +58,20 @@ def _plain_dir(fd: int) -> bool:
     return False
 
 
+def _owner_checker() -> Callable[[int, int], str | None]:
+    from runtime.userns import owner_checker
+
+    return owner_checker()
+
+
+def _rootless() -> bool:
+    """In pybuild's user namespace (root there, not on the host), where trusted xattrs are refused
+    and overlayfs reads `user.overlay.*` ones (`userxattr`)."""
+    from runtime.userns import in_user_namespace
+
+    return in_user_namespace()
+
+
 class _Extractor:
     """Applies entries in tar order. Small regular files go to a `FilePool`; any other operation on a
     path that a queued file touches (at, below or above it) drains the pool first, and directory fds
@@ -69,6 +83,9 @@ class _Extractor:
         self.root_fd = os.open(dest, _DIR_FLAGS)
         self.overlay, self.lowers, self.warn = overlay, list(lowers), warn
         self.is_root = os.geteuid() == 0
+        rootless = self.is_root and _rootless()
+        self.opaque_xattr = USER_OPAQUE_XATTR if rootless else OPAQUE_XATTR
+        self.unmapped = _owner_checker() if rootless else None  # an owner the user namespace lacks
         self.ids = (os.geteuid(), os.getegid())
         umask = _umask()
         self.exact_modes = 0o777 & ~umask if umask is not None else 0  # modes open(O_CREAT) gives as asked
@@ -152,6 +169,10 @@ class _Extractor:
             os.unlink(base, dir_fd=pfd)
 
     def apply(self, h: Header, read: Callable[[int], bytes]) -> None:
+        if self.unmapped is not None and (why := self.unmapped(h.uid, h.gid)):
+            from runtime.userns import UNMAPPED_HINT
+
+            raise StoreError(f"layer entry {h.name!r}: {why}", hint=UNMAPPED_HINT)
         parts = split_name(h.name)
         if not parts:
             if h.type != DIR:
@@ -320,7 +341,7 @@ class _Extractor:
             try:
                 if self.overlay:
                     self._require_root(name)
-                    os.setxattr(dfd, OPAQUE_XATTR, b"y")
+                    os.setxattr(dfd, self.opaque_xattr, b"y")
                 else:
                     self._drop_cache()
                     for child in os.listdir(dfd):

@@ -57,6 +57,8 @@ def write_dir(root: str | os.PathLike[str], sink: Sink, *, epoch: int | None = N
             raise StoreError(f"cannot read {abs_dir}: {exc.strerror}") from None
         subdirs: list[tuple[str, str]] = []
         for e in entries:
+            if e.name == WH_OPAQUE:  # fuse-overlayfs' own marker beside its opaque xattr
+                continue
             rel = rel_dir + e.name
             st = e.stat(follow_symlinks=False)
             xa = _xattrs(e.path)

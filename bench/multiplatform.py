@@ -1,0 +1,124 @@
+"""Multi-platform build benchmark (issue 16): bench's 40-step workload (w2) for linux/amd64 and
+linux/arm64 at once, against a single-platform build of it and against buildah, same machine, one run.
+
+    python3 bench/multiplatform.py [--runs N]
+
+Both tools build `ARG TARGETARCH` + `FROM busybox:$TARGETARCH` + the 40 steps of bench/build.py,
+from local busybox images for each architecture (Debian's busybox-static and busybox-static:arm64;
+the arm64 RUN steps run under qemu-user-static). Figures:
+
+- pybuild single-platform cold build (amd64), and the native (amd64) half of the two-platform cold
+  build, from its build record: from the first to the last end of an amd64 step (target: no slower);
+- two-platform cold build: pybuild vs `buildah bud --platform linux/amd64,linux/arm64 --manifest`
+  (target: faster);
+- two-platform cached rebuild, median of --runs: pybuild vs buildah (targets: < 0.3 s, >= 10x).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "fixtures"))
+
+import baseimages  # noqa: E402
+from build import PY, newest_record, steps_dockerfile, timed  # noqa: E402  (bench/build.py)
+
+PLATFORMS = "linux/amd64,linux/arm64"
+
+
+def dockerfile() -> str:
+    steps = steps_dockerfile(40).splitlines()[1:]  # the 40-step workload without its FROM
+    return "ARG TARGETARCH\nFROM busybox:$TARGETARCH\n" + "\n".join(steps) + "\n"
+
+
+def context(base: Path, name: str, text: str) -> Path:
+    ctx = base / name
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(text)
+    (ctx / "a.txt").write_text("a\n")
+    return ctx
+
+
+def native_half(record: dict, steps_per_platform: int) -> float:
+    """Wall time of the first platform's (amd64's) steps in a two-platform build record: the first
+    solver numbers its steps 1..steps_per_platform."""
+    mine = [s for s in record["steps"] if s["id"] <= steps_per_platform]
+    return max(s["started"] + s["duration"] for s in mine) - min(s["started"] for s in mine)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=5)
+    opts = ap.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("the build benchmark needs root (RUN steps run in namespaces)")
+    work = Path(tempfile.mkdtemp(prefix="bench-mp-"))
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYBUILD_ROOT"] = str(work / "store")
+    env_single = {**env, "PYBUILD_ROOT": str(work / "store-single")}  # its own cache: the amd64 half would hit it
+    pb = [PY, "-m", "builder"]
+    buildah = ["buildah", "--root", str(work / "buildah"), "--runroot", str(work / "buildah-run"),
+               "--storage-driver", "overlay"]
+    try:
+        tars = {arch: baseimages.busybox_rootfs_tar(work / f"busybox-{arch}.tar", None if arch == "amd64" else arch)
+                for arch in ("amd64", "arm64")}
+        subprocess.run([PY, "-m", "compileall", "-q", str(ROOT / "builder"), str(ROOT / "grammar"),
+                        str(ROOT / "runtime")], env=env, check=True)
+        for arch, tar in tars.items():
+            for e in (env, env_single):
+                subprocess.run([*pb, "import", "--platform", f"linux/{arch}", str(tar), f"busybox:{arch}"], env=e,
+                               check=True, stdout=subprocess.DEVNULL)
+            img = subprocess.run([*buildah, "from", "scratch"], env=env, check=True, capture_output=True,
+                                 text=True).stdout.strip()
+            subprocess.run([*buildah, "add", img, str(tar), "/"], env=env, check=True, stdout=subprocess.DEVNULL)
+            subprocess.run([*buildah, "config", "--arch", arch, "--os", "linux", img], env=env, check=True)
+            subprocess.run([*buildah, "commit", "-q", img, f"busybox:{arch}"], env=env, check=True,
+                           stdout=subprocess.DEVNULL)
+        text = dockerfile()
+        steps = sum(1 for line in text.splitlines() if line.split(" ", 1)[0] in ("FROM", "RUN", "COPY", "WORKDIR"))
+        single = context(work, "single", text)
+        multi = context(work, "multi", text)
+        bud = context(work, "bud", text)
+
+        single_cold, _ = timed([*pb, "build", "-q", "-t", "w2:single", str(single)], env_single)
+        multi_cold, rss = timed([*pb, "build", "-q", "--platform", PLATFORMS, "-t", "w2:multi", str(multi)], env)
+        half = native_half(newest_record(work / "store" / "builds"), steps)
+        single_cached = statistics.median(timed([*pb, "build", "-q", "-t", "w2:single", str(single)], env_single)[0]
+                                          for _ in range(opts.runs))
+        cached = statistics.median(timed([*pb, "build", "-q", "--platform", PLATFORMS, "-t", "w2:multi",
+                                          str(multi)], env)[0] for _ in range(opts.runs))
+        bud_argv = [*buildah, "bud", "--runtime", "runc", "--layers", "--pull=never", "-q", "--platform", PLATFORMS,
+                    "--manifest", "w2:manifest", str(bud)]
+        bud_cold, _ = timed(bud_argv, env)
+        bud_cached = statistics.median(timed(bud_argv, env)[0] for _ in range(opts.runs))
+        arches = [m["platform"]["architecture"] for m in json.loads(subprocess.run(
+            [*buildah, "manifest", "inspect", "w2:manifest"], env=env, check=True, capture_output=True,
+            text=True).stdout)["manifests"]]
+        print(f"load average {os.getloadavg()[0]:.1f}; wall times include interpreter start; "
+              f"buildah's manifest holds {arches}")
+        print(f"{'figure':46s} {'pybuild':>9s} {'peer':>9s} {'ratio':>7s}  target")
+        print(f"{'native half vs single-platform build (cold)':46s} {half:8.2f}s {single_cold:8.2f}s "
+              f"{single_cold / half:6.2f}x  >= 1x (no slower)")
+        print(f"{'two platforms cold vs buildah':46s} {multi_cold:8.2f}s {bud_cold:8.2f}s "
+              f"{bud_cold / multi_cold:6.2f}x  > 1x (faster)   pybuild RSS {rss} MB")
+        print(f"{'two platforms cached vs buildah':46s} {cached:8.3f}s {bud_cached:8.2f}s "
+              f"{bud_cached / cached:6.2f}x  < 0.3 s, >= 10x")
+        print(f"{'(single-platform cached rebuild, for scale)':46s} {single_cached:8.3f}s")
+    finally:
+        subprocess.run(["umount", "-R", str(work / "buildah")], stderr=subprocess.DEVNULL)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

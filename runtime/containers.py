@@ -100,6 +100,56 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+class LogWriter:
+    """Writes a container's output as Docker's json-file driver does, one object per line:
+    `{"log": "hello\\n", "stream": "stdout", "time": "2026-12-07T19:13:55.546434123Z"}`.
+
+    `sink(stream, fd)` is an `Output` callback that also copies the bytes to `fd` (the terminal
+    of `pybuild run`, or the supervisor's output.log)."""
+
+    def __init__(self, path: Path) -> None:
+        import threading
+
+        self.file = open(path, "ab")
+        self.lock = threading.Lock()
+        self.partial: dict[str, bytes] = {}
+
+    def sink(self, stream: str, fd: int | None) -> Callable[[bytes], None]:
+        target = [fd]
+
+        def write(data: bytes) -> None:
+            rest = data
+            try:
+                while target[0] is not None and rest:
+                    rest = rest[os.write(target[0], rest):]
+            except OSError:  # the reader went away (`pybuild run ... | head`): the log still gets it all
+                target[0] = None
+            self._add(stream, data)
+        return write
+
+    def _add(self, stream: str, data: bytes) -> None:
+        with self.lock:
+            *lines, rest = (self.partial.get(stream, b"") + data).split(b"\n")
+            self.partial[stream] = rest
+            if lines:
+                self._write(stream, [ln + b"\n" for ln in lines])
+
+    def _write(self, stream: str, lines: list[bytes]) -> None:
+        ns = time.time_ns()
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + f".{ns % 1_000_000_000:09d}Z"
+        self.file.write(b"".join(json.dumps({"log": ln.decode(errors="replace"), "stream": stream, "time": stamp},
+                                            ensure_ascii=False).encode() + b"\n" for ln in lines))
+        self.file.flush()
+
+    def close(self) -> None:
+        with self.lock:
+            for stream, rest in self.partial.items():
+                if rest:
+                    self._write(stream, [rest])
+            self.partial.clear()
+        self.file.close()
+
+
 class Container:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -113,6 +163,11 @@ class Container:
     @property
     def log_path(self) -> Path:
         return self.path / "output.log"
+
+    @property
+    def json_log_path(self) -> Path:
+        """Docker's json-file log: every line the container wrote, with its stream and time."""
+        return self.path / "log.json"
 
     def state(self) -> ContainerState:
         try:

@@ -271,6 +271,17 @@ class _Run:
             fd = theirs.detach()
             self.to_close.append(fd)
             return fd, fd, fd
+        if callable(stdout) and stderr is stdout:  # one sink for both: one pipe keeps them in the order written
+            r, w = os.pipe()
+            self.readers[r] = stdout
+            self.to_close.append(w)
+            if stdin is None:
+                if self.process.stdin:
+                    stdin = 0
+                else:
+                    stdin = os.open("/dev/null", os.O_RDONLY)
+                    self.to_close.append(stdin)
+            return stdin, w, w
         fds = []
         for out, default in ((stdout, 1), (stderr, 2)):
             if callable(out):

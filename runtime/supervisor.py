@@ -18,7 +18,7 @@ import signal
 import sys
 from pathlib import Path
 
-from runtime.containers import Container
+from runtime.containers import Container, LogWriter
 from runtime.errors import SandboxError
 
 
@@ -38,12 +38,16 @@ def main(argv: list[str]) -> int:
         stdin, _keep_open = os.pipe()
     else:
         stdin = os.open(os.devnull, os.O_RDONLY)
+    log = LogWriter(container.json_log_path)  # docker logs' timestamps and streams; output.log keeps the bytes
     try:
-        status = container.run(stdout=1, stderr=2, stdin=stdin)
+        tty = container.config.process.tty
+        status = container.run(stdout=log.sink("stdout", 1), stderr=2 if tty else log.sink("stderr", 2), stdin=stdin)
         code = status.code
     except SandboxError as exc:
         sys.stderr.write(f"pybuild: {exc.render()}\n")
         code = 125
+    finally:
+        log.close()
     if container.config.auto_remove:
         if starter is not None:
             select.select([starter], [], [], 60)  # EOF once `pybuild run -d` has seen the state (or died)

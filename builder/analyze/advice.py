@@ -53,7 +53,7 @@ class RebuildCost:
 class Suggestion:
     line: int
     instruction: str
-    kind: str  # copy-order | apt-update | cache-mount | dockerignore
+    kind: str  # copy-order | apt-update | cache-mount | dockerignore | delete-later
     message: str
 
 
@@ -123,6 +123,8 @@ def rebuild_costs(build: dict[str, Any], cache: BuildCache, *, depth: int = 2) -
     costs = step_costs(build, cache)
     readers: dict[str, set[int]] = {}  # file -> steps it invalidates
     for i, s in enumerate(steps):
+        if _from_other(s):  # COPY --from: another stage's or image's files, not context paths
+            continue
         files = list(inputs_of(s, cache)) or _sources_of(s)
         if not files:
             continue
@@ -175,17 +177,21 @@ def suggestions(build: dict[str, Any], cache: BuildCache) -> list[Suggestion]:
                                       f"{name} downloads again on every miss ({costs[i]:.1f}s here): "
                                       f"`RUN --mount=type=cache,target={target} ...` keeps its cache between builds"))
             broad = _broad_copy_before(steps, i)
-            if broad is not None and costs[i] >= SLOW_SECONDS and manifests:
-                present = sorted({f for f in inputs_of(steps[broad], cache)
-                                  if any(fnmatch.fnmatchcase(f, m) for m in manifests)}) or list(manifests[:2])
+            found = sorted({f for f in inputs_of(steps[broad], cache)
+                            if any(fnmatch.fnmatchcase(f, m) for m in manifests)}) if broad is not None else []
+            if broad is not None and manifests and (costs[i] >= SLOW_SECONDS or found):
+                present = found or list(manifests[:2])
                 dest = steps[broad].get("instruction", "").split()[-1]
                 out.append(Suggestion(steps[broad].get("line", 0), steps[broad].get("instruction", ""), "copy-order",
                                       f"this COPY of the whole context comes before `{text}` (line {s.get('line', 0)}, "
                                       f"{costs[i]:.1f}s): any change reruns it. Copy {', '.join(present)} first, run "
                                       f"the install, then copy the rest: `COPY {' '.join(present)} {dest}`"))
             break
+    out += _created_then_deleted(steps)
     patterns: dict[str, tuple[int, set[int]]] = {}
     for i, s in enumerate(steps):
+        if _from_other(s):
+            continue
         files = inputs_of(s, cache)
         for f in files:
             ignorable = _ignorable(f)
@@ -199,6 +205,41 @@ def suggestions(build: dict[str, Any], cache: BuildCache) -> list[Suggestion]:
                               f"add `{pattern}` to .dockerignore: {n} file{'s' if n != 1 else ''} that never need to "
                               f"reach the image invalidate {len(dirty)} step(s) "
                               f"({sum(costs[i] for i in dirty):.1f}s) when they change"))
+    return out
+
+
+def _from_other(step: dict[str, Any]) -> bool:
+    """A COPY/ADD from another stage or an image (`--from=`): what it reads is not the context."""
+    return bool(re.match(r"(COPY|ADD)\b.*\s--from[=\s]", step.get("instruction", ""), re.I))
+
+
+_RM = re.compile(r"\brm\s+(?:-\w+\s+)*((?:[^;&|\s]+\s*)+)")
+
+
+def _created_then_deleted(steps: list[dict[str, Any]]) -> list[Suggestion]:
+    """A file an earlier step of the stage made (downloaded, copied, extracted) and a later RUN
+    deletes: the later layer only hides it, the bytes stay in the earlier one."""
+    out: list[Suggestion] = []
+    for i, s in enumerate(steps):
+        if s.get("kind") != "RUN":
+            continue
+        for m in _RM.finditer(s.get("instruction", "")):
+            for path in m.group(1).split():
+                name = path.rstrip("/").rsplit("/", 1)[-1]
+                if not name or "*" in name or name.startswith("-") or name in (".", "..") or len(name) < 3:
+                    continue
+                for j in range(i - 1, -1, -1):
+                    prev = steps[j]
+                    if prev.get("stage") != s.get("stage"):
+                        break
+                    if prev.get("kind") in ("RUN", "COPY", "ADD") and not prev.get("empty_layer") and \
+                            re.search(rf"(?<![\w.-]){re.escape(name)}(?![\w.-])", prev.get("instruction", "")):
+                        out.append(Suggestion(
+                            s.get("line", 0), s.get("instruction", ""), "delete-later",
+                            f"`{name}` comes from line {prev.get('line', 0)} (`{prev.get('instruction', '')[:60]}`) "
+                            f"and is deleted here, in a later layer: its bytes stay in the image. Create, use and "
+                            "delete it in one RUN, use RUN --mount (bind, cache or secret), or a build stage"))
+                        break
     return out
 
 

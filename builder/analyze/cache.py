@@ -46,11 +46,13 @@ class PruneResult:
     kept: int
     reasons: dict[str, str] = field(default_factory=dict)  # key -> why it went
 
-    def render(self) -> str:
-        lines = [f"Deleted build cache: {row.key[7:19]}  {human_size(row.size):>9}  {self.reasons.get(row.key, '')}  "
+    def render(self, dry_run: bool = False) -> str:
+        verb = "Would delete" if dry_run else "Deleted"
+        lines = [f"{verb} build cache: {row.key[7:19]}  {human_size(row.size):>9}  {self.reasons.get(row.key, '')}  "
                  f"{row.instruction or row.kind}" for row in self.removed]
-        lines.append(f"Build cache: removed {len(self.removed)} entries, kept {self.kept}; released "
-                     f"{human_size(self.freed_bytes)} of layers (their blobs go unless an image uses them)")
+        lines.append(f"Build cache: {'would remove' if dry_run else 'removed'} {len(self.removed)} entries, kept "
+                     f"{self.kept}; {'would release' if dry_run else 'released'} {human_size(self.freed_bytes)} of "
+                     "layers (their blobs go unless an image uses them)")
         return "\n".join(lines)
 
 
@@ -151,7 +153,7 @@ def _matches(row: CacheRow, filters: dict[str, str], now: float) -> bool:
 
 
 def prune_cache(root: str | os.PathLike[str], *, keep_storage: str | None = None, keep_duration: str | None = None,
-                filters: Iterable[str] | None = None, now: float | None = None) -> PruneResult:
+                filters: Iterable[str] | None = None, now: float | None = None, dry_run: bool = False) -> PruneResult:
     """Remove cache entries by policy: those matching every `--filter`; of those, the ones unused for
     longer than `keep_duration`; then least recently used until the cache fits in `keep_storage`.
     With only filters, every matching entry goes."""
@@ -177,7 +179,7 @@ def prune_cache(root: str | os.PathLike[str], *, keep_storage: str | None = None
             kept = [k for k in kept if k.key != r.key]
     cache = BuildCache(root)
     removed = tuple(r for r in rows if r.key in reasons)
-    for r in removed:
+    for r in removed if not dry_run else ():
         cache.remove(r.key)
     kept_layers = {r.layer_digest for r in rows if r.key not in reasons}
     freed = total_size(r for r in removed if r.layer_digest not in kept_layers)

@@ -62,6 +62,12 @@ class LayerPair:
     same: bool
     files: tuple["FileChange", ...] = ()  # members of the two layers compared (when both exist and differ)
 
+    @property
+    def metadata_only(self) -> bool:
+        """Two different layer tars with the same members, contents, modes and owners: they differ
+        only in what a diff does not show (mtimes, most often, or member order, xattrs)."""
+        return not self.same and self.a is not None and self.b is not None and not self.files
+
 
 @dataclass(frozen=True, slots=True)
 class ImageDiff:
@@ -228,6 +234,9 @@ def render_diff(d: ImageDiff, *, limit: int = 200, layer_limit: int = 20) -> str
         lines.append(f" {mark} {p.index:>2}  A: {_layer_label(p.a) if p.a else '(none)'}")
         if not p.same:
             lines.append(f"        B: {_layer_label(p.b) if p.b else '(none)'}")
+        if p.metadata_only:
+            lines.append("          same files, contents, modes and owners: the layers differ only in mtimes "
+                         "(or member order, xattrs); SOURCE_DATE_EPOCH makes them equal")
         for f in p.files[:layer_limit]:
             lines.append(f"          {_change_line(f, sign)}")
         if len(p.files) > layer_limit:
@@ -249,6 +258,8 @@ def diff_json(d: ImageDiff) -> dict[str, Any]:
     data = asdict(d)
     data["bytes_delta"] = d.bytes_delta
     data["config"] = [{"field": k, "a": x, "b": y} for k, x, y in d.config]
+    for pair, layer in zip(d.layers, data["layers"]):
+        layer["metadata_only"] = pair.metadata_only
     return data
 
 

@@ -339,9 +339,12 @@ def store_root() -> Path:
     return default_root()
 
 
-def history_builds(*, json_output: bool = False) -> int:
-    """What `pybuild history --builds [--json]` prints: one row per recorded build, oldest first."""
+def history_builds(*, json_output: bool = False, last: int | None = None) -> int:
+    """What `pybuild history --builds [--json] [-n N]` prints: one row per recorded build, oldest
+    first (the last N only with `last`)."""
     rows = build_summaries(store_root())
+    if last is not None:
+        rows = rows[len(rows) - last:] if last > 0 else []
     print(json.dumps(rows, indent=2) if json_output else render_build_summaries(rows))
     return 0
 

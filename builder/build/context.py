@@ -141,6 +141,16 @@ class BuildContext:
                 self._walks[key] = entries
         return _digest(entries, owner, table)
 
+    def walked_bytes(self) -> int:
+        """The size of the regular files the kept (`reuse=True`) walks read, each counted once:
+        what BuildKit reports as `transferring context`."""
+        sizes: dict[str, int] = {}
+        for entries in self._walks.values():
+            for e in entries:
+                if e[1] == "f":
+                    sizes[e[0]] = e[4].st_size
+        return sum(sizes.values())
+
     def checksum_table(self, rels: Sequence[str], *, excludes: Sequence[str] = (),
                        owner: tuple[int, int] | None = None, reuse: bool = False) -> tuple[str, dict[str, str]]:
         """`checksum()` plus the per-file table {path: checksum} from the same walk."""

@@ -33,11 +33,13 @@ def _image_word(value: str) -> str | None:
     return rest[0] if rest else None
 
 
-def pin_dockerfile(text: str, resolve: Callable[[Reference], str],
-                   filename: str = "Dockerfile") -> tuple[str, list[Pin]]:
+def pin_dockerfile(text: str, resolve: Callable[[Reference], str], filename: str = "Dockerfile",
+                   on_error: Callable[[StepError], None] | None = None) -> tuple[str, list[Pin]]:
     """The Dockerfile with every pinnable FROM pinned via `resolve(ref) -> digest`, and the pins made.
 
-    A malformed reference or a registry error is re-raised as a `StepError` at that FROM's line.
+    A malformed reference or a registry error is a `StepError` at that FROM's line: raised, or,
+    with `on_error`, handed to it and that FROM left as it is while the others are pinned; a FROM
+    whose image uses a variable cannot be pinned here and is reported to `on_error` too.
     Line endings (LF or CRLF) are kept as they are in `text`.
     """
     from dockerfile_parse import DockerfileParser
@@ -56,7 +58,7 @@ def pin_dockerfile(text: str, resolve: Callable[[Reference], str],
         known_stage = word.lower() in stages
         if alias:
             stages.add(alias.group(1).lower())
-        if known_stage or word.lower() == "scratch" or "$" in word or "@" in word:
+        if known_stage or word.lower() == "scratch" or "@" in word:
             continue
         pattern = re.compile(rf"(?<=\s){re.escape(word)}(?=\s|$)")
         start, end = ins["startline"], ins["endline"]
@@ -64,11 +66,23 @@ def pin_dockerfile(text: str, resolve: Callable[[Reference], str],
         if at is None:
             continue
         i, match = at
+        if "$" in word:
+            if on_error is not None:
+                on_error(StepError(f"{word} is not pinned: it names its image with a variable, which pin cannot "
+                                   "resolve", filename=filename, line=i + 1, column=match.start() + 1,
+                                   source_line=lines[i].rstrip("\r\n"),
+                                   hint="pin the value instead (ARG ...=name:tag@sha256:...), or write the image "
+                                        "name out"))
+            continue
         try:
             new = f"{word}@{resolve(parse_reference(word))}"
         except BuildError as exc:
-            raise StepError(exc.message, filename=filename, line=i + 1, column=match.start() + 1,
-                            source_line=lines[i], hint=exc.hint) from None
+            error = StepError(exc.message, filename=filename, line=i + 1, column=match.start() + 1,
+                              source_line=lines[i].rstrip("\r\n"), hint=exc.hint)
+            if on_error is None:
+                raise error from None
+            on_error(error)
+            continue
         lines[i] = lines[i][:match.start()] + new + lines[i][match.end():]
         pins.append(Pin(i + 1, word, new))
     return "".join(lines), pins

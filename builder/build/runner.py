@@ -16,6 +16,7 @@ TYPE_CHECKING = False  # not typing's: importing typing costs the cached no-op r
 if TYPE_CHECKING:
     from typing import Any
     from builder.build.context import BuildContext
+    from builder.build.internal import InternalSteps
     from builder.build.records import BuildRecord
     from builder.build.sources.ssh import SshAgents
     from builder.store import Store
@@ -56,8 +57,9 @@ def run_build(options: BuildOptions, progress: Progress) -> BuildResult:
                 **({"shm_size": options.shm_size} if options.shm_size else {})})
             hit = memo.lookup(root, memo_key, ctx, list(options.tags)) if ctx.root is not None else None
             if hit is not None:  # the options are those of an earlier build that was checked
-                return _replay(options, root, ctx, hit, progress, started)
+                return _replay(options, root, ctx, hit, progress, started, _load_steps(ctx, progress))
             validate(options)  # not before the memo: it imports the image-name parser
+        steps = _load_steps(ctx, progress)
         from builder.cache.dockerfile import load_dockerfile
         from builder.store import Store
         from runtime.userns import enter_rootless
@@ -66,7 +68,7 @@ def run_build(options: BuildOptions, progress: Progress) -> BuildResult:
         store = Store.open(root)
         df = load_dockerfile(ctx.dockerfile, ctx.dockerfile_name, store.root)
         with store.lease():
-            return _build(options, store, ctx, df, progress, started, memo_key, ssh)
+            return _build(options, store, ctx, df, progress, started, memo_key, ssh, steps)
     finally:
         if ssh is not None:
             ssh.close()
@@ -92,27 +94,48 @@ def _new_record(options: BuildOptions, ctx: BuildContext, started: float, platfo
         build_args=dict(options.build_args), platform=platform)
 
 
+def _load_steps(ctx: BuildContext, progress: Progress) -> InternalSteps:
+    """`[internal] load build definition from Dockerfile` and `[internal] load .dockerignore`."""
+    from builder.build.internal import InternalSteps, human_bytes
+
+    steps = InternalSteps(progress)
+    steps.step(f"[internal] load build definition from {ctx.dockerfile_name}",
+               [f"transferring dockerfile: {human_bytes(len(ctx.dockerfile))} done"])
+    try:
+        size = ctx.ignore_file.stat().st_size if ctx.ignore_file is not None else 0
+    except OSError:
+        size = 0
+    steps.step("[internal] load .dockerignore", [f"transferring context: {human_bytes(size)} done"])
+    steps.shown.clear()  # shown live by every build, the memo keeps only what comes after
+    return steps
+
+
 def _replay(options: BuildOptions, root: Path, ctx: BuildContext, hit: dict[str, Any], progress: Progress,
-            started: float) -> BuildResult:
+            started: float, steps: InternalSteps) -> BuildResult:
     """Finish a build the memo recognised: show every step as cached, write its record."""
     from builder.build.records import StepRecord
 
     record = _new_record(options, ctx, started, hit["platform"])
     for w in hit["warnings"]:
         progress.info(f"WARNING: {w}")
+    steps.replay(hit.get("internal", []))
     for step in hit["steps"]:
         progress.start(step["id"], hit["names"][str(step["id"])])
         (progress.done if step["kind"] == "FROM" else progress.cached)(step["id"])
+        steps.skip_to(step["id"])
         rec = StepRecord(**{**step, "cache": "hit", "reason": "", "duration": 0.0, "cpu_seconds": 0.0,
                             "memory_peak_bytes": 0, "output_bytes": 0})
         record.steps.append(rec)
+    if hit.get("export"):
+        name, statuses = hit["export"]
+        steps.end(steps.begin(name), statuses, record=False)
     record.status, record.image_id, record.manifest_digest = "ok", hit["image_id"], hit["manifest_digest"]
     _finish(root, record)
     return BuildResult(hit["image_id"], hit["manifest_digest"], record.id, tuple(hit.get("checks", ())))
 
 
 def _build(options: BuildOptions, store: Store, ctx: BuildContext, df: Any, progress: Progress, started: float,
-           memo_key: str | None, ssh: SshAgents | None) -> BuildResult:
+           memo_key: str | None, ssh: SshAgents | None, steps: InternalSteps) -> BuildResult:
     from builder.build.convert import Options, convert
     from builder.build.export import assemble, write_outputs
     from builder.build.options import check_entitlements, output_compression
@@ -124,7 +147,13 @@ def _build(options: BuildOptions, store: Store, ctx: BuildContext, df: Any, prog
     def image(ref: str, platform: str) -> Any:
         """A base image: from the store (no registry import), or pulled when missing or with --pull."""
         if (ref, platform) not in images:
-            images[ref, platform] = _base_image(store, ref, platform, options.pull)
+            n = steps.begin(f"[internal] load metadata for {_canonical(ref)}")
+            try:
+                images[ref, platform] = _base_image(store, ref, platform, options.pull)
+            except BaseException as exc:
+                steps.fail(n, getattr(exc, "message", None) or str(exc) or type(exc).__name__)
+                raise
+            steps.end(n)
         return images[ref, platform]
 
     def resolve_image(ref: str, platform: str) -> dict[str, Any]:
@@ -148,24 +177,40 @@ def _build(options: BuildOptions, store: Store, ctx: BuildContext, df: Any, prog
                         options.extra_hosts, options.shm_size)
     cache = BuildCache(store.root)
     job = BuildJob(store, cache, ctx, progress, opts, record, image)
-    solvers = _solvers(graphs, targets, job)
+    _load_context(ctx, graph, steps)
+    solvers = _solvers(graphs, targets, job, steps.n)
+    steps.skip_to(max((n for sv in solvers for n in sv.numbers.values()), default=steps.n))
     try:
         if options.cache_from:
             from builder.cache.export import import_cache
 
             for spec in options.cache_from:
                 progress.info(f"importing cache from {spec.ref or spec.path}: {import_cache(store, cache, spec)} entries")
+        export_name = _export_name(options.outputs)
         if len(solvers) == 1:
             built = assemble(store, solvers[0].solve())
-            manifest_digest = write_outputs(store, built, options.outputs, options.tags, progress, compression, level)
+            n = steps.begin(export_name)
+            try:
+                manifest_digest = write_outputs(store, built, options.outputs, options.tags, progress, compression,
+                                                level)
+            except BaseException as exc:
+                steps.fail(n, getattr(exc, "message", None) or str(exc) or type(exc).__name__)
+                raise
             result_id = str(built.id)
         else:
             from builder.build.export import write_index_outputs
 
             results = _solve_all(solvers)
-            manifest_digest = write_index_outputs(store, [assemble(store, r) for r in results], options.outputs,
-                                                  options.tags, progress, compression, level)
+            n = steps.begin(export_name)
+            try:
+                manifest_digest = write_index_outputs(store, [assemble(store, r) for r in results], options.outputs,
+                                                      options.tags, progress, compression, level)
+            except BaseException as exc:
+                steps.fail(n, getattr(exc, "message", None) or str(exc) or type(exc).__name__)
+                raise
             result_id = str(manifest_digest)
+        export = _export_statuses(options, result_id, str(manifest_digest))
+        steps.end(n, export, record=False)
         if options.cache_to:
             from builder.cache.export import export_cache, keys_for_mode
 
@@ -183,7 +228,8 @@ def _build(options: BuildOptions, store: Store, ctx: BuildContext, df: Any, prog
     _finish(store.root, record)
     if memo_key is not None and ctx.root is not None and not solvers[0].volatile:
         names = {k: v for solver in solvers for k, v in solver.names.items()}
-        _save_memo(store, memo_key, options, images, solvers[0].inputs, names, record, graph.warnings, checks)
+        _save_memo(store, memo_key, options, images, solvers[0].inputs, names, record, graph.warnings, checks,
+                   steps.shown, [export_name, export])
     return BuildResult(result_id, str(manifest_digest), record.id, checks)
 
 
@@ -196,21 +242,21 @@ def _check_emulation(graphs: list[Any]) -> None:
                   if st.platform and any(isinstance(n.op, Exec) for n in st.nodes)}))
 
 
-def _solvers(graphs: list[Any], targets: list[str], job: Any) -> list[Any]:
-    """One solver per target platform; the stages all graphs have identically (with the same
-    stages below them) are built once between them."""
+def _solvers(graphs: list[Any], targets: list[str], job: Any, first: int = 0) -> list[Any]:
+    """One solver per target platform, numbering steps after `first` (the [internal] steps); the
+    stages all graphs have identically (with the same stages below them) are built once between them."""
     import threading
 
     from builder.build.solver import SharedStages, Solver
 
     if len(graphs) == 1:
-        return [Solver(graphs[0], job)]
+        return [Solver(graphs[0], job, first=first)]
     shared: set[int] = set()
     for idx in graphs[0].order():
         stage = graphs[0].stages[idx]
         if stage.deps() <= shared and all(g.stages.get(idx) == stage for g in graphs[1:]):
             shared.add(idx)
-    common, cancel, solvers, first = SharedStages(shared), threading.Event(), [], 0
+    common, cancel, solvers = SharedStages(shared), threading.Event(), []
     for graph, target in zip(graphs, targets):
         solver = Solver(graph, job, first=first, label=target, shared=common, cancel=cancel)
         first = solver.last
@@ -262,7 +308,8 @@ def _run_checks(options: BuildOptions, ctx: BuildContext, df: Any, graph: Any, i
 
 def _save_memo(store: Store, key: str, options: BuildOptions, images: dict[tuple[str, str], Any],
                inputs: list[list[Any]], names: dict[int, str], record: BuildRecord, warnings: list[str],
-               checks: tuple[str, ...] = ()) -> None:
+               checks: tuple[str, ...] = (), internal: list[list[object]] | None = None,
+               export: list[object] | None = None) -> None:
     """Remember this build's inputs so that an identical rebuild skips parsing and solving."""
     from builder.cache import memo
     from builder.errors import BuildError
@@ -282,6 +329,7 @@ def _save_memo(store: Store, key: str, options: BuildOptions, images: dict[tuple
         "bases": bases, "inputs": inputs, "image_id": record.image_id,
         "manifest_digest": record.manifest_digest, "tags": [normalize_tag(t) for t in options.tags],
         "cli_tags": list(options.tags), "warnings": warnings, "checks": list(checks),
+        "internal": internal or [], "export": export,
         "platform": record.platform, "names": {str(k): v for k, v in names.items()},
         "steps": [s.as_json() for s in record.steps]})
 
@@ -313,3 +361,69 @@ def _finish(root: Path, record: BuildRecord) -> None:
     record.duration = round(record.finished - record.started, 6)
     record.steps.sort(key=lambda s: s.id)
     records.write(root, record)
+
+
+def _canonical(ref: str) -> str:
+    """`busybox` -> `docker.io/library/busybox:latest`, as BuildKit names what it resolves."""
+    from builder.errors import BuildError
+    from builder.oci.reference import parse_reference
+
+    try:
+        parsed = parse_reference(ref)
+    except BuildError:
+        return ref
+    return str(parsed if parsed.digest else parsed.with_default_tag())
+
+
+_EXPORTERS = {"image": "exporting to image", "registry": "exporting to image", "oci": "exporting to oci image format",
+              "docker": "exporting to docker image format", "local": "exporting to client directory",
+              "tar": "exporting to client tarball"}
+
+
+def _export_name(outputs: tuple[Output, ...]) -> str:
+    return _EXPORTERS.get(outputs[0].type, "exporting") if outputs else "exporting"
+
+
+def _export_statuses(options: BuildOptions, image_id: str, manifest_digest: str) -> list[str]:
+    """The status lines of the export step, as BuildKit prints them."""
+    out = ["exporting layers done"]
+    for o in options.outputs:
+        if o.type == "image":
+            out.append(f"writing image {image_id} done")
+            names = list(options.tags) + [n for n in o.get("name").split(",") if n and n not in options.tags]
+            out += [f"naming to {_canonical(n)} done" for n in names]
+        elif o.type == "registry":
+            names = [n for n in o.get("name").split(",") if n] or list(options.tags)
+            out += [f"pushing manifest for {_canonical(n)}@{manifest_digest} done" for n in names]
+        elif o.type in ("oci", "docker", "tar"):
+            out.append(f"sending tarball {o.get('dest')} done")
+        elif o.type == "local":
+            out.append(f"copying files to {o.get('dest')} done")
+    return out
+
+
+def _load_context(ctx: BuildContext, graph: Any, steps: InternalSteps) -> None:
+    """`[internal] load build context`: read (checksum) every context file a COPY/ADD takes, once,
+    before the first step; the steps' keys then reuse these walks."""
+    from builder.build.graph import FileCopy
+    from builder.build.internal import human_bytes
+    from builder.build.ops.copy import is_url
+    from builder.errors import BuildError
+
+    reads = []
+    for idx in graph.order():
+        for node in graph.stages[idx].nodes:
+            op = node.op
+            if isinstance(op, FileCopy) and op.from_stage is None and not op.from_image and not op.git:
+                local = [src for src in op.sources if not (op.kind == "ADD" and is_url(src))]
+                if local:
+                    reads.append((local, op.excludes))
+    if not reads or ctx.root is None:
+        return
+    n = steps.begin("[internal] load build context")
+    for sources, excludes in reads:
+        try:
+            ctx.checksum(ctx.resolve_sources(sources), excludes=excludes, reuse=True)
+        except BuildError:
+            continue  # the COPY step reports it, located
+    steps.end(n, [f"transferring context: {human_bytes(ctx.walked_bytes())} done"])

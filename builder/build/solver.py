@@ -159,9 +159,9 @@ class Solver:
         count = len(layer_nodes) + 1
         sid = self.numbers[(stage.index, 0)]
         t0 = time.monotonic()
-        self.names[sid] = self._step_name(stage, 1, count, stage.origin.text.strip() or "FROM")
-        self.job.progress.start(sid, self.names[sid])
         state = self._base(stage)
+        self.names[sid] = self._step_name(stage, 1, count, _from_text(stage, state))
+        self.job.progress.start(sid, self.names[sid])
         rec = StepRecord(sid, stage.label, stage.index, 1, count, stage.origin.text.strip(), stage.origin.line,
                          stage.origin.end_line or stage.origin.line, "FROM", key=state.key.digest,
                          key_parts=state.key_parts, cache="hit", empty_layer=True,
@@ -300,3 +300,20 @@ def _parse_time(text: str | None) -> float:
 def _one_line(exc: BaseException) -> str:
     text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _from_text(stage: Stage, state: Any) -> str:
+    """The FROM step as BuildKit names it: the base resolved (`FROM docker.io/library/busybox:latest@sha256:...`,
+    variables expanded); a stage or scratch base keeps the Dockerfile's text."""
+    if isinstance(stage.base, ImageSource) and state.base_image is not None:
+        from builder.errors import InvalidReferenceError
+        from builder.oci.reference import parse_reference
+
+        try:
+            ref = parse_reference(stage.base.ref)
+        except InvalidReferenceError:
+            return stage.origin.text.strip() or "FROM"
+        if ref.digest:
+            return f"FROM {ref}"
+        return f"FROM {ref.with_default_tag()}@{state.base_image.digest}"
+    return stage.origin.text.strip() or "FROM"

@@ -82,10 +82,23 @@ def run(args: argparse.Namespace) -> int:
 
         model = explore(layer_sources(image), label=label, readers=1 if reads_one_at_a_time(args.image) else 2)
         _write_html(args, report, str(image.id), model)
+    results = None
+    if limits is not None:
+        from builder.analyze.ci import evaluate
+
+        results = evaluate(report, limits)
     if args.json:
         from builder.analyze.report import dumps
 
-        print(dumps(report, files=not args.no_files))
+        text = dumps(report, files=not args.no_files)
+        if results is not None:  # the verdict belongs in the JSON a CI job parses
+            import json
+
+            data = json.loads(text)
+            data["ci"] = {"result": "FAIL" if any(r.status == "FAIL" for r in results) else "PASS",
+                          "rules": [{"rule": r.rule, "status": r.status, "message": r.message} for r in results]}
+            text = json.dumps(data, indent=2)
+        print(text)
     else:
         from builder.analyze.report import render_table
 
@@ -94,11 +107,10 @@ def run(args: argparse.Namespace) -> int:
             from builder.analyze.report import render_layer_files
 
             print(render_layer_files(report, top=args.top))
-    if limits is None:
+    if results is None:
         return 0
-    from builder.analyze.ci import evaluate, render
+    from builder.analyze.ci import render
 
-    results = evaluate(report, limits)
     print(render(results), file=sys.stderr if args.json else sys.stdout)
     return 1 if any(r.status == "FAIL" for r in results) else 0
 

@@ -91,6 +91,12 @@ def run(args: argparse.Namespace) -> int:
         _report(args, result, progress)
     finally:
         progress.close()
+    if result.checks and args.progress != "quiet":  # after the build's output, as buildx
+        import sys
+
+        n = len(result.checks)
+        sys.stderr.write(f"\n {n} warning{'s' if n != 1 else ''} found (use pybuild check for details):\n"
+                         + "".join(f" - {line}\n" for line in result.checks))
     return 0
 
 
@@ -106,13 +112,3 @@ def _report(args: argparse.Namespace, result: BuildResult, progress: Progress) -
                      what="the build metadata (--metadata-file)")
     if args.quiet:
         print(result.image_id)
-    else:
-        for tag in args.tag:
-            progress.info(f"naming to {tag} done")
-        progress.info(f"writing image {result.image_id} done")
-    if result.checks and args.progress != "quiet":
-        import sys
-
-        n = len(result.checks)
-        sys.stderr.write(f"\n {n} warning{'s' if n != 1 else ''} found (use pybuild check for details):\n"
-                         + "".join(f" - {line}\n" for line in result.checks))

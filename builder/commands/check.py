@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from builder.build.options import BuildOptions
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -26,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     return report(options, args.format)
 
 
-def report(options: object, fmt: str = "text") -> int:
+def report(options: BuildOptions, fmt: str = "text") -> int:
     """Run the checks for `options` (a BuildOptions) and print them; 1 when anything was found or
     the file has an instruction `docker build` refuses (reported after the warnings, as BuildKit)."""
     import grammar
@@ -34,8 +38,8 @@ def report(options: object, fmt: str = "text") -> int:
     from builder.build.checks.run import check_build
     from builder.build.options import parse_platforms
 
-    parse_platforms(getattr(options, "platform", None))
-    result = check_build(options)  # type: ignore[arg-type]
+    parse_platforms(options.platform)
+    result = check_build(options)
     refused: grammar.DockerfileError | None = None
     try:
         grammar.check_instructions(grammar.parse(result.source, filename=result.filename))
@@ -44,7 +48,7 @@ def report(options: object, fmt: str = "text") -> int:
     if fmt == "json":
         data = render_json(result)
         if refused is not None and "buildError" not in data:
-            data["buildError"] = {"message": exc_message(refused), "location": {
+            data["buildError"] = {"message": refused.message, "location": {
                 "sourceIndex": 0, "ranges": [{"start": {"line": refused.line}, "end": {"line": refused.line}}]}}
         json.dump(data, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -55,6 +59,3 @@ def report(options: object, fmt: str = "text") -> int:
             sys.stderr.write(refused.render() + "\n")
     return 1 if result.violations or result.error or refused is not None else 0
 
-
-def exc_message(exc: Exception) -> str:
-    return getattr(exc, "message", None) or str(exc)

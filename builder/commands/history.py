@@ -19,6 +19,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="only show image ids")
     p.add_argument("--json", action="store_true", help="JSON output")
     p.add_argument("--builds", action="store_true", help="list recorded builds instead of an image's history")
+    p.add_argument("-n", "--last", type=int, metavar="N", help="with --builds: only the last N builds")
+    p.add_argument("--format", metavar="FORMAT", help="a Go template per entry ({{.ID}}, {{.CreatedBy}}, {{.Size}}), "
+                                                       "'table ...', or json")
 
 
 def rows(store: Store, ref: str) -> list[dict]:
@@ -32,8 +35,8 @@ def rows(store: Store, ref: str) -> list[dict]:
         size = 0
         if not h.empty_layer and i < len(layers):
             try:
-                size = store.layer_record(layers[i].diff_id).uncompressed_size or layers[i].size
-            except StoreError:
+                size = store.measured_size(layers[i].diff_id)
+            except (StoreError, OSError):
                 size = layers[i].size
             i += 1
         out.append({"id": "<missing>", "created": h.created, "created_by": h.created_by, "size": size,
@@ -48,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     if args.builds:
         from builder.analyze.explain import history_builds
 
-        return history_builds(json_output=args.json)
+        return history_builds(json_output=args.json, last=args.last)
     if not args.image:
         raise StoreError("pybuild history: give an IMAGE (or --builds)")
     store = Store.open()
@@ -58,6 +61,15 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.quiet:
         print("\n".join(e["id"] if args.no_trunc or e["id"] == "<missing>" else e["id"][7:19] for e in entries))
+        return 0
+    if args.format:
+        from builder.commands._listing import print_formatted
+
+        print_formatted(args.format, [{
+            "ID": e["id"] if args.no_trunc or e["id"] == "<missing>" else e["id"][7:19],
+            "CreatedSince": human_age(e["created"]), "CreatedAt": e["created"], "CreatedBy": e["created_by"],
+            "Size": human_size(e["size"]), "Comment": e["comment"]} for e in entries],
+            {"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedBy": "CREATED BY"})
         return 0
     table_rows = [["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]]
     for e in entries:

@@ -11,6 +11,8 @@ from builder.store import Store
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="name[:tag], name@digest, or image id (prefix)")
+    p.add_argument("-f", "--format", metavar="FORMAT", help="a Go template per image: {{.Id}}, {{json .Config}}, "
+                                                           "{{range .Config.Env}}{{println .}}{{end}}")
     p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]",
                    help="of a multi-platform image, this platform's image (default: this machine's)")
 
@@ -45,5 +47,13 @@ def describe(store: Store, ref: str, platform: str | None = None) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     store = Store.open()
-    print(json.dumps([describe(store, ref, args.platform) for ref in args.images], indent=2))
+    docs = [describe(store, ref, args.platform) for ref in args.images]
+    if args.format:
+        from builder.util.gotemplate import Template
+
+        tmpl = Template(args.format)
+        for doc in docs:
+            print(tmpl.render(doc))
+        return 0
+    print(json.dumps(docs, indent=2))
     return 0

@@ -9,6 +9,8 @@ from builder.containers import containers
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("-f", "--force", action="store_true", help="kill running containers first")
+    p.add_argument("-v", "--volumes", action="store_true",
+                   help="remove the container's anonymous volumes (pybuild always does: they belong to it)")
     p.add_argument("containers", nargs="+", help="container ids (or unique prefixes) or names")
 
 

@@ -100,12 +100,17 @@ def run(args: argparse.Namespace) -> int:
         return 0
     proxy = _SignalProxy()
     previous = {sig: signal.signal(sig, proxy.handle) for sig in PROXIED}
+    from runtime.containers import LogWriter
+
+    log = LogWriter(container.json_log_path)  # kept for `pybuild logs`, as docker keeps every container's
     try:
-        status = container.run(on_start=proxy.started)
+        status = container.run(stdout=log.sink("stdout", 1), stderr=None if args.tty else log.sink("stderr", 2),
+                               on_start=proxy.started)
     except SandboxError as exc:
         setattr(exc, "exit_code", 125)  # the CLI exits with it (SandboxError, the runtime's, declares none)
         raise
     finally:
+        log.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if args.rm:

@@ -40,11 +40,12 @@ class StreamProgress(Progress):
 
     def start(self, step: int, name: str) -> None:
         m = _STEP.fullmatch(name)
-        if m is None:
-            self._say(f"Step {step} : {name}\n")
+        if m is None:  # BuildKit's own steps ([internal] loads, exporting): the legacy builder has none
+            if self.gone:
+                raise ClientGone("the client disconnected: build cancelled")
         else:
             label = f"[{m['label']}] " if m["label"] else ""
-            self._say(f"{label}Step {m['pos']}/{m['count']} : {m['text']}\n")
+            self._say(f"{label}Step {m['pos']}/{m['count']} : {_familiar_from(m['text'])}\n")
 
     def cached(self, step: int) -> None:
         self._say(" ---> Using cache\n")
@@ -55,6 +56,20 @@ class StreamProgress(Progress):
     def info(self, message: str) -> None:
         if not self.gone and not self.quiet:
             self.put({"stream": message.rstrip("\n") + "\n"})
+
+
+def _familiar_from(text: str) -> str:
+    """`FROM docker.io/library/busybox:latest@sha256:...` (BuildKit's resolved name) as the legacy
+    builder shows it: `FROM busybox:latest`."""
+    m = re.fullmatch(r"FROM (\S+?)(?:@sha256:[0-9a-f]{64})?((?: .*)?)", text, re.DOTALL)
+    if m is None:
+        return text
+    name = m.group(1)
+    if name.startswith("docker.io/library/") and name.count("/") == 2:
+        name = name[len("docker.io/library/"):]
+    elif name.startswith("docker.io/"):
+        name = name[len("docker.io/"):]
+    return f"FROM {name}{m.group(2)}"
 
 
 class PullProgress(Progress):

@@ -21,10 +21,12 @@ class Store(ImageStore, SnapshotStore):
         """Open (creating if needed) the store at `root` (default: `default_root()`)."""
         return cls(StoreRoot.create(root))
 
-    def prune(self, wait: bool = True, roots: Sequence[GCRoots] = ()) -> PruneReport:
+    def prune(self, wait: bool = True, roots: Sequence[GCRoots] = (), *, keep_images: bool = False,
+              dry_run: bool = False) -> PruneReport:
         """Remove images no tag, container or `roots` references, unreferenced blobs, snapshots and
-        temp files (`roots`: e.g. the build cache's, `builder.cache.policy.build_cache_roots`).
+        temp files (`roots`: e.g. the build cache's, `builder.cache.policy.build_cache_roots`);
+        `keep_images` keeps every image, `dry_run` only reports.
 
         Takes the store lock exclusively, so it waits for (and never races) writers holding a lease.
         """
-        return prune(self, roots, wait)
+        return prune(self, roots, wait, keep_images=keep_images, dry_run=dry_run)

@@ -55,10 +55,13 @@ def _root_digests(store: ImageStore, roots: Sequence[GCRoots]) -> set[str]:
     return found
 
 
-def prune(store: ImageStore, roots: Sequence[GCRoots] = (), wait: bool = True) -> PruneReport:
+def prune(store: ImageStore, roots: Sequence[GCRoots] = (), wait: bool = True, *, keep_images: bool = False,
+          dry_run: bool = False) -> PruneReport:
     """Remove images no tag or root references, unreferenced blobs, snapshots and temp files.
 
-    Takes the store lock exclusively, so it waits for (and never races) writers holding a lease.
+    `keep_images`: every image stays (only what no image nor root uses goes); `dry_run`: report
+    what would go and remove nothing. Takes the store lock exclusively, so it waits for (and
+    never races) writers holding a lease.
     """
     if store.leased:
         raise StoreError("prune cannot run while this process holds a store lease")
@@ -69,19 +72,20 @@ def prune(store: ImageStore, roots: Sequence[GCRoots] = (), wait: bool = True) -
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             raise StoreError("the store is busy (a build or pull is writing)", hint="try again later") from None
-        _prune_locked(store, [CONTAINER_ROOTS, *roots], report)
+        _prune_locked(store, [CONTAINER_ROOTS, *roots], report, keep_images, dry_run)
     finally:
         os.close(fd)
     return report
 
 
-def _prune_locked(store: ImageStore, roots: Sequence[GCRoots], report: PruneReport) -> None:
+def _prune_locked(store: ImageStore, roots: Sequence[GCRoots], report: PruneReport, all_images: bool = False,
+                  dry_run: bool = False) -> None:
     root = store.root
     keep = _root_digests(store, roots)
     with store._index_lock():
         index = store._read_index()
         tagged = set(index["tags"].values())
-        indexes = {d: r for d, r in index.get("indexes", {}).items() if d in tagged or d in keep}
+        indexes = {d: r for d, r in index.get("indexes", {}).items() if all_images or d in tagged or d in keep}
         index_manifests: set[str] = set(indexes)  # a kept index keeps its blob and its images
         for digest in indexes:
             try:
@@ -89,9 +93,10 @@ def _prune_locked(store: ImageStore, roots: Sequence[GCRoots], report: PruneRepo
             except (StoreError, ImageFormatError):
                 continue
         keep_images = {i for i, rec in index["images"].items()
-                       if i in tagged or i in keep or rec["manifest"] in keep or rec["manifest"] in index_manifests}
+                       if all_images or i in tagged or i in keep or rec["manifest"] in keep
+                       or rec["manifest"] in index_manifests}
         report.images = sorted(set(index["images"]) - keep_images) + sorted(set(index.get("indexes", {})) - set(indexes))
-        if report.images:
+        if report.images and not dry_run:
             index["images"] = {i: r for i, r in index["images"].items() if i in keep_images}
             if "indexes" in index:
                 index["indexes"] = indexes
@@ -111,21 +116,27 @@ def _prune_locked(store: ImageStore, roots: Sequence[GCRoots], report: PruneRepo
         try:
             rec = json.loads(path.read_text())
         except (OSError, ValueError):
-            path.unlink(missing_ok=True)
+            if not dry_run:
+                path.unlink(missing_ok=True)
             continue
         if diff in keep_diffs or rec.get("digest") in keep_blobs:
             keep_blobs.add(rec.get("digest", ""))
-        else:
+        elif not dry_run:
             path.unlink(missing_ok=True)
     for path in (root / "blobs" / "sha256").iterdir():
         if "sha256:" + path.name not in keep_blobs:
             report.bytes_freed += path.stat().st_size
-            path.unlink()
+            if not dry_run:
+                path.unlink()
             report.blobs += 1
     for path in (root / "snapshots").iterdir():
         if "sha256:" + path.name not in keep_chains:
-            shutil.rmtree(path, ignore_errors=True)
+            if not dry_run:
+                shutil.rmtree(path, ignore_errors=True)
             report.snapshots += 1
+    if dry_run:
+        report.temp = sum(1 for _ in (root / "tmp").iterdir())
+        return
     for r in roots:
         if r.after is not None:
             r.after(lambda chain: chain in keep_chains)

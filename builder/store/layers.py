@@ -290,6 +290,22 @@ class LayerStore(BlobStore):
         """Same as `layer(rec)`."""
         return self.layer(rec)
 
+    def measured_size(self, diff_id: str) -> int:
+        """The tar size of a stored layer, measured once (one decompressing pass) and recorded when
+        the record lacks it (a pulled or loaded layer): `docker images` shows this, whatever the
+        layer's compression."""
+        from dataclasses import replace
+
+        rec = self.layer_record(diff_id)
+        if rec.uncompressed_size:
+            return rec.uncompressed_size
+        n = 0
+        with self.layer(rec).open_uncompressed() as f:
+            while data := f.read(1 << 20):
+                n += len(data)
+        self._record_layer(replace(rec, uncompressed_size=n))
+        return n
+
     def uncompressed_size(self, diff_id: str) -> int:
         """The recorded tar size of a stored layer, 0 when unknown."""
         try:

@@ -103,7 +103,7 @@ def test_cli(store_root: Path, cache: dict[str, str]) -> None:
     rows = json.loads(pybuild("cache", "ls", "--json").stdout)
     assert len(rows) == 4
     assert json.loads(pybuild("cache", "du", "--json").stdout)["bytes"] == 300
-    out = pybuild("prune", "--keep-duration", "5h").stdout
+    out = pybuild("prune", "-f", "--keep-duration", "5h").stdout
     assert "Build cache: removed 3 entries, kept 1; released 200 B" in out
-    bad = pybuild("prune", "--keep-storage", "lots", check=False)
+    bad = pybuild("prune", "-f", "--keep-storage", "lots", check=False)
     assert bad.returncode == 1 and "invalid size 'lots'" in bad.stderr and "Traceback" not in bad.stderr

@@ -128,6 +128,12 @@ def test_ci_rules_from_flags_and_file(demo: Path, tmp_path: Path) -> None:
     assert proc.returncode == 1 and "FAIL: highestUserWastedPercent" in proc.stdout
     assert "SKIP: lowestEfficiency" in proc.stdout
     assert pybuild("analyze", "--ci", "demo:1", "--highest-user-wasted-percent", "0.5", cwd=tmp_path).returncode == 0
+    as_json = pybuild("analyze", "--json", "--no-files", "--ci", "demo:1", check=False, cwd=tmp_path)
+    verdict = json.loads(as_json.stdout)["ci"]  # the verdict is in the JSON a CI job parses
+    assert as_json.returncode == 1 and verdict["result"] == "FAIL"
+    assert {"rule": "lowestEfficiency", "status": "SKIP", "message": ""} in verdict["rules"]
+    assert [r["status"] for r in verdict["rules"] if r["rule"] == "highestUserWastedPercent"] == ["FAIL"]
+    assert "ci" not in json.loads(pybuild("analyze", "--json", "--no-files", "demo:1").stdout)
     defaults = pybuild("analyze", "--ci", "demo:1", check=False)  # no file, no flags: dive's defaults
     assert defaults.returncode == 1 and "FAIL: lowestEfficiency" in defaults.stdout
     bad = pybuild("analyze", "--ci", "demo:1", "--lowest-efficiency", "90", check=False)

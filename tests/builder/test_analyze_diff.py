@@ -151,3 +151,24 @@ def test_final_state_agrees_with_a_brute_force_model(layers: list) -> None:
                             "opaque": (path + "/.wh..wh..opq", 0)}[kind])
         tars.append(layer_tar(members))
     assert final_state([(lambda t=t: io.BytesIO(t), "t") for t in tars]) == naive_final_state(tars)
+
+
+def test_layers_that_differ_only_in_mtimes_are_said_so(store_root: Path) -> None:
+    store = Store.open(store_root)
+
+    def layer(mtime: int) -> object:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            ti = tarfile.TarInfo("f")
+            ti.size, ti.mtime = 3, mtime
+            tar.addfile(ti, io.BytesIO(b"xxx"))
+        return store.blob_layer(store.put_tar(io.BytesIO(buf.getvalue())))
+
+    store.put_image(mutate.append_layers(EMPTY, layer(1000)), ["m:1"])
+    store.put_image(mutate.append_layers(EMPTY, layer(2000)), ["m:2"])
+    d = diff_images(store.resolve("m:1"), store.resolve("m:2"))
+    assert [(p.same, p.metadata_only) for p in d.layers] == [(False, True)] and d.files == ()
+    out = pybuild("diff", "m:1", "m:2", env={"PYBUILD_ROOT": str(store_root)}).stdout
+    assert "the layers differ only in mtimes" in out
+    data = json.loads(pybuild("diff", "--json", "m:1", "m:2", env={"PYBUILD_ROOT": str(store_root)}).stdout)
+    assert data["layers"][0]["metadata_only"] is True

@@ -30,3 +30,21 @@ def test_a_bar_appears_on_the_first_bytes_and_not_before() -> None:
     task.update(4096)
     task.close()
     assert "#2 committing" in stream.getvalue() and "/4.10k" in stream.getvalue()  # its total, in bytes
+
+
+def test_the_tty_view_keeps_a_live_header_with_timers() -> None:
+    import time
+
+    from builder.util.progress import TtyProgress
+
+    stream = io.StringIO()
+    progress = TtyProgress(stream)
+    progress.start(1, "[1/2] RUN sleep")
+    time.sleep(1.1)  # a silent step: the ticker still moves its timer
+    live = stream.getvalue()
+    assert "[+] Building 0.0s (0/1)\n => #1 [1/2] RUN sleep  0.0s\n" in live
+    assert " => #1 [1/2] RUN sleep  1.0s\n" in live or " => #1 [1/2] RUN sleep  0.5s\n" in live
+    progress.done(1)
+    progress.close()
+    tail = stream.getvalue().split("\x1b[2K")[-1]
+    assert tail.startswith("#1 DONE 1.") and tail.endswith("(1/1) FINISHED\n")  # the block cleared, then the total

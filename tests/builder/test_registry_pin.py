@@ -76,10 +76,35 @@ def test_pin_keeps_crlf_and_locates_errors(busybox_store: Path, registry: Regist
     assert df.read_bytes() == f"# base\r\nFROM {name}@{pushed.digest} AS base\r\nRUN true\r\n".encode()
 
     missing = f"{registry.host}/pin/missing-{uuid.uuid4().hex[:8]}:1"
-    for text, where, what in ((f"FROM {name}\nFROM   {missing}\n", ":2:8:", missing.split("/", 1)[1]),
-                              ("# x\nFROM Foo/Bar:1\n", ":2:6:", "must be lowercase")):
+    for text, where, what, written in (
+            (f"FROM {name}\nFROM   {missing}\n", ":2:8:", missing.split("/", 1)[1],
+             f"FROM {name}@{pushed.digest}\nFROM   {missing}\n"),  # what can be pinned is, the rest reported
+            ("# x\nFROM Foo/Bar:1\n", ":2:6:", "must be lowercase", "# x\nFROM Foo/Bar:1\n")):
         df.write_text(text)
         proc = pybuild("pin", str(df), check=False)
         assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
         assert f"{df}{where}" in proc.stderr and what in proc.stderr, proc.stderr
-        assert df.read_text() == text  # nothing written
+        assert df.read_text() == written
+
+
+@needs_registry
+def test_pin_reports_each_line_and_check_fails_a_variable_from(busybox_store: Path, registry: Registry,
+                                                               tmp_path: Path) -> None:
+    name = f"{registry.host}/pin/{uuid.uuid4().hex[:8]}:1"
+    pushed = push(Store.open(busybox_store), "busybox:latest", parse_reference(name),
+                  options=RegistryOptions(backoff=0.01))
+    df = tmp_path / "Dockerfile"
+    text = (f"ARG TAG=1\nFROM {registry.host}/pin/demo:${{TAG}} AS a\nFROM {registry.host}/pin/gone:1 AS b\n"
+            f"FROM {name}\n")
+    df.write_text(text)
+    check = pybuild("pin", "--check", str(df), check=False)
+    assert check.returncode == 1
+    assert f"{df}:2:6: {registry.host}/pin/demo:${{TAG}} is not pinned: it names its image with a variable" \
+        in check.stderr
+    assert f"{df}:3: {registry.host}/pin/gone:1 is not pinned" in check.stdout
+    assert f"{df}:4: {name} is not pinned" in check.stdout
+    proc = pybuild("pin", str(df), check=False, env={"PYBUILD_REGISTRY_RETRIES": "0"})
+    assert proc.returncode == 1
+    assert f"{df}:4: {name}@{pushed.digest}" in proc.stdout  # pinned and written
+    assert f"{df}:3:6: " in proc.stderr and f"{df}:2:6: " in proc.stderr  # each other line reported
+    assert df.read_text() == text.replace(f"FROM {name}\n", f"FROM {name}@{pushed.digest}\n")

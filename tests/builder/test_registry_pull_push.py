@@ -386,3 +386,17 @@ def test_push_of_a_corrupt_local_blob_is_refused(busybox_store: Path, registry: 
     with pytest.raises(RegistryError) as missing:
         resolve_digest(parse_reference(name), FAST)
     assert missing.value.status == 404  # the manifest was never sent
+
+
+def test_images_size_is_the_same_built_pushed_and_pulled(busybox_store: Path, registry: Registry,
+                                                         tmp_path: Path) -> None:
+    """Docker's SIZE (uncompressed) for one image id, whether it was made here or pulled gzipped."""
+    name = _ref(registry)
+    image_id = _unique_image(busybox_store, tmp_path, name, size=300_000)
+    pybuild("push", name)
+    env = {"PYBUILD_ROOT": str(tmp_path / "pulled")}
+    pybuild("pull", name, env=env)
+    fmt = ("images", "--format", "{{.ID}} {{.Size}}", "-f", f"reference={name.rsplit(':', 1)[0]}")
+    here = pybuild(*fmt, env={"PYBUILD_ROOT": str(busybox_store)}).stdout
+    there = pybuild(*fmt, env=env).stdout
+    assert here == there == f"{image_id[7:19]} {here.split()[1]}\n" and here.split()[1].endswith("MB"), (here, there)

@@ -61,7 +61,7 @@ def test_sigkill_at_random_points_leaves_a_consistent_store(tmp_path: Path) -> N
     assert _check(store, read_layers=True) > 0
     proc = pybuild("images", env={"PYBUILD_ROOT": str(root)})
     assert "crash" in proc.stdout
-    pybuild("prune", env={"PYBUILD_ROOT": str(root)})
+    pybuild("prune", "-f", env={"PYBUILD_ROOT": str(root)})
     assert list((root / "tmp").iterdir()) == []
     assert _check(store, read_layers=True) > 0
     for blob in (root / "blobs" / "sha256").iterdir():

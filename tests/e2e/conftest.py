@@ -25,3 +25,18 @@ def debian_store(tmp_path_factory: pytest.TempPathFactory, debian_tar: Path) -> 
     env = {"PYBUILD_ROOT": str(root)}
     pybuild("import", str(debian_tar), "debian:bookworm", env=env)
     return env
+
+
+def step_no(progress: str, name: str) -> int:
+    """The `#N` of the step whose plain-progress title holds `name` (e.g. `[2/3] COPY a /a`)."""
+    import re
+
+    for m in re.finditer(r"^#(\d+) (.*)$", progress, re.M):
+        if name in m.group(2):
+            return int(m.group(1))
+    raise AssertionError(f"no step {name!r} in:\n{progress}")
+
+
+def cached(progress: str, name: str) -> bool:
+    """Whether the step titled `name` shows CACHED in plain progress."""
+    return f"#{step_no(progress, name)} CACHED" in progress

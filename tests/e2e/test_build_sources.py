@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import pybuild, requires_root, requires_tool
+from tests.e2e.conftest import cached, step_no
 
 pytestmark = requires_root
 
@@ -48,14 +49,14 @@ def test_security_insecure_needs_allow_and_gets_every_capability(store: dict[str
     refused = pybuild("build", "--progress=plain", str(ctx), env=store, check=False)
     assert refused.returncode != 0 and "Traceback" not in refused.stderr
     assert "Dockerfile:2" in refused.stderr and "--allow security.insecure" in refused.stderr
-    assert "#2" not in refused.stderr  # refused before anything ran
+    assert "[1/3] FROM" not in refused.stderr  # refused before any stage step ran
     built = pybuild("build", "--allow", "security.insecure", "--progress=plain", str(ctx), env=store)
     out = _output(built.stderr)
     assert "insecure-mounted" in out and "sandbox-denied" in out and "sandbox-mounted" not in out
     assert "open" in out and "closed" in out  # /sys writable and /proc unmasked only when insecure
     assert "devices" in out and "no-devices" in out  # BuildKit's insecure-mode devices, and a writable /dev
-    cached = pybuild("build", "--progress=plain", str(ctx), env=store, check=False)  # a cached step still needs it
-    assert cached.returncode != 0 and "security.insecure" in cached.stderr
+    again = pybuild("build", "--progress=plain", str(ctx), env=store, check=False)  # a cached step still needs it
+    assert again.returncode != 0 and "security.insecure" in again.stderr
     bad = pybuild("build", "--allow", "everything", str(ctx), env=store, check=False)
     assert bad.returncode != 0 and "invalid --allow 'everything'" in bad.stderr
 
@@ -291,12 +292,12 @@ def test_add_git_ref_subdir_keep_git_dir_and_cache_on_the_commit(store: dict[str
     assert (fs / "full" / "README").read_text() == "one\n" and (fs / "full" / ".git" / "HEAD").is_file()
     assert not (fs / "pinned" / ".git").exists()
     again = pybuild("build", "--progress=plain", str(ctx), env=store).stderr
-    assert all(f"#{n} CACHED" in again for n in (2, 3, 4))
+    assert all(cached(again, name) for name in ("[2/4] ADD", "[3/4] ADD", "[4/4] ADD"))
     (work / "README").write_text("two\n")  # main moves on; the tag and the pinned commit do not
     _git("commit", "-q", "-am", "two", cwd=work)
     _git("push", "-q", "origin", "main", cwd=work)
     moved = pybuild(*args, str(ctx), env=store).stderr
-    assert "#2 CACHED" in moved and "#3 CACHED" in moved and "#4 CACHED" not in moved
+    assert cached(moved, "[2/4] ADD") and cached(moved, "[3/4] ADD") and not cached(moved, "[4/4] ADD")
     assert (fs / "full" / "README").read_text() == "two\n"
     assert (fs / "pinned" / "README").read_text() == "one\n"
 
@@ -360,14 +361,15 @@ def test_tqdm_bars_for_unpack_and_commit_on_a_tty_only(busybox_tar: Path, tmp_pa
     ctx = _context(tmp_path, "FROM busybox\nRUN head -c 3000000 /dev/zero > /big\n")
     code, out = _build_on_a_tty([str(ctx)], env)  # --progress=auto on a terminal
     assert code == 0, out
-    assert re.search(r"#2 unpacking: [\d.]+[kM]?B", out) and re.search(r"#2 committing: [\d.]+[kM]?B", out), out
+    n = step_no(out, "[2/2] RUN head")
+    assert re.search(rf"#{n} unpacking: [\d.]+[kM]?B", out) and re.search(rf"#{n} committing: [\d.]+[kM]?B", out), out
     (ctx / "Dockerfile").write_text("FROM busybox\nRUN head -c 3000001 /dev/zero > /big\n")
     plain = pybuild("build", "--progress=plain", str(ctx), env=env).stderr  # not a terminal: no bars
     json_out = pybuild("build", "--progress=json", "--no-cache", str(ctx), env=env).stderr
-    assert "committing" not in plain and "committing" not in json_out and "#2 DONE" in plain
-    code, cached = _build_on_a_tty([str(ctx)], {**env, "PYTHONPROFILEIMPORTTIME": "1"})
-    assert code == 0 and "#2 CACHED" in cached and "committing" not in cached and "unpacking" not in cached
-    assert "| builder.util.progress" in cached and "| tqdm" not in cached  # the no-op path never imports tqdm
+    assert "committing" not in plain and "committing" not in json_out and f"#{step_no(plain, '[2/2] RUN')} DONE" in plain
+    code, again_tty = _build_on_a_tty([str(ctx)], {**env, "PYTHONPROFILEIMPORTTIME": "1"})
+    assert code == 0 and cached(again_tty, "[2/2] RUN") and "committing" not in again_tty and "unpacking" not in again_tty
+    assert "| builder.util.progress" in again_tty and "| tqdm" not in again_tty  # the no-op path never imports tqdm
 
 
 def test_add_git_over_http_keeps_url_credentials_out_of_history_keys_and_logs(

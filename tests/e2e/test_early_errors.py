@@ -73,7 +73,7 @@ def test_a_missing_base_image_is_named_with_a_local_suggestion(store: dict[str, 
     (tmp_path / "Dockerfile").write_text("FROM busybx\nRUN true\n")
     proc = pybuild("build", str(tmp_path), check=False, env=store)
     assert proc.returncode == 1
-    first = proc.stderr.splitlines()[0]
+    first = next(ln for ln in proc.stderr.splitlines() if ln.startswith("Dockerfile:"))
     assert first.startswith("Dockerfile:1:1: image 'busybx' is ") and (
         "neither in the store nor reachable" in first or "is not in the store" in first), proc.stderr
     assert "hint: did you mean busybox:latest? (a local image)" in proc.stderr

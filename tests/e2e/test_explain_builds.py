@@ -101,7 +101,11 @@ def test_analyze_html_draws_the_build_of_the_image(tmp_path: Path, busybox_tar: 
     out = tmp_path / "r.html"
     pybuild("analyze", "app:1", "--html", str(out), env=env)
     page = out.read_text()
-    latest = json.loads(pybuild("history", "--builds", "--json", env=env).stdout)[-1]["id"]
+    builds = json.loads(pybuild("history", "--builds", "--json", env=env).stdout)
+    latest = builds[-1]["id"]
+    last_one = json.loads(pybuild("history", "--builds", "--json", "-n", "1", env=env).stdout)
+    assert [b["id"] for b in last_one] == [latest] and len(builds) == 2
+    assert json.loads(pybuild("history", "--builds", "--json", "--last", "0", env=env).stdout) == []
     assert f"Build steps (build {latest})" in page
     assert page.count('<rect class="cached"') == 3 and page.count('<rect class="ran"') == 0
     assert "cat /app/keep.txt" in page
@@ -141,3 +145,19 @@ def test_explain_names_env_user_workdir_and_no_cache_and_never_a_secret(tmp_path
     stored = b"".join(f.read_bytes() for f in (tmp_path / "store").rglob("*.json") if f.is_file())
     for value in ("s3cr3t-one", "s3cr3t-two"):
         assert value not in shown and value.encode() not in stored
+
+
+def test_rebuild_costs_are_context_paths_and_layer_mistakes_are_suggested(tmp_path: Path, busybox_tar: Path) -> None:
+    env, ctx, df = setup(tmp_path, busybox_tar, "true")
+    (ctx / "requirements.txt").write_text("flask\n")
+    df.write_text("FROM busybox:latest AS gen\nRUN echo x > /gen.txt\n"
+                  "FROM busybox:latest\nCOPY --from=gen /gen.txt /gen.txt\nCOPY . /app\n"
+                  "RUN head -c 1000 /dev/zero > /blob.bin\nRUN rm -f /blob.bin\n"
+                  "RUN echo pip install -r /app/requirements.txt\n")
+    build(env, ctx, df)
+    data = json.loads(pybuild("explain", "--json", env=env).stdout)
+    paths = {c["path"] for c in data["rebuild_cost"]}
+    assert "keep.txt" in paths and "gen.txt" not in paths and "/gen.txt" not in paths, paths
+    advice = {(s["kind"], s["line"]) for s in data["suggestions"]}
+    assert ("delete-later", 7) in advice, data["suggestions"]
+    assert ("copy-order", 5) in advice, data["suggestions"]  # COPY . before a pip install, requirements.txt present

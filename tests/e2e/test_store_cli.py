@@ -54,7 +54,7 @@ def test_rmi_and_prune(store_root: Path, busybox_tar: Path) -> None:
     pybuild("tag", "a:1", "b:1")
     assert pybuild("rmi", "a:1").stdout.strip() == "Untagged: a:1"
     assert pybuild("rmi", "b:1").stdout.split() == ["Untagged:", "b:1", "Deleted:", image_id]
-    out = pybuild("prune").stdout
+    out = pybuild("prune", "-f").stdout
     assert "Removed 0 images, 3 blobs" in out
     assert list((store_root / "blobs" / "sha256").iterdir()) == []
 

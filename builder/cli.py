@@ -277,7 +277,13 @@ def _report(exc: Exception) -> int:
 
 
 def entry() -> NoReturn:
-    sys.exit(main())
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:  # `pybuild images | head`: the reader left; no traceback, as other CLIs
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's own flush must not fail too
+        code = 141  # 128 + SIGPIPE, what a shell reports for a program killed by it
+    sys.exit(code)
 
 
 if __name__ == "__main__":

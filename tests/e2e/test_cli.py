@@ -53,3 +53,19 @@ def test_build_arg_names_are_what_an_arg_can_declare() -> None:
     for bad in ("=x", "", "a b=1"):
         with pytest.raises(BuildError, match="invalid --build-arg"):
             parse_build_args([bad], {})
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback() -> None:
+    """`pybuild --help | head -1`: the closed pipe ends pybuild quietly with 128 + SIGPIPE."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before pybuild writes
+    proc = subprocess.run([sys.executable, "-m", "builder", "--help"], stdout=write, stderr=subprocess.PIPE,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, text=True, timeout=60)
+    os.close(write)
+    assert proc.returncode == 141 and "Traceback" not in proc.stderr, proc.stderr

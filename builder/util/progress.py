@@ -20,6 +20,7 @@ import time
 
 TYPE_CHECKING = False  # not typing's: importing typing costs the cached no-op rebuild ~2 ms
 if TYPE_CHECKING:
+    import threading
     from typing import IO, Any
 
 
@@ -153,6 +154,8 @@ class TtyProgress(PlainProgress):
         self.drawn = 0
         self.running: dict[int, str] = {}  # step -> name, while it runs
         self.bars = 0  # tqdm bars being drawn: the ticker leaves the terminal to them meanwhile
+        import threading  # a live terminal view only: threading stays off the no-op rebuild's path
+
         self.ticker: threading.Thread | None = None
         self.stopped = threading.Event()
 
@@ -184,6 +187,8 @@ class TtyProgress(PlainProgress):
         with self.lock:
             self.running[step] = name
             if self.ticker is None:
+                import threading
+
                 self.ticker = threading.Thread(target=self._tick, name="progress-ticker", daemon=True)
                 self.ticker.start()
         super().start(step, name)

@@ -479,10 +479,10 @@ def test_add_host_lines_follow_the_sandbox_hosts_and_key_the_run(store: dict[str
     assert lines[:2] == ["127.0.0.1\tlocalhost buildkitsandbox", "::1\tlocalhost ip6-localhost ip6-loopback"]
     assert lines[-2:] == ["10.1.2.3\tdb", "fd00::5\tv6"], out.stderr  # after the sandbox's own address line
     again = pybuild("build", *args, "-o", f"type=local,dest={tmp_path / 'fs2'}", str(ctx), env=store).stderr
-    assert "#2 CACHED" in again
+    assert cached(again, "RUN cat /etc/hosts"), again
     other = pybuild("build", "--add-host", "db:10.9.9.9", "--progress=plain", "-o",
                     f"type=local,dest={tmp_path / 'fs3'}", str(ctx), env=store).stderr
-    assert "#2 CACHED" not in other and "10.9.9.9\tdb" in (tmp_path / "fs3" / "hosts").read_text()
+    assert not cached(other, "RUN cat /etc/hosts") and "10.9.9.9\tdb" in (tmp_path / "fs3" / "hosts").read_text()
 
 
 @pytest.mark.parametrize("flag, message", [

@@ -18,11 +18,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 from builder.errors import BuildError
+from builder.util.units import parse_bytes
 from runtime.containers import Container, Containers
 from runtime.spec import Limits, Mount, NetworkMode, PortMapping, ProcessSpec
 
-_SIZE = re.compile(r"(\d+(?:\.\d+)?)([bkmg]?)b?", re.IGNORECASE)
-_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")  # Docker's container names
 MIN_MEMORY = 6 << 20  # Docker's smallest --memory
 
@@ -67,10 +66,10 @@ def containers(store_root: Path | None = None) -> Containers:
 
 def parse_size(text: str) -> int:
     """`512m`, `1g`, `100k`, `1048576` -> bytes (Docker's --memory)."""
-    m = _SIZE.fullmatch(text.strip())
-    if not m:
+    size = parse_bytes(text)
+    if size is None:
         raise RunOptionError(f"invalid size {text!r}", hint="use a number with an optional unit: 512m, 1g")
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    return size
 
 
 def parse_limits(opts: RunOptions) -> Limits:

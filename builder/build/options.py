@@ -223,17 +223,13 @@ def parse_add_hosts(values: list[str]) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-
-
 def parse_shm_size(text: str | None) -> int:
     """`--shm-size` (`64m`, `1g`, `1048576`) -> bytes; 0 when not given (the runtime's 64 MiB)."""
     if not text:
         return 0
-    import re
+    from builder.util.units import parse_bytes
 
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([bkmg]?)b?", text.strip(), re.IGNORECASE)
-    size = int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()]) if m else 0
+    size = parse_bytes(text) or 0
     if size <= 0:
         raise BuildError(f"invalid --shm-size {text!r}: expected a positive size", hint="e.g. --shm-size 128m")
     return size

@@ -275,13 +275,7 @@ class _Run:
             r, w = os.pipe()
             self.readers[r] = stdout
             self.to_close.append(w)
-            if stdin is None:
-                if self.process.stdin:
-                    stdin = 0
-                else:
-                    stdin = os.open("/dev/null", os.O_RDONLY)
-                    self.to_close.append(stdin)
-            return stdin, w, w
+            return self._stdin(stdin), w, w
         fds = []
         for out, default in ((stdout, 1), (stderr, 2)):
             if callable(out):
@@ -291,13 +285,17 @@ class _Run:
                 fds.append(w)
             else:
                 fds.append(default if out is None else out)
-        if stdin is None:
-            if self.process.stdin:
-                stdin = 0
-            else:
-                stdin = os.open("/dev/null", os.O_RDONLY)
-                self.to_close.append(stdin)
-        return stdin, fds[0], fds[1]
+        return self._stdin(stdin), fds[0], fds[1]
+
+    def _stdin(self, stdin: int | None) -> int:
+        """The container's stdin: the given fd, ours when the process asks for it, else /dev/null."""
+        if stdin is not None:
+            return stdin
+        if self.process.stdin:
+            return 0
+        fd = os.open("/dev/null", os.O_RDONLY)
+        self.to_close.append(fd)
+        return fd
 
     def wait(self) -> ExitStatus:
         """Start the container and wait until every process in it is gone; `reap()` after."""

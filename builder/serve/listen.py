@@ -15,6 +15,7 @@ from pathlib import Path
 from aiohttp import web
 
 from builder.serve.options import ServeError, ServeOptions
+from builder.util.pids import alive
 
 UPLOADS = "serve-uploads"
 
@@ -92,22 +93,13 @@ def cleanup(root: Path) -> None:
     if base.is_dir():
         for entry in base.iterdir():
             pid = entry.name.partition("-")[0]
-            if pid.isdigit() and not _alive(int(pid)):
+            if pid.isdigit() and not alive(int(pid)):
                 shutil.rmtree(entry, ignore_errors=True)
     for entry in (root / "tmp").glob("step-*-*"):
         pid = entry.name.split("-")[1]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not alive(int(pid)):
             shutil.rmtree(entry, ignore_errors=True)
     from builder.containers import containers
 
     containers(root).sweep()
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

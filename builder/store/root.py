@@ -16,6 +16,7 @@ from builder.oci.model import Digest
 from builder.store.lookup import snapshot_dir
 from builder.util.atomic import write_atomic
 from builder.util.paths import default_root
+from builder.util.pids import alive
 
 __all__ = ["StoreRoot", "SUBDIRS"]
 
@@ -26,16 +27,6 @@ def _owner(name: str) -> int:
     """The pid in a temp entry's name (`step-<pid>-...`, `blob-<pid>-...`), 0 when none."""
     parts = name.lstrip(".").split("-")
     return int(parts[1]) if len(parts) > 2 and parts[1].isascii() and parts[1].isdigit() else 0
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def sweep_tmp(root: Path) -> int:
@@ -49,7 +40,7 @@ def sweep_tmp(root: Path) -> int:
     removed = 0
     for name in names:
         pid = _owner(name)
-        if pid and pid != os.getpid() and not _alive(pid):
+        if pid and pid != os.getpid() and not alive(pid):
             path = root / "tmp" / name
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path, ignore_errors=True)

@@ -162,6 +162,8 @@ class Descriptor:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Descriptor":
+        if not isinstance(d, Mapping):
+            raise ImageFormatError(f"malformed descriptor {d!r}: not a JSON object")
         try:
             size = d["size"]
             if not isinstance(size, int) or size < 0:

@@ -111,3 +111,18 @@ def test_bad_source_date_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
     with pytest.raises(ImageFormatError):
         mutate.with_created(EMPTY)
+
+
+@pytest.mark.parametrize("layer", [None, 3, "sha256:x", ["a"]])
+def test_a_descriptor_that_is_not_an_object_is_a_format_error(layer: object) -> None:
+    """Found by the fuzz: `"layers": [null]` in a layout's manifest was a TypeError (exit 70)."""
+    import json
+
+    from builder.errors import ImageFormatError
+    from builder.oci.model import Manifest
+
+    doc = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+           "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": "sha256:" + "0" * 64,
+                      "size": 2}, "layers": [layer]}
+    with pytest.raises(ImageFormatError, match="not a JSON object"):
+        Manifest.from_json(json.dumps(doc))

@@ -76,7 +76,7 @@ def test_two_platforms_run_in_both_and_make_one_index(env: dict[str, str], tmp_p
     assert pybuild("run", "--rm", "--network", "none", "two:1", "cat", "/arch", env=env).stdout == "x86_64\n"
     report = json.loads(pybuild("analyze", "--json", "--platform", "linux/arm64", "two:1", env=env).stdout)
     assert report["image"]["id"] == arm["Id"] and report["image"]["platform"] == "linux/arm64"
-    pybuild("prune", env=env)  # a tagged index keeps its blob and both images
+    pybuild("prune", "-f", env=env)  # a tagged index keeps its blob and both images
     assert pybuild("run", "--rm", "--network", "none", "--platform", "linux/arm64", "two:1", "cat", "/arch",
                    env=env).stdout == "aarch64\n"
     again = pybuild("build", "--progress", "plain", "--platform", "linux/amd64,linux/arm64", "-t", "two:1", ctx,
@@ -323,7 +323,7 @@ def test_plain_pull_keeps_a_partial_index(env: dict[str, str], registry, tmp_pat
     # rmi removes the index with its images; prune then frees their blobs
     pybuild("rmi", name, other, env=fresh)
     assert len(pybuild("images", "-q", env=fresh).stdout.split()) == 1
-    pybuild("prune", env=fresh)
+    pybuild("prune", "-f", env=fresh)
     arm_manifest = doc["Index"]["Manifests"][1]
     assert not (tmp_path / "fresh" / "blobs" / "sha256" / arm_manifest.split(":")[1]).exists()
     assert pybuild("run", "--rm", "--network", "none", "plain:1", "cat", "/arch", env=fresh).stdout == "x86_64\n"

@@ -368,6 +368,7 @@ class ExplorerApp(App[int]):
         else:
             t.only_changes, t.view = False, ALL
         t.rebuild()
+        self._titles()  # now, in the same frame as the tree (the Moved message would repaint it a frame later)
 
     def action_open_all(self, everything: int) -> None:
         self.files.open_all(bool(everything))

@@ -110,7 +110,9 @@ def read_docker_archive(src: LayoutSource) -> list[tuple[BasicImage, list[str], 
         raise ImageFormatError(f"{src.label}: manifest.json is not a list of images") from None
     out = []
     for e in entries:
-        if not isinstance(e, dict) or not isinstance(e.get("Config"), str) or not isinstance(e.get("Layers"), list):
+        if (not isinstance(e, dict) or not isinstance(e.get("Config"), str) or not isinstance(e.get("Layers"), list)
+                or not all(isinstance(name, str) for name in e["Layers"])
+                or not all(isinstance(tag, str) for tag in e.get("RepoTags") or [])):
             raise ImageFormatError(f"{src.label}: malformed manifest.json entry {e!r}")
         raw_config = src.read(os.path.normpath(e["Config"]))
         out.append((BasicImage(raw_config), list(e.get("RepoTags") or []), [os.path.normpath(l) for l in e["Layers"]]))

@@ -108,6 +108,24 @@ def _loads(data: bytes | str, what: str) -> dict[str, Any]:
     return obj
 
 
+def _media_type(d: Mapping[str, Any], what: str, default: str) -> str:
+    """The document's `mediaType` (a string), or `default` when absent."""
+    mt = d.get("mediaType") or default
+    if not isinstance(mt, str):
+        raise ImageFormatError(f"{what}: mediaType must be a string, got {mt!r}")
+    return mt
+
+
+def _annotations(d: Mapping[str, Any], what: str) -> dict[str, str] | None:
+    """The document's `annotations` (an object of strings), or None when absent."""
+    a = d.get("annotations")
+    if not a:
+        return None
+    if not isinstance(a, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in a.items()):
+        raise ImageFormatError(f"{what}: annotations must be an object of strings")
+    return a
+
+
 def chain_ids(diff_ids: Iterable[str]) -> list[Digest]:
     """OCI ChainIDs: chain[0] = diff[0]; chain[n] = sha256(chain[n-1] + " " + diff[n])."""
     return [Digest(c) for c in sha.chain_ids(diff_ids)]
@@ -168,7 +186,7 @@ class Descriptor:
             size = d["size"]
             if not isinstance(size, int) or size < 0:
                 raise ImageFormatError(f"descriptor size must be a non-negative integer, got {size!r}")
-            return cls(media_type=str(d.get("mediaType", "")), digest=Digest(d["digest"]), size=size,
+            return cls(media_type=_media_type(d, "descriptor", ""), digest=Digest(d["digest"]), size=size,
                        annotations=dict(d["annotations"]) if d.get("annotations") else None,
                        platform=Platform.from_dict(d["platform"]) if d.get("platform") else None,
                        urls=tuple(d.get("urls") or ()))
@@ -203,14 +221,14 @@ class Manifest:
         d = _loads(data, "manifest")
         if d.get("schemaVersion") != 2:
             raise ImageFormatError(f"manifest: unsupported schemaVersion {d.get('schemaVersion')!r}")
-        mt = d.get("mediaType") or OCI_MANIFEST
+        mt = _media_type(d, "manifest", OCI_MANIFEST)
         if mt not in MANIFEST_TYPES:
             raise ImageFormatError(f"manifest: unsupported media type {mt!r}")
         if not isinstance(d.get("config"), dict) or not isinstance(d.get("layers", []), list):
             raise ImageFormatError("manifest: missing config or layers")
         return cls(config=Descriptor.from_dict(d["config"]),
                    layers=tuple(Descriptor.from_dict(l) for l in d.get("layers", [])), media_type=mt,
-                   annotations=d.get("annotations") or None,
+                   annotations=_annotations(d, "manifest"),
                    subject=Descriptor.from_dict(d["subject"]) if d.get("subject") else None)
 
 
@@ -238,7 +256,7 @@ class Index:
         if d.get("schemaVersion") != 2 or not isinstance(d.get("manifests"), list):
             raise ImageFormatError("index: expected schemaVersion 2 and a manifests list")
         return cls(manifests=tuple(Descriptor.from_dict(m) for m in d["manifests"]),
-                   media_type=d.get("mediaType") or OCI_INDEX, annotations=d.get("annotations") or None)
+                   media_type=_media_type(d, "index", OCI_INDEX), annotations=_annotations(d, "index"))
 
 
 @dataclass(frozen=True)

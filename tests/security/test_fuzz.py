@@ -12,6 +12,7 @@ import contextlib
 import io
 import json
 import os
+import sys
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -33,11 +34,19 @@ def _main(argv: list[str]) -> tuple[int, str]:
     """(exit code, stderr) of `pybuild ARGV` run in this process."""
     out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="surrogateescape")
     err = io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = cli.main(argv)
-        except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
-            code = exc.code if isinstance(exc.code, int) else 1
+    stdin = sys.stdin
+    sys.stdin = io.TextIOWrapper(io.BytesIO(b""))  # an empty stdin, as `pybuild load < /dev/null` (not pytest's)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = cli.main(argv)
+            except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+                code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        sys.stdin = stdin
+    if code == 2 and not argv:  # `pybuild` alone prints its usage on stdout
+        out.seek(0)
+        return code, err.getvalue() + out.buffer.read().decode(errors="replace").lower()
     return code, err.getvalue()
 
 

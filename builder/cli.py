@@ -227,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_in, debug = _split_globals(list(sys.argv[1:] if argv is None else argv))
     if not args_in or args_in[0] in ("-h", "--help", "help"):
         print(_top_help())
-        return 0 if args_in else 2
+        return 0  # as docker: its help with no command is not an error
     if args_in[0] == "--version":
         from importlib.metadata import version
 
@@ -265,8 +265,8 @@ def _report(exc: Exception) -> int:
     if isinstance(exc, (BuildError, DockerfileError, SandboxError)):
         sys.stderr.write(exc.render() + "\n")
         return getattr(exc, "exit_code", 1)
-    if isinstance(exc, OSError) and exc.filename:
-        return _fail(f"{exc.strerror}: {exc.filename}", 1)
+    if isinstance(exc, OSError) and exc.filename is not None:  # '' too: `pybuild parse ''`
+        return _fail(f"{exc.strerror}: {exc.filename or repr(exc.filename)}", 1)
     from builder.util.atomic import WRITE_FAULTS
 
     if isinstance(exc, OSError) and exc.errno in WRITE_FAULTS:  # a full disk or a device error on a write

@@ -103,7 +103,8 @@ def test_non_utf8_names_are_keyed_and_copied_as_bytes(store: dict[str, str], tmp
 
 # --- 6. deeply nested JSON -------------------------------------------------------------------------
 
-def _tar(path: Path, members: dict[str, bytes]) -> Path:
+def write_tar(path: Path, members: dict[str, bytes]) -> Path:
+    """A plain tar of regular files (name -> bytes), in the given order."""
     with tarfile.open(path, "w") as t:
         for name, data in members.items():
             info = tarfile.TarInfo(name)
@@ -120,7 +121,7 @@ def test_deep_json_in_archives_is_refused(store: dict[str, str], tmp_path: Path)
         "index": {"oci-layout": b'{"imageLayoutVersion":"1.0.0"}', "index.json": b'{"manifests":' + deep},
     }
     for name, members in cases.items():
-        archive = _tar(tmp_path / f"{name}.tar", members)
+        archive = write_tar(tmp_path / f"{name}.tar", members)
         _clean_failure(pybuild("load", "-i", str(archive), env=store, check=False),
                        f"{archive}: ", "JSON nested too deeply")
 

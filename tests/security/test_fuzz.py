@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from builder import cli
 from tests.conftest import pybuild, requires_root
+from tests.security.test_faults import write_tar
 
 pytestmark = requires_root
 
@@ -106,14 +107,6 @@ def _members(path: Path) -> dict[str, bytes]:
         return {m.name: t.extractfile(m).read() for m in t.getmembers() if m.isfile()}  # type: ignore[union-attr]
 
 
-def _write(path: Path, members: dict[str, bytes]) -> Path:
-    with tarfile.open(path, "w") as t:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            t.addfile(info, io.BytesIO(data))
-    return path
-
 
 def _mutate(members: dict[str, bytes], data: st.DataObject) -> dict[str, bytes]:
     """One of: a JSON member replaced by any JSON value, a field of a JSON object changed, a member
@@ -190,7 +183,7 @@ def test_docker_archive_inputs(in_store: Path, tmp_path_factory: pytest.TempPath
     for name in before:
         if name in members and members[name] != before[name] and len(members[name]) < 1 << 16:
             _rehash(members, name)
-    archive = _write(tmp_path_factory.mktemp("fuzz") / "in.tar", members)
+    archive = write_tar(tmp_path_factory.mktemp("fuzz") / "in.tar", members)
     code, err = _main(["load", "-i", str(archive)])
     assert "internal error" not in err and "Traceback" not in err, err
     assert code in (0, 1), (code, err)
@@ -206,7 +199,7 @@ def test_oci_layout_inputs(in_store: Path, tmp_path_factory: pytest.TempPathFact
     for name in before:  # a changed JSON blob keeps its descriptors right (or the digest check stops it)
         if name in members and members[name] != before[name] and len(members[name]) < 1 << 16:
             _rehash(members, name)  # read as an OCI layout, not through the docker-archive view
-    archive = _write(tmp_path_factory.mktemp("fuzz") / "in.tar", members)
+    archive = write_tar(tmp_path_factory.mktemp("fuzz") / "in.tar", members)
     code, err = _main(["load", "-i", str(archive)])
     assert "internal error" not in err and "Traceback" not in err, err
     assert code in (0, 1), (code, err)

@@ -21,8 +21,9 @@ class Tmux:
         self.sock, self.width, self.height = str(sock), width, height
 
     def tmux(self, *args: str) -> str:
-        # the server passes its environment on: sizes from the caller's (COLUMNS, LINES) would override the window's
-        env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "TMUX")}
+        # the server passes its environment on: sizes from the caller's (COLUMNS, LINES) would override the window's,
+        # and CI (set by CI runners) turns interactive programs such as dive into their batch mode
+        env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "TMUX", "CI")}
         return subprocess.run(["tmux", "-S", self.sock, "-f", "/dev/null", *args], check=True, capture_output=True,
                               text=True, timeout=30, env=env).stdout
 

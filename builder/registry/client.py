@@ -328,6 +328,11 @@ class RegistryClient:
                     if progress:
                         progress(-done)
                     done = 0
+                length = resp.header("Content-Length")
+                if resp.status == 200 and length.isdigit() and int(length) != desc.size:  # the descriptor lies
+                    resp.close(reuse=False)
+                    raise DigestMismatchError(f"{self.registry}: blob {repository}@{desc.digest} is {length} bytes, "
+                                              f"its descriptor says {desc.size}; nothing was stored")
                 try:
                     for chunk in resp.iter_bytes(_READ):
                         if done + len(chunk) > desc.size:

@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass
 from typing import IO, Any, Callable, Mapping, Sequence, TypeVar
 
-from builder.errors import ImageFormatError, RegistryError
+from builder.errors import DigestMismatchError, ImageFormatError, RegistryError
 from builder.oci import platform as platforms
 from builder.oci.image import BasicImage, BlobLayer, Image, Layer
 from builder.oci.model import (INDEX_TYPES, MANIFEST_TYPES, Descriptor, Digest, ImageConfig, Index, Manifest,
@@ -163,6 +163,9 @@ def image(ref: Reference, options: RegistryOptions | None = None, platform: Plat
         raise RegistryError(f"{ref.familiar()} is not a container image (config type {manifest.config.media_type})")
     raw_config = (known(manifest.config.digest) if known else None) or client.fetch_blob(ref.repository,
                                                                                          manifest.config)
+    if len(raw_config) != manifest.config.size:  # (a config stored before is not fetched: check it here too)
+        raise DigestMismatchError(f"{ref.registry}: {ref}: the config {manifest.config.digest} is {len(raw_config)} "
+                                  f"bytes, its descriptor says {manifest.config.size}; nothing was stored")
     config = ImageConfig.from_json(raw_config)
     if len(config.diff_ids) != len(manifest.layers):
         raise ImageFormatError(f"{ref.familiar()}: the config lists {len(config.diff_ids)} layers, "

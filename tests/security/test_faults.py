@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.builder.registry_server import Registry, needs_registry
 from tests.conftest import ROOT, pybuild, requires_root, requires_tool
 
 pytestmark = requires_root
@@ -276,3 +277,48 @@ def test_sparse_writer_round_trips_any_chunking(tmp_path: Path) -> None:
         finally:
             os.close(fd)
         assert path.read_bytes() == bytes(data), trial
+
+
+# --- 8 on pull: a registry's manifest whose descriptors lie about sizes ---------------------------
+
+def _registry_json(url: str, method: str = "GET", body: bytes | None = None,
+                   media_type: str | None = None) -> tuple[bytes, str]:
+    import urllib.request
+
+    accept = ("application/vnd.oci.image.manifest.v1+json,"
+              "application/vnd.docker.distribution.manifest.v2+json")
+    req = urllib.request.Request(url, data=body, method=method,
+                                 headers={"Content-Type": media_type} if media_type else {"Accept": accept})
+    with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - the test's own 127.0.0.1 registry
+        return resp.read(), resp.headers.get("Content-Type", "")
+
+
+@needs_registry
+def test_a_pulled_descriptor_with_a_false_size_is_refused(store: dict[str, str], registry: Registry,
+                                                          tmp_path: Path) -> None:
+    """A manifest in a real registry whose layer or config descriptor claims a size bigger or smaller
+    than the blob (the registry accepts such a manifest): the pull fails naming the registry and the
+    reference, and stores nothing (no image, no tag, no config, no partial blob)."""
+    repo = f"{registry.host}/sizes/busybox"
+    pybuild("push", "--from", "busybox", f"{repo}:good", env=store)
+    raw, media_type = _registry_json(f"http://{registry.host}/v2/sizes/busybox/manifests/good")
+    root = tmp_path / "fresh"
+    fresh = {"PYBUILD_ROOT": str(root)}
+    for field in ("layers", "config"):
+        for delta in (+100, -100):
+            bad = json.loads(raw)
+            desc = bad[field][0] if field == "layers" else bad[field]
+            real = desc["size"]
+            desc["size"] = real + delta
+            tag = f"bad-{field}-{'big' if delta > 0 else 'small'}"
+            _registry_json(f"http://{registry.host}/v2/sizes/busybox/manifests/{tag}", "PUT",
+                           json.dumps(bad).encode(), media_type)
+            proc = pybuild("pull", f"{repo}:{tag}", env=fresh, check=False)
+            _clean_failure(proc, f"{repo}:{tag}", f"is {real} bytes, its descriptor says {real + delta}",
+                           "nothing was stored")
+            assert pybuild("images", "-q", env=fresh).stdout == ""
+            assert not list((root / "blobs" / "sha256").iterdir()) and not list((root / "tmp").iterdir()), tag
+    assert pybuild("pull", f"{repo}:good", env=fresh).returncode == 0  # the same blobs, described right
+    # with the config already stored (not fetched again), its descriptor's size is still checked
+    _clean_failure(pybuild("pull", f"{repo}:bad-config-small", env=fresh, check=False),
+                   f"{repo}:bad-config-small: the config sha256:", "its descriptor says")

@@ -247,8 +247,12 @@ def test_a_socket_in_the_context_is_named_in_a_warning(store: dict[str, str], tm
     sock.bind(str(ctx / "sock1"))
     try:
         proc = pybuild("build", "--progress=plain", str(ctx), env=store)
+        # -q prints the image id only, as BuildKit's -q does (docker 20.10.24 with a socket in the context: no
+        # warning in any mode; it copies the socket as an empty file, where pybuild skips it and warns)
+        quiet = pybuild("build", "-q", str(ctx), env=store)
     finally:
         sock.close()
+    assert quiet.stderr == "" and quiet.stdout.startswith("sha256:") and len(quiet.stdout.split()) == 1
     assert "WARNING: Dockerfile:2: COPY/ADD skipped sock1: a socket cannot be copied" in proc.stderr
     assert "WARNING: Dockerfile:3: COPY/ADD skipped sock1: a socket cannot be copied" in proc.stderr
 

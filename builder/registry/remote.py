@@ -137,7 +137,7 @@ def _fetch_manifest(client: RegistryClient, ref: Reference,
     if media_type in INDEX_TYPES:
         try:
             chosen = platforms.select(Index.from_json(data), want)
-        except platforms.PlatformError as exc:
+        except (platforms.PlatformError, ImageFormatError) as exc:
             raise RegistryError(f"{ref}: {exc.message}", hint=exc.hint) from None
         index_data = data
         data, media_type, digest = client.get_manifest(ref.repository, chosen.digest)
@@ -158,7 +158,10 @@ def image(ref: Reference, options: RegistryOptions | None = None, platform: Plat
     client = client_for(ref.registry, options)
     want = platform or platforms.host()
     data, media_type, digest, top, raw_index = _fetch_manifest(client, ref, want)
-    manifest = Manifest.from_json(data)
+    try:
+        manifest = Manifest.from_json(data)
+    except ImageFormatError as exc:  # name the image, as the other bad manifests are
+        raise ImageFormatError(f"{ref}: {exc.message}", hint=exc.hint) from None
     if manifest.config.media_type not in CONFIG_TYPES:
         raise RegistryError(f"{ref.familiar()} is not a container image (config type {manifest.config.media_type})")
     raw_config = (known(manifest.config.digest) if known else None) or client.fetch_blob(ref.repository,

@@ -127,6 +127,48 @@ def test_deep_json_in_archives_is_refused(store: dict[str, str], tmp_path: Path)
                        f"{archive}: ", "JSON nested too deeply")
 
 
+def test_deep_json_from_a_registry_or_a_cache_is_refused(store: dict[str, str], tmp_path: Path) -> None:
+    """A registry whose error bodies, manifests and cache documents nest JSON past the recursion limit
+    (a real registry refuses to store such a manifest, so a server of the test's own serves them on
+    127.0.0.1), and a --cache-from directory whose index.json does the same."""
+    import http.server
+    import threading
+
+    deep = b"[" * 65536
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            manifest = "/manifests/" in self.path and "/err/" not in self.path
+            self.send_response(200 if manifest else 404)
+            self.send_header("Content-Type", "application/vnd.oci.image.manifest.v1+json" if manifest
+                             else "application/json")
+            self.send_header("Content-Length", str(len(deep)))
+            self.end_headers()
+            self.wfile.write(deep)
+
+        do_HEAD = do_GET
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    host = f"127.0.0.1:{server.server_address[1]}"
+    try:
+        for ref in (f"{host}/err/x:1", f"{host}/deep/x:1"):
+            _clean_failure(pybuild("pull", ref, env={**store, "PYBUILD_REGISTRY_RETRIES": "0"}, check=False), host)
+        ctx = _ctx(tmp_path, "FROM busybox\nRUN true\n")
+        _clean_failure(pybuild("build", "-q", "--cache-from", f"type=registry,ref={host}/deep/cache:1", str(ctx),
+                               env={**store, "PYBUILD_REGISTRY_RETRIES": "0"}, check=False), host)
+    finally:
+        server.shutdown()
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "index.json").write_bytes(deep)
+    _clean_failure(pybuild("build", "-q", "--cache-from", f"type=local,src={cache}", str(ctx), env=store, check=False),
+                   f"{cache / 'index.json'}: JSON nested too deeply")
+
+
 def test_deep_or_huge_manifest_json_is_an_image_format_error() -> None:
     from builder.errors import ImageFormatError
     from builder.oci.model import MAX_JSON_BYTES, Index, Manifest, loads_json

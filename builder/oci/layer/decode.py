@@ -67,6 +67,21 @@ def _parse_num(field: bytes, what: str) -> int:
         raise ImageFormatError(f"tar header has a malformed {what} field {field!r}") from None
 
 
+def _pax_num(pax: dict[bytes, bytes], key: bytes, field: bytes) -> int:
+    """A numeric field: its PAX record when there is one, else the header's; never negative but mtime."""
+    what = key.decode()
+    if not pax.get(key):
+        value = _parse_num(field, what)
+    else:
+        try:
+            value = int(float(pax[key])) if key == b"mtime" else int(pax[key])
+        except (ValueError, OverflowError):
+            raise ImageFormatError(f"tar has a malformed PAX {what} record {pax[key][:40]!r}") from None
+    if value < 0 and key != b"mtime":
+        raise ImageFormatError(f"tar header has a negative {what} ({value})")
+    return value
+
+
 def _parse_pax(data: bytes) -> dict[bytes, bytes]:
     out: dict[bytes, bytes] = {}
     sparse_map: list[bytes] = []
@@ -143,10 +158,8 @@ def iter_tar(stream: IO[bytes]) -> Iterator[tuple[Header, Callable[[int], bytes]
         linkname = block[157:257].split(b"\0", 1)[0]
         h = Header(
             name=os.fsdecode(pending.get(b"path", name)), type=typ, mode=_parse_num(block[100:108], "mode") & 0o7777,
-            uid=int(pending.get(b"uid") or _parse_num(block[108:116], "uid")),
-            gid=int(pending.get(b"gid") or _parse_num(block[116:124], "gid")),
-            size=int(pending.get(b"size") or size),
-            mtime=int(float(pending.get(b"mtime") or _parse_num(block[136:148], "mtime"))),
+            uid=_pax_num(pending, b"uid", block[108:116]), gid=_pax_num(pending, b"gid", block[116:124]),
+            size=_pax_num(pending, b"size", block[124:136]), mtime=_pax_num(pending, b"mtime", block[136:148]),
             linkname=os.fsdecode(pending.get(b"linkpath", linkname)),
             devmajor=_parse_num(block[329:337], "devmajor"), devminor=_parse_num(block[337:345], "devminor"),
             xattrs=tuple(sorted((os.fsdecode(k[13:]), v) for k, v in pending.items()

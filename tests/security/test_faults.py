@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.builder.registry_server import Registry, needs_registry
+from tests.builder.registry_server import FaultProxy, Registry, needs_registry
 from tests.conftest import ROOT, pybuild, requires_root, requires_tool
 
 pytestmark = requires_root
@@ -260,6 +260,23 @@ def test_a_registry_that_never_answers_hits_the_deadline(store: dict[str, str]) 
         _clean_failure(bad, "bad registry setting")
     finally:
         silent.close()
+
+
+@needs_registry
+def test_a_blob_that_stalls_hits_its_deadline(store: dict[str, str], registry: Registry,
+                                              fault_proxy: FaultProxy, tmp_path: Path) -> None:
+    """A registry that sends half a layer and then nothing: the pull gives up at the blob's deadline
+    (--timeout plus 1 s per MiB; the config, 299 bytes, stalls first), retries included, and names it."""
+    repo = f"{registry.host}/stall/busybox"
+    pybuild("push", "--from", "busybox", f"{repo}:1", env=store)
+    fault_proxy.add(r"GET /v2/stall/busybox/blobs/sha256:", "stall", times=100)
+    fresh = {"PYBUILD_ROOT": str(tmp_path / "fresh")}
+    started = time.monotonic()
+    proc = pybuild("pull", "--timeout", "2", f"{fault_proxy.host}/stall/busybox:1", env=fresh, check=False)
+    took = time.monotonic() - started
+    _clean_failure(proc, fault_proxy.host, "stall/busybox@sha256:", "not downloaded within its 2 s deadline")
+    assert took < 15, took  # the proxy would stall each try for 30 s
+    assert not list((tmp_path / "fresh" / "tmp").iterdir())
 
 
 # --- 11. sparse files ------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ step oom pb run --rm --network none --memory 32m busybox:latest sh -c "{alloc}"
 step nolimit pb run --rm --network none busybox:latest sh -c "{alloc}"
 step pids pb run --rm --network none --pids-limit 8 busybox:latest sh -c 'for i in 1 2 3 4 5 6 7 8 9 10 11 12; do sleep 5 & done; wait'
 step build pb build --network none -t alloc /tmp/ctx
-ls $C/pybuild > /tmp/job/leftover.out 2>&1
+find $C/pybuild -mindepth 1 -type d > /tmp/job/leftover.out 2>&1
 
 # rootless, delegated: as systemd makes user@UID.service for the user
 S=$C/user.slice/user-$UID.slice/user@$UID.service
@@ -62,7 +62,7 @@ step rl_info rl $S/app.slice/t.scope info
 step rl_oom rl $S/app.slice/t.scope run --rm --network none --memory 32m busybox:latest sh -c "{alloc}"
 step rl_nolimit rl $S/app.slice/t.scope run --rm --network none busybox:latest sh -c "{alloc}"
 step rl_build rl $S/app.slice/t.scope build --network none -t alloc /tmp/ctx
-ls $S/app.slice/pybuild > /tmp/job/rl_leftover.out 2>&1
+find $S/app.slice/pybuild -mindepth 1 -type d > /tmp/job/rl_leftover.out 2>&1
 # rootless in a session scope (root's, as logind leaves it): nothing is delegated
 step rl_refused rl $C/user.slice/user-$UID.slice/session-1.scope run --rm --network none --memory 32m busybox:latest true
 """

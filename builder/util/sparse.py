@@ -93,7 +93,8 @@ _CHUNK_ZEROS = bytes(1 << 20)
 
 def hole_reader(fd: int) -> Callable[[int], bytes]:
     """`read(n)` of `fd` from its current offset that serves holes as zeros without reading them
-    (SEEK_DATA/SEEK_HOLE; plain reads where the filesystem cannot tell)."""
+    (SEEK_DATA/SEEK_HOLE; plain reads where the filesystem cannot tell). A piece never crosses a
+    MiB boundary of the file, so a reader of MiB pieces stays aligned (as parallel gzip wants)."""
     pos = os.lseek(fd, 0, os.SEEK_CUR)
     data_end = -1  # the end of the data region `pos` is in; -1: unknown
     hole_end = -1  # the end of the hole `pos` is in
@@ -114,13 +115,14 @@ def hole_reader(fd: int) -> Callable[[int], bytes]:
                     hole_end = start
                 else:
                     data_end = os.lseek(fd, pos, os.SEEK_HOLE)
-        if pos < hole_end:
-            k = min(n, hole_end - pos, len(_CHUNK_ZEROS))
+        edge = len(_CHUNK_ZEROS) - pos % len(_CHUNK_ZEROS)  # pieces end on MiB boundaries: then whole
+        if pos < hole_end:                                 # MiB of a hole are one shared object
+            k = min(n, hole_end - pos, edge)
             pos += k
             return _CHUNK_ZEROS if k == len(_CHUNK_ZEROS) else bytes(k)
         if pos >= data_end:
             return b""  # the end of the file
-        data = os.pread(fd, min(n, data_end - pos), pos)
+        data = os.pread(fd, min(n, data_end - pos, edge), pos)
         pos += len(data)
         return data
 

@@ -198,3 +198,26 @@ def test_a_bad_gnu_sparse_map_is_a_format_error() -> None:
             gnusparse.reader(lambda n: b"", segments, 100, stored, "f")
     with pytest.raises(ImageFormatError, match="malformed GNU sparse map"):
         gnusparse.pax_map({b"GNU.sparse.map": b"1,2,3"}, lambda n: b"", "f")
+
+
+def test_gzip_of_holes_is_the_same_bytes_with_the_zero_block_memo(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The parallel gzip deflates a zero block that follows zeros once and reuses the bytes; the
+    stream must be byte-identical to deflating every block (layer digests depend on it)."""
+    import gzip
+
+    from builder.oci import compress
+
+    data = bytes(3 << 20) + os.urandom(100_000) + bytes(5 << 20) + b"end" + bytes(2 << 20)
+
+    def gz(chunks: int) -> bytes:
+        out: list[bytes] = []
+        c = compress.compressor(compress.GZIP, out.append, threads=2)
+        for i in range(0, len(data), chunks):
+            c.write(data[i:i + chunks])
+        c.close()
+        return b"".join(out)
+
+    with_memo = gz(700_001)
+    assert compress._ZERO_DEFLATED  # the memo was used
+    monkeypatch.setattr(compress, "_ZERO_DICT", b"never")  # no block matches: every block deflated
+    assert gz(1 << 20) == with_memo and gzip.decompress(with_memo) == data

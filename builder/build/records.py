@@ -47,13 +47,13 @@ class StepRecord(_Record):
 
     __slots__ = ("id", "stage", "stage_index", "index", "count", "instruction", "line", "end_line", "kind", "key",
                  "key_parts", "cache", "reason", "duration", "cpu_seconds", "memory_peak_bytes", "output_bytes",
-                 "layer", "empty_layer", "error", "started")
+                 "layer", "empty_layer", "error", "started", "platform")
 
     def __init__(self, id: int, stage: str, stage_index: int, index: int, count: int, instruction: str, line: int,
                  end_line: int, kind: str, key: str = "", key_parts: list[Any] | None = None, cache: str = "miss",
                  reason: str = "", duration: float = 0.0, cpu_seconds: float = 0.0, memory_peak_bytes: int = 0,
                  output_bytes: int = 0, layer: dict[str, Any] | None = None, empty_layer: bool = True,
-                 error: str = "", started: float = 0.0) -> None:
+                 error: str = "", started: float = 0.0, platform: str = "") -> None:
         self.id = id  # the progress number (#5)
         self.stage, self.stage_index = stage, stage_index
         self.index = index  # 1-based position in its stage
@@ -69,6 +69,7 @@ class StepRecord(_Record):
         self.layer = dict(layer) if layer is not None else None  # diff_id, digest, size, media_type
         self.empty_layer, self.error = empty_layer, error
         self.started = started  # epoch seconds when the step began (parallel stages overlap)
+        self.platform = platform  # a multi-platform build's step: the platform it builds for, else ""
 
 
 class BuildRecord(_Record):
@@ -76,13 +77,14 @@ class BuildRecord(_Record):
 
     __slots__ = ("id", "started", "dockerfile", "dockerfile_digest", "context", "target", "tags", "build_args",
                  "platform", "status", "error", "finished", "duration", "image_id", "manifest_digest", "steps",
-                 "version")
+                 "version", "images")
 
     def __init__(self, id: str, started: float, dockerfile: str, dockerfile_digest: str, context: str,
                  target: str = "", tags: list[str] | None = None, build_args: dict[str, str] | None = None,
                  platform: str = "", status: str = "running", error: str = "", finished: float = 0.0,
                  duration: float = 0.0, image_id: str = "", manifest_digest: str = "",
-                 steps: list[StepRecord] | None = None, version: int = RECORD_VERSION) -> None:
+                 steps: list[StepRecord] | None = None, version: int = RECORD_VERSION,
+                 images: dict[str, str] | None = None) -> None:
         self.id, self.started, self.dockerfile, self.dockerfile_digest = id, started, dockerfile, dockerfile_digest
         self.context, self.target, self.platform = context, target, platform
         self.tags: list[str] = list(tags or [])
@@ -92,6 +94,7 @@ class BuildRecord(_Record):
         self.image_id, self.manifest_digest = image_id, manifest_digest
         self.steps: list[StepRecord] = list(steps or [])
         self.version = version
+        self.images: dict[str, str] = dict(images or {})  # a multi-platform build's: platform -> image id
 
 
 def new_build_id() -> str:

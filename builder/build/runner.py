@@ -130,6 +130,7 @@ def _replay(options: BuildOptions, root: Path, ctx: BuildContext, hit: dict[str,
         name, statuses = hit["export"]
         steps.end(steps.begin(name), statuses, record=False)
     record.status, record.image_id, record.manifest_digest = "ok", hit["image_id"], hit["manifest_digest"]
+    record.images = dict(hit.get("images", {}))
     _finish(root, record)
     return BuildResult(hit["image_id"], hit["manifest_digest"], record.id, tuple(hit.get("checks", ())))
 
@@ -203,8 +204,10 @@ def _build(options: BuildOptions, store: Store, ctx: BuildContext, df: Any, prog
             results = _solve_all(solvers)
             n = steps.begin(export_name)
             try:
-                manifest_digest = write_index_outputs(store, [assemble(store, r) for r in results], options.outputs,
-                                                      options.tags, progress, compression, level)
+                made = [assemble(store, r) for r in results]
+                record.images = {str(image.config().platform): str(image.id) for image in made}
+                manifest_digest = write_index_outputs(store, made, options.outputs, options.tags, progress,
+                                                      compression, level)
             except BaseException as exc:
                 steps.fail(n, getattr(exc, "message", None) or str(exc) or type(exc).__name__)
                 raise
@@ -330,7 +333,7 @@ def _save_memo(store: Store, key: str, options: BuildOptions, images: dict[tuple
         "manifest_digest": record.manifest_digest, "tags": [normalize_tag(t) for t in options.tags],
         "cli_tags": list(options.tags), "warnings": warnings, "checks": list(checks),
         "internal": internal or [], "export": export,
-        "platform": record.platform, "names": {str(k): v for k, v in names.items()},
+        "platform": record.platform, "images": record.images, "names": {str(k): v for k, v in names.items()},
         "steps": [s.as_json() for s in record.steps]})
 
 

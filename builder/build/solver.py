@@ -141,11 +141,18 @@ class Solver:
 
     # --- one stage --------------------------------------------------------------------------------
 
+    def _platform(self, stage: Stage) -> str:
+        """The platform a multi-platform build's stage builds for ("" in a single-platform build): the
+        solver's, or for a shared `$BUILDPLATFORM` stage the one it runs on."""
+        if not self.label:
+            return ""
+        shared = self.shared is not None and stage.index in self.shared.indices
+        return stage.platform if shared else self.label
+
     def _step_name(self, stage: Stage, pos: int, count: int, text: str) -> str:
         label = stage.label + " " if len(self.graph.stages) > 1 or stage.name else ""
         if self.label:  # buildx: `[linux/arm64 build 2/3] RUN make`; a shared stage by the platform it runs on
-            shared = self.shared is not None and stage.index in self.shared.indices
-            label = f"{stage.platform if shared else self.label} {label}"
+            label = f"{self._platform(stage)} {label}"
         return f"[{label}{pos}/{count}] {text}"
 
     def _build_stage(self, stage: Stage) -> None:
@@ -165,7 +172,8 @@ class Solver:
         rec = StepRecord(sid, stage.label, stage.index, 1, count, stage.origin.text.strip(), stage.origin.line,
                          stage.origin.end_line or stage.origin.line, "FROM", key=state.key.digest,
                          key_parts=state.key_parts, cache="hit", empty_layer=True,
-                         duration=round(time.monotonic() - t0, 6), started=time.time())
+                         duration=round(time.monotonic() - t0, 6), started=time.time(),
+                         platform=self._platform(stage))
         self._add_record(rec)
         self.job.progress.done(sid)
         pos = 1
@@ -210,7 +218,8 @@ class Solver:
         sid = self.numbers[(stage.index, pos - 1)]
         operation = operation_for(node.op)
         rec = StepRecord(sid, stage.label, stage.index, pos, count, node.instruction, node.origin.line,
-                         node.origin.end_line or node.origin.line, operation.kind, started=time.time())
+                         node.origin.end_line or node.origin.line, operation.kind, started=time.time(),
+                         platform=self._platform(stage))
         self.names[sid] = self._step_name(stage, pos, count, node.instruction)
         job.progress.start(sid, self.names[sid])
         t0 = time.monotonic()

@@ -247,10 +247,11 @@ def _check_emulation(graphs: list[Any]) -> None:
 
 def _solvers(graphs: list[Any], targets: list[str], job: Any, first: int = 0) -> list[Any]:
     """One solver per target platform, numbering steps after `first` (the [internal] steps); the
-    stages all graphs have identically (with the same stages below them) are built once between them."""
+    stages all graphs have identically (with the same stages below them) are built once between them;
+    at most `--jobs` stages run at once across platforms, native platforms' stages first."""
     import threading
 
-    from builder.build.solver import SharedStages, Solver
+    from builder.build.solver import SharedStages, Solver, StageSlots
 
     if len(graphs) == 1:
         return [Solver(graphs[0], job, first=first)]
@@ -260,8 +261,9 @@ def _solvers(graphs: list[Any], targets: list[str], job: Any, first: int = 0) ->
         if stage.deps() <= shared and all(g.stages.get(idx) == stage for g in graphs[1:]):
             shared.add(idx)
     common, cancel, solvers = SharedStages(shared), threading.Event(), []
+    slots = StageSlots(job.options.jobs or os.cpu_count() or 1)  # --jobs counts the stages of every platform
     for graph, target in zip(graphs, targets):
-        solver = Solver(graph, job, first=first, label=target, shared=common, cancel=cancel)
+        solver = Solver(graph, job, first=first, label=target, shared=common, cancel=cancel, slots=slots)
         first = solver.last
         solvers.append(solver)
     return solvers

@@ -15,9 +15,10 @@ from __future__ import annotations
 import os
 import threading
 import time
+from contextlib import contextmanager
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from builder.build.graph import BuildGraph, ImageSource, Node, Scratch, Stage, StageRef
 from builder.build.job import (BuildJob, SolveOptions, StageResult, Step, as_layer_record, layer_from_json,
@@ -32,7 +33,7 @@ from runtime.errors import SandboxError
 if TYPE_CHECKING:
     from builder.oci.image import Image
 
-__all__ = ["Solver", "SharedStages", "SolveOptions", "StageResult", "Cancelled"]
+__all__ = ["Solver", "SharedStages", "StageSlots", "SolveOptions", "StageResult", "Cancelled"]
 
 
 class Cancelled(BuildError):
@@ -66,23 +67,53 @@ class SharedStages:
         return result
 
 
+class StageSlots:
+    """The `jobs` stages a multi-platform build runs at once, across its platforms' solvers. A free
+    slot goes to a stage of a platform this machine runs natively before one of an emulated
+    platform: the native platform builds as it would alone, emulated stages take what is left."""
+
+    def __init__(self, jobs: int) -> None:
+        self._cond = threading.Condition()
+        self._free = jobs
+        self._native_waiting = 0
+
+    @contextmanager
+    def held(self, native: bool) -> Iterator[None]:
+        with self._cond:
+            self._native_waiting += native
+            try:
+                while self._free == 0 or (not native and self._native_waiting):
+                    self._cond.wait()
+            finally:
+                self._native_waiting -= native
+            self._free -= 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._free += 1
+                self._cond.notify_all()
+
+
 class Solver:
     """Builds the stages of a graph into StageResults.
 
     A multi-platform build runs one solver per platform, on one job: `first` numbers its steps
     after the previous solver's, `label` (the platform) prefixes its step names, `shared` holds the
-    stages the solvers build once between them, and `cancel` stops them all.
+    stages the solvers build once between them, `slots` the stages they run at once, and `cancel`
+    stops them all.
     """
 
     def __init__(self, graph: BuildGraph, job: BuildJob, *, first: int = 0, label: str = "",
-                 shared: SharedStages | None = None, cancel: threading.Event | None = None) -> None:
+                 shared: SharedStages | None = None, cancel: threading.Event | None = None,
+                 slots: StageSlots | None = None) -> None:
         self.graph, self.job = graph, job
         self.results: dict[int, StageResult] = {}
         self.names: dict[int, str] = {}  # step number -> progress name
         self.cancel = cancel or threading.Event()
         self.lock = threading.Lock()
         self.numbers: dict[tuple[int, int], int] = {}
-        self.label, self.shared = label, shared
+        self.label, self.shared, self.slots = label, shared, slots
         self.last = self._number_steps(first)
 
     @property
@@ -162,6 +193,16 @@ class Solver:
             self._build_own(stage)
 
     def _build_own(self, stage: Stage) -> StageResult:
+        if self.slots is None:
+            return self._build_stage_steps(stage)
+        from builder.build.emulation import native
+
+        with self.slots.held(native(self._platform(stage))):
+            if self.cancel.is_set():
+                raise Cancelled("cancelled")
+            return self._build_stage_steps(stage)
+
+    def _build_stage_steps(self, stage: Stage) -> StageResult:
         layer_nodes = [n for n in stage.nodes if n.makes_layer]
         count = len(layer_nodes) + 1
         sid = self.numbers[(stage.index, 0)]

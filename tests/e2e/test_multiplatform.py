@@ -435,3 +435,17 @@ def test_explain_and_analyze_pair_a_multi_platform_builds_steps_by_platform(env:
     html = page.read_text()
     assert f"(build {record['id']})" in html  # the multi-platform build that made this image
     assert f"step #{run_ids['linux/arm64']} line 3" in html and f"step #{run_ids['linux/amd64']} line 3" not in html
+
+
+def test_jobs_counts_the_stages_of_every_platform(env: dict[str, str], tmp_path: Path) -> None:
+    """`--jobs 1` with two platforms of two independent stages each: never two stages at once."""
+    ctx = _ctx_dir(tmp_path / "ctx", "FROM busybox:multi AS a\nRUN echo a > /a\nFROM busybox:multi AS b\n"
+                                     "RUN echo b > /b\nFROM busybox:multi\nCOPY --from=a /a /a\nCOPY --from=b /b /b\n")
+    store = _fresh(env, tmp_path / "store")
+    pybuild("build", "--jobs", "1", "--platform", "linux/amd64,linux/arm64", ctx, env=store)
+    steps = [s for s in _last_record(store)["steps"] if s["kind"] != "FROM"]
+    spans = sorted((min(s["started"] for s in group), max(s["started"] + s["duration"] for s in group))
+                   for group in ([s for s in steps if (s["platform"], s["stage_index"]) == key]
+                                 for key in {(s["platform"], s["stage_index"]) for s in steps}))
+    assert len(spans) == 6
+    assert all(end <= nxt_start + 0.001 for (_, end), (nxt_start, _) in zip(spans, spans[1:])), spans

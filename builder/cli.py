@@ -174,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             replay_key = build.replay_key(raw, environ)
             _rootless(name, debug)  # (where the store is; a build enters no namespace here)
-            code = build.replay(replay_key)
+            code = build.replay(replay_key) if replay_key is not None else None
             if code is not None:
                 return code
         parser = make_parser(name)

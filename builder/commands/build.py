@@ -56,11 +56,16 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="run the build checks and build nothing (as docker build --check; pybuild check --format json for tools)")
 
 
-def replay_key(argv: Sequence[str], environ: Mapping[str, str]) -> str:
-    """The key of a command line (as given, with the environment before it was read) for `replay`."""
+def replay_key(argv: Sequence[str], environ: Mapping[str, str]) -> str | None:
+    """The key of a command line (as given, with the environment before it was read) for `replay`
+    (None: no working directory to key on)."""
     from builder.cache.memo import replay_key as key
 
-    return key(argv, os.getcwd(), environ, os.geteuid())
+    try:
+        cwd = os.getcwd()
+    except OSError:
+        return None
+    return key(argv, cwd, environ, os.geteuid())
 
 
 def replay(key: str) -> int | None:

@@ -11,6 +11,9 @@ code. `lookup()` re-checks the bases against the tag index and the context check
 stat cache; when all match and the image is still stored, the build is done: no lark, no graph,
 no store objects, no solver. Anything else (a changed file, a moved tag, `--no-cache`, outputs
 other than the image store) takes the normal path, which then refreshes the memo.
+
+The same command line is then replayed without even parsing it: `replay_key`, `replay_lookup`,
+`replay_save` (below; the format is in docs/build-records.md).
 """
 
 from __future__ import annotations

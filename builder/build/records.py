@@ -108,12 +108,13 @@ def records_dir(root: str | os.PathLike[str]) -> Path:
     return Path(root) / "builds"
 
 
-def write(root: str | os.PathLike[str], record: BuildRecord) -> str:
+def write(root: str | os.PathLike[str], record: BuildRecord) -> Path:
     """Write the record atomically as `<root>/builds/<id>.json`."""
     import json
+    from pathlib import Path
 
     # no indent: the C encoder (1.7 -> 0.3 ms)
-    return _write(root, record.id, json.dumps(record.as_json(), sort_keys=True))
+    return Path(_write(root, record.id, json.dumps(record.as_json(), sort_keys=True)))
 
 
 def replayable(record: BuildRecord) -> str:

@@ -83,6 +83,11 @@ def replay(key: str) -> int | None:
     if hit is None:
         return None
     from builder.build.records import write_replayed
+
+    if hit["mode"] == "quiet":  # nothing shown but the id
+        write_replayed(root, hit["record"], started)
+        print(hit["image_id"])
+        return 0
     from builder.util.progress import make_progress, play
 
     progress = make_progress(hit["mode"])
@@ -92,8 +97,6 @@ def replay(key: str) -> int | None:
     finally:
         progress.close()
     _show_checks(tuple(hit["checks"]), hit["mode"])
-    if hit["mode"] == "quiet":
-        print(hit["image_id"])
     return 0
 
 

@@ -56,5 +56,6 @@ def test_the_replayed_no_op_rebuild_imports_no_parser_pathlib_json_or_re(store: 
     # pathlib and re in some interpreters before pybuild starts)
     modules = _imported(proc.stderr.split("| site\n", 1)[-1])
     assert "builder.cache.memo" in modules and "builder.build.records" in modules, proc.stderr[-2000:]
+    assert "builder.util.progress" not in modules  # -q shows nothing
     loaded = sorted(m for m in modules if any(m == n or m.startswith(n + ".") for n in REPLAY_NEVER))
     assert not loaded, f"the replayed no-op rebuild imported {loaded}"

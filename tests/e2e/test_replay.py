@@ -135,3 +135,21 @@ def test_a_moved_tag_or_a_changed_dockerfile_or_environment_is_not_replayed(stor
     (ctx / "Dockerfile").write_text("FROM busybox\nARG V\nRUN echo $V > /w\n")
     changed, replayed = _build(store, "--build-arg", "V", "-t", "rp:tag", str(ctx), env=env)
     assert changed != first and not replayed
+
+
+def test_a_replay_recorded_after_a_full_build_shows_what_the_memo_shows(store: dict[str, str], tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path, "FROM busybox\nWORKDIR /w\nCOPY a .\nRUN cat a > b\n", {"a": "a\n"})
+    _settle()
+
+    def plain(extra: dict[str, str]) -> tuple[str, bool]:
+        proc = pybuild("build", "--progress", "plain", "-t", "rp:full", str(ctx), env={**store, **PROFILE, **extra})
+        text = "\n".join(ln for ln in proc.stderr.splitlines() if not ln.startswith("import time:"))
+        return re.sub(r"\d+\.\d+s", "T", text), _replayed(proc.stderr)
+
+    cold, replayed = plain({})
+    assert not replayed and "RUN cat a > b" in cold and "CACHED" not in cold
+    from_full, replayed = plain({})  # the record the cold build left
+    assert replayed
+    memo_hit, replayed = plain({"OTHER": "1"})  # another environment: the memo's own replay
+    assert not replayed
+    assert from_full == memo_hit and "#7 CACHED" in memo_hit

@@ -230,6 +230,6 @@ def replay_save(root: Path, key: str, memo_key_: str, memo: dict[str, Any], tags
         data = marshal.dumps({**record, "version": _REPLAY_VERSION, "contents": checked,
                               "stats": [[path, st] for path, st in stats.items()]})
         write_atomic(_replay_path(root, key), data, durable=False)
-    except (OSError, ValueError, StoreError):
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, StoreError):  # a foreign index: only speed lost
         return False
     return True

@@ -2,7 +2,7 @@
 `builder.build.BuildOptions` and handed to `builder.build.build()`.
 
 Every option is checked here, before the first step. The cached no-op path stays lean: progress is
-plain text (tqdm only on a TTY), and no HTTP client is imported.
+plain text (the live view and its thread only on a TTY), and no HTTP client is imported.
 """
 
 from __future__ import annotations
@@ -87,10 +87,16 @@ def run(args: argparse.Namespace) -> int:
         return report(options)
     progress = make_progress(args.progress)
     try:
-        result = build(options, progress)
-        _report(args, result, progress)
-    finally:
-        progress.close()
+        try:
+            result = build(options, progress)
+            _report(args, result, progress)
+        finally:
+            progress.close()
+    except KeyboardInterrupt:  # Ctrl-C: the running steps showed CANCELED; buildx's last line and exit code
+        import sys
+
+        sys.stderr.write("ERROR: failed to solve: Canceled: context canceled\n")
+        return 130
     if result.checks and args.progress != "quiet":  # after the build's output, as buildx
         import sys
 

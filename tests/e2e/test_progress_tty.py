@@ -8,18 +8,16 @@ from __future__ import annotations
 import os
 import random
 import re
-import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from tests.conftest import pybuild, requires_root
-from tests.conformance.peers import DOCKER, Dockerd, PeerError
+from tests.conformance.peers import DOCKER, Dockerd
 from tests.e2e.conftest import step_no
 from tests.tmux import ROOT, Tmux, have_tmux
 
@@ -27,23 +25,6 @@ pytestmark = [requires_root, pytest.mark.skipif(not have_tmux(), reason="tmux is
 
 WIDTH = 100
 CANCELED_LINE = "ERROR: failed to solve: Canceled: context canceled"  # buildx's; its exit code is 130
-
-
-@pytest.fixture(scope="module")
-def buildkit(tmp_path_factory: pytest.TempPathFactory, busybox_tar: Path) -> Iterator[Dockerd]:
-    """A private dockerd (BuildKit inside) with the same busybox as busybox:latest."""
-    if shutil.which("dockerd") is None or not os.path.exists(DOCKER):
-        pytest.skip("dockerd and docker.io are installed by scripts/install-test-deps")
-    try:
-        d = Dockerd(tmp_path_factory.mktemp("buildkit"), busybox_tar)
-    except PeerError as exc:
-        pytest.fail(str(exc))
-    try:
-        subprocess.run([DOCKER, "tag", "debian:bookworm", "busybox:latest"], env={**os.environ, **d.env}, check=True,
-                       capture_output=True)
-        yield d
-    finally:
-        d.close()
 
 
 def _context(tmp_path: Path, name: str, dockerfile: str) -> Path:

@@ -8,7 +8,7 @@ container's `health.json`, Docker's State.Health:
      "Log": [{"Start": "...Z", "End": "...Z", "ExitCode": 1, "Output": "..."}]}   (the last 5 probes)
 
     test_argv(healthcheck, shell) -> argv | None        None: no check (none, or NONE)
-    monitor(container_dir, process, healthcheck, started, stop)
+    start(container) -> threading.Event                 probes from a thread until the event is set
     read(container_dir) -> dict | None
 """
 
@@ -19,12 +19,15 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runtime import durations
 from runtime.spec import ProcessSpec
 
-__all__ = ["FILE", "monitor", "read", "test_argv"]
+if TYPE_CHECKING:
+    from runtime.containers import Container
+
+__all__ = ["FILE", "monitor", "read", "start", "test_argv"]
 
 FILE = "health.json"
 DEFAULT_INTERVAL = DEFAULT_TIMEOUT = 30.0
@@ -72,6 +75,19 @@ def _write(container_dir: Path, health: dict[str, Any]) -> None:
         os.replace(tmp, container_dir / FILE)
     except FileNotFoundError:  # the container was removed meanwhile
         pass
+
+
+def start(container: Container) -> threading.Event:
+    """Probe `container`'s healthcheck (if it has one) from a daemon thread of this process (its
+    supervisor, or the `pybuild run` it runs in) until the returned event is set."""
+    stop = threading.Event()
+    hc = container.config.healthcheck
+    if hc and hc.get("Argv"):
+        test = container.config.process._replace(argv=tuple(hc["Argv"]), tty=False, stdin=False)
+        threading.Thread(target=monitor, args=(container.path, test, hc, time.time(),
+                                               lambda: container.state().init_pid, stop),
+                         name="healthcheck", daemon=True).start()
+    return stop
 
 
 def monitor(container_dir: Path, process: ProcessSpec, healthcheck: dict[str, Any], started: float,

@@ -17,11 +17,10 @@ import select
 import shutil
 import signal
 import sys
-import threading
-import time
 from pathlib import Path
 
 from runtime.containers import Container, LogWriter
+from runtime.health import start
 from runtime.errors import SandboxError
 
 
@@ -42,7 +41,7 @@ def main(argv: list[str]) -> int:
     else:
         stdin = os.open(os.devnull, os.O_RDONLY)
     log = LogWriter(container.json_log_path)  # docker logs' timestamps and streams; output.log keeps the bytes
-    stop_health = _start_health(container)
+    stop_health = start(container)
     try:
         tty = container.config.process.tty
         status = container.run(stdout=log.sink("stdout", 1), stderr=2 if tty else log.sink("stderr", 2), stdin=stdin)
@@ -58,21 +57,6 @@ def main(argv: list[str]) -> int:
             select.select([starter], [], [], 60)  # EOF once `pybuild run -d` has seen the state (or died)
         shutil.rmtree(container.path, ignore_errors=True)
     return code
-
-
-def _start_health(container: Container) -> threading.Event:
-    """Probe the container's healthcheck from a thread until the returned event is set."""
-    from runtime.health import monitor
-
-    stop = threading.Event()
-    hc = container.config.healthcheck
-    if hc and hc.get("Argv"):
-        p = container.config.process
-        test = p._replace(argv=tuple(hc["Argv"]), tty=False, stdin=False)
-        threading.Thread(target=monitor, args=(container.path, test, hc, time.time(),
-                                               lambda: container.state().init_pid, stop),
-                         name="healthcheck", daemon=True).start()
-    return stop
 
 
 if __name__ == "__main__":

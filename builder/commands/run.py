@@ -113,6 +113,11 @@ def run(args: argparse.Namespace) -> int:
     from runtime.containers import LogWriter
 
     log = LogWriter(container.json_log_path)  # kept for `pybuild logs`, as docker keeps every container's
+    stop_health = None
+    if container.config.healthcheck:  # probed as dockerd does, for a foreground container too
+        from runtime.health import start
+
+        stop_health = start(container)
     try:
         status = container.run(stdout=log.sink("stdout", 1), stderr=None if args.tty else log.sink("stderr", 2),
                                on_start=proxy.started)
@@ -120,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
         setattr(exc, "exit_code", 125)  # the CLI exits with it (SandboxError, the runtime's, declares none)
         raise
     finally:
+        if stop_health is not None:
+            stop_health.set()
         log.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)

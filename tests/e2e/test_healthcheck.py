@@ -9,6 +9,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -163,3 +164,17 @@ def test_the_same_image_under_dockerd_goes_through_the_same_states(buildkit: Doc
     finally:
         subprocess.run([DOCKER, "rm", "-f", theirs], env=env, capture_output=True)
         pybuild("rm", "-f", ours, env=store)
+
+
+def test_a_foreground_container_is_probed_too(store: dict[str, str], tmp_path: Path) -> None:
+    _image(tmp_path, store, "health:4", "FROM busybox\nHEALTHCHECK --interval=500ms --retries=1 CMD exit 1\n")
+    name = f"fg-{os.getpid()}"
+    env = {**os.environ, **store, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen([sys.executable, "-m", "builder", "run", "--rm", "--name", name, "health:4", "sleep", "20"],
+                            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        cid = _until(lambda: pybuild("ps", "-q", "-f", f"name={name}", env=store).stdout.strip())
+        _until(lambda: _status(cid, store).endswith("(unhealthy)"))
+    finally:
+        pybuild("rm", "-f", name, env=store, check=False)
+        proc.wait(30)

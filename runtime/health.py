@@ -19,13 +19,10 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from runtime import durations
 from runtime.spec import ProcessSpec
-
-if TYPE_CHECKING:
-    from runtime.containers import Container
 
 __all__ = ["FILE", "monitor", "read", "start", "test_argv"]
 
@@ -77,7 +74,14 @@ def _write(container_dir: Path, health: dict[str, Any]) -> None:
         pass
 
 
-def start(container: Container) -> threading.Event:
+class _Container(Protocol):  # runtime.containers.Container, which imports this module
+    path: Path
+    config: Any
+
+    def state(self) -> Any: ...
+
+
+def start(container: _Container) -> threading.Event:
     """Probe `container`'s healthcheck (if it has one) from a daemon thread of this process (its
     supervisor, or the `pybuild run` it runs in) until the returned event is set."""
     stop = threading.Event()

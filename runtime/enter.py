@@ -1,15 +1,15 @@
 """Run one more process inside a running container, as `docker exec` does: in the namespaces of the
-container's init (user when it differs from ours, ipc, uts, net, pid, cgroup, mount), chrooted to
-its root, as the process's user with the container's capabilities, no_new_privs and seccomp.
+container's init (user when it differs from ours, ipc, uts, net, pid, cgroup, mount) and cgroups,
+chrooted to its root, as the process's user with the container's capabilities, no_new_privs and
+seccomp.
 
     run_in(init_pid, process, timeout=None, limit=4096) -> Entered(code, output, timed_out)
 
     caller                 reads the output (stdout and stderr, one pipe), kills C on timeout
-     `- A  fork            joins the namespaces and the root (a pid namespace holds A's children
-         |                 only), forks C, tells the caller C's pid, exits as C does
+     `- A  fork            joins the cgroups (its limits count the process), the namespaces and
+         |                 the root (a pid namespace holds A's children only), forks C, tells the
+         |                 caller C's pid, exits as C does
          `- C  fork + exec stdio, session, user, capabilities, exec
-
-Not joined: the container's cgroup (its limits do not apply to the entered process).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ class Entered(NamedTuple):
 def run_in(init_pid: int, process: ProcessSpec, timeout: float | None = None, limit: int = 4096) -> Entered:
     """Run `process` in the container whose init has host pid `init_pid`; its output is kept up
     to `limit` bytes. Raises OSError when the container is gone."""
+    procs = _cgroup_procs(init_pid)
     fds = _namespace_fds(init_pid)
     root = os.open(f"/proc/{init_pid}/root", os.O_RDONLY | os.O_DIRECTORY)
     bpf = _seccomp_program(process, _default_run_dir())
@@ -47,9 +48,9 @@ def run_in(init_pid: int, process: ProcessSpec, timeout: float | None = None, li
     try:
         a = os.fork()
         if a == 0:
-            _child_a(process, fds, root, out_w, pid_w, bpf)
+            _child_a(process, procs, fds, root, out_w, pid_w, bpf)
     finally:
-        for fd in (*fds, root, out_w, pid_w):
+        for fd in (*procs, *fds, root, out_w, pid_w):
             os.close(fd)
     try:
         child = int(os.read(pid_r, 32) or b"0")  # 0: A failed before forking (its reason is in the output)
@@ -79,6 +80,29 @@ def _namespace_fds(init_pid: int) -> list[int]:
     return fds
 
 
+def _cgroup_procs(init_pid: int) -> list[int]:
+    """`cgroup.procs` of each of the init's cgroups that pybuild made (`.../pybuild/...`), opened
+    for writing; none when they cannot be (no cgroups: the process then runs in ours)."""
+    from runtime import cgroups
+
+    fds = []
+    try:
+        lines = open(f"/proc/{init_pid}/cgroup").read().splitlines()
+    except OSError:
+        return []
+    v2_root = cgroups.CGROUP_ROOT if cgroups.version(cgroups.CGROUP_ROOT) == 2 else cgroups.CGROUP_ROOT / "unified"
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if f"/{cgroups.PARENT}/" not in path + "/":
+            continue
+        base = v2_root if not controllers else cgroups.CGROUP_ROOT / controllers.removeprefix("name=")
+        try:
+            fds.append(os.open(f"{base}{path}/cgroup.procs", os.O_WRONLY))
+        except OSError:
+            continue
+    return fds
+
+
 def _collect(out_r: int, child: int, timeout: float | None, limit: int) -> tuple[bytes, bool]:
     """Read the output until EOF; on timeout kill the process (and whatever holds the pipe)."""
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -102,9 +126,12 @@ def _collect(out_r: int, child: int, timeout: float | None, limit: int) -> tuple
         truncated = truncated or len(data) > room
 
 
-def _child_a(process: ProcessSpec, fds: list[int], root: int, out_w: int, pid_w: int, bpf: bytes) -> None:
+def _child_a(process: ProcessSpec, procs: list[int], fds: list[int], root: int, out_w: int, pid_w: int,
+             bpf: bytes) -> None:
     try:
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        for fd in procs:  # "0": the writer itself, before its cgroup namespace is the container's
+            os.write(fd, b"0")
         for fd in fds:
             _linux.setns(fd)
         os.fchdir(root)

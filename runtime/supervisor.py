@@ -1,6 +1,7 @@
 """The supervisor of one detached container (what conmon is to podman): started in its own session
 by `pybuild run -d`, it runs the container with output to `output.log`, records its exit in
-`state.json`, and removes the container when it was started with `--rm`.
+`state.json`, runs the image's HEALTHCHECK (`runtime.health`) while it runs, and removes the
+container when it was started with `--rm`.
 
     python -m runtime.supervisor <container dir> [<fd>]
 
@@ -19,6 +20,7 @@ import sys
 from pathlib import Path
 
 from runtime.containers import Container, LogWriter
+from runtime.health import start
 from runtime.errors import SandboxError
 
 
@@ -39,6 +41,7 @@ def main(argv: list[str]) -> int:
     else:
         stdin = os.open(os.devnull, os.O_RDONLY)
     log = LogWriter(container.json_log_path)  # docker logs' timestamps and streams; output.log keeps the bytes
+    stop_health = start(container)
     try:
         tty = container.config.process.tty
         status = container.run(stdout=log.sink("stdout", 1), stderr=2 if tty else log.sink("stderr", 2), stdin=stdin)
@@ -47,6 +50,7 @@ def main(argv: list[str]) -> int:
         sys.stderr.write(f"pybuild: {exc.render()}\n")
         code = 125
     finally:
+        stop_health.set()
         log.close()
     if container.config.auto_remove:
         if starter is not None:

@@ -39,6 +39,13 @@ def configure(p: argparse.ArgumentParser) -> None:
                         "through qemu-user-static when it is not this machine's")
     p.add_argument("--security-opt", action="append", default=[], metavar="seccomp=PROFILE.json|unconfined",
                    help="seccomp profile (default: Docker's default profile)")
+    p.add_argument("--no-healthcheck", action="store_true", help="run no HEALTHCHECK the image has")
+    for flag, what in (("cmd", "command to run to check health (CMD-SHELL)"), ("interval", "time between checks"),
+                       ("timeout", "maximum time a check may take"), ("start-period", "time to start before "
+                       "failures count"), ("start-interval", "time between checks in the start period"),
+                       ("retries", "failures in a row that make it unhealthy")):
+        p.add_argument(f"--health-{flag}", metavar="N" if flag == "retries" else "CMD" if flag == "cmd" else "DURATION",
+                       help=what + ("" if flag in ("cmd", "retries") else " (ms|s|m|h)"))
     p.add_argument("image", help="image name, name:tag, or id")
     p.add_argument("command", nargs=argparse.REMAINDER, help="command and arguments (default: the image's CMD)")
 
@@ -84,7 +91,10 @@ def run(args: argparse.Namespace) -> int:
         user=args.user, workdir=args.workdir, tty=args.tty, interactive=args.interactive, hostname=args.hostname,
         volumes=tuple(args.volume), publish=tuple(args.publish), network=args.network, memory=args.memory,
         cpus=args.cpus, pids_limit=args.pids_limit, name=args.name, auto_remove=args.rm, read_only=args.read_only,
-        platform=args.platform, security_opt=tuple(args.security_opt))
+        platform=args.platform, security_opt=tuple(args.security_opt), no_healthcheck=args.no_healthcheck,
+        health=tuple((flag, str(value)) for flag in ("cmd", "interval", "timeout", "start-period", "start-interval",
+                                                     "retries")
+                     if (value := getattr(args, "health_" + flag.replace("-", "_"))) is not None))
     try:
         container = create(default_root(), args.image, opts)
     except (SandboxError, BuildError) as exc:  # docker run's own failures (no such image, ...) exit 125
@@ -103,6 +113,11 @@ def run(args: argparse.Namespace) -> int:
     from runtime.containers import LogWriter
 
     log = LogWriter(container.json_log_path)  # kept for `pybuild logs`, as docker keeps every container's
+    stop_health = None
+    if container.config.healthcheck:  # probed as dockerd does, for a foreground container too
+        from runtime.health import start
+
+        stop_health = start(container)
     try:
         status = container.run(stdout=log.sink("stdout", 1), stderr=None if args.tty else log.sink("stderr", 2),
                                on_start=proxy.started)
@@ -110,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
         setattr(exc, "exit_code", 125)  # the CLI exits with it (SandboxError, the runtime's, declares none)
         raise
     finally:
+        if stop_health is not None:
+            stop_health.set()
         log.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)

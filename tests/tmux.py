@@ -19,6 +19,7 @@ class Tmux:
 
     def __init__(self, sock: Path, width: int = 100, height: int = 30) -> None:
         self.sock, self.width, self.height = str(sock), width, height
+        self.status_file = f"{sock}.status"
 
     def tmux(self, *args: str) -> str:
         # the server passes its environment on: sizes from the caller's (COLUMNS, LINES) would override the window's,
@@ -39,7 +40,11 @@ class Tmux:
         self.tmux("set-option", "-t", "0", "remain-on-exit", "on")
         self.tmux("set-option", "-t", "0", "window-size", "manual")
         self.tmux("resize-window", "-t", "0", "-x", str(self.width), "-y", str(self.height))
-        self.tmux("respawn-pane", "-k", "-t", "0", "-c", str(cwd), *flags, " ".join(_quote(a) for a in argv))
+        # through a shell that outlives the program and writes its exit status: tmux 3.3 sometimes marks
+        # a pane dead (its terminal closed) without ever reaping the process, so no status, and before
+        # reading the program's last output; the shell's trap keeps it alive through a Ctrl-C
+        wrapper = ["sh", "-c", f'trap : INT; "$@"; echo $? > {_quote(self.status_file)}', "sh", *argv]
+        self.tmux("respawn-pane", "-k", "-t", "0", "-c", str(cwd), *flags, " ".join(_quote(a) for a in wrapper))
 
     def keys(self, *keys: str, delay: float = 0.15) -> None:
         """Type keys one at a time (tmux key names: Enter, Escape, Down, C-c...), pausing between them."""
@@ -78,7 +83,10 @@ class Tmux:
         if out[0] != "1":
             return None
         status, _, signal = out[1].partition("x")
-        return int(status) if status else -int(signal or 0)  # -N: killed by signal N
+        try:
+            return int(Path(self.status_file).read_text())  # 128+N: killed by signal N (the shell's $?)
+        except (OSError, ValueError):
+            return int(status) if status else -int(signal or 0)  # the shell itself was killed
 
     def wait_exit(self, timeout: float = 60.0) -> int:
         """The program's exit status, once it ended."""

@@ -168,6 +168,8 @@ def test_sigint_cancels_the_running_step_kills_it_and_leaves_the_store_as_it_was
     seconds = random.randint(400, 499)
     ctx = _context(tmp_path, "ctx", f"FROM busybox\nRUN echo start; sleep {seconds}; echo end\nRUN echo after\n")
     root = Path(store["PYBUILD_ROOT"])
+    warm = _context(tmp_path, "warm", "FROM busybox\nRUN true\n")  # the base's snapshot (made at its first RUN) first
+    pybuild("build", "-q", str(warm), env=store)
     before = _files(root)
     env = {**os.environ, **store, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "builder", "build", "--progress=plain", "-t", "sigint:1", str(ctx)],

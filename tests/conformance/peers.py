@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT / "fixtures"))
 import baseimages  # noqa: E402
 
 PEERS = ("pybuild", "buildkit", "buildah")
-CACHE_VERSION = 1  # bump when snapshot() changes what it records
+CACHE_VERSION = 2  # bump when snapshot() changes what it records
 DOCKER = "/usr/bin/docker"  # Debian's client: talks to dockerd's embedded BuildKit without buildx
 
 
@@ -62,7 +62,8 @@ def case_key(peer: str, case_dir: Path, base_digest: str) -> str:
         if p.is_symlink():
             h.update(f"L {rel} {os.readlink(p)}\0".encode())
         elif p.is_file():
-            h.update(f"F {rel} {oct(p.stat().st_mode)}\0".encode() + p.read_bytes() + b"\0")
+            x = "x" if p.stat().st_mode & 0o100 else "-"  # what git keeps of a mode (a checkout's umask aside)
+            h.update(f"F {rel} {x}\0".encode() + p.read_bytes() + b"\0")
         elif p.is_dir():
             h.update(f"D {rel}\0".encode())
     return h.hexdigest()[:32]

@@ -1,5 +1,6 @@
 """The supervisor of one detached container (what conmon is to podman): started in its own session
-by `pybuild run -d`, it runs the container with output to `output.log`, records its exit in
+by `pybuild run -d`, it runs the container with its output in `log.json` (stdout and stderr apart,
+each line timed; its own errors go to `output.log`), records its exit in
 `state.json`, and removes the container when it was started with `--rm`.
 
     python -m runtime.supervisor <container dir> [<fd>]
@@ -38,10 +39,11 @@ def main(argv: list[str]) -> int:
         stdin, _keep_open = os.pipe()
     else:
         stdin = os.open(os.devnull, os.O_RDONLY)
-    log = LogWriter(container.json_log_path)  # docker logs' timestamps and streams; output.log keeps the bytes
+    tty = container.config.process.tty
+    log = LogWriter(container.json_log_path, immediate=tty)  # what logs and attach read
     try:
-        tty = container.config.process.tty
-        status = container.run(stdout=log.sink("stdout", 1), stderr=2 if tty else log.sink("stderr", 2), stdin=stdin)
+        status = container.run(stdout=log.sink("stdout", None), stderr=2 if tty else log.sink("stderr", None),
+                               stdin=stdin)
         code = status.code
     except SandboxError as exc:
         sys.stderr.write(f"pybuild: {exc.render()}\n")

@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     previous = {sig: signal.signal(sig, proxy.handle) for sig in PROXIED}
     from runtime.containers import LogWriter
 
-    log = LogWriter(container.json_log_path)  # kept for `pybuild logs`, as docker keeps every container's
+    log = LogWriter(container.json_log_path, immediate=args.tty)  # kept for `pybuild logs`, as docker keeps every container's
     try:
         status = container.run(stdout=log.sink("stdout", 1), stderr=None if args.tty else log.sink("stderr", 2),
                                on_start=proxy.started)

@@ -1,7 +1,7 @@
 """Container endpoints: create, start, wait, logs, attach (hijacked), stop, kill, restart, delete,
 list, inspect, prune. Containers are `builder.containers`' (the same ones `pybuild ps` lists): each
-started one runs under its own supervisor process, its output in `output.log`, which logs and
-attach read."""
+started one runs under its own supervisor process, its output in the json-file log `log.json`
+(stdout and stderr apart, each entry timed), which logs and attach read."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import signal
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from aiohttp import web
 
@@ -368,7 +368,7 @@ def describe(c: Any, auto_remove: bool = False) -> dict[str, Any]:
                   "Restarting": False, "OOMKilled": False, "Dead": False, "Pid": st.init_pid if running else 0,
                   "ExitCode": st.exit_code or 0, "Error": st.error,
                   "StartedAt": st.started or "0001-01-01T00:00:00Z", "FinishedAt": st.finished or "0001-01-01T00:00:00Z"},
-        "Image": cfg.image, "ResolvConfPath": "", "HostnamePath": "", "HostsPath": "", "LogPath": str(c.log_path),
+        "Image": cfg.image, "ResolvConfPath": "", "HostnamePath": "", "HostsPath": "", "LogPath": str(c.json_log_path),
         "Name": "/" + cfg.name, "RestartCount": 0, "Driver": "overlay2", "Platform": "linux", "MountLabel": "",
         "ProcessLabel": "", "AppArmorProfile": "", "ExecIDs": None,
         "HostConfig": {"NetworkMode": cfg.network.value, "AutoRemove": auto_remove,
@@ -416,68 +416,91 @@ async def inspect(request: web.Request) -> web.Response:
 # -- output: logs and attach ------------------------------------------------------------------------
 
 class _Output:
-    """Follows a container's `output.log` from an offset; `frames` makes Docker's multiplexed stream
-    (a container without a terminal) or passes bytes through (with one)."""
+    """Follows a container's json-file log (`runtime.containers.LogReader`): entries of the wanted
+    streams as Docker's multiplexed frames (stream byte 1 or 2), or raw for a container with a
+    terminal; `timestamps` prefixes each entry with its time, as dockerd. `live` (attach) also
+    passes on the provisional entries of unfinished lines, and then only the rest of their line."""
 
-    def __init__(self, container: Any, offset: int) -> None:
-        self.container, self.offset = container, offset
-        self.file: IO[bytes] | None = None
+    def __init__(self, container: Any, request: web.Request, from_start: bool = True, live: bool = False) -> None:
+        from runtime.containers import LogReader
+
+        self.reader = LogReader(container.json_log_path)
         self.raw = container.config.process.tty
+        self.streams = {s for s in ("stdout", "stderr") if qbool(request, s)}
+        self.timestamps = qbool(request, "timestamps")
+        self.live = live
+        self.shown = {"stdout": 0, "stderr": 0}  # bytes of the unfinished line sent already
+        if not from_start:
+            self.reader.read()  # what is there already
 
-    def read(self) -> bytes:
-        if self.file is None:
-            try:
-                self.file = open(self.container.log_path, "rb")  # kept open: an --rm container's log goes with it
-            except FileNotFoundError:
-                return b""
-            self.file.seek(self.offset)
-        return self.file.read(1 << 16)
+    def read(self) -> list[Any]:
+        entries = self.reader.read()
+        if not self.live:
+            return [e for e in entries if e.stream in self.streams]
+        out = []
+        for e in entries:
+            if e.provisional:
+                self.shown[e.stream] += len(e.data)
+            elif self.shown[e.stream]:
+                e = e._replace(data=e.data[self.shown[e.stream]:])
+                self.shown[e.stream] = 0
+            if e.stream in self.streams and e.data:
+                out.append(e)
+        return out
 
-    def encode(self, data: bytes) -> bytes:
-        return data if self.raw else frame(1, data)
+    def encode(self, entries: list[Any]) -> bytes:
+        out = bytearray()
+        run: list[bytes] = []
+        for i, e in enumerate(entries):
+            run.append(e.time.encode() + b" " + e.data if self.timestamps else e.data)
+            if i + 1 == len(entries) or entries[i + 1].stream != e.stream:
+                out += b"".join(run) if self.raw else frame(2 if e.stream == "stderr" else 1, b"".join(run))
+                run = []
+        return bytes(out)
 
     def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
+        self.reader.close()
 
 
-def _tail(data: bytes, lines: int) -> bytes:
-    if lines < 0:
-        return data
-    if lines == 0:
-        return b""
-    parts = data.splitlines(keepends=True)
-    return b"".join(parts[-lines:])
+def _api_time(request: web.Request, key: str) -> int:
+    """`since`/`until` as the docker CLI sends them (`1607370000.123456789`, or Unix seconds) in ns;
+    0 when absent."""
+    text = request.query.get(key, "")
+    secs, _, frac = text.partition(".")
+    if not secs.lstrip("-").isdigit() or (frac and not frac.isdigit()):
+        if not text:
+            return 0
+        raise ApiError(400, f"invalid value for {key}: {text!r}")
+    return max(0, int(secs) * 1_000_000_000 + int((frac + "000000000")[:9]))
 
 
 async def logs(request: web.Request) -> web.StreamResponse:
+    from runtime.containers import select_entries
+
     container = get(request)
     if not (qbool(request, "stdout") or qbool(request, "stderr")):
         raise ApiError(400, "Bad parameters: you must choose at least one stream")
-    if qbool(request, "timestamps"):
-        raise ApiError(400, "timestamps are not recorded by pybuild's container logs")
     tail_text = request.query.get("tail", "all")
     tail = -1 if tail_text in ("", "all") else qint(request, "tail")
-    follow = qbool(request, "follow")
-    out = _Output(container, 0)
+    since, until = _api_time(request, "since"), _api_time(request, "until")
+    follow = qbool(request, "follow") and not (until and until <= time.time_ns())
+    out = _Output(container, request)
     resp = web.StreamResponse(headers={"Content-Type": "application/vnd.docker.raw-stream"})
     await resp.prepare(request)
     try:
-        data = b""
-        while chunk := out.read():
-            data += chunk
-        if data := _tail(data, tail):
-            await resp.write(out.encode(data))
+        if data := out.encode(select_entries(out.read(), since, until, tail)):
+            await resp.write(data)
         while follow and container.path.exists() and container.is_running():
             if request.transport is None or request.transport.is_closing() or stopping(request):
                 break
-            chunk = out.read()
-            if chunk:
-                await resp.write(out.encode(chunk))
+            if until and time.time_ns() > until:
+                break
+            if entries := select_entries(out.read(), since, until):
+                await resp.write(out.encode(entries))
             else:
                 await asyncio.sleep(0.05)
-        while follow and (chunk := out.read()):
-            await resp.write(out.encode(chunk))
+        if follow and (entries := select_entries(out.read(), since, until)):
+            await resp.write(out.encode(entries))
     except ConnectionResetError:
         pass
     finally:
@@ -491,12 +514,6 @@ async def attach(request: web.Request) -> web.StreamResponse:
     OpenStdin, attached before its start) what the client sends is the container's stdin."""
     container = get(request)
     first = container.state()
-    offset = 0
-    if not qbool(request, "logs"):
-        try:
-            offset = os.path.getsize(container.log_path)
-        except OSError:
-            offset = 0
     upgrade = "upgrade" in request.headers.get("Connection", "").lower()
     kind = "application/vnd.docker.raw-stream"
     resp = web.StreamResponse(status=101 if upgrade else 200, reason="UPGRADED" if upgrade else "OK",
@@ -509,20 +526,20 @@ async def attach(request: web.Request) -> web.StreamResponse:
         first.status == "created" else None
     if upgrade:  # the connection is ours now: the client may half-close it (no stdin) and still read
         transport.set_protocol(_Hijacked(request.protocol, stdin))
-    out = _Output(container, offset)
+    out = _Output(container, request, from_start=qbool(request, "logs"), live=True)
     since = time.monotonic()
     try:
         while not transport.is_closing() and not stopping(request):
-            chunk = out.read()
-            if chunk:
-                await _send(transport, resp, out.encode(chunk), upgrade)
+            entries = out.read()
+            if entries:
+                await _send(transport, resp, out.encode(entries), upgrade)
                 continue
             gone = not container.path.exists()
             st = first if gone else container.state()
             ran = gone or (st.status == "exited" and (first.status != "exited" or st != first))
             if ran and not (not gone and container.is_running()):
-                while chunk := out.read():
-                    await _send(transport, resp, out.encode(chunk), upgrade)
+                while entries := out.read():
+                    await _send(transport, resp, out.encode(entries), upgrade)
                 break
             if st.status == "created" and not upgrade and not qbool(request, "stream", True):
                 break

@@ -205,6 +205,24 @@ def process_spec(config: dict, opts: RunOptions, hostname: str = "") -> ProcessS
                        hostname=opts.hostname or hostname, seccomp=_seccomp(opts.security_opt))
 
 
+def exec_spec(container: Container, command: tuple[str, ...], env: tuple[str, ...] = (), user: str = "",
+              workdir: str = "", tty: bool = False, stdin: bool = False, privileged: bool = False) -> ProcessSpec:
+    """The process of `docker exec`: the container's own (environment, user, working directory,
+    hostname, capabilities, seccomp profile) with the exec's overrides; `privileged` keeps every
+    capability and no seccomp filter, as `docker exec --privileged`."""
+    if not command or not command[0]:
+        raise RunOptionError("No exec command specified")
+    if workdir and not workdir.startswith("/"):
+        raise RunOptionError(f"the working directory {workdir!r} is invalid, it needs to be an absolute path")
+    base = container.config.process
+    from runtime.spec import ALL_CAPABILITIES
+
+    return base._replace(argv=tuple(command), env=tuple({**dict(base.env), **_environment(list(env))}.items()),
+                         user=user or base.user, cwd=workdir or base.cwd, tty=tty, stdin=stdin,
+                         capabilities=ALL_CAPABILITIES if privileged else base.capabilities,
+                         seccomp="unconfined" if privileged else base.seccomp)
+
+
 def _seccomp(security_opt: tuple[str, ...]) -> str:
     """`--security-opt seccomp=unconfined|PROFILE.json` as the runtime takes it ("" is Docker's
     default profile); `no-new-privileges` is accepted (it is always set)."""

@@ -73,7 +73,9 @@ class ContainerConfig(NamedTuple):
             process=ProcessSpec(argv=tuple(p["argv"]), env=tuple(tuple(e) for e in p["env"]), user=p["user"],
                                 cwd=p["cwd"], tty=p["tty"], stdin=p["stdin"], hostname=p["hostname"],
                                 capabilities=None if p.get("capabilities") is None else frozenset(p["capabilities"]),
-                                seccomp=p.get("seccomp", "")),
+                                seccomp=p.get("seccomp", ""),
+                                extra_hosts=tuple(tuple(h) for h in p.get("extra_hosts", ())),  # type: ignore[misc]
+                                shm_size=p.get("shm_size", 0)),
             lower=tuple(d["lower"]), mounts=tuple(Mount(**{**m, "options": tuple(m["options"])}) for m in d["mounts"]),
             network=NetworkMode(d["network"]), limits=Limits(**d["limits"]),
             ports=tuple(PortMapping(**p) for p in d["ports"]), auto_remove=d["auto_remove"],
@@ -367,6 +369,16 @@ class Container:
         finally:
             os.close(seen)
         raise SandboxError(f"container {self.short_id} did not start within {timeout:.0f}s")
+
+    def exec(self, process: ProcessSpec, **io: Any) -> ExitStatus:
+        """Run `process` in this running container (`docker exec`); `io` as `runtime.nsexec.run_in`
+        takes it (stdout, stderr, stdin, on_start, on_terminal)."""
+        from runtime.nsexec import run_in
+
+        st = self.state()
+        if not self.is_running() or not st.init_pid:
+            raise SandboxError(f"container {self.short_id} is not running")
+        return run_in(st.init_pid, process, **io)
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         st = self.state()

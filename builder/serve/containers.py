@@ -355,7 +355,7 @@ async def list_containers(request: web.Request) -> web.Response:
     return json_response(rows[:limit] if limit > 0 else rows)
 
 
-def describe(c: Any, auto_remove: bool = False) -> dict[str, Any]:
+def describe(c: Any, auto_remove: bool = False, exec_ids: list[str] | None = None) -> dict[str, Any]:
     st = c.state()
     running = c.is_running()
     cfg = c.config
@@ -370,7 +370,7 @@ def describe(c: Any, auto_remove: bool = False) -> dict[str, Any]:
                   "StartedAt": st.started or "0001-01-01T00:00:00Z", "FinishedAt": st.finished or "0001-01-01T00:00:00Z"},
         "Image": cfg.image, "ResolvConfPath": "", "HostnamePath": "", "HostsPath": "", "LogPath": str(c.json_log_path),
         "Name": "/" + cfg.name, "RestartCount": 0, "Driver": "overlay2", "Platform": "linux", "MountLabel": "",
-        "ProcessLabel": "", "AppArmorProfile": "", "ExecIDs": None,
+        "ProcessLabel": "", "AppArmorProfile": "", "ExecIDs": exec_ids or None,
         "HostConfig": {"NetworkMode": cfg.network.value, "AutoRemove": auto_remove,
                        "LogConfig": {"Type": "json-file", "Config": {}},
                        "ReadonlyRootfs": cfg.read_only, "Memory": cfg.limits.memory_bytes or 0,
@@ -410,7 +410,8 @@ def _network(c: Any, running: bool, ports: dict[str, Any]) -> dict[str, Any]:
 
 async def inspect(request: web.Request) -> web.Response:
     c = get(request)
-    return json_response(describe(c, c.id in request.app["autoremove"]))
+    ids = [e.id for e in request.app["execs"].values() if e.container.id == c.id and e.running]
+    return json_response(describe(c, c.id in request.app["autoremove"], ids))
 
 
 # -- output: logs and attach ------------------------------------------------------------------------
@@ -522,24 +523,24 @@ async def attach(request: web.Request) -> web.StreamResponse:
     await resp.prepare(request)
     transport = request.transport
     assert transport is not None
-    stdin = _Stdin(container) if upgrade and qbool(request, "stdin") and container.config.process.stdin and \
+    stdin = Stdin.of_container(container) if upgrade and qbool(request, "stdin") and container.config.process.stdin and \
         first.status == "created" else None
     if upgrade:  # the connection is ours now: the client may half-close it (no stdin) and still read
-        transport.set_protocol(_Hijacked(request.protocol, stdin))
+        transport.set_protocol(Hijacked(request.protocol, stdin))
     out = _Output(container, request, from_start=qbool(request, "logs"), live=True)
     since = time.monotonic()
     try:
         while not transport.is_closing() and not stopping(request):
             entries = out.read()
             if entries:
-                await _send(transport, resp, out.encode(entries), upgrade)
+                await send(transport, resp, out.encode(entries), upgrade)
                 continue
             gone = not container.path.exists()
             st = first if gone else container.state()
             ran = gone or (st.status == "exited" and (first.status != "exited" or st != first))
             if ran and not (not gone and container.is_running()):
                 while entries := out.read():
-                    await _send(transport, resp, out.encode(entries), upgrade)
+                    await send(transport, resp, out.encode(entries), upgrade)
                 break
             if st.status == "created" and not upgrade and not qbool(request, "stream", True):
                 break
@@ -555,7 +556,7 @@ async def attach(request: web.Request) -> web.StreamResponse:
     return resp
 
 
-async def _send(transport: asyncio.Transport, resp: web.StreamResponse, data: bytes, raw: bool) -> None:
+async def send(transport: asyncio.Transport, resp: web.StreamResponse, data: bytes, raw: bool) -> None:
     if not raw:
         await resp.write(data)
         return
@@ -564,17 +565,24 @@ async def _send(transport: asyncio.Transport, resp: web.StreamResponse, data: by
         await asyncio.sleep(0.01)
 
 
-class _Stdin:
-    """The container's stdin, from an attached client: a FIFO in the container's directory that its
-    supervisor opens at start (runtime/supervisor.py); held open read-write here, so the container
-    sees EOF once the client half-closes (`echo x | docker run -i ...`) and not before."""
+class Stdin:
+    """A process's stdin from a hijacked connection, written without ever blocking the server: for
+    a container, a FIFO in its directory that its supervisor opens at start (runtime/supervisor.py),
+    held open read-write here so the container sees EOF once the client half-closes
+    (`echo x | docker run -i ...`) and not before; for an exec, a pipe's write end."""
 
-    def __init__(self, container: Any) -> None:
-        self.path = path = container.path / "stdin"
+    def __init__(self, fd: int, fifo: Path | None = None) -> None:
+        self.path = fifo
+        os.set_blocking(fd, False)
+        self.fd: int | None = fd
+        self.pending = bytearray()
+
+    @classmethod
+    def of_container(cls, container: Any) -> "Stdin":
+        path = container.path / "stdin"
         if not path.exists():
             os.mkfifo(path, 0o600)
-        self.fd: int | None = os.open(path, os.O_RDWR | os.O_NONBLOCK)
-        self.pending = bytearray()
+        return cls(os.open(path, os.O_RDWR | os.O_NONBLOCK), path)
 
     def write(self, data: bytes) -> None:
         """Queue `data`; written as the container reads (the FIFO never blocks the server)."""
@@ -595,7 +603,7 @@ class _Stdin:
                 return
             del self.pending[:n]
         if self.closing and not self.pending:
-            if self.path.exists():  # not opened by the supervisor yet: closing now would drop what is buffered
+            if self.path is not None and self.path.exists():  # not opened by the supervisor yet: closing now would drop what is buffered
                 asyncio.get_running_loop().call_later(0.02, self.flush)
             else:
                 self.close()
@@ -613,12 +621,12 @@ class _Stdin:
             self.fd = None
 
 
-class _Hijacked(asyncio.Protocol):
+class Hijacked(asyncio.Protocol):
     """A hijacked connection's protocol: what the client sends goes to the container's stdin (or is
     dropped), its half-close keeps the connection open for our output (aiohttp's would close it)
     and ends the stdin, and the connection's end goes on to aiohttp."""
 
-    def __init__(self, http: Any, stdin: _Stdin | None) -> None:
+    def __init__(self, http: Any, stdin: Stdin | None) -> None:
         self.http, self.stdin = http, stdin
 
     def data_received(self, data: bytes) -> None:

@@ -178,3 +178,20 @@ def test_logs_streams_timestamps_and_time_bounds(dockerd: Dockerd, server: Serve
     real, ours = both(dockerd, server, "logs", "--since", "5m", "dlt")
     assert real.stdout == ours.stdout
     both(dockerd, server, "rm", "dlt")
+
+
+def test_exec(dockerd: Dockerd, server: Server) -> None:
+    both(dockerd, server, "run", "-d", "--name", "dex", "--network", "none", "-e", "FOO=bar", "-w", "/tmp", "busybox",
+         "sleep", "300")
+    real, ours = both(dockerd, server, "exec", "dex", "sh", "-c", "echo $FOO; pwd; echo e >&2; exit 3")
+    assert real.returncode == 3 and (real.stdout, real.stderr) == (ours.stdout, ours.stderr) == ("bar\n/tmp\n", "e\n")
+    real = dockerd.docker("exec", "-i", "dex", "cat", input="piped\n")
+    ours = server.docker("exec", "-i", "dex", "cat", input=b"piped\n")
+    assert real.stdout == ours.stdout == "piped\n"
+    real, ours = both(dockerd, server, "exec", "-u", "nobody", "-w", "/", "dex", "sh", "-c", "id; pwd")
+    assert real.stdout == ours.stdout
+    real, ours = both(dockerd, server, "exec", "dex", "no-such-program")
+    assert real.returncode == 126 and real.stdout == ours.stdout
+    both(dockerd, server, "rm", "-f", "dex")
+    real, ours = both(dockerd, server, "exec", "dex", "true")
+    assert real.returncode == 1 and real.stderr == ours.stderr

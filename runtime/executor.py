@@ -208,7 +208,8 @@ def _write_etc(etc: Path, hostname: str, network: NetworkMode, address: str | No
                sandbox: bool = False, dns: str | None = None,
                extra_hosts: Sequence[tuple[str, str]] = ()) -> None:
     """The /etc files bound into the container; a BuildKit sandbox gets no /etc/hostname, slirp4netns
-    its own resolver (`dns`); `extra_hosts` (`--add-host`) are appended to /etc/hosts, as BuildKit does."""
+    its own resolver (`dns`); `extra_hosts` (`--add-host`) go into /etc/hosts where BuildKit (sandbox)
+    or Docker's libnetwork (a container) puts them."""
     etc.mkdir()
     if not sandbox:
         (etc / "hostname").write_text(hostname + "\n")
@@ -219,9 +220,9 @@ def _write_etc(etc: Path, hostname: str, network: NetworkMode, address: str | No
     else:
         hosts = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
                  "ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")  # Docker's
-    if address:
-        hosts += f"{address}\t{hostname}\n"
-    hosts += "".join(f"{ip}\t{name}\n" for name, ip in extra_hosts)
+    extra = "".join(f"{ip}\t{name}\n" for name, ip in extra_hosts)
+    own = f"{address}\t{hostname}\n" if address else ""
+    hosts += own + extra if sandbox else extra + own  # BuildKit appends them; Docker's run puts its own line last
     (etc / "hosts").write_text(hosts)
     resolv = _read("/etc/resolv.conf")
     if dns:  # slirp4netns' own forwarder

@@ -39,6 +39,9 @@ def configure(p: argparse.ArgumentParser) -> None:
                         "through qemu-user-static when it is not this machine's")
     p.add_argument("--security-opt", action="append", default=[], metavar="seccomp=PROFILE.json|unconfined",
                    help="seccomp profile (default: Docker's default profile)")
+    p.add_argument("--add-host", action="append", default=[], metavar="NAME:IP",
+                   help="add a line to /etc/hosts (repeatable; IP host-gateway: the host)")
+    p.add_argument("--shm-size", metavar="SIZE", help="size of /dev/shm (e.g. 128m; default 64m)")
     p.add_argument("image", help="image name, name:tag, or id")
     p.add_argument("command", nargs=argparse.REMAINDER, help="command and arguments (default: the image's CMD)")
 
@@ -84,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
         user=args.user, workdir=args.workdir, tty=args.tty, interactive=args.interactive, hostname=args.hostname,
         volumes=tuple(args.volume), publish=tuple(args.publish), network=args.network, memory=args.memory,
         cpus=args.cpus, pids_limit=args.pids_limit, name=args.name, auto_remove=args.rm, read_only=args.read_only,
-        platform=args.platform, security_opt=tuple(args.security_opt))
+        platform=args.platform, security_opt=tuple(args.security_opt), add_hosts=tuple(args.add_host),
+        shm_size=args.shm_size)
     try:
         container = create(default_root(), args.image, opts)
     except (SandboxError, BuildError) as exc:  # docker run's own failures (no such image, ...) exit 125

@@ -100,7 +100,17 @@ def run_options(body: dict[str, Any], name: str) -> Any:
         publish=tuple(publish), network=network, memory=str(host["Memory"]) if host.get("Memory") else None,
         cpus=nano / 1e9 if nano else None, pids_limit=host.get("PidsLimit") or None, name=name,
         auto_remove=bool(host.get("AutoRemove")), read_only=bool(host.get("ReadonlyRootfs")),
-        security_opt=tuple(_strings(host.get("SecurityOpt"), "SecurityOpt")))
+        security_opt=tuple(_strings(host.get("SecurityOpt"), "SecurityOpt")),
+        add_hosts=tuple(_strings(host.get("ExtraHosts"), "ExtraHosts")), shm_size=_shm_size(host.get("ShmSize")))
+
+
+def _shm_size(value: Any) -> str | None:
+    """HostConfig.ShmSize: bytes, 0 or absent for the default 64 MiB."""
+    if value is None or value == 0:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ApiError(400, "SHM size can not be less than 0" if isinstance(value, int) else "invalid ShmSize")
+    return str(value)
 
 
 def _strings(value: Any, what: str) -> list[str]:
@@ -378,7 +388,9 @@ def describe(c: Any, auto_remove: bool = False, exec_ids: list[str] | None = Non
                        "PortBindings": {k: [{"HostIp": b["HostIp"], "HostPort": b["HostPort"]} for b in v]
                                         for k, v in ports.items()},
                        "Binds": [f"{m.source}:{m.target}{':ro' if m.readonly else ''}"
-                                 for m in cfg.mounts if m.type == "bind"]},
+                                 for m in cfg.mounts if m.type == "bind"],
+                       "ExtraHosts": [f"{name}:{ip}" for name, ip in cfg.process.extra_hosts] or None,
+                       "ShmSize": cfg.process.shm_size or 64 << 20},
         "GraphDriver": {"Name": "overlay2", "Data": {"UpperDir": str(c.path / "upper"),
                                                      "LowerDir": ":".join(cfg.lower)}},
         "Mounts": [{"Type": m.type, "Source": m.source, "Destination": m.target, "RW": not m.readonly}

@@ -30,9 +30,8 @@ def routes(r: Any) -> None:
     r.add("POST", "/build", build)
 
 
-async def receive_body(request: web.Request, dest: Path, limit: int, scanner: Any = None) -> str:
-    """Stream the request body into `dest`; 413 past `limit` bytes. Returns its sha256 (hex).
-    A `TarScanner` (builder.serve.context) sees each chunk as it comes: a bad tar is refused at once."""
+async def receive_body(request: web.Request, dest: Path, limit: int) -> str:
+    """Stream the request body into `dest`; 413 past `limit` bytes. Returns its sha256 (hex)."""
     import hashlib
 
     size = 0
@@ -43,11 +42,7 @@ async def receive_body(request: web.Request, dest: Path, limit: int, scanner: An
             if size > limit:
                 raise ApiError(413, f"request body larger than the server's limit ({limit} bytes)")
             digest.update(chunk)
-            if scanner is not None:
-                scanner.feed(chunk)
             f.write(chunk)
-    if scanner is not None:
-        scanner.finish()
     return digest.hexdigest()
 
 
@@ -165,21 +160,21 @@ async def build(request: web.Request) -> web.StreamResponse:
     in_use: dict[str, int] = app.setdefault("contexts", {})
     key = ""
     try:
-        body = work / "context.tar"
         t0 = time.monotonic()
-        scanner = TarScanner()
-        key = await receive_body(request, body, app["options"].max_body, scanner)
+        received = await receive_context(request, work)
+        key = received.key
         in_use[key] = in_use.get(key, 0) + 1
         t1 = time.monotonic()
-        context = await loop.run_in_executor(app["pool"], context_dir, app["root"], key, body, work, scanner)
+        context = await loop.run_in_executor(app["pool"], context_dir, app["root"], received)
+        app.setdefault("context_heads", {})[received.head] = key
         t2 = time.monotonic()
         opts = options(request, context)
         try:
             return await _run(request, opts)
         finally:
-            log.info("build %s: context %.1f MB received in %.3fs, unpacked in %.3fs; build %.3fs",
-                     ",".join(opts.tags) or "(untagged)", body.stat().st_size / 1e6, t1 - t0, t2 - t1,
-                     time.monotonic() - t2)
+            log.info("build %s: context %.1f MB received in %.3fs (%s), ready in %.3fs; build %.3fs",
+                     ",".join(opts.tags) or "(untagged)", received.size / 1e6, t1 - t0,
+                     "unpacked as it came" if received.unpacked else "to disk", t2 - t1, time.monotonic() - t2)
     finally:
         if key:
             in_use[key] -= 1
@@ -189,20 +184,115 @@ async def build(request: web.Request) -> web.StreamResponse:
         await loop.run_in_executor(app["pool"], forget_contexts, app["root"], set(in_use))
 
 
-def context_dir(root: Path, key: str, body: Path, work: Path, scanner: TarScanner) -> Path:
+class Received:
+    """A context as received: its sha256 (`key`), the sha256 of its first 64 KiB (`head`), its
+    scanner, and where it went: unpacked into `work/context` as it came, or to `work/context.tar`."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.key = self.head = ""
+        self.size = 0
+        self.scanner = TarScanner()
+        self.unpacked = False
+
+
+HEAD = 64 << 10
+
+
+async def receive_context(request: web.Request, work: Path) -> Received:
+    """Read the body through a `TarScanner`. A plain tar whose first 64 KiB were not seen before
+    (a new context) is unpacked by GNU tar as it arrives, each chunk passed on once the scanner
+    accepted it: no copy of the tar on disk, the unpacking overlaps the upload. One that starts as
+    a known context did (most likely a rebuild, which reuses that context's directory) and a
+    compressed one go to disk first (`context_dir` unpacks those when needed)."""
+    import hashlib
+
+    got = Received(work)
+    limit = request.app["options"].max_body
+    digest = hashlib.sha256()
+    pending: list[bytes] = []
+    tar: asyncio.subprocess.Process | None = None
+    out: Any = None
+    try:
+        async for chunk in request.content.iter_chunked(1 << 20):
+            got.size += len(chunk)
+            if got.size > limit:
+                raise ApiError(413, f"request body larger than the server's limit ({limit} bytes)")
+            digest.update(chunk)
+            got.scanner.feed(chunk)
+            if tar is None and out is None:
+                pending.append(chunk)
+                if got.size < HEAD:
+                    continue
+                tar, out = await _sink(request, got, b"".join(pending))
+                pending = []
+                continue
+            if tar is not None:
+                assert tar.stdin is not None
+                tar.stdin.write(chunk)
+                await tar.stdin.drain()
+            else:
+                out.write(chunk)
+        got.scanner.finish()
+        if tar is None and out is None:
+            tar, out = await _sink(request, got, b"".join(pending))
+        got.key = digest.hexdigest()
+        if tar is not None:
+            assert tar.stdin is not None
+            if not got.scanner.decompress:
+                tar.stdin.write(b"\0" * (-got.size % 512 + 1024))  # the end blocks `build -f-` leaves out
+            tar.stdin.close()
+            _, err = await tar.communicate()
+            if tar.returncode:
+                raise ApiError(400, f"invalid build context: {' '.join(err.decode(errors='replace').strip().splitlines()[-1:])}")
+            tar = None
+        return got
+    finally:
+        if out is not None:
+            out.close()
+        if tar is not None and tar.returncode is None:
+            tar.kill()
+            await tar.wait()
+
+
+async def _sink(request: web.Request, got: Received, head: bytes) -> tuple[Any, Any]:
+    """Where the body goes, decided on its first 64 KiB (see `receive_context`); `head` is written."""
+    import hashlib
+
+    got.head = hashlib.sha256(head[:HEAD]).hexdigest()
+    known = got.head in request.app.setdefault("context_heads", {})
+    if not known and not got.scanner.decompress and shutil.which("tar"):
+        fresh = got.work / "context"
+        fresh.mkdir()
+        tar = await asyncio.create_subprocess_exec(
+            "tar", "-x", "-f", "-", "-C", str(fresh), "--no-same-owner", stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        assert tar.stdin is not None
+        tar.stdin.write(head)
+        await tar.stdin.drain()
+        got.unpacked = True
+        return tar, None
+    out = open(got.work / "context.tar", "wb")
+    out.write(head)
+    return None, out
+
+
+def context_dir(root: Path, got: Received) -> Path:
     """The unpacked context of a tar whose sha256 is `key`: the same tar sent again (a rebuild)
     gets the same directory, so the no-op memo and the stat cache recognise it. Contexts are only
     read by builds (a read-write bind mount gets a copy), so the digests the scanner took of its
     files go straight into the stat cache."""
     import os
 
-    dest = root / "tmp" / CONTEXTS / key
+    dest = root / "tmp" / CONTEXTS / got.key
     if dest.is_dir():
         os.utime(dest)  # most recently used
         return dest
-    fresh = work / "context"
-    pad_tar(body)
-    unpack(body, fresh)
+    fresh = got.work / "context"
+    if not got.unpacked:
+        body = got.work / "context.tar"
+        pad_tar(body)
+        unpack(body, fresh)
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.rename(fresh, dest)
@@ -210,7 +300,7 @@ def context_dir(root: Path, key: str, body: Path, work: Path, scanner: TarScanne
         if not dest.is_dir():
             raise
         return dest
-    prime_statcache(dest, scanner.digests, scanner.sizes)
+    prime_statcache(dest, got.scanner.digests, got.scanner.sizes)
     return dest
 
 

@@ -139,7 +139,8 @@ def options(request: web.Request, context: Path) -> Any:
             str(context), dockerfile=str(context.joinpath(*clean.split("/"))), tags=tuple(q.getall("t", [])),
             build_args=build_args, target=q.get("target") or None, platform=q.get("platform") or None,
             labels=labels, no_cache=qbool(request, "nocache"), pull=qbool(request, "pull"),
-            network=NETWORKS[network], cache_from=tuple(specs), extra_hosts=extra_hosts, shm_size=shm_size)
+            network=NETWORKS[network], cache_from=tuple(specs), extra_hosts=extra_hosts, shm_size=shm_size,
+            frozen_context=True)  # its own unpacked copy, only ever read (see context_dir)
     except BuildError as exc:
         raise ApiError(400, exc.message) from None
 

@@ -116,3 +116,46 @@ def test_primed_stat_cache_spares_the_build_reading_the_files(store_root: Path, 
     assert read == [str(ctx / "hard")]  # a hard link's content is not taken from the tar
     (ctx / "src" / "a.bin").write_bytes(b"changed")  # a changed file is read again, whatever was primed
     assert BuildContext(ctx, b"", "Dockerfile").checksum([""]) != primed
+
+
+FROZEN = """
+import json, os, sys
+from builder.build import BuildOptions, build
+from builder.store import Store
+out = {}
+for frozen in (True, False):  # the first keeps its directory as the layer's snapshot
+    r = build(BuildOptions(sys.argv[1], tags=(f"frozen:{frozen}",), no_cache=True, frozen_context=frozen))
+    image = Store.open().resolve(f"frozen:{frozen}")
+    top = Store.open().rootfs_dirs(image)[-1]
+    out[str(frozen)] = {"layers": [str(l.diff_id) for l in image.layers()],
+                        "links": os.stat(os.path.join(top, "src/a.bin")).st_nlink,
+                        "ino": os.stat(os.path.join(top, "src/a.bin")).st_ino}
+print(json.dumps(out))
+"""
+
+
+def test_a_frozen_context_is_linked_into_the_layer_byte_for_byte(store_root: Path, tmp_path: Path) -> None:
+    """COPY from a context nobody changes (serve's unpacked copy) hard-links its files: the same
+    layer as a copy, without writing the bytes again."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    ctx = tmp_path / "ctx"
+    (ctx / "src").mkdir(parents=True)
+    (ctx / "Dockerfile").write_text("FROM scratch\nCOPY src /src\n")
+    (ctx / "src" / "a.bin").write_bytes(os.urandom(100_000))
+    (ctx / "src" / "run.sh").write_text("#!/bin/sh\n")
+    os.chmod(ctx / "src" / "run.sh", 0o755)
+    env = {**os.environ, "PYBUILD_ROOT": str(store_root), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", FROZEN, str(ctx)], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    assert got["False"]["layers"] == got["True"]["layers"]  # the same layer tar, to the byte
+    source = os.stat(ctx / "src" / "a.bin")
+    if os.stat(store_root).st_dev == source.st_dev:  # links need one filesystem
+        assert got["True"]["ino"] == source.st_ino and source.st_nlink == 2

@@ -343,7 +343,7 @@ class Container:
             on_start(pid)
         self._set_state(init_pid=pid)
 
-    def start_detached(self, timeout: float = 10.0) -> ContainerState:
+    def start_detached(self, timeout: float = 60.0) -> ContainerState:
         """Start a supervisor process that runs the container and outlives us; wait until it runs."""
         import subprocess
 

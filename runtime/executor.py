@@ -111,6 +111,7 @@ class LinuxExecutor:
                  cgroup_root: Path = cgroups.CGROUP_ROOT) -> None:
         """`cgroup_root`: where the cgroup hierarchy to use is mounted (v1 or v2, found out there)."""
         self.run_dir = run_dir or _default_run_dir()
+        self.host_cgroup_version = cgroups.version(cgroup_root)
         if userns.in_user_namespace():  # rootless: only a cgroup v2 subtree delegated to the user
             cgroup_root = userns.delegated_cgroup(cgroup_root) or Path("/nonexistent")
         self.cgroup_root = cgroup_root
@@ -135,8 +136,11 @@ class LinuxExecutor:
         if not process.argv or not process.argv[0]:
             raise SandboxError("no command to run")
         if not self.use_cgroups and limits != Limits() and userns.in_user_namespace():
-            raise CgroupError("rootless: resource limits need a cgroup v2 hierarchy delegated to the user "
-                              "(this host has none)", hint="drop --memory/--cpus/--pids-limit, or run as root")
+            why = ("this host runs cgroup v1" if self.host_cgroup_version != 2 else
+                   "the parent of this process's cgroup is not the user's to write (a login session's scope)")
+            raise CgroupError(f"rootless: resource limits need a cgroup v2 subtree delegated to the user: {why}",
+                              hint="drop --memory/--cpus/--pids-limit, run as root, or on cgroup v2 start pybuild "
+                                   "in a delegated scope: systemd-run --user --scope pybuild ...")
         cid = container_id or new_id()
         started = time.monotonic()
         scratch = _private_dir(self.run_dir) / f"{os.getpid()}-{cid[:12]}-{os.urandom(2).hex()}"

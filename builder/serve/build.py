@@ -229,9 +229,7 @@ async def receive_context(request: web.Request, work: Path) -> Received:
                 pending = []
                 continue
             if tar is not None:
-                assert tar.stdin is not None
-                tar.stdin.write(chunk)
-                await tar.stdin.drain()
+                await _feed(tar, chunk)
             else:
                 out.write(chunk)
         got.scanner.finish()
@@ -240,8 +238,7 @@ async def receive_context(request: web.Request, work: Path) -> Received:
         got.key = digest.hexdigest()
         if tar is not None:
             assert tar.stdin is not None
-            if not got.scanner.decompress:
-                tar.stdin.write(b"\0" * (-got.size % 512 + 1024))  # the end blocks `build -f-` leaves out
+            await _feed(tar, b"\0" * (-got.size % 512 + 1024))  # the end blocks `build -f-` leaves out
             tar.stdin.close()
             _, err = await tar.communicate()
             if tar.returncode:
@@ -254,6 +251,19 @@ async def receive_context(request: web.Request, work: Path) -> Received:
         if tar is not None and tar.returncode is None:
             tar.kill()
             await tar.wait()
+
+
+async def _feed(tar: asyncio.subprocess.Process, data: bytes) -> None:
+    """Pass accepted bytes on to GNU tar; if it already gave up, its own message is the answer."""
+    assert tar.stdin is not None
+    try:
+        tar.stdin.write(data)
+        await tar.stdin.drain()
+    except (BrokenPipeError, ConnectionResetError):
+        err = await tar.stderr.read() if tar.stderr is not None else b""
+        await tar.wait()
+        last = " ".join(err.decode(errors="replace").strip().splitlines()[-1:]) or "tar stopped reading"
+        raise ApiError(400, f"invalid build context: {last}") from None
 
 
 async def _sink(request: web.Request, got: Received, head: bytes) -> tuple[Any, Any]:
@@ -269,9 +279,8 @@ async def _sink(request: web.Request, got: Received, head: bytes) -> tuple[Any, 
             "tar", "-x", "-f", "-", "-C", str(fresh), "--no-same-owner", stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
         assert tar.stdin is not None
-        tar.stdin.write(head)
-        await tar.stdin.drain()
         got.unpacked = True
+        await _feed(tar, head)
         return tar, None
     out = open(got.work / "context.tar", "wb")
     out.write(head)

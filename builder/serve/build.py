@@ -201,11 +201,11 @@ HEAD = 64 << 10
 
 
 async def receive_context(request: web.Request, work: Path) -> Received:
-    """Read the body through a `TarScanner`. A plain tar whose first 64 KiB were not seen before
-    (a new context) is unpacked by GNU tar as it arrives, each chunk passed on once the scanner
-    accepted it: no copy of the tar on disk, the unpacking overlaps the upload. One that starts as
-    a known context did (most likely a rebuild, which reuses that context's directory) and a
-    compressed one go to disk first (`context_dir` unpacks those when needed)."""
+    """Read the body. A plain tar whose first 64 KiB were not seen before (a new context) is
+    unpacked by GNU tar as it arrives, each chunk passed on once a `TarScanner` accepted it: no copy
+    of the tar on disk, the unpacking overlaps the upload. One that starts as a known context did
+    (most likely a rebuild, which reuses that context's directory as it is) and a compressed one go
+    to disk; `context_dir` scans and unpacks those only when their directory is not there."""
     import hashlib
 
     got = Received(work)
@@ -220,7 +220,8 @@ async def receive_context(request: web.Request, work: Path) -> Received:
             if got.size > limit:
                 raise ApiError(413, f"request body larger than the server's limit ({limit} bytes)")
             digest.update(chunk)
-            got.scanner.feed(chunk)
+            if out is None:  # to disk: checked later, only if its directory is not there already
+                got.scanner.feed(chunk)
             if tar is None and out is None:
                 pending.append(chunk)
                 if got.size < HEAD:
@@ -232,9 +233,11 @@ async def receive_context(request: web.Request, work: Path) -> Received:
                 await _feed(tar, chunk)
             else:
                 out.write(chunk)
-        got.scanner.finish()
         if tar is None and out is None:
+            got.scanner.finish()  # a small body: scanned whole before anything is written
             tar, out = await _sink(request, got, b"".join(pending))
+        elif tar is not None:
+            got.scanner.finish()
         got.key = digest.hexdigest()
         if tar is not None:
             assert tar.stdin is not None
@@ -301,6 +304,11 @@ def context_dir(root: Path, got: Received) -> Path:
     fresh = got.work / "context"
     if not got.unpacked:
         body = got.work / "context.tar"
+        got.scanner = TarScanner()
+        with open(body, "rb") as f:
+            while chunk := f.read(1 << 20):
+                got.scanner.feed(chunk)
+        got.scanner.finish()
         pad_tar(body)
         unpack(body, fresh)
     dest.parent.mkdir(parents=True, exist_ok=True)

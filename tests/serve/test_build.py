@@ -152,6 +152,13 @@ def test_bad_build_requests(server: Server) -> None:
         s.sendall(b"GET /_ping HTTP/1.1\r\nHost: x\r\nX-Huge: " + b"a" * 200_000 + b"\r\n\r\n")
         assert b" 400 Bad Request" in s.recv(100).split(b"\r\n")[0]  # aiohttp's answer, the server lives on
     assert server.alive()
+    # the same start as a context built before goes to disk first (a rebuild reuses its directory):
+    # checked there, before it is unpacked
+    ok = _special_tar("link", tarfile.SYMTYPE, "/tmp", big=200_000)
+    assert server.api("POST", "/build", ok, {"Content-Type": "application/x-tar"})[0] == 200
+    bad = _special_tar("link", tarfile.SYMTYPE, "/tmp", then="link/late-escape", big=200_000)
+    status, _, data = server.api("POST", "/build", bad, {"Content-Type": "application/x-tar"})
+    assert status == 400 and "lies below a symbolic link" in json.loads(data)["message"]
     assert not Path("/tmp/late-escape").exists()
     leftovers = list((server.root / "tmp" / "serve-uploads").iterdir())
     assert leftovers == []  # every upload directory went with its request

@@ -2,16 +2,21 @@
 fixtures/examples/tomcat) built cold, rebuilt fully cached, and rebuilt after a one-file edit of
 the app, by pybuild, BuildKit (a private dockerd) and buildah (--layers), in one run.
 
-    python3 bench/apps.py [nginx pyweb tomcat]
+    python3 bench/apps.py [--python PATH] [nginx pyweb tomcat]
 
-Targets: cold and one-file edit no slower than BuildKit, cached no slower than BuildKit and at
-least 5x faster than buildah. The apt packages come from a loopback mirror for every builder
+Targets: cold and one-file edit no slower than BuildKit, cached (the median of three rebuilds) no
+slower than BuildKit and at least 5x faster than buildah. The apt packages come from a loopback mirror for every builder
 (APT_MIRROR build arg, --network host): the .debs each app needs over the debian:bookworm base
 are downloaded once into $PYBUILD_FIXTURE_CACHE/apt-debs, indexed with dpkg-scanpackages and served
 on 127.0.0.1, so cold times compare the builders, not the network. As docker import and buildah
 pull extract the base before any build, pybuild's one-time unpack of the base snapshot is done
 (and printed) before the timings.
-"""
+
+pybuild runs as `python -m builder` (bytecode caching on) from a venv of Debian's python3 holding
+its runtime dependencies (fixtures/rootless_user.venv, as bench/rootless.py), as an installed
+pybuild would: not from the development interpreter, whose site-packages may hold .pth files that
+run at every start (an editable install's import finder, a CA hook of this sandbox: ~40-60 ms, as
+much as a whole cached rebuild). `--python PATH` picks another interpreter (e.g. sys.executable)."""
 
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ import functools
 import http.server
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -80,21 +86,24 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 def _time(argv: list[str], env: dict[str, str] | None = None) -> float:
+    full = {**os.environ, **(env or {})}
+    full.pop("PYTHONDONTWRITEBYTECODE", None)  # bytecode cached, as an installed program's
     t = time.perf_counter()
-    proc = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    proc = subprocess.run(argv, capture_output=True, text=True, env=full)
     if proc.returncode:
         raise SystemExit(f"{' '.join(argv[:4])} failed:\n{proc.stderr[-2000:]}")
     return time.perf_counter() - t
 
 
-def main(names: list[str]) -> None:
+def main(names: list[str], python: str) -> None:
+    print(f"pybuild runs on {python}", flush=True)
     tar = baseimages.cached_debian_tar()
     server, mirror = serve(apt_repo(tar, [p for n in names for p in PACKAGES[n]]))
     arg = ["--build-arg", f"APT_MIRROR={mirror}"]
     with tempfile.TemporaryDirectory(prefix="bench-apps-") as tmp:
         work = Path(tmp)
         env = {"PYTHONPATH": str(ROOT), "PYBUILD_ROOT": str(work / "store")}
-        pb = [sys.executable, "-m", "builder"]
+        pb = [python, "-m", "builder"]
         subprocess.run([*pb, "import", str(tar), "debian:bookworm"], check=True, stdout=subprocess.DEVNULL,
                        env={**os.environ, **env})
         base = work / "base.tar"
@@ -126,7 +135,7 @@ def main(names: list[str]) -> None:
                 for tool, build in tools.items():
                     (ctx / edited).write_text((ROOT / src / edited).read_text())
                     cold = build()
-                    cached = build()
+                    cached = statistics.median(build() for _ in range(3))  # the first right after the cold build
                     with open(ctx / edited, "a") as f:
                         f.write(f"\n<!-- edit {time.time()} -->\n" if not edited.endswith(".py") else "\n# edit\n")
                     edit = build()
@@ -147,4 +156,17 @@ def main(names: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or list(APPS))
+    import argparse
+
+    parser = argparse.ArgumentParser(description="the real applications, built by pybuild, BuildKit and buildah")
+    parser.add_argument("--python", help="the interpreter pybuild runs on (default: a venv of Debian's python3)")
+    parser.add_argument("apps", nargs="*", metavar="APP", help=f"{', '.join(APPS)} (default: all)")
+    opts = parser.parse_args()
+    unknown = [a for a in opts.apps if a not in APPS]
+    if unknown:
+        parser.error(f"unknown app {unknown[0]!r} (choose from {', '.join(APPS)})")
+    if opts.python is None:
+        import rootless_user
+
+        opts.python = str(rootless_user.venv() / "bin" / "python")
+    main(opts.apps or list(APPS), opts.python)

@@ -7,14 +7,16 @@ Only the chosen command's module is imported, so `pybuild` starts fast.
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import os
 import sys
 
+from builder.errors import UsageError
+
 TYPE_CHECKING = False  # not typing's: importing typing costs the cached no-op rebuild ~2 ms
 if TYPE_CHECKING:
-    from typing import Any, NoReturn, Sequence
+    import argparse
+    from typing import NoReturn, Sequence
 
 PROG = "pybuild"
 
@@ -81,86 +83,13 @@ def _top_help() -> str:
     return "\n".join(lines)
 
 
-class UsageError(Exception):
-    """A command line docker would refuse, with docker's wording and exit code: 125 for a flag
-    (unknown, missing its value, a bad value), 1 for the wrong number of arguments."""
-
-    def __init__(self, message: str, prog: str, code: int) -> None:
-        super().__init__(message)
-        self.message, self.prog, self.code = message, prog, code
-
-    def render(self) -> str:
-        return f"{self.message}\nSee '{self.prog} --help'."
-
-
-def _columns() -> int:
-    """The terminal's width as `shutil.get_terminal_size()` gives it: $COLUMNS, stdout's terminal, or 80."""
-    try:
-        columns = int(os.environ["COLUMNS"])
-    except (KeyError, ValueError):
-        columns = 0
-    if columns <= 0:
-        try:
-            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
-        except (AttributeError, ValueError, OSError):
-            columns = 0
-    return columns or 80
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with docker's (cobra's) errors: `unknown flag: --x`, `flag needs an argument: --tag`,
-    `invalid argument "x" for "--progress" flag: ...`, `"pybuild build" requires 1 argument`; no
-    abbreviated flags (docker has none)."""
-
-    _value = ""
-
-    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
-        ns, extras = self.parse_known_args(args, namespace)
-        flags = [a for a in extras if a.startswith("-") and a != "-"]
-        if flags:
-            flag = flags[0].split("=", 1)[0]
-            raise UsageError(f"unknown flag: {flag}" if flag.startswith("--") else
-                             f"unknown shorthand flag: {flag[1:2]!r} in {flags[0]}", self.prog, 125)
-        if extras:
-            most = sum(1 for a in self._positionals._group_actions if a.nargs not in ("+", "*", argparse.REMAINDER))
-            raise UsageError(f"{PROG}: \"{self.prog}\" accepts at most {most} argument{'s' if most != 1 else ''}; "
-                             f"got {' '.join(extras)!r} too", self.prog, 1)
-        return ns
-
-    def _get_formatter(self) -> argparse.HelpFormatter:
-        # argparse makes a formatter per add_argument, each asking shutil (which imports bz2 and lzma)
-        # for the terminal's width: the same width, without those imports on every command's path
-        return self.formatter_class(prog=self.prog, width=_columns() - 2)  # type: ignore[call-arg]
-
-    def _get_value(self, action: argparse.Action, arg_string: str) -> Any:
-        self._value = arg_string
-        return super()._get_value(action, arg_string)  # type: ignore[misc]
-
-    def error(self, message: str) -> NoReturn:
-        if message.startswith("the following arguments are required:"):
-            names = message.split(":", 1)[1].strip().split(", ")
-            atleast = any(a.nargs == "+" for a in self._positionals._group_actions)
-            raise UsageError(f"{PROG}: \"{self.prog}\" requires {'at least ' if atleast else ''}{len(names)} "
-                             f"argument{'s' if len(names) != 1 else ''} ({', '.join(names)})", self.prog, 1)
-        head, sep, detail = message.partition(": ")
-        if head.startswith("argument ") and sep:
-            flag = head[len("argument "):].split("/")[-1]
-            if detail.startswith("expected ") and "argument" in detail:
-                raise UsageError(f"flag needs an argument: {flag}", self.prog, 125)
-            if detail.startswith("invalid choice:"):
-                choices = detail.split("(choose from", 1)[-1].rstrip(")").replace("'", "").strip()
-                detail = f"choose from {choices}"
-            elif detail.startswith("invalid ") and " value: " in detail:
-                detail = f"not a valid {detail.split()[1]}"
-            raise UsageError(f'invalid argument "{self._value}" for "{flag}" flag: {detail}', self.prog, 125)
-        raise UsageError(message, self.prog, 125)
-
-
 def make_parser(name: str) -> argparse.ArgumentParser:
     """The argument parser of one subcommand, configured by its module."""
+    from builder.commands._parser import Parser
+
     module_name, summary = COMMANDS[name]
     module = importlib.import_module(f"builder.commands.{module_name}")
-    parser = _Parser(prog=f"{PROG} {name}", description=summary, allow_abbrev=False)
+    parser = Parser(prog=f"{PROG} {name}", description=summary, allow_abbrev=False)
     module.configure(parser)
     parser.set_defaults(_run=module.run)
     return parser
@@ -202,9 +131,9 @@ def _rootless(name: str, debug: bool = False) -> None:
 
         if in_user_namespace():
             return
-    from builder.util.paths import user_root
+    from builder.util.paths import user_root_dir
 
-    os.environ.setdefault("PYBUILD_ROOT", str(user_root()))
+    os.environ.setdefault("PYBUILD_ROOT", user_root_dir())
     if name == "build":
         return
     from runtime import userns
@@ -224,7 +153,8 @@ def _fail(message: str, code: int) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `pybuild` console script; returns the exit code."""
-    args_in, debug = _split_globals(list(sys.argv[1:] if argv is None else argv))
+    raw, environ = list(sys.argv[1:] if argv is None else argv), dict(os.environ)  # before globals set variables
+    args_in, debug = _split_globals(raw)
     if not args_in or args_in[0] in ("-h", "--help", "help"):
         print(_top_help())
         return 0  # as docker: its help with no command is not an error
@@ -238,7 +168,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if rest is args_in and len(rest) == 1 and rest[0] != "-" and not os.path.exists(rest[0]):
         return _fail(f"'{rest[0]}' is not a {PROG} command nor a build context.\nSee '{PROG} --help'.", 1)
     try:
+        replay_key = None
+        if name == "build":  # a command line whose build was a no-op before: replayed before any parsing
+            from builder.commands import build
+
+            replay_key = build.replay_key(raw, environ)
+            _rootless(name, debug)  # (where the store is; a build enters no namespace here)
+            code = build.replay(replay_key) if replay_key is not None else None
+            if code is not None:
+                return code
         parser = make_parser(name)
+        parser.set_defaults(_replay_key=replay_key)
         args = parser.parse_args(rest)
         if name not in NO_USER_NAMESPACE:
             _rootless(name, debug)

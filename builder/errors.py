@@ -9,6 +9,7 @@ BuildError
  +-- ImageFormatError      a malformed image, layout, archive or tar
  +-- InvalidReferenceError a malformed image reference
  +-- RegistryError         a registry answered with an error (status, codes, temporary)
+UsageError                 a command line docker would refuse (not a BuildError: cli.py reports it)
 """
 
 from __future__ import annotations
@@ -98,3 +99,15 @@ class RegistryError(BuildError):
     ) -> None:
         super().__init__(message, hint=hint)
         self.status, self.codes, self.temporary = status, codes, temporary
+
+
+class UsageError(Exception):
+    """A command line docker would refuse, with docker's wording and exit code: 125 for a flag
+    (unknown, missing its value, a bad value), 1 for the wrong number of arguments."""
+
+    def __init__(self, message: str, prog: str, code: int) -> None:
+        super().__init__(message)
+        self.message, self.prog, self.code = message, prog, code
+
+    def render(self) -> str:
+        return f"{self.message}\nSee '{self.prog} --help'."

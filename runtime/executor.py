@@ -548,6 +548,8 @@ def _fail(err_w: int, message: str, code: int = 125) -> None:
 def _child_a(run: _Run, parent: int, err_w: int, sync_w: int, go_r: int, status_w: int, done_w: int) -> None:
     try:
         _die_with_parent(parent)
+        if run.process.nice:
+            os.nice(run.process.nice)  # inherited by B and C: the container never runs at our priority
         os.setpgid(0, 0)  # out of the terminal's foreground group: Ctrl-C goes to pybuild only
         _close_fds_except({0, 1, 2, err_w, sync_w, go_r, status_w, done_w, *run.child_fds})
         flags = _linux.CLONE_NEWNS | _linux.CLONE_NEWUTS | _linux.CLONE_NEWIPC | _linux.CLONE_NEWPID

@@ -32,6 +32,9 @@ class ProcessSpec(NamedTuple):
     `seccomp`: "" for Docker's default profile, "unconfined" for none, else a profile's JSON text.
     `extra_hosts`: (name, ip) lines appended to /etc/hosts (`--add-host`); `shm_size`: bytes of the
     /dev/shm tmpfs (0: Docker's 64 MiB).
+    `nice`: added to the caller's niceness for the whole container, its setup included (OCI's
+    `process.scheduler.nice`, relative here): set before the first process exists, so no process of
+    it ever runs at the caller's priority.
     """
 
     argv: tuple[str, ...]
@@ -47,6 +50,7 @@ class ProcessSpec(NamedTuple):
     seccomp: str = ""
     extra_hosts: tuple[tuple[str, str], ...] = ()
     shm_size: int = 0
+    nice: int = 0
 
 
 class RootfsSpec(NamedTuple):

@@ -2,7 +2,8 @@
 
 Build records (docs/build-records.md) keep every step's `key_parts`. A build is compared with
 the closest earlier build of the same Dockerfile (`earlier_builds`), step by step on
-`(stage, index)` (or on the instruction when steps were inserted or removed); the parts that
+`(platform, stage, index)` (or on the instruction when steps were inserted or removed; a
+multi-platform build's steps share their stages' indexes, the platform tells them apart); the parts that
 differ name the cause: `inputs` (the file tables behind them are diffed file by file),
 `build_args`, `base`, `op`, `env`, `user`, ... A step whose only changed part is `parent`
 missed because the step before it did. Reads records and cache files only; never writes.
@@ -40,6 +41,7 @@ class StepExplanation:
     cache: str  # hit | miss | none
     duration: float
     reasons: tuple[str, ...]  # empty on a hit
+    platform: str = ""  # a multi-platform build's step: the platform it built for
 
     @property
     def sentence(self) -> str:
@@ -98,18 +100,37 @@ def earlier_builds(builds: list[dict[str, Any]], build: dict[str, Any]) -> list[
     whose cache key this build shares, then the most key parts equal step for step (a build-arg,
     a file table, ...), then a finished one, then the most recent."""
     keys = {s.get("key") for s in build.get("steps", []) if s.get("key")}
-    mine = {(s.get("stage"), s.get("index")): _pairs(s.get("key_parts")) for s in build.get("steps", [])}
+    mine = {_where(s): _pairs(s.get("key_parts")) for s in _placed(build)}
 
     def closeness(item: tuple[int, dict[str, Any]]) -> tuple[bool, int, int, bool, int]:
         pos, b = item
-        steps = b.get("steps", [])
-        parts = sum(mine.get((s.get("stage"), s.get("index")), {}).get(k, object()) == v
+        steps = _placed(b)
+        parts = sum(mine.get(_where(s), {}).get(k, object()) == v
                     for s in steps for k, v in _pairs(s.get("key_parts")).items())
         return (b.get("target", "") == build.get("target", ""), sum(s.get("key") in keys for s in steps), parts,
                 b.get("status") == "ok", pos)
 
     earlier = [b for b in builds[:builds.index(build)] if _same_dockerfile(b, build)]
     return [b for _, b in sorted(enumerate(earlier), key=closeness, reverse=True)]
+
+
+def _placed(build: dict[str, Any]) -> list[dict[str, Any]]:
+    """A build's steps, each with its platform: its own (a multi-platform build's), else the build's
+    one platform, so that a single-platform build's steps pair with the same platform's steps of a
+    multi-platform one."""
+    platform = str(build.get("platform") or "")
+    default = "" if "," in platform else platform
+    return [s if s.get("platform") else {**s, "platform": default} for s in build.get("steps", [])]
+
+
+def _where(step: dict[str, Any]) -> tuple[str, Any, Any]:
+    """A step's place: (platform, stage, index); the platform is "" in a single-platform build."""
+    return step.get("platform") or "", step.get("stage"), step.get("index")
+
+
+def _text(step: dict[str, Any]) -> tuple[str, Any, Any]:
+    """A step's text in its stage: (platform, stage, instruction)."""
+    return step.get("platform") or "", step.get("stage"), step.get("instruction")
 
 
 def _names(paths: list[str]) -> str:
@@ -219,17 +240,16 @@ def _reasons(step: dict[str, Any], prev: dict[str, Any] | None, cache: BuildCach
 
 
 def _counterpart(step: dict[str, Any], earlier: list[dict[str, Any]],
-                 now_text: set[tuple[Any, Any]]) -> dict[str, Any] | None:
+                 now_text: set[tuple[str, Any, Any]]) -> dict[str, Any] | None:
     """The step of an earlier build to compare `step` with: the same instruction in the same stage
     if steps were inserted or removed before it, else the one at the same position."""
-    here = next((s for s in earlier if (s.get("stage"), s.get("index")) == (step.get("stage"), step.get("index"))), None)
+    here = next((s for s in earlier if _where(s) == _where(step)), None)
     if here is not None and here.get("instruction") == step.get("instruction"):
         return here
-    moved = next((s for s in reversed(earlier)
-                  if (s.get("stage"), s.get("instruction")) == (step.get("stage"), step.get("instruction"))), None)
+    moved = next((s for s in reversed(earlier) if _text(s) == _text(step)), None)
     if moved is not None or here is None:
         return moved
-    if (here.get("stage"), here.get("instruction")) in now_text:
+    if _text(here) in now_text:
         return None  # that step is still there, further on: this one was inserted
     return here
 
@@ -242,15 +262,15 @@ def explain_build(root: str | os.PathLike[str], wanted: str | None = None) -> Bu
     prev = ranked[0] if ranked else None
     cache = BuildCache(root)
     args = set(build.get("build_args") or {}) | set((prev or {}).get("build_args") or {})
-    by_key = {s.get("key"): s for s in build.get("steps", []) if s.get("key")}
+    by_key = {s.get("key"): s for s in _placed(build) if s.get("key")}
     changed: dict[str, list[str]] = {}  # key -> why it differs from the earlier build's step
-    now_text = {(s.get("stage"), s.get("instruction")) for s in build.get("steps", [])}
+    now_text = {_text(s) for s in _placed(build)}
 
     def counterpart(step: dict[str, Any]) -> dict[str, Any] | None:
         """The step to compare with, in the closest earlier build that has one (a failed build
         stops early; the next closest may have the step)."""
         for earlier in ranked:
-            found = _counterpart(step, earlier.get("steps", []), now_text)
+            found = _counterpart(step, _placed(earlier), now_text)
             if found is not None:
                 return found
         return None
@@ -267,11 +287,11 @@ def explain_build(root: str | os.PathLike[str], wanted: str | None = None) -> Bu
         return changed[key]
 
     steps = []
-    for s in build.get("steps", []):
+    for raw, s in zip(build.get("steps", []), _placed(build)):
         reasons = tuple(why(s)) if s.get("cache") == "miss" else ()
         steps.append(StepExplanation(s.get("id", 0), str(s.get("stage", "")), s.get("index", 0), s.get("count", 0),
                                      s.get("line", 0), s.get("instruction", ""), s.get("cache", "miss"),
-                                     float(s.get("duration", 0.0)), reasons))
+                                     float(s.get("duration", 0.0)), reasons, str(raw.get("platform") or "")))
     return BuildExplanation(build.get("id", ""), (prev or {}).get("id", ""), build.get("dockerfile", ""),
                             build.get("status", ""), float(build.get("duration", 0.0)), tuple(steps))
 
@@ -281,7 +301,7 @@ def render_explanation(e: BuildExplanation) -> str:
     against = f"compared with build {e.previous_id}" if e.previous_id else "no earlier build of this Dockerfile"
     lines = [f"Build {e.build_id} ({e.status}, {e.duration:.2f}s) of {e.dockerfile}: {against}"]
     for s in e.steps:
-        label = f"#{s.id} [{s.stage} {s.index}/{s.count}]"
+        label = f"#{s.id} [{s.platform + ' ' if s.platform else ''}{s.stage} {s.index}/{s.count}]"
         mark = {"hit": "CACHED", "miss": "MISS", "none": "-"}.get(s.cache, s.cache)
         lines.append(f"{label:<20} {s.duration:>8.2f}s  {mark:<6}  line {s.line:<4} {s.instruction}")
         for r in s.reasons:
@@ -349,12 +369,26 @@ def history_builds(*, json_output: bool = False, last: int | None = None) -> int
     return 0
 
 
+def build_of_image(builds: list[dict[str, Any]], image_id: str) -> tuple[dict[str, Any] | None, str]:
+    """The latest build that made `image_id`, and the platform it made it for when that build was a
+    multi-platform one (its `images`); (None, "") without a build record."""
+    for b in reversed(builds):
+        if b.get("image_id") == image_id:
+            return b, ""
+        platform = next((p for p, i in (b.get("images") or {}).items() if i == image_id), None)
+        if platform is not None:
+            return b, platform
+    return None, ""
+
+
 def layer_steps(builds: list[dict[str, Any]], image_id: str) -> dict[str, str]:
     """For the latest build of `image_id`: diff_id -> the step that made that layer, as
-    "#5 line 6: RUN make (cached)"; empty without a build record."""
-    mine = [b for b in builds if b.get("image_id") == image_id]
+    "#5 line 6: RUN make (cached)"; empty without a build record. In a multi-platform build, a
+    layer that several platforms' steps made alike (a COPY of the same files) is named by the
+    image's platform's step."""
+    build, platform = build_of_image(builds, image_id)
     out: dict[str, str] = {}
-    for step in (mine[-1].get("steps", []) if mine else []):
+    for step in sorted((build or {}).get("steps", []), key=lambda s: s.get("platform", "") == platform):
         layer = step.get("layer") or {}
         if layer.get("diff_id") and not step.get("empty_layer", True):
             out[layer["diff_id"]] = (f"#{step.get('id', '?')} line {step.get('line', '?')}: {step.get('instruction', '')}"

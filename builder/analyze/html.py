@@ -47,7 +47,9 @@ def timeline(build: dict[str, Any]) -> list[TimelineStep]:
         start = float(s["started"]) - t0 if s.get("started") else clock
         dur = float(s.get("duration", 0.0))
         clock = max(clock, start + dur)
-        out.append(TimelineStep(f"#{s.get('id', '?')} {s.get('instruction', '')}", start, dur, s.get("cache") == "hit"))
+        where = f"[{s['platform']}] " if s.get("platform") else ""  # a multi-platform build: whose step
+        out.append(TimelineStep(f"#{s.get('id', '?')} {where}{s.get('instruction', '')}", start, dur,
+                                s.get("cache") == "hit"))
     return out
 
 

@@ -83,7 +83,8 @@ class BuildContext:
     of the cached no-op rebuild's 100 ms budget.
     """
 
-    __slots__ = ("root", "dockerfile", "dockerfile_name", "ignore", "ignore_file", "scratch", "frozen", "_walks")
+    __slots__ = ("root", "dockerfile", "dockerfile_name", "ignore", "ignore_file", "scratch", "frozen", "trace",
+                 "_walks")
     root: Path | None
     dockerfile: bytes
     dockerfile_name: str
@@ -91,6 +92,7 @@ class BuildContext:
     ignore_file: Path | None
     scratch: bool  # extracted from stdin: no stat cache kept for a directory used once
     frozen: bool  # nobody changes its files, ever (pybuild serve's unpacked contexts): COPY may hard-link them
+    trace: dict[str, tuple[int, int, int, int, int] | None]  # host path -> stat: what the walks looked at
     _walks: dict[tuple[tuple[str, ...], tuple[str, ...], tuple[int, int] | None], list[_Entry]]  # reuse=True walks
 
     def __init__(self, root: Path | None, dockerfile: bytes, dockerfile_name: str,
@@ -98,7 +100,8 @@ class BuildContext:
                  frozen: bool = False) -> None:
         for name, value in (("root", root), ("dockerfile", dockerfile), ("dockerfile_name", dockerfile_name),
                             ("ignore", PatternMatcher([]) if ignore is None else ignore),
-                            ("ignore_file", ignore_file), ("scratch", scratch), ("frozen", frozen), ("_walks", {})):
+                            ("ignore_file", ignore_file), ("scratch", scratch), ("frozen", frozen), ("trace", {}),
+                            ("_walks", {})):
             object.__setattr__(self, name, value)
 
     def __setattr__(self, name: str, value: object) -> None:
@@ -115,7 +118,7 @@ class BuildContext:
                 "COPY and ADD cannot read local files: the Dockerfile came from stdin without a context",
                 hint="pass a directory as the context (`pybuild build -f - DIR`), or a tarball on stdin",
             )
-        return RootView(self.root)
+        return RootView(self.root, trace=self.trace)
 
     def resolve_sources(self, sources: Sequence[str], *, where: str = "") -> list[str]:
         """COPY/ADD sources expanded and checked against the context and `.dockerignore`."""
@@ -136,7 +139,7 @@ class BuildContext:
             if "" in rels:
                 cache.seen = set()  # the whole context is walked: forget files that are gone
             try:
-                entries = _walk_sources(view, rels, self.ignore, excludes, False, owner, cache)
+                entries = _walk_sources(view, rels, self.ignore, excludes, False, owner, cache, self.trace)
             finally:
                 cache.save()
             if reuse:
@@ -343,15 +346,17 @@ def checksum_sources(view: RootView, rels: Sequence[str], *, ignore: PatternMatc
 
 
 def _walk_sources(view: RootView, rels: Sequence[str], ignore: PatternMatcher | None, excludes: Sequence[str],
-                  preserve_owner: bool, owner: tuple[int, int] | None, statcache: StatCache | None) -> list[_Entry]:
-    """The entries under `rels`, sorted, each with its content digest (see `checksum_sources`)."""
+                  preserve_owner: bool, owner: tuple[int, int] | None, statcache: StatCache | None,
+                  trace: dict[str, tuple[int, int, int, int, int] | None] | None = None) -> list[_Entry]:
+    """The entries under `rels`, sorted, each with its content digest (see `checksum_sources`);
+    `trace` gets the stat of every directory walked and entry met (see `RootView.trace`)."""
     exclude = PatternMatcher(list(excludes), source="--exclude") if excludes else None
     entries: list[_Entry] = []
     gc_was_on = gc.isenabled()
     gc.disable()  # tens of thousands of small lists and no cycles: the collector only costs time
     try:
         for rel in rels:
-            _collect(view, rel, ignore or None, exclude, entries)
+            _collect(view, rel, ignore or None, exclude, entries, trace)
     except RecursionError:
         raise ContextError(f"COPY/ADD sources {list(rels)!r}: directories nested too deeply to walk") from None
     finally:
@@ -380,7 +385,7 @@ def _digest(entries: list[_Entry], owner: tuple[int, int] | None, table: dict[st
 
 
 def _collect(view: RootView, rel: str, ignore: PatternMatcher | None, exclude: PatternMatcher | None,
-             out: list[_Entry]) -> None:
+             out: list[_Entry], trace: dict[str, tuple[int, int, int, int, int] | None] | None = None) -> None:
     real = view.resolve(rel)
     st = view.lstat(real)
     if st is None:
@@ -394,7 +399,7 @@ def _collect(view: RootView, rel: str, ignore: PatternMatcher | None, exclude: P
     out.append([label, "d", stat.S_IMODE(st.st_mode), "", st])
     if view.single:
         istate = ignore.state_of(real)[1] if ignore is not None else ()
-        _walk_fast(str(view.root.joinpath(*split_path(real))), real, label, "", ignore, exclude, out, istate)
+        _walk_fast(str(view.root.joinpath(*split_path(real))), real, label, "", ignore, exclude, out, istate, trace)
     else:
         _walk_view(view, real, label, "", ignore, exclude, out)
 
@@ -411,10 +416,12 @@ def _entry(view: RootView, label: str, real: str, st: os.stat_result) -> _Entry:
 
 
 def _walk_fast(host_dir: str, real: str, label: str, sub: str, ignore: PatternMatcher | None,
-               exclude: PatternMatcher | None, out: list[_Entry], istate: tuple[bool, ...] = ()) -> None:
+               exclude: PatternMatcher | None, out: list[_Entry], istate: tuple[bool, ...] = (),
+               trace: dict[str, tuple[int, int, int, int, int] | None] | None = None) -> None:
     """Walk one directory of a single-root view with os.scandir (the hot path of a rebuild).
 
-    `istate` is the ignore matcher's state for this directory (see PatternMatcher.match_child)."""
+    `istate` is the ignore matcher's state for this directory (see PatternMatcher.match_child);
+    `trace` gets every entry's stat (ignored ones too: their directory's stat covers them)."""
     try:
         with os.scandir(host_dir) as it:
             items = list(it)
@@ -436,7 +443,7 @@ def _walk_fast(host_dir: str, real: str, label: str, sub: str, ignore: PatternMa
             if excluded:
                 if item.is_dir(follow_symlinks=False) and ignore.may_reinclude_under(ctx_path):  # type: ignore[union-attr]
                     before = len(out)  # walk it: an exception may bring something back
-                    _walk_fast(item.path, ctx_path, lbl, sub_path, ignore, exclude, out, child_state)
+                    _walk_fast(item.path, ctx_path, lbl, sub_path, ignore, exclude, out, child_state, trace)
                     if len(out) > before:
                         st = item.stat(follow_symlinks=False)
                         out.insert(before, [lbl, "d", stat.S_IMODE(st.st_mode), "", st])
@@ -447,14 +454,16 @@ def _walk_fast(host_dir: str, real: str, label: str, sub: str, ignore: PatternMa
             ctx_path = sub_path = ""
         st = item.stat(follow_symlinks=False)
         mode = st.st_mode
+        if trace is not None and item.path not in trace:  # the first look (see RootView.trace)
+            trace[item.path] = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, mode)
         if S_ISREG(mode):
             append([lbl, "f", mode & 0o7777, item.path, st])
         elif S_ISDIR(mode):
             append([lbl, "d", mode & 0o7777, "", st])
             if filtered:
-                _walk_fast(item.path, ctx_path, lbl, sub_path, ignore, exclude, out, child_state)
+                _walk_fast(item.path, ctx_path, lbl, sub_path, ignore, exclude, out, child_state, trace)
             else:
-                _walk_fast(item.path, "", lbl, "", None, None, out)
+                _walk_fast(item.path, "", lbl, "", None, None, out, (), trace)
         elif S_ISLNK(mode):
             append([lbl, "l", mode & 0o7777, os.readlink(item.path), st])
         else:

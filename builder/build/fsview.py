@@ -23,6 +23,7 @@ import stat
 from pathlib import Path
 
 from builder.build.dockerignore import clean_path
+from builder.cache.memo import stat_key
 from builder.errors import BuildError
 
 TYPE_CHECKING = False  # not typing's: importing typing costs the cached no-op rebuild ~2 ms
@@ -45,7 +46,8 @@ def split_path(rel: str) -> list[str]:
 class RootView:
     """A root filesystem made of one directory or of layer directories (top-most first)."""
 
-    def __init__(self, layers: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> None:
+    def __init__(self, layers: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *,
+                 trace: dict[str, tuple[int, int, int, int, int] | None] | None = None) -> None:
         if isinstance(layers, (str, os.PathLike)):
             layers = [layers]
         self.layers = [Path(p) for p in layers]
@@ -53,6 +55,9 @@ class RootView:
             raise ValueError("RootView needs at least one directory")
         self.single = len(self.layers) == 1
         self.root = self.layers[0]
+        # (a single directory) every host path looked at -> its `cache.memo.stat_key`: what a
+        # replay of the build checks (see cache/memo.py)
+        self.trace = trace if self.single else None
 
     def __repr__(self) -> str:
         return f"RootView({[str(p) for p in self.layers]!r})"
@@ -65,6 +70,8 @@ class RootView:
         parts = split_path(rel)
         if self.single:
             path = self.root.joinpath(*parts)
+            if self.trace is not None and str(path) not in self.trace:  # the first look: what later reads saw
+                self.trace[str(path)] = stat_key(str(path))
             return path if os.path.lexists(path) else None
         return self._layer_lookup(parts)
 
@@ -82,7 +89,10 @@ class RootView:
         """Names in the directory `rel` (merged across layers), sorted."""
         parts = split_path(rel)
         if self.single:
-            return sorted(os.listdir(self.root.joinpath(*parts)))
+            here = str(self.root.joinpath(*parts))
+            if self.trace is not None and here not in self.trace:
+                self.trace[here] = stat_key(here)
+            return sorted(os.listdir(here))
         names: set[str] = set()
         hidden: set[str] = set()
         for layer in self.layers:

@@ -126,14 +126,17 @@ class BuildResult(_Frozen):
     written (the pushed manifest's with a registry output), the build record's id, and the build
     checks' warnings (buildx prints them after the build)."""
 
-    __slots__ = ("image_id", "manifest_digest", "build_id", "checks")
+    __slots__ = ("image_id", "manifest_digest", "build_id", "checks", "replay")
     image_id: str
     manifest_digest: str
     build_id: str
     checks: tuple[str, ...]  # the build checks' warnings, one line each (`Rule: message (line N)`)
+    replay: dict[str, Any] | None  # what a replay of this no-op from its command line needs (cache/memo.py)
 
-    def __init__(self, image_id: str, manifest_digest: str, build_id: str, checks: tuple[str, ...] = ()) -> None:
-        self._set(image_id=image_id, manifest_digest=manifest_digest, build_id=build_id, checks=tuple(checks))
+    def __init__(self, image_id: str, manifest_digest: str, build_id: str, checks: tuple[str, ...] = (),
+                 replay: dict[str, Any] | None = None) -> None:
+        self._set(image_id=image_id, manifest_digest=manifest_digest, build_id=build_id, checks=tuple(checks),
+                  replay=replay)
 
 
 def parse_build_args(values: list[str], environ: Mapping[str, str] | None = None) -> dict[str, str]:

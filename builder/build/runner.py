@@ -58,7 +58,7 @@ def run_build(options: BuildOptions, progress: Progress) -> BuildResult:
                 **({"shm_size": options.shm_size} if options.shm_size else {})})
             hit = memo.lookup(root, memo_key, ctx, list(options.tags)) if ctx.root is not None else None
             if hit is not None:  # the options are those of an earlier build that was checked
-                return _replay(options, root, ctx, hit, progress, started, _load_steps(ctx, progress))
+                return _replay(options, root, ctx, hit, progress, started, _load_steps(ctx, progress), memo_key)
             validate(options)  # not before the memo: it imports the image-name parser
         steps = _load_steps(ctx, progress)
         from builder.cache.dockerfile import load_dockerfile
@@ -112,11 +112,30 @@ def _load_steps(ctx: BuildContext, progress: Progress) -> InternalSteps:
 
 
 def _replay(options: BuildOptions, root: Path, ctx: BuildContext, hit: dict[str, Any], progress: Progress,
-            started: float, steps: InternalSteps) -> BuildResult:
+            started: float, steps: InternalSteps, memo_key: str) -> BuildResult:
     """Finish a build the memo recognised: show every step as cached, write its record."""
+    record = _replayed_record(options, ctx, hit, started)
+    _show_replay(hit, progress, steps)
+    _finish(root, record)
+    return BuildResult(hit["image_id"], hit["manifest_digest"], record.id, tuple(hit.get("checks", ())),
+                       _replay_data(options, ctx, memo_key, hit))
+
+
+def _replayed_record(options: BuildOptions, ctx: BuildContext, hit: dict[str, Any], started: float) -> BuildRecord:
+    """The record of a build the memo `hit` recognised: every step a cache hit."""
     from builder.build.records import StepRecord
 
     record = _new_record(options, ctx, started, hit["platform"])
+    for step in hit["steps"]:
+        record.steps.append(StepRecord(**{**step, "cache": "hit", "reason": "", "duration": 0.0, "cpu_seconds": 0.0,
+                                          "memory_peak_bytes": 0, "output_bytes": 0}))
+    record.status, record.image_id, record.manifest_digest = "ok", hit["image_id"], hit["manifest_digest"]
+    record.images = dict(hit.get("images", {}))
+    return record
+
+
+def _show_replay(hit: dict[str, Any], progress: Progress, steps: InternalSteps) -> None:
+    """What a build the memo `hit` recognised shows after the `[internal] load` steps."""
     for w in hit["warnings"]:
         progress.info(f"WARNING: {w}")
     steps.replay(hit.get("internal", []))
@@ -124,15 +143,34 @@ def _replay(options: BuildOptions, root: Path, ctx: BuildContext, hit: dict[str,
         progress.start(step["id"], hit["names"][str(step["id"])])
         (progress.done if step["kind"] == "FROM" else progress.cached)(step["id"])
         steps.skip_to(step["id"])
-        rec = StepRecord(**{**step, "cache": "hit", "reason": "", "duration": 0.0, "cpu_seconds": 0.0,
-                            "memory_peak_bytes": 0, "output_bytes": 0})
-        record.steps.append(rec)
     if hit.get("export"):
         name, statuses = hit["export"]
         steps.end(steps.begin(name), statuses, record=False)
-    record.status, record.image_id, record.manifest_digest = "ok", hit["image_id"], hit["manifest_digest"]
-    _finish(root, record)
-    return BuildResult(hit["image_id"], hit["manifest_digest"], record.id, tuple(hit.get("checks", ())))
+
+
+def _replay_data(options: BuildOptions, ctx: BuildContext, memo_key: str | None,
+                 hit: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What `cache.memo.replay_save` keeps so that the same command line is replayed without parsing
+    (None when it cannot be: no memo, or a Dockerfile or context from stdin): the events and the
+    record `_replay` would make, the context entries the build looked at, the files to re-read."""
+    if memo_key is None or hit is None or ctx.root is None or options.stdin is not None or "-" in (
+            options.context, options.dockerfile):
+        return None
+    from builder.build.records import replayable
+    from builder.cache.memo import stat_key
+    from builder.util.progress import Recorder
+
+    shown = Recorder()
+    _show_replay(hit, shown, _load_steps(ctx, shown))
+    record = _replayed_record(options, ctx, hit, 0.0)
+    record.steps.sort(key=lambda s: s.id)
+    stats = dict(ctx.trace)
+    for path in (os.path.abspath(options.context), str(ctx.root)):
+        stats.setdefault(path, stat_key(path))
+    candidates = [record.dockerfile, record.dockerfile + ".dockerignore", os.path.join(ctx.root, ".dockerignore")]
+    return {"memo_key": memo_key, "memo": hit, "tags": list(options.tags), "stats": stats, "contents": candidates,
+            "record": {"events": shown.events, "record": replayable(record), "image_id": hit["image_id"],
+                       "checks": list(hit.get("checks", ()))}}
 
 
 def _build(options: BuildOptions, store: Store, ctx: BuildContext, df: Any, progress: Progress, started: float,
@@ -204,8 +242,10 @@ def _build(options: BuildOptions, store: Store, ctx: BuildContext, df: Any, prog
             results = _solve_all(solvers)
             n = steps.begin(export_name)
             try:
-                manifest_digest = write_index_outputs(store, [assemble(store, r) for r in results], options.outputs,
-                                                      options.tags, progress, compression, level)
+                made = [assemble(store, r) for r in results]
+                record.images = {str(image.config().platform): str(image.id) for image in made}
+                manifest_digest = write_index_outputs(store, made, options.outputs, options.tags, progress,
+                                                      compression, level)
             except BaseException as exc:
                 steps.fail(n, getattr(exc, "message", None) or str(exc) or type(exc).__name__)
                 raise
@@ -227,11 +267,12 @@ def _build(options: BuildOptions, store: Store, ctx: BuildContext, df: Any, prog
         solvers[0].close()
     record.status, record.image_id, record.manifest_digest = "ok", result_id, str(manifest_digest)
     _finish(store.root, record)
+    saved = None
     if memo_key is not None and ctx.root is not None and not solvers[0].volatile:
         names = {k: v for solver in solvers for k, v in solver.names.items()}
-        _save_memo(store, memo_key, options, images, solvers[0].inputs, names, record, graph.warnings, checks,
-                   steps.shown, [export_name, export])
-    return BuildResult(result_id, str(manifest_digest), record.id, checks)
+        saved = _save_memo(store, memo_key, options, images, solvers[0].inputs, names, record, graph.warnings, checks,
+                           steps.shown, [export_name, export])
+    return BuildResult(result_id, str(manifest_digest), record.id, checks, _replay_data(options, ctx, memo_key, saved))
 
 
 def _check_emulation(graphs: list[Any]) -> None:
@@ -245,10 +286,11 @@ def _check_emulation(graphs: list[Any]) -> None:
 
 def _solvers(graphs: list[Any], targets: list[str], job: Any, first: int = 0) -> list[Any]:
     """One solver per target platform, numbering steps after `first` (the [internal] steps); the
-    stages all graphs have identically (with the same stages below them) are built once between them."""
+    stages all graphs have identically (with the same stages below them) are built once between them;
+    at most `--jobs` stages run at once across platforms, native platforms' stages first."""
     import threading
 
-    from builder.build.solver import SharedStages, Solver
+    from builder.build.solver import SharedStages, Solver, StageSlots
 
     if len(graphs) == 1:
         return [Solver(graphs[0], job, first=first)]
@@ -258,8 +300,9 @@ def _solvers(graphs: list[Any], targets: list[str], job: Any, first: int = 0) ->
         if stage.deps() <= shared and all(g.stages.get(idx) == stage for g in graphs[1:]):
             shared.add(idx)
     common, cancel, solvers = SharedStages(shared), threading.Event(), []
+    slots = StageSlots(job.options.jobs or os.cpu_count() or 1)  # --jobs counts the stages of every platform
     for graph, target in zip(graphs, targets):
-        solver = Solver(graph, job, first=first, label=target, shared=common, cancel=cancel)
+        solver = Solver(graph, job, first=first, label=target, shared=common, cancel=cancel, slots=slots)
         first = solver.last
         solvers.append(solver)
     return solvers
@@ -310,8 +353,9 @@ def _run_checks(options: BuildOptions, ctx: BuildContext, df: Any, graph: Any, i
 def _save_memo(store: Store, key: str, options: BuildOptions, images: dict[tuple[str, str], Any],
                inputs: list[list[Any]], names: dict[int, str], record: BuildRecord, warnings: list[str],
                checks: tuple[str, ...] = (), internal: list[list[object]] | None = None,
-               export: list[object] | None = None) -> None:
-    """Remember this build's inputs so that an identical rebuild skips parsing and solving."""
+               export: list[object] | None = None) -> dict[str, Any] | None:
+    """Remember this build's inputs so that an identical rebuild skips parsing and solving (the memo
+    kept, or None)."""
     from builder.cache import memo
     from builder.errors import BuildError
     from builder.oci.reference import normalize_tag
@@ -321,18 +365,19 @@ def _save_memo(store: Store, key: str, options: BuildOptions, images: dict[tuple
         try:
             tag = normalize_tag(ref)
         except BuildError:
-            return  # a base by digest: not a tag we can re-check cheaply
+            return None  # a base by digest: not a tag we can re-check cheaply
         target = store.tags().get(tag)
         if target is None or (target != image.id and store.index(tag) is None):
-            return  # the tag no longer names what the build used: nothing to re-check it against
+            return None  # the tag no longer names what the build used: nothing to re-check it against
         bases[tag] = str(target)  # an image id, or the digest of the index the platform's image came from
-    memo.save(store.root, key, {
+    data = {
         "bases": bases, "inputs": inputs, "image_id": record.image_id,
         "manifest_digest": record.manifest_digest, "tags": [normalize_tag(t) for t in options.tags],
         "cli_tags": list(options.tags), "warnings": warnings, "checks": list(checks),
         "internal": internal or [], "export": export,
-        "platform": record.platform, "names": {str(k): v for k, v in names.items()},
-        "steps": [s.as_json() for s in record.steps]})
+        "platform": record.platform, "images": record.images, "names": {str(k): v for k, v in names.items()},
+        "steps": [s.as_json() for s in record.steps]}
+    return data if memo.save(store.root, key, data) else None
 
 
 def _base_image(store: Store, ref: str, platform: str, pull: bool) -> Any:

@@ -15,9 +15,10 @@ from __future__ import annotations
 import os
 import threading
 import time
+from contextlib import contextmanager
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from builder.build.graph import BuildGraph, ImageSource, Node, Scratch, Stage, StageRef
 from builder.build.job import (BuildJob, SolveOptions, StageResult, Step, as_layer_record, layer_from_json,
@@ -32,7 +33,7 @@ from runtime.errors import SandboxError
 if TYPE_CHECKING:
     from builder.oci.image import Image
 
-__all__ = ["Solver", "SharedStages", "SolveOptions", "StageResult", "Cancelled"]
+__all__ = ["Solver", "SharedStages", "StageSlots", "SolveOptions", "StageResult", "Cancelled"]
 
 
 class Cancelled(BuildError):
@@ -66,23 +67,53 @@ class SharedStages:
         return result
 
 
+class StageSlots:
+    """The `jobs` stages a multi-platform build runs at once, across its platforms' solvers. A free
+    slot goes to a stage of a platform this machine runs natively before one of an emulated
+    platform: the native platform builds as it would alone, emulated stages take what is left."""
+
+    def __init__(self, jobs: int) -> None:
+        self._cond = threading.Condition()
+        self._free = jobs
+        self._native_waiting = 0
+
+    @contextmanager
+    def held(self, native: bool) -> Iterator[None]:
+        with self._cond:
+            self._native_waiting += native
+            try:
+                while self._free == 0 or (not native and self._native_waiting):
+                    self._cond.wait()
+            finally:
+                self._native_waiting -= native
+            self._free -= 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._free += 1
+                self._cond.notify_all()
+
+
 class Solver:
     """Builds the stages of a graph into StageResults.
 
     A multi-platform build runs one solver per platform, on one job: `first` numbers its steps
     after the previous solver's, `label` (the platform) prefixes its step names, `shared` holds the
-    stages the solvers build once between them, and `cancel` stops them all.
+    stages the solvers build once between them, `slots` the stages they run at once, and `cancel`
+    stops them all.
     """
 
     def __init__(self, graph: BuildGraph, job: BuildJob, *, first: int = 0, label: str = "",
-                 shared: SharedStages | None = None, cancel: threading.Event | None = None) -> None:
+                 shared: SharedStages | None = None, cancel: threading.Event | None = None,
+                 slots: StageSlots | None = None) -> None:
         self.graph, self.job = graph, job
         self.results: dict[int, StageResult] = {}
         self.names: dict[int, str] = {}  # step number -> progress name
         self.cancel = cancel or threading.Event()
         self.lock = threading.Lock()
         self.numbers: dict[tuple[int, int], int] = {}
-        self.label, self.shared = label, shared
+        self.label, self.shared, self.slots = label, shared, slots
         self.last = self._number_steps(first)
 
     @property
@@ -141,11 +172,18 @@ class Solver:
 
     # --- one stage --------------------------------------------------------------------------------
 
+    def _platform(self, stage: Stage) -> str:
+        """The platform a multi-platform build's stage builds for ("" in a single-platform build): the
+        solver's, or for a shared `$BUILDPLATFORM` stage the one it runs on."""
+        if not self.label:
+            return ""
+        shared = self.shared is not None and stage.index in self.shared.indices
+        return stage.platform if shared else self.label
+
     def _step_name(self, stage: Stage, pos: int, count: int, text: str) -> str:
         label = stage.label + " " if len(self.graph.stages) > 1 or stage.name else ""
         if self.label:  # buildx: `[linux/arm64 build 2/3] RUN make`; a shared stage by the platform it runs on
-            shared = self.shared is not None and stage.index in self.shared.indices
-            label = f"{stage.platform if shared else self.label} {label}"
+            label = f"{self._platform(stage)} {label}"
         return f"[{label}{pos}/{count}] {text}"
 
     def _build_stage(self, stage: Stage) -> None:
@@ -155,6 +193,19 @@ class Solver:
             self._build_own(stage)
 
     def _build_own(self, stage: Stage) -> StageResult:
+        if self.slots is None:
+            return self._build_stage_steps(stage)
+        from builder.build.emulation import native
+
+        here = native(self._platform(stage))
+        with self.slots.held(here):
+            if self.cancel.is_set():
+                raise Cancelled("cancelled")
+            return self._build_stage_steps(stage, here)
+
+    def _build_stage_steps(self, stage: Stage, native: bool | None = None) -> StageResult:
+        """Build a stage's steps; `native`: whether its platform runs here natively, in a
+        multi-platform build (None in a single-platform one)."""
         layer_nodes = [n for n in stage.nodes if n.makes_layer]
         count = len(layer_nodes) + 1
         sid = self.numbers[(stage.index, 0)]
@@ -165,7 +216,8 @@ class Solver:
         rec = StepRecord(sid, stage.label, stage.index, 1, count, stage.origin.text.strip(), stage.origin.line,
                          stage.origin.end_line or stage.origin.line, "FROM", key=state.key.digest,
                          key_parts=state.key_parts, cache="hit", empty_layer=True,
-                         duration=round(time.monotonic() - t0, 6), started=time.time())
+                         duration=round(time.monotonic() - t0, 6), started=time.time(),
+                         platform=self._platform(stage))
         self._add_record(rec)
         self.job.progress.done(sid)
         pos = 1
@@ -177,7 +229,11 @@ class Solver:
                     state.history.append(_history(node, empty=True, created=state.created))
                 continue
             pos += 1
-            self._step(stage, state, node, pos, count)
+            if native is None:
+                self._step(stage, state, node, pos, count)
+            else:
+                with self.job.native_first.step(native):
+                    self._step(stage, state, node, pos, count)
         result = self.results[stage.index] = StageResult(stage, tuple(state.layers), tuple(state.history),
                                                          state.key.digest, state.base_image, state.created)
         return result
@@ -210,7 +266,8 @@ class Solver:
         sid = self.numbers[(stage.index, pos - 1)]
         operation = operation_for(node.op)
         rec = StepRecord(sid, stage.label, stage.index, pos, count, node.instruction, node.origin.line,
-                         node.origin.end_line or node.origin.line, operation.kind, started=time.time())
+                         node.origin.end_line or node.origin.line, operation.kind, started=time.time(),
+                         platform=self._platform(stage))
         self.names[sid] = self._step_name(stage, pos, count, node.instruction)
         job.progress.start(sid, self.names[sid])
         t0 = time.monotonic()

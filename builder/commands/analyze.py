@@ -135,7 +135,7 @@ def _limits(args: argparse.Namespace) -> "Thresholds | None":
 
 def _write_html(args: argparse.Namespace, report: "ImageReport", image_id: str, model: "Explorer") -> None:
     from builder.analyze.advice import rebuild_costs, suggestions
-    from builder.analyze.explain import find_build, load_builds
+    from builder.analyze.explain import build_of_image, find_build, load_builds
     from builder.analyze.html import render_html
     from builder.util.atomic import write_atomic
     from builder.cache.keys import BuildCache
@@ -147,8 +147,7 @@ def _write_html(args: argparse.Namespace, report: "ImageReport", image_id: str, 
     if args.build:
         build = find_build(builds, args.build)
     else:
-        mine = [b for b in builds if b.get("image_id") == image_id]
-        build = mine[-1] if mine else None
+        build = build_of_image(builds, image_id)[0]
     cache = BuildCache(root)
     costs = rebuild_costs(build, cache) if build else []
     advice = suggestions(build, cache) if build else []

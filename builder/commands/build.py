@@ -2,20 +2,21 @@
 `builder.build.BuildOptions` and handed to `builder.build.build()`.
 
 Every option is checked here, before the first step. The cached no-op path stays lean: progress is
-plain text (tqdm only on a TTY), and no HTTP client is imported.
+plain text (tqdm only on a TTY), and no HTTP client is imported. A command line seen before whose
+build was a no-op is replayed (`replay`) before argparse is even imported: see `cache/memo.py`.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-from pathlib import Path
-
-from builder.build.options import (BuildOptions, BuildResult, parse_add_hosts, parse_allow, parse_build_args,
-                                   parse_labels, parse_outputs, parse_secrets, parse_shm_size)
+import os
+import sys
 
 TYPE_CHECKING = False  # not typing's: importing typing costs the cached no-op rebuild ~2 ms
 if TYPE_CHECKING:
+    import argparse
+    from typing import Mapping, Sequence
+
+    from builder.build.options import BuildOptions, BuildResult
     from builder.util.progress import Progress
 
 
@@ -55,8 +56,55 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="run the build checks and build nothing (as docker build --check; pybuild check --format json for tools)")
 
 
+def replay_key(argv: Sequence[str], environ: Mapping[str, str]) -> str | None:
+    """The key of a command line (as given, with the environment before it was read) for `replay`
+    (None: no working directory to key on)."""
+    from builder.cache.memo import replay_key as key
+
+    try:
+        cwd = os.getcwd()
+    except OSError:
+        return None
+    return key(argv, cwd, environ, os.geteuid())
+
+
+def replay(key: str) -> int | None:
+    """Finish the build of command line `key` when it is the no-op it was the last time (same
+    Dockerfile, context entries, store index and code): show what that build showed, write its
+    record, print its id. None: parse the command line and build."""
+    import time
+
+    from builder.cache.memo import replay_lookup
+    from builder.util.paths import root_dir
+
+    started = time.time()
+    root = root_dir()
+    hit = replay_lookup(root, key)
+    if hit is None:
+        return None
+    from builder.build.records import write_replayed
+
+    if hit["mode"] == "quiet":  # nothing shown but the id
+        write_replayed(root, hit["record"], started)
+        print(hit["image_id"])
+        return 0
+    from builder.util.progress import make_progress, play
+
+    progress = make_progress(hit["mode"])
+    try:
+        play(hit["events"], progress)
+        write_replayed(root, hit["record"], started)
+    finally:
+        progress.close()
+    _show_checks(tuple(hit["checks"]), hit["mode"])
+    return 0
+
+
 def options_from(args: argparse.Namespace) -> BuildOptions:
     """The typed build options of the parsed command line (every value checked, none used yet)."""
+    from builder.build.options import (BuildOptions, parse_add_hosts, parse_allow, parse_build_args, parse_labels,
+                                       parse_outputs, parse_secrets, parse_shm_size)
+
     cache_from: tuple[object, ...] = ()
     cache_to: tuple[object, ...] = ()
     if args.cache_from or args.cache_to:
@@ -91,16 +139,29 @@ def run(args: argparse.Namespace) -> int:
         _report(args, result, progress)
     finally:
         progress.close()
-    if result.checks and args.progress != "quiet":  # after the build's output, as buildx
-        import sys
+    _show_checks(result.checks, args.progress)
+    key = getattr(args, "_replay_key", None)
+    if key and result.replay is not None and not args.iidfile and not args.metadata_file:
+        from builder.cache.memo import replay_save
+        from builder.util.paths import default_root
 
-        n = len(result.checks)
-        sys.stderr.write(f"\n {n} warning{'s' if n != 1 else ''} found (use pybuild check for details):\n"
-                         + "".join(f" - {line}\n" for line in result.checks))
+        data = result.replay
+        replay_save(default_root(), key, data["memo_key"], data["memo"], data["tags"], data["stats"], data["contents"],
+                    {**data["record"], "mode": args.progress})
     return 0
 
 
+def _show_checks(checks: tuple[str, ...], mode: str) -> None:
+    """The build checks' warnings, after the build's output, as buildx prints them."""
+    if checks and mode != "quiet":
+        n = len(checks)
+        sys.stderr.write(f"\n {n} warning{'s' if n != 1 else ''} found (use pybuild check for details):\n"
+                         + "".join(f" - {line}\n" for line in checks))
+
+
 def _report(args: argparse.Namespace, result: BuildResult, progress: Progress) -> None:
+    import json
+
     from builder.util.atomic import write_atomic
 
     if args.iidfile:

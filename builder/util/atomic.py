@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-from pathlib import Path
 
 from builder.errors import StoreError
 
@@ -44,12 +43,12 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
-def _mkstemp(directory: Path, prefix: str) -> tuple[int, str]:
+def _mkstemp(directory: str | os.PathLike[str], prefix: str) -> tuple[int, str]:
     """`tempfile.mkstemp` (a new 0600 file, O_EXCL, no symlink followed) without importing tempfile
     and random on the cached no-op rebuild's path (it writes a build record)."""
     flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     for _ in range(100):
-        name = str(directory / f"{prefix}{os.urandom(6).hex()}")
+        name = os.path.join(directory, f"{prefix}{os.urandom(6).hex()}")
         try:
             return os.open(name, flags, 0o600), name
         except FileExistsError:
@@ -67,21 +66,21 @@ def atomic_file(dest: str | os.PathLike[str], *, mode: int = 0o644, durable: boo
     (same filesystem) holds the temp file instead of `dest`'s directory. A destination that cannot be
     written (a full disk, an I/O error) is a `StoreError` naming it and `what` was being written,
     never the temp file, which is removed."""
-    path = Path(os.path.realpath(dest))
+    path = os.path.realpath(dest)  # (no pathlib: the cached no-op rebuild writes a record through here)
     writing = f" (writing {what})" if what else ""
-    if path.is_dir():
+    if os.path.isdir(path):
         raise StoreError(f"cannot write {dest}: it is a directory", hint="name a file, e.g. -o image.tar")
-    if path.exists() and not path.is_file():
+    if os.path.exists(path) and not os.path.isfile(path):
         try:
             with open(path, "wb") as f:
                 yield f
         except OSError as exc:
-            if not _ours(exc, str(path)):
+            if not _ours(exc, path):
                 raise
             raise StoreError(f"cannot write {dest}: {exc.strerror}{writing}") from None
         return
     try:
-        fd, tmp = _mkstemp(Path(tmp_dir or path.parent), f".{path.name}.")
+        fd, tmp = _mkstemp(tmp_dir or os.path.dirname(path), f".{os.path.basename(path)}.")
     except OSError as exc:
         raise StoreError(f"cannot write {dest}: {exc.strerror}{writing}") from None
     try:
@@ -93,12 +92,15 @@ def atomic_file(dest: str | os.PathLike[str], *, mode: int = 0o644, durable: boo
                 os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError) and _ours(exc, tmp, str(path)):
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        if isinstance(exc, OSError) and _ours(exc, tmp, path):
             raise StoreError(f"cannot write {dest}: {exc.strerror}{writing}") from None
         raise
     if durable:
-        fsync_dir(path.parent)
+        fsync_dir(os.path.dirname(path))
 
 
 def write_atomic(dest: str | os.PathLike[str], data: bytes, *, mode: int = 0o644, durable: bool = True,

@@ -14,7 +14,6 @@ bars for byte work, imported only then), `json` prints one event object per line
 from __future__ import annotations
 
 import _thread  # its Lock is threading.Lock, without importing threading on the no-op rebuild's path
-import json
 import sys
 import time
 
@@ -283,6 +282,8 @@ class JsonProgress(Progress):
         self.t0 = time.monotonic()
 
     def _emit(self, **event: Any) -> None:
+        import json  # (not at import: json imports re, a fifth of a replayed no-op rebuild's time)
+
         event["time"] = round(time.time(), 6)
         line = json.dumps(event, separators=(",", ":"))
         with self.lock:
@@ -315,6 +316,44 @@ class JsonProgress(Progress):
     def close(self) -> None:
         if self.started:
             self._emit(event="finished", duration=round(time.monotonic() - self.t0, 6), steps=len(self.started))
+
+
+class Recorder(Progress):
+    """Keeps the events it receives, as plain data (`events`: [name, args...] lists), for `play`."""
+
+    def __init__(self) -> None:
+        self.events: list[list[Any]] = []
+
+    def start(self, step: int, name: str) -> None:
+        self.events.append(["start", step, name])
+
+    def cached(self, step: int) -> None:
+        self.events.append(["cached", step])
+
+    def output(self, step: int, data: bytes) -> None:
+        self.events.append(["output", step, data])
+
+    def done(self, step: int) -> None:
+        self.events.append(["done", step])
+
+    def error(self, step: int, message: str) -> None:
+        self.events.append(["error", step, message])
+
+    def info(self, message: str) -> None:
+        self.events.append(["info", message])
+
+    def status(self, step: int, text: str) -> None:
+        self.events.append(["status", step, text])
+
+
+_EVENTS = frozenset({"start", "cached", "output", "done", "error", "info", "status"})
+
+
+def play(events: list[list[Any]], progress: Progress) -> None:
+    """Send events a `Recorder` kept to `progress`, in order."""
+    for name, *args in events:
+        if name in _EVENTS:
+            getattr(progress, name)(*args)
 
 
 def make_progress(mode: str, stream: IO[str] | None = None) -> Progress:

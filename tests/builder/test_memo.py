@@ -13,14 +13,14 @@ from builder.cache import memo
 
 def test_every_stamped_file_exists() -> None:
     """A file renamed by a restructuring must not silently drop out of the stamp (a missing one is skipped)."""
-    missing = [str(p) for p in memo._CODE if not p.is_file()]
+    missing = [p for p in memo._CODE if not os.path.isfile(p)]
     assert not missing, missing
-    assert all(d.is_dir() for d in memo._CODE_DIRS)
+    assert all(os.path.isdir(d) for d in memo._CODE_DIRS)
 
 
 def test_a_changed_file_or_directory_module_changes_the_stamp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # copies, so that no other test's build sees the checkout's code change
-    files = [Path(shutil.copy2(p, tmp_path / f"{i}-{p.name}")) for i, p in enumerate(memo._CODE)]
+    files = [shutil.copy2(p, tmp_path / f"{i}-{os.path.basename(p)}") for i, p in enumerate(memo._CODE)]
     dirs = [Path(shutil.copytree(d, tmp_path / f"dir{i}", ignore=shutil.ignore_patterns("__pycache__")))
             for i, d in enumerate(memo._CODE_DIRS)]
     monkeypatch.setattr(memo, "_CODE", files)

@@ -57,10 +57,11 @@ def _files(store_env: dict[str, str], ref: str, platform: str, tmp_path: Path) -
 
 def test_two_platforms_run_in_both_and_make_one_index(env: dict[str, str], tmp_path: Path) -> None:
     ctx = _context(tmp_path, "FROM busybox:multi\nARG TARGETPLATFORM TARGETARCH\n"
-                             "RUN uname -m > /arch && echo $TARGETPLATFORM $TARGETARCH > /target\n")
+                             "RUN uname -m > /arch && echo $TARGETPLATFORM $TARGETARCH > /target && "
+                             "cut -d' ' -f19 /proc/1/stat > /nice\n")  # the container's niceness
     out = pybuild("build", "--progress", "plain", "--platform", "linux/amd64,linux/arm64", "-t", "two:1", ctx,
                   env=env).stderr
-    assert "[linux/arm64 2/2] RUN uname -m" in out and "[linux/amd64 2/2] RUN uname -m" in out
+    assert "[linux/arm64 2/2] RUN uname -m" in out and "[linux/amd64 2/2] RUN uname -m" in out, out
     doc = json.loads(pybuild("inspect", "two:1", env=env).stdout)[0]
     assert doc["Index"]["Platforms"] == ["linux/amd64", "linux/arm64"] and doc["Architecture"] == "amd64"
     arm = json.loads(pybuild("inspect", "--platform", "linux/arm64", "two:1", env=env).stdout)[0]
@@ -71,6 +72,8 @@ def test_two_platforms_run_in_both_and_make_one_index(env: dict[str, str], tmp_p
         files = _files(env, "two:1", platform, tmp_path)
         assert (files / "arch").read_text() == machine + "\n"
         assert (files / "target").read_text() == f"{platform} {arch}\n"
+        nice = os.getpriority(os.PRIO_PROCESS, 0) + (10 if arch == "arm64" else 0)  # emulated: yields the CPU
+        assert (files / "nice").read_text() == f"{min(nice, 19)}\n"
     run = pybuild("run", "--rm", "--network", "none", "--platform", "linux/arm64", "two:1", "cat", "/arch", env=env)
     assert run.stdout == "aarch64\n"
     assert pybuild("run", "--rm", "--network", "none", "two:1", "cat", "/arch", env=env).stdout == "x86_64\n"
@@ -344,3 +347,105 @@ def test_from_a_registry_index_keeps_a_partial_index_and_adds_foreign_images(env
     doc = json.loads(pybuild("inspect", "--platform", "linux/arm64", name, env=fresh).stdout)[0]
     assert doc["Architecture"] == "arm64" and doc["Index"]["Pulled"] == ["linux/amd64", "linux/arm64"]
     assert pybuild("run", "--rm", "--network", "none", "arm:1", "cat", "/arch", env=fresh).stdout == "aarch64\n"
+
+
+def _ctx_dir(path: Path, dockerfile: str) -> str:
+    path.mkdir()
+    return _context(path, dockerfile)
+
+
+def _last_record(store_env: dict[str, str]) -> dict:
+    """The newest build record of a store (docs/build-records.md)."""
+    builds = Path(store_env["PYBUILD_ROOT"]) / "builds"
+    return json.loads(max(builds.glob("*.json"), key=lambda p: p.name).read_text())
+
+
+def _fresh(env: dict[str, str], path: Path) -> dict[str, str]:
+    """A copy of the module's store (the busybox bases, none of the caller's builds yet)."""
+    from tests.builder.store_helpers import clone_store
+
+    return {"PYBUILD_ROOT": str(clone_store(Path(env["PYBUILD_ROOT"]), path))}
+
+
+@requires_tool("docker-registry")
+def test_cache_to_and_from_carries_every_platforms_steps(env: dict[str, str], registry,  # noqa: ANN001
+                                                         tmp_path: Path) -> None:
+    """--cache-to of a two-platform build (a directory and the registry, mode=max): a fresh store
+    importing either gets every step of both platforms as a hit and runs nothing; a cache of one
+    platform's build gives the other platform's RUN no hit."""
+    import uuid
+
+    token = uuid.uuid4().hex  # no other store can have these keys
+    ctx = Path(_ctx_dir(tmp_path / "ctx", "FROM busybox:multi\nARG TARGETARCH\nCOPY f /f\n"
+                                          "RUN cat /f > /g && uname -m >> /g && echo ran-$TARGETARCH\n"))
+    (ctx / "f").write_text(token)
+    stores = {name: _fresh(env, tmp_path / name) for name in ("local", "registry", "one-platform")}
+    both = ("--platform", "linux/amd64,linux/arm64")
+    ref = f"{registry.host}/mpcache/{token[:8]}:cache"
+    first = pybuild("build", "--progress", "plain", *both, "-t", "c:1", "--cache-to",
+                    f"type=local,dest={tmp_path / 'cache'},mode=max", "--cache-to", f"type=registry,ref={ref},mode=max",
+                    str(ctx), env=env).stderr
+    assert "ran-amd64" in first and "ran-arm64" in first
+    built = _last_record(env)
+    assert {s["platform"] for s in built["steps"]} == {"linux/amd64", "linux/arm64"}
+    for name, spec in (("local", f"type=local,src={tmp_path / 'cache'}"), ("registry", ref)):
+        out = pybuild("build", "--progress", "plain", *both, "-t", "c:1", "--cache-from", spec, str(ctx),
+                      env=stores[name]).stderr
+        assert "ran-amd64" not in out and "ran-arm64" not in out, out  # no step ran
+        record = _last_record(stores[name])
+        assert [(s["platform"], s["instruction"], s["cache"]) for s in record["steps"]] == \
+               [(s["platform"], s["instruction"], "hit") for s in built["steps"]], name
+        layers = lambda r: [(s["platform"], (s["layer"] or {}).get("diff_id")) for s in r["steps"]]  # noqa: E731
+        assert layers(record) == layers(built), name  # the same layers, platform by platform
+        assert (_files(stores[name], "c:1", "linux/arm64", tmp_path / name) / "g").read_text() == token + "aarch64\n"
+    # the amd64 build's cache: the arm64 RUN (same parent files, same command) must not be served from it
+    pybuild("build", "--platform", "linux/amd64", "--cache-to", f"type=local,dest={tmp_path / 'amd'},mode=max",
+            str(ctx), env=_fresh(env, tmp_path / "amd-store"))
+    out = pybuild("build", "--progress", "plain", *both, "-t", "c:1", "--cache-from",
+                  f"type=local,src={tmp_path / 'amd'}", str(ctx), env=stores["one-platform"]).stderr
+    assert "ran-arm64" in out and "ran-amd64" not in out, out
+    runs = {s["platform"]: s["cache"] for s in _last_record(stores["one-platform"])["steps"] if s["kind"] == "RUN"}
+    assert runs == {"linux/amd64": "hit", "linux/arm64": "miss"}
+
+
+def test_explain_and_analyze_pair_a_multi_platform_builds_steps_by_platform(env: dict[str, str],
+                                                                            tmp_path: Path) -> None:
+    """Both platforms' steps share their stages' indexes: explain pairs each step with the same
+    platform's step of the earlier build, and analyze of one platform's image names its own steps."""
+    ctx = _ctx_dir(tmp_path / "ctx", "FROM busybox:multi\nARG TARGETARCH V\nRUN echo $V-$TARGETARCH > /v\n")
+    store = _fresh(env, tmp_path / "store")
+
+    def build(value: str, platforms: str) -> dict:
+        pybuild("build", "--platform", platforms, "--build-arg", f"V={value}", "-t", "ex:1", ctx, env=store)
+        explained = json.loads(pybuild("explain", "--json", env=store).stdout)
+        return {s["platform"]: s["reasons"] for s in explained["steps"] if s["instruction"].startswith("RUN")}
+
+    build("1", "linux/arm64")
+    assert build("2", "linux/amd64,linux/arm64") == {  # a single-platform build's steps pair by its platform
+        "linux/arm64": ["build-arg V changed 1 -> 2"],
+        "linux/amd64": ["a new step (no earlier build of this Dockerfile had it)"]}
+    assert build("3", "linux/amd64,linux/arm64") == {"linux/arm64": ["build-arg V changed 2 -> 3"],
+                                                     "linux/amd64": ["build-arg V changed 2 -> 3"]}
+    text = pybuild("explain", env=store).stdout
+    assert " [linux/amd64 stage-0 2/2]" in text and " [linux/arm64 stage-0 2/2]" in text, text
+    record = _last_record(store)
+    run_ids = {s["platform"]: s["id"] for s in record["steps"] if s["kind"] == "RUN"}
+    page = tmp_path / "arm.html"
+    pybuild("analyze", "--platform", "linux/arm64", "--html", str(page), "ex:1", env=store)
+    html = page.read_text()
+    assert f"(build {record['id']})" in html  # the multi-platform build that made this image
+    assert f"step #{run_ids['linux/arm64']} line 3" in html and f"step #{run_ids['linux/amd64']} line 3" not in html
+
+
+def test_jobs_counts_the_stages_of_every_platform(env: dict[str, str], tmp_path: Path) -> None:
+    """`--jobs 1` with two platforms of two independent stages each: never two stages at once."""
+    ctx = _ctx_dir(tmp_path / "ctx", "FROM busybox:multi AS a\nRUN echo a > /a\nFROM busybox:multi AS b\n"
+                                     "RUN echo b > /b\nFROM busybox:multi\nCOPY --from=a /a /a\nCOPY --from=b /b /b\n")
+    store = _fresh(env, tmp_path / "store")
+    pybuild("build", "--jobs", "1", "--platform", "linux/amd64,linux/arm64", ctx, env=store)
+    steps = [s for s in _last_record(store)["steps"] if s["kind"] != "FROM"]
+    spans = sorted((min(s["started"] for s in group), max(s["started"] + s["duration"] for s in group))
+                   for group in ([s for s in steps if (s["platform"], s["stage_index"]) == key]
+                                 for key in {(s["platform"], s["stage_index"]) for s in steps}))
+    assert len(spans) == 6
+    assert all(end <= nxt_start + 0.001 for (_, end), (nxt_start, _) in zip(spans, spans[1:])), spans

@@ -38,7 +38,7 @@ def run_in(busybox_dir: Path, tmp_path: Path) -> Runner:
     def run(*argv: str, user: str = "", cwd: str = "/", env: dict[str, str] | None = None,
             network: NetworkMode = NetworkMode.NONE, limits: Limits = Limits(), mounts: tuple[Mount, ...] = (),
             lower: tuple[Path, ...] | None = None, hostname: str = "", readonly: bool = False,
-            seccomp: str = "") -> Result:
+            seccomp: str = "", nice: int = 0) -> Result:
         n = next(counter)
         upper, work = tmp_path / f"upper{n}", tmp_path / f"work{n}"
         upper.mkdir()
@@ -47,7 +47,7 @@ def run_in(busybox_dir: Path, tmp_path: Path) -> Runner:
         err: list[bytes] = []
         status = LinuxExecutor().run(
             ProcessSpec(argv=argv, env=tuple((env or {}).items()), user=user, cwd=cwd, hostname=hostname,
-                        seccomp=seccomp),
+                        seccomp=seccomp, nice=nice),
             RootfsSpec(lower=lower if lower is not None else (busybox_dir,), upper=upper, work=work, readonly=readonly),
             mounts, network, limits, stdout=out.append, stderr=err.append)
         return Result(status, b"".join(out), b"".join(err), upper)

@@ -59,6 +59,15 @@ def test_pid_namespace_init_is_pid_1_and_process_is_its_child(run_in) -> None:
     assert init == "pybuild-init\0\npybuild-init\n"  # not the command line pybuild was started with
 
 
+def test_nice_lowers_the_whole_containers_priority(run_in) -> None:
+    # field 19 of /proc/PID/stat is the niceness: the init (pid 1) and the process's own child have it too
+    script = "cut -d' ' -f19 /proc/1/stat; cut -d' ' -f19 /proc/$$/stat; sh -c 'cut -d\" \" -f19 /proc/$$/stat'"
+    r = run_in("sh", "-c", script, nice=7)
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    assert r.out.split() == [str(min(mine + 7, 19))] * 3, r.err
+    assert run_in("sh", "-c", "cut -d' ' -f19 /proc/$$/stat").out.split() == [str(mine)]
+
+
 def test_umask_is_0022_whatever_the_callers(run_in, tmp_path: Path) -> None:
     shared = tmp_path / "shared"
     shared.mkdir(mode=0o755)

@@ -9,7 +9,6 @@ carrying the output's last lines. The build's one use of the runtime's executor.
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING
 
 from builder.build.job import StepOutput
@@ -75,6 +74,7 @@ class ExecOp:
     def _run_process(self, job: BuildJob, step: Step, ws: Workspace, env: list[tuple[str, str]],
                      mounts: list[Mount]) -> tuple[ExitStatus, list[bytes], int]:
         """Run the process to its end: its status, the tail of its output, and the output's size."""
+        from builder.build.emulation import EMULATED_NICE, native
         from runtime.executor import LinuxExecutor
         from runtime.spec import ALL_CAPABILITIES, NetworkMode, ProcessSpec, RootfsSpec
 
@@ -89,7 +89,8 @@ class ExecOp:
         process = ProcessSpec(tuple(op.argv), tuple(env), op.user, op.cwd, hostname="buildkitsandbox",
                               capabilities=ALL_CAPABILITIES if insecure else None, privileged=insecure,
                               seccomp="unconfined" if insecure else "", sandbox=True,
-                              extra_hosts=job.options.extra_hosts, shm_size=job.options.shm_size)
+                              extra_hosts=job.options.extra_hosts, shm_size=job.options.shm_size,
+                              nice=0 if native(step.stage.platform) else EMULATED_NICE)
         network = {"none": NetworkMode.NONE, "host": NetworkMode.HOST}.get(job.network(op.network),
                                                                           NetworkMode.DEFAULT)
         tail: list[bytes] = []
@@ -103,22 +104,17 @@ class ExecOp:
             job.progress.output(step.sid, data)
 
         pids: list[int] = []
-        from builder.build.emulation import EMULATED_NICE, native
-
-        emulated = not native(step.stage.platform)
 
         def on_start(pid: int) -> None:
             pids.append(pid)
             job.running.started(pid)
-            if emulated:  # qemu's CPU goes to native steps first: the native platform builds as fast as alone
-                try:
-                    os.setpriority(os.PRIO_PROCESS, pid, EMULATED_NICE)
-                except OSError:
-                    pass
+            job.native_first.process_started()  # a native step's Python work is done until it ends
 
         try:
             status = LinuxExecutor().run(process, rootfs, tuple(mounts), network, stdout=on_output,
                                          stderr=on_output, on_start=on_start)
         finally:
+            if pids:
+                job.native_first.process_ended()
             job.running.ended(pids)
         return status, tail, total[0]

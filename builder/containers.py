@@ -55,6 +55,8 @@ class RunOptions(NamedTuple):
     security_opt: tuple[str, ...] = ()
     add_hosts: tuple[str, ...] = ()  # NAME:IP lines for /etc/hosts; IP `host-gateway` is the bridge's gateway
     shm_size: str | None = None  # /dev/shm's size (default 64m)
+    no_healthcheck: bool = False
+    health: tuple[tuple[str, str], ...] = ()  # (flag, value): --health-cmd, --health-interval, ...
 
 
 def containers(store_root: Path | None = None) -> Containers:
@@ -346,7 +348,35 @@ def create(store_root: Path, image_ref: str, opts: RunOptions) -> Container:
     return containers(store_root).create(
         image_id, image_ref, process, list(lower), name=opts.name, mounts=binds, volumes=volumes, network=network,
         limits=limits, ports=ports, auto_remove=opts.auto_remove, read_only=opts.read_only,
-        stop_signal=_stop_signal(config.get("StopSignal") or ""))
+        stop_signal=_stop_signal(config.get("StopSignal") or ""), healthcheck=_healthcheck(config, opts))
+
+
+def _healthcheck(config: dict, opts: RunOptions) -> dict | None:
+    """The image's HEALTHCHECK with `--health-*` over it, as Docker's Healthcheck, with the command it
+    runs under "Argv" (`CMD-SHELL` through the image's SHELL); None without one, or with
+    --no-healthcheck."""
+    from runtime import durations
+    from runtime.health import test_argv
+
+    if opts.no_healthcheck:
+        if opts.health:
+            raise RunOptionError("--no-healthcheck conflicts with --health-* options")
+        return None
+    hc = dict(config.get("Healthcheck") or {}) if isinstance(config.get("Healthcheck"), dict) else {}
+    keys = {"interval": "Interval", "timeout": "Timeout", "start-period": "StartPeriod",
+            "start-interval": "StartInterval", "retries": "Retries"}
+    for flag, value in opts.health:
+        if flag == "cmd":
+            hc["Test"] = ["CMD-SHELL", value]
+            continue
+        number = (int(value) if value.lstrip("-").isdigit() else None) if flag == "retries" else durations.parse(value)
+        if number is None or number < 0:
+            what = "integer" if flag == "retries" else "duration"
+            raise RunOptionError(f'invalid argument "{value}" for "--health-{flag}" flag: not a valid {what}',
+                                 hint="durations are Go's: 500ms, 5s, 1m30s")
+        hc[keys[flag]] = number
+    argv = test_argv(hc, config.get("Shell"))
+    return {**hc, "Argv": argv} if argv else None
 
 
 _HOST_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}  # uname -m -> OCI

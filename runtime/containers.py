@@ -56,6 +56,7 @@ class ContainerConfig(NamedTuple):
     chain_ids: tuple[str, ...] = ()
     read_only: bool = False
     stop_signal: int = 15  # SIGTERM, or the image's STOPSIGNAL
+    healthcheck: dict[str, Any] | None = None  # the image's HEALTHCHECK (Docker's Healthcheck), "Argv" added
 
     def to_json(self) -> str:
         caps = self.process.capabilities
@@ -80,7 +81,7 @@ class ContainerConfig(NamedTuple):
             network=NetworkMode(d["network"]), limits=Limits(**d["limits"]),
             ports=tuple(PortMapping(**p) for p in d["ports"]), auto_remove=d["auto_remove"],
             created=d["created"], chain_ids=tuple(d.get("chain_ids", ())), read_only=d.get("read_only", False),
-            stop_signal=d.get("stop_signal", 15))
+            stop_signal=d.get("stop_signal", 15), healthcheck=d.get("healthcheck"))
 
 
 class ContainerState(NamedTuple):
@@ -292,6 +293,12 @@ class Container:
         """Docker's json-file log: every line the container wrote, with its stream and time."""
         return self.path / "log.json"
 
+    def health(self) -> dict[str, Any] | None:
+        """Docker's State.Health (Status, FailingStreak, Log) of a container with a healthcheck."""
+        from runtime.health import read
+
+        return read(self.path) if self.config.healthcheck else None
+
     def state(self) -> ContainerState:
         try:
             return ContainerState(**json.loads((self.path / "state.json").read_text()))
@@ -434,7 +441,8 @@ class Containers:
     def create(self, image: str, image_ref: str, process: ProcessSpec, lower: list[Path], *, name: str = "",
                mounts: tuple[Mount, ...] = (), network: NetworkMode = NetworkMode.BRIDGE, limits: Limits = Limits(),
                ports: tuple[PortMapping, ...] = (), auto_remove: bool = False, volumes: tuple[str, ...] = (),
-               chain_ids: tuple[str, ...] = (), read_only: bool = False, stop_signal: int = 15) -> Container:
+               chain_ids: tuple[str, ...] = (), read_only: bool = False, stop_signal: int = 15,
+               healthcheck: dict[str, Any] | None = None) -> Container:
         """Record a new container; each path in `volumes` gets a fresh anonymous volume under the
         container's directory (filled from the image at its first start, removed with the container)."""
         self.root.mkdir(parents=True, exist_ok=True)
@@ -450,7 +458,8 @@ class Containers:
         mounts += tuple(Mount(target, str(self.root / cid / "volumes" / str(i)), "volume")
                         for i, target in enumerate(volumes))
         config = ContainerConfig(cid, name, image, image_ref, process, tuple(str(p) for p in lower), mounts,
-                                 network, limits, ports, auto_remove, _now(), chain_ids, read_only, stop_signal)
+                                 network, limits, ports, auto_remove, _now(), chain_ids, read_only, stop_signal,
+                                 healthcheck)
         tmp = self.root / f".{cid}.tmp"
         tmp.mkdir()
         (tmp / "upper").mkdir()
@@ -530,10 +539,12 @@ def since(when: str, now: float | None = None) -> str:
     return "Less than a second" if secs < 1 else f"{secs} second{'s' if secs > 1 else ''}"
 
 
-def format_status(st: ContainerState, now: float | None = None) -> str:
-    """Docker's STATUS column: `Up 5 seconds`, `Exited (0) 2 minutes ago`, `Created`."""
+def format_status(st: ContainerState, now: float | None = None, health: str = "") -> str:
+    """Docker's STATUS column: `Up 5 seconds`, `Up 2 minutes (healthy)` (`health` is State.Health's
+    Status), `Exited (0) 2 minutes ago`, `Created`."""
     if st.status == "running" and _linux.pid_alive(st.supervisor_pid):
-        return f"Up {since(st.started, now)}"
+        shown = {"starting": " (health: starting)", "healthy": " (healthy)", "unhealthy": " (unhealthy)"}
+        return f"Up {since(st.started, now)}{shown.get(health, '')}"
     if st.status in ("running", "exited"):
         code = st.exit_code if st.exit_code is not None else 137
         return f"Exited ({code}) {since(st.finished, now) or 'a while'} ago"

@@ -1,7 +1,8 @@
 """The supervisor of one detached container (what conmon is to podman): started in its own session
 by `pybuild run -d`, it runs the container with its output in `log.json` (stdout and stderr apart,
-each line timed; its own errors go to `output.log`), records its exit in
-`state.json`, and removes the container when it was started with `--rm`.
+each line timed; its own errors go to `output.log`), records its exit in `state.json`, runs the
+image's HEALTHCHECK (`runtime.health`) while it runs, and removes the container when it was started
+with `--rm`.
 
     python -m runtime.supervisor <container dir> [<fd>]
 
@@ -20,6 +21,7 @@ import sys
 from pathlib import Path
 
 from runtime.containers import Container, LogWriter
+from runtime.health import start
 from runtime.errors import SandboxError
 
 
@@ -41,6 +43,7 @@ def main(argv: list[str]) -> int:
         stdin = os.open(os.devnull, os.O_RDONLY)
     tty = container.config.process.tty
     log = LogWriter(container.json_log_path, immediate=tty)  # what logs and attach read
+    stop_health = start(container)
     try:
         status = container.run(stdout=log.sink("stdout", None), stderr=2 if tty else log.sink("stderr", None),
                                stdin=stdin)
@@ -49,6 +52,7 @@ def main(argv: list[str]) -> int:
         sys.stderr.write(f"pybuild: {exc.render()}\n")
         code = 125
     finally:
+        stop_health.set()
         log.close()
     if container.config.auto_remove:
         if starter is not None:

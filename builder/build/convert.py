@@ -700,24 +700,14 @@ def _mount_options(spec: str) -> dict[str, str]:
     return out
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000,
-          "h": 3_600_000_000_000}
-
-
 def _duration_ns(text: str, origin: Origin) -> int:
     """A Go duration (`30s`, `1m30s`) in nanoseconds."""
-    pos, total = 0, 0.0
-    if text == "0":
-        return 0
-    for m in _DURATION.finditer(text):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _UNITS[m.group(2)]
-        pos = m.end()
-    if pos != len(text) or not text:
+    from runtime.durations import parse
+
+    ns = parse(text)
+    if ns is None:
         raise _flag_error(f"invalid duration {text!r}", origin)
-    return int(total)
+    return ns
 
 
 def _normalized_platform(text: str, origin: Origin) -> str:
@@ -749,24 +739,9 @@ def _is_signal(text: str) -> bool:
 
 def _go_duration(ns: int) -> str:
     """Go's time.Duration String(): 0s, 500ms, 1.5s, 1m30s, 1h0m0s."""
-    if ns == 0:
-        return "0s"
-    sign, u = ("-" if ns < 0 else ""), abs(ns)
+    from runtime.durations import text
 
-    def num(value: int, scale: int) -> str:
-        frac = str(value % scale).rjust(len(str(scale)) - 1, "0").rstrip("0") if scale > 1 else ""
-        return str(value // scale) + ("." + frac if frac else "")
-
-    if u < 1_000:
-        return f"{sign}{u}ns"
-    if u < 1_000_000:
-        return f"{sign}{num(u, 1_000)}µs"
-    if u < 1_000_000_000:
-        return f"{sign}{num(u, 1_000_000)}ms"
-    h, rest = divmod(u, 3_600_000_000_000)
-    m, rest = divmod(rest, 60_000_000_000)
-    s = num(rest, 1_000_000_000) + "s"
-    return sign + (f"{h}h{m}m{s}" if h else f"{m}m{s}" if m else s)
+    return text(ns)
 
 
 def _expand_port(port: str, origin: Origin) -> list[str]:

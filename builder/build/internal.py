@@ -14,19 +14,7 @@ TYPE_CHECKING = False  # not typing's: importing typing costs the cached no-op r
 if TYPE_CHECKING:
     from builder.util.progress import Progress
 
-__all__ = ["InternalSteps", "human_bytes"]
-
-
-def human_bytes(n: int) -> str:
-    """BuildKit's sizes in status lines: `96B`, `1.23kB`, `4.51MB` (decimal units)."""
-    if n < 1000:
-        return f"{n}B"
-    for unit in ("kB", "MB", "GB", "TB"):
-        n_f = n / 1000
-        if n_f < 1000 or unit == "TB":
-            return f"{n_f:.2f}{unit}"
-        n = int(n_f)
-    return f"{n}B"
+__all__ = ["InternalSteps"]
 
 
 class InternalSteps:
@@ -57,8 +45,10 @@ class InternalSteps:
             with self.lock:
                 self.shown.append([self.names[n], list(statuses)])
 
-    def fail(self, n: int, message: str) -> None:
-        self.progress.error(n, message)
+    def fail(self, n: int, exc: BaseException) -> None:
+        """The step ended with `exc`: ERROR and its message, or CANCELED on Ctrl-C."""
+        message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+        self.progress.error(n, "cancelled" if isinstance(exc, KeyboardInterrupt) else message)
 
     def step(self, name: str, statuses: list[str] | tuple[str, ...] = ()) -> None:
         """A step that is done as soon as it is shown."""

@@ -97,7 +97,8 @@ def _new_record(options: BuildOptions, ctx: BuildContext, started: float, platfo
 
 def _load_steps(ctx: BuildContext, progress: Progress) -> InternalSteps:
     """`[internal] load build definition from Dockerfile` and `[internal] load .dockerignore`."""
-    from builder.build.internal import InternalSteps, human_bytes
+    from builder.build.internal import InternalSteps
+    from builder.util.units import human_bytes
 
     steps = InternalSteps(progress)
     steps.step(f"[internal] load build definition from {ctx.dockerfile_name}",
@@ -190,7 +191,7 @@ def _build(options: BuildOptions, store: Store, ctx: BuildContext, df: Any, prog
             try:
                 images[ref, platform] = _base_image(store, ref, platform, options.pull)
             except BaseException as exc:
-                steps.fail(n, getattr(exc, "message", None) or str(exc) or type(exc).__name__)
+                steps.fail(n, exc)
                 raise
             steps.end(n)
         return images[ref, platform]
@@ -233,7 +234,7 @@ def _build(options: BuildOptions, store: Store, ctx: BuildContext, df: Any, prog
                 manifest_digest = write_outputs(store, built, options.outputs, options.tags, progress, compression,
                                                 level)
             except BaseException as exc:
-                steps.fail(n, getattr(exc, "message", None) or str(exc) or type(exc).__name__)
+                steps.fail(n, exc)
                 raise
             result_id = str(built.id)
         else:
@@ -247,7 +248,7 @@ def _build(options: BuildOptions, store: Store, ctx: BuildContext, df: Any, prog
                 manifest_digest = write_index_outputs(store, made, options.outputs, options.tags, progress,
                                                       compression, level)
             except BaseException as exc:
-                steps.fail(n, getattr(exc, "message", None) or str(exc) or type(exc).__name__)
+                steps.fail(n, exc)
                 raise
             result_id = str(manifest_digest)
         export = _export_statuses(options, result_id, str(manifest_digest))
@@ -452,7 +453,7 @@ def _load_context(ctx: BuildContext, graph: Any, steps: InternalSteps) -> None:
     """`[internal] load build context`: read (checksum) every context file a COPY/ADD takes, once,
     before the first step; the steps' keys then reuse these walks."""
     from builder.build.graph import FileCopy
-    from builder.build.internal import human_bytes
+    from builder.util.units import human_bytes
     from builder.build.ops.copy import is_url
     from builder.errors import BuildError
 
@@ -467,9 +468,13 @@ def _load_context(ctx: BuildContext, graph: Any, steps: InternalSteps) -> None:
     if not reads or ctx.root is None:
         return
     n = steps.begin("[internal] load build context")
-    for sources, excludes in reads:
-        try:
-            ctx.checksum(ctx.resolve_sources(sources), excludes=excludes, reuse=True)
-        except BuildError:
-            continue  # the COPY step reports it, located
+    try:
+        for sources, excludes in reads:
+            try:
+                ctx.checksum(ctx.resolve_sources(sources), excludes=excludes, reuse=True)
+            except BuildError:
+                continue  # the COPY step reports it, located
+    except BaseException as exc:  # Ctrl-C in a large context, an unreadable file
+        steps.fail(n, exc)
+        raise
     steps.end(n, [f"transferring context: {human_bytes(ctx.walked_bytes())} done"])

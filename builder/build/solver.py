@@ -296,7 +296,7 @@ class Solver:
             rec.cache, rec.error = "miss", _one_line(exc)
             rec.duration = round(time.monotonic() - t0, 6)
             self._add_record(rec)
-            cancelled = isinstance(exc, Cancelled) or self.cancel.is_set()
+            cancelled = isinstance(exc, (Cancelled, KeyboardInterrupt)) or self.cancel.is_set()  # Ctrl-C too
             if cancelled:
                 rec.reason = "cancelled"
             job.progress.error(sid, "cancelled" if cancelled else rec.error)

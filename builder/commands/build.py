@@ -2,8 +2,8 @@
 `builder.build.BuildOptions` and handed to `builder.build.build()`.
 
 Every option is checked here, before the first step. The cached no-op path stays lean: progress is
-plain text (tqdm only on a TTY), and no HTTP client is imported. A command line seen before whose
-build was a no-op is replayed (`replay`) before argparse is even imported: see `cache/memo.py`.
+plain text (the live view and its thread only on a TTY), and no HTTP client is imported. A command line seen
+before whose build was a no-op is replayed (`replay`) before argparse is even imported: see `cache/memo.py`.
 """
 
 from __future__ import annotations
@@ -135,10 +135,14 @@ def run(args: argparse.Namespace) -> int:
         return report(options)
     progress = make_progress(args.progress)
     try:
-        result = build(options, progress)
-        _report(args, result, progress)
-    finally:
-        progress.close()
+        try:
+            result = build(options, progress)
+            _report(args, result, progress)
+        finally:
+            progress.close()
+    except KeyboardInterrupt:  # Ctrl-C: the running steps showed CANCELED; buildx's last line and exit code
+        sys.stderr.write("ERROR: failed to solve: Canceled: context canceled\n")
+        return 130
     _show_checks(result.checks, args.progress)
     key = getattr(args, "_replay_key", None)
     if key and result.replay is not None and not args.iidfile and not args.metadata_file:

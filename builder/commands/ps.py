@@ -8,7 +8,7 @@ from builder.commands._listing import add_filter, add_format, label_matches, par
 from builder.containers import containers
 from runtime.containers import format_status, since
 
-FILTERS = ("status", "name", "label", "ancestor", "id", "exited")
+FILTERS = ("status", "name", "label", "ancestor", "id", "exited", "health")
 HEADERS = {"ID": "CONTAINER ID", "RunningFor": "CREATED", "CreatedAt": "CREATED AT"}
 
 
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         running = c.is_running()  # docker ps shows the ports of running containers only
         rows.append({"ID": c.id if args.no_trunc else c.short_id, "Image": c.config.image_ref,
                      "Command": f'"{command}"', "CreatedAt": c.config.created,
-                     "RunningFor": f"{since(c.config.created)} ago", "Status": format_status(c.state()),
+                     "RunningFor": f"{since(c.config.created)} ago", "Status": format_status(c.state(), health=_health(c)),
                      "State": _state(c), "Ports": _ports(c) if running else "", "Names": c.config.name,
                      "Labels": ",".join(f"{k}={v}" for k, v in sorted(_labels(c).items()))})
     if args.quiet:
@@ -77,6 +77,11 @@ def run(args: argparse.Namespace) -> int:
 def _state(c) -> str:  # type: ignore[no-untyped-def]
     """Docker's State: created, running, exited."""
     return "running" if c.is_running() else c.state().status if c.state().status != "running" else "exited"
+
+
+def _health(c) -> str:  # type: ignore[no-untyped-def]
+    """State.Health's Status: starting, healthy, unhealthy; "" without a healthcheck."""
+    return str((c.health() or {}).get("Status", "")) if c.config.healthcheck else ""
 
 
 def _labels(c) -> dict[str, str]:  # type: ignore[no-untyped-def]
@@ -102,5 +107,7 @@ def _matches(c, filters: dict[str, list[str]]) -> bool:  # type: ignore[no-untyp
                                          c.config.image_ref.split(":")[0] == a or
                                          c.config.image.removeprefix("sha256:").startswith(a.removeprefix("sha256:"))
                                          for a in filters["ancestor"]):
+        return False
+    if "health" in filters and (_health(c) or "none") not in filters["health"]:
         return False
     return "label" not in filters or label_matches(_labels(c), filters["label"])

@@ -42,6 +42,13 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--add-host", action="append", default=[], metavar="NAME:IP",
                    help="add a line to /etc/hosts (repeatable; IP host-gateway: the host)")
     p.add_argument("--shm-size", metavar="SIZE", help="size of /dev/shm (e.g. 128m; default 64m)")
+    p.add_argument("--no-healthcheck", action="store_true", help="run no HEALTHCHECK the image has")
+    for flag, what in (("cmd", "command to run to check health (CMD-SHELL)"), ("interval", "time between checks"),
+                       ("timeout", "maximum time a check may take"), ("start-period", "time to start before "
+                       "failures count"), ("start-interval", "time between checks in the start period"),
+                       ("retries", "failures in a row that make it unhealthy")):
+        p.add_argument(f"--health-{flag}", metavar="N" if flag == "retries" else "CMD" if flag == "cmd" else "DURATION",
+                       help=what + ("" if flag in ("cmd", "retries") else " (ms|s|m|h)"))
     p.add_argument("image", help="image name, name:tag, or id")
     p.add_argument("command", nargs=argparse.REMAINDER, help="command and arguments (default: the image's CMD)")
 
@@ -88,7 +95,10 @@ def run(args: argparse.Namespace) -> int:
         volumes=tuple(args.volume), publish=tuple(args.publish), network=args.network, memory=args.memory,
         cpus=args.cpus, pids_limit=args.pids_limit, name=args.name, auto_remove=args.rm, read_only=args.read_only,
         platform=args.platform, security_opt=tuple(args.security_opt), add_hosts=tuple(args.add_host),
-        shm_size=args.shm_size)
+        shm_size=args.shm_size, no_healthcheck=args.no_healthcheck,
+        health=tuple((flag, str(value)) for flag in ("cmd", "interval", "timeout", "start-period", "start-interval",
+                                                     "retries")
+                     if (value := getattr(args, "health_" + flag.replace("-", "_"))) is not None))
     try:
         container = create(default_root(), args.image, opts)
     except (SandboxError, BuildError) as exc:  # docker run's own failures (no such image, ...) exit 125
@@ -107,6 +117,11 @@ def run(args: argparse.Namespace) -> int:
     from runtime.containers import LogWriter
 
     log = LogWriter(container.json_log_path, immediate=args.tty)  # kept for `pybuild logs`, as docker keeps every container's
+    stop_health = None
+    if container.config.healthcheck:  # probed as dockerd does, for a foreground container too
+        from runtime.health import start
+
+        stop_health = start(container)
     try:
         status = container.run(stdout=log.sink("stdout", 1), stderr=None if args.tty else log.sink("stderr", 2),
                                on_start=proxy.started)
@@ -114,6 +129,8 @@ def run(args: argparse.Namespace) -> int:
         setattr(exc, "exit_code", 125)  # the CLI exits with it (SandboxError, the runtime's, declares none)
         raise
     finally:
+        if stop_health is not None:
+            stop_health.set()
         log.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -7,8 +7,9 @@ prints), cached, done, error ("cancelled" shows as CANCELED), info; `close()` pr
 (`[+] Building 2.3s (10/10) FINISHED`). New events are added, never renamed: other tools read them.
 
 Library code only calls the `Progress` methods; every method is thread-safe (stages run in
-parallel). `plain` is for logs, `tty` adds a live tail of the running steps' output (and tqdm
-bars for byte work, imported only then), `json` prints one event object per line.
+parallel). `plain` is for logs, `tty` is BuildKit's live view (`builder.util.ttyview`: one row per
+step, timers, the running steps' last output lines, byte work counting up), `json` prints one
+event object per line.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ TYPE_CHECKING = False  # not typing's: importing typing costs the cached no-op r
 if TYPE_CHECKING:
     import threading
     from typing import IO, Any
+
+    from builder.util.ttyview import Row, Sub
 
 
 class Progress:
@@ -141,135 +144,180 @@ class PlainProgress(Progress):
 
 
 class TtyProgress(PlainProgress):
-    """On a terminal: steps as in plain mode, under them a live block redrawn in place (BuildKit's
-    `[+] Building 2.3s (5/10)` header, each running step with its timer and the last lines of its
-    output), and byte work as tqdm bars."""
+    """BuildKit's live view on a terminal (`builder.util.ttyview` draws it): one row per step with
+    its timer, status rows, byte work and the running steps' last output lines, redrawn in place
+    while the build runs and left whole on the screen by `close()`, with `FINISHED` (or `ERROR`,
+    `CANCELED`) in the header. Messages of no step (warnings) are printed above the block. Its
+    counters and `summary()` are plain mode's."""
 
-    TAIL = 6
+    shows_bytes = True
+    TICK = 0.15  # seconds between redraws while something runs: timers move, output tails show
 
     def __init__(self, stream: IO[str]) -> None:
-        super().__init__(stream)
-        self.tails: dict[int, list[str]] = {}
-        self.drawn = 0
-        self.running: dict[int, str] = {}  # step -> name, while it runs
-        self.bars = 0  # tqdm bars being drawn: the ticker leaves the terminal to them meanwhile
         import threading  # a live terminal view only: threading stays off the no-op rebuild's path
 
-        self.ticker: threading.Thread | None = None
+        from builder.util.ttyview import terminal_size, wants_color
+
+        super().__init__(stream)
+        self.rows: dict[int, Row] = {}
+        self.loose: list[Sub] = []  # byte work of no started step (a pull)
+        self.drawn = 0  # lines of the block now on the screen
+        self.closed = False
+        self.color = wants_color(stream)
+        self.size = terminal_size
         self.stopped = threading.Event()
+        self.ticker: threading.Thread | None = None
 
-    def _tick(self) -> None:
-        """Redraw the live block twice a second, so that the timers move during a silent step."""
-        while not self.stopped.wait(0.5):
-            with self.lock:
-                if self.running and not self.bars:
-                    self.stream.write("\x1b[1A\x1b[2K" * self.drawn)
-                    self.drawn = 0
-                    self._redraw()
+    def _ensure_ticker(self) -> None:
+        if self.ticker is None:
+            import threading
 
-    def _redraw(self) -> None:
-        """The live block under the finished lines: BuildKit's header with the total time, then each
-        running step with its timer and the last lines of its output (nothing once none runs)."""
-        lines: list[str] = []
-        if self.running:
-            now = time.monotonic()
-            lines.append(f"[+] Building {now - self.t0:.1f}s ({len(self.finished)}/{len(self.started)})")
-            for s, name in list(self.running.items()):
-                lines.append(f" => #{s} {name}"[:110] + f"  {now - self.started.get(s, now):.1f}s")
-                lines += [f"  #{s} {ln}"[:120] for ln in self.tails.get(s, [])]
-        out = "\x1b[1A\x1b[2K" * self.drawn + "".join(ln + "\n" for ln in lines)
-        self.drawn = len(lines)
-        self.stream.write(out)
-        self.stream.flush()
+            self.ticker = threading.Thread(target=self._tick, name="progress-ticker", daemon=True)
+            self.ticker.start()
+
+    def _row(self, step: int) -> Row:
+        from builder.util.ttyview import Row
+
+        row = self.rows.get(step)
+        if row is None:  # an event of a step never started (tolerated, as plain mode does)
+            row = self.rows[step] = Row(f"#{step}", time.monotonic())
+            self.started.setdefault(step, row.t0)
+        return row
 
     def start(self, step: int, name: str) -> None:
+        from builder.util.ttyview import Row
+
         with self.lock:
-            self.running[step] = name
-            if self.ticker is None:
-                import threading
-
-                self.ticker = threading.Thread(target=self._tick, name="progress-ticker", daemon=True)
-                self.ticker.start()
-        super().start(step, name)
-
-    def close(self) -> None:
-        self.stopped.set()
-        if self.ticker is not None:
-            self.ticker.join()
-        super().close()
+            now = time.monotonic()
+            self.started[step] = now
+            self.rows[step] = Row(name, now)
+            self._ensure_ticker()
+            self._draw()
 
     def cached(self, step: int) -> None:
         with self.lock:
-            self.running.pop(step, None)
-        super().cached(step)
+            self.finished.add(step)
+            row = self._row(step)
+            row.state, row.t1 = "CACHED", row.t0
+            self._draw()
 
-    def _write(self, text: str) -> None:
+    def status(self, step: int, text: str) -> None:
+        from builder.util.ttyview import Sub
+
         with self.lock:
-            self.stream.write("\x1b[1A\x1b[2K" * self.drawn)
-            self.drawn = 0
-            self.stream.write(text)
-            self._redraw()
+            row = self._row(step)
+            t0 = row.subs[-1].t1 if row.subs and row.subs[-1].t1 is not None else row.t0
+            done = text.endswith(" done")
+            row.subs.append(Sub(text.removesuffix(" done"), t0, time.monotonic() if done else None))
+            self._draw()
 
     def output(self, step: int, data: bytes) -> None:
+        from builder.util.ttyview import TAIL
+
         buf = self.partial.get(step, b"") + data
         *lines, rest = buf.split(b"\n")
         self.partial[step] = rest
         if lines:
             with self.lock:
-                tail = self.tails.setdefault(step, [])
-                tail.extend(ln.decode(errors="replace").rstrip() for ln in lines)
-                del tail[:-self.TAIL]
-                self.stream.write("\x1b[1A\x1b[2K" * self.drawn)
-                self.drawn = 0
-                self._redraw()
+                tail = self._row(step).tail
+                tail.extend(ln.decode(errors="replace").rstrip() for ln in lines[-TAIL:])
+                del tail[:-TAIL]  # drawn by the ticker: a chatty step does not redraw per line
 
     def done(self, step: int) -> None:
-        self.finished.add(step)
-        self.partial.pop(step, None)
-        with self.lock:
-            self.tails.pop(step, None)
-            self.running.pop(step, None)
-        self._write(f"#{step} DONE {time.monotonic() - self.started.get(step, self.t0):.1f}s\n")
+        self._end(step, "")
 
     def error(self, step: int, message: str) -> None:
-        self.failed[step] = message
-        self.partial.pop(step, None)
-        with self.lock:
-            tail = self.tails.pop(step, [])
-            self.running.pop(step, None)
-        end = "CANCELED" if message == "cancelled" else f"ERROR: {message}"
-        self._write("".join(f"#{step} {ln}\n" for ln in tail) + f"#{step} {end}\n")
+        self._end(step, "CANCELED" if message == "cancelled" else "ERROR", message)
 
-    shows_bytes = True
+    def _end(self, step: int, state: str, message: str = "") -> None:
+        with self.lock:
+            if state:
+                self.failed[step] = message
+            else:
+                self.finished.add(step)
+            self.partial.pop(step, None)
+            row = self._row(step)
+            row.state, row.t1, row.tail = state, time.monotonic(), []
+            for sub in row.subs:
+                if sub.t1 is None:
+                    sub.t1 = row.t1
+            self._draw()
+
+    def info(self, message: str) -> None:
+        with self.lock:
+            if self.drawn:
+                self.stream.write(f"\x1b[{self.drawn}A\r\x1b[J")
+                self.drawn = 0
+            self.stream.write(message.rstrip("\n") + "\n")
+            self._draw()
 
     def bytes_task(self, step: int, what: str, total: int | None) -> ByteTask:
-        return _TqdmTask(self.stream, f"#{step} {what}", total, self)
-
-
-class _TqdmTask(ByteTask):
-    """A tqdm bar, made on the first update (so work that turns out to move no bytes draws none)."""
-
-    def __init__(self, stream: IO[str], desc: str, total: int | None, owner: TtyProgress | None = None) -> None:
-        self.stream, self.desc, self.total, self.owner = stream, desc, total, owner
-        self.bar: Any = None
-
-    def update(self, n: int) -> None:
-        if self.bar is None:
-            from tqdm import tqdm  # only on a TTY, only when bytes move
-
-            if self.owner is not None:
-                with self.owner.lock:
-                    self.owner.bars += 1
-            self.bar = tqdm(total=self.total, desc=self.desc, unit="B", unit_scale=True, leave=False,
-                            file=self.stream)
-        self.bar.update(n)
+        return _RowTask(self, step, what, total)
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            if self.owner is not None:
-                with self.owner.lock:
-                    self.owner.bars -= 1
+        self.stopped.set()
+        if self.ticker is not None:
+            self.ticker.join()
+        with self.lock:
+            if not self.closed:
+                self._draw(final=True)
+                self.closed = True
+
+    def _tick(self) -> None:
+        while not self.stopped.wait(self.TICK):
+            with self.lock:
+                if any(r.t1 is None for r in self.rows.values()) or any(s.t1 is None for s in self.loose):
+                    self._draw()
+
+    def _draw(self, final: bool = False) -> None:
+        """Redraw the block in place (the lock is held): up to its first line, each line erased to
+        its end, then whatever was below erased."""
+        from builder.util.ttyview import frame
+
+        if self.closed or not (self.rows or self.loose):
+            return
+        header = self.summary() if final else (
+            f"[+] Building {time.monotonic() - self.t0:.1f}s ({len(self.finished)}/{len(self.started)})"
+            if self.started else "")
+        lines = frame(header, list(self.rows.values()), self.loose, time.monotonic(), self.size(self.stream),
+                      final=final, color=self.color)
+        up = f"\x1b[{self.drawn}A\r" if self.drawn else ""
+        self.stream.write(up + "".join(ln + "\x1b[K\n" for ln in lines) + "\x1b[J")
+        self.stream.flush()
+        self.drawn = len(lines)
+
+
+class _RowTask(ByteTask):
+    """Byte work shown as a `=> =>` row of its step from the first bytes until it ends (BuildKit
+    shows no commit or unpack rows in its final view)."""
+
+    def __init__(self, view: TtyProgress, step: int, what: str, total: int | None) -> None:
+        self.view, self.step, self.what, self.total = view, step, what, total
+        self.sub: Sub | None = None
+
+    def update(self, n: int) -> None:
+        if self.sub is None:
+            from builder.util.ttyview import Sub
+
+            with self.view.lock:
+                self.sub = Sub(self.what, time.monotonic(), total=self.total)
+                self.sub.done_bytes = 0
+                row = self.view.rows.get(self.step)
+                (row.subs if row is not None else self.view.loose).append(self.sub)
+                self.sub.done_bytes = n
+                self.view._ensure_ticker()
+                self.view._draw()  # shown at once (a fast commit ends before the ticker comes)
+            return
+        self.sub.done_bytes += n  # drawn by the ticker
+
+    def close(self) -> None:
+        if self.sub is not None:
+            with self.view.lock:
+                row = self.view.rows.get(self.step)
+                subs = row.subs if row is not None else self.view.loose
+                if self.sub in subs:
+                    subs.remove(self.sub)
+                self.view._draw()
 
 
 class JsonProgress(Progress):

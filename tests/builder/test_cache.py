@@ -92,19 +92,6 @@ def test_auto_progress_is_plain_off_a_tty() -> None:
     assert type(make_progress("auto", io.StringIO())) is PlainProgress
 
 
-def test_tty_progress_keeps_a_short_live_tail_and_clears_it() -> None:
-    from builder.util.progress import TtyProgress
-
-    out = io.StringIO()
-    p = TtyProgress(out)
-    p.start(1, "[1/1] RUN make")
-    p.output(1, b"".join(f"line {i}\n".encode() for i in range(20)))
-    text = out.getvalue()
-    assert "  #1 line 19" in text and "  #1 line 13" not in text.split("\x1b[2K")[-1]
-    p.done(1)
-    assert out.getvalue().rstrip().endswith("#1 DONE 0.0s") and not p.tails
-
-
 _KEYED_DOCKERFILE = """FROM scratch
 ARG HTTP_PROXY=http://proxy:3128
 ARG V=1

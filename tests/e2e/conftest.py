@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -25,6 +29,26 @@ def debian_store(tmp_path_factory: pytest.TempPathFactory, debian_tar: Path) -> 
     env = {"PYBUILD_ROOT": str(root)}
     pybuild("import", str(debian_tar), "debian:bookworm", env=env)
     return env
+
+
+@pytest.fixture(scope="module")
+def buildkit(tmp_path_factory: pytest.TempPathFactory, busybox_tar: Path) -> Iterator[object]:
+    """A private dockerd (BuildKit inside; its socket, data and exec roots of its own) with the same
+    busybox as busybox:latest: `.env` points Debian's docker client (`tests.conformance.peers.DOCKER`) at it."""
+    from tests.conformance.peers import DOCKER, Dockerd, PeerError
+
+    if shutil.which("dockerd") is None or not os.path.exists(DOCKER):
+        pytest.skip("dockerd and docker.io are installed by scripts/install-test-deps")
+    try:
+        d = Dockerd(tmp_path_factory.mktemp("buildkit"), busybox_tar)
+    except PeerError as exc:
+        pytest.fail(str(exc))
+    try:
+        subprocess.run([DOCKER, "tag", "debian:bookworm", "busybox:latest"], env={**os.environ, **d.env}, check=True,
+                       capture_output=True)
+        yield d
+    finally:
+        d.close()
 
 
 def step_no(progress: str, name: str) -> int:

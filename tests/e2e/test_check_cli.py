@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from pathlib import Path
 
+from tests.builder.registry_server import Registry, needs_registry
 from tests.conftest import pybuild
 
 DOCKERFILE = "FROM busybox as base\nENV a b\nCOPY $nope /x\nCMD echo hi\n"
@@ -92,3 +94,21 @@ def test_error_true_fails_the_build_before_its_first_step(store: dict[str, str],
                   env=store)
     assert "should-not-run" in off.stderr and "warning" not in off.stderr
     assert "not consumed" not in off.stderr
+
+
+@needs_registry
+def test_a_base_image_only_in_a_registry_is_read_from_there(store: dict[str, str], registry: Registry,
+                                                             tmp_path: Path) -> None:
+    name = f"{registry.host}/check/{uuid.uuid4().hex[:8]}:1"
+    ctx = _ctx(tmp_path, 'FROM busybox\nENV FROM_BASE=1\n')
+    pybuild("build", "-q", "-t", name, str(ctx), env=store)
+    pybuild("push", name, env=store)
+    text = f"FROM {name}\nENV A=$FROM_BASE B=$PATH C=$NOT_SET\n"
+    fresh = {"PYBUILD_ROOT": str(tmp_path / "fresh-store")}  # the image is in the registry only
+    proc = pybuild("check", "--format", "json", str(_ctx(tmp_path, text)), env=fresh, check=False)
+    details = [w["detail"] for w in json.loads(proc.stdout)["warnings"]]
+    assert details == ["Usage of undefined variable '$NOT_SET'"], proc.stdout  # FROM_BASE and PATH: the base's
+    assert not [p for p in (tmp_path / "fresh-store").rglob("*") if p.is_file() and p.stat().st_size > 1000]  # no layer
+    gone = _ctx(tmp_path, f"FROM {registry.host}/check/absent:1\nENV C=$NOT_SET\n")
+    quiet = pybuild("check", "--format", "json", str(gone), env=fresh, check=False)
+    assert json.loads(quiet.stdout)["warnings"] == []  # an unknown base environment: no guess

@@ -11,7 +11,7 @@ from tests.conftest import pybuild
 # what only a build that does work needs (each costs milliseconds of the no-op's ~100 ms budget)
 NEVER = ("lark", "grammar.parser", "builder.store", "builder.build.solver", "builder.build.convert",
          "builder.build.ops", "builder.transfer", "builder.registry", "builder.oci.layer", "http.client", "ssl",
-         "tqdm", "dataclasses", "inspect", "concurrent.futures")
+         "dataclasses", "inspect", "concurrent.futures")
 
 
 def _imported(stderr: str) -> set[str]:

@@ -1,7 +1,8 @@
 """`pybuild check` / `build --check`: the checks of a build's Dockerfile without building it.
 
-Base images are looked up in the local store only (no registry): a stage whose base image is not
-there has an unknown environment, and UndefinedVar stays quiet in it rather than guess.
+Base images are looked up in the local store, else their config is read from the registry (as
+BuildKit's `load metadata` does, no layer is fetched); a stage whose base image is in neither has
+an unknown environment, and UndefinedVar stays quiet in it rather than guess.
 """
 
 from __future__ import annotations
@@ -38,15 +39,32 @@ def check_build(options: BuildOptions) -> CheckResult:
     text = grammar.decode(ctx.dockerfile, filename=ctx.dockerfile_name)
     df = grammar.parse(text, filename=ctx.dockerfile_name)
     store: Store | None = None
+    seen: dict[tuple[str, str], BaseInfo | None] = {}
 
     def base_image(ref: str, platform: str) -> BaseInfo | None:
         nonlocal store
-        try:
-            store = store or Store.open(default_root())
-            return base_info(store.resolve(ref))
-        except (StoreError, BuildError, OSError):
-            return None
+        if (ref, platform) not in seen:
+            try:
+                store = store or Store.open(default_root())
+                seen[ref, platform] = base_info(store.resolve(ref))
+            except (StoreError, BuildError, OSError):
+                seen[ref, platform] = _remote_base(ref, platform)
+        return seen[ref, platform]
 
     platforms = parse_platforms(options.platform)
     return lint(df, text, build_args=options.build_args, reachable=None,
                 target_platform=platforms[0] if platforms else "", base_image=base_image, ignore=ctx.ignore)
+
+
+def _remote_base(ref: str, platform: str) -> BaseInfo | None:
+    """A base image's environment from its registry's config (None when it cannot be read)."""
+    from builder.errors import BuildError
+    from builder.oci.platform import parse
+    from builder.oci.reference import parse_reference
+    from builder.registry.remote import image
+    from builder.registry.transport import RegistryOptions
+
+    try:
+        return base_info(image(parse_reference(ref), RegistryOptions.load(), parse(platform) if platform else None))
+    except (BuildError, OSError, ValueError):
+        return None

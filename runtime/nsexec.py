@@ -28,8 +28,9 @@ from runtime.executor import (Output, _close_fds_except, _default_run_dir, _die_
 from runtime.spec import ExitStatus, NetworkMode, ProcessSpec, RootfsSpec
 from runtime.users import resolve_user
 
-NAMESPACES = (("cgroup", _linux.CLONE_NEWCGROUP), ("ipc", _linux.CLONE_NEWIPC), ("uts", _linux.CLONE_NEWUTS),
-              ("net", _linux.CLONE_NEWNET), ("pid", _linux.CLONE_NEWPID), ("mnt", _linux.CLONE_NEWNS))
+NAMESPACES = (("user", _linux.CLONE_NEWUSER), ("cgroup", _linux.CLONE_NEWCGROUP), ("ipc", _linux.CLONE_NEWIPC),
+              ("uts", _linux.CLONE_NEWUTS), ("net", _linux.CLONE_NEWNET), ("pid", _linux.CLONE_NEWPID),
+              ("mnt", _linux.CLONE_NEWNS))  # the user namespace (only when not ours: rootless) first, mounts last
 
 
 def run_in(init_pid: int, process: ProcessSpec, *, stdout: Output = None, stderr: Output = None,
@@ -49,7 +50,10 @@ def run_in(init_pid: int, process: ProcessSpec, *, stdout: Output = None, stderr
     try:
         try:
             for name, _ in NAMESPACES:
-                fds.append(os.open(f"/proc/{init_pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC))
+                theirs, ours = os.stat(f"/proc/{init_pid}/ns/{name}"), os.stat(f"/proc/self/ns/{name}")
+                same = (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino)
+                fds.append(-1 if same and name == "user" else  # setns into our own user namespace is refused
+                           os.open(f"/proc/{init_pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC))
             fds.append(os.open(f"/proc/{init_pid}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
             procs = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in cgroups.procs_of(init_pid)]
             fds += procs
@@ -63,7 +67,8 @@ def run_in(init_pid: int, process: ProcessSpec, *, stdout: Output = None, stderr
         return run.wait()
     finally:
         for fd in fds:
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
 
 
 class _Exec(_Run):
@@ -132,10 +137,13 @@ def _child_x(run: _Exec, parent: int, err_w: int, sync_w: int, status_w: int) ->
     p = run.process
     try:
         _die_with_parent(parent)
-        _close_fds_except({0, 1, 2, err_w, sync_w, status_w, *run.child_fds, *run.ns_fds, run.root_fd, *run.procs})
+        _close_fds_except({0, 1, 2, err_w, sync_w, status_w, *run.child_fds, *(fd for fd in run.ns_fds if fd >= 0),
+                           run.root_fd, *run.procs})
         for fd in run.procs:  # its cgroups first: the cgroup namespace is rooted there
             os.write(fd, b"%d" % os.getpid())
         for fd, (name, flag) in zip(run.ns_fds, NAMESPACES):
+            if fd < 0:
+                continue
             try:
                 _linux.setns(fd, flag)
             except OSError as exc:

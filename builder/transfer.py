@@ -21,7 +21,7 @@ import threading
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Callable, Sequence
 
-from builder.errors import ImageFormatError, RegistryError, StoreError
+from builder.errors import DigestMismatchError, ImageFormatError, RegistryError, StoreError
 from builder.oci import platform as platforms
 from builder.oci.image import BasicImage, BlobLayer, Image
 from builder.oci.model import Descriptor, Digest, Platform
@@ -73,13 +73,22 @@ def download_to_store(store: Store, client: RegistryClient, repository: str, des
 def pull(store: Store, ref: Reference, *, platform: Platform | None = None, options: RegistryOptions | None = None,
          progress: Progress | None = None, step: int = 0, tag: bool = True) -> PullResult:
     """Pull `ref` into the store and tag it (when the reference has a tag, and `tag`); returns the image."""
+    try:
+        return _pull(store, ref, platform=platform, options=options, progress=progress, step=step, tag=tag)
+    except DigestMismatchError as exc:  # a blob that is not what its descriptor says: name what was pulled
+        if str(ref) in exc.message:
+            raise
+        raise DigestMismatchError(f"pulling {ref}: {exc.message}", hint=exc.hint) from None
+
+
+def _pull(store: Store, ref: Reference, *, platform: Platform | None, options: RegistryOptions | None,
+          progress: Progress | None, step: int, tag: bool) -> PullResult:
     progress = progress or Progress()
     want = platform or platforms.host()
     with store.lease():
         remote = remote_image(ref, options, want, known=lambda d: store.read_blob(d) if store.has_blob(d) else None)
         manifest = remote.manifest()
         config_bytes = remote.raw_config()
-        store.put_bytes(config_bytes, manifest.config.digest)
         config = remote.config()
         if not remote.from_index and not platforms.matches(config.platform, want):  # a single-platform image
             if platform is not None:
@@ -106,6 +115,7 @@ def pull(store: Store, ref: Reference, *, platform: Platform | None = None, opti
             progress.info(f"{desc.digest.short}: Pull complete")
 
         parallel(fetch, missing, stop)
+        store.put_bytes(config_bytes, manifest.config.digest)  # after the layers: a failed pull stores no config
         layers = tuple(BlobLayer(diff, d.digest, d.size, d.media_type, functools.partial(store.open_blob, d.digest))
                        for diff, d in zip(config.diff_ids, manifest.layers))
         image = BasicImage(config_bytes, layers, remote.media_type, manifest.annotations, remote.raw_manifest())

@@ -320,7 +320,15 @@ def _hash_file(path: str) -> bytes:
         import hashlib  # OpenSSL's sha256, for file contents (only on a stat cache miss)
 
         with open(path, "rb", buffering=0) as f:
-            return hashlib.file_digest(f, "sha256").digest()
+            st = os.fstat(f.fileno())
+            if st.st_blocks * 512 >= st.st_size:
+                return hashlib.file_digest(f, "sha256").digest()
+            from builder.util.sparse import hole_reader  # a sparse file: its holes are hashed, not read
+
+            h, read = hashlib.sha256(), hole_reader(f.fileno())
+            while chunk := read(1 << 20):
+                h.update(chunk)
+            return h.digest()
     except OSError as exc:
         raise ContextError(f"cannot read {path}: {exc.strerror}") from None
 

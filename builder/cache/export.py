@@ -27,7 +27,7 @@ from typing import Any, Iterable
 from builder.cache.keys import KEY_VERSION, BuildCache, CacheKey, sha256_of
 from builder.errors import BuildError, ImageFormatError, RegistryError
 from builder.oci import compress
-from builder.oci.model import OCI_MANIFEST, Descriptor, Digest, Manifest, canonical_json
+from builder.oci.model import OCI_MANIFEST, Descriptor, Digest, Manifest, canonical_json, loads_json
 from builder.oci.reference import parse_reference
 from builder.registry.client import client_for
 from builder.transfer import _parallel, download_to_store
@@ -204,7 +204,10 @@ def import_cache(store: Store, cache: BuildCache, spec: CacheSpec, options: Regi
                 if exc.status == 404:
                     return 0
                 raise
-            manifest = Manifest.from_json(raw)
+            try:
+                manifest = Manifest.from_json(raw)
+            except ImageFormatError as exc:
+                raise ImageFormatError(f"build cache {ref}: {exc.message}") from None
 
             def open_blob(desc: Descriptor) -> Path:
                 download_to_store(store, client, ref.repository, desc)
@@ -257,7 +260,7 @@ def _has_layer(store: Store, layer: dict[str, Any]) -> bool:
 
 def _load_doc(data: bytes, spec: CacheSpec) -> dict[str, Any]:
     try:
-        doc = json.loads(data)
+        doc = loads_json(data, f"build cache {spec.ref or spec.path}")  # bounded size and depth
         if not isinstance(doc.get("entries"), list) or not isinstance(doc.get("inputs", {}), dict):
             raise ValueError("entries must be a list")
     except (ValueError, AttributeError) as exc:
@@ -271,7 +274,7 @@ def _read_local(src: Path) -> tuple[Manifest, Any] | None:
     if not index_path.exists():
         return None
     try:
-        index = json.loads(index_path.read_text())
+        index = loads_json(index_path.read_bytes(), f"{index_path}")
         desc = next(m for m in index["manifests"] if m.get("artifactType") == CACHE_ARTIFACT_TYPE
                     or (m.get("annotations") or {}).get("org.opencontainers.image.ref.name") == "cache")
     except (OSError, ValueError, KeyError, StopIteration, TypeError):

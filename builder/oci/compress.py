@@ -168,6 +168,10 @@ def _deflate_block(data: bytes, zdict: bytes, level: int, last: bool) -> bytes:
     return out + obj.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
 
 
+_ZERO_BLOCK, _ZERO_DICT = bytes(BLOCK), bytes(DICT)
+_ZERO_DEFLATED: dict[int, bytes] = {}  # level -> a zero block deflated after zeros: the same bytes every time
+
+
 class _ParallelGzip:
     """pigz-style gzip: blocks deflated in threads, joined in order into one member."""
 
@@ -179,6 +183,7 @@ class _ParallelGzip:
         self._pending: deque[Future[bytes] | bytes] = deque()
         self._max_pending = max(2, threads * 2)
         self._buf = bytearray()
+        self._held: bytes | None = None  # the last whole block written, when the stream is block-aligned
         self._prev_tail = b""
         self._crc = 0
         self._size = 0
@@ -187,6 +192,13 @@ class _ParallelGzip:
     def write(self, data: bytes) -> None:
         self._crc = zlib.crc32(data, self._crc)
         self._size += len(data)
+        if not self._buf and type(data) is bytes and len(data) == BLOCK:  # block-aligned: no copies
+            if self._held is not None:
+                self._submit(self._held, last=False)
+            self._held = data
+            return
+        if self._held is not None:
+            self._buf[:0], self._held = self._held, None
         self._buf += data
         while len(self._buf) > BLOCK:  # keep the last block back: it must be the one that finishes
             block = bytes(self._buf[:BLOCK])
@@ -195,7 +207,11 @@ class _ParallelGzip:
 
     def _submit(self, block: bytes, last: bool) -> None:
         zdict, self._prev_tail = self._prev_tail, block[-DICT:]
-        if self._pool is None:
+        if not last and zdict == _ZERO_DICT and block == _ZERO_BLOCK:  # a sparse file's holes: deflated once
+            if self._level not in _ZERO_DEFLATED:
+                _ZERO_DEFLATED[self._level] = _deflate_block(block, zdict, self._level, False)
+            self._pending.append(_ZERO_DEFLATED[self._level])
+        elif self._pool is None:
             self._pending.append(_deflate_block(block, zdict, self._level, last))
         else:
             self._pending.append(self._pool.submit(_deflate_block, block, zdict, self._level, last))
@@ -207,6 +223,8 @@ class _ParallelGzip:
         self._sink(item if isinstance(item, bytes) else item.result())
 
     def close(self) -> None:
+        if self._held is not None:  # (then nothing is buffered)
+            self._buf, self._held = bytearray(self._held), None
         self._submit(bytes(self._buf), last=True)
         self._buf = bytearray()
         while self._pending:

@@ -58,7 +58,7 @@ def _error_codes(resp: Response) -> tuple[tuple[str, ...], str]:
     try:
         doc = json.loads(resp.read(limit=65536)) if "json" in resp.header("Content-Type") else {}
         errors = [e for e in (doc.get("errors") or []) if isinstance(e, dict)]
-    except (OSError, ValueError, AttributeError, http.client.HTTPException):
+    except (OSError, ValueError, AttributeError, RecursionError, http.client.HTTPException):
         return (), ""
     return tuple(str(e.get("code", "")) for e in errors), "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors)
 
@@ -328,6 +328,11 @@ class RegistryClient:
                     if progress:
                         progress(-done)
                     done = 0
+                length = resp.header("Content-Length")
+                if resp.status == 200 and length.isdigit() and int(length) != desc.size:  # the descriptor lies
+                    resp.close(reuse=False)
+                    raise DigestMismatchError(f"{self.registry}: blob {repository}@{desc.digest} is {length} bytes, "
+                                              f"its descriptor says {desc.size}; nothing was stored")
                 try:
                     for chunk in resp.iter_bytes(_READ):
                         if done + len(chunk) > desc.size:

@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass
 from typing import IO, Any, Callable, Mapping, Sequence, TypeVar
 
-from builder.errors import ImageFormatError, RegistryError
+from builder.errors import DigestMismatchError, ImageFormatError, RegistryError
 from builder.oci import platform as platforms
 from builder.oci.image import BasicImage, BlobLayer, Image, Layer
 from builder.oci.model import (INDEX_TYPES, MANIFEST_TYPES, Descriptor, Digest, ImageConfig, Index, Manifest,
@@ -137,7 +137,7 @@ def _fetch_manifest(client: RegistryClient, ref: Reference,
     if media_type in INDEX_TYPES:
         try:
             chosen = platforms.select(Index.from_json(data), want)
-        except platforms.PlatformError as exc:
+        except (platforms.PlatformError, ImageFormatError) as exc:
             raise RegistryError(f"{ref}: {exc.message}", hint=exc.hint) from None
         index_data = data
         data, media_type, digest = client.get_manifest(ref.repository, chosen.digest)
@@ -158,11 +158,17 @@ def image(ref: Reference, options: RegistryOptions | None = None, platform: Plat
     client = client_for(ref.registry, options)
     want = platform or platforms.host()
     data, media_type, digest, top, raw_index = _fetch_manifest(client, ref, want)
-    manifest = Manifest.from_json(data)
+    try:
+        manifest = Manifest.from_json(data)
+    except ImageFormatError as exc:  # name the image, as the other bad manifests are
+        raise ImageFormatError(f"{ref}: {exc.message}", hint=exc.hint) from None
     if manifest.config.media_type not in CONFIG_TYPES:
         raise RegistryError(f"{ref.familiar()} is not a container image (config type {manifest.config.media_type})")
     raw_config = (known(manifest.config.digest) if known else None) or client.fetch_blob(ref.repository,
                                                                                          manifest.config)
+    if len(raw_config) != manifest.config.size:  # (a config stored before is not fetched: check it here too)
+        raise DigestMismatchError(f"{ref.registry}: {ref}: the config {manifest.config.digest} is {len(raw_config)} "
+                                  f"bytes, its descriptor says {manifest.config.size}; nothing was stored")
     config = ImageConfig.from_json(raw_config)
     if len(config.diff_ids) != len(manifest.layers):
         raise ImageFormatError(f"{ref.familiar()}: the config lists {len(config.diff_ids)} layers, "

@@ -16,6 +16,7 @@ from builder.errors import DigestMismatchError, StoreError
 from builder.oci.model import Digest
 from builder.store.root import StoreRoot
 from builder.util.atomic import fsync_dir
+from builder.util.sparse import SparseWriter
 
 __all__ = ["BlobStore", "BlobWriter", "CHUNK"]
 
@@ -40,7 +41,8 @@ class BlobWriter:
     """A blob being written into tmp/: hashed as it streams, renamed into place by `commit()`.
 
     `hashed=False` when the caller hashes the very same bytes itself (an uncompressed layer's
-    blob digest is its diff_id) and passes that digest to `commit(known=...)`.
+    blob digest is its diff_id) and passes that digest to `commit(known=...)`. Runs of zeros are
+    written as holes (an uncompressed layer holding a sparse file stays small on disk).
     """
 
     def __init__(self, blobs: "BlobStore", hashed: bool = True) -> None:
@@ -48,6 +50,7 @@ class BlobWriter:
         fd, name = tempfile.mkstemp(prefix=f"blob-{os.getpid()}-", dir=blobs.root / "tmp")
         self.path = Path(name)
         self._file = os.fdopen(fd, "wb", buffering=0)
+        self._out = SparseWriter(fd)
         self._hashed = hashed
         self._hash = hashlib.sha256() if hashed else None
         self.size = 0
@@ -57,7 +60,7 @@ class BlobWriter:
         if self._hash is not None:
             self._hash.update(data)
         try:
-            self._file.write(data)
+            self._out.write(data)
         except OSError as exc:
             raise self._failed(exc) from None
         self.size += len(data)
@@ -76,6 +79,7 @@ class BlobWriter:
         """Drop what was written so far (a download starting over)."""
         self._file.seek(0)
         self._file.truncate()
+        self._out = SparseWriter(self._file.fileno())
         self._hash = hashlib.sha256() if self._hashed else None
         self.size = self._flushed = 0
 
@@ -87,7 +91,7 @@ class BlobWriter:
     def commit(self, expected: Digest | None = None, known: Digest | None = None) -> Digest:
         digest = known if known is not None else self.digest
         try:
-            self._file.flush()
+            self._out.close()
             os.fsync(self._file.fileno())
             self._file.close()
         except OSError as exc:

@@ -20,6 +20,7 @@ from builder.oci.image import BasicImage, BlobLayer, Image, Layer
 from builder.oci.layer.write import rewrite_tar, write_dir
 from builder.oci.model import Descriptor, Digest, chain_ids
 from builder.store.blobs import CHUNK, BlobStore, BlobWriter
+from builder.util.sparse import hole_reader
 from builder.util.streams import Prefixed, Tee
 
 __all__ = ["LayerRecord", "LayerStore", "size_limit"]
@@ -159,8 +160,9 @@ class LayerStore(BlobStore):
 
         def produce(sink: Callable[[bytes], object]) -> None:
             with self.open_blob(layer.digest, verify=False) as raw:  # the diff_id check below covers it
-                f = compress.decompressing_reader(raw, have, None)
-                while data := f.read(CHUNK):
+                read = hole_reader(raw.fileno()) if have == compress.NONE else \
+                    compress.decompressing_reader(raw, have, None).read  # (holes: not read, zeros served)
+                while data := read(CHUNK):
                     sink(data)
 
         return self._commit(produce, codec, level, layer.diff_id, record=alt)

@@ -248,7 +248,7 @@ class Fault:
     `corrupt` (flip a byte of the body), `refuse` (close before answering),
     `redirect` (307 to the same path on the registry, as blob storage on another host does),
     `slow` (20 ms per 64 KiB of body), `norange` (forward without the Range header, as a registry
-    that cannot resume does).
+    that cannot resume does), `stall` (send half the body, then nothing for 30 s).
     """
 
     pattern: str
@@ -328,6 +328,12 @@ class FaultProxy:
                         conn.close()
                         time.sleep(0.2)  # let the client read what was sent before the reset
                         self._rst()
+                        return
+                    if fault and fault.kind == "stall" and sent + len(chunk) >= data_len // 2:
+                        self.wfile.write(chunk[: max(data_len // 2 - sent, 1)])
+                        self.wfile.flush()
+                        time.sleep(30)
+                        conn.close()
                         return
                     if fault and fault.kind == "slow":
                         time.sleep(0.02)

@@ -22,7 +22,7 @@ import stat
 import tarfile
 import zlib
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO, cast
 
 from builder.build.files.writer import LayerWriter
 from builder.build.fsview import split_path
@@ -91,11 +91,29 @@ def extract_into(stream: BinaryIO, writer: LayerWriter, base: str, *, name: str,
         stream = io.BufferedReader(stream)  # type: ignore[type-var]  # a raw binary stream: peek() added
     data = _open_decompressed(stream)
     try:
-        with tarfile.open(fileobj=data, mode="r|") as tar:
+        with tarfile.open(fileobj=data, mode="r|", bufsize=1 << 20) as tar:  # (its default reads 10 KiB at a time)
             for member in tar:
                 _extract_member(tar, member, writer, base, keep_owner)
     except (tarfile.TarError, EOFError, OSError, lzma.LZMAError, zlib.error) as exc:
         raise BuildError(f"cannot unpack {name}: {exc}") from None
+
+
+def _segments(m: tarfile.TarInfo) -> list[tuple[int, int]] | None:
+    """The data segments of a sparse member, when its map can be followed forwards (else None:
+    any other member is read whole)."""
+    segments = [(o, n) for o, n in cast("list[tuple[int, int]]", m.sparse or []) if n]  # without end markers
+    end = 0
+    for offset, length in segments:
+        if offset < end or length < 0 or offset + length > m.size:
+            return None
+        end = offset + length
+    return segments if m.sparse else None
+
+
+def _copy(src: IO[bytes], out: SparseWriter, n: int) -> None:
+    while n > 0 and (chunk := src.read(min(n, 1 << 20))):
+        out.write(chunk)
+        n -= len(chunk)
 
 
 def _extract_member(tar: tarfile.TarFile, m: tarfile.TarInfo, writer: LayerWriter, base: str,
@@ -121,8 +139,16 @@ def _extract_member(tar: tarfile.TarFile, m: tarfile.TarInfo, writer: LayerWrite
         fd = os.open(host, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         try:
             out = SparseWriter(fd)  # holes stay holes (GNU/PAX sparse entries, runs of zeros)
-            while fileobj is not None and (chunk := fileobj.read(1 << 20)):
-                out.write(chunk)
+            raw = getattr(fileobj, "raw", None)  # tarfile's reader of the member (it maps the segments)
+            segments = _segments(m)
+            if raw is not None and segments is not None:  # only the data segments are read
+                for offset, length in segments:
+                    raw.seek(offset)  # (the buffered reader over it cannot seek in a stream)
+                    out.skip_to(offset)
+                    _copy(raw, out, length)
+                out.skip_to(m.size)
+            elif fileobj is not None:
+                _copy(fileobj, out, m.size)
             out.close()
         finally:
             os.close(fd)

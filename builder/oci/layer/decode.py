@@ -12,6 +12,7 @@ from dataclasses import replace
 from typing import IO, Callable, Iterator
 
 from builder.errors import ImageFormatError
+from builder.oci.layer import gnusparse
 from builder.oci.layer.entry import CHUNK, REG, TYPES, Header
 
 __all__ = ["iter_tar"]
@@ -66,8 +67,24 @@ def _parse_num(field: bytes, what: str) -> int:
         raise ImageFormatError(f"tar header has a malformed {what} field {field!r}") from None
 
 
+def _pax_num(pax: dict[bytes, bytes], key: bytes, field: bytes) -> int:
+    """A numeric field: its PAX record when there is one, else the header's; never negative but mtime."""
+    what = key.decode()
+    if not pax.get(key):
+        value = _parse_num(field, what)
+    else:
+        try:
+            value = int(float(pax[key])) if key == b"mtime" else int(pax[key])
+        except (ValueError, OverflowError):
+            raise ImageFormatError(f"tar has a malformed PAX {what} record {pax[key][:40]!r}") from None
+    if value < 0 and key != b"mtime":
+        raise ImageFormatError(f"tar header has a negative {what} ({value})")
+    return value
+
+
 def _parse_pax(data: bytes) -> dict[bytes, bytes]:
     out: dict[bytes, bytes] = {}
+    sparse_map: list[bytes] = []
     pos = 0
     while pos < len(data):
         if data[pos:pos + 1] == b"\0":
@@ -81,7 +98,11 @@ def _parse_pax(data: bytes) -> dict[bytes, bytes]:
         if length <= 0 or not record.endswith(b"\n") or b"=" not in record:
             raise ImageFormatError("tar has a malformed PAX header")
         key, value = record[:-1].split(b"=", 1)
-        out[key] = value
+        if key in (b"GNU.sparse.offset", b"GNU.sparse.numbytes"):  # GNU sparse 0.0: repeated, in order
+            sparse_map.append(value)  # kept as the 0.1 form's map, as Go's archive/tar does
+            out[b"GNU.sparse.map"] = b",".join(sparse_map)
+        else:
+            out[key] = value
         pos += length
     return out
 
@@ -126,39 +147,57 @@ def iter_tar(stream: IO[bytes]) -> Iterator[tuple[Header, Callable[[int], bytes]
             elif typ == b"K":
                 pending[b"linkpath"] = data.split(b"\0", 1)[0]
             continue
+        sparse_block = block if typ == gnusparse.GNU_SPARSE else None
+        if sparse_block is not None:
+            typ = REG
         if typ not in TYPES:
             raise ImageFormatError(f"tar entry type {typ!r} is not supported (at byte {src.offset - 512})")
         name = block[0:100].split(b"\0", 1)[0]
-        if block[257:262] == b"ustar" and block[345:346] != b"\0":
+        if block[257:263] == b"ustar\0" and block[345:346] != b"\0":  # POSIX only: GNU headers hold times there
             name = block[345:500].split(b"\0", 1)[0] + b"/" + name
         linkname = block[157:257].split(b"\0", 1)[0]
         h = Header(
             name=os.fsdecode(pending.get(b"path", name)), type=typ, mode=_parse_num(block[100:108], "mode") & 0o7777,
-            uid=int(pending.get(b"uid") or _parse_num(block[108:116], "uid")),
-            gid=int(pending.get(b"gid") or _parse_num(block[116:124], "gid")),
-            size=int(pending.get(b"size") or size),
-            mtime=int(float(pending.get(b"mtime") or _parse_num(block[136:148], "mtime"))),
+            uid=_pax_num(pending, b"uid", block[108:116]), gid=_pax_num(pending, b"gid", block[116:124]),
+            size=_pax_num(pending, b"size", block[124:136]), mtime=_pax_num(pending, b"mtime", block[136:148]),
             linkname=os.fsdecode(pending.get(b"linkpath", linkname)),
             devmajor=_parse_num(block[329:337], "devmajor"), devminor=_parse_num(block[337:345], "devminor"),
             xattrs=tuple(sorted((os.fsdecode(k[13:]), v) for k, v in pending.items()
                                 if k.startswith(b"SCHILY.xattr."))),
         )
-        pending = {}
+        pax, pending = pending, {}
         if h.type != REG:
             h = replace(h, size=0)  # only regular files carry data (hardlinks' sizes are ignored)
-        left = [h.size]
+        stored = h.size  # the data bytes after the header (a sparse member's are fewer than its size)
+        left = [stored]
 
-        def read(n: int, left: list[int] = left) -> bytes:
+        def raw(n: int, left: list[int] = left, name: str = h.name) -> bytes:
             n = min(n, left[0])
             if n <= 0:
                 return b""
             data = src.read(n)
             if not data:
-                raise ImageFormatError(f"tar is truncated: unexpected end of data in {h.name!r}")
+                raise ImageFormatError(f"tar is truncated: unexpected end of data in {name!r}")
             left[0] -= len(data)
             return data
 
+        read: Callable[[int], bytes] = raw
+        if sparse_block is not None or (h.type == REG and gnusparse.is_pax_sparse(pax)):
+            h, read = _sparse(h, sparse_block, pax, raw, src)
         yield h, read
         while left[0]:
-            read(CHUNK)
-        src.exact(-h.size % 512, "padding")
+            raw(CHUNK)
+        src.exact(-stored % 512, "padding")
+
+
+def _sparse(h: Header, block: bytes | None, pax: dict[bytes, bytes], raw: Callable[[int], bytes],
+            src: _Source) -> tuple[Header, Callable[[int], bytes]]:
+    """A GNU sparse member as the plain file it stands for: its real name and size, holes read as zeros."""
+    if block is not None:
+        segments, size = gnusparse.old_gnu_map(block, lambda: src.exact(512, "a GNU sparse header"), h.name)
+        used = 0
+    else:
+        segments, size, used = gnusparse.pax_map(pax, raw, h.name)
+        if b"GNU.sparse.name" in pax:
+            h = replace(h, name=os.fsdecode(pax[b"GNU.sparse.name"]))
+    return replace(h, size=size), gnusparse.reader(raw, segments, size, h.size - used, h.name)

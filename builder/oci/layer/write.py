@@ -18,6 +18,7 @@ from builder.oci.layer.encode import Sink, TarWriter
 from builder.oci.layer.entry import BLK, CHR, DIR, FIFO, LNK, REG, SYM, Header, Warn, log_warning, split_name
 from builder.oci.layer.whiteout import (OPAQUE_XATTRS, UNSTORED_XATTR_PREFIXES, UNSUPPORTED_XATTRS, WH_OPAQUE,
                                         WH_PREFIX, WHITEOUT_XATTRS)
+from builder.util.sparse import hole_reader
 
 __all__ = ["write_dir", "rewrite_tar"]
 
@@ -91,7 +92,7 @@ def write_dir(root: str | os.PathLike[str], sink: Sink, *, epoch: int | None = N
                 h = Header(rel, REG, mode, st.st_uid, st.st_gid, st.st_size, clamp(st.st_mtime), xattrs=kept)
                 fd = os.open(e.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
                 try:
-                    writer.add(h, partial(os.read, fd))
+                    writer.add(h, hole_reader(fd) if st.st_blocks * 512 < st.st_size else partial(os.read, fd))
                 finally:
                     os.close(fd)
             elif stat.S_ISFIFO(st.st_mode) or stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):

@@ -53,6 +53,8 @@ class RunOptions(NamedTuple):
     read_only: bool = False
     platform: str | None = None  # of a multi-platform image, this platform's (default: this machine's)
     security_opt: tuple[str, ...] = ()
+    add_hosts: tuple[str, ...] = ()  # NAME:IP lines for /etc/hosts; IP `host-gateway` is the bridge's gateway
+    shm_size: str | None = None  # /dev/shm's size (default 64m)
     no_healthcheck: bool = False
     health: tuple[tuple[str, str], ...] = ()  # (flag, value): --health-cmd, --health-interval, ...
 
@@ -204,7 +206,52 @@ def process_spec(config: dict, opts: RunOptions, hostname: str = "") -> ProcessS
     return ProcessSpec(argv=argv, env=tuple(env.items()),
                        user=opts.user if opts.user is not None else config.get("User") or "",
                        cwd=opts.workdir or config.get("WorkingDir") or "/", tty=opts.tty, stdin=opts.interactive,
-                       hostname=opts.hostname or hostname, seccomp=_seccomp(opts.security_opt))
+                       hostname=opts.hostname or hostname, seccomp=_seccomp(opts.security_opt),
+                       extra_hosts=_extra_hosts(opts.add_hosts), shm_size=_shm_size(opts.shm_size))
+
+
+def _extra_hosts(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """`--add-host` as the build parses it; `host-gateway` is the bridge's gateway (the host), as
+    dockerd's default host-gateway-ip."""
+    if not values:
+        return ()
+    from builder.build.options import parse_add_hosts
+    from runtime.network import GATEWAY
+
+    gateway = [v[:-len("host-gateway")] + GATEWAY if v.endswith((":host-gateway", "=host-gateway")) else v
+               for v in values]
+    try:
+        return parse_add_hosts(gateway)
+    except BuildError as exc:
+        raise RunOptionError(exc.message, hint=exc.hint) from None
+
+
+def _shm_size(text: str | None) -> int:
+    """`--shm-size` in bytes; 0 (not given) is the runtime's 64 MiB."""
+    if text is None or text == "":
+        return 0
+    size = parse_size(text)
+    if size <= 0:
+        raise RunOptionError(f"invalid --shm-size {text!r}: expected a positive size", hint="e.g. --shm-size 128m")
+    return size
+
+
+def exec_spec(container: Container, command: tuple[str, ...], env: tuple[str, ...] = (), user: str = "",
+              workdir: str = "", tty: bool = False, stdin: bool = False, privileged: bool = False) -> ProcessSpec:
+    """The process of `docker exec`: the container's own (environment, user, working directory,
+    hostname, capabilities, seccomp profile) with the exec's overrides; `privileged` keeps every
+    capability and no seccomp filter, as `docker exec --privileged`."""
+    if not command or not command[0]:
+        raise RunOptionError("No exec command specified")
+    if workdir and not workdir.startswith("/"):
+        raise RunOptionError(f"the working directory {workdir!r} is invalid, it needs to be an absolute path")
+    base = container.config.process
+    from runtime.spec import ALL_CAPABILITIES
+
+    return base._replace(argv=tuple(command), env=tuple({**dict(base.env), **_environment(list(env))}.items()),
+                         user=user or base.user, cwd=workdir or base.cwd, tty=tty, stdin=stdin,
+                         capabilities=ALL_CAPABILITIES if privileged else base.capabilities,
+                         seccomp="unconfined" if privileged else base.seccomp)
 
 
 def _seccomp(security_opt: tuple[str, ...]) -> str:
@@ -274,6 +321,7 @@ def create(store_root: Path, image_ref: str, opts: RunOptions) -> Container:
     if ports and network != NetworkMode.BRIDGE:
         raise RunOptionError("publishing ports needs --network bridge")
     limits = parse_limits(opts)
+    _extra_hosts(opts.add_hosts), _shm_size(opts.shm_size)  # bad values fail before the image is looked up
     if opts.workdir and not opts.workdir.startswith("/"):
         raise RunOptionError(f"the working directory {opts.workdir!r} is invalid, it needs to be an absolute path")
     if len(opts.hostname.encode()) > 64:  # the kernel's HOST_NAME_MAX

@@ -174,6 +174,26 @@ class Cgroup:
             time.sleep(0.01)
 
 
+def procs_of(pid: int, root: Path = CGROUP_ROOT) -> list[Path]:
+    """The `cgroup.procs` files of the pybuild cgroups process `pid` is in (a process written
+    there joins it: what `exec` into a running container does), as /proc/PID/cgroup names them."""
+    out = []
+    for line in _read(Path(f"/proc/{pid}/cgroup")).splitlines():
+        _, controllers, path = line.split(":", 2)
+        if f"/{PARENT}/" not in path:
+            continue
+        if not controllers:  # v2, or the unified hierarchy of a hybrid host
+            base = root if version(root) == 2 else root / "unified"
+        else:
+            base = root / controllers.replace("name=", "")
+            if not base.exists():
+                base = root / controllers.split(",")[0]
+        procs = base / path.lstrip("/") / "cgroup.procs"
+        if procs.exists():
+            out.append(procs)
+    return out
+
+
 def _enable_v2_controllers(root: Path) -> None:
     """Delegate memory, cpu and pids to `root/pybuild`, each as far as the host allows: the root
     may refuse one (a cgroup namespace whose root holds processes, as inside another container;

@@ -3,7 +3,8 @@ container, ps/logs/stop/kill/rm, and clean-up of what a killed pybuild left behi
 
     <root>/<id>/config.json   what to run (ContainerConfig); written once
     <root>/<id>/state.json    status, supervisor and init pids, exit code, times; replaced atomically
-    <root>/<id>/output.log    stdout and stderr of a detached container
+    <root>/<id>/log.json      the container's output, Docker's json-file log (LogWriter, LogReader)
+    <root>/<id>/output.log    what the supervisor of a detached container itself says (its errors)
     <root>/<id>/upper, work   the container's writable layer
     <root>/<id>/volumes/<n>   its anonymous volumes (an image's VOLUMEs, `-v /path`)
 
@@ -20,7 +21,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import IO, Any, Callable, NamedTuple
 
 from runtime import _linux
 from runtime.errors import SandboxError
@@ -73,7 +74,9 @@ class ContainerConfig(NamedTuple):
             process=ProcessSpec(argv=tuple(p["argv"]), env=tuple(tuple(e) for e in p["env"]), user=p["user"],
                                 cwd=p["cwd"], tty=p["tty"], stdin=p["stdin"], hostname=p["hostname"],
                                 capabilities=None if p.get("capabilities") is None else frozenset(p["capabilities"]),
-                                seccomp=p.get("seccomp", "")),
+                                seccomp=p.get("seccomp", ""),
+                                extra_hosts=tuple(tuple(h) for h in p.get("extra_hosts", ())),  # type: ignore[misc]
+                                shm_size=p.get("shm_size", 0)),
             lower=tuple(d["lower"]), mounts=tuple(Mount(**{**m, "options": tuple(m["options"])}) for m in d["mounts"]),
             network=NetworkMode(d["network"]), limits=Limits(**d["limits"]),
             ports=tuple(PortMapping(**p) for p in d["ports"]), auto_remove=d["auto_remove"],
@@ -103,17 +106,31 @@ def _write_atomic(path: Path, text: str) -> None:
 
 class LogWriter:
     """Writes a container's output as Docker's json-file driver does, one object per line:
-    `{"log": "hello\\n", "stream": "stdout", "time": "2026-12-07T19:13:55.546434123Z"}`.
+    `{"log": "hello\\n", "stream": "stdout", "time": "2026-12-07T19:13:55.546434123Z"}`. Bytes
+    that are not UTF-8 are kept as `\\udcXX` escapes (`LogReader` gives them back exactly; Docker's
+    readers see U+FFFD). A line is one entry once its newline comes (or at 16 KiB, or at the end),
+    as Docker's copier makes them; what an attached client must see before that (a prompt, a
+    terminal's echo) is written meanwhile as `"provisional": true` entries holding the bytes not
+    shown yet, after 50 ms without more output, or at once with `immediate` (a terminal). Logs skip
+    them; attach sends them and then only the rest of the line's entry.
 
     `sink(stream, fd)` is an `Output` callback that also copies the bytes to `fd` (the terminal
-    of `pybuild run`, or the supervisor's output.log)."""
+    of `pybuild run`)."""
 
-    def __init__(self, path: Path) -> None:
+    IDLE = 0.05
+    MAX_LINE = 16 << 10  # Docker's copier buffer: longer lines are logged in pieces
+
+    def __init__(self, path: Path, immediate: bool = False) -> None:
         import threading
 
         self.file = open(path, "ab")
-        self.lock = threading.Lock()
-        self.partial: dict[str, bytes] = {}
+        self.lock = threading.Condition()
+        self.partial: dict[str, bytes] = {}  # the line so far, per stream
+        self.shown: dict[str, int] = {}  # how much of it provisional entries hold
+        self.due: dict[str, float] = {}
+        self.immediate = immediate
+        self.closed = False
+        self.flusher: threading.Thread | None = None
 
     def sink(self, stream: str, fd: int | None) -> Callable[[bytes], None]:
         target = [fd]
@@ -131,15 +148,54 @@ class LogWriter:
     def _add(self, stream: str, data: bytes) -> None:
         with self.lock:
             *lines, rest = (self.partial.get(stream, b"") + data).split(b"\n")
+            pieces = [ln + b"\n" for ln in lines]
+            while len(rest) >= self.MAX_LINE:
+                pieces.append(rest[:self.MAX_LINE])
+                rest = rest[self.MAX_LINE:]
+            if pieces:
+                self._write(stream, pieces)
+                self.shown[stream] = 0
             self.partial[stream] = rest
-            if lines:
-                self._write(stream, [ln + b"\n" for ln in lines])
+            if rest and self.immediate:
+                self._show(stream)
+            elif rest:
+                self.due[stream] = time.monotonic() + self.IDLE
+                if self.flusher is None:
+                    import threading
 
-    def _write(self, stream: str, lines: list[bytes]) -> None:
+                    self.flusher = threading.Thread(target=self._flush_idle, daemon=True)
+                    self.flusher.start()
+                self.lock.notify()
+            else:
+                self.due.pop(stream, None)
+
+    def _show(self, stream: str) -> None:
+        """A provisional entry with what of the stream's unfinished line is not shown yet."""
+        line, shown = self.partial.get(stream, b""), self.shown.get(stream, 0)
+        if len(line) > shown:
+            self._write(stream, [line[shown:]], provisional=True)
+            self.shown[stream] = len(line)
+
+    def _flush_idle(self) -> None:
+        with self.lock:
+            while not self.closed:
+                if not self.due:
+                    self.lock.wait()
+                    continue
+                now = time.monotonic()
+                for stream, when in list(self.due.items()):
+                    if when <= now:
+                        del self.due[stream]
+                        self._show(stream)
+                if self.due:
+                    self.lock.wait(max(0.0, min(self.due.values()) - now))
+
+    def _write(self, stream: str, pieces: list[bytes], provisional: bool = False) -> None:
         ns = time.time_ns()
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + f".{ns % 1_000_000_000:09d}Z"
-        self.file.write(b"".join(json.dumps({"log": ln.decode(errors="replace"), "stream": stream, "time": stamp},
-                                            ensure_ascii=False).encode() + b"\n" for ln in lines))
+        extra = {"provisional": True} if provisional else {}
+        self.file.write(b"".join(json.dumps({"log": p.decode(errors="surrogateescape"), "stream": stream,
+                                             "time": stamp, **extra}).encode() + b"\n" for p in pieces))
         self.file.flush()
 
     def close(self) -> None:
@@ -148,7 +204,73 @@ class LogWriter:
                 if rest:
                     self._write(stream, [rest])
             self.partial.clear()
-        self.file.close()
+            self.due.clear()
+            self.closed = True
+            self.lock.notify()
+            self.file.close()
+
+
+class LogEntry(NamedTuple):
+    """One entry of a container's json-file log: its bytes, stream and time (ns since the epoch)."""
+
+    data: bytes
+    stream: str
+    time: str  # RFC 3339 with nanoseconds, as written: 2026-12-07T19:13:55.546434123Z
+    ns: int
+    provisional: bool = False  # the start of a line, for attached clients; its entry follows
+
+
+def stamp_ns(stamp: str) -> int:
+    """`2026-12-07T19:13:55.546434123Z` -> nanoseconds since the epoch."""
+    import calendar
+
+    head, _, frac = stamp.rstrip("Z").partition(".")
+    secs = calendar.timegm(time.strptime(head, "%Y-%m-%dT%H:%M:%S"))
+    return secs * 1_000_000_000 + int((frac + "000000000")[:9])
+
+
+class LogReader:
+    """Reads a container's json-file log from its start, a complete entry at a time, as it grows
+    (`logs --follow`, attach). The file is opened once: an --rm container's log goes with it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.file: IO[bytes] | None = None
+        self.rest = b""
+
+    def read(self) -> builtins.list[LogEntry]:
+        """The entries written since the last call (none when the log does not exist yet)."""
+        if self.file is None:
+            try:
+                self.file = open(self.path, "rb")
+            except FileNotFoundError:
+                return []
+        data = self.rest + self.file.read()
+        *lines, self.rest = data.split(b"\n")
+        out = []
+        for line in lines:
+            try:
+                d = json.loads(line)
+                out.append(LogEntry(d["log"].encode(errors="surrogateescape"), d["stream"], d["time"],
+                                    stamp_ns(d["time"]), bool(d.get("provisional"))))
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue  # not an entry of ours (a torn line of a killed writer)
+        return out
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+
+def select_entries(entries: builtins.list[LogEntry], since_ns: int = 0, until_ns: int = 0,
+                   tail: int = -1) -> builtins.list[LogEntry]:
+    """Docker's filters on the log's lines (provisional entries left out): at or after `since`, at
+    or before `until` (0: no bound), then the last `tail` of them (-1: all)."""
+    kept = [e for e in entries if not e.provisional and e.ns >= since_ns and (not until_ns or e.ns <= until_ns)]
+    if tail >= 0:
+        kept = kept[len(kept) - tail:] if tail else []
+    return kept
 
 
 class Container:
@@ -163,6 +285,7 @@ class Container:
 
     @property
     def log_path(self) -> Path:
+        """The supervisor's own output (a failed start's message); the container's is `json_log_path`."""
         return self.path / "output.log"
 
     @property
@@ -253,6 +376,16 @@ class Container:
         finally:
             os.close(seen)
         raise SandboxError(f"container {self.short_id} did not start within {timeout:.0f}s")
+
+    def exec(self, process: ProcessSpec, **io: Any) -> ExitStatus:
+        """Run `process` in this running container (`docker exec`); `io` as `runtime.nsexec.run_in`
+        takes it (stdout, stderr, stdin, on_start, on_terminal)."""
+        from runtime.nsexec import run_in
+
+        st = self.state()
+        if not self.is_running() or not st.init_pid:
+            raise SandboxError(f"container {self.short_id} is not running")
+        return run_in(st.init_pid, process, **io)
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         st = self.state()

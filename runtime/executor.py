@@ -212,7 +212,8 @@ def _write_etc(etc: Path, hostname: str, network: NetworkMode, address: str | No
                sandbox: bool = False, dns: str | None = None,
                extra_hosts: Sequence[tuple[str, str]] = ()) -> None:
     """The /etc files bound into the container; a BuildKit sandbox gets no /etc/hostname, slirp4netns
-    its own resolver (`dns`); `extra_hosts` (`--add-host`) are appended to /etc/hosts, as BuildKit does."""
+    its own resolver (`dns`); `extra_hosts` (`--add-host`) go into /etc/hosts where BuildKit (sandbox)
+    or Docker's libnetwork (a container) puts them."""
     etc.mkdir()
     if not sandbox:
         (etc / "hostname").write_text(hostname + "\n")
@@ -223,9 +224,9 @@ def _write_etc(etc: Path, hostname: str, network: NetworkMode, address: str | No
     else:
         hosts = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
                  "ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")  # Docker's
-    if address:
-        hosts += f"{address}\t{hostname}\n"
-    hosts += "".join(f"{ip}\t{name}\n" for name, ip in extra_hosts)
+    extra = "".join(f"{ip}\t{name}\n" for name, ip in extra_hosts)
+    own = f"{address}\t{hostname}\n" if address else ""
+    hosts += own + extra if sandbox else extra + own  # BuildKit appends them; Docker's run puts its own line last
     (etc / "hosts").write_text(hosts)
     resolv = _read("/etc/resolv.conf")
     if dns:  # slirp4netns' own forwarder
@@ -264,6 +265,7 @@ class _Run:
         self.pid_a = 0  # A while it exits (its namespaces are torn down after the container ended)
         self.cpu_seconds = 0.0
         self.seccomp = b""  # the BPF program C loads last before exec (none: unconfined)
+        self.own_terminal = True  # a tty follows our terminal (size, raw mode); not for a server's exec
 
     def _stdio(self, stdout: Output, stderr: Output, stdin: int | None) -> tuple[int, int, int]:
         if self.process.tty:  # the init opens the terminal in the container's own devpts and sends us its master
@@ -372,7 +374,8 @@ class _Run:
         os.set_inheritable(fds[0], False)
         self.tty_master = fds[0]
         self.readers[fds[0]] = self.tty_sink
-        _copy_winsize(self.tty_master)
+        if self.own_terminal:
+            _copy_winsize(self.tty_master)
 
     def reap(self) -> float:
         """Wait for A to finish exiting; the CPU seconds of every process of the container (A's
@@ -398,7 +401,8 @@ class _Run:
                 sel.register(typed, selectors.EVENT_READ)
             except OSError:  # /dev/null or a regular file cannot be polled: nothing will be typed
                 typed = None
-        with _raw_terminal(self.tty_master is not None), _follow_winsize(self.tty_master):
+        ours = self.tty_master if self.own_terminal else None
+        with _raw_terminal(ours is not None), _follow_winsize(ours):
             open_fds = set(self.readers)
             while open_fds:
                 for key, _ in sel.select():
@@ -608,13 +612,7 @@ def _child_b(run: _Run, parent: int, err_w: int, status_w: int, join_r: int) -> 
         if run.net is not None:
             run.net.configure_inside()  # type: ignore[attr-defined]
         user = resolve_user(p.user)
-        env = dict(p.env)
-        env.setdefault("PATH", DEFAULT_PATH)
-        if not p.sandbox:
-            env.setdefault("HOSTNAME", run.hostname)
-        env.setdefault("HOME", user.home)
-        if p.tty:
-            env.setdefault("TERM", "xterm")
+        env = process_environment(p, run.hostname, user.home)
         cwd = p.cwd or "/"
         if not os.path.isdir(cwd):
             os.makedirs(cwd, 0o755)
@@ -696,24 +694,47 @@ def _child_c(run: _Run, err_w: int, env: dict[str, str], user: object, cwd: str,
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
             os.fchown(0, user.uid, -1)  # type: ignore[attr-defined]  # the user's terminal, as runc gives it
         _close_fds_except({0, 1, 2, err_w})
-        caps = _process_caps(p)
-        for cap in range(cap_last + 1):
-            if cap not in caps:
-                _linux.prctl(_linux.PR_CAPBSET_DROP, cap)
-        _linux.capset(caps)
-        userns.check_mapped(user.uid, user.gid, user.groups)  # type: ignore[attr-defined]
-        if userns.setgroups_allowed():
-            os.setgroups(list(user.groups))  # type: ignore[attr-defined]
-        os.setgid(user.gid)  # type: ignore[attr-defined]
-        os.setuid(user.uid)  # type: ignore[attr-defined]
-        _linux.prctl(_linux.PR_SET_NO_NEW_PRIVS, 1)
-        os.chdir(cwd)
-        if run.seccomp:
-            from runtime.seccomp import load  # imported by the caller already
-
-            load(run.seccomp)
+        become(p, user, cwd, cap_last, run.seccomp)
     except BaseException as exc:  # noqa: BLE001
         _fail(err_w, exc.message if isinstance(exc, SandboxError) else f"cannot start the process: {exc}")
+    execute(p, env, err_w)
+
+
+def process_environment(p: ProcessSpec, hostname: str, home: str) -> dict[str, str]:
+    """The process's environment: its own, then Docker's defaults (PATH, HOSTNAME, HOME, TERM)."""
+    env = dict(p.env)
+    env.setdefault("PATH", DEFAULT_PATH)
+    if not p.sandbox:
+        env.setdefault("HOSTNAME", hostname)
+    env.setdefault("HOME", home)
+    if p.tty:
+        env.setdefault("TERM", "xterm")
+    return env
+
+
+def become(p: ProcessSpec, user: object, cwd: str, cap_last: int, seccomp_program: bytes) -> None:
+    """In the process about to exec: keep only its capabilities, become its user, no new
+    privileges, its working directory, then its seccomp filter (the last thing before exec)."""
+    caps = _process_caps(p)
+    for cap in range(cap_last + 1):
+        if cap not in caps:
+            _linux.prctl(_linux.PR_CAPBSET_DROP, cap)
+    _linux.capset(caps)
+    userns.check_mapped(user.uid, user.gid, user.groups)  # type: ignore[attr-defined]
+    if userns.setgroups_allowed():
+        os.setgroups(list(user.groups))  # type: ignore[attr-defined]
+    os.setgid(user.gid)  # type: ignore[attr-defined]
+    os.setuid(user.uid)  # type: ignore[attr-defined]
+    _linux.prctl(_linux.PR_SET_NO_NEW_PRIVS, 1)
+    os.chdir(cwd)
+    if seccomp_program:
+        from runtime.seccomp import load  # imported by the caller already
+
+        load(seccomp_program)
+
+
+def execute(p: ProcessSpec, env: dict[str, str], err_w: int) -> None:
+    """exec the process; if that fails, Docker's message on its stderr and exit 127 or 126."""
     try:
         os.execvpe(p.argv[0], list(p.argv), env)
     except FileNotFoundError:

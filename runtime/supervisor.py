@@ -1,7 +1,8 @@
 """The supervisor of one detached container (what conmon is to podman): started in its own session
-by `pybuild run -d`, it runs the container with output to `output.log`, records its exit in
-`state.json`, runs the image's HEALTHCHECK (`runtime.health`) while it runs, and removes the
-container when it was started with `--rm`.
+by `pybuild run -d`, it runs the container with its output in `log.json` (stdout and stderr apart,
+each line timed; its own errors go to `output.log`), records its exit in `state.json`, runs the
+image's HEALTHCHECK (`runtime.health`) while it runs, and removes the container when it was started
+with `--rm`.
 
     python -m runtime.supervisor <container dir> [<fd>]
 
@@ -40,11 +41,12 @@ def main(argv: list[str]) -> int:
         stdin, _keep_open = os.pipe()
     else:
         stdin = os.open(os.devnull, os.O_RDONLY)
-    log = LogWriter(container.json_log_path)  # docker logs' timestamps and streams; output.log keeps the bytes
+    tty = container.config.process.tty
+    log = LogWriter(container.json_log_path, immediate=tty)  # what logs and attach read
     stop_health = start(container)
     try:
-        tty = container.config.process.tty
-        status = container.run(stdout=log.sink("stdout", 1), stderr=2 if tty else log.sink("stderr", 2), stdin=stdin)
+        status = container.run(stdout=log.sink("stdout", None), stderr=2 if tty else log.sink("stderr", None),
+                               stdin=stdin)
         code = status.code
     except SandboxError as exc:
         sys.stderr.write(f"pybuild: {exc.render()}\n")

@@ -83,21 +83,25 @@ class BuildContext:
     of the cached no-op rebuild's 100 ms budget.
     """
 
-    __slots__ = ("root", "dockerfile", "dockerfile_name", "ignore", "ignore_file", "scratch", "trace", "_walks")
+    __slots__ = ("root", "dockerfile", "dockerfile_name", "ignore", "ignore_file", "scratch", "frozen", "trace",
+                 "_walks")
     root: Path | None
     dockerfile: bytes
     dockerfile_name: str
     ignore: PatternMatcher
     ignore_file: Path | None
     scratch: bool  # extracted from stdin: no stat cache kept for a directory used once
+    frozen: bool  # nobody changes its files, ever (pybuild serve's unpacked contexts): COPY may hard-link them
     trace: dict[str, tuple[int, int, int, int, int] | None]  # host path -> stat: what the walks looked at
     _walks: dict[tuple[tuple[str, ...], tuple[str, ...], tuple[int, int] | None], list[_Entry]]  # reuse=True walks
 
     def __init__(self, root: Path | None, dockerfile: bytes, dockerfile_name: str,
-                 ignore: PatternMatcher | None = None, ignore_file: Path | None = None, scratch: bool = False) -> None:
+                 ignore: PatternMatcher | None = None, ignore_file: Path | None = None, scratch: bool = False,
+                 frozen: bool = False) -> None:
         for name, value in (("root", root), ("dockerfile", dockerfile), ("dockerfile_name", dockerfile_name),
                             ("ignore", PatternMatcher([]) if ignore is None else ignore),
-                            ("ignore_file", ignore_file), ("scratch", scratch), ("trace", {}), ("_walks", {})):
+                            ("ignore_file", ignore_file), ("scratch", scratch), ("frozen", frozen), ("trace", {}),
+                            ("_walks", {})):
             object.__setattr__(self, name, value)
 
     def __setattr__(self, name: str, value: object) -> None:
@@ -160,12 +164,13 @@ class BuildContext:
 
 
 def open_context(path: str, *, dockerfile: str | None = None, stdin: BinaryIO | None = None,
-                 scratch_dir: Path | None = None) -> BuildContext:
+                 scratch_dir: Path | None = None, frozen: bool = False) -> BuildContext:
     """Open the context `path` (a directory, or `-` for stdin) and read its Dockerfile.
 
     `dockerfile` is `-f`: relative to the current directory for a directory context (as the
     docker CLI does), relative to the tarball's root for a tarball on stdin, `-` for stdin.
     A tarball on stdin is extracted into `scratch_dir` (required then; the caller removes it).
+    `frozen`: the directory's files are never changed (see `BuildContext.frozen`).
     """
     if path == "-":
         return _open_stdin(stdin or sys.stdin.buffer, dockerfile, scratch_dir)
@@ -180,7 +185,8 @@ def open_context(path: str, *, dockerfile: str | None = None, stdin: BinaryIO | 
     df_path = Path(dockerfile).absolute() if dockerfile else root / "Dockerfile"
     data = _read_dockerfile(df_path, dockerfile or "Dockerfile")
     ignore_path = find_ignore_file(root, df_path)
-    return BuildContext(root, data, str(dockerfile or "Dockerfile"), _load_ignore(ignore_path), ignore_path)
+    return BuildContext(root, data, str(dockerfile or "Dockerfile"), _load_ignore(ignore_path), ignore_path,
+                        frozen=frozen)
 
 
 def _read_dockerfile(path: Path, shown: str) -> bytes:

@@ -68,11 +68,13 @@ class BuildOptions(_Frozen):
     `builder.cache.export.CacheSpec`s; `stdin` is the context or Dockerfile when `context` is "-";
     `extra_hosts` ((name, ip), `--add-host`) go into RUN steps' /etc/hosts, `shm_size` (bytes, 0: 64 MiB)
     is their /dev/shm (both part of a RUN's cache key when set, as in BuildKit's ExecOp).
+    `frozen_context`: nobody ever changes the context directory's files (`pybuild serve`'s unpacked
+    contexts), so COPY hard-links them into its layer instead of copying their bytes.
     """
 
     __slots__ = ("context", "dockerfile", "tags", "build_args", "target", "platform", "labels", "no_cache",
                  "no_cache_filter", "pull", "network", "jobs", "secrets", "ssh", "outputs", "cache_from", "cache_to",
-                 "allow", "stdin", "extra_hosts", "shm_size")
+                 "allow", "stdin", "extra_hosts", "shm_size", "frozen_context")
     context: str
     dockerfile: str | None
     tags: tuple[str, ...]
@@ -94,6 +96,7 @@ class BuildOptions(_Frozen):
     stdin: BinaryIO | None
     extra_hosts: tuple[tuple[str, str], ...]
     shm_size: int
+    frozen_context: bool
 
     def __init__(self, context: str, *, dockerfile: str | None = None, tags: tuple[str, ...] = (),
                  build_args: Mapping[str, str] | None = None, target: str | None = None,
@@ -103,14 +106,15 @@ class BuildOptions(_Frozen):
                  outputs: tuple[Output, ...] | None = None, cache_from: tuple[Any, ...] = (),
                  cache_to: tuple[Any, ...] = (), allow: frozenset[str] = frozenset(),
                  stdin: BinaryIO | None = None, extra_hosts: tuple[tuple[str, str], ...] = (),
-                 shm_size: int = 0) -> None:
+                 shm_size: int = 0, frozen_context: bool = False) -> None:
         self._set(context=context, dockerfile=dockerfile, tags=tuple(tags), build_args=dict(build_args or {}),
                   target=target, platform=platform, labels=dict(labels or {}), no_cache=no_cache,
                   no_cache_filter=frozenset(no_cache_filter), pull=pull, network=network, jobs=jobs,
                   secrets=dict(secrets or {}), ssh=tuple(ssh),
                   outputs=tuple(outputs) if outputs is not None else (Output("image"),),
                   cache_from=tuple(cache_from), cache_to=tuple(cache_to), allow=frozenset(allow), stdin=stdin,
-                  extra_hosts=tuple((str(n), str(ip)) for n, ip in extra_hosts), shm_size=int(shm_size))
+                  extra_hosts=tuple((str(n), str(ip)) for n, ip in extra_hosts), shm_size=int(shm_size),
+                  frozen_context=bool(frozen_context))
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__ if n != "secrets")

@@ -43,7 +43,8 @@ def run_build(options: BuildOptions, progress: Progress) -> BuildResult:
                        or options.cache_to) and options.outputs == (Output("image"),)
         if not memo_ok:
             validate(options)
-        ctx = open_context(options.context, dockerfile=options.dockerfile, stdin=options.stdin, scratch_dir=scratch)
+        ctx = open_context(options.context, dockerfile=options.dockerfile, stdin=options.stdin, scratch_dir=scratch,
+                           frozen=options.frozen_context)
         memo_key = None
         if memo_ok:
             from builder.cache import memo

@@ -7,6 +7,7 @@
                                             for exactly that (inode, size, mtime_ns, ctime_ns)
       .store(key, lstat, digest)            remember it, unless the file changed within a second of
                                             the scan (racily clean, as git does)
+      .remember(key, lstat, digest)         remember it anyway (a root nobody changes once written)
       .seen                                 a set to fill during a walk of the whole root: `save`
                                             then forgets files that are gone
       .save()                               write it back (atomically, not fsync'd: a lost or torn
@@ -75,6 +76,12 @@ class StatCache:
         """Remember the sha256 of file `key` for `st` (not when it changed just before the scan)."""
         if max(st.st_mtime_ns, st.st_ctime_ns) >= self.started_ns - _RACY_NS:
             return  # racily clean: it may change again within the timestamp granularity
+        self.entries[key] = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, digest)
+        self.dirty = True
+
+    def remember(self, key: str, st: os.stat_result, digest: bytes) -> None:
+        """`store` without the racy-clean check: for a root that its writer hands over complete and
+        nobody changes afterwards (`pybuild serve`'s unpacked contexts, hashed as they arrived)."""
         self.entries[key] = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, digest)
         self.dirty = True
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from builder.containers import containers
 from builder.errors import BuildError
+
+if TYPE_CHECKING:
+    from runtime.containers import LogEntry
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -40,37 +43,43 @@ def parse_time(text: str, now: float | None = None) -> float:
     return stamp.timestamp()
 
 
-def _stamp_seconds(stamp: str) -> float:
-    head, _, frac = stamp.rstrip("Z").partition(".")
-    return datetime.fromisoformat(head).replace(tzinfo=timezone.utc).timestamp() + float("0." + (frac or "0"))
+def _bound_ns(text: str | None) -> int:
+    """A --since/--until bound in ns (0: none); a log's own stamp (`...55.546434123Z`) exactly."""
+    if not text:
+        return 0
+    from runtime.containers import stamp_ns
+
+    try:
+        return stamp_ns(text) if text.endswith("Z") and "T" in text else int(parse_time(text) * 1e9)
+    except ValueError:
+        return int(parse_time(text) * 1e9)
 
 
 def run(args: argparse.Namespace) -> int:
-    tail = None if args.tail == "all" else _count(args.tail)
-    since = parse_time(args.since) if args.since else None
-    until = parse_time(args.until) if args.until else None
+    from runtime.containers import LogReader, select_entries
+
+    tail = -1 if args.tail == "all" else _count(args.tail)
+    since, until = _bound_ns(args.since), _bound_ns(args.until)
     c = containers().get(args.container)
     if not c.json_log_path.exists():
         return _raw(c, args.follow)  # a container started before logs were kept as JSON
-    with open(c.json_log_path, "rb") as f:
-        entries = [json.loads(line) for line in f.read().splitlines() if line.strip()]
-        entries = [e for e in entries if (since is None or _stamp_seconds(e["time"]) >= since)
-                   and (until is None or _stamp_seconds(e["time"]) < until)]
-        if tail is not None:
-            entries = entries[len(entries) - tail:] if tail else []
-        for e in entries:
+    reader = LogReader(c.json_log_path)
+    try:
+        for e in select_entries(reader.read(), since, until, tail):
             _emit(e, args.timestamps)
-        while args.follow and until is None:
-            line = f.readline()
-            if line.strip():
-                _emit(json.loads(line), args.timestamps)
+        while args.follow and not until:
+            entries = select_entries(reader.read())
+            for e in entries:
+                _emit(e, args.timestamps)
+            if entries:
                 continue
             if not c.is_running():
-                for rest in f.read().splitlines():  # what came in while it stopped
-                    if rest.strip():
-                        _emit(json.loads(rest), args.timestamps)
+                for e in select_entries(reader.read()):  # what came in while it stopped
+                    _emit(e, args.timestamps)
                 return 0
             time.sleep(0.05)
+    finally:
+        reader.close()
     return 0
 
 
@@ -82,9 +91,9 @@ def _count(text: str) -> int:
     return max(n, 0)
 
 
-def _emit(entry: dict, timestamps: bool) -> None:
-    out = sys.stderr if entry.get("stream") == "stderr" else sys.stdout
-    out.write((entry["time"] + " " if timestamps else "") + entry["log"])
+def _emit(entry: LogEntry, timestamps: bool) -> None:
+    out = sys.stderr.buffer if entry.stream == "stderr" else sys.stdout.buffer
+    out.write((entry.time.encode() + b" " if timestamps else b"") + entry.data)
     out.flush()
 
 

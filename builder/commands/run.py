@@ -39,6 +39,9 @@ def configure(p: argparse.ArgumentParser) -> None:
                         "through qemu-user-static when it is not this machine's")
     p.add_argument("--security-opt", action="append", default=[], metavar="seccomp=PROFILE.json|unconfined",
                    help="seccomp profile (default: Docker's default profile)")
+    p.add_argument("--add-host", action="append", default=[], metavar="NAME:IP",
+                   help="add a line to /etc/hosts (repeatable; IP host-gateway: the host)")
+    p.add_argument("--shm-size", metavar="SIZE", help="size of /dev/shm (e.g. 128m; default 64m)")
     p.add_argument("--no-healthcheck", action="store_true", help="run no HEALTHCHECK the image has")
     for flag, what in (("cmd", "command to run to check health (CMD-SHELL)"), ("interval", "time between checks"),
                        ("timeout", "maximum time a check may take"), ("start-period", "time to start before "
@@ -91,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
         user=args.user, workdir=args.workdir, tty=args.tty, interactive=args.interactive, hostname=args.hostname,
         volumes=tuple(args.volume), publish=tuple(args.publish), network=args.network, memory=args.memory,
         cpus=args.cpus, pids_limit=args.pids_limit, name=args.name, auto_remove=args.rm, read_only=args.read_only,
-        platform=args.platform, security_opt=tuple(args.security_opt), no_healthcheck=args.no_healthcheck,
+        platform=args.platform, security_opt=tuple(args.security_opt), add_hosts=tuple(args.add_host),
+        shm_size=args.shm_size, no_healthcheck=args.no_healthcheck,
         health=tuple((flag, str(value)) for flag in ("cmd", "interval", "timeout", "start-period", "start-interval",
                                                      "retries")
                      if (value := getattr(args, "health_" + flag.replace("-", "_"))) is not None))
@@ -112,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     previous = {sig: signal.signal(sig, proxy.handle) for sig in PROXIED}
     from runtime.containers import LogWriter
 
-    log = LogWriter(container.json_log_path)  # kept for `pybuild logs`, as docker keeps every container's
+    log = LogWriter(container.json_log_path, immediate=args.tty)  # kept for `pybuild logs`, as docker keeps every container's
     stop_health = None
     if container.config.healthcheck:  # probed as dockerd does, for a foreground container too
         from runtime.health import start

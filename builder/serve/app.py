@@ -69,7 +69,7 @@ class Router:
 
 
 def make_app(options: ServeOptions) -> web.Application:
-    from builder.serve import build, containers, images, system
+    from builder.serve import build, containers, execs, images, system
     from builder.util.paths import default_root
 
     app = web.Application(middlewares=[_errors], client_max_size=1 << 20, handler_args={"max_field_size": 65536})
@@ -77,7 +77,7 @@ def make_app(options: ServeOptions) -> web.Application:
     app["root"] = Path(options.store_root) if options.store_root else default_root()
     app["pool"] = ThreadPoolExecutor(max_workers=64, thread_name_prefix="serve")
     router = Router(app)
-    for module in (system, build, images, containers):
+    for module in (system, build, images, containers, execs):
         module.routes(router)
 
     async def on_startup(app: web.Application) -> None:
@@ -86,6 +86,7 @@ def make_app(options: ServeOptions) -> web.Application:
         app["tasks"] = set()  # container watchers (die events, --rm)
         app["exits"] = {}  # container id -> its state when it exited (wait on removed containers)
         app["autoremove"] = set()  # ids of --rm containers this server removes when they exit
+        app["execs"] = {}  # exec id -> builder.serve.execs.Exec
 
     async def on_cleanup(app: web.Application) -> None:
         app["pool"].shutdown(wait=False, cancel_futures=True)

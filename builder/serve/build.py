@@ -12,7 +12,6 @@ import logging
 import posixpath
 import re
 import shutil
-import tarfile
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from builder.serve.api import ApiError, qbool, qint, qjson, stopping
+from builder.serve.context import TarScanner, prime_statcache
 from builder.serve.streams import StreamProgress, line
 
 log = logging.getLogger("pybuild.serve")
@@ -46,57 +46,28 @@ async def receive_body(request: web.Request, dest: Path, limit: int) -> str:
     return digest.hexdigest()
 
 
-def pad_tar(path: Path) -> int | None:
+def pad_tar(path: Path) -> None:
     """The docker CLI's `build -f- .` sends a tar cut right after the last member's data, without its
-    padding and end blocks (dockerd's Go reader accepts that): complete an uncompressed one.
-    Returns the size as received, for `check_tar` to tell a missing padding from missing data (None
-    for a compressed tar: its decompressor notices a cut)."""
+    padding and end blocks (dockerd's Go reader accepts that, GNU tar does not): complete an
+    uncompressed one (a `TarScanner` has checked that it ends at a member's end)."""
     size = path.stat().st_size
     with open(path, "rb") as f:
         head = f.read(6)
     if head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"\x28\xb5\x2f\xfd")):  # compressed: left alone
-        return None
+        return
     with open(path, "ab") as f:
         f.write(b"\0" * (-size % 512 + 1024))
-    return size
 
 
-def check_tar(path: Path, received: int | None = None) -> None:
-    """Refuse a context that could write outside its directory (absolute or `..` names, hard links
-    out, a member below a symlink member), device nodes, or a tar that does not read to its end
-    (`received`: the size before `pad_tar`; no member's data may reach past it)."""
-    links: set[str] = set()
-    try:
-        with tarfile.open(path, mode="r:*") as tar:
-            for m in tar:
-                if received is not None and m.isreg() and m.offset_data + m.size > received:
-                    raise ApiError(400, f"invalid build context: the tar ends inside member {m.name!r}")
-                for name in (m.name, m.linkname if m.islnk() else ""):
-                    clean = posixpath.normpath(name.lstrip("/")) if name else ""
-                    if name.startswith("/") or clean == ".." or clean.startswith("../"):
-                        raise ApiError(400, f"invalid build context: member {name!r} points outside the context")
-                clean = posixpath.normpath(m.name)
-                parts = clean.split("/")
-                if any("/".join(parts[:i]) in links for i in range(1, len(parts))):
-                    raise ApiError(400, f"invalid build context: member {m.name!r} lies below a symbolic link")
-                if m.isdev():
-                    raise ApiError(400, f"invalid build context: member {m.name!r} is a device or a FIFO")
-                if m.issym():
-                    links.add(clean)
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        raise ApiError(400, f"invalid build context: not a readable tar archive ({exc})") from None
-
-
-def unpack(tar_path: Path, dest: Path, received: int | None = None) -> None:
-    """Unpack a checked context tar into `dest` with GNU tar (about 3x faster than the layer
-    extractor, `builder.build.files.extract`, on many small files; a checked context needs none of
-    its layer semantics), or with that extractor where there is no `tar`."""
+def unpack(tar_path: Path, dest: Path) -> None:
+    """Unpack a context tar checked by a `TarScanner` into `dest` with GNU tar (about 3x faster than
+    the layer extractor, `builder.build.files.extract`, on many small files; a checked context needs
+    none of its layer semantics), or with that extractor where there is no `tar`."""
     import subprocess
 
     from builder.build.files.extract import extract_archive
     from builder.errors import BuildError
 
-    check_tar(tar_path, received)
     dest.mkdir(parents=True)
     if shutil.which("tar"):
         proc = subprocess.run(["tar", "-x", "-f", str(tar_path), "-C", str(dest), "--no-same-owner"],
@@ -168,7 +139,8 @@ def options(request: web.Request, context: Path) -> Any:
             str(context), dockerfile=str(context.joinpath(*clean.split("/"))), tags=tuple(q.getall("t", [])),
             build_args=build_args, target=q.get("target") or None, platform=q.get("platform") or None,
             labels=labels, no_cache=qbool(request, "nocache"), pull=qbool(request, "pull"),
-            network=NETWORKS[network], cache_from=tuple(specs), extra_hosts=extra_hosts, shm_size=shm_size)
+            network=NETWORKS[network], cache_from=tuple(specs), extra_hosts=extra_hosts, shm_size=shm_size,
+            frozen_context=True)  # its own unpacked copy, only ever read (see context_dir)
     except BuildError as exc:
         raise ApiError(400, exc.message) from None
 
@@ -189,20 +161,21 @@ async def build(request: web.Request) -> web.StreamResponse:
     in_use: dict[str, int] = app.setdefault("contexts", {})
     key = ""
     try:
-        body = work / "context.tar"
         t0 = time.monotonic()
-        key = await receive_body(request, body, app["options"].max_body)
+        received = await receive_context(request, work)
+        key = received.key
         in_use[key] = in_use.get(key, 0) + 1
         t1 = time.monotonic()
-        context = await loop.run_in_executor(app["pool"], context_dir, app["root"], key, body, work)
+        context = await loop.run_in_executor(app["pool"], context_dir, app["root"], received)
+        app.setdefault("context_heads", {})[received.head] = key
         t2 = time.monotonic()
         opts = options(request, context)
         try:
             return await _run(request, opts)
         finally:
-            log.info("build %s: context %.1f MB received in %.3fs, unpacked in %.3fs; build %.3fs",
-                     ",".join(opts.tags) or "(untagged)", body.stat().st_size / 1e6, t1 - t0, t2 - t1,
-                     time.monotonic() - t2)
+            log.info("build %s: context %.1f MB received in %.3fs (%s), ready in %.3fs; build %.3fs",
+                     ",".join(opts.tags) or "(untagged)", received.size / 1e6, t1 - t0,
+                     "unpacked as it came" if received.unpacked else "to disk", t2 - t1, time.monotonic() - t2)
     finally:
         if key:
             in_use[key] -= 1
@@ -212,24 +185,140 @@ async def build(request: web.Request) -> web.StreamResponse:
         await loop.run_in_executor(app["pool"], forget_contexts, app["root"], set(in_use))
 
 
-def context_dir(root: Path, key: str, body: Path, work: Path) -> Path:
+class Received:
+    """A context as received: its sha256 (`key`), the sha256 of its first 64 KiB (`head`), its
+    scanner, and where it went: unpacked into `work/context` as it came, or to `work/context.tar`."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.key = self.head = ""
+        self.size = 0
+        self.scanner = TarScanner()
+        self.unpacked = False
+
+
+HEAD = 64 << 10
+
+
+async def receive_context(request: web.Request, work: Path) -> Received:
+    """Read the body. A plain tar whose first 64 KiB were not seen before (a new context) is
+    unpacked by GNU tar as it arrives, each chunk passed on once a `TarScanner` accepted it: no copy
+    of the tar on disk, the unpacking overlaps the upload. One that starts as a known context did
+    (most likely a rebuild, which reuses that context's directory as it is) and a compressed one go
+    to disk; `context_dir` scans and unpacks those only when their directory is not there."""
+    import hashlib
+
+    got = Received(work)
+    limit = request.app["options"].max_body
+    digest = hashlib.sha256()
+    pending: list[bytes] = []
+    tar: asyncio.subprocess.Process | None = None
+    out: Any = None
+    try:
+        async for chunk in request.content.iter_chunked(1 << 20):
+            got.size += len(chunk)
+            if got.size > limit:
+                raise ApiError(413, f"request body larger than the server's limit ({limit} bytes)")
+            digest.update(chunk)
+            if out is None:  # to disk: checked later, only if its directory is not there already
+                got.scanner.feed(chunk)
+            if tar is None and out is None:
+                pending.append(chunk)
+                if got.size < HEAD:
+                    continue
+                tar, out = await _sink(request, got, b"".join(pending))
+                pending = []
+                continue
+            if tar is not None:
+                await _feed(tar, chunk)
+            else:
+                out.write(chunk)
+        if tar is None and out is None:
+            got.scanner.finish()  # a small body: scanned whole before anything is written
+            tar, out = await _sink(request, got, b"".join(pending))
+        elif tar is not None:
+            got.scanner.finish()
+        got.key = digest.hexdigest()
+        if tar is not None:
+            assert tar.stdin is not None
+            await _feed(tar, b"\0" * (-got.size % 512 + 1024))  # the end blocks `build -f-` leaves out
+            tar.stdin.close()
+            _, err = await tar.communicate()
+            if tar.returncode:
+                raise ApiError(400, f"invalid build context: {' '.join(err.decode(errors='replace').strip().splitlines()[-1:])}")
+            tar = None
+        return got
+    finally:
+        if out is not None:
+            out.close()
+        if tar is not None and tar.returncode is None:
+            tar.kill()
+            await tar.wait()
+
+
+async def _feed(tar: asyncio.subprocess.Process, data: bytes) -> None:
+    """Pass accepted bytes on to GNU tar; if it already gave up, its own message is the answer."""
+    assert tar.stdin is not None
+    try:
+        tar.stdin.write(data)
+        await tar.stdin.drain()
+    except (BrokenPipeError, ConnectionResetError):
+        err = await tar.stderr.read() if tar.stderr is not None else b""
+        await tar.wait()
+        last = " ".join(err.decode(errors="replace").strip().splitlines()[-1:]) or "tar stopped reading"
+        raise ApiError(400, f"invalid build context: {last}") from None
+
+
+async def _sink(request: web.Request, got: Received, head: bytes) -> tuple[Any, Any]:
+    """Where the body goes, decided on its first 64 KiB (see `receive_context`); `head` is written."""
+    import hashlib
+
+    got.head = hashlib.sha256(head[:HEAD]).hexdigest()
+    known = got.head in request.app.setdefault("context_heads", {})
+    if not known and not got.scanner.decompress and shutil.which("tar"):
+        fresh = got.work / "context"
+        fresh.mkdir()
+        tar = await asyncio.create_subprocess_exec(
+            "tar", "-x", "-f", "-", "-C", str(fresh), "--no-same-owner", stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        assert tar.stdin is not None
+        got.unpacked = True
+        await _feed(tar, head)
+        return tar, None
+    out = open(got.work / "context.tar", "wb")
+    out.write(head)
+    return None, out
+
+
+def context_dir(root: Path, got: Received) -> Path:
     """The unpacked context of a tar whose sha256 is `key`: the same tar sent again (a rebuild)
     gets the same directory, so the no-op memo and the stat cache recognise it. Contexts are only
-    read by builds (a read-write bind mount gets a copy)."""
+    read by builds (a read-write bind mount gets a copy), so the digests the scanner took of its
+    files go straight into the stat cache."""
     import os
 
-    dest = root / "tmp" / CONTEXTS / key
+    dest = root / "tmp" / CONTEXTS / got.key
     if dest.is_dir():
         os.utime(dest)  # most recently used
         return dest
-    fresh = work / "context"
-    unpack(body, fresh, pad_tar(body))
+    fresh = got.work / "context"
+    if not got.unpacked:
+        body = got.work / "context.tar"
+        got.scanner = TarScanner()
+        with open(body, "rb") as f:
+            while chunk := f.read(1 << 20):
+                got.scanner.feed(chunk)
+        got.scanner.finish()
+        pad_tar(body)
+        unpack(body, fresh)
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.rename(fresh, dest)
     except OSError:  # the same context, unpacked at the same time by another request
         if not dest.is_dir():
             raise
+        return dest
+    prime_statcache(dest, got.scanner.digests, got.scanner.sizes)
     return dest
 
 

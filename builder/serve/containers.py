@@ -1,7 +1,7 @@
 """Container endpoints: create, start, wait, logs, attach (hijacked), stop, kill, restart, delete,
 list, inspect, prune. Containers are `builder.containers`' (the same ones `pybuild ps` lists): each
-started one runs under its own supervisor process, its output in `output.log`, which logs and
-attach read."""
+started one runs under its own supervisor process, its output in the json-file log `log.json`
+(stdout and stderr apart, each entry timed), which logs and attach read."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import signal
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from aiohttp import web
 
@@ -100,7 +100,17 @@ def run_options(body: dict[str, Any], name: str) -> Any:
         publish=tuple(publish), network=network, memory=str(host["Memory"]) if host.get("Memory") else None,
         cpus=nano / 1e9 if nano else None, pids_limit=host.get("PidsLimit") or None, name=name,
         auto_remove=bool(host.get("AutoRemove")), read_only=bool(host.get("ReadonlyRootfs")),
-        security_opt=tuple(_strings(host.get("SecurityOpt"), "SecurityOpt")))
+        security_opt=tuple(_strings(host.get("SecurityOpt"), "SecurityOpt")),
+        add_hosts=tuple(_strings(host.get("ExtraHosts"), "ExtraHosts")), shm_size=_shm_size(host.get("ShmSize")))
+
+
+def _shm_size(value: Any) -> str | None:
+    """HostConfig.ShmSize: bytes, 0 or absent for the default 64 MiB."""
+    if value is None or value == 0:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ApiError(400, "SHM size can not be less than 0" if isinstance(value, int) else "invalid ShmSize")
+    return str(value)
 
 
 def _strings(value: Any, what: str) -> list[str]:
@@ -355,7 +365,7 @@ async def list_containers(request: web.Request) -> web.Response:
     return json_response(rows[:limit] if limit > 0 else rows)
 
 
-def describe(c: Any, auto_remove: bool = False) -> dict[str, Any]:
+def describe(c: Any, auto_remove: bool = False, exec_ids: list[str] | None = None) -> dict[str, Any]:
     st = c.state()
     running = c.is_running()
     cfg = c.config
@@ -368,9 +378,9 @@ def describe(c: Any, auto_remove: bool = False) -> dict[str, Any]:
                   "Restarting": False, "OOMKilled": False, "Dead": False, "Pid": st.init_pid if running else 0,
                   "ExitCode": st.exit_code or 0, "Error": st.error,
                   "StartedAt": st.started or "0001-01-01T00:00:00Z", "FinishedAt": st.finished or "0001-01-01T00:00:00Z"},
-        "Image": cfg.image, "ResolvConfPath": "", "HostnamePath": "", "HostsPath": "", "LogPath": str(c.log_path),
+        "Image": cfg.image, "ResolvConfPath": "", "HostnamePath": "", "HostsPath": "", "LogPath": str(c.json_log_path),
         "Name": "/" + cfg.name, "RestartCount": 0, "Driver": "overlay2", "Platform": "linux", "MountLabel": "",
-        "ProcessLabel": "", "AppArmorProfile": "", "ExecIDs": None,
+        "ProcessLabel": "", "AppArmorProfile": "", "ExecIDs": exec_ids or None,
         "HostConfig": {"NetworkMode": cfg.network.value, "AutoRemove": auto_remove,
                        "LogConfig": {"Type": "json-file", "Config": {}},
                        "ReadonlyRootfs": cfg.read_only, "Memory": cfg.limits.memory_bytes or 0,
@@ -378,7 +388,9 @@ def describe(c: Any, auto_remove: bool = False) -> dict[str, Any]:
                        "PortBindings": {k: [{"HostIp": b["HostIp"], "HostPort": b["HostPort"]} for b in v]
                                         for k, v in ports.items()},
                        "Binds": [f"{m.source}:{m.target}{':ro' if m.readonly else ''}"
-                                 for m in cfg.mounts if m.type == "bind"]},
+                                 for m in cfg.mounts if m.type == "bind"],
+                       "ExtraHosts": [f"{name}:{ip}" for name, ip in cfg.process.extra_hosts] or None,
+                       "ShmSize": cfg.process.shm_size or 64 << 20},
         "GraphDriver": {"Name": "overlay2", "Data": {"UpperDir": str(c.path / "upper"),
                                                      "LowerDir": ":".join(cfg.lower)}},
         "Mounts": [{"Type": m.type, "Source": m.source, "Destination": m.target, "RW": not m.readonly}
@@ -410,74 +422,98 @@ def _network(c: Any, running: bool, ports: dict[str, Any]) -> dict[str, Any]:
 
 async def inspect(request: web.Request) -> web.Response:
     c = get(request)
-    return json_response(describe(c, c.id in request.app["autoremove"]))
+    ids = [e.id for e in request.app["execs"].values() if e.container.id == c.id and e.running]
+    return json_response(describe(c, c.id in request.app["autoremove"], ids))
 
 
 # -- output: logs and attach ------------------------------------------------------------------------
 
 class _Output:
-    """Follows a container's `output.log` from an offset; `frames` makes Docker's multiplexed stream
-    (a container without a terminal) or passes bytes through (with one)."""
+    """Follows a container's json-file log (`runtime.containers.LogReader`): entries of the wanted
+    streams as Docker's multiplexed frames (stream byte 1 or 2), or raw for a container with a
+    terminal; `timestamps` prefixes each entry with its time, as dockerd. `live` (attach) also
+    passes on the provisional entries of unfinished lines, and then only the rest of their line."""
 
-    def __init__(self, container: Any, offset: int) -> None:
-        self.container, self.offset = container, offset
-        self.file: IO[bytes] | None = None
+    def __init__(self, container: Any, request: web.Request, from_start: bool = True, live: bool = False) -> None:
+        from runtime.containers import LogReader
+
+        self.reader = LogReader(container.json_log_path)
         self.raw = container.config.process.tty
+        self.streams = {s for s in ("stdout", "stderr") if qbool(request, s)}
+        self.timestamps = qbool(request, "timestamps")
+        self.live = live
+        self.shown = {"stdout": 0, "stderr": 0}  # bytes of the unfinished line sent already
+        if not from_start:
+            self.reader.read()  # what is there already
 
-    def read(self) -> bytes:
-        if self.file is None:
-            try:
-                self.file = open(self.container.log_path, "rb")  # kept open: an --rm container's log goes with it
-            except FileNotFoundError:
-                return b""
-            self.file.seek(self.offset)
-        return self.file.read(1 << 16)
+    def read(self) -> list[Any]:
+        entries = self.reader.read()
+        if not self.live:
+            return [e for e in entries if e.stream in self.streams]
+        out = []
+        for e in entries:
+            if e.provisional:
+                self.shown[e.stream] += len(e.data)
+            elif self.shown[e.stream]:
+                e = e._replace(data=e.data[self.shown[e.stream]:])
+                self.shown[e.stream] = 0
+            if e.stream in self.streams and e.data:
+                out.append(e)
+        return out
 
-    def encode(self, data: bytes) -> bytes:
-        return data if self.raw else frame(1, data)
+    def encode(self, entries: list[Any]) -> bytes:
+        out = bytearray()
+        run: list[bytes] = []
+        for i, e in enumerate(entries):
+            run.append(e.time.encode() + b" " + e.data if self.timestamps else e.data)
+            if i + 1 == len(entries) or entries[i + 1].stream != e.stream:
+                out += b"".join(run) if self.raw else frame(2 if e.stream == "stderr" else 1, b"".join(run))
+                run = []
+        return bytes(out)
 
     def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
+        self.reader.close()
 
 
-def _tail(data: bytes, lines: int) -> bytes:
-    if lines < 0:
-        return data
-    if lines == 0:
-        return b""
-    parts = data.splitlines(keepends=True)
-    return b"".join(parts[-lines:])
+def _api_time(request: web.Request, key: str) -> int:
+    """`since`/`until` as the docker CLI sends them (`1607370000.123456789`, or Unix seconds) in ns;
+    0 when absent."""
+    text = request.query.get(key, "")
+    secs, _, frac = text.partition(".")
+    if not secs.lstrip("-").isdigit() or (frac and not frac.isdigit()):
+        if not text:
+            return 0
+        raise ApiError(400, f"invalid value for {key}: {text!r}")
+    return max(0, int(secs) * 1_000_000_000 + int((frac + "000000000")[:9]))
 
 
 async def logs(request: web.Request) -> web.StreamResponse:
+    from runtime.containers import select_entries
+
     container = get(request)
     if not (qbool(request, "stdout") or qbool(request, "stderr")):
         raise ApiError(400, "Bad parameters: you must choose at least one stream")
-    if qbool(request, "timestamps"):
-        raise ApiError(400, "timestamps are not recorded by pybuild's container logs")
     tail_text = request.query.get("tail", "all")
     tail = -1 if tail_text in ("", "all") else qint(request, "tail")
-    follow = qbool(request, "follow")
-    out = _Output(container, 0)
+    since, until = _api_time(request, "since"), _api_time(request, "until")
+    follow = qbool(request, "follow") and not (until and until <= time.time_ns())
+    out = _Output(container, request)
     resp = web.StreamResponse(headers={"Content-Type": "application/vnd.docker.raw-stream"})
     await resp.prepare(request)
     try:
-        data = b""
-        while chunk := out.read():
-            data += chunk
-        if data := _tail(data, tail):
-            await resp.write(out.encode(data))
+        if data := out.encode(select_entries(out.read(), since, until, tail)):
+            await resp.write(data)
         while follow and container.path.exists() and container.is_running():
             if request.transport is None or request.transport.is_closing() or stopping(request):
                 break
-            chunk = out.read()
-            if chunk:
-                await resp.write(out.encode(chunk))
+            if until and time.time_ns() > until:
+                break
+            if entries := select_entries(out.read(), since, until):
+                await resp.write(out.encode(entries))
             else:
                 await asyncio.sleep(0.05)
-        while follow and (chunk := out.read()):
-            await resp.write(out.encode(chunk))
+        if follow and (entries := select_entries(out.read(), since, until)):
+            await resp.write(out.encode(entries))
     except ConnectionResetError:
         pass
     finally:
@@ -491,12 +527,6 @@ async def attach(request: web.Request) -> web.StreamResponse:
     OpenStdin, attached before its start) what the client sends is the container's stdin."""
     container = get(request)
     first = container.state()
-    offset = 0
-    if not qbool(request, "logs"):
-        try:
-            offset = os.path.getsize(container.log_path)
-        except OSError:
-            offset = 0
     upgrade = "upgrade" in request.headers.get("Connection", "").lower()
     kind = "application/vnd.docker.raw-stream"
     resp = web.StreamResponse(status=101 if upgrade else 200, reason="UPGRADED" if upgrade else "OK",
@@ -505,24 +535,24 @@ async def attach(request: web.Request) -> web.StreamResponse:
     await resp.prepare(request)
     transport = request.transport
     assert transport is not None
-    stdin = _Stdin(container) if upgrade and qbool(request, "stdin") and container.config.process.stdin and \
+    stdin = Stdin.of_container(container) if upgrade and qbool(request, "stdin") and container.config.process.stdin and \
         first.status == "created" else None
     if upgrade:  # the connection is ours now: the client may half-close it (no stdin) and still read
-        transport.set_protocol(_Hijacked(request.protocol, stdin))
-    out = _Output(container, offset)
+        transport.set_protocol(Hijacked(request.protocol, stdin))
+    out = _Output(container, request, from_start=qbool(request, "logs"), live=True)
     since = time.monotonic()
     try:
         while not transport.is_closing() and not stopping(request):
-            chunk = out.read()
-            if chunk:
-                await _send(transport, resp, out.encode(chunk), upgrade)
+            entries = out.read()
+            if entries:
+                await send(transport, resp, out.encode(entries), upgrade)
                 continue
             gone = not container.path.exists()
             st = first if gone else container.state()
             ran = gone or (st.status == "exited" and (first.status != "exited" or st != first))
             if ran and not (not gone and container.is_running()):
-                while chunk := out.read():
-                    await _send(transport, resp, out.encode(chunk), upgrade)
+                while entries := out.read():
+                    await send(transport, resp, out.encode(entries), upgrade)
                 break
             if st.status == "created" and not upgrade and not qbool(request, "stream", True):
                 break
@@ -538,7 +568,7 @@ async def attach(request: web.Request) -> web.StreamResponse:
     return resp
 
 
-async def _send(transport: asyncio.Transport, resp: web.StreamResponse, data: bytes, raw: bool) -> None:
+async def send(transport: asyncio.Transport, resp: web.StreamResponse, data: bytes, raw: bool) -> None:
     if not raw:
         await resp.write(data)
         return
@@ -547,17 +577,24 @@ async def _send(transport: asyncio.Transport, resp: web.StreamResponse, data: by
         await asyncio.sleep(0.01)
 
 
-class _Stdin:
-    """The container's stdin, from an attached client: a FIFO in the container's directory that its
-    supervisor opens at start (runtime/supervisor.py); held open read-write here, so the container
-    sees EOF once the client half-closes (`echo x | docker run -i ...`) and not before."""
+class Stdin:
+    """A process's stdin from a hijacked connection, written without ever blocking the server: for
+    a container, a FIFO in its directory that its supervisor opens at start (runtime/supervisor.py),
+    held open read-write here so the container sees EOF once the client half-closes
+    (`echo x | docker run -i ...`) and not before; for an exec, a pipe's write end."""
 
-    def __init__(self, container: Any) -> None:
-        self.path = path = container.path / "stdin"
+    def __init__(self, fd: int, fifo: Path | None = None) -> None:
+        self.path = fifo
+        os.set_blocking(fd, False)
+        self.fd: int | None = fd
+        self.pending = bytearray()
+
+    @classmethod
+    def of_container(cls, container: Any) -> "Stdin":
+        path = container.path / "stdin"
         if not path.exists():
             os.mkfifo(path, 0o600)
-        self.fd: int | None = os.open(path, os.O_RDWR | os.O_NONBLOCK)
-        self.pending = bytearray()
+        return cls(os.open(path, os.O_RDWR | os.O_NONBLOCK), path)
 
     def write(self, data: bytes) -> None:
         """Queue `data`; written as the container reads (the FIFO never blocks the server)."""
@@ -578,7 +615,7 @@ class _Stdin:
                 return
             del self.pending[:n]
         if self.closing and not self.pending:
-            if self.path.exists():  # not opened by the supervisor yet: closing now would drop what is buffered
+            if self.path is not None and self.path.exists():  # not opened by the supervisor yet: closing now would drop what is buffered
                 asyncio.get_running_loop().call_later(0.02, self.flush)
             else:
                 self.close()
@@ -596,12 +633,12 @@ class _Stdin:
             self.fd = None
 
 
-class _Hijacked(asyncio.Protocol):
+class Hijacked(asyncio.Protocol):
     """A hijacked connection's protocol: what the client sends goes to the container's stdin (or is
     dropped), its half-close keeps the connection open for our output (aiohttp's would close it)
     and ends the stdin, and the connection's end goes on to aiohttp."""
 
-    def __init__(self, http: Any, stdin: _Stdin | None) -> None:
+    def __init__(self, http: Any, stdin: Stdin | None) -> None:
         self.http, self.stdin = http, stdin
 
     def data_received(self, data: bytes) -> None:

@@ -103,13 +103,14 @@ def test_gzip_context_and_stream_shape(server: Server) -> None:
     assert [m["aux"]["ID"] for m in again if "aux" in m] == aux and not any("got-gzip" in m.get("stream", "") for m in again)
 
 
-def _special_tar(name: str, kind: bytes, target: str, then: str = "") -> bytes:
+def _special_tar(name: str, kind: bytes, target: str, then: str = "", big: int = 0) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        df = b"FROM busybox\n"
-        info = tarfile.TarInfo("Dockerfile")
-        info.size = len(df)
-        tar.addfile(info, io.BytesIO(df))
+        for member, data in (("Dockerfile", b"FROM busybox\n"), ("big", b"y" * big)):
+            if data:
+                info = tarfile.TarInfo(member)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
         special = tarfile.TarInfo(name)
         special.type, special.linkname = kind, target
         tar.addfile(special)
@@ -133,6 +134,10 @@ def test_bad_build_requests(server: Server) -> None:
         "not a tar": ("/build", b"\x00" * 100 + b"hello"),
         "a member below a symlink": ("/build", _special_tar("link", tarfile.SYMTYPE, "/etc", then="link/x")),
         "a device": ("/build", _special_tar("dev", tarfile.CHRTYPE, "")),
+        # past the first 64 KiB: GNU tar already unpacks it as it comes, the bad member never reaches it
+        "a late member below a symlink": ("/build", _special_tar("link", tarfile.SYMTYPE, "/tmp", then="link/late-escape",
+                                                                 big=200_000)),
+        "a late truncated tar": ("/build", context_tar({"Dockerfile": "FROM busybox\n", "big": "y" * 300_000})[:250_000]),
     }
     for what, (path, body) in cases.items():
         status, _, data = server.api("POST", path, body, {"Content-Type": "application/x-tar"})
@@ -147,6 +152,14 @@ def test_bad_build_requests(server: Server) -> None:
         s.sendall(b"GET /_ping HTTP/1.1\r\nHost: x\r\nX-Huge: " + b"a" * 200_000 + b"\r\n\r\n")
         assert b" 400 Bad Request" in s.recv(100).split(b"\r\n")[0]  # aiohttp's answer, the server lives on
     assert server.alive()
+    # the same start as a context built before goes to disk first (a rebuild reuses its directory):
+    # checked there, before it is unpacked
+    ok = _special_tar("link", tarfile.SYMTYPE, "/tmp", big=200_000)
+    assert server.api("POST", "/build", ok, {"Content-Type": "application/x-tar"})[0] == 200
+    bad = _special_tar("link", tarfile.SYMTYPE, "/tmp", then="link/late-escape", big=200_000)
+    status, _, data = server.api("POST", "/build", bad, {"Content-Type": "application/x-tar"})
+    assert status == 400 and "lies below a symbolic link" in json.loads(data)["message"]
+    assert not Path("/tmp/late-escape").exists()
     leftovers = list((server.root / "tmp" / "serve-uploads").iterdir())
     assert leftovers == []  # every upload directory went with its request
 

@@ -112,3 +112,21 @@ def test_interactive_terminal(server: Server) -> None:
     read_for(2)
     _, status = os.waitpid(pid, 0)
     assert b"interactive-42" in out and os.waitstatus_to_exitcode(status) == 9
+
+
+def test_add_host_and_shm_size(server: Server) -> None:
+    proc = server.docker("run", "--rm", "--network", "none", "--add-host", "db:10.1.2.3", "--add-host", "v6:::1",
+                         "--shm-size", "96m", "busybox", "sh", "-c", "tail -2 /etc/hosts; df -k /dev/shm")
+    assert proc.stdout.splitlines()[:2] == ["10.1.2.3\tdb", "::1\tv6"] and " 98304 " in proc.stdout
+    server.docker("create", "--name", "hs1", "--add-host", "a:1.2.3.4", "--shm-size", "1g", "busybox", "true")
+    shown = server.docker("inspect", "--format", "{{.HostConfig.ExtraHosts}} {{.HostConfig.ShmSize}}", "hs1").stdout
+    assert shown == "[a:1.2.3.4] 1073741824\n"
+    server.docker("rm", "hs1")
+    status, _, body = server.api("POST", "/containers/create", json.dumps(
+        {"Image": "busybox", "Cmd": ["true"], "HostConfig": {"ExtraHosts": ["nocolon"]}}).encode(),
+        {"Content-Type": "application/json"})
+    assert status == 400 and b"invalid --add-host 'nocolon'" in body
+    status, _, body = server.api("POST", "/containers/create", json.dumps(
+        {"Image": "busybox", "Cmd": ["true"], "HostConfig": {"ShmSize": -1}}).encode(),
+        {"Content-Type": "application/json"})
+    assert status == 400 and b"SHM size can not be less than 0" in body

@@ -154,3 +154,44 @@ def test_container_commands(dockerd: Dockerd, server: Server) -> None:
     assert real.returncode == 1 and real.stderr == ours.stderr
     real, ours = both(dockerd, server, "run", "--network", "none", "busybox", "no-such-command")
     assert real.returncode == 127
+
+
+def test_logs_streams_timestamps_and_time_bounds(dockerd: Dockerd, server: Server) -> None:
+    """stdout and stderr apart (foreground run and logs), `logs -t` (RFC 3339 with 9 digits),
+    --since/--until at an entry's own time (both inclusive), --tail, a line written in two pieces."""
+    script = "echo a; echo b >&2; sleep 1.2; echo c; printf part; sleep 0.3; echo ' end'; printf 'no newline'"
+    real, ours = both(dockerd, server, "run", "--name", "dlt", "--network", "none", "busybox", "sh", "-c", script)
+    assert real.stdout == ours.stdout == "a\nc\npart end\nno newline" and real.stderr == ours.stderr == "b\n"
+    stamped = {}
+    for side, run in (("real", dockerd.docker), ("ours", server.docker)):
+        out = run("logs", "-t", "dlt")
+        lines = out.stdout.splitlines()
+        assert [ln.split(" ", 1)[1] for ln in lines] == ["a", "c", "part end", "no newline"], (side, out)
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z b\n", out.stderr), (side, out)
+        stamped[side] = lines[1].split()[0]  # `c`, 1.2 s after a and b
+    for flag, stdout, stderr in (("--until", "a\nc\n", "b\n"), ("--since", "c\npart end\nno newline", "")):
+        real = dockerd.docker("logs", flag, stamped["real"], "dlt")
+        ours = server.docker("logs", flag, stamped["ours"], "dlt")
+        assert (real.stdout, real.stderr) == (ours.stdout, ours.stderr) == (stdout, stderr), flag
+    real, ours = both(dockerd, server, "logs", "--tail", "2", "dlt")
+    assert real.stdout == ours.stdout == "part end\nno newline"
+    real, ours = both(dockerd, server, "logs", "--since", "5m", "dlt")
+    assert real.stdout == ours.stdout
+    both(dockerd, server, "rm", "dlt")
+
+
+def test_exec(dockerd: Dockerd, server: Server) -> None:
+    both(dockerd, server, "run", "-d", "--name", "dex", "--network", "none", "-e", "FOO=bar", "-w", "/tmp", "busybox",
+         "sleep", "300")
+    real, ours = both(dockerd, server, "exec", "dex", "sh", "-c", "echo $FOO; pwd; echo e >&2; exit 3")
+    assert real.returncode == 3 and (real.stdout, real.stderr) == (ours.stdout, ours.stderr) == ("bar\n/tmp\n", "e\n")
+    real = dockerd.docker("exec", "-i", "dex", "cat", input="piped\n")
+    ours = server.docker("exec", "-i", "dex", "cat", input=b"piped\n")
+    assert real.stdout == ours.stdout == "piped\n"
+    real, ours = both(dockerd, server, "exec", "-u", "nobody", "-w", "/", "dex", "sh", "-c", "id; pwd")
+    assert real.stdout == ours.stdout
+    real, ours = both(dockerd, server, "exec", "dex", "no-such-program")
+    assert real.returncode == 126 and real.stdout == ours.stdout
+    both(dockerd, server, "rm", "-f", "dex")
+    real, ours = both(dockerd, server, "exec", "dex", "true")
+    assert real.returncode == 1 and real.stderr == ours.stderr

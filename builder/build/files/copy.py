@@ -186,6 +186,8 @@ class _Copier(LayerWriter):
             known = reuse.digest_of(src_host, st)
             if known is not None and reuse.link_previous(host[self.cut:], host, src_host, st, owner, bits, known):
                 return
+            if reuse.link_source(host[self.cut:], host, src_host, st, owner, bits, known):
+                return
             ino, digest = copy_regular(src_host, host, owner, bits, st, True, known or True)
             if digest is not None:
                 reuse.written[host[self.cut:]] = (digest, ino)

@@ -35,6 +35,25 @@ class Reuse:
     digest_of: Callable[[str, os.stat_result], bytes | None]
     written: dict[str, tuple[bytes, int]] = field(default_factory=dict)
     linked: set[int] = field(default_factory=set)
+    frozen_sources: bool = False  # the sources never change (BuildContext.frozen): link them too
+
+    def link_source(self, rel: str, host: str, src_host: str, st: os.stat_result, owner: tuple[int, int],
+                    bits: int, digest: bytes | None) -> bool:
+        """Hard-link `host` to the source itself when the sources are frozen and it already has the
+        mode, owner (and, being the same inode, mtime) the copy would give it, and no xattrs: the
+        layer is then byte for byte what a copy writes, without writing the bytes. `digest` (the
+        stat cache's, if known) is recorded in `written` for the next re-run."""
+        if not self.frozen_sources or st.st_ino in self.linked or stat.S_IMODE(st.st_mode) != bits \
+                or (st.st_uid, st.st_gid) != owner or has_xattrs(src_host):
+            return False
+        try:
+            os.link(src_host, host, follow_symlinks=False)
+        except OSError:
+            return False  # on another filesystem: copy it
+        self.linked.add(st.st_ino)
+        if digest is not None:
+            self.written[rel] = (digest, st.st_ino)
+        return True
 
     def link_previous(self, rel: str, host: str, src_host: str, st: os.stat_result, owner: tuple[int, int],
                       bits: int, digest: bytes) -> bool:

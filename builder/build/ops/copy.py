@@ -160,5 +160,5 @@ class CopyOp:
         if prev is not None:
             snap = job.store.snapshot_path(prev[0])
             if snap.is_dir():
-                return Reuse(str(snap), prev[1], digest_of)
-        return Reuse(None, {}, digest_of)
+                return Reuse(str(snap), prev[1], digest_of, frozen_sources=ctx.frozen)
+        return Reuse(None, {}, digest_of, frozen_sources=ctx.frozen)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # not typing's: importing typing costs the cached no-op rebuild ~2 ms
 if TYPE_CHECKING:
+    from threading import Event
     from typing import Any
     from builder.build.options import BuildOptions, BuildResult, Output
     from builder.util.progress import Progress
@@ -19,8 +20,9 @@ if TYPE_CHECKING:
 __all__ = ["build", "BuildOptions", "BuildResult", "Output"]
 
 
-def build(options: BuildOptions, progress: Progress | None = None) -> BuildResult:
-    """Run one build; `progress` (default: none shown) reports its steps and is left open."""
+def build(options: BuildOptions, progress: Progress | None = None, cancel: Event | None = None) -> BuildResult:
+    """Run one build; `progress` (default: none shown) reports its steps and is left open. Setting
+    `cancel` (from another thread) stops it: no step starts, running processes are killed."""
     from builder.build.runner import run_build
 
     if progress is None:
@@ -28,10 +30,10 @@ def build(options: BuildOptions, progress: Progress | None = None) -> BuildResul
 
         progress = make_progress("quiet")
         try:
-            return run_build(options, progress)
+            return run_build(options, progress, cancel)
         finally:
             progress.close()
-    return run_build(options, progress)
+    return run_build(options, progress, cancel)
 
 
 def __getattr__(name: str) -> Any:

@@ -1,7 +1,7 @@
 """`POST /build`: the context tar (plain or compressed) streamed to disk under a size limit,
 checked and unpacked, then `builder.build.build()` in a thread, its progress streamed back as the
 legacy builder's JSON lines: `{"stream": ...}`, `{"aux": {"ID": ...}}`, `{"errorDetail": ...}`.
-A client that disconnects cancels the build (at its next step or output line)."""
+A client that disconnects cancels the build: no step starts, running processes are killed."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import logging
 import posixpath
 import re
 import shutil
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -352,7 +353,8 @@ async def _run(request: web.Request, opts: Any) -> web.StreamResponse:
     progress = StreamProgress(loop, queue, quiet)
     resp = web.StreamResponse(headers={"Content-Type": "application/json"})
     await resp.prepare(request)
-    future = loop.run_in_executor(request.app["pool"], run_build, opts, progress)
+    cancel = threading.Event()  # set when the client leaves: the build stops at once, even in a silent RUN
+    future = loop.run_in_executor(request.app["pool"], run_build, opts, progress, cancel)
     future.add_done_callback(lambda _: queue.put_nowait(None))
     while True:
         try:
@@ -363,12 +365,14 @@ async def _run(request: web.Request, opts: Any) -> web.StreamResponse:
             break
         if _gone(request) or stopping(request):
             progress.gone = True
+            cancel.set()
             continue
         if message:
             try:
                 await resp.write(line(message))
             except (ConnectionResetError, RuntimeError):
                 progress.gone = True
+                cancel.set()
     try:
         result = await future
     except Exception as exc:  # noqa: BLE001 - a failed build ends the stream with errorDetail

@@ -187,6 +187,27 @@ def test_disconnect_cancels_the_build(server: Server) -> None:
     assert server.alive()
 
 
+def test_disconnect_stops_a_silent_run_at_once(server: Server) -> None:
+    """A RUN printing nothing more: the build is cancelled when the client leaves, not at its next line."""
+    marker = f"silent-{uuid.uuid4().hex[:8]}"
+    body = context_tar({"Dockerfile": f"FROM busybox\nRUN echo {marker}; sleep 300; echo done\n"})  # sh keeps the marker
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(str(server.sock))
+    s.sendall(f"POST /v1.41/build?t=silent:1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-tar\r\n"
+              f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    seen = b""
+    while marker.encode() + b"\n" not in seen.replace(b"\\n", b"\n"):
+        chunk = s.recv(65536)
+        assert chunk, seen
+        seen += chunk
+    s.close()
+    deadline = time.monotonic() + 10
+    while _processes_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _processes_with(marker), "the silent RUN kept running after the client left"
+    assert "silent" not in server.pybuild("images").stdout and server.alive()
+
+
 def test_client_gone_mid_upload(server: Server) -> None:
     body = context_tar({"Dockerfile": "FROM busybox\n", "big": os.urandom(2 << 20)})
     s = socket.socket(socket.AF_UNIX)

@@ -678,6 +678,21 @@ def _process_caps(p: ProcessSpec) -> frozenset[int]:
     return DEFAULT_CAPS if p.capabilities is None else p.capabilities & _permitted_caps()
 
 
+def session_stdio(child_fds: tuple[int, int, int], tty: bool, uid: int, keep: int) -> None:
+    """In a container's process, before it becomes its user: stdio from `child_fds`, a session of its
+    own, the terminal (`tty`) as its controlling one and the user's (as runc gives it), every other
+    descriptor but `keep` closed."""
+    stdin, stdout, stderr = child_fds
+    os.dup2(stdin, 0)
+    os.dup2(stdout, 1)
+    os.dup2(stderr, 2)
+    os.setsid()
+    if tty:
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+        os.fchown(0, uid, -1)
+    _close_fds_except({0, 1, 2, keep})
+
+
 def _child_c(run: _Run, err_w: int, env: dict[str, str], user: object, cwd: str, cap_last: int) -> None:
     """The container's main process: stdio, session, privileges, exec."""
     p = run.process
@@ -685,15 +700,7 @@ def _child_c(run: _Run, err_w: int, env: dict[str, str], user: object, cwd: str,
         for sig in (*FORWARDED_SIGNALS, signal.SIGPIPE, signal.SIGXFSZ):
             signal.signal(sig, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED_SIGNALS)  # blocked by the init around fork
-        stdin, stdout, stderr = run.child_fds
-        os.dup2(stdin, 0)
-        os.dup2(stdout, 1)
-        os.dup2(stderr, 2)
-        os.setsid()
-        if p.tty:
-            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-            os.fchown(0, user.uid, -1)  # type: ignore[attr-defined]  # the user's terminal, as runc gives it
-        _close_fds_except({0, 1, 2, err_w})
+        session_stdio(run.child_fds, p.tty, user.uid, err_w)  # type: ignore[attr-defined]
         become(p, user, cwd, cap_last, run.seccomp)
     except BaseException as exc:  # noqa: BLE001
         _fail(err_w, exc.message if isinstance(exc, SandboxError) else f"cannot start the process: {exc}")

@@ -24,7 +24,7 @@ from runtime import _linux, cgroups
 from runtime.errors import SandboxError
 from runtime.executor import (Output, _close_fds_except, _default_run_dir, _die_with_parent, _exit_status, _fail,
                               _private_dir, _read, _read_all, _read_line, _Run, _seccomp_program, become,
-                              process_environment)
+                              process_environment, session_stdio)
 from runtime.spec import ExitStatus, NetworkMode, ProcessSpec, RootfsSpec
 from runtime.users import resolve_user
 
@@ -181,20 +181,9 @@ def _child_x(run: _Exec, parent: int, err_w: int, sync_w: int, status_w: int) ->
 
 
 def _child_y(run: _Exec, err_w: int, env: dict[str, str], user: object, cwd: str, cap_last: int) -> None:
-    import fcntl
-    import termios
-
     p = run.process
     try:
-        stdin, stdout, stderr = run.child_fds
-        os.dup2(stdin, 0)
-        os.dup2(stdout, 1)
-        os.dup2(stderr, 2)
-        os.setsid()
-        if p.tty:
-            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-            os.fchown(0, user.uid, -1)  # type: ignore[attr-defined]
-        _close_fds_except({0, 1, 2, err_w})
+        session_stdio(run.child_fds, p.tty, user.uid, err_w)  # type: ignore[attr-defined]
         become(p, user, cwd, cap_last, run.seccomp)
     except BaseException as exc:  # noqa: BLE001
         _fail(err_w, exc.message if isinstance(exc, SandboxError) else f"cannot start the process: {exc}")

@@ -64,3 +64,15 @@ def step_no(progress: str, name: str) -> int:
 def cached(progress: str, name: str) -> bool:
     """Whether the step titled `name` shows CACHED in plain progress."""
     return f"#{step_no(progress, name)} CACHED" in progress
+
+
+def processes(cmdline: str) -> list[int]:
+    """The processes whose command line is `cmdline` (NUL-separated, as /proc has it)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "cmdline").read_bytes().decode(errors="replace") == cmdline:
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found

@@ -17,6 +17,7 @@ from typing import Any, Callable
 import pytest
 
 from tests.conftest import pybuild, requires_root
+from tests.e2e.conftest import processes
 from tests.conformance.peers import DOCKER, Dockerd
 
 pytestmark = requires_root
@@ -97,7 +98,7 @@ def test_start_period_timeout_and_the_run_flags(store: dict[str, str], tmp_path:
         _until(lambda: _health(slow, store)["Status"] == "unhealthy")
         probe = _health(slow, store)["Log"][0]
         assert probe["ExitCode"] == -1 and probe["Output"] == "Health check exceeded timeout (1s)"
-        assert len(_processes("sleep\0" "271\0")) <= 1  # a timed-out probe is killed: they never pile up
+        assert len(processes("sleep\0" "271\0")) <= 1  # a timed-out probe is killed: they never pile up
         inspected = json.loads(pybuild("inspect", plain, env=store).stdout)[0]
         assert "Health" not in inspected["State"] and inspected["State"]["Running"] is True
         assert re.fullmatch(r"Up (Less than a second|\d+ seconds?)", _status(plain, store))
@@ -112,15 +113,6 @@ def test_start_period_timeout_and_the_run_flags(store: dict[str, str], tmp_path:
     assert both.returncode == 125 and "--no-healthcheck conflicts with --health-* options" in both.stderr
 
 
-def _processes(cmdline: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and (entry / "cmdline").read_bytes().decode(errors="replace") == cmdline:
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
 
 
 def test_the_same_image_under_dockerd_goes_through_the_same_states(buildkit: Dockerd, store: dict[str, str],

@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import pybuild, requires_root
 from tests.conformance.peers import DOCKER, Dockerd
-from tests.e2e.conftest import step_no
+from tests.e2e.conftest import processes, step_no
 from tests.tmux import ROOT, Tmux, have_tmux
 
 pytestmark = [requires_root, pytest.mark.skipif(not have_tmux(), reason="tmux is installed by scripts/install-test-deps")]
@@ -142,21 +142,9 @@ def test_ctrl_c_in_the_tty_view_cancels_as_buildkit_does(buildkit: Dockerd, stor
     assert shown["pybuild"][-1] == CANCELED_LINE and not any("Traceback" in ln for ln in shown["pybuild"])
     assert re.fullmatch(r"\[\+\] Building \d+\.\ds \(4/5\) CANCELED", shown["pybuild"][0]), shown["pybuild"]
     deadline = time.monotonic() + 10  # BuildKit's container goes a little after its client
-    while _processes(f"sleep\0{seconds}\0"):
+    while processes(f"sleep\0{seconds}\0"):
         assert time.monotonic() < deadline, "a cancelled step's process is still running"
         time.sleep(0.1)
-
-
-def _processes(cmdline: str) -> list[int]:
-    """The processes whose command line is `cmdline` (NUL-separated, as /proc has it)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and (entry / "cmdline").read_bytes().decode(errors="replace") == cmdline:
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
 
 
 def _files(root: Path) -> set[str]:
@@ -182,7 +170,7 @@ def test_sigint_cancels_the_running_step_kills_it_and_leaves_the_store_as_it_was
         assert line and time.monotonic() < deadline, "".join(seen)
         seen.append(line.rstrip("\n"))
     deadline = time.monotonic() + 10
-    while not _processes(f"sleep\0{seconds}\0"):  # the step's process runs (`start` came just before it)
+    while not processes(f"sleep\0{seconds}\0"):  # the step's process runs (`start` came just before it)
         assert time.monotonic() < deadline, "the step's sleep never ran"
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
@@ -194,7 +182,7 @@ def test_sigint_cancels_the_running_step_kills_it_and_leaves_the_store_as_it_was
     assert out.rstrip().splitlines()[-2:] == [out.rstrip().splitlines()[-2], CANCELED_LINE]
     assert re.fullmatch(r"\[\+\] Building \d+\.\ds \(4/5\) CANCELED", out.rstrip().splitlines()[-2]), out
     assert "[3/3]" not in out
-    assert not _processes(f"sleep\0{seconds}\0")  # the container's process is gone
+    assert not processes(f"sleep\0{seconds}\0")  # the container's process is gone
     added = _files(root) - before
     assert {p for p in added if not p.startswith(("builds/", "cache/ast"))} == set(), added  # nothing half-made
     assert not any((root / "tmp").iterdir()) and "sigint:1" not in pybuild("images", env=store).stdout

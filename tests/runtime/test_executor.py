@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -209,7 +210,9 @@ def test_host_network_sees_host_interfaces(run_in) -> None:
     r = run_in("ls", "/sys/class/net", network=NetworkMode.HOST)
     after = set(os.listdir("/sys/class/net"))  # other tests' veths come and go meanwhile
     seen = set(r.out.split())
-    assert before & after <= seen <= before | after and len(before & after) > 1, (before, seen, after)
+    passing = {name for name in seen - (before | after) if re.fullmatch(r"pb[0-9a-f]{11,12}", name)}  # a veth that
+    # came and went during the run (another test's RUN step): only pybuild's own may do that
+    assert before & after <= seen <= before | after | passing and len(before & after) > 1, (before, seen, after)
 
 
 @pytest.mark.parametrize("user, expected", [

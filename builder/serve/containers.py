@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from builder.serve.api import ApiError, blocking, filters, json_body, json_response, qbool, qint, stopping
-from builder.serve.streams import frame
+from builder.serve.streams import frame, hijack
 
 
 def routes(r: Any) -> None:
@@ -527,12 +527,7 @@ async def attach(request: web.Request) -> web.StreamResponse:
     OpenStdin, attached before its start) what the client sends is the container's stdin."""
     container = get(request)
     first = container.state()
-    upgrade = "upgrade" in request.headers.get("Connection", "").lower()
-    kind = "application/vnd.docker.raw-stream"
-    resp = web.StreamResponse(status=101 if upgrade else 200, reason="UPGRADED" if upgrade else "OK",
-                              headers={"Content-Type": kind, **({"Connection": "Upgrade", "Upgrade": "tcp"}
-                                                                if upgrade else {})})
-    await resp.prepare(request)
+    resp, upgrade = await hijack(request, raw=True)
     transport = request.transport
     assert transport is not None
     stdin = Stdin.of_container(container) if upgrade and qbool(request, "stdin") and container.config.process.stdin and \

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from builder.serve.api import ApiError, blocking, json_body, json_response, qint
 from builder.serve.containers import Hijacked, Stdin, get, send
-from builder.serve.streams import frame
+from builder.serve.streams import frame, hijack
 
 
 def routes(r: Any) -> None:
@@ -131,12 +131,7 @@ async def start(request: web.Request) -> web.StreamResponse:
         request.app["tasks"].add(task)
         task.add_done_callback(request.app["tasks"].discard)
         return web.Response(status=200)
-    upgrade = "upgrade" in request.headers.get("Connection", "").lower()
-    kind = "application/vnd.docker.multiplexed-stream" if not ex.process.tty else "application/vnd.docker.raw-stream"
-    resp = web.StreamResponse(status=101 if upgrade else 200, reason="UPGRADED" if upgrade else "OK",
-                              headers={"Content-Type": kind, **({"Connection": "Upgrade", "Upgrade": "tcp"}
-                                                                if upgrade else {})})
-    await resp.prepare(request)
+    resp, upgrade = await hijack(request, raw=ex.process.tty)
     transport = request.transport
     assert transport is not None
     stdin: Stdin | None = None

@@ -113,3 +113,18 @@ def frame(stream: int, data: bytes) -> bytes:
 
 def line(obj: dict[str, Any]) -> bytes:
     return json.dumps(obj).encode() + b"\r\n"
+
+
+async def hijack(request: Any, raw: bool) -> tuple[Any, bool]:
+    """The response of an attach or exec start: `101 UPGRADED` when the client asked to upgrade the
+    connection (it is then ours to read and write), else a plain 200 stream; multiplexed frames
+    unless `raw` (a terminal). Returns it prepared, and whether the connection was upgraded."""
+    from aiohttp import web
+
+    upgrade = "upgrade" in request.headers.get("Connection", "").lower()
+    kind = "application/vnd.docker.raw-stream" if raw else "application/vnd.docker.multiplexed-stream"
+    resp = web.StreamResponse(status=101 if upgrade else 200, reason="UPGRADED" if upgrade else "OK",
+                              headers={"Content-Type": kind, **({"Connection": "Upgrade", "Upgrade": "tcp"}
+                                                                if upgrade else {})})
+    await resp.prepare(request)
+    return resp, upgrade

@@ -65,12 +65,20 @@ def docker_archive(layout: Path, out: Path) -> None:
 
 
 def peak_rss(term: Tmux) -> int:
-    """VmHWM of the pane's process (the program: started with exec), in bytes."""
-    pid = term.tmux("display-message", "-p", "-t", "0", "#{pane_pid}").strip()
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return 0
+    """The largest VmHWM among the pane's processes, in bytes: the pane runs the program under tests.tmux's
+    status-writing shell, so the program is a descendant of the pane's process, not the process itself."""
+    pids = [term.tmux("display-message", "-p", "-t", "0", "#{pane_pid}").strip()]
+    peak = 0
+    while pids:
+        pid = pids.pop()
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            continue
+        pids += children
+        peak = max([peak] + [int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmHWM:")])
+    return peak
 
 
 def wait_screen(term: Tmux, pattern: str, timeout: float = 600) -> float:

@@ -81,8 +81,11 @@ def upload_dir(root: Path) -> Path:
     """A fresh directory for one request body, named after this server's pid (see `cleanup`)."""
     import tempfile
 
+    from builder.util.spread import spread_subdirs
+
     base = root / "tmp" / UPLOADS
     base.mkdir(parents=True, exist_ok=True)
+    spread_subdirs(base)  # each context is unpacked in a quiet block group (see util/spread.py)
     return Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=base))
 
 

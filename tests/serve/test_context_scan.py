@@ -159,3 +159,18 @@ def test_a_frozen_context_is_linked_into_the_layer_byte_for_byte(store_root: Pat
     source = os.stat(ctx / "a.bin")
     if os.stat(store_root).st_dev == source.st_dev:  # links need one filesystem
         assert got["True"]["ino"] == source.st_ino and source.st_nlink == 2
+
+
+def test_each_upload_dir_starts_in_a_quiet_block_group(tmp_path: Path) -> None:
+    """Contexts are unpacked under a directory with ext4's top-directory hint (util/spread.py)."""
+    import subprocess
+
+    from builder.serve.listen import upload_dir
+
+    if subprocess.run(["stat", "-f", "-c", "%T", str(tmp_path)], capture_output=True, text=True).stdout.strip() \
+            not in ("ext2/ext3", "ext4"):
+        pytest.skip("the hint is an ext2/3/4 directory flag")
+    work = upload_dir(tmp_path)
+    attrs = subprocess.run(["lsattr", "-d", str(work.parent), str(work)], capture_output=True, text=True,
+                           check=True).stdout.split()
+    assert "T" in attrs[0] and "T" not in attrs[2]

@@ -136,6 +136,7 @@ class BuildContext:
         if entries is None:
             view = self.view
             cache = StatCache(None) if self.scratch else StatCache.for_root(view)
+            cache.frozen = self.frozen  # its files' ctimes change when COPY hard-links them
             if "" in rels:
                 cache.seen = set()  # the whole context is walked: forget files that are gone
             try:
@@ -505,6 +506,7 @@ def _hash_contents(entries: Iterable[_Entry], statcache: StatCache | None, root:
     Cache keys are host paths relative to `root` (a single-root view) or absolute."""
     cut = len(root) + 1 if root else 0
     cached = statcache.entries if statcache is not None else {}
+    frozen = statcache is not None and statcache.frozen
     get = cached.get
     todo: list[_Entry] = []
     seen = statcache.seen if statcache is not None else None
@@ -516,8 +518,8 @@ def _hash_contents(entries: Iterable[_Entry], statcache: StatCache | None, root:
         if seen is not None:
             seen.add(key)
         hit = get(key)
-        if hit is not None and hit[2] == st.st_mtime_ns and hit[3] == st.st_ctime_ns and hit[0] == st.st_ino \
-                and hit[1] == st.st_size:
+        if hit is not None and hit[2] == st.st_mtime_ns and (hit[3] == st.st_ctime_ns or frozen) \
+                and hit[0] == st.st_ino and hit[1] == st.st_size:
             e[3] = hit[4].hex()
         else:
             todo.append(e)

@@ -10,6 +10,9 @@
       .remember(key, lstat, digest)         remember it anyway (a root nobody changes once written)
       .seen                                 a set to fill during a walk of the whole root: `save`
                                             then forgets files that are gone
+      .frozen                               set for a root nobody changes (`pybuild serve`'s contexts):
+                                            ctime is not compared (hard-linking a file into a
+                                            layer changes it, not the content)
       .save()                               write it back (atomically, not fsync'd: a lost or torn
                                             file is only a miss), when something changed
 """
@@ -49,6 +52,7 @@ class StatCache:
         self.entries: dict[str, tuple[int, int, int, int, bytes]] = {}
         self.dirty = False
         self.seen: set[str] | None = None  # set by a walk of the whole root: the rest is stale
+        self.frozen = False  # nobody changes the root's files: ctime (links) is not compared
         self.started_ns = time.time_ns()
         if path is not None:
             try:
@@ -67,8 +71,8 @@ class StatCache:
     def digest(self, key: str, st: os.stat_result) -> bytes | None:
         """The sha256 of the file `key` (a path relative to the root) if cached for exactly `st`."""
         hit = self.entries.get(key)
-        if hit is not None and hit[2] == st.st_mtime_ns and hit[3] == st.st_ctime_ns and hit[0] == st.st_ino \
-                and hit[1] == st.st_size:
+        if hit is not None and hit[2] == st.st_mtime_ns and (hit[3] == st.st_ctime_ns or self.frozen) \
+                and hit[0] == st.st_ino and hit[1] == st.st_size:
             return hit[4]
         return None
 

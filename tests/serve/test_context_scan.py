@@ -118,6 +118,33 @@ def test_primed_stat_cache_spares_the_build_reading_the_files(store_root: Path, 
     assert BuildContext(ctx, b"", "Dockerfile").checksum([""]) != primed
 
 
+def test_a_frozen_contexts_stat_cache_ignores_the_ctime_links_change(store_root: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """COPY hard-links a frozen context's files into its layer, which changes their ctime: the
+    rebuild of a frozen context still takes every digest from the stat cache; an ordinary one reads
+    the linked file again."""
+    import os
+
+    import builder.build.context as context_mod
+    from builder.build.context import BuildContext
+
+    body = _tar([("src/a.bin", None, b"a" * 5000), ("src/b.bin", None, b"b" * 5000)])
+    scanner = _scan(body)
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+        tar.extractall(ctx, filter="tar")
+    assert prime_statcache(ctx, scanner.digests, scanner.sizes) == 2
+    os.link(ctx / "src" / "a.bin", tmp_path / "linked")  # what COPY does with a frozen context
+    read: list[str] = []
+    real = context_mod._hash_file
+    monkeypatch.setattr(context_mod, "_hash_file", lambda p: read.append(p) or real(p))
+    frozen = BuildContext(ctx, b"", "Dockerfile", frozen=True).checksum(["src"])
+    assert read == []
+    assert BuildContext(ctx, b"", "Dockerfile").checksum(["src"]) == frozen
+    assert read == [str(ctx / "src" / "a.bin")]
+
+
 FROZEN = """
 import json, os, sys
 from builder.build import BuildOptions, build

@@ -23,6 +23,7 @@ from builder.serve.api import ApiError
 _REGULAR = (b"0", b"\0", b"7")
 _KNOWN = _REGULAR + (b"1", b"2", b"5")
 _DEVICES = (b"3", b"4", b"6")
+_ZERO_BLOCK = bytes(512)
 
 
 def _bad(message: str) -> ApiError:
@@ -99,6 +100,10 @@ class TarScanner:
                 continue
             if self.ended:
                 return  # what follows the end blocks is not read, as GNU tar
+            if not self.buf and n - pos >= 512:  # a whole header in this chunk: no copy into buf
+                self._header(bytes(data[pos:pos + 512]))
+                pos += 512
+                continue
             take = min(512 - len(self.buf), n - pos)
             self.buf += data[pos:pos + take]
             pos += take
@@ -108,7 +113,7 @@ class TarScanner:
                 self._header(block)
 
     def _header(self, block: bytes) -> None:
-        if block == bytes(512):
+        if block == _ZERO_BLOCK:
             self.ended = True
             return
         stored = _number(block[148:156])
@@ -135,8 +140,8 @@ class TarScanner:
             name = _text(block[345:500]) + "/" + name
         link = self.pax.get("linkpath") or self.long_link or _text(block[157:257])
         self.pax, self.long_name, self.long_link = {}, "", ""
-        self._check(name, link, kind)
         clean = posixpath.normpath(name) if name else ""
+        self._check(name, clean, link, kind)
         self.current = clean
         if kind in _REGULAR:
             self.hash = hashlib.sha256()
@@ -149,14 +154,16 @@ class TarScanner:
         if not size:
             self._member_done()
 
-    def _check(self, name: str, link: str, kind: bytes) -> None:
-        for path in (name, link if kind == b"1" else ""):
-            clean = posixpath.normpath(path.lstrip("/")) if path else ""
-            if path.startswith("/") or clean == ".." or clean.startswith("../"):
+    def _check(self, name: str, clean: str, link: str, kind: bytes) -> None:
+        """Refuse the member `name` (`clean`: normalised) of type `kind` (a hard link's target `link`)."""
+        for path, norm in ((name, clean), (link, posixpath.normpath(link.lstrip("/")) if link else "")
+                           if kind == b"1" else ("", "")):
+            if path.startswith("/") or norm == ".." or norm.startswith("../"):
                 raise _bad(f"member {path!r} points outside the context")
-        parts = posixpath.normpath(name).split("/")
-        if any("/".join(parts[:i]) in self.links for i in range(1, len(parts))):
-            raise _bad(f"member {name!r} lies below a symbolic link")
+        if self.links:
+            parts = clean.split("/")
+            if any("/".join(parts[:i]) in self.links for i in range(1, len(parts))):
+                raise _bad(f"member {name!r} lies below a symbolic link")
         if kind in _DEVICES:
             raise _bad(f"member {name!r} is a device or a FIFO")
         if kind not in _KNOWN:

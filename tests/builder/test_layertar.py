@@ -243,6 +243,42 @@ def test_tar_bytes_are_those_layer_digests_were_made_with() -> None:
     assert hashlib.sha256(out).hexdigest() == "01dec73b9d9d7f20667bec2d364abf4271015e8a98abf35d0aefe42ec0daf22b"
 
 
+def test_add_data_writes_what_add_writes() -> None:
+    """`TarWriter.add_data` (write_dir's path for small files already read) gives `add`'s bytes,
+    a file that shrank included."""
+    entries = [(Header("etc/passwd", REG, 0o644, 0, 0, 5, 1700000000), b"root\n"),
+               (Header("d/" + "n" * 120 + "/" + "m" * 90, REG, 0o600, size=3), b"abc"),
+               (Header("x", REG, 0o644, size=2, xattrs=(("user.a", b"1"),)), b"hi"),
+               (Header("empty", REG, 0o644), b""), (Header("shrunk", REG, 0o644, size=10), b"only4")]
+    bufs = []
+    for small in (False, True):
+        buf = bytearray()
+        writer = TarWriter(buf.extend)
+        for h, data in entries:
+            writer.add_data(h, data) if small else writer.add(h, io.BytesIO(data).read)
+        writer.close()
+        bufs.append(bytes(buf))
+    assert bufs[0] == bufs[1]
+
+
+def test_write_dir_orders_names_by_their_bytes(tmp_path: Path) -> None:
+    """Entries in byte order of their names, ASCII or not (write_dir sorts ASCII-only directories
+    by the str)."""
+    from builder.oci.layer.write import write_dir
+
+    names = [b"b", b"a", b"Z", b"aa", b"_", "\u00e9".encode(), b"\xff", b"a-b", b"a.b"]
+    for d in (tmp_path / "plain", tmp_path / "mixed"):
+        d.mkdir()
+        for n in (names[:5] if d.name == "plain" else names):
+            (Path(os.fsdecode(bytes(d) + b"/" + n))).write_bytes(n)
+    buf = bytearray()
+    write_dir(tmp_path, buf.extend)
+    with tarfile.open(fileobj=io.BytesIO(bytes(buf)), encoding="utf-8", errors="surrogateescape") as tf:
+        got = [os.fsencode(m.name) for m in tf.getmembers()]
+    want = [b"mixed", b"plain"] + [b"mixed/" + n for n in sorted(names)] + [b"plain/" + n for n in sorted(names[:5])]
+    assert got == want
+
+
 @requires_root
 def test_overlay_round_trip_upper_to_layer_to_snapshot(tmp_path: Path) -> None:
     upper = _upper(tmp_path / "upper")

@@ -146,6 +146,18 @@ class TarWriter:
             self._out(data)
         self._out(_pad(h.size))
 
+    def add_data(self, h: Header, data: bytes) -> None:
+        """`add` of a regular file whose bytes were read already (`data`, at most `h.size` of them:
+        zeros make up the rest, as `add` does for a file that shrank): one buffer append."""
+        buf = self._buf
+        buf += encode_header(h)
+        buf += data
+        if len(data) < h.size:
+            buf += bytes(h.size - len(data))
+        buf += _pad(h.size)
+        if len(buf) >= CHUNK:
+            self.flush()
+
     def close(self) -> None:
         """End the archive (two zero blocks) and flush; the sink itself is not closed."""
         self._out(b"\0" * 1024)

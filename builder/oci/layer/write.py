@@ -6,6 +6,7 @@ and xattrs become `.wh.` entries and opaque directories get `.wh..wh..opq` (see 
 
 from __future__ import annotations
 
+import operator
 import os
 import stat
 from dataclasses import replace
@@ -15,7 +16,7 @@ from typing import IO
 from builder.errors import ImageFormatError, StoreError
 from builder.oci.layer.decode import iter_tar
 from builder.oci.layer.encode import Sink, TarWriter
-from builder.oci.layer.entry import BLK, CHR, DIR, FIFO, LNK, REG, SYM, Header, Warn, log_warning, split_name
+from builder.oci.layer.entry import BLK, CHUNK, CHR, DIR, FIFO, LNK, REG, SYM, Header, Warn, log_warning, split_name
 from builder.oci.layer.whiteout import (OPAQUE_XATTRS, UNSTORED_XATTR_PREFIXES, UNSUPPORTED_XATTRS, WH_OPAQUE,
                                         WH_PREFIX, WHITEOUT_XATTRS)
 from builder.util.sparse import hole_reader
@@ -38,6 +39,24 @@ def _xattrs(path: str) -> dict[str, bytes]:
     return out
 
 
+_NAME = operator.attrgetter("name")
+
+
+def _BYTES(e: os.DirEntry[str]) -> bytes:
+    return os.fsencode(e.name)
+
+
+def _read_upto(fd: int, size: int) -> bytes:
+    """Up to `size` bytes of `fd` (fewer only if the file is shorter now)."""
+    data = os.read(fd, size)
+    while len(data) < size:
+        more = os.read(fd, size - len(data))
+        if not more:
+            break
+        data += more
+    return data
+
+
 def write_dir(root: str | os.PathLike[str], sink: Sink, *, epoch: int | None = None,
               warn: Warn = log_warning) -> None:
     """Write the overlay upperdir (or any directory) `root` as a deterministic OCI layer tar.
@@ -53,7 +72,9 @@ def write_dir(root: str | os.PathLike[str], sink: Sink, *, epoch: int | None = N
     while stack:
         rel_dir, abs_dir = stack.pop()
         try:
-            entries = sorted(os.scandir(abs_dir), key=lambda e: os.fsencode(e.name))
+            entries = list(os.scandir(abs_dir))
+            # byte order; for ASCII names (the usual case) the same as str order, without encoding each
+            entries.sort(key=_NAME if all(e.name.isascii() for e in entries) else _BYTES)
         except OSError as exc:
             raise StoreError(f"cannot read {abs_dir}: {exc.strerror}") from None
         subdirs: list[tuple[str, str]] = []
@@ -92,7 +113,10 @@ def write_dir(root: str | os.PathLike[str], sink: Sink, *, epoch: int | None = N
                 h = Header(rel, REG, mode, st.st_uid, st.st_gid, st.st_size, clamp(st.st_mtime), xattrs=kept)
                 fd = os.open(e.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
                 try:
-                    writer.add(h, hole_reader(fd) if st.st_blocks * 512 < st.st_size else partial(os.read, fd))
+                    if st.st_size >= CHUNK or st.st_blocks * 512 < st.st_size:  # large or sparse: streamed
+                        writer.add(h, hole_reader(fd) if st.st_blocks * 512 < st.st_size else partial(os.read, fd))
+                    else:  # the many small files of a tree: one read, one append
+                        writer.add_data(h, _read_upto(fd, st.st_size))
                 finally:
                     os.close(fd)
             elif stat.S_ISFIFO(st.st_mode) or stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):

@@ -249,14 +249,16 @@ def prime_statcache(context: Path, digests: dict[str, bytes], sizes: dict[str, i
     from builder.cache.stat import StatCache
 
     cache = StatCache.for_root(_Root(context))
+    base = str(context) + "/"
+    lstat, is_reg, size_of, remember = os.lstat, stat.S_ISREG, sizes.get, cache.remember
     n = 0
     for name, digest in digests.items():
         try:
-            st = os.lstat(context / name)
+            st = lstat(base + name)
         except OSError:
             continue
-        if stat.S_ISREG(st.st_mode) and st.st_size == sizes.get(name):
-            cache.remember(name, st, digest)
+        if is_reg(st.st_mode) and st.st_size == size_of(name):
+            remember(name, st, digest)
             n += 1
     cache.save()
     return n

@@ -37,6 +37,7 @@ class LayerWriter:
         self.cut = len(str(layer_dir)) + 1  # host path -> layer path
         self.dir_times: list[tuple[str, int, int]] = []
         self.view = stacked(layer_dir, target)  # what the step sees: this layer over the image
+        self._may_chown = os.geteuid() == 0  # asked once per file copied: asked the kernel once
 
     def host(self, rel: str) -> str:
         return os.path.join(self.layer, *split_path(rel))
@@ -153,6 +154,3 @@ class LayerWriter:
     def _mode(self, mode: int, is_dir: bool) -> int:
         return self.chmod.apply(mode, is_dir) if self.chmod is not None else stat.S_IMODE(mode)
 
-    @property
-    def _may_chown(self) -> bool:
-        return os.geteuid() == 0

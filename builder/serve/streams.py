@@ -72,14 +72,16 @@ def _familiar_from(text: str) -> str:
     return f"FROM {name}{m.group(2)}"
 
 
-class PullProgress(Progress):
-    """`builder.transfer.pull`'s progress as Docker's pull messages: `{"status": "Downloading",
-    "id": layer, "progressDetail": {"current", "total"}}`, `Already exists`, `Pull complete`."""
+class TransferProgress(Progress):
+    """`builder.transfer.pull`'s or `push`'s progress as Docker's messages: `{"status": "Downloading"
+    (or "Pushing"), "id": layer, "progressDetail": {"current", "total"}}`, then `Pull complete`,
+    `Pushed`, `Layer already exists`, `Mounted from ...`."""
 
     shows_bytes = True
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[dict[str, Any] | None]) -> None:
-        self.loop, self.queue = loop, queue
+    def __init__(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[dict[str, Any] | None],
+                 verb: str = "Downloading") -> None:
+        self.loop, self.queue, self.verb = loop, queue, verb
 
     def put(self, message: dict[str, Any]) -> None:
         self.loop.call_soon_threadsafe(self.queue.put_nowait, message)
@@ -90,11 +92,11 @@ class PullProgress(Progress):
                  else {"status": message})
 
     def bytes_task(self, step: int, what: str, total: int | None) -> ByteTask:
-        return _Downloading(self, what, total)
+        return _Transferring(self, what, total)
 
 
-class _Downloading(ByteTask):
-    def __init__(self, progress: PullProgress, layer: str, total: int | None) -> None:
+class _Transferring(ByteTask):
+    def __init__(self, progress: TransferProgress, layer: str, total: int | None) -> None:
         self.progress, self.layer, self.total = progress, layer, total
         self.current, self.shown = 0, 0
 
@@ -102,7 +104,7 @@ class _Downloading(ByteTask):
         self.current += n
         if self.current - self.shown >= 512 * 1024 or (self.total and self.current >= self.total):
             self.shown = self.current
-            self.progress.put({"status": "Downloading", "id": self.layer,
+            self.progress.put({"status": self.progress.verb, "id": self.layer,
                                "progressDetail": {"current": self.current, "total": self.total or 0}})
 
 

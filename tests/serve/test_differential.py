@@ -124,6 +124,7 @@ def test_push_and_pull(dockerd: Dockerd, server: Server, registry: Registry, tmp
         assert run("build", "-q", "-t", ref, str(ctx)).returncode == 0
         pushed = run("push", ref)
         assert pushed.returncode == 0 and "digest: sha256:" in pushed.stdout, (who, pushed)
+        assert re.search(r"^[0-9a-f]{12}: Pushed$", pushed.stdout, re.M), (who, pushed)  # per-layer lines
         assert run("rmi", ref).returncode == 0
         pulled = run("pull", ref)
         assert pulled.returncode == 0 and f"Status: Downloaded newer image for {ref}" in pulled.stdout, (who, pulled)

@@ -33,15 +33,18 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: os.kill(container.state().init_pid or os.getpid(), signal.SIGKILL))
     fifo = container.path / "stdin"
+    tty = container.config.process.tty
     if container.config.process.stdin and fifo.exists():  # an attached client's stdin (`pybuild serve`)
-        stdin = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # its writer holds it open: EOF when the client ends
-        os.set_blocking(stdin, True)
+        if tty:  # a terminal's stdin stays open when its client detaches or leaves (dockerd's rule): a writer of our own
+            stdin = os.open(fifo, os.O_RDWR)
+        else:  # its writer holds it open: EOF when the client ends (echo x | docker run -i)
+            stdin = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+            os.set_blocking(stdin, True)
         fifo.unlink()  # one attach, one start: a restart without one is the -di case below
     elif container.config.process.stdin:  # -i: stdin stays open with nothing written to it, as docker run -di
         stdin, _keep_open = os.pipe()
     else:
         stdin = os.open(os.devnull, os.O_RDONLY)
-    tty = container.config.process.tty
     log = LogWriter(container.json_log_path, immediate=tty)  # what logs and attach read
     stop_health = start(container)
     try:

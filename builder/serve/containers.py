@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from builder.serve.api import ApiError, blocking, filters, json_body, json_response, qbool, qint, stopping
+from builder.serve.detach import EscapeFilter, parse_detach_keys
 from builder.serve.streams import frame, hijack
 
 
@@ -526,6 +527,7 @@ async def attach(request: web.Request) -> web.StreamResponse:
     exits; `logs=1` starts from its first byte; with `stdin=1` (and a container created with
     OpenStdin, attached before its start) what the client sends is the container's stdin."""
     container = get(request)
+    keys = parse_detach_keys(request.query.get("detachKeys", ""))
     first = container.state()
     resp, upgrade = await hijack(request, raw=True)
     transport = request.transport
@@ -533,7 +535,8 @@ async def attach(request: web.Request) -> web.StreamResponse:
     stdin = Stdin.of_container(container) if upgrade and qbool(request, "stdin") and container.config.process.stdin and \
         first.status == "created" else None
     if upgrade:  # the connection is ours now: the client may half-close it (no stdin) and still read
-        transport.set_protocol(Hijacked(request.protocol, stdin))
+        escape = EscapeFilter(keys) if stdin is not None and container.config.process.tty else None
+        transport.set_protocol(Hijacked(request.protocol, stdin, escape, transport))
     out = _Output(container, request, from_start=qbool(request, "logs"), live=True)
     since = time.monotonic()
     try:
@@ -633,12 +636,19 @@ class Hijacked(asyncio.Protocol):
     dropped), its half-close keeps the connection open for our output (aiohttp's would close it)
     and ends the stdin, and the connection's end goes on to aiohttp."""
 
-    def __init__(self, http: Any, stdin: Stdin | None) -> None:
-        self.http, self.stdin = http, stdin
+    def __init__(self, http: Any, stdin: Stdin | None, escape: EscapeFilter | None = None,
+                 transport: asyncio.BaseTransport | None = None) -> None:
+        self.http, self.stdin, self.escape, self.transport = http, stdin, escape, transport
+        self.detached = False
 
     def data_received(self, data: bytes) -> None:
-        if self.stdin is not None:
+        if self.escape is not None:  # a terminal: the detach keys end the attach, the process runs on
+            data, self.detached = self.escape.feed(data)
+        if self.stdin is not None and data:
             self.stdin.write(data)
+        if self.detached and self.transport is not None:
+            self.escape = self.stdin = None
+            self.transport.close()
 
     def eof_received(self) -> bool:
         if self.stdin is not None:

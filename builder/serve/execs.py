@@ -7,6 +7,7 @@ bounded queue (a slow client slows the process, as a full pipe would)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 from typing import Any
 
@@ -14,6 +15,7 @@ from aiohttp import web
 
 from builder.serve.api import ApiError, blocking, json_body, json_response, qint
 from builder.serve.containers import Hijacked, Stdin, get, send
+from builder.serve.detach import DEFAULT, EscapeFilter, parse_detach_keys
 from builder.serve.streams import frame, hijack
 
 
@@ -39,12 +41,14 @@ class Exec:
         self.pid = 0
         self.master: int | None = None
         self.size: tuple[int, int] | None = None
+        self.detach_keys = b""  # what DetachKeys asked for (the default when empty)
 
     def describe(self) -> dict[str, Any]:
         p = self.process
         return {"ID": self.id, "Running": self.running, "ExitCode": self.exit_code, "ContainerID": self.container.id,
                 "OpenStdin": self.attach_stdin, "OpenStdout": self.attach_stdout, "OpenStderr": self.attach_stderr,
-                "CanRemove": False, "DetachKeys": "", "Pid": self.pid if self.running else 0,
+                "CanRemove": False, "DetachKeys": base64.b64encode(self.detach_keys).decode(),  # []byte, as dockerd's
+                "Pid": self.pid if self.running else 0,
                 "ProcessConfig": {"tty": p.tty, "entrypoint": p.argv[0], "arguments": list(p.argv[1:]),
                                   "privileged": self.privileged, "user": p.user}}
 
@@ -92,6 +96,12 @@ async def create(request: web.Request) -> web.Response:
     except RunOptionError as exc:
         raise ApiError(400, exc.message) from None
     ex = Exec(container, process, body)
+    keys = next((v for k, v in body.items() if k.lower() == "detachkeys"), "")  # docker-py sends detachKeys
+    if keys:  # (Go's JSON decoding, dockerd's, matches field names in any case)
+        try:
+            ex.detach_keys = parse_detach_keys(str(keys))
+        except ApiError:
+            raise ApiError(400, f"Invalid escape keys ({keys}) provided") from None
     execs = request.app["execs"]
     execs[ex.id] = ex
     for old in [k for k, e in execs.items() if not e.running and e.exit_code is not None][:-256]:
@@ -139,8 +149,9 @@ async def start(request: web.Request) -> web.StreamResponse:
     if ex.attach_stdin and upgrade:
         stdin_r, stdin_w = os.pipe()
         stdin = Stdin(stdin_w)
-    if upgrade:
-        transport.set_protocol(Hijacked(request.protocol, stdin))
+    if upgrade:  # on a terminal, the detach keys end this connection and leave the process running
+        escape = EscapeFilter(ex.detach_keys or DEFAULT) if stdin is not None and ex.process.tty else None
+        transport.set_protocol(Hijacked(request.protocol, stdin, escape, transport))
     ex.running = True
     await _run(request, ex, stdin_r, (transport, resp, upgrade))
     if stdin is not None:

@@ -17,7 +17,6 @@ from builder.store.lookup import snapshot_dir
 from builder.util.atomic import write_atomic
 from builder.util.paths import default_root
 from builder.util.pids import alive
-from builder.util.spread import spread_subdirs
 
 __all__ = ["StoreRoot", "SUBDIRS"]
 
@@ -70,7 +69,6 @@ class StoreRoot:
                 os.chmod(path, 0o700)
             for sub in SUBDIRS:
                 (path / sub).mkdir(parents=True, exist_ok=True)
-            spread_subdirs(path / "tmp")  # step and unpack directories start in quiet block groups
             (path / "lock").touch(exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create the image store at {path}: {exc.strerror}",

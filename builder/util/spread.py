@@ -9,6 +9,11 @@ where many were just removed (a busy /tmp, a context or store directory removed 
 costs up to ~0.5 ms of CPU per file: unpacking a 20,000-file context took 8-12 s there against
 0.6-1 s in a fresh group. The hint is inherited by nothing (only directories made directly in
 `path` are spread); other filesystems ignore or refuse it, which is fine.
+
+Used only where big trees are made and soon removed again by one process (`pybuild serve`'s
+unpacked contexts), not on the store's tmp/: Orlov prefers the group with the fewest directories,
+which is also where a spread tree was just deleted, so spreading every store's churn (a test suite
+makes thousands) would leave fresh groups full of recently deleted inodes for the next unpack.
 """
 
 from __future__ import annotations

@@ -248,24 +248,3 @@ def test_force_compression_converts_layers_stored_with_another_codec(busybox_sto
     assert store.compressed_layer(base.layers()[0], "zstd", force=True) == \
         store.compressed_layer(base.layers()[0], "zstd", force=True)  # made once, remembered
 
-
-def _ext4(path: Path) -> bool:
-    import subprocess
-
-    return subprocess.run(["stat", "-f", "-c", "%T", str(path)], capture_output=True, text=True).stdout.strip() \
-        in ("ext2/ext3", "ext4")
-
-
-def test_new_directories_in_tmp_start_in_quiet_block_groups(store_root: Path) -> None:
-    """tmp/ carries ext4's top-directory hint (chattr +T): step and unpack directories made in it
-    start in lightly used block groups (see builder/util/spread.py), nothing below inherits it."""
-    import subprocess
-
-    if not _ext4(store_root):
-        pytest.skip("the hint is an ext2/3/4 directory flag")
-    Store.open()
-    step = store_root / "tmp" / "step-1-x"
-    step.mkdir()
-    attrs = subprocess.run(["lsattr", "-d", str(store_root / "tmp"), str(step)], capture_output=True, text=True,
-                           check=True).stdout.split()
-    assert "T" in attrs[0] and "T" not in attrs[2]

@@ -83,6 +83,7 @@ class ExecOp:
         workdir = ws.dir("work")
         workdir.mkdir()
         rootfs = RootfsSpec(lower, ws.upper, workdir)
+        ws.overlay_lower = list(lower)
         insecure = op.security == "insecure"  # BuildKit's insecure mode: every capability, /proc and /sys open
         # BuildKit's fixed hostname: a RUN that records it (in a file, a log) gives the same layer every
         # time; its sandbox's /etc/hosts names it (`hostname -f` works), no HOSTNAME, the image's /etc/hostname

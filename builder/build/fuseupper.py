@@ -144,7 +144,7 @@ def _take_origin(path: str) -> str | None:
 
 
 def _xattrs(path: str) -> dict[str, bytes]:
-    out = {}
+    out: dict[str, bytes] = {}
     try:
         names = os.listxattr(path, follow_symlinks=False)
     except OSError:

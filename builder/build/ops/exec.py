@@ -82,8 +82,9 @@ class ExecOp:
         lower = tuple(lower_dirs(job, step.layers, step.sid))
         workdir = ws.dir("work")
         workdir.mkdir()
-        rootfs = RootfsSpec(lower, ws.upper, workdir)
-        ws.overlay_lower = list(lower)
+        scaffold = ws.dir("scaffold")
+        rootfs = RootfsSpec(lower, ws.upper, workdir, scaffold=scaffold)
+        ws.overlay_lower = [*lower, scaffold]  # the scaffold too: a copy-up takes a directory from it
         insecure = op.security == "insecure"  # BuildKit's insecure mode: every capability, /proc and /sys open
         # BuildKit's fixed hostname: a RUN that records it (in a file, a log) gives the same layer every
         # time; its sandbox's /etc/hosts names it (`hostname -f` works), no HOSTNAME, the image's /etc/hostname

@@ -32,7 +32,7 @@ class Workspace:
         self.path.mkdir(mode=0o700)
         self.upper = self.path / "upper"
         self.upper.mkdir()
-        self.overlay_lower: list[Path] | None = None  # set when `upper` was an overlay's, on these (lowest first)
+        self.overlay_lower: list[Path] | None = None  # the lower dirs `upper` was an overlay's on (lowest first)
 
     def __enter__(self) -> Workspace:
         return self

@@ -350,7 +350,7 @@ async def _run(request: web.Request, opts: Any) -> web.StreamResponse:
     loop = asyncio.get_running_loop()
     quiet = qbool(request, "q")
     queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-    progress = StreamProgress(loop, queue, quiet)
+    progress = StreamProgress(loop, queue, quiet, opts.dockerfile or "")
     resp = web.StreamResponse(headers={"Content-Type": "application/json"})
     await resp.prepare(request)
     cancel = threading.Event()  # set when the client leaves: the build stops at once, even in a silent RUN
@@ -380,7 +380,7 @@ async def _run(request: web.Request, opts: Any) -> web.StreamResponse:
             await _write(resp, _error(exc, opts.context))
         _publish(request, "build-failed", "", opts)
         return resp
-    lines: list[dict[str, Any]] = [{"aux": {"ID": result.image_id}}]
+    lines = progress.finish() + [{"aux": {"ID": result.image_id}}]
     if quiet:
         lines.append({"stream": result.image_id + "\n"})
     else:

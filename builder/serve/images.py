@@ -16,7 +16,7 @@ from aiohttp import web
 
 from builder.errors import InvalidReferenceError, StoreError
 from builder.serve.api import ApiError, blocking, filters, json_response, qbool, status_of
-from builder.serve.streams import PullProgress, line
+from builder.serve.streams import TransferProgress, line
 
 
 def routes(r: Any) -> None:
@@ -293,7 +293,7 @@ async def create(request: web.Request) -> web.StreamResponse:
 
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-    progress = PullProgress(loop, queue)
+    progress = TransferProgress(loop, queue)
 
     def work() -> tuple[Any, bool]:
         from builder.oci.platform import parse as parse_platform
@@ -308,12 +308,7 @@ async def create(request: web.Request) -> web.StreamResponse:
     shown = ref.familiar()
     head = {"status": f"Pulling from {ref.repository.removeprefix('library/')}", "id": ref.tag or ref.digest}
     future = loop.run_in_executor(request.app["pool"], work)
-    future.add_done_callback(lambda _: loop.call_soon(queue.put_nowait, None))
-    resp: web.StreamResponse | None = None  # headers go with the first message: an early failure is an HTTP error
-    while (message := await queue.get()) is not None:
-        if resp is None:
-            resp = await _json_stream(request, head)
-        await _put(resp, message)
+    resp = await _relay(request, queue, future, head)  # no response yet: an early failure is an HTTP error
     try:
         result, new = await future
     except RegistryError as exc:
@@ -339,6 +334,19 @@ async def create(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+async def _relay(request: web.Request, queue: asyncio.Queue[dict[str, Any] | None], work: asyncio.Future[Any],
+                 first: dict[str, Any], resp: web.StreamResponse | None = None) -> web.StreamResponse | None:
+    """Stream what a transfer's progress queues until its `work` ends; without `resp`, the response
+    (its headers and `first`) starts with the first message, so none is sent if there was none."""
+    loop = asyncio.get_running_loop()
+    work.add_done_callback(lambda _: loop.call_soon(queue.put_nowait, None))
+    while (message := await queue.get()) is not None:
+        if resp is None:
+            resp = await _json_stream(request, first)
+        await _put(resp, message)
+    return resp
+
+
 async def _json_stream(request: web.Request, first: dict[str, Any]) -> web.StreamResponse:
     resp = web.StreamResponse(headers={"Content-Type": "application/json"})
     await resp.prepare(request)
@@ -354,13 +362,15 @@ async def _put(resp: web.StreamResponse, message: dict[str, Any]) -> None:
 
 
 async def push(request: web.Request) -> web.StreamResponse:
+    """`docker push`: the layers' progress (`Pushing`, then `Pushed`, `Layer already exists` or
+    `Mounted from ...`) as it happens, the digest line last; errors go in the stream, as dockerd's."""
     from builder.errors import BuildError
 
     ref = _reference(request.match_info["name"], request.query.get("tag", ""))
     registry_auth(request)
-    resp = web.StreamResponse(headers={"Content-Type": "application/json"})
-    await resp.prepare(request)
-    await resp.write(line({"status": f"The push refers to repository [{ref.name}]"}))
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+    progress = TransferProgress(loop, queue, "Pushing")
 
     def work() -> tuple[Any, int]:
         from builder.transfer import push as push_image
@@ -368,20 +378,23 @@ async def push(request: web.Request) -> web.StreamResponse:
         store = _store(request.app["root"])
         source = ref.familiar()
         find(store, source)
-        result = push_image(store, source, ref)
+        result = push_image(store, source, ref, progress=progress)
         return result, len(store.resolve(source).raw_manifest())
 
+    resp = await _json_stream(request, {"status": f"The push refers to repository [{ref.name}]"})
+    future = loop.run_in_executor(request.app["pool"], work)
+    await _relay(request, queue, future, {}, resp)
     try:
-        result, size = await blocking(request, work)
+        result, size = await future
     except (BuildError, ApiError) as exc:
         message = status_of(exc)[1]
         if isinstance(exc, ApiError) and exc.status == 404:
             message = f"An image does not exist locally with the tag: {ref.name}"
-        await resp.write(line({"errorDetail": {"message": message}, "error": message}))
+        await _put(resp, {"errorDetail": {"message": message}, "error": message})
         return resp
-    await resp.write(line({"status": f"{ref.tag or 'latest'}: digest: {result.digest} size: {size}"}))
-    await resp.write(line({"progressDetail": {}, "aux": {"Tag": ref.tag or "", "Digest": str(result.digest),
-                                                         "Size": size}}))
+    await _put(resp, {"status": f"{ref.tag or 'latest'}: digest: {result.digest} size: {size}"})
+    await _put(resp, {"progressDetail": {}, "aux": {"Tag": ref.tag or "", "Digest": str(result.digest),
+                                                    "Size": size}})
     request.app["events"].publish("image", "push", str(result.digest), name=ref.familiar())
     return resp
 

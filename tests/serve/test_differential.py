@@ -93,6 +93,21 @@ def test_build_outputs_and_exit_codes(dockerd: Dockerd, server: Server, tmp_path
     assert real.returncode == 1 and "absent" in real.stderr and "absent" in ours.stderr
 
 
+def test_build_numbers_every_instruction_as_dockerd(dockerd: Dockerd, server: Server, tmp_path: Path) -> None:
+    """`Step N/M : TEXT` for every instruction, meta ARGs and config-only ones included, with the text as
+    written (continuations joined), both on a cold build and a cached one."""
+    text = ("ARG X=1\nFROM busybox AS a\nenv A=1 \\\n    B=2\nRUN echo one && \\\n    echo two\nLABEL l=1\n"
+            "WORKDIR /\nFROM busybox\nWORKDIR /w\nCOPY --from=a /etc/passwd /p\nEXPOSE 80\nCMD [\"sh\", \"-c\", \"echo\"]\n")
+    ctx = write_context(tmp_path / "steps", {"Dockerfile": text})
+    for cold in (True, False):
+        real, ours = both(dockerd, server, "build", str(ctx))
+        steps = [sorted(re.findall(r"^Step \d+/\d+ : .*$", out, re.M)) for out in (real.stdout, ours.stdout)]
+        assert len(steps[0]) == 11 and steps[0] == steps[1], (real.stdout, ours.stdout)
+        assert "Step 4/11 : RUN echo one &&     echo two" in steps[1]
+        if cold:  # a stage's last instructions come after its last step's output, as dockerd's do
+            assert ours.stdout.index("\ntwo\n") < ours.stdout.index("Step 6/11 : WORKDIR /"), ours.stdout
+
+
 def test_image_commands(dockerd: Dockerd, server: Server, tmp_path: Path) -> None:
     ctx = write_context(tmp_path / "img", {"Dockerfile": "FROM busybox\nRUN echo img > /i\n"})
     both(dockerd, server, "build", "-q", "-t", "dimg:1", str(ctx))
@@ -124,6 +139,7 @@ def test_push_and_pull(dockerd: Dockerd, server: Server, registry: Registry, tmp
         assert run("build", "-q", "-t", ref, str(ctx)).returncode == 0
         pushed = run("push", ref)
         assert pushed.returncode == 0 and "digest: sha256:" in pushed.stdout, (who, pushed)
+        assert re.search(r"^[0-9a-f]{12}: Pushed$", pushed.stdout, re.M), (who, pushed)  # per-layer lines
         assert run("rmi", ref).returncode == 0
         pulled = run("pull", ref)
         assert pulled.returncode == 0 and f"Status: Downloaded newer image for {ref}" in pulled.stdout, (who, pulled)

@@ -5,12 +5,14 @@ auth), image prune; `/events` records what happened."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 from tests.builder.registry_server import USER, PASSWORD, Registry
 from tests.conftest import requires_root
-from tests.serve.conftest import Server, needs_docker, write_context
+from tests.serve.conftest import Server, json_lines, needs_docker, write_context
 
 pytestmark = [needs_docker, requires_root]
 
@@ -74,6 +76,15 @@ def test_push_and_pull_through_the_registry(server: Server, registry: Registry, 
     image_id = _build(server, tmp_path, ref, "FROM busybox\nRUN echo pushed > /p\n")
     out = server.docker("push", ref).stdout
     assert f"The push refers to repository [{registry.host}/serve/pushed]" in out and "digest: sha256:" in out
+    assert re.search(r"^[0-9a-f]{12}: Pushed$", out, re.M), out  # a line per layer, as dockerd's push prints
+    server.docker("tag", ref, f"{registry.host}/serve/pushed:2")
+    status, _, body = server.api("POST", "/images/" + quote(f"{registry.host}/serve/pushed", safe="") + "/push?tag=2")
+    messages = json_lines(body)
+    # the registry has every layer: each is reported, before the digest line that ends the push
+    done = [m for m in messages if m.get("status") == "Layer already exists"]
+    assert status == 200 and done and all(re.fullmatch(r"[0-9a-f]{12}", m["id"]) for m in done), messages
+    assert messages.index(done[-1]) < next(i for i, m in enumerate(messages) if "digest:" in m.get("status", ""))
+    server.docker("rmi", f"{registry.host}/serve/pushed:2")
     server.docker("rmi", ref)
     out = server.docker("pull", ref).stdout
     assert "Downloaded newer image" in out and f"{ref}" in out

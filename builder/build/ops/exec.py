@@ -110,13 +110,10 @@ class ExecOp:
         def on_start(pid: int) -> None:
             pids.append(pid)
             job.running.started(pid)
-            job.native_first.process_started()  # a native step's Python work is done until it ends
 
         try:
             status = LinuxExecutor().run(process, rootfs, tuple(mounts), network, stdout=on_output,
                                          stderr=on_output, on_start=on_start)
         finally:
-            if pids:
-                job.native_first.process_ended()
             job.running.ended(pids)
         return status, tail, total[0]

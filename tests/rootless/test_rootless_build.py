@@ -204,3 +204,33 @@ def test_same_files_as_buildah_rootless(case: str, user: Runner, user_store: dic
         assert {p: (v, other[p]) for p, v in mine.items() if v != other[p]} == {}
     finally:
         subprocess.run(["rm", "-rf", str(work)])
+
+
+def test_a_base_with_device_nodes_builds_rootless(user: Runner, user_store: dict[str, str], root_store: dict[str, str],
+                                                  busybox_tar: Path) -> None:
+    """A base image's device nodes (debootstrap's tarball has /dev/null and others) cannot be made in a
+    user namespace: they are skipped, as Docker and containers/storage skip them (a container's /dev is
+    its own mount; one elsewhere is named in a warning). Its RUN steps give the root build's layers."""
+    work = user.workdir()
+    try:
+        tar, ctx = work / "devs.tar", work / "ctx"
+        with tarfile.open(busybox_tar) as src, tarfile.open(tar, "w") as out:
+            for m in src.getmembers():
+                out.addfile(m, src.extractfile(m) if m.isreg() else None)
+            for name, minor in (("dev/null", 3), ("dev/zero", 5), ("opt/zero", 5)):
+                info = tarfile.TarInfo(name)
+                info.type, info.devmajor, info.devminor, info.mode = tarfile.CHRTYPE, 1, minor, 0o666
+                out.addfile(info)
+        ctx.mkdir()
+        (ctx / "Dockerfile").write_text("FROM devs:1\nRUN echo ran > /ran && mkdir /opt/more\n")
+        user.give(work)
+        env = {**user_store, **EPOCH}
+        user.pybuild("import", str(tar), "devs:1", env=env)
+        built = user.pybuild("build", "-t", "devs:2", str(ctx), env=env)
+        assert "skipping device node /opt/zero" in built.stderr and "/dev/null" not in built.stderr, built.stderr
+        pybuild("import", str(tar), "devs:1", env=root_store)
+        pybuild("build", "-t", "devs:2", str(ctx), env=root_store)
+        assert (diff_ids(user.pybuild("inspect", "devs:2", env=env).stdout)
+                == diff_ids(pybuild("inspect", "devs:2", env=root_store).stdout))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Callable, Protocol, Sequence, Union
 
 from runtime import _linux, _netif, cgroups, overlay, userns
 from runtime.errors import CgroupError, NamespaceError, SandboxError
-from runtime.rootfs import NOSUID_NODEV_NOEXEC, build_scaffold, setup_root
+from runtime.rootfs import NOSUID_NODEV_NOEXEC, build_scaffold, scaffold_dir, setup_root
 from runtime.spec import ExitStatus, Limits, Mount, NetworkMode, PortMapping, ProcessSpec, RootfsSpec
 from runtime.users import resolve_user
 
@@ -166,7 +166,7 @@ class LinuxExecutor:
             _write_etc(scratch / "etc", hostname, network, net.address if net else None,
                        sandbox=process.sandbox, dns=getattr(net, "dns", None), extra_hosts=process.extra_hosts)
             _fresh_root_mode(rootfs.upper)
-            build_scaffold(scratch / "scaffold", rootfs, mounts, process.cwd, hostname_file=not process.sandbox)
+            build_scaffold(scaffold_dir(rootfs, scratch), rootfs, mounts, process.cwd, hostname_file=not process.sandbox)
             if self.use_cgroups:
                 cgroup = cgroups.Cgroup.create(cid, limits, self.cgroup_root)
             bpf = _seccomp_program(process, self.run_dir)

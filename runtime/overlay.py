@@ -113,8 +113,9 @@ def kernel_overlay_works() -> bool:
 
 
 def _fuse_overlayfs(lowers: str, target: Path, flags: int) -> None:
-    """Mount with fuse-overlayfs (Debian package), which stays in the container's mount and pid
-    namespaces until they end. Relative names are resolved from the scratch dir (our cwd)."""
+    """Mount with fuse-overlayfs (Debian package), which stays in the container's pid namespace
+    until it ends, and in the mount namespace we leave (the container's init's parent's). Relative
+    names are resolved from the scratch dir (our cwd)."""
     import shutil
 
     binary = shutil.which("fuse-overlayfs")
@@ -130,3 +131,7 @@ def _fuse_overlayfs(lowers: str, target: Path, flags: int) -> None:
     _, status = os.waitpid(pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
         raise OSError(5, f"fuse-overlayfs exited {os.waitstatus_to_exitcode(status)}", str(target))
+    # We go on in a copy of this mount namespace, so the container's pivot_root leaves fuse-overlayfs
+    # its root: it opens some paths by name (a fifo's or device's in the upper dir, /proc/self/fd/N),
+    # and through its own mount as `/` such a lookup would wait for itself (a chmod of a fifo hung).
+    _linux.unshare(_linux.CLONE_NEWNS)

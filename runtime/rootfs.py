@@ -129,6 +129,12 @@ def _scaffold_dir(scaffold: Path, lower: Sequence[Path], rel: str) -> None:
             os.chmod(path, 0o755)  # a directory the image lacks, as Docker makes it (not by our umask)
 
 
+def scaffold_dir(rootfs: RootfsSpec, scratch: Path) -> Path:
+    """Where the scaffold of a container is: `rootfs.scaffold` (the caller's, kept: the top lower dir
+    a copy-up takes a directory's metadata from), else in the run's scratch dir."""
+    return rootfs.scaffold or scratch / "scaffold"
+
+
 def build_scaffold(scaffold: Path, rootfs: RootfsSpec, mounts: Sequence[Mount], workdir: str = "/",
                    hostname_file: bool = True) -> None:
     """Create the scaffold layer: special dirs, /etc file targets (`hostname_file`: /etc/hostname
@@ -172,7 +178,7 @@ def setup_root(root: Path, scratch: Path, rootfs: RootfsSpec, mounts: Sequence[M
     v1 controller, shown read-only at `/sys/fs/cgroup/<controller>` as Docker shows them. `shm_size`:
     bytes of the /dev/shm tmpfs (0: Docker's 64 MiB)."""
     _linux.mount(None, "/", None, _linux.MS_REC | _linux.MS_PRIVATE)
-    lower = (*rootfs.lower, scratch / "scaffold")
+    lower = (*rootfs.lower, scaffold_dir(rootfs, scratch))
     # nodev: CAP_MKNOD stays (Docker's default set) but a node made anywhere but /dev cannot be opened
     mount_overlay(lower, rootfs.upper, rootfs.work, root, scratch, _linux.MS_NODEV)
     r = str(root)

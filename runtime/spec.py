@@ -63,6 +63,7 @@ class RootfsSpec(NamedTuple):
     upper: Path
     work: Path  # overlayfs workdir, on the same filesystem as upper
     readonly: bool = False
+    scaffold: Path | None = None  # where the scaffold lower dir is made, left for the caller (default: removed)
 
 
 class Mount(NamedTuple):

@@ -16,10 +16,9 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from builder.build.sources.http import Downloads
 from builder.errors import StepError
@@ -111,63 +110,6 @@ class ContextReads:
             self.reads.append([sources, excludes, checksum])
 
 
-class NativeFirst:
-    """Native platforms' steps get the interpreter lock first. A multi-platform build's solvers run in
-    one process, so under one GIL, which has no priorities: an emulated platform's step doing its
-    Python work (keys, layer tars, bookkeeping) makes a native step wait for the lock. A native step is
-    busy from start to end except while its process runs; an emulated step yields before it starts
-    and when its process has ended: it waits until no native step is busy, for at most
-    `YIELD_SECONDS`, so that it still progresses while a native step does long work of its own.
-    Emulated processes (qemu, at nice +10) run meanwhile; only the Python work between them waits.
-    The solver says which kind of step a thread runs (`step`); single-platform builds never do."""
-
-    YIELD_SECONDS = 0.05
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._busy = 0
-        self._mine = threading.local()  # .kind: "native" | "emulated" while a step of a multi-platform build runs
-
-    def _add(self, n: int) -> None:
-        with self._cond:
-            self._busy += n
-            if not self._busy:
-                self._cond.notify_all()
-
-    def _yield(self) -> None:
-        with self._cond:
-            if self._busy:
-                self._cond.wait_for(lambda: not self._busy, self.YIELD_SECONDS)
-
-    @contextmanager
-    def step(self, native: bool) -> Iterator[None]:
-        """Around one step of a multi-platform build, in the thread that runs it."""
-        self._mine.kind = "native" if native else "emulated"
-        if native:
-            self._add(1)
-        else:
-            self._yield()
-        try:
-            yield
-        finally:
-            if native:
-                self._add(-1)
-            self._mine.kind = None
-
-    def process_started(self) -> None:
-        """The step's process runs: a native step is not busy until `process_ended`."""
-        if getattr(self._mine, "kind", None) == "native":
-            self._add(-1)
-
-    def process_ended(self) -> None:
-        """The step's process is gone: a native step is busy again, an emulated one yields."""
-        kind = getattr(self._mine, "kind", None)
-        if kind == "native":
-            self._add(1)
-        elif kind == "emulated":
-            self._yield()
-
-
 class Running:
     """What a build has in flight: RUN processes (host pids of their init) and step directories."""
 
@@ -229,7 +171,6 @@ class BuildJob:
     git: GitCommits = field(init=False, default_factory=GitCommits)
     reads: ContextReads = field(init=False, default_factory=ContextReads)
     running: Running = field(init=False, default_factory=Running)
-    native_first: NativeFirst = field(init=False, default_factory=NativeFirst)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "downloads", Downloads(self.tmp_dir))

@@ -201,11 +201,10 @@ class Solver:
         with self.slots.held(here):
             if self.cancel.is_set():
                 raise Cancelled("cancelled")
-            return self._build_stage_steps(stage, here)
+            return self._build_stage_steps(stage)
 
-    def _build_stage_steps(self, stage: Stage, native: bool | None = None) -> StageResult:
-        """Build a stage's steps; `native`: whether its platform runs here natively, in a
-        multi-platform build (None in a single-platform one)."""
+    def _build_stage_steps(self, stage: Stage) -> StageResult:
+        """Build a stage's steps."""
         layer_nodes = [n for n in stage.nodes if n.makes_layer]
         count = len(layer_nodes) + 1
         sid = self.numbers[(stage.index, 0)]
@@ -229,11 +228,7 @@ class Solver:
                     state.history.append(_history(node, empty=True, created=state.created))
                 continue
             pos += 1
-            if native is None:
-                self._step(stage, state, node, pos, count)
-            else:
-                with self.job.native_first.step(native):
-                    self._step(stage, state, node, pos, count)
+            self._step(stage, state, node, pos, count)
         result = self.results[stage.index] = StageResult(stage, tuple(state.layers), tuple(state.history),
                                                          state.key.digest, state.base_image, state.created)
         return result

@@ -39,12 +39,12 @@ class SnapshotStore(LayerStore):
                       on_bytes: Callable[[int], object] | None = None) -> list[Path]:
         """Snapshot directories of a layer chain, lowest first (creating missing ones);
         `on_bytes(n)` is told of the layer tar bytes unpacked (progress bars)."""
-        resolved: list[Layer] = [l if not isinstance(l, str) else self.layer(l) for l in layers]
         dirs: list[Path] = []
-        for layer, chain in zip(resolved, chain_ids(l.diff_id for l in resolved)):
+        for layer, chain in zip(layers, chain_ids(l if isinstance(l, str) else str(l.diff_id) for l in layers)):
             path = self.snapshot_path(chain)
-            if not path.is_dir():
-                self._unpack_snapshot(layer, path, list(reversed(dirs)), on_bytes)
+            if not path.is_dir():  # a stored layer's record is read only to unpack it (a RUN step's chain: once)
+                self._unpack_snapshot(self.layer(layer) if isinstance(layer, str) else layer, path,
+                                      list(reversed(dirs)), on_bytes)
             dirs.append(path)
         return dirs
 

@@ -1,13 +1,12 @@
 """How a multi-platform build's platforms share the machine: StageSlots (the `--jobs` budget, shared by
-the platforms' solvers, native first) and NativeFirst (an emulated step's Python work waits for native
-steps' own, except while their processes run)."""
+the platforms' solvers, native first). That emulated platforms start after the native ones: e2e
+test_multiplatform."""
 
 from __future__ import annotations
 
 import threading
 import time
 
-from builder.build.job import NativeFirst
 from builder.build.solver import StageSlots
 
 
@@ -61,57 +60,3 @@ def test_no_more_stages_than_slots_run_at_once() -> None:
     for t in threads:
         t.join(5)
     assert most[0] == 2
-
-
-def _emulated_step(turns: NativeFirst, started: list[float]) -> threading.Thread:
-    def run() -> None:
-        with turns.step(False):
-            started.append(time.monotonic())
-
-    t = threading.Thread(target=run)
-    t.start()
-    return t
-
-
-def test_an_emulated_step_starts_when_the_native_steps_process_runs() -> None:
-    turns, started, ready, go = NativeFirst(), [], threading.Event(), threading.Event()
-    turns.YIELD_SECONDS = 5.0  # only the native process's start lets it through, however loaded the machine
-    released: list[float] = []
-
-    def native() -> None:
-        with turns.step(True):
-            ready.set()
-            go.wait(5)
-            released.append(time.monotonic())
-            turns.process_started()
-            time.sleep(0.02)
-            turns.process_ended()
-
-    n = threading.Thread(target=native)
-    n.start()
-    ready.wait(5)
-    e = _emulated_step(turns, started)
-    time.sleep(0.05)
-    assert not started
-    go.set()
-    for t in (n, e):
-        t.join(5)
-    assert started and started[0] >= released[0]
-
-
-def test_an_emulated_step_waits_no_longer_than_its_yield() -> None:
-    turns, started = NativeFirst(), []
-    with turns.step(True):  # a native step busy for longer than an emulated one waits
-        t0 = time.monotonic()
-        e = _emulated_step(turns, started)
-        e.join(5)
-    assert started and NativeFirst.YIELD_SECONDS * 0.9 <= started[0] - t0 < 1.0
-
-
-def test_a_thread_outside_a_multi_platform_step_never_waits_or_counts() -> None:
-    turns, started = NativeFirst(), []
-    turns.process_started()  # a single-platform build's RUN: no step() around it
-    turns.process_ended()
-    t0 = time.monotonic()
-    _emulated_step(turns, started).join(5)
-    assert started[0] - t0 < NativeFirst.YIELD_SECONDS / 2

@@ -449,3 +449,20 @@ def test_jobs_counts_the_stages_of_every_platform(env: dict[str, str], tmp_path:
                                  for key in {(s["platform"], s["stage_index"]) for s in steps}))
     assert len(spans) == 6
     assert all(end <= nxt_start + 0.001 for (_, end), (nxt_start, _) in zip(spans, spans[1:])), spans
+
+
+def test_emulated_platforms_build_after_the_native_ones(env: dict[str, str], tmp_path: Path) -> None:
+    """Emulated platforms' steps start once the native platforms are built (listed first or not); a native
+    platform that fails stops the build before any emulated step runs."""
+    ctx = _ctx_dir(tmp_path / "ctx", "FROM busybox:multi\nRUN echo one > /1\nRUN echo two > /2\n")
+    store = _fresh(env, tmp_path / "store")
+    pybuild("build", "--platform", "linux/arm64,linux/amd64", ctx, env=store)
+    steps = _last_record(store)["steps"]
+    native_end = max(s["started"] + s["duration"] for s in steps if s["platform"] == "linux/amd64")
+    emulated = [s["started"] for s in steps if s["platform"] == "linux/arm64"]
+    assert len(emulated) == 3 and min(emulated) >= native_end - 0.001, steps
+    bad = _ctx_dir(tmp_path / "bad", "FROM busybox:multi\nRUN [ $(uname -m) != x86_64 ] && echo ran-on-$(uname -m)\n")
+    out = pybuild("build", "--progress", "plain", "--platform", "linux/arm64,linux/amd64", bad, env=store,
+                  check=False)
+    assert out.returncode != 0 and "ran-on-aarch64" not in out.stderr, out.stderr
+    assert not [s for s in _last_record(store)["steps"] if s["platform"] == "linux/arm64" and s["kind"] == "RUN"]

@@ -20,11 +20,12 @@ from tests.rootless.conftest import Runner
 
 EPOCH = {"SOURCE_DATE_EPOCH": "1700000000"}
 CAPS_TAR = Path(__file__).resolve().parents[2] / "fixtures/rootless/caps.tar"  # `ping` with cap_net_raw=ep
-CASES = ["basic", "copy", "copy-flags", "multistage", "config-only", "whiteout", "heredoc", "rootless"]
+CASES = ["basic", "copy", "copy-flags", "multistage", "config-only", "whiteout", "heredoc", "rootless",
+         "rootless-overlay"]
 
 
 def context(code: Path, case: str) -> Path:
-    return code / "fixtures" / ("rootless" if case == "rootless" else f"builds/{case}")
+    return code / "fixtures" / (case if case.startswith("rootless") else f"builds/{case}")
 
 
 def case_args(ctx: Path) -> list[str]:
@@ -53,6 +54,20 @@ def test_rootless_layers_equal_root_layers(case: str, user: Runner, user_store: 
     user.pybuild("build", "-t", f"rl-{case}:1", *case_args(ctx), str(ctx), env=env)
     pybuild("build", "-t", f"rl-{case}:1", *case_args(ctx), str(ctx), env=root_store)
     ours = diff_ids(user.pybuild("inspect", f"rl-{case}:1", env=env).stdout)
+    theirs = diff_ids(pybuild("inspect", f"rl-{case}:1", env=root_store).stdout)
+    assert ours == theirs
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_fuse_overlayfs_layers_equal_root_layers(case: str, user: Runner, user_store: dict[str, str],
+                                                 root_store: dict[str, str]) -> None:
+    """The fuse-overlayfs fallback, forced, gives the root build's layers too: its upper dir is put in
+    the kernel overlay's form before it is committed (builder/build/fuseupper.py)."""
+    ctx = context(user.code, case)
+    env = {**user_store, **EPOCH, "PYBUILD_OVERLAY": "fuse-overlayfs"}
+    user.pybuild("build", "--no-cache", "-t", f"fuse-{case}:1", *case_args(ctx), str(ctx), env=env)
+    pybuild("build", "-t", f"rl-{case}:1", *case_args(ctx), str(ctx), env=root_store)
+    ours = diff_ids(user.pybuild("inspect", f"fuse-{case}:1", env=env).stdout)
     theirs = diff_ids(pybuild("inspect", f"rl-{case}:1", env=root_store).stdout)
     assert ours == theirs
 
@@ -95,8 +110,7 @@ def test_rootless_layer_entries_keep_in_image_owners(user: Runner, user_store: d
 
 def test_fuse_overlayfs_gives_the_same_files(user: Runner, user_store: dict[str, str]) -> None:
     """Forced (PYBUILD_OVERLAY), the fuse-overlayfs fallback builds the same root filesystem as the
-    kernel's overlayfs. (Not the same digests: fuse-overlayfs marks each directory it makes opaque
-    and moves the mtime of a directory it copies up.)"""
+    kernel's overlayfs (and the same layers: test_fuse_overlayfs_layers_equal_root_layers)."""
     from tests.e2e.test_build_vs_buildah import tree
 
     ctx = context(user.code, "rootless")
@@ -190,3 +204,33 @@ def test_same_files_as_buildah_rootless(case: str, user: Runner, user_store: dic
         assert {p: (v, other[p]) for p, v in mine.items() if v != other[p]} == {}
     finally:
         subprocess.run(["rm", "-rf", str(work)])
+
+
+def test_a_base_with_device_nodes_builds_rootless(user: Runner, user_store: dict[str, str], root_store: dict[str, str],
+                                                  busybox_tar: Path) -> None:
+    """A base image's device nodes (debootstrap's tarball has /dev/null and others) cannot be made in a
+    user namespace: they are skipped, as Docker and containers/storage skip them (a container's /dev is
+    its own mount; one elsewhere is named in a warning). Its RUN steps give the root build's layers."""
+    work = user.workdir()
+    try:
+        tar, ctx = work / "devs.tar", work / "ctx"
+        with tarfile.open(busybox_tar) as src, tarfile.open(tar, "w") as out:
+            for m in src.getmembers():
+                out.addfile(m, src.extractfile(m) if m.isreg() else None)
+            for name, minor in (("dev/null", 3), ("dev/zero", 5), ("opt/zero", 5)):
+                info = tarfile.TarInfo(name)
+                info.type, info.devmajor, info.devminor, info.mode = tarfile.CHRTYPE, 1, minor, 0o666
+                out.addfile(info)
+        ctx.mkdir()
+        (ctx / "Dockerfile").write_text("FROM devs:1\nRUN echo ran > /ran && mkdir /opt/more\n")
+        user.give(work)
+        env = {**user_store, **EPOCH}
+        user.pybuild("import", str(tar), "devs:1", env=env)
+        built = user.pybuild("build", "-t", "devs:2", str(ctx), env=env)
+        assert "skipping device node /opt/zero" in built.stderr and "/dev/null" not in built.stderr, built.stderr
+        pybuild("import", str(tar), "devs:1", env=root_store)
+        pybuild("build", "-t", "devs:2", str(ctx), env=root_store)
+        assert (diff_ids(user.pybuild("inspect", "devs:2", env=env).stdout)
+                == diff_ids(pybuild("inspect", "devs:2", env=root_store).stdout))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

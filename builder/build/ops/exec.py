@@ -82,7 +82,9 @@ class ExecOp:
         lower = tuple(lower_dirs(job, step.layers, step.sid))
         workdir = ws.dir("work")
         workdir.mkdir()
-        rootfs = RootfsSpec(lower, ws.upper, workdir)
+        scaffold = ws.dir("scaffold")
+        rootfs = RootfsSpec(lower, ws.upper, workdir, scaffold=scaffold)
+        ws.overlay_lower = [*lower, scaffold]  # the scaffold too: a copy-up takes a directory from it
         insecure = op.security == "insecure"  # BuildKit's insecure mode: every capability, /proc and /sys open
         # BuildKit's fixed hostname: a RUN that records it (in a file, a log) gives the same layer every
         # time; its sandbox's /etc/hosts names it (`hostname -f` works), no HOSTNAME, the image's /etc/hostname
@@ -108,13 +110,10 @@ class ExecOp:
         def on_start(pid: int) -> None:
             pids.append(pid)
             job.running.started(pid)
-            job.native_first.process_started()  # a native step's Python work is done until it ends
 
         try:
             status = LinuxExecutor().run(process, rootfs, tuple(mounts), network, stdout=on_output,
                                          stderr=on_output, on_start=on_start)
         finally:
-            if pids:
-                job.native_first.process_ended()
             job.running.ended(pids)
         return status, tail, total[0]

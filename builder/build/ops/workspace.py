@@ -3,7 +3,8 @@
 Each step writes into a fresh upper dir on top of the stage's layer snapshots; `commit()` turns it
 into a layer through the store (`commit_dir`), and an empty directory means no layer. The upper
 dir already is that layer in overlay form, so it becomes the layer's snapshot and the next step
-does not unpack it again.
+does not unpack it again. An upper a RUN's fuse-overlayfs wrote is first put in the kernel
+overlay's form (`fuseupper`), so the layer is the one the kernel overlay (and a root build) gives.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class Workspace:
         self.path.mkdir(mode=0o700)
         self.upper = self.path / "upper"
         self.upper.mkdir()
+        self.overlay_lower: list[Path] | None = None  # the lower dirs `upper` was an overlay's on (lowest first)
 
     def __enter__(self) -> Workspace:
         return self
@@ -48,6 +50,13 @@ class Workspace:
         from builder.oci.mutate import source_date_epoch
 
         job, step = self.job, self.step
+        if self.overlay_lower is not None:
+            from runtime.overlay import driver
+
+            if driver() == "fuse-overlayfs":
+                from builder.build.fuseupper import canonicalize
+
+                canonicalize(self.upper, self.overlay_lower)
         if not any(os.scandir(self.upper)):
             return None
         task = byte_task(job, step.sid, "committing")

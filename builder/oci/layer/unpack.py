@@ -84,6 +84,7 @@ class _Extractor:
         self.overlay, self.lowers, self.warn = overlay, list(lowers), warn
         self.is_root = os.geteuid() == 0
         rootless = self.is_root and _rootless()
+        self.devices = self.is_root and not rootless  # a user namespace's root cannot mknod (EPERM)
         self.opaque_xattr = USER_OPAQUE_XATTR if rootless else OPAQUE_XATTR
         self.unmapped = _owner_checker() if rootless else None  # an owner the user namespace lacks
         self.ids = (os.geteuid(), os.getegid())
@@ -217,8 +218,9 @@ class _Extractor:
         if h.type == SYM:
             os.symlink(h.linkname, base, dir_fd=pfd)
         elif h.type in (CHR, BLK):
-            if not self.is_root:
-                self.warn(f"skipping device node /{'/'.join(parts)}: only root can create device nodes")
+            if not self.devices:  # as Docker and containers/storage do; a container's /dev is its own mount
+                if parts[0] != "dev":
+                    self.warn(f"skipping device node /{'/'.join(parts)}: only the host's root can create device nodes")
                 return
             kind = stat.S_IFCHR if h.type == CHR else stat.S_IFBLK
             os.mknod(base, kind | 0o600, os.makedev(h.devmajor, h.devminor), dir_fd=pfd)

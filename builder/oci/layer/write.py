@@ -79,7 +79,7 @@ def write_dir(root: str | os.PathLike[str], sink: Sink, *, epoch: int | None = N
             raise StoreError(f"cannot read {abs_dir}: {exc.strerror}") from None
         subdirs: list[tuple[str, str]] = []
         for e in entries:
-            if e.name == WH_OPAQUE:  # fuse-overlayfs' own marker beside its opaque xattr
+            if e.name == WH_OPAQUE:  # fuse-overlayfs' own marker beside its opaque xattr (see build/fuseupper)
                 continue
             rel = rel_dir + e.name
             st = e.stat(follow_symlinks=False)
@@ -94,6 +94,9 @@ def write_dir(root: str | os.PathLike[str], sink: Sink, *, epoch: int | None = N
                 stat.S_ISREG(st.st_mode) and st.st_size == 0 and any(k in xa for k in WHITEOUT_XATTRS))
             if whiteout:
                 writer.add(Header(rel_dir + WH_PREFIX + e.name, REG, 0o600, mtime=clamp(st.st_mtime)))
+            elif e.name.startswith(WH_PREFIX) and stat.S_ISREG(st.st_mode) and st.st_size == 0:
+                # already in OCI form (fuse-overlayfs' whiteout where mknod is refused)
+                writer.add(Header(rel, REG, 0o600, mtime=clamp(st.st_mtime)))
             elif stat.S_ISDIR(st.st_mode):
                 writer.add(Header(rel, DIR, mode, st.st_uid, st.st_gid, mtime=clamp(st.st_mtime), xattrs=kept))
                 if any(xa.get(k) == b"y" for k in OPAQUE_XATTRS):

@@ -36,6 +36,7 @@ from typing import Sequence
 
 from builder.build.fsview import RootView
 from builder.oci.layer.whiteout import (OPAQUE_XATTR, OPAQUE_XATTRS, USER_OPAQUE_XATTR, WH_OPAQUE, WH_PREFIX)
+from builder.oci.layer.write import read_xattrs
 
 __all__ = ["canonicalize"]
 
@@ -144,15 +145,5 @@ def _take_origin(path: str) -> str | None:
 
 
 def _xattrs(path: str) -> dict[str, bytes]:
-    out: dict[str, bytes] = {}
-    try:
-        names = os.listxattr(path, follow_symlinks=False)
-    except OSError:
-        return out
-    for k in names:
-        if k in OPAQUE_XATTRS:
-            try:
-                out[k] = os.getxattr(path, k, follow_symlinks=False)
-            except OSError:
-                continue
-    return out
+    """The opaque-marker xattrs of `path`."""
+    return {k: v for k, v in read_xattrs(path).items() if k in OPAQUE_XATTRS}

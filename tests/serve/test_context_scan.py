@@ -97,18 +97,22 @@ def test_bad_checksum_and_garbage() -> None:
         _scan(b"this is not a tar at all" * 40)
 
 
+def _unpacked_and_primed(body: bytes, ctx: Path, files: int) -> Path:
+    """The context tar `body` scanned, unpacked into `ctx` and its digests primed (`files` of them)."""
+    scanner = _scan(body)
+    ctx.mkdir()
+    with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+        tar.extractall(ctx, filter="tar")
+    assert prime_statcache(ctx, scanner.digests, scanner.sizes) == files
+    return ctx
+
+
 def test_primed_stat_cache_spares_the_build_reading_the_files(store_root: Path, tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     import builder.build.context as context_mod
     from builder.build.context import BuildContext
 
-    body = _tar(TREE)
-    scanner = _scan(body)
-    ctx = tmp_path / "ctx"
-    ctx.mkdir()
-    with tarfile.open(fileobj=io.BytesIO(body)) as tar:
-        tar.extractall(ctx, filter="tar")
-    assert prime_statcache(ctx, scanner.digests, scanner.sizes) == 4
+    ctx = _unpacked_and_primed(_tar(TREE), tmp_path / "ctx", 4)
     read: list[str] = []
     real = context_mod._hash_file
     monkeypatch.setattr(context_mod, "_hash_file", lambda p: read.append(p) or real(p))
@@ -128,13 +132,8 @@ def test_a_frozen_contexts_stat_cache_ignores_the_ctime_links_change(store_root:
     import builder.build.context as context_mod
     from builder.build.context import BuildContext
 
-    body = _tar([("src/a.bin", None, b"a" * 5000), ("src/b.bin", None, b"b" * 5000)])
-    scanner = _scan(body)
-    ctx = tmp_path / "ctx"
-    ctx.mkdir()
-    with tarfile.open(fileobj=io.BytesIO(body)) as tar:
-        tar.extractall(ctx, filter="tar")
-    assert prime_statcache(ctx, scanner.digests, scanner.sizes) == 2
+    ctx = _unpacked_and_primed(_tar([("src/a.bin", None, b"a" * 5000), ("src/b.bin", None, b"b" * 5000)]),
+                               tmp_path / "ctx", 2)
     os.link(ctx / "src" / "a.bin", tmp_path / "linked")  # what COPY does with a frozen context
     read: list[str] = []
     real = context_mod._hash_file

@@ -21,10 +21,10 @@ from builder.oci.layer.whiteout import (OPAQUE_XATTRS, UNSTORED_XATTR_PREFIXES, 
                                         WH_PREFIX, WHITEOUT_XATTRS)
 from builder.util.sparse import hole_reader
 
-__all__ = ["write_dir", "rewrite_tar"]
+__all__ = ["write_dir", "rewrite_tar", "read_xattrs"]
 
 
-def _xattrs(path: str) -> dict[str, bytes]:
+def read_xattrs(path: str) -> dict[str, bytes]:
     """Every xattr of `path` (not following a symlink); none when they cannot be listed."""
     try:
         names = os.listxattr(path, follow_symlinks=False)
@@ -83,7 +83,7 @@ def write_dir(root: str | os.PathLike[str], sink: Sink, *, epoch: int | None = N
                 continue
             rel = rel_dir + e.name
             st = e.stat(follow_symlinks=False)
-            xa = _xattrs(e.path)
+            xa = read_xattrs(e.path)
             bad = [k for k in xa if k in UNSUPPORTED_XATTRS]
             if bad:
                 raise StoreError(f"{e.path}: overlay {bad[0]} is not supported",
